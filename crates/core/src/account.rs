@@ -1,0 +1,259 @@
+//! An ISP account: where to send ETRN, how to secure and authenticate, and for which domains.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How the connection to the ISP is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain text; credentials are refused on such a connection.
+    None,
+    /// Plain connect, then `STARTTLS` (required: no fallback to plain text).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (implicit TLS, "SMTPS").
+    Tls,
+}
+
+impl Security {
+    /// The port an ISP usually listens on for this security mode.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Security::None | Security::Starttls => 25,
+            Security::Tls => 465,
+        }
+    }
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Security::None => "none",
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+        })
+    }
+}
+
+impl FromStr for Security {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "plain" => Ok(Security::None),
+            "starttls" => Ok(Security::Starttls),
+            "tls" | "smtps" | "implicit" => Ok(Security::Tls),
+            other => Err(format!(
+                "unknown security mode {other:?}: use none, starttls or tls"
+            )),
+        }
+    }
+}
+
+/// Which ETRN argument form (RFC 1985) names a domain to the ISP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EtrnForm {
+    /// `ETRN example.com`: that host/domain.
+    #[default]
+    Domain,
+    /// `ETRN @example.com`: the domain and its subdomains.
+    Subdomains,
+    /// `ETRN #queue`: a server-specific queue name (Exim wants this form).
+    Queue,
+}
+
+/// A domain the ISP holds mail for, with the ETRN form to ask for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// The domain (or queue name) without any `@`/`#` prefix, lower-cased.
+    pub name: String,
+    /// How it is written after `ETRN`.
+    pub form: EtrnForm,
+}
+
+impl DomainSpec {
+    /// The argument sent after `ETRN `.
+    pub fn etrn_argument(&self) -> String {
+        self.to_string()
+    }
+
+    /// Whether mail for `domain` (the part after `@` of a recipient) belongs to this spec.
+    ///
+    /// `#x` and plain `x` accept exactly `x`; `@x` accepts `x` and its subdomains.
+    pub fn accepts(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        if domain.eq_ignore_ascii_case(&self.name) {
+            return true;
+        }
+        self.form == EtrnForm::Subdomains
+            && domain.len() > self.name.len()
+            && domain.as_bytes()[domain.len() - self.name.len() - 1] == b'.'
+            && domain[domain.len() - self.name.len()..].eq_ignore_ascii_case(&self.name)
+    }
+}
+
+impl fmt::Display for DomainSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.form {
+            EtrnForm::Domain => write!(f, "{}", self.name),
+            EtrnForm::Subdomains => write!(f, "@{}", self.name),
+            EtrnForm::Queue => write!(f, "#{}", self.name),
+        }
+    }
+}
+
+impl FromStr for DomainSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (form, name) = match s.as_bytes().first() {
+            Some(b'@') => (EtrnForm::Subdomains, &s[1..]),
+            Some(b'#') => (EtrnForm::Queue, &s[1..]),
+            _ => (EtrnForm::Domain, s),
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .split('.')
+                .all(|label| !label.is_empty() && label.len() <= 63)
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !valid {
+            return Err(format!(
+                "{s:?} is not a domain: write it as example.com, @example.com (with subdomains) or #example.com (queue name)"
+            ));
+        }
+        Ok(DomainSpec { name, form })
+    }
+}
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The password itself; call only where it is sent to the ISP or stored in the keyring.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One ISP account, stored whole (password included) as one keyring entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The account's name, as the user calls it (`account set NAME`).
+    pub name: String,
+    /// The ISP's mail server host name or IP address.
+    pub host: String,
+    /// The ISP's SMTP port.
+    pub port: u16,
+    /// How the connection is secured.
+    pub security: Security,
+    /// The user name for SMTP AUTH; no AUTH when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password for SMTP AUTH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// The name we give in EHLO; the machine's host name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    /// A PEM file with extra CA certificates to trust for this ISP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The domains to release, in order.
+    pub domains: Vec<DomainSpec>,
+}
+
+impl Account {
+    /// Whether `domain` (a recipient's domain) is one this account fetches.
+    pub fn accepts(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.accepts(domain))
+    }
+}
+
+/// Checks an account name: it names a keyring entry and a config line, so keep it simple.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "{name:?} is not a valid account name: use 1-64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_forms_parse_and_print() {
+        for (input, form, arg) in [
+            ("Example.COM", EtrnForm::Domain, "example.com"),
+            ("@example.com", EtrnForm::Subdomains, "@example.com"),
+            ("#example.com", EtrnForm::Queue, "#example.com"),
+            ("example.com.", EtrnForm::Domain, "example.com"),
+        ] {
+            let spec: DomainSpec = input.parse().expect(input);
+            assert_eq!(spec.form, form, "{input}");
+            assert_eq!(spec.etrn_argument(), arg, "{input}");
+        }
+        for bad in ["", "@", "#", "a..b", "exa mple.com", "a@b.com", "x\r\nQUIT"] {
+            assert!(bad.parse::<DomainSpec>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn accepts_follows_the_form() {
+        let plain: DomainSpec = "example.com".parse().unwrap();
+        let sub: DomainSpec = "@example.com".parse().unwrap();
+        let queue: DomainSpec = "#example.com".parse().unwrap();
+        for spec in [&plain, &sub, &queue] {
+            assert!(spec.accepts("example.com"));
+            assert!(spec.accepts("EXAMPLE.com."));
+            assert!(!spec.accepts("badexample.com"));
+            assert!(!spec.accepts("example.com.evil"));
+        }
+        assert!(sub.accepts("mx.example.com"));
+        assert!(!plain.accepts("mx.example.com"));
+        assert!(!queue.accepts("mx.example.com"));
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let a = Account {
+            name: "isp".into(),
+            host: "h".into(),
+            port: 25,
+            security: Security::Starttls,
+            username: Some("u".into()),
+            password: Some(Secret::new("hunter2")),
+            helo: None,
+            ca_file: None,
+            domains: vec![],
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,88 @@
+//! Typed events a fetch session publishes; any front end may subscribe.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::history::SessionRecord;
+use crate::report::{DomainOutcome, MessageInfo};
+
+/// Something that happened in a fetch session, in the order it happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// The listener is up and ETRN is about to be sent.
+    SessionStarted {
+        /// Session id (also in the history).
+        id: String,
+        /// What started it (`cli`, `tray`, `network`, `interval`).
+        trigger: String,
+        /// The accounts asked.
+        accounts: Vec<String>,
+        /// Where the listener listens.
+        listen: SocketAddr,
+    },
+    /// The ISP answered one ETRN (each retry too).
+    EtrnReply {
+        /// The account.
+        account: String,
+        /// The ETRN argument.
+        domain: String,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+        /// What it means.
+        outcome: DomainOutcome,
+        /// Whether another attempt follows (4xx with retries left).
+        will_retry: bool,
+    },
+    /// The ISP connected to the listener to deliver.
+    Connected {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// A message was stored durably and acknowledged.
+    MessageStored(Box<MessageInfo>),
+    /// Something went wrong; `message` says what and what to do.
+    Error {
+        /// The account concerned, if any.
+        account: Option<String>,
+        /// What happened and what the user can do.
+        message: String,
+    },
+    /// The session ended; the record is what went into the history.
+    SessionFinished(Box<SessionRecord>),
+}
+
+/// The sending side of the event channel; cheap to clone, never blocks, fine with no subscriber.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventSink {
+    /// A new channel keeping up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        EventSink { tx }
+    }
+
+    /// Publishes an event to whoever listens right now.
+    pub fn emit(&self, event: Event) {
+        // No subscriber is fine: the core never depends on who listens.
+        let _ = self.tx.send(event);
+    }
+
+    /// A new subscription, seeing events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for EventSink {
+    fn default() -> Self {
+        EventSink::new(1024)
+    }
+}

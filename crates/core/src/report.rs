@@ -1,0 +1,165 @@
+//! What a fetch produced: per-domain ETRN outcomes, stored messages, and the redacted transcript.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What the ISP's reply to one `ETRN` means for that domain (the table in RFC 1985).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DomainOutcome {
+    /// 250, 252 or 253: a queue run started; mail may be coming. `expected` is 253's count.
+    Started {
+        /// The number of messages a `253 <n>` reply announced.
+        expected: Option<u32>,
+    },
+    /// 251: the ISP holds no mail for this domain.
+    NoMail,
+    /// 458 "Already processing" (Exim): a run for this domain is going on already; mail may come.
+    AlreadyRunning,
+    /// 458 or another 4xx, still so after the bounded retries: try again later.
+    Deferred,
+    /// 459: the ISP is not set up to hold mail for this domain.
+    NotAllowed,
+    /// 500/501/502: the ISP does not understand ETRN, or wants another argument form.
+    Unsupported,
+    /// 503: bad command sequence (EHLO/HELO first, or inside a transaction).
+    BadSequence,
+    /// 530: the ISP wants AUTH (or STARTTLS) before ETRN.
+    AuthRequired,
+    /// 554 or another 5xx: refused by the ISP's policy.
+    Rejected,
+    /// The ETRN could not be sent: the session failed before (connect, TLS, AUTH, ETRN not offered).
+    NotSent,
+}
+
+impl DomainOutcome {
+    /// Whether the ETRN was accepted (the domain counts as fetched, even with no mail).
+    pub fn is_accepted(self) -> bool {
+        matches!(
+            self,
+            DomainOutcome::Started { .. } | DomainOutcome::NoMail | DomainOutcome::AlreadyRunning
+        )
+    }
+
+    /// Whether mail may be on its way after this reply, so the listener must wait for it.
+    pub fn expects_delivery(self) -> bool {
+        matches!(
+            self,
+            DomainOutcome::Started { .. } | DomainOutcome::AlreadyRunning
+        )
+    }
+
+    /// Whether trying again later may succeed (4xx); permanent outcomes need the user or the ISP.
+    pub fn is_transient(self) -> bool {
+        matches!(self, DomainOutcome::Deferred | DomainOutcome::NotSent)
+    }
+
+    /// A one-line explanation for the user, with what to do about it.
+    pub fn describe(self, domain: &str) -> String {
+        match self {
+            DomainOutcome::Started { expected: Some(n) } => {
+                format!("queue run started, {n} message(s) expected")
+            }
+            DomainOutcome::Started { expected: None } => "queue run started".into(),
+            DomainOutcome::NoMail => "no mail waiting".into(),
+            DomainOutcome::AlreadyRunning => "a queue run for it is already going on".into(),
+            DomainOutcome::Deferred => {
+                "the ISP could not start a queue run now (4xx); try again later".into()
+            }
+            DomainOutcome::NotAllowed => format!(
+                "the ISP does not hold mail for {domain} (459): check the domain, or ask the ISP to enable ETRN for it"
+            ),
+            DomainOutcome::Unsupported => format!(
+                "the ISP rejected the ETRN command or its argument: try another form (#{domain} for Exim, @{domain} for subdomains), or ask the ISP whether it supports ETRN"
+            ),
+            DomainOutcome::BadSequence => {
+                "the ISP answered 503 (bad sequence): it may want HELO instead of EHLO; please report this".into()
+            }
+            DomainOutcome::AuthRequired => {
+                "the ISP wants authentication first: set --user and a password (and starttls/tls)".into()
+            }
+            DomainOutcome::Rejected => {
+                "refused by the ISP's policy: check the credentials or ask the ISP".into()
+            }
+            DomainOutcome::NotSent => "not asked: the session with the ISP failed before".into(),
+        }
+    }
+}
+
+/// One domain's ETRN result within a fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainReport {
+    /// The account the domain belongs to.
+    pub account: String,
+    /// The ETRN argument as sent (`example.com`, `@example.com`, `#example.com`).
+    pub domain: String,
+    /// The ISP's last reply code, when there was one.
+    pub code: Option<u16>,
+    /// The ISP's last reply text (all lines joined with a space).
+    pub text: String,
+    /// What the reply means.
+    pub outcome: DomainOutcome,
+    /// How many times ETRN was sent for it (retries after 4xx included).
+    pub attempts: u32,
+    /// How many stored messages had a recipient in this domain.
+    pub messages: u32,
+}
+
+/// A message the listener stored durably in the Maildir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageInfo {
+    /// The envelope sender (`MAIL FROM`), empty for bounces.
+    pub sender: String,
+    /// The accepted envelope recipients.
+    pub recipients: Vec<String>,
+    /// The `From:` header, decoded, when present.
+    pub from: Option<String>,
+    /// The `Subject:` header, decoded, when present.
+    pub subject: Option<String>,
+    /// The `Message-ID:` header without angle brackets, when present.
+    pub message_id: Option<String>,
+    /// The size of the stored file in bytes (our added headers included).
+    pub size: u64,
+    /// The file in the Maildir's `new/`.
+    pub path: PathBuf,
+    /// The delivering peer's address.
+    pub peer: String,
+    /// When the `250` was sent.
+    pub stored_at: DateTime<Utc>,
+}
+
+/// Which way a transcript line went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// We sent it (`C:`).
+    Sent,
+    /// The server sent it (`S:`).
+    Received,
+    /// A note of ours: connect, TLS, a timeout (`*`).
+    Note,
+}
+
+/// One line of an SMTP conversation; AUTH payloads are never recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Which way it went.
+    pub dir: Direction,
+    /// The line, without CRLF (`AUTH PLAIN <redacted>` for credentials).
+    pub line: String,
+}
+
+impl std::fmt::Display for TranscriptLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.dir {
+            Direction::Sent => "C:",
+            Direction::Received => "S:",
+            Direction::Note => "* ",
+        };
+        write!(f, "{} {} {}", self.at.format("%H:%M:%S%.3f"), tag, self.line)
+    }
+}
