@@ -1,1 +1,67 @@
-fn main() {}
+//! mailcall-cli: the command-line front end over mailcall-core (accounts, fetch, check, config, history).
+#![forbid(unsafe_code)]
+
+mod account;
+mod failure;
+mod fetch;
+mod history;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Mailcall: ask your ISP to release the mail it holds for your domains (ETRN) and receive it
+/// safely into a Maildir.
+#[derive(Debug, Parser)]
+#[command(name = "mailcall-cli", version, about)]
+struct Cli {
+    /// The config file (default: the platform config directory, or $MAILCALL_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add, change, list or remove ISP accounts (kept in the OS keyring).
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Ask the ISP(s) for the mail (ETRN) and receive it into the Maildir.
+    Fetch(fetch::FetchArgs),
+    /// Connect to an account's ISP and report TLS, AUTH and whether ETRN is advertised.
+    Check {
+        /// The account to check.
+        name: String,
+    },
+    /// Show or change the preferences.
+    #[command(subcommand)]
+    Config(settings::ConfigCommand),
+    /// Show recent fetch sessions.
+    History(history::HistoryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILCALL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli.config.as_deref();
+    let result = match cli.command {
+        Command::Account(cmd) => account::run(config, cmd),
+        Command::Fetch(args) => fetch::run(config, args),
+        Command::Check { name } => fetch::check(config, &name),
+        Command::Config(cmd) => settings::run(config, cmd),
+        Command::History(args) => history::run(config, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}

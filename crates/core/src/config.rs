@@ -1,1 +1,419 @@
-//! Configuration file (TOML) and platform paths.
+//! The TOML config file (account names and preferences, never a secret) and the platform paths.
+
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that overrides the config file's path.
+pub const CONFIG_ENV: &str = "MAILCALL_CONFIG";
+
+/// Default listener address: port 25 on every interface, where ISPs deliver.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:25";
+/// Default idle timeout in seconds.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
+/// Default maximum wait in seconds.
+pub const DEFAULT_MAX_WAIT: u64 = 600;
+/// Default maximum message size in bytes (50 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+
+/// Reading or writing the config failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read the config file {path}: {source}. Check its permissions, or pass another file with --config")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad value.
+    #[error("the config file {path} is not valid: {message}. Fix the line it names, or remove the file to start with defaults")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be written.
+    #[error("cannot write the config file {path}: {source}. Check that its directory is writable")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No config/data directory is known for this platform.
+    #[error("cannot find a {what} directory for this user (is HOME set?). Pass --config PATH or set {CONFIG_ENV}")]
+    NoDirectory {
+        /// Which directory.
+        what: &'static str,
+    },
+    /// `config set` with an unknown key or a bad value.
+    #[error("{0}")]
+    BadSetting(String),
+}
+
+/// The preferences and the list of accounts; the same keys as `mailcall-cli config set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where the SMTP listener listens (ADDR:PORT).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The Maildir messages are delivered into; default: `Maildir` in the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maildir: Option<PathBuf>,
+    /// Seconds without a connection or message before a fetch ends.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// Upper bound in seconds on a whole fetch session.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: u64,
+    /// Largest message accepted, in bytes.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// The name the listener greets with; default: this machine's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The accounts' names; their settings live in the OS keyring.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("the default address parses")
+}
+fn default_idle_timeout() -> u64 {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn default_max_wait() -> u64 {
+    DEFAULT_MAX_WAIT
+}
+fn default_max_message_size() -> u64 {
+    DEFAULT_MAX_MESSAGE_SIZE
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            maildir: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_wait: DEFAULT_MAX_WAIT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            hostname: None,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// The keys `config set` understands, as spelled in the TOML file.
+pub const SETTING_KEYS: &[&str] = &[
+    "listen",
+    "maildir",
+    "idle-timeout",
+    "max-wait",
+    "max-message-size",
+    "hostname",
+];
+
+impl Config {
+    /// Parses a config file's text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate().map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Loads `path`, or the defaults when it does not exist yet.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the config to `path` atomically (temp file, fsync, rename), mode 0600.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = toml::to_string_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "config.toml".into()),
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut file = opts.open(&tmp)?;
+            file.write_all(
+                b"# Mailcall settings. Passwords live in the OS keyring, never here.\n",
+            )?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(err)
+    }
+
+    /// Checks values that TOML types alone cannot.
+    fn validate(&self) -> Result<(), String> {
+        if self.idle_timeout == 0 {
+            return Err("idle-timeout must be at least 1 second".into());
+        }
+        if self.max_wait == 0 {
+            return Err("max-wait must be at least 1 second".into());
+        }
+        if self.max_message_size < 1024 {
+            return Err("max-message-size must be at least 1024 bytes".into());
+        }
+        for name in &self.accounts {
+            crate::account::validate_name(name)?;
+        }
+        Ok(())
+    }
+
+    /// Sets one preference from its text form (`config set KEY VALUE`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |what: &str| {
+            ConfigError::BadSetting(format!("{key} = {value:?} is not valid: expected {what}"))
+        };
+        match key {
+            "listen" => {
+                self.listen = value
+                    .parse()
+                    .map_err(|_| bad("ADDR:PORT, e.g. 0.0.0.0:25 or 127.0.0.1:2525"))?
+            }
+            "maildir" => {
+                if value.is_empty() {
+                    return Err(bad("a directory path"));
+                }
+                self.maildir = Some(PathBuf::from(value))
+            }
+            "idle-timeout" => {
+                self.idle_timeout =
+                    parse_seconds(value).ok_or_else(|| bad("seconds (1 or more)"))?
+            }
+            "max-wait" => {
+                self.max_wait = parse_seconds(value).ok_or_else(|| bad("seconds (1 or more)"))?
+            }
+            "max-message-size" => {
+                self.max_message_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1024)
+                    .ok_or_else(|| bad("a size in bytes (1024 or more)"))?
+            }
+            "hostname" => {
+                let valid = !value.is_empty()
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                if !valid {
+                    return Err(bad("a host name such as mail.example.com"));
+                }
+                self.hostname = Some(value.to_string())
+            }
+            _ => {
+                return Err(ConfigError::BadSetting(format!(
+                    "unknown setting {key:?}: the settings are {}",
+                    SETTING_KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+
+    /// The maximum wait as a duration.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.max_wait)
+    }
+
+    /// The Maildir to deliver into: the configured one, or `Maildir` in the data directory.
+    pub fn maildir_path(&self) -> Result<PathBuf, ConfigError> {
+        match &self.maildir {
+            Some(p) => Ok(p.clone()),
+            None => Ok(data_dir()?.join("Maildir")),
+        }
+    }
+
+    /// The listener's host name: configured, or this machine's.
+    pub fn hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(machine_hostname)
+    }
+
+    /// The settings with defaults filled in, as TOML (for `config show`).
+    pub fn effective_toml(&self) -> Result<String, ConfigError> {
+        let mut shown = self.clone();
+        shown.maildir = Some(self.maildir_path()?);
+        shown.hostname = Some(self.hostname());
+        toml::to_string_pretty(&shown).map_err(|e| ConfigError::BadSetting(e.to_string()))
+    }
+
+    /// Adds an account name if missing; returns whether it was added.
+    pub fn add_account(&mut self, name: &str) -> bool {
+        if self.accounts.iter().any(|a| a == name) {
+            return false;
+        }
+        self.accounts.push(name.to_string());
+        true
+    }
+
+    /// Removes an account name; returns whether it was there.
+    pub fn remove_account(&mut self, name: &str) -> bool {
+        let before = self.accounts.len();
+        self.accounts.retain(|a| a != name);
+        self.accounts.len() != before
+    }
+}
+
+fn parse_seconds(value: &str) -> Option<u64> {
+    value.trim_end_matches('s').parse().ok().filter(|n| *n >= 1)
+}
+
+/// This machine's host name, for EHLO and the listener's greeting.
+pub fn machine_hostname() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Where the config file is: `--config`, then `MAILCALL_CONFIG`, then the platform config dir.
+pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    dirs::config_dir()
+        .map(|d| d.join("mailcall").join("config.toml"))
+        .ok_or(ConfigError::NoDirectory { what: "config" })
+}
+
+/// Mailcall's data directory (history, default Maildir): the platform data dir + `mailcall`.
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
+    dirs::data_dir()
+        .map(|d| d.join("mailcall"))
+        .ok_or(ConfigError::NoDirectory { what: "data" })
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match toml::to_string_pretty(self) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let c = Config::parse("accounts = [\"isp\"]\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:25".parse().unwrap());
+        assert_eq!(c.idle_timeout, 30);
+        assert_eq!(c.accounts, vec!["isp".to_string()]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_file() {
+        let e = Config::parse("colour = 1\n", Path::new("/x/c.toml")).unwrap_err();
+        assert!(e.to_string().contains("/x/c.toml"), "{e}");
+        let e = Config::parse("idle-timeout = 0\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("idle-timeout"), "{e}");
+    }
+
+    #[test]
+    fn set_uses_the_file_keys_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        let mut c = Config::default();
+        c.set("listen", "127.0.0.1:2525").unwrap();
+        c.set("maildir", "/tmp/md").unwrap();
+        c.set("idle-timeout", "5").unwrap();
+        c.set("max-wait", "60").unwrap();
+        c.set("max-message-size", "100000").unwrap();
+        assert!(c.set("listen", "nonsense").is_err());
+        assert!(c
+            .set("colour", "red")
+            .unwrap_err()
+            .to_string()
+            .contains("idle-timeout"));
+        c.add_account("isp");
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in [
+            "listen",
+            "maildir",
+            "idle-timeout",
+            "max-wait",
+            "max-message-size",
+        ] {
+            assert!(
+                text.contains(&format!("{key} = ")),
+                "{key} missing in {text}"
+            );
+        }
+        assert_eq!(Config::load(&path).unwrap(), c);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+
+    #[test]
+    fn missing_file_is_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::load(&dir.path().join("none.toml")).unwrap(),
+            Config::default()
+        );
+    }
+}

@@ -13,7 +13,9 @@ pub struct Maildir {
 impl Maildir {
     /// Opens the Maildir at `root`, creating it and its subdirectories (mode 0700) if missing.
     pub fn create(root: &Path) -> io::Result<Self> {
-        Ok(Maildir { root: root.to_path_buf() })
+        Ok(Maildir {
+            root: root.to_path_buf(),
+        })
     }
     /// The Maildir's top directory.
     pub fn root(&self) -> &Path {

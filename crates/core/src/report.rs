@@ -160,6 +160,12 @@ impl std::fmt::Display for TranscriptLine {
             Direction::Received => "S:",
             Direction::Note => "* ",
         };
-        write!(f, "{} {} {}", self.at.format("%H:%M:%S%.3f"), tag, self.line)
+        write!(
+            f,
+            "{} {} {}",
+            self.at.format("%H:%M:%S%.3f"),
+            tag,
+            self.line
+        )
     }
 }

@@ -24,6 +24,18 @@ pub struct ClientSettings {
     pub default_helo: String,
 }
 
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_delay: Duration::from_secs(2),
+            default_helo: "localhost".into(),
+        }
+    }
+}
+
 /// What we learned about the ISP's server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {

@@ -26,6 +26,18 @@ pub struct ListenerSettings {
     pub data_timeout: Duration,
 }
 
+impl ListenerSettings {
+    /// Settings with default timeouts.
+    pub fn new(hostname: String, max_message_size: u64) -> Self {
+        ListenerSettings {
+            hostname,
+            max_message_size,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Which recipients the listener accepts: only those in the configured domains.
 #[derive(Debug, Clone, Default)]
 pub struct RecipientPolicy {

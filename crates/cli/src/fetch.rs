@@ -1,0 +1,276 @@
+//! `fetch` and `check`: run a fetch session and print its events as they happen, then a summary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use mailcall_core::account::Account;
+use mailcall_core::config::{self, Config};
+use mailcall_core::etrn::{self, ClientSettings};
+use mailcall_core::event::{Event, EventSink};
+use mailcall_core::fetch::{self, FetchOptions};
+use mailcall_core::history::{History, SessionRecord, HISTORY_FILE};
+use mailcall_core::keystore::{AccountStore, OsKeyring};
+use mailcall_core::listener::{Listener, ListenerSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::failure::{Failure, Outcome};
+use crate::settings;
+
+/// Arguments of `fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The accounts to ask (default: all configured accounts).
+    names: Vec<String>,
+    /// Listen on this address instead of the configured one (e.g. 0.0.0.0:2525).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Deliver into this Maildir instead of the configured one.
+    #[arg(long, value_name = "DIR")]
+    maildir: Option<PathBuf>,
+    /// Seconds without a connection or message that end the session.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: Option<u64>,
+    /// Upper bound on the whole session, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_wait: Option<u64>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// Reads accounts from the keyring; an unknown or unreadable account is a setup failure.
+fn load_accounts(names: &[String]) -> Result<Vec<Account>, Failure> {
+    names
+        .iter()
+        .map(|n| OsKeyring.load(n).map_err(Failure::setup))
+        .collect()
+}
+
+/// Runs `fetch`.
+pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
+    let (path, mut config) = settings::load(explicit)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(m) = args.maildir {
+        config.maildir = Some(m);
+    }
+    if let Some(s) = args.idle_timeout {
+        config.idle_timeout = s;
+    }
+    if let Some(s) = args.max_wait {
+        config.max_wait = s;
+    }
+    let names = if args.names.is_empty() {
+        config.accounts.clone()
+    } else {
+        for n in &args.names {
+            if !config.accounts.contains(n) {
+                return Err(Failure::setup(format!(
+                    "there is no account {n:?} in {}; see `mailcall-cli account list`",
+                    path.display()
+                )));
+            }
+        }
+        args.names.clone()
+    };
+    if names.is_empty() {
+        return Err(Failure::setup(format!(
+            "no accounts configured in {}: add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
+            path.display()
+        )));
+    }
+    let maildir = config.maildir_path().map_err(Failure::setup)?;
+    let history = History::new(
+        config::data_dir()
+            .map_err(Failure::setup)?
+            .join(HISTORY_FILE),
+    );
+
+    let rt = runtime()?;
+    // The listener comes up first: a bind error must show before anything is sent to the ISP.
+    let listener = rt
+        .block_on(Listener::bind(config.listen))
+        .map_err(Failure::failed)?;
+    let accounts = load_accounts(&names)?;
+    // Accept mail for every configured account's domains: an ISP may flush more than was asked.
+    let mut accepted: Vec<_> = accounts.iter().flat_map(|a| a.domains.clone()).collect();
+    for other in config.accounts.iter().filter(|n| !names.contains(n)) {
+        if let Ok(a) = OsKeyring.load(other) {
+            accepted.extend(a.domains);
+        }
+    }
+
+    let options = options(&config, maildir, history)?;
+    let listen = listener.local_addr();
+    println!(
+        "listening on {listen}; asking {} account(s): {}",
+        names.len(),
+        names.join(", ")
+    );
+    let record = rt.block_on(async move {
+        let events = EventSink::default();
+        let printer = tokio::spawn(print_events(events.subscribe()));
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing deliveries in progress, then stopping");
+                on_signal.cancel();
+            }
+        });
+        let record = fetch::run(listener, accounts, accepted, options, &events, shutdown).await;
+        let _ = printer.await;
+        record
+    });
+    print_summary(&record);
+    Ok(if record.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn options(config: &Config, maildir: PathBuf, history: History) -> Result<FetchOptions, Failure> {
+    let mut listener = ListenerSettings::new(config.hostname(), config.max_message_size);
+    listener.hostname = config.hostname();
+    Ok(FetchOptions {
+        trigger: "cli".into(),
+        maildir,
+        listener,
+        idle_timeout: config.idle_timeout(),
+        max_wait: config.max_wait(),
+        client: ClientSettings::default(),
+        history: Some(history),
+    })
+}
+
+/// Prints events as they arrive until the session finishes.
+async fn print_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(n)) => {
+                println!("({n} progress line(s) skipped)");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        match event {
+            Event::SessionStarted { .. } => {}
+            Event::EtrnReply {
+                account,
+                domain,
+                code,
+                text,
+                outcome,
+                will_retry,
+            } => {
+                let retry = if will_retry { " (will retry)" } else { "" };
+                println!(
+                    "ETRN {domain} ({account}): {code} {text} - {}{retry}",
+                    outcome.describe(domain.trim_start_matches(['@', '#']))
+                );
+            }
+            Event::Connected { peer } => println!("connection from {peer}"),
+            Event::MessageStored(m) => println!(
+                "stored: {} - {} ({} bytes) -> {}",
+                m.from
+                    .as_deref()
+                    .unwrap_or(if m.sender.is_empty() { "<>" } else { &m.sender }),
+                m.subject.as_deref().unwrap_or("(no subject)"),
+                m.size,
+                m.path.display()
+            ),
+            Event::Error { account, message } => match account {
+                Some(a) => println!("error ({a}): {message}"),
+                None => println!("error: {message}"),
+            },
+            Event::SessionFinished(_) => return,
+        }
+    }
+}
+
+/// Prints the per-domain summary of a session.
+pub fn print_summary(record: &SessionRecord) {
+    let secs = (record.finished_at - record.started_at).num_milliseconds() as f64 / 1000.0;
+    println!(
+        "summary: {} message(s) in {secs:.1} s; ended: {}",
+        record.messages.len(),
+        record.ended_because
+    );
+    for d in &record.domains {
+        let code = d
+            .code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "---".into());
+        println!(
+            "  {} ({}): {code} {}, {} message(s)",
+            d.domain,
+            d.account,
+            d.outcome.describe(d.domain.trim_start_matches(['@', '#'])),
+            d.messages
+        );
+    }
+    for e in &record.errors {
+        println!("  error: {e}");
+    }
+}
+
+/// Runs `check NAME`.
+pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
+    let (path, config) = settings::load(explicit)?;
+    if !config.accounts.iter().any(|a| a == name) {
+        return Err(Failure::setup(format!(
+            "there is no account {name:?} in {}; see `mailcall-cli account list`",
+            path.display()
+        )));
+    }
+    let account = OsKeyring.load(name).map_err(Failure::setup)?;
+    let rt = runtime()?;
+    let settings = ClientSettings {
+        reply_timeout: Duration::from_secs(30),
+        ..ClientSettings::default()
+    };
+    let (info, error, transcript) = rt.block_on(etrn::check_account(&account, &settings));
+    for line in &transcript {
+        println!("  {line}");
+    }
+    println!(
+        "server: {}",
+        if info.greeting.is_empty() {
+            "-"
+        } else {
+            &info.greeting
+        }
+    );
+    println!("TLS: {}", if info.tls { "yes" } else { "no" });
+    println!(
+        "AUTH: {}",
+        match (&account.username, info.authenticated) {
+            (None, _) => "not configured",
+            (Some(_), true) => "yes",
+            (Some(_), false) => "no",
+        }
+    );
+    println!(
+        "ETRN advertised: {}",
+        if info.etrn_advertised { "yes" } else { "no" }
+    );
+    match error {
+        Some(e) => Err(Failure::failed(e)),
+        None if !info.etrn_advertised => Err(Failure::failed(format!(
+            "{}:{} does not advertise ETRN: ask the ISP whether it holds mail for ETRN, or check the host and port",
+            account.host, account.port
+        ))),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
