@@ -1,0 +1,288 @@
+//! The fetch session end to end in-process: a scripted fake ISP answers ETRN and then delivers to
+//! the real listener, which stores into a real Maildir. (The real-Postfix version is in tests/.)
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailcall_core::account::{Account, DomainSpec, Security};
+use mailcall_core::etrn::ClientSettings;
+use mailcall_core::event::{Event, EventSink};
+use mailcall_core::fetch::{self, FetchOptions};
+use mailcall_core::history::History;
+use mailcall_core::listener::{Listener, ListenerSettings};
+use mailcall_core::report::DomainOutcome;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// What the fake ISP answers to `ETRN <arg>` and how many messages it then delivers.
+#[derive(Clone)]
+struct Plan {
+    arg: &'static str,
+    reply: &'static str,
+    deliver: usize,
+}
+
+/// A fake ISP: answers EHLO with ETRN, each ETRN per `plans`, and delivers to `target` afterwards.
+async fn fake_isp(
+    plans: Vec<Plan>,
+    target: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+) -> SocketAddr {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (sock, _) = tcp.accept().await.unwrap();
+        let (r, mut w) = sock.into_split();
+        let mut lines = BufReader::new(r).lines();
+        w.write_all(b"220 isp.fake ESMTP\r\n").await.unwrap();
+        let mut deliveries = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().unwrap().push(line.clone());
+            let upper = line.to_ascii_uppercase();
+            if upper.starts_with("EHLO") {
+                w.write_all(b"250-isp.fake\r\n250-PIPELINING\r\n250 ETRN\r\n")
+                    .await
+                    .unwrap();
+            } else if let Some(arg) = line.strip_prefix("ETRN ") {
+                let plan = plans.iter().find(|p| p.arg == arg).expect("planned ETRN");
+                w.write_all(format!("{}\r\n", plan.reply).as_bytes())
+                    .await
+                    .unwrap();
+                if plan.deliver > 0 {
+                    let domain = arg.trim_start_matches(['@', '#']).to_string();
+                    deliveries.push(tokio::spawn(deliver(target, domain, plan.deliver)));
+                }
+            } else if upper.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n").await.unwrap();
+                break;
+            } else {
+                w.write_all(b"250 ok\r\n").await.unwrap();
+            }
+        }
+        for d in deliveries {
+            d.await.unwrap();
+        }
+    });
+    addr
+}
+
+/// Delivers `n` messages for `domain` over one SMTP connection, as an ISP's queue run would.
+async fn deliver(target: SocketAddr, domain: String, n: usize) {
+    let sock = TcpStream::connect(target).await.unwrap();
+    let (r, mut w) = sock.into_split();
+    let mut replies = BufReader::new(r).lines();
+    async fn reply(
+        lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    ) -> String {
+        loop {
+            let l = lines.next_line().await.unwrap().expect("reply");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return l;
+            }
+        }
+    }
+    assert!(reply(&mut replies).await.starts_with("220"));
+    w.write_all(b"EHLO isp.fake\r\n").await.unwrap();
+    assert!(reply(&mut replies).await.starts_with("250"));
+    for i in 0..n {
+        let msg =
+            format!("MAIL FROM:<sender@remote.example>\r\nRCPT TO:<user@{domain}>\r\nDATA\r\n");
+        w.write_all(msg.as_bytes()).await.unwrap();
+        for _ in 0..2 {
+            assert!(reply(&mut replies).await.starts_with("250"));
+        }
+        assert!(reply(&mut replies).await.starts_with("354"));
+        let body = format!(
+            "From: sender@remote.example\r\nSubject: note {i} for {domain}\r\nMessage-ID: <{i}.{domain}@remote.example>\r\n\r\nbody {i}\r\n.\r\n"
+        );
+        w.write_all(body.as_bytes()).await.unwrap();
+        let r = reply(&mut replies).await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    w.write_all(b"QUIT\r\n").await.unwrap();
+}
+
+fn account(isp: SocketAddr, domains: &[&str]) -> Account {
+    Account {
+        name: "isp".into(),
+        host: isp.ip().to_string(),
+        port: isp.port(),
+        security: Security::None,
+        username: None,
+        password: None,
+        helo: Some("client.test".into()),
+        ca_file: None,
+        domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+    }
+}
+
+fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) -> FetchOptions {
+    FetchOptions {
+        trigger: "test".into(),
+        maildir: maildir.to_path_buf(),
+        listener: ListenerSettings::new("mailcall.test".into(), 1 << 20),
+        idle_timeout: idle,
+        max_wait: Duration::from_secs(30),
+        client: ClientSettings {
+            connect_timeout: Duration::from_secs(5),
+            reply_timeout: Duration::from_secs(5),
+            retries: 0,
+            retry_delay: Duration::from_millis(10),
+            default_helo: "client.test".into(),
+        },
+        history,
+    }
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let plans = vec![
+        Plan {
+            arg: "alpha.test",
+            reply: "250 Queuing started",
+            deliver: 3,
+        },
+        Plan {
+            arg: "unknown.test",
+            reply: "459 <unknown.test>: service unavailable",
+            deliver: 0,
+        },
+        Plan {
+            arg: "#beta.test",
+            reply: "250 OK",
+            deliver: 2,
+        },
+    ];
+    let isp = fake_isp(plans, listener.local_addr(), log.clone()).await;
+    let acct = account(isp, &["alpha.test", "unknown.test", "#beta.test"]);
+    let accepted: Vec<DomainSpec> = acct.domains.clone();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+
+    let record = fetch::run(
+        listener,
+        vec![acct],
+        accepted,
+        options(&maildir, Duration::from_millis(700), Some(history.clone())),
+        &events,
+        CancellationToken::new(),
+    )
+    .await;
+
+    assert_eq!(record.ended_because, "idle", "{record:#?}");
+    assert_eq!(record.messages.len(), 5, "{record:#?}");
+    assert_eq!(files_in(&maildir.join("new")), 5);
+    assert_eq!(files_in(&maildir.join("tmp")), 0);
+    let by_domain: Vec<(&str, DomainOutcome, u32)> = record
+        .domains
+        .iter()
+        .map(|d| (d.domain.as_str(), d.outcome, d.messages))
+        .collect();
+    assert_eq!(
+        by_domain,
+        [
+            ("alpha.test", DomainOutcome::Started { expected: None }, 3),
+            ("unknown.test", DomainOutcome::NotAllowed, 0),
+            ("#beta.test", DomainOutcome::Started { expected: None }, 2),
+        ]
+    );
+    assert!(!record.succeeded(), "a 459 must make the fetch fail");
+    // The later domain was still asked after the 459.
+    assert!(log.lock().unwrap().iter().any(|l| l == "ETRN #beta.test"));
+    // The history holds the same record.
+    let (saved, bad) = history.recent(10).unwrap();
+    assert_eq!((saved.len(), bad), (1, 0));
+    assert_eq!(saved[0].messages.len(), 5);
+    // Events came in order: started, replies and stored messages, finished last.
+    let mut seen = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        seen.push(match ev {
+            Event::SessionStarted { .. } => "started",
+            Event::EtrnReply { .. } => "reply",
+            Event::Connected { .. } => "connected",
+            Event::MessageStored(_) => "stored",
+            Event::Error { .. } => "error",
+            Event::SessionFinished(_) => "finished",
+        });
+    }
+    assert_eq!(seen.first(), Some(&"started"));
+    assert_eq!(seen.last(), Some(&"finished"));
+    assert_eq!(seen.iter().filter(|s| **s == "reply").count(), 3);
+    assert_eq!(seen.iter().filter(|s| **s == "stored").count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_253_count_ends_the_session_when_that_many_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let plans = vec![Plan {
+        arg: "alpha.test",
+        reply: "253 2 pending messages started",
+        deliver: 2,
+    }];
+    let isp = fake_isp(plans, listener.local_addr(), Arc::default()).await;
+    let acct = account(isp, &["alpha.test"]);
+    let accepted = acct.domains.clone();
+    // An idle timeout far beyond the test's patience: only the count can end it in time.
+    let started = std::time::Instant::now();
+    let record = fetch::run(
+        listener,
+        vec![acct],
+        accepted,
+        options(&maildir, Duration::from_secs(25), None),
+        &EventSink::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        record.ended_because, "expected messages arrived",
+        "{record:#?}"
+    );
+    assert_eq!(record.messages.len(), 2);
+    assert!(record.succeeded(), "{record:#?}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_mail_everywhere_ends_at_once_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let plans = vec![Plan {
+        arg: "alpha.test",
+        reply: "251 OK, no messages waiting",
+        deliver: 0,
+    }];
+    let isp = fake_isp(plans, listener.local_addr(), Arc::default()).await;
+    let acct = account(isp, &["alpha.test"]);
+    let accepted = acct.domains.clone();
+    let record = fetch::run(
+        listener,
+        vec![acct],
+        accepted,
+        options(&dir.path().join("Maildir"), Duration::from_secs(25), None),
+        &EventSink::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(record.ended_because, "nothing to wait for");
+    assert_eq!(record.domains[0].outcome, DomainOutcome::NoMail);
+    assert!(record.succeeded());
+}
