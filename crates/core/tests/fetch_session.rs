@@ -1,5 +1,6 @@
 //! The fetch session end to end in-process: a scripted fake ISP answers ETRN and then delivers to
 //! the real listener, which stores into a real Maildir. (The real-Postfix version is in tests/.)
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
