@@ -167,10 +167,8 @@ impl Delivery {
             .clone()
             .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let new_path = self.new_dir.join(&self.name);
-        if let Err(e) = tokio::fs::rename(&tmp_path, &new_path).await {
-            // tmp_path is still set: Drop removes the tmp file.
-            return Err(e);
-        }
+        // On failure tmp_path is still set, so Drop removes the tmp file.
+        tokio::fs::rename(&tmp_path, &new_path).await?;
         self.tmp_path = None;
 
         if let Err(e) = sync_dir(&self.new_dir).await {
