@@ -152,6 +152,8 @@ impl Session {
             let shutdown = self.ctx.shutdown.clone();
             self.compact();
             let read = tokio::select! {
+                // Shutdown wins over a peer that never stops sending.
+                biased;
                 _ = shutdown.cancelled() => {
                     self.push(Reply::new(421, "4.3.2", format!("{host} Service shutting down")));
                     let _ = self.flush().await;
@@ -764,6 +766,17 @@ mod tests {
                 assert_eq!(consumed, input.len());
             }
         }
+    }
+
+    #[test]
+    fn storage_errors_are_transient() {
+        let full = storage_error(&io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(
+            full.to_string(),
+            "452 4.3.1 Error: insufficient system storage, try again later\r\n"
+        );
+        let other = storage_error(&io::Error::from(io::ErrorKind::NotFound));
+        assert!(other.to_string().starts_with("451 4.3.0 "));
     }
 
     #[test]

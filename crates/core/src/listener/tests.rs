@@ -638,6 +638,39 @@ async fn leading_dot_lines_right_after_354() {
 }
 
 #[tokio::test]
+async fn storage_failures_answer_4xx_and_leave_nothing() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // The rename into new/ fails: 451, the tmp/ file is gone, the session goes on.
+    let new = server.dir.path().join("new");
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    std::fs::remove_dir(&new).unwrap();
+    c.send(b"Subject: lost\r\n\r\nbody\r\n.\r\n").await;
+    c.expect("451 4.3.0").await;
+    assert!(server.maildir("tmp").is_empty());
+    std::fs::create_dir(&new).unwrap();
+    // No tmp/ at all: DATA itself is answered 451, no 354.
+    let tmp = server.dir.path().join("tmp");
+    std::fs::remove_dir(&tmp).unwrap();
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "451 4.3.0").await;
+    std::fs::create_dir(&tmp).unwrap();
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: kept\r\n\r\nbody\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("kept"));
+    assert_eq!(server.maildir("new").len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bind_errors_are_classified() {
     let first = Listener::bind("127.0.0.1:0".parse().unwrap())
         .await
