@@ -1,49 +1,305 @@
 //! Durable Maildir delivery: write in `tmp/`, fsync, rename into `new/`, fsync the directory.
-// STUB: the listener helper replaces this file; the signatures below are the contract.
+//!
+//! The order is what makes a `250` safe to send: once `Delivery::commit` returns, the file's data
+//! and its directory entry in `new/` are on disk. Any failure before that removes the `tmp/` file,
+//! so nothing half-written is ever visible in `new/` and the sender keeps (and retries) the mail.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncWriteExt;
+
+/// How many names `begin` tries when a name is already taken (another writer in the same µs).
+const NAME_ATTEMPTS: u32 = 16;
 
 /// A Maildir (`tmp/`, `new/`, `cur/`) that messages are delivered into.
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
+    /// The host part of unique names, already sanitised (`/` → `\057`, `:` → `\072`).
+    host: String,
+    /// Per-Maildir delivery counter (the `Q` part of unique names); shared by clones so two
+    /// sessions writing into the same Maildir never race for a name. `O_EXCL` covers the rest.
+    counter: Arc<AtomicU64>,
 }
 
 impl Maildir {
     /// Opens the Maildir at `root`, creating it and its subdirectories (mode 0700) if missing.
     pub fn create(root: &Path) -> io::Result<Self> {
+        create_private_dir(root)?;
+        for sub in ["tmp", "new", "cur"] {
+            create_private_dir(&root.join(sub))?;
+        }
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Maildir {
             root: root.to_path_buf(),
+            host: sanitize_host(&host),
+            counter: Arc::new(AtomicU64::new(0)),
         })
     }
+
     /// The Maildir's top directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
+
     /// Starts a delivery: a new unique file in `tmp/`.
     pub async fn begin(&self) -> io::Result<Delivery> {
-        Err(io::Error::other("stub"))
+        let mut last_err = None;
+        for _ in 0..NAME_ATTEMPTS {
+            let id = self.unique_id();
+            let name = format!("{id}.{}", self.host);
+            let tmp_path = self.root.join("tmp").join(&name);
+            // create_new (O_EXCL): a name collision is an error to retry, never a shared file.
+            match open_new(&tmp_path).await {
+                Ok(file) => {
+                    return Ok(Delivery {
+                        file: Some(file),
+                        tmp_path: Some(tmp_path),
+                        new_dir: self.root.join("new"),
+                        name,
+                        id,
+                        size: 0,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io::Error::other("no unique Maildir name found")))
     }
+
+    /// `<secs>.M<µs>P<pid>Q<n>`: the unique part of a Maildir name, without the host.
+    fn unique_id(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        format!(
+            "{}.M{}P{}Q{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            n
+        )
+    }
+}
+
+/// Maildir convention: the host part must not contain `/` (a path) or `:` (the info separator).
+fn sanitize_host(host: &str) -> String {
+    let host = if host.is_empty() { "localhost" } else { host };
+    host.replace('/', "\\057").replace(':', "\\072")
+}
+
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+async fn open_new(path: &Path) -> io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await
 }
 
 /// One message being written; dropped without `commit`, its `tmp/` file is removed.
 #[derive(Debug)]
-pub struct Delivery {}
+pub struct Delivery {
+    file: Option<tokio::fs::File>,
+    /// `Some` while the `tmp/` file is ours to remove.
+    tmp_path: Option<PathBuf>,
+    new_dir: PathBuf,
+    name: String,
+    id: String,
+    size: u64,
+}
 
 impl Delivery {
     /// Appends bytes to the message.
-    pub async fn write(&mut self, _buf: &[u8]) -> io::Result<()> {
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
+        file.write_all(buf).await?;
+        self.size += buf.len() as u64;
         Ok(())
     }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
-        0
+        self.size
     }
+
+    /// The unique id of this delivery (the Maildir name without the host), for `queued as`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// fsyncs the file, renames it into `new/`, fsyncs `new/`; returns the final path.
-    pub async fn commit(self) -> io::Result<PathBuf> {
-        Err(io::Error::other("stub"))
+    ///
+    /// On error nothing is left in `tmp/` or `new/`: the caller answers 4xx and the sender retries.
+    pub async fn commit(mut self) -> io::Result<PathBuf> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
+        // tokio's File finishes a write in the background: flush surfaces its error before fsync.
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+
+        let tmp_path = self
+            .tmp_path
+            .clone()
+            .ok_or_else(|| io::Error::other("delivery already finished"))?;
+        let new_path = self.new_dir.join(&self.name);
+        // On failure tmp_path is still set, so Drop removes the tmp file.
+        tokio::fs::rename(&tmp_path, &new_path).await?;
+        self.tmp_path = None;
+
+        if let Err(e) = sync_dir(&self.new_dir).await {
+            // Not durable: take it back so a 4xx and the sender's retry cannot duplicate it.
+            let _ = tokio::fs::remove_file(&new_path).await;
+            return Err(e);
+        }
+        Ok(new_path)
     }
+
     /// Removes the `tmp/` file.
-    pub async fn abort(self) {}
+    pub async fn abort(mut self) {
+        self.file.take();
+        if let Some(path) = self.tmp_path.take() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // A dropped session (peer gone, task cancelled) must not leave a stray file in tmp/.
+        // unlink is quick enough to run inline, even on an async thread.
+        self.file.take();
+        if let Some(path) = self.tmp_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// fsyncs a directory so a rename into it survives a crash.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+            .await
+            .map_err(io::Error::other)?
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened for fsync here; NTFS journals the rename itself.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn create_makes_private_subdirectories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Mail");
+        let md = Maildir::create(&root).unwrap();
+        assert_eq!(md.root(), root);
+        for sub in ["tmp", "new", "cur"] {
+            let meta = std::fs::metadata(root.join(sub)).unwrap();
+            assert!(meta.is_dir());
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{sub}");
+            }
+        }
+        // Opening an existing Maildir is fine.
+        Maildir::create(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn commit_puts_exactly_one_file_in_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        let mut d = md.begin().await.unwrap();
+        assert_eq!(entries(&dir.path().join("tmp")).len(), 1);
+        d.write(b"Subject: hi\r\n\r\n").await.unwrap();
+        d.write(b"body\r\n").await.unwrap();
+        assert_eq!(d.size(), 21);
+        let path = d.commit().await.unwrap();
+        assert_eq!(entries(&dir.path().join("new")), vec![path.clone()]);
+        assert!(entries(&dir.path().join("tmp")).is_empty());
+        assert!(entries(&dir.path().join("cur")).is_empty());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"Subject: hi\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn abort_and_drop_remove_the_tmp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        let mut d = md.begin().await.unwrap();
+        d.write(b"partial").await.unwrap();
+        d.abort().await;
+        assert!(entries(&dir.path().join("tmp")).is_empty());
+
+        let mut d = md.begin().await.unwrap();
+        d.write(b"partial").await.unwrap();
+        drop(d);
+        assert!(entries(&dir.path().join("tmp")).is_empty());
+        assert!(entries(&dir.path().join("new")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        let other = Maildir::create(dir.path()).unwrap();
+        let mut paths = std::collections::HashSet::new();
+        for i in 0..50 {
+            let m = if i % 2 == 0 { &md } else { &other };
+            let d = m.begin().await.unwrap();
+            paths.insert(d.commit().await.unwrap());
+        }
+        assert_eq!(paths.len(), 50);
+        assert_eq!(entries(&dir.path().join("new")).len(), 50);
+    }
+
+    #[test]
+    fn host_part_is_sanitised() {
+        assert_eq!(sanitize_host("a/b:c"), "a\\057b\\072c");
+        assert_eq!(sanitize_host(""), "localhost");
+    }
 }

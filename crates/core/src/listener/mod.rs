@@ -1,5 +1,15 @@
 //! The SMTP listener the ISP delivers to: accept loop, one session per connection.
-// STUB: the listener helper replaces this; the signatures below are the contract.
+//!
+//! `session` holds the per-connection state machine, `policy` who may receive mail here,
+//! `reply` the wire form of our answers. Mail is acknowledged only once it is durable on disk.
+
+mod policy;
+mod reply;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use policy::RecipientPolicy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::DomainSpec;
+use tokio_util::task::TaskTracker;
+
 use crate::maildir::Maildir;
 use crate::report::MessageInfo;
 
@@ -27,33 +38,14 @@ pub struct ListenerSettings {
 }
 
 impl ListenerSettings {
-    /// Settings with default timeouts.
+    /// Settings with RFC 5321's suggested timeouts: 5 minutes per command, 10 minutes per DATA read.
     pub fn new(hostname: String, max_message_size: u64) -> Self {
         ListenerSettings {
             hostname,
             max_message_size,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
         }
-    }
-}
-
-/// Which recipients the listener accepts: only those in the configured domains.
-#[derive(Debug, Clone, Default)]
-pub struct RecipientPolicy {
-    domains: Vec<DomainSpec>,
-}
-
-impl RecipientPolicy {
-    /// Accept recipients in these domains (per their ETRN form), nothing else.
-    pub fn new(domains: Vec<DomainSpec>) -> Self {
-        RecipientPolicy { domains }
-    }
-    /// Whether `address` (a bare `local@domain`) is one we accept.
-    pub fn accepts(&self, address: &str) -> bool {
-        let _ = &self.domains;
-        let _ = address;
-        false
     }
 }
 
@@ -78,19 +70,63 @@ pub enum ListenerEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// Not allowed to bind (a port below 1024 as a normal user).
-    #[error("cannot listen on {addr}: permission denied")]
+    #[error(
+        "cannot listen on {addr}: permission denied (ports below 1024 need privileges). Fix it in \
+         one of these ways: run Mailcall as root; or allow this binary to bind low ports with \
+         `sudo setcap cap_net_bind_service=+ep {exe}`; or allow all programs with \
+         `sudo sysctl net.ipv4.ip_unprivileged_port_start={port}`; or listen on another port the \
+         ISP delivers to (`--listen 0.0.0.0:2525` or `config set listen 0.0.0.0:2525`)",
+        exe = current_exe_display(),
+        port = addr.port()
+    )]
     PermissionDenied {
         /// The address.
         addr: SocketAddr,
     },
+    /// Another program already listens there.
+    #[error(
+        "cannot listen on {addr}: the address is already in use — another program (often a local \
+         mail server such as Postfix or Exim) listens there. Stop that program, or listen on \
+         another port the ISP delivers to (`--listen 0.0.0.0:2525` or `config set listen ...`)"
+    )]
+    AddressInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Some other error.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}; check the listen address in the configuration")]
     Other {
         /// The address.
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl BindError {
+    /// The address that could not be bound.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            BindError::PermissionDenied { addr }
+            | BindError::AddressInUse { addr }
+            | BindError::Other { addr, .. } => *addr,
+        }
+    }
+
+    fn from_io(addr: SocketAddr, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::PermissionDenied => BindError::PermissionDenied { addr },
+            std::io::ErrorKind::AddrInUse => BindError::AddressInUse { addr },
+            _ => BindError::Other { addr, source },
+        }
+    }
+}
+
+/// The running binary's path for the `setcap` hint.
+fn current_exe_display() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/path/to/mailcall".into())
 }
 
 /// A bound listener, not yet serving.
@@ -104,7 +140,7 @@ impl Listener {
     pub async fn bind(addr: SocketAddr) -> Result<Self, BindError> {
         let tcp = TcpListener::bind(addr)
             .await
-            .map_err(|source| BindError::Other { addr, source })?;
+            .map_err(|source| BindError::from_io(addr, source))?;
         Ok(Listener { tcp })
     }
     /// The bound address (the real port when bound to port 0).
@@ -112,14 +148,54 @@ impl Listener {
         self.tcp.local_addr().expect("bound socket has an address")
     }
     /// Serves connections until `shutdown`; then stops accepting and lets sessions finish.
+    ///
+    /// On shutdown a session waiting for a command gets `421 4.3.2` and closes; one inside DATA
+    /// finishes that message first (bounded by `data_timeout`). Returns when all sessions ended.
     pub async fn serve(
         self,
-        _settings: Arc<ListenerSettings>,
-        _policy: Arc<RecipientPolicy>,
-        _maildir: Arc<Maildir>,
-        _events: mpsc::UnboundedSender<ListenerEvent>,
+        settings: Arc<ListenerSettings>,
+        policy: Arc<RecipientPolicy>,
+        maildir: Arc<Maildir>,
+        events: mpsc::UnboundedSender<ListenerEvent>,
         shutdown: CancellationToken,
     ) {
-        shutdown.cancelled().await;
+        let ctx = Arc::new(session::Context {
+            settings,
+            policy,
+            maildir,
+            events: events.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                accepted = self.tcp.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = events.send(ListenerEvent::Connected { peer });
+                    let ctx = Arc::clone(&ctx);
+                    let events = events.clone();
+                    tracker.spawn(async move {
+                        session::run(stream, peer, ctx).await;
+                        let _ = events.send(ListenerEvent::Closed { peer });
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning, then retry.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+        // Stop accepting at once: new connections are refused rather than left unanswered.
+        drop(self.tcp);
+        tracker.close();
+        tracker.wait().await;
     }
 }

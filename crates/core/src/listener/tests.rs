@@ -1,0 +1,705 @@
+//! Wire tests for the listener: real sockets on 127.0.0.1, raw bytes in, reply bytes checked.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::report::MessageInfo;
+
+/// Upper bound for anything a test waits for; never reached when the code works.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    events: mpsc::UnboundedReceiver<ListenerEvent>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn maildir(&self, sub: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    async fn event(&mut self) -> ListenerEvent {
+        timeout(DEADLINE, self.events.recv())
+            .await
+            .expect("no listener event in time")
+            .expect("event channel closed")
+    }
+
+    async fn stored(&mut self) -> MessageInfo {
+        for _ in 0..10 {
+            if let ListenerEvent::Stored(info) = self.event().await {
+                return *info;
+            }
+        }
+        panic!("no Stored event");
+    }
+
+    async fn closed(&mut self) {
+        for _ in 0..10 {
+            if let ListenerEvent::Closed { .. } = self.event().await {
+                return;
+            }
+        }
+        panic!("no Closed event");
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        timeout(DEADLINE, self.handle)
+            .await
+            .expect("serve did not return after shutdown")
+            .unwrap();
+    }
+}
+
+fn settings(max: u64) -> ListenerSettings {
+    ListenerSettings::new("mx.test".into(), max)
+}
+
+async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Arc::new(Maildir::create(dir.path()).unwrap());
+    let policy = RecipientPolicy::new(domains.iter().map(|d| d.parse().unwrap()).collect());
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let (tx, events) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(listener.serve(
+        Arc::new(settings),
+        Arc::new(policy),
+        maildir,
+        tx,
+        shutdown.clone(),
+    ));
+    Server {
+        addr,
+        events,
+        shutdown,
+        handle,
+        dir,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects and checks the greeting.
+    async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut c = Client {
+            stream,
+            buf: Vec::new(),
+        };
+        c.expect("220 mx.test ESMTP").await;
+        c
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one complete (possibly multi-line) reply.
+    async fn reply(&mut self) -> String {
+        let mut lines = String::new();
+        for _ in 0..1000 {
+            while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                let line = String::from_utf8(line).unwrap();
+                assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
+                lines.push_str(&line);
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return lines;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = timeout(DEADLINE, self.stream.read(&mut chunk))
+                .await
+                .expect("no reply in time")
+                .unwrap();
+            assert!(n > 0, "connection closed; got so far: {lines:?}");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        panic!("reply never ended: {lines:?}");
+    }
+
+    /// Reads one reply and checks how it starts.
+    async fn expect(&mut self, prefix: &str) -> String {
+        let reply = self.reply().await;
+        assert!(
+            reply.starts_with(prefix),
+            "expected {prefix:?}, got {reply:?}"
+        );
+        reply
+    }
+
+    /// Sends one command line and checks the reply.
+    async fn cmd(&mut self, line: &str, prefix: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.expect(prefix).await
+    }
+
+    /// Waits until the server closes the connection.
+    async fn expect_eof(&mut self) {
+        let mut chunk = [0u8; 1024];
+        for _ in 0..100 {
+            let n = timeout(DEADLINE, self.stream.read(&mut chunk))
+                .await
+                .expect("connection not closed in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+        }
+        panic!("server kept talking instead of closing");
+    }
+
+    async fn ehlo(&mut self) {
+        self.cmd("EHLO client.test", "250-mx.test").await;
+    }
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8(std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn full_delivery_is_stored_with_trace_headers() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let ehlo = c.cmd("EHLO client.test", "250-mx.test\r\n").await;
+    for ext in [
+        "PIPELINING",
+        "SIZE 10000000",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} not advertised: {ehlo}");
+    }
+    assert!(!ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"));
+    c.cmd("MAIL FROM:<sender@isp.org> SIZE=100", "250 2.1.0")
+        .await;
+    c.cmd("RCPT TO:<Joe@Example.com>", "250 2.1.5").await;
+    c.cmd("DATA", "354 ").await;
+    c.send(
+        b"From: Alice <alice@isp.org>\r\nSubject: Hello there\r\n\
+          Message-ID: <abc.123@isp.org>\r\n\r\nline one\r\n..dotted\r\n.\r\n",
+    )
+    .await;
+    let ok = c.expect("250 2.0.0 Ok: queued as ").await;
+    c.cmd("QUIT", "221 2.0.0").await;
+    c.expect_eof().await;
+
+    let new = server.maildir("new");
+    assert_eq!(new.len(), 1);
+    assert!(server.maildir("tmp").is_empty());
+    let text = read(&new[0]);
+    let id = ok.trim_end().rsplit(' ').next().unwrap();
+    assert!(new[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with(id));
+    let expected_start = format!(
+        "Return-Path: <sender@isp.org>\r\nReceived: from client.test (127.0.0.1)\r\n\
+         \tby mx.test (Mailcall) with ESMTP id {id}\r\n\tfor <Joe@Example.com>;\r\n\t"
+    );
+    assert!(text.starts_with(&expected_start), "{text}");
+    assert!(
+        text.ends_with(
+            "\r\nFrom: Alice <alice@isp.org>\r\nSubject: Hello there\r\n\
+             Message-ID: <abc.123@isp.org>\r\n\r\nline one\r\n.dotted\r\n"
+        ),
+        "{text:?}"
+    );
+
+    assert!(matches!(
+        server.event().await,
+        ListenerEvent::Connected { .. }
+    ));
+    let info = server.stored().await;
+    assert_eq!(info.sender, "sender@isp.org");
+    assert_eq!(info.recipients, vec!["Joe@Example.com".to_string()]);
+    assert_eq!(info.subject.as_deref(), Some("Hello there"));
+    assert_eq!(info.message_id.as_deref(), Some("abc.123@isp.org"));
+    assert_eq!(info.from.as_deref(), Some("Alice <alice@isp.org>"));
+    assert_eq!(info.size, text.len() as u64);
+    assert_eq!(info.path, new[0]);
+    assert_eq!(info.peer, "127.0.0.1");
+    server.closed().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_all_answered_in_order() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.send(
+        b"MAIL FROM:<>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n\
+          RCPT TO:<c@elsewhere.org>\r\nDATA\r\n",
+    )
+    .await;
+    c.expect("250 2.1.0").await;
+    c.expect("250 2.1.5").await;
+    c.expect("250 2.1.5").await;
+    c.expect("550 5.7.1 <c@elsewhere.org>: relay access denied")
+        .await;
+    c.expect("354").await;
+    // The end of data, the next transaction and QUIT in one packet too.
+    c.send(
+        b"Subject: one\r\n\r\nbody\r\n.\r\nMAIL FROM:<x@isp.org>\r\nRCPT TO:<a@example.com>\r\n\
+          DATA\r\n",
+    )
+    .await;
+    c.expect("250 2.0.0 Ok: queued as").await;
+    c.expect("250 2.1.0").await;
+    c.expect("250 2.1.5").await;
+    c.expect("354").await;
+    c.send(b"Subject: two\r\n\r\nbody\r\n.\r\nQUIT\r\n").await;
+    c.expect("250 2.0.0").await;
+    c.expect("221").await;
+    c.expect_eof().await;
+
+    let first = server.stored().await;
+    assert_eq!(first.sender, "");
+    assert_eq!(first.recipients, ["a@example.com", "b@example.com"]);
+    let text = read(&first.path);
+    assert!(text.starts_with("Return-Path: <>\r\n"));
+    assert!(
+        !text.contains("\tfor <"),
+        "two recipients, no `for`: {text}"
+    );
+    let second = server.stored().await;
+    assert_eq!(second.subject.as_deref(), Some("two"));
+    assert_eq!(server.maildir("new").len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn relay_attempts_are_refused() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<spammer@evil.org>", "250 2.1.0").await;
+    for rcpt in [
+        "<victim@elsewhere.org>",
+        "<victim%elsewhere.org@example.com>",
+        "<elsewhere.org!victim@example.com>",
+        "<@example.com:victim@elsewhere.org>",
+        "<@example.com,@example.com:victim@elsewhere.org>",
+        "<\"victim@elsewhere.org\"@example.com>",
+        "<\"victim\"@example.com>",
+        "<victim@example.com.elsewhere.org>",
+        "<victim@sub.example.com>",
+    ] {
+        c.cmd(&format!("RCPT TO:{rcpt}"), "550 5.7.1 <").await;
+    }
+    c.cmd("RCPT TO:<>", "501 5.1.3").await;
+    c.cmd("RCPT TO:<victim>", "501 5.1.3").await;
+    c.cmd("RCPT TO:<victim@[10.0.0.1]>", "501 5.1.3").await;
+    c.cmd("DATA", "503 5.5.1").await;
+    // A source route is judged by its final address.
+    c.cmd("RCPT TO:<@elsewhere.org:joe@example.com>", "250 2.1.5")
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn subdomain_form_accepts_subdomains_plain_form_does_not() {
+    let server = start(
+        settings(10_000_000),
+        &["@sub.org", "plain.org", "#queue.net"],
+    )
+    .await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@sub.org>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<a@deep.x.SUB.org>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<a@plain.org>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<a@x.plain.org>", "550 5.7.1").await;
+    c.cmd("RCPT TO:<a@queue.net>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<a@x.queue.net>", "550 5.7.1").await;
+    c.cmd("RCPT TO:<a@notsub.org>", "550 5.7.1").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_recipients_get_452() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    let mut batch = String::new();
+    for i in 0..101 {
+        batch.push_str(&format!("RCPT TO:<u{i}@example.com>\r\n"));
+    }
+    c.send(batch.as_bytes()).await;
+    for _ in 0..100 {
+        c.expect("250 2.1.5").await;
+    }
+    c.expect("452 4.5.3").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_by_size_parameter_is_refused() {
+    let server = start(settings(1000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let ehlo = c.cmd("EHLO client.test", "250-").await;
+    assert!(ehlo.contains("SIZE 1000\r\n"));
+    c.cmd("MAIL FROM:<a@isp.org> SIZE=1001", "552 5.3.4").await;
+    c.cmd("MAIL FROM:<a@isp.org> SIZE=1000", "250 2.1.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_data_is_drained_refused_and_nothing_kept() {
+    let mut server = start(settings(1000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    let mut body = b"Subject: big\r\n\r\n".to_vec();
+    for _ in 0..200 {
+        body.extend_from_slice(b"0123456789012345678901234567890123456789\r\n");
+    }
+    body.extend_from_slice(b".\r\n");
+    c.send(&body).await;
+    c.expect("552 5.3.4").await;
+    assert!(server.maildir("new").is_empty());
+    assert!(server.maildir("tmp").is_empty());
+    // The session goes on.
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: small\r\n\r\nhi\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("small"));
+    assert_eq!(server.maildir("new").len(), 1);
+    assert!(server.maildir("tmp").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rset_and_bad_sequences() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("MAIL FROM:<a@isp.org>", "503 5.5.1").await;
+    c.cmd("NOOP", "250 2.0.0").await;
+    c.ehlo().await;
+    c.cmd("RCPT TO:<a@example.com>", "503 5.5.1").await;
+    c.cmd("DATA", "503 5.5.1").await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    c.cmd("MAIL FROM:<a@isp.org>", "503 5.5.1").await;
+    c.cmd("DATA", "503 5.5.1").await;
+    c.cmd("RCPT TO:<a@example.com>", "250 2.1.5").await;
+    c.cmd("RSET", "250 2.0.0").await;
+    c.cmd("DATA", "503 5.5.1").await;
+    c.cmd("RCPT TO:<a@example.com>", "503 5.5.1").await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    c.cmd("VRFY joe", "252").await;
+    c.cmd("HELP", "214").await;
+    c.cmd("STARTTLS", "502 5.5.1").await;
+    c.cmd("AUTH PLAIN AGZvbwBiYXI=", "502 5.5.1").await;
+    c.cmd("BDAT 10 LAST", "502 5.5.1").await;
+    c.cmd("FROBNICATE", "500 5.5.2").await;
+    c.cmd("RSET", "250").await;
+    c.cmd("MAIL FROM:<a@@b>", "501 5.1.7").await;
+    c.cmd("QUIT", "221").await;
+    c.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn overlong_lines_are_refused_without_buffering() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let long = vec![b'A'; 5000];
+    c.send(&long).await;
+    c.send(b"\r\n").await;
+    c.expect("500 5.5.2 Line too long").await;
+    // In pieces, no newline for a long while: refused once, the rest skipped up to the newline.
+    for _ in 0..4 {
+        c.send(&long).await;
+    }
+    c.expect("500 5.5.2 Line too long").await;
+    c.send(b"tail of it\r\nNOOP\r\n").await;
+    c.expect("250 2.0.0").await;
+    // Exactly at the limit is fine.
+    let mut line = b"NOOP ".to_vec();
+    line.resize(4096, b'x');
+    line.extend_from_slice(b"\r\n");
+    c.send(&line).await;
+    c.expect("250 2.0.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_errors_end_the_session() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let garbage = "GARBAGE\r\n".repeat(30);
+    c.send(garbage.as_bytes()).await;
+    for _ in 0..21 {
+        c.expect("500 5.5.2").await;
+    }
+    c.expect("421 4.7.0 mx.test").await;
+    c.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_peer_times_out_with_421() {
+    let mut s = settings(10_000_000);
+    s.command_timeout = Duration::from_millis(300);
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.expect("421 4.4.2 mx.test Error: timeout exceeded").await;
+    c.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stalled_data_times_out_and_keeps_nothing() {
+    let mut s = settings(10_000_000);
+    s.data_timeout = Duration::from_millis(300);
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: half\r\n\r\nhalf a mess").await;
+    c.expect("421 4.4.2").await;
+    c.expect_eof().await;
+    server.closed().await;
+    assert!(server.maildir("new").is_empty());
+    assert!(server.maildir("tmp").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_while_idle_sends_421() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    server.shutdown.cancel();
+    c.expect("421 4.3.2 mx.test Service shutting down").await;
+    c.expect_eof().await;
+    server.closed().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_during_data_finishes_the_message() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: in flight\r\n\r\nfirst half\r\n").await;
+    server.shutdown.cancel();
+    // serve() must wait for this session; prove it has not returned.
+    assert!(!server.handle.is_finished());
+    c.send(b"second half\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    c.expect("421 4.3.2").await;
+    c.expect_eof().await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("in flight"));
+    assert!(read(&info.path).ends_with("first half\r\nsecond half\r\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_connection_mid_data_keeps_nothing() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: cut\r\n\r\nsome of the body\r\n").await;
+    drop(c);
+    server.closed().await;
+    assert!(server.maildir("new").is_empty());
+    assert!(server.maildir("tmp").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bare_lf_dot_does_not_end_the_message() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(
+        b"Subject: smuggle\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
+          DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n.\r\n",
+    )
+    .await;
+    c.expect("250 2.0.0").await;
+    c.cmd("NOOP", "250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.recipients, ["a@example.com"]);
+    let text = read(&info.path);
+    assert!(
+        text.ends_with(
+            "\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
+             DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n"
+        ),
+        "{text:?}"
+    );
+    assert_eq!(server.maildir("new").len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn data_split_anywhere_is_unstuffed_correctly() {
+    // Every split point of the end marker and of a stuffed dot, in separate writes.
+    let message: &[u8] = b"Subject: s\r\n\r\n..a\r\nb\r\n.\r\n";
+    for split in 1..message.len() {
+        let mut server = start(settings(10_000_000), &["example.com"]).await;
+        let mut c = Client::connect(server.addr).await;
+        c.ehlo().await;
+        c.send(b"MAIL FROM:<a@isp.org>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n")
+            .await;
+        c.expect("250").await;
+        c.expect("250").await;
+        c.expect("354").await;
+        c.send(&message[..split]).await;
+        c.stream.flush().await.unwrap();
+        tokio::task::yield_now().await;
+        c.send(&message[split..]).await;
+        c.expect("250 2.0.0").await;
+        let info = server.stored().await;
+        assert!(
+            read(&info.path).ends_with("\r\n\r\n.a\r\nb\r\n"),
+            "split at {split}: {:?}",
+            read(&info.path)
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn leading_dot_lines_right_after_354() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("HELO client.test", "250 mx.test").await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"..starts with a dot\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    let text = read(&info.path);
+    assert!(text.contains("with SMTP id"), "{text}");
+    assert!(text.ends_with("\r\n.starts with a dot\r\n"), "{text:?}");
+    // An empty message ends at once.
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b".\r\n").await;
+    c.expect("250 2.0.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn storage_failures_answer_4xx_and_leave_nothing() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // The rename into new/ fails: 451, the tmp/ file is gone, the session goes on.
+    let new = server.dir.path().join("new");
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    std::fs::remove_dir(&new).unwrap();
+    c.send(b"Subject: lost\r\n\r\nbody\r\n.\r\n").await;
+    c.expect("451 4.3.0").await;
+    assert!(server.maildir("tmp").is_empty());
+    std::fs::create_dir(&new).unwrap();
+    // No tmp/ at all: DATA itself is answered 451, no 354.
+    let tmp = server.dir.path().join("tmp");
+    std::fs::remove_dir(&tmp).unwrap();
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "451 4.3.0").await;
+    std::fs::create_dir(&tmp).unwrap();
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: kept\r\n\r\nbody\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("kept"));
+    assert_eq!(server.maildir("new").len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bind_errors_are_classified() {
+    let first = Listener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = first.local_addr();
+    let err = Listener::bind(addr).await.unwrap_err();
+    assert!(matches!(err, BindError::AddressInUse { .. }), "{err:?}");
+    assert_eq!(err.addr(), addr);
+    assert!(err.to_string().contains("another program"));
+
+    let denied = BindError::PermissionDenied {
+        addr: "0.0.0.0:25".parse().unwrap(),
+    }
+    .to_string();
+    for hint in [
+        "root",
+        "setcap cap_net_bind_service=+ep",
+        "net.ipv4.ip_unprivileged_port_start=25",
+        "--listen 0.0.0.0:2525",
+        "config set listen",
+    ] {
+        assert!(denied.contains(hint), "{hint} missing in {denied}");
+    }
+}
+
+#[test]
+fn settings_defaults() {
+    let s = ListenerSettings::new("mx.test".into(), 42);
+    assert_eq!(s.command_timeout, Duration::from_secs(300));
+    assert_eq!(s.data_timeout, Duration::from_secs(600));
+    assert_eq!(s.max_message_size, 42);
+}
