@@ -180,10 +180,7 @@ impl<'a> Session<'a> {
                 .await
                 .map_err(|e| ca_error(e.to_string()))?;
             // lettre accepts a file with no certificate in it; that would silently trust nothing.
-            if !pem
-                .windows(27)
-                .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-            {
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
                 return Err(ca_error(
                     "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
                 ));
@@ -304,7 +301,9 @@ impl<'a> Session<'a> {
             Ok(Err(e)) => Err(self.connect_failure(&e)),
             Ok(Ok(conn)) => {
                 // The greeting was read inside the TLS layer, out of our sight.
-                self.note("TLS established; greeting and first EHLO exchanged inside TLS (not recorded)");
+                self.note(
+                    "TLS established; greeting and first EHLO exchanged inside TLS (not recorded)",
+                );
                 Ok(conn)
             }
         }
@@ -344,7 +343,9 @@ impl<'a> Session<'a> {
                 None => Err(self.tls_failure(&e)),
             },
             Ok(Ok(())) => {
-                self.note("TLS established, certificate verified; EHLO sent again (reply not recorded)");
+                self.note(
+                    "TLS established, certificate verified; EHLO sent again (reply not recorded)",
+                );
                 Ok(())
             }
         }
@@ -447,8 +448,8 @@ impl<'a> Session<'a> {
             };
             let text = answer.text();
             let outcome = reply::classify(answer.code, &text);
-            let will_retry = reply::is_retryable(answer.code, &text)
-                && report.attempts <= self.settings.retries;
+            let will_retry =
+                reply::is_retryable(answer.code, &text) && report.attempts <= self.settings.retries;
             events.emit(Event::EtrnReply {
                 account: self.account.name.clone(),
                 domain: report.domain.clone(),
@@ -626,9 +627,15 @@ fn connection_still_usable(err: &EtrnError) -> bool {
 
 /// rustls' verifier errors name the certificate (UnknownIssuer, NotValidForName, Expired).
 fn is_certificate_problem(lower: &str) -> bool {
-    ["certificate", "unknownissuer", "notvalidforname", "expired", "badsignature"]
-        .iter()
-        .any(|word| lower.contains(word))
+    [
+        "certificate",
+        "unknownissuer",
+        "notvalidforname",
+        "expired",
+        "badsignature",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
 }
 
 /// The reply text lettre keeps as the source of a 4xx/5xx error.
@@ -636,16 +643,13 @@ fn source_text(e: &SmtpError) -> String {
     e.source().map(ToString::to_string).unwrap_or_default()
 }
 
-/// The error and its causes on one line, without repeating what a cause already said.
+/// The deepest cause of a lettre error: lettre nests its own errors ("Connection error:
+/// Connection error: ..."), and the root says what actually happened.
 fn error_chain(e: &SmtpError) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
+        text = cause.to_string();
         source = cause.source();
     }
     text

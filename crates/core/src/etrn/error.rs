@@ -156,12 +156,19 @@ mod tests {
         let h = || "isp.test".to_owned();
         let cases = [
             (
-                EtrnError::Connect { host: h(), port: 25, reason: "refused".into() },
+                EtrnError::Connect {
+                    host: h(),
+                    port: 25,
+                    reason: "refused".into(),
+                },
                 "cannot connect",
                 true,
             ),
             (
-                EtrnError::Certificate { host: h(), reason: "UnknownIssuer".into() },
+                EtrnError::Certificate {
+                    host: h(),
+                    reason: "UnknownIssuer".into(),
+                },
                 "certificate",
                 false,
             ),
@@ -176,25 +183,47 @@ mod tests {
                 false,
             ),
             (
-                EtrnError::Timeout { host: h(), step: "the greeting".into(), secs: 1.0 },
+                EtrnError::Timeout {
+                    host: h(),
+                    step: "the greeting".into(),
+                    secs: 1.0,
+                },
                 "timed out",
                 true,
             ),
-            (EtrnError::EtrnNotAdvertised { host: h() }, "does not advertise ETRN", false),
-            (EtrnError::ServiceClosing { host: h(), text: "bye".into() }, "421", true),
+            (
+                EtrnError::EtrnNotAdvertised { host: h() },
+                "does not advertise ETRN",
+                false,
+            ),
+            (
+                EtrnError::ServiceClosing {
+                    host: h(),
+                    text: "bye".into(),
+                },
+                "421",
+                true,
+            ),
         ];
         for (err, phrase, transient) in cases {
             assert!(err.to_string().contains(phrase), "{err}");
             assert_eq!(err.is_transient(), transient, "{err}");
         }
-        let auth = EtrnError::AuthFailed { host: h(), account: "isp".into(), code: 454, text: String::new() };
+        let auth = EtrnError::AuthFailed {
+            host: h(),
+            account: "isp".into(),
+            code: 454,
+            text: String::new(),
+        };
         assert!(auth.is_transient());
         assert!(auth.to_string().contains("--password-stdin"));
     }
 
     #[test]
     fn round_trips_through_json() {
-        let err = EtrnError::StarttlsNotOffered { host: "isp.test".into() };
+        let err = EtrnError::StarttlsNotOffered {
+            host: "isp.test".into(),
+        };
         let json = serde_json::to_string(&err).expect("serializable");
         let back: EtrnError = serde_json::from_str(&json).expect("deserializable");
         assert_eq!(back, err);

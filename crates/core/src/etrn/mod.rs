@@ -42,7 +42,9 @@ impl Default for ClientSettings {
         let default_helo = hostname::get()
             .ok()
             .and_then(|name| name.into_string().ok())
-            .filter(|name| !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace))
+            .filter(|name| {
+                !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace)
+            })
             .unwrap_or_else(|| "localhost".to_owned());
         ClientSettings {
             connect_timeout: Duration::from_secs(30),
@@ -110,7 +112,10 @@ pub async fn fetch_account(
         }
     };
     if let Some(err) = &error {
-        session.transcript().lock().note(&format!("session failed: {err}"));
+        session
+            .transcript()
+            .lock()
+            .note(&format!("session failed: {err}"));
         events.emit(Event::Error {
             account: Some(account.name.clone()),
             message: err.to_string(),

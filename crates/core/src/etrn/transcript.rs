@@ -124,7 +124,9 @@ pub struct SharedTranscript(Arc<Mutex<Transcript>>);
 impl SharedTranscript {
     /// Locks the transcript; a panic elsewhere must not lose what was recorded.
     pub fn lock(&self) -> MutexGuard<'_, Transcript> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The recorded lines so far.
@@ -146,7 +148,10 @@ mod tests {
         let b = s.as_bytes();
         let mut out = String::new();
         for chunk in b.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
             for i in 0..4 {
                 if i <= chunk.len() {
                     out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -183,7 +188,10 @@ mod tests {
         assert_eq!(lines[2], "AUTH LOGIN");
         assert_eq!(lines[4], "<redacted>");
         assert_eq!(lines[6], "<redacted>");
-        assert_eq!(lines[8], "ETRN example.com", "redaction must stop after the 235");
+        assert_eq!(
+            lines[8], "ETRN example.com",
+            "redaction must stop after the 235"
+        );
         assert_eq!(lines[9], "AUTH PLAIN <redacted>");
     }
 
