@@ -85,7 +85,11 @@ impl<'a> Cli<'a> {
         if let Some(level) = std::env::var_os("RUST_LOG") {
             cmd.env("RUST_LOG", level);
         }
-        let shown = format!("mailcall-cli --config {} {}", self.config.display(), args.join(" "));
+        let shown = format!(
+            "mailcall-cli --config {} {}",
+            self.config.display(),
+            args.join(" ")
+        );
         let done = run_with_timeout(&mut cmd, stdin.map(str::as_bytes), self.timeout)
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
         CliOutput {

@@ -206,11 +206,7 @@ impl KeyringEnv {
             .expect("starting dbus-daemon (package dbus)");
         let mut guard = ChildGuard::new("dbus-daemon", child);
         // dbus-daemon prints the address once it listens: that line is the readiness signal.
-        let stdout = guard
-            .child_mut()
-            .stdout
-            .take()
-            .expect("stdout was piped");
+        let stdout = guard.child_mut().stdout.take().expect("stdout was piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();

@@ -163,7 +163,11 @@ impl PostfixIsp {
                  smtpd_tls_auth_only = {}\n\
                  smtpd_etrn_restrictions = permit_sasl_authenticated, reject\n",
                 conf.join("sasl").display(),
-                if self.options.tls_auth_only { "yes" } else { "no" },
+                if self.options.tls_auth_only {
+                    "yes"
+                } else {
+                    "no"
+                },
             ));
         }
         fs::write(conf.join("main.cf"), main).map_err(|e| format!("writing main.cf: {e}"))?;
@@ -276,7 +280,13 @@ smtp_tls_security_level = none
     fn make_tls(&self) -> Result<(), String> {
         let tls = self.root.join("tls");
         fs::create_dir_all(&tls).map_err(|e| format!("creating tls dir: {e}"))?;
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         run_checked(
             Command::new("openssl")
                 .current_dir(&tls)
@@ -350,7 +360,10 @@ smtp_tls_security_level = none
             smtp.command("QUIT").map(|_| ())
         })();
         if let Err(e) = result {
-            panic!("queueing test mail at the ISP failed: {e}\nmaillog:\n{}", self.log());
+            panic!(
+                "queueing test mail at the ISP failed: {e}\nmaillog:\n{}",
+                self.log()
+            );
         }
     }
 
@@ -371,7 +384,10 @@ smtp_tls_security_level = none
         cmd.arg("-c").arg(self.conf_dir()).arg("-j");
         let out = match run_checked(&mut cmd, None) {
             Ok(out) => out,
-            Err(e) => panic!("reading the ISP's queue failed: {e}\nmaillog:\n{}", self.log()),
+            Err(e) => panic!(
+                "reading the ISP's queue failed: {e}\nmaillog:\n{}",
+                self.log()
+            ),
         };
         out.stdout
             .lines()
@@ -450,12 +466,15 @@ impl Drop for PostfixIsp {
             Duration::from_secs(20),
         );
         if let Some(pid) = pid {
-            let gone = crate::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-                (!process_alive(pid)).then_some(())
-            });
+            let gone =
+                crate::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                    (!process_alive(pid)).then_some(())
+                });
             if gone.is_none() {
                 eprintln!("postfix master {pid} still alive after `postfix stop`: killing it");
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
         if let Some(dir) = self.dir.take() {

@@ -21,7 +21,15 @@ pub const IDLE: &str = "3";
 pub fn set_plain_account(cli: &Cli, name: &str, port: u16, domains: &[&str]) -> CliOutput {
     let port = port.to_string();
     let mut args = vec![
-        "account", "set", name, "--host", "127.0.0.1", "--port", &port, "--security", "none",
+        "account",
+        "set",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
     ];
     for d in domains {
         args.extend(["--domain", d]);

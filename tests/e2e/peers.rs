@@ -71,12 +71,25 @@ fn serve(stream: TcpStream, tx: mpsc::Sender<String>) {
 fn keyring_env_stores_and_finds_items() {
     let env = KeyringEnv::new();
     let mut cmd = env.command("secret-tool");
-    cmd.args(["store", "--label=probe", "service", "mailcall", "username", "probe"]);
+    cmd.args([
+        "store",
+        "--label=probe",
+        "service",
+        "mailcall",
+        "username",
+        "probe",
+    ]);
     let done =
         mailcall_e2e::process::run_with_timeout(&mut cmd, Some(b"s3cret"), Duration::from_secs(10))
             .unwrap();
-    assert!(done.status.unwrap().success(), "secret-tool store: {done:?}");
-    assert_eq!(env.keyring_secret("mailcall", "probe").as_deref(), Some("s3cret"));
+    assert!(
+        done.status.unwrap().success(),
+        "secret-tool store: {done:?}"
+    );
+    assert_eq!(
+        env.keyring_secret("mailcall", "probe").as_deref(),
+        Some("s3cret")
+    );
     let items = env.keyring_search(&[("service", "mailcall")]);
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["label"], "probe");
@@ -120,7 +133,10 @@ fn postfix_isp_releases_only_the_etrn_domain() {
     // beta.test was not asked for: it stays deferred.
     let left = isp.queue_entries();
     assert_eq!(left.len(), 2, "{left:#?}");
-    assert!(left.iter().all(|e| e.recipients == ["user@beta.test"]), "{left:#?}");
+    assert!(
+        left.iter().all(|e| e.recipients == ["user@beta.test"]),
+        "{left:#?}"
+    );
 }
 
 #[test]
