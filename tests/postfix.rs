@@ -129,9 +129,22 @@ impl PostfixIsp {
         self.root.join("conf")
     }
 
-    /// The instance's maillog so far (for failure messages).
+    /// The last 60 lines of the instance's maillog, for failure messages (the whole file stays
+    /// readable at its path with `MAILCALL_E2E_KEEP=1`).
     pub fn log(&self) -> String {
-        crate::read_for_diagnostics(&self.root.join("maillog"))
+        const KEEP: usize = 60;
+        let path = self.root.join("maillog");
+        let text = crate::read_for_diagnostics(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() <= KEEP {
+            return text;
+        }
+        format!(
+            "[first {} lines of {} cut]\n{}",
+            lines.len() - KEEP,
+            path.display(),
+            lines[lines.len() - KEEP..].join("\n")
+        )
     }
 
     fn configure_and_start(&mut self) -> Result<(), String> {
