@@ -79,6 +79,8 @@ fn fifty_messages_across_two_domains_arrive_exactly_once() {
         out.stdout.contains("summary: 50 message(s)"),
         "expected `summary: 50 message(s)`\n{out}"
     );
+    // Shown with --nocapture: what a good run looks like.
+    eprintln!("{out}");
 }
 
 #[test]

@@ -43,7 +43,11 @@ fn listener_on_port_25_as_nobody_explains_setcap_and_sysctl() {
     let config = dir.path().join("config.toml");
     // An account name, so the CLI gets as far as binding: per the contract the listener is
     // bound before the keyring is read (nobody has no keyring here).
-    std::fs::write(&config, "hostname = \"client.test\"\naccounts = [\"isp\"]\n").unwrap();
+    std::fs::write(
+        &config,
+        "hostname = \"client.test\"\naccounts = [\"isp\"]\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
