@@ -42,8 +42,22 @@ impl KeyringEnv {
     pub fn new() -> Self {
         let mut env = Self::without_secret_service();
         env.start_bus();
-        env.start_keyring();
+        env.start_keyring(UNLOCK_PASSWORD);
         env
+    }
+
+    /// Restarts gnome-keyring with a wrong unlock password: the login keyring (made by `new`) and
+    /// its items stay on disk but locked, as after a login that did not unlock the keyring.
+    pub fn relock(&mut self) {
+        drop(self.keyring.take());
+        let gone = crate::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            (!self.secrets_name_has_owner()).then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "gnome-keyring still owns org.freedesktop.secrets after being killed"
+        );
+        self.start_keyring("not-the-unlock-password");
     }
 
     /// Only the dirs: no bus, no keyring (DBUS_SESSION_BUS_ADDRESS is not set, and
@@ -223,9 +237,13 @@ impl KeyringEnv {
         self.bus = Some(guard);
     }
 
-    fn start_keyring(&mut self) {
+    fn start_keyring(&mut self, password: &str) {
         let log = self.root.join("gnome-keyring.log");
-        let out = fs::File::create(&log).expect("creating keyring log");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("creating keyring log");
         let err = out.try_clone().expect("cloning the keyring log handle");
         let child = self
             .command("gnome-keyring-daemon")
@@ -240,7 +258,7 @@ impl KeyringEnv {
             // --unlock reads the password until EOF: write it, then close stdin.
             let mut stdin = guard.child_mut().stdin.take().expect("stdin was piped");
             stdin
-                .write_all(UNLOCK_PASSWORD.as_bytes())
+                .write_all(password.as_bytes())
                 .expect("writing the unlock password to gnome-keyring-daemon");
         }
         self.keyring = Some(guard);

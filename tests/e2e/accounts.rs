@@ -182,3 +182,28 @@ fn without_a_secret_service_account_commands_exit_2_and_name_the_keyring() {
         );
     }
 }
+
+#[test]
+fn a_locked_keyring_fails_fast_with_exit_2_and_says_to_unlock_it() {
+    let mut env = KeyringEnv::new();
+    let cli = Cli::new(&env);
+    write_base_config(&cli);
+    set_isp(&cli, &["alpha.test"]);
+    drop(cli);
+    env.relock();
+    let cli = Cli::new(&env);
+
+    let list = cli.run(&["account", "list"]);
+    list.assert_code(2)
+        .assert_mentions("keyring")
+        .assert_mentions("locked")
+        .assert_mentions("unlock");
+    assert!(
+        list.elapsed < Duration::from_secs(30),
+        "a locked keyring must fail, not hang\n{list}"
+    );
+    assert!(
+        !list.stdout.contains(PASSWORD) && !list.stderr.contains(PASSWORD),
+        "{list}"
+    );
+}

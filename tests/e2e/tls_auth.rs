@@ -87,6 +87,37 @@ fn starttls_auth_with_the_isps_own_ca_checks_and_fetches() {
     assert_eq!(maildir.message_ids(), want, "{}", with_log(&out, &isp));
     assert!(maildir.new_messages().iter().all(|m| m.complete), "{out}");
     isp.wait_queue_empty(Duration::from_secs(10));
+
+    // The session is in the history, with its messages and the transcript, AUTH redacted.
+    let history = cli.run(&["history", "--json"]);
+    history.assert_success();
+    let record: serde_json::Value =
+        serde_json::from_str(history.stdout.lines().last().expect("one history record"))
+            .expect("history --json prints JSON records");
+    assert_eq!(
+        record["messages"].as_array().map(Vec::len),
+        Some(3),
+        "{history}"
+    );
+    let transcript = record["transcripts"].to_string();
+    assert!(transcript.contains("STARTTLS"), "{transcript}");
+    assert!(
+        transcript.contains("AUTH PLAIN <redacted>")
+            || transcript.contains("AUTH LOGIN <redacted>"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("ETRN alpha.test"), "{transcript}");
+    let shown = cli.run(&["history", "--transcript"]);
+    shown
+        .assert_success()
+        .assert_mentions("alpha.test")
+        .assert_mentions("<redacted>");
+    for out in [&history, &shown] {
+        assert!(
+            !out.stdout.contains(PASSWORD),
+            "the password leaked into the history\n{out}"
+        );
+    }
 }
 
 #[test]

@@ -207,6 +207,17 @@ pub fn print_summary(record: &SessionRecord) {
         record.messages.len(),
         record.ended_because
     );
+    for m in &record.messages {
+        println!(
+            "  message: {} - {} ({} bytes) -> {}",
+            m.from
+                .as_deref()
+                .unwrap_or(if m.sender.is_empty() { "<>" } else { &m.sender }),
+            m.subject.as_deref().unwrap_or("(no subject)"),
+            m.size,
+            m.path.display()
+        );
+    }
     for d in &record.domains {
         let code = d
             .code

@@ -55,15 +55,6 @@ pub fn run(_explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
                 .with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S")
         );
-        for m in &record.messages {
-            println!(
-                "  message: {} - {} ({} bytes) -> {}",
-                m.from.as_deref().unwrap_or(&m.sender),
-                m.subject.as_deref().unwrap_or("(no subject)"),
-                m.size,
-                m.path.display()
-            );
-        }
         print_summary(record);
         if args.transcript {
             for (account, lines) in &record.transcripts {

@@ -15,6 +15,9 @@ pub enum KeystoreError {
     /// The keyring service is missing, not running or locked.
     #[error("the OS keyring is not available: {0}. Start and unlock your keyring (GNOME Keyring, KWallet or KeePassXC with its Secret Service enabled, inside your desktop session), then try again")]
     Unavailable(String),
+    /// The keyring is there but locked, or access was refused.
+    #[error("the OS keyring is locked or refused access ({0}). Unlock it (log in to your desktop session, or unlock the \"login\" keyring in your keyring manager such as Seahorse or KeePassXC), then try again")]
+    Locked(String),
     /// The entry exists but does not hold a Mailcall account.
     #[error("the keyring entry for account {name:?} is damaged ({message}). Write it again with `mailcall-cli account set {name} ...`")]
     Corrupt {
@@ -28,7 +31,10 @@ pub enum KeystoreError {
 impl KeystoreError {
     /// Whether the keyring itself is unreachable (as opposed to one entry being missing or bad).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, KeystoreError::Unavailable(_))
+        matches!(
+            self,
+            KeystoreError::Unavailable(_) | KeystoreError::Locked(_)
+        )
     }
 }
 
@@ -63,6 +69,7 @@ fn map_error(name: &str, e: keyring::Error) -> KeystoreError {
         keyring::Error::NoDefaultStore => KeystoreError::Unavailable(
             "no Secret Service could be reached on the D-Bus session bus".into(),
         ),
+        keyring::Error::NoStorageAccess(detail) => KeystoreError::Locked(detail.to_string()),
         other => KeystoreError::Unavailable(other.to_string()),
     }
 }
