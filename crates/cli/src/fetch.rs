@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 use mailcall_core::account::Account;
-use mailcall_core::config::{self, Config};
 use mailcall_core::etrn::{self, ClientSettings};
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::fetch::{self, FetchOptions};
-use mailcall_core::history::{History, SessionRecord, HISTORY_FILE};
+use mailcall_core::history::SessionRecord;
 use mailcall_core::keystore::{AccountStore, OsKeyring};
-use mailcall_core::listener::{Listener, ListenerSettings};
+use mailcall_core::service::{self, FetchRequest, ServiceOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::{Failure, Outcome};
@@ -87,38 +85,50 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             path.display()
         )));
     }
-    let maildir = config.maildir_path().map_err(Failure::setup)?;
-    let history = History::new(
-        config::data_dir()
-            .map_err(Failure::setup)?
-            .join(HISTORY_FILE),
-    );
+    let options = ServiceOptions::from_config(&config).map_err(Failure::setup)?;
+    let others: Vec<String> = config
+        .accounts
+        .iter()
+        .filter(|n| !names.contains(n))
+        .cloned()
+        .collect();
 
     let rt = runtime()?;
-    // The listener comes up first: a bind error must show before anything is sent to the ISP.
-    let listener = rt
-        .block_on(Listener::bind(config.listen))
-        .map_err(Failure::failed)?;
-    let accounts = load_accounts(&names)?;
-    // Accept mail for every configured account's domains: an ISP may flush more than was asked.
-    let mut accepted: Vec<_> = accounts.iter().flat_map(|a| a.domains.clone()).collect();
-    for other in config.accounts.iter().filter(|n| !names.contains(n)) {
-        if let Ok(a) = OsKeyring.load(other) {
-            accepted.extend(a.domains);
-        }
-    }
-
-    let options = options(&config, maildir, history)?;
-    let listen = listener.local_addr();
-    println!(
-        "listening on {listen}; asking {} account(s): {}",
-        names.len(),
-        names.join(", ")
-    );
     let record = rt.block_on(async move {
         let events = EventSink::default();
         let printer = tokio::spawn(print_events(events.subscribe()));
         let shutdown = CancellationToken::new();
+        // The listener comes up first: a bind error must show before anything is sent to the ISP.
+        let service = service::start(options, Vec::new(), events, shutdown.clone())
+            .await
+            .map_err(Failure::failed)?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let asked = load_accounts(&names)?;
+            // Accept mail for every configured account's domains: an ISP may flush more than asked.
+            let extra: Vec<Account> = others
+                .iter()
+                .filter_map(|n| OsKeyring.load(n).ok())
+                .collect();
+            Ok::<_, Failure>((names, asked, extra))
+        })
+        .await
+        .map_err(Failure::failed)
+        .and_then(|r| r);
+        let (names, asked, extra) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                service.stop().await;
+                printer.abort();
+                return Err(e);
+            }
+        };
+        println!(
+            "listening on {}; asking {} account(s): {}",
+            service.listen_addr(),
+            names.len(),
+            names.join(", ")
+        );
+        let _ = service.set_accounts(asked.into_iter().chain(extra).collect());
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -126,29 +136,22 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
                 on_signal.cancel();
             }
         });
-        let record = fetch::run(listener, accounts, accepted, options, &events, shutdown).await;
+        let record = service
+            .fetch(FetchRequest {
+                trigger: "cli".into(),
+                accounts: Some(names),
+            })
+            .await
+            .map_err(Failure::failed);
         let _ = printer.await;
+        service.stop().await;
         record
-    });
+    })?;
     print_summary(&record);
     Ok(if record.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
-}
-
-fn options(config: &Config, maildir: PathBuf, history: History) -> Result<FetchOptions, Failure> {
-    let mut listener = ListenerSettings::new(config.hostname(), config.max_message_size);
-    listener.hostname = config.hostname();
-    Ok(FetchOptions {
-        trigger: "cli".into(),
-        maildir,
-        listener,
-        idle_timeout: config.idle_timeout(),
-        max_wait: config.max_wait(),
-        client: ClientSettings::default(),
-        history: Some(history),
     })
 }
 

@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,26 +10,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::{Account, DomainSpec};
+use crate::account::Account;
 use crate::etrn::{self, AccountResult, ClientSettings};
 use crate::event::{Event, EventSink};
 use crate::history::{History, SessionRecord};
-use crate::listener::{Listener, ListenerEvent, ListenerSettings, RecipientPolicy};
-use crate::maildir::Maildir;
+use crate::listener::ListenerEvent;
 use crate::report::{DomainOutcome, MessageInfo};
 
-/// How long the listener may take to finish in-flight deliveries once a session ends.
-const DRAIN_LIMIT: Duration = Duration::from_secs(120);
-
-/// Everything a fetch session needs besides the accounts and the bound listener.
+/// How a fetch session waits and asks.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
     /// What started it (`cli`, `tray`, `network`, `interval`), for the history.
     pub trigger: String,
-    /// The Maildir to deliver into.
-    pub maildir: PathBuf,
-    /// The listener's behaviour (host name, size limit, timeouts).
-    pub listener: ListenerSettings,
     /// Quiet time after the last ETRN reply / connection / message that ends the session.
     pub idle_timeout: Duration,
     /// Upper bound on the whole session.
@@ -42,15 +32,15 @@ pub struct FetchOptions {
     pub history: Option<History>,
 }
 
-/// Runs one fetch session on an already bound `listener` (bind it first: a bind error must
-/// surface before anything is sent to the ISP). `accounts` are asked for their mail; the listener
-/// accepts recipients of `accepted` (usually every configured account's domains).
+/// Runs one fetch session: asks `accounts` for their mail and counts what the (already
+/// listening) listener reports on `deliveries` until it has been idle long enough.
+/// The listener belongs to the caller (see [`crate::service`]): it must be up before this runs.
 /// Cancelling `shutdown` ends the session early, keeping what was stored.
 pub async fn run(
-    listener: Listener,
     accounts: Vec<Account>,
-    accepted: Vec<DomainSpec>,
-    options: FetchOptions,
+    listen: SocketAddr,
+    deliveries: &mut mpsc::UnboundedReceiver<ListenerEvent>,
+    options: &FetchOptions,
     events: &EventSink,
     shutdown: CancellationToken,
 ) -> SessionRecord {
@@ -61,33 +51,6 @@ pub async fn run(
         std::process::id()
     );
     let mut errors = Vec::new();
-    let listen = listener.local_addr();
-
-    let maildir = match Maildir::create(&options.maildir) {
-        Ok(m) => Arc::new(m),
-        Err(e) => {
-            let message = format!(
-                "cannot use the Maildir {}: {e}. Check the path and its permissions (--maildir or `config set maildir DIR`); nothing was asked from the ISP",
-                options.maildir.display()
-            );
-            events.emit(Event::Error {
-                account: None,
-                message: message.clone(),
-            });
-            errors.push(message);
-            let record = finish(
-                id,
-                &options,
-                started_at,
-                &accounts,
-                Vec::new(),
-                Vec::new(),
-                errors,
-                "not started",
-            );
-            return record;
-        }
-    };
 
     events.emit(Event::SessionStarted {
         id: id.clone(),
@@ -95,16 +58,6 @@ pub async fn run(
         accounts: accounts.iter().map(|a| a.name.clone()).collect(),
         listen,
     });
-
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let stop_listener = shutdown.child_token();
-    let server = tokio::spawn(listener.serve(
-        Arc::new(options.listener.clone()),
-        Arc::new(RecipientPolicy::new(accepted)),
-        maildir,
-        tx,
-        stop_listener.clone(),
-    ));
 
     let mut etrn_tasks = JoinSet::new();
     for account in &accounts {
@@ -155,7 +108,7 @@ pub async fn run(
                 // The idle clock starts at the last ETRN reply, when the ISP's run begins.
                 last_activity = Instant::now();
             }
-            ev = rx.recv() => match ev {
+            ev = deliveries.recv() => match ev {
                 Some(ev) => {
                     last_activity = Instant::now();
                     on_listener_event(ev, &mut active, &mut messages, events);
@@ -176,13 +129,8 @@ pub async fn run(
         }
     }
 
-    // Let deliveries in flight finish (the listener refuses new commands with 421 meanwhile);
-    // messages acknowledged during the drain are still counted.
-    stop_listener.cancel();
-    if tokio::time::timeout(DRAIN_LIMIT, server).await.is_err() {
-        errors.push("the listener did not finish its deliveries in time; any message without a 250 stays at the ISP".into());
-    }
-    while let Ok(ev) = rx.try_recv() {
+    // Messages acknowledged while we were deciding to stop still belong to this session.
+    while let Ok(ev) = deliveries.try_recv() {
         on_listener_event(ev, &mut active, &mut messages, events);
     }
 
@@ -192,7 +140,7 @@ pub async fn run(
         .collect();
     let mut record = finish(
         id,
-        &options,
+        options,
         started_at,
         &accounts,
         results,
@@ -215,7 +163,8 @@ pub async fn run(
     record
 }
 
-fn on_listener_event(
+/// Counts a listener event into the session and republishes it for front ends.
+pub(crate) fn on_listener_event(
     ev: ListenerEvent,
     active: &mut HashMap<SocketAddr, u32>,
     messages: &mut Vec<MessageInfo>,

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailcall_core::account::{Account, DomainSpec, Security};
+use mailcall_core::account::{Account, Security};
 use mailcall_core::etrn::ClientSettings;
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::fetch::{self, FetchOptions};
-use mailcall_core::history::History;
-use mailcall_core::listener::{Listener, ListenerSettings};
+use mailcall_core::fetch::FetchOptions;
+use mailcall_core::history::{History, SessionRecord};
+use mailcall_core::listener::ListenerSettings;
 use mailcall_core::report::DomainOutcome;
+use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -119,11 +120,18 @@ fn account(isp: SocketAddr, domains: &[&str]) -> Account {
     }
 }
 
-fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) -> FetchOptions {
-    FetchOptions {
-        trigger: "test".into(),
+fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) -> ServiceOptions {
+    ServiceOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
         maildir: maildir.to_path_buf(),
         listener: ListenerSettings::new("mailcall.test".into(), 1 << 20),
+        fetch: fetch_options(idle, history),
+    }
+}
+
+fn fetch_options(idle: Duration, history: Option<History>) -> FetchOptions {
+    FetchOptions {
+        trigger: String::new(),
         idle_timeout: idle,
         max_wait: Duration::from_secs(30),
         client: ClientSettings {
@@ -137,6 +145,20 @@ fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) 
     }
 }
 
+/// Starts the service (listener up), then points the fake ISP at it.
+async fn start(options: ServiceOptions, events: EventSink) -> ServiceHandle {
+    service::start(options, Vec::new(), events, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+async fn fetch_with(service: &ServiceHandle, acct: Account) -> SessionRecord {
+    service.set_accounts(vec![acct]).unwrap();
+    let record = service.fetch(FetchRequest::all("test")).await.unwrap();
+    service.stop().await;
+    record
+}
+
 fn files_in(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
@@ -145,9 +167,14 @@ fn files_in(dir: &std::path::Path) -> usize {
 async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let service = start(
+        options(&maildir, Duration::from_millis(700), Some(history.clone())),
+        events,
+    )
+    .await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let plans = vec![
         Plan {
@@ -166,22 +193,9 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
             deliver: 2,
         },
     ];
-    let isp = fake_isp(plans, listener.local_addr(), log.clone()).await;
+    let isp = fake_isp(plans, service.listen_addr(), log.clone()).await;
     let acct = account(isp, &["alpha.test", "unknown.test", "#beta.test"]);
-    let accepted: Vec<DomainSpec> = acct.domains.clone();
-    let history = History::new(dir.path().join("history.jsonl"));
-    let events = EventSink::default();
-    let mut rx = events.subscribe();
-
-    let record = fetch::run(
-        listener,
-        vec![acct],
-        accepted,
-        options(&maildir, Duration::from_millis(700), Some(history.clone())),
-        &events,
-        CancellationToken::new(),
-    )
-    .await;
+    let record = fetch_with(&service, acct).await;
 
     assert_eq!(record.ended_because, "idle", "{record:#?}");
     assert_eq!(record.messages.len(), 5, "{record:#?}");
@@ -229,28 +243,21 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
 async fn a_253_count_ends_the_session_when_that_many_arrived() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    // An idle timeout far beyond the test's patience: only the count can end it in time.
+    let service = start(
+        options(&maildir, Duration::from_secs(25), None),
+        EventSink::default(),
+    )
+    .await;
     let plans = vec![Plan {
         arg: "alpha.test",
         reply: "253 2 pending messages started",
         deliver: 2,
     }];
-    let isp = fake_isp(plans, listener.local_addr(), Arc::default()).await;
+    let isp = fake_isp(plans, service.listen_addr(), Arc::default()).await;
     let acct = account(isp, &["alpha.test"]);
-    let accepted = acct.domains.clone();
-    // An idle timeout far beyond the test's patience: only the count can end it in time.
     let started = std::time::Instant::now();
-    let record = fetch::run(
-        listener,
-        vec![acct],
-        accepted,
-        options(&maildir, Duration::from_secs(25), None),
-        &EventSink::default(),
-        CancellationToken::new(),
-    )
-    .await;
+    let record = fetch_with(&service, acct).await;
     assert_eq!(
         record.ended_because, "expected messages arrived",
         "{record:#?}"
@@ -263,27 +270,105 @@ async fn a_253_count_ends_the_session_when_that_many_arrived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_mail_everywhere_ends_at_once_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let service = start(
+        options(&dir.path().join("Maildir"), Duration::from_secs(25), None),
+        EventSink::default(),
+    )
+    .await;
     let plans = vec![Plan {
         arg: "alpha.test",
         reply: "251 OK, no messages waiting",
         deliver: 0,
     }];
-    let isp = fake_isp(plans, listener.local_addr(), Arc::default()).await;
+    let isp = fake_isp(plans, service.listen_addr(), Arc::default()).await;
     let acct = account(isp, &["alpha.test"]);
-    let accepted = acct.domains.clone();
-    let record = fetch::run(
-        listener,
-        vec![acct],
-        accepted,
-        options(&dir.path().join("Maildir"), Duration::from_secs(25), None),
-        &EventSink::default(),
-        CancellationToken::new(),
-    )
-    .await;
+    let record = fetch_with(&service, acct).await;
     assert_eq!(record.ended_because, "nothing to wait for");
     assert_eq!(record.domains[0].outcome, DomainOutcome::NoMail);
     assert!(record.succeeded());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_session_join_it_instead_of_starting_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(
+        options(
+            &dir.path().join("Maildir"),
+            Duration::from_millis(700),
+            None,
+        ),
+        EventSink::default(),
+    )
+    .await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let plans = vec![Plan {
+        arg: "alpha.test",
+        reply: "250 Queuing started",
+        deliver: 1,
+    }];
+    // The fake ISP takes one connection only: a second session could not even connect.
+    let isp = fake_isp(plans, service.listen_addr(), log.clone()).await;
+    service
+        .set_accounts(vec![account(isp, &["alpha.test"])])
+        .unwrap();
+    let (a, b, c) = tokio::join!(
+        service.fetch(FetchRequest::all("tray")),
+        service.fetch(FetchRequest::all("network")),
+        service.fetch(FetchRequest {
+            trigger: "interval".into(),
+            accounts: Some(vec!["isp".into()]),
+        }),
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(a.id, b.id);
+    assert_eq!(a.id, c.id);
+    assert!(a.succeeded(), "{a:#?}");
+    assert_eq!(a.messages.len(), 1);
+    let etrns = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("ETRN"))
+        .count();
+    assert_eq!(etrns, 1);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let history = History::new(dir.path().join("history.jsonl"));
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let service = start(
+        options(&maildir, Duration::from_millis(700), Some(history.clone())),
+        events,
+    )
+    .await;
+    let acct = account("127.0.0.1:9".parse().unwrap(), &["alpha.test"]);
+    service.set_accounts(vec![acct]).unwrap();
+    // The ISP retries on its own while we are online: no ETRN, no session.
+    deliver(service.listen_addr(), "alpha.test".into(), 2).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let (records, _) = history.recent(10).unwrap();
+        if records.len() == 2 || std::time::Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert!(records
+        .iter()
+        .all(|r| r.trigger == "isp" && r.messages.len() == 1));
+    assert_eq!(files_in(&maildir.join("new")), 2);
+    let mut stored = 0;
+    while let Ok(ev) = rx.try_recv() {
+        if matches!(ev, Event::MessageStored(_)) {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 2);
+    service.stop().await;
 }

@@ -3,9 +3,10 @@
 use crate::account::DomainSpec;
 
 /// Which recipients the listener accepts: only those in the configured domains.
-#[derive(Debug, Clone, Default)]
+/// The domains can be replaced while the listener runs (accounts edited in the tray).
+#[derive(Debug, Default)]
 pub struct RecipientPolicy {
-    domains: Vec<DomainSpec>,
+    domains: std::sync::RwLock<Vec<DomainSpec>>,
 }
 
 /// What the policy says about one `RCPT TO` address.
@@ -22,7 +23,14 @@ pub(crate) enum Verdict {
 impl RecipientPolicy {
     /// Accept recipients in these domains (per their ETRN form), nothing else.
     pub fn new(domains: Vec<DomainSpec>) -> Self {
-        RecipientPolicy { domains }
+        RecipientPolicy {
+            domains: std::sync::RwLock::new(domains),
+        }
+    }
+
+    /// Replaces the accepted domains; sessions judge every later `RCPT TO` by the new list.
+    pub fn replace(&self, domains: Vec<DomainSpec>) {
+        *self.domains.write().unwrap_or_else(|p| p.into_inner()) = domains;
     }
 
     /// Whether `address` (a bare `local@domain`) is one we accept.
@@ -44,7 +52,8 @@ impl RecipientPolicy {
         if local.contains(['%', '!', '@']) {
             return Verdict::RelayDenied;
         }
-        if self.domains.iter().any(|spec| spec.accepts(domain)) {
+        let domains = self.domains.read().unwrap_or_else(|p| p.into_inner());
+        if domains.iter().any(|spec| spec.accepts(domain)) {
             Verdict::Accept
         } else {
             Verdict::RelayDenied

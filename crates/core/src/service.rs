@@ -1,0 +1,446 @@
+//! The Mailcall service: the always-on SMTP listener plus fetch sessions on request — one at a
+//! time, a request during a session merged into it. Every front end (CLI, daemon, tray) runs this.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::account::Account;
+use crate::config::{self, Config, ConfigError};
+use crate::etrn::ClientSettings;
+use crate::event::{Event, EventSink};
+use crate::fetch::{self, FetchOptions};
+use crate::history::{History, SessionRecord, HISTORY_FILE};
+use crate::listener::{BindError, Listener, ListenerEvent, ListenerSettings, RecipientPolicy};
+use crate::maildir::Maildir;
+
+/// How long the listener may take to finish in-flight deliveries at shutdown.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Everything the service needs to run.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Where the listener listens.
+    pub listen: SocketAddr,
+    /// The Maildir to deliver into.
+    pub maildir: PathBuf,
+    /// The listener's behaviour.
+    pub listener: ListenerSettings,
+    /// How fetch sessions wait and ask (the trigger is set per request).
+    pub fetch: FetchOptions,
+}
+
+impl ServiceOptions {
+    /// The options a config file describes, with the history in the data directory.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Ok(ServiceOptions {
+            listen: config.listen,
+            maildir: config.maildir_path()?,
+            listener: ListenerSettings::new(config.hostname(), config.max_message_size),
+            fetch: FetchOptions {
+                trigger: String::new(),
+                idle_timeout: config.idle_timeout(),
+                max_wait: config.max_wait(),
+                client: ClientSettings::default(),
+                history: Some(History::new(config::data_dir()?.join(HISTORY_FILE))),
+            },
+        })
+    }
+}
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not bind (its message names the fixes).
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The Maildir could not be created or opened.
+    #[error("cannot use the Maildir {path}: {source}. Check the path and its permissions (--maildir or `config set maildir DIR`)")]
+    Maildir {
+        /// The Maildir.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A request to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// What asked (`cli`, `tray`, `network`, `interval`, `control`).
+    pub trigger: String,
+    /// The accounts to ask; `None` asks every account the service knows.
+    pub accounts: Option<Vec<String>>,
+}
+
+impl FetchRequest {
+    /// A request for every account.
+    pub fn all(trigger: impl Into<String>) -> Self {
+        FetchRequest {
+            trigger: trigger.into(),
+            accounts: None,
+        }
+    }
+}
+
+/// The service stopped before it could answer.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the Mailcall service has stopped; start it again to fetch")]
+pub struct ServiceStopped;
+
+enum Command {
+    Fetch(FetchRequest, oneshot::Sender<SessionRecord>),
+    SetAccounts(Vec<Account>),
+}
+
+/// A handle on a running service; cheap to clone, usable from any task.
+#[derive(Debug, Clone)]
+pub struct ServiceHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    events: EventSink,
+    listen: SocketAddr,
+    fetching: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Fetch(r, _) => write!(f, "Fetch({r:?})"),
+            Command::SetAccounts(a) => write!(f, "SetAccounts({} accounts)", a.len()),
+        }
+    }
+}
+
+impl ServiceHandle {
+    /// Fetches and waits for the session's record. A request while a session runs joins it
+    /// (or, naming accounts the running session does not ask, gets one follow-up session).
+    pub async fn fetch(&self, request: FetchRequest) -> Result<SessionRecord, ServiceStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Fetch(request, tx))
+            .map_err(|_| ServiceStopped)?;
+        rx.await.map_err(|_| ServiceStopped)
+    }
+
+    /// Starts a fetch without waiting for it (tray click, network trigger).
+    pub fn request_fetch(&self, request: FetchRequest) -> Result<(), ServiceStopped> {
+        let (tx, _rx) = oneshot::channel();
+        self.tx
+            .send(Command::Fetch(request, tx))
+            .map_err(|_| ServiceStopped)
+    }
+
+    /// Replaces the known accounts: what fetches ask, and the domains the listener accepts.
+    pub fn set_accounts(&self, accounts: Vec<Account>) -> Result<(), ServiceStopped> {
+        self.tx
+            .send(Command::SetAccounts(accounts))
+            .map_err(|_| ServiceStopped)
+    }
+
+    /// The service's events (sessions, replies, messages, errors), from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Where the listener listens.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Whether a fetch session is running.
+    pub fn is_fetching(&self) -> bool {
+        self.fetching.load(Ordering::SeqCst)
+    }
+
+    /// Stops the service: a running session ends (its record still goes to the history and its
+    /// waiters), deliveries in flight finish or get a 4xx, then the listener closes.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the service: creates the Maildir, binds the listener (so a bind error shows before any
+/// ETRN), and runs until `shutdown` is cancelled or [`ServiceHandle::stop`] is called.
+pub async fn start(
+    options: ServiceOptions,
+    accounts: Vec<Account>,
+    events: EventSink,
+    shutdown: CancellationToken,
+) -> Result<ServiceHandle, StartError> {
+    let maildir = Maildir::create(&options.maildir).map_err(|source| StartError::Maildir {
+        path: options.maildir.clone(),
+        source,
+    })?;
+    let listener = Listener::bind(options.listen).await?;
+    let listen = listener.local_addr();
+    let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));
+    let (ltx, lrx) = mpsc::unbounded_channel();
+    let stop_listener = CancellationToken::new();
+    let server = tokio::spawn(listener.serve(
+        Arc::new(options.listener.clone()),
+        policy.clone(),
+        Arc::new(maildir),
+        ltx,
+        stop_listener.clone(),
+    ));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let fetching = Arc::new(AtomicBool::new(false));
+    let coordinator = Coordinator {
+        options,
+        accounts,
+        policy,
+        events: events.clone(),
+        listen,
+        fetching: fetching.clone(),
+    };
+    let task = tokio::spawn(coordinator.run(rx, lrx, server, stop_listener, shutdown.clone()));
+    Ok(ServiceHandle {
+        tx,
+        events,
+        listen,
+        fetching,
+        shutdown,
+        task: Arc::new(Mutex::new(Some(task))),
+    })
+}
+
+fn domains_of(accounts: &[Account]) -> Vec<crate::account::DomainSpec> {
+    accounts.iter().flat_map(|a| a.domains.clone()).collect()
+}
+
+struct Coordinator {
+    options: ServiceOptions,
+    accounts: Vec<Account>,
+    policy: Arc<RecipientPolicy>,
+    events: EventSink,
+    listen: SocketAddr,
+    fetching: Arc<AtomicBool>,
+}
+
+struct Running {
+    names: Vec<String>,
+    waiters: Vec<oneshot::Sender<SessionRecord>>,
+    deliveries: mpsc::UnboundedSender<ListenerEvent>,
+    cancel: CancellationToken,
+}
+
+impl Coordinator {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut deliveries: mpsc::UnboundedReceiver<ListenerEvent>,
+        server: JoinHandle<()>,
+        stop_listener: CancellationToken,
+        shutdown: CancellationToken,
+    ) {
+        let mut running: Option<Running> = None;
+        // Kept apart from `running` so select! can await it while other branches touch `running`.
+        let mut task: Option<JoinHandle<SessionRecord>> = None;
+        // A request naming accounts the running session does not ask: one follow-up session.
+        let mut pending: Option<(FetchRequest, Vec<oneshot::Sender<SessionRecord>>)> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Fetch(request, reply)) => {
+                        let wanted = self.names_for(&request);
+                        match &mut running {
+                            Some(r) if wanted.iter().all(|n| r.names.contains(n)) => r.waiters.push(reply),
+                            Some(_) => {
+                                let (req, waiters) = pending.get_or_insert_with(|| (FetchRequest { trigger: request.trigger.clone(), accounts: Some(Vec::new()) }, Vec::new()));
+                                if let Some(list) = &mut req.accounts {
+                                    for n in wanted {
+                                        if !list.contains(&n) {
+                                            list.push(n);
+                                        }
+                                    }
+                                }
+                                waiters.push(reply);
+                            }
+                            None => {
+                                let (r, t) = self.begin(request, vec![reply], &shutdown);
+                                running = Some(r);
+                                task = Some(t);
+                            }
+                        }
+                    }
+                    Some(Command::SetAccounts(accounts)) => {
+                        self.policy.replace(domains_of(&accounts));
+                        self.accounts = accounts;
+                    }
+                    // Every handle is gone: nobody can ask for anything any more.
+                    None => break,
+                },
+                ev = deliveries.recv() => match ev {
+                    Some(ev) => match &running {
+                        Some(r) => {
+                            let _ = r.deliveries.send(ev);
+                        }
+                        None => self.unsolicited(ev),
+                    },
+                    None => {
+                        self.events.emit(Event::Error { account: None, message: "the SMTP listener stopped unexpectedly; restart Mailcall".into() });
+                        break;
+                    }
+                },
+                record = async { task.as_mut().expect("guarded by the if").await }, if task.is_some() => {
+                    task = None;
+                    let Some(r) = running.take() else { continue };
+                    self.fetching.store(false, Ordering::SeqCst);
+                    let record = record.unwrap_or_else(|e| self.crashed(e));
+                    for w in r.waiters {
+                        let _ = w.send(record.clone());
+                    }
+                    if let Some((request, waiters)) = pending.take() {
+                        let (r, t) = self.begin(request, waiters, &shutdown);
+                        running = Some(r);
+                        task = Some(t);
+                    }
+                }
+            }
+        }
+
+        if let (Some(r), Some(t)) = (running.take(), task.take()) {
+            r.cancel.cancel();
+            let record = t.await.unwrap_or_else(|e| self.crashed(e));
+            for w in r.waiters {
+                let _ = w.send(record.clone());
+            }
+        }
+        self.fetching.store(false, Ordering::SeqCst);
+        // Deliveries in flight finish (the listener answers new commands with 421 meanwhile).
+        stop_listener.cancel();
+        if tokio::time::timeout(DRAIN_LIMIT, server).await.is_err() {
+            self.events.emit(Event::Error {
+                account: None,
+                message: "the listener did not finish its deliveries in time; any message without a 250 stays at the ISP".into(),
+            });
+        }
+        while let Ok(ev) = deliveries.try_recv() {
+            self.unsolicited(ev);
+        }
+    }
+
+    fn names_for(&self, request: &FetchRequest) -> Vec<String> {
+        match &request.accounts {
+            Some(names) => names.clone(),
+            None => self.accounts.iter().map(|a| a.name.clone()).collect(),
+        }
+    }
+
+    fn begin(
+        &self,
+        request: FetchRequest,
+        waiters: Vec<oneshot::Sender<SessionRecord>>,
+        shutdown: &CancellationToken,
+    ) -> (Running, JoinHandle<SessionRecord>) {
+        let names = self.names_for(&request);
+        let mut accounts = Vec::new();
+        let mut unknown = Vec::new();
+        for n in &names {
+            match self.accounts.iter().find(|a| &a.name == n) {
+                Some(a) => accounts.push(a.clone()),
+                None => unknown.push(n.clone()),
+            }
+        }
+        for n in &unknown {
+            self.events.emit(Event::Error {
+                account: Some(n.clone()),
+                message: format!("there is no account {n:?}; see `mailcall-cli account list`"),
+            });
+        }
+        let mut options = self.options.fetch.clone();
+        options.trigger = request.trigger;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cancel = shutdown.child_token();
+        let events = self.events.clone();
+        let listen = self.listen;
+        let session_cancel = cancel.clone();
+        self.fetching.store(true, Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let mut record =
+                fetch::run(accounts, listen, &mut rx, &options, &events, session_cancel).await;
+            for n in unknown {
+                record.errors.push(format!(
+                    "there is no account {n:?}; see `mailcall-cli account list`"
+                ));
+            }
+            record
+        });
+        (
+            Running {
+                names,
+                waiters,
+                deliveries: tx,
+                cancel,
+            },
+            task,
+        )
+    }
+
+    /// Mail the ISP delivered on its own (its retries while we are online): stored, announced
+    /// and recorded like any other.
+    fn unsolicited(&self, ev: ListenerEvent) {
+        match ev {
+            ListenerEvent::Connected { peer } => self.events.emit(Event::Connected { peer }),
+            ListenerEvent::Closed { .. } => {}
+            ListenerEvent::Stored(info) => {
+                self.events.emit(Event::MessageStored(info.clone()));
+                let now = Utc::now();
+                let record = SessionRecord {
+                    id: format!(
+                        "{}-{}",
+                        now.format("%Y%m%dT%H%M%S%.3fZ"),
+                        std::process::id()
+                    ),
+                    trigger: "isp".into(),
+                    started_at: info.stored_at,
+                    finished_at: now,
+                    domains: Vec::new(),
+                    messages: vec![*info],
+                    errors: Vec::new(),
+                    transcripts: Vec::new(),
+                    ended_because: "delivered outside a fetch".into(),
+                };
+                if let Some(history) = &self.options.fetch.history {
+                    if let Err(e) = history.append(&record) {
+                        self.events.emit(Event::Error {
+                            account: None,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn crashed(&self, e: tokio::task::JoinError) -> SessionRecord {
+        let now = Utc::now();
+        SessionRecord {
+            id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id()),
+            trigger: String::new(),
+            started_at: now,
+            finished_at: now,
+            domains: Vec::new(),
+            messages: Vec::new(),
+            errors: vec![format!(
+                "the fetch session ended unexpectedly ({e}); mail not acknowledged stays at the ISP; please report this bug"
+            )],
+            transcripts: Vec::new(),
+            ended_because: "crashed".into(),
+        }
+    }
+}
