@@ -21,12 +21,6 @@ use super::{ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::{Delivery, Maildir};
 use crate::report::MessageInfo;
 
-/// The longest command line we take, without its CRLF; longer lines are refused, never buffered.
-const MAX_LINE_LENGTH: usize = 4096;
-/// Recipients per message (RFC 5321 asks servers to take at least 100).
-const MAX_RECIPIENTS: usize = 100;
-/// Errors (5xx replies) after which we hang up on a peer that is clearly not a sane MTA.
-const MAX_ERRORS: u32 = 20;
 /// How much is read from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
 /// How much un-stuffed DATA is gathered before it goes to disk.
@@ -192,7 +186,7 @@ impl Session {
                     }
                     let content = line.strip_suffix(b"\n").unwrap_or(&line);
                     let content = content.strip_suffix(b"\r").unwrap_or(content);
-                    if content.len() > MAX_LINE_LENGTH {
+                    if content.len() > self.ctx.settings.max_line_length {
                         return Some(Line::TooLong);
                     }
                     return Some(Line::Complete(line));
@@ -204,7 +198,7 @@ impl Session {
                         return None;
                     }
                     // +1: the CR of a line that is exactly at the limit may already be here.
-                    if len > MAX_LINE_LENGTH + 1 {
+                    if len > self.ctx.settings.max_line_length.saturating_add(1) {
                         self.discarding = true;
                         return Some(Line::TooLong);
                     }
@@ -242,7 +236,7 @@ impl Session {
     }
 
     fn check_errors(&mut self) -> Next {
-        if self.errors > MAX_ERRORS {
+        if self.errors > self.ctx.settings.max_errors {
             let host = &self.ctx.settings.hostname;
             let reply = Reply::new(421, "4.7.0", format!("{host} Error: too many errors"));
             self.push(reply);
@@ -365,7 +359,7 @@ impl Session {
             State::Mail { .. } => 0,
             State::Rcpt { recipients, .. } => recipients.len(),
         };
-        if count >= MAX_RECIPIENTS {
+        if count >= self.ctx.settings.max_recipients {
             return Reply::new(452, "4.5.3", "Error: too many recipients");
         }
         if address.is_empty() {

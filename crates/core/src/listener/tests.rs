@@ -109,13 +109,22 @@ struct Client {
 impl Client {
     /// Connects and checks the greeting.
     async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut c = Client {
-            stream,
-            buf: Vec::new(),
-        };
+        let mut c = Client::connect_from(addr, "127.0.0.1").await;
         c.expect("220 mx.test ESMTP").await;
         c
+    }
+
+    /// Connects from a given loopback address (all of 127/8 is local on Linux); reads nothing.
+    async fn connect_from(addr: SocketAddr, local: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(local.parse().unwrap(), 0))
+            .unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -364,6 +373,142 @@ async fn too_many_recipients_get_452() {
         c.expect("250 2.1.5").await;
     }
     c.expect("452 4.5.3").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn recipient_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_recipients = 3;
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    for i in 0..3 {
+        c.cmd(&format!("RCPT TO:<u{i}@example.com>"), "250 2.1.5")
+            .await;
+    }
+    c.cmd("RCPT TO:<u3@example.com>", "452 4.5.3").await;
+    // The message still goes to the three taken.
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: three\r\n\r\nhi\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.recipients.len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn line_length_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_line_length = 100;
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let mut line = b"NOOP ".to_vec();
+    line.resize(100, b'x');
+    line.extend_from_slice(b"\r\n");
+    c.send(&line).await;
+    c.expect("250 2.0.0").await;
+    let mut line = b"NOOP ".to_vec();
+    line.resize(101, b'x');
+    line.extend_from_slice(b"\r\n");
+    c.send(&line).await;
+    c.expect("500 5.5.2 Line too long").await;
+    // 100 KB without a newline: one refusal, nothing buffered, the session goes on.
+    c.send(&vec![b'A'; 100 * 1024]).await;
+    c.expect("500 5.5.2 Line too long").await;
+    c.send(b"\r\nNOOP\r\n").await;
+    c.expect("250 2.0.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn error_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_errors = 3;
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.send("GARBAGE\r\n".repeat(10).as_bytes()).await;
+    for _ in 0..4 {
+        c.expect("500 5.5.2").await;
+    }
+    c.expect("421 4.7.0 mx.test Error: too many errors").await;
+    c.expect_eof().await;
+    // Others are not affected.
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("NOOP", "250").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connection_limit_answers_421_at_connect() {
+    let mut s = settings(10_000_000);
+    s.max_connections = 2;
+    let mut server = start(s, &["example.com"]).await;
+    let first = Client::connect(server.addr).await;
+    let _second = Client::connect(server.addr).await;
+    for _ in 0..3 {
+        let mut c = Client::connect_from(server.addr, "127.0.0.3").await;
+        c.expect("421 4.7.0 mx.test Error: too many connections")
+            .await;
+        c.expect_eof().await;
+    }
+    // A slot freed is a slot usable again.
+    drop(first);
+    server.closed().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn per_peer_limit_answers_421_to_that_peer_only() {
+    let mut s = settings(10_000_000);
+    s.max_connections_per_peer = 2;
+    let server = start(s, &["example.com"]).await;
+    let _a = Client::connect(server.addr).await;
+    let _b = Client::connect(server.addr).await;
+    let mut c = Client::connect_from(server.addr, "127.0.0.1").await;
+    c.expect("421 4.7.0").await;
+    c.expect_eof().await;
+    let mut other = Client::connect_from(server.addr, "127.0.0.2").await;
+    other.expect("220 mx.test").await;
+    other.cmd("NOOP", "250").await;
+    server.stop().await;
+}
+
+#[test]
+fn default_limits_are_safe() {
+    let s = ListenerSettings::new("mx.test".into(), 42);
+    assert_eq!(s.max_recipients, 100);
+    assert_eq!(s.max_line_length, 4096);
+    assert_eq!(s.max_errors, 20);
+    assert_eq!(s.max_connections, 100);
+    assert_eq!(s.max_connections_per_peer, 20);
+    assert!(s.allowed_peers.is_none());
+}
+
+#[tokio::test]
+async fn allowlist_refuses_other_peers_with_554() {
+    let mut s = settings(10_000_000);
+    s.allowed_peers = Some(vec![
+        "127.0.0.2/32".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ]);
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect_from(server.addr, "127.0.0.1").await;
+    c.expect("554 5.7.1 mx.test Error: access denied").await;
+    c.expect_eof().await;
+    let mut ok = Client::connect_from(server.addr, "127.0.0.2").await;
+    ok.expect("220 mx.test").await;
+    ok.ehlo().await;
+    ok.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    ok.cmd("RCPT TO:<a@example.com>", "250").await;
+    ok.cmd("DATA", "354").await;
+    ok.send(b"Subject: allowed\r\n\r\nhi\r\n.\r\n").await;
+    ok.expect("250 2.0.0").await;
+    assert_eq!(server.stored().await.subject.as_deref(), Some("allowed"));
     server.stop().await;
 }
 
