@@ -69,6 +69,8 @@ enum Line {
 /// Why a message that was read to its end is not stored.
 enum Refusal {
     TooBig,
+    /// A bare CR or LF in the data (see `Unstuffer`).
+    BareLineEnd,
     Storage(io::Error),
 }
 
@@ -439,6 +441,10 @@ impl Session {
         loop {
             let consumed = unstuffer.feed(&self.inbuf[self.start..]);
             self.start += consumed;
+            if unstuffer.saw_bare_line_end() && writer.refusal.is_none() {
+                // Read on to the end, store nothing: the tmp/ file goes now.
+                writer.refuse(Refusal::BareLineEnd).await;
+            }
             if unstuffer.is_done() || unstuffer.ready().len() >= WRITE_CHUNK {
                 writer.put(unstuffer.ready()).await;
                 unstuffer.clear_ready();
@@ -502,6 +508,16 @@ impl Session {
                 self.push(too_big());
                 true
             }
+            Err(Refusal::BareLineEnd) => {
+                tracing::warn!(peer = %self.peer, "message with a bare CR or LF refused");
+                self.push(Reply::new(
+                    550,
+                    "5.5.2",
+                    "Error: bare CR or LF in message data; every line must end in CRLF \
+                     (RFC 5321 2.3.8). Nothing was stored",
+                ));
+                true
+            }
             Err(Refusal::Storage(e)) => {
                 tracing::warn!(error = %e, "storing a message in the Maildir failed");
                 self.push(storage_error(&e));
@@ -532,23 +548,35 @@ impl Session {
     }
 }
 
-/// DATA un-stuffing on top of smtp-proto's `DataReceiver`, drained in pieces as input arrives.
+/// DATA un-stuffing on top of smtp-proto's `DataReceiver`, drained in pieces as input arrives,
+/// and the watch for line ends that are not CRLF.
 ///
 /// smtp-proto 0.2.5 ends a message only on CRLF "." CRLF: a bare "\n.\n", "\n.\r\n" or
-/// "\r.\r\n" is kept as data (its own smuggling tests, and ours), and "\r\n.." becomes "\r\n.".
-/// Bare CR and LF elsewhere are stored as they came; refusing them (like Postfix's
-/// `smtpd_forbid_bare_newline`) comes with the hardening work. One quirk: a line "." followed by
-/// several CRs and LF (".\r\r\n") also ends the message, keeping a stray CR — harmless for
-/// smuggling, since a sender's dot-stuffing turns such a line into "..\r\r\n".
-struct Unstuffer {
+/// "\r.\r\n" is kept as data, and "\r\n.." becomes "\r\n.". So no bare line end can end a
+/// message early or start a second one here.
+///
+/// Bare CR and bare LF are nonetheless refused: a message that holds one gets `550 5.5.2` once
+/// its end is read, and nothing is stored. Why reject rather than normalise: real MTAs (the ISP's
+/// Postfix, Exim, Sendmail) always send CRLF, so a bare line end only comes from a broken or
+/// hostile client — the SMTP-smuggling pattern (CVE-2023-51764/51765/51766), where a different
+/// reading of the same bytes by two servers injects a second message. Rejecting means no reading
+/// of what we store can disagree with ours; normalising would rewrite what the sender signed
+/// (DKIM). Sendmail 8.18 and Postfix's `smtpd_forbid_bare_newline = reject` do the same.
+/// One quirk of the receiver: a line "." followed by several CRs and LF (".\r\r\n") also ends
+/// the message — it holds a bare CR, so it is refused as well.
+pub(crate) struct Unstuffer {
     receiver: DataReceiver,
     /// Un-stuffed bytes not handed out yet.
     buf: Vec<u8>,
     done: bool,
+    /// The last raw byte consumed (LF at first: the one that ended "DATA").
+    prev: u8,
+    /// A CR not followed by LF, or an LF not preceded by CR, was consumed.
+    bare_line_end: bool,
 }
 
 impl Unstuffer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut receiver = DataReceiver::new();
         let mut buf = Vec::with_capacity(WRITE_CHUNK + READ_CHUNK);
         // The receiver starts as if mid-line; feeding it the CRLF that ended "DATA" makes a
@@ -559,33 +587,50 @@ impl Unstuffer {
             receiver,
             buf,
             done: false,
+            prev: b'\n',
+            bare_line_end: false,
         }
     }
 
     /// Takes input up to the end of the message; returns how many bytes it consumed.
-    fn feed(&mut self, input: &[u8]) -> usize {
+    pub(crate) fn feed(&mut self, input: &[u8]) -> usize {
         if self.done {
             return 0;
         }
         let mut iter = input.iter();
         self.done = self.receiver.ingest(&mut iter, &mut self.buf);
-        input.len() - iter.as_slice().len()
+        let consumed = input.len() - iter.as_slice().len();
+        if !self.bare_line_end {
+            for &b in &input[..consumed] {
+                if (b == b'\n' && self.prev != b'\r') || (self.prev == b'\r' && b != b'\n') {
+                    self.bare_line_end = true;
+                    break;
+                }
+                self.prev = b;
+            }
+        }
+        consumed
     }
 
     /// Whether the end-of-data marker was seen.
-    fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Whether the data so far held a bare CR or bare LF (the message is then refused).
+    pub(crate) fn saw_bare_line_end(&self) -> bool {
+        self.bare_line_end
     }
 
     /// The bytes that are final. Until the end, the last byte is held back: the receiver takes
     /// a CR back out of its buffer when the LF of a split CRLF "." CRLF arrives later.
-    fn ready(&self) -> &[u8] {
+    pub(crate) fn ready(&self) -> &[u8] {
         let keep = usize::from(!self.done && !self.buf.is_empty());
         &self.buf[..self.buf.len() - keep]
     }
 
     /// Forgets what `ready` returned.
-    fn clear_ready(&mut self) {
+    pub(crate) fn clear_ready(&mut self) {
         let n = self.ready().len();
         self.buf.drain(..n);
     }
@@ -726,6 +771,12 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes, draining after every piece.
     fn unstuff(input: &[u8], step: usize) -> (Vec<u8>, usize) {
+        let (out, pos, _) = unstuff_checked(input, step);
+        (out, pos)
+    }
+
+    /// Like `unstuff`, also saying whether a bare line end was seen.
+    fn unstuff_checked(input: &[u8], step: usize) -> (Vec<u8>, usize, bool) {
         let mut u = Unstuffer::new();
         let mut out = Vec::new();
         let mut pos = 0;
@@ -736,7 +787,35 @@ mod tests {
             u.clear_ready();
         }
         assert!(u.is_done(), "end of data not seen in {input:?}");
-        (out, pos)
+        (out, pos, u.saw_bare_line_end())
+    }
+
+    #[test]
+    fn bare_line_ends_are_seen_in_any_piece_size() {
+        let cases: &[(&[u8], bool)] = &[
+            (b".\r\n", false),
+            (b"a\r\nb\r\n\r\n.\r\n", false),
+            (b"a\nb\r\n.\r\n", true),
+            (b"a\rb\r\n.\r\n", true),
+            (b"a\r\r\n.\r\n", true),
+            (b"\n.\r\n\r\n.\r\n", true),
+            (b"x\n.\r\n.\r\n", true),
+            (b"x\r.\r\n.\r\n", true),
+            (b"x\n.\n\r\n.\r\n", true),
+            (b"x\r\n.\r\r\n", true),
+            (b"\r\n.\r\n", false),
+        ];
+        for (input, bare) in cases {
+            for step in 1..=input.len() {
+                let (_, consumed, seen) = unstuff_checked(input, step);
+                assert_eq!(seen, *bare, "input {input:?} in pieces of {step}");
+                assert_eq!(consumed, input.len(), "input {input:?}");
+            }
+        }
+        // What comes after the end is not data, and not judged.
+        let mut u = Unstuffer::new();
+        u.feed(b"ok\r\n.\r\nbare\nafter\r");
+        assert!(u.is_done() && !u.saw_bare_line_end());
     }
 
     #[test]

@@ -702,32 +702,67 @@ async fn dropped_connection_mid_data_keeps_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bare_lf_dot_does_not_end_the_message() {
-    let mut server = start(settings(10_000_000), &["example.com"]).await;
-    let mut c = Client::connect(server.addr).await;
-    c.ehlo().await;
+/// Sends one message and returns the reply to its end of data.
+async fn deliver(c: &mut Client, data: &[u8]) -> String {
     c.cmd("MAIL FROM:<a@isp.org>", "250").await;
     c.cmd("RCPT TO:<a@example.com>", "250").await;
     c.cmd("DATA", "354").await;
-    c.send(
-        b"Subject: smuggle\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
-          DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n.\r\n",
-    )
-    .await;
-    c.expect("250 2.0.0").await;
-    c.cmd("NOOP", "250 2.0.0").await;
+    c.send(data).await;
+    c.reply().await
+}
+
+#[tokio::test]
+async fn smuggling_attempts_are_refused_whole_and_nothing_injected() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // Each hides a complete second transaction behind an end marker that is not CRLF.CRLF. A
+    // server that took the fake marker would store two messages (one for b@); we store none.
+    for fake_end in [
+        &b"\n.\r\n"[..],
+        b"\n.\n",
+        b"\r.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+    ] {
+        let mut data = b"Subject: smuggle\r\n\r\nhello".to_vec();
+        data.extend_from_slice(fake_end);
+        data.extend_from_slice(
+            b"MAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n\
+              Subject: injected\r\n\r\nsmuggled\r\n.\r\n",
+        );
+        let reply = deliver(&mut c, &data).await;
+        assert!(
+            reply.starts_with("550 5.5.2 Error: bare CR or LF"),
+            "{fake_end:?}: {reply:?}"
+        );
+        // Nothing stored, nothing left behind; the next command is a command again.
+        assert!(server.maildir("new").is_empty(), "{fake_end:?}");
+        assert!(server.maildir("tmp").is_empty(), "{fake_end:?}");
+        c.cmd("NOOP", "250 2.0.0").await;
+    }
+    // A bare LF anywhere in the body, even harmless, refuses the message the same way.
+    let reply = deliver(&mut c, b"Subject: lf\n\nbody\r\n.\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    let reply = deliver(&mut c, b"Subject: cr\r\n\r\nbo\rdy\r\n.\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    // ".\r\r\n" ends the data (a receiver quirk) but holds a bare CR: refused, not stored.
+    let reply = deliver(&mut c, b"Subject: q\r\n\r\nx\r\n.\r\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    // The session still takes a normal message, and only that one is stored.
+    let reply = deliver(&mut c, b"Subject: normal\r\n\r\nfine\r\n.\r\n").await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply:?}");
+    c.cmd("QUIT", "221").await;
     let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("normal"));
     assert_eq!(info.recipients, ["a@example.com"]);
-    let text = read(&info.path);
-    assert!(
-        text.ends_with(
-            "\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
-             DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n"
-        ),
-        "{text:?}"
-    );
     assert_eq!(server.maildir("new").len(), 1);
+    assert!(read(&info.path).ends_with("\r\n\r\nfine\r\n"));
+    // And a new connection too.
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let reply = deliver(&mut c, b"Subject: again\r\n\r\nok\r\n.\r\n").await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply:?}");
     server.stop().await;
 }
 
