@@ -1,1 +1,70 @@
-//! e2e
+//! The one end-to-end test binary: `mailcall-cli` against a private Postfix (the ISP) and
+//! gnome-keyring (the Secret Service), every test in its own hermetic world.
+//!
+//! Run: `cargo build -p mailcall-cli && cargo test -p mailcall-e2e` as root after
+//! `tests/setup.sh` (or set MAILCALL_CLI to a built binary).
+
+#![allow(clippy::unwrap_used)]
+
+mod accounts;
+mod fetch;
+mod peers;
+mod port25;
+mod tls_auth;
+
+use mailcall_e2e::{free_port, Cli, CliOutput};
+
+/// Idle timeout for fetches: Postfix starts delivering within milliseconds of the 250.
+pub const IDLE: &str = "3";
+
+/// `account set NAME --host 127.0.0.1 --port PORT --security none` plus a `--domain` per domain.
+pub fn set_plain_account(cli: &Cli, name: &str, port: u16, domains: &[&str]) -> CliOutput {
+    let port = port.to_string();
+    let mut args = vec![
+        "account",
+        "set",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--security",
+        "none",
+    ];
+    for d in domains {
+        args.extend(["--domain", d]);
+    }
+    let out = cli.run(&args);
+    out.assert_success();
+    out
+}
+
+/// `fetch --listen 127.0.0.1:LP --maildir DIR --idle-timeout 3 --max-wait 60` plus `extra`.
+pub fn fetch(cli: &Cli, listen_port: u16, maildir: &std::path::Path, extra: &[&str]) -> CliOutput {
+    let listen = format!("127.0.0.1:{listen_port}");
+    let maildir = maildir.display().to_string();
+    let mut args = vec![
+        "fetch",
+        "--listen",
+        &listen,
+        "--maildir",
+        &maildir,
+        "--idle-timeout",
+        IDLE,
+        "--max-wait",
+        "60",
+    ];
+    args.extend(extra);
+    cli.run(&args)
+}
+
+/// A config whose listener greets as `client.test` (Postfix reports a loop if the listener
+/// greets with the ISP's own name).
+pub fn write_base_config(cli: &Cli) {
+    cli.write_config("hostname = \"client.test\"\n");
+}
+
+/// A listener port for one test.
+pub fn listener_port() -> u16 {
+    free_port()
+}

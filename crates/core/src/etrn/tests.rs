@@ -1,0 +1,652 @@
+//! Client sessions against a scripted fake SMTP server on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::account::{Secret, Security};
+use crate::report::{Direction, DomainOutcome};
+
+const EHLO_WITH_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250-ETRN\r\n250 8BITMIME\r\n";
+const EHLO_WITHOUT_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+
+/// What the fake server does with one ETRN.
+enum Act {
+    Reply(&'static str),
+    Silent,
+}
+
+type EtrnScript = Box<dyn FnMut(&str) -> Act + Send>;
+
+/// A one-connection SMTP server that answers from a script and records what it received.
+struct FakeServer {
+    port: u16,
+    received: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeServer {
+    async fn start(
+        greeting: Option<&'static str>,
+        ehlo: &'static str,
+        mut etrn: EtrnScript,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            if let Some(greeting) = greeting {
+                write.write_all(greeting.as_bytes()).await.unwrap();
+            }
+            // Bounded: no test needs more than a few dozen commands.
+            for _ in 0..100 {
+                let mut line = String::new();
+                match tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line)).await
+                {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+                let line = line.trim_end().to_owned();
+                log.lock().unwrap().push(line.clone());
+                let upper = line.to_ascii_uppercase();
+                let answer: Option<String> = if upper.starts_with("EHLO") {
+                    Some(ehlo.to_owned())
+                } else if upper == "QUIT" {
+                    let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
+                    return;
+                } else if let Some(arg) = line.strip_prefix("ETRN ") {
+                    match etrn(arg) {
+                        Act::Reply(r) => Some(format!("{r}\r\n")),
+                        Act::Silent => None,
+                    }
+                } else {
+                    Some("502 5.5.2 Error: command not recognized\r\n".to_owned())
+                };
+                if let Some(answer) = answer {
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        FakeServer {
+            port,
+            received,
+            task,
+        }
+    }
+
+    fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn etrns(&self) -> Vec<String> {
+        self.received()
+            .into_iter()
+            .filter(|l| l.starts_with("ETRN"))
+            .collect()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn account(port: u16, domains: &[&str]) -> Account {
+    Account {
+        name: "isp".into(),
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: None,
+        password: None,
+        helo: Some("client.test".into()),
+        ca_file: None,
+        domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+    }
+}
+
+fn settings() -> ClientSettings {
+    ClientSettings {
+        connect_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(5),
+        retries: 3,
+        retry_delay: Duration::from_millis(10),
+        default_helo: "client.test".into(),
+    }
+}
+
+fn by_domain(map: &'static [(&'static str, &'static str)]) -> EtrnScript {
+    Box::new(move |arg| {
+        let reply = map
+            .iter()
+            .find(|(d, _)| *d == arg)
+            .map_or("250 OK", |(_, r)| r);
+        Act::Reply(reply)
+    })
+}
+
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(e) => events.push(e),
+            Err(TryRecvError::Lagged(_)) => continue,
+            Err(_) => return events,
+        }
+    }
+}
+
+fn outcomes(result: &AccountResult) -> Vec<DomainOutcome> {
+    result.domains.iter().map(|d| d.outcome).collect()
+}
+
+#[tokio::test]
+async fn a_459_does_not_stop_the_next_domains() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[("b.test", "459 4.7.1 b.test: service unavailable")]),
+    )
+    .await;
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test", "c.test"]),
+        &settings(),
+        &events,
+    )
+    .await;
+
+    assert!(result.error.is_none(), "{:?}", result.error);
+    assert_eq!(
+        outcomes(&result),
+        [
+            DomainOutcome::Started { expected: None },
+            DomainOutcome::NotAllowed,
+            DomainOutcome::Started { expected: None }
+        ]
+    );
+    assert_eq!(
+        server.etrns(),
+        ["ETRN a.test", "ETRN b.test", "ETRN c.test"]
+    );
+    assert_eq!(server.received().last().map(String::as_str), Some("QUIT"));
+    assert_eq!(result.domains[1].code, Some(459));
+    assert!(result.domains[1].text.contains("service unavailable"));
+    assert!(result
+        .domains
+        .iter()
+        .all(|d| d.attempts == 1 && d.messages == 0));
+    let replies: Vec<u16> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::EtrnReply {
+                code,
+                will_retry: false,
+                ..
+            } => Some(code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, [250, 459, 250]);
+}
+
+#[tokio::test]
+async fn no_mail_then_started() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[
+            ("a.test", "251 OK no messages waiting for node a.test"),
+            ("b.test", "253 4 pending messages started"),
+        ]),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    assert_eq!(
+        outcomes(&result),
+        [
+            DomainOutcome::NoMail,
+            DomainOutcome::Started { expected: Some(4) }
+        ]
+    );
+    assert_eq!(server.etrns().len(), 2);
+}
+
+#[tokio::test]
+async fn a_4xx_is_retried_until_it_succeeds() {
+    let mut calls = 0;
+    let script: EtrnScript = Box::new(move |_| {
+        calls += 1;
+        Act::Reply(if calls <= 2 {
+            "458 Unable to queue messages"
+        } else {
+            "250 Queuing started"
+        })
+    });
+    let server = FakeServer::start(Some("220 isp.test ESMTP\r\n"), EHLO_WITH_ETRN, script).await;
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let result = fetch_account(&account(server.port, &["a.test"]), &settings(), &events).await;
+
+    let d = &result.domains[0];
+    assert_eq!(d.outcome, DomainOutcome::Started { expected: None });
+    assert_eq!((d.attempts, d.code), (3, Some(250)));
+    assert_eq!(server.etrns().len(), 3);
+    let retries: Vec<bool> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::EtrnReply { will_retry, .. } => Some(will_retry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, [true, true, false]);
+}
+
+#[tokio::test]
+async fn a_4xx_forever_ends_deferred_after_the_retries() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(|_| Act::Reply("451 4.3.0 try later")),
+    )
+    .await;
+    let mut s = settings();
+    s.retries = 2;
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &s,
+        &EventSink::default(),
+    )
+    .await;
+    for d in &result.domains {
+        assert_eq!(d.outcome, DomainOutcome::Deferred);
+        assert_eq!((d.attempts, d.code), (3, Some(451)));
+    }
+    assert_eq!(server.etrns().len(), 6);
+    assert!(result.error.is_none());
+}
+
+#[tokio::test]
+async fn already_processing_is_not_retried() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(|_| Act::Reply("458 Already processing a.test")),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["#a.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    assert_eq!(outcomes(&result), [DomainOutcome::AlreadyRunning]);
+    assert_eq!(result.domains[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn no_etrn_is_sent_when_the_server_does_not_advertise_it() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITHOUT_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &settings(),
+        &events,
+    )
+    .await;
+
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::EtrnNotAdvertised { .. }), "{err}");
+    assert!(err.to_string().contains("does not advertise ETRN"));
+    assert!(server.etrns().is_empty());
+    assert_eq!(
+        outcomes(&result),
+        [DomainOutcome::NotSent, DomainOutcome::NotSent]
+    );
+    assert!(result
+        .domains
+        .iter()
+        .all(|d| d.code.is_none() && d.attempts == 0));
+    assert!(!result.server.etrn_advertised);
+    assert!(result.server.extensions.contains(&"PIPELINING".to_owned()));
+    assert!(drain(&mut rx)
+        .iter()
+        .any(|e| matches!(e, Event::Error { message, .. } if message.contains("ETRN"))));
+}
+
+#[tokio::test]
+async fn a_421_greeting_is_a_transient_error() {
+    let server = FakeServer::start(
+        Some("421 4.3.2 isp.test Service not available\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["a.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::ServiceClosing { .. }), "{err}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("Service not available"), "{err}");
+    assert_eq!(outcomes(&result), [DomainOutcome::NotSent]);
+}
+
+#[tokio::test]
+async fn a_421_to_etrn_leaves_the_rest_unasked() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(|_| Act::Reply("421 4.3.0 shutting down")),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    assert!(matches!(
+        result.error,
+        Some(EtrnError::ServiceClosing { .. })
+    ));
+    assert_eq!(
+        outcomes(&result),
+        [DomainOutcome::Deferred, DomainOutcome::NotSent]
+    );
+    assert_eq!(
+        (result.domains[0].attempts, result.domains[0].code),
+        (1, Some(421))
+    );
+    assert_eq!(server.etrns(), ["ETRN a.test"]);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_at_the_greeting() {
+    let server = FakeServer::start(None, EHLO_WITH_ETRN, by_domain(&[])).await;
+    let mut s = settings();
+    s.reply_timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let result = fetch_account(
+        &account(server.port, &["a.test"]),
+        &s,
+        &EventSink::default(),
+    )
+    .await;
+    let elapsed = start.elapsed();
+    let err = result.error.clone().unwrap();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(err.to_string().contains("greeting"), "{err}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    assert_eq!(outcomes(&result), [DomainOutcome::NotSent]);
+}
+
+#[tokio::test]
+async fn a_silent_etrn_reply_times_out_naming_the_step() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(|_| Act::Silent),
+    )
+    .await;
+    let mut s = settings();
+    s.reply_timeout = Duration::from_millis(300);
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &s,
+        &EventSink::default(),
+    )
+    .await;
+    let err = result.error.clone().unwrap();
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("waiting for the reply to ETRN a.test"),
+        "{err}"
+    );
+    assert_eq!(
+        outcomes(&result),
+        [DomainOutcome::NotSent, DomainOutcome::NotSent]
+    );
+    assert_eq!(result.domains[0].attempts, 1);
+    assert_eq!(server.etrns(), ["ETRN a.test"]);
+}
+
+#[tokio::test]
+async fn connection_refused_says_cannot_connect() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let result = fetch_account(
+        &account(port, &["a.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::Connect { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn a_password_is_never_sent_in_plain_text() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let mut acc = account(server.port, &["a.test"]);
+    acc.username = Some("user".into());
+    acc.password = Some(Secret::new("hunter2-secret"));
+    let result = fetch_account(&acc, &settings(), &EventSink::default()).await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::PlaintextAuth { .. }), "{err}");
+    assert!(err.to_string().contains("starttls"), "{err}");
+    assert!(server.received().is_empty(), "{:?}", server.received());
+    assert!(!format!("{result:?}").contains("hunter2-secret"));
+}
+
+#[tokio::test]
+async fn starttls_required_but_not_offered() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let mut acc = account(server.port, &["a.test"]);
+    acc.security = Security::Starttls;
+    acc.username = Some("user".into());
+    acc.password = Some(Secret::new("hunter2-secret"));
+    let result = fetch_account(&acc, &settings(), &EventSink::default()).await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::StarttlsNotOffered { .. }), "{err}");
+    let received = server.received();
+    assert!(
+        received.iter().all(|l| !l.starts_with("AUTH")
+            && !l.starts_with("ETRN")
+            && !l.starts_with("STARTTLS")),
+        "{received:?}"
+    );
+    assert!(received[0].starts_with("EHLO client.test"));
+    assert!(!result.server.tls);
+    let all = format!("{result:?}");
+    assert!(!all.contains("hunter2-secret"));
+}
+
+#[tokio::test]
+async fn argument_forms_are_sent_literally() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["#q.test", "@d.test", "plain.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    assert_eq!(
+        server.etrns(),
+        ["ETRN #q.test", "ETRN @d.test", "ETRN plain.test"]
+    );
+    let sent: Vec<&str> = result.domains.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(sent, ["#q.test", "@d.test", "plain.test"]);
+}
+
+#[tokio::test]
+async fn the_transcript_and_server_info_are_filled() {
+    let server = FakeServer::start(
+        Some("220-isp.test ESMTP\r\n220 welcome\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[("b.test", "554 5.7.1 Etrn command rejected")]),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    assert_eq!(result.server.greeting, "220-isp.test ESMTP");
+    assert!(result.server.etrn_advertised && !result.server.tls && !result.server.authenticated);
+    assert_eq!(result.server.extensions, ["PIPELINING", "ETRN", "8BITMIME"]);
+    assert_eq!(outcomes(&result)[1], DomainOutcome::Rejected);
+    let lines: Vec<(Direction, &str)> = result
+        .transcript
+        .iter()
+        .map(|l| (l.dir, l.line.as_str()))
+        .collect();
+    let expected = [
+        (Direction::Received, "220-isp.test ESMTP"),
+        (Direction::Received, "220 welcome"),
+        (Direction::Sent, "EHLO client.test"),
+        (Direction::Received, "250-isp.test"),
+        (Direction::Received, "250-PIPELINING"),
+        (Direction::Received, "250-ETRN"),
+        (Direction::Received, "250 8BITMIME"),
+        (Direction::Sent, "ETRN a.test"),
+        (Direction::Received, "250 OK"),
+        (Direction::Sent, "ETRN b.test"),
+        (Direction::Received, "554 5.7.1 Etrn command rejected"),
+        (Direction::Sent, "QUIT"),
+        (Direction::Received, "221 2.0.0 Bye"),
+    ];
+    let talk: Vec<(Direction, &str)> = lines
+        .iter()
+        .copied()
+        .filter(|(d, _)| *d != Direction::Note)
+        .collect();
+    // lettre's own EHLO comes first, then ours: both recorded, the second by the session.
+    assert_eq!(talk[..7], expected[..7]);
+    assert_eq!(talk[talk.len() - 6..], expected[7..]);
+    assert!(lines
+        .iter()
+        .any(|(d, l)| *d == Direction::Note && l.contains("connecting to 127.0.0.1")));
+}
+
+#[tokio::test]
+async fn check_account_sends_no_etrn() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let (info, err, transcript) =
+        check_account(&account(server.port, &["a.test"]), &settings()).await;
+    assert!(err.is_none(), "{err:?}");
+    assert!(info.etrn_advertised);
+    assert!(server.etrns().is_empty());
+    assert!(!transcript.is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_ca_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("ca.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for path in [garbage, missing] {
+        let mut acc = account(1, &["a.test"]);
+        acc.security = Security::Tls;
+        acc.ca_file = Some(path.clone());
+        let result = fetch_account(&acc, &settings(), &EventSink::default()).await;
+        let err = result.error.clone().unwrap();
+        assert!(matches!(err, EtrnError::CaFile { .. }), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+    }
+}
+
+#[tokio::test]
+async fn implicit_tls_against_a_plain_server_is_a_tls_error() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        by_domain(&[]),
+    )
+    .await;
+    let mut acc = account(server.port, &["a.test"]);
+    acc.security = Security::Tls;
+    let result = fetch_account(&acc, &settings(), &EventSink::default()).await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::Tls { .. }), "{err}");
+    assert!(server.etrns().is_empty());
+}
+
+#[test]
+fn default_settings() {
+    let s = ClientSettings::default();
+    assert_eq!(s.connect_timeout, Duration::from_secs(30));
+    assert_eq!(s.reply_timeout, Duration::from_secs(60));
+    assert_eq!(s.retries, 3);
+    assert_eq!(s.retry_delay, Duration::from_secs(2));
+    assert!(!s.default_helo.is_empty());
+}

@@ -1,0 +1,184 @@
+//! Accounts live in the Secret Service, only their names in the config file; without a
+//! Secret Service the account commands stop with exit 2 and say what to do.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mailcall_e2e::{Cli, KeyringEnv};
+
+use crate::write_base_config;
+
+const PASSWORD: &str = "pw-Zq8-e2e-never-in-a-file";
+
+fn set_isp(cli: &Cli, domains: &[&str]) -> mailcall_e2e::CliOutput {
+    let mut args = vec![
+        "account",
+        "set",
+        "isp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "2525",
+        "--security",
+        "none",
+        "--user",
+        "alice",
+        "--password-stdin",
+    ];
+    for d in domains {
+        args.extend(["--domain", d]);
+    }
+    let out = cli.run_with_stdin(&args, Some(&format!("{PASSWORD}\n")));
+    out.assert_success();
+    out
+}
+
+/// Files under `dir` (not the encrypted keyring files) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str, skip: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded walk: a test root holds a few dozen files.
+    for _ in 0..10_000 {
+        let Some(d) = stack.pop() else { break };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == skip) {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).contains(needle))
+                .unwrap_or(false)
+            {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn account_lives_in_the_keyring_and_only_its_name_in_the_config() {
+    let env = KeyringEnv::new();
+    let cli = Cli::new(&env);
+    write_base_config(&cli);
+
+    let out = set_isp(&cli, &["alpha.test", "beta.test"]);
+    out.assert_mentions("saved account isp (2 domain(s)) in the keyring");
+
+    let items = env.keyring_search(&[("service", "mailcall"), ("username", "isp")]);
+    assert_eq!(
+        items.len(),
+        1,
+        "one keyring item for the account: {items:#?}\n{out}"
+    );
+    assert_eq!(
+        items[0].get("attribute.username").map(String::as_str),
+        Some("isp")
+    );
+    let secret = env.keyring_secret("mailcall", "isp").unwrap_or_default();
+    assert!(
+        secret.contains(PASSWORD),
+        "the password belongs in the keyring item"
+    );
+    assert!(
+        secret.contains("beta.test"),
+        "the item holds the account: {secret}"
+    );
+
+    let config = cli.config_text();
+    assert!(
+        config.contains("\"isp\""),
+        "config lists the account:\n{config}"
+    );
+    assert!(
+        !config.contains(PASSWORD),
+        "password written to the config file"
+    );
+    // The keyring's own (encrypted) files aside, no file may hold the password.
+    let leaks = files_containing(env.root(), PASSWORD, "keyrings");
+    assert!(leaks.is_empty(), "password found in {leaks:?}");
+
+    for args in [&["account", "list"][..], &["account", "show", "isp"][..]] {
+        let out = cli.run(args);
+        out.assert_success().assert_mentions("isp");
+        assert!(
+            !out.all_output().contains(PASSWORD),
+            "password printed\n{out}"
+        );
+    }
+    let list = cli.run(&["account", "list"]);
+    list.assert_mentions("127.0.0.1:2525")
+        .assert_mentions("user=alice")
+        .assert_mentions("password=set")
+        .assert_mentions("domains=alpha.test,beta.test");
+
+    // Setting again replaces the whole domain list, in the same single item.
+    set_isp(&cli, &["alpha.test"]);
+    let list = cli.run(&["account", "list"]);
+    list.assert_success().assert_mentions("domains=alpha.test");
+    assert!(
+        !list.stdout.contains("beta.test"),
+        "old domain kept\n{list}"
+    );
+    let items = env.keyring_search(&[("service", "mailcall"), ("username", "isp")]);
+    assert_eq!(items.len(), 1, "still one item: {items:#?}");
+
+    let out = cli.run(&["account", "remove", "isp"]);
+    out.assert_success().assert_mentions("removed account isp");
+    let items = env.keyring_search(&[("service", "mailcall")]);
+    assert!(items.is_empty(), "keyring item left behind: {items:#?}");
+    let config = cli.config_text();
+    assert!(
+        !config.contains("\"isp\""),
+        "config still lists it:\n{config}"
+    );
+    let list = cli.run(&["account", "list"]);
+    list.assert_success();
+    assert!(
+        !list.stdout.contains("isp "),
+        "removed account listed\n{list}"
+    );
+}
+
+#[test]
+fn without_a_secret_service_account_commands_exit_2_and_name_the_keyring() {
+    let env = KeyringEnv::without_secret_service();
+    let cli = Cli::new(&env);
+    // An account name in the config, so `account list` must ask the keyring for it.
+    cli.write_config("hostname = \"client.test\"\naccounts = [\"isp\"]\n");
+
+    let list = cli.run(&["account", "list"]);
+    list.assert_code(2).assert_mentions("keyring");
+    let set = cli.run_with_stdin(
+        &[
+            "account",
+            "set",
+            "isp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "2525",
+            "--security",
+            "none",
+            "--domain",
+            "alpha.test",
+        ],
+        None,
+    );
+    set.assert_code(2).assert_mentions("keyring");
+    for out in [&list, &set] {
+        assert!(
+            out.elapsed < Duration::from_secs(30),
+            "no Secret Service must fail fast\n{out}"
+        );
+        assert!(
+            out.stderr.contains("error: "),
+            "errors go to stderr as `error: ...`\n{out}"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Port 25 as an unprivileged user: the bind fails, and the message names both fixes
+//! (`setcap cap_net_bind_service=+ep` and `net.ipv4.ip_unprivileged_port_start`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use mailcall_e2e::cli::cli_binary;
+use mailcall_e2e::process::run_with_timeout;
+use mailcall_e2e::{is_root, test_dir, CliOutput};
+
+fn unprivileged_port_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+#[test]
+fn listener_on_port_25_as_nobody_explains_setcap_and_sysctl() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run the CLI as `nobody` with setpriv");
+        return;
+    }
+    if unprivileged_port_start().is_some_and(|p| p <= 25) {
+        eprintln!("SKIPPED: net.ipv4.ip_unprivileged_port_start <= 25 here: anyone may bind 25");
+        return;
+    }
+    // Port 25 must be free, or the failure would be "in use" instead of "permission denied".
+    match std::net::TcpListener::bind("127.0.0.1:25") {
+        Ok(l) => drop(l),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot bind 127.0.0.1:25 even as root ({e}); something holds it");
+            return;
+        }
+    }
+
+    // Everything nobody needs is in one 0755 dir: a copy of the binary, a 0644 config, and a
+    // world-writable HOME (the CLI may want its data dir).
+    let dir = test_dir("port25");
+    let bin = dir.path().join("mailcall-cli");
+    std::fs::copy(cli_binary(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.toml");
+    // An account name, so the CLI gets as far as binding: per the contract the listener is
+    // bound before the keyring is read (nobody has no keyring here).
+    std::fs::write(
+        &config,
+        "hostname = \"client.test\"\naccounts = [\"isp\"]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let args = [
+        "--config",
+        &config.display().to_string(),
+        "fetch",
+        "--listen",
+        "127.0.0.1:25",
+        "--maildir",
+        &home.join("Maildir").display().to_string(),
+        "--idle-timeout",
+        "2",
+        "--max-wait",
+        "10",
+    ]
+    .map(|s| s.to_string());
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&bin)
+        .args(&args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .current_dir(&home);
+    let done = run_with_timeout(&mut cmd, None, Duration::from_secs(60)).unwrap();
+    let out = CliOutput {
+        command: format!("setpriv --reuid=nobody ... mailcall-cli {}", args.join(" ")),
+        status: done.status,
+        stdout: done.stdout,
+        stderr: done.stderr,
+        elapsed: done.elapsed,
+    };
+    out.assert_failure()
+        .assert_mentions("setcap")
+        .assert_mentions("ip_unprivileged_port_start");
+}

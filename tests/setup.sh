@@ -1,0 +1,54 @@
+#!/bin/sh
+# Installs the Debian packages the mailcall-e2e tests drive (a private Postfix as the ISP,
+# gnome-keyring as the Secret Service, Cyrus SASL for AUTH, openssl for the ISP's CA) and makes
+# sure no system Postfix instance runs. Idempotent; runs as root without a terminal (CI).
+set -eu
+
+export DEBIAN_FRONTEND=noninteractive
+
+# What each package is for:
+#   postfix            the ISP: `postfix -c DIR start`, postqueue, smtpd, flush (ETRN)
+#   sasl2-bin          saslpasswd2, to make the ISP's sasldb
+#   libsasl2-modules   the PLAIN and LOGIN mechanisms for the ISP's smtpd
+#   libsasl2-modules-db the sasldb auxprop plugin
+#   openssl            the ISP's CA and server certificate
+#   dbus               dbus-daemon (a private session bus per test) and dbus-send
+#   gnome-keyring      the Secret Service the keyring crate talks to
+#   libsecret-tools    secret-tool, to look into the keyring from the tests
+#   util-linux         setpriv, to run the CLI as an unprivileged user (port 25 test)
+PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux"
+
+missing=""
+for p in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        "install ok installed") ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+
+if [ -n "$missing" ]; then
+    # "No configuration": Debian then writes no /etc/postfix/main.cf and starts no system
+    # instance; every test runs its own instance with `postfix -c DIR`.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get -o DPkg::Lock::Timeout=600 update
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing
+fi
+
+# A system instance would hold port 25 and could pick up test mail: stop it if one runs.
+if [ -f /etc/postfix/main.cf ] && postfix status >/dev/null 2>&1; then
+    postfix stop || true
+fi
+if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/postfix ]; then
+    service postfix stop >/dev/null 2>&1 || true
+fi
+
+# Fail now, with a clear message, rather than in the middle of a test.
+for tool in postfix postqueue saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+        echo "setup.sh: $tool is still missing after installing packages" >&2
+        exit 1
+    fi
+done
+echo "setup.sh: e2e test packages ready"
