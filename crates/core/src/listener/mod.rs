@@ -3,6 +3,8 @@
 //! `session` holds the per-connection state machine, `policy` who may receive mail here,
 //! `reply` the wire form of our answers. Mail is acknowledged only once it is durable on disk.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod policy;
 mod reply;

@@ -61,9 +61,57 @@ enum Next {
 }
 
 /// One complete input line, or the news that one was too long.
-enum Line {
+pub(crate) enum Line {
     Complete(Vec<u8>),
     TooLong,
+}
+
+/// Cuts command lines out of the input buffer; I/O-free.
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    /// Skipping the rest of an over-long line.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    /// Takes the next complete line from `buf[*start..]` (advancing `start`), without ever
+    /// holding more than one line's worth of an over-long one: `max` is the longest content
+    /// taken, CRLF not counted. `None` when no complete line is there yet.
+    pub(crate) fn next_line(&mut self, buf: &[u8], start: &mut usize, max: usize) -> Option<Line> {
+        loop {
+            let avail = &buf[*start..];
+            match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let line = avail[..=i].to_vec();
+                    *start += i + 1;
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    let content = line.strip_suffix(b"\n").unwrap_or(&line);
+                    let content = content.strip_suffix(b"\r").unwrap_or(content);
+                    if content.len() > max {
+                        return Some(Line::TooLong);
+                    }
+                    return Some(Line::Complete(line));
+                }
+                None => {
+                    if self.discarding {
+                        *start = buf.len();
+                        return None;
+                    }
+                    // +1: the CR of a line that is exactly at the limit may already be here.
+                    if avail.len() > max.saturating_add(1) {
+                        *start = buf.len();
+                        self.discarding = true;
+                        return Some(Line::TooLong);
+                    }
+                    // Not complete yet: keep it.
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Why a message that was read to its end is not stored.
@@ -92,7 +140,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
         state: State::Connected,
         helo: None,
         errors: 0,
-        discarding: false,
+        lines: LineSplitter::default(),
     };
     session.serve().await;
 }
@@ -109,8 +157,7 @@ struct Session {
     state: State,
     helo: Option<Helo>,
     errors: u32,
-    /// Skipping the rest of an over-long line.
-    discarding: bool,
+    lines: LineSplitter,
 }
 
 impl Session {
@@ -173,43 +220,9 @@ impl Session {
         }
     }
 
-    /// Takes the next complete line from the input, without ever holding more than one line's
-    /// worth of an over-long one.
     fn next_line(&mut self) -> Option<Line> {
-        loop {
-            let avail = &self.inbuf[self.start..];
-            match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let line = avail[..=i].to_vec();
-                    self.start += i + 1;
-                    if self.discarding {
-                        self.discarding = false;
-                        continue;
-                    }
-                    let content = line.strip_suffix(b"\n").unwrap_or(&line);
-                    let content = content.strip_suffix(b"\r").unwrap_or(content);
-                    if content.len() > self.ctx.settings.max_line_length {
-                        return Some(Line::TooLong);
-                    }
-                    return Some(Line::Complete(line));
-                }
-                None => {
-                    let len = avail.len();
-                    self.start = self.inbuf.len();
-                    if self.discarding {
-                        return None;
-                    }
-                    // +1: the CR of a line that is exactly at the limit may already be here.
-                    if len > self.ctx.settings.max_line_length.saturating_add(1) {
-                        self.discarding = true;
-                        return Some(Line::TooLong);
-                    }
-                    // Not complete yet: keep it.
-                    self.start -= len;
-                    return None;
-                }
-            }
-        }
+        let max = self.ctx.settings.max_line_length;
+        self.lines.next_line(&self.inbuf, &mut self.start, max)
     }
 
     /// Drops consumed input and makes room for one more read.
