@@ -12,3 +12,4 @@ pub mod keystore;
 pub mod listener;
 pub mod maildir;
 pub mod report;
+pub mod tls;

@@ -2,7 +2,6 @@
 //! command parser, the relay policy and the DATA un-stuffer, each checked against its promises.
 //! Not an API for anything else; it panics when a promise is broken — that is the point.
 
-
 use smtp_proto::Request;
 
 use super::policy::{uses_quoting, Verdict};

@@ -52,12 +52,14 @@ pub struct ListenerSettings {
     pub max_connections_per_peer: usize,
     /// When set, only peers in these networks may deliver; others get `554 5.7.1` at connect.
     pub allowed_peers: Option<Vec<PeerNet>>,
+    /// When set, STARTTLS is offered with this config (see `crate::tls`); `None`: no TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ListenerSettings {
     /// Settings with RFC 5321's suggested timeouts (5 minutes per command, 10 minutes per DATA
     /// read), 100 recipients, 4096-byte command lines, 20 errors, 100 connections (20 per peer),
-    /// and no allowlist.
+    /// no allowlist, and no TLS.
     pub fn new(hostname: String, max_message_size: u64) -> Self {
         ListenerSettings {
             hostname,
@@ -70,6 +72,7 @@ impl ListenerSettings {
             max_connections: 100,
             max_connections_per_peer: 20,
             allowed_peers: None,
+            tls: None,
         }
     }
 }

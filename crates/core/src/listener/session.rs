@@ -9,7 +9,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -37,6 +40,70 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// The peer's connection: plain TCP, or TLS after STARTTLS (`Gone` only mid-handshake).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection given up in a TLS handshake",
+    )
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// Where the session stands; the DATA phase runs inside `Session::data` and ends in `Greeted`.
 #[derive(Debug)]
 enum State {
@@ -57,6 +124,7 @@ enum State {
 enum Next {
     Continue,
     StartData,
+    StartTls,
     Close,
 }
 
@@ -133,7 +201,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     let mut session = Session {
         ctx,
         peer,
-        stream,
+        stream: Conn::Plain(stream),
         inbuf: Vec::with_capacity(READ_CHUNK),
         start: 0,
         out: Vec::new(),
@@ -148,7 +216,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
 struct Session {
     ctx: Arc<Context>,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: Conn,
     /// Bytes read but not yet consumed start at `start`.
     inbuf: Vec<u8>,
     start: usize,
@@ -178,6 +246,11 @@ impl Session {
                     Next::Close => {
                         let _ = self.flush().await;
                         return;
+                    }
+                    Next::StartTls => {
+                        if !self.start_tls().await {
+                            return;
+                        }
                     }
                     Next::StartData => {
                         if !self.data().await {
@@ -245,9 +318,54 @@ impl Session {
         }
         // A peer that never reads must not pin the session forever.
         let wait = self.ctx.settings.command_timeout;
-        let result = timeout(wait, self.stream.write_all(&self.out)).await;
+        let stream = &mut self.stream;
+        let out = &self.out;
+        // flush: TLS holds written records until asked to send them.
+        let result = timeout(wait, async move {
+            stream.write_all(out).await?;
+            stream.flush().await
+        })
+        .await;
         self.out.clear();
         result.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+
+    /// After our `220` to STARTTLS: the handshake, then a fresh session (RFC 3207 4.2).
+    /// Returns whether the session goes on.
+    async fn start_tls(&mut self) -> bool {
+        if self.flush().await.is_err() {
+            return false;
+        }
+        // Whatever the peer sent after STARTTLS came in plaintext, open to a man in the middle:
+        // it is dropped, never read as commands inside TLS (CVE-2011-0411 and kin).
+        self.inbuf.clear();
+        self.start = 0;
+        self.lines = LineSplitter::default();
+        let Some(config) = self.ctx.settings.tls.clone() else {
+            return false;
+        };
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.stream, Conn::Gone) else {
+            return false;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let wait = self.ctx.settings.command_timeout;
+        match timeout(wait, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Conn::Tls(Box::new(tls));
+                // Nothing learned before TLS counts: the peer must say EHLO again.
+                self.state = State::Connected;
+                self.helo = None;
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_elapsed) => {
+                tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                false
+            }
+        }
     }
 
     fn check_errors(&mut self) -> Next {
@@ -280,13 +398,16 @@ impl Session {
         match request {
             Request::Ehlo { host } => {
                 self.greeted(&host, true);
-                let lines = vec![
+                let mut lines = vec![
                     settings.hostname.clone(),
                     "PIPELINING".into(),
                     format!("SIZE {}", settings.max_message_size),
                     "8BITMIME".into(),
                     "ENHANCEDSTATUSCODES".into(),
                 ];
+                if self.offers_tls() {
+                    lines.push("STARTTLS".into());
+                }
                 self.push(Reply::plain(250, lines));
             }
             Request::Helo { host } => {
@@ -336,7 +457,18 @@ impl Session {
                 "2.0.0",
                 "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
             )),
-            // Not offered (yet): STARTTLS, AUTH, CHUNKING and the rest.
+            // Not offered: STARTTLS without a certificate, AUTH, CHUNKING and the rest.
+            Request::StartTls if self.offers_tls() => {
+                if matches!(self.state, State::Connected) {
+                    self.push(need_helo());
+                } else {
+                    self.push(Reply::new(220, "2.0.0", "Ready to start TLS"));
+                    return Next::StartTls;
+                }
+            }
+            Request::StartTls if self.stream.is_tls() => {
+                self.push(Reply::new(503, "5.5.1", "Error: TLS already active"))
+            }
             Request::StartTls
             | Request::Auth { .. }
             | Request::Bdat { .. }
@@ -349,6 +481,11 @@ impl Session {
             }
         }
         Next::Continue
+    }
+
+    /// Whether STARTTLS is on offer: a certificate is configured and TLS is not on yet.
+    fn offers_tls(&self) -> bool {
+        self.ctx.settings.tls.is_some() && !self.stream.is_tls()
     }
 
     fn greeted(&mut self, host: &str, esmtp: bool) {
@@ -542,7 +679,15 @@ impl Session {
     /// `Return-Path:` and `Received:`, each line ending in CRLF.
     fn trace_headers(&self, sender: &str, recipients: &[String], id: &str) -> String {
         let (helo, with) = match &self.helo {
-            Some(h) => (h.name.as_str(), if h.esmtp { "ESMTP" } else { "SMTP" }),
+            // RFC 3848: ESMTPS when the mail came over TLS.
+            Some(h) => (
+                h.name.as_str(),
+                match (h.esmtp, self.stream.is_tls()) {
+                    (true, true) => "ESMTPS",
+                    (true, false) => "ESMTP",
+                    (false, _) => "SMTP",
+                },
+            ),
             None => ("unknown", "SMTP"),
         };
         let host = &self.ctx.settings.hostname;

@@ -883,3 +883,149 @@ fn settings_defaults() {
     assert_eq!(s.data_timeout, Duration::from_secs(600));
     assert_eq!(s.max_message_size, 42);
 }
+
+/// A listener with STARTTLS (a fresh self-signed certificate for `mx.test`) and a TLS client
+/// config that trusts exactly that certificate.
+async fn start_tls_server() -> (Server, Arc<rustls::ClientConfig>, tempfile::TempDir) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = tempfile::tempdir().unwrap();
+    let (config, cert_path) = crate::tls::self_signed(certs.path(), "mx.test").unwrap();
+    let mut s = settings(10_000_000);
+    s.tls = Some(config);
+    let server = start(s, &["example.com"]).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&cert_path).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, Arc::new(client), certs)
+}
+
+/// The TLS client side after the server's `220` to STARTTLS.
+async fn handshake(
+    c: Client,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    assert!(c.buf.is_empty(), "plaintext after the 220: {:?}", c.buf);
+    let name = rustls::pki_types::ServerName::try_from("mx.test").unwrap();
+    timeout(
+        DEADLINE,
+        tokio_rustls::TlsConnector::from(config).connect(name, c.stream),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap()
+}
+
+/// Reads one reply from a TLS stream.
+async fn tls_reply(s: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        let mut chunk = [0u8; 4096];
+        let n = timeout(DEADLINE, s.read(&mut chunk))
+            .await
+            .expect("no reply in time")
+            .unwrap();
+        assert!(n > 0, "closed; so far {text:?}");
+        text.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        if let Some(last) = text.trim_end_matches("\r\n").rsplit("\r\n").next() {
+            if text.ends_with("\r\n") && last.as_bytes().get(3) == Some(&b' ') {
+                return text;
+            }
+        }
+    }
+    panic!("reply never ended: {text:?}");
+}
+
+async fn tls_cmd(
+    s: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    line: &str,
+    prefix: &str,
+) -> String {
+    s.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let reply = tls_reply(s).await;
+    assert!(
+        reply.starts_with(prefix),
+        "{line}: expected {prefix:?}, got {reply:?}"
+    );
+    reply
+}
+
+#[tokio::test]
+async fn starttls_then_fresh_ehlo_and_delivery() {
+    let (mut server, client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("STARTTLS", "503 5.5.1").await; // EHLO first
+    let ehlo = c.cmd("EHLO client.test", "250-mx.test").await;
+    assert!(ehlo.contains("\r\n250 STARTTLS\r\n"), "{ehlo}");
+    c.cmd("MAIL FROM:<before@tls.org>", "250").await;
+    c.cmd("STARTTLS", "220 2.0.0").await;
+    let mut tls = handshake(c, client).await;
+    // The old session is forgotten: no sender, no greeting.
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "503 5.5.1").await;
+    let ehlo = tls_cmd(&mut tls, "EHLO client.test", "250-mx.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    tls_cmd(&mut tls, "STARTTLS", "503 5.5.1 Error: TLS already active").await;
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    tls_cmd(&mut tls, "RCPT TO:<a@example.com>", "250 2.1.5").await;
+    tls_cmd(&mut tls, "DATA", "354").await;
+    tls.write_all(b"Subject: over tls\r\n\r\nsecret body\r\n.\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    assert!(tls_reply(&mut tls).await.starts_with("250 2.0.0"));
+    tls_cmd(&mut tls, "QUIT", "221").await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("over tls"));
+    assert_eq!(info.sender, "a@isp.org");
+    let text = read(&info.path);
+    assert!(text.contains("with ESMTPS id"), "{text}");
+    assert!(text.ends_with("\r\n\r\nsecret body\r\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_starttls_are_discarded() {
+    let (server, client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // An attacker in the path appends commands to the plaintext STARTTLS packet.
+    c.send(b"STARTTLS\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<a@example.com>\r\n")
+        .await;
+    c.expect("220 2.0.0").await;
+    let mut tls = handshake(c, client).await;
+    tls_cmd(&mut tls, "EHLO client.test", "250-").await;
+    // Had the injected MAIL been run inside TLS, this would be accepted.
+    tls_cmd(&mut tls, "RCPT TO:<a@example.com>", "503 5.5.1").await;
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_certificate_no_starttls() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let ehlo = c.cmd("EHLO client.test", "250-").await;
+    assert!(!ehlo.contains("STARTTLS"));
+    c.cmd("STARTTLS", "502 5.5.1").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_handshake_ends_only_that_session() {
+    let (server, _client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("STARTTLS", "220").await;
+    c.send(b"this is not a TLS ClientHello\r\n").await;
+    c.expect_eof().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    server.stop().await;
+}
