@@ -11,21 +11,30 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod fake_isp;
 pub mod keyring_env;
 pub mod maildir;
 pub mod postfix;
 pub mod process;
+pub mod raw;
+pub mod running;
 pub mod smtp;
+pub mod swaks;
+pub mod tmpfs;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use cli::{Cli, CliOutput};
+pub use fake_isp::{FakeIsp, Script};
 pub use keyring_env::KeyringEnv;
 pub use maildir::{Maildir, StoredMessage};
 pub use postfix::{IspOptions, PostfixIsp, QueueEntry};
+pub use raw::{RawSmtp, ReadOutcome};
+pub use running::{run_cli_with_env, RunningCli};
 pub use smtp::{Message, BODY_END};
+pub use tmpfs::Tmpfs;
 
 /// A loopback port that was free a moment ago: bind 127.0.0.1:0, read the port, let it go.
 pub fn free_port() -> u16 {

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod fetch;
+mod hostile;
 mod peers;
 mod port25;
 mod tls_auth;

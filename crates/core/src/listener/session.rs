@@ -15,7 +15,7 @@ use std::task::{Context as TaskContext, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{uses_quoting, Verdict};
@@ -232,8 +232,13 @@ impl Session {
     async fn serve(&mut self) {
         let greeting = format!("{} ESMTP Mailcall", self.ctx.settings.hostname);
         self.push(Reply::plain(220, vec![greeting]));
+        // The command timeout bounds the whole wait for one command line, not each read: a
+        // peer trickling a byte at a time (slowloris) must not hold the session forever.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             while let Some(line) = self.next_line() {
+                // A whole line arrived: the next command gets its own full timeout.
+                deadline = None;
                 let next = match line {
                     Line::Complete(line) => self.command(&line),
                     Line::TooLong => {
@@ -265,6 +270,7 @@ impl Session {
             }
             let host = self.ctx.settings.hostname.clone();
             let wait = self.ctx.settings.command_timeout;
+            let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
             let shutdown = self.ctx.shutdown.clone();
             self.compact();
             let read = tokio::select! {
@@ -275,7 +281,7 @@ impl Session {
                     let _ = self.flush().await;
                     return;
                 }
-                read = timeout(wait, self.stream.read_buf(&mut self.inbuf)) => read,
+                read = timeout_at(until, self.stream.read_buf(&mut self.inbuf)) => read,
             };
             match read {
                 Err(_elapsed) => {

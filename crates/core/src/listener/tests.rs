@@ -634,6 +634,48 @@ async fn idle_peer_times_out_with_421() {
 }
 
 #[tokio::test]
+async fn trickling_peer_is_dropped_at_the_command_timeout() {
+    // Slowloris: a byte every 100 ms keeps every single read well inside a 300 ms timeout, but
+    // the command as a whole must still be done within it.
+    let mut s = settings(10_000_000);
+    s.command_timeout = Duration::from_millis(300);
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    let mut got = Vec::new();
+    // Trickles for up to 3 s; the server must cut in long before.
+    for &byte in b"NOOP and then bytes that never end in a line break"
+        .iter()
+        .take(30)
+    {
+        ticks.tick().await;
+        if c.stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        let mut chunk = [0u8; 512];
+        if let Ok(Ok(n)) = timeout(Duration::from_millis(5), c.stream.read(&mut chunk)).await {
+            got.extend_from_slice(&chunk[..n]);
+            break;
+        }
+    }
+    let waited = started.elapsed();
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("421 4.4.2 mx.test Error: timeout exceeded"),
+        "still connected after {waited:?} of trickling, got {got:?}"
+    );
+    assert!(waited < Duration::from_secs(1), "dropped after {waited:?}");
+    // Whole commands, each inside the timeout, keep a session alive however long it lasts.
+    let mut c = Client::connect(server.addr).await;
+    for _ in 0..5 {
+        ticks.tick().await;
+        c.cmd("NOOP", "250").await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn stalled_data_times_out_and_keeps_nothing() {
     let mut s = settings(10_000_000);
     s.data_timeout = Duration::from_millis(300);
