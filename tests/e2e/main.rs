@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod durability;
 mod fetch;
 mod hostile;
 mod peers;
