@@ -12,6 +12,7 @@ mod fetch;
 mod hostile;
 mod peers;
 mod port25;
+mod secrets;
 mod tls_auth;
 
 use mailcall_e2e::{free_port, Cli, CliOutput};
