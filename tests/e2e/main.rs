@@ -8,6 +8,7 @@
 
 mod accounts;
 mod durability;
+mod faults;
 mod fetch;
 mod hostile;
 mod peers;

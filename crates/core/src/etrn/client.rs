@@ -605,6 +605,13 @@ impl<'a> Session<'a> {
     }
 
     fn protocol(&self, step: &str, reason: String) -> EtrnError {
+        if is_lost_connection(&reason) {
+            return EtrnError::ConnectionLost {
+                host: self.host(),
+                step: step.to_owned(),
+                reason,
+            };
+        }
         EtrnError::Protocol {
             host: self.host(),
             step: step.to_owned(),
@@ -623,6 +630,22 @@ fn connection_still_usable(err: &EtrnError) -> bool {
             | EtrnError::EtrnNotAdvertised { .. }
             | EtrnError::PlaintextAuth { .. }
     )
+}
+
+/// Whether an error's root cause is the connection going away: lettre reports an EOF in the
+/// middle of a reply as "incomplete response"; resets and broken pipes come as I/O errors.
+fn is_lost_connection(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    [
+        "incomplete response",
+        "connection reset",
+        "connection aborted",
+        "broken pipe",
+        "unexpected end of file",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|phrase| lower.contains(phrase))
 }
 
 /// rustls' verifier errors name the certificate (UnknownIssuer, NotValidForName, Expired).

@@ -112,7 +112,17 @@ pub enum EtrnError {
         /// How long we waited, in seconds.
         secs: f64,
     },
-    /// The server answered something unexpected or dropped the connection.
+    /// The connection closed under us (the link dropped, or the server hung up) mid-session.
+    #[error("the connection to {host} was closed during {step} ({reason}): the link dropped or the server hung up; check that you are online and try again")]
+    ConnectionLost {
+        /// Host.
+        host: String,
+        /// The step (`the reply to EHLO`, `the reply to ETRN example.com`).
+        step: String,
+        /// What the connection reported.
+        reason: String,
+    },
+    /// The server answered something unexpected.
     #[error("unexpected answer from {host} during {step}: {reason}; check that the account's host and port lead to an SMTP server, and try again")]
     Protocol {
         /// Host.
@@ -131,7 +141,8 @@ impl EtrnError {
             EtrnError::Connect { .. }
             | EtrnError::ServiceClosing { .. }
             | EtrnError::Timeout { .. }
-            | EtrnError::Protocol { .. } => true,
+            | EtrnError::Protocol { .. }
+            | EtrnError::ConnectionLost { .. } => true,
             EtrnError::StarttlsRefused { code, .. } | EtrnError::AuthFailed { code, .. } => {
                 (400..500).contains(code)
             }
@@ -202,6 +213,15 @@ mod tests {
                     text: "bye".into(),
                 },
                 "421",
+                true,
+            ),
+            (
+                EtrnError::ConnectionLost {
+                    host: h(),
+                    step: "the reply to EHLO".into(),
+                    reason: "incomplete response".into(),
+                },
+                "connection to isp.test was closed",
                 true,
             ),
         ];

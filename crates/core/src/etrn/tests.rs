@@ -21,6 +21,8 @@ const EHLO_WITHOUT_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250 8BITMIME\
 enum Act {
     Reply(&'static str),
     Silent,
+    /// Close the connection without a reply (the link drops).
+    Hangup,
 }
 
 type EtrnScript = Box<dyn FnMut(&str) -> Act + Send>;
@@ -71,6 +73,7 @@ impl FakeServer {
                     match etrn(arg) {
                         Act::Reply(r) => Some(format!("{r}\r\n")),
                         Act::Silent => None,
+                        Act::Hangup => return,
                     }
                 } else {
                     Some("502 5.5.2 Error: command not recognized\r\n".to_owned())
@@ -649,4 +652,29 @@ fn default_settings() {
     assert_eq!(s.retries, 3);
     assert_eq!(s.retry_delay, Duration::from_secs(2));
     assert!(!s.default_helo.is_empty());
+}
+
+#[tokio::test]
+async fn a_link_dropping_at_etrn_is_a_lost_connection() {
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(|_| Act::Hangup),
+    )
+    .await;
+    let result = fetch_account(
+        &account(server.port, &["a.test"]),
+        &settings(),
+        &EventSink::default(),
+    )
+    .await;
+    let err = result.error.clone().unwrap();
+    assert!(matches!(err, EtrnError::ConnectionLost { .. }), "{err}");
+    assert!(err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("connection to 127.0.0.1 was closed") && text.contains("ETRN"),
+        "{text}"
+    );
+    assert_eq!(server.etrns(), ["ETRN a.test"]);
 }
