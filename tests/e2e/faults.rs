@@ -178,8 +178,7 @@ fn starttls_required_but_not_offered_fails_before_any_etrn() {
     let disconnect = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
         let log = std::fs::read_to_string(isp.dir().join("maillog")).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains("smtpd") && l.contains("disconnect from"))
-            .last()
+            .rfind(|l| l.contains("smtpd") && l.contains("disconnect from"))
             .map(str::to_string)
     })
     .unwrap_or_else(|| panic!("no smtpd disconnect line in the maillog\n{context}"));
