@@ -214,7 +214,7 @@ pub fn print_summary(record: &SessionRecord) {
             "  {} ({}): {code} {}, {} message(s)",
             d.domain,
             d.account,
-            d.outcome.describe(d.domain.trim_start_matches(['@', '#'])),
+            d.explain(),
             d.messages
         );
     }

@@ -107,6 +107,18 @@ pub struct DomainReport {
     pub messages: u32,
 }
 
+impl DomainReport {
+    /// A one-line explanation of this domain's result for the user.
+    pub fn explain(&self) -> String {
+        if self.outcome == DomainOutcome::NotSent && self.attempts > 0 {
+            // ETRN went out but no answer came back: the queue run may still have started.
+            return "no answer to ETRN: the connection failed after it was sent; mail may still arrive, or fetch again".into();
+        }
+        self.outcome
+            .describe(self.domain.trim_start_matches(['@', '#']))
+    }
+}
+
 /// A message the listener stored durably in the Maildir.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageInfo {
