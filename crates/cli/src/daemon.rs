@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use mailcall_core::account::Account;
+use mailcall_core::control::{self, ControlServer};
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::keystore::{AccountStore, OsKeyring};
 use mailcall_core::service::{self, ServiceOptions};
+use mailcall_core::trigger::{self, TriggerOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::{Failure, Outcome};
@@ -36,6 +38,8 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         config.maildir = Some(m);
     }
     let options = ServiceOptions::from_config(&config).map_err(Failure::setup)?;
+    let trigger_options = TriggerOptions::from_config(&config).map_err(Failure::setup)?;
+    let socket = control::default_socket_path().map_err(Failure::setup)?;
     let names = config.accounts.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,6 +47,8 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
+        // Before the listener: a second daemon is told about the first, not about port 25.
+        let control = ControlServer::bind(&socket).map_err(Failure::setup)?;
         let stop_signal = signals(shutdown.clone()).map_err(Failure::failed)?;
         let events = EventSink::default();
         let logger = tokio::spawn(log_events(events.subscribe()));
@@ -55,13 +61,30 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
                 path.display()
             );
         }
-        let service = service::start(options, accounts, events, shutdown.clone())
+        let service = service::start(options, accounts.clone(), events.clone(), shutdown.clone())
             .await
             .map_err(Failure::failed)?;
-        tracing::info!(listen = %service.listen_addr(), "mailcall daemon running; stop with SIGTERM or Ctrl-C");
+        let interfaces = if trigger_options.interfaces.patterns().is_empty() {
+            "any but loopback".to_string()
+        } else {
+            trigger_options.interfaces.patterns().join(",")
+        };
+        tracing::info!(
+            listen = %service.listen_addr(),
+            control = %control.path().display(),
+            %interfaces,
+            settle_secs = trigger_options.settle.as_secs(),
+            interval_mins = trigger_options.interval.map_or(0, |i| i.as_secs() / 60),
+            fetch_at_start = trigger_options.fetch_at_start,
+            "mailcall daemon running; stop with SIGTERM or Ctrl-C"
+        );
+        let triggers = trigger::start(service.clone(), accounts, trigger_options, events, shutdown.clone());
+        let server = tokio::spawn(control.serve(triggers.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         tracing::info!("stopping: finishing deliveries in progress");
         service.stop().await;
+        triggers.stopped().await;
+        let _ = server.await;
         logger.abort();
         stop_signal.abort();
         tracing::info!("stopped");
