@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod keyring_env;
 pub mod maildir;
+pub mod netns;
 pub mod postfix;
 pub mod process;
 pub mod smtp;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 pub use cli::{Cli, CliOutput};
 pub use keyring_env::KeyringEnv;
 pub use maildir::{Maildir, StoredMessage};
+pub use netns::Netns;
 pub use postfix::{IspOptions, PostfixIsp, QueueEntry};
 pub use smtp::{Message, BODY_END};
 

@@ -16,7 +16,8 @@ export DEBIAN_FRONTEND=noninteractive
 #   gnome-keyring      the Secret Service the keyring crate talks to
 #   libsecret-tools    secret-tool, to look into the keyring from the tests
 #   util-linux         setpriv, to run the CLI as an unprivileged user (port 25 test)
-PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux"
+#   iproute2           ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
+PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux iproute2"
 
 missing=""
 for p in $PACKAGES; do
@@ -45,7 +46,7 @@ if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/postfix ]; then
 fi
 
 # Fail now, with a clear message, rather than in the middle of a test.
-for tool in postfix postqueue saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv; do
+for tool in postfix postqueue saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv ip smtp-source; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
         echo "setup.sh: $tool is still missing after installing packages" >&2
         exit 1

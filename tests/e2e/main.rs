@@ -11,6 +11,7 @@ mod fetch;
 mod peers;
 mod port25;
 mod tls_auth;
+mod triggers;
 
 use mailcall_e2e::{free_port, Cli, CliOutput};
 
