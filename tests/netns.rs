@@ -95,19 +95,22 @@ impl Netns {
         let conf = isp.dir().join("conf");
         let pid_file = isp.dir().join("queue/pid/master.pid");
         let pid = std::fs::read_to_string(&pid_file).ok();
-        run_checked(Command::new("postfix").arg("-c").arg(&conf).arg("stop"), None)
-            .unwrap_or_else(|e| panic!("stopping the ISP to move it failed: {e}"));
+        run_checked(
+            Command::new("postfix").arg("-c").arg(&conf).arg("stop"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("stopping the ISP to move it failed: {e}"));
         if let Some(pid) = pid.and_then(|p| p.trim().parse::<u32>().ok()) {
-            let gone = crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-            });
+            let gone =
+                crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+                    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+                });
             assert!(gone.is_some(), "the ISP's master {pid} did not stop");
         }
         let mut start = self.command("postfix");
         start.arg("-c").arg(&conf).arg("start");
-        run_checked(&mut start, None).unwrap_or_else(|e| {
-            panic!("starting the ISP inside {} failed: {e}", self.name)
-        });
+        run_checked(&mut start, None)
+            .unwrap_or_else(|e| panic!("starting the ISP inside {} failed: {e}", self.name));
         let port = isp.port();
         let up = crate::poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
             self.tcp_open(port).then_some(())

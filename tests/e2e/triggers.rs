@@ -75,8 +75,17 @@ impl World {
         if !extra_account_args.is_empty() {
             let port = isp.port().to_string();
             let mut args = vec![
-                "account", "set", "isp", "--host", "127.0.0.1", "--port", &port, "--security",
-                "none", "--domain", DOMAIN,
+                "account",
+                "set",
+                "isp",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--security",
+                "none",
+                "--domain",
+                DOMAIN,
             ];
             args.extend(extra_account_args);
             cli.run(&args).assert_success();
@@ -128,8 +137,11 @@ impl World {
                 .iter()
                 .map(|r| format!(
                     "{} {} {} msgs, ended {}, errors {}",
-                    r["trigger"], r["id"], r["messages"].as_array().map_or(0, |m| m.len()),
-                    r["ended_because"], r["errors"]
+                    r["trigger"],
+                    r["id"],
+                    r["messages"].as_array().map_or(0, |m| m.len()),
+                    r["ended_because"],
+                    r["errors"]
                 ))
                 .collect::<Vec<_>>(),
             self.isp.log()
@@ -161,7 +173,10 @@ fn stop_daemon(mut daemon: ChildGuard, world: &World) {
         None => panic!("the daemon did not stop on SIGTERM\n{}", world.context()),
     }
     let log = mailcall_e2e::read_for_diagnostics(&world.log);
-    assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("stopped"),
+        "{log}"
+    );
 }
 
 /// Time for a link to count as down for good (the settle delay plus a margin). This is the
@@ -185,7 +200,11 @@ fn link_up_fetches_by_itself_once_per_link_up() {
     let landed = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
         (world.maildir.new_messages().len() == mail.len()).then_some(())
     });
-    assert!(landed.is_some(), "the mail did not land\n{}", world.context());
+    assert!(
+        landed.is_some(),
+        "the mail did not land\n{}",
+        world.context()
+    );
     let mut ids: Vec<String> = mail.iter().map(|m| m.message_id.clone()).collect();
     ids.sort();
     assert_eq!(world.maildir.message_ids(), ids, "{}", world.context());
@@ -235,7 +254,14 @@ fn link_up_fetches_by_itself_once_per_link_up() {
 
     // Mail the ISP sends on its own while the daemon runs is stored and recorded too.
     let mut queue = world.ns.command("smtp-source");
-    queue.args(["-m", "1", "-f", "sender@outside.test", "-t", "user@dial.test"]);
+    queue.args([
+        "-m",
+        "1",
+        "-f",
+        "sender@outside.test",
+        "-t",
+        "user@dial.test",
+    ]);
     queue.args(["-S", "late", "-M", "outside.test"]);
     queue.arg(format!("127.0.0.1:{}", world.isp.port()));
     mailcall_e2e::process::run_checked(&mut queue, None).unwrap();
@@ -259,7 +285,11 @@ fn connect_and_disconnect_commands_dial_around_a_manual_fetch() {
     let mail: Vec<Message> = (0..2).map(|n| Message::numbered(DOMAIN, n)).collect();
     let dir = mailcall_e2e::test_dir("dial");
     // The daemon runs them inside the namespace, so `ip link` acts on the test's ppp0.
-    let connect = script(dir.path(), "connect.sh", "echo dialing isp\nip link set ppp0 up");
+    let connect = script(
+        dir.path(),
+        "connect.sh",
+        "echo dialing isp\nip link set ppp0 up",
+    );
     let disconnect = script(
         dir.path(),
         "disconnect.sh",
@@ -285,7 +315,12 @@ fn connect_and_disconnect_commands_dial_around_a_manual_fetch() {
     let out = world.cli().run(&["fetch", "--via-running"]);
     out.assert_success();
     out.assert_mentions("asked the running Mailcall");
-    assert_eq!(world.maildir.new_messages().len(), 2, "{out}\n{}", world.context());
+    assert_eq!(
+        world.maildir.new_messages().len(),
+        2,
+        "{out}\n{}",
+        world.context()
+    );
 
     let records = history(&world.env);
     let connects = with_trigger(&records, "connect");
@@ -307,7 +342,11 @@ fn connect_and_disconnect_commands_dial_around_a_manual_fetch() {
     world.wait_sessions("disconnect", 1, Duration::from_secs(20));
     let records = history(&world.env);
     let disc = with_trigger(&records, "disconnect");
-    assert!(disc[0].to_string().contains("hung up"), "{}", world.context());
+    assert!(
+        disc[0].to_string().contains("hung up"),
+        "{}",
+        world.context()
+    );
     assert_eq!(disc[0]["errors"].as_array().map(|e| e.len()), Some(0));
     assert!(!world.ns.is_up("ppp0"), "{}", world.context());
 
@@ -329,14 +368,26 @@ fn connect_and_disconnect_commands_dial_around_a_manual_fetch() {
     out.assert_success();
     assert_eq!(sessions_now(), 3, "{out}\n{}", world.context());
     let records = history(&world.env);
-    assert_eq!(with_trigger(&records, "connect").len(), 1, "{}", world.context());
-    assert_eq!(with_trigger(&records, "disconnect").len(), 1, "{}", world.context());
+    assert_eq!(
+        with_trigger(&records, "connect").len(),
+        1,
+        "{}",
+        world.context()
+    );
+    assert_eq!(
+        with_trigger(&records, "disconnect").len(),
+        1,
+        "{}",
+        world.context()
+    );
     assert!(world.ns.is_up("ppp0"));
 
     stop_daemon(daemon, &world);
 
     // Nothing runs any more: the same command falls back to fetching here (outside the
     // namespace the ISP cannot be reached, which is what the output must say).
-    let out = world.cli().run(&["fetch", "--via-running", "--idle-timeout", "1"]);
+    let out = world
+        .cli()
+        .run(&["fetch", "--via-running", "--idle-timeout", "1"]);
     out.assert_mentions("no running Mailcall");
 }
