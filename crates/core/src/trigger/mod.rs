@@ -80,6 +80,8 @@ impl TriggerOptions {
 #[derive(Debug, Default)]
 struct Ownership {
     in_flight: usize,
+    /// A manual fetch dialed and has not finished: the link-up it causes is already served.
+    dialing: bool,
     /// (account, disconnect command, timeout) for links our connect commands brought up.
     ours: Vec<(String, Option<String>, Duration)>,
 }
@@ -105,7 +107,7 @@ pub struct TriggerHandle {
     inner: Arc<Inner>,
 }
 
-/// Starts the triggers for `service`: watches the interfaces (netlink) and runs the schedule
+/// Starts the triggers for `service` (whose accounts become `accounts`): watches the interfaces (netlink) and runs the schedule
 /// until `shutdown` is cancelled. `events` is the sink the service was started with (the
 /// triggers report connect/disconnect failures there). Must be called inside a Tokio runtime.
 /// If the interfaces cannot be watched, an error event says so and only manual fetches work.
@@ -142,6 +144,7 @@ pub fn start(
 }
 
 /// [`start`] with the link state supplied by the caller (tests, or another link source).
+/// `accounts` replace the service's accounts too.
 pub fn start_with_links(
     service: ServiceHandle,
     accounts: Vec<Account>,
@@ -150,6 +153,8 @@ pub fn start_with_links(
     links: watch::Receiver<Option<Links>>,
     shutdown: CancellationToken,
 ) -> TriggerHandle {
+    // One list of accounts for both: what the triggers dial for is what the service asks.
+    let _ = service.set_accounts(accounts.clone());
     let (paused, paused_rx) = watch::channel(options.paused);
     let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel::<AutoFetch>();
     let inner = Arc::new(Inner {
@@ -177,8 +182,19 @@ pub fn start_with_links(
         shutdown.clone(),
     ));
     let service = inner.service.clone();
+    let weak = Arc::downgrade(&inner);
     inner.tasks.spawn(async move {
         while let Some(f) = fetch_rx.recv().await {
+            let dialing = weak.upgrade().is_some_and(|i| {
+                i.ownership
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .dialing
+            });
+            if dialing && f.trigger == "network" {
+                tracing::info!("link up after our connect command: the manual fetch asks");
+                continue;
+            }
             match &f.interface {
                 Some(i) => tracing::info!(interface = %i, "link up: asking for the mail"),
                 None => tracing::info!(trigger = f.trigger, "asking for the mail"),
@@ -261,12 +277,16 @@ impl TriggerHandle {
                 .iter()
                 .filter(|a| a.link.connect_command.is_some())
                 .collect();
+            let mut dialed = false;
             if !online && !dialers.is_empty() {
+                self.ownership().dialing = true;
+                dialed = true;
                 if let Err(record) = self.connect(&dialers).await {
+                    self.ownership().dialing = false;
                     return Ok(record);
                 }
             }
-            InFlight::new(inner.clone())
+            InFlight::new(inner.clone(), dialed)
         };
         let record = inner.service.fetch(request).await;
         let hang_up = guard.release();
@@ -274,6 +294,13 @@ impl TriggerHandle {
             self.disconnect(hang_up).await;
         }
         record
+    }
+
+    fn ownership(&self) -> std::sync::MutexGuard<'_, Ownership> {
+        self.inner
+            .ownership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs the connect commands, then waits for a watched interface to come up.
@@ -415,10 +442,11 @@ impl TriggerHandle {
 struct InFlight {
     inner: Arc<Inner>,
     released: bool,
+    dialed: bool,
 }
 
 impl InFlight {
-    fn new(inner: Arc<Inner>) -> Self {
+    fn new(inner: Arc<Inner>, dialed: bool) -> Self {
         inner
             .ownership
             .lock()
@@ -427,6 +455,7 @@ impl InFlight {
         InFlight {
             inner,
             released: false,
+            dialed,
         }
     }
 
@@ -440,6 +469,9 @@ impl InFlight {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         own.in_flight -= 1;
+        if self.dialed {
+            own.dialing = false;
+        }
         if own.in_flight == 0 && !self.inner.service.is_fetching() {
             std::mem::take(&mut own.ours)
         } else {
@@ -457,6 +489,9 @@ impl Drop for InFlight {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             own.in_flight -= 1;
+            if self.dialed {
+                own.dialing = false;
+            }
         }
     }
 }

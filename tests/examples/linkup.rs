@@ -6,8 +6,8 @@
 //! address becomes visible), wait for the ETRN, wait for the session to end, link down, wait out
 //! the settle delay. Prints each sample and the median.
 //!
-//! Run as root: `cargo build --release -p mailcall-cli && MAILCALL_CLI=target/release/mailcall-cli
-//! cargo run --release -p mailcall-e2e --example linkup` (ROUNDS=N to change the count).
+//! Run as root: `benches/linkup.sh` (builds the release CLI, then runs this example;
+//! ROUNDS=N to change the count).
 
 #![allow(clippy::unwrap_used)]
 
