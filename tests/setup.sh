@@ -18,7 +18,8 @@ export DEBIAN_FRONTEND=noninteractive
 #   util-linux         setpriv, to run the CLI as an unprivileged user (port 25 test)
 #   mount              mount/umount of a size-limited tmpfs (disk-full test)
 #   swaks              an SMTP client that is not ours, for the hostile-input tests
-PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux mount swaks"
+#   iproute2           ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
+PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux mount swaks iproute2"
 
 missing=""
 for p in $PACKAGES; do
@@ -47,7 +48,7 @@ if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/postfix ]; then
 fi
 
 # Fail now, with a clear message, rather than in the middle of a test.
-for tool in postfix postqueue postconf saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv mount umount swaks; do
+for tool in postfix postqueue postconf saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv mount umount swaks ip smtp-source; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
         echo "setup.sh: $tool is still missing after installing packages" >&2
         exit 1

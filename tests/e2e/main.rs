@@ -15,6 +15,7 @@ mod peers;
 mod port25;
 mod secrets;
 mod tls_auth;
+mod triggers;
 
 use mailcall_e2e::{free_port, Cli, CliOutput};
 

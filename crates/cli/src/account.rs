@@ -59,6 +59,16 @@ pub struct SetArgs {
     /// A domain to release: example.com, @example.com (with subdomains) or #queue (Exim).
     #[arg(long = "domain", value_name = "D", required = true)]
     domains: Vec<String>,
+    /// Run before a manual fetch when no watched interface is up, e.g. "pon isp" (no shell:
+    /// write "sh -c '...'" for one).
+    #[arg(long, value_name = "COMMAND")]
+    connect_command: Option<String>,
+    /// Run after the fetch when the connect command brought the link up, e.g. "poff isp".
+    #[arg(long, value_name = "COMMAND")]
+    disconnect_command: Option<String>,
+    /// Seconds to wait for the link after the connect command (default 60).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    link_timeout: Option<u64>,
 }
 
 /// Runs an `account` subcommand against the OS keyring.
@@ -137,6 +147,15 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
     } else {
         None
     };
+    for (flag, cmd) in [
+        ("--connect-command", &args.connect_command),
+        ("--disconnect-command", &args.disconnect_command),
+    ] {
+        if let Some(cmd) = cmd {
+            mailcall_core::trigger::split_command(cmd)
+                .map_err(|e| Failure::setup(format!("{flag}: {e}")))?;
+        }
+    }
     let account = Account {
         name: args.name.clone(),
         port: args.port.unwrap_or_else(|| args.security.default_port()),
@@ -147,6 +166,11 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
         helo: args.helo,
         ca_file,
         domains,
+        link: account::LinkSettings {
+            connect_command: args.connect_command,
+            disconnect_command: args.disconnect_command,
+            link_timeout: args.link_timeout,
+        },
     };
     if account.security == Security::None && account.username.is_some() {
         eprintln!(
@@ -182,7 +206,22 @@ pub fn describe(a: &Account) -> String {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join(",")
-    )
+    ) + &describe_link(&a.link)
+}
+
+/// The connect/disconnect part of an account's line; empty when none is set.
+fn describe_link(l: &account::LinkSettings) -> String {
+    let mut s = String::new();
+    if let Some(c) = &l.connect_command {
+        s.push_str(&format!("  connect-command={c:?}"));
+    }
+    if let Some(c) = &l.disconnect_command {
+        s.push_str(&format!("  disconnect-command={c:?}"));
+    }
+    if let Some(t) = l.link_timeout {
+        s.push_str(&format!("  link-timeout={t}"));
+    }
+    s
 }
 
 fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {

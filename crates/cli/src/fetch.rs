@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use clap::Args;
 use mailcall_core::account::Account;
+use mailcall_core::control;
 use mailcall_core::etrn::{self, ClientSettings};
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::history::SessionRecord;
 use mailcall_core::keystore::{AccountStore, OsKeyring};
 use mailcall_core::service::{self, FetchRequest, ServiceOptions};
+use mailcall_core::trigger::{self, TriggerOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::{Failure, Outcome};
@@ -34,6 +36,10 @@ pub struct FetchArgs {
     /// Upper bound on the whole session, in seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     max_wait: Option<u64>,
+    /// Ask the running daemon or tray to fetch (through its control socket); fetch here when
+    /// none runs. For ip-up scripts and cron.
+    #[arg(long)]
+    via_running: bool,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -53,6 +59,11 @@ fn load_accounts(names: &[String]) -> Result<Vec<Account>, Failure> {
 
 /// Runs `fetch`.
 pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
+    if args.via_running {
+        if let Some(outcome) = via_running(&args.names)? {
+            return Ok(outcome);
+        }
+    }
     let (path, mut config) = settings::load(explicit)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -86,6 +97,11 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
         )));
     }
     let options = ServiceOptions::from_config(&config).map_err(Failure::setup)?;
+    let mut trigger_options = TriggerOptions::from_config(&config).map_err(Failure::setup)?;
+    // A one-shot fetch: only the manual path (connect command when the link is down) applies.
+    trigger_options.paused = true;
+    trigger_options.fetch_at_start = false;
+    trigger_options.interval = None;
     let others: Vec<String> = config
         .accounts
         .iter()
@@ -99,7 +115,7 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
         let printer = tokio::spawn(print_events(events.subscribe()));
         let shutdown = CancellationToken::new();
         // The listener comes up first: a bind error must show before anything is sent to the ISP.
-        let service = service::start(options, Vec::new(), events, shutdown.clone())
+        let service = service::start(options, Vec::new(), events.clone(), shutdown.clone())
             .await
             .map_err(Failure::failed)?;
         let loaded = tokio::task::spawn_blocking(move || {
@@ -128,7 +144,14 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             names.len(),
             names.join(", ")
         );
-        let _ = service.set_accounts(asked.into_iter().chain(extra).collect());
+        let triggers = trigger::start(
+            service.clone(),
+            Vec::new(),
+            trigger_options,
+            events,
+            shutdown.clone(),
+        );
+        let _ = triggers.set_accounts(asked.into_iter().chain(extra).collect());
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -136,13 +159,17 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
                 on_signal.cancel();
             }
         });
-        let record = service
-            .fetch(FetchRequest {
+        let record = triggers
+            .fetch_now(FetchRequest {
                 trigger: "cli".into(),
                 accounts: Some(names),
             })
             .await
             .map_err(Failure::failed);
+        if matches!(&record, Ok(r) if r.trigger == "connect") {
+            // The link never came up: no session ran, so no SessionFinished ends the printer.
+            printer.abort();
+        }
         let _ = printer.await;
         service.stop().await;
         record
@@ -153,6 +180,28 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `fetch --via-running`: the running instance fetches; `None` when none runs (fetch here).
+fn via_running(names: &[String]) -> Result<Option<ExitCode>, Failure> {
+    let socket = control::default_socket_path().map_err(Failure::setup)?;
+    let rt = runtime()?;
+    match rt.block_on(control::fetch(&socket, names)) {
+        Ok(record) => {
+            println!("asked the running Mailcall ({})", socket.display());
+            print_summary(&record);
+            Ok(Some(if record.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }))
+        }
+        Err(e) if e.is_not_running() => {
+            println!("no running Mailcall ({}): fetching here", socket.display());
+            Ok(None)
+        }
+        Err(e) => Err(Failure::failed(e)),
+    }
 }
 
 /// Prints events as they arrive until the session finishes.

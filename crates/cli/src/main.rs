@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod daemon;
 mod failure;
 mod fetch;
 mod history;
@@ -41,16 +42,26 @@ enum Command {
     Config(settings::ConfigCommand),
     /// Show recent fetch sessions.
     History(history::HistoryArgs),
+    /// Run the listener and the automatic triggers (network up, schedule, control socket)
+    /// without a GUI, logging to stderr, until SIGTERM or SIGINT.
+    Daemon(daemon::DaemonArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon's log is its only output: it says what it does by default.
+    let level = if matches!(cli.command, Command::Daemon(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILCALL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = cli.config.as_deref();
     let result = match cli.command {
@@ -59,6 +70,7 @@ fn main() -> ExitCode {
         Command::Check { name } => fetch::check(config, &name),
         Command::Config(cmd) => settings::run(config, cmd),
         Command::History(args) => history::run(config, args),
+        Command::Daemon(args) => daemon::run(config, args),
     };
     match result {
         Ok(code) => code,

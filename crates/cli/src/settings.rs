@@ -13,7 +13,8 @@ use crate::failure::{Failure, Outcome};
 pub enum ConfigCommand {
     /// Print the effective settings (defaults filled in) and the file's path.
     Show,
-    /// Set one preference: listen, maildir, idle-timeout, max-wait, max-message-size, hostname.
+    /// Set one preference: listen, maildir, idle-timeout, max-wait, max-message-size, hostname,
+    /// interfaces, settle-delay, fetch-interval, fetch-at-start.
     Set {
         /// The setting's key, as in the TOML file.
         key: String,

@@ -180,6 +180,35 @@ pub struct Account {
     pub ca_file: Option<PathBuf>,
     /// The domains to release, in order.
     pub domains: Vec<DomainSpec>,
+    /// How to bring a dial-up link up and down for this account (all optional).
+    #[serde(default, flatten)]
+    pub link: LinkSettings,
+}
+
+/// Default seconds to wait for the link after the connect command.
+pub const DEFAULT_LINK_TIMEOUT: u64 = 60;
+
+/// Connect/disconnect commands for a dial-up account, e.g. `pon isp` / `poff isp`. Commands run
+/// without a shell (write `sh -c '...'` for one); their output goes to the history.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LinkSettings {
+    /// Run before a manual fetch when no watched interface is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_command: Option<String>,
+    /// Run after the fetch ended, only when the connect command brought the link up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect_command: Option<String>,
+    /// Seconds to wait for the link (and for each command); default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_timeout: Option<u64>,
+}
+
+impl LinkSettings {
+    /// How long to wait for the link after the connect command.
+    pub fn link_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.link_timeout.unwrap_or(DEFAULT_LINK_TIMEOUT))
+    }
 }
 
 impl Account {
@@ -242,6 +271,21 @@ mod tests {
     }
 
     #[test]
+    fn link_settings_are_optional_and_kebab_case() {
+        let old = r#"{"name":"isp","host":"h","port":25,"security":"starttls","domains":[]}"#;
+        let a: Account = serde_json::from_str(old).expect("an account without link settings");
+        assert_eq!(a.link, LinkSettings::default());
+        let mut a = a;
+        a.link.connect_command = Some("pon isp".into());
+        a.link.link_timeout = Some(5);
+        let text = serde_json::to_string(&a).expect("serialises");
+        assert!(text.contains(r#""connect-command":"pon isp""#), "{text}");
+        let back: Account = serde_json::from_str(&text).expect("round trip");
+        assert_eq!(back, a);
+        assert_eq!(back.link.link_timeout(), std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn secret_is_redacted_in_debug() {
         let a = Account {
             name: "isp".into(),
@@ -253,6 +297,7 @@ mod tests {
             helo: None,
             ca_file: None,
             domains: vec![],
+            link: LinkSettings::default(),
         };
         assert!(!format!("{a:?}").contains("hunter2"));
     }

@@ -21,6 +21,8 @@ pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
 pub const DEFAULT_MAX_WAIT: u64 = 600;
 /// Default maximum message size in bytes (50 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+/// Default settle delay in seconds: a link back within this time is the same link-up.
+pub const DEFAULT_SETTLE_DELAY: u64 = 2;
 
 /// Reading or writing the config failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,18 @@ pub struct Config {
     /// The name the listener greets with; default: this machine's host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Interfaces whose link-up fetches (globs such as `ppp*`); empty: any but loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// Seconds a link must stay down before coming back counts as a new link-up.
+    #[serde(default = "default_settle_delay")]
+    pub settle_delay: u64,
+    /// Fetch every this many minutes while a watched interface is up; 0: never.
+    #[serde(default)]
+    pub fetch_interval: u64,
+    /// Fetch once when Mailcall starts and a watched interface is already up.
+    #[serde(default = "default_fetch_at_start")]
+    pub fetch_at_start: bool,
     /// The accounts' names; their settings live in the OS keyring.
     #[serde(default)]
     pub accounts: Vec<String>,
@@ -145,6 +159,13 @@ fn default_data_timeout() -> u64 {
     600
 }
 
+fn default_settle_delay() -> u64 {
+    DEFAULT_SETTLE_DELAY
+}
+fn default_fetch_at_start() -> bool {
+    true
+}
+
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("the default address parses")
 }
@@ -167,6 +188,10 @@ impl Default for Config {
             max_wait: DEFAULT_MAX_WAIT,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             hostname: None,
+            interfaces: Vec::new(),
+            settle_delay: DEFAULT_SETTLE_DELAY,
+            fetch_interval: 0,
+            fetch_at_start: true,
             accounts: Vec::new(),
             starttls: true,
             tls_cert: None,
@@ -202,6 +227,10 @@ pub const SETTING_KEYS: &[&str] = &[
     "max-connections-per-peer",
     "command-timeout",
     "data-timeout",
+    "interfaces",
+    "settle-delay",
+    "fetch-interval",
+    "fetch-at-start",
 ];
 
 impl Config {
@@ -390,6 +419,42 @@ impl Config {
                     _ => self.data_timeout = n,
                 }
             }
+            "interfaces" => {
+                let globs: Vec<String> = value
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                let valid = globs
+                    .iter()
+                    .all(|g| g.len() <= 64 && g.bytes().all(|b| b.is_ascii_graphic() && b != b'/'));
+                if !valid {
+                    return Err(bad("interface names or globs separated by commas, e.g. ppp*,wlan0 (empty: any but loopback)"));
+                }
+                self.interfaces = globs
+            }
+            "settle-delay" => {
+                self.settle_delay = value
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 3600)
+                    .ok_or_else(|| bad("seconds (0 to 3600)"))?
+            }
+            "fetch-interval" => {
+                self.fetch_interval = value
+                    .trim_end_matches('m')
+                    .parse()
+                    .map_err(|_| bad("minutes (0 turns it off)"))?
+            }
+            "fetch-at-start" => {
+                self.fetch_at_start = match value {
+                    "true" | "yes" | "on" | "1" => true,
+                    "false" | "no" | "off" | "0" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
             _ => {
                 return Err(ConfigError::BadSetting(format!(
                     "unknown setting {key:?}: the settings are {}",
@@ -562,6 +627,40 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn trigger_keys_have_defaults_and_parse() {
+        let c = Config::default();
+        assert_eq!(
+            (c.settle_delay, c.fetch_interval, c.fetch_at_start),
+            (2, 0, true)
+        );
+        assert!(c.interfaces.is_empty());
+        let mut c = Config::default();
+        c.set("interfaces", "ppp*, wlan0").unwrap();
+        c.set("settle-delay", "0").unwrap();
+        c.set("fetch-interval", "15").unwrap();
+        c.set("fetch-at-start", "false").unwrap();
+        assert_eq!(c.interfaces, ["ppp*", "wlan0"]);
+        assert!(c.set("fetch-at-start", "maybe").is_err());
+        assert!(c.set("settle-delay", "-1").is_err());
+        assert!(c.set("interfaces", "a/b").is_err());
+        let text = toml::to_string_pretty(&c).unwrap();
+        for key in [
+            "interfaces",
+            "settle-delay",
+            "fetch-interval",
+            "fetch-at-start",
+        ] {
+            assert!(
+                text.contains(&format!("{key} = ")),
+                "{key} missing in {text}"
+            );
+        }
+        assert_eq!(Config::parse(&text, Path::new("c.toml")).unwrap(), c);
+        c.set("interfaces", "").unwrap();
+        assert!(c.interfaces.is_empty());
     }
 
     #[test]

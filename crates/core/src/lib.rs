@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod config;
+pub mod control;
 pub mod etrn;
 pub mod event;
 pub mod fetch;
@@ -14,3 +15,4 @@ pub mod maildir;
 pub mod report;
 pub mod service;
 pub mod tls;
+pub mod trigger;

@@ -117,6 +117,7 @@ fn account(isp: SocketAddr, domains: &[&str]) -> Account {
         helo: Some("client.test".into()),
         ca_file: None,
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+        link: Default::default(),
     }
 }
 

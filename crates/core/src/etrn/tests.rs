@@ -121,6 +121,7 @@ fn account(port: u16, domains: &[&str]) -> Account {
         helo: Some("client.test".into()),
         ca_file: None,
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+        link: Default::default(),
     }
 }
 

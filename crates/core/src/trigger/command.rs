@@ -1,0 +1,274 @@
+//! Connect and disconnect commands (e.g. `pon isp` / `poff isp`): split into words without a
+//! shell, run with a deadline, output kept for the history.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::io::AsyncReadExt;
+
+use crate::report::{Direction, TranscriptLine};
+
+/// Most output kept from one command, in bytes; a chatty script must not bloat the history.
+const OUTPUT_LIMIT: usize = 16 * 1024;
+
+/// Splits a command line into words the way a shell would quote them, without running a shell:
+/// `'single'` and `"double"` quotes group, a backslash escapes the next character (outside single
+/// quotes). Nothing is expanded; whoever wants a shell writes `sh -c '...'`.
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(unbalanced(line, "'")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(unbalanced(line, "\"")),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(unbalanced(line, "\"")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => {
+                        return Err(format!(
+                            "the command {line:?} ends with a lone backslash: remove it or quote it"
+                        ))
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.is_empty() {
+        return Err(
+            "the command is empty: give a program and its arguments, e.g. `pon isp`".into(),
+        );
+    }
+    Ok(words)
+}
+
+fn unbalanced(line: &str, quote: &str) -> String {
+    format!("the command {line:?} has an unclosed {quote} quote: close it, or write the command without it")
+}
+
+/// What running one command gave.
+#[derive(Debug, Clone)]
+pub struct CommandRun {
+    /// The command line as configured.
+    pub command: String,
+    /// Whether it started and exited 0 in time.
+    pub success: bool,
+    /// Transcript: the command, then its output lines, then how it ended.
+    pub lines: Vec<TranscriptLine>,
+    /// What went wrong, worded for the user; `None` on success.
+    pub error: Option<String>,
+}
+
+fn note(line: impl Into<String>) -> TranscriptLine {
+    TranscriptLine {
+        at: Utc::now(),
+        dir: Direction::Note,
+        line: line.into(),
+    }
+}
+
+/// Runs `line` (split by [`split_command`]) with stdin closed, collecting stdout and stderr,
+/// killing it after `timeout`.
+pub async fn run_command(what: &str, line: &str, timeout: Duration) -> CommandRun {
+    let mut lines = vec![note(format!("$ {line}"))];
+    let fail = |mut lines: Vec<TranscriptLine>, error: String| {
+        lines.push(note(error.clone()));
+        CommandRun {
+            command: line.to_string(),
+            success: false,
+            lines,
+            error: Some(error),
+        }
+    };
+    let words = match split_command(line) {
+        Ok(w) => w,
+        Err(e) => return fail(lines, format!("the {what} command cannot run: {e}")),
+    };
+    let mut cmd = tokio::process::Command::new(&words[0]);
+    cmd.args(&words[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                lines,
+                format!(
+                    "cannot start the {what} command `{line}`: {e}. Check the program name and path (account set --{what}-command)"
+                ),
+            )
+        }
+    };
+    // Readers on their own tasks: a daemon the command leaves behind (pppd) may keep the pipes
+    // open long after the command itself has exited.
+    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(OUTPUT_LIMIT as u64).read_to_end(&mut buf).await;
+            }
+            buf
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    );
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = child.kill().await;
+            out.abort();
+            err.abort();
+            return fail(
+                lines,
+                format!(
+                    "the {what} command `{line}` did not finish within {} s and was stopped; make it return once the link is being set up (e.g. `pon`, not `pppd nodetach`), or raise --link-timeout",
+                    timeout.as_secs()
+                ),
+            );
+        }
+    };
+    let grace = Duration::from_millis(500);
+    let o = tokio::time::timeout(grace, out)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    let e = tokio::time::timeout(grace, err)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
+    for text in [o, e] {
+        for l in String::from_utf8_lossy(&text).lines() {
+            lines.push(TranscriptLine {
+                at: Utc::now(),
+                dir: Direction::Received,
+                line: l.to_string(),
+            });
+        }
+    }
+    match status {
+        Ok(s) if s.success() => {
+            lines.push(note("exited 0"));
+            CommandRun {
+                command: line.to_string(),
+                success: true,
+                lines,
+                error: None,
+            }
+        }
+        Ok(s) => fail(
+            lines,
+            format!("the {what} command `{line}` failed ({s}); its output is in the history (mailcall-cli history)"),
+        ),
+        Err(e) => fail(lines, format!("waiting for the {what} command `{line}` failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_a_shell_without_expanding() {
+        for (line, want) in [
+            ("pon isp", vec!["pon", "isp"]),
+            ("  pon   isp  ", vec!["pon", "isp"]),
+            (
+                "sh -c 'pon isp && sleep 1'",
+                vec!["sh", "-c", "pon isp && sleep 1"],
+            ),
+            (r#"echo "a \"b\" $HOME""#, vec!["echo", r#"a "b" $HOME"#]),
+            (r"a\ b c", vec!["a b", "c"]),
+            ("x ''", vec!["x", ""]),
+            ("echo $HOME;rm", vec!["echo", "$HOME;rm"]),
+        ] {
+            assert_eq!(split_command(line).unwrap(), want, "{line}");
+        }
+        for bad in ["", "   ", "a 'b", "a \"b", "a\\"] {
+            assert!(split_command(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn output_and_status_are_kept() {
+        let run = run_command(
+            "connect",
+            "sh -c 'echo up; echo warn >&2'",
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(run.success, "{:?}", run.error);
+        let text: Vec<&str> = run.lines.iter().map(|l| l.line.as_str()).collect();
+        assert!(text.contains(&"up") && text.contains(&"warn"), "{text:?}");
+        let run = run_command("connect", "sh -c 'exit 3'", Duration::from_secs(10)).await;
+        assert!(!run.success);
+        assert!(run.error.unwrap().contains("failed"));
+        let run = run_command("connect", "/nonexistent/pon isp", Duration::from_secs(10)).await;
+        assert!(run.error.unwrap().contains("cannot start"));
+    }
+
+    #[tokio::test]
+    async fn a_command_that_hangs_is_stopped() {
+        let started = std::time::Instant::now();
+        let run = run_command("connect", "sleep 30", Duration::from_millis(200)).await;
+        assert!(!run.success);
+        assert!(run.error.unwrap().contains("did not finish"));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,222 @@
+//! The trigger handle and the control socket against a real service (listener on 127.0.0.1:0),
+//! with the link state supplied by the test: connect/disconnect around a manual fetch, pause,
+//! and the socket's protocol and permissions.
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use mailcall_core::account::{Account, LinkSettings, Security};
+use mailcall_core::control::{self, ControlError, ControlServer};
+use mailcall_core::etrn::ClientSettings;
+use mailcall_core::event::EventSink;
+use mailcall_core::fetch::FetchOptions;
+use mailcall_core::history::History;
+use mailcall_core::listener::ListenerSettings;
+use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
+use mailcall_core::trigger::{self, Links, TriggerHandle, TriggerOptions};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// An account whose ISP port is closed: its fetch fails at once, which is all these tests need.
+fn account(link: LinkSettings) -> Account {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    Account {
+        name: "isp".into(),
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::None,
+        username: None,
+        password: None,
+        helo: Some("client.test".into()),
+        ca_file: None,
+        domains: vec!["dial.test".parse().unwrap()],
+        link,
+    }
+}
+
+async fn service(dir: &std::path::Path, history: &History) -> ServiceHandle {
+    let options = ServiceOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        maildir: dir.join("Maildir"),
+        listener: ListenerSettings::new("client.test".into(), 1 << 20),
+        fetch: FetchOptions {
+            trigger: String::new(),
+            idle_timeout: Duration::from_millis(300),
+            max_wait: Duration::from_secs(10),
+            client: ClientSettings {
+                connect_timeout: Duration::from_secs(2),
+                reply_timeout: Duration::from_secs(2),
+                retries: 0,
+                retry_delay: Duration::from_millis(10),
+                default_helo: "client.test".into(),
+            },
+            history: Some(history.clone()),
+        },
+    };
+    service::start(
+        options,
+        Vec::new(),
+        EventSink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+fn links(names: &[&str]) -> Option<Links> {
+    Some(names.iter().map(|s| s.to_string()).collect())
+}
+
+fn triggers(
+    service: &ServiceHandle,
+    accounts: Vec<Account>,
+    history: &History,
+    rx: watch::Receiver<Option<Links>>,
+) -> TriggerHandle {
+    trigger::start_with_links(
+        service.clone(),
+        accounts.clone(),
+        TriggerOptions {
+            fetch_at_start: false,
+            history: Some(history.clone()),
+            ..TriggerOptions::default()
+        },
+        EventSink::default(),
+        rx,
+        CancellationToken::new(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_waits_for_the_link_and_disconnect_follows_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("dialed");
+    let hung = dir.path().join("hung-up");
+    let history = History::new(dir.path().join("history.jsonl"));
+    let svc = service(dir.path(), &history).await;
+    let acct = account(LinkSettings {
+        connect_command: Some(format!("sh -c 'echo dialing; touch {}'", flag.display())),
+        disconnect_command: Some(format!("touch {}", hung.display())),
+        link_timeout: Some(10),
+    });
+    let (tx, rx) = watch::channel(links(&[]));
+    let t = triggers(&svc, vec![acct], &history, rx);
+    // The "modem": the link comes up once the connect command has run.
+    let modem = tokio::spawn(async move {
+        for _ in 0..200 {
+            if flag.exists() {
+                tx.send_replace(links(&["ppp0"]));
+                return tx;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the connect command never ran");
+    });
+    let record = t.fetch_now(FetchRequest::all("test")).await.unwrap();
+    // The link-up trigger may have started the session first; the manual request joined it.
+    assert!(["test", "network"].contains(&record.trigger.as_str()));
+    let _tx = modem.await.unwrap();
+    assert!(
+        hung.exists(),
+        "the disconnect command ran after the session"
+    );
+    let (records, _) = history.recent(10).unwrap();
+    let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
+    assert_eq!(triggers, ["connect", &record.trigger, "disconnect"]);
+    let connect = &records[0];
+    assert!(connect.errors.is_empty(), "{:?}", connect.errors);
+    assert!(connect.transcripts[0].1.iter().any(|l| l.line == "dialing"));
+
+    // Link already up: no command at all.
+    std::fs::remove_file(&hung).unwrap();
+    t.fetch_now(FetchRequest::all("again")).await.unwrap();
+    assert!(!hung.exists());
+    let (records, _) = history.recent(10).unwrap();
+    assert_eq!(records.len(), 4);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_never_comes_up_is_an_error_and_nothing_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let svc = service(dir.path(), &history).await;
+    let acct = account(LinkSettings {
+        connect_command: Some("true".into()),
+        disconnect_command: Some("false".into()),
+        link_timeout: Some(1),
+    });
+    let (_tx, rx) = watch::channel(links(&[]));
+    let t = triggers(&svc, vec![acct], &history, rx);
+    let record = t.fetch_now(FetchRequest::all("test")).await.unwrap();
+    assert_eq!(record.trigger, "connect");
+    assert_eq!(record.ended_because, "link did not come up");
+    assert!(
+        record.errors[0].contains("within 1 s"),
+        "{:?}",
+        record.errors
+    );
+    let (records, _) = history.recent(10).unwrap();
+    assert_eq!(records.len(), 1, "no session, no disconnect");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_socket_is_owner_only_and_speaks_its_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let svc = service(dir.path(), &history).await;
+    let (_tx, rx) = watch::channel(links(&["eth0"]));
+    let t = triggers(&svc, vec![account(LinkSettings::default())], &history, rx);
+    let path = dir.path().join("run/mailcall/control.sock");
+
+    // Nothing there yet: callers learn they may fall back.
+    let e = control::fetch(&path, &[]).await.unwrap_err();
+    assert!(e.is_not_running(), "{e}");
+
+    let server = ControlServer::bind(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dmode = std::fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dmode, 0o700);
+    assert!(matches!(
+        ControlServer::bind(&path),
+        Err(ControlError::InUse(_))
+    ));
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server.serve(t.clone(), stop.clone()));
+
+    let status = control::request(&path, "STATUS").await.unwrap();
+    assert_eq!(status["paused"], false);
+    assert_eq!(status["links"][0], "eth0");
+    let paused = control::request(&path, "PAUSE").await.unwrap();
+    assert_eq!(paused["paused"], true);
+    assert!(t.is_paused());
+    control::request(&path, "RESUME").await.unwrap();
+    assert!(!t.is_paused());
+    let e = control::request(&path, "REBOOT").await.unwrap_err();
+    assert!(e.to_string().contains("FETCH"), "{e}");
+    let e = control::fetch(&path, &["../x".into()]).await.unwrap_err();
+    assert!(matches!(e, ControlError::Refused(_)), "{e}");
+
+    let record = control::fetch(&path, &["isp".into()]).await.unwrap();
+    assert_eq!(record.trigger, "control");
+    assert_eq!(record.domains.len(), 1);
+
+    stop.cancel();
+    serving.await.unwrap();
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+    // A stale socket file (nobody behind it) is replaced on the next start.
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale);
+    ControlServer::bind(&path).unwrap();
+    svc.stop().await;
+}
