@@ -184,15 +184,7 @@ async fn print_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
                 );
             }
             Event::Connected { peer } => println!("connection from {peer}"),
-            Event::MessageStored(m) => println!(
-                "stored: {} - {} ({} bytes) -> {}",
-                m.from
-                    .as_deref()
-                    .unwrap_or(if m.sender.is_empty() { "<>" } else { &m.sender }),
-                m.subject.as_deref().unwrap_or("(no subject)"),
-                m.size,
-                m.path.display()
-            ),
+            Event::MessageStored(m) => println!("stored: {m}"),
             Event::Error { account, message } => match account {
                 Some(a) => println!("error ({a}): {message}"),
                 None => println!("error: {message}"),
@@ -211,15 +203,7 @@ pub fn print_summary(record: &SessionRecord) {
         record.ended_because
     );
     for m in &record.messages {
-        println!(
-            "  message: {} - {} ({} bytes) -> {}",
-            m.from
-                .as_deref()
-                .unwrap_or(if m.sender.is_empty() { "<>" } else { &m.sender }),
-            m.subject.as_deref().unwrap_or("(no subject)"),
-            m.size,
-            m.path.display()
-        );
+        println!("  message: {m}");
     }
     for d in &record.domains {
         let code = d

@@ -45,11 +45,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> SessionRecord {
     let started_at = Utc::now();
-    let id = format!(
-        "{}-{}",
-        started_at.format("%Y%m%dT%H%M%S%.3fZ"),
-        std::process::id()
-    );
+    let id = SessionRecord::new_id(started_at);
     let mut errors = Vec::new();
 
     events.emit(Event::SessionStarted {

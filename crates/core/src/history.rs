@@ -35,6 +35,11 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// A new session id: the start time (UTC, to the millisecond) and this process's id.
+    pub fn new_id(at: DateTime<Utc>) -> String {
+        format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
+    }
+
     /// Whether every ETRN was accepted and nothing went wrong.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty() && self.domains.iter().all(|d| d.outcome.is_accepted())

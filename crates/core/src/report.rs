@@ -130,6 +130,30 @@ pub struct MessageInfo {
     pub stored_at: DateTime<Utc>,
 }
 
+impl MessageInfo {
+    /// Who it is from, for people: the `From:` header, else the envelope sender (`<>` for bounces).
+    pub fn from_display(&self) -> &str {
+        match &self.from {
+            Some(f) => f,
+            None if self.sender.is_empty() => "<>",
+            None => &self.sender,
+        }
+    }
+}
+
+impl std::fmt::Display for MessageInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} - {} ({} bytes) -> {}",
+            self.from_display(),
+            self.subject.as_deref().unwrap_or("(no subject)"),
+            self.size,
+            self.path.display()
+        )
+    }
+}
+
 /// Which way a transcript line went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -401,11 +401,7 @@ impl Coordinator {
                 self.events.emit(Event::MessageStored(info.clone()));
                 let now = Utc::now();
                 let record = SessionRecord {
-                    id: format!(
-                        "{}-{}",
-                        now.format("%Y%m%dT%H%M%S%.3fZ"),
-                        std::process::id()
-                    ),
+                    id: SessionRecord::new_id(now),
                     trigger: "isp".into(),
                     started_at: info.stored_at,
                     finished_at: now,
@@ -430,7 +426,7 @@ impl Coordinator {
     fn crashed(&self, e: tokio::task::JoinError) -> SessionRecord {
         let now = Utc::now();
         SessionRecord {
-            id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id()),
+            id: SessionRecord::new_id(now),
             trigger: String::new(),
             started_at: now,
             finished_at: now,
