@@ -61,13 +61,15 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         Ok((accounts, unreadable))
     })
     .await??;
+    let listening = state.listen_addr().await.map(|a| a.to_string());
+    let status = state.status().view();
     Ok(SettingsData {
         settings,
         accounts,
         unreadable,
         config_path: state.config_path.display().to_string(),
-        status: state.status().view(),
-        listening: state.listen_addr().await.map(|a| a.to_string()),
+        status,
+        listening,
     })
 }
 
