@@ -51,9 +51,16 @@ fn wait_text(wd: &WebDriver, css: &str, needle: &str, secs: u64) -> String {
 fn open_session(desktop: &Desktop) -> WebDriver {
     let wd = WebDriver::start(desktop.driver_port, APP, &[])
         .unwrap_or_else(|e| panic!("opening the app over WebDriver: {e}"));
-    wait(30, "the settings window", || {
-        Ok(wd.find("#add-account").ok())
+    let page = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        wd.find("#add-account").ok()
     });
+    if page.is_none() {
+        let html = wd.execute("return document.documentElement.outerHTML + ' @ ' + location.href", json!([]));
+        panic!(
+            "the settings window did not show its form within 30 s: {:?}; page: {html:.300?}",
+            wd.find("#add-account")
+        );
+    }
     wd
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A WebDriver session on tauri-driver (which starts the app binary for it).
 pub struct WebDriver {
@@ -20,6 +20,21 @@ pub struct WebDriver {
 pub struct Element(String);
 
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    // tauri-driver proxies over a pooled connection to WebKitWebDriver; when that one went stale
+    // the request is cancelled before it is sent and we get an empty reply: send it again.
+    let mut last = String::new();
+    for _ in 0..4 {
+        match http_once(port, method, path, body) {
+            Err(e) if e.ends_with(EMPTY_REPLY) => last = e,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+const EMPTY_REPLY: &str = "empty reply";
+
+fn http_once(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| format!("cannot reach tauri-driver on {port}: {e}"))?;
     stream
@@ -37,6 +52,9 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     stream
         .read_to_end(&mut raw)
         .map_err(|e| format!("{method} {path}: reading the reply: {e}"))?;
+    if raw.is_empty() {
+        return Err(format!("{method} {path}: {EMPTY_REPLY}"));
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -108,11 +126,15 @@ impl WebDriver {
             .ok_or_else(|| format!("no element for {css}: {v}"))
     }
 
-    /// Clicks the element matching `css`.
+    /// Clicks the element matching `css` (a DOM click: WebKitWebDriver's native click dropped
+    /// the connection on some buttons here).
     pub fn click(&self, css: &str) -> Result<(), String> {
         let el = self.find(css)?;
-        self.call("POST", &format!("/element/{}/click", el.0), Some(json!({})))
-            .map(|_| ())
+        self.execute(
+            "arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();",
+            json!([{ELEMENT_KEY: el.0}]),
+        )
+        .map(|_| ())
     }
 
     /// Replaces the text of the input matching `css` by typing `text`.
