@@ -143,8 +143,10 @@ pub async fn save_account(
     let new = account.validate(stored.as_ref())?;
     if !original.is_empty() && original != new.name && config.accounts.contains(&new.name) {
         let mut err = UiError::new("Please correct the marked fields.");
-        err.fields
-            .insert("name".into(), "Another account has this name already".into());
+        err.fields.insert(
+            "name".into(),
+            "Another account has this name already".into(),
+        );
         return Err(err);
     }
     let store = state.store.clone();
@@ -180,7 +182,9 @@ pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<
         config.save(&state.config_path)?;
     }
     if !in_keyring && !in_config {
-        return Err(UiError::new(format!("There is no account {name:?}; reload the window")));
+        return Err(UiError::new(format!(
+            "There is no account {name:?}; reload the window"
+        )));
     }
     state.reload_accounts().await?;
     Ok(())

@@ -169,7 +169,10 @@ impl AccountForm {
             p => match p.parse::<u16>() {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    err.field("port", format!("{p:?} is not a port: use a number from 1 to 65535"));
+                    err.field(
+                        "port",
+                        format!("{p:?} is not a port: use a number from 1 to 65535"),
+                    );
                     0
                 }
             },
@@ -197,13 +200,21 @@ impl AccountForm {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
             {
-                err.field("helo", format!("{h:?} is not a host name: use e.g. mail.example.com"));
+                err.field(
+                    "helo",
+                    format!("{h:?} is not a host name: use e.g. mail.example.com"),
+                );
             }
         }
-        let ca_file = Some(self.ca_file.trim()).filter(|c| !c.is_empty()).map(PathBuf::from);
+        let ca_file = Some(self.ca_file.trim())
+            .filter(|c| !c.is_empty())
+            .map(PathBuf::from);
         if let Some(p) = &ca_file {
             if !p.is_absolute() {
-                err.field("ca_file", "Give the full path of the CA file (starting with /)");
+                err.field(
+                    "ca_file",
+                    "Give the full path of the CA file (starting with /)",
+                );
             } else if !p.is_file() {
                 err.field("ca_file", format!("There is no file {}", p.display()));
             }
@@ -268,7 +279,13 @@ const MIB: u64 = 1024 * 1024;
 
 impl SettingsForm {
     /// The form for a config and the tray preferences.
-    pub fn from_config(config: &Config, default_maildir: String, notifications: bool, start_at_login: bool, paused: bool) -> Self {
+    pub fn from_config(
+        config: &Config,
+        default_maildir: String,
+        notifications: bool,
+        start_at_login: bool,
+        paused: bool,
+    ) -> Self {
         SettingsForm {
             listen: config.listen.to_string(),
             maildir: config
@@ -299,7 +316,10 @@ impl SettingsForm {
         if maildir.is_empty() {
             config.maildir = None;
         } else if !PathBuf::from(maildir).is_absolute() {
-            err.field("maildir", "Give the full path of the Maildir (starting with /)");
+            err.field(
+                "maildir",
+                "Give the full path of the Maildir (starting with /)",
+            );
         } else {
             config.maildir = Some(PathBuf::from(maildir));
         }
@@ -388,16 +408,23 @@ mod tests {
             username: "alice".into(),
             helo: "bad helo".into(),
             ca_file: "relative.pem".into(),
-            domains: vec![
-                DomainRow {
-                    name: "exa mple.com".into(),
-                    form: EtrnForm::Domain,
-                },
-            ],
+            domains: vec![DomainRow {
+                name: "exa mple.com".into(),
+                form: EtrnForm::Domain,
+            }],
             ..AccountForm::default()
         };
         let e = f.validate(None).unwrap_err();
-        for field in ["name", "host", "port", "password", "security", "helo", "ca_file", "domains.0"] {
+        for field in [
+            "name",
+            "host",
+            "port",
+            "password",
+            "security",
+            "helo",
+            "ca_file",
+            "domains.0",
+        ] {
             assert!(e.fields.contains_key(field), "{field} missing in {e:?}");
         }
         let mut f = form();
@@ -415,7 +442,11 @@ mod tests {
         let kept = f.validate(Some(&stored)).unwrap();
         assert_eq!(kept.password.unwrap().expose(), "s3cret");
         f.username = "bob".into();
-        assert!(f.validate(Some(&stored)).unwrap_err().fields.contains_key("password"));
+        assert!(f
+            .validate(Some(&stored))
+            .unwrap_err()
+            .fields
+            .contains_key("password"));
         assert!(!format!("{f:?}").contains("s3cret"));
     }
 

@@ -106,7 +106,8 @@ fn show(notice: &Notice) -> Result<(), notify_rust::error::Error> {
         .body(&escape_markup(&notice.body))
         .icon("mail-message-new");
     if notice.is_error {
-        n.urgency(notify_rust::Urgency::Critical).icon("dialog-error");
+        n.urgency(notify_rust::Urgency::Critical)
+            .icon("dialog-error");
     }
     n.show().map(|_| ())
 }

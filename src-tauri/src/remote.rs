@@ -48,7 +48,10 @@ pub fn fetch_requested<R: Runtime>(app: &AppHandle<R>) {
 
 /// Runs `mailcall --fetch` from a shell or script.
 pub fn fetch_from_command_line() -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mailcall: cannot start the async runtime: {e}");

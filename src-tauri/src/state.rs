@@ -84,11 +84,9 @@ impl AppState {
     /// Reads every configured account from the store, off the async threads (D-Bus blocks).
     pub async fn load_accounts(&self, names: Vec<String>) -> Result<Vec<Account>, KeystoreError> {
         let store = self.store.clone();
-        tauri::async_runtime::spawn_blocking(move || {
-            names.iter().map(|n| store.load(n)).collect()
-        })
-        .await
-        .map_err(|e| KeystoreError::Unavailable(format!("the keyring task failed: {e}")))?
+        tauri::async_runtime::spawn_blocking(move || names.iter().map(|n| store.load(n)).collect())
+            .await
+            .map_err(|e| KeystoreError::Unavailable(format!("the keyring task failed: {e}")))?
     }
 
     /// Starts the core service per the config (stopping a running one first). On failure the
@@ -158,11 +156,16 @@ impl AppState {
     }
 
     /// Asks for a fetch of every account without waiting for it (tray, window, `--fetch`).
-    pub async fn fetch_now<R: Runtime>(&self, app: &AppHandle<R>, trigger: &str) -> Result<(), String> {
+    pub async fn fetch_now<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        trigger: &str,
+    ) -> Result<(), String> {
         let config = self.config().map_err(|e| e.to_string())?;
         if config.accounts.is_empty() {
             return Err(
-                "there are no accounts to fetch for: open Settings… and add your ISP account".into(),
+                "there are no accounts to fetch for: open Settings… and add your ISP account"
+                    .into(),
             );
         }
         if self.service.lock().await.is_none() {
@@ -202,10 +205,7 @@ async fn pump_events<R: Runtime>(
         let notices = state.status().apply(&event);
         state.notifier.send(notices);
         refresh(&app);
-        if matches!(
-            event,
-            Event::SessionFinished(_) | Event::MessageStored(_)
-        ) {
+        if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
             let _ = app.emit(HISTORY_EVENT, ());
         }
     }

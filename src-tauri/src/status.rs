@@ -403,10 +403,16 @@ mod tests {
         assert!(s.apply(&started()).is_empty());
         assert_eq!(s.icon(), IconState::Fetching);
         let m = message("Alice <alice@a.test>", "Hello", "bob@example.com");
-        assert!(s.apply(&Event::MessageStored(Box::new(m.clone()))).is_empty());
+        assert!(s
+            .apply(&Event::MessageStored(Box::new(m.clone())))
+            .is_empty());
         assert_eq!(s.tooltip(), "Mailcall — fetching… 1 message so far");
         assert_eq!(s.line(), "Fetching… 1 message so far");
-        let notices = s.apply(&record(vec![m], DomainOutcome::Started { expected: None }, &[]));
+        let notices = s.apply(&record(
+            vec![m],
+            DomainOutcome::Started { expected: None },
+            &[],
+        ));
         assert_eq!(s.icon(), IconState::NewMail);
         assert_eq!(s.tooltip(), "Mailcall — 1 message new");
         assert!(s.line().ends_with(": OK, 1 message"), "{}", s.line());
@@ -433,7 +439,10 @@ mod tests {
         let bodies: Vec<&str> = notices.iter().map(|n| n.body.as_str()).collect();
         assert_eq!(
             bodies,
-            ["12 new messages for example.com", "1 new message for example.org"]
+            [
+                "12 new messages for example.com",
+                "1 new message for example.org"
+            ]
         );
         let few = mail_notices(&msgs[..3]);
         assert_eq!(few.len(), 3);
@@ -445,7 +454,10 @@ mod tests {
         let mut m = message("", "", "u@example.com");
         m.from = None;
         m.subject = None;
-        assert_eq!(mail_notices(&[m.clone()])[0].body, "bounce@sender.test — (no subject)");
+        assert_eq!(
+            mail_notices(&[m.clone()])[0].body,
+            "bounce@sender.test — (no subject)"
+        );
         m.sender.clear();
         assert_eq!(mail_notices(&[m])[0].body, "Mail system — (no subject)");
     }
@@ -461,10 +473,18 @@ mod tests {
             s.apply(&started());
             let n = s.apply(&down);
             assert_eq!(n.len(), usize::from(round == 0), "round {round}: {n:?}");
-            s.apply(&record(vec![], DomainOutcome::NotSent, &["isp: cannot connect"]));
+            s.apply(&record(
+                vec![],
+                DomainOutcome::NotSent,
+                &["isp: cannot connect"],
+            ));
             assert_eq!(s.icon(), IconState::Error);
             assert!(s.tooltip().contains("cannot connect"), "{}", s.tooltip());
-            assert!(s.line().contains("failed (isp: cannot connect)"), "{}", s.line());
+            assert!(
+                s.line().contains("failed (isp: cannot connect)"),
+                "{}",
+                s.line()
+            );
         }
         let other = Event::Error {
             account: None,
@@ -486,7 +506,12 @@ mod tests {
         s.apply(&started());
         let n = s.apply(&record(vec![], DomainOutcome::NotAllowed, &[]));
         assert_eq!(n.len(), 1);
-        assert!(n[0].body.starts_with("example.com: the ISP does not hold mail"), "{}", n[0].body);
+        assert!(
+            n[0].body
+                .starts_with("example.com: the ISP does not hold mail"),
+            "{}",
+            n[0].body
+        );
         assert_eq!(s.icon(), IconState::Error);
     }
 
@@ -508,7 +533,11 @@ mod tests {
         let n = s.service_failed("cannot listen on 0.0.0.0:25");
         assert_eq!(n.len(), 1);
         assert_eq!(s.icon(), IconState::Error);
-        assert!(s.line().starts_with("Not running: cannot listen"), "{}", s.line());
+        assert!(
+            s.line().starts_with("Not running: cannot listen"),
+            "{}",
+            s.line()
+        );
         s.service_started();
         assert_eq!(s.icon(), IconState::Idle);
     }

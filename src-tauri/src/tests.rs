@@ -31,9 +31,11 @@ fn harness() -> Harness {
 fn harness_with_label(label: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.maildir = Some(dir.path().join("Maildir"));
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        maildir: Some(dir.path().join("Maildir")),
+        ..Config::default()
+    };
     config.save(&config_path).unwrap();
     let store = Arc::new(MemoryStore::default());
     let state = AppState::new(config_path.clone(), store.clone());
@@ -98,10 +100,16 @@ fn accounts_are_added_edited_and_removed_and_the_password_never_comes_back() {
     assert_eq!(data["settings"]["listen"], "127.0.0.1:0");
 
     let saved = h
-        .invoke("save_account", json!({"account": account_form("isp", 2525, "hunter2")}))
+        .invoke(
+            "save_account",
+            json!({"account": account_form("isp", 2525, "hunter2")}),
+        )
         .unwrap();
     assert_eq!(saved["has_password"], true);
-    assert_eq!(h.store.load("isp").unwrap().password.unwrap().expose(), "hunter2");
+    assert_eq!(
+        h.store.load("isp").unwrap().password.unwrap().expose(),
+        "hunter2"
+    );
     assert_eq!(h.config().accounts, ["isp"]);
     let on_disk = std::fs::read_to_string(&h.config_path).unwrap();
     assert!(!on_disk.contains("hunter2"), "{on_disk}");
@@ -121,21 +129,38 @@ fn accounts_are_added_edited_and_removed_and_the_password_never_comes_back() {
 
     let data = h.invoke("load_settings", json!({})).unwrap();
     let text = data.to_string();
-    assert!(!text.contains("hunter2"), "password sent to the window: {text}");
+    assert!(
+        !text.contains("hunter2"),
+        "password sent to the window: {text}"
+    );
     assert_eq!(data["accounts"][0]["port"], 2626);
     assert_eq!(data["accounts"][0]["domains"][1]["name"], "example.org");
 
     // A second account may not take the same name.
     let dup = h
-        .invoke("save_account", json!({"account": account_form("isp", 25, "x")}))
+        .invoke(
+            "save_account",
+            json!({"account": account_form("isp", 25, "x")}),
+        )
         .unwrap_err();
-    assert!(dup["fields"]["name"].as_str().unwrap().contains("exists already"), "{dup}");
+    assert!(
+        dup["fields"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("exists already"),
+        "{dup}"
+    );
 
     h.invoke("remove_account", json!({"name": "isp"})).unwrap();
     assert!(h.store.load("isp").is_err());
     assert!(h.config().accounts.is_empty());
-    let gone = h.invoke("remove_account", json!({"name": "isp"})).unwrap_err();
-    assert!(gone["message"].as_str().unwrap().contains("no account"), "{gone}");
+    let gone = h
+        .invoke("remove_account", json!({"name": "isp"}))
+        .unwrap_err();
+    assert!(
+        gone["message"].as_str().unwrap().contains("no account"),
+        "{gone}"
+    );
 }
 
 #[test]
@@ -143,7 +168,9 @@ fn bad_forms_come_back_with_per_field_messages() {
     let h = harness();
     let mut bad = account_form("my isp", 0, "");
     bad["domains"] = json!([]);
-    let e = h.invoke("save_account", json!({"account": bad})).unwrap_err();
+    let e = h
+        .invoke("save_account", json!({"account": bad}))
+        .unwrap_err();
     for field in ["name", "port", "password", "domains"] {
         assert!(e["fields"][field].is_string(), "{field} missing: {e}");
     }
@@ -155,7 +182,13 @@ fn bad_forms_come_back_with_per_field_messages() {
     let e = h
         .invoke("save_settings", json!({"settings": settings}))
         .unwrap_err();
-    assert!(e["fields"]["listen"].as_str().unwrap().contains("ADDRESS:PORT"), "{e}");
+    assert!(
+        e["fields"]["listen"]
+            .as_str()
+            .unwrap()
+            .contains("ADDRESS:PORT"),
+        "{e}"
+    );
     assert!(e["fields"]["idle_timeout"].is_string(), "{e}");
 }
 
@@ -167,7 +200,8 @@ fn settings_are_saved_to_the_shared_config_and_the_tray_prefs() {
     settings["max_size_mib"] = json!("2");
     settings["notifications"] = json!(false);
     settings["paused"] = json!(true);
-    h.invoke("save_settings", json!({"settings": settings})).unwrap();
+    h.invoke("save_settings", json!({"settings": settings}))
+        .unwrap();
     let c = h.config();
     assert_eq!(c.idle_timeout, 7);
     assert_eq!(c.max_message_size, 2 * 1024 * 1024);
@@ -175,14 +209,22 @@ fn settings_are_saved_to_the_shared_config_and_the_tray_prefs() {
     assert!(!prefs.notifications);
     assert!(prefs.paused);
     // The config stays readable by the CLI (no GUI keys in it).
-    assert!(!std::fs::read_to_string(&h.config_path).unwrap().contains("notifications"));
+    assert!(!std::fs::read_to_string(&h.config_path)
+        .unwrap()
+        .contains("notifications"));
 }
 
 #[test]
 fn fetch_now_without_accounts_says_what_to_do() {
     let h = harness();
     let e = h.invoke("fetch_now", json!({})).unwrap_err();
-    assert!(e["message"].as_str().unwrap().contains("add your ISP account"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("add your ISP account"),
+        "{e}"
+    );
 }
 
 /// A scripted SMTP server: greets, answers EHLO with ETRN (or not), then QUIT.
@@ -227,7 +269,9 @@ fn test_connection_reports_whether_etrn_is_advertised() {
         let mut form = account_form("isp", port, "");
         form["security"] = json!("none");
         form["username"] = json!("");
-        let r = h.invoke("test_connection", json!({"account": form})).unwrap();
+        let r = h
+            .invoke("test_connection", json!({"account": form}))
+            .unwrap();
         assert_eq!(r["etrn_advertised"], etrn, "{r}");
         assert_eq!(r["tls"], false);
         assert_eq!(r["auth"], "not configured");
@@ -255,8 +299,11 @@ fn the_service_starts_on_the_configured_listener_and_takes_new_accounts() {
         h.invoke("load_settings", json!({})).unwrap()["listening"],
         addr.to_string()
     );
-    h.invoke("save_account", json!({"account": account_form("isp", 1, "pw")}))
-        .unwrap();
+    h.invoke(
+        "save_account",
+        json!({"account": account_form("isp", 1, "pw")}),
+    )
+    .unwrap();
     tauri::async_runtime::block_on(state.stop_service());
     assert!(tauri::async_runtime::block_on(state.listen_addr()).is_none());
 }

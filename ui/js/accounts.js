@@ -3,9 +3,9 @@ import { call, asUiError } from "./api.js";
 import { $, $$, h, showErrors } from "./dom.js";
 
 const FORMS = [
-  ["domain", "example.com (this domain)"],
-  ["subdomains", "@example.com (with subdomains)"],
-  ["queue", "#example.com (queue name, Exim)"],
+  ["domain", "this domain"],
+  ["subdomains", "@ with subdomains"],
+  ["queue", "# queue name (Exim)"],
 ];
 
 let editing = null; // the account being edited, or null for a new one

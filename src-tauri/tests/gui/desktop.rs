@@ -42,7 +42,15 @@ impl Desktop {
             "Xvfb",
             keyring
                 .command("Xvfb")
-                .args(["-displayfd", "1", "-screen", "0", "1100x760x24", "-nolisten", "tcp"])
+                .args([
+                    "-displayfd",
+                    "1",
+                    "-screen",
+                    "0",
+                    "1100x760x24",
+                    "-nolisten",
+                    "tcp",
+                ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(log_file(&logs, "xvfb.log").0)
@@ -82,7 +90,10 @@ impl Desktop {
         let owned = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
             name_has_owner(keyring, "org.freedesktop.Notifications").then_some(())
         });
-        assert!(owned.is_some(), "dunst did not take org.freedesktop.Notifications within 15 s");
+        assert!(
+            owned.is_some(),
+            "dunst did not take org.freedesktop.Notifications within 15 s"
+        );
 
         let (o, e) = log_file(&logs, "trayer.log");
         let trayer = ChildGuard::new(
@@ -91,8 +102,20 @@ impl Desktop {
                 .command("trayer")
                 .envs(desktop_env.iter().cloned())
                 .args([
-                    "--edge", "top", "--align", "right", "--widthtype", "request", "--height",
-                    "32", "--SetDockType", "true", "--transparent", "false", "--tint", "0xdddddd",
+                    "--edge",
+                    "top",
+                    "--align",
+                    "right",
+                    "--widthtype",
+                    "request",
+                    "--height",
+                    "32",
+                    "--SetDockType",
+                    "true",
+                    "--transparent",
+                    "false",
+                    "--tint",
+                    "0xdddddd",
                 ])
                 .stdin(Stdio::null())
                 .stdout(o)
@@ -113,7 +136,10 @@ impl Desktop {
         let shown = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
             desktop.tray_window(keyring)
         });
-        assert!(shown.is_some(), "trayer's window did not appear within 15 s");
+        assert!(
+            shown.is_some(),
+            "trayer's window did not appear within 15 s"
+        );
         desktop.start_driver(keyring);
         desktop
     }
@@ -125,7 +151,12 @@ impl Desktop {
         let child = keyring
             .command(tauri_driver())
             .envs(self.app_env.iter().cloned())
-            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(o)
             .stderr(e)
@@ -135,7 +166,10 @@ impl Desktop {
         let up = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        assert!(up.is_some(), "tauri-driver did not listen on {port} within 15 s");
+        assert!(
+            up.is_some(),
+            "tauri-driver did not listen on {port} within 15 s"
+        );
         self.driver_port = port;
     }
 
@@ -154,13 +188,21 @@ impl Desktop {
 
     /// trayer's window id, once mapped.
     pub fn tray_window(&self, keyring: &KeyringEnv) -> Option<String> {
-        let out = self.run(keyring, "xdotool", &["search", "--onlyvisible", "--class", "trayer"]);
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--class", "trayer"],
+        );
         out.stdout.lines().next().map(|l| l.trim().to_string())
     }
 
     /// A window's geometry: x, y, width, height.
     pub fn geometry(&self, keyring: &KeyringEnv, window: &str) -> Option<(i32, i32, i32, i32)> {
-        let out = self.run(keyring, "xdotool", &["getwindowgeometry", "--shell", window]);
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["getwindowgeometry", "--shell", window],
+        );
         let get = |k: &str| {
             out.stdout
                 .lines()
@@ -172,7 +214,11 @@ impl Desktop {
 
     /// Every mapped window id (xdotool's view).
     pub fn visible_windows(&self, keyring: &KeyringEnv) -> Vec<String> {
-        let out = self.run(keyring, "xdotool", &["search", "--onlyvisible", "--name", ""]);
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--name", ""],
+        );
         out.stdout.lines().map(|l| l.trim().to_string()).collect()
     }
 
@@ -216,7 +262,10 @@ pub fn name_has_owner(keyring: &KeyringEnv, name: &str) -> bool {
 
 fn tauri_driver() -> PathBuf {
     // cargo install puts it in ~/.cargo/bin, which a cleared PATH may lack.
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v tauri-driver"]).output() {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v tauri-driver"])
+        .output()
+    {
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !p.is_empty() {
             return PathBuf::from(p);
@@ -224,6 +273,8 @@ fn tauri_driver() -> PathBuf {
     }
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
     home.join("bin").join("tauri-driver")
 }

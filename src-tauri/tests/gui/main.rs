@@ -29,15 +29,17 @@ fn screenshots() -> PathBuf {
 /// Polls a WebDriver condition for up to `secs`, panicking with `what` and the last error.
 fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> T {
     let mut last = String::new();
-    let r = poll_until(Duration::from_secs(secs), Duration::from_millis(200), || {
-        match f() {
+    let r = poll_until(
+        Duration::from_secs(secs),
+        Duration::from_millis(200),
+        || match f() {
             Ok(v) => v,
             Err(e) => {
                 last = e;
                 None
             }
-        }
-    });
+        },
+    );
     r.unwrap_or_else(|| panic!("timed out after {secs} s waiting for {what}; last error: {last}"))
 }
 
@@ -55,7 +57,10 @@ fn open_session(desktop: &Desktop) -> WebDriver {
         wd.find("#add-account").ok()
     });
     if page.is_none() {
-        let html = wd.execute("return document.documentElement.outerHTML + ' @ ' + location.href", json!([]));
+        let html = wd.execute(
+            "return document.documentElement.outerHTML + ' @ ' + location.href",
+            json!([]),
+        );
         panic!(
             "the settings window did not show its form within 30 s: {:?}; page: {html:.300?}",
             wd.find("#add-account")
@@ -120,9 +125,15 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         vec![
             ("MAILCALL_CONFIG".into(), config_path.display().to_string()),
             ("MAILCALL_LOG".into(), "info".into()),
+            // Software compositing under Xvfb left the window unrepainted until an X event.
+            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
         ],
     );
-    eprintln!("desktop on {}, logs in {}", desktop.display(), desktop.logs().display());
+    eprintln!(
+        "desktop on {}, logs in {}",
+        desktop.display(),
+        desktop.logs().display()
+    );
     let shots = screenshots();
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
@@ -131,7 +142,8 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     wd.click("#add-account").expect("Add account");
     wd.type_into("#acct-name", "isp").expect("name");
     wd.type_into("#acct-host", "127.0.0.1").expect("host");
-    wd.type_into("#acct-port", &wrong_port.to_string()).expect("port");
+    wd.type_into("#acct-port", &wrong_port.to_string())
+        .expect("port");
     select(&wd, "#acct-security", "starttls");
     wd.type_into("#acct-username", "alice").expect("user");
     wd.type_into("#acct-password", PASSWORD).expect("password");
@@ -151,26 +163,38 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     assert_eq!(stored["password"], PASSWORD);
     let config_text = std::fs::read_to_string(&config_path).expect("config");
     assert!(config_text.contains("\"isp\""), "{config_text}");
-    assert!(!config_text.contains(PASSWORD), "password in the config file:\n{config_text}");
+    assert!(
+        !config_text.contains(PASSWORD),
+        "password in the config file:\n{config_text}"
+    );
 
     // 2. Edit: the right port and a second domain; the password stays (field left empty).
     wd.click("[data-edit=isp]").expect("Edit");
     wait(10, "the edit form", || {
         Ok((wd.text("#account-form-title")? == "Edit isp").then_some(()))
     });
-    wd.type_into("#acct-port", &isp.port().to_string()).expect("port");
+    wd.type_into("#acct-port", &isp.port().to_string())
+        .expect("port");
     wd.click("#add-domain").expect("Add domain");
     wd.type_into("#domain-rows li:nth-child(2) .domain-name", "example.org")
         .expect("second domain");
     wd.click("#acct-save").expect("Save");
-    wait_text(&wd, "#account-list", &format!("127.0.0.1:{}", isp.port()), 20);
+    wait_text(
+        &wd,
+        "#account-list",
+        &format!("127.0.0.1:{}", isp.port()),
+        20,
+    );
     let stored = keyring_account(&keyring).expect("still in the keyring");
     assert_eq!(stored["port"], isp.port());
     assert_eq!(
         stored["domains"],
         json!([{"name": "example.com", "form": "domain"}, {"name": "example.org", "form": "domain"}])
     );
-    assert_eq!(stored["password"], PASSWORD, "an empty password field keeps the password");
+    assert_eq!(
+        stored["password"], PASSWORD,
+        "an empty password field keeps the password"
+    );
 
     // 3. Restart the app: the edit shows.
     wd.quit().expect("ending the WebDriver session");
@@ -179,7 +203,12 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     });
     assert!(gone.is_some(), "the first app instance did not exit");
     let wd = open_session(&desktop);
-    let list = wait_text(&wd, "#account-list", &format!("127.0.0.1:{}", isp.port()), 20);
+    let list = wait_text(
+        &wd,
+        "#account-list",
+        &format!("127.0.0.1:{}", isp.port()),
+        20,
+    );
     assert!(list.contains("example.com, example.org"), "{list}");
 
     // 4. Test connection.
@@ -189,8 +218,12 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     assert!(!result.contains("ETRN not advertised"), "{result}");
     assert!(result.contains("TLS: encrypted"), "{result}");
     assert!(result.contains("AUTH: yes"), "{result}");
-    std::fs::write(shots.join("settings-window.png"), wd.screenshot().expect("screenshot"))
-        .expect("saving the screenshot");
+    wd.execute(
+        "document.querySelector('#test-result').scrollIntoView({block: 'end'});",
+        json!([]),
+    )
+    .expect("scrolling to the result");
+    desktop.screenshot(&keyring, &shots.join("settings-window.png"));
     wd.click("#acct-cancel").expect("Cancel");
 
     // 5. Fetch now from the tray menu, clicked with xdotool.
@@ -209,7 +242,9 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     });
     let (_, (mx, my, mw, _)) = menu.unwrap_or_else(|| {
         desktop.screenshot(&keyring, &shots.join("no-tray-menu.png"));
-        panic!("no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png")
+        panic!(
+            "no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png"
+        )
     });
     desktop.screenshot(&keyring, &shots.join("tray-menu.png"));
     // "Fetch now" is the first item.
@@ -235,8 +270,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     let history = wait_text(&wd, "#history-list", "Invoice 42", 60);
     assert!(history.contains("Quarterly report"), "{history}");
     assert!(history.contains("tray"), "{history}");
-    std::fs::write(shots.join("history.png"), wd.screenshot().expect("screenshot"))
-        .expect("saving the screenshot");
+    desktop.screenshot(&keyring, &shots.join("history.png"));
     let notes = poll_until(Duration::from_secs(20), Duration::from_millis(250), || {
         let h = desktop.notification_history(&keyring);
         (h.contains("Quarterly report") && h.contains("Invoice 42")).then_some(h)
@@ -252,7 +286,9 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     // 6. `mailcall --fetch` hands the request to the running instance.
     let forwarded = desktop.run(&keyring, APP, &["--fetch"]);
     assert!(
-        forwarded.stdout.contains("asked the running Mailcall to fetch"),
+        forwarded
+            .stdout
+            .contains("asked the running Mailcall to fetch"),
         "stdout: {}\nstderr: {}",
         forwarded.stdout,
         forwarded.stderr
@@ -269,7 +305,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     let config_text = std::fs::read_to_string(&config_path).expect("config");
     assert!(!config_text.contains("\"isp\""), "{config_text}");
     wait(10, "the empty account list", || {
-        Ok(wd.text("#no-accounts")?.contains("No accounts").then_some(()))
+        Ok(wd
+            .text("#no-accounts")?
+            .contains("No accounts")
+            .then_some(()))
     });
     wd.quit().expect("ending the session");
     eprintln!("screenshots in {}", shots.display());
