@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian packages: Postfix, gnome-keyring, dbus, ...) and runs them all:
-# formatting, lints, unit tests and the end-to-end tests against a real Postfix and a real keyring.
+# Installs what the tests need (Debian packages: Postfix, gnome-keyring, dbus, the GUI build and
+# desktop packages, ...) and runs them all: formatting, lints, unit tests, the end-to-end tests
+# against a real Postfix and a real keyring, then the tray app's tests (mock runtime, and its
+# real binary on a throwaway X desktop driven over WebDriver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,19 @@ if command -v rustup >/dev/null; then
 fi
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# Core, CLI and e2e first: they never wait for GTK (src-tauri is not a default member).
+cargo clippy --all-targets --locked -- -D warnings
 # The e2e tests drive the real binary: build it before they start.
-cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo build --bins --locked
+cargo test --locked
+
+# ---- the tray app ----------------------------------------------------------------------------
+# WebDriver for the GUI test: tauri-driver in front of Debian's WebKitWebDriver.
+if ! command -v tauri-driver >/dev/null; then
+  cargo install tauri-driver --locked
+fi
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+cargo clippy -p mailcall --all-targets --locked -- -D warnings
+# Unit tests (commands on the mock runtime, event -> tray/notification mapping) and the GUI e2e
+# test (tests/gui: Xvfb, dunst, trayer, gnome-keyring, Postfix, tauri-driver).
+cargo test -p mailcall --locked

@@ -47,6 +47,41 @@ if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/postfix ]; then
     service postfix stop >/dev/null 2>&1 || true
 fi
 
+# ---- GUI (tray app, src-tauri) -------------------------------------------------------------
+# Build packages for Tauri on Debian 12, and the throwaway desktop the GUI test drives:
+#   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev  the webview
+#   libayatana-appindicator3-dev  the tray (Debian 12 has no libappindicator3-dev)
+#   librsvg2-dev libxdo-dev libssl-dev libdbus-1-dev build-essential pkg-config file
+#   xvfb xauth          a headless X server for the window
+#   dbus-x11            dbus-launch for GTK helpers
+#   dunst               a real notification daemon (its history is the test's witness)
+#   trayer              a tray host, so the icon is somewhere xdotool can click
+#   xdotool x11-utils   clicking the tray menu, window geometry
+#   imagemagick         `import -window root` screenshots
+#   webkit2gtk-driver   WebKitWebDriver, which tauri-driver drives
+#   librsvg2-bin        rsvg-convert, to regenerate icons/ (sh icons/generate.sh)
+GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev xvfb xauth dbus-x11 dunst trayer xdotool x11-utils imagemagick webkit2gtk-driver librsvg2-bin"
+gui_missing=""
+for p in $GUI_PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+        "install ok installed") ;;
+        *) gui_missing="$gui_missing $p" ;;
+    esac
+done
+if [ -n "$gui_missing" ]; then
+    apt-get -o DPkg::Lock::Timeout=600 update
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $gui_missing
+fi
+for tool in Xvfb dunst dunstctl trayer xdotool import WebKitWebDriver rsvg-convert; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "setup.sh: $tool is still missing after installing the GUI packages" >&2
+        exit 1
+    fi
+done
+# ---- end GUI ---------------------------------------------------------------------------------
+
 # Fail now, with a clear message, rather than in the middle of a test.
 for tool in postfix postqueue postconf saslpasswd2 openssl dbus-daemon dbus-send gnome-keyring-daemon secret-tool setpriv mount umount swaks ip smtp-source; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then

@@ -1,0 +1,87 @@
+//! Mailcall's tray app: a thin shell over mailcall-core — the tray icon and menu, notifications,
+//! and the settings/history window, which reaches the core only through [`commands`].
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod forms;
+pub mod notify;
+pub mod prefs;
+pub mod remote;
+pub mod state;
+pub mod status;
+pub mod tray;
+pub mod window;
+
+use std::sync::Arc;
+
+use mailcall_core::keystore::OsKeyring;
+use tauri::{Builder, Manager, RunEvent, Runtime};
+
+use crate::state::AppState;
+
+/// How the app was launched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// Start in the tray only (`--tray`, as the login autostart entry does); otherwise the
+    /// settings window opens too.
+    pub tray_only: bool,
+}
+
+/// The app's commands and state on any runtime (the real one, or the mock one in tests).
+pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
+    builder
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::load_settings,
+            commands::save_settings,
+            commands::save_account,
+            commands::remove_account,
+            commands::test_connection,
+            commands::history,
+            commands::fetch_now,
+        ])
+}
+
+/// Runs the tray app until Quit.
+pub fn run(launch: Launch) -> anyhow::Result<()> {
+    let config_path = mailcall_core::config::config_path(None)?;
+    let state = AppState::new(config_path, Arc::new(OsKeyring));
+    let app = builder(tauri::Builder::default(), state)
+        // A second `mailcall` hands its arguments to this one and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            if argv.iter().any(|a| a == remote::FETCH_FLAG) {
+                remote::fetch_requested(app);
+            } else {
+                window::show(app);
+            }
+        }))
+        .setup(move |app| {
+            tray::build(app.handle())?;
+            if !launch.tray_only {
+                window::show(app.handle());
+            }
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                // A failure shows on the tray; the window can fix the settings and retry.
+                let _ = handle.state::<AppState>().start_service(&handle).await;
+                if std::env::args().any(|a| a == remote::FETCH_FLAG) {
+                    remote::fetch_requested(&handle);
+                }
+            });
+            Ok(())
+        })
+        .build(tauri::generate_context!())?;
+    app.run(|_app, event| {
+        // Closing the window leaves Mailcall in the tray; only Quit (app.exit) ends it.
+        if let RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
+            api.prevent_exit();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

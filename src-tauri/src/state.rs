@@ -1,0 +1,222 @@
+//! The app's state: where config and accounts live, the running core service, and the tray
+//! status fed by the service's events (which also drive notifications and the window).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mailcall_core::account::Account;
+use mailcall_core::config::{Config, ConfigError};
+use mailcall_core::event::{Event, EventSink};
+use mailcall_core::keystore::{AccountStore, KeystoreError};
+use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::Notifier;
+use crate::prefs::{prefs_path, Prefs};
+use crate::status::TrayStatus;
+
+/// The event the window gets whenever the status changes (payload: [`crate::status::StatusView`]).
+pub const STATUS_EVENT: &str = "mailcall://status";
+/// The event the window gets when a fetch session has been recorded in the history.
+pub const HISTORY_EVENT: &str = "mailcall://history";
+
+/// Everything the commands, the tray and the event pump share.
+pub struct AppState {
+    /// The config file (same as the CLI's: `MAILCALL_CONFIG` or the platform config dir).
+    pub config_path: PathBuf,
+    /// Where accounts are kept: the OS keyring (a memory store in unit tests).
+    pub store: Arc<dyn AccountStore>,
+    /// The notification sender.
+    pub notifier: Notifier,
+    prefs: Mutex<Prefs>,
+    status: Mutex<TrayStatus>,
+    service: tokio::sync::Mutex<Option<Running>>,
+}
+
+struct Running {
+    handle: ServiceHandle,
+    pump: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep going with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AppState {
+    /// State over `config_path` and `store`; the preferences are read from beside the config.
+    pub fn new(config_path: PathBuf, store: Arc<dyn AccountStore>) -> Self {
+        let prefs = Prefs::load(&prefs_path(&config_path));
+        AppState {
+            config_path,
+            store,
+            notifier: Notifier::start(prefs.notifications),
+            prefs: Mutex::new(prefs),
+            status: Mutex::new(TrayStatus::default()),
+            service: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The config file as it is now (defaults when it does not exist).
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.config_path)
+    }
+
+    /// The tray preferences.
+    pub fn prefs(&self) -> Prefs {
+        lock(&self.prefs).clone()
+    }
+
+    /// Saves and applies the tray preferences.
+    pub fn set_prefs(&self, prefs: Prefs) -> Result<(), String> {
+        prefs.save(&prefs_path(&self.config_path))?;
+        self.notifier.set_enabled(prefs.notifications);
+        *lock(&self.prefs) = prefs;
+        Ok(())
+    }
+
+    /// The tray status (locked briefly; never held across an await).
+    pub fn status(&self) -> MutexGuard<'_, TrayStatus> {
+        lock(&self.status)
+    }
+
+    /// Reads every configured account from the store, off the async threads (D-Bus blocks).
+    pub async fn load_accounts(&self, names: Vec<String>) -> Result<Vec<Account>, KeystoreError> {
+        let store = self.store.clone();
+        tauri::async_runtime::spawn_blocking(move || names.iter().map(|n| store.load(n)).collect())
+            .await
+            .map_err(|e| KeystoreError::Unavailable(format!("the keyring task failed: {e}")))?
+    }
+
+    /// Starts the core service per the config (stopping a running one first). On failure the
+    /// tray shows the error and the window can fix the settings and try again.
+    pub async fn start_service<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), String> {
+        self.stop_service().await;
+        let result = self.try_start(app).await;
+        let notices = match &result {
+            Ok(()) => {
+                self.status().service_started();
+                Vec::new()
+            }
+            Err(e) => self.status().service_failed(e),
+        };
+        self.notifier.send(notices);
+        refresh(app);
+        result
+    }
+
+    async fn try_start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), String> {
+        let config = self.config().map_err(|e| e.to_string())?;
+        let options = ServiceOptions::from_config(&config).map_err(|e| e.to_string())?;
+        let accounts = self
+            .load_accounts(config.accounts.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let events = EventSink::default();
+        let rx = events.subscribe();
+        let handle = service::start(options, accounts, events, CancellationToken::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let pump = CancellationToken::new();
+        tauri::async_runtime::spawn(pump_events(app.clone(), rx, pump.clone()));
+        *self.service.lock().await = Some(Running { handle, pump });
+        Ok(())
+    }
+
+    /// Stops the service: deliveries in flight finish or get a 4xx, then the listener closes.
+    pub async fn stop_service(&self) {
+        let running = self.service.lock().await.take();
+        if let Some(r) = running {
+            r.handle.stop().await;
+            r.pump.cancel();
+        }
+    }
+
+    /// Where the listener listens, when the service runs.
+    pub async fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.service
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.handle.listen_addr())
+    }
+
+    /// Tells the running service about changed accounts.
+    pub async fn reload_accounts(&self) -> Result<(), String> {
+        let config = self.config().map_err(|e| e.to_string())?;
+        let accounts = self
+            .load_accounts(config.accounts)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(r) = self.service.lock().await.as_ref() {
+            r.handle.set_accounts(accounts).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Asks for a fetch of every account without waiting for it (tray, window, `--fetch`).
+    pub async fn fetch_now<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        trigger: &str,
+    ) -> Result<(), String> {
+        let config = self.config().map_err(|e| e.to_string())?;
+        if config.accounts.is_empty() {
+            return Err(
+                "there are no accounts to fetch for: open Settings… and add your ISP account"
+                    .into(),
+            );
+        }
+        if self.service.lock().await.is_none() {
+            // The service failed to start before (settings since fixed, keyring unlocked later).
+            self.start_service(app).await?;
+        }
+        let guard = self.service.lock().await;
+        let r = guard
+            .as_ref()
+            .ok_or("the Mailcall service is not running; check the settings")?;
+        r.handle
+            .request_fetch(FetchRequest::all(trigger))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Feeds the service's events to the tray status, notifications and the window.
+async fn pump_events<R: Runtime>(
+    app: AppHandle<R>,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = rx.recv() => match ev {
+                Ok(ev) => ev,
+                // Missed progress only makes the count lag; the session record sets it right.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        let notices = state.status().apply(&event);
+        state.notifier.send(notices);
+        refresh(&app);
+        if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
+            let _ = app.emit(HISTORY_EVENT, ());
+        }
+    }
+}
+
+/// Shows the current status on the tray and in the window.
+pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let view = state.status().view();
+    crate::tray::show_status(app, &view);
+    let _ = app.emit(STATUS_EVENT, view);
+}

@@ -1,0 +1,556 @@
+//! What the tray shows: the state machine from core events to icon state, tooltip, status line
+//! and the notifications to send. Pure — no Tauri, no D-Bus — so every mapping is unit-tested.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Local, Utc};
+use mailcall_core::event::Event;
+use mailcall_core::history::SessionRecord;
+use mailcall_core::report::MessageInfo;
+use serde::Serialize;
+
+/// Up to this many new messages get one notification each; more get one summary per domain.
+pub const MAX_SINGLE_NOTICES: usize = 3;
+
+/// Which icon the tray shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IconState {
+    /// Nothing going on.
+    Idle,
+    /// A fetch session runs.
+    Fetching,
+    /// The last fetch brought mail the user has not looked at yet.
+    NewMail,
+    /// The last fetch failed, or the service could not start.
+    Error,
+}
+
+impl IconState {
+    /// The PNG for this state (generated from `icons/tray-*.svg`).
+    pub fn png(self) -> &'static [u8] {
+        match self {
+            IconState::Idle => include_bytes!("../../icons/tray-idle.png"),
+            IconState::Fetching => include_bytes!("../../icons/tray-fetching.png"),
+            IconState::NewMail => include_bytes!("../../icons/tray-new.png"),
+            IconState::Error => include_bytes!("../../icons/tray-error.png"),
+        }
+    }
+}
+
+/// A desktop notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The title line.
+    pub summary: String,
+    /// The text below it.
+    pub body: String,
+    /// Errors get the critical urgency.
+    pub is_error: bool,
+}
+
+/// The last finished fetch, for the status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastFetch {
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// Whether every ETRN was accepted and nothing failed.
+    pub ok: bool,
+    /// Messages stored.
+    pub messages: usize,
+    /// The first problem, when not ok.
+    pub problem: Option<String>,
+}
+
+/// The tray's view of the service, fed one core event at a time.
+#[derive(Debug, Clone, Default)]
+pub struct TrayStatus {
+    fetching: bool,
+    received: usize,
+    unseen: usize,
+    error: Option<String>,
+    last: Option<LastFetch>,
+    /// Error texts already notified; cleared by a successful fetch, so an ISP that stays down
+    /// over many automatic retries gives one notification, not one per attempt.
+    notified_errors: HashSet<String>,
+}
+
+/// A snapshot for the settings window (sent with the `mailcall://status` event).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// The icon state.
+    pub state: IconState,
+    /// The tooltip text.
+    pub tooltip: String,
+    /// The status line of the menu.
+    pub line: String,
+    /// Whether a fetch runs now.
+    pub fetching: bool,
+}
+
+impl TrayStatus {
+    /// Applies one event; returns the notifications it calls for (before the on/off switch).
+    pub fn apply(&mut self, event: &Event) -> Vec<Notice> {
+        match event {
+            Event::SessionStarted { .. } => {
+                self.fetching = true;
+                self.received = 0;
+                Vec::new()
+            }
+            Event::EtrnReply { .. } | Event::Connected { .. } => Vec::new(),
+            Event::MessageStored(info) => {
+                if self.fetching {
+                    self.received += 1;
+                    Vec::new()
+                } else {
+                    // Delivered by the ISP on its own, outside a fetch: tell the user now.
+                    self.unseen += 1;
+                    mail_notices(std::slice::from_ref(info.as_ref()))
+                }
+            }
+            Event::Error { account, message } => {
+                let text = match account {
+                    Some(a) => format!("{a}: {message}"),
+                    None => message.clone(),
+                };
+                if !self.fetching {
+                    // Outside a fetch (listener trouble): the state shows it until the next fetch.
+                    self.error = Some(text.clone());
+                }
+                self.error_notice(text).into_iter().collect()
+            }
+            Event::SessionFinished(record) => self.finish(record),
+        }
+    }
+
+    /// The service could not start (bind refused, Maildir unusable).
+    pub fn service_failed(&mut self, message: &str) -> Vec<Notice> {
+        self.fetching = false;
+        self.error = Some(message.to_string());
+        self.error_notice(message.to_string()).into_iter().collect()
+    }
+
+    /// The service (re)started fine: a start error no longer applies.
+    pub fn service_started(&mut self) {
+        if self.last.as_ref().is_none_or(|l| l.ok) {
+            self.error = None;
+        }
+    }
+
+    /// The user looked at the mail (opened the folder): the new-mail badge goes.
+    pub fn mail_seen(&mut self) {
+        self.unseen = 0;
+    }
+
+    fn finish(&mut self, record: &SessionRecord) -> Vec<Notice> {
+        self.fetching = false;
+        self.received = 0;
+        let ok = record.succeeded();
+        let problem = first_problem(record);
+        self.last = Some(LastFetch {
+            at: record.finished_at,
+            ok,
+            messages: record.messages.len(),
+            problem: problem.clone(),
+        });
+        self.unseen += record.messages.len();
+        let mut notices = mail_notices(&record.messages);
+        if ok {
+            self.error = None;
+            self.notified_errors.clear();
+        } else {
+            self.error = problem;
+            // Errors of the session itself were notified as they happened (Event::Error); the
+            // refused domains only show up here.
+            for d in record.domains.iter().filter(|d| !d.outcome.is_accepted()) {
+                if d.outcome == mailcall_core::report::DomainOutcome::NotSent {
+                    continue;
+                }
+                let text = format!(
+                    "{}: {}",
+                    d.domain,
+                    d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
+                );
+                notices.extend(self.error_notice(text));
+            }
+        }
+        notices
+    }
+
+    fn error_notice(&mut self, text: String) -> Option<Notice> {
+        if !self.notified_errors.insert(text.clone()) {
+            return None;
+        }
+        Some(Notice {
+            summary: "Mailcall could not fetch".into(),
+            body: text,
+            is_error: true,
+        })
+    }
+
+    /// The icon to show.
+    pub fn icon(&self) -> IconState {
+        if self.fetching {
+            IconState::Fetching
+        } else if self.error.is_some() {
+            IconState::Error
+        } else if self.unseen > 0 {
+            IconState::NewMail
+        } else {
+            IconState::Idle
+        }
+    }
+
+    /// Whether a fetch runs.
+    pub fn is_fetching(&self) -> bool {
+        self.fetching
+    }
+
+    /// The tooltip: the state in a few words.
+    pub fn tooltip(&self) -> String {
+        match self.icon() {
+            IconState::Fetching => format!(
+                "Mailcall — fetching… {} so far",
+                plural(self.received, "message")
+            ),
+            IconState::Error => format!(
+                "Mailcall — error: {}",
+                self.error.as_deref().unwrap_or("unknown")
+            ),
+            IconState::NewMail => format!("Mailcall — {} new", plural(self.unseen, "message")),
+            IconState::Idle => match &self.last {
+                Some(_) => format!("Mailcall — idle. {}", self.line()),
+                None => "Mailcall — idle".into(),
+            },
+        }
+    }
+
+    /// The disabled status line in the menu: last fetch, when, result, messages.
+    pub fn line(&self) -> String {
+        if self.fetching {
+            return format!("Fetching… {} so far", plural(self.received, "message"));
+        }
+        match &self.last {
+            None => match &self.error {
+                Some(e) => format!("Not running: {}", shorten(e, 60)),
+                None => "Last fetch: never".into(),
+            },
+            Some(last) => {
+                let when = last.at.with_timezone(&Local).format("%H:%M");
+                let result = if last.ok {
+                    "OK".to_string()
+                } else {
+                    format!(
+                        "failed ({})",
+                        shorten(last.problem.as_deref().unwrap_or("see History"), 40)
+                    )
+                };
+                format!(
+                    "Last fetch {when}: {result}, {}",
+                    plural(last.messages, "message")
+                )
+            }
+        }
+    }
+
+    /// The snapshot for the window.
+    pub fn view(&self) -> StatusView {
+        StatusView {
+            state: self.icon(),
+            tooltip: self.tooltip(),
+            line: self.line(),
+            fetching: self.fetching,
+        }
+    }
+}
+
+/// "From — Subject" for a few messages; beyond that one summary per recipient domain.
+pub fn mail_notices(messages: &[MessageInfo]) -> Vec<Notice> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    if messages.len() <= MAX_SINGLE_NOTICES {
+        return messages
+            .iter()
+            .map(|m| Notice {
+                summary: "New mail".into(),
+                body: format!(
+                    "{} — {}",
+                    sender_of(m),
+                    m.subject.as_deref().unwrap_or("(no subject)")
+                ),
+                is_error: false,
+            })
+            .collect();
+    }
+    let mut per_domain: BTreeMap<String, usize> = BTreeMap::new();
+    for m in messages {
+        let domain = m
+            .recipients
+            .first()
+            .and_then(|r| r.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_else(|| "your domains".into());
+        *per_domain.entry(domain).or_default() += 1;
+    }
+    per_domain
+        .into_iter()
+        .map(|(domain, n)| Notice {
+            summary: "New mail".into(),
+            body: format!("{} for {domain}", plural(n, "new message")),
+            is_error: false,
+        })
+        .collect()
+}
+
+fn sender_of(m: &MessageInfo) -> &str {
+    match &m.from {
+        Some(f) if !f.trim().is_empty() => f,
+        _ if m.sender.is_empty() => "Mail system",
+        _ => &m.sender,
+    }
+}
+
+fn first_problem(record: &SessionRecord) -> Option<String> {
+    if let Some(e) = record.errors.first() {
+        return Some(e.clone());
+    }
+    record
+        .domains
+        .iter()
+        .find(|d| !d.outcome.is_accepted())
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d.domain,
+                d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
+            )
+        })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use mailcall_core::report::{DomainOutcome, DomainReport};
+
+    fn message(from: &str, subject: &str, to: &str) -> MessageInfo {
+        MessageInfo {
+            sender: "bounce@sender.test".into(),
+            recipients: vec![to.into()],
+            from: Some(from.into()),
+            subject: Some(subject.into()),
+            message_id: None,
+            size: 100,
+            path: "/m/new/1".into(),
+            peer: "127.0.0.1:1".into(),
+            stored_at: Utc::now(),
+        }
+    }
+
+    fn record(messages: Vec<MessageInfo>, outcome: DomainOutcome, errors: &[&str]) -> Event {
+        Event::SessionFinished(Box::new(SessionRecord {
+            id: "s".into(),
+            trigger: "tray".into(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            domains: vec![DomainReport {
+                account: "isp".into(),
+                domain: "example.com".into(),
+                code: Some(250),
+                text: "ok".into(),
+                outcome,
+                attempts: 1,
+                messages: messages.len() as u32,
+            }],
+            messages,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            transcripts: vec![],
+            ended_because: "idle".into(),
+        }))
+    }
+
+    fn started() -> Event {
+        Event::SessionStarted {
+            id: "s".into(),
+            trigger: "tray".into(),
+            accounts: vec!["isp".into()],
+            listen: "127.0.0.1:2525".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn idle_then_fetching_counts_messages_then_new_mail() {
+        let mut s = TrayStatus::default();
+        assert_eq!(s.icon(), IconState::Idle);
+        assert_eq!(s.line(), "Last fetch: never");
+        assert!(s.apply(&started()).is_empty());
+        assert_eq!(s.icon(), IconState::Fetching);
+        let m = message("Alice <alice@a.test>", "Hello", "bob@example.com");
+        assert!(s
+            .apply(&Event::MessageStored(Box::new(m.clone())))
+            .is_empty());
+        assert_eq!(s.tooltip(), "Mailcall — fetching… 1 message so far");
+        assert_eq!(s.line(), "Fetching… 1 message so far");
+        let notices = s.apply(&record(
+            vec![m],
+            DomainOutcome::Started { expected: None },
+            &[],
+        ));
+        assert_eq!(s.icon(), IconState::NewMail);
+        assert_eq!(s.tooltip(), "Mailcall — 1 message new");
+        assert!(s.line().ends_with(": OK, 1 message"), "{}", s.line());
+        assert_eq!(
+            notices,
+            vec![Notice {
+                summary: "New mail".into(),
+                body: "Alice <alice@a.test> — Hello".into(),
+                is_error: false
+            }]
+        );
+        s.mail_seen();
+        assert_eq!(s.icon(), IconState::Idle);
+        assert!(s.tooltip().starts_with("Mailcall — idle. Last fetch"));
+    }
+
+    #[test]
+    fn many_messages_give_one_summary_per_domain() {
+        let mut msgs: Vec<MessageInfo> = (0..12)
+            .map(|i| message("a@x.test", &format!("m{i}"), "u@example.com"))
+            .collect();
+        msgs.push(message("a@x.test", "other", "u@Example.ORG"));
+        let notices = mail_notices(&msgs);
+        let bodies: Vec<&str> = notices.iter().map(|n| n.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            [
+                "12 new messages for example.com",
+                "1 new message for example.org"
+            ]
+        );
+        let few = mail_notices(&msgs[..3]);
+        assert_eq!(few.len(), 3);
+        assert_eq!(few[2].body, "a@x.test — m2");
+    }
+
+    #[test]
+    fn missing_from_and_subject_fall_back() {
+        let mut m = message("", "", "u@example.com");
+        m.from = None;
+        m.subject = None;
+        assert_eq!(
+            mail_notices(&[m.clone()])[0].body,
+            "bounce@sender.test — (no subject)"
+        );
+        m.sender.clear();
+        assert_eq!(mail_notices(&[m])[0].body, "Mail system — (no subject)");
+    }
+
+    #[test]
+    fn one_notification_per_distinct_error_until_a_fetch_succeeds() {
+        let mut s = TrayStatus::default();
+        let down = Event::Error {
+            account: Some("isp".into()),
+            message: "cannot connect".into(),
+        };
+        for round in 0..3 {
+            s.apply(&started());
+            let n = s.apply(&down);
+            assert_eq!(n.len(), usize::from(round == 0), "round {round}: {n:?}");
+            s.apply(&record(
+                vec![],
+                DomainOutcome::NotSent,
+                &["isp: cannot connect"],
+            ));
+            assert_eq!(s.icon(), IconState::Error);
+            assert!(s.tooltip().contains("cannot connect"), "{}", s.tooltip());
+            assert!(
+                s.line().contains("failed (isp: cannot connect)"),
+                "{}",
+                s.line()
+            );
+        }
+        let other = Event::Error {
+            account: None,
+            message: "disk full".into(),
+        };
+        let n = s.apply(&other);
+        assert_eq!(n.len(), 1);
+        assert!(n[0].is_error);
+        assert_eq!(n[0].body, "disk full");
+        s.apply(&started());
+        s.apply(&record(vec![], DomainOutcome::NoMail, &[]));
+        assert_eq!(s.icon(), IconState::Idle);
+        assert_eq!(s.apply(&down).len(), 1, "a success resets the dedup");
+    }
+
+    #[test]
+    fn refused_domain_is_an_error_notice_with_advice() {
+        let mut s = TrayStatus::default();
+        s.apply(&started());
+        let n = s.apply(&record(vec![], DomainOutcome::NotAllowed, &[]));
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].body
+                .starts_with("example.com: the ISP does not hold mail"),
+            "{}",
+            n[0].body
+        );
+        assert_eq!(s.icon(), IconState::Error);
+    }
+
+    #[test]
+    fn unsolicited_delivery_notifies_at_once() {
+        let mut s = TrayStatus::default();
+        let n = s.apply(&Event::MessageStored(Box::new(message(
+            "Carol <c@x.test>",
+            "Late",
+            "u@example.com",
+        ))));
+        assert_eq!(n[0].body, "Carol <c@x.test> — Late");
+        assert_eq!(s.icon(), IconState::NewMail);
+    }
+
+    #[test]
+    fn service_failure_shows_until_it_starts() {
+        let mut s = TrayStatus::default();
+        let n = s.service_failed("cannot listen on 0.0.0.0:25");
+        assert_eq!(n.len(), 1);
+        assert_eq!(s.icon(), IconState::Error);
+        assert!(
+            s.line().starts_with("Not running: cannot listen"),
+            "{}",
+            s.line()
+        );
+        s.service_started();
+        assert_eq!(s.icon(), IconState::Idle);
+    }
+
+    #[test]
+    fn every_state_has_a_png() {
+        for st in [
+            IconState::Idle,
+            IconState::Fetching,
+            IconState::NewMail,
+            IconState::Error,
+        ] {
+            assert!(st.png().starts_with(b"\x89PNG"), "{st:?}");
+        }
+    }
+}

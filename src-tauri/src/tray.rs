@@ -1,0 +1,186 @@
+//! The tray icon and its menu: Fetch now · status line · Open mail folder · Settings… · Pause
+//! automatic fetching · Quit. Linux trays report no clicks, so "Fetch now" leads the menu; where
+//! clicks are reported (Windows, macOS) a left click fetches and the menu is on the right button.
+
+use tauri::image::Image;
+use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Manager, Runtime};
+
+use crate::state::AppState;
+use crate::status::StatusView;
+
+/// The tray icon's id.
+pub const TRAY_ID: &str = "mailcall";
+
+/// Menu item ids (also what the e2e test and `--fetch` forwarding trigger).
+pub mod ids {
+    /// Fetch now.
+    pub const FETCH: &str = "fetch";
+    /// The disabled status line.
+    pub const STATUS: &str = "status";
+    /// Open the Maildir in the file manager.
+    pub const OPEN_MAIL: &str = "open-mail";
+    /// Open the settings window.
+    pub const SETTINGS: &str = "settings";
+    /// Pause automatic fetching.
+    pub const PAUSE: &str = "pause";
+    /// Quit.
+    pub const QUIT: &str = "quit";
+}
+
+/// The menu items whose text or check mark changes.
+pub struct TrayItems<R: Runtime> {
+    status: MenuItem<R>,
+    pause: CheckMenuItem<R>,
+}
+
+/// Builds the tray icon and its menu.
+pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let state = app.state::<AppState>();
+    let view = state.status().view();
+    let fetch = MenuItem::with_id(app, ids::FETCH, "Fetch now", true, None::<&str>)?;
+    let status = MenuItem::with_id(app, ids::STATUS, &view.line, false, None::<&str>)?;
+    let open = MenuItem::with_id(app, ids::OPEN_MAIL, "Open mail folder", true, None::<&str>)?;
+    let settings = MenuItem::with_id(app, ids::SETTINGS, "Settings…", true, None::<&str>)?;
+    let pause = CheckMenuItem::with_id(
+        app,
+        ids::PAUSE,
+        "Pause automatic fetching",
+        true,
+        state.prefs().paused,
+        None::<&str>,
+    )?;
+    let quit = MenuItem::with_id(app, ids::QUIT, "Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(
+        app,
+        &[
+            &fetch,
+            &status,
+            &PredefinedMenuItem::separator(app)?,
+            &open,
+            &settings,
+            &pause,
+            &PredefinedMenuItem::separator(app)?,
+            &quit,
+        ],
+    )?;
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(Image::from_bytes(view.state_png())?)
+        .tooltip(&view.tooltip)
+        .menu(&menu)
+        .show_menu_on_left_click(false)
+        .on_menu_event(on_menu)
+        .on_tray_icon_event(|tray, event| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+            {
+                fetch_now(tray.app_handle());
+            }
+        })
+        .build(app)?;
+    app.manage(TrayItems { status, pause });
+    Ok(())
+}
+
+impl StatusView {
+    fn state_png(&self) -> &'static [u8] {
+        self.state.png()
+    }
+}
+
+fn on_menu<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
+    match event.id().as_ref() {
+        ids::FETCH => fetch_now(app),
+        ids::OPEN_MAIL => open_mail_folder(app),
+        ids::SETTINGS => crate::window::show(app),
+        ids::PAUSE => toggle_pause(app),
+        ids::QUIT => quit(app),
+        _ => {}
+    }
+}
+
+/// Starts a fetch; a failure shows on the tray and as a notification.
+pub fn fetch_now<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        if let Err(e) = state.fetch_now(&app, "tray").await {
+            let notices = state.status().service_failed(&e);
+            state.notifier.send(notices);
+            crate::state::refresh(&app);
+        }
+    });
+}
+
+fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
+    let state = app.state::<AppState>();
+    state.status().mail_seen();
+    crate::state::refresh(app);
+    let dir = state.config().and_then(|c| c.maildir_path());
+    match dir {
+        Ok(dir) => {
+            // xdg-open returns at once; waiting for it in a thread reaps it without blocking.
+            let spawned = std::process::Command::new(opener()).arg(&dir).spawn();
+            match spawned {
+                Ok(mut child) => {
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(e) => tracing::warn!("cannot open {}: {e}", dir.display()),
+            }
+        }
+        Err(e) => tracing::warn!("cannot find the mail folder: {e}"),
+    }
+}
+
+fn opener() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    }
+}
+
+fn toggle_pause<R: Runtime>(app: &AppHandle<R>) {
+    let state = app.state::<AppState>();
+    let mut prefs = state.prefs();
+    prefs.paused = !prefs.paused;
+    if let Err(e) = state.set_prefs(prefs.clone()) {
+        tracing::warn!("{e}");
+    }
+    show_paused(app, prefs.paused);
+}
+
+/// Sets the check mark of "Pause automatic fetching".
+pub fn show_paused<R: Runtime>(app: &AppHandle<R>, paused: bool) {
+    if let Some(items) = app.try_state::<TrayItems<R>>() {
+        let _ = items.pause.set_checked(paused);
+    }
+}
+
+/// Stops the service cleanly (deliveries in flight finish or get a 4xx), then exits.
+pub fn quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        app.state::<AppState>().stop_service().await;
+        app.exit(0);
+    });
+}
+
+/// Shows a status on the icon, tooltip and status line (no-op without a tray, as in tests).
+pub fn show_status<R: Runtime>(app: &AppHandle<R>, view: &StatusView) {
+    if let Some(tray) = app.tray_by_id(TRAY_ID) {
+        if let Ok(icon) = Image::from_bytes(view.state_png()) {
+            let _ = tray.set_icon(Some(icon));
+        }
+        let _ = tray.set_tooltip(Some(&view.tooltip));
+    }
+    if let Some(items) = app.try_state::<TrayItems<R>>() {
+        let _ = items.status.set_text(&view.line);
+    }
+}

@@ -1,0 +1,280 @@
+//! A throwaway desktop for the GUI test, inside the harness's private D-Bus session: Xvfb, a
+//! notification daemon (dunst), a tray host (trayer) and tauri-driver. Every process is owned
+//! by a guard that kills it by PID.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mailcall_e2e::process::{run_with_timeout, ChildGuard, Finished};
+use mailcall_e2e::{free_port, poll_until, KeyringEnv};
+
+/// Xvfb + dunst + trayer + tauri-driver on top of a [`KeyringEnv`].
+pub struct Desktop {
+    // Drop order: the driver (and the app it runs) first, then the tray host, dunst, X.
+    driver: Option<ChildGuard>,
+    _trayer: ChildGuard,
+    _dunst: ChildGuard,
+    _xvfb: ChildGuard,
+    display: String,
+    /// tauri-driver's WebDriver port.
+    pub driver_port: u16,
+    /// Extra environment for the app (config path and so on).
+    app_env: Vec<(String, String)>,
+    logs: PathBuf,
+}
+
+fn log_file(dir: &Path, name: &str) -> (std::fs::File, std::fs::File) {
+    let f = std::fs::File::create(dir.join(name)).expect("creating a log file");
+    let g = f.try_clone().expect("cloning a log handle");
+    (f, g)
+}
+
+impl Desktop {
+    /// Starts X, dunst and trayer; `app_env` is added to the environment of everything here
+    /// (tauri-driver passes its environment on to the app).
+    pub fn start(keyring: &KeyringEnv, app_env: Vec<(String, String)>) -> Self {
+        let logs = keyring.root().to_path_buf();
+        // Xvfb picks a free display itself and prints its number on the fd we name.
+        let mut xvfb = ChildGuard::new(
+            "Xvfb",
+            keyring
+                .command("Xvfb")
+                .args([
+                    "-displayfd",
+                    "1",
+                    "-screen",
+                    "0",
+                    "1100x760x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log_file(&logs, "xvfb.log").0)
+                .spawn()
+                .expect("starting Xvfb (package xvfb)"),
+        );
+        let out = xvfb.child_mut().stdout.take().expect("stdout was piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let number = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let number = number.trim();
+        assert!(
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+            "Xvfb did not report a display within 20 s ({number:?})"
+        );
+        let display = format!(":{number}");
+        let mut desktop_env = app_env;
+        desktop_env.push(("DISPLAY".into(), display.clone()));
+        desktop_env.push(("NO_AT_BRIDGE".into(), "1".into()));
+
+        let (o, e) = log_file(&logs, "dunst.log");
+        let dunst = ChildGuard::new(
+            "dunst",
+            keyring
+                .command("dunst")
+                .envs(desktop_env.iter().cloned())
+                .stdin(Stdio::null())
+                .stdout(o)
+                .stderr(e)
+                .spawn()
+                .expect("starting dunst (package dunst)"),
+        );
+        let owned = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            name_has_owner(keyring, "org.freedesktop.Notifications").then_some(())
+        });
+        assert!(
+            owned.is_some(),
+            "dunst did not take org.freedesktop.Notifications within 15 s"
+        );
+
+        let (o, e) = log_file(&logs, "trayer.log");
+        let trayer = ChildGuard::new(
+            "trayer",
+            keyring
+                .command("trayer")
+                .envs(desktop_env.iter().cloned())
+                .args([
+                    "--edge",
+                    "top",
+                    "--align",
+                    "right",
+                    "--widthtype",
+                    "request",
+                    "--height",
+                    "32",
+                    "--SetDockType",
+                    "true",
+                    "--transparent",
+                    "false",
+                    "--tint",
+                    "0xdddddd",
+                ])
+                .stdin(Stdio::null())
+                .stdout(o)
+                .stderr(e)
+                .spawn()
+                .expect("starting trayer (package trayer)"),
+        );
+        let mut desktop = Desktop {
+            driver: None,
+            _trayer: trayer,
+            _dunst: dunst,
+            _xvfb: xvfb,
+            display,
+            driver_port: 0,
+            app_env: desktop_env,
+            logs,
+        };
+        let shown = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            desktop.tray_window(keyring)
+        });
+        assert!(
+            shown.is_some(),
+            "trayer's window did not appear within 15 s"
+        );
+        desktop.start_driver(keyring);
+        desktop
+    }
+
+    fn start_driver(&mut self, keyring: &KeyringEnv) {
+        let port = free_port();
+        let native = free_port();
+        let (o, e) = log_file(&self.logs, "tauri-driver.log");
+        let child = keyring
+            .command(tauri_driver())
+            .envs(self.app_env.iter().cloned())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+            .expect("starting tauri-driver (cargo install tauri-driver --locked)");
+        self.driver = Some(ChildGuard::new("tauri-driver", child));
+        let up = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(
+            up.is_some(),
+            "tauri-driver did not listen on {port} within 15 s"
+        );
+        self.driver_port = port;
+    }
+
+    /// The X display.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Runs a desktop tool (xdotool, import, dunstctl) with this desktop's environment.
+    pub fn run(&self, keyring: &KeyringEnv, program: &str, args: &[&str]) -> Finished {
+        let mut cmd: Command = keyring.command(program);
+        cmd.envs(self.app_env.iter().cloned()).args(args);
+        run_with_timeout(&mut cmd, None, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("running {program}: {e}"))
+    }
+
+    /// trayer's window id, once mapped.
+    pub fn tray_window(&self, keyring: &KeyringEnv) -> Option<String> {
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--class", "trayer"],
+        );
+        out.stdout.lines().next().map(|l| l.trim().to_string())
+    }
+
+    /// A window's geometry: x, y, width, height.
+    pub fn geometry(&self, keyring: &KeyringEnv, window: &str) -> Option<(i32, i32, i32, i32)> {
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["getwindowgeometry", "--shell", window],
+        );
+        let get = |k: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.trim().parse::<i32>().ok())
+        };
+        Some((get("X")?, get("Y")?, get("WIDTH")?, get("HEIGHT")?))
+    }
+
+    /// Every mapped window id (xdotool's view).
+    pub fn visible_windows(&self, keyring: &KeyringEnv) -> Vec<String> {
+        let out = self.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--name", ""],
+        );
+        out.stdout.lines().map(|l| l.trim().to_string()).collect()
+    }
+
+    /// A PNG of the whole screen.
+    pub fn screenshot(&self, keyring: &KeyringEnv, file: &Path) {
+        let f = file.display().to_string();
+        let out = self.run(keyring, "import", &["-window", "root", &f]);
+        assert!(
+            out.status.is_some_and(|s| s.success()),
+            "import -window root failed: {}",
+            out.stderr
+        );
+    }
+
+    /// The notification daemon's history (JSON).
+    pub fn notification_history(&self, keyring: &KeyringEnv) -> String {
+        self.run(keyring, "dunstctl", &["history"]).stdout
+    }
+
+    /// Where the daemons' logs are.
+    pub fn logs(&self) -> &Path {
+        &self.logs
+    }
+}
+
+/// Whether `name` has an owner on the test's session bus.
+pub fn name_has_owner(keyring: &KeyringEnv, name: &str) -> bool {
+    let mut cmd = keyring.command("dbus-send");
+    cmd.args([
+        "--session",
+        "--print-reply",
+        "--dest=org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus.NameHasOwner",
+        &format!("string:{name}"),
+    ]);
+    run_with_timeout(&mut cmd, None, Duration::from_secs(10))
+        .map(|f| f.stdout.contains("boolean true"))
+        .unwrap_or(false)
+}
+
+fn tauri_driver() -> PathBuf {
+    // cargo install puts it in ~/.cargo/bin, which a cleared PATH may lack.
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v tauri-driver"])
+        .output()
+    {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    home.join("bin").join("tauri-driver")
+}

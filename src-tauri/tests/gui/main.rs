@@ -1,0 +1,315 @@
+//! The tray app end to end: the real `mailcall` binary on a throwaway X desktop (Xvfb, dunst,
+//! trayer) with a private D-Bus session and an unlocked gnome-keyring, its window driven over
+//! WebDriver (tauri-driver + WebKitWebDriver), its tray menu clicked with xdotool, against a
+//! real Postfix ISP with STARTTLS and AUTH. Screenshots go to
+//! `$CARGO_TARGET_TMPDIR/gui-screenshots` (copied into docs/ for the README).
+
+mod desktop;
+mod webdriver;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mailcall_e2e::{free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp};
+use serde_json::{json, Value};
+
+use desktop::{name_has_owner, Desktop};
+use webdriver::WebDriver;
+
+const APP: &str = env!("CARGO_BIN_EXE_mailcall");
+const PASSWORD: &str = "wonderland-pw-9";
+const SINGLE_INSTANCE: &str = "io.mailcall.Mailcall.SingleInstance";
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screenshots");
+    std::fs::create_dir_all(&dir).expect("creating the screenshot dir");
+    dir
+}
+
+/// Polls a WebDriver condition for up to `secs`, panicking with `what` and the last error.
+fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> T {
+    let mut last = String::new();
+    let r = poll_until(
+        Duration::from_secs(secs),
+        Duration::from_millis(200),
+        || match f() {
+            Ok(v) => v,
+            Err(e) => {
+                last = e;
+                None
+            }
+        },
+    );
+    r.unwrap_or_else(|| panic!("timed out after {secs} s waiting for {what}; last error: {last}"))
+}
+
+fn wait_text(wd: &WebDriver, css: &str, needle: &str, secs: u64) -> String {
+    wait(secs, &format!("{css} to show {needle:?}"), || {
+        let t = wd.text(css)?;
+        Ok(t.contains(needle).then_some(t))
+    })
+}
+
+fn open_session(desktop: &Desktop) -> WebDriver {
+    let wd = WebDriver::start(desktop.driver_port, APP, &[])
+        .unwrap_or_else(|e| panic!("opening the app over WebDriver: {e}"));
+    let page = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        wd.find("#add-account").ok()
+    });
+    if page.is_none() {
+        let html = wd.execute(
+            "return document.documentElement.outerHTML + ' @ ' + location.href",
+            json!([]),
+        );
+        panic!(
+            "the settings window did not show its form within 30 s: {:?}; page: {html:.300?}",
+            wd.find("#add-account")
+        );
+    }
+    wd
+}
+
+fn select(wd: &WebDriver, css: &str, value: &str) {
+    wd.execute(
+        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; s.dispatchEvent(new Event('change')); return s.value;",
+        json!([css, value]),
+    )
+    .unwrap_or_else(|e| panic!("selecting {value} in {css}: {e}"));
+}
+
+fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
+    keyring
+        .keyring_secret("mailcall", "isp")
+        .map(|s| serde_json::from_str(s.trim()).expect("the keyring entry is JSON"))
+}
+
+#[test]
+fn tray_app_adds_tests_fetches_and_removes_an_account() {
+    let keyring = KeyringEnv::new();
+    let listener_port = free_port();
+    let isp = PostfixIsp::start(
+        IspOptions::new(&["example.com", "example.org"], listener_port)
+            .with_tls()
+            .with_auth("alice", PASSWORD),
+    );
+    isp.queue(
+        "news@sender.test",
+        "bob@example.com",
+        "Quarterly report",
+        "<gui-1@sender.test>",
+        "The numbers are in.",
+    );
+    isp.queue(
+        "billing@sender.test",
+        "carol@example.org",
+        "Invoice 42",
+        "<gui-2@sender.test>",
+        "Please pay.",
+    );
+    isp.wait_deferred(2, Duration::from_secs(30));
+
+    let root = keyring.root().to_path_buf();
+    let config_path = root.join("config").join("mailcall").join("config.toml");
+    std::fs::create_dir_all(config_path.parent().expect("has a parent")).expect("config dir");
+    let maildir_path = root.join("Maildir");
+    std::fs::write(
+        &config_path,
+        format!(
+            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 3\n",
+            maildir_path.display()
+        ),
+    )
+    .expect("writing the config");
+    let desktop = Desktop::start(
+        &keyring,
+        vec![
+            ("MAILCALL_CONFIG".into(), config_path.display().to_string()),
+            ("MAILCALL_LOG".into(), "info".into()),
+            // Software compositing under Xvfb left the window unrepainted until an X event.
+            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+        ],
+    );
+    eprintln!(
+        "desktop on {}, logs in {}",
+        desktop.display(),
+        desktop.logs().display()
+    );
+    let shots = screenshots();
+
+    // 1. Add an account in the form (wrong port first; the edit fixes it).
+    let wd = open_session(&desktop);
+    let wrong_port = free_port();
+    wd.click("#add-account").expect("Add account");
+    wd.type_into("#acct-name", "isp").expect("name");
+    wd.type_into("#acct-host", "127.0.0.1").expect("host");
+    wd.type_into("#acct-port", &wrong_port.to_string())
+        .expect("port");
+    select(&wd, "#acct-security", "starttls");
+    wd.type_into("#acct-username", "alice").expect("user");
+    wd.type_into("#acct-password", PASSWORD).expect("password");
+    wd.type_into("#acct-ca-file", &isp.ca_file().display().to_string())
+        .expect("CA file");
+    wd.type_into("#domain-rows li:nth-child(1) .domain-name", "example.com")
+        .expect("domain");
+    // Inline validation first: a bad HELO name is refused with a message next to the field.
+    wd.type_into("#acct-helo", "not a name").expect("helo");
+    wd.click("#acct-save").expect("Save");
+    wait_text(&wd, "small.error[data-for=helo]", "is not a host name", 15);
+    wd.type_into("#acct-helo", "").expect("helo cleared");
+    wd.click("#acct-save").expect("Save");
+    wait_text(&wd, "#account-list", &format!("127.0.0.1:{wrong_port}"), 20);
+    let stored = keyring_account(&keyring).expect("the keyring holds account isp");
+    assert_eq!(stored["port"], wrong_port);
+    assert_eq!(stored["password"], PASSWORD);
+    let config_text = std::fs::read_to_string(&config_path).expect("config");
+    assert!(config_text.contains("\"isp\""), "{config_text}");
+    assert!(
+        !config_text.contains(PASSWORD),
+        "password in the config file:\n{config_text}"
+    );
+
+    // 2. Edit: the right port and a second domain; the password stays (field left empty).
+    wd.click("[data-edit=isp]").expect("Edit");
+    wait(10, "the edit form", || {
+        Ok((wd.text("#account-form-title")? == "Edit isp").then_some(()))
+    });
+    wd.type_into("#acct-port", &isp.port().to_string())
+        .expect("port");
+    wd.click("#add-domain").expect("Add domain");
+    wd.type_into("#domain-rows li:nth-child(2) .domain-name", "example.org")
+        .expect("second domain");
+    wd.click("#acct-save").expect("Save");
+    wait_text(
+        &wd,
+        "#account-list",
+        &format!("127.0.0.1:{}", isp.port()),
+        20,
+    );
+    let stored = keyring_account(&keyring).expect("still in the keyring");
+    assert_eq!(stored["port"], isp.port());
+    assert_eq!(
+        stored["domains"],
+        json!([{"name": "example.com", "form": "domain"}, {"name": "example.org", "form": "domain"}])
+    );
+    assert_eq!(
+        stored["password"], PASSWORD,
+        "an empty password field keeps the password"
+    );
+
+    // 3. Restart the app: the edit shows.
+    wd.quit().expect("ending the WebDriver session");
+    let gone = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        (!name_has_owner(&keyring, SINGLE_INSTANCE)).then_some(())
+    });
+    assert!(gone.is_some(), "the first app instance did not exit");
+    let wd = open_session(&desktop);
+    let list = wait_text(
+        &wd,
+        "#account-list",
+        &format!("127.0.0.1:{}", isp.port()),
+        20,
+    );
+    assert!(list.contains("example.com, example.org"), "{list}");
+
+    // 4. Test connection.
+    wd.click("[data-edit=isp]").expect("Edit");
+    wd.click("#acct-test").expect("Test connection");
+    let result = wait_text(&wd, "#test-result", "ETRN advertised", 60);
+    assert!(!result.contains("ETRN not advertised"), "{result}");
+    assert!(result.contains("TLS: encrypted"), "{result}");
+    assert!(result.contains("AUTH: yes"), "{result}");
+    wd.execute(
+        "document.querySelector('#test-result').scrollIntoView({block: 'end'});",
+        json!([]),
+    )
+    .expect("scrolling to the result");
+    desktop.screenshot(&keyring, &shots.join("settings-window.png"));
+    wd.click("#acct-cancel").expect("Cancel");
+
+    // 5. Fetch now from the tray menu, clicked with xdotool.
+    let tray = desktop.tray_window(&keyring).expect("trayer is mapped");
+    let (tx, ty, tw, th) = desktop.geometry(&keyring, &tray).expect("trayer geometry");
+    let before = desktop.visible_windows(&keyring);
+    let (cx, cy) = ((tx + tw - 16).to_string(), (ty + th / 2).to_string());
+    desktop.run(&keyring, "xdotool", &["mousemove", &cx, &cy, "click", "1"]);
+    let menu = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let now = desktop.visible_windows(&keyring);
+        now.into_iter()
+            .filter(|w| !before.contains(w))
+            .filter_map(|w| desktop.geometry(&keyring, &w).map(|g| (w, g)))
+            .filter(|(_, (_, _, w, h))| *w > 60 && *h > 60)
+            .max_by_key(|(_, (_, _, w, h))| w * h)
+    });
+    let (_, (mx, my, mw, _)) = menu.unwrap_or_else(|| {
+        desktop.screenshot(&keyring, &shots.join("no-tray-menu.png"));
+        panic!(
+            "no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png"
+        )
+    });
+    desktop.screenshot(&keyring, &shots.join("tray-menu.png"));
+    // "Fetch now" is the first item.
+    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
+    desktop.run(&keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+
+    let maildir = Maildir::new(&maildir_path);
+    let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
+        (maildir.new_messages().len() >= 2).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "the queued mail did not arrive after Fetch now; queue: {:?}\nmaillog:\n{}",
+        isp.queue_entries(),
+        isp.log()
+    );
+    assert_eq!(
+        maildir.message_ids(),
+        ["<gui-1@sender.test>", "<gui-2@sender.test>"].map(String::from)
+    );
+
+    wd.click("#tab-history").expect("History tab");
+    let history = wait_text(&wd, "#history-list", "Invoice 42", 60);
+    assert!(history.contains("Quarterly report"), "{history}");
+    assert!(history.contains("tray"), "{history}");
+    desktop.screenshot(&keyring, &shots.join("history.png"));
+    let notes = poll_until(Duration::from_secs(20), Duration::from_millis(250), || {
+        let h = desktop.notification_history(&keyring);
+        (h.contains("Quarterly report") && h.contains("Invoice 42")).then_some(h)
+    });
+    let notes = notes.unwrap_or_else(|| {
+        panic!(
+            "dunst has no notification naming the new mail: {}",
+            desktop.notification_history(&keyring)
+        )
+    });
+    assert!(notes.contains("news@sender.test"), "{notes}");
+
+    // 6. `mailcall --fetch` hands the request to the running instance.
+    let forwarded = desktop.run(&keyring, APP, &["--fetch"]);
+    assert!(
+        forwarded
+            .stdout
+            .contains("asked the running Mailcall to fetch"),
+        "stdout: {}\nstderr: {}",
+        forwarded.stdout,
+        forwarded.stderr
+    );
+
+    // 7. Remove the account.
+    wd.click("#tab-accounts").expect("Accounts tab");
+    wd.click("[data-remove=isp]").expect("Remove");
+    wd.click("#remove-confirm").expect("confirm");
+    let removed = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        keyring_account(&keyring).is_none().then_some(())
+    });
+    assert!(removed.is_some(), "account isp is still in the keyring");
+    let config_text = std::fs::read_to_string(&config_path).expect("config");
+    assert!(!config_text.contains("\"isp\""), "{config_text}");
+    wait(10, "the empty account list", || {
+        Ok(wd
+            .text("#no-accounts")?
+            .contains("No accounts")
+            .then_some(()))
+    });
+    wd.quit().expect("ending the session");
+    eprintln!("screenshots in {}", shots.display());
+}

@@ -1,0 +1,187 @@
+// The Accounts tab: list, add/edit form (password write-only), Test connection, remove.
+import { call, asUiError } from "./api.js";
+import { $, $$, h, showErrors } from "./dom.js";
+
+const FORMS = [
+  ["domain", "this domain"],
+  ["subdomains", "@ with subdomains"],
+  ["queue", "# queue name (Exim)"],
+];
+
+let editing = null; // the account being edited, or null for a new one
+
+export function renderAccounts(accounts, unreadable) {
+  const list = $("#account-list");
+  list.replaceChildren();
+  for (const a of accounts) {
+    const domains = a.domains.map((d) => ({ domain: "", subdomains: "@", queue: "#" })[d.form] + d.name).join(", ");
+    const actions = h("span", { class: "actions" },
+      h("button", { type: "button", class: "small", "data-edit": a.name, onclick: () => openForm(a) }, "Edit"),
+      h("button", { type: "button", class: "small danger", "data-remove": a.name, onclick: (e) => askRemove(e.currentTarget, a.name) }, "Remove"));
+    list.append(h("li", { "data-account": a.name },
+      h("div", { class: "what" },
+        h("div", { class: "name" }, a.name),
+        h("div", { class: "detail" }, `${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}`)),
+      actions));
+  }
+  for (const [name, why] of unreadable) {
+    list.append(h("li", { "data-account": name }, h("div", { class: "what" }, h("div", { class: "name" }, name), h("div", { class: "error" }, why))));
+  }
+  $("#no-accounts").hidden = accounts.length + unreadable.length > 0;
+}
+
+function askRemove(button, name) {
+  button.parentElement.replaceChildren(
+    h("span", {}, `Remove ${name}? `),
+    h("button", { type: "button", class: "small danger", id: "remove-confirm", onclick: () => remove(name) }, "Yes, remove"),
+    h("button", { type: "button", class: "small", onclick: () => window.dispatchEvent(new Event("mailcall:reload")) }, "Keep"));
+}
+
+async function remove(name) {
+  try {
+    await call("remove_account", { name });
+    if (editing && editing.name === name) closeForm();
+  } catch (e) {
+    $("#banner").textContent = asUiError(e).message;
+    $("#banner").hidden = false;
+  }
+  window.dispatchEvent(new Event("mailcall:reload"));
+}
+
+function domainRow(d = { name: "", form: "domain" }) {
+  const select = h("select", { class: "domain-form", "aria-label": "ETRN form" },
+    ...FORMS.map(([v, label]) => h("option", { value: v, selected: v === d.form }, label)));
+  const index = $$("#domain-rows li").length;
+  const input = h("input", { class: "domain-name", value: d.name, placeholder: "example.com", "aria-label": "Domain", "data-field": `domains.${index}` });
+  const row = h("li", {}, input, select,
+    h("button", { type: "button", class: "small", onclick: () => { row.remove(); renumber(); } }, "Remove"));
+  const err = h("small", { class: "error", "data-for": `domains.${index}` });
+  row.append(err);
+  return row;
+}
+
+function renumber() {
+  $$("#domain-rows li").forEach((li, i) => {
+    $(".domain-name", li).dataset.field = `domains.${i}`;
+    $(".error", li).dataset.for = `domains.${i}`;
+  });
+}
+
+export function openForm(account = null) {
+  editing = account;
+  const form = $("#account-form");
+  form.reset();
+  showErrors(form, {});
+  $("#account-error").textContent = "";
+  $("#test-result").hidden = true;
+  $("#account-form-title").textContent = account ? `Edit ${account.name}` : "New account";
+  $("#acct-name").value = account?.name ?? "";
+  $("#acct-host").value = account?.host ?? "";
+  $("#acct-port").value = account?.port ?? "";
+  $("#acct-security").value = account?.security ?? "starttls";
+  $("#acct-username").value = account?.username ?? "";
+  $("#acct-password").value = "";
+  $("#acct-password").placeholder = account?.has_password ? "(saved; type to replace)" : "";
+  $("#acct-ca-file").value = account?.ca_file ?? "";
+  $("#acct-helo").value = account?.helo ?? "";
+  const rows = $("#domain-rows");
+  rows.replaceChildren();
+  for (const d of account?.domains?.length ? account.domains : [undefined]) rows.append(domainRow(d));
+  form.hidden = false;
+  $("#acct-name").focus();
+}
+
+function closeForm() {
+  editing = null;
+  $("#account-form").hidden = true;
+  $("#acct-password").value = "";
+}
+
+function formData() {
+  return {
+    original: editing?.name ?? "",
+    name: $("#acct-name").value,
+    host: $("#acct-host").value,
+    port: $("#acct-port").value,
+    security: $("#acct-security").value,
+    username: $("#acct-username").value,
+    password: $("#acct-password").value,
+    ca_file: $("#acct-ca-file").value,
+    helo: $("#acct-helo").value,
+    domains: $$("#domain-rows li").map((li) => ({ name: $(".domain-name", li).value, form: $(".domain-form", li).value })),
+  };
+}
+
+// Quick checks before asking Mailcall, which checks everything again.
+function localErrors(data) {
+  const f = {};
+  if (!data.name.trim()) f.name = "Give the account a name, e.g. isp";
+  if (!data.host.trim()) f.host = "Enter the ISP's mail server, e.g. mail.example.net";
+  if (data.port.trim() && !/^\d{1,5}$/.test(data.port.trim())) f.port = "Use a number from 1 to 65535";
+  if (!data.domains.some((d) => d.name.trim())) f.domains = "Add at least one domain the ISP holds mail for";
+  return f;
+}
+
+async function save(ev) {
+  ev.preventDefault();
+  const form = $("#account-form");
+  const data = formData();
+  const local = localErrors(data);
+  showErrors(form, local);
+  if (Object.keys(local).length) {
+    $("#account-error").textContent = "Please correct the marked fields.";
+    return;
+  }
+  $("#acct-save").disabled = true;
+  try {
+    await call("save_account", { account: data });
+    closeForm();
+    window.dispatchEvent(new Event("mailcall:reload"));
+  } catch (e) {
+    const err = asUiError(e);
+    showErrors(form, err.fields);
+    $("#account-error").textContent = err.message;
+  } finally {
+    $("#acct-save").disabled = false;
+  }
+}
+
+async function test() {
+  const form = $("#account-form");
+  const out = $("#test-result");
+  const data = formData();
+  showErrors(form, localErrors(data));
+  $("#account-error").textContent = "";
+  out.hidden = false;
+  out.replaceChildren(h("p", {}, "Connecting…"));
+  $("#acct-test").disabled = true;
+  try {
+    const r = await call("test_connection", { account: data });
+    const item = (ok, text) => h("li", { class: ok ? "yes" : "no" }, text);
+    out.replaceChildren(
+      h("ul", { id: "test-summary" },
+        item(r.tls, r.tls ? "TLS: encrypted" : "TLS: not encrypted"),
+        item(r.auth !== "no", `AUTH: ${r.auth}`),
+        item(r.etrn_advertised, r.etrn_advertised ? "ETRN advertised" : "ETRN not advertised")),
+      r.error ? h("p", { class: "error" }, r.error) : h("p", { class: "ok" }, "This account is ready to fetch."),
+      r.greeting ? h("p", { class: "hint" }, `Server: ${r.greeting}`) : null,
+      h("details", {}, h("summary", {}, "Transcript"), h("pre", {}, r.transcript.join("\n"))));
+  } catch (e) {
+    const err = asUiError(e);
+    showErrors(form, err.fields);
+    out.replaceChildren(h("p", { class: "error" }, err.message));
+  } finally {
+    $("#acct-test").disabled = false;
+  }
+}
+
+export function initAccounts() {
+  $("#add-account").addEventListener("click", () => openForm(null));
+  $("#add-domain").addEventListener("click", () => $("#domain-rows").append(domainRow()));
+  $("#acct-cancel").addEventListener("click", closeForm);
+  $("#account-form").addEventListener("submit", save);
+  $("#acct-test").addEventListener("click", test);
+  $("#acct-security").addEventListener("change", () => {
+    $("#acct-port").placeholder = $("#acct-security").value === "tls" ? "465" : "25";
+  });
+}

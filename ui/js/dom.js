@@ -1,0 +1,29 @@
+// Tiny DOM helpers. Text always goes in as text (mail subjects and server replies are untrusted).
+export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// Shows per-field messages next to the fields of `form` and marks the inputs.
+export function showErrors(form, fields = {}) {
+  for (const small of $$(".error[data-for]", form)) small.textContent = fields[small.dataset.for] || "";
+  for (const input of $$("input, select", form)) {
+    const key = input.dataset.field || input.name;
+    input.classList.toggle("invalid", Boolean(key && fields[key]));
+    if (key && fields[key]) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+}
