@@ -148,6 +148,12 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
         ca_file,
         domains,
     };
+    if account.security == Security::None && account.username.is_some() {
+        eprintln!(
+            "warning: account {} has a user name but --security none: Mailcall never sends a password unencrypted, so fetch will stop before AUTH. Use --security starttls or tls",
+            account.name
+        );
+    }
     // Keyring first: if it fails, the config file still matches what the keyring holds.
     store.save(&account).map_err(Failure::setup)?;
     if config.add_account(&account.name) {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::listener::PeerNet;
+
 /// The environment variable that overrides the config file's path.
 pub const CONFIG_ENV: &str = "MAILCALL_CONFIG";
 
@@ -83,6 +85,64 @@ pub struct Config {
     /// The accounts' names; their settings live in the OS keyring.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Offer STARTTLS to delivering ISPs (self-signed certificate unless `tls-cert` is set).
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// The listener's certificate chain (PEM); with `tls-key`. Default: a self-signed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The listener's private key (PEM), for `tls-cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Peers (addresses or CIDR networks) allowed to deliver; empty: any peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_peers: Vec<String>,
+    /// Recipients per message.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: u64,
+    /// Longest SMTP command line, in bytes.
+    #[serde(default = "default_max_line_length")]
+    pub max_line_length: u64,
+    /// 5xx replies after which a session is dropped.
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u64,
+    /// Connections at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    /// Connections at once from one peer address.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: u64,
+    /// Seconds to wait for an SMTP command.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: u64,
+    /// Seconds to wait for each piece of message data.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_recipients() -> u64 {
+    100
+}
+fn default_max_line_length() -> u64 {
+    4096
+}
+fn default_max_errors() -> u64 {
+    20
+}
+fn default_max_connections() -> u64 {
+    100
+}
+fn default_max_connections_per_peer() -> u64 {
+    20
+}
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_data_timeout() -> u64 {
+    600
 }
 
 fn default_listen() -> SocketAddr {
@@ -108,6 +168,17 @@ impl Default for Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             hostname: None,
             accounts: Vec::new(),
+            starttls: true,
+            tls_cert: None,
+            tls_key: None,
+            allowed_peers: Vec::new(),
+            max_recipients: default_max_recipients(),
+            max_line_length: default_max_line_length(),
+            max_errors: default_max_errors(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+            command_timeout: default_command_timeout(),
+            data_timeout: default_data_timeout(),
         }
     }
 }
@@ -120,6 +191,17 @@ pub const SETTING_KEYS: &[&str] = &[
     "max-wait",
     "max-message-size",
     "hostname",
+    "starttls",
+    "tls-cert",
+    "tls-key",
+    "allowed-peers",
+    "max-recipients",
+    "max-line-length",
+    "max-errors",
+    "max-connections",
+    "max-connections-per-peer",
+    "command-timeout",
+    "data-timeout",
 ];
 
 impl Config {
@@ -203,6 +285,18 @@ impl Config {
         for name in &self.accounts {
             crate::account::validate_name(name)?;
         }
+        for peer in &self.allowed_peers {
+            peer.parse::<PeerNet>()
+                .map_err(|e| format!("allowed-peers: {e}"))?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls-cert and tls-key go together: set both, or neither for a self-signed certificate".into());
+        }
+        for (key, value, min) in self.numeric_limits() {
+            if value < min {
+                return Err(format!("{key} must be at least {min}"));
+            }
+        }
         Ok(())
     }
 
@@ -247,6 +341,55 @@ impl Config {
                 }
                 self.hostname = Some(value.to_string())
             }
+            "starttls" => {
+                self.starttls = match value {
+                    "true" | "yes" | "on" => true,
+                    "false" | "no" | "off" => false,
+                    _ => return Err(bad("true or false")),
+                }
+            }
+            "tls-cert" | "tls-key" => {
+                let path = (!value.is_empty()).then(|| PathBuf::from(value));
+                if key == "tls-cert" {
+                    self.tls_cert = path
+                } else {
+                    self.tls_key = path
+                }
+            }
+            "allowed-peers" => {
+                let peers: Vec<String> = value
+                    .split([',', ' '])
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                for p in &peers {
+                    p.parse::<PeerNet>()
+                        .map_err(|e| ConfigError::BadSetting(format!("allowed-peers: {e}")))?;
+                }
+                self.allowed_peers = peers
+            }
+            _ if self.numeric_limits().iter().any(|(k, _, _)| *k == key) => {
+                let min = self
+                    .numeric_limits()
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, _, m)| *m)
+                    .unwrap_or(1);
+                let n: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= min)
+                    .ok_or_else(|| bad(&format!("a whole number, at least {min}")))?;
+                match key {
+                    "max-recipients" => self.max_recipients = n,
+                    "max-line-length" => self.max_line_length = n,
+                    "max-errors" => self.max_errors = n,
+                    "max-connections" => self.max_connections = n,
+                    "max-connections-per-peer" => self.max_connections_per_peer = n,
+                    "command-timeout" => self.command_timeout = n,
+                    _ => self.data_timeout = n,
+                }
+            }
             _ => {
                 return Err(ConfigError::BadSetting(format!(
                     "unknown setting {key:?}: the settings are {}",
@@ -255,6 +398,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The listener limits with their smallest sane values, for validation.
+    fn numeric_limits(&self) -> [(&'static str, u64, u64); 7] {
+        [
+            ("max-recipients", self.max_recipients, 1),
+            ("max-line-length", self.max_line_length, 512),
+            ("max-errors", self.max_errors, 1),
+            ("max-connections", self.max_connections, 1),
+            ("max-connections-per-peer", self.max_connections_per_peer, 1),
+            ("command-timeout", self.command_timeout, 1),
+            ("data-timeout", self.data_timeout, 1),
+        ]
     }
 
     /// The idle timeout as a duration.

@@ -13,3 +13,4 @@ pub mod listener;
 pub mod maildir;
 pub mod report;
 pub mod service;
+pub mod tls;

@@ -8,12 +8,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
 
 /// How many names `begin` tries when a name is already taken (another writer in the same µs).
 const NAME_ATTEMPTS: u32 = 16;
+/// The Maildir rule: a `tmp/` file untouched this long is abandoned, whoever wrote it.
+const STALE_AGE: Duration = Duration::from_secs(36 * 60 * 60);
+/// Entries of `tmp/` looked at per cleanup, so a directory flooded with junk cannot stall a start.
+const CLEAN_LIMIT: usize = 100_000;
 
 /// A Maildir (`tmp/`, `new/`, `cur/`) that messages are delivered into.
 #[derive(Debug, Clone)]
@@ -74,6 +78,61 @@ impl Maildir {
         Err(last_err.unwrap_or_else(|| io::Error::other("no unique Maildir name found")))
     }
 
+    /// Removes abandoned files from `tmp/`, as a Maildir writer should at start; returns how many.
+    ///
+    /// A file goes if it was last modified over 36 hours ago (anyone's), or if it is ours — this
+    /// host's name in its file name — and the process that wrote it (the `P<pid>` part) is gone:
+    /// a crash or `kill -9` mid-delivery. Such a message never got its 250, so the sender still
+    /// has it. Files of live writers (including this process) are left alone. The process check
+    /// needs `/proc` (Linux); without it only the age rule applies.
+    pub fn clean_stale_tmp(&self) -> io::Result<usize> {
+        let proc_available = Path::new("/proc/self").exists();
+        self.clean_stale_tmp_with(SystemTime::now(), |pid| {
+            !proc_available || pid == std::process::id() || pid_alive(pid)
+        })
+    }
+
+    /// `clean_stale_tmp` with the clock and the liveness check given, for tests.
+    fn clean_stale_tmp_with(
+        &self,
+        now: SystemTime,
+        alive: impl Fn(u32) -> bool,
+    ) -> io::Result<usize> {
+        let tmp = self.root.join("tmp");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&tmp)?.take(CLEAN_LIMIT) {
+            let entry = entry?;
+            let Ok(meta) = entry.metadata() else {
+                continue; // gone meanwhile
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > STALE_AGE);
+            let name = entry.file_name();
+            let orphan = writer_pid(&name.to_string_lossy(), &self.host).is_some_and(|p| !alive(p));
+            if !(old || orphan) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e,
+                        "cannot remove a stale file from the Maildir's tmp/");
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %tmp.display(), "removed stale files from tmp/");
+        }
+        Ok(removed)
+    }
+
     /// `<secs>.M<µs>P<pid>Q<n>`: the unique part of a Maildir name, without the host.
     fn unique_id(&self) -> String {
         let now = SystemTime::now()
@@ -88,6 +147,24 @@ impl Maildir {
             n
         )
     }
+}
+
+/// The writer's pid in a Maildir name of ours (`<secs>.M<µs>P<pid>Q<n>.<host>`); `None` for
+/// names of other hosts or other writers' formats.
+fn writer_pid(name: &str, host: &str) -> Option<u32> {
+    let (secs, rest) = name.split_once('.')?;
+    let (unique, name_host) = rest.split_once('.')?;
+    if name_host != host || secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (_, after_p) = unique.strip_prefix('M')?.split_once('P')?;
+    let (pid, _) = after_p.split_once('Q')?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid exists (Linux `/proc`).
+fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Maildir convention: the host part must not contain `/` (a path) or `:` (the info separator).
@@ -295,6 +372,81 @@ mod tests {
         }
         assert_eq!(paths.len(), 50);
         assert_eq!(entries(&dir.path().join("new")).len(), 50);
+    }
+
+    /// A tmp/ file with the given name and modification time.
+    fn tmp_file(md: &Maildir, name: &str, mtime: SystemTime) {
+        let file = std::fs::File::create(md.root().join("tmp").join(name)).unwrap();
+        file.set_modified(mtime).unwrap();
+    }
+
+    #[test]
+    fn stale_tmp_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        let now = SystemTime::now();
+        let hours = |h: u64| now - Duration::from_secs(h * 3600);
+        let host = md.host.clone();
+        let names = [
+            // Old, anyone's: goes.
+            ("1.M1P1Q1.otherhost".to_string(), hours(37), false),
+            // Recent, another host's, writer unknown: stays.
+            ("2.M1P999Q1.otherhost".to_string(), hours(1), true),
+            // Recent, ours, writer dead: goes.
+            (format!("3.M1P999Q1.{host}"), hours(1), false),
+            // Recent, ours, writer alive: stays.
+            (format!("4.M1P1000Q1.{host}"), hours(1), true),
+            // Old, ours, writer alive: goes (36 hours is the rule for all).
+            (format!("5.M1P1000Q2.{host}"), hours(40), false),
+            // Recent, not a Maildir name: stays.
+            ("junk".to_string(), hours(1), true),
+            (format!("x.M1P999Q1.{host}"), hours(1), true),
+        ];
+        for (name, mtime, _) in &names {
+            tmp_file(&md, name, *mtime);
+        }
+        std::fs::create_dir(dir.path().join("tmp").join("subdir")).unwrap();
+        let removed = md.clean_stale_tmp_with(now, |pid| pid == 1000).unwrap();
+        assert_eq!(removed, 3);
+        for (name, _, kept) in &names {
+            assert_eq!(dir.path().join("tmp").join(name).exists(), *kept, "{name}");
+        }
+        assert!(dir.path().join("tmp/subdir").is_dir());
+        assert_eq!(md.clean_stale_tmp_with(now, |pid| pid == 1000).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn real_cleanup_keeps_live_deliveries_and_removes_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        // In flight in this very process: must survive.
+        let mut live = md.begin().await.unwrap();
+        live.write(b"in flight").await.unwrap();
+        // Left by a process that is gone: a child we started and waited for.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let dead = format!("1700000000.M5P{dead_pid}Q1.{}", md.host);
+        tmp_file(&md, &dead, SystemTime::now());
+        assert_eq!(md.clean_stale_tmp().unwrap(), 1);
+        assert!(!dir.path().join("tmp").join(&dead).exists());
+        assert_eq!(entries(&dir.path().join("tmp")).len(), 1);
+        live.commit().await.unwrap();
+        assert_eq!(entries(&dir.path().join("new")).len(), 1);
+    }
+
+    #[test]
+    fn writer_pid_reads_our_names_only() {
+        assert_eq!(
+            writer_pid("17.M5P42Q3.host.example", "host.example"),
+            Some(42)
+        );
+        assert_eq!(writer_pid("17.M5P42Q3.other", "host.example"), None);
+        assert_eq!(writer_pid("17.M5P42Q3", "host.example"), None);
+        assert_eq!(writer_pid("17.M5Q3P42.host", "host"), None);
+        assert_eq!(writer_pid("17.P42.host", "host"), None);
+        assert_eq!(writer_pid("17.M5PxQ3.host", "host"), None);
+        assert_eq!(writer_pid("", "host"), None);
     }
 
     #[test]

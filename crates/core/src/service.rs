@@ -20,6 +20,7 @@ use crate::fetch::{self, FetchOptions};
 use crate::history::{History, SessionRecord, HISTORY_FILE};
 use crate::listener::{BindError, Listener, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
+use crate::tls;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -38,12 +39,40 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
-    /// The options a config file describes, with the history in the data directory.
+    /// The options a config file describes, with the history in the data directory. With
+    /// `starttls` on and no certificate configured, a self-signed one is made (once) in the
+    /// data directory's `tls/`.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut listener = ListenerSettings::new(config.hostname(), config.max_message_size);
+        let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        listener.max_recipients = clamp(config.max_recipients);
+        listener.max_line_length = clamp(config.max_line_length);
+        listener.max_errors = u32::try_from(config.max_errors).unwrap_or(u32::MAX);
+        listener.max_connections = clamp(config.max_connections);
+        listener.max_connections_per_peer = clamp(config.max_connections_per_peer);
+        listener.command_timeout = Duration::from_secs(config.command_timeout);
+        listener.data_timeout = Duration::from_secs(config.data_timeout);
+        if !config.allowed_peers.is_empty() {
+            let peers = config
+                .allowed_peers
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::BadSetting(format!("allowed-peers: {e}")))?;
+            listener.allowed_peers = Some(peers);
+        }
+        if config.starttls {
+            let tls = match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => tls::server_config_from_pem(cert, key),
+                _ => tls::self_signed(&config::data_dir()?.join("tls"), &config.hostname())
+                    .map(|(c, _)| c),
+            };
+            listener.tls = Some(tls.map_err(|e| ConfigError::BadSetting(e.to_string()))?);
+        }
         Ok(ServiceOptions {
             listen: config.listen,
             maildir: config.maildir_path()?,
-            listener: ListenerSettings::new(config.hostname(), config.max_message_size),
+            listener,
             fetch: FetchOptions {
                 trigger: String::new(),
                 idle_timeout: config.idle_timeout(),
@@ -184,6 +213,15 @@ pub async fn start(
         path: options.maildir.clone(),
         source,
     })?;
+    // Leftovers of a crash or power cut: never acknowledged, so the ISP still has them.
+    match maildir.clean_stale_tmp() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "removed {n} stale file(s) from {}/tmp",
+            options.maildir.display()
+        ),
+        Err(e) => tracing::warn!("cannot clean {}/tmp: {e}", options.maildir.display()),
+    }
     let listener = Listener::bind(options.listen).await?;
     let listen = listener.local_addr();
     let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));

@@ -3,19 +3,23 @@
 //! `session` holds the per-connection state machine, `policy` who may receive mail here,
 //! `reply` the wire form of our answers. Mail is acknowledged only once it is durable on disk.
 
+#[doc(hidden)]
+pub mod fuzzing;
+mod gate;
 mod policy;
 mod reply;
 mod session;
 #[cfg(test)]
 mod tests;
 
+pub use gate::{PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,16 +39,40 @@ pub struct ListenerSettings {
     pub command_timeout: Duration,
     /// How long to wait for each chunk of DATA.
     pub data_timeout: Duration,
+    /// Recipients per message; more get `452 4.5.3` (RFC 5321 asks servers to take at least 100).
+    pub max_recipients: usize,
+    /// The longest command line taken, without its CRLF; longer ones get `500 5.5.2` and are
+    /// skipped, never buffered.
+    pub max_line_length: usize,
+    /// Errors (5xx replies) after which a session is ended with `421 4.7.0`.
+    pub max_errors: u32,
+    /// Sessions at once, from all peers; beyond, `421 4.7.0` at connect.
+    pub max_connections: usize,
+    /// Sessions at once from one peer address; beyond, `421 4.7.0` at connect.
+    pub max_connections_per_peer: usize,
+    /// When set, only peers in these networks may deliver; others get `554 5.7.1` at connect.
+    pub allowed_peers: Option<Vec<PeerNet>>,
+    /// When set, STARTTLS is offered with this config (see `crate::tls`); `None`: no TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ListenerSettings {
-    /// Settings with RFC 5321's suggested timeouts: 5 minutes per command, 10 minutes per DATA read.
+    /// Settings with RFC 5321's suggested timeouts (5 minutes per command, 10 minutes per DATA
+    /// read), 100 recipients, 4096-byte command lines, 20 errors, 100 connections (20 per peer),
+    /// no allowlist, and no TLS.
     pub fn new(hostname: String, max_message_size: u64) -> Self {
         ListenerSettings {
             hostname,
             max_message_size,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
+            max_recipients: 100,
+            max_line_length: 4096,
+            max_errors: 20,
+            max_connections: 100,
+            max_connections_per_peer: 20,
+            allowed_peers: None,
+            tls: None,
         }
     }
 }
@@ -122,6 +150,26 @@ impl BindError {
     }
 }
 
+/// Answers a connection refused at connect and closes it, without a task or any waiting: the
+/// reply is a few bytes into an empty socket buffer, and a peer flooding us gets no more than that.
+fn turn_away(stream: TcpStream, peer: SocketAddr, refusal: gate::Refusal, host: &str) {
+    let reply = match refusal {
+        gate::Refusal::NotAllowed => {
+            tracing::info!(%peer, "peer not in the allowlist: refused");
+            reply::Reply::new(554, "5.7.1", format!("{host} Error: access denied"))
+        }
+        gate::Refusal::TooMany => {
+            tracing::warn!(%peer, "too many connections: refused");
+            reply::Reply::new(
+                421,
+                "4.7.0",
+                format!("{host} Error: too many connections, try again later"),
+            )
+        }
+    };
+    let _ = stream.try_write(reply.to_string().as_bytes());
+}
+
 /// The running binary's path for the `setcap` hint.
 fn current_exe_display() -> String {
     std::env::current_exe()
@@ -166,6 +214,11 @@ impl Listener {
             events: events.clone(),
             shutdown: shutdown.clone(),
         });
+        let gate = gate::Gate::new(
+            ctx.settings.allowed_peers.clone(),
+            ctx.settings.max_connections,
+            ctx.settings.max_connections_per_peer,
+        );
         let tracker = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
@@ -175,11 +228,19 @@ impl Listener {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let ticket = match gate.admit(peer.ip()) {
+                        Ok(ticket) => ticket,
+                        Err(refusal) => {
+                            turn_away(stream, peer, refusal, &ctx.settings.hostname);
+                            continue;
+                        }
+                    };
                     let _ = events.send(ListenerEvent::Connected { peer });
                     let ctx = Arc::clone(&ctx);
                     let events = events.clone();
                     tracker.spawn(async move {
                         session::run(stream, peer, ctx).await;
+                        drop(ticket);
                         let _ = events.send(ListenerEvent::Closed { peer });
                     });
                 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ParseError, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -21,12 +24,6 @@ use super::{ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::{Delivery, Maildir};
 use crate::report::MessageInfo;
 
-/// The longest command line we take, without its CRLF; longer lines are refused, never buffered.
-const MAX_LINE_LENGTH: usize = 4096;
-/// Recipients per message (RFC 5321 asks servers to take at least 100).
-const MAX_RECIPIENTS: usize = 100;
-/// Errors (5xx replies) after which we hang up on a peer that is clearly not a sane MTA.
-const MAX_ERRORS: u32 = 20;
 /// How much is read from the socket at once.
 const READ_CHUNK: usize = 16 * 1024;
 /// How much un-stuffed DATA is gathered before it goes to disk.
@@ -41,6 +38,70 @@ pub(crate) struct Context {
     pub(crate) maildir: Arc<Maildir>,
     pub(crate) events: mpsc::UnboundedSender<ListenerEvent>,
     pub(crate) shutdown: CancellationToken,
+}
+
+/// The peer's connection: plain TCP, or TLS after STARTTLS (`Gone` only mid-handshake).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl Conn {
+    fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection given up in a TLS handshake",
+    )
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 /// Where the session stands; the DATA phase runs inside `Session::data` and ends in `Greeted`.
@@ -63,18 +124,69 @@ enum State {
 enum Next {
     Continue,
     StartData,
+    StartTls,
     Close,
 }
 
 /// One complete input line, or the news that one was too long.
-enum Line {
+pub(crate) enum Line {
     Complete(Vec<u8>),
     TooLong,
+}
+
+/// Cuts command lines out of the input buffer; I/O-free.
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    /// Skipping the rest of an over-long line.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    /// Takes the next complete line from `buf[*start..]` (advancing `start`), without ever
+    /// holding more than one line's worth of an over-long one: `max` is the longest content
+    /// taken, CRLF not counted. `None` when no complete line is there yet.
+    pub(crate) fn next_line(&mut self, buf: &[u8], start: &mut usize, max: usize) -> Option<Line> {
+        loop {
+            let avail = &buf[*start..];
+            match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let line = avail[..=i].to_vec();
+                    *start += i + 1;
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    let content = line.strip_suffix(b"\n").unwrap_or(&line);
+                    let content = content.strip_suffix(b"\r").unwrap_or(content);
+                    if content.len() > max {
+                        return Some(Line::TooLong);
+                    }
+                    return Some(Line::Complete(line));
+                }
+                None => {
+                    if self.discarding {
+                        *start = buf.len();
+                        return None;
+                    }
+                    // +1: the CR of a line that is exactly at the limit may already be here.
+                    if avail.len() > max.saturating_add(1) {
+                        *start = buf.len();
+                        self.discarding = true;
+                        return Some(Line::TooLong);
+                    }
+                    // Not complete yet: keep it.
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Why a message that was read to its end is not stored.
 enum Refusal {
     TooBig,
+    /// A bare CR or LF in the data (see `Unstuffer`).
+    BareLineEnd,
     Storage(io::Error),
 }
 
@@ -89,14 +201,14 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     let mut session = Session {
         ctx,
         peer,
-        stream,
+        stream: Conn::Plain(stream),
         inbuf: Vec::with_capacity(READ_CHUNK),
         start: 0,
         out: Vec::new(),
         state: State::Connected,
         helo: None,
         errors: 0,
-        discarding: false,
+        lines: LineSplitter::default(),
     };
     session.serve().await;
 }
@@ -104,7 +216,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
 struct Session {
     ctx: Arc<Context>,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: Conn,
     /// Bytes read but not yet consumed start at `start`.
     inbuf: Vec<u8>,
     start: usize,
@@ -113,8 +225,7 @@ struct Session {
     state: State,
     helo: Option<Helo>,
     errors: u32,
-    /// Skipping the rest of an over-long line.
-    discarding: bool,
+    lines: LineSplitter,
 }
 
 impl Session {
@@ -135,6 +246,11 @@ impl Session {
                     Next::Close => {
                         let _ = self.flush().await;
                         return;
+                    }
+                    Next::StartTls => {
+                        if !self.start_tls().await {
+                            return;
+                        }
                     }
                     Next::StartData => {
                         if !self.data().await {
@@ -177,43 +293,9 @@ impl Session {
         }
     }
 
-    /// Takes the next complete line from the input, without ever holding more than one line's
-    /// worth of an over-long one.
     fn next_line(&mut self) -> Option<Line> {
-        loop {
-            let avail = &self.inbuf[self.start..];
-            match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let line = avail[..=i].to_vec();
-                    self.start += i + 1;
-                    if self.discarding {
-                        self.discarding = false;
-                        continue;
-                    }
-                    let content = line.strip_suffix(b"\n").unwrap_or(&line);
-                    let content = content.strip_suffix(b"\r").unwrap_or(content);
-                    if content.len() > MAX_LINE_LENGTH {
-                        return Some(Line::TooLong);
-                    }
-                    return Some(Line::Complete(line));
-                }
-                None => {
-                    let len = avail.len();
-                    self.start = self.inbuf.len();
-                    if self.discarding {
-                        return None;
-                    }
-                    // +1: the CR of a line that is exactly at the limit may already be here.
-                    if len > MAX_LINE_LENGTH + 1 {
-                        self.discarding = true;
-                        return Some(Line::TooLong);
-                    }
-                    // Not complete yet: keep it.
-                    self.start -= len;
-                    return None;
-                }
-            }
-        }
+        let max = self.ctx.settings.max_line_length;
+        self.lines.next_line(&self.inbuf, &mut self.start, max)
     }
 
     /// Drops consumed input and makes room for one more read.
@@ -236,13 +318,58 @@ impl Session {
         }
         // A peer that never reads must not pin the session forever.
         let wait = self.ctx.settings.command_timeout;
-        let result = timeout(wait, self.stream.write_all(&self.out)).await;
+        let stream = &mut self.stream;
+        let out = &self.out;
+        // flush: TLS holds written records until asked to send them.
+        let result = timeout(wait, async move {
+            stream.write_all(out).await?;
+            stream.flush().await
+        })
+        .await;
         self.out.clear();
         result.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
     }
 
+    /// After our `220` to STARTTLS: the handshake, then a fresh session (RFC 3207 4.2).
+    /// Returns whether the session goes on.
+    async fn start_tls(&mut self) -> bool {
+        if self.flush().await.is_err() {
+            return false;
+        }
+        // Whatever the peer sent after STARTTLS came in plaintext, open to a man in the middle:
+        // it is dropped, never read as commands inside TLS (CVE-2011-0411 and kin).
+        self.inbuf.clear();
+        self.start = 0;
+        self.lines = LineSplitter::default();
+        let Some(config) = self.ctx.settings.tls.clone() else {
+            return false;
+        };
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.stream, Conn::Gone) else {
+            return false;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let wait = self.ctx.settings.command_timeout;
+        match timeout(wait, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Conn::Tls(Box::new(tls));
+                // Nothing learned before TLS counts: the peer must say EHLO again.
+                self.state = State::Connected;
+                self.helo = None;
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
+                false
+            }
+            Err(_elapsed) => {
+                tracing::info!(peer = %self.peer, "TLS handshake timed out");
+                false
+            }
+        }
+    }
+
     fn check_errors(&mut self) -> Next {
-        if self.errors > MAX_ERRORS {
+        if self.errors > self.ctx.settings.max_errors {
             let host = &self.ctx.settings.hostname;
             let reply = Reply::new(421, "4.7.0", format!("{host} Error: too many errors"));
             self.push(reply);
@@ -271,13 +398,16 @@ impl Session {
         match request {
             Request::Ehlo { host } => {
                 self.greeted(&host, true);
-                let lines = vec![
+                let mut lines = vec![
                     settings.hostname.clone(),
                     "PIPELINING".into(),
                     format!("SIZE {}", settings.max_message_size),
                     "8BITMIME".into(),
                     "ENHANCEDSTATUSCODES".into(),
                 ];
+                if self.offers_tls() {
+                    lines.push("STARTTLS".into());
+                }
                 self.push(Reply::plain(250, lines));
             }
             Request::Helo { host } => {
@@ -327,7 +457,18 @@ impl Session {
                 "2.0.0",
                 "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
             )),
-            // Not offered (yet): STARTTLS, AUTH, CHUNKING and the rest.
+            // Not offered: STARTTLS without a certificate, AUTH, CHUNKING and the rest.
+            Request::StartTls if self.offers_tls() => {
+                if matches!(self.state, State::Connected) {
+                    self.push(need_helo());
+                } else {
+                    self.push(Reply::new(220, "2.0.0", "Ready to start TLS"));
+                    return Next::StartTls;
+                }
+            }
+            Request::StartTls if self.stream.is_tls() => {
+                self.push(Reply::new(503, "5.5.1", "Error: TLS already active"))
+            }
             Request::StartTls
             | Request::Auth { .. }
             | Request::Bdat { .. }
@@ -340,6 +481,11 @@ impl Session {
             }
         }
         Next::Continue
+    }
+
+    /// Whether STARTTLS is on offer: a certificate is configured and TLS is not on yet.
+    fn offers_tls(&self) -> bool {
+        self.ctx.settings.tls.is_some() && !self.stream.is_tls()
     }
 
     fn greeted(&mut self, host: &str, esmtp: bool) {
@@ -365,7 +511,7 @@ impl Session {
             State::Mail { .. } => 0,
             State::Rcpt { recipients, .. } => recipients.len(),
         };
-        if count >= MAX_RECIPIENTS {
+        if count >= self.ctx.settings.max_recipients {
             return Reply::new(452, "4.5.3", "Error: too many recipients");
         }
         if address.is_empty() {
@@ -445,6 +591,10 @@ impl Session {
         loop {
             let consumed = unstuffer.feed(&self.inbuf[self.start..]);
             self.start += consumed;
+            if unstuffer.saw_bare_line_end() && writer.refusal.is_none() {
+                // Read on to the end, store nothing: the tmp/ file goes now.
+                writer.refuse(Refusal::BareLineEnd).await;
+            }
             if unstuffer.is_done() || unstuffer.ready().len() >= WRITE_CHUNK {
                 writer.put(unstuffer.ready()).await;
                 unstuffer.clear_ready();
@@ -508,6 +658,16 @@ impl Session {
                 self.push(too_big());
                 true
             }
+            Err(Refusal::BareLineEnd) => {
+                tracing::warn!(peer = %self.peer, "message with a bare CR or LF refused");
+                self.push(Reply::new(
+                    550,
+                    "5.5.2",
+                    "Error: bare CR or LF in message data; every line must end in CRLF \
+                     (RFC 5321 2.3.8). Nothing was stored",
+                ));
+                true
+            }
             Err(Refusal::Storage(e)) => {
                 tracing::warn!(error = %e, "storing a message in the Maildir failed");
                 self.push(storage_error(&e));
@@ -519,7 +679,15 @@ impl Session {
     /// `Return-Path:` and `Received:`, each line ending in CRLF.
     fn trace_headers(&self, sender: &str, recipients: &[String], id: &str) -> String {
         let (helo, with) = match &self.helo {
-            Some(h) => (h.name.as_str(), if h.esmtp { "ESMTP" } else { "SMTP" }),
+            // RFC 3848: ESMTPS when the mail came over TLS.
+            Some(h) => (
+                h.name.as_str(),
+                match (h.esmtp, self.stream.is_tls()) {
+                    (true, true) => "ESMTPS",
+                    (true, false) => "ESMTP",
+                    (false, _) => "SMTP",
+                },
+            ),
             None => ("unknown", "SMTP"),
         };
         let host = &self.ctx.settings.hostname;
@@ -538,23 +706,35 @@ impl Session {
     }
 }
 
-/// DATA un-stuffing on top of smtp-proto's `DataReceiver`, drained in pieces as input arrives.
+/// DATA un-stuffing on top of smtp-proto's `DataReceiver`, drained in pieces as input arrives,
+/// and the watch for line ends that are not CRLF.
 ///
 /// smtp-proto 0.2.5 ends a message only on CRLF "." CRLF: a bare "\n.\n", "\n.\r\n" or
-/// "\r.\r\n" is kept as data (its own smuggling tests, and ours), and "\r\n.." becomes "\r\n.".
-/// Bare CR and LF elsewhere are stored as they came; refusing them (like Postfix's
-/// `smtpd_forbid_bare_newline`) comes with the hardening work. One quirk: a line "." followed by
-/// several CRs and LF (".\r\r\n") also ends the message, keeping a stray CR — harmless for
-/// smuggling, since a sender's dot-stuffing turns such a line into "..\r\r\n".
-struct Unstuffer {
+/// "\r.\r\n" is kept as data, and "\r\n.." becomes "\r\n.". So no bare line end can end a
+/// message early or start a second one here.
+///
+/// Bare CR and bare LF are nonetheless refused: a message that holds one gets `550 5.5.2` once
+/// its end is read, and nothing is stored. Why reject rather than normalise: real MTAs (the ISP's
+/// Postfix, Exim, Sendmail) always send CRLF, so a bare line end only comes from a broken or
+/// hostile client — the SMTP-smuggling pattern (CVE-2023-51764/51765/51766), where a different
+/// reading of the same bytes by two servers injects a second message. Rejecting means no reading
+/// of what we store can disagree with ours; normalising would rewrite what the sender signed
+/// (DKIM). Sendmail 8.18 and Postfix's `smtpd_forbid_bare_newline = reject` do the same.
+/// One quirk of the receiver: a line "." followed by several CRs and LF (".\r\r\n") also ends
+/// the message — it holds a bare CR, so it is refused as well.
+pub(crate) struct Unstuffer {
     receiver: DataReceiver,
     /// Un-stuffed bytes not handed out yet.
     buf: Vec<u8>,
     done: bool,
+    /// The last raw byte consumed (LF at first: the one that ended "DATA").
+    prev: u8,
+    /// A CR not followed by LF, or an LF not preceded by CR, was consumed.
+    bare_line_end: bool,
 }
 
 impl Unstuffer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut receiver = DataReceiver::new();
         let mut buf = Vec::with_capacity(WRITE_CHUNK + READ_CHUNK);
         // The receiver starts as if mid-line; feeding it the CRLF that ended "DATA" makes a
@@ -565,33 +745,50 @@ impl Unstuffer {
             receiver,
             buf,
             done: false,
+            prev: b'\n',
+            bare_line_end: false,
         }
     }
 
     /// Takes input up to the end of the message; returns how many bytes it consumed.
-    fn feed(&mut self, input: &[u8]) -> usize {
+    pub(crate) fn feed(&mut self, input: &[u8]) -> usize {
         if self.done {
             return 0;
         }
         let mut iter = input.iter();
         self.done = self.receiver.ingest(&mut iter, &mut self.buf);
-        input.len() - iter.as_slice().len()
+        let consumed = input.len() - iter.as_slice().len();
+        if !self.bare_line_end {
+            for &b in &input[..consumed] {
+                if (b == b'\n' && self.prev != b'\r') || (self.prev == b'\r' && b != b'\n') {
+                    self.bare_line_end = true;
+                    break;
+                }
+                self.prev = b;
+            }
+        }
+        consumed
     }
 
     /// Whether the end-of-data marker was seen.
-    fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Whether the data so far held a bare CR or bare LF (the message is then refused).
+    pub(crate) fn saw_bare_line_end(&self) -> bool {
+        self.bare_line_end
     }
 
     /// The bytes that are final. Until the end, the last byte is held back: the receiver takes
     /// a CR back out of its buffer when the LF of a split CRLF "." CRLF arrives later.
-    fn ready(&self) -> &[u8] {
+    pub(crate) fn ready(&self) -> &[u8] {
         let keep = usize::from(!self.done && !self.buf.is_empty());
         &self.buf[..self.buf.len() - keep]
     }
 
     /// Forgets what `ready` returned.
-    fn clear_ready(&mut self) {
+    pub(crate) fn clear_ready(&mut self) {
         let n = self.ready().len();
         self.buf.drain(..n);
     }
@@ -732,6 +929,12 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes, draining after every piece.
     fn unstuff(input: &[u8], step: usize) -> (Vec<u8>, usize) {
+        let (out, pos, _) = unstuff_checked(input, step);
+        (out, pos)
+    }
+
+    /// Like `unstuff`, also saying whether a bare line end was seen.
+    fn unstuff_checked(input: &[u8], step: usize) -> (Vec<u8>, usize, bool) {
         let mut u = Unstuffer::new();
         let mut out = Vec::new();
         let mut pos = 0;
@@ -742,7 +945,35 @@ mod tests {
             u.clear_ready();
         }
         assert!(u.is_done(), "end of data not seen in {input:?}");
-        (out, pos)
+        (out, pos, u.saw_bare_line_end())
+    }
+
+    #[test]
+    fn bare_line_ends_are_seen_in_any_piece_size() {
+        let cases: &[(&[u8], bool)] = &[
+            (b".\r\n", false),
+            (b"a\r\nb\r\n\r\n.\r\n", false),
+            (b"a\nb\r\n.\r\n", true),
+            (b"a\rb\r\n.\r\n", true),
+            (b"a\r\r\n.\r\n", true),
+            (b"\n.\r\n\r\n.\r\n", true),
+            (b"x\n.\r\n.\r\n", true),
+            (b"x\r.\r\n.\r\n", true),
+            (b"x\n.\n\r\n.\r\n", true),
+            (b"x\r\n.\r\r\n", true),
+            (b"\r\n.\r\n", false),
+        ];
+        for (input, bare) in cases {
+            for step in 1..=input.len() {
+                let (_, consumed, seen) = unstuff_checked(input, step);
+                assert_eq!(seen, *bare, "input {input:?} in pieces of {step}");
+                assert_eq!(consumed, input.len(), "input {input:?}");
+            }
+        }
+        // What comes after the end is not data, and not judged.
+        let mut u = Unstuffer::new();
+        u.feed(b"ok\r\n.\r\nbare\nafter\r");
+        assert!(u.is_done() && !u.saw_bare_line_end());
     }
 
     #[test]

@@ -109,13 +109,22 @@ struct Client {
 impl Client {
     /// Connects and checks the greeting.
     async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut c = Client {
-            stream,
-            buf: Vec::new(),
-        };
+        let mut c = Client::connect_from(addr, "127.0.0.1").await;
         c.expect("220 mx.test ESMTP").await;
         c
+    }
+
+    /// Connects from a given loopback address (all of 127/8 is local on Linux); reads nothing.
+    async fn connect_from(addr: SocketAddr, local: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(local.parse().unwrap(), 0))
+            .unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -368,6 +377,142 @@ async fn too_many_recipients_get_452() {
 }
 
 #[tokio::test]
+async fn recipient_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_recipients = 3;
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    for i in 0..3 {
+        c.cmd(&format!("RCPT TO:<u{i}@example.com>"), "250 2.1.5")
+            .await;
+    }
+    c.cmd("RCPT TO:<u3@example.com>", "452 4.5.3").await;
+    // The message still goes to the three taken.
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: three\r\n\r\nhi\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    let info = server.stored().await;
+    assert_eq!(info.recipients.len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn line_length_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_line_length = 100;
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let mut line = b"NOOP ".to_vec();
+    line.resize(100, b'x');
+    line.extend_from_slice(b"\r\n");
+    c.send(&line).await;
+    c.expect("250 2.0.0").await;
+    let mut line = b"NOOP ".to_vec();
+    line.resize(101, b'x');
+    line.extend_from_slice(b"\r\n");
+    c.send(&line).await;
+    c.expect("500 5.5.2 Line too long").await;
+    // 100 KB without a newline: one refusal, nothing buffered, the session goes on.
+    c.send(&vec![b'A'; 100 * 1024]).await;
+    c.expect("500 5.5.2 Line too long").await;
+    c.send(b"\r\nNOOP\r\n").await;
+    c.expect("250 2.0.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn error_limit_is_configurable() {
+    let mut s = settings(10_000_000);
+    s.max_errors = 3;
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.send("GARBAGE\r\n".repeat(10).as_bytes()).await;
+    for _ in 0..4 {
+        c.expect("500 5.5.2").await;
+    }
+    c.expect("421 4.7.0 mx.test Error: too many errors").await;
+    c.expect_eof().await;
+    // Others are not affected.
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("NOOP", "250").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connection_limit_answers_421_at_connect() {
+    let mut s = settings(10_000_000);
+    s.max_connections = 2;
+    let mut server = start(s, &["example.com"]).await;
+    let first = Client::connect(server.addr).await;
+    let _second = Client::connect(server.addr).await;
+    for _ in 0..3 {
+        let mut c = Client::connect_from(server.addr, "127.0.0.3").await;
+        c.expect("421 4.7.0 mx.test Error: too many connections")
+            .await;
+        c.expect_eof().await;
+    }
+    // A slot freed is a slot usable again.
+    drop(first);
+    server.closed().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn per_peer_limit_answers_421_to_that_peer_only() {
+    let mut s = settings(10_000_000);
+    s.max_connections_per_peer = 2;
+    let server = start(s, &["example.com"]).await;
+    let _a = Client::connect(server.addr).await;
+    let _b = Client::connect(server.addr).await;
+    let mut c = Client::connect_from(server.addr, "127.0.0.1").await;
+    c.expect("421 4.7.0").await;
+    c.expect_eof().await;
+    let mut other = Client::connect_from(server.addr, "127.0.0.2").await;
+    other.expect("220 mx.test").await;
+    other.cmd("NOOP", "250").await;
+    server.stop().await;
+}
+
+#[test]
+fn default_limits_are_safe() {
+    let s = ListenerSettings::new("mx.test".into(), 42);
+    assert_eq!(s.max_recipients, 100);
+    assert_eq!(s.max_line_length, 4096);
+    assert_eq!(s.max_errors, 20);
+    assert_eq!(s.max_connections, 100);
+    assert_eq!(s.max_connections_per_peer, 20);
+    assert!(s.allowed_peers.is_none());
+}
+
+#[tokio::test]
+async fn allowlist_refuses_other_peers_with_554() {
+    let mut s = settings(10_000_000);
+    s.allowed_peers = Some(vec![
+        "127.0.0.2/32".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    ]);
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect_from(server.addr, "127.0.0.1").await;
+    c.expect("554 5.7.1 mx.test Error: access denied").await;
+    c.expect_eof().await;
+    let mut ok = Client::connect_from(server.addr, "127.0.0.2").await;
+    ok.expect("220 mx.test").await;
+    ok.ehlo().await;
+    ok.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    ok.cmd("RCPT TO:<a@example.com>", "250").await;
+    ok.cmd("DATA", "354").await;
+    ok.send(b"Subject: allowed\r\n\r\nhi\r\n.\r\n").await;
+    ok.expect("250 2.0.0").await;
+    assert_eq!(server.stored().await.subject.as_deref(), Some("allowed"));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn oversize_by_size_parameter_is_refused() {
     let server = start(settings(1000), &["example.com"]).await;
     let mut c = Client::connect(server.addr).await;
@@ -557,32 +702,67 @@ async fn dropped_connection_mid_data_keeps_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bare_lf_dot_does_not_end_the_message() {
-    let mut server = start(settings(10_000_000), &["example.com"]).await;
-    let mut c = Client::connect(server.addr).await;
-    c.ehlo().await;
+/// Sends one message and returns the reply to its end of data.
+async fn deliver(c: &mut Client, data: &[u8]) -> String {
     c.cmd("MAIL FROM:<a@isp.org>", "250").await;
     c.cmd("RCPT TO:<a@example.com>", "250").await;
     c.cmd("DATA", "354").await;
-    c.send(
-        b"Subject: smuggle\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
-          DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n.\r\n",
-    )
-    .await;
-    c.expect("250 2.0.0").await;
-    c.cmd("NOOP", "250 2.0.0").await;
+    c.send(data).await;
+    c.reply().await
+}
+
+#[tokio::test]
+async fn smuggling_attempts_are_refused_whole_and_nothing_injected() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // Each hides a complete second transaction behind an end marker that is not CRLF.CRLF. A
+    // server that took the fake marker would store two messages (one for b@); we store none.
+    for fake_end in [
+        &b"\n.\r\n"[..],
+        b"\n.\n",
+        b"\r.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+    ] {
+        let mut data = b"Subject: smuggle\r\n\r\nhello".to_vec();
+        data.extend_from_slice(fake_end);
+        data.extend_from_slice(
+            b"MAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n\
+              Subject: injected\r\n\r\nsmuggled\r\n.\r\n",
+        );
+        let reply = deliver(&mut c, &data).await;
+        assert!(
+            reply.starts_with("550 5.5.2 Error: bare CR or LF"),
+            "{fake_end:?}: {reply:?}"
+        );
+        // Nothing stored, nothing left behind; the next command is a command again.
+        assert!(server.maildir("new").is_empty(), "{fake_end:?}");
+        assert!(server.maildir("tmp").is_empty(), "{fake_end:?}");
+        c.cmd("NOOP", "250 2.0.0").await;
+    }
+    // A bare LF anywhere in the body, even harmless, refuses the message the same way.
+    let reply = deliver(&mut c, b"Subject: lf\n\nbody\r\n.\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    let reply = deliver(&mut c, b"Subject: cr\r\n\r\nbo\rdy\r\n.\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    // ".\r\r\n" ends the data (a receiver quirk) but holds a bare CR: refused, not stored.
+    let reply = deliver(&mut c, b"Subject: q\r\n\r\nx\r\n.\r\r\n").await;
+    assert!(reply.starts_with("550 5.5.2"), "{reply:?}");
+    // The session still takes a normal message, and only that one is stored.
+    let reply = deliver(&mut c, b"Subject: normal\r\n\r\nfine\r\n.\r\n").await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply:?}");
+    c.cmd("QUIT", "221").await;
     let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("normal"));
     assert_eq!(info.recipients, ["a@example.com"]);
-    let text = read(&info.path);
-    assert!(
-        text.ends_with(
-            "\r\n\r\nhello\n.\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<b@example.com>\r\n\
-             DATA\r\nsmuggled\n.\nstill data\r.\r\nend\r\n"
-        ),
-        "{text:?}"
-    );
     assert_eq!(server.maildir("new").len(), 1);
+    assert!(read(&info.path).ends_with("\r\n\r\nfine\r\n"));
+    // And a new connection too.
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let reply = deliver(&mut c, b"Subject: again\r\n\r\nok\r\n.\r\n").await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply:?}");
     server.stop().await;
 }
 
@@ -702,4 +882,150 @@ fn settings_defaults() {
     assert_eq!(s.command_timeout, Duration::from_secs(300));
     assert_eq!(s.data_timeout, Duration::from_secs(600));
     assert_eq!(s.max_message_size, 42);
+}
+
+/// A listener with STARTTLS (a fresh self-signed certificate for `mx.test`) and a TLS client
+/// config that trusts exactly that certificate.
+async fn start_tls_server() -> (Server, Arc<rustls::ClientConfig>, tempfile::TempDir) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = tempfile::tempdir().unwrap();
+    let (config, cert_path) = crate::tls::self_signed(certs.path(), "mx.test").unwrap();
+    let mut s = settings(10_000_000);
+    s.tls = Some(config);
+    let server = start(s, &["example.com"]).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&cert_path).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, Arc::new(client), certs)
+}
+
+/// The TLS client side after the server's `220` to STARTTLS.
+async fn handshake(
+    c: Client,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    assert!(c.buf.is_empty(), "plaintext after the 220: {:?}", c.buf);
+    let name = rustls::pki_types::ServerName::try_from("mx.test").unwrap();
+    timeout(
+        DEADLINE,
+        tokio_rustls::TlsConnector::from(config).connect(name, c.stream),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap()
+}
+
+/// Reads one reply from a TLS stream.
+async fn tls_reply(s: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        let mut chunk = [0u8; 4096];
+        let n = timeout(DEADLINE, s.read(&mut chunk))
+            .await
+            .expect("no reply in time")
+            .unwrap();
+        assert!(n > 0, "closed; so far {text:?}");
+        text.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        if let Some(last) = text.trim_end_matches("\r\n").rsplit("\r\n").next() {
+            if text.ends_with("\r\n") && last.as_bytes().get(3) == Some(&b' ') {
+                return text;
+            }
+        }
+    }
+    panic!("reply never ended: {text:?}");
+}
+
+async fn tls_cmd(
+    s: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    line: &str,
+    prefix: &str,
+) -> String {
+    s.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    let reply = tls_reply(s).await;
+    assert!(
+        reply.starts_with(prefix),
+        "{line}: expected {prefix:?}, got {reply:?}"
+    );
+    reply
+}
+
+#[tokio::test]
+async fn starttls_then_fresh_ehlo_and_delivery() {
+    let (mut server, client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.cmd("STARTTLS", "503 5.5.1").await; // EHLO first
+    let ehlo = c.cmd("EHLO client.test", "250-mx.test").await;
+    assert!(ehlo.contains("\r\n250 STARTTLS\r\n"), "{ehlo}");
+    c.cmd("MAIL FROM:<before@tls.org>", "250").await;
+    c.cmd("STARTTLS", "220 2.0.0").await;
+    let mut tls = handshake(c, client).await;
+    // The old session is forgotten: no sender, no greeting.
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "503 5.5.1").await;
+    let ehlo = tls_cmd(&mut tls, "EHLO client.test", "250-mx.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    tls_cmd(&mut tls, "STARTTLS", "503 5.5.1 Error: TLS already active").await;
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    tls_cmd(&mut tls, "RCPT TO:<a@example.com>", "250 2.1.5").await;
+    tls_cmd(&mut tls, "DATA", "354").await;
+    tls.write_all(b"Subject: over tls\r\n\r\nsecret body\r\n.\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    assert!(tls_reply(&mut tls).await.starts_with("250 2.0.0"));
+    tls_cmd(&mut tls, "QUIT", "221").await;
+    let info = server.stored().await;
+    assert_eq!(info.subject.as_deref(), Some("over tls"));
+    assert_eq!(info.sender, "a@isp.org");
+    let text = read(&info.path);
+    assert!(text.contains("with ESMTPS id"), "{text}");
+    assert!(text.ends_with("\r\n\r\nsecret body\r\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_starttls_are_discarded() {
+    let (server, client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    // An attacker in the path appends commands to the plaintext STARTTLS packet.
+    c.send(b"STARTTLS\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<a@example.com>\r\n")
+        .await;
+    c.expect("220 2.0.0").await;
+    let mut tls = handshake(c, client).await;
+    tls_cmd(&mut tls, "EHLO client.test", "250-").await;
+    // Had the injected MAIL been run inside TLS, this would be accepted.
+    tls_cmd(&mut tls, "RCPT TO:<a@example.com>", "503 5.5.1").await;
+    tls_cmd(&mut tls, "MAIL FROM:<a@isp.org>", "250 2.1.0").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_certificate_no_starttls() {
+    let server = start(settings(10_000_000), &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    let ehlo = c.cmd("EHLO client.test", "250-").await;
+    assert!(!ehlo.contains("STARTTLS"));
+    c.cmd("STARTTLS", "502 5.5.1").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_handshake_ends_only_that_session() {
+    let (server, _client, _certs) = start_tls_server().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("STARTTLS", "220").await;
+    c.send(b"this is not a TLS ClientHello\r\n").await;
+    c.expect_eof().await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    server.stop().await;
 }

@@ -1,0 +1,277 @@
+//! Who may open a session at all: the optional peer allowlist (CIDR networks) and the limits on
+//! concurrent connections, overall and per peer address. Decided at connect, before the greeting.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+/// An IPv4 or IPv6 network in CIDR form (`192.0.2.0/24`, `2001:db8::/32`); a bare address is a
+/// network of one (`/32` or `/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerNet {
+    /// The network address, host bits cleared.
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// A peer network that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not a peer address or network: write an IPv4 or IPv6 address, optionally with \
+     a prefix length, such as `192.0.2.10`, `192.0.2.0/24` or `2001:db8::/32`"
+)]
+pub struct PeerNetError {
+    input: String,
+}
+
+impl PeerNet {
+    /// The network `addr/prefix`; host bits of `addr` are cleared. `None` if the prefix is longer
+    /// than the address (32 for IPv4, 128 for IPv6).
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let addr = match addr {
+            IpAddr::V4(a) if prefix <= 32 => {
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask_v4(prefix)))
+            }
+            IpAddr::V6(a) if prefix <= 128 => {
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask_v6(prefix)))
+            }
+            _ => return None,
+        };
+        Some(PeerNet { addr, prefix })
+    }
+
+    /// Whether `ip` lies in this network. IPv4-mapped IPv6 peers (`::ffff:192.0.2.1`, as a
+    /// dual-stack socket reports IPv4 clients) are judged by their IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask_v4(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                u128::from(ip) & mask_v6(self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask_v6(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl FromStr for PeerNet {
+    type Err = PeerNetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PeerNetError {
+            input: s.to_owned(),
+        };
+        let text = s.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would also take `+24`.
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().map_err(|_| err())?
+            }
+            Some(_) => return Err(err()),
+            None => max,
+        };
+        PeerNet::new(addr, prefix).ok_or_else(err)
+    }
+}
+
+impl fmt::Display for PeerNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Why a connection was turned away at connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not on the allowlist: 554 5.7.1.
+    NotAllowed,
+    /// Too many connections in all, or from this address: 421 4.7.0.
+    TooMany,
+}
+
+/// Counts live sessions; each admitted connection holds a `Ticket` that gives its slot back.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    allowed: Option<Vec<PeerNet>>,
+    max_total: usize,
+    max_per_peer: usize,
+    counts: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// A live session's slot; dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    ip: IpAddr,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Gate {
+    pub(crate) fn new(
+        allowed: Option<Vec<PeerNet>>,
+        max_total: usize,
+        max_per_peer: usize,
+    ) -> Self {
+        Gate {
+            allowed,
+            max_total,
+            max_per_peer,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Admits `ip` (taking a slot) or says why not.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
+        let ip = ip.to_canonical();
+        if let Some(nets) = &self.allowed {
+            if !nets.iter().any(|net| net.contains(ip)) {
+                return Err(Refusal::NotAllowed);
+            }
+        }
+        // A poisoned lock only means another session panicked mid-update of two integers.
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = counts.per_peer.get(&ip).copied().unwrap_or(0);
+        if counts.total >= self.max_total || mine >= self.max_per_peer {
+            return Err(Refusal::TooMany);
+        }
+        counts.total += 1;
+        counts.per_peer.insert(ip, mine + 1);
+        Ok(Ticket {
+            ip,
+            counts: Arc::clone(&self.counts),
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_peer.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_peer.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_normalises_networks() {
+        let net: PeerNet = "192.0.2.77/24".parse().unwrap();
+        assert_eq!(net.to_string(), "192.0.2.0/24");
+        assert_eq!(
+            "10.1.2.3".parse::<PeerNet>().unwrap().to_string(),
+            "10.1.2.3/32"
+        );
+        assert_eq!(
+            "2001:db8::1/32".parse::<PeerNet>().unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!("::1".parse::<PeerNet>().unwrap().to_string(), "::1/128");
+        assert_eq!(
+            " 0.0.0.0/0 ".parse::<PeerNet>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        for bad in [
+            "",
+            "/24",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/+8",
+            "10.0.0.0/-1",
+            "10.0.0/8",
+            "host.example",
+            "10.0.0.0/8/9",
+            "10.0.0.0/0008",
+            "[::1]",
+        ] {
+            let err = bad.parse::<PeerNet>().unwrap_err();
+            assert!(err.to_string().contains("192.0.2.0/24"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn membership() {
+        let net: PeerNet = "192.0.2.0/24".parse().unwrap();
+        assert!(net.contains(ip("192.0.2.0")));
+        assert!(net.contains(ip("192.0.2.255")));
+        assert!(net.contains(ip("::ffff:192.0.2.9")));
+        assert!(!net.contains(ip("192.0.3.0")));
+        assert!(!net.contains(ip("::1")));
+        let all4: PeerNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all4.contains(ip("255.255.255.255")));
+        assert!(!all4.contains(ip("2001:db8::1")));
+        let v6: PeerNet = "2001:db8:abcd::/48".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:abcd:ffff::1")));
+        assert!(!v6.contains(ip("2001:db8:abce::1")));
+        let one: PeerNet = "2001:db8::5".parse().unwrap();
+        assert!(one.contains(ip("2001:db8::5")));
+        assert!(!one.contains(ip("2001:db8::6")));
+        let odd: PeerNet = "10.0.0.0/9".parse().unwrap();
+        assert!(odd.contains(ip("10.127.255.255")));
+        assert!(!odd.contains(ip("10.128.0.0")));
+    }
+
+    #[test]
+    fn gate_counts_and_frees_slots() {
+        let gate = Gate::new(None, 3, 2);
+        let a1 = gate.admit(ip("10.0.0.1")).unwrap();
+        let _a2 = gate.admit(ip("::ffff:10.0.0.1")).unwrap();
+        assert_eq!(gate.admit(ip("10.0.0.1")).unwrap_err(), Refusal::TooMany);
+        let _b1 = gate.admit(ip("10.0.0.2")).unwrap();
+        assert_eq!(gate.admit(ip("10.0.0.3")).unwrap_err(), Refusal::TooMany);
+        drop(a1);
+        let _c1 = gate.admit(ip("10.0.0.3")).unwrap();
+        assert_eq!(gate.admit(ip("10.0.0.1")).unwrap_err(), Refusal::TooMany);
+    }
+
+    #[test]
+    fn gate_allowlist() {
+        let nets = vec!["192.0.2.0/24".parse().unwrap(), "::1".parse().unwrap()];
+        let gate = Gate::new(Some(nets), 10, 10);
+        assert!(gate.admit(ip("192.0.2.1")).is_ok());
+        assert!(gate.admit(ip("::1")).is_ok());
+        assert_eq!(
+            gate.admit(ip("127.0.0.1")).unwrap_err(),
+            Refusal::NotAllowed
+        );
+        let empty = Gate::new(Some(Vec::new()), 10, 10);
+        assert_eq!(
+            empty.admit(ip("192.0.2.1")).unwrap_err(),
+            Refusal::NotAllowed
+        );
+    }
+}
