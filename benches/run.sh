@@ -38,6 +38,8 @@ PIDS=()
 POSTFIX_CONFS=()
 WORK=""
 cleanup() {
+    PS4='+ $EPOCHREALTIME '; [ -n "${BENCH_TRACE:-}" ] && set -x
+    log "cleaning up"
     local pid i
     for conf in "${POSTFIX_CONFS[@]}"; do
         timeout 30 postfix -c "$conf" stop >/dev/null 2>&1 || true
