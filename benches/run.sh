@@ -1,0 +1,638 @@
+#!/usr/bin/env bash
+# Mailcall benchmarks side by side with Postfix (issue 6): listener throughput, ETRN drain time,
+# memory for one 100 MB message, idle cost. Installs what it needs (Debian, root), builds Mailcall
+# in release, runs every measurement BENCH_RUNS times (default 3) and prints one Markdown table:
+# median (min–max) per row, and the ratio to the peer measured in the same run.
+#
+# Usage: benches/run.sh            (from anywhere in a clone; about 5 minutes plus the build)
+# Knobs: BENCH_RUNS=3 BENCH_IDLE_SECS=60 BENCH_KEEP=1 (keep the work dir) BENCH_SKIP_SETUP=1
+#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4" (rows to measure)
+#
+# Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
+# by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${BENCH_RUNS:-3}
+IDLE_SECS=${BENCH_IDLE_SECS:-60}
+ONLY=${BENCH_ONLY:-1 2 3 4}
+N=2000              # messages per throughput/drain run
+SIZE=10240          # bytes of payload per message
+SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
+BIG=$((100 * 1024 * 1024))
+DOMAIN=bench.test
+RCPT=user@$DOMAIN
+SENDER=sender@outside.test
+KEYRING_PW=mailcall-bench-unlock
+
+T_START=$EPOCHREALTIME
+log() { printf '[%6.1fs] %s\n' "$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every one we start is tracked and killed by PID at exit.
+PIDS=()
+POSTFIX_CONFS=()
+WORK=""
+cleanup() {
+    PS4='+ $EPOCHREALTIME '; [ -n "${BENCH_TRACE:-}" ] && set -x
+    log "cleaning up"
+    local pid i
+    for conf in "${POSTFIX_CONFS[@]}"; do
+        timeout 30 postfix -c "$conf" stop >/dev/null 2>&1 || true
+    done
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for conf in "${POSTFIX_CONFS[@]}"; do
+        pid=$(cat "$conf/../queue/pid/master.pid" 2>/dev/null | tr -d ' ')
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "${BENCH_KEEP:-}" = 1 ]; then
+            log "kept the work directory $WORK"
+        else
+            rm -rf "$WORK"
+            log "removed the work directory"
+        fi
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one tracked process by PID: TERM, up to 10 s, then KILL.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    local p i
+    for i in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found in 200 tries"
+}
+
+# Waits (up to $2 seconds) until something accepts connections on 127.0.0.1:$1.
+wait_port() {
+    local port=$1 limit=$2 i
+    for i in $(seq 1 $((limit * 20))); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "nothing listens on 127.0.0.1:$port after ${limit} s"
+}
+
+files_in() { find "$1" -maxdepth 1 -type f 2>/dev/null | wc -l; }
+
+# Waits (up to $3 seconds, polling every $4 s) until directory $1 holds $2 files.
+wait_files() {
+    local dir=$1 want=$2 limit=$3 step=$4 i n
+    for i in $(seq 1 "$(awk -v l="$limit" -v s="$step" 'BEGIN{printf "%d", l/s}')"); do
+        n=$(files_in "$dir")
+        [ "$n" -ge "$want" ] && return 0
+        sleep "$step"
+    done
+    die "$dir holds $(files_in "$dir") of $want files after $limit s"
+}
+
+# Time (epoch seconds) of the last file to arrive in directory $1: the newest ctime, which the
+# rename/link into new/ sets.
+last_arrival() { find "$1" -maxdepth 1 -type f -printf '%C@\n' | sort -g | tail -1; }
+
+calc() { awk "BEGIN{printf \"%.6f\", $1}"; }
+
+# median (min–max) of the arguments, with $FMT (printf) for each number.
+summary() {
+    printf '%s\n' "$@" | sort -g | awk -v fmt="${FMT:-%.0f}" '
+        {v[NR]=$1}
+        END{
+            if (NR == 0) { print "n/a"; exit }
+            m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+            printf(fmt " (" fmt "–" fmt ")", m, v[1], v[NR])
+        }'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+# ---------------------------------------------------------------------------------------------
+# Setup: packages and the release build.
+if [ "${BENCH_SKIP_SETUP:-}" != 1 ]; then
+    log "installing packages (tests/setup.sh: postfix with smtp-source/smtp-sink, dbus, gnome-keyring)"
+    sh "$REPO/tests/setup.sh" >&2 || die "tests/setup.sh failed"
+    missing=""
+    for p in procps time iproute2 findutils gawk; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        # shellcheck disable=SC2086 # a list of package names
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing >&2 ||
+            die "apt-get install$missing failed"
+    fi
+fi
+for tool in postfix smtp-source smtp-sink dbus-daemon gnome-keyring-daemon dbus-send ss cargo; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is missing (run without BENCH_SKIP_SETUP)"
+done
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+log "building mailcall-cli and mailcall-bench-listener in release (target dir $TARGET)"
+(cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
+MC=$TARGET/release/mailcall-cli
+BL=$TARGET/release/mailcall-bench-listener
+
+WORK=$(mktemp -d /tmp/mailcall-bench.XXXXXX)
+# Postfix's daemons (user postfix) must traverse into their instance directories.
+chmod 755 "$WORK"
+log "work directory $WORK"
+
+# ---------------------------------------------------------------------------------------------
+# Private Postfix instances (same facts as tests/postfix.rs): own main.cf/master.cf/queue on a
+# loopback port, no chroot, no system instance involved.
+MASTER_SERVICES='cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd'
+
+# postfix_start NAME PORT EXTRA_MAIN_CF: starts an instance under $WORK/NAME; sets PF_ROOT.
+postfix_start() {
+    local name=$1 port=$2 extra=$3 root=$WORK/$1
+    mkdir -p "$root/conf" "$root/queue"
+    cat >"$root/conf/main.cf" <<EOF
+# Written by benches/run.sh
+compatibility_level = 3.6
+queue_directory = $root/queue
+data_directory = $root/data
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = mailcall-bench-$name
+maillog_file = $root/maillog
+maillog_file_prefixes = $root
+myhostname = $name.postfix.test
+mydomain = postfix.test
+myorigin = postfix.test
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+biff = no
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtp_host_lookup = native
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+message_size_limit = 0
+$extra
+EOF
+    printf '127.0.0.1:%s inet n - n - - smtpd\n%s\n' "$port" "$MASTER_SERVICES" >"$root/conf/master.cf"
+    POSTFIX_CONFS+=("$root/conf")
+    postfix -c "$root/conf" check >&2 || die "postfix check ($name) failed; see: script -qc 'postfix -c $root/conf check' /dev/null"
+    ${PIN_POSTFIX:-} postfix -c "$root/conf" start >&2 || die "postfix start ($name) failed; log: $root/maillog"
+    wait_port "$port" 20
+    PF_ROOT=$root
+}
+
+# ---------------------------------------------------------------------------------------------
+# A private session bus with an unlocked gnome-keyring (as tests/keyring_env.rs): the CLI keeps
+# its accounts in the Secret Service.
+keyring_start() {
+    KR=$WORK/session
+    mkdir -p "$KR/home" "$KR/config" "$KR/data" "$KR/cache" "$KR/runtime"
+    chmod 700 "$KR/runtime"
+    cat >"$KR/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <keep_umask/>
+  <listen>unix:path=$KR/runtime/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+    SESSION_ENV=(PATH="$PATH" HOME="$KR/home" XDG_CONFIG_HOME="$KR/config" XDG_DATA_HOME="$KR/data"
+        XDG_CACHE_HOME="$KR/cache" XDG_RUNTIME_DIR="$KR/runtime" LANG=C.UTF-8
+        DBUS_SESSION_BUS_ADDRESS="unix:path=$KR/runtime/bus")
+    env -i "${SESSION_ENV[@]}" dbus-daemon --config-file="$KR/bus.conf" --nofork --nopidfile \
+        --print-address=1 >"$KR/bus.addr" 2>"$KR/bus.log" </dev/null &
+    PIDS+=($!)
+    local i
+    for i in $(seq 1 200); do
+        [ -S "$KR/runtime/bus" ] && [ -s "$KR/bus.addr" ] && break
+        sleep 0.05
+    done
+    [ -S "$KR/runtime/bus" ] || die "dbus-daemon did not start; log: $KR/bus.log"
+    printf '%s' "$KEYRING_PW" >"$KR/pw"
+    env -i "${SESSION_ENV[@]}" gnome-keyring-daemon --foreground --unlock --components=secrets \
+        <"$KR/pw" >"$KR/keyring.log" 2>&1 &
+    PIDS+=($!)
+    for i in $(seq 1 200); do
+        env -i "${SESSION_ENV[@]}" timeout 5 dbus-send --session --print-reply --dest=org.freedesktop.DBus \
+            /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null |
+            grep -q "boolean true" && return 0
+        sleep 0.05
+    done
+    die "gnome-keyring did not take org.freedesktop.secrets; log: $KR/keyring.log"
+}
+mc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/mailcall.toml" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Mailcall's long-running process for the memory and idle rows: `mailcall-cli daemon` when this
+# build has it, otherwise the bench listener (the same service::start, no keyring, no triggers).
+# BENCH_DAEMON_CLI=PATH: take `daemon` from another mailcall-cli build (e.g. a branch's).
+DCLI=${BENCH_DAEMON_CLI:-$MC}
+HAVE_DAEMON=0
+if "$DCLI" daemon --help >/dev/null 2>&1; then HAVE_DAEMON=1; fi
+# The daemon gets its own config file (one account for the domain, no fetch at start).
+dc() { env -i "${SESSION_ENV[@]}" "$DCLI" --config "$KR/config/daemon.toml" "$@"; }
+
+# mailcall_start PORT MAILDIR LOG: starts the listener process; sets MPID.
+mailcall_start() {
+    local port=$1 maildir=$2 out=$3
+    if [ "$HAVE_DAEMON" = 1 ] && [ "${USE_DAEMON:-0}" = 1 ]; then
+        # Its own runtime dir: each daemon owns a control socket there (the bus address is explicit).
+        mkdir -p -m 700 "$KR/runtime-$port"
+        env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$KR/runtime-$port" "$DCLI" --config "$KR/config/daemon.toml" daemon \
+            --listen "127.0.0.1:$port" --maildir "$maildir" >"$out" 2>&1 </dev/null &
+    else
+        "$BL" "127.0.0.1:$port" "$maildir" "$DOMAIN" $((BIG + 16 * 1024 * 1024)) >"$out" 2>&1 </dev/null &
+    fi
+    MPID=$!
+    PIDS+=("$MPID")
+    wait_port "$port" 20
+}
+
+# Per-process figures from /proc: RSS (kB), CPU ticks, context switches (all threads).
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+ctxt_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(non)?voluntary_ctxt_switches:/{s+=$2} END{print s+0}'
+}
+
+smtp_source() { smtp-source -d -m "$1" -s "$SESSIONS" -l "$2" -f "$SENDER" -t "$3" "127.0.0.1:$4"; }
+
+TABLE_ROWS=()
+row() { TABLE_ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 |"); }
+verdict() { awk "BEGIN{exit !($1)}" && echo "yes" || echo "**no**"; }
+
+# ---------------------------------------------------------------------------------------------
+# Row 1: listener throughput. Mailcall (bench listener, durable Maildir, fsync on) vs a private
+# Postfix (smtpd -> cleanup -> qmgr -> virtual into a Maildir) vs smtp-sink (discards).
+# Mailcall and smtp-sink: time until smtp-source has its last 250 (Mailcall answers 250 only
+# once the file is fsynced in new/). Postfix: until the last file is in its Maildir's new/.
+row1() {
+    log "row 1: listener throughput, $RUNS runs of $N x $SIZE B over $SESSIONS sessions"
+    local pport sport mport root r t0 t1 tend m p s a
+    pport=$(free_port)
+    local maps="" k
+    for k in $(seq 0 "$RUNS"); do maps="$maps run$k@$DOMAIN=run$k/"; done
+    postfix_start mta "$pport" "virtual_mailbox_domains = $DOMAIN
+virtual_mailbox_base = $WORK/mta/vmail
+virtual_mailbox_maps = inline:{ $maps }
+virtual_uid_maps = static:$(id -u postfix)
+virtual_gid_maps = static:$(id -g postfix)
+virtual_mailbox_limit = 0"
+    root=$PF_ROOT
+    mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+    R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=()
+    for r in $(seq 0 "$RUNS"); do
+        # Run 0 warms up caches and Postfix's process pool with 200 messages: not counted.
+        local n=$N
+        [ "$r" = 0 ] && n=200
+        mport=$(free_port)
+        mailcall_start "$mport" "$WORK/r1-mailcall-$r" "$WORK/r1-mailcall-$r.log"
+        t0=$EPOCHREALTIME
+        smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$mport" || die "smtp-source into Mailcall failed"
+        t1=$EPOCHREALTIME
+        [ "$(files_in "$WORK/r1-mailcall-$r/new")" = "$n" ] || die "Mailcall stored $(files_in "$WORK/r1-mailcall-$r/new") of $n"
+        stop_pid "$MPID"
+        m=$(calc "$n / ($t1 - $t0)")
+
+        t0=$EPOCHREALTIME
+        smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$pport" || die "smtp-source into Postfix failed"
+        t1=$EPOCHREALTIME
+        wait_files "$root/vmail/run$r/new" "$n" 300 0.1
+        tend=$(last_arrival "$root/vmail/run$r/new")
+        p=$(calc "$n / ($tend - $t0)")
+        a=$(calc "$n / ($t1 - $t0)")
+
+        sport=$(free_port)
+        smtp-sink -u postfix -c "127.0.0.1:$sport" 256 >"$WORK/r1-sink-$r.out" 2>&1 </dev/null &
+        local spid=$!
+        PIDS+=("$spid")
+        wait_port "$sport" 10
+        t0=$EPOCHREALTIME
+        smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$sport" || die "smtp-source into smtp-sink failed"
+        t1=$EPOCHREALTIME
+        stop_pid "$spid"
+        s=$(calc "$n / ($t1 - $t0)")
+        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s"
+        [ "$r" = 0 ] && continue
+        R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a")
+        R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")")
+    done
+    postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"/r1-* "$root/vmail"
+    local rp
+    rp=$(median "${R1_RP[@]}")
+    row "1. Listener throughput, msg/s ($N × 10 KB, $SESSIONS sessions, durable Maildir)" \
+        "$(summary "${R1_M[@]}")" "Postfix smtpd → virtual Maildir: $(summary "${R1_P[@]}")" \
+        "$(FMT=%.2f summary "${R1_RP[@]}")×" "≥ 2× Postfix" "$(verdict "$rp >= 2")"
+    row "1b. … against the tools' ceiling" "$(summary "${R1_M[@]}")" \
+        "smtp-sink (discards): $(summary "${R1_S[@]}")" "$(FMT=%.2f summary "${R1_RS[@]}")×" "(reference)" "–"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Row 2: ETRN drain. The ISP (private Postfix, as in tests/postfix.rs) holds N messages; one
+# `mailcall-cli fetch` sends ETRN and receives them; time from the ETRN reply to the last file
+# in new/. Peer: the same drain into smtp-sink on the same port, ETRN sent by a tiny client.
+isp_fill() {
+    local i q other
+    smtp_source "$N" "$SIZE" "$RCPT" "$ISP_PORT" || die "queueing $N messages at the ISP failed"
+    for i in $(seq 1 600); do
+        q=$(find "$ISP/queue/deferred" -type f | wc -l)
+        other=$(find "$ISP/queue/incoming" "$ISP/queue/active" "$ISP/queue/maildrop" -type f | wc -l)
+        [ "$q" = "$N" ] && [ "$other" = 0 ] && return 0
+        sleep 0.2
+    done
+    die "the ISP holds $q deferred (+$other other) messages, not $N, after 120 s; log: $ISP/maillog"
+}
+# CPU time (ms) used so far by the ISP's master and its live child processes.
+isp_cpu_ms() {
+    local master pid t=0
+    master=$(tr -d ' ' <"$ISP/queue/pid/master.pid")
+    for pid in $master $(ps -o pid= --ppid "$master"); do
+        t=$((t + $(cpu_ticks "$pid" 2>/dev/null || echo 0)))
+    done
+    echo $((t * 10))
+}
+isp_wait_empty() {
+    local i
+    for i in $(seq 1 600); do
+        [ "$(find "$ISP/queue/deferred" "$ISP/queue/incoming" "$ISP/queue/active" -type f | wc -l)" = 0 ] && return 0
+        sleep 0.2
+    done
+    die "the ISP's queue is not empty 120 s after the drain; log: $ISP/maillog"
+}
+# Sends ETRN DOMAIN to the ISP; echoes the time its 250 reply arrived.
+send_etrn() {
+    local line when=""
+    exec 3<>"/dev/tcp/127.0.0.1/$ISP_PORT" || die "cannot connect to the ISP"
+    read -r -t 10 line <&3 || die "no greeting from the ISP"
+    printf 'EHLO bench.client\r\n' >&3
+    while read -r -t 10 line <&3; do [[ $line == 250\ * ]] && break; done
+    printf 'ETRN %s\r\n' "$DOMAIN" >&3
+    read -r -t 10 line <&3 && when=$EPOCHREALTIME
+    [[ $line == 250* ]] || die "ETRN got: $line"
+    printf 'QUIT\r\n' >&3
+    read -r -t 10 line <&3 || true
+    exec 3>&-
+    echo "$when"
+}
+# On one machine the ISP and Mailcall share the CPUs, and the ISP's Postfix needs several times
+# Mailcall's CPU per message: unpinned, the drain measures who wins the CPU, not whether the
+# listener keeps up. By default (BENCH_PIN=1, 2+ CPUs) the ISP runs on CPU 0 and the receiver
+# (Mailcall or smtp-sink) on CPU 1, as if the ISP were another machine. BENCH_PIN=0: no pinning.
+if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    PIN_ISP="taskset -c 0" PIN_CLIENT="taskset -c 1"
+else
+    PIN_ISP="" PIN_CLIENT=""
+fi
+row2() {
+    log "row 2: ETRN drain, $RUNS runs of $N queued messages: mailcall-cli fetch vs smtp-sink"
+    local lport r i tetrn tend out fpid spid m s last mcpu icpu scpu sicpu
+    lport=$(free_port)
+    ISP_PORT=$(free_port)
+    PIN_POSTFIX=$PIN_ISP postfix_start isp "$ISP_PORT" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h"
+    ISP=$PF_ROOT
+    mc config set hostname mailcall.bench >/dev/null || die "mailcall-cli config set failed"
+    mc account set isp --host 127.0.0.1 --port "$ISP_PORT" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set failed"
+    R2_M=() R2_S=() R2_R=()
+    drain_mailcall() {
+        isp_fill
+        out=$WORK/r2-fetch-$r.out
+        # $! must be mailcall-cli itself (env execs it), for its CPU time.
+        $PIN_CLIENT env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/mailcall.toml" fetch \
+            --listen "127.0.0.1:$lport" --maildir "$WORK/r2-mailcall-$r" --idle-timeout 2 \
+            --max-wait 600 >"$out" 2>&1 </dev/null &
+        fpid=$!
+        PIDS+=("$fpid")
+        tetrn=""
+        for i in $(seq 1 3000); do
+            if grep -q '^ETRN ' "$out" 2>/dev/null; then
+                tetrn=$EPOCHREALTIME
+                break
+            fi
+            kill -0 "$fpid" 2>/dev/null || break
+            sleep 0.01
+        done
+        [ -n "$tetrn" ] || die "mailcall-cli fetch sent no ETRN; output: $(tail -5 "$out")"
+        grep -q '^ETRN .*: 250' "$out" || die "ETRN not accepted: $(grep '^ETRN' "$out")"
+        wait_files "$WORK/r2-mailcall-$r/new" "$N" 300 0.1
+        tend=$(last_arrival "$WORK/r2-mailcall-$r/new")
+        mcpu=$(($(cpu_ticks "$fpid" 2>/dev/null || echo 0) * 10))
+        icpu=$(isp_cpu_ms)
+        for i in $(seq 1 300); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
+        stop_pid "$fpid"
+        m=$(calc "$N / ($tend - $tetrn)")
+        isp_wait_empty
+    }
+    drain_sink() {
+        isp_fill
+        $PIN_CLIENT smtp-sink -u postfix -c "127.0.0.1:$lport" 256 >"$WORK/r2-sink-$r.out" 2>&1 </dev/null &
+        spid=$!
+        PIDS+=("$spid")
+        wait_port "$lport" 10
+        tetrn=$(send_etrn) || exit 1
+        tend=""
+        # smtp-sink rewrites "sess=.. quit=.. mesg=N" (CR-separated) after every message: poll
+        # its tail every 20 ms (the end time is thus late by up to 20 ms, against the sink).
+        for i in $(seq 1 15000); do
+            last=$(tail -c 48 "$WORK/r2-sink-$r.out")
+            last=${last##*mesg=}
+            last=${last%%[!0-9]*}
+            if [ "${last:-0}" -ge "$N" ]; then
+                tend=$EPOCHREALTIME
+                break
+            fi
+            sleep 0.02
+        done
+        [ -n "$tend" ] || die "smtp-sink got ${last:-0} of $N messages in 300 s"
+        scpu=$(($(cpu_ticks "$spid" 2>/dev/null || echo 0) * 10))
+        sicpu=$(isp_cpu_ms)
+        stop_pid "$spid"
+        s=$(calc "$N / ($tend - $tetrn)")
+        isp_wait_empty
+    }
+    for r in $(seq 1 "$RUNS"); do
+        # Alternate which goes first, so a trend in the machine's load favours neither.
+        if [ $((r % 2)) = 1 ]; then drain_mailcall; drain_sink; else drain_sink; drain_mailcall; fi
+        log "  run $r: Mailcall drain $m msg/s (its CPU $mcpu ms, ISP CPU so far $icpu ms), smtp-sink drain $s msg/s (its CPU $scpu ms, ISP CPU so far $sicpu ms)"
+        R2_M+=("$m") R2_S+=("$s") R2_R+=("$(calc "$m / $s")")
+    done
+    postfix -c "$ISP/conf" stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"/r2-mailcall-*
+    local pinned="ISP on CPU 0, receiver on CPU 1"
+    [ -n "$PIN_ISP" ] || pinned="not pinned"
+    row "2. ETRN drain, msg/s ($N queued at a Postfix ISP, ETRN → last file in new/; $pinned)" \
+        "$(summary "${R2_M[@]}")" "smtp-sink: $(summary "${R2_S[@]}")" \
+        "$(FMT=%.2f summary "${R2_R[@]}")×" "≥ 0.9× sink" "$(verdict "$(median "${R2_R[@]}") >= 0.9")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Row 3: one 100 MB message; peak RSS (VmHWM, reset via clear_refs just before) minus idle RSS.
+row3() {
+    log "row 3: one $((BIG / 1048576)) MB message, $RUNS runs"
+    local r port idle peak g
+    R3_G=() R3_I=()
+    for r in $(seq 1 "$RUNS"); do
+        port=$(free_port)
+        USE_DAEMON=1 mailcall_start "$port" "$WORK/r3-mailcall-$r" "$WORK/r3-mailcall-$r.log"
+        sleep 1
+        echo 5 >"/proc/$MPID/clear_refs" # resets VmHWM to the current RSS
+        idle=$(rss_kb "$MPID")
+        smtp-source -m 1 -s 1 -l "$BIG" -f "$SENDER" -t "$RCPT" "127.0.0.1:$port" ||
+            die "smtp-source (100 MB) into Mailcall failed; log: $WORK/r3-mailcall-$r.log"
+        [ "$(files_in "$WORK/r3-mailcall-$r/new")" = 1 ] || die "the 100 MB message was not stored"
+        peak=$(hwm_kb "$MPID")
+        stop_pid "$MPID"
+        rm -rf "$WORK/r3-mailcall-$r"
+        g=$(calc "($peak - $idle) / 1024")
+        log "  run $r: idle RSS $idle kB, peak $peak kB, growth $g MB"
+        R3_G+=("$g") R3_I+=("$(calc "$idle / 1024")")
+    done
+    row "3. One 100 MB message: peak RSS growth over idle, MB ($PROC_NAME)" \
+        "$(FMT=%.1f summary "${R3_G[@]}")" "idle RSS: $(FMT=%.1f summary "${R3_I[@]}") MB" "–" "< 16 MB" \
+        "$(verdict "$(median "${R3_G[@]}") < 16")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Row 4: idle cost over IDLE_SECS. RUNS Mailcall processes idle side by side (each is one run),
+# next to the whole private Postfix instance (master and its idle daemons) as the peer.
+row4() {
+    log "row 4: idle cost, $RUNS Mailcall processes side by side for $IDLE_SECS s, and an idle Postfix"
+    local r port pids=() rss0=() cpu0=() cs0=() pport root ppids pcpu0=0 pcs0=0 pid i
+    for r in $(seq 1 "$RUNS"); do
+        port=$(free_port)
+        USE_DAEMON=1 mailcall_start "$port" "$WORK/r4-mailcall-$r" "$WORK/r4-mailcall-$r.log"
+        pids+=("$MPID")
+    done
+    pport=$(free_port)
+    postfix_start idle "$pport" ""
+    root=$PF_ROOT
+    sleep 3 # let start-up work finish before the window opens
+    ppids=$(cat "$root/queue/pid/master.pid" | tr -d ' ')
+    ppids="$ppids $(ps -o pid= --ppid "$ppids" | tr '\n' ' ')"
+    for i in "${!pids[@]}"; do
+        cpu0[$i]=$(cpu_ticks "${pids[$i]}")
+        cs0[$i]=$(ctxt_switches "${pids[$i]}")
+    done
+    for pid in $ppids; do
+        pcpu0=$((pcpu0 + $(cpu_ticks "$pid")))
+        pcs0=$((pcs0 + $(ctxt_switches "$pid")))
+    done
+    sleep "$IDLE_SECS"
+    R4_RSS=() R4_CPU=() R4_WAKE=()
+    for i in "${!pids[@]}"; do
+        R4_RSS+=("$(calc "$(rss_kb "${pids[$i]}") / 1024")")
+        R4_CPU+=("$(calc "($(cpu_ticks "${pids[$i]}") - ${cpu0[$i]}) * 10")")
+        R4_WAKE+=("$(calc "($(ctxt_switches "${pids[$i]}") - ${cs0[$i]}) / $IDLE_SECS")")
+        stop_pid "${pids[$i]}"
+    done
+    local prss=0 pcpu=0 pcs=0
+    for pid in $ppids; do
+        if [ -r "/proc/$pid/status" ]; then
+            prss=$((prss + $(rss_kb "$pid")))
+            pcpu=$((pcpu + $(cpu_ticks "$pid")))
+            pcs=$((pcs + $(ctxt_switches "$pid")))
+        fi
+    done
+    postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+    log "  Mailcall RSS ${R4_RSS[*]} MB, CPU ${R4_CPU[*]} ms, wakeups ${R4_WAKE[*]} /s; Postfix ($(echo "$ppids" | wc -w) processes) RSS $((prss / 1024)) MB, CPU $(((pcpu - pcpu0) * 10)) ms, $(calc "($pcs - $pcs0) / $IDLE_SECS") wakeups/s"
+    row "4. Idle ${IDLE_SECS} s: RSS, MB ($PROC_NAME)" "$(FMT=%.1f summary "${R4_RSS[@]}")" \
+        "idle Postfix instance ($(echo "$ppids" | wc -w) processes): $(awk -v k="$prss" 'BEGIN{printf "%.1f", k/1024}')" \
+        "$(FMT=%.2f summary "$(calc "$(median "${R4_RSS[@]}") * 1024 / $prss")")×" "< 15 MB" \
+        "$(verdict "$(median "${R4_RSS[@]}") < 15")"
+    row "4b. Idle ${IDLE_SECS} s: CPU time used, ms" "$(FMT=%.0f summary "${R4_CPU[@]}")" \
+        "idle Postfix instance: $(((pcpu - pcpu0) * 10))" "–" "no busy polling (≈ 0)" \
+        "$(verdict "$(median "${R4_CPU[@]}") <= 20")"
+    row "4c. Idle ${IDLE_SECS} s: wakeups (context switches, all threads) per s" \
+        "$(FMT=%.2f summary "${R4_WAKE[@]}")" "idle Postfix instance: $(awk -v a="$pcs" -v b="$pcs0" -v t="$IDLE_SECS" 'BEGIN{printf "%.2f", (a-b)/t}')" "–" \
+        "no busy polling (< 10/s)" "$(verdict "$(median "${R4_WAKE[@]}") < 10")"
+}
+
+# ---------------------------------------------------------------------------------------------
+keyring_start
+PROC_NAME="mailcall-bench-listener"
+if [ "$HAVE_DAEMON" = 1 ]; then
+    dc config set hostname mailcall.bench >/dev/null || die "mailcall-cli config set failed"
+    dc config set max-message-size $((BIG + 16 * 1024 * 1024)) >/dev/null || die "config set max-message-size failed"
+    # Idle means idle: no session at start (the account's port 9 has no server anyway).
+    dc config set fetch-at-start false >/dev/null 2>&1 || true
+    dc account set bench --host 127.0.0.1 --port 9 --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (daemon) failed"
+    PROC_NAME="mailcall-cli daemon"
+fi
+for r in $ONLY; do
+    "row$r"
+done
+
+{
+    echo "| Measurement | Mailcall: median (min–max) | Peer, same run: median (min–max) | Ratio Mailcall/peer: median (min–max) | Goal | Met |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${TABLE_ROWS[@]}"
+    echo
+    echo "$RUNS runs per row; $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), $(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK"), Postfix $(postconf -d -h mail_version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2); total $(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s."
+} | tee "${BENCH_OUT:-/dev/null}"
