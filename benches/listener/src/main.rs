@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         helo: None,
         ca_file: None,
         domains: vec![domain],
+        link: Default::default(),
     };
     // The same runtime as mailcall-cli.
     let rt = match tokio::runtime::Builder::new_multi_thread()
