@@ -300,8 +300,11 @@ impl AccountForm {
                 }
             }
         };
-        let connect_command =
-            command("connect_command", &self.connect_command, old.connect_command);
+        let connect_command = command(
+            "connect_command",
+            &self.connect_command,
+            old.connect_command,
+        );
         let disconnect_command = command(
             "disconnect_command",
             &self.disconnect_command,

@@ -171,7 +171,8 @@ async fn headless_fetch() -> anyhow::Result<SessionRecord> {
     .await??;
     let shutdown = CancellationToken::new();
     let events = EventSink::default();
-    let service = service::start(options, accounts.clone(), events.clone(), shutdown.clone()).await?;
+    let service =
+        service::start(options, accounts.clone(), events.clone(), shutdown.clone()).await?;
     let triggers = trigger::start(
         service.clone(),
         accounts,

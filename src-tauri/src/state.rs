@@ -122,8 +122,10 @@ impl AppState {
     /// Starts the core service per the config (stopping a running one first). On failure the
     /// tray shows the error and the window can fix the settings and try again.
     pub async fn start_service<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), String> {
+        // A restart keeps the pause as it is now (PAUSE on the control socket is not saved).
+        let paused = self.is_paused().await;
         self.stop_service().await;
-        let result = self.try_start(app).await;
+        let result = self.try_start(app, paused).await;
         let notices = match &result {
             Ok(()) => {
                 self.status().service_started();
@@ -136,11 +138,12 @@ impl AppState {
         result
     }
 
-    async fn try_start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), String> {
+    async fn try_start<R: Runtime>(&self, app: &AppHandle<R>, paused: bool) -> Result<(), String> {
         let config = self.config().map_err(|e| e.to_string())?;
         let options = ServiceOptions::from_config(&config).map_err(|e| e.to_string())?;
-        let mut trigger_options = TriggerOptions::from_config(&config).map_err(|e| e.to_string())?;
-        trigger_options.paused = self.prefs().paused;
+        let mut trigger_options =
+            TriggerOptions::from_config(&config).map_err(|e| e.to_string())?;
+        trigger_options.paused = paused;
         if self.started_once.load(Ordering::SeqCst) {
             trigger_options.fetch_at_start = false;
         }

@@ -547,7 +547,9 @@ mod tests {
         assert_eq!(busy.len(), 1);
         assert!(!busy[0].is_error);
         assert_eq!(s.icon(), IconState::Idle, "not an error state");
-        assert!(s.control_unavailable("another Mailcall answers on /run/x").is_empty());
+        assert!(s
+            .control_unavailable("another Mailcall answers on /run/x")
+            .is_empty());
     }
 
     #[test]
