@@ -347,6 +347,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
             .filter(|c| *c)
             .map(|_| ()))
     });
+    desktop.screenshot(&keyring, &shots.join("settings-tab.png"));
 
     // 7. `mailcall --fetch` asks the running instance over the control socket and prints the
     //    outcome; a manual fetch works while automatic fetching is paused.
