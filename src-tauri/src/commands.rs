@@ -29,6 +29,8 @@ pub struct SettingsData {
     pub status: crate::status::StatusView,
     /// Where the listener listens, when it runs.
     pub listening: Option<String>,
+    /// Where scripts reach this Mailcall (the control socket), or why they cannot.
+    pub control: String,
 }
 
 /// The preferences and accounts.
@@ -44,7 +46,7 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         default_maildir,
         prefs.notifications,
         prefs::start_at_login(),
-        prefs.paused,
+        state.is_paused().await,
     );
     let store = state.store.clone();
     let names = config.accounts.clone();
@@ -70,10 +72,12 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         config_path: state.config_path.display().to_string(),
         status,
         listening,
+        control: state.control_note(),
     })
 }
 
-/// Saves the preferences; restarts the service when the listener or Maildir changed.
+/// Saves the preferences; restarts the service when the listener, the Maildir or a trigger
+/// option changed (a restart for new settings does not fetch at start again).
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
@@ -88,8 +92,8 @@ pub async fn save_settings<R: Runtime>(
     }
     let mut prefs = state.prefs();
     prefs.notifications = settings.notifications;
-    prefs.paused = settings.paused;
     state.set_prefs(prefs)?;
+    state.set_paused(settings.paused).await?;
     crate::tray::show_paused(&app, settings.paused);
     if settings.start_at_login != prefs::start_at_login() {
         let exe = std::env::current_exe()?;
@@ -99,6 +103,9 @@ pub async fn save_settings<R: Runtime>(
         || config.maildir != before.maildir
         || config.idle_timeout != before.idle_timeout
         || config.max_message_size != before.max_message_size
+        || config.interfaces != before.interfaces
+        || config.settle_delay != before.settle_delay
+        || config.fetch_interval != before.fetch_interval
         || state.listen_addr().await.is_none();
     if restart {
         state.start_service(&app).await.map_err(|e| {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use mailcall_core::account::{self, Account, DomainSpec, EtrnForm, Secret, Security};
+use mailcall_core::account::{
+    self, Account, DomainSpec, EtrnForm, LinkSettings, Secret, Security, DEFAULT_LINK_TIMEOUT,
+};
 use mailcall_core::config::Config;
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +81,12 @@ pub struct AccountView {
     pub ca_file: String,
     /// Domains.
     pub domains: Vec<DomainRow>,
+    /// Connect command (dial-up), empty for none.
+    pub connect_command: String,
+    /// Disconnect command, empty for none.
+    pub disconnect_command: String,
+    /// Seconds to wait for the link, empty for the default.
+    pub link_timeout: String,
 }
 
 impl From<&Account> for AccountView {
@@ -104,6 +112,13 @@ impl From<&Account> for AccountView {
                     form: d.form,
                 })
                 .collect(),
+            connect_command: a.link.connect_command.clone().unwrap_or_default(),
+            disconnect_command: a.link.disconnect_command.clone().unwrap_or_default(),
+            link_timeout: a
+                .link
+                .link_timeout
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -132,6 +147,12 @@ pub struct AccountForm {
     pub ca_file: String,
     /// Domains.
     pub domains: Vec<DomainRow>,
+    /// Connect command; empty for none. Absent (an older window): keep the stored one.
+    pub connect_command: Option<String>,
+    /// Disconnect command; empty for none. Absent: keep the stored one.
+    pub disconnect_command: Option<String>,
+    /// Seconds to wait for the link; empty for the default. Absent: keep the stored value.
+    pub link_timeout: Option<String>,
 }
 
 impl std::fmt::Debug for AccountForm {
@@ -145,6 +166,9 @@ impl std::fmt::Debug for AccountForm {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("domains", &self.domains)
+            .field("connect_command", &self.connect_command)
+            .field("disconnect_command", &self.disconnect_command)
+            .field("link_timeout", &self.link_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -239,6 +263,7 @@ impl AccountForm {
         if domains.is_empty() && !err.fields.keys().any(|k| k.starts_with("domains.")) {
             err.field("domains", "Add at least one domain the ISP holds mail for");
         }
+        let link = self.link(stored, &mut err);
         err.into_result(Account {
             name: name.to_string(),
             host: host.to_string(),
@@ -249,8 +274,63 @@ impl AccountForm {
             helo,
             ca_file,
             domains,
-            link: Default::default(),
+            link,
         })
+    }
+
+    /// The dial-up settings: each field the window left out keeps the stored value, so a window
+    /// that does not know them cannot wipe what `mailcall-cli account set` put there.
+    fn link(&self, stored: Option<&Account>, err: &mut UiError) -> LinkSettings {
+        let old = stored.map(|s| s.link.clone()).unwrap_or_default();
+        let mut command = |field: &str, given: &Option<String>, old: Option<String>| {
+            let Some(given) = given else { return old };
+            let line = given.trim();
+            if line.is_empty() {
+                return None;
+            }
+            match mailcall_core::trigger::split_command(line) {
+                Ok(words) if !words.is_empty() => Some(line.to_string()),
+                Ok(_) => None,
+                Err(e) => {
+                    err.field(
+                        field,
+                        format!("{e}. Commands run without a shell; quote words with ' or \""),
+                    );
+                    None
+                }
+            }
+        };
+        let connect_command = command(
+            "connect_command",
+            &self.connect_command,
+            old.connect_command,
+        );
+        let disconnect_command = command(
+            "disconnect_command",
+            &self.disconnect_command,
+            old.disconnect_command,
+        );
+        let link_timeout = match self.link_timeout.as_deref().map(str::trim) {
+            None => old.link_timeout,
+            Some("") => None,
+            Some(t) => match t.parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => Some(n),
+                _ => {
+                    err.field(
+                        "link_timeout",
+                        format!(
+                            "{t:?} is not a wait: enter seconds from 1 to 3600, or leave it empty for {DEFAULT_LINK_TIMEOUT}"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        LinkSettings {
+            connect_command,
+            disconnect_command,
+            link_timeout,
+        }
     }
 }
 
@@ -274,9 +354,19 @@ pub struct SettingsForm {
     pub start_at_login: bool,
     /// Automatic fetching paused.
     pub paused: bool,
+    /// Interfaces whose link-up fetches: globs separated by commas; empty for any but loopback.
+    pub interfaces: String,
+    /// Seconds a link must stay down before coming back is a new link-up.
+    pub settle_delay: String,
+    /// Minutes between fetches while a link is up; 0 for never.
+    pub fetch_interval: String,
+    /// Fetch once at start when a link is up.
+    pub fetch_at_start: bool,
 }
 
 const MIB: u64 = 1024 * 1024;
+/// The longest fetch interval the window offers: a week.
+const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
 
 impl SettingsForm {
     /// The form for a config and the tray preferences.
@@ -300,6 +390,10 @@ impl SettingsForm {
             notifications,
             start_at_login,
             paused,
+            interfaces: config.interfaces.join(", "),
+            settle_delay: config.settle_delay.to_string(),
+            fetch_interval: config.fetch_interval.to_string(),
+            fetch_at_start: config.fetch_at_start,
         }
     }
 
@@ -334,6 +428,25 @@ impl SettingsForm {
             }
             _ => err.field("max_size_mib", "Enter a size in MiB from 0.01 to 10240"),
         }
+        // The same check as `mailcall-cli config set interfaces`, so both accept the same.
+        if let Err(e) = config.set("interfaces", self.interfaces.trim()) {
+            err.field("interfaces", e.to_string());
+        }
+        match self.settle_delay.trim().parse::<u64>() {
+            Ok(n) if n <= 3600 => config.settle_delay = n,
+            _ => err.field(
+                "settle_delay",
+                "Enter seconds from 0 to 3600 (2 rides out a link that flaps while dialing)",
+            ),
+        }
+        match self.fetch_interval.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_INTERVAL_MINUTES => config.fetch_interval = n,
+            _ => err.field(
+                "fetch_interval",
+                "Enter minutes from 0 (never) to 10080 (a week)",
+            ),
+        }
+        config.fetch_at_start = self.fetch_at_start;
         err.into_result(())
     }
 }

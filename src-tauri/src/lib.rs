@@ -45,7 +45,11 @@ pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
 /// Runs the tray app until Quit.
 pub fn run(launch: Launch) -> anyhow::Result<()> {
     let config_path = mailcall_core::config::config_path(None)?;
-    let state = AppState::new(config_path, Arc::new(OsKeyring));
+    let mut state = AppState::new(config_path, Arc::new(OsKeyring));
+    match mailcall_core::control::default_socket_path() {
+        Ok(path) => state = state.with_control_socket(path),
+        Err(e) => tracing::warn!("no control socket, scripts cannot reach this Mailcall: {e}"),
+    }
     let app = builder(tauri::Builder::default(), state)
         // A second `mailcall` hands its arguments to this one and exits.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {

@@ -1,13 +1,16 @@
-//! `mailcall --fetch` (what an ip-up script calls): hand the request to the running instance
-//! over the single-instance plugin's D-Bus name, or, with none running, fetch headless and exit.
+//! `mailcall --fetch` (what an ip-up script calls): ask the running daemon or tray over the
+//! control socket and print the session's outcome; else hand it to a running tray over the
+//! single-instance plugin's D-Bus name; with nothing running, fetch headless and exit.
 
 use std::process::ExitCode;
 
 use mailcall_core::config::{self, Config};
+use mailcall_core::control;
 use mailcall_core::event::EventSink;
 use mailcall_core::history::SessionRecord;
 use mailcall_core::keystore::{AccountStore, OsKeyring};
 use mailcall_core::service::{self, FetchRequest, ServiceOptions};
+use mailcall_core::trigger::{self, TriggerOptions};
 use tauri::{AppHandle, Manager, Runtime};
 use tokio_util::sync::CancellationToken;
 
@@ -28,16 +31,12 @@ pub fn single_instance_address() -> (String, String) {
     (name, path)
 }
 
-/// In the running app: a `--fetch` arrived from another process.
+/// In the running app: a `--fetch` arrived from another process over D-Bus (the control socket
+/// was not there). Like a FETCH on the socket, it is a manual fetch: Pause does not stop it.
 pub fn fetch_requested<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let state = app.state::<AppState>();
-        if state.prefs().paused {
-            // Pause stops automatic fetching, and an ip-up script is automatic.
-            tracing::info!("--fetch ignored: automatic fetching is paused");
-            return;
-        }
         if let Err(e) = state.fetch_now(&app, "control").await {
             let notices = state.status().service_failed(&e);
             state.notifier.send(notices);
@@ -59,6 +58,14 @@ pub fn fetch_from_command_line() -> ExitCode {
         }
     };
     rt.block_on(async {
+        match via_control_socket().await {
+            Ok(Some(record)) => return report(&record),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("mailcall: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         match forward().await {
             Ok(()) => {
                 println!("asked the running Mailcall to fetch");
@@ -70,6 +77,20 @@ pub fn fetch_from_command_line() -> ExitCode {
             }
         }
     })
+}
+
+/// Asks whoever serves the control socket (daemon or tray) and waits for the session's record;
+/// `None` when nothing listens there.
+async fn via_control_socket() -> Result<Option<SessionRecord>, control::ControlError> {
+    let path = control::default_socket_path()?;
+    match control::fetch(&path, &[]).await {
+        Ok(record) => {
+            println!("asked the running Mailcall to fetch ({})", path.display());
+            Ok(Some(record))
+        }
+        Err(e) if e.is_not_running() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 async fn forward() -> zbus::Result<()> {
@@ -90,31 +111,34 @@ async fn forward() -> zbus::Result<()> {
     Ok(())
 }
 
+/// Prints a session's outcome; success when every ETRN was accepted.
+fn report(record: &SessionRecord) -> ExitCode {
+    println!(
+        "fetched {} message(s); ended: {}",
+        record.messages.len(),
+        record.ended_because
+    );
+    for d in &record.domains {
+        println!(
+            "  {} ({}): {}",
+            d.domain,
+            d.account,
+            d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
+        );
+    }
+    for e in &record.errors {
+        eprintln!("  error: {e}");
+    }
+    if record.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn headless() -> ExitCode {
     match headless_fetch().await {
-        Ok(record) => {
-            println!(
-                "fetched {} message(s); ended: {}",
-                record.messages.len(),
-                record.ended_because
-            );
-            for d in &record.domains {
-                println!(
-                    "  {} ({}): {}",
-                    d.domain,
-                    d.account,
-                    d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
-                );
-            }
-            for e in &record.errors {
-                eprintln!("  error: {e}");
-            }
-            if record.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Ok(record) => report(&record),
         Err(e) => {
             eprintln!("mailcall: {e}");
             ExitCode::FAILURE
@@ -132,6 +156,11 @@ async fn headless_fetch() -> anyhow::Result<SessionRecord> {
         );
     }
     let options = ServiceOptions::from_config(&config)?;
+    let mut trigger_options = TriggerOptions::from_config(&config)?;
+    // A one-shot fetch: only the manual path (connect command when the link is down) applies.
+    trigger_options.paused = true;
+    trigger_options.fetch_at_start = false;
+    trigger_options.interval = None;
     let names = config.accounts.clone();
     let accounts = tokio::task::spawn_blocking(move || {
         names
@@ -141,15 +170,27 @@ async fn headless_fetch() -> anyhow::Result<SessionRecord> {
     })
     .await??;
     let shutdown = CancellationToken::new();
-    let service = service::start(options, accounts, EventSink::default(), shutdown.clone()).await?;
+    let events = EventSink::default();
+    let service =
+        service::start(options, accounts.clone(), events.clone(), shutdown.clone()).await?;
+    let triggers = trigger::start(
+        service.clone(),
+        accounts,
+        trigger_options,
+        events,
+        shutdown.clone(),
+    );
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             on_signal.cancel();
         }
     });
-    let record = service.fetch(FetchRequest::all("control")).await;
+    // Through the triggers: the accounts' connect/disconnect commands run around the fetch.
+    let record = triggers.fetch_now(FetchRequest::all("control")).await;
+    shutdown.cancel();
     service.stop().await;
+    triggers.stopped().await;
     Ok(record?)
 }
 

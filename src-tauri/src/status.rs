@@ -130,6 +130,19 @@ impl TrayStatus {
         self.error_notice(message.to_string()).into_iter().collect()
     }
 
+    /// The control socket belongs to another Mailcall: worth one notice (not an error state —
+    /// this tray fetches fine, scripts just reach the other one). Said once per distinct text.
+    pub fn control_unavailable(&mut self, message: &str) -> Vec<Notice> {
+        if !self.notified_errors.insert(message.to_string()) {
+            return Vec::new();
+        }
+        vec![Notice {
+            summary: "Mailcall: scripts go to the other instance".into(),
+            body: message.to_string(),
+            is_error: false,
+        }]
+    }
+
     /// The service (re)started fine: a start error no longer applies.
     pub fn service_started(&mut self) {
         if self.last.as_ref().is_none_or(|l| l.ok) {
@@ -525,6 +538,18 @@ mod tests {
         ))));
         assert_eq!(n[0].body, "Carol <c@x.test> — Late");
         assert_eq!(s.icon(), IconState::NewMail);
+    }
+
+    #[test]
+    fn a_taken_control_socket_is_said_once_and_is_no_error() {
+        let mut s = TrayStatus::default();
+        let busy = s.control_unavailable("another Mailcall answers on /run/x");
+        assert_eq!(busy.len(), 1);
+        assert!(!busy[0].is_error);
+        assert_eq!(s.icon(), IconState::Idle, "not an error state");
+        assert!(s
+            .control_unavailable("another Mailcall answers on /run/x")
+            .is_empty());
     }
 
     #[test]

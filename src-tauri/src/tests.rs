@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use mailcall_core::account::{Account, LinkSettings, Secret, Security};
 use mailcall_core::config::Config;
 use mailcall_core::keystore::{AccountStore, MemoryStore};
 use serde_json::{json, Value};
@@ -19,6 +20,7 @@ use crate::state::AppState;
 struct Harness {
     _dir: tempfile::TempDir,
     config_path: std::path::PathBuf,
+    socket: std::path::PathBuf,
     store: Arc<MemoryStore>,
     _app: App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
@@ -34,11 +36,15 @@ fn harness_with_label(label: &str) -> Harness {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         maildir: Some(dir.path().join("Maildir")),
+        // No fetch of its own when a test starts the service (this machine is online).
+        fetch_at_start: false,
         ..Config::default()
     };
     config.save(&config_path).unwrap();
     let store = Arc::new(MemoryStore::default());
-    let state = AppState::new(config_path.clone(), store.clone());
+    let socket = dir.path().join("run").join("control.sock");
+    let state =
+        AppState::new(config_path.clone(), store.clone()).with_control_socket(socket.clone());
     state.notifier.set_enabled(false);
     let app = crate::builder(mock_builder(), state)
         .build(tauri::generate_context!())
@@ -49,6 +55,7 @@ fn harness_with_label(label: &str) -> Harness {
     Harness {
         _dir: dir,
         config_path,
+        socket,
         store,
         _app: app,
         window,
@@ -74,6 +81,27 @@ impl Harness {
 
     fn config(&self) -> Config {
         Config::load(&self.config_path).unwrap()
+    }
+
+    fn state(&self) -> tauri::State<'_, AppState> {
+        self.window.state::<AppState>()
+    }
+
+    fn start_service(&self) {
+        let app = self.window.app_handle().clone();
+        tauri::async_runtime::block_on(self.state().start_service(&app)).unwrap();
+    }
+
+    /// One request on the tray's control socket, as `mailcall-cli` would send it.
+    fn control(&self, line: &str) -> Value {
+        tauri::async_runtime::block_on(mailcall_core::control::request(&self.socket, line))
+            .unwrap_or_else(|e| panic!("{line} on {}: {e}", self.socket.display()))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        tauri::async_runtime::block_on(self.state().stop_service());
     }
 }
 
@@ -306,4 +334,188 @@ fn the_service_starts_on_the_configured_listener_and_takes_new_accounts() {
     .unwrap();
     tauri::async_runtime::block_on(state.stop_service());
     assert!(tauri::async_runtime::block_on(state.listen_addr()).is_none());
+}
+
+/// An account as `mailcall-cli account set ... --connect-command ...` leaves it in the keyring.
+fn cli_account_with_link() -> Account {
+    Account {
+        name: "isp".into(),
+        host: "127.0.0.1".into(),
+        port: 2525,
+        security: Security::Starttls,
+        username: Some("alice".into()),
+        password: Some(Secret::new("hunter2")),
+        helo: None,
+        ca_file: None,
+        domains: vec!["example.com".parse().unwrap()],
+        link: LinkSettings {
+            connect_command: Some("pon isp".into()),
+            disconnect_command: Some("poff isp".into()),
+            link_timeout: Some(90),
+        },
+    }
+}
+
+#[test]
+fn dial_up_settings_show_round_trip_and_survive_a_window_that_leaves_them_out() {
+    let h = harness();
+    h.store.save(&cli_account_with_link()).unwrap();
+    let mut config = h.config();
+    config.add_account("isp");
+    config.save(&h.config_path).unwrap();
+
+    let data = h.invoke("load_settings", json!({})).unwrap();
+    let view = &data["accounts"][0];
+    assert_eq!(view["connect_command"], "pon isp", "{view}");
+    assert_eq!(view["disconnect_command"], "poff isp");
+    assert_eq!(view["link_timeout"], "90");
+
+    // A form without the dial-up keys (an older window) keeps what the CLI set.
+    let mut edit = account_form("isp", 2626, "");
+    edit["original"] = json!("isp");
+    h.invoke("save_account", json!({"account": edit.clone()}))
+        .unwrap();
+    let stored = h.store.load("isp").unwrap();
+    assert_eq!(stored.port, 2626);
+    assert_eq!(stored.link, cli_account_with_link().link);
+
+    // The form as the window sends it: changed, then cleared.
+    edit["connect_command"] = json!("sh -c 'pon isp && sleep 1'");
+    edit["disconnect_command"] = json!("poff isp");
+    edit["link_timeout"] = json!("30");
+    h.invoke("save_account", json!({"account": edit.clone()}))
+        .unwrap();
+    let link = h.store.load("isp").unwrap().link;
+    assert_eq!(
+        link.connect_command.as_deref(),
+        Some("sh -c 'pon isp && sleep 1'")
+    );
+    assert_eq!(link.link_timeout, Some(30));
+    edit["connect_command"] = json!("");
+    edit["disconnect_command"] = json!("  ");
+    edit["link_timeout"] = json!("");
+    h.invoke("save_account", json!({"account": edit.clone()}))
+        .unwrap();
+    assert_eq!(h.store.load("isp").unwrap().link, LinkSettings::default());
+
+    // Bad values are refused field by field, and nothing is saved.
+    edit["connect_command"] = json!("pon 'isp");
+    edit["link_timeout"] = json!("0");
+    let e = h
+        .invoke("save_account", json!({"account": edit}))
+        .unwrap_err();
+    assert!(e["fields"]["connect_command"].is_string(), "{e}");
+    assert!(
+        e["fields"]["link_timeout"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 3600"),
+        "{e}"
+    );
+    assert_eq!(h.store.load("isp").unwrap().link, LinkSettings::default());
+}
+
+#[test]
+fn trigger_options_are_saved_as_config_keys_and_checked() {
+    let h = harness();
+    let mut settings = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
+    assert_eq!(settings["interfaces"], "");
+    assert_eq!(settings["settle_delay"], "2");
+    assert_eq!(settings["fetch_interval"], "0");
+    assert_eq!(settings["fetch_at_start"], false);
+    settings["interfaces"] = json!("ppp*, wlan0");
+    settings["settle_delay"] = json!("5");
+    settings["fetch_interval"] = json!("15");
+    settings["fetch_at_start"] = json!(true);
+    h.invoke("save_settings", json!({"settings": settings.clone()}))
+        .unwrap();
+    let c = h.config();
+    assert_eq!(c.interfaces, ["ppp*", "wlan0"]);
+    assert_eq!(c.settle_delay, 5);
+    assert_eq!(c.fetch_interval, 15);
+    assert!(c.fetch_at_start);
+    // The CLI reads them under its own key names.
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    assert!(text.contains("fetch-interval = 15"), "{text}");
+    let shown = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
+    assert_eq!(shown["interfaces"], "ppp*, wlan0");
+
+    settings["interfaces"] = json!("eth0/1");
+    settings["settle_delay"] = json!("soon");
+    settings["fetch_interval"] = json!("-5");
+    let e = h
+        .invoke("save_settings", json!({"settings": settings}))
+        .unwrap_err();
+    for field in ["interfaces", "settle_delay", "fetch_interval"] {
+        assert!(e["fields"][field].is_string(), "{field} missing: {e}");
+    }
+    assert_eq!(h.config().interfaces, ["ppp*", "wlan0"], "nothing saved");
+}
+
+#[test]
+fn the_control_socket_answers_and_pause_reaches_the_triggers() {
+    let h = harness();
+    h.start_service();
+    let status = h.control("STATUS");
+    assert_eq!(status["paused"], false, "{status}");
+    let data = h.invoke("load_settings", json!({})).unwrap();
+    assert!(
+        data["control"]
+            .as_str()
+            .unwrap()
+            .contains(&h.socket.display().to_string()),
+        "{data}"
+    );
+
+    // The window's Pause: the running triggers and the saved preference.
+    let mut settings = data["settings"].clone();
+    settings["paused"] = json!(true);
+    h.invoke("save_settings", json!({"settings": settings}))
+        .unwrap();
+    assert_eq!(h.control("STATUS")["paused"], true);
+    let prefs = crate::prefs::Prefs::load(&crate::prefs::prefs_path(&h.config_path));
+    assert!(prefs.paused);
+
+    // RESUME from a script shows in the window.
+    h.control("RESUME");
+    let data = h.invoke("load_settings", json!({})).unwrap();
+    assert_eq!(data["settings"]["paused"], false, "{data}");
+
+    // A restart (new settings) keeps the socket (the old server's clean-up does not remove the
+    // new one's file) and the pause a script set.
+    assert_eq!(h.control("PAUSE")["paused"], true);
+    let mut settings = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
+    assert_eq!(settings["paused"], true);
+    settings["settle_delay"] = json!("3");
+    h.invoke("save_settings", json!({"settings": settings}))
+        .unwrap();
+    assert_eq!(
+        h.control("STATUS")["paused"],
+        true,
+        "paused survives a restart"
+    );
+}
+
+#[test]
+fn a_socket_owned_by_a_running_daemon_is_reported_and_the_tray_runs_without_it() {
+    let first = harness();
+    first.start_service();
+    // A second tray over the same socket path (as a running daemon would hold it).
+    let second = harness();
+    let app = second.window.app_handle().clone();
+    let state = AppState::new(second.config_path.clone(), second.store.clone())
+        .with_control_socket(first.socket.clone());
+    state.notifier.set_enabled(false);
+    tauri::async_runtime::block_on(state.start_service(&app)).unwrap();
+    let note = state.control_note();
+    assert!(note.contains("already answers scripts"), "{note}");
+    assert!(tauri::async_runtime::block_on(state.listen_addr()).is_some());
+    assert_eq!(
+        state.status().view().state,
+        crate::status::IconState::Idle,
+        "not an error"
+    );
+    tauri::async_runtime::block_on(state.stop_service());
+    // The first one still answers: the second did not take or remove its socket.
+    assert_eq!(first.control("STATUS")["ok"], true);
 }

@@ -147,13 +147,17 @@ fn opener() -> &'static str {
 }
 
 fn toggle_pause<R: Runtime>(app: &AppHandle<R>) {
-    let state = app.state::<AppState>();
-    let mut prefs = state.prefs();
-    prefs.paused = !prefs.paused;
-    if let Err(e) = state.set_prefs(prefs.clone()) {
-        tracing::warn!("{e}");
-    }
-    show_paused(app, prefs.paused);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        // From the triggers' state, not the check mark: PAUSE/RESUME on the control socket
+        // change it too.
+        let paused = !state.is_paused().await;
+        if let Err(e) = state.set_paused(paused).await {
+            tracing::warn!("{e}");
+        }
+        show_paused(&app, paused);
+    });
 }
 
 /// Sets the check mark of "Pause automatic fetching".

@@ -21,7 +21,7 @@ export function renderAccounts(accounts, unreadable) {
     list.append(h("li", { "data-account": a.name },
       h("div", { class: "what" },
         h("div", { class: "name" }, a.name),
-        h("div", { class: "detail" }, `${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}`)),
+        h("div", { class: "detail" }, `${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}`)),
       actions));
   }
   for (const [name, why] of unreadable) {
@@ -84,6 +84,9 @@ export function openForm(account = null) {
   $("#acct-password").placeholder = account?.has_password ? "(saved; type to replace)" : "";
   $("#acct-ca-file").value = account?.ca_file ?? "";
   $("#acct-helo").value = account?.helo ?? "";
+  $("#acct-connect").value = account?.connect_command ?? "";
+  $("#acct-disconnect").value = account?.disconnect_command ?? "";
+  $("#acct-link-timeout").value = account?.link_timeout ?? "";
   const rows = $("#domain-rows");
   rows.replaceChildren();
   for (const d of account?.domains?.length ? account.domains : [undefined]) rows.append(domainRow(d));
@@ -108,6 +111,9 @@ function formData() {
     password: $("#acct-password").value,
     ca_file: $("#acct-ca-file").value,
     helo: $("#acct-helo").value,
+    connect_command: $("#acct-connect").value,
+    disconnect_command: $("#acct-disconnect").value,
+    link_timeout: $("#acct-link-timeout").value,
     domains: $$("#domain-rows li").map((li) => ({ name: $(".domain-name", li).value, form: $(".domain-form", li).value })),
   };
 }
@@ -119,6 +125,8 @@ function localErrors(data) {
   if (!data.host.trim()) f.host = "Enter the ISP's mail server, e.g. mail.example.net";
   if (data.port.trim() && !/^\d{1,5}$/.test(data.port.trim())) f.port = "Use a number from 1 to 65535";
   if (!data.domains.some((d) => d.name.trim())) f.domains = "Add at least one domain the ISP holds mail for";
+  const t = data.link_timeout.trim();
+  if (t && (!/^\d{1,4}$/.test(t) || Number(t) < 1 || Number(t) > 3600)) f.link_timeout = "Enter seconds from 1 to 3600, or leave it empty for 60";
   return f;
 }
 

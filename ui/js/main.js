@@ -23,7 +23,7 @@ async function reload() {
   try {
     const data = await call("load_settings");
     renderAccounts(data.accounts, data.unreadable);
-    renderSettings(data.settings, data.config_path);
+    renderSettings(data.settings, data.config_path, data.control);
     showStatus(data.status);
     $("#banner").hidden = true;
   } catch (e) {

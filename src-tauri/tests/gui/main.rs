@@ -77,6 +77,49 @@ fn select(wd: &WebDriver, css: &str, value: &str) {
     .unwrap_or_else(|e| panic!("selecting {value} in {css}: {e}"));
 }
 
+/// Clicks the tray icon (trayer, top right) and returns the menu's x, y and width.
+fn open_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) -> (i32, i32, i32) {
+    let tray = desktop.tray_window(keyring).expect("trayer is mapped");
+    let (tx, ty, tw, th) = desktop.geometry(keyring, &tray).expect("trayer geometry");
+    let before = desktop.visible_windows(keyring);
+    let (cx, cy) = ((tx + tw - 16).to_string(), (ty + th / 2).to_string());
+    desktop.run(keyring, "xdotool", &["mousemove", &cx, &cy, "click", "1"]);
+    let menu = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let now = desktop.visible_windows(keyring);
+        now.into_iter()
+            .filter(|w| !before.contains(w))
+            .filter_map(|w| desktop.geometry(keyring, &w).map(|g| (w, g)))
+            .filter(|(_, (_, _, w, h))| *w > 60 && *h > 60)
+            .max_by_key(|(_, (_, _, w, h))| w * h)
+    });
+    let (_, (mx, my, mw, _)) = menu.unwrap_or_else(|| {
+        desktop.screenshot(keyring, &shots.join("no-tray-menu.png"));
+        panic!(
+            "no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png"
+        )
+    });
+    (mx, my, mw)
+}
+
+/// One request line on the app's control socket; the JSON reply.
+fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let path = keyring.runtime_dir().join("mailcall").join("control.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|e| format!("connecting to {}: {e}", path.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&reply).map_err(|e| format!("{e}: {reply:?}"))
+}
+
 fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
     keyring
         .keyring_secret("mailcall", "isp")
@@ -115,7 +158,8 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     std::fs::write(
         &config_path,
         format!(
-            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 3\n",
+            // No fetch at start: the mail must come from the tray menu's Fetch now.
+            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\n",
             maildir_path.display()
         ),
     )
@@ -227,25 +271,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     wd.click("#acct-cancel").expect("Cancel");
 
     // 5. Fetch now from the tray menu, clicked with xdotool.
-    let tray = desktop.tray_window(&keyring).expect("trayer is mapped");
-    let (tx, ty, tw, th) = desktop.geometry(&keyring, &tray).expect("trayer geometry");
-    let before = desktop.visible_windows(&keyring);
-    let (cx, cy) = ((tx + tw - 16).to_string(), (ty + th / 2).to_string());
-    desktop.run(&keyring, "xdotool", &["mousemove", &cx, &cy, "click", "1"]);
-    let menu = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let now = desktop.visible_windows(&keyring);
-        now.into_iter()
-            .filter(|w| !before.contains(w))
-            .filter_map(|w| desktop.geometry(&keyring, &w).map(|g| (w, g)))
-            .filter(|(_, (_, _, w, h))| *w > 60 && *h > 60)
-            .max_by_key(|(_, (_, _, w, h))| w * h)
-    });
-    let (_, (mx, my, mw, _)) = menu.unwrap_or_else(|| {
-        desktop.screenshot(&keyring, &shots.join("no-tray-menu.png"));
-        panic!(
-            "no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png"
-        )
-    });
+    let (mx, my, mw) = open_tray_menu(&desktop, &keyring, &shots);
     desktop.screenshot(&keyring, &shots.join("tray-menu.png"));
     // "Fetch now" is the first item.
     let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
@@ -283,18 +309,66 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     });
     assert!(notes.contains("news@sender.test"), "{notes}");
 
-    // 6. `mailcall --fetch` hands the request to the running instance.
+    // 6. The tray serves the control socket; "Pause automatic fetching" in the tray menu
+    //    reaches the triggers (STATUS says paused). Keyboard: GTK skips the disabled status line.
+    let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
+    assert_eq!(status["paused"], false, "{status}");
+    open_tray_menu(&desktop, &keyring, &shots);
+    desktop.run(
+        &keyring,
+        "xdotool",
+        &[
+            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
+        ],
+    );
+    let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        control(&keyring, "STATUS")
+            .ok()
+            .filter(|s| s["paused"] == true)
+    });
+    assert!(
+        paused.is_some(),
+        "Pause in the tray menu did not pause the triggers: {:?}",
+        control(&keyring, "STATUS")
+    );
+    wd.click("#tab-settings").expect("Settings tab");
+    wd.execute(
+        "window.dispatchEvent(new Event('mailcall:reload'));",
+        json!([]),
+    )
+    .expect("reloading the window");
+    wait(10, "the Pause box to be checked", || {
+        Ok(wd
+            .execute(
+                "return document.querySelector('#set-paused').checked;",
+                json!([]),
+            )?
+            .as_bool()
+            .filter(|c| *c)
+            .map(|_| ()))
+    });
+    desktop.screenshot(&keyring, &shots.join("settings-tab.png"));
+
+    // 7. `mailcall --fetch` asks the running instance over the control socket and prints the
+    //    outcome; a manual fetch works while automatic fetching is paused.
     let forwarded = desktop.run(&keyring, APP, &["--fetch"]);
     assert!(
         forwarded
             .stdout
-            .contains("asked the running Mailcall to fetch"),
+            .contains("asked the running Mailcall to fetch")
+            && forwarded.stdout.contains("control.sock")
+            && forwarded.stdout.contains("fetched 0 message(s)"),
         "stdout: {}\nstderr: {}",
         forwarded.stdout,
         forwarded.stderr
     );
+    assert!(
+        forwarded.status.is_some_and(|s| s.success()),
+        "mailcall --fetch failed: {}",
+        forwarded.stderr
+    );
 
-    // 7. Remove the account.
+    // 8. Remove the account.
     wd.click("#tab-accounts").expect("Accounts tab");
     wd.click("[data-remove=isp]").expect("Remove");
     wd.click("#remove-confirm").expect("confirm");
