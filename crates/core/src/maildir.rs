@@ -26,6 +26,39 @@ pub struct Maildir {
     /// Per-Maildir delivery counter (the `Q` part of unique names); shared by clones so two
     /// sessions writing into the same Maildir never race for a name. `O_EXCL` covers the rest.
     counter: Arc<AtomicU64>,
+    /// `new/`'s fsync, shared by deliveries committing at the same moment.
+    new_sync: Arc<DirSync>,
+}
+
+/// Group commit for `new/`: a rename into it is durable once any fsync of the directory that
+/// *started after* the rename has finished. Deliveries committing together (an ISP delivers over
+/// many connections at once) then share one directory fsync instead of queueing one each.
+#[derive(Debug, Default)]
+struct DirSync {
+    /// Renames into the directory completed so far (counted after each rename returns).
+    renamed: AtomicU64,
+    /// How many of those the last finished fsync covers.
+    synced: std::sync::Mutex<u64>,
+    /// Directory fsyncs done (for tests and diagnostics).
+    fsyncs: AtomicU64,
+}
+
+impl DirSync {
+    /// Blocks until the rename this caller just completed is covered by a finished fsync of `dir`.
+    fn after_rename(&self, dir: &Path) -> io::Result<()> {
+        let mine = self.renamed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= mine {
+            // Someone's fsync started after our rename and has finished: ours is durable.
+            return Ok(());
+        }
+        // Every rename counted so far has returned, so the fsync below covers all of them.
+        let covers = self.renamed.load(Ordering::SeqCst);
+        sync_dir(dir)?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        *synced = covers;
+        Ok(())
+    }
 }
 
 impl Maildir {
@@ -42,6 +75,7 @@ impl Maildir {
             root: root.to_path_buf(),
             host: sanitize_host(&host),
             counter: Arc::new(AtomicU64::new(0)),
+            new_sync: Arc::default(),
         })
     }
 
@@ -65,6 +99,7 @@ impl Maildir {
                         pending: Vec::new(),
                         tmp_path: Some(tmp_path),
                         new_dir: self.root.join("new"),
+                        new_sync: self.new_sync.clone(),
                         name,
                         id,
                         size: 0,
@@ -220,6 +255,7 @@ pub struct Delivery {
     /// `Some` while the `tmp/` file is ours to remove.
     tmp_path: Option<PathBuf>,
     new_dir: PathBuf,
+    new_sync: Arc<DirSync>,
     name: String,
     id: String,
     size: u64,
@@ -286,6 +322,7 @@ impl Delivery {
         let data = std::mem::take(&mut self.pending);
         let new_path = self.new_dir.join(&self.name);
         let (new, new_dir) = (new_path.clone(), self.new_dir.clone());
+        let new_sync = self.new_sync.clone();
         // One trip for all steps. The error says whether the rename had happened.
         let outcome = tokio::task::spawn_blocking(move || -> Result<(), (bool, io::Error)> {
             file.write_all(&data)
@@ -293,7 +330,7 @@ impl Delivery {
                 .map_err(|e| (false, e))?;
             drop(file);
             std::fs::rename(&tmp_path, &new).map_err(|e| (false, e))?;
-            if let Err(e) = sync_dir(&new_dir) {
+            if let Err(e) = new_sync.after_rename(&new_dir) {
                 // Not durable: take it back so a 4xx and the sender's retry cannot duplicate it.
                 let _ = std::fs::remove_file(&new);
                 return Err((true, e));
@@ -505,6 +542,35 @@ mod tests {
         assert_eq!(writer_pid("17.P42.host", "host"), None);
         assert_eq!(writer_pid("17.M5PxQ3.host", "host"), None);
         assert_eq!(writer_pid("", "host"), None);
+    }
+
+    #[test]
+    fn group_commit_covers_every_rename_and_shares_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = Arc::new(DirSync::default());
+        // Alone, every rename gets its own fsync.
+        for _ in 0..3 {
+            sync.after_rename(dir.path()).unwrap();
+        }
+        assert_eq!(sync.fsyncs.load(Ordering::Relaxed), 3);
+        // Together, they are all covered, with at most one fsync each.
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (sync, path) = (sync.clone(), dir.path().to_path_buf());
+                std::thread::spawn(move || sync.after_rename(&path))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        let renamed = sync.renamed.load(Ordering::SeqCst);
+        assert_eq!(renamed, 19);
+        assert_eq!(
+            *sync.synced.lock().unwrap(),
+            renamed,
+            "a rename left uncovered"
+        );
+        assert!(sync.fsyncs.load(Ordering::Relaxed) <= renamed);
     }
 
     #[test]
