@@ -24,7 +24,7 @@ pub mod swaks;
 pub mod tmpfs;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use cli::{Cli, CliOutput};
@@ -100,4 +100,26 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// Every regular file under `dir`, recursively (symlinks not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded: a test's tree holds a few hundred entries at most.
+    for _ in 0..100_000 {
+        let Some(d) = stack.pop() else { break };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(e.path());
+            } else if kind.is_file() {
+                found.push(e.path());
+            }
+        }
+    }
+    found
 }

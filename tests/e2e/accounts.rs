@@ -33,32 +33,18 @@ fn set_isp(cli: &Cli, domains: &[&str]) -> mailcall_e2e::CliOutput {
     out
 }
 
-/// Files under `dir` (not the encrypted keyring files) whose bytes contain `needle`.
+/// Files under `dir` (not under a directory or file named `skip`) whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &str, skip: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    // Bounded walk: a test root holds a few dozen files.
-    for _ in 0..10_000 {
-        let Some(d) = stack.pop() else { break };
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.file_name().is_some_and(|n| n == skip) {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
+    mailcall_e2e::files_under(dir)
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == skip))
+        .filter(|p| {
+            std::fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).contains(needle))
                 .unwrap_or(false)
-            {
-                hits.push(path.display().to_string());
-            }
-        }
-    }
-    hits
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[test]

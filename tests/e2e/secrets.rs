@@ -4,7 +4,6 @@
 //! wrote; the config file is mode 0600.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mailcall_e2e::{
@@ -37,28 +36,6 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Every regular file under `dir`, recursively (symlinks not followed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    // Bounded: a test's tree holds a few hundred entries at most.
-    for _ in 0..100_000 {
-        let Some(d) = stack.pop() else { break };
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(e.path());
-            } else if kind.is_file() {
-                found.push(e.path());
-            }
-        }
-    }
-    found
 }
 
 #[test]
@@ -177,7 +154,7 @@ fn a_full_debug_logged_run_never_writes_the_password_anywhere() {
     }
     // Every file the runs left under the test's HOME, XDG dirs and Maildir: config, history,
     // TLS material, messages. The keyring's own file holds the secret encrypted, never plain.
-    let files = files_under(env.root());
+    let files = mailcall_e2e::files_under(env.root());
     assert!(
         files.iter().any(|f| f.ends_with("history.jsonl")),
         "no history file among {files:#?}"
