@@ -41,6 +41,7 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
     let trigger_options = TriggerOptions::from_config(&config).map_err(Failure::setup)?;
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     let names = config.accounts.clone();
+    let config_path = path.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,7 +81,9 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         );
         let triggers = trigger::start(service.clone(), accounts, trigger_options, events, shutdown.clone());
         let server = tokio::spawn(control.serve(triggers.clone(), shutdown.clone()));
+        let reloader = reload_on_hangup(config_path, triggers.clone()).map_err(Failure::failed)?;
         shutdown.cancelled().await;
+        reloader.abort();
         tracing::info!("stopping: finishing deliveries in progress");
         service.stop().await;
         triggers.stopped().await;
@@ -104,6 +107,46 @@ pub fn load_accounts(names: &[String]) -> Result<Vec<Account>, Failure> {
         }
     }
     Ok(accounts)
+}
+
+/// On SIGHUP, reads the config file's account list and the accounts from the keyring again and
+/// hands them to the triggers and the listener (after `account set`/`remove` while running).
+fn reload_on_hangup(
+    path: PathBuf,
+    triggers: trigger::TriggerHandle,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let path = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let config = mailcall_core::config::Config::load(&path).map_err(Failure::setup)?;
+                load_accounts(&config.accounts)
+            })
+            .await;
+            match loaded {
+                Ok(Ok(accounts)) => {
+                    tracing::info!(
+                        "SIGHUP: reloaded {} account(s): {}",
+                        accounts.len(),
+                        accounts
+                            .iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    if triggers.set_accounts(accounts).is_err() {
+                        return; // the service is stopping
+                    }
+                }
+                Ok(Err(Failure::Failed(e) | Failure::Setup(e))) => {
+                    tracing::error!("SIGHUP: accounts not reloaded, the old ones stay in use: {e}")
+                }
+                Err(e) => tracing::error!("SIGHUP: accounts not reloaded: {e}"),
+            }
+        }
+    }))
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

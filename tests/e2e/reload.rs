@@ -1,0 +1,77 @@
+//! `account set` / `account remove` while `mailcall-cli daemon` runs: a SIGHUP makes the daemon
+//! read the accounts again, and its listener accepts exactly the new accounts' domains.
+
+use std::time::Duration;
+
+use mailcall_e2e::{poll_until, Cli, KeyringEnv, RawSmtp, RunningCli};
+
+use crate::{listener_port, set_plain_account};
+
+/// The reply code the daemon's listener gives `RCPT TO:<user@domain>` in a fresh transaction.
+fn rcpt_code(port: u16, domain: &str) -> u16 {
+    let mut smtp = RawSmtp::greeted(port);
+    smtp.expect("EHLO isp.test", 250);
+    smtp.expect("MAIL FROM:<sender@remote.example>", 250);
+    let code = smtp.command(&format!("RCPT TO:<user@{domain}>")).code;
+    let _ = smtp.command("QUIT");
+    code
+}
+
+/// Sends SIGHUP to the daemon and waits until it logged the reload numbered `n` (1-based).
+fn hangup(daemon: &RunningCli, n: usize) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.pid().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -HUP failed");
+    let reloaded = poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        (daemon.output().matches("SIGHUP: reloaded").count() >= n).then_some(())
+    });
+    assert!(reloaded.is_some(), "no reload logged\n{}", daemon.output());
+}
+
+#[test]
+fn sighup_reloads_accounts_edited_while_the_daemon_runs() {
+    let env = KeyringEnv::new();
+    let cli = Cli::new(&env);
+    // No automatic fetch: the test only watches which recipients the listener takes.
+    cli.write_config("hostname = \"client.test\"\nfetch-at-start = false\n");
+    // The ISP is never asked here; the account only names the domains.
+    set_plain_account(&cli, "isp", 9, &["alpha.test"]);
+    let lp = listener_port();
+    let listen = format!("127.0.0.1:{lp}");
+    let maildir = env.root().join("Maildir").display().to_string();
+    let daemon = RunningCli::spawn(
+        &env,
+        &cli,
+        &["daemon", "--listen", &listen, "--maildir", &maildir],
+        &[],
+    );
+    let running = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        daemon
+            .output()
+            .contains("mailcall daemon running")
+            .then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the daemon did not start\n{}",
+        daemon.output()
+    );
+
+    assert_eq!(rcpt_code(lp, "alpha.test"), 250, "{}", daemon.output());
+    assert_eq!(rcpt_code(lp, "beta.test"), 550, "{}", daemon.output());
+
+    set_plain_account(&cli, "isp", 9, &["alpha.test", "beta.test"]);
+    hangup(&daemon, 1);
+    assert_eq!(rcpt_code(lp, "beta.test"), 250, "{}", daemon.output());
+
+    cli.run(&["account", "remove", "isp"]).assert_success();
+    hangup(&daemon, 2);
+    assert_eq!(rcpt_code(lp, "alpha.test"), 550, "{}", daemon.output());
+    assert!(
+        daemon.output().contains("SIGHUP: reloaded 0 account(s)"),
+        "{}",
+        daemon.output()
+    );
+}
