@@ -172,6 +172,11 @@ impl AppState {
             stop.clone(),
         );
         let control = self.serve_control(&triggers, &stop);
+        tauri::async_runtime::spawn(mirror_pause(
+            app.clone(),
+            triggers.paused_changes(),
+            stop.clone(),
+        ));
         self.started_once.store(true, Ordering::SeqCst);
         *self.service.lock().await = Some(Running {
             handle,
@@ -362,4 +367,25 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let view = state.status().view();
     crate::tray::show_status(app, &view);
     let _ = app.emit(STATUS_EVENT, view);
+}
+
+/// Keeps the tray's "Pause automatic fetching" check mark in step with the triggers, whoever
+/// flips the switch (the menu, the window, `PAUSE`/`RESUME` on the control socket).
+async fn mirror_pause<R: Runtime>(
+    app: AppHandle<R>,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = paused.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = *paused.borrow_and_update();
+                crate::tray::show_paused(&app, now);
+            }
+        }
+    }
 }

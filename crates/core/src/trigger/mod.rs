@@ -219,6 +219,11 @@ impl TriggerHandle {
         );
     }
 
+    /// Every change of the pause switch, from wherever it came (tray, control socket).
+    pub fn paused_changes(&self) -> watch::Receiver<bool> {
+        self.inner.paused.subscribe()
+    }
+
     /// Whether automatic fetching is paused.
     pub fn is_paused(&self) -> bool {
         *self.inner.paused.borrow()
