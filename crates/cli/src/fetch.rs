@@ -166,8 +166,9 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             })
             .await
             .map_err(Failure::failed);
-        if matches!(&record, Ok(r) if r.trigger == "connect") {
-            // The link never came up: no session ran, so no SessionFinished ends the printer.
+        if !matches!(&record, Ok(r) if r.trigger != "connect") {
+            // No session ran (the link never came up, or the service stopped): no
+            // SessionFinished will end the printer.
             printer.abort();
         }
         let _ = printer.await;
