@@ -237,6 +237,8 @@ fn link_up_fetches_by_itself_once_per_link_up() {
     world.ns.link_down("ppp0");
     world.ns.link_up("ppp0");
     world.wait_sessions("network", 3, Duration::from_secs(30));
+    // An absence can only be watched for a while: a second session for the flap would have
+    // started within the settle delay and ended within the idle timeout (2 s) plus margin.
     std::thread::sleep(Duration::from_secs(SETTLE + 4));
     let records = history(&world.env);
     assert_eq!(

@@ -400,9 +400,8 @@ impl Config {
             _ if self.numeric_limits().iter().any(|(k, _, _)| *k == key) => {
                 let min = self
                     .numeric_limits()
-                    .iter()
-                    .find(|(k, _, _)| *k == key)
-                    .map(|(_, _, m)| *m)
+                    .into_iter()
+                    .find_map(|(k, _, m)| (k == key).then_some(m))
                     .unwrap_or(1);
                 let n: u64 = value
                     .parse()
