@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev gnome-keyring"
+. tests/setup/packages.sh
 missing=""
-for p in $PACKAGES; do
+for p in $APP_PACKAGES; do
     case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" in
         "install ok installed") ;;
         *) missing="$missing $p" ;;

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Checks that what the tests use is really there — the features, not only the binaries — and
+# names the package to install when something is missing. Run by tests/setup.sh after installing,
+# and inside a fresh Debian root by tests/setup/prove.sh. Exit 1 with every missing piece listed.
+#   sh tests/setup/features.sh [e2e] [gui]     (default: both)
+set -u
+PATH="$PATH:/usr/sbin:/sbin"
+missing=0
+
+fail() { # PACKAGE WHAT
+    echo "features.sh: missing: $2 (install Debian package $1)" >&2
+    missing=1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+tool() { # PACKAGE TOOL...
+    pkg=$1; shift
+    for t in "$@"; do have "$t" || fail "$pkg" "the command $t"; done
+}
+
+e2e() {
+    tool postfix postfix postqueue postconf smtp-source smtp-sink
+    tool sasl2-bin saslpasswd2 saslpluginviewer
+    tool openssl openssl
+    tool dbus dbus-daemon dbus-send
+    tool gnome-keyring gnome-keyring-daemon
+    tool libsecret-tools secret-tool
+    tool util-linux setpriv
+    tool mount mount umount
+    tool swaks swaks
+    tool iproute2 ip
+    if have swaks; then
+        # swaks' TLS is only a Recommends: `swaks --tls` needs Net::SSLeay and IO::Socket::SSL.
+        swaks --support 2>&1 | grep -q '^=== TLS supported' ||
+            fail "libnet-ssleay-perl libio-socket-ssl-perl" "TLS in swaks (swaks --support says: $(swaks --support 2>&1 | grep TLS))"
+    fi
+    if have postconf; then
+        # The test ISP's main.cf uses inline: maps and Cyrus SASL.
+        conf=$(mktemp -d)
+        : >"$conf/main.cf"
+        postconf -c "$conf" -m 2>/dev/null | grep -qx inline || fail postfix "Postfix's inline: lookup table (postconf -m)"
+        postconf -c "$conf" -a 2>/dev/null | grep -qx cyrus || fail postfix "Postfix's Cyrus SASL server (postconf -a)"
+        rm -rf "$conf"
+    fi
+    if have saslpluginviewer; then
+        mechs=$(saslpluginviewer -s 2>/dev/null)
+        for m in PLAIN LOGIN CRAM-MD5; do
+            echo "$mechs" | grep -q "SASL mechanism: $m," || fail libsasl2-modules "the SASL mechanism $m (saslpluginviewer -s)"
+        done
+        saslpluginviewer -a 2>/dev/null | grep -q 'Plugin "sasldb"' || fail libsasl2-modules-db "the sasldb auxprop plugin (saslpluginviewer -a)"
+    fi
+    if have ip; then
+        ip tuntap help 2>&1 | grep -q tun || fail iproute2 "ip tuntap"
+    fi
+}
+
+gui() {
+    tool build-essential cc make
+    tool pkg-config pkg-config
+    tool xvfb Xvfb
+    tool xauth xauth
+    tool dbus-x11 dbus-launch
+    tool dunst dunst dunstctl
+    tool trayer trayer
+    tool xdotool xdotool
+    tool x11-utils xwininfo
+    tool imagemagick import
+    tool webkit2gtk-driver WebKitWebDriver
+    tool librsvg2-bin rsvg-convert
+    if have pkg-config; then
+        # What Tauri's -sys crates ask pkg-config for.
+        for pair in webkit2gtk-4.1:libwebkit2gtk-4.1-dev gtk+-3.0:libgtk-3-dev \
+            libsoup-3.0:libsoup-3.0-dev javascriptcoregtk-4.1:libjavascriptcoregtk-4.1-dev \
+            ayatana-appindicator3-0.1:libayatana-appindicator3-dev librsvg-2.0:librsvg2-dev \
+            openssl:libssl-dev dbus-1:libdbus-1-dev; do
+            pkg-config --exists "${pair%%:*}" || fail "${pair#*:}" "the library ${pair%%:*} (pkg-config)"
+        done
+        [ -e /usr/include/xdo.h ] || fail libxdo-dev "xdo.h"
+    fi
+}
+
+[ $# -gt 0 ] || set -- e2e gui
+for part in "$@"; do "$part"; done
+if [ "$missing" != 0 ]; then
+    echo "features.sh: the tests cannot run until the packages above are installed" >&2
+    exit 1
+fi
+echo "features.sh: everything the tests use is there ($*)"

@@ -1,0 +1,40 @@
+# The Debian 12 packages the tests need, one list per purpose; sourced by tests/setup.sh and by
+# tests/setup/prove.sh (which installs exactly these into a fresh root to show nothing is missing).
+# Each package is here for what the tests *use* of it: tests/setup/features.sh checks that use.
+# Always installed with --no-install-recommends: a Recommends the tests need is listed by name.
+
+# The end-to-end tests (tests/e2e) and the benchmarks:
+#   postfix               the ISP: `postfix -c DIR start`, postqueue, smtpd, flush (ETRN), smtp-source/-sink
+#   sasl2-bin             saslpasswd2 (the ISP's sasldb), saslpluginviewer (features.sh)
+#   libsasl2-modules      the PLAIN, LOGIN and CRAM-MD5 mechanisms for the ISP's smtpd
+#   libsasl2-modules-db   the sasldb auxprop plugin
+#   openssl               the ISP's CA and server certificate
+#   dbus                  dbus-daemon (a private session bus per test) and dbus-send
+#   gnome-keyring         the Secret Service the keyring crate talks to
+#   libsecret-tools       secret-tool, to look into the keyring from the tests
+#   util-linux            setpriv, to run the CLI as an unprivileged user (port 25 test)
+#   mount                 mount/umount of a size-limited tmpfs (disk-full test)
+#   swaks                 an SMTP client that is not ours, for the hostile-input tests
+#   libnet-ssleay-perl    swaks --tls (only a Recommends of swaks: without it "TLS not available")
+#   libio-socket-ssl-perl swaks --tls, likewise
+#   iproute2              ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
+E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2"
+
+# The tray app (src-tauri): build packages for Tauri on Debian 12, and the throwaway desktop the
+# GUI test drives:
+#   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev  the webview
+#   libayatana-appindicator3-dev  the tray (Debian 12 has no libappindicator3-dev)
+#   librsvg2-dev libxdo-dev libssl-dev libdbus-1-dev build-essential pkg-config file
+#   xvfb xauth          a headless X server for the window
+#   dbus-x11            dbus-launch for GTK helpers
+#   dunst               a real notification daemon (its history is the test's witness)
+#   trayer              a tray host, so the icon is somewhere xdotool can click
+#   xdotool x11-utils   clicking the tray menu, window geometry
+#   imagemagick         `import -window root` screenshots
+#   webkit2gtk-driver   WebKitWebDriver, which tauri-driver drives
+#   librsvg2-bin        rsvg-convert, to regenerate icons/ (sh icons/generate.sh)
+GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev xvfb xauth dbus-x11 dunst trayer xdotool x11-utils imagemagick webkit2gtk-driver librsvg2-bin"
+
+# What `scripts/run.sh` needs to build and run the tray app from source: the GUI build packages and a
+# Secret Service for the accounts (gnome-keyring; a desktop session usually has one already).
+APP_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev gnome-keyring"
