@@ -31,8 +31,11 @@ use crate::smtp::{Message, SmtpClient};
 pub struct IspOptions {
     /// Domains it holds mail for (relay_domains = fast_flush_domains), each routed to the listener.
     pub domains: Vec<String>,
-    /// The port on 127.0.0.1 where the client's listener will be (the transport's next hop).
+    /// The port where the client's listener will be (the transport's next hop).
     pub listener_port: u16,
+    /// The address the client's listener is reached at: 127.0.0.1, or the dial-up link's own
+    /// address inside a network namespace (then mail is deferred while the link is down).
+    pub listener_host: String,
     /// Offer STARTTLS with a server certificate signed by the ISP's own CA.
     pub tls: bool,
     /// SASL user and password (PLAIN, LOGIN via sasldb); also makes ETRN require AUTH.
@@ -47,10 +50,17 @@ impl IspOptions {
         Self {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             listener_port,
+            listener_host: "127.0.0.1".to_string(),
             tls: false,
             auth: None,
             tls_auth_only: false,
         }
+    }
+
+    /// Delivers to `host` (an IPv4 address) instead of 127.0.0.1.
+    pub fn with_listener_host(mut self, host: &str) -> Self {
+        self.listener_host = host.to_string();
+        self
     }
 
     /// Adds STARTTLS.
@@ -216,7 +226,12 @@ impl PostfixIsp {
             .options
             .domains
             .iter()
-            .map(|d| format!("{d}=smtp:[127.0.0.1]:{}", self.options.listener_port))
+            .map(|d| {
+                format!(
+                    "{d}=smtp:[{}]:{}",
+                    self.options.listener_host, self.options.listener_port
+                )
+            })
             .collect();
         format!(
             "# A test ISP: holds mail for its relay domains until ETRN, then delivers it to the
@@ -261,6 +276,7 @@ smtp_tls_security_level = none
     fn master_cf(&self) -> String {
         // No chroot (column 5 = n): the instance lives in a temp dir without a chroot skeleton.
         let services = [
+            "pickup    unix  n       -       n       60      1       pickup",
             "cleanup   unix  n       -       n       -       0       cleanup",
             "qmgr      unix  n       -       n       300     1       qmgr",
             "tlsmgr    unix  -       -       n       1000?   1       tlsmgr",
@@ -377,6 +393,24 @@ smtp_tls_security_level = none
                 "queueing test mail at the ISP failed: {e}\nmaillog:\n{}",
                 self.log()
             );
+        }
+    }
+
+    /// Queues `messages` through the ISP's local submission (`sendmail -C`, the maildrop
+    /// directory and `pickup`): it goes through files, so it works while the ISP runs inside a
+    /// network namespace the test process cannot reach over TCP.
+    pub fn submit_all(&self, messages: &[Message]) {
+        for msg in messages {
+            let mut cmd = Command::new("sendmail");
+            cmd.arg("-C")
+                .arg(self.conf_dir())
+                .args(["-i", "-f", &msg.from, "--", &msg.to]);
+            if let Err(e) = run_checked(&mut cmd, Some(msg.raw().as_bytes())) {
+                panic!(
+                    "submitting test mail at the ISP failed: {e}\nmaillog:\n{}",
+                    self.log()
+                );
+            }
         }
     }
 

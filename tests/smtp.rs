@@ -39,6 +39,19 @@ impl Message {
         }
     }
 
+    /// The message as a file holds it: LF lines, not dot-stuffed (for `sendmail`).
+    pub fn raw(&self) -> String {
+        let mut text = format!(
+            "From: <{}>\nTo: <{}>\nSubject: {}\nMessage-ID: {}\n\n",
+            self.from, self.to, self.subject, self.message_id
+        );
+        for line in self.body.lines().chain(std::iter::once(BODY_END)) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+
     /// The DATA content (CRLF lines, dot-stuffed, without the final `.`).
     pub fn data(&self) -> String {
         let mut text = format!(

@@ -55,20 +55,40 @@ struct World {
     log: PathBuf,
 }
 
+/// The dial-up link's own address and its peer's.
+const LOCAL: &str = "10.64.0.2";
+const PEER: &str = "10.64.0.1";
+
 impl World {
     /// Config, an ISP holding `queued` for `dial.test` (moved into the namespace), ppp0 down.
     fn new(queued: &[Message], extra_account_args: &[&str]) -> Self {
+        Self::build(queued, extra_account_args, false)
+    }
+
+    /// As pppd has it: no `ppp0` until [`World::dial_in`] creates one, and [`World::hang_up`]
+    /// deletes it. The ISP delivers to the link's own address, so mail waits at the ISP while
+    /// the link is down; the daemon listens on every address.
+    fn dialup() -> Self {
+        Self::build(&[], &[], true)
+    }
+
+    fn build(queued: &[Message], extra_account_args: &[&str], dialup: bool) -> Self {
         let env = KeyringEnv::new();
         let listen_port = free_port();
-        let isp = PostfixIsp::start(IspOptions::new(&[DOMAIN], listen_port));
+        let mut options = IspOptions::new(&[DOMAIN], listen_port);
+        if dialup {
+            options = options.with_listener_host(LOCAL);
+        }
+        let isp = PostfixIsp::start(options);
         if !queued.is_empty() {
             isp.queue_all(queued);
             isp.wait_deferred(queued.len(), Duration::from_secs(30));
         }
         let maildir = Maildir::new(env.root().join("Maildir"));
         let cli = Cli::new(&env);
+        let listen_host = if dialup { "0.0.0.0" } else { "127.0.0.1" };
         cli.write_config(&format!(
-            "hostname = \"client.test\"\nlisten = \"127.0.0.1:{listen_port}\"\nmaildir = \"{}\"\nidle-timeout = 2\nmax-wait = 60\ninterfaces = [\"ppp*\"]\nsettle-delay = {SETTLE}\n",
+            "hostname = \"client.test\"\nlisten = \"{listen_host}:{listen_port}\"\nmaildir = \"{}\"\nidle-timeout = 2\nmax-wait = 60\ninterfaces = [\"ppp*\"]\nsettle-delay = {SETTLE}\n",
             maildir.path().display()
         ));
         set_plain_account(&cli, "isp", isp.port(), &[DOMAIN]);
@@ -91,7 +111,9 @@ impl World {
             cli.run(&args).assert_success();
         }
         let ns = Netns::new();
-        ns.add_tun("ppp0", "10.64.0.2", "10.64.0.1");
+        if !dialup {
+            ns.add_tun("ppp0", LOCAL, PEER);
+        }
         ns.adopt_isp(&isp);
         let log = env.root().join("daemon.log");
         World {
@@ -102,6 +124,17 @@ impl World {
             listen_port,
             log,
         }
+    }
+
+    /// A dial-in as pppd does it: a new `ppp0` (a new interface index), its addresses, up.
+    fn dial_in(&self) {
+        self.ns.add_tun("ppp0", LOCAL, PEER);
+        self.ns.link_up("ppp0");
+    }
+
+    /// A hang-up as pppd does it: `ppp0` is deleted.
+    fn hang_up(&self) {
+        self.ns.ip(&["link", "del", "ppp0"]);
     }
 
     fn cli(&self) -> Cli<'_> {
@@ -270,6 +303,80 @@ fn link_up_fetches_by_itself_once_per_link_up() {
     world.wait_sessions("isp", 1, Duration::from_secs(30));
     assert_eq!(world.maildir.new_messages().len(), 4, "{}", world.context());
 
+    stop_daemon(daemon, &world);
+}
+
+#[test]
+fn every_dial_in_fetches_once_like_pppd_creating_a_new_ppp0() {
+    // pppd creates a new ppp0 (a new interface index) at every dial-in and deletes it at
+    // hang-up; here the next dial-in follows within the settle delay of the hang-up, as it does
+    // when the user dials again right away. Each must be one session, and all the mail arrive.
+    const DIAL_INS: usize = 10;
+    const PER_DIAL_IN: usize = 2;
+    let world = World::dialup();
+    let daemon = world.start_daemon();
+    let mut expected: Vec<String> = Vec::new();
+    for round in 0..DIAL_INS {
+        let mail: Vec<Message> = (0..PER_DIAL_IN)
+            .map(|n| Message::numbered(DOMAIN, round * PER_DIAL_IN + n))
+            .collect();
+        // Offline: the ISP's first attempt finds no route to 10.64.0.2 and defers the mail.
+        world.isp.submit_all(&mail);
+        world
+            .isp
+            .wait_deferred(PER_DIAL_IN, Duration::from_secs(30));
+        expected.extend(mail.iter().map(|m| m.message_id.clone()));
+        expected.sort();
+
+        world.dial_in();
+        world.wait_sessions("network", round + 1, Duration::from_secs(30));
+        world.isp.wait_queue_empty(Duration::from_secs(10));
+        assert_eq!(
+            world.maildir.message_ids(),
+            expected,
+            "after dial-in {}\n{}",
+            round + 1,
+            world.context()
+        );
+        let records = history(&world.env);
+        let sessions = with_trigger(&records, "network");
+        assert_eq!(
+            sessions.len(),
+            round + 1,
+            "dial-in {} made more than one session\n{}",
+            round + 1,
+            world.context()
+        );
+        assert_eq!(
+            sessions[round]["messages"].as_array().map(|m| m.len()),
+            Some(PER_DIAL_IN),
+            "dial-in {}: its session should hold its own mail\n{}",
+            round + 1,
+            world.context()
+        );
+        world.hang_up();
+    }
+    assert_eq!(etrn_sessions(&world.isp), DIAL_INS, "{}", world.context());
+
+    // A link that stays up but gets another address (a renewed lease with a new address):
+    // the ISP must now reach a new address, so that is one more fetch. First let the link
+    // settle — addresses arriving in its first moments belong to its link-up.
+    world.dial_in();
+    world.wait_sessions("network", DIAL_INS + 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(SETTLE * 1000 + 300));
+    world
+        .ns
+        .ip(&["addr", "add", "10.64.0.3", "peer", PEER, "dev", "ppp0"]);
+    world
+        .ns
+        .ip(&["addr", "del", LOCAL, "peer", PEER, "dev", "ppp0"]);
+    world.wait_sessions("network", DIAL_INS + 2, Duration::from_secs(30));
+    assert_eq!(
+        etrn_sessions(&world.isp),
+        DIAL_INS + 2,
+        "{}",
+        world.context()
+    );
     stop_daemon(daemon, &world);
 }
 

@@ -214,7 +214,7 @@ async fn handle(line: &str, triggers: &TriggerHandle) -> serde_json::Value {
             "ok": true,
             "paused": triggers.is_paused(),
             "fetching": triggers.service().is_fetching(),
-            "links": triggers.links(),
+            "links": triggers.links().map(|l| l.names()),
         }),
         _ => {
             json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [account ...], PAUSE, RESUME or STATUS")})

@@ -15,7 +15,7 @@ use mailcall_core::fetch::FetchOptions;
 use mailcall_core::history::History;
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
-use mailcall_core::trigger::{self, Links, TriggerHandle, TriggerOptions};
+use mailcall_core::trigger::{self, Link, Links, TriggerHandle, TriggerOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +67,14 @@ async fn service(dir: &std::path::Path, history: &History) -> ServiceHandle {
     .unwrap()
 }
 
+/// The watched interfaces `names` up (index 5 each: these tests never re-create one).
 fn links(names: &[&str]) -> Option<Links> {
-    Some(names.iter().map(|s| s.to_string()).collect())
+    Some(
+        names
+            .iter()
+            .map(|n| Link::new(5, *n, ["10.64.0.2".parse::<std::net::IpAddr>().unwrap()]))
+            .collect(),
+    )
 }
 
 fn triggers(

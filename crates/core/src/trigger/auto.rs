@@ -86,9 +86,10 @@ pub async fn run(
                     next_tick = options.interval.map(|i| now + i);
                 }
                 // Two links up at once still make one request: the session would merge them anyway.
-                if let Some(name) = fire.into_iter().next() {
+                if let Some(up) = fire.into_iter().next() {
+                    tracing::debug!(interface = %up.name, cause = ?up.cause, "link up");
                     if !*paused.borrow() {
-                        let _ = out.send(AutoFetch { trigger: "network", interface: Some(name) });
+                        let _ = out.send(AutoFetch { trigger: "network", interface: Some(up.name) });
                     }
                 }
             }
@@ -128,10 +129,22 @@ mod tests {
         }
     }
 
+    /// The watched interfaces `names` up, each with a fixed index and address.
     fn set(r: &Rig, names: &[&str]) {
-        r.links
-            .send(Some(names.iter().map(|s| s.to_string()).collect()))
-            .unwrap();
+        use super::super::filter::Link;
+        let links = names.iter().map(|n| {
+            let index = match *n {
+                "eth0" => 2,
+                "ppp0" => 5,
+                _ => 9,
+            };
+            Link::new(
+                index,
+                *n,
+                ["10.64.0.2".parse::<std::net::IpAddr>().unwrap()],
+            )
+        });
+        r.links.send(Some(links.collect())).unwrap();
     }
 
     /// Lets the trigger task run until it waits again (paused time does not move by itself

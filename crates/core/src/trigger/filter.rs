@@ -1,10 +1,71 @@
 //! Which interfaces count as "the link": name globs, and which addresses make one usable.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// The interfaces that currently have a usable address and pass the filter, by name.
-pub type Links = BTreeSet<String>;
+/// One watched interface that is up with a usable address.
+///
+/// The kernel's interface index is its identity, not the name: pppd creates a new `ppp0` (a new
+/// index) at every dial-in and deletes it at hang-up, so a re-created `ppp0` is a new link even
+/// when it comes back under the same name with the same address within a second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The kernel's interface index.
+    pub index: u32,
+    /// The interface name (`ppp0`, `wlan0`); a rename keeps the index.
+    pub name: String,
+    /// Its usable addresses (see [`is_usable`]).
+    pub addrs: BTreeSet<IpAddr>,
+}
+
+impl Link {
+    /// A link from its index, name and usable addresses.
+    pub fn new(
+        index: u32,
+        name: impl Into<String>,
+        addrs: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
+        Link {
+            index,
+            name: name.into(),
+            addrs: addrs.into_iter().collect(),
+        }
+    }
+}
+
+/// The watched interfaces that are up, by interface index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links(BTreeMap<u32, Link>);
+
+impl Links {
+    /// Whether no watched interface is up.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The links, by index.
+    pub fn iter(&self) -> impl Iterator<Item = &Link> {
+        self.0.values()
+    }
+
+    /// The link with this index, if it is up.
+    pub fn get(&self, index: u32) -> Option<&Link> {
+        self.0.get(&index)
+    }
+
+    /// The names of the links that are up, sorted (for status output).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.values().map(|l| l.name.clone()).collect();
+        names.sort();
+        names
+    }
+}
+
+impl FromIterator<Link> for Links {
+    fn from_iter<I: IntoIterator<Item = Link>>(iter: I) -> Self {
+        Links(iter.into_iter().map(|l| (l.index, l)).collect())
+    }
+}
 
 /// The interface filter: glob patterns on the interface name (`*`, `?`); empty means any
 /// interface that is not loopback.
@@ -41,6 +102,13 @@ impl InterfaceFilter {
             self.patterns.iter().any(|p| glob_match(p, name))
         };
         named && addrs.iter().any(|a| is_usable(*a))
+    }
+
+    /// The [`Link`] interface `index` named `name` with addresses `addrs` makes, when it
+    /// passes the filter and has a usable address; only the usable addresses are kept.
+    pub fn link(&self, index: u32, name: &str, addrs: &[IpAddr]) -> Option<Link> {
+        self.is_up_link(name, addrs)
+            .then(|| Link::new(index, name, addrs.iter().copied().filter(|a| is_usable(*a))))
     }
 }
 
@@ -122,6 +190,22 @@ mod tests {
         assert!(!f.is_up_link("eth0", &[ll6]));
         assert!(!f.is_up_link("eth0", &[ll4]));
         assert!(!f.is_up_link("eth0", &[]));
+    }
+
+    #[test]
+    fn a_link_keeps_only_its_usable_addresses() {
+        let f = InterfaceFilter::default();
+        let ll6: IpAddr = "fe80::1".parse().unwrap();
+        let v4: IpAddr = "10.64.0.2".parse().unwrap();
+        let link = f.link(7, "eth0", &[ll6, v4]).unwrap();
+        assert_eq!((link.index, link.name.as_str()), (7, "eth0"));
+        assert_eq!(link.addrs.into_iter().collect::<Vec<_>>(), [v4]);
+        assert!(f.link(8, "eth1", &[ll6]).is_none());
+        let links: Links = [Link::new(3, "ppp0", [v4]), Link::new(2, "eth0", [v4])]
+            .into_iter()
+            .collect();
+        assert_eq!(links.names(), ["eth0", "ppp0"]);
+        assert_eq!(links.get(3).map(|l| l.name.as_str()), Some("ppp0"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::service::{FetchRequest, ServiceHandle, ServiceStopped};
 
 pub use auto::{AutoFetch, AutoOptions};
 pub use command::{run_command, split_command, CommandRun};
-pub use filter::{InterfaceFilter, Links};
+pub use filter::{InterfaceFilter, Link, Links};
 
 /// How the triggers behave (the config's `interfaces`, `settle-delay`, `fetch-interval`,
 /// `fetch-at-start`).

@@ -1,5 +1,7 @@
-//! The link state from the operating system, via `netwatcher` (netlink on Linux): the set of
-//! interfaces that pass the filter and have a usable address, republished on every change.
+//! The link state from the operating system, via `netwatcher` (netlink on Linux): the
+//! interfaces that pass the filter and have a usable address — with their index and addresses,
+//! so a deleted and re-created `ppp0` or a changed address is a change — republished on every
+//! change.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,11 +19,10 @@ pub fn links_of(
 ) -> Links {
     interfaces
         .values()
-        .filter(|i| {
+        .filter_map(|i| {
             let addrs: Vec<IpAddr> = i.ips.iter().map(|r| r.ip).collect();
-            filter.is_up_link(&i.name, &addrs)
+            filter.link(i.index, &i.name, &addrs)
         })
-        .map(|i| i.name.clone())
         .collect()
 }
 
