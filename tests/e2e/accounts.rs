@@ -20,7 +20,7 @@ fn set_isp(cli: &Cli, domains: &[&str]) -> mailcall_e2e::CliOutput {
         "--port",
         "2525",
         "--security",
-        "none",
+        "starttls",
         "--user",
         "alice",
         "--password-stdin",

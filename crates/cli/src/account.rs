@@ -1,14 +1,19 @@
-//! `account set|list|show|remove`: ISP accounts in the OS keyring, their names in the config file.
+//! `account set|edit|list|show|remove`: ISP accounts in the OS keyring, their names in the
+//! config file. The rules are the core's ([`Account::check`]); this file maps flags to fields
+//! and the core's field names back to flags.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use mailcall_core::account::{self, Account, DomainSpec, Secret, Security};
-use mailcall_core::keystore::{AccountStore, OsKeyring};
+use mailcall_core::account::{Account, DomainSpec, LinkSettings, Secret, Security};
+use mailcall_core::control;
+use mailcall_core::hint::AccountField;
+use mailcall_core::keystore::{AccountStore, KeystoreError, OsKeyring};
 
 use crate::failure::{Failure, Outcome};
+use crate::output::{runtime, say};
 use crate::settings;
 
 /// The `account` subcommands.
@@ -16,6 +21,8 @@ use crate::settings;
 pub enum AccountCommand {
     /// Create or replace an account (all its settings; the domains given replace the old list).
     Set(SetArgs),
+    /// Change some settings of an account; what is not given stays as it is.
+    Edit(EditArgs),
     /// List the accounts (passwords are never shown).
     List,
     /// Show one account's settings (the password is never shown).
@@ -67,8 +74,69 @@ pub struct SetArgs {
     #[arg(long, value_name = "COMMAND")]
     disconnect_command: Option<String>,
     /// Seconds to wait for the link after the connect command (default 60).
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS")]
     link_timeout: Option<u64>,
+}
+
+/// Arguments of `account edit`: each one given changes that setting only.
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The account to change.
+    name: String,
+    /// The ISP's mail server.
+    #[arg(long)]
+    host: Option<String>,
+    /// Its port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// none, starttls or tls; the port follows when it was the old mode's default.
+    #[arg(long)]
+    security: Option<Security>,
+    /// User name for SMTP AUTH (a new user needs --password-stdin).
+    #[arg(long, conflicts_with = "no_user")]
+    user: Option<String>,
+    /// Remove the user name and password (no AUTH).
+    #[arg(long)]
+    no_user: bool,
+    /// Read a new password from the first line of standard input.
+    #[arg(long, conflicts_with = "no_user")]
+    password_stdin: bool,
+    /// A PEM file of CA certificates to trust for this ISP.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_ca_file")]
+    ca_file: Option<PathBuf>,
+    /// Trust only the system's CAs again.
+    #[arg(long)]
+    no_ca_file: bool,
+    /// The name to give in EHLO.
+    #[arg(long, conflicts_with = "no_helo")]
+    helo: Option<String>,
+    /// Give this machine's host name in EHLO again.
+    #[arg(long)]
+    no_helo: bool,
+    /// Add a domain (example.com, @example.com or #queue).
+    #[arg(long, value_name = "D")]
+    add_domain: Vec<String>,
+    /// Remove a domain, as it is listed.
+    #[arg(long, value_name = "D")]
+    remove_domain: Vec<String>,
+    /// The command that brings the link up.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "no_connect_command")]
+    connect_command: Option<String>,
+    /// No connect command.
+    #[arg(long)]
+    no_connect_command: bool,
+    /// The command that brings the link down after a fetch.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "no_disconnect_command")]
+    disconnect_command: Option<String>,
+    /// No disconnect command.
+    #[arg(long)]
+    no_disconnect_command: bool,
+    /// Seconds to wait for the link after the connect command.
+    #[arg(long, value_name = "SECS", conflicts_with = "no_link_timeout")]
+    link_timeout: Option<u64>,
+    /// The default wait for the link (60 s) again.
+    #[arg(long)]
+    no_link_timeout: bool,
 }
 
 /// Runs an `account` subcommand against the OS keyring.
@@ -76,124 +144,248 @@ pub fn run(explicit: Option<&Path>, cmd: AccountCommand) -> Outcome {
     let store = OsKeyring;
     match cmd {
         AccountCommand::Set(args) => set(explicit, &store, args),
+        AccountCommand::Edit(args) => edit(explicit, &store, args),
         AccountCommand::List => list(explicit, &store),
         AccountCommand::Show { name } => show(&store, &name),
         AccountCommand::Remove { name } => remove(explicit, &store, &name),
     }
 }
 
+/// The flag that sets a field, for messages.
+pub fn flag(field: AccountField) -> &'static str {
+    match field {
+        AccountField::Name => "NAME",
+        AccountField::Host => "--host",
+        AccountField::Port => "--port",
+        AccountField::Security => "--security",
+        AccountField::User => "--user",
+        AccountField::Password => "--password-stdin",
+        AccountField::CaFile => "--ca-file",
+        AccountField::Helo => "--helo",
+        AccountField::Domains => "--domain",
+        AccountField::ConnectCommand => "--connect-command",
+        AccountField::DisconnectCommand => "--disconnect-command",
+        AccountField::LinkTimeout => "--link-timeout",
+    }
+}
+
+fn read_password() -> Result<Secret, Failure> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        Failure::setup(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err(Failure::setup(
+            "--password-stdin read an empty password: pipe the password in, e.g. `printf '%s\\n' \"$PW\" | mailcall-cli account edit NAME --password-stdin`",
+        ));
+    }
+    Ok(Secret::new(pw))
+}
+
+fn domains(given: &[String]) -> Result<Vec<DomainSpec>, Failure> {
+    let mut out: Vec<DomainSpec> = Vec::new();
+    for d in given {
+        let spec: DomainSpec = d
+            .parse()
+            .map_err(|e| Failure::setup(format!("--domain: {e}")))?;
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+/// A CA file given on the command line, made a full path (relative to where the command runs).
+fn ca_path(p: PathBuf) -> Result<PathBuf, Failure> {
+    std::fs::canonicalize(&p).map_err(|e| {
+        Failure::setup(format!(
+            "--ca-file: cannot read {}: {e}. Give the path of the ISP's CA certificate (PEM)",
+            p.display()
+        ))
+    })
+}
+
+fn stored(store: &dyn AccountStore, name: &str) -> Result<Option<Account>, Failure> {
+    match store.load(name) {
+        Ok(a) => Ok(Some(a)),
+        Err(KeystoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(Failure::setup(e)),
+    }
+}
+
 fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outcome {
-    account::validate_name(&args.name).map_err(Failure::setup)?;
-    let (path, mut config) = settings::load(explicit)?;
-    let host = args.host.trim().to_string();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(Failure::setup(format!(
-            "--host {:?} is not a host name or address",
-            args.host
-        )));
-    }
-    let mut domains: Vec<DomainSpec> = Vec::new();
-    for d in &args.domains {
-        let spec: DomainSpec = d.parse().map_err(Failure::setup)?;
-        if !domains.contains(&spec) {
-            domains.push(spec);
-        }
-    }
-    let ca_file = match args.ca_file {
-        Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| {
-            Failure::setup(format!(
-                "cannot read the CA file {}: {e}. Give the path of the ISP's CA certificate (PEM)",
-                p.display()
-            ))
-        })?),
-        None => None,
-    };
-    if let Some(helo) = &args.helo {
-        if helo.is_empty()
-            || !helo
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
-        {
-            return Err(Failure::setup(format!(
-                "--helo {helo:?} is not a host name: use e.g. mail.example.com"
-            )));
-        }
-    }
+    let (path, config) = settings::load(explicit)?;
+    let old = stored(store, &args.name)?;
     let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-            Failure::setup(format!("cannot read the password from standard input: {e}"))
-        })?;
-        let pw = line.trim_end_matches(['\r', '\n']).to_string();
-        if pw.is_empty() {
-            return Err(Failure::setup(
-                "--password-stdin read an empty password: pipe the password in, e.g. `printf '%s\\n' \"$PW\" | mailcall-cli account set ...`",
-            ));
-        }
-        Some(Secret::new(pw))
-    } else if let Some(user) = &args.user {
-        // Changing other settings must not force re-typing the password of the same user.
-        match store.load(&args.name) {
-            Ok(old) if old.username.as_deref() == Some(user) && old.password.is_some() => {
-                old.password
-            }
-            Ok(_) | Err(mailcall_core::keystore::KeystoreError::NotFound(_)) => {
-                return Err(Failure::setup(format!(
-                    "--user {user} needs a password: add --password-stdin and pipe the password in"
-                )))
-            }
-            Err(e) => return Err(Failure::setup(e)),
-        }
+        Some(read_password()?)
     } else {
-        None
+        // Changing other settings must not force re-typing the password of the same user.
+        old.as_ref()
+            .filter(|o| o.username.is_some() && o.username == args.user)
+            .and_then(|o| o.password.clone())
     };
-    for (flag, cmd) in [
-        ("--connect-command", &args.connect_command),
-        ("--disconnect-command", &args.disconnect_command),
-    ] {
-        if let Some(cmd) = cmd {
-            mailcall_core::trigger::split_command(cmd)
-                .map_err(|e| Failure::setup(format!("{flag}: {e}")))?;
-        }
-    }
     let account = Account {
         name: args.name.clone(),
+        host: args.host.trim().to_string(),
         port: args.port.unwrap_or_else(|| args.security.default_port()),
-        host,
         security: args.security,
         username: args.user,
         password,
         helo: args.helo,
-        ca_file,
-        domains,
-        link: account::LinkSettings {
+        ca_file: args.ca_file.map(ca_path).transpose()?,
+        domains: domains(&args.domains)?,
+        link: LinkSettings {
             connect_command: args.connect_command,
             disconnect_command: args.disconnect_command,
             link_timeout: args.link_timeout,
         },
     };
-    if account.security == Security::None && account.username.is_some() {
-        eprintln!(
-            "warning: account {} has a user name but --security none: Mailcall never sends a password unencrypted, so fetch will stop before AUTH. Use --security starttls or tls",
-            account.name
-        );
+    save(&path, config, store, &account)
+}
+
+fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Outcome {
+    let (path, config) = settings::load(explicit)?;
+    let Some(mut a) = stored(store, &args.name)? else {
+        return Err(Failure::setup(format!(
+            "there is no account {:?}: create it with `mailcall-cli account set {} --host HOST --domain DOMAIN`",
+            args.name, args.name
+        )));
+    };
+    if let Some(host) = args.host {
+        a.host = host.trim().to_string();
+    }
+    if let Some(security) = args.security {
+        // A port that was the old mode's default follows the mode (25 <-> 465).
+        if args.port.is_none() && a.port == a.security.default_port() {
+            a.port = security.default_port();
+        }
+        a.security = security;
+    }
+    if let Some(port) = args.port {
+        a.port = port;
+    }
+    if args.no_user {
+        a.username = None;
+        a.password = None;
+    }
+    if let Some(user) = args.user {
+        if a.username.as_deref() != Some(&user) {
+            a.password = None;
+        }
+        a.username = Some(user);
+    }
+    if args.password_stdin {
+        a.password = Some(read_password()?);
+    }
+    if args.no_ca_file {
+        a.ca_file = None;
+    }
+    if let Some(p) = args.ca_file {
+        a.ca_file = Some(ca_path(p)?);
+    }
+    if args.no_helo {
+        a.helo = None;
+    }
+    if let Some(h) = args.helo {
+        a.helo = Some(h);
+    }
+    for d in domains(&args.remove_domain)? {
+        if !a.domains.contains(&d) {
+            return Err(Failure::setup(format!(
+                "--remove-domain {d}: account {} has no such domain (it has {})",
+                a.name,
+                a.domains
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        a.domains.retain(|x| x != &d);
+    }
+    for d in domains(&args.add_domain)? {
+        if !a.domains.contains(&d) {
+            a.domains.push(d);
+        }
+    }
+    let link = &mut a.link;
+    if args.no_connect_command {
+        link.connect_command = None;
+    }
+    if let Some(c) = args.connect_command {
+        link.connect_command = Some(c);
+    }
+    if args.no_disconnect_command {
+        link.disconnect_command = None;
+    }
+    if let Some(c) = args.disconnect_command {
+        link.disconnect_command = Some(c);
+    }
+    if args.no_link_timeout {
+        link.link_timeout = None;
+    }
+    if let Some(t) = args.link_timeout {
+        link.link_timeout = Some(t);
+    }
+    save(&path, config, store, &a)
+}
+
+/// Checks the account with the core's rules, saves it (keyring first, then the config's list of
+/// names) and tells a running instance.
+fn save(
+    path: &Path,
+    mut config: mailcall_core::config::Config,
+    store: &dyn AccountStore,
+    account: &Account,
+) -> Outcome {
+    let problems = account.check();
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", flag(p.field), p.problem))
+            .collect();
+        return Err(Failure::setup(format!(
+            "account {} is not saved:\n  {}",
+            account.name,
+            lines.join("\n  ")
+        )));
     }
     // Keyring first: if it fails, the config file still matches what the keyring holds.
-    store.save(&account).map_err(Failure::setup)?;
+    store.save(account).map_err(Failure::setup)?;
     if config.add_account(&account.name) {
-        config.save(&path).map_err(Failure::setup)?;
+        config.save(path).map_err(Failure::setup)?;
     }
-    println!(
+    say!(
         "saved account {} ({} domain(s)) in the keyring",
         account.name,
         account.domains.len()
     );
+    tell_running();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks a running daemon or tray to read its accounts again; says so when one did.
+pub fn tell_running() {
+    let Ok(socket) = control::default_socket_path() else {
+        return;
+    };
+    let Ok(rt) = runtime() else { return };
+    match rt.block_on(control::reload(&socket)) {
+        Ok(skipped) => {
+            say!("the running Mailcall has read its accounts again");
+            for s in skipped {
+                eprintln!("warning: the running Mailcall skipped {s}");
+            }
+        }
+        Err(e) if e.is_not_running() => {}
+        Err(e) => eprintln!("warning: could not tell the running Mailcall: {e}"),
+    }
 }
 
 /// One line describing an account, without its password.
 pub fn describe(a: &Account) -> String {
-    format!(
+    let mut s = format!(
         "{}  {}:{}  {}  user={}  password={}  domains={}",
         a.name,
         a.host,
@@ -206,17 +398,15 @@ pub fn describe(a: &Account) -> String {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join(",")
-    ) + &describe_link(&a.link)
-}
-
-/// The connect/disconnect part of an account's line; empty when none is set.
-fn describe_link(l: &account::LinkSettings) -> String {
-    let mut s = String::new();
-    if let Some(c) = &l.connect_command {
-        s.push_str(&format!("  connect-command={c:?}"));
-    }
-    if let Some(c) = &l.disconnect_command {
-        s.push_str(&format!("  disconnect-command={c:?}"));
+    );
+    let l = &a.link;
+    for (key, value) in [
+        ("connect-command", &l.connect_command),
+        ("disconnect-command", &l.disconnect_command),
+    ] {
+        if let Some(v) = value {
+            s.push_str(&format!("  {key}={v:?}"));
+        }
     }
     if let Some(t) = l.link_timeout {
         s.push_str(&format!("  link-timeout={t}"));
@@ -227,7 +417,7 @@ fn describe_link(l: &account::LinkSettings) -> String {
 fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {
     let (path, config) = settings::load(explicit)?;
     if config.accounts.is_empty() {
-        println!(
+        say!(
             "no accounts in {}; add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
             path.display()
         );
@@ -236,11 +426,11 @@ fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {
     let mut failed = false;
     for name in &config.accounts {
         match store.load(name) {
-            Ok(a) => println!("{}", describe(&a)),
+            Ok(a) => say!("{}", describe(&a)),
             Err(e) if e.is_unavailable() => return Err(Failure::setup(e)),
             Err(e) => {
                 failed = true;
-                println!("{name}  (unreadable: {e})");
+                say!("{name}  (unreadable: {e})");
             }
         }
     }
@@ -253,26 +443,33 @@ fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {
 
 fn show(store: &dyn AccountStore, name: &str) -> Outcome {
     let a = store.load(name).map_err(Failure::setup)?;
-    println!("name: {}", a.name);
-    println!("host: {}", a.host);
-    println!("port: {}", a.port);
-    println!("security: {}", a.security);
-    println!("user: {}", a.username.as_deref().unwrap_or("-"));
-    println!(
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    say!("name: {}", a.name);
+    say!("host: {}", a.host);
+    say!("port: {}", a.port);
+    say!("security: {}", a.security);
+    say!("user: {}", or_dash(a.username.clone()));
+    say!(
         "password: {}",
         if a.password.is_some() { "set" } else { "none" }
     );
-    println!("helo: {}", a.helo.as_deref().unwrap_or("-"));
-    println!(
+    say!("helo: {}", or_dash(a.helo.clone()));
+    say!(
         "ca-file: {}",
-        a.ca_file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "-".into())
+        or_dash(a.ca_file.as_ref().map(|p| p.display().to_string()))
     );
     for d in &a.domains {
-        println!("domain: {d}");
+        say!("domain: {d}");
     }
+    say!(
+        "connect-command: {}",
+        or_dash(a.link.connect_command.clone())
+    );
+    say!(
+        "disconnect-command: {}",
+        or_dash(a.link.disconnect_command.clone())
+    );
+    say!("link-timeout: {}", a.link.link_timeout().as_secs());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -288,6 +485,7 @@ fn remove(explicit: Option<&Path>, store: &dyn AccountStore, name: &str) -> Outc
             "there is no account {name:?}; see `mailcall-cli account list`"
         )));
     }
-    println!("removed account {name}");
+    say!("removed account {name}");
+    tell_running();
     Ok(ExitCode::SUCCESS)
 }

@@ -1,20 +1,21 @@
-//! `daemon`: the listener and every automatic trigger without a GUI, logging to stderr until
-//! SIGTERM or SIGINT.
+//! `daemon`: a daemon-mode [`Instance`] (the listener, every automatic trigger, the control
+//! socket) without a GUI, logging to stderr, until SIGTERM or SIGINT; SIGHUP reads the accounts
+//! again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
-use mailcall_core::account::Account;
-use mailcall_core::control::{self, ControlServer};
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::keystore::{AccountStore, OsKeyring};
-use mailcall_core::service::{self, ServiceOptions};
-use mailcall_core::trigger::{self, TriggerOptions};
+use mailcall_core::instance::{Instance, InstanceOptions, Mode};
+use mailcall_core::keystore::OsKeyring;
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::{Failure, Outcome};
+use crate::hints;
+use crate::output::runtime;
 use crate::settings;
 
 /// Arguments of `daemon`.
@@ -35,59 +36,62 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         config.listen = listen;
     }
     if let Some(m) = args.maildir {
-        config.maildir = Some(m);
+        let m = settings::absolute(&m.display().to_string())?;
+        config.set("maildir", &m).map_err(Failure::setup)?;
     }
-    let options = ServiceOptions::from_config(&config).map_err(Failure::setup)?;
-    let trigger_options = TriggerOptions::from_config(&config).map_err(Failure::setup)?;
-    let socket = control::default_socket_path().map_err(Failure::setup)?;
-    let names = config.accounts.clone();
-    let config_path = path.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async move {
+    if config.accounts.is_empty() {
+        tracing::warn!(
+            "no accounts in {}: the listener runs, but nothing will be fetched; add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
+            path.display()
+        );
+    }
+    let options = InstanceOptions {
+        mode: Mode::Daemon,
+        fetch_at_start: config.fetch_at_start,
+        config_path: path,
+        config: config.clone(),
+        store: Arc::new(OsKeyring),
+        control_socket: None,
+    };
+    runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
-        // Before the listener: a second daemon is told about the first, not about port 25.
-        let control = ControlServer::bind(&socket).map_err(Failure::setup)?;
         let stop_signal = signals(shutdown.clone()).map_err(Failure::failed)?;
         let events = EventSink::default();
         let logger = tokio::spawn(log_events(events.subscribe()));
-        let accounts = tokio::task::spawn_blocking(move || load_accounts(&names))
-            .await
-            .map_err(Failure::failed)??;
-        if accounts.is_empty() {
-            tracing::warn!(
-                "no accounts in {}: the listener runs, but nothing will be fetched; add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
-                path.display()
-            );
-        }
-        let service = service::start(options, accounts.clone(), events.clone(), shutdown.clone())
-            .await
-            .map_err(Failure::failed)?;
-        let interfaces = if trigger_options.interfaces.patterns().is_empty() {
+        let instance = Instance::start(options, events).await.map_err(|e| {
+            let p = e.problem();
+            match e {
+                mailcall_core::instance::StartError::Service(_) => {
+                    Failure::failed(hints::render(&p))
+                }
+                _ => Failure::setup_problem(&p),
+            }
+        })?;
+        let instance = Arc::new(instance);
+        let interfaces = if config.interfaces.is_empty() {
             "any but loopback".to_string()
         } else {
-            trigger_options.interfaces.patterns().join(",")
+            config.interfaces.join(",")
         };
         tracing::info!(
-            listen = %service.listen_addr(),
-            control = %control.path().display(),
+            listen = %instance.service().listen_addr(),
+            control = %instance.control_path().map(|p| p.display().to_string()).unwrap_or_default(),
             %interfaces,
-            settle_secs = trigger_options.settle.as_secs(),
-            interval_mins = trigger_options.interval.map_or(0, |i| i.as_secs() / 60),
-            fetch_at_start = trigger_options.fetch_at_start,
+            settle_secs = config.settle_delay,
+            interval_mins = config.fetch_interval,
+            fetch_at_start = config.fetch_at_start,
+            paused = instance.triggers().is_paused(),
             "mailcall daemon running; stop with SIGTERM or Ctrl-C"
         );
-        let triggers = trigger::start(service.clone(), accounts, trigger_options, events, shutdown.clone());
-        let server = tokio::spawn(control.serve(triggers.clone(), shutdown.clone()));
-        let reloader = reload_on_hangup(config_path, triggers.clone()).map_err(Failure::failed)?;
+        let reloader = reload_on_hangup(instance.clone()).map_err(Failure::failed)?;
         shutdown.cancelled().await;
         reloader.abort();
+        let _ = reloader.await;
         tracing::info!("stopping: finishing deliveries in progress");
-        service.stop().await;
-        triggers.stopped().await;
-        let _ = server.await;
+        match Arc::try_unwrap(instance) {
+            Ok(instance) => instance.stop().await,
+            Err(_) => tracing::error!("the instance is still in use at shutdown; stopping anyway"),
+        }
         logger.abort();
         stop_signal.abort();
         tracing::info!("stopped");
@@ -95,55 +99,18 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
     })
 }
 
-/// Loads the named accounts; an unreadable one is logged and skipped so the others still work,
-/// but a keyring that cannot be reached at all stops the daemon before it starts.
-pub fn load_accounts(names: &[String]) -> Result<Vec<Account>, Failure> {
-    let mut accounts = Vec::new();
-    for n in names {
-        match OsKeyring.load(n) {
-            Ok(a) => accounts.push(a),
-            Err(e) if e.is_unavailable() => return Err(Failure::setup(e)),
-            Err(e) => tracing::error!("account {n} is skipped: {e}"),
-        }
-    }
-    Ok(accounts)
-}
-
-/// On SIGHUP, reads the config file's account list and the accounts from the keyring again and
-/// hands them to the triggers and the listener (after `account set`/`remove` while running).
-fn reload_on_hangup(
-    path: PathBuf,
-    triggers: trigger::TriggerHandle,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// On SIGHUP, reads the config file's account list and the accounts from the keyring again
+/// (`account set`/`remove` ask over the control socket; SIGHUP does the same for scripts).
+fn reload_on_hangup(instance: Arc<Instance>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let path = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                let config = mailcall_core::config::Config::load(&path).map_err(Failure::setup)?;
-                load_accounts(&config.accounts)
-            })
-            .await;
-            match loaded {
-                Ok(Ok(accounts)) => {
-                    tracing::info!(
-                        "SIGHUP: reloaded {} account(s): {}",
-                        accounts.len(),
-                        accounts
-                            .iter()
-                            .map(|a| a.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                    if triggers.set_accounts(accounts).is_err() {
-                        return; // the service is stopping
-                    }
-                }
-                Ok(Err(Failure::Failed(e) | Failure::Setup(e))) => {
+            match instance.reload().await {
+                Ok(_) => tracing::info!("SIGHUP: reloaded the accounts"),
+                Err(e) => {
                     tracing::error!("SIGHUP: accounts not reloaded, the old ones stay in use: {e}")
                 }
-                Err(e) => tracing::error!("SIGHUP: accounts not reloaded: {e}"),
             }
         }
     }))
@@ -164,7 +131,7 @@ fn signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHand
     }))
 }
 
-/// Logs every event of the service, one line each.
+/// Logs every event of the instance, one line each.
 pub async fn log_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
@@ -176,42 +143,19 @@ pub async fn log_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
             }
             Err(RecvError::Closed) => return,
         };
-        match event {
-            Event::SessionStarted {
-                id,
-                trigger,
-                accounts,
-                ..
-            } => tracing::info!(%id, %trigger, "fetch started: {}", accounts.join(", ")),
-            Event::EtrnReply {
-                account,
-                domain,
-                code,
-                text,
-                ..
-            } => tracing::info!("ETRN {domain} ({account}): {code} {text}"),
-            Event::Connected { peer } => tracing::info!("connection from {peer}"),
-            Event::MessageStored(m) => tracing::info!(
-                "stored: {} - {} ({} bytes) -> {}",
-                m.from
-                    .as_deref()
-                    .unwrap_or(if m.sender.is_empty() { "<>" } else { &m.sender }),
-                m.subject.as_deref().unwrap_or("(no subject)"),
-                m.size,
-                m.path.display()
-            ),
-            Event::Error { account, message } => match account {
-                Some(a) => tracing::error!("{a}: {message}"),
-                None => tracing::error!("{message}"),
-            },
-            Event::SessionFinished(r) => tracing::info!(
-                id = %r.id,
-                trigger = %r.trigger,
-                "fetch finished: {} message(s), ended: {}, {} error(s)",
-                r.messages.len(),
-                r.ended_because,
-                r.errors.len()
-            ),
+        match &event {
+            Event::Error(p) => tracing::error!("{}", hints::render(p)),
+            Event::SessionFinished(r) => {
+                let s = r.summary();
+                tracing::info!(id = %r.id, trigger = %r.trigger, "fetch finished: {}", s.headline);
+                for d in &s.domains {
+                    tracing::info!("  {d}");
+                }
+            }
+            Event::SessionStarted { id, .. } => {
+                tracing::info!(%id, "{}", event.line().unwrap_or_default())
+            }
+            other => tracing::info!("{}", other.line().unwrap_or_default()),
         }
     }
 }

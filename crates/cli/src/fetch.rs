@@ -1,22 +1,26 @@
-//! `fetch` and `check`: run a fetch session and print its events as they happen, then a summary.
+//! `fetch` and `check`: a one-shot [`Instance`] whose events are printed as they happen, then the
+//! summary; `check` opens the connection to one ISP and reports what it offers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use mailcall_core::account::Account;
+use mailcall_core::client::ClientSettings;
 use mailcall_core::control;
-use mailcall_core::etrn::{self, ClientSettings};
+use mailcall_core::etrn;
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::history::SessionRecord;
+use mailcall_core::hint::Problem;
+use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
+use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore::{AccountStore, OsKeyring};
-use mailcall_core::service::{self, FetchRequest, ServiceOptions};
-use mailcall_core::trigger::{self, TriggerOptions};
-use tokio_util::sync::CancellationToken;
+use mailcall_core::service::FetchRequest;
 
 use crate::failure::{Failure, Outcome};
+use crate::hints;
+use crate::output::{runtime, say};
 use crate::settings;
 
 /// Arguments of `fetch`.
@@ -31,151 +35,147 @@ pub struct FetchArgs {
     #[arg(long, value_name = "DIR")]
     maildir: Option<PathBuf>,
     /// Seconds without a connection or message that end the session.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
     /// Upper bound on the whole session, in seconds.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS")]
     max_wait: Option<u64>,
     /// Ask the running daemon or tray to fetch (through its control socket); fetch here when
     /// none runs. For ip-up scripts and cron.
     #[arg(long)]
     via_running: bool,
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))
-}
-
-/// Reads accounts from the keyring; an unknown or unreadable account is a setup failure.
-fn load_accounts(names: &[String]) -> Result<Vec<Account>, Failure> {
-    names
-        .iter()
-        .map(|n| OsKeyring.load(n).map_err(Failure::setup))
-        .collect()
+    /// Print the session's record as JSON (one line) instead of the progress and summary.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs `fetch`.
 pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
     if args.via_running {
-        if let Some(outcome) = via_running(&args.names)? {
+        if let Some(outcome) = via_running(&args.names, args.json)? {
             return Ok(outcome);
         }
     }
     let (path, mut config) = settings::load(explicit)?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(m) = args.maildir {
-        config.maildir = Some(m);
-    }
-    if let Some(s) = args.idle_timeout {
-        config.idle_timeout = s;
-    }
-    if let Some(s) = args.max_wait {
-        config.max_wait = s;
-    }
-    let names = if args.names.is_empty() {
-        config.accounts.clone()
-    } else {
-        for n in &args.names {
-            if !config.accounts.contains(n) {
-                return Err(Failure::setup(format!(
-                    "there is no account {n:?} in {}; see `mailcall-cli account list`",
-                    path.display()
-                )));
-            }
+    // One run's overrides go through the same rules as `config set`.
+    let overrides = [
+        ("listen", args.listen.map(|a| a.to_string())),
+        (
+            "maildir",
+            args.maildir
+                .map(|m| settings::absolute(&m.display().to_string()))
+                .transpose()?,
+        ),
+        ("idle-timeout", args.idle_timeout.map(|s| s.to_string())),
+        ("max-wait", args.max_wait.map(|s| s.to_string())),
+    ];
+    for (key, value) in overrides {
+        if let Some(v) = value {
+            config
+                .set(key, &v)
+                .map_err(|e| Failure::setup(format!("--{e}")))?;
         }
-        args.names.clone()
-    };
-    if names.is_empty() {
+    }
+    for n in &args.names {
+        if !config.accounts.contains(n) {
+            return Err(Failure::setup(format!(
+                "there is no account {n:?} in {}; see `mailcall-cli account list`",
+                path.display()
+            )));
+        }
+    }
+    if config.accounts.is_empty() {
         return Err(Failure::setup(format!(
             "no accounts configured in {}: add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
             path.display()
         )));
     }
-    let options = ServiceOptions::from_config(&config).map_err(Failure::setup)?;
-    let mut trigger_options = TriggerOptions::from_config(&config).map_err(Failure::setup)?;
-    // A one-shot fetch: only the manual path (connect command when the link is down) applies.
-    trigger_options.paused = true;
-    trigger_options.fetch_at_start = false;
-    trigger_options.interval = None;
-    let others: Vec<String> = config
-        .accounts
-        .iter()
-        .filter(|n| !names.contains(n))
-        .cloned()
-        .collect();
-
-    let rt = runtime()?;
-    let record = rt.block_on(async move {
+    let options = InstanceOptions {
+        mode: Mode::OneShot,
+        fetch_at_start: false,
+        config_path: path,
+        config,
+        store: Arc::new(OsKeyring),
+        control_socket: None,
+    };
+    let names = args.names.clone();
+    let json = args.json;
+    let record = runtime()?.block_on(async move {
         let events = EventSink::default();
-        let printer = tokio::spawn(print_events(events.subscribe()));
-        let shutdown = CancellationToken::new();
-        // The listener comes up first: a bind error must show before anything is sent to the ISP.
-        let service = service::start(options, Vec::new(), events.clone(), shutdown.clone())
+        let printer = (!json).then(|| tokio::spawn(print_events(events.subscribe())));
+        // The listener comes up first: a bind error shows before anything is sent to the ISP.
+        let instance = Instance::start(options, events)
             .await
-            .map_err(Failure::failed)?;
-        let loaded = tokio::task::spawn_blocking(move || {
-            let asked = load_accounts(&names)?;
-            // Accept mail for every configured account's domains: an ISP may flush more than asked.
-            let extra: Vec<Account> = others
-                .iter()
-                .filter_map(|n| OsKeyring.load(n).ok())
-                .collect();
-            Ok::<_, Failure>((names, asked, extra))
-        })
-        .await
-        .map_err(Failure::failed)
-        .and_then(|r| r);
-        let (names, asked, extra) = match loaded {
-            Ok(v) => v,
-            Err(e) => {
-                service.stop().await;
-                printer.abort();
-                return Err(e);
+            .map_err(|e| {
+                let p = e.problem();
+                if matches!(e, mailcall_core::instance::StartError::Service(_)) {
+                    Failure::failed(hints::render(&p))
+                } else {
+                    Failure::setup_problem(&p)
+                }
+            })?;
+        // An account asked by name that the keyring could not give stops the fetch.
+        if let Some(p) = instance
+            .skipped()
+            .iter()
+            .find(|p| p.account.as_ref().is_some_and(|a| names.is_empty() || names.contains(a)))
+        {
+            if !names.is_empty() {
+                let failure = Failure::setup_problem(p);
+                instance.stop().await;
+                return Err(failure);
             }
+        }
+        let asked: Vec<String> = if names.is_empty() {
+            instance.service().accounts().iter().map(|a| a.name.clone()).collect()
+        } else {
+            names.clone()
         };
-        println!(
+        if asked.is_empty() {
+            let problem = instance.skipped().first().cloned().unwrap_or_else(|| {
+                Problem::new("no account could be read from the keyring")
+            });
+            instance.stop().await;
+            return Err(Failure::setup_problem(&problem));
+        }
+        say!(
             "listening on {}; asking {} account(s): {}",
-            service.listen_addr(),
-            names.len(),
-            names.join(", ")
+            instance.service().listen_addr(),
+            asked.len(),
+            asked.join(", ")
         );
-        let triggers = trigger::start(
-            service.clone(),
-            Vec::new(),
-            trigger_options,
-            events,
-            shutdown.clone(),
-        );
-        let _ = triggers.set_accounts(asked.into_iter().chain(extra).collect());
-        let on_signal = shutdown.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("interrupted: finishing deliveries in progress, then stopping");
                 on_signal.cancel();
             }
         });
-        let record = triggers
-            .fetch_now(FetchRequest {
-                trigger: "cli".into(),
-                accounts: Some(names),
-            })
-            .await
-            .map_err(Failure::failed);
-        if !matches!(&record, Ok(r) if r.trigger != "connect") {
-            // No session ran (the link never came up, or the service stopped): no
-            // SessionFinished will end the printer.
-            printer.abort();
+        let record = tokio::select! {
+            r = instance.fetch(FetchRequest::named(Trigger::Cli, asked)) => r.map_err(Failure::failed),
+            _ = stop.cancelled() => Err(Failure::failed("interrupted: the mail not acknowledged stays at the ISP")),
+        };
+        instance.stop().await;
+        if let Some(printer) = printer {
+            // The session's end (or the instance's) ends the printer.
+            let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
         }
-        let _ = printer.await;
-        service.stop().await;
         record
     })?;
-    print_summary(&record);
+    finish(&record, json)
+}
+
+/// Prints the record (or its JSON) and gives the exit code: 0 when every ETRN was accepted.
+fn finish(record: &SessionRecord, json: bool) -> Outcome {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(record).map_err(Failure::failed)?
+        );
+    } else {
+        print_summary(record);
+    }
     Ok(if record.succeeded() {
         ExitCode::SUCCESS
     } else {
@@ -184,21 +184,15 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
 }
 
 /// `fetch --via-running`: the running instance fetches; `None` when none runs (fetch here).
-fn via_running(names: &[String]) -> Result<Option<ExitCode>, Failure> {
+fn via_running(names: &[String], json: bool) -> Result<Option<ExitCode>, Failure> {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
-    let rt = runtime()?;
-    match rt.block_on(control::fetch(&socket, names)) {
+    match runtime()?.block_on(control::fetch(&socket, names)) {
         Ok(record) => {
-            println!("asked the running Mailcall ({})", socket.display());
-            print_summary(&record);
-            Ok(Some(if record.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }))
+            say!("asked the running Mailcall ({})", socket.display());
+            finish(&record, json).map(Some)
         }
         Err(e) if e.is_not_running() => {
-            println!("no running Mailcall ({}): fetching here", socket.display());
+            say!("no running Mailcall ({}): fetching here", socket.display());
             Ok(None)
         }
         Err(e) => Err(Failure::failed(e)),
@@ -212,64 +206,41 @@ async fn print_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
         let event = match rx.recv().await {
             Ok(e) => e,
             Err(RecvError::Lagged(n)) => {
-                println!("({n} progress line(s) skipped)");
+                say!("({n} progress line(s) skipped)");
                 continue;
             }
             Err(RecvError::Closed) => return,
         };
-        match event {
-            Event::SessionStarted { .. } => {}
-            Event::EtrnReply {
-                account,
-                domain,
-                code,
-                text,
-                outcome,
-                will_retry,
-            } => {
-                let retry = if will_retry { " (will retry)" } else { "" };
-                println!(
-                    "ETRN {domain} ({account}): {code} {text} - {}{retry}",
-                    outcome.describe(domain.trim_start_matches(['@', '#']))
-                );
-            }
-            Event::Connected { peer } => println!("connection from {peer}"),
-            Event::MessageStored(m) => println!("stored: {m}"),
-            Event::Error { account, message } => match account {
-                Some(a) => println!("error ({a}): {message}"),
-                None => println!("error: {message}"),
-            },
+        match &event {
             Event::SessionFinished(_) => return,
+            // The session's start is the "listening on" line already.
+            Event::SessionStarted { .. } => {}
+            Event::Error(p) => say!("error: {}", hints::render(p)),
+            other => {
+                if let Some(line) = other.line() {
+                    say!("{line}");
+                }
+            }
         }
     }
 }
 
-/// Prints the per-domain summary of a session.
+/// Prints the summary of a record, with the command that fixes each problem.
 pub fn print_summary(record: &SessionRecord) {
-    let secs = (record.finished_at - record.started_at).num_milliseconds() as f64 / 1000.0;
-    println!(
-        "summary: {} message(s) in {secs:.1} s; ended: {}",
-        record.messages.len(),
-        record.ended_because
-    );
-    for m in &record.messages {
-        println!("  message: {m}");
+    let summary = record.summary();
+    let label = match record.kind {
+        RecordKind::Fetch | RecordKind::Delivery => "summary",
+        RecordKind::Connect | RecordKind::Disconnect => "dial-up",
+    };
+    say!("{label}: {}", summary.headline);
+    for m in &summary.messages {
+        say!("  message: {m}");
     }
-    for d in &record.domains {
-        let code = d
-            .code
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "---".into());
-        println!(
-            "  {} ({}): {code} {}, {} message(s)",
-            d.domain,
-            d.account,
-            d.explain(),
-            d.messages
-        );
+    for d in &summary.domains {
+        say!("  {d}");
     }
-    for e in &record.errors {
-        println!("  error: {e}");
+    for p in &summary.problems {
+        say!("  error: {}", hints::render(p).replace('\n', "\n  "));
     }
 }
 
@@ -283,16 +254,15 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
         )));
     }
     let account = OsKeyring.load(name).map_err(Failure::setup)?;
-    let rt = runtime()?;
     let settings = ClientSettings {
-        reply_timeout: Duration::from_secs(30),
+        reply_timeout: Duration::from_secs(config.reply_timeout),
         ..ClientSettings::default()
     };
-    let (info, error, transcript) = rt.block_on(etrn::check_account(&account, &settings));
+    let (info, error, transcript) = runtime()?.block_on(etrn::check_account(&account, &settings));
     for line in &transcript {
-        println!("  {line}");
+        say!("  {line}");
     }
-    println!(
+    say!(
         "server: {}",
         if info.greeting.is_empty() {
             "-"
@@ -300,22 +270,25 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
             &info.greeting
         }
     );
-    println!("TLS: {}", if info.tls { "yes" } else { "no" });
-    println!(
+    say!("TLS: {}", if info.tls { "yes" } else { "no" });
+    say!(
         "AUTH: {}",
-        match (&account.username, info.authenticated) {
-            (None, _) => "not configured",
-            (Some(_), true) => "yes",
-            (Some(_), false) => "no",
+        match (&account.username, info.authenticated, &info.mechanism) {
+            (None, _, _) => "not configured".to_string(),
+            (Some(_), true, Some(m)) => format!("yes ({m})"),
+            (Some(_), true, None) => "yes".to_string(),
+            (Some(_), false, _) => "no".to_string(),
         }
     );
-    println!(
+    say!(
         "ETRN advertised: {}",
-        if info.etrn_advertised { "yes" } else { "no" }
+        if info.advertises("ETRN") { "yes" } else { "no" }
     );
-    // check_account reports a server without ETRN as an error (EtrnNotAdvertised) itself.
     match error {
-        Some(e) => Err(Failure::failed(e)),
+        Some(e) => {
+            let p = Problem::new(e.to_string()).fixed_by(e.fix(name));
+            Err(Failure::failed(hints::render(&p)))
+        }
         None => Ok(ExitCode::SUCCESS),
     }
 }

@@ -1,14 +1,13 @@
-//! `history`: recent fetch sessions from the data directory's history file.
+//! `history`: recent fetch sessions from the history file in the config's data directory.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use mailcall_core::config;
-use mailcall_core::history::{History, HISTORY_FILE};
 
 use crate::failure::{Failure, Outcome};
-use crate::fetch::print_summary;
+use crate::output::say;
+use crate::settings;
 
 /// Arguments of `history`.
 #[derive(Debug, Args)]
@@ -25,9 +24,9 @@ pub struct HistoryArgs {
 }
 
 /// Runs `history`.
-pub fn run(_explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
-    let dir = config::data_dir().map_err(Failure::setup)?;
-    let history = History::new(dir.join(HISTORY_FILE));
+pub fn run(explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
+    let (_, config) = settings::load(explicit)?;
+    let history = config.history().map_err(Failure::setup)?;
     let (records, bad) = history.recent(args.limit).map_err(Failure::failed)?;
     if bad > 0 {
         eprintln!(
@@ -36,18 +35,19 @@ pub fn run(_explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
         );
     }
     if records.is_empty() && !args.json {
-        println!("no fetch sessions yet ({})", history.path().display());
+        say!("no fetch sessions yet ({})", history.path().display());
     }
     for record in &records {
         if args.json {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string(record).map_err(Failure::failed)?
             );
             continue;
         }
-        println!(
-            "session {} ({}) started {}",
+        say!(
+            "{} {} ({}) started {}",
+            format!("{:?}", record.kind).to_lowercase(),
             record.id,
             record.trigger,
             record
@@ -55,12 +55,12 @@ pub fn run(_explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
                 .with_timezone(&chrono::Local)
                 .format("%Y-%m-%d %H:%M:%S")
         );
-        print_summary(record);
+        crate::fetch::print_summary(record);
         if args.transcript {
             for (account, lines) in &record.transcripts {
-                println!("  transcript ({account}):");
+                say!("  transcript ({account}):");
                 for line in lines {
-                    println!("    {line}");
+                    say!("    {line}");
                 }
             }
         }

@@ -1,11 +1,15 @@
-//! mailcall-cli: the command-line front end over mailcall-core (accounts, fetch, check, config, history).
+//! mailcall-cli: the command-line front end over mailcall-core (accounts, fetch, check, config,
+//! history, the daemon and its control).
 #![forbid(unsafe_code)]
 
 mod account;
 mod daemon;
 mod failure;
 mod fetch;
+mod hints;
 mod history;
+mod output;
+mod running;
 mod settings;
 
 use std::path::PathBuf;
@@ -17,10 +21,16 @@ use clap::{Parser, Subcommand};
 /// safely into a Maildir.
 #[derive(Debug, Parser)]
 #[command(name = "mailcall-cli", version, about)]
-struct Cli {
+pub struct Cli {
     /// The config file (default: the platform config directory, or $MAILCALL_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Say more: log what Mailcall does on stderr (twice: debug detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Print only errors (for cron): the exit code tells the rest.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,16 +55,24 @@ enum Command {
     /// Run the listener and the automatic triggers (network up, schedule, control socket)
     /// without a GUI, logging to stderr, until SIGTERM or SIGINT.
     Daemon(daemon::DaemonArgs),
+    /// Pause automatic fetching (link-up, interval, start), in the running daemon or tray and
+    /// for the next start. Manual fetches still work.
+    Pause,
+    /// Resume automatic fetching.
+    Resume,
+    /// Show whether a daemon or tray runs, and its state.
+    Status,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon's log is its only output: it says what it does by default.
-    let level = if matches!(cli.command, Command::Daemon(_)) {
-        "info"
-    } else {
-        "warn"
+    let level = match (cli.verbose, matches!(cli.command, Command::Daemon(_))) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        _ => "debug",
     };
+    output::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILCALL_LOG")
@@ -71,6 +89,9 @@ fn main() -> ExitCode {
         Command::Config(cmd) => settings::run(config, cmd),
         Command::History(args) => history::run(config, args),
         Command::Daemon(args) => daemon::run(config, args),
+        Command::Pause => running::set_paused(config, true),
+        Command::Resume => running::set_paused(config, false),
+        Command::Status => running::status(config),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hint::AccountField;
+
 /// How the connection to the ISP is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -211,10 +213,136 @@ impl LinkSettings {
     }
 }
 
+/// The longest wait for a link a connect command may ask for, in seconds.
+pub const MAX_LINK_TIMEOUT: u64 = 3600;
+
+/// A rule an account's value breaks: which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountProblem {
+    /// The field.
+    pub field: AccountField,
+    /// What is wrong, and what is allowed.
+    pub problem: String,
+}
+
+impl fmt::Display for AccountProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
 impl Account {
     /// Whether `domain` (a recipient's domain) is one this account fetches.
     pub fn accepts(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.accepts(domain))
+    }
+
+    /// Every rule the account breaks, field by field; empty when it can be saved. The one set
+    /// of account rules: the CLI and the tray only map their input to an [`Account`].
+    pub fn check(&self) -> Vec<AccountProblem> {
+        let mut problems = Vec::new();
+        let mut bad = |field, problem: String| problems.push(AccountProblem { field, problem });
+        if let Err(e) = validate_name(&self.name) {
+            bad(AccountField::Name, e);
+        }
+        let host = self.host.as_str();
+        if host.is_empty() {
+            bad(
+                AccountField::Host,
+                "give the ISP's mail server, e.g. mail.example.net".into(),
+            );
+        } else if host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            bad(
+                AccountField::Host,
+                format!("{host:?} is not a host name or IP address"),
+            );
+        }
+        if self.port == 0 {
+            bad(
+                AccountField::Port,
+                "0 is not a port: use a number from 1 to 65535".into(),
+            );
+        }
+        match (&self.username, &self.password) {
+            (Some(_), _) if self.security == Security::None => bad(
+                AccountField::Security,
+                "a password is never sent unencrypted: choose STARTTLS or TLS, or remove the user name".into(),
+            ),
+            (Some(_), None) => bad(AccountField::Password, "the user name needs a password".into()),
+            (None, Some(_)) => bad(AccountField::User, "a password needs a user name".into()),
+            _ => {}
+        }
+        if let Some(u) = &self.username {
+            if u.is_empty() || u.contains(['\r', '\n', '\0']) {
+                bad(AccountField::User, format!("{u:?} is not a user name"));
+            }
+        }
+        if let Some(h) = &self.helo {
+            let valid = !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b));
+            if !valid {
+                bad(
+                    AccountField::Helo,
+                    format!("{h:?} is not a host name: use e.g. mail.example.com"),
+                );
+            }
+        }
+        if let Some(p) = &self.ca_file {
+            if !p.is_absolute() {
+                bad(
+                    AccountField::CaFile,
+                    format!(
+                        "{} is not a full path: give it starting with /",
+                        p.display()
+                    ),
+                );
+            } else if !p.is_file() {
+                bad(
+                    AccountField::CaFile,
+                    format!("there is no file {}", p.display()),
+                );
+            }
+        }
+        if self.domains.is_empty() {
+            bad(
+                AccountField::Domains,
+                "add at least one domain the ISP holds mail for".into(),
+            );
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            if self.domains[..i].contains(d) {
+                bad(AccountField::Domains, format!("{d} is listed twice"));
+            }
+        }
+        for (field, cmd) in [
+            (AccountField::ConnectCommand, &self.link.connect_command),
+            (
+                AccountField::DisconnectCommand,
+                &self.link.disconnect_command,
+            ),
+        ] {
+            if let Some(cmd) = cmd {
+                match crate::trigger::split_command(cmd) {
+                    Ok(words) if !words.is_empty() => {}
+                    Ok(_) => bad(field, "the command is empty".into()),
+                    Err(e) => bad(
+                        field,
+                        format!("{e}; commands run without a shell, quote words with ' or \""),
+                    ),
+                }
+            }
+        }
+        if let Some(t) = self.link.link_timeout {
+            if !(1..=MAX_LINK_TIMEOUT).contains(&t) {
+                bad(
+                    AccountField::LinkTimeout,
+                    format!("{t} is out of range: use seconds from 1 to {MAX_LINK_TIMEOUT} (default {DEFAULT_LINK_TIMEOUT})"),
+                );
+            }
+        }
+        problems
     }
 }
 
@@ -283,6 +411,74 @@ mod tests {
         let back: Account = serde_json::from_str(&text).expect("round trip");
         assert_eq!(back, a);
         assert_eq!(back.link.link_timeout(), std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn one_set_of_account_rules() {
+        let good = Account {
+            name: "isp".into(),
+            host: "mail.isp.test".into(),
+            port: 25,
+            security: Security::Starttls,
+            username: Some("u".into()),
+            password: Some(Secret::new("p")),
+            helo: None,
+            ca_file: None,
+            domains: vec!["example.com".parse().unwrap()],
+            link: LinkSettings::default(),
+        };
+        assert!(good.check().is_empty(), "{:?}", good.check());
+        let fields = |a: Account| a.check().into_iter().map(|p| p.field).collect::<Vec<_>>();
+        let with = |f: &dyn Fn(&mut Account)| {
+            let mut a = good.clone();
+            f(&mut a);
+            a
+        };
+        assert_eq!(
+            fields(with(&|a| a.name = "a b".into())),
+            [AccountField::Name]
+        );
+        assert_eq!(
+            fields(with(&|a| a.host = "a host".into())),
+            [AccountField::Host]
+        );
+        assert_eq!(fields(with(&|a| a.port = 0)), [AccountField::Port]);
+        assert_eq!(
+            fields(with(&|a| a.security = Security::None)),
+            [AccountField::Security]
+        );
+        assert_eq!(
+            fields(with(&|a| a.password = None)),
+            [AccountField::Password]
+        );
+        assert_eq!(
+            fields(with(&|a| a.helo = Some("bad helo".into()))),
+            [AccountField::Helo]
+        );
+        assert_eq!(
+            fields(with(&|a| a.ca_file = Some("rel.pem".into()))),
+            [AccountField::CaFile]
+        );
+        assert_eq!(
+            fields(with(&|a| a.ca_file = Some("/no/such.pem".into()))),
+            [AccountField::CaFile]
+        );
+        assert_eq!(
+            fields(with(&|a| a.domains.clear())),
+            [AccountField::Domains]
+        );
+        assert_eq!(
+            fields(with(&|a| a.domains.push("example.com".parse().unwrap()))),
+            [AccountField::Domains]
+        );
+        assert_eq!(
+            fields(with(&|a| a.link.connect_command = Some("pon 'isp".into()))),
+            [AccountField::ConnectCommand]
+        );
+        assert_eq!(
+            fields(with(&|a| a.link.link_timeout = Some(0))),
+            [AccountField::LinkTimeout]
+        );
     }
 
     #[test]

@@ -1,45 +1,39 @@
-//! The TOML config file (account names and preferences, never a secret) and the platform paths.
+//! The TOML config file (account names and preferences, never a secret), the platform paths,
+//! and the one set of rules for every preference: [`Config::default`] holds every default,
+//! [`Config::check`] every rule, and [`Config::set`] / [`Config::unset`] change one key through
+//! them — the CLI and the tray only map their fields to keys.
 
 use std::fmt;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil;
 use crate::listener::PeerNet;
 
 /// The environment variable that overrides the config file's path.
 pub const CONFIG_ENV: &str = "MAILCALL_CONFIG";
 
-/// Default listener address: port 25 on every interface, where ISPs deliver.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:25";
-/// Default idle timeout in seconds.
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 30;
-/// Default maximum wait in seconds.
-pub const DEFAULT_MAX_WAIT: u64 = 600;
-/// Default maximum message size in bytes (50 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
-/// Default settle delay in seconds: a link back within this time is the same link-up.
-pub const DEFAULT_SETTLE_DELAY: u64 = 2;
-
-/// Reading or writing the config failed.
+/// Reading, writing or changing the config failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file exists but could not be read.
-    #[error("cannot read the config file {path}: {source}. Check its permissions, or pass another file with --config")]
+    #[error("cannot read the config file {path}: {source}. Check its permissions, or use another config file")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has a bad value.
+    /// The file is not valid TOML, or holds a bad value.
     #[error("the config file {path} is not valid: {message}. Fix the line it names, or remove the file to start with defaults")]
     Parse {
         /// The file.
         path: PathBuf,
+        /// The key whose value is bad, when one is.
+        key: Option<&'static str>,
         /// What is wrong.
         message: String,
     },
@@ -52,144 +46,114 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// No config/data directory is known for this platform.
-    #[error("cannot find a {what} directory for this user (is HOME set?). Pass --config PATH or set {CONFIG_ENV}")]
+    #[error("cannot find a {what} directory for this user (is HOME set?); give the config file's path explicitly ({CONFIG_ENV})")]
     NoDirectory {
         /// Which directory.
         what: &'static str,
     },
-    /// `config set` with an unknown key or a bad value.
-    #[error("{0}")]
-    BadSetting(String),
+    /// A value breaks its key's rule.
+    #[error("{key}: {problem}")]
+    Invalid {
+        /// The key, as spelled in the file.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// No such key.
+    #[error("unknown setting {key:?}: the settings are {}", KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))]
+    UnknownKey {
+        /// What was given.
+        key: String,
+    },
 }
 
-/// The preferences and the list of accounts; the same keys as `mailcall-cli config set`.
+impl ConfigError {
+    /// The key whose value is wrong, for front ends that show it next to the field.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Parse { key, .. } => *key,
+            _ => None,
+        }
+    }
+}
+
+/// The preferences and the list of accounts; the keys of `mailcall-cli config set`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
     /// Where the SMTP listener listens (ADDR:PORT).
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The Maildir messages are delivered into; default: `Maildir` in the data directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maildir: Option<PathBuf>,
+    /// Where the history, the pause switch and the generated certificate live; default: the
+    /// platform data directory (`~/.local/share/mailcall`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
     /// Seconds without a connection or message before a fetch ends.
-    #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u64,
-    /// Upper bound in seconds on a whole fetch session.
-    #[serde(default = "default_max_wait")]
+    /// Upper bound in seconds on a whole fetch session (and on retrying an automatic one).
     pub max_wait: u64,
+    /// Seconds to wait for each reply of the ISP's server.
+    pub reply_timeout: u64,
     /// Largest message accepted, in bytes.
-    #[serde(default = "default_max_message_size")]
     pub max_message_size: u64,
     /// The name the listener greets with; default: this machine's host name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Interfaces whose link-up fetches (globs such as `ppp*`); empty: any but loopback.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
     /// Seconds a link must stay down before coming back counts as a new link-up.
-    #[serde(default = "default_settle_delay")]
     pub settle_delay: u64,
     /// Fetch every this many minutes while a watched interface is up; 0: never.
-    #[serde(default)]
     pub fetch_interval: u64,
     /// Fetch once when Mailcall starts and a watched interface is already up.
-    #[serde(default = "default_fetch_at_start")]
     pub fetch_at_start: bool,
     /// The accounts' names; their settings live in the OS keyring.
-    #[serde(default)]
     pub accounts: Vec<String>,
     /// Offer STARTTLS to delivering ISPs (self-signed certificate unless `tls-cert` is set).
-    #[serde(default = "yes")]
     pub starttls: bool,
     /// The listener's certificate chain (PEM); with `tls-key`. Default: a self-signed one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// The listener's private key (PEM), for `tls-cert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// Peers (addresses or CIDR networks) allowed to deliver; empty: any peer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_peers: Vec<String>,
     /// Recipients per message.
-    #[serde(default = "default_max_recipients")]
     pub max_recipients: u64,
     /// Longest SMTP command line, in bytes.
-    #[serde(default = "default_max_line_length")]
     pub max_line_length: u64,
     /// 5xx replies after which a session is dropped.
-    #[serde(default = "default_max_errors")]
     pub max_errors: u64,
     /// Connections at once.
-    #[serde(default = "default_max_connections")]
     pub max_connections: u64,
     /// Connections at once from one peer address.
-    #[serde(default = "default_max_connections_per_peer")]
     pub max_connections_per_peer: u64,
-    /// Seconds to wait for an SMTP command.
-    #[serde(default = "default_command_timeout")]
+    /// Seconds a peer has to send one SMTP command.
     pub command_timeout: u64,
     /// Seconds to wait for each piece of message data.
-    #[serde(default = "default_data_timeout")]
     pub data_timeout: u64,
 }
 
-fn yes() -> bool {
-    true
-}
-fn default_max_recipients() -> u64 {
-    100
-}
-fn default_max_line_length() -> u64 {
-    4096
-}
-fn default_max_errors() -> u64 {
-    20
-}
-fn default_max_connections() -> u64 {
-    100
-}
-fn default_max_connections_per_peer() -> u64 {
-    20
-}
-fn default_command_timeout() -> u64 {
-    300
-}
-fn default_data_timeout() -> u64 {
-    600
-}
-
-fn default_settle_delay() -> u64 {
-    DEFAULT_SETTLE_DELAY
-}
-fn default_fetch_at_start() -> bool {
-    true
-}
-
-fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().expect("the default address parses")
-}
-fn default_idle_timeout() -> u64 {
-    DEFAULT_IDLE_TIMEOUT
-}
-fn default_max_wait() -> u64 {
-    DEFAULT_MAX_WAIT
-}
-fn default_max_message_size() -> u64 {
-    DEFAULT_MAX_MESSAGE_SIZE
-}
-
 impl Default for Config {
+    /// Every default, and the only place they are written down.
     fn default() -> Self {
         Config {
-            listen: default_listen(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 25)),
             maildir: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_wait: DEFAULT_MAX_WAIT,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            data_dir: None,
+            idle_timeout: 30,
+            max_wait: 600,
+            reply_timeout: 60,
+            max_message_size: 50 * 1024 * 1024,
             hostname: None,
             interfaces: Vec::new(),
-            settle_delay: DEFAULT_SETTLE_DELAY,
+            settle_delay: 2,
             fetch_interval: 0,
             fetch_at_start: true,
             accounts: Vec::new(),
@@ -197,53 +161,201 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             allowed_peers: Vec::new(),
-            max_recipients: default_max_recipients(),
-            max_line_length: default_max_line_length(),
-            max_errors: default_max_errors(),
-            max_connections: default_max_connections(),
-            max_connections_per_peer: default_max_connections_per_peer(),
-            command_timeout: default_command_timeout(),
-            data_timeout: default_data_timeout(),
+            max_recipients: 100,
+            max_line_length: 4096,
+            max_errors: 20,
+            max_connections: 100,
+            max_connections_per_peer: 20,
+            command_timeout: 300,
+            data_timeout: 600,
         }
     }
 }
 
-/// The keys `config set` understands, as spelled in the TOML file.
-pub const SETTING_KEYS: &[&str] = &[
-    "listen",
-    "maildir",
-    "idle-timeout",
-    "max-wait",
-    "max-message-size",
-    "hostname",
-    "starttls",
-    "tls-cert",
-    "tls-key",
-    "allowed-peers",
-    "max-recipients",
-    "max-line-length",
-    "max-errors",
-    "max-connections",
-    "max-connections-per-peer",
-    "command-timeout",
-    "data-timeout",
-    "interfaces",
-    "settle-delay",
-    "fetch-interval",
-    "fetch-at-start",
+/// One settable key: its name in the file, and what it holds (for `config set --help`).
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The key as spelled in the file.
+    pub name: &'static str,
+    /// What it holds, in a few words.
+    pub about: &'static str,
+}
+
+/// Every key `set` and `unset` take, in the order `config show` prints them.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "listen",
+        about: "ADDR:PORT the ISP delivers to",
+    },
+    Key {
+        name: "maildir",
+        about: "the Maildir messages go into (a full path)",
+    },
+    Key {
+        name: "data-dir",
+        about: "where the history and state are kept (a full path)",
+    },
+    Key {
+        name: "idle-timeout",
+        about: "seconds without mail that end a fetch",
+    },
+    Key {
+        name: "max-wait",
+        about: "seconds a whole fetch may take",
+    },
+    Key {
+        name: "reply-timeout",
+        about: "seconds to wait for each reply of the ISP",
+    },
+    Key {
+        name: "max-message-size",
+        about: "largest message, in bytes",
+    },
+    Key {
+        name: "hostname",
+        about: "the listener's name in its greeting",
+    },
+    Key {
+        name: "starttls",
+        about: "offer STARTTLS to the delivering ISP (true/false)",
+    },
+    Key {
+        name: "tls-cert",
+        about: "the listener's certificate chain (PEM)",
+    },
+    Key {
+        name: "tls-key",
+        about: "the listener's private key (PEM)",
+    },
+    Key {
+        name: "allowed-peers",
+        about: "addresses/networks allowed to deliver (comma-separated)",
+    },
+    Key {
+        name: "max-recipients",
+        about: "recipients per message",
+    },
+    Key {
+        name: "max-line-length",
+        about: "longest SMTP command line, in bytes",
+    },
+    Key {
+        name: "max-errors",
+        about: "error replies before a session is dropped",
+    },
+    Key {
+        name: "max-connections",
+        about: "connections at once",
+    },
+    Key {
+        name: "max-connections-per-peer",
+        about: "connections at once from one address",
+    },
+    Key {
+        name: "command-timeout",
+        about: "seconds a peer has for one SMTP command",
+    },
+    Key {
+        name: "data-timeout",
+        about: "seconds to wait for each piece of message data",
+    },
+    Key {
+        name: "interfaces",
+        about: "interfaces whose link-up fetches (globs, comma-separated)",
+    },
+    Key {
+        name: "settle-delay",
+        about: "seconds a link must stay down to count as a new link-up",
+    },
+    Key {
+        name: "fetch-interval",
+        about: "fetch every N minutes while a link is up (0: never)",
+    },
+    Key {
+        name: "fetch-at-start",
+        about: "fetch once at start when a link is up (true/false)",
+    },
 ];
+
+/// The numeric keys: (key, smallest, largest) — the rules `check` applies to them.
+const RANGES: &[(&str, u64, u64)] = &[
+    ("idle-timeout", 1, 86_400),
+    ("max-wait", 1, 7 * 86_400),
+    ("reply-timeout", 1, 3_600),
+    ("max-message-size", 1024, u64::MAX),
+    ("max-recipients", 1, 100_000),
+    ("max-line-length", 512, 1 << 20),
+    ("max-errors", 1, 100_000),
+    ("max-connections", 1, 100_000),
+    ("max-connections-per-peer", 1, 100_000),
+    ("command-timeout", 1, 86_400),
+    ("data-timeout", 1, 86_400),
+    ("settle-delay", 0, 3_600),
+    ("fetch-interval", 0, 7 * 24 * 60),
+];
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn key_named(name: &str) -> Result<&'static str, ConfigError> {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .map(|k| k.name)
+        .ok_or_else(|| ConfigError::UnknownKey {
+            key: name.to_owned(),
+        })
+}
+
+fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(invalid(key, format!("{value:?} is not true or false"))),
+    }
+}
+
+fn parse_number(key: &'static str, value: &str) -> Result<u64, ConfigError> {
+    // `30s` for the keys in seconds and `15m` for the one in minutes read as they look.
+    let unit = match key {
+        "fetch-interval" => Some('m'),
+        k if k.ends_with("-timeout") || k == "max-wait" || k == "settle-delay" => Some('s'),
+        _ => None,
+    };
+    let text = value.trim();
+    let digits = unit.and_then(|u| text.strip_suffix(u)).unwrap_or(text);
+    digits
+        .parse()
+        .map_err(|_| invalid(key, format!("{value:?} is not a whole number")))
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 impl Config {
     /// Parses a config file's text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
+            key: None,
             message: e.to_string().trim().replace('\n', " "),
         })?;
-        config.validate().map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        if let Some(ConfigError::Invalid { key, problem }) = config.check().into_iter().next() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                key: Some(key),
+                message: format!("{key}: {problem}"),
+            });
+        }
         Ok(config)
     }
 
@@ -259,222 +371,226 @@ impl Config {
         }
     }
 
-    /// Writes the config to `path` atomically (temp file, fsync, rename), mode 0600.
+    /// Writes the config to `path` atomically and durably, mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let err = |source| ConfigError::Write {
             path: path.to_path_buf(),
             source,
         };
         let text = toml::to_string_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "config.toml".into()),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut file = opts.open(&tmp)?;
-            file.write_all(
-                b"# Mailcall settings. Passwords live in the OS keyring, never here.\n",
-            )?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(err)
+        let body =
+            format!("# Mailcall settings. Passwords live in the OS keyring, never here.\n{text}");
+        fsutil::write_atomic(path, body.as_bytes(), 0o600).map_err(err)
     }
 
-    /// Checks values that TOML types alone cannot.
-    fn validate(&self) -> Result<(), String> {
-        if self.idle_timeout == 0 {
-            return Err("idle-timeout must be at least 1 second".into());
+    /// Every rule a value breaks, as [`ConfigError::Invalid`] naming its key; empty when all is
+    /// well. The one place the rules live: parsing a file and `set` both come here.
+    pub fn check(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        for &(key, min, max) in RANGES {
+            let value = self.number(key);
+            if value < min || value > max {
+                let allowed = if max == u64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("from {min} to {max}")
+                };
+                problems.push(invalid(
+                    key,
+                    format!("{value} is out of range: use {allowed}"),
+                ));
+            }
         }
-        if self.max_wait == 0 {
-            return Err("max-wait must be at least 1 second".into());
+        for (key, dir) in [("maildir", &self.maildir), ("data-dir", &self.data_dir)] {
+            if let Some(d) = dir {
+                if !d.is_absolute() {
+                    problems.push(invalid(
+                        key,
+                        format!(
+                            "{} is not a full path: give it starting with /",
+                            d.display()
+                        ),
+                    ));
+                }
+            }
         }
-        if self.max_message_size < 1024 {
-            return Err("max-message-size must be at least 1024 bytes".into());
+        if let Some(h) = &self.hostname {
+            let valid = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                problems.push(invalid(
+                    "hostname",
+                    format!("{h:?} is not a host name: use letters, digits, '-' and '.', e.g. mail.example.com"),
+                ));
+            }
         }
         for name in &self.accounts {
-            crate::account::validate_name(name)?;
+            if let Err(e) = crate::account::validate_name(name) {
+                problems.push(ConfigError::Invalid {
+                    key: "accounts",
+                    problem: e,
+                });
+            }
         }
-        for peer in &self.allowed_peers {
-            peer.parse::<PeerNet>()
-                .map_err(|e| format!("allowed-peers: {e}"))?;
+        if let Err(e) = self.peer_networks() {
+            problems.push(e);
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("tls-cert and tls-key go together: set both, or neither for a self-signed certificate".into());
+            problems.push(invalid(
+                if self.tls_cert.is_some() { "tls-key" } else { "tls-cert" },
+                "tls-cert and tls-key go together: set both, or neither for a self-signed certificate",
+            ));
         }
-        for (key, value, min) in self.numeric_limits() {
-            if value < min {
-                return Err(format!("{key} must be at least {min}"));
-            }
+        let bad_glob = |g: &String| {
+            g.is_empty() || g.len() > 64 || !g.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+        };
+        if let Some(g) = self.interfaces.iter().find(|g| bad_glob(g)) {
+            problems.push(invalid(
+                "interfaces",
+                format!("{g:?} is not an interface name or glob: write names such as ppp0 or ppp*, wlan0"),
+            ));
         }
-        Ok(())
+        problems
     }
 
-    /// Sets one preference from its text form (`config set KEY VALUE`).
+    /// The first rule broken, if any.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.check().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn number(&self, key: &str) -> u64 {
+        match key {
+            "idle-timeout" => self.idle_timeout,
+            "max-wait" => self.max_wait,
+            "reply-timeout" => self.reply_timeout,
+            "max-message-size" => self.max_message_size,
+            "max-recipients" => self.max_recipients,
+            "max-line-length" => self.max_line_length,
+            "max-errors" => self.max_errors,
+            "max-connections" => self.max_connections,
+            "max-connections-per-peer" => self.max_connections_per_peer,
+            "command-timeout" => self.command_timeout,
+            "data-timeout" => self.data_timeout,
+            "settle-delay" => self.settle_delay,
+            "fetch-interval" => self.fetch_interval,
+            _ => 0,
+        }
+    }
+
+    fn number_mut(&mut self, key: &str) -> Option<&mut u64> {
+        Some(match key {
+            "idle-timeout" => &mut self.idle_timeout,
+            "max-wait" => &mut self.max_wait,
+            "reply-timeout" => &mut self.reply_timeout,
+            "max-message-size" => &mut self.max_message_size,
+            "max-recipients" => &mut self.max_recipients,
+            "max-line-length" => &mut self.max_line_length,
+            "max-errors" => &mut self.max_errors,
+            "max-connections" => &mut self.max_connections,
+            "max-connections-per-peer" => &mut self.max_connections_per_peer,
+            "command-timeout" => &mut self.command_timeout,
+            "data-timeout" => &mut self.data_timeout,
+            "settle-delay" => &mut self.settle_delay,
+            "fetch-interval" => &mut self.fetch_interval,
+            _ => return None,
+        })
+    }
+
+    /// Sets one preference from its text form (`config set KEY VALUE`); the config is left as it
+    /// was when the value breaks the key's rule.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let bad = |what: &str| {
-            ConfigError::BadSetting(format!("{key} = {value:?} is not valid: expected {what}"))
-        };
+        let key = key_named(key)?;
+        let mut next = self.clone();
+        let path = |v: &str| (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
         match key {
             "listen" => {
-                self.listen = value
-                    .parse()
-                    .map_err(|_| bad("ADDR:PORT, e.g. 0.0.0.0:25 or 127.0.0.1:2525"))?
+                next.listen = value.trim().parse().map_err(|_| {
+                    invalid(
+                        key,
+                        format!("{value:?} is not ADDR:PORT, e.g. 0.0.0.0:25 or 127.0.0.1:2525"),
+                    )
+                })?
             }
             "maildir" => {
-                if value.is_empty() {
-                    return Err(bad("a directory path"));
-                }
-                self.maildir = Some(PathBuf::from(value))
+                next.maildir =
+                    Some(path(value).ok_or_else(|| invalid(key, "give the Maildir's full path"))?)
             }
-            "idle-timeout" => {
-                self.idle_timeout =
-                    parse_seconds(value).ok_or_else(|| bad("seconds (1 or more)"))?
+            "data-dir" => {
+                next.data_dir = Some(
+                    path(value).ok_or_else(|| invalid(key, "give the directory's full path"))?,
+                )
             }
-            "max-wait" => {
-                self.max_wait = parse_seconds(value).ok_or_else(|| bad("seconds (1 or more)"))?
-            }
-            "max-message-size" => {
-                self.max_message_size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1024)
-                    .ok_or_else(|| bad("a size in bytes (1024 or more)"))?
-            }
-            "hostname" => {
-                let valid = !value.is_empty()
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-                if !valid {
-                    return Err(bad("a host name such as mail.example.com"));
-                }
-                self.hostname = Some(value.to_string())
-            }
-            "starttls" => {
-                self.starttls = match value {
-                    "true" | "yes" | "on" => true,
-                    "false" | "no" | "off" => false,
-                    _ => return Err(bad("true or false")),
-                }
-            }
-            "tls-cert" | "tls-key" => {
-                let path = (!value.is_empty()).then(|| PathBuf::from(value));
-                if key == "tls-cert" {
-                    self.tls_cert = path
-                } else {
-                    self.tls_key = path
-                }
-            }
-            "allowed-peers" => {
-                let peers: Vec<String> = value
-                    .split([',', ' '])
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                for p in &peers {
-                    p.parse::<PeerNet>()
-                        .map_err(|e| ConfigError::BadSetting(format!("allowed-peers: {e}")))?;
-                }
-                self.allowed_peers = peers
-            }
-            _ if self.numeric_limits().iter().any(|(k, _, _)| *k == key) => {
-                let min = self
-                    .numeric_limits()
-                    .into_iter()
-                    .find_map(|(k, _, m)| (k == key).then_some(m))
-                    .unwrap_or(1);
-                let n: u64 = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= min)
-                    .ok_or_else(|| bad(&format!("a whole number, at least {min}")))?;
-                match key {
-                    "max-recipients" => self.max_recipients = n,
-                    "max-line-length" => self.max_line_length = n,
-                    "max-errors" => self.max_errors = n,
-                    "max-connections" => self.max_connections = n,
-                    "max-connections-per-peer" => self.max_connections_per_peer = n,
-                    "command-timeout" => self.command_timeout = n,
-                    _ => self.data_timeout = n,
-                }
-            }
-            "interfaces" => {
-                let globs: Vec<String> = value
-                    .split([',', ' '])
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                let valid = globs
-                    .iter()
-                    .all(|g| g.len() <= 64 && g.bytes().all(|b| b.is_ascii_graphic() && b != b'/'));
-                if !valid {
-                    return Err(bad("interface names or globs separated by commas, e.g. ppp*,wlan0 (empty: any but loopback)"));
-                }
-                self.interfaces = globs
-            }
-            "settle-delay" => {
-                self.settle_delay = value
-                    .trim_end_matches('s')
-                    .parse()
-                    .ok()
-                    .filter(|n| *n <= 3600)
-                    .ok_or_else(|| bad("seconds (0 to 3600)"))?
-            }
-            "fetch-interval" => {
-                self.fetch_interval = value
-                    .trim_end_matches('m')
-                    .parse()
-                    .map_err(|_| bad("minutes (0 turns it off)"))?
-            }
-            "fetch-at-start" => {
-                self.fetch_at_start = match value {
-                    "true" | "yes" | "on" | "1" => true,
-                    "false" | "no" | "off" | "0" => false,
-                    _ => return Err(bad("true or false")),
-                }
-            }
+            "hostname" => next.hostname = Some(value.trim().to_string()),
+            "starttls" => next.starttls = parse_bool(key, value)?,
+            "fetch-at-start" => next.fetch_at_start = parse_bool(key, value)?,
+            "tls-cert" => next.tls_cert = path(value),
+            "tls-key" => next.tls_key = path(value),
+            "allowed-peers" => next.allowed_peers = list(value),
+            "interfaces" => next.interfaces = list(value),
             _ => {
-                return Err(ConfigError::BadSetting(format!(
-                    "unknown setting {key:?}: the settings are {}",
-                    SETTING_KEYS.join(", ")
-                )))
+                let n = parse_number(key, value)?;
+                *next
+                    .number_mut(key)
+                    .ok_or_else(|| ConfigError::UnknownKey { key: key.into() })? = n;
+            }
+        }
+        // Only this key's rule (and the pairing of tls-cert/tls-key) decides.
+        let pair = matches!(key, "tls-cert" | "tls-key");
+        if let Some(e) = next
+            .check()
+            .into_iter()
+            .find(|e| e.key() == Some(key) && !pair)
+        {
+            return Err(e);
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Brings one preference back to its default (`config unset KEY`).
+    pub fn unset(&mut self, key: &str) -> Result<(), ConfigError> {
+        let key = key_named(key)?;
+        let d = Config::default();
+        match key {
+            "listen" => self.listen = d.listen,
+            "maildir" => self.maildir = d.maildir,
+            "data-dir" => self.data_dir = d.data_dir,
+            "hostname" => self.hostname = d.hostname,
+            "starttls" => self.starttls = d.starttls,
+            "fetch-at-start" => self.fetch_at_start = d.fetch_at_start,
+            "tls-cert" => self.tls_cert = d.tls_cert,
+            "tls-key" => self.tls_key = d.tls_key,
+            "allowed-peers" => self.allowed_peers = d.allowed_peers,
+            "interfaces" => self.interfaces = d.interfaces,
+            _ => {
+                let default = d.number(key);
+                if let Some(n) = self.number_mut(key) {
+                    *n = default;
+                }
             }
         }
         Ok(())
     }
 
-    /// The listener limits with their smallest sane values, for validation.
-    fn numeric_limits(&self) -> [(&'static str, u64, u64); 7] {
-        [
-            ("max-recipients", self.max_recipients, 1),
-            ("max-line-length", self.max_line_length, 512),
-            ("max-errors", self.max_errors, 1),
-            ("max-connections", self.max_connections, 1),
-            ("max-connections-per-peer", self.max_connections_per_peer, 1),
-            ("command-timeout", self.command_timeout, 1),
-            ("data-timeout", self.data_timeout, 1),
-        ]
+    /// The `allowed-peers` networks; `None` when any peer may deliver.
+    pub fn peer_networks(&self) -> Result<Option<Vec<PeerNet>>, ConfigError> {
+        if self.allowed_peers.is_empty() {
+            return Ok(None);
+        }
+        self.allowed_peers
+            .iter()
+            .map(|p| {
+                p.parse().map_err(|e: crate::listener::PeerNetError| {
+                    invalid("allowed-peers", e.to_string())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// The idle timeout as a duration.
@@ -491,8 +607,23 @@ impl Config {
     pub fn maildir_path(&self) -> Result<PathBuf, ConfigError> {
         match &self.maildir {
             Some(p) => Ok(p.clone()),
-            None => Ok(data_dir()?.join("Maildir")),
+            None => Ok(self.data_path()?.join("Maildir")),
         }
+    }
+
+    /// The data directory: the configured one, or the platform's (see [`data_dir`]).
+    pub fn data_path(&self) -> Result<PathBuf, ConfigError> {
+        match &self.data_dir {
+            Some(p) => Ok(p.clone()),
+            None => data_dir(),
+        }
+    }
+
+    /// The history file in the data directory.
+    pub fn history(&self) -> Result<crate::history::History, ConfigError> {
+        Ok(crate::history::History::new(
+            self.data_path()?.join(crate::history::HISTORY_FILE),
+        ))
     }
 
     /// The listener's host name: configured, or this machine's.
@@ -504,8 +635,9 @@ impl Config {
     pub fn effective_toml(&self) -> Result<String, ConfigError> {
         let mut shown = self.clone();
         shown.maildir = Some(self.maildir_path()?);
+        shown.data_dir = Some(self.data_path()?);
         shown.hostname = Some(self.hostname());
-        toml::to_string_pretty(&shown).map_err(|e| ConfigError::BadSetting(e.to_string()))
+        toml::to_string_pretty(&shown).map_err(|e| invalid("accounts", e.to_string()))
     }
 
     /// Adds an account name if missing; returns whether it was added.
@@ -525,10 +657,6 @@ impl Config {
     }
 }
 
-fn parse_seconds(value: &str) -> Option<u64> {
-    value.trim_end_matches('s').parse().ok().filter(|n| *n >= 1)
-}
-
 /// This machine's host name, for EHLO and the listener's greeting.
 pub fn machine_hostname() -> String {
     hostname::get()
@@ -538,7 +666,8 @@ pub fn machine_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Where the config file is: `--config`, then `MAILCALL_CONFIG`, then the platform config dir.
+/// Where the config file is: the explicit path, then `MAILCALL_CONFIG`, then the platform
+/// config dir.
 pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -551,7 +680,8 @@ pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
         .ok_or(ConfigError::NoDirectory { what: "config" })
 }
 
-/// Mailcall's data directory (history, default Maildir): the platform data dir + `mailcall`.
+/// The platform's data directory for Mailcall (history, state, default Maildir): the platform
+/// data dir + `mailcall`. A config's `data-dir` overrides it ([`Config::data_path`]).
 pub fn data_dir() -> Result<PathBuf, ConfigError> {
     dirs::data_dir()
         .map(|d| d.join("mailcall"))
@@ -577,19 +707,59 @@ mod tests {
         let c = Config::parse("accounts = [\"isp\"]\n", Path::new("c.toml")).unwrap();
         assert_eq!(c.listen, "0.0.0.0:25".parse().unwrap());
         assert_eq!(c.idle_timeout, 30);
+        assert_eq!(c.reply_timeout, 60);
         assert_eq!(c.accounts, vec!["isp".to_string()]);
+        assert_eq!(
+            Config::parse("", Path::new("c.toml")).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_are_errors_naming_the_file() {
+    fn unknown_keys_and_bad_values_are_errors_naming_the_file_and_key() {
         let e = Config::parse("colour = 1\n", Path::new("/x/c.toml")).unwrap_err();
         assert!(e.to_string().contains("/x/c.toml"), "{e}");
         let e = Config::parse("idle-timeout = 0\n", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("idle-timeout"), "{e}");
+        assert_eq!(e.key(), Some("idle-timeout"));
     }
 
     #[test]
-    fn set_uses_the_file_keys_and_round_trips() {
+    fn set_and_file_parsing_share_the_rules() {
+        // Every value `set` refuses is refused in a file too, naming the same key.
+        for (key, bad, file_value) in [
+            ("idle-timeout", "0", "0"),
+            ("max-message-size", "100", "100"),
+            ("settle-delay", "3601", "3601"),
+            ("max-line-length", "100", "100"),
+            ("reply-timeout", "0", "0"),
+            ("fetch-interval", "20000", "20000"),
+        ] {
+            let mut c = Config::default();
+            let e = c.set(key, bad).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+            assert_eq!(c, Config::default(), "a refused set changes nothing");
+            let text = format!("{key} = {file_value}\n");
+            let e = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+        }
+        for (key, bad) in [
+            ("hostname", "bad host"),
+            ("maildir", "relative/md"),
+            ("interfaces", "a/b"),
+            ("allowed-peers", "not-a-net"),
+            ("listen", "nonsense"),
+            ("starttls", "maybe"),
+        ] {
+            let e = Config::default().set(key, bad).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{key}: {e}");
+        }
+        let e = Config::default().set("colour", "red").unwrap_err();
+        assert!(e.to_string().contains("idle-timeout"), "{e}");
+    }
+
+    #[test]
+    fn set_unset_and_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/config.toml");
         let mut c = Config::default();
@@ -597,13 +767,13 @@ mod tests {
         c.set("maildir", "/tmp/md").unwrap();
         c.set("idle-timeout", "5").unwrap();
         c.set("max-wait", "60").unwrap();
+        c.set("reply-timeout", "20s").unwrap();
         c.set("max-message-size", "100000").unwrap();
-        assert!(c.set("listen", "nonsense").is_err());
-        assert!(c
-            .set("colour", "red")
-            .unwrap_err()
-            .to_string()
-            .contains("idle-timeout"));
+        c.set("interfaces", "ppp*, wlan0").unwrap();
+        c.set("fetch-interval", "15m").unwrap();
+        c.set("fetch-at-start", "off").unwrap();
+        assert_eq!(c.interfaces, ["ppp*", "wlan0"]);
+        assert_eq!((c.reply_timeout, c.fetch_interval), (20, 15));
         c.add_account("isp");
         c.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -612,7 +782,8 @@ mod tests {
             "maildir",
             "idle-timeout",
             "max-wait",
-            "max-message-size",
+            "reply-timeout",
+            "interfaces",
         ] {
             assert!(
                 text.contains(&format!("{key} = ")),
@@ -626,40 +797,22 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+        for key in KEYS {
+            c.unset(key.name).unwrap();
+        }
+        let mut expected = Config::default();
+        expected.add_account("isp");
+        assert_eq!(c, expected, "every key unset is its default again");
+        assert!(c.unset("colour").is_err());
     }
 
     #[test]
-    fn trigger_keys_have_defaults_and_parse() {
-        let c = Config::default();
-        assert_eq!(
-            (c.settle_delay, c.fetch_interval, c.fetch_at_start),
-            (2, 0, true)
-        );
-        assert!(c.interfaces.is_empty());
+    fn tls_files_go_together() {
         let mut c = Config::default();
-        c.set("interfaces", "ppp*, wlan0").unwrap();
-        c.set("settle-delay", "0").unwrap();
-        c.set("fetch-interval", "15").unwrap();
-        c.set("fetch-at-start", "false").unwrap();
-        assert_eq!(c.interfaces, ["ppp*", "wlan0"]);
-        assert!(c.set("fetch-at-start", "maybe").is_err());
-        assert!(c.set("settle-delay", "-1").is_err());
-        assert!(c.set("interfaces", "a/b").is_err());
-        let text = toml::to_string_pretty(&c).unwrap();
-        for key in [
-            "interfaces",
-            "settle-delay",
-            "fetch-interval",
-            "fetch-at-start",
-        ] {
-            assert!(
-                text.contains(&format!("{key} = ")),
-                "{key} missing in {text}"
-            );
-        }
-        assert_eq!(Config::parse(&text, Path::new("c.toml")).unwrap(), c);
-        c.set("interfaces", "").unwrap();
-        assert!(c.interfaces.is_empty());
+        c.set("tls-cert", "/etc/c.pem").unwrap();
+        assert_eq!(c.validate().unwrap_err().key(), Some("tls-key"));
+        c.set("tls-key", "/etc/k.pem").unwrap();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

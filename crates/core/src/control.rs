@@ -9,7 +9,9 @@
 //! |---|---|
 //! | `FETCH [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record) |
 //! | `PAUSE` / `RESUME` | `{"ok":true,"paused":bool}` |
-//! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...]}` |
+//! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...]}` |
+//! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
+//! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`] per line for as long as the client listens |
 //! | anything else | `{"ok":false,"error":"..."}` |
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -23,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigError};
+use crate::event::Event;
 use crate::history::SessionRecord;
+use crate::history::Trigger;
 use crate::service::FetchRequest;
 use crate::trigger::TriggerHandle;
 
@@ -41,7 +45,7 @@ pub enum ControlError {
     #[error("no running Mailcall listens on {0}")]
     NotRunning(PathBuf),
     /// Another instance already owns the socket.
-    #[error("another Mailcall (daemon or tray) is already running and owns {0}: stop it first, or ask it to fetch with `mailcall-cli fetch --via-running`")]
+    #[error("another Mailcall (daemon or tray) is already running and owns {0}: stop it first, or ask it to fetch through this socket")]
     InUse(PathBuf),
     /// Socket I/O failed.
     #[error("the control socket {path} failed: {source}. Check that the directory is yours and writable")]
@@ -124,7 +128,7 @@ impl ControlServer {
     }
 
     /// Answers requests until `shutdown`; then removes the socket file.
-    pub async fn serve(self, triggers: TriggerHandle, shutdown: CancellationToken) {
+    pub async fn serve(self, controls: Controls, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         loop {
             let stream = tokio::select! {
@@ -145,11 +149,11 @@ impl ControlServer {
                 Ok(c) if c.uid() == self.uid || c.uid() == 0 => {}
                 _ => continue,
             }
-            let triggers = triggers.clone();
+            let controls = controls.clone();
             let stop = shutdown.clone();
             tasks.spawn(async move {
                 tokio::select! {
-                    _ = answer(stream, triggers) => {}
+                    _ = answer(stream, controls, stop.clone()) => {}
                     // A FETCH ends with the service anyway; this bounds anything else.
                     _ = async { stop.cancelled().await; tokio::time::sleep(Duration::from_secs(10)).await } => {}
                 }
@@ -161,14 +165,34 @@ impl ControlServer {
     }
 }
 
-async fn answer(stream: UnixStream, triggers: TriggerHandle) {
+/// What the control socket can reach in the running instance.
+#[derive(Clone)]
+pub struct Controls {
+    /// Fetch, pause, status.
+    pub triggers: TriggerHandle,
+    /// Reads the accounts again; the skipped ones, each with why.
+    pub reload: Reload,
+}
+
+/// Reads the accounts again (`RELOAD`).
+pub type Reload = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Vec<String>, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+async fn answer(stream: UnixStream, controls: Controls, stop: CancellationToken) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST);
-    let reply = match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-        .await
-    {
-        Ok(Ok(_)) if line.ends_with('\n') => handle(line.trim_end(), &triggers).await,
+    let request = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
+    if matches!(request, Ok(Ok(_))) && line.trim().eq_ignore_ascii_case("EVENTS") {
+        stream_events(write, &controls, stop).await;
+        return;
+    }
+    let reply = match request {
+        Ok(Ok(_)) if line.ends_with('\n') => handle(line.trim_end(), &controls).await,
         Ok(Ok(_)) => {
             json!({"ok": false, "error": "send one request line ending in a newline, at most 4096 bytes"})
         }
@@ -181,8 +205,39 @@ async fn answer(stream: UnixStream, triggers: TriggerHandle) {
     let _ = write.shutdown().await;
 }
 
+/// `EVENTS`: every event of the instance as a JSON line, until the client goes or we stop.
+async fn stream_events(
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    controls: &Controls,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = controls.triggers.service().subscribe();
+    if write.write_all(b"{\"ok\":true}\n").await.is_err() {
+        return;
+    }
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = rx.recv() => match ev {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let Ok(mut text) = serde_json::to_string(&event) else {
+            continue;
+        };
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Answers one request line.
-async fn handle(line: &str, triggers: &TriggerHandle) -> serde_json::Value {
+async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
+    let triggers = &controls.triggers;
     let mut words = line.split_ascii_whitespace();
     let verb = words.next().unwrap_or("").to_ascii_uppercase();
     match verb.as_str() {
@@ -196,10 +251,7 @@ async fn handle(line: &str, triggers: &TriggerHandle) -> serde_json::Value {
                     return json!({"ok": false, "error": e});
                 }
             }
-            let request = FetchRequest {
-                trigger: "control".into(),
-                accounts: (!names.is_empty()).then_some(names),
-            };
+            let request = FetchRequest::named(Trigger::Control, names);
             tracing::info!("control socket: fetch requested");
             match triggers.fetch_now(request).await {
                 Ok(record) => json!({"ok": true, "record": record}),
@@ -215,9 +267,15 @@ async fn handle(line: &str, triggers: &TriggerHandle) -> serde_json::Value {
             "paused": triggers.is_paused(),
             "fetching": triggers.service().is_fetching(),
             "links": triggers.links().map(|l| l.names()),
+            "listen": triggers.service().listen_addr().to_string(),
+            "accounts": triggers.service().accounts().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         }),
+        "RELOAD" => match (controls.reload)().await {
+            Ok(skipped) => json!({"ok": true, "skipped": skipped}),
+            Err(e) => json!({"ok": false, "error": e}),
+        },
         _ => {
-            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [account ...], PAUSE, RESUME or STATUS")})
+            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [account ...], PAUSE, RESUME, STATUS, RELOAD or EVENTS")})
         }
     }
 }
@@ -228,18 +286,7 @@ pub async fn request(path: &Path, line: &str) -> Result<serde_json::Value, Contr
         path: path.to_path_buf(),
         source,
     };
-    let stream = match UnixStream::connect(path).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(ControlError::NotRunning(path.to_path_buf()))
-        }
-        Err(e) => return Err(io(e)),
-    };
+    let stream = connect(path).await?;
     let (read, mut write) = stream.into_split();
     write
         .write_all(format!("{line}\n").as_bytes())
@@ -263,6 +310,122 @@ pub async fn request(path: &Path, line: &str) -> Result<serde_json::Value, Contr
                 .unwrap_or("no reason given")
                 .to_string(),
         ))
+    }
+}
+
+/// The running instance's state, as `STATUS` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Status {
+    /// Automatic fetching is paused.
+    pub paused: bool,
+    /// A fetch session runs.
+    pub fetching: bool,
+    /// The watched interfaces that are up (`None`: they cannot be watched).
+    pub links: Option<Vec<String>>,
+    /// Where its listener listens.
+    #[serde(default)]
+    pub listen: String,
+    /// Its accounts.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+/// Asks the running instance for its state.
+pub async fn status(path: &Path) -> Result<Status, ControlError> {
+    let reply = request(path, "STATUS").await?;
+    serde_json::from_value(reply).map_err(|e| ControlError::Protocol(e.to_string()))
+}
+
+/// Pauses or resumes the running instance's automatic fetching; returns the switch as it is.
+pub async fn set_paused(path: &Path, paused: bool) -> Result<bool, ControlError> {
+    let reply = request(path, if paused { "PAUSE" } else { "RESUME" }).await?;
+    reply
+        .get("paused")
+        .and_then(|v| v.as_bool())
+        .ok_or_else(|| ControlError::Protocol("no pause state in the reply".into()))
+}
+
+/// Asks the running instance to read its accounts again; returns the ones it skipped.
+pub async fn reload(path: &Path) -> Result<Vec<String>, ControlError> {
+    let reply = request(path, "RELOAD").await?;
+    Ok(reply
+        .get("skipped")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The running instance's events, as `EVENTS` streams them.
+#[derive(Debug)]
+pub struct EventStream {
+    path: PathBuf,
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    /// Kept so the instance sees the client stay.
+    _write: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl EventStream {
+    /// The next event; `None` once the instance stopped.
+    pub async fn next(&mut self) -> Result<Option<Event>, ControlError> {
+        loop {
+            let line = self
+                .lines
+                .next_line()
+                .await
+                .map_err(|source| ControlError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            let Some(line) = line else { return Ok(None) };
+            // An event of a newer version is skipped, not fatal.
+            if let Ok(event) = serde_json::from_str::<Event>(&line) {
+                return Ok(Some(event));
+            }
+        }
+    }
+}
+
+/// Subscribes to the running instance's events; every event from the moment this returns.
+pub async fn subscribe(path: &Path) -> Result<EventStream, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let stream = connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"EVENTS\n").await.map_err(io)?;
+    let mut lines = BufReader::new(read).lines();
+    match lines.next_line().await.map_err(io)? {
+        Some(first) if first.contains("\"ok\":true") => Ok(EventStream {
+            path: path.to_path_buf(),
+            lines,
+            _write: write,
+        }),
+        other => Err(ControlError::Protocol(format!(
+            "unexpected answer to EVENTS: {other:?}"
+        ))),
+    }
+}
+
+async fn connect(path: &Path) -> Result<UnixStream, ControlError> {
+    match UnixStream::connect(path).await {
+        Ok(s) => Ok(s),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Err(ControlError::NotRunning(path.to_path_buf()))
+        }
+        Err(e) => Err(ControlError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::history::SessionRecord;
+use crate::hint::Problem;
+use crate::history::{SessionRecord, Trigger};
 use crate::report::{DomainOutcome, MessageInfo};
 
 /// Something that happened in a fetch session, in the order it happened.
@@ -16,8 +17,8 @@ pub enum Event {
     SessionStarted {
         /// Session id (also in the history).
         id: String,
-        /// What started it (`cli`, `tray`, `network`, `interval`).
-        trigger: String,
+        /// What started it.
+        trigger: Trigger,
         /// The accounts asked.
         accounts: Vec<String>,
         /// Where the listener listens.
@@ -45,15 +46,38 @@ pub enum Event {
     },
     /// A message was stored durably and acknowledged.
     MessageStored(Box<MessageInfo>),
-    /// Something went wrong; `message` says what and what to do.
-    Error {
-        /// The account concerned, if any.
-        account: Option<String>,
-        /// What happened and what the user can do.
-        message: String,
-    },
+    /// Something went wrong: what, what to do, and the setting that fixes it.
+    Error(Problem),
     /// The session ended; the record is what went into the history.
     SessionFinished(Box<SessionRecord>),
+}
+
+impl Event {
+    /// One line for people (what the CLI prints as it happens and the daemon logs); `None` for
+    /// the end of a session, which front ends report with [`SessionRecord::summary`].
+    pub fn line(&self) -> Option<String> {
+        Some(match self {
+            Event::SessionStarted {
+                trigger, accounts, ..
+            } => format!("fetch started ({trigger}): {}", accounts.join(", ")),
+            Event::EtrnReply {
+                account,
+                domain,
+                code,
+                text,
+                outcome,
+                will_retry,
+            } => format!(
+                "ETRN {domain} ({account}): {code} {text} - {}{}",
+                outcome.describe(domain.trim_start_matches(['@', '#'])),
+                if *will_retry { " (will retry)" } else { "" }
+            ),
+            Event::Connected { peer } => format!("connection from {peer}"),
+            Event::MessageStored(m) => format!("stored: {m}"),
+            Event::Error(p) => format!("error: {p}"),
+            Event::SessionFinished(_) => return None,
+        })
+    }
 }
 
 /// The sending side of the event channel; cheap to clone, never blocks, fine with no subscriber.

@@ -11,17 +11,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::account::Account;
-use crate::etrn::{self, AccountResult, ClientSettings};
+use crate::client::ClientSettings;
+use crate::etrn::{self, AccountResult};
 use crate::event::{Event, EventSink};
-use crate::history::{History, SessionRecord};
+use crate::hint::Problem;
+use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::listener::ListenerEvent;
 use crate::report::{DomainOutcome, MessageInfo};
 
 /// How a fetch session waits and asks.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// What started it (`cli`, `tray`, `network`, `interval`), for the history.
-    pub trigger: String,
+    /// What started it, for the history.
+    pub trigger: Trigger,
     /// Quiet time after the last ETRN reply / connection / message that ends the session.
     pub idle_timeout: Duration,
     /// Upper bound on the whole session.
@@ -41,6 +43,7 @@ pub async fn run(
     listen: SocketAddr,
     deliveries: &mut mpsc::UnboundedReceiver<ListenerEvent>,
     options: &FetchOptions,
+    attempt: u32,
     events: &EventSink,
     shutdown: CancellationToken,
 ) -> SessionRecord {
@@ -50,7 +53,7 @@ pub async fn run(
 
     events.emit(Event::SessionStarted {
         id: id.clone(),
-        trigger: options.trigger.clone(),
+        trigger: options.trigger,
         accounts: accounts.iter().map(|a| a.name.clone()).collect(),
         listen,
     });
@@ -74,9 +77,9 @@ pub async fn run(
         let expected = expectation(&results);
         if etrn_done && active.is_empty() {
             match expected {
-                Expectation::Nothing => break "nothing to wait for",
+                Expectation::Nothing => break EndReason::NothingToWaitFor,
                 Expectation::Count(n) if messages.len() as u64 >= n => {
-                    break "expected messages arrived"
+                    break EndReason::ExpectedArrived
                 }
                 _ => {}
             }
@@ -84,20 +87,18 @@ pub async fn run(
         let idle_at = last_activity + options.idle_timeout;
         let idle_armed = etrn_done && active.is_empty();
         tokio::select! {
-            _ = shutdown.cancelled() => break "cancelled",
-            _ = tokio::time::sleep_until(deadline) => break "max wait",
-            _ = tokio::time::sleep_until(idle_at), if idle_armed => break "idle",
+            _ = shutdown.cancelled() => break EndReason::Cancelled,
+            _ = tokio::time::sleep_until(deadline) => break EndReason::MaxWait,
+            _ = tokio::time::sleep_until(idle_at), if idle_armed => break EndReason::Idle,
             joined = etrn_tasks.join_next(), if !etrn_done => {
                 match joined {
                     Some(Ok(result)) => {
-                        if let Some(e) = &result.error {
-                            errors.push(format!("{}: {e}", result.account));
-                        }
+                        errors.extend(result.problem());
                         results.push(result);
                     }
-                    Some(Err(e)) => errors.push(format!(
+                    Some(Err(e)) => errors.push(Problem::new(format!(
                         "an ETRN session ended unexpectedly ({e}); please report this bug"
-                    )),
+                    ))),
                     None => {}
                 }
                 etrn_done = etrn_tasks.is_empty();
@@ -110,8 +111,8 @@ pub async fn run(
                     on_listener_event(ev, &mut active, &mut messages, events);
                 }
                 None => {
-                    errors.push("the SMTP listener stopped unexpectedly; mail may stay at the ISP — fetch again".into());
-                    break "listener stopped";
+                    errors.push(Problem::new("the SMTP listener stopped unexpectedly; mail may stay at the ISP — fetch again"));
+                    break EndReason::ListenerStopped;
                 }
             },
         }
@@ -145,14 +146,12 @@ pub async fn run(
         ended_because,
     );
     record.transcripts = transcripts;
+    record.attempt = attempt;
     if let Some(history) = &options.history {
         if let Err(e) = history.append(&record) {
-            let message = e.to_string();
-            events.emit(Event::Error {
-                account: None,
-                message: message.clone(),
-            });
-            record.errors.push(message);
+            let problem = Problem::new(e.to_string());
+            events.emit(Event::Error(problem.clone()));
+            record.errors.push(problem);
         }
     }
     events.emit(Event::SessionFinished(Box::new(record.clone())));
@@ -228,9 +227,22 @@ fn finish(
     accounts: &[Account],
     results: Vec<AccountResult>,
     messages: Vec<MessageInfo>,
-    errors: Vec<String>,
-    ended_because: &str,
+    errors: Vec<Problem>,
+    ended_because: EndReason,
 ) -> SessionRecord {
+    // Worth another attempt later: the ISP could not be reached or was busy (the session
+    // failed transiently), or it deferred an ETRN (4xx, still so after the in-session retries).
+    let retryable = results
+        .iter()
+        .filter(|r| match &r.error {
+            Some(e) => e.is_transient(),
+            None => r
+                .domains
+                .iter()
+                .any(|d| d.outcome == DomainOutcome::Deferred),
+        })
+        .map(|r| r.account.clone())
+        .collect();
     // Report every configured domain, in account order, even when its session never ran.
     let mut domains = Vec::new();
     for account in accounts {
@@ -262,13 +274,16 @@ fn finish(
     }
     SessionRecord {
         id,
-        trigger: options.trigger.clone(),
+        kind: RecordKind::Fetch,
+        trigger: options.trigger,
         started_at,
         finished_at: Utc::now(),
         domains,
         messages,
         errors,
         transcripts: Vec::new(),
-        ended_because: ended_because.to_string(),
+        ended_because,
+        attempt: 1,
+        retryable,
     }
 }

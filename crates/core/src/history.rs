@@ -6,18 +6,165 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::hint::Problem;
 use crate::report::{DomainReport, MessageInfo, TranscriptLine};
 
 /// The history file's name inside the data directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
 
-/// One fetch session as kept in the history.
+/// What asked for a fetch. Serialised as the words history files have always held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `mailcall-cli fetch`.
+    Cli,
+    /// The tray's "Fetch now" (menu or click).
+    Tray,
+    /// The settings window's "Fetch now".
+    Window,
+    /// The control socket (`fetch --via-running`, `mailcall --fetch`, an ip-up script).
+    Control,
+    /// A watched interface came up.
+    Network,
+    /// The fetch interval while a link is up.
+    Interval,
+    /// Mailcall started with a link already up.
+    Start,
+    /// The ISP delivered on its own, outside any fetch.
+    Isp,
+    /// Not known (a record from a crash, or from a newer version).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Trigger {
+    /// Whether this trigger is automatic (link-up, interval, start): paused by "Pause", and
+    /// retried by itself when the session fails transiently.
+    pub fn is_automatic(self) -> bool {
+        matches!(self, Trigger::Network | Trigger::Interval | Trigger::Start)
+    }
+
+    /// The word, as in the history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Tray => "tray",
+            Trigger::Window => "window",
+            Trigger::Control => "control",
+            Trigger::Network => "network",
+            Trigger::Interval => "interval",
+            Trigger::Start => "start",
+            Trigger::Isp => "isp",
+            Trigger::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record's work ended. Serialised as the phrases history files have always held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EndReason {
+    /// No connection or message for the idle timeout.
+    #[serde(rename = "idle")]
+    Idle,
+    /// Every message the `253 n` replies announced arrived.
+    #[serde(rename = "expected messages arrived")]
+    ExpectedArrived,
+    /// The whole session reached `max-wait`.
+    #[serde(rename = "max wait")]
+    MaxWait,
+    /// No reply started a queue run: no mail was coming.
+    #[serde(rename = "nothing to wait for")]
+    NothingToWaitFor,
+    /// Mailcall was stopped (or the session cancelled).
+    #[serde(rename = "cancelled")]
+    Cancelled,
+    /// The SMTP listener stopped under the session.
+    #[serde(rename = "listener stopped")]
+    ListenerStopped,
+    /// A delivery the ISP made on its own.
+    #[serde(rename = "delivered outside a fetch")]
+    OutsideFetch,
+    /// The session's task failed (a bug).
+    #[serde(rename = "crashed")]
+    Crashed,
+    /// A connect command failed.
+    #[serde(rename = "connect command failed")]
+    ConnectFailed,
+    /// The connect command brought the link up.
+    #[serde(rename = "link up")]
+    LinkUp,
+    /// The connect command ran but no watched link came up.
+    #[serde(rename = "link did not come up")]
+    LinkDidNotComeUp,
+    /// The disconnect commands ran.
+    #[serde(rename = "disconnected")]
+    Disconnected,
+    /// A disconnect command failed.
+    #[serde(rename = "disconnect command failed")]
+    DisconnectFailed,
+    /// Not known (a record from a newer version).
+    #[serde(other, rename = "unknown")]
+    Unknown,
+}
+
+impl EndReason {
+    /// The phrase, as in the history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::ExpectedArrived => "expected messages arrived",
+            EndReason::MaxWait => "max wait",
+            EndReason::NothingToWaitFor => "nothing to wait for",
+            EndReason::Cancelled => "cancelled",
+            EndReason::ListenerStopped => "listener stopped",
+            EndReason::OutsideFetch => "delivered outside a fetch",
+            EndReason::Crashed => "crashed",
+            EndReason::ConnectFailed => "connect command failed",
+            EndReason::LinkUp => "link up",
+            EndReason::LinkDidNotComeUp => "link did not come up",
+            EndReason::Disconnected => "disconnected",
+            EndReason::DisconnectFailed => "disconnect command failed",
+            EndReason::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a history record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// A fetch session: ETRN to the accounts, then receiving.
+    Fetch,
+    /// The connect commands run before a manual fetch (dial-up).
+    Connect,
+    /// The disconnect commands run after it.
+    Disconnect,
+    /// Mail the ISP delivered on its own, outside a fetch.
+    Delivery,
+}
+
+/// One fetch session (or dial-up step, or delivery outside a fetch) as kept in the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredRecord")]
 pub struct SessionRecord {
-    /// Session id.
+    /// Record id.
     pub id: String,
-    /// What started it (`cli`, `tray`, `network`, `interval`).
-    pub trigger: String,
+    /// What the record is about.
+    pub kind: RecordKind,
+    /// What started it.
+    pub trigger: Trigger,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -26,12 +173,79 @@ pub struct SessionRecord {
     pub domains: Vec<DomainReport>,
     /// Messages stored, in arrival order.
     pub messages: Vec<MessageInfo>,
-    /// Errors, each saying what happened and what to do.
-    pub errors: Vec<String>,
-    /// Per-account transcripts, AUTH redacted.
+    /// What went wrong, each saying what happened and what to do.
+    pub errors: Vec<Problem>,
+    /// Per-account transcripts (or command output), AUTH redacted.
     pub transcripts: Vec<(String, Vec<TranscriptLine>)>,
-    /// Why receiving ended (`idle`, `expected messages arrived`, `max wait`, `nothing to wait for`).
-    pub ended_because: String,
+    /// Why it ended.
+    pub ended_because: EndReason,
+    /// Which attempt this was: automatic fetches try again after a transient failure.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: u32,
+    /// The accounts whose session failed in a way that trying again may fix (the ISP could not
+    /// be reached, said 421, or deferred an ETRN); empty when there is nothing to retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retryable: Vec<String>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+fn is_first_attempt(n: &u32) -> bool {
+    *n == 1
+}
+
+/// A record as files hold it: before `kind` existed, a connect/disconnect step said so in its
+/// `trigger`, and a delivery outside a fetch was trigger `isp`.
+#[derive(Deserialize)]
+struct StoredRecord {
+    id: String,
+    #[serde(default)]
+    kind: Option<RecordKind>,
+    trigger: serde_json::Value,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    #[serde(default)]
+    domains: Vec<DomainReport>,
+    #[serde(default)]
+    messages: Vec<MessageInfo>,
+    #[serde(default)]
+    errors: Vec<Problem>,
+    #[serde(default)]
+    transcripts: Vec<(String, Vec<TranscriptLine>)>,
+    ended_because: EndReason,
+    #[serde(default = "first_attempt")]
+    attempt: u32,
+    #[serde(default)]
+    retryable: Vec<String>,
+}
+
+impl From<StoredRecord> for SessionRecord {
+    fn from(r: StoredRecord) -> Self {
+        let word = r.trigger.as_str().unwrap_or_default();
+        let kind = r.kind.unwrap_or(match word {
+            "connect" => RecordKind::Connect,
+            "disconnect" => RecordKind::Disconnect,
+            "isp" => RecordKind::Delivery,
+            _ => RecordKind::Fetch,
+        });
+        let trigger = serde_json::from_value(r.trigger).unwrap_or(Trigger::Unknown);
+        SessionRecord {
+            id: r.id,
+            kind,
+            trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            domains: r.domains,
+            messages: r.messages,
+            errors: r.errors,
+            transcripts: r.transcripts,
+            ended_because: r.ended_because,
+            attempt: r.attempt,
+            retryable: r.retryable,
+        }
+    }
 }
 
 impl SessionRecord {
@@ -40,10 +254,93 @@ impl SessionRecord {
         format!("{}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
     }
 
+    /// An empty record of `kind` started by `trigger` at `started_at`, ending now.
+    pub fn new(
+        kind: RecordKind,
+        trigger: Trigger,
+        started_at: DateTime<Utc>,
+        ended_because: EndReason,
+    ) -> Self {
+        let now = Utc::now();
+        SessionRecord {
+            id: SessionRecord::new_id(started_at),
+            kind,
+            trigger,
+            started_at,
+            finished_at: now,
+            domains: Vec::new(),
+            messages: Vec::new(),
+            errors: Vec::new(),
+            transcripts: Vec::new(),
+            ended_because,
+            attempt: 1,
+            retryable: Vec::new(),
+        }
+    }
+
+    /// The record for people: a headline, then a line per message and per domain, and the
+    /// problems (each front end adds the fix in its own words). What `mailcall-cli fetch` and
+    /// `mailcall --fetch` print, and the history shows.
+    pub fn summary(&self) -> Summary {
+        let secs = (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0;
+        let headline = match self.kind {
+            RecordKind::Fetch | RecordKind::Delivery => {
+                let attempt = if self.attempt > 1 {
+                    format!(" (attempt {})", self.attempt)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} message(s) in {secs:.1} s{attempt}; ended: {}",
+                    self.messages.len(),
+                    self.ended_because
+                )
+            }
+            RecordKind::Connect | RecordKind::Disconnect => {
+                format!("{:?} in {secs:.1} s: {}", self.kind, self.ended_because).to_lowercase()
+            }
+        };
+        Summary {
+            headline,
+            messages: self.messages.iter().map(ToString::to_string).collect(),
+            domains: self
+                .domains
+                .iter()
+                .map(|d| {
+                    let code = d
+                        .code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "---".into());
+                    format!(
+                        "{} ({}): {code} {}, {} message(s)",
+                        d.domain,
+                        d.account,
+                        d.explain(),
+                        d.messages
+                    )
+                })
+                .collect(),
+            problems: self.errors.clone(),
+        }
+    }
+
     /// Whether every ETRN was accepted and nothing went wrong.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty() && self.domains.iter().all(|d| d.outcome.is_accepted())
     }
+}
+
+/// A record put in words: see [`SessionRecord::summary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// `3 message(s) in 4.2 s; ended: idle`.
+    pub headline: String,
+    /// One line per stored message: from, subject, size, file.
+    pub messages: Vec<String>,
+    /// One line per domain: the ISP's reply and what it means, and how many messages came.
+    pub domains: Vec<String>,
+    /// What went wrong.
+    pub problems: Vec<Problem>,
 }
 
 /// Reading or writing the history failed.
@@ -152,15 +449,78 @@ mod tests {
     fn record(id: &str) -> SessionRecord {
         SessionRecord {
             id: id.into(),
-            trigger: "cli".into(),
-            started_at: Utc::now(),
-            finished_at: Utc::now(),
-            domains: vec![],
-            messages: vec![],
-            errors: vec![],
-            transcripts: vec![],
-            ended_because: "idle".into(),
+            ..SessionRecord::new(RecordKind::Fetch, Trigger::Cli, Utc::now(), EndReason::Idle)
         }
+    }
+
+    #[test]
+    fn records_written_before_kinds_and_problems_still_read() {
+        let line = |trigger: &str, ended: &str| {
+            format!(
+                r#"{{"id":"x","trigger":"{trigger}","started_at":"2026-11-01T10:00:00Z","finished_at":"2026-11-01T10:00:01Z","domains":[],"messages":[],"errors":["isp: cannot connect"],"transcripts":[],"ended_because":"{ended}"}}"#
+            )
+        };
+        let cases = [
+            (
+                "network",
+                "idle",
+                RecordKind::Fetch,
+                Trigger::Network,
+                EndReason::Idle,
+            ),
+            (
+                "connect",
+                "link up",
+                RecordKind::Connect,
+                Trigger::Unknown,
+                EndReason::LinkUp,
+            ),
+            (
+                "disconnect",
+                "disconnected",
+                RecordKind::Disconnect,
+                Trigger::Unknown,
+                EndReason::Disconnected,
+            ),
+            (
+                "isp",
+                "delivered outside a fetch",
+                RecordKind::Delivery,
+                Trigger::Isp,
+                EndReason::OutsideFetch,
+            ),
+            (
+                "",
+                "crashed",
+                RecordKind::Fetch,
+                Trigger::Unknown,
+                EndReason::Crashed,
+            ),
+            (
+                "carrier-pigeon",
+                "tired",
+                RecordKind::Fetch,
+                Trigger::Unknown,
+                EndReason::Unknown,
+            ),
+        ];
+        for (trigger, ended, kind, want_trigger, want_end) in cases {
+            let r: SessionRecord = serde_json::from_str(&line(trigger, ended)).unwrap();
+            assert_eq!(
+                (r.kind, r.trigger, r.ended_because),
+                (kind, want_trigger, want_end),
+                "{trigger}"
+            );
+            assert_eq!(r.errors[0].message, "isp: cannot connect");
+        }
+        // What is written now reads back the same, and keeps the old words.
+        let r = record("y");
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""trigger":"cli""#) && text.contains(r#""ended_because":"idle""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<SessionRecord>(&text).unwrap(), r);
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub const SERVICE: &str = "mailcall";
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
     /// No entry for this account.
-    #[error("there is no account {0:?} in the keyring. Create it with `mailcall-cli account set {0} --host ... --domain ...`, or check `mailcall-cli account list`")]
+    #[error(
+        "there is no account {0:?} in the keyring: add it again, or check the list of accounts"
+    )]
     NotFound(String),
     /// The keyring service is missing, not running or locked.
     #[error("the OS keyring is not available: {0}. Start and unlock your keyring (GNOME Keyring, KWallet or KeePassXC with its Secret Service enabled, inside your desktop session), then try again")]
@@ -19,7 +21,9 @@ pub enum KeystoreError {
     #[error("the OS keyring is locked or refused access ({0}). Unlock it (log in to your desktop session, or unlock the \"login\" keyring in your keyring manager such as Seahorse or KeePassXC), then try again")]
     Locked(String),
     /// The entry exists but does not hold a Mailcall account.
-    #[error("the keyring entry for account {name:?} is damaged ({message}). Write it again with `mailcall-cli account set {name} ...`")]
+    #[error(
+        "the keyring entry for account {name:?} is damaged ({message}): save the account again"
+    )]
     Corrupt {
         /// The account.
         name: String,

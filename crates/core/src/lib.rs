@@ -3,12 +3,16 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod etrn;
 pub mod event;
 pub mod fetch;
+pub mod fsutil;
+pub mod hint;
 pub mod history;
+pub mod instance;
 pub mod keystore;
 pub mod listener;
 pub mod maildir;

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::fsutil::{create_private_dir, sync_dir};
+
 /// How many names `begin` tries when a name is already taken (another writer in the same µs).
 const NAME_ATTEMPTS: u32 = 16;
 /// The Maildir rule: a `tmp/` file untouched this long is abandoned, whoever wrote it.
@@ -207,17 +209,6 @@ fn sanitize_host(host: &str) -> String {
     host.replace('/', "\\057").replace(':', "\\072")
 }
 
-fn create_private_dir(path: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
-}
-
 async fn open_new(path: &Path) -> io::Result<std::fs::File> {
     let path = path.to_path_buf();
     blocking(move || {
@@ -371,20 +362,6 @@ impl Drop for Delivery {
         if let Some(path) = self.tmp_path.take() {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-/// fsyncs a directory so a rename into it survives a crash (blocking).
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Directories cannot be opened for fsync here; NTFS journals the rename itself.
-        let _ = dir;
-        Ok(())
     }
 }
 

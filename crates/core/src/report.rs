@@ -78,7 +78,7 @@ impl DomainOutcome {
                 "the ISP answered 503 (bad sequence): it may want HELO instead of EHLO; please report this".into()
             }
             DomainOutcome::AuthRequired => {
-                "the ISP wants authentication first: set --user and a password (and starttls/tls)".into()
+                "the ISP wants authentication first: give the account a user name and password (and security STARTTLS or TLS)".into()
             }
             DomainOutcome::Rejected => {
                 "refused by the ISP's policy: check the credentials or ask the ISP".into()

@@ -1,5 +1,8 @@
-//! The Mailcall service: the always-on SMTP listener plus fetch sessions on request — one at a
-//! time, a request during a session merged into it. Every front end (CLI, daemon, tray) runs this.
+//! The Mailcall service: the always-on SMTP listener, fetch sessions on request — one at a time,
+//! a request during a session merged into it — and the one list of accounts, published on a
+//! watch for whoever needs it (the triggers, the listener's recipient policy).
+//!
+//! [`crate::instance`] is what front ends start; it builds a service and its triggers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,16 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::Account;
-use crate::config::{self, Config, ConfigError};
-use crate::etrn::ClientSettings;
+use crate::account::{Account, DomainSpec};
+use crate::client::ClientSettings;
+use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventSink};
 use crate::fetch::{self, FetchOptions};
-use crate::history::{History, SessionRecord, HISTORY_FILE};
+use crate::hint::{Problem, Setting};
+use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::listener::{BindError, Listener, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
 use crate::tls;
@@ -52,33 +56,32 @@ impl ServiceOptions {
         listener.max_connections_per_peer = clamp(config.max_connections_per_peer);
         listener.command_timeout = Duration::from_secs(config.command_timeout);
         listener.data_timeout = Duration::from_secs(config.data_timeout);
-        if !config.allowed_peers.is_empty() {
-            let peers = config
-                .allowed_peers
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ConfigError::BadSetting(format!("allowed-peers: {e}")))?;
-            listener.allowed_peers = Some(peers);
-        }
+        listener.allowed_peers = config.peer_networks()?;
         if config.starttls {
             let tls = match (&config.tls_cert, &config.tls_key) {
                 (Some(cert), Some(key)) => tls::server_config_from_pem(cert, key),
-                _ => tls::self_signed(&config::data_dir()?.join("tls"), &config.hostname())
+                _ => tls::self_signed(&config.data_path()?.join("tls"), &config.hostname())
                     .map(|(c, _)| c),
             };
-            listener.tls = Some(tls.map_err(|e| ConfigError::BadSetting(e.to_string()))?);
+            listener.tls = Some(tls.map_err(|e| ConfigError::Invalid {
+                key: "tls-cert",
+                problem: e.to_string(),
+            })?);
         }
+        let client = ClientSettings {
+            reply_timeout: Duration::from_secs(config.reply_timeout),
+            ..ClientSettings::default()
+        };
         Ok(ServiceOptions {
             listen: config.listen,
             maildir: config.maildir_path()?,
             listener,
             fetch: FetchOptions {
-                trigger: String::new(),
+                trigger: Trigger::Unknown,
                 idle_timeout: config.idle_timeout(),
                 max_wait: config.max_wait(),
-                client: ClientSettings::default(),
-                history: Some(History::new(config::data_dir()?.join(HISTORY_FILE))),
+                client,
+                history: Some(config.history()?),
             },
         })
     }
@@ -91,7 +94,7 @@ pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// The Maildir could not be created or opened.
-    #[error("cannot use the Maildir {path}: {source}. Check the path and its permissions (--maildir or `config set maildir DIR`)")]
+    #[error("cannot use the Maildir {path}: {source}. Check the path and its permissions, or choose another Maildir")]
     Maildir {
         /// The Maildir.
         path: PathBuf,
@@ -100,21 +103,43 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// The setting that fixes it.
+    pub fn fix(&self) -> Option<Setting> {
+        Some(Setting::config(match self {
+            StartError::Bind(_) => "listen",
+            StartError::Maildir { .. } => "maildir",
+        }))
+    }
+}
+
 /// A request to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {
-    /// What asked (`cli`, `tray`, `network`, `interval`, `control`).
-    pub trigger: String,
+    /// What asked.
+    pub trigger: Trigger,
     /// The accounts to ask; `None` asks every account the service knows.
     pub accounts: Option<Vec<String>>,
+    /// Which attempt this is (1 for the first; automatic fetches retry transient failures).
+    pub attempt: u32,
 }
 
 impl FetchRequest {
     /// A request for every account.
-    pub fn all(trigger: impl Into<String>) -> Self {
+    pub fn all(trigger: Trigger) -> Self {
         FetchRequest {
-            trigger: trigger.into(),
+            trigger,
             accounts: None,
+            attempt: 1,
+        }
+    }
+
+    /// A request for the named accounts (every account when `names` is empty).
+    pub fn named(trigger: Trigger, names: Vec<String>) -> Self {
+        FetchRequest {
+            trigger,
+            accounts: (!names.is_empty()).then_some(names),
+            attempt: 1,
         }
     }
 }
@@ -124,28 +149,27 @@ impl FetchRequest {
 #[error("the Mailcall service has stopped; start it again to fetch")]
 pub struct ServiceStopped;
 
-enum Command {
-    Fetch(FetchRequest, oneshot::Sender<SessionRecord>),
-    SetAccounts(Vec<Account>),
-}
+/// The accounts the service knows, shared read-only.
+pub type Accounts = Arc<Vec<Account>>;
+
+struct FetchCommand(FetchRequest, oneshot::Sender<SessionRecord>);
 
 /// A handle on a running service; cheap to clone, usable from any task.
 #[derive(Debug, Clone)]
 pub struct ServiceHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::UnboundedSender<FetchCommand>,
     events: EventSink,
     listen: SocketAddr,
+    accounts: watch::Sender<Accounts>,
+    policy: Arc<RecipientPolicy>,
     fetching: Arc<AtomicBool>,
     shutdown: CancellationToken,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-impl std::fmt::Debug for Command {
+impl std::fmt::Debug for FetchCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::Fetch(r, _) => write!(f, "Fetch({r:?})"),
-            Command::SetAccounts(a) => write!(f, "SetAccounts({} accounts)", a.len()),
-        }
+        write!(f, "Fetch({:?})", self.0)
     }
 }
 
@@ -155,29 +179,35 @@ impl ServiceHandle {
     pub async fn fetch(&self, request: FetchRequest) -> Result<SessionRecord, ServiceStopped> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Fetch(request, tx))
+            .send(FetchCommand(request, tx))
             .map_err(|_| ServiceStopped)?;
         rx.await.map_err(|_| ServiceStopped)
     }
 
-    /// Starts a fetch without waiting for it (tray click, network trigger).
-    pub fn request_fetch(&self, request: FetchRequest) -> Result<(), ServiceStopped> {
-        let (tx, _rx) = oneshot::channel();
-        self.tx
-            .send(Command::Fetch(request, tx))
-            .map_err(|_| ServiceStopped)
+    /// Replaces the accounts: what fetches ask, and the domains the listener accepts.
+    pub fn set_accounts(&self, accounts: Vec<Account>) {
+        self.policy.replace(domains_of(&accounts));
+        self.accounts.send_replace(Arc::new(accounts));
     }
 
-    /// Replaces the known accounts: what fetches ask, and the domains the listener accepts.
-    pub fn set_accounts(&self, accounts: Vec<Account>) -> Result<(), ServiceStopped> {
-        self.tx
-            .send(Command::SetAccounts(accounts))
-            .map_err(|_| ServiceStopped)
+    /// The accounts now.
+    pub fn accounts(&self) -> Accounts {
+        self.accounts.borrow().clone()
+    }
+
+    /// Every change of the accounts, from now on.
+    pub fn watch_accounts(&self) -> watch::Receiver<Accounts> {
+        self.accounts.subscribe()
     }
 
     /// The service's events (sessions, replies, messages, errors), from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The sink the service publishes on (the triggers publish there too).
+    pub fn events(&self) -> &EventSink {
+        &self.events
     }
 
     /// Where the listener listens.
@@ -201,6 +231,30 @@ impl ServiceHandle {
     }
 }
 
+/// What a service needs from the system before anything else: the Maildir, created, and the
+/// listener's socket, bound (connections queue in the kernel until it serves). Done first so a
+/// bad Maildir or port shows before the keyring is asked or any ETRN is sent.
+#[derive(Debug)]
+pub struct Prepared {
+    options: ServiceOptions,
+    maildir: Maildir,
+    listener: Listener,
+}
+
+/// Creates the Maildir and binds the listener.
+pub async fn prepare(options: ServiceOptions) -> Result<Prepared, StartError> {
+    let maildir = Maildir::create(&options.maildir).map_err(|source| StartError::Maildir {
+        path: options.maildir.clone(),
+        source,
+    })?;
+    let listener = Listener::bind(options.listen).await?;
+    Ok(Prepared {
+        options,
+        maildir,
+        listener,
+    })
+}
+
 /// Starts the service: creates the Maildir, binds the listener (so a bind error shows before any
 /// ETRN), and runs until `shutdown` is cancelled or [`ServiceHandle::stop`] is called.
 pub async fn start(
@@ -209,10 +263,26 @@ pub async fn start(
     events: EventSink,
     shutdown: CancellationToken,
 ) -> Result<ServiceHandle, StartError> {
-    let maildir = Maildir::create(&options.maildir).map_err(|source| StartError::Maildir {
-        path: options.maildir.clone(),
-        source,
-    })?;
+    Ok(start_prepared(
+        prepare(options).await?,
+        accounts,
+        events,
+        shutdown,
+    ))
+}
+
+/// Starts a prepared service with `accounts`.
+pub fn start_prepared(
+    prepared: Prepared,
+    accounts: Vec<Account>,
+    events: EventSink,
+    shutdown: CancellationToken,
+) -> ServiceHandle {
+    let Prepared {
+        options,
+        maildir,
+        listener,
+    } = prepared;
     // Leftovers of a crash or power cut: never acknowledged, so the ISP still has them.
     match maildir.clean_stale_tmp() {
         Ok(0) => {}
@@ -222,7 +292,6 @@ pub async fn start(
         ),
         Err(e) => tracing::warn!("cannot clean {}/tmp: {e}", options.maildir.display()),
     }
-    let listener = Listener::bind(options.listen).await?;
     let listen = listener.local_addr();
     let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));
     let (ltx, lrx) = mpsc::unbounded_channel();
@@ -236,33 +305,34 @@ pub async fn start(
     ));
     let (tx, rx) = mpsc::unbounded_channel();
     let fetching = Arc::new(AtomicBool::new(false));
+    let (accounts_tx, accounts_rx) = watch::channel(Arc::new(accounts));
     let coordinator = Coordinator {
         options,
-        accounts,
-        policy,
+        accounts: accounts_rx,
         events: events.clone(),
         listen,
         fetching: fetching.clone(),
     };
     let task = tokio::spawn(coordinator.run(rx, lrx, server, stop_listener, shutdown.clone()));
-    Ok(ServiceHandle {
+    ServiceHandle {
         tx,
         events,
         listen,
+        accounts: accounts_tx,
+        policy,
         fetching,
         shutdown,
         task: Arc::new(Mutex::new(Some(task))),
-    })
+    }
 }
 
-fn domains_of(accounts: &[Account]) -> Vec<crate::account::DomainSpec> {
+fn domains_of(accounts: &[Account]) -> Vec<DomainSpec> {
     accounts.iter().flat_map(|a| a.domains.clone()).collect()
 }
 
 struct Coordinator {
     options: ServiceOptions,
-    accounts: Vec<Account>,
-    policy: Arc<RecipientPolicy>,
+    accounts: watch::Receiver<Accounts>,
     events: EventSink,
     listen: SocketAddr,
     fetching: Arc<AtomicBool>,
@@ -275,10 +345,16 @@ struct Running {
     cancel: CancellationToken,
 }
 
+/// A request naming accounts the running session does not ask: one follow-up session for all.
+struct Pending {
+    request: FetchRequest,
+    waiters: Vec<oneshot::Sender<SessionRecord>>,
+}
+
 impl Coordinator {
     async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
+        self,
+        mut commands: mpsc::UnboundedReceiver<FetchCommand>,
         mut deliveries: mpsc::UnboundedReceiver<ListenerEvent>,
         server: JoinHandle<()>,
         stop_listener: CancellationToken,
@@ -287,26 +363,28 @@ impl Coordinator {
         let mut running: Option<Running> = None;
         // Kept apart from `running` so select! can await it while other branches touch `running`.
         let mut task: Option<JoinHandle<SessionRecord>> = None;
-        // A request naming accounts the running session does not ask: one follow-up session.
-        let mut pending: Option<(FetchRequest, Vec<oneshot::Sender<SessionRecord>>)> = None;
+        let mut pending: Option<Pending> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Fetch(request, reply)) => {
+                    Some(FetchCommand(request, reply)) => {
                         let wanted = self.names_for(&request);
                         match &mut running {
                             Some(r) if wanted.iter().all(|n| r.names.contains(n)) => r.waiters.push(reply),
                             Some(_) => {
-                                let (req, waiters) = pending.get_or_insert_with(|| (FetchRequest { trigger: request.trigger.clone(), accounts: Some(Vec::new()) }, Vec::new()));
-                                if let Some(list) = &mut req.accounts {
+                                let p = pending.get_or_insert_with(|| Pending {
+                                    request: FetchRequest { accounts: Some(Vec::new()), ..request.clone() },
+                                    waiters: Vec::new(),
+                                });
+                                if let Some(list) = &mut p.request.accounts {
                                     for n in wanted {
                                         if !list.contains(&n) {
                                             list.push(n);
                                         }
                                     }
                                 }
-                                waiters.push(reply);
+                                p.waiters.push(reply);
                             }
                             None => {
                                 let (r, t) = self.begin(request, vec![reply], &shutdown);
@@ -314,10 +392,6 @@ impl Coordinator {
                                 task = Some(t);
                             }
                         }
-                    }
-                    Some(Command::SetAccounts(accounts)) => {
-                        self.policy.replace(domains_of(&accounts));
-                        self.accounts = accounts;
                     }
                     // Every handle is gone: nobody can ask for anything any more.
                     None => break,
@@ -330,7 +404,7 @@ impl Coordinator {
                         None => self.unsolicited(ev),
                     },
                     None => {
-                        self.events.emit(Event::Error { account: None, message: "the SMTP listener stopped unexpectedly; restart Mailcall".into() });
+                        self.events.emit(Event::Error(Problem::new("the SMTP listener stopped unexpectedly; restart Mailcall")));
                         break;
                     }
                 },
@@ -342,8 +416,8 @@ impl Coordinator {
                     for w in r.waiters {
                         let _ = w.send(record.clone());
                     }
-                    if let Some((request, waiters)) = pending.take() {
-                        let (r, t) = self.begin(request, waiters, &shutdown);
+                    if let Some(p) = pending.take() {
+                        let (r, t) = self.begin(p.request, p.waiters, &shutdown);
                         running = Some(r);
                         task = Some(t);
                     }
@@ -362,10 +436,9 @@ impl Coordinator {
         // Deliveries in flight finish (the listener answers new commands with 421 meanwhile).
         stop_listener.cancel();
         if tokio::time::timeout(DRAIN_LIMIT, server).await.is_err() {
-            self.events.emit(Event::Error {
-                account: None,
-                message: "the listener did not finish its deliveries in time; any message without a 250 stays at the ISP".into(),
-            });
+            self.events.emit(Event::Error(Problem::new(
+                "the listener did not finish its deliveries in time; any message without a 250 stays at the ISP",
+            )));
         }
         while let Ok(ev) = deliveries.try_recv() {
             self.unsolicited(ev);
@@ -375,7 +448,12 @@ impl Coordinator {
     fn names_for(&self, request: &FetchRequest) -> Vec<String> {
         match &request.accounts {
             Some(names) => names.clone(),
-            None => self.accounts.iter().map(|a| a.name.clone()).collect(),
+            None => self
+                .accounts
+                .borrow()
+                .iter()
+                .map(|a| a.name.clone())
+                .collect(),
         }
     }
 
@@ -386,22 +464,26 @@ impl Coordinator {
         shutdown: &CancellationToken,
     ) -> (Running, JoinHandle<SessionRecord>) {
         let names = self.names_for(&request);
+        let known = self.accounts.borrow().clone();
         let mut accounts = Vec::new();
         let mut unknown = Vec::new();
         for n in &names {
-            match self.accounts.iter().find(|a| &a.name == n) {
+            match known.iter().find(|a| &a.name == n) {
                 Some(a) => accounts.push(a.clone()),
-                None => unknown.push(n.clone()),
+                None => unknown.push(
+                    Problem::new(format!(
+                        "there is no account {n:?} (or its keyring entry could not be read)"
+                    ))
+                    .for_account(n),
+                ),
             }
         }
-        for n in &unknown {
-            self.events.emit(Event::Error {
-                account: Some(n.clone()),
-                message: format!("there is no account {n:?}; see `mailcall-cli account list`"),
-            });
+        for p in &unknown {
+            self.events.emit(Event::Error(p.clone()));
         }
         let mut options = self.options.fetch.clone();
         options.trigger = request.trigger;
+        let attempt = request.attempt;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let cancel = shutdown.child_token();
         let events = self.events.clone();
@@ -409,13 +491,17 @@ impl Coordinator {
         let session_cancel = cancel.clone();
         self.fetching.store(true, Ordering::SeqCst);
         let task = tokio::spawn(async move {
-            let mut record =
-                fetch::run(accounts, listen, &mut rx, &options, &events, session_cancel).await;
-            for n in unknown {
-                record.errors.push(format!(
-                    "there is no account {n:?}; see `mailcall-cli account list`"
-                ));
-            }
+            let mut record = fetch::run(
+                accounts,
+                listen,
+                &mut rx,
+                &options,
+                attempt,
+                &events,
+                session_cancel,
+            )
+            .await;
+            record.errors.extend(unknown);
             record
         });
         (
@@ -437,24 +523,16 @@ impl Coordinator {
             ListenerEvent::Closed { .. } => {}
             ListenerEvent::Stored(info) => {
                 self.events.emit(Event::MessageStored(info.clone()));
-                let now = Utc::now();
-                let record = SessionRecord {
-                    id: SessionRecord::new_id(now),
-                    trigger: "isp".into(),
-                    started_at: info.stored_at,
-                    finished_at: now,
-                    domains: Vec::new(),
-                    messages: vec![*info],
-                    errors: Vec::new(),
-                    transcripts: Vec::new(),
-                    ended_because: "delivered outside a fetch".into(),
-                };
+                let mut record = SessionRecord::new(
+                    RecordKind::Delivery,
+                    Trigger::Isp,
+                    info.stored_at,
+                    EndReason::OutsideFetch,
+                );
+                record.messages.push(*info);
                 if let Some(history) = &self.options.fetch.history {
                     if let Err(e) = history.append(&record) {
-                        self.events.emit(Event::Error {
-                            account: None,
-                            message: e.to_string(),
-                        });
+                        self.events.emit(Event::Error(Problem::new(e.to_string())));
                     }
                 }
             }
@@ -462,19 +540,15 @@ impl Coordinator {
     }
 
     fn crashed(&self, e: tokio::task::JoinError) -> SessionRecord {
-        let now = Utc::now();
-        SessionRecord {
-            id: SessionRecord::new_id(now),
-            trigger: String::new(),
-            started_at: now,
-            finished_at: now,
-            domains: Vec::new(),
-            messages: Vec::new(),
-            errors: vec![format!(
-                "the fetch session ended unexpectedly ({e}); mail not acknowledged stays at the ISP; please report this bug"
-            )],
-            transcripts: Vec::new(),
-            ended_because: "crashed".into(),
-        }
+        let mut record = SessionRecord::new(
+            RecordKind::Fetch,
+            Trigger::Unknown,
+            Utc::now(),
+            EndReason::Crashed,
+        );
+        record.errors.push(Problem::new(format!(
+            "the fetch session ended unexpectedly ({e}); mail not acknowledged stays at the ISP; please report this bug"
+        )));
+        record
     }
 }

@@ -2,15 +2,17 @@
 //! generated once with rcgen and kept in a directory, turned into a rustls `ServerConfig`.
 //!
 //! rustls speaks only TLS 1.2 and 1.3, so TLS 1.0/1.1 are never offered. The ring provider is
-//! named explicitly (the one lettre uses), so no process-wide default provider is needed.
+//! named explicitly, so no process-wide default provider is needed.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
+
+use crate::fsutil::{create_private_dir, write_atomic};
 
 /// File name of the generated certificate inside the caller's directory.
 pub const SELF_SIGNED_CERT: &str = "listener-cert.pem";
@@ -95,8 +97,13 @@ fn generate(dir: &Path, hostname: &str, cert_path: &Path, key_path: &Path) -> Re
     create_private_dir(dir).map_err(store)?;
     // Key first, each file written under a temporary name and renamed: a crash never leaves a
     // certificate whose key is missing or half-written.
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes()).map_err(store)?;
-    write_private(cert_path, certified.cert.pem().as_bytes()).map_err(store)?;
+    write_atomic(
+        key_path,
+        certified.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )
+    .map_err(store)?;
+    write_atomic(cert_path, certified.cert.pem().as_bytes(), 0o600).map_err(store)?;
     Ok(())
 }
 
@@ -126,39 +133,6 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     Ok(Arc::new(config))
-}
-
-fn create_private_dir(path: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
-}
-
-/// Writes `bytes` to `path` with mode 0600 via a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

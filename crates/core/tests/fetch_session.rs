@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailcall_core::account::{Account, Security};
-use mailcall_core::etrn::ClientSettings;
+use mailcall_core::client::ClientSettings;
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::fetch::FetchOptions;
-use mailcall_core::history::{History, SessionRecord};
+use mailcall_core::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::report::DomainOutcome;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
@@ -132,7 +132,7 @@ fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) 
 
 fn fetch_options(idle: Duration, history: Option<History>) -> FetchOptions {
     FetchOptions {
-        trigger: String::new(),
+        trigger: Trigger::Unknown,
         idle_timeout: idle,
         max_wait: Duration::from_secs(30),
         client: ClientSettings {
@@ -154,8 +154,11 @@ async fn start(options: ServiceOptions, events: EventSink) -> ServiceHandle {
 }
 
 async fn fetch_with(service: &ServiceHandle, acct: Account) -> SessionRecord {
-    service.set_accounts(vec![acct]).unwrap();
-    let record = service.fetch(FetchRequest::all("test")).await.unwrap();
+    service.set_accounts(vec![acct]);
+    let record = service
+        .fetch(FetchRequest::all(Trigger::Cli))
+        .await
+        .unwrap();
     service.stop().await;
     record
 }
@@ -198,7 +201,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
     let acct = account(isp, &["alpha.test", "unknown.test", "#beta.test"]);
     let record = fetch_with(&service, acct).await;
 
-    assert_eq!(record.ended_because, "idle", "{record:#?}");
+    assert_eq!(record.ended_because, EndReason::Idle, "{record:#?}");
     assert_eq!(record.messages.len(), 5, "{record:#?}");
     assert_eq!(files_in(&maildir.join("new")), 5);
     assert_eq!(files_in(&maildir.join("tmp")), 0);
@@ -260,7 +263,8 @@ async fn a_253_count_ends_the_session_when_that_many_arrived() {
     let started = std::time::Instant::now();
     let record = fetch_with(&service, acct).await;
     assert_eq!(
-        record.ended_because, "expected messages arrived",
+        record.ended_because,
+        EndReason::ExpectedArrived,
         "{record:#?}"
     );
     assert_eq!(record.messages.len(), 2);
@@ -284,7 +288,7 @@ async fn no_mail_everywhere_ends_at_once_and_succeeds() {
     let isp = fake_isp(plans, service.listen_addr(), Arc::default()).await;
     let acct = account(isp, &["alpha.test"]);
     let record = fetch_with(&service, acct).await;
-    assert_eq!(record.ended_because, "nothing to wait for");
+    assert_eq!(record.ended_because, EndReason::NothingToWaitFor);
     assert_eq!(record.domains[0].outcome, DomainOutcome::NoMail);
     assert!(record.succeeded());
 }
@@ -309,16 +313,11 @@ async fn requests_during_a_session_join_it_instead_of_starting_another() {
     }];
     // The fake ISP takes one connection only: a second session could not even connect.
     let isp = fake_isp(plans, service.listen_addr(), log.clone()).await;
-    service
-        .set_accounts(vec![account(isp, &["alpha.test"])])
-        .unwrap();
+    service.set_accounts(vec![account(isp, &["alpha.test"])]);
     let (a, b, c) = tokio::join!(
-        service.fetch(FetchRequest::all("tray")),
-        service.fetch(FetchRequest::all("network")),
-        service.fetch(FetchRequest {
-            trigger: "interval".into(),
-            accounts: Some(vec!["isp".into()]),
-        }),
+        service.fetch(FetchRequest::all(Trigger::Tray)),
+        service.fetch(FetchRequest::all(Trigger::Network)),
+        service.fetch(FetchRequest::named(Trigger::Interval, vec!["isp".into()])),
     );
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
     assert_eq!(a.id, b.id);
@@ -348,7 +347,7 @@ async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
     )
     .await;
     let acct = account("127.0.0.1:9".parse().unwrap(), &["alpha.test"]);
-    service.set_accounts(vec![acct]).unwrap();
+    service.set_accounts(vec![acct]);
     // The ISP retries on its own while we are online: no ETRN, no session.
     deliver(service.listen_addr(), "alpha.test".into(), 2).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -360,9 +359,9 @@ async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(records.len(), 2, "{records:#?}");
-    assert!(records
-        .iter()
-        .all(|r| r.trigger == "isp" && r.messages.len() == 1));
+    assert!(records.iter().all(|r| r.trigger == Trigger::Isp
+        && r.kind == RecordKind::Delivery
+        && r.messages.len() == 1));
     assert_eq!(files_in(&maildir.join("new")), 2);
     let mut stored = 0;
     while let Ok(ev) = rx.try_recv() {

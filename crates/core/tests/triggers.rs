@@ -8,11 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings, Security};
-use mailcall_core::control::{self, ControlError, ControlServer};
-use mailcall_core::etrn::ClientSettings;
+use mailcall_core::client::ClientSettings;
+use mailcall_core::control::{self, ControlError, ControlServer, Controls};
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
-use mailcall_core::history::History;
+use mailcall_core::history::{EndReason, History, RecordKind, Trigger};
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use mailcall_core::trigger::{self, Link, Links, TriggerHandle, TriggerOptions};
@@ -44,7 +44,7 @@ async fn service(dir: &std::path::Path, history: &History) -> ServiceHandle {
         maildir: dir.join("Maildir"),
         listener: ListenerSettings::new("client.test".into(), 1 << 20),
         fetch: FetchOptions {
-            trigger: String::new(),
+            trigger: Trigger::Unknown,
             idle_timeout: Duration::from_millis(300),
             max_wait: Duration::from_secs(10),
             client: ClientSettings {
@@ -83,15 +83,14 @@ fn triggers(
     history: &History,
     rx: watch::Receiver<Option<Links>>,
 ) -> TriggerHandle {
+    service.set_accounts(accounts);
     trigger::start_with_links(
         service.clone(),
-        accounts.clone(),
         TriggerOptions {
             fetch_at_start: false,
             history: Some(history.clone()),
             ..TriggerOptions::default()
         },
-        EventSink::default(),
         rx,
         CancellationToken::new(),
     )
@@ -122,24 +121,36 @@ async fn connect_waits_for_the_link_and_disconnect_follows_the_session() {
         }
         panic!("the connect command never ran");
     });
-    let record = t.fetch_now(FetchRequest::all("test")).await.unwrap();
+    let record = t.fetch_now(FetchRequest::all(Trigger::Cli)).await.unwrap();
     // The link-up trigger may have started the session first; the manual request joined it.
-    assert!(["test", "network"].contains(&record.trigger.as_str()));
+    assert!([Trigger::Cli, Trigger::Network].contains(&record.trigger));
     let _tx = modem.await.unwrap();
     assert!(
         hung.exists(),
         "the disconnect command ran after the session"
     );
     let (records, _) = history.recent(10).unwrap();
-    let triggers: Vec<&str> = records.iter().map(|r| r.trigger.as_str()).collect();
-    assert_eq!(triggers, ["connect", &record.trigger, "disconnect"]);
+    let kinds: Vec<RecordKind> = records.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordKind::Connect,
+            RecordKind::Fetch,
+            RecordKind::Disconnect
+        ]
+    );
+    assert_eq!(
+        records[0].trigger,
+        Trigger::Cli,
+        "the dial-up steps name the manual fetch's trigger"
+    );
     let connect = &records[0];
     assert!(connect.errors.is_empty(), "{:?}", connect.errors);
     assert!(connect.transcripts[0].1.iter().any(|l| l.line == "dialing"));
 
     // Link already up: no command at all.
     std::fs::remove_file(&hung).unwrap();
-    t.fetch_now(FetchRequest::all("again")).await.unwrap();
+    t.fetch_now(FetchRequest::all(Trigger::Tray)).await.unwrap();
     assert!(!hung.exists());
     let (records, _) = history.recent(10).unwrap();
     assert_eq!(records.len(), 4);
@@ -158,11 +169,11 @@ async fn a_link_that_never_comes_up_is_an_error_and_nothing_is_asked() {
     });
     let (_tx, rx) = watch::channel(links(&[]));
     let t = triggers(&svc, vec![acct], &history, rx);
-    let record = t.fetch_now(FetchRequest::all("test")).await.unwrap();
-    assert_eq!(record.trigger, "connect");
-    assert_eq!(record.ended_because, "link did not come up");
+    let record = t.fetch_now(FetchRequest::all(Trigger::Cli)).await.unwrap();
+    assert_eq!(record.kind, RecordKind::Connect);
+    assert_eq!(record.ended_because, EndReason::LinkDidNotComeUp);
     assert!(
-        record.errors[0].contains("within 1 s"),
+        record.errors[0].message.contains("within 1 s"),
         "{:?}",
         record.errors
     );
@@ -198,11 +209,23 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         Err(ControlError::InUse(_))
     ));
     let stop = CancellationToken::new();
-    let serving = tokio::spawn(server.serve(t.clone(), stop.clone()));
+    let controls = Controls {
+        triggers: t.clone(),
+        reload: std::sync::Arc::new(|| {
+            Box::pin(async { Ok(vec!["gone: unreadable".to_string()]) })
+        }),
+    };
+    let serving = tokio::spawn(server.serve(controls, stop.clone()));
 
     let status = control::request(&path, "STATUS").await.unwrap();
     assert_eq!(status["paused"], false);
     assert_eq!(status["links"][0], "eth0");
+    assert_eq!(status["accounts"][0], "isp");
+    let typed = control::status(&path).await.unwrap();
+    assert_eq!((typed.paused, typed.accounts.len()), (false, 1));
+    assert_eq!(control::reload(&path).await.unwrap(), ["gone: unreadable"]);
+    // EVENTS streams the instance's events as they happen.
+    let mut events = control::subscribe(&path).await.unwrap();
     let paused = control::request(&path, "PAUSE").await.unwrap();
     assert_eq!(paused["paused"], true);
     assert!(t.is_paused());
@@ -214,12 +237,43 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     assert!(matches!(e, ControlError::Refused(_)), "{e}");
 
     let record = control::fetch(&path, &["isp".into()]).await.unwrap();
-    assert_eq!(record.trigger, "control");
+    assert_eq!(record.trigger, Trigger::Control);
     assert_eq!(record.domains.len(), 1);
+    let mut seen = Vec::new();
+    while let Ok(Ok(Some(ev))) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        let done = matches!(ev, mailcall_core::event::Event::SessionFinished(_));
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            seen.first(),
+            Some(mailcall_core::event::Event::SessionStarted {
+                trigger: Trigger::Control,
+                ..
+            })
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(
+            seen.last(),
+            Some(mailcall_core::event::Event::SessionFinished(_))
+        ),
+        "{seen:?}"
+    );
 
     stop.cancel();
     serving.await.unwrap();
     assert!(!path.exists(), "the socket file is removed at shutdown");
+    // The event stream ends with the instance.
+    let end = tokio::time::timeout(Duration::from_secs(15), events.next()).await;
+    assert!(
+        matches!(end, Ok(Ok(None))),
+        "EVENTS ends when the instance stops: {end:?}"
+    );
     // A stale socket file (nobody behind it) is replaced on the next start.
     let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(stale);

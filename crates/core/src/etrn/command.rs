@@ -1,4 +1,4 @@
-//! The `ETRN <argument>` wire command, sent through lettre's `command()`.
+//! The `ETRN <argument>` wire command (the connection adds the CRLF).
 
 use std::fmt;
 
@@ -33,7 +33,7 @@ impl Etrn {
 
 impl fmt::Display for Etrn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ETRN {}\r\n", self.argument)
+        write!(f, "ETRN {}", self.argument)
     }
 }
 
@@ -45,7 +45,7 @@ mod tests {
     fn prints_the_wire_form() {
         for arg in ["example.com", "@example.com", "#example.com"] {
             let cmd = Etrn::new(arg).expect("valid argument");
-            assert_eq!(cmd.to_string(), format!("ETRN {arg}\r\n"));
+            assert_eq!(cmd.to_string(), format!("ETRN {arg}"));
             assert_eq!(cmd.argument(), arg);
         }
     }

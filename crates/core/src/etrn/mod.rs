@@ -1,75 +1,24 @@
-//! The ETRN client: connect to the ISP, EHLO, TLS, AUTH, one ETRN per domain, QUIT.
+//! The ETRN client: open the connection to the ISP ([`crate::client::open`]: EHLO, TLS, AUTH),
+//! check that ETRN is offered, send one ETRN per domain (a 4xx retried with backoff), QUIT.
 
-mod client;
 pub mod command;
-pub mod ehlo;
-mod error;
 pub mod reply;
-mod tap;
-pub mod transcript;
 
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-pub use error::EtrnError;
-
 use crate::account::Account;
+use crate::client::transcript::Transcript;
+use crate::client::{self, ClientSettings, Connection, Endpoint, IspError, ServerInfo};
 use crate::event::{Event, EventSink};
-use crate::report::{DomainReport, TranscriptLine};
+use crate::hint::Problem;
+use crate::report::{DomainOutcome, DomainReport, TranscriptLine};
+use command::Etrn;
 
-/// Timeouts and retry policy of the client.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    /// Limit on TCP connect (and TLS handshake for implicit TLS).
-    pub connect_timeout: Duration,
-    /// Limit on waiting for each reply.
-    pub reply_timeout: Duration,
-    /// How many times a 4xx ETRN is retried (so at most `1 + retries` attempts).
-    pub retries: u32,
-    /// First retry delay; doubles each time.
-    pub retry_delay: Duration,
-    /// EHLO name when the account sets none.
-    pub default_helo: String,
-}
-
-impl Default for ClientSettings {
-    /// Connect 30 s, reply 60 s, 3 retries from 2 s; EHLO with this machine's host name.
-    fn default() -> Self {
-        let default_helo = hostname::get()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .filter(|name| {
-                !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace)
-            })
-            .unwrap_or_else(|| "localhost".to_owned());
-        ClientSettings {
-            connect_timeout: Duration::from_secs(30),
-            reply_timeout: Duration::from_secs(60),
-            retries: 3,
-            retry_delay: Duration::from_secs(2),
-            default_helo,
-        }
-    }
-}
-
-/// What we learned about the ISP's server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerInfo {
-    /// The greeting line (empty with implicit TLS: lettre reads it inside the TLS layer).
-    pub greeting: String,
-    /// Whether the connection was encrypted (STARTTLS or implicit TLS).
-    pub tls: bool,
-    /// Whether AUTH succeeded.
-    pub authenticated: bool,
-    /// Whether `ETRN` was in the EHLO reply.
-    pub etrn_advertised: bool,
-    /// The EHLO keywords (first word of each extension line).
-    pub extensions: Vec<String>,
-}
+/// The longest pause between two attempts of the same ETRN, however the delay doubles.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// The result of one account's ETRN session.
 #[derive(Debug, Clone)]
@@ -79,11 +28,35 @@ pub struct AccountResult {
     /// One report per configured domain, in order.
     pub domains: Vec<DomainReport>,
     /// Set when the session failed before every domain was asked.
-    pub error: Option<EtrnError>,
+    pub error: Option<IspError>,
     /// What we learned of the server.
     pub server: ServerInfo,
     /// The conversation, AUTH redacted.
     pub transcript: Vec<TranscriptLine>,
+}
+
+impl AccountResult {
+    /// The session's failure for people, with the setting that fixes it.
+    pub fn problem(&self) -> Option<Problem> {
+        self.error.as_ref().map(|e| {
+            Problem::new(e.to_string())
+                .for_account(&self.account)
+                .fixed_by(e.fix(&self.account))
+        })
+    }
+}
+
+/// A report for a domain not asked (yet).
+fn not_sent(account: &Account, domain: String) -> DomainReport {
+    DomainReport {
+        account: account.name.clone(),
+        domain,
+        code: None,
+        text: String::new(),
+        outcome: DomainOutcome::NotSent,
+        attempts: 0,
+        messages: 0,
+    }
 }
 
 /// Runs one account's ETRN session, publishing each ETRN reply on `events`.
@@ -95,55 +68,154 @@ pub async fn fetch_account(
     settings: &ClientSettings,
     events: &EventSink,
 ) -> AccountResult {
-    let mut session = client::Session::new(account, settings);
     let mut domains: Vec<DomainReport> = account
         .domains
         .iter()
-        .map(|spec| client::not_sent(account, spec.etrn_argument()))
+        .map(|spec| not_sent(account, spec.etrn_argument()))
         .collect();
-    let error = match session.open().await {
-        Err(err) => Some(err),
-        Ok(mut conn) => {
-            let err = session.ask_all(&mut conn, &mut domains, events).await;
+    let (error, server, mut transcript) = match open(account, settings).await {
+        Err((error, server, transcript)) => (Some(error), server, transcript),
+        Ok((mut conn, server)) => {
+            let err = ask_all(&mut conn, account, settings, &mut domains, events).await;
             if err.is_none() {
-                session.quit(&mut conn).await;
+                conn.quit().await;
             }
-            err
+            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+            (err, server, transcript)
         }
     };
-    if let Some(err) = &error {
-        session
-            .transcript()
-            .lock()
-            .note(&format!("session failed: {err}"));
-        events.emit(Event::Error {
-            account: Some(account.name.clone()),
-            message: err.to_string(),
-        });
-    }
-    AccountResult {
+    let result = AccountResult {
         account: account.name.clone(),
         domains,
         error,
-        server: session.info.clone(),
-        transcript: session.transcript().snapshot(),
+        server,
+        transcript: Vec::new(),
+    };
+    if let Some(problem) = result.problem() {
+        transcript.note(&format!("session failed: {}", problem.message));
+        events.emit(Event::Error(problem));
+    }
+    AccountResult {
+        transcript: transcript.into_lines(),
+        ..result
     }
 }
 
 /// Connects, secures, authenticates and reports what the server offers, without sending ETRN.
 ///
-/// A server that does not advertise ETRN is reported as `EtrnError::EtrnNotAdvertised`.
+/// A server that does not advertise ETRN is reported as `IspError::EtrnNotAdvertised`.
 pub async fn check_account(
     account: &Account,
     settings: &ClientSettings,
-) -> (ServerInfo, Option<EtrnError>, Vec<TranscriptLine>) {
-    let mut session = client::Session::new(account, settings);
-    let error = match session.open().await {
-        Err(err) => Some(err),
-        Ok(mut conn) => {
-            session.quit(&mut conn).await;
-            None
+) -> (ServerInfo, Option<IspError>, Vec<TranscriptLine>) {
+    match open(account, settings).await {
+        Err((error, info, transcript)) => (info, Some(error), transcript.into_lines()),
+        Ok((mut conn, info)) => {
+            conn.quit().await;
+            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+            (info, None, transcript.into_lines())
         }
-    };
-    (session.info.clone(), error, session.transcript().snapshot())
+    }
+}
+
+/// The connection, secured and authenticated, to a server that offers ETRN.
+async fn open(
+    account: &Account,
+    settings: &ClientSettings,
+) -> Result<(Connection, ServerInfo), (IspError, ServerInfo, Transcript)> {
+    let endpoint = Endpoint::of(account, settings)
+        .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
+    let (mut conn, info) = client::open(&endpoint, settings)
+        .await
+        .map_err(|f| (f.error, f.info, f.transcript))?;
+    if !info.advertises("ETRN") {
+        conn.quit().await;
+        let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+        return Err((
+            IspError::EtrnNotAdvertised {
+                host: account.host.clone(),
+            },
+            info,
+            transcript,
+        ));
+    }
+    Ok((conn, info))
+}
+
+/// Sends one ETRN per domain (retrying 4xx), filling `reports` in place.
+///
+/// Returns the error that ended the session early, if any; unasked domains stay `NotSent`.
+async fn ask_all(
+    conn: &mut Connection,
+    account: &Account,
+    settings: &ClientSettings,
+    reports: &mut [DomainReport],
+    events: &EventSink,
+) -> Option<IspError> {
+    for report in reports.iter_mut() {
+        let command = match Etrn::new(&report.domain) {
+            Ok(command) => command,
+            Err(why) => {
+                report.text = why;
+                continue;
+            }
+        };
+        if let Err(err) = ask(conn, account, settings, &command, report, events).await {
+            return Some(err);
+        }
+    }
+    None
+}
+
+async fn ask(
+    conn: &mut Connection,
+    account: &Account,
+    settings: &ClientSettings,
+    command: &Etrn,
+    report: &mut DomainReport,
+    events: &EventSink,
+) -> Result<(), IspError> {
+    let mut delay = settings.retry_delay;
+    loop {
+        report.attempts += 1;
+        let step = format!("the reply to ETRN {}", command.argument());
+        let answer = match conn.command(&command.to_string(), &step).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                report.text = "no reply: the session failed".into();
+                return Err(err);
+            }
+        };
+        let text = answer.text();
+        let outcome = reply::classify(answer.code, &text);
+        let will_retry =
+            reply::is_retryable(answer.code, &text) && report.attempts <= settings.retries;
+        events.emit(Event::EtrnReply {
+            account: account.name.clone(),
+            domain: report.domain.clone(),
+            code: answer.code,
+            text: text.clone(),
+            outcome,
+            will_retry,
+        });
+        report.code = Some(answer.code);
+        report.text = text.clone();
+        report.outcome = outcome;
+        if reply::is_closing(answer.code) {
+            return Err(IspError::ServiceClosing {
+                host: account.host.clone(),
+                text,
+            });
+        }
+        if !will_retry {
+            return Ok(());
+        }
+        conn.transcript().note(&format!(
+            "retrying ETRN {} in {:.1} s",
+            command.argument(),
+            delay.as_secs_f64()
+        ));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
 }

@@ -103,7 +103,7 @@ pub enum BindError {
          one of these ways: run Mailcall as root; or allow this binary to bind low ports with \
          `sudo setcap cap_net_bind_service=+ep {exe}`; or allow all programs with \
          `sudo sysctl net.ipv4.ip_unprivileged_port_start={port}`; or listen on another port the \
-         ISP delivers to (`--listen 0.0.0.0:2525` or `config set listen 0.0.0.0:2525`)",
+         ISP delivers to (the listen setting, e.g. 0.0.0.0:2525)",
         exe = current_exe_display(),
         port = addr.port()
     )]
@@ -115,7 +115,7 @@ pub enum BindError {
     #[error(
         "cannot listen on {addr}: the address is already in use — another program (often a local \
          mail server such as Postfix or Exim) listens there. Stop that program, or listen on \
-         another port the ISP delivers to (`--listen 0.0.0.0:2525` or `config set listen ...`)"
+         another port the ISP delivers to (the listen setting, e.g. 0.0.0.0:2525)"
     )]
     AddressInUse {
         /// The address.

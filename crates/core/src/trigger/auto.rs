@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::filter::Links;
 use super::settle::LinkTracker;
+use crate::history::Trigger;
 
 /// How the automatic triggers behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,8 @@ pub struct AutoOptions {
 /// A fetch the automatic triggers ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoFetch {
-    /// `network`, `interval` or `start` (the history's trigger).
-    pub trigger: &'static str,
+    /// [`Trigger::Network`], [`Trigger::Interval`] or [`Trigger::Start`].
+    pub trigger: Trigger,
     /// The link that came up, for `network`.
     pub interface: Option<String>,
 }
@@ -57,7 +58,7 @@ pub async fn run(
     };
     if !initial.is_empty() && options.fetch_at_start && !*paused.borrow() {
         let _ = out.send(AutoFetch {
-            trigger: "start",
+            trigger: Trigger::Start,
             interface: None,
         });
     }
@@ -89,13 +90,13 @@ pub async fn run(
                 if let Some(up) = fire.into_iter().next() {
                     tracing::debug!(interface = %up.name, cause = ?up.cause, "link up");
                     if !*paused.borrow() {
-                        let _ = out.send(AutoFetch { trigger: "network", interface: Some(up.name) });
+                        let _ = out.send(AutoFetch { trigger: Trigger::Network, interface: Some(up.name) });
                     }
                 }
             }
             _ = tick => {
                 if !*paused.borrow() {
-                    let _ = out.send(AutoFetch { trigger: "interval", interface: None });
+                    let _ = out.send(AutoFetch { trigger: Trigger::Interval, interface: None });
                 }
                 next_tick = options.interval.map(|i| Instant::now() + i);
             }
@@ -158,7 +159,7 @@ mod tests {
     fn drain(r: &mut Rig) -> Vec<&'static str> {
         let mut v = Vec::new();
         while let Ok(f) = r.out.try_recv() {
-            v.push(f.trigger);
+            v.push(f.trigger.as_str());
         }
         v
     }
@@ -200,7 +201,7 @@ mod tests {
         assert_eq!(
             first,
             AutoFetch {
-                trigger: "network",
+                trigger: Trigger::Network,
                 interface: Some("ppp0".into())
             }
         );

@@ -175,7 +175,7 @@ pub async fn run_command(what: &str, line: &str, timeout: Duration) -> CommandRu
             return fail(
                 lines,
                 format!(
-                    "the {what} command `{line}` did not finish within {} s and was stopped; make it return once the link is being set up (e.g. `pon`, not `pppd nodetach`), or raise --link-timeout",
+                    "the {what} command `{line}` did not finish within {} s and was stopped; make it return once the link is being set up (e.g. `pon`, not `pppd nodetach`), or allow it more time (the account's link timeout)",
                     timeout.as_secs()
                 ),
             );
@@ -213,9 +213,12 @@ pub async fn run_command(what: &str, line: &str, timeout: Duration) -> CommandRu
         }
         Ok(s) => fail(
             lines,
-            format!("the {what} command `{line}` failed ({s}); its output is in the history (mailcall-cli history)"),
+            format!("the {what} command `{line}` failed ({s}); its output is in the history"),
         ),
-        Err(e) => fail(lines, format!("waiting for the {what} command `{line}` failed: {e}")),
+        Err(e) => fail(
+            lines,
+            format!("waiting for the {what} command `{line}` failed: {e}"),
+        ),
     }
 }
 

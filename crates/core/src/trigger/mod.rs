@@ -16,13 +16,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::account::Account;
-use crate::config::{self, Config, ConfigError};
-use crate::event::{Event, EventSink};
-use crate::history::{History, SessionRecord, HISTORY_FILE};
+use crate::config::{Config, ConfigError};
+use crate::event::Event;
+use crate::hint::Problem;
+use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::report::TranscriptLine;
 use crate::service::{FetchRequest, ServiceHandle, ServiceStopped};
 
@@ -30,8 +32,14 @@ pub use auto::{AutoFetch, AutoOptions};
 pub use command::{run_command, split_command, CommandRun};
 pub use filter::{InterfaceFilter, Link, Links};
 
+/// The first pause before an automatic fetch that failed transiently is tried again; it doubles
+/// each time up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// The longest pause between two attempts of an automatic fetch.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
 /// How the triggers behave (the config's `interfaces`, `settle-delay`, `fetch-interval`,
-/// `fetch-at-start`).
+/// `fetch-at-start`, and `max-wait` for how long a failing automatic fetch is retried).
 #[derive(Debug, Clone)]
 pub struct TriggerOptions {
     /// Which interfaces count as the link.
@@ -44,21 +52,12 @@ pub struct TriggerOptions {
     pub fetch_at_start: bool,
     /// Start paused (no automatic fetching until [`TriggerHandle::set_paused`]`(false)`).
     pub paused: bool,
+    /// How long an automatic fetch that fails transiently is tried again (from its first try).
+    pub retry_for: Duration,
+    /// The first pause before trying again (it doubles up to [`MAX_RETRY_DELAY`]).
+    pub first_retry_delay: Duration,
     /// Where connect/disconnect command output is recorded; `None` keeps no history.
     pub history: Option<History>,
-}
-
-impl Default for TriggerOptions {
-    fn default() -> Self {
-        TriggerOptions {
-            interfaces: InterfaceFilter::default(),
-            settle: Duration::from_secs(config::DEFAULT_SETTLE_DELAY),
-            interval: None,
-            fetch_at_start: true,
-            paused: false,
-            history: None,
-        }
-    }
 }
 
 impl TriggerOptions {
@@ -71,8 +70,36 @@ impl TriggerOptions {
                 .then(|| Duration::from_secs(config.fetch_interval.saturating_mul(60))),
             fetch_at_start: config.fetch_at_start,
             paused: false,
-            history: Some(History::new(config::data_dir()?.join(HISTORY_FILE))),
+            retry_for: config.max_wait(),
+            first_retry_delay: FIRST_RETRY_DELAY,
+            history: Some(config.history()?),
         })
+    }
+
+    /// The options of a one-shot fetch: only the manual path (a connect command when the link
+    /// is down) applies; nothing fetches by itself.
+    pub fn one_shot(mut self) -> Self {
+        self.paused = true;
+        self.fetch_at_start = false;
+        self.interval = None;
+        self
+    }
+}
+
+impl Default for TriggerOptions {
+    /// The defaults of [`Config::default`], with no history.
+    fn default() -> Self {
+        let c = Config::default();
+        TriggerOptions {
+            interfaces: InterfaceFilter::default(),
+            settle: Duration::from_secs(c.settle_delay),
+            interval: None,
+            fetch_at_start: c.fetch_at_start,
+            paused: false,
+            retry_for: c.max_wait(),
+            first_retry_delay: FIRST_RETRY_DELAY,
+            history: None,
+        }
     }
 }
 
@@ -89,14 +116,16 @@ struct Ownership {
 #[derive(Debug)]
 struct Inner {
     service: ServiceHandle,
-    events: EventSink,
     history: Option<History>,
-    accounts: Mutex<Vec<Account>>,
     paused: watch::Sender<bool>,
     links: watch::Receiver<Option<Links>>,
     ownership: Mutex<Ownership>,
     /// One connect at a time: a second manual fetch waits and then finds the link up.
     connecting: tokio::sync::Mutex<()>,
+    /// The automatic fetch that is waiting to try again, if any.
+    retrying: Mutex<Option<JoinHandle<()>>>,
+    retry_for: Duration,
+    first_retry_delay: Duration,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -107,65 +136,49 @@ pub struct TriggerHandle {
     inner: Arc<Inner>,
 }
 
-/// Starts the triggers for `service` (whose accounts become `accounts`): watches the interfaces (netlink) and runs the schedule
-/// until `shutdown` is cancelled. `events` is the sink the service was started with (the
-/// triggers report connect/disconnect failures there). Must be called inside a Tokio runtime.
-/// If the interfaces cannot be watched, an error event says so and only manual fetches work.
+/// Starts the triggers for `service`: watches the interfaces (netlink) and runs the schedule
+/// until `shutdown` is cancelled; failures go to the service's events. Must be called inside a
+/// Tokio runtime. If the interfaces cannot be watched, an error event says so and only manual
+/// fetches work.
 pub fn start(
     service: ServiceHandle,
-    accounts: Vec<Account>,
     options: TriggerOptions,
-    events: EventSink,
     shutdown: CancellationToken,
 ) -> TriggerHandle {
     let (tx, rx) = watch::channel(None);
-    let handle = start_with_links(
-        service,
-        accounts,
-        options.clone(),
-        events,
-        rx,
-        shutdown.clone(),
-    );
+    let handle = start_with_links(service, options.clone(), rx, shutdown.clone());
     match netwatch::spawn(options.interfaces, tx, shutdown) {
         Ok(task) => {
             handle.inner.tasks.spawn(async move {
                 let _ = task.await;
             });
         }
-        Err(e) => handle.inner.events.emit(Event::Error {
-            account: None,
-            message: format!(
-                "cannot watch the network interfaces ({e}): fetching on link-up and on the interval is off. Fetch by hand, or from an ip-up script with `mailcall-cli fetch --via-running`"
-            ),
-        }),
+        Err(e) => handle.inner.service.events().emit(Event::Error(Problem::new(format!(
+            "cannot watch the network interfaces ({e}): fetching on link-up and on the interval is off. Fetch by hand, or from an ip-up script"
+        )))),
     }
     handle
 }
 
 /// [`start`] with the link state supplied by the caller (tests, or another link source).
-/// `accounts` replace the service's accounts too.
 pub fn start_with_links(
     service: ServiceHandle,
-    accounts: Vec<Account>,
     options: TriggerOptions,
-    events: EventSink,
     links: watch::Receiver<Option<Links>>,
     shutdown: CancellationToken,
 ) -> TriggerHandle {
-    // One list of accounts for both: what the triggers dial for is what the service asks.
-    let _ = service.set_accounts(accounts.clone());
     let (paused, paused_rx) = watch::channel(options.paused);
     let (fetch_tx, mut fetch_rx) = mpsc::unbounded_channel::<AutoFetch>();
     let inner = Arc::new(Inner {
-        events,
         service,
         history: options.history.clone(),
-        accounts: Mutex::new(accounts),
         paused,
         links: links.clone(),
         ownership: Mutex::new(Ownership::default()),
         connecting: tokio::sync::Mutex::new(()),
+        retrying: Mutex::new(None),
+        retry_for: options.retry_for,
+        first_retry_delay: options.first_retry_delay,
         tasks: TaskTracker::new(),
         shutdown: shutdown.clone(),
     });
@@ -181,31 +194,79 @@ pub fn start_with_links(
         fetch_tx,
         shutdown.clone(),
     ));
-    let service = inner.service.clone();
     let weak = Arc::downgrade(&inner);
     inner.tasks.spawn(async move {
         while let Some(f) = fetch_rx.recv().await {
-            let dialing = weak.upgrade().is_some_and(|i| {
-                i.ownership
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .dialing
-            });
-            if dialing && f.trigger == "network" {
+            let Some(inner) = weak.upgrade() else { return };
+            let dialing = lock(&inner.ownership).dialing;
+            if dialing && f.trigger == Trigger::Network {
                 tracing::info!("link up after our connect command: the manual fetch asks");
                 continue;
             }
             match &f.interface {
                 Some(i) => tracing::info!(interface = %i, "link up: asking for the mail"),
-                None => tracing::info!(trigger = f.trigger, "asking for the mail"),
+                None => tracing::info!(trigger = %f.trigger, "asking for the mail"),
             }
-            if service.request_fetch(FetchRequest::all(f.trigger)).is_err() {
-                return;
+            // A new automatic fetch asks everyone now: a retry still waiting is not needed.
+            let task = inner.tasks.spawn(automatic(inner.clone(), f.trigger));
+            let old = lock(&inner.retrying).replace(task);
+            if let Some(old) = old {
+                old.abort();
             }
         }
     });
     inner.tasks.close();
     TriggerHandle { inner }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One automatic fetch (link-up, interval, start), tried again with backoff while it fails in
+/// a way that may pass (the ISP unreachable right after a dial-in, a 421, a deferred ETRN) and
+/// `retry_for` has not passed; each attempt is its own record in the history.
+async fn automatic(inner: Arc<Inner>, trigger: Trigger) {
+    let started = tokio::time::Instant::now();
+    let mut request = FetchRequest::all(trigger);
+    let mut delay = inner.first_retry_delay;
+    loop {
+        let Ok(record) = inner.service.fetch(request.clone()).await else {
+            return;
+        };
+        if record.retryable.is_empty() {
+            return;
+        }
+        let waited = started.elapsed();
+        if waited + delay > inner.retry_for || *inner.paused.borrow() {
+            let why = if *inner.paused.borrow() {
+                "automatic fetching is paused".to_string()
+            } else {
+                format!("{} s have passed (max-wait)", inner.retry_for.as_secs())
+            };
+            inner.service.events().emit(Event::Error(Problem::new(format!(
+                "gave up trying again after {} attempt(s): {why}. The mail stays at the ISP until the next fetch",
+                request.attempt
+            ))));
+            return;
+        }
+        tracing::info!(
+            accounts = ?record.retryable,
+            "the fetch failed in a way that may pass: trying again in {:.0} s (attempt {})",
+            delay.as_secs_f64(),
+            request.attempt + 1
+        );
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        request = FetchRequest {
+            trigger,
+            accounts: Some(record.retryable),
+            attempt: request.attempt + 1,
+        };
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
 }
 
 impl TriggerHandle {
@@ -239,16 +300,6 @@ impl TriggerHandle {
         &self.inner.service
     }
 
-    /// Replaces the accounts, here (for connect commands) and in the service.
-    pub fn set_accounts(&self, accounts: Vec<Account>) -> Result<(), ServiceStopped> {
-        *self
-            .inner
-            .accounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = accounts.clone();
-        self.inner.service.set_accounts(accounts)
-    }
-
     /// Waits until the trigger tasks have ended (after the shutdown token was cancelled).
     pub async fn stopped(&self) {
         self.inner.tasks.wait().await;
@@ -259,17 +310,16 @@ impl TriggerHandle {
     /// the link up, runs the disconnect command after the session. Both go to the history.
     pub async fn fetch_now(&self, request: FetchRequest) -> Result<SessionRecord, ServiceStopped> {
         let inner = &self.inner;
-        let wanted: Vec<Account> = {
-            let accounts = inner.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            accounts
-                .iter()
-                .filter(|a| match &request.accounts {
-                    Some(names) => names.contains(&a.name),
-                    None => true,
-                })
-                .cloned()
-                .collect()
-        };
+        let wanted: Vec<Account> = inner
+            .service
+            .accounts()
+            .iter()
+            .filter(|a| match &request.accounts {
+                Some(names) => names.contains(&a.name),
+                None => true,
+            })
+            .cloned()
+            .collect();
         let guard = {
             let _one = inner.connecting.lock().await;
             // Right after start the watcher's first snapshot may be a few ms away.
@@ -286,30 +336,28 @@ impl TriggerHandle {
             if !online && !dialers.is_empty() {
                 self.ownership().dialing = true;
                 dialed = true;
-                if let Err(record) = self.connect(&dialers).await {
+                if let Err(record) = self.connect(&dialers, request.trigger).await {
                     self.ownership().dialing = false;
                     return Ok(record);
                 }
             }
             InFlight::new(inner.clone(), dialed)
         };
+        let trigger = request.trigger;
         let record = inner.service.fetch(request).await;
         let hang_up = guard.release();
         if !hang_up.is_empty() {
-            self.disconnect(hang_up).await;
+            self.disconnect(hang_up, trigger).await;
         }
         record
     }
 
     fn ownership(&self) -> std::sync::MutexGuard<'_, Ownership> {
-        self.inner
-            .ownership
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.ownership)
     }
 
     /// Runs the connect commands, then waits for a watched interface to come up.
-    async fn connect(&self, dialers: &[&Account]) -> Result<(), SessionRecord> {
+    async fn connect(&self, dialers: &[&Account], trigger: Trigger) -> Result<(), SessionRecord> {
         let started = Utc::now();
         let mut transcripts = Vec::new();
         let mut errors = Vec::new();
@@ -332,10 +380,15 @@ impl TriggerHandle {
             let run = run_command("connect", cmd, a.link.link_timeout()).await;
             transcripts.push((a.name.clone(), run.lines));
             if let Some(e) = run.error {
-                errors.push(format!("{}: {e}", a.name));
+                errors.push(Problem::new(e).for_account(&a.name).fixed_by(Some(
+                    crate::hint::Setting::account(
+                        &a.name,
+                        crate::hint::AccountField::ConnectCommand,
+                    ),
+                )));
             }
         }
-        let mut ended = "connect command failed";
+        let mut ended = EndReason::ConnectFailed;
         if errors.is_empty() {
             let mut links = self.inner.links.clone();
             let up = tokio::select! {
@@ -343,12 +396,8 @@ impl TriggerHandle {
                 _ = self.inner.shutdown.cancelled() => false,
             };
             if up {
-                ended = "link up";
-                let mut own = self
-                    .inner
-                    .ownership
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                ended = EndReason::LinkUp;
+                let mut own = self.ownership();
                 for a in dialers {
                     own.ours.push((
                         a.name.clone(),
@@ -357,15 +406,29 @@ impl TriggerHandle {
                     ));
                 }
             } else {
-                ended = "link did not come up";
-                errors.push(format!(
-                    "no watched interface came up within {} s after `{}`: check the connect command and the `interfaces` setting, or raise --link-timeout; nothing was asked from the ISP",
-                    timeout.as_secs(),
-                    done.join("`, `")
-                ));
+                ended = EndReason::LinkDidNotComeUp;
+                let account = dialers.first().map(|a| a.name.clone()).unwrap_or_default();
+                errors.push(
+                    Problem::new(format!(
+                        "no watched interface came up within {} s after `{}`: check the connect command and the `interfaces` setting, or allow more time (link timeout); nothing was asked from the ISP",
+                        timeout.as_secs(),
+                        done.join("`, `")
+                    ))
+                    .fixed_by(Some(crate::hint::Setting::account(
+                        account,
+                        crate::hint::AccountField::LinkTimeout,
+                    ))),
+                );
             }
         }
-        let record = self.record("connect", started, transcripts, errors, ended);
+        let record = self.record(
+            RecordKind::Connect,
+            trigger,
+            started,
+            transcripts,
+            errors,
+            ended,
+        );
         if record.errors.is_empty() {
             Ok(())
         } else {
@@ -374,7 +437,7 @@ impl TriggerHandle {
     }
 
     /// Runs the disconnect commands of the links our connect commands brought up.
-    async fn disconnect(&self, ours: Vec<(String, Option<String>, Duration)>) {
+    async fn disconnect(&self, ours: Vec<(String, Option<String>, Duration)>, trigger: Trigger) {
         let started = Utc::now();
         let mut transcripts = Vec::new();
         let mut errors = Vec::new();
@@ -389,50 +452,48 @@ impl TriggerHandle {
             let run = run_command("disconnect", &cmd, timeout).await;
             transcripts.push((account.clone(), run.lines));
             if let Some(e) = run.error {
-                errors.push(format!("{account}: {e}"));
+                errors.push(Problem::new(e).for_account(&account).fixed_by(Some(
+                    crate::hint::Setting::account(
+                        &account,
+                        crate::hint::AccountField::DisconnectCommand,
+                    ),
+                )));
             }
         }
         if !done.is_empty() {
             let ended = if errors.is_empty() {
-                "disconnected"
+                EndReason::Disconnected
             } else {
-                "disconnect command failed"
+                EndReason::DisconnectFailed
             };
-            self.record("disconnect", started, transcripts, errors, ended);
+            self.record(
+                RecordKind::Disconnect,
+                trigger,
+                started,
+                transcripts,
+                errors,
+                ended,
+            );
         }
     }
 
     /// Records a connect/disconnect step in the history and reports its errors.
     fn record(
         &self,
-        trigger: &str,
+        kind: RecordKind,
+        trigger: Trigger,
         started: chrono::DateTime<Utc>,
         transcripts: Vec<(String, Vec<TranscriptLine>)>,
-        errors: Vec<String>,
-        ended: &str,
+        errors: Vec<Problem>,
+        ended: EndReason,
     ) -> SessionRecord {
-        let now = Utc::now();
-        let record = SessionRecord {
-            id: format!(
-                "{}-{}-{trigger}",
-                now.format("%Y%m%dT%H%M%S%.3fZ"),
-                std::process::id()
-            ),
-            trigger: trigger.into(),
-            started_at: started,
-            finished_at: now,
-            domains: Vec::new(),
-            messages: Vec::new(),
-            errors,
-            transcripts,
-            ended_because: ended.into(),
-        };
+        let mut record = SessionRecord::new(kind, trigger, started, ended);
+        record.id = format!("{}-{:?}", record.id, kind).to_lowercase();
+        record.errors = errors;
+        record.transcripts = transcripts;
         for e in &record.errors {
             tracing::error!("{e}");
-            self.inner.events.emit(Event::Error {
-                account: None,
-                message: e.clone(),
-            });
+            self.inner.service.events().emit(Event::Error(e.clone()));
         }
         if let Some(h) = &self.inner.history {
             if let Err(e) = h.append(&record) {
@@ -452,11 +513,7 @@ struct InFlight {
 
 impl InFlight {
     fn new(inner: Arc<Inner>, dialed: bool) -> Self {
-        inner
-            .ownership
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .in_flight += 1;
+        lock(&inner.ownership).in_flight += 1;
         InFlight {
             inner,
             released: false,
@@ -468,11 +525,7 @@ impl InFlight {
     /// (e.g. an automatic one) still runs on them.
     fn release(mut self) -> Vec<(String, Option<String>, Duration)> {
         self.released = true;
-        let mut own = self
-            .inner
-            .ownership
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut own = lock(&self.inner.ownership);
         own.in_flight -= 1;
         if self.dialed {
             own.dialing = false;
@@ -488,11 +541,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.released {
-            let mut own = self
-                .inner
-                .ownership
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut own = lock(&self.inner.ownership);
             own.in_flight -= 1;
             if self.dialed {
                 own.dialing = false;

@@ -1,4 +1,4 @@
-//! Parses the EHLO reply ourselves: lettre keeps only the extensions it knows, and drops `ETRN`.
+//! The EHLO reply, parsed: the server's name, and each extension's keyword and line (`ETRN`, `ATRN`, `AUTH ...`, `STARTTLS`).
 
 /// What an EHLO reply says about the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,0 +1,68 @@
+//! `pause`, `resume` and `status`: the running daemon or tray over its control socket; when
+//! nothing runs, `pause`/`resume` set the remembered switch for the next start.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use mailcall_core::control;
+use mailcall_core::instance::SavedState;
+
+use crate::failure::{Failure, Outcome};
+use crate::output::{runtime, say};
+use crate::settings;
+
+/// `pause` / `resume`.
+pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
+    let word = if paused { "paused" } else { "resumed" };
+    let socket = control::default_socket_path().map_err(Failure::setup)?;
+    match runtime()?.block_on(control::set_paused(&socket, paused)) {
+        Ok(_) => {
+            say!("automatic fetching {word} in the running Mailcall (and for its next start)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.is_not_running() => {
+            let (_, config) = settings::load(explicit)?;
+            SavedState { paused }
+                .save(&config)
+                .map_err(Failure::setup)?;
+            say!("automatic fetching {word}: no Mailcall runs now; the next one starts {word}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(Failure::failed(e)),
+    }
+}
+
+/// `status`.
+pub fn status(explicit: Option<&Path>) -> Outcome {
+    let socket = control::default_socket_path().map_err(Failure::setup)?;
+    match runtime()?.block_on(control::status(&socket)) {
+        Ok(s) => {
+            say!("running: yes ({})", socket.display());
+            say!("listening on: {}", s.listen);
+            say!("accounts: {}", s.accounts.join(", "));
+            say!("fetching now: {}", if s.fetching { "yes" } else { "no" });
+            say!(
+                "automatic fetching: {}",
+                if s.paused { "paused" } else { "on" }
+            );
+            match &s.links {
+                Some(l) if l.is_empty() => say!("links up: none"),
+                Some(l) => say!("links up: {}", l.join(", ")),
+                None => say!("links up: unknown (interfaces cannot be watched)"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if e.is_not_running() => {
+            let (_, config) = settings::load(explicit)?;
+            let saved = SavedState::load(&config).map_err(Failure::setup)?;
+            say!("running: no (nothing answers on {})", socket.display());
+            say!(
+                "automatic fetching: {} at the next start",
+                if saved.paused { "paused" } else { "on" }
+            );
+            // Not running is a state to report, not a failure of `status`.
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => Err(Failure::failed(e)),
+    }
+}

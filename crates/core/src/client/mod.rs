@@ -1,0 +1,385 @@
+//! The SMTP client side: one connection to the ISP, opened, secured and authenticated the same
+//! way whatever comes next — ETRN ([`crate::etrn`]), ATRN with the line turned around (ODMR) —
+//! with its transcript and typed errors.
+//!
+//! [`open`] connects (implicit TLS from the first byte when the account says so), reads the
+//! greeting, says EHLO, upgrades with STARTTLS (never falling back to plain text) and says EHLO
+//! again, then authenticates (PLAIN, LOGIN or CRAM-MD5, as the server prefers; never without
+//! TLS). The parsers ([`reply`], [`ehlo`], [`auth`]) do no I/O; [`conn`] owns the socket.
+
+pub mod auth;
+pub mod conn;
+pub mod ehlo;
+mod error;
+pub mod reply;
+pub mod tls;
+pub mod transcript;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use conn::{Connection, Stream};
+pub use error::IspError;
+
+use crate::account::{Account, Secret, Security};
+use auth::Mechanism;
+use ehlo::EhloReply;
+use reply::Reply;
+use transcript::Transcript;
+
+/// Timeouts and retry policy of the client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Limit on TCP connect (and each TLS handshake).
+    pub connect_timeout: Duration,
+    /// Limit on waiting for each reply.
+    pub reply_timeout: Duration,
+    /// How many times a 4xx ETRN is retried (so at most `1 + retries` attempts).
+    pub retries: u32,
+    /// First retry delay; doubles each time.
+    pub retry_delay: Duration,
+    /// EHLO name when the account sets none.
+    pub default_helo: String,
+}
+
+impl Default for ClientSettings {
+    /// Connect 30 s, reply 60 s, 3 retries from 2 s; EHLO with this machine's host name.
+    fn default() -> Self {
+        let default_helo = hostname::get()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .filter(|name| {
+                !name.is_empty() && name.is_ascii() && !name.contains(char::is_whitespace)
+            })
+            .unwrap_or_else(|| "localhost".to_owned());
+        ClientSettings {
+            connect_timeout: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_delay: Duration::from_secs(2),
+            default_helo,
+        }
+    }
+}
+
+/// What we learned about the ISP's server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// The greeting line (code and text).
+    pub greeting: String,
+    /// Whether the connection was encrypted (STARTTLS or implicit TLS).
+    pub tls: bool,
+    /// Whether AUTH succeeded.
+    pub authenticated: bool,
+    /// The AUTH mechanism used, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// The EHLO keywords (first word of each extension line), from the last EHLO.
+    pub extensions: Vec<String>,
+}
+
+impl ServerInfo {
+    /// Whether the last EHLO reply listed `keyword` (`ETRN`, `ATRN`).
+    pub fn advertises(&self, keyword: &str) -> bool {
+        self.extensions
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(keyword))
+    }
+}
+
+/// Where to connect and as whom: an account's connection settings, checked.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The account's name (for messages and the settings that fix a problem).
+    pub account: String,
+    /// The server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// How the connection is secured.
+    pub security: Security,
+    /// Extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// The name we give in EHLO.
+    pub helo: String,
+    /// User and password for AUTH.
+    pub credentials: Option<(String, Secret)>,
+}
+
+impl Endpoint {
+    /// The endpoint of `account`; refuses, before any connection, a password that would go out
+    /// without TLS and a user name without a password.
+    pub fn of(account: &Account, settings: &ClientSettings) -> Result<Self, IspError> {
+        let credentials = match &account.username {
+            None => None,
+            Some(user) => {
+                if account.security == Security::None {
+                    return Err(IspError::PlaintextAuth {
+                        account: account.name.clone(),
+                    });
+                }
+                let password = account
+                    .password
+                    .clone()
+                    .ok_or_else(|| IspError::NoPassword {
+                        account: account.name.clone(),
+                    })?;
+                Some((user.clone(), password))
+            }
+        };
+        Ok(Endpoint {
+            account: account.name.clone(),
+            host: account.host.clone(),
+            port: account.port,
+            security: account.security,
+            ca_file: account.ca_file.clone(),
+            helo: account
+                .helo
+                .clone()
+                .unwrap_or_else(|| settings.default_helo.clone()),
+            credentials,
+        })
+    }
+}
+
+/// Opening failed: why, what was learned, and the conversation up to there.
+#[derive(Debug)]
+pub struct OpenError {
+    /// Why.
+    pub error: IspError,
+    /// What was learned of the server before it failed.
+    pub info: ServerInfo,
+    /// The conversation, AUTH redacted.
+    pub transcript: Transcript,
+}
+
+/// Connects to `endpoint`, secures and authenticates; returns the connection ready for the
+/// next command (ETRN, ATRN) and what the server offers.
+pub async fn open(
+    endpoint: &Endpoint,
+    settings: &ClientSettings,
+) -> Result<(Connection, ServerInfo), OpenError> {
+    let mut info = ServerInfo::default();
+    // Everything that can be refused without the network is refused before connecting.
+    let config = match endpoint.security {
+        Security::None => None,
+        Security::Starttls | Security::Tls => {
+            match tls::client_config(endpoint.ca_file.as_deref()) {
+                Ok(c) => Some(c),
+                Err(error) => {
+                    return Err(OpenError {
+                        error,
+                        info,
+                        transcript: Transcript::default(),
+                    })
+                }
+            }
+        }
+    };
+    let mut conn = match Connection::connect(
+        &endpoint.host,
+        endpoint.port,
+        settings.connect_timeout,
+        settings.reply_timeout,
+        Transcript::default(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(error) => {
+            let mut transcript = Transcript::default();
+            transcript.note(&format!("cannot connect: {error}"));
+            return Err(OpenError {
+                error,
+                info,
+                transcript,
+            });
+        }
+    };
+    match prepare(&mut conn, endpoint, settings, config, &mut info).await {
+        Ok(()) => Ok((conn, info)),
+        Err(error) => {
+            if still_talking(&error) {
+                conn.quit().await;
+            }
+            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+            Err(OpenError {
+                error,
+                info,
+                transcript,
+            })
+        }
+    }
+}
+
+async fn prepare(
+    conn: &mut Connection,
+    endpoint: &Endpoint,
+    settings: &ClientSettings,
+    config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    info: &mut ServerInfo,
+) -> Result<(), IspError> {
+    let host = endpoint.host.clone();
+    if let (Security::Tls, Some(config)) = (endpoint.security, config.clone()) {
+        conn.upgrade(config, settings.connect_timeout).await?;
+    }
+    let greeting = conn.read_reply("the greeting").await?;
+    info.greeting = greeting.to_string();
+    if greeting.code != 220 {
+        return Err(refusal(&host, &greeting, "the greeting"));
+    }
+    let mut ehlo = say_ehlo(conn, &endpoint.helo, &host).await?;
+    if endpoint.security == Security::Starttls {
+        if !ehlo.advertises("STARTTLS") {
+            return Err(IspError::StarttlsNotOffered { host });
+        }
+        let reply = conn.command("STARTTLS", "the reply to STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(match reply.code {
+                421 => IspError::ServiceClosing {
+                    host,
+                    text: reply.text(),
+                },
+                code => IspError::StarttlsRefused {
+                    host,
+                    code,
+                    text: reply.text(),
+                },
+            });
+        }
+        let Some(config) = config else {
+            unreachable!("STARTTLS always comes with a TLS config")
+        };
+        conn.upgrade(config, settings.connect_timeout).await?;
+        // RFC 3207 4.2: nothing learned before TLS counts; say EHLO again.
+        ehlo = say_ehlo(conn, &endpoint.helo, &host).await?;
+    }
+    info.tls = conn.is_tls();
+    info.extensions = ehlo.keywords.clone();
+    if let Some((user, password)) = &endpoint.credentials {
+        let mechanism = authenticate(conn, endpoint, &ehlo, user, password).await?;
+        info.authenticated = true;
+        info.mechanism = Some(mechanism.name().to_owned());
+    }
+    Ok(())
+}
+
+async fn say_ehlo(conn: &mut Connection, helo: &str, host: &str) -> Result<EhloReply, IspError> {
+    let reply = conn
+        .command(&format!("EHLO {helo}"), "the reply to EHLO")
+        .await?;
+    if reply.code != 250 {
+        return Err(refusal(host, &reply, "EHLO"));
+    }
+    Ok(EhloReply::parse(reply.lines.iter().map(String::as_str)))
+}
+
+/// AUTH with the first mechanism the server lists that we speak.
+async fn authenticate(
+    conn: &mut Connection,
+    endpoint: &Endpoint,
+    ehlo: &EhloReply,
+    user: &str,
+    password: &Secret,
+) -> Result<Mechanism, IspError> {
+    let host = endpoint.host.clone();
+    // Checked again here, not only before connecting: a password never goes out in clear.
+    if !conn.is_tls() {
+        return Err(IspError::PlaintextAuth {
+            account: endpoint.account.clone(),
+        });
+    }
+    let auth_lines = ehlo
+        .lines
+        .iter()
+        .filter(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("AUTH"));
+    let mechanism =
+        auth::choose(auth_lines.map(String::as_str)).ok_or_else(|| IspError::AuthUnsupported {
+            host: host.clone(),
+            offered: ehlo.keywords.join(" "),
+        })?;
+    let step = "the reply to AUTH";
+    let pw = password.expose();
+    let mut reply = match mechanism {
+        Mechanism::Plain => {
+            conn.command(&format!("AUTH PLAIN {}", auth::plain(user, pw)), step)
+                .await?
+        }
+        Mechanism::Login => {
+            let mut reply = conn.command("AUTH LOGIN", step).await?;
+            for answer in [user, pw] {
+                if reply.code != 334 {
+                    break;
+                }
+                reply = conn.command(&auth::encode(answer), step).await?;
+            }
+            reply
+        }
+        Mechanism::CramMd5 => {
+            let reply = conn.command("AUTH CRAM-MD5", step).await?;
+            if reply.code == 334 {
+                let Some(answer) = auth::cram_md5(user, pw, &reply.text()) else {
+                    // Cancel the exchange (RFC 4954 4) and say why.
+                    let _ = conn.command("*", step).await;
+                    return Err(IspError::Protocol {
+                        host,
+                        step: step.into(),
+                        reason: "the CRAM-MD5 challenge is not base64".into(),
+                    });
+                };
+                conn.command(&answer, step).await?
+            } else {
+                reply
+            }
+        }
+    };
+    if reply.code == 334 {
+        // The server wants more than the mechanism has to give: cancel.
+        reply = conn.command("*", step).await?;
+    }
+    match reply.code {
+        235 => Ok(mechanism),
+        421 => Err(IspError::ServiceClosing {
+            host,
+            text: reply.text(),
+        }),
+        code => Err(IspError::AuthFailed {
+            host,
+            account: endpoint.account.clone(),
+            code,
+            text: reply.text(),
+        }),
+    }
+}
+
+/// A negative reply where only success was expected: 421 closes, anything else is unexpected.
+pub fn refusal(host: &str, reply: &Reply, step: &str) -> IspError {
+    if reply.code == 421 {
+        IspError::ServiceClosing {
+            host: host.to_owned(),
+            text: reply.text(),
+        }
+    } else {
+        IspError::Protocol {
+            host: host.to_owned(),
+            step: step.to_owned(),
+            reason: reply.to_string(),
+        }
+    }
+}
+
+/// Whether the server is still listening after this error, so a QUIT is polite and possible.
+fn still_talking(err: &IspError) -> bool {
+    matches!(
+        err,
+        IspError::StarttlsNotOffered { .. }
+            | IspError::AuthUnsupported { .. }
+            | IspError::AuthFailed { .. }
+            | IspError::PlaintextAuth { .. }
+    )
+}

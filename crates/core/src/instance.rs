@@ -1,0 +1,406 @@
+//! One Mailcall, assembled in one place for every front end: the config's accounts read from the
+//! keyring, the control socket claimed (so a second instance hears about the first, not about
+//! port 25), the service (listener + fetch sessions) and the triggers started, the pause switch
+//! remembered across restarts, one shutdown. The CLI's `fetch` and `daemon`, the tray and
+//! `mailcall --fetch` are thin adapters over [`Instance`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::account::Account;
+use crate::config::{Config, ConfigError};
+use crate::control::{self, ControlError, ControlServer, Controls};
+use crate::event::{Event, EventSink};
+use crate::fsutil;
+use crate::hint::{Problem, Setting};
+use crate::history::SessionRecord;
+use crate::keystore::{AccountStore, KeystoreError};
+use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
+use crate::trigger::{self, TriggerHandle, TriggerOptions};
+
+/// The state file's name in the data directory (the pause switch).
+pub const STATE_FILE: &str = "state.toml";
+
+/// What kind of Mailcall runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One fetch and out (`mailcall-cli fetch`, `mailcall --fetch` with nothing running):
+    /// nothing fetches by itself, no control socket, the pause switch untouched.
+    OneShot,
+    /// `mailcall-cli daemon`: every trigger, the control socket, the remembered pause switch.
+    Daemon,
+    /// The tray app: as the daemon.
+    Tray,
+}
+
+/// How to start an instance.
+#[derive(Clone)]
+pub struct InstanceOptions {
+    /// What kind of Mailcall.
+    pub mode: Mode,
+    /// The config file (for reloading the accounts).
+    pub config_path: PathBuf,
+    /// The config, as loaded (a one-shot's command-line overrides applied).
+    pub config: Config,
+    /// Where accounts are kept.
+    pub store: Arc<dyn AccountStore>,
+    /// The control socket for `Daemon`/`Tray`; `None`: the default path.
+    pub control_socket: Option<PathBuf>,
+    /// Fetch at start when a link is up (as the config says); off for a tray restarting for new
+    /// settings, which is not Mailcall starting.
+    pub fetch_at_start: bool,
+}
+
+impl InstanceOptions {
+    /// Options for `mode` over the config at `config_path` (read now) and `store`.
+    pub fn load(
+        mode: Mode,
+        config_path: PathBuf,
+        store: Arc<dyn AccountStore>,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::load(&config_path)?;
+        Ok(InstanceOptions {
+            mode,
+            fetch_at_start: config.fetch_at_start,
+            config_path,
+            config,
+            store,
+            control_socket: None,
+        })
+    }
+}
+
+/// The instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The keyring cannot be reached at all (a single bad entry only skips that account).
+    #[error(transparent)]
+    Keyring(#[from] KeystoreError),
+    /// Another Mailcall (daemon or tray) owns the control socket.
+    #[error("another Mailcall (the daemon or a tray) is already running and answers on {}: stop it first, or let it fetch", .0.display())]
+    AlreadyRunning(PathBuf),
+    /// The control socket cannot be set up.
+    #[error(transparent)]
+    Control(ControlError),
+    /// The listener or the Maildir.
+    #[error(transparent)]
+    Service(#[from] service::StartError),
+}
+
+impl StartError {
+    /// The setting that fixes it, if one does.
+    pub fn fix(&self) -> Option<Setting> {
+        match self {
+            StartError::Config(e) => e.key().map(Setting::config),
+            StartError::Service(e) => e.fix(),
+            _ => None,
+        }
+    }
+
+    /// Whether another instance runs (a tray then becomes a front end to it).
+    pub fn is_already_running(&self) -> bool {
+        matches!(self, StartError::AlreadyRunning(_))
+    }
+
+    /// As a problem for people.
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.to_string()).fixed_by(self.fix())
+    }
+}
+
+/// A running Mailcall.
+pub struct Instance {
+    mode: Mode,
+    service: ServiceHandle,
+    triggers: TriggerHandle,
+    control: Option<(PathBuf, JoinHandle<()>)>,
+    pause_keeper: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    reloader: Reloader,
+    skipped: Vec<Problem>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("mode", &self.mode)
+            .field("listen", &self.service.listen_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the accounts again and hands them to the service.
+#[derive(Clone)]
+struct Reloader {
+    config_path: PathBuf,
+    store: Arc<dyn AccountStore>,
+    service: ServiceHandle,
+}
+
+impl Reloader {
+    async fn reload(&self) -> Result<Vec<Problem>, StartError> {
+        let config = Config::load(&self.config_path)?;
+        let (accounts, skipped) = load_accounts(self.store.clone(), config.accounts).await?;
+        tracing::info!(
+            "reloaded {} account(s): {}",
+            accounts.len(),
+            accounts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.service.set_accounts(accounts);
+        for p in &skipped {
+            self.service.events().emit(Event::Error(p.clone()));
+        }
+        Ok(skipped)
+    }
+}
+
+impl Instance {
+    /// Starts a Mailcall: events (subscribe to `events` before, to see the first ones) go to
+    /// `events`. Accounts the keyring cannot give are skipped, each reported as an error event
+    /// and in [`Instance::skipped`]; a keyring that cannot be reached at all stops the start.
+    pub async fn start(options: InstanceOptions, events: EventSink) -> Result<Self, StartError> {
+        let InstanceOptions {
+            mode,
+            config_path,
+            config,
+            store,
+            control_socket,
+            fetch_at_start,
+        } = options;
+        let service_options = ServiceOptions::from_config(&config)?;
+        let mut trigger_options = TriggerOptions::from_config(&config)?;
+        trigger_options.fetch_at_start = fetch_at_start;
+        // Claimed first: a second instance is told about the first, not about port 25.
+        let control = match mode {
+            Mode::OneShot => None,
+            Mode::Daemon | Mode::Tray => {
+                let path = match control_socket {
+                    Some(p) => p,
+                    None => control::default_socket_path().map_err(StartError::Control)?,
+                };
+                match ControlServer::bind(&path) {
+                    Ok(server) => Some(server),
+                    Err(ControlError::InUse(path)) => return Err(StartError::AlreadyRunning(path)),
+                    Err(e) => return Err(StartError::Control(e)),
+                }
+            }
+        };
+        let remembered = matches!(mode, Mode::Daemon | Mode::Tray);
+        trigger_options = match mode {
+            Mode::OneShot => trigger_options.one_shot(),
+            _ => {
+                trigger_options.paused = SavedState::load(&config)?.paused;
+                trigger_options
+            }
+        };
+        // The Maildir and the port before the keyring: what the user must fix shows first.
+        let prepared = service::prepare(service_options).await?;
+        let (accounts, skipped) = load_accounts(store.clone(), config.accounts.clone()).await?;
+        for p in &skipped {
+            events.emit(Event::Error(p.clone()));
+        }
+        let shutdown = CancellationToken::new();
+        let service = service::start_prepared(prepared, accounts, events.clone(), shutdown.clone());
+        let triggers = trigger::start(service.clone(), trigger_options, shutdown.clone());
+        let reloader = Reloader {
+            config_path,
+            store,
+            service: service.clone(),
+        };
+        let control = control.map(|server| {
+            let path = server.path().to_path_buf();
+            let r = reloader.clone();
+            let controls = Controls {
+                triggers: triggers.clone(),
+                reload: Arc::new(move || {
+                    let r = r.clone();
+                    Box::pin(async move {
+                        r.reload()
+                            .await
+                            .map(|skipped| skipped.iter().map(|p| p.to_string()).collect())
+                            .map_err(|e| e.to_string())
+                    })
+                }),
+            };
+            (path, tokio::spawn(server.serve(controls, shutdown.clone())))
+        });
+        let pause_keeper = remembered.then(|| {
+            tokio::spawn(keep_pause(
+                triggers.clone(),
+                config.clone(),
+                shutdown.clone(),
+            ))
+        });
+        Ok(Instance {
+            mode,
+            service,
+            triggers,
+            control,
+            pause_keeper,
+            shutdown,
+            reloader,
+            skipped,
+        })
+    }
+
+    /// The service (listener and fetch sessions).
+    pub fn service(&self) -> &ServiceHandle {
+        &self.service
+    }
+
+    /// The triggers (pause, links, manual fetches with the dial-up lifecycle).
+    pub fn triggers(&self) -> &TriggerHandle {
+        &self.triggers
+    }
+
+    /// The events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.service.subscribe()
+    }
+
+    /// Where scripts reach this instance, when it serves the control socket.
+    pub fn control_path(&self) -> Option<&Path> {
+        self.control.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// The accounts that could not be read at start, each with why.
+    pub fn skipped(&self) -> &[Problem] {
+        &self.skipped
+    }
+
+    /// A manual fetch, with the accounts' connect/disconnect commands around it.
+    pub async fn fetch(&self, request: FetchRequest) -> Result<SessionRecord, ServiceStopped> {
+        self.triggers.fetch_now(request).await
+    }
+
+    /// Reads the config's account list and the accounts from the keyring again (after `account
+    /// set`/`remove`, SIGHUP, or an edit in the tray); returns the accounts skipped.
+    pub async fn reload(&self) -> Result<Vec<Problem>, StartError> {
+        self.reloader.reload().await
+    }
+
+    /// Pauses or resumes automatic fetching; a daemon or tray remembers it across restarts.
+    pub fn set_paused(&self, paused: bool) {
+        self.triggers.set_paused(paused);
+    }
+
+    /// Stops everything: the triggers (no new automatic fetch), the running session (its record
+    /// still reaches the history and its waiters), deliveries in flight (finished or 4xx), the
+    /// listener, and the control socket (whose file is removed).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.service.stop().await;
+        self.triggers.stopped().await;
+        if let Some((_, task)) = self.control {
+            let _ = task.await;
+        }
+        if let Some(task) = self.pause_keeper {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Writes the pause switch to the state file whenever it changes, whoever flipped it.
+async fn keep_pause(triggers: TriggerHandle, config: Config, shutdown: CancellationToken) {
+    let mut changes = triggers.paused_changes();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let paused = *changes.borrow_and_update();
+                let config = config.clone();
+                let saved = tokio::task::spawn_blocking(move || SavedState { paused }.save(&config)).await;
+                match saved {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => triggers.service().events().emit(Event::Error(Problem::new(format!(
+                        "the pause switch is set, but cannot be remembered for the next start: {e}"
+                    )))),
+                    Err(e) => tracing::error!("saving the pause switch failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Reads `names` from `store` off the async threads (the keyring blocks on D-Bus). An account
+/// that cannot be read is skipped with a problem saying why; a keyring that cannot be reached
+/// at all is an error.
+pub async fn load_accounts(
+    store: Arc<dyn AccountStore>,
+    names: Vec<String>,
+) -> Result<(Vec<Account>, Vec<Problem>), KeystoreError> {
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut accounts = Vec::new();
+        let mut skipped = Vec::new();
+        for n in names {
+            match store.load(&n) {
+                Ok(a) => accounts.push(a),
+                Err(e) if e.is_unavailable() => return Err(e),
+                Err(e) => skipped
+                    .push(Problem::new(format!("this account is skipped: {e}")).for_account(&n)),
+            }
+        }
+        Ok((accounts, skipped))
+    })
+    .await;
+    loaded.map_err(|e| KeystoreError::Unavailable(format!("the keyring task failed: {e}")))?
+}
+
+/// What Mailcall remembers between runs that is not a preference: the pause switch. Kept in
+/// `state.toml` in the data directory, written atomically by whoever runs (or `mailcall-cli
+/// pause` when nothing runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct SavedState {
+    /// Automatic fetching is paused.
+    pub paused: bool,
+}
+
+impl SavedState {
+    /// Where it is kept for `config`.
+    pub fn path(config: &Config) -> Result<PathBuf, ConfigError> {
+        Ok(config.data_path()?.join(STATE_FILE))
+    }
+
+    /// The saved state; the defaults when there is none (or it cannot be read: a lost pause
+    /// switch must not keep Mailcall from starting, so that is only logged).
+    pub fn load(config: &Config) -> Result<Self, ConfigError> {
+        let path = Self::path(config)?;
+        Ok(match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!("ignoring {}: {e}", path.display());
+                SavedState::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedState::default(),
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", path.display());
+                SavedState::default()
+            }
+        })
+    }
+
+    /// Writes it (atomically, 0600).
+    pub fn save(&self, config: &Config) -> Result<(), ConfigError> {
+        let path = Self::path(config)?;
+        let text = toml::to_string(self).map_err(|e| ConfigError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        fsutil::write_atomic(&path, text.as_bytes(), 0o600)
+            .map_err(|source| ConfigError::Write { path, source })
+    }
+}
