@@ -187,9 +187,9 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap 'echo "prove.sh: interrupted" >&2; exit 130' INT
+trap 'echo "prove.sh: terminated" >&2; exit 143' TERM
+trap 'echo "prove.sh: hung up" >&2; exit 129' HUP
 
 # ---- the host's way to the mirror -------------------------------------------------------------
 # apt's effective settings on the host that say how to reach a mirror and which Release files to
@@ -208,7 +208,7 @@ for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.l
 done
 set -f
 [ "$sources" -gt 0 ] || die "the host has no apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/)"
-echo "apt sources from the host: $*" >>"$log"
+echo "mmdebstrap gets: $*" >>"$log"
 
 # ---- the root ----------------------------------------------------------------------------------
 root=$(mktemp -d /var/tmp/mailcall-package-proof.XXXXXX)
@@ -246,7 +246,7 @@ step "apt-get update (root)" in_root apt-get update
 t_update=$(since "$t")
 t=$(now)
 # shellcheck disable=SC2086 # word splitting of the package list is intended
-step "downloading the packages" in_root apt-get install -y --download-only --no-install-recommends $all
+step "resolving and downloading the listed packages" in_root apt-get install -y --download-only --no-install-recommends $all
 t_download=$(since "$t")
 t=$(now)
 # shellcheck disable=SC2086
@@ -281,7 +281,7 @@ t_features=$(since "$t")
     echo "==== features.sh (exit $features_rc)"
     cat "$out"
 } >>"$log"
-cat "$out" >&2
+if [ "$features_rc" = 0 ]; then cat "$out"; else cat "$out" >&2; fi
 [ "$features_rc" = 0 ] || die "features.sh found something missing in a fresh root with only the listed packages (above); add the package it names to $pkgfile"
 say "features.sh: ${t_features}s"
 
