@@ -17,7 +17,8 @@
 #      _PACKAGES (found by name: lists added later are covered without touching this script).
 #      Each listed name must then be installed under that name (not only as a virtual package).
 #   3. tests/setup/ is copied in and features.sh runs there with its default parts and a clean
-#      environment. Its message (which package is missing) is printed and prove.sh exits 1.
+#      environment. When something is missing, its message (naming the package) is printed and
+#      prove.sh exits 1.
 #   4. On exit, also on failure or interrupt: processes left inside the root are stopped by PID,
 #      everything mounted under it is unmounted, and the root (about 2 GB) is deleted.
 # Success is recorded in /var/cache/mailcall/package-proof/KEY.ok, KEY being the sha256 of
@@ -181,7 +182,9 @@ cleanup() {
             echo "prove.sh: NOT deleting $root: still mounted there: $(mounts_under "$root" | tr '\n' ' ')" >&2
             [ "$rc" != 0 ] || rc=1
         else
+            t=$(now)
             rm -rf --one-file-system "$root"
+            say "the root is deleted: $(since "$t")s"
         fi
     fi
     exit "$rc"
