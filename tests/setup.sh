@@ -10,7 +10,7 @@ here=$(dirname "$0")
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""
-for p in $E2E_PACKAGES $GUI_PACKAGES; do
+for p in $E2E_PACKAGES $GUI_PACKAGES $PROOF_PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
         "install ok installed") ;;

@@ -38,3 +38,8 @@ GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev
 # What `scripts/run.sh` needs to build and run the tray app from source: the GUI build packages and a
 # Secret Service for the accounts (gnome-keyring; a desktop session usually has one already).
 APP_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev gnome-keyring"
+
+# tests/setup/prove.sh (called by .ci/run): builds a fresh Debian 12 root to show these lists are
+# complete:
+#   mmdebstrap  creates the minimal Debian root (root mode; needs nothing it only Recommends)
+PROOF_PACKAGES="mmdebstrap"
