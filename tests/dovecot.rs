@@ -1,30 +1,38 @@
 //! A private Dovecot per test: the LAN mail server (LMTP) Mailcall may hand mail to, and the mail
 //! reader (IMAP, doveadm) that shows whether what Mailcall stored reads like mail.
 //!
-//! Use:
+//! Use (every helper panics with Dovecot's log when something is off):
 //! ```ignore
-//! let dovecot = Dovecot::start(DovecotOptions::new());            // users alice and bob
-//! let out = dovecot.deliver(&msg, &["alice@lan.test"]);            // LMTP over TCP
+//! let mut dovecot = Dovecot::start(DovecotOptions::new());        // users alice and bob
+//! let out = dovecot.deliver(&msg, &["alice@lan.test", "bob"]);     // one LMTP transaction
+//! assert_eq!(out.codes(), [("alice@lan.test".into(), 250), ("bob".into(), 250)]);
 //! assert_eq!(dovecot.count("alice", "INBOX"), 1);                  // doveadm search
-//! let mut imap = dovecot.imap("alice");                            // logged-in IMAP client
+//! let mut imap = dovecot.imap("alice");                            // a logged-in IMAP client
+//! dovecot.stop(); /* ... */ dovecot.start_again();                 // same ports, same mail
 //! // Mailcall's own Maildir, read by a Dovecot user (Mailcall runs as root in the tests):
-//! let dovecot = Dovecot::start(DovecotOptions::new().with_user_maildir("carol", &maildir));
-//! /* ... mailcall-cli fetch --maildir <maildir> ... */
+//! let dovecot = Dovecot::start(DovecotOptions::no_users().with_user_maildir("carol", &md));
+//! /* ... mailcall-cli fetch --maildir <md> (or <md>/.Folder) ... */
 //! dovecot.hand_over("carol");  // chown to carol's uid: see "Who owns the mail" below
+//! assert_eq!(dovecot.mailboxes("carol"), ["Folder", "INBOX"]);
 //! ```
+//! For Mailcall's LMTP routes: `lmtp:127.0.0.1:PORT` with PORT = [`Dovecot::lmtp_port`], and
+//! `lmtp:unix:PATH` with PATH = [`Dovecot::lmtp_socket`]; `<user>@<any domain>` reaches the user.
+//! For `maildir:PATH` routes: [`DovecotOptions::with_user_maildir`] and [`Dovecot::hand_over`].
 //!
 //! Facts this relies on (Dovecot 2.3.19.1, Debian 12 `dovecot-core`/`-imapd`/`-lmtpd`, as root,
 //! measured here):
 //! - `dovecot -c CONF -F` runs an instance from CONF alone (no `!include`, so nothing of
 //!   `/etc/dovecot` is read; strace shows doveadm only `stat`s `/etc/dovecot/dovecot.conf`).
 //!   `base_dir` (sockets, `master.pid`, the login chroot), `state_dir` and the log live in the
-//!   test's dir; `instance_name` tells instances apart in `ps`. Start to "LMTP, IMAP and the LMTP
-//!   socket answer" takes about 50 ms. `SIGTERM` to the master: it stops its children, sleeps a
-//!   deliberate 1 s for its log process, and exits. An IMAP session process with a connected
-//!   client outlives the master by 10 s (then `* BYE Server shutting down.`), and after a
-//!   `SIGKILL` of the master it (and log/stats) keep running while the client stays: so
-//!   [`Dovecot::stop`] and [`Dovecot::kill`] also kill, by PID, the master's children they noted
-//!   before signalling it. The same config starts again on the same ports with the same mail.
+//!   test's dir; `instance_name` tells instances apart in `ps`. From spawn to "LMTP, IMAP and
+//!   the LMTP socket all answer": 10-25 ms. `SIGTERM` to the master: it stops its children,
+//!   sleeps a deliberate 1 s for its log process, and exits (stop ≈ 1.0-1.1 s). An IMAP session
+//!   process with a connected client outlives the master by 10 s (then `* BYE Server shutting
+//!   down.`), and after a `SIGKILL` of the master it (and log, stats) keep running while the
+//!   client stays: so [`Dovecot::stop`] and [`Dovecot::kill`] also kill, by PID, the master's
+//!   children noted just before signalling it. A session open at [`Dovecot::stop`]: LMTP reads
+//!   `421 4.3.2 <host> Shutting down`, IMAP a closed connection. The same config starts again on
+//!   the same ports with the same mail (also after [`Dovecot::kill`]).
 //! - Mail is never accessed as root: uid 0 in a passwd-file is "invalid UID '0'"; `mail_uid =
 //!   root` with `first_valid_uid = first_valid_gid = 0` still fails with "Couldn't drop
 //!   privileges: Mail access not allowed for root" (LMTP answers `451 4.3.0 <rcpt> Temporary
@@ -35,41 +43,51 @@
 //! - Users come from one passwd-file (passdb `scheme=PLAIN`, userdb) with `username_format=%n`:
 //!   `alice`, `alice@any.domain` and `alice+tag@x` (the default `recipient_delimiter`) are all
 //!   alice, over LMTP, IMAP LOGIN and doveadm `-u`. A user's own Maildir is
-//!   `<dir>/mail/<user>/Maildir` (`mail_location = maildir:~/Maildir`); an explicit one is the
-//!   passwd-file extra field `userdb_mail=maildir:PATH` (home then is `<dir>/home/<user>`).
+//!   `<dir>/mail/<user>/Maildir` (`mail_location = maildir:~/Maildir`), made by Dovecot at the
+//!   first delivery; an explicit one is the passwd-file extra field `userdb_mail=maildir:PATH`
+//!   (home then is `<dir>/home/<user>`). Dovecot creates a missing Maildir only where the user's
+//!   uid may write the parent, so under a root-owned test dir create it and [`Dovecot::hand_over`].
 //! - LMTP (RFC 2033): `LHLO` → `250-<host>`, `8BITMIME`, `CHUNKING`, `ENHANCEDSTATUSCODES`,
 //!   `PIPELINING`. `RCPT` of a known user → `250 2.1.5 OK`; of an unknown one →
 //!   `550 5.1.1 <nobody@lan.test> User doesn't exist: nobody@lan.test`. After the final dot, one
 //!   reply per accepted recipient, in RCPT order: `250 2.0.0 <alice@lan.test> <session id>
-//!   Saved` (the second recipient's id has `:R2`). All RCPTs refused → `DATA` gets `503 5.5.0 No
-//!   valid recipients`. A message to two users of one uid is stored once and hard-linked into
-//!   both Maildirs (one inode, link count 2). Dovecot adds `Return-Path:` and a `Received: ...
-//!   with LMTP` header; `Delivered-To:` only for a one-recipient transaction (see the self-test).
-//!   A Maildir it cannot write (e.g. root-owned 0700): `451 4.3.0 ... Temporary internal error`.
+//!   Saved` (the second recipient's id ends in `:R2`). All RCPTs refused → `DATA` would get
+//!   `503 5.5.0 No valid recipients` (the client sends RSET instead). A message to two users
+//!   of one uid is stored once and hard-linked into both Maildirs (one inode, link count 2).
+//!   Dovecot adds `Return-Path:` and `Received: from <lhlo> ([ip]) by <host> with LMTP id ...`,
+//!   and `Delivered-To: <the RCPT address as sent, no brackets>` only when the transaction has
+//!   one recipient. A Maildir it cannot write (root-owned 0700): `451 4.3.0 <rcpt> Temporary
+//!   internal error`; one whose parent it cannot write: `451 4.2.0 <rcpt> Internal error`.
 //! - Maildir reading: files in `new/` without `:2,` (Mailcall's `<secs>.M<µs>P<pid>Q<n>.<host>`)
 //!   are mail with flags `\Recent` only — not `\Seen` — in doveadm and IMAP. doveadm and
 //!   `EXAMINE` (read-only) move nothing and keep `\Recent`; the first `SELECT` renames each file
-//!   to `cur/<name>:2,` and takes `\Recent` (the next session sees no flags at all). Dovecot
-//!   writes its `dovecot-uidlist`, `dovecot.index*`, `dovecot-uidvalidity*` into the Maildir's
-//!   root and each folder, nothing into `new/`/`cur/`/`tmp/` but the renames. Files with CRLF
-//!   line ends (Mailcall's) read fine: IMAP `BODY[]` is the file's bytes, `RFC822.SIZE` its size.
+//!   to `cur/<name>:2,` and takes `\Recent` (the next session sees no flags at all); files that
+//!   arrive in `new/` later are new again (`\Recent`, next UIDs). Dovecot writes its
+//!   `dovecot-uidlist`, `dovecot.index*`, `dovecot-uidvalidity*` into the Maildir's root and each
+//!   folder, nothing into `new/`/`cur/`/`tmp/` but the renames. Mailcall's files (CRLF line ends,
+//!   `Return-Path:` and `Received:` added, no `Delivered-To:`) read fine: IMAP `BODY[]` is the
+//!   file's bytes and `RFC822.SIZE` its size.
 //! - Maildir++ folders: `<Maildir>/.Example-org/{cur,new,tmp}` is the folder `Example-org`;
-//!   `LIST "" "*"` → `* LIST (\HasNoChildren) "." Example-org` (separator `.`: the default
-//!   namespace of Maildir++ layout); `\Marked` once it holds `\Recent` mail. A `maildirfolder`
-//!   file is NOT needed for Dovecot to list, STATUS or SELECT a folder, and Dovecot does not add
-//!   one when it opens a folder someone else made; it creates one in folders it creates itself
-//!   (IMAP `CREATE`), and, quirk, in the Maildir root when it creates INBOX on first delivery.
+//!   `LIST "" "*"` → `* LIST (\HasNoChildren) "." Example-org` (separator `.`: the default of
+//!   the Maildir++ layout); `\Marked` while it holds `\Recent` mail. A `maildirfolder` file is
+//!   NOT needed for Dovecot to list, STATUS or SELECT a folder (Mailcall writes none), and
+//!   Dovecot adds none to a folder someone else made; it creates one in folders it creates itself
+//!   (IMAP `CREATE`, which the Maildir++ spec asks of every writer that makes a folder) and,
+//!   quirk, in the Maildir root when it creates INBOX itself. A folder whose Maildir root is a
+//!   bare dir (no `cur/new/tmp`: what Mailcall leaves when `--maildir <root>/.F` is the first
+//!   thing written) reads too; INBOX is then empty and LMTP creates the root's `cur/new/tmp`.
 //!   A dot in a folder's directory name is hierarchy: `.Lists.rust` is `Lists.rust` under a
-//!   `\Noselect` `Lists` (so a folder per domain must not be `.example.org`). Subscriptions: LIST
-//!   shows a folder without any, LSUB (and `LIST (SUBSCRIBED)`) only subscribed ones — none at
-//!   first, not even INBOX; mail programs that show only subscribed folders need it in the
-//!   root's `subscriptions` file. Dovecot writes it as `V\t2\n\n<name>\n` and also reads the
-//!   old one-name-per-line form (and keeps appending in that form): `doveadm mailbox subscribe`
-//!   is the safe way ([`Dovecot::subscribe`]).
+//!   `\Noselect` `Lists` (so a folder per domain must not be `.example.org`); non-ASCII names
+//!   would be modified UTF-7 on disk. Subscriptions: LIST shows a folder without any, LSUB (and
+//!   `LIST (SUBSCRIBED)`) only subscribed ones — none at first, not even INBOX; mail programs
+//!   that show only subscribed folders need it in the root's `subscriptions` file. Dovecot
+//!   writes that as `V\t2\n\n<name>\n`, also reads the old one-name-per-line form (and keeps
+//!   appending in it): `doveadm mailbox subscribe` ([`Dovecot::subscribe`]) is the safe way.
 //! - doveadm (`doveadm -c CONF -f json ...`) runs the mail storage in its own process as the
-//!   user's uid, but looks users up through the running instance's `auth-userdb` socket: the
-//!   instance must be running. `search`/`fetch` print `[]` and exit 68 for a missing mailbox,
-//!   67 for an unknown user, 75 when the Maildir is not readable by the user's uid.
+//!   user's uid, but looks users up through the running instance's `auth-userdb` socket: with
+//!   the instance stopped it exits 75 ("connect(.../auth-userdb) failed: Connection refused").
+//!   `search`/`fetch` print `[]` and exit 68 for a missing mailbox, 67 for an unknown user, 75
+//!   when the Maildir is not readable by the user's uid.
 //!
 //! Who owns the mail: the e2e tests run Mailcall as root, and it makes its Maildir 0700 and
 //! files 0600, so Dovecot (as the user's uid) cannot read what it wrote (IMAP SELECT: `NO
@@ -77,7 +95,8 @@
 //! On a real machine Mailcall runs as the mail's owner. The tests stand in for that with
 //! [`Dovecot::hand_over`]: chown the user's Maildir to the user's uid/gid after every Mailcall
 //! run that wrote into it and before Dovecot reads it. Mailcall (root) then keeps writing into
-//! the handed-over dirs; its new files need the next hand-over.
+//! the handed-over dirs; its new files need the next hand-over. (What this does not test: Mailcall
+//! and Dovecot as two different non-root users sharing one Maildir — it would need group modes.)
 
 pub mod imap;
 pub mod lmtp;
@@ -170,8 +189,10 @@ impl DovecotOptions {
         self
     }
 
-    /// Adds `name` whose mail location is the Maildir at `maildir` (need not exist yet), e.g.
-    /// the one Mailcall writes; a Maildir++ folder `.F` under it is the IMAP folder `F`.
+    /// Adds `name` whose mail location is the Maildir at `maildir`, e.g. the one Mailcall
+    /// writes; a Maildir++ folder `.F` under it is the IMAP folder `F`. It need not exist yet,
+    /// but Dovecot (as `nobody`) can only create it where it may write the parent: create it
+    /// and call [`Dovecot::hand_over`] if Dovecot should deliver into it first.
     pub fn with_user_maildir(self, name: &str, maildir: &Path) -> Self {
         let shown = maildir.display().to_string();
         assert!(

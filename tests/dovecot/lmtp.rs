@@ -130,7 +130,7 @@ impl LmtpClient {
         }
     }
 
-    /// One transaction: MAIL FROM:<from>, RCPT TO:<r> for each of `recipients`, and (when at
+    /// One transaction: `MAIL FROM:<from>`, `RCPT TO:<r>` for each of `recipients`, and (when at
     /// least one was accepted) DATA with `data` (CRLF lines, already dot-stuffed, without the
     /// final dot), then one reply per accepted recipient. Refusals are results, not errors;
     /// errors are for a broken connection or a reply that makes no sense.

@@ -172,11 +172,29 @@ fn dovecot_lmtp_replies_per_recipient_and_doveadm_sees_exactly_what_it_saved() {
     );
     assert_eq!(by_id(&alice, &m1).subject, "lan 1", "{context}");
 
-    // Stopped: nothing answers. Started again: the same mail, and it takes more.
+    // Stopped: nothing answers, and sessions open at the time are cut (an IMAP session process
+    // would otherwise outlive the master by 10 s). Started again: the same mail, and it takes more.
+    let mut open_imap = dovecot.imap("alice");
+    open_imap.select("INBOX").unwrap();
+    let mut open_lmtp = dovecot.lmtp();
     let stopping = Instant::now();
     dovecot.stop();
     let stop_time = stopping.elapsed();
     assert!(!dovecot.is_running());
+    assert!(
+        stop_time < Duration::from_secs(8),
+        "stop took {stop_time:?}: a lingering session was waited for"
+    );
+    let imap_after = open_imap.command("NOOP");
+    assert!(
+        imap_after.is_err(),
+        "the IMAP session open during stop must be gone, got {imap_after:?}"
+    );
+    let lmtp_after = open_lmtp.command("MAIL FROM:<x@outside.test>");
+    assert!(
+        lmtp_after.as_ref().map_or(true, |r| r.code == 421),
+        "the LMTP session open during stop must be gone (or say 421), got {lmtp_after:?}"
+    );
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", dovecot.lmtp_port())).is_err()
             && std::net::TcpStream::connect(("127.0.0.1", dovecot.imap_port())).is_err(),
@@ -202,7 +220,7 @@ fn dovecot_lmtp_replies_per_recipient_and_doveadm_sees_exactly_what_it_saved() {
     assert_eq!(dovecot.count("alice", "INBOX"), 4);
     eprintln!(
         "dovecot: start {start_time:?}, stop {stop_time:?}, start again {restart_time:?}; \
-         unknown user: {}",
+         unknown user: {}; sessions open at stop: IMAP {imap_after:?}, LMTP {lmtp_after:?}",
         refused.map(|r| r.to_string()).unwrap_or_default()
     );
 }
