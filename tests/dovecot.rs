@@ -206,7 +206,9 @@ impl DovecotOptions {
         options
     }
 
-    /// Sets `name`'s uid and gid (both must be non-zero, and the uid at least 500).
+    /// Sets `name`'s uid and gid: non-zero, the uid at least 500 (`first_valid_uid`); they need
+    /// no /etc/passwd entry (60001:60001 worked). Users of different uids get separate copies of
+    /// a message delivered to both, not hard links.
     pub fn with_ids(mut self, name: &str, uid: u32, gid: u32) -> Self {
         assert!(
             uid >= 500 && gid != 0,
@@ -282,13 +284,19 @@ impl Dovecot {
         );
         let dir = crate::test_dir("dovecot");
         let root = dir.path().to_path_buf();
+        let lmtp_port = crate::free_port();
+        // Two free ports in a row may be the same one: draw until they differ (bounded).
+        let imap_port = (0..100)
+            .map(|_| crate::free_port())
+            .find(|p| *p != lmtp_port)
+            .expect("a second free loopback port");
         let mut dovecot = Self {
             master: None,
             users: options.users,
             debug: options.debug,
             root,
-            lmtp_port: crate::free_port(),
-            imap_port: crate::free_port(),
+            lmtp_port,
+            imap_port,
             starts: 0,
             dir: Some(dir),
         };
@@ -312,13 +320,17 @@ impl Dovecot {
     /// would linger 10 s). Afterwards nothing answers on the LMTP/IMAP ports or the socket.
     /// Idempotent.
     pub fn stop(&mut self) {
-        self.halt("TERM");
+        if let Err(e) = self.halt("TERM") {
+            panic!("stopping the test Dovecot: {e}\n{}", self.log());
+        }
     }
 
     /// Kills the master and every child by PID at once (a crash: no goodbyes, nothing flushed).
     /// Idempotent.
     pub fn kill(&mut self) {
-        self.halt("KILL");
+        if let Err(e) = self.halt("KILL") {
+            panic!("killing the test Dovecot: {e}\n{}", self.log());
+        }
     }
 
     /// Whether the master is running.
@@ -771,9 +783,11 @@ service lmtp {{
         }
     }
 
-    fn halt(&mut self, signal: &str) {
+    /// Signals the master, waits for it, kills its leftover children; `Err` when something
+    /// still answers on the instance's ports or socket afterwards.
+    fn halt(&mut self, signal: &str) -> Result<(), String> {
         let Some(mut master) = self.master.take() else {
-            return;
+            return Ok(());
         };
         let pid = master.pid();
         let children = children_of(pid);
@@ -803,9 +817,13 @@ service lmtp {{
                 || std::os::unix::net::UnixStream::connect(&socket).is_ok();
             (!any).then_some(())
         });
-        if quiet.is_none() {
-            eprintln!("after stopping dovecot {pid}, something still answers on its ports");
-        }
+        quiet.ok_or_else(|| {
+            format!(
+                "{STOP_TIMEOUT:?} after the dovecot master {pid} ended, something still answers \
+                 on 127.0.0.1:{lmtp}, 127.0.0.1:{imap} or {}",
+                socket.display()
+            )
+        })
     }
 }
 
@@ -822,7 +840,10 @@ impl fmt::Debug for Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        self.stop();
+        // No panic in drop (it may run while a test is already panicking): say it instead.
+        if let Err(e) = self.halt("TERM") {
+            eprintln!("stopping the test Dovecot at the end of the test: {e}");
+        }
         if let Some(dir) = self.dir.take() {
             crate::maybe_keep(dir, "Dovecot instance");
         }
