@@ -479,17 +479,21 @@ impl Dovecot {
             all.join(" ")
         );
         let hint = if done.stderr.contains("Permission denied") {
-            "\n(a Maildir Mailcall wrote as root: call Dovecot::hand_over(user) first)"
+            "\n(a Maildir Mailcall wrote as root? call Dovecot::hand_over(user) first)"
+        } else if done.stderr.contains("auth-userdb") {
+            "\n(doveadm needs the instance running: Dovecot::start_again)"
         } else {
             ""
         };
         match done.status {
             Some(s) if s.success() => {}
-            _ => {
+            status => {
+                let status = status.map_or("killed at the deadline".to_string(), |s| s.to_string());
                 return Err(format!(
-                    "{shown} failed ({:?}):\n{}{}{hint}",
-                    done.status, done.stdout, done.stderr
-                ))
+                    "{shown} failed ({status}):\nstdout: {}\nstderr: {}{hint}",
+                    done.stdout.trim(),
+                    done.stderr.trim()
+                ));
             }
         }
         let text = done.stdout.trim();
