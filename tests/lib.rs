@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod dovecot;
 pub mod fake_isp;
 pub mod keyring_env;
 pub mod maildir;
@@ -28,6 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use cli::{Cli, CliOutput};
+pub use dovecot::{
+    Dovecot, DovecotMessage, DovecotOptions, DovecotUser, ImapClient, LmtpClient, LmtpDelivery,
+};
 pub use fake_isp::{FakeIsp, Script};
 pub use keyring_env::KeyringEnv;
 pub use maildir::{Maildir, StoredMessage};

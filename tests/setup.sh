@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages the tests drive (tests/setup/packages.sh says what each is for),
-# makes sure no system Postfix instance runs, then checks every feature the tests use
+# makes sure no system Postfix or Dovecot instance runs, then checks every feature the tests use
 # (tests/setup/features.sh) so a missing piece fails here, naming its package, not in a test.
 # Idempotent; runs as root without a terminal (CI).
 set -eu
@@ -10,7 +10,7 @@ here=$(dirname "$0")
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""
-for p in $E2E_PACKAGES $GUI_PACKAGES $PROOF_PACKAGES; do
+for p in $E2E_PACKAGES $DOVECOT_PACKAGES $GUI_PACKAGES $PROOF_PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
         "install ok installed") ;;
@@ -36,5 +36,28 @@ if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/postfix ]; then
     service postfix stop >/dev/null 2>&1 || true
 fi
 
-sh "$here/setup/features.sh" e2e gui
+# Installing dovecot-core starts the system Dovecot (its init script, even without systemd), which
+# holds 143/993 and reads /etc/dovecot; the tests run private instances (`dovecot -c CONF`) only.
+if [ -x /etc/init.d/dovecot ]; then
+    if command -v service >/dev/null 2>&1; then
+        service dovecot stop >/dev/null 2>&1 || true
+    else
+        /etc/init.d/dovecot stop >/dev/null 2>&1 || true
+    fi
+fi
+if [ -f /etc/dovecot/dovecot.conf ] && doveadm -c /etc/dovecot/dovecot.conf stop >/dev/null 2>&1; then
+    echo "setup.sh: stopped the system Dovecot"
+fi
+# The master exits about a second after it is told to stop: wait for IMAP and LMTP to be free.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    held=$(ss -ltnH '( sport = :143 or sport = :993 or sport = :24 )' 2>/dev/null || true)
+    [ -z "$held" ] && break
+    sleep 1
+done
+if [ -n "$held" ]; then
+    echo "setup.sh: warning: something still listens on 143/993/24 (the tests do not need these ports):" >&2
+    ss -ltnpH '( sport = :143 or sport = :993 or sport = :24 )' >&2 || true
+fi
+
+sh "$here/setup/features.sh" e2e mailserver gui
 echo "setup.sh: test packages ready"

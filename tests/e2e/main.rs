@@ -13,6 +13,7 @@ mod fetch;
 mod hostile;
 mod peers;
 mod port25;
+mod readers;
 mod reload;
 mod secrets;
 mod tls_auth;

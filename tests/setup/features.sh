@@ -2,7 +2,7 @@
 # Checks that what the tests use is really there — the features, not only the binaries — and
 # names the package to install when something is missing. Run by tests/setup.sh after installing,
 # and inside a fresh Debian root by tests/setup/prove.sh. Exit 1 with every missing piece listed.
-#   sh tests/setup/features.sh [e2e] [gui]     (default: both)
+#   sh tests/setup/features.sh [e2e] [mailserver] [gui]     (default: all three)
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=0
@@ -53,6 +53,34 @@ e2e() {
     fi
 }
 
+mailserver() {
+    # Dovecot (tests/dovecot.rs): `dovecot -c CONF -F`, doveadm, and the services its config names.
+    tool dovecot-core dovecot doveadm
+    for pair in lmtp:dovecot-lmtpd imap:dovecot-imapd imap-login:dovecot-imapd \
+        auth:dovecot-core config:dovecot-core log:dovecot-core anvil:dovecot-core; do
+        [ -x "/usr/lib/dovecot/${pair%%:*}" ] || fail "${pair#*:}" "/usr/lib/dovecot/${pair%%:*}"
+    done
+    if have dovecot; then
+        version=$(dovecot --version 2>/dev/null)
+        case "$version" in
+            2.3.*) ;;
+            *) fail dovecot-core "Dovecot 2.3 (dovecot --version says: ${version:-nothing})" ;;
+        esac
+        # The private config's users come from a passwd-file (passdb and userdb): both built in.
+        conf=$(mktemp -d)
+        printf 'ssl = no\n' >"$conf/dovecot.conf"
+        opts=$(dovecot -c "$conf/dovecot.conf" --build-options 2>&1)
+        rm -rf "$conf"
+        echo "$opts" | grep -q '^Passdb:.* passwd-file' ||
+            fail dovecot-core "Dovecot's passwd-file passdb (dovecot --build-options)"
+        echo "$opts" | grep -q '^Userdb:.* passwd-file' ||
+            fail dovecot-core "Dovecot's passwd-file userdb (dovecot --build-options)"
+    fi
+    # Users the private instances run their internal and login processes as.
+    id dovecot >/dev/null 2>&1 || fail dovecot-core "the user dovecot"
+    id dovenull >/dev/null 2>&1 || fail dovecot-core "the user dovenull"
+}
+
 gui() {
     tool build-essential cc make
     tool pkg-config pkg-config
@@ -78,7 +106,7 @@ gui() {
     fi
 }
 
-[ $# -gt 0 ] || set -- e2e gui
+[ $# -gt 0 ] || set -- e2e mailserver gui
 for part in "$@"; do "$part"; done
 if [ "$missing" != 0 ]; then
     echo "features.sh: the tests cannot run until the packages above are installed" >&2

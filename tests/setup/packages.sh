@@ -20,6 +20,14 @@
 #   iproute2              ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
 E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2"
 
+# The mail server and reader the end-to-end tests hand mail to and read Mailcall's Maildir with
+# (tests/dovecot.rs runs a private instance per test with `dovecot -c CONF -F`; setup.sh stops the
+# system instance the package starts):
+#   dovecot-core    the dovecot master, doveadm (search/fetch/mailbox list), passwd-file auth, Maildir
+#   dovecot-imapd   the IMAP service (/usr/lib/dovecot/imap, imap-login): a real reader of the Maildir
+#   dovecot-lmtpd   the LMTP service (/usr/lib/dovecot/lmtp): the LAN mail server Mailcall may hand mail to
+DOVECOT_PACKAGES="dovecot-core dovecot-imapd dovecot-lmtpd"
+
 # The tray app (src-tauri): build packages for Tauri on Debian 12, and the throwaway desktop the
 # GUI test drives:
 #   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev  the webview
