@@ -91,7 +91,7 @@
 //! - `atrn_domains` reads spool files, and reading one resets the per-message variables of the
 //!   session: `$received_port`, `$authenticated_id` and more. So after a `453` with other mail in
 //!   the spool, a second ATRN in the same session gets `502 ATRN command used when not
-//!   advertised` here (the port test in `acl_smtp_atrn`), `530` without it. Send every domain in
+//!   advertised` here (the port test in `acl_smtp_atrn`; without it, by the source, `530`). Send every domain in
 //!   one ATRN (as fetchmail does), or reconnect.
 
 use std::collections::BTreeSet;

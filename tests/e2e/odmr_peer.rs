@@ -3,9 +3,10 @@
 //! will be tested against, shown to be a real and strict one before that client exists.
 //!
 //! fetchmail (6.4.37) cannot do STARTTLS in ODMR mode: its `odmr.c` sends EHLO, then AUTH
-//! CRAM-MD5 (its only mechanism there), then ATRN; TLS would only be implicit TLS (`ssl`, the
-//! "odmrs" port). So the fetchmail test runs in plain, with AUTH allowed before TLS (the
-//! default of [`EximOptions`]).
+//! CRAM-MD5 (its only mechanism there), then ATRN, even when EHLO lists STARTTLS; TLS would only
+//! be implicit TLS (`ssl`, the "odmrs" port). Against a provider that offers AUTH only after
+//! STARTTLS it gets `503` and exits 3 (AUTHFAIL): `fetchmail_odmr_does_not_starttls`. So the
+//! fetching test runs in plain, with AUTH allowed before TLS (the default of [`EximOptions`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -247,8 +248,8 @@ fn exim_atrn_turns_the_line_around_and_delivers_only_the_asked_domain() {
         "{}",
         isp.log()
     );
-    // Exim speaks only after the customer's greeting (RFC 2645 §4.2): within a short window
-    // nothing arrives (a premature EHLO would fail here as "not a reply line").
+    // Exim speaks only after the customer's greeting (the turned line starts with its 220): in
+    // a short window nothing arrives (a premature EHLO would fail here as "not a reply line").
     c.set_read_timeout(Duration::from_millis(300));
     assert_eq!(c.read(), ReadOutcome::TimedOut);
     c.set_read_timeout(LINE_TIMEOUT);
@@ -381,13 +382,23 @@ fn exim_rejected_and_deferred_recipients_on_the_turned_line() {
     assert!(turned.messages.is_empty(), "{turned:#?}");
     assert_eq!(turned.commands.last().map(String::as_str), Some("QUIT"));
     assert_eq!(isp.queued_message_ids(CUSTOMER).len(), 2, "{}", isp.log());
+    // Within that second a turn gets 250 and then an immediate close (nothing is due yet).
+    let mut got = Vec::new();
+    let mut turns = 0;
     let delivered = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        turns += 1;
         let mut c = authed_plain(&isp);
         c.expect("ATRN customer.test", 250);
-        let turned = serve_turned_line(&mut c, |_| "250 2.1.5 ok");
-        (received_ids(&turned) == ids(&more)).then_some(turned)
+        got.extend(received_ids(&serve_turned_line(&mut c, |_| "250 2.1.5 ok")));
+        got.sort();
+        (got.len() >= more.len()).then_some(())
     });
-    assert!(delivered.is_some(), "{}", isp.log());
+    assert!(delivered.is_some(), "got {got:?}\n{}", isp.log());
+    assert_eq!(got, ids(&more), "each exactly once");
+    eprintln!("the refused pair arrived after {turns} turn(s)");
+    isp.wait_queue("only the bounce left", Duration::from_secs(10), |q| {
+        q.len() == 1 && q[0].sender.is_empty()
+    });
 }
 
 /// `openssl s_client -starttls smtp` verifying the server against `ca`, as a [`Wire`]: lines
@@ -733,6 +744,53 @@ fn fs_make_nobody_dir(dir: &Path) {
     assert!(out.status.success(), "chown nobody: {out:?}");
 }
 
+/// fetchmail in ODMR mode with its own HOME and a 0600 rc file in `dir`, relaying to
+/// 127.0.0.1:`smtp_port`.
+struct Fetchmail {
+    home: PathBuf,
+    rc: PathBuf,
+}
+
+impl Fetchmail {
+    fn new(dir: &Path, isp: &EximIsp, fetchdomains: &str, smtp_port: u16) -> Self {
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let rc = home.join(".fetchmailrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "set no syslog\n\
+                 poll 127.0.0.1 port {port} protocol ODMR\n  \
+                 user \"{user}\" password \"{password}\"\n  \
+                 fetchdomains {fetchdomains}\n  \
+                 smtphost 127.0.0.1/{smtp_port}\n",
+                port = isp.atrn_port(),
+                user = isp.user(),
+                password = isp.password(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        Self { home, rc }
+    }
+
+    /// One poll (`-v`, no daemon), killed after 60 s.
+    fn run(&self) -> mailcall_e2e::process::Finished {
+        run_with_timeout(
+            Command::new("fetchmail")
+                .args(["-v", "--nodetach", "-f"])
+                .arg(&self.rc)
+                .arg("--pidfile")
+                .arg(self.home.join("fetchmail.pid"))
+                .env("HOME", &self.home)
+                .env("FETCHMAILHOME", &self.home),
+            None,
+            Duration::from_secs(60),
+        )
+        .expect("running fetchmail (Debian package fetchmail)")
+    }
+}
+
 #[test]
 fn fetchmail_odmr_fetches_the_asked_domains_through_exim() {
     let isp = EximIsp::start(EximOptions::new(&[CUSTOMER, OTHER, UNASKED]));
@@ -743,39 +801,9 @@ fn fetchmail_odmr_fetches_the_asked_domains_through_exim() {
 
     let dir = mailcall_e2e::test_dir("fetchmail");
     let sink = SmtpSink::start(&dir.path().join("sink"));
-    // fetchmail wants its own HOME and a 0600 rc file.
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let rc = home.join(".fetchmailrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set no syslog\n\
-             poll 127.0.0.1 port {port} protocol ODMR\n  \
-             user \"{user}\" password \"{password}\"\n  \
-             fetchdomains {CUSTOMER},{OTHER}\n  \
-             smtphost 127.0.0.1/{sink}\n",
-            port = isp.atrn_port(),
-            user = isp.user(),
-            password = isp.password(),
-            sink = sink.port,
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let fetchmail = Fetchmail::new(dir.path(), &isp, &format!("{CUSTOMER},{OTHER}"), sink.port);
     let fetchmail = |what: &str| {
-        let done = run_with_timeout(
-            Command::new("fetchmail")
-                .args(["-v", "--nodetach", "-f"])
-                .arg(&rc)
-                .arg("--pidfile")
-                .arg(home.join("fetchmail.pid"))
-                .env("HOME", &home)
-                .env("FETCHMAILHOME", &home),
-            None,
-            Duration::from_secs(60),
-        )
-        .expect("running fetchmail (Debian package fetchmail)");
+        let done = fetchmail.run();
         eprintln!("fetchmail ({what}) took {:?}", done.elapsed);
         assert!(
             done.status.is_some_and(|s| s.success()),
@@ -826,4 +854,32 @@ fn fetchmail_odmr_fetches_the_asked_domains_through_exim() {
         "{again:?}"
     );
     assert_eq!(sink.message_ids(), want, "nothing new at the sink");
+}
+
+#[test]
+fn fetchmail_odmr_does_not_starttls() {
+    // A provider that offers AUTH only after STARTTLS: fetchmail goes straight to AUTH CRAM-MD5.
+    let isp = EximIsp::start(EximOptions::new(&[CUSTOMER]).with_tls_before_auth());
+    isp.queue_numbered(CUSTOMER, 1);
+    let dir = mailcall_e2e::test_dir("fetchmail-tls");
+    let fetchmail = Fetchmail::new(dir.path(), &isp, CUSTOMER, free_port());
+    let done = fetchmail.run();
+    // fetchmail's exit status 3 is AUTHFAIL: EHLO (which lists STARTTLS), then AUTH CRAM-MD5.
+    assert_eq!(
+        done.status.and_then(|s| s.code()),
+        Some(3),
+        "fetchmail got through without TLS?\n{done:?}"
+    );
+    assert!(
+        done.stdout.contains("ODMR> AUTH CRAM-MD5")
+            && done
+                .stdout
+                .contains("ODMR< 503 AUTH command used when not advertised"),
+        "{}",
+        done.stdout
+    );
+    let log = isp.main_log();
+    assert!(!log.contains("STARTTLS"), "{log}");
+    assert!(isp.atrn_requests().is_empty(), "{}", isp.log());
+    assert_eq!(isp.queue_len(), 1);
 }
