@@ -17,7 +17,7 @@
 //! isp.wait_queue("customer.test delivered", std::time::Duration::from_secs(20), |q| {
 //!     q.iter().all(|m| !m.is_for("customer.test"))
 //! });
-//! assert!(isp.atrn_requests()[0].authenticator == "cram_md5");
+//! assert_eq!(isp.atrn_requests()[0].authenticator, mailcall_e2e::exim::AUTHENTICATOR_CRAM_MD5);
 //! ```
 //!
 //! Each instance has its own dir (a [`crate::test_dir`], 0755 so Exim's run user `mail` can
@@ -48,7 +48,9 @@
 //!   advertised`. AUTH where it is not offered: `503 AUTH command used when not advertised`.
 //! - AUTH PLAIN (initial response or after `334 `) and AUTH CRAM-MD5 (`334 <base64 of
 //!   <pid.time@provider.test>>`, answer `base64("user " + hex hmac-md5)`): `235 Authentication
-//!   succeeded`; a wrong password: `535 Incorrect authentication data`.
+//!   succeeded`; a wrong password: `535 Incorrect authentication data`. CRAM-MD5 takes the user
+//!   name up to the first space, so a user with a space can use PLAIN only. A mechanism not
+//!   offered: `504 <MECH> authentication mechanism not supported`.
 //! - After AUTH: `ATRN d1,d2` (comma-separated, RFC 2645) or a bare `ATRN` (every domain of the
 //!   instance). A domain the instance does not hold: `450 ATRN request refused` (nothing else
 //!   happens, the session goes on). Nothing held for any asked domain: `453 You have no mail`
@@ -113,6 +115,10 @@ pub const PROVIDER_HOSTNAME: &str = "provider.test";
 pub const DEFAULT_USER: &str = "customer";
 /// The password of [`DEFAULT_USER`].
 pub const DEFAULT_PASSWORD: &str = "odmr-s3cret";
+/// [`AtrnRequest::authenticator`] for a client that logged in with CRAM-MD5.
+pub const AUTHENTICATOR_CRAM_MD5: &str = "cram_md5";
+/// [`AtrnRequest::authenticator`] for a client that logged in with PLAIN.
+pub const AUTHENTICATOR_PLAIN: &str = "plain";
 /// How long the daemon may take to answer on both ports.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -258,7 +264,8 @@ impl Queued {
 /// An ATRN the provider accepted for checking, as its ACL logged it (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AtrnRequest {
-    /// The authenticator that let the client in: `cram_md5` or `plain` (empty: no AUTH).
+    /// The authenticator that let the client in: [`AUTHENTICATOR_CRAM_MD5`] or
+    /// [`AUTHENTICATOR_PLAIN`].
     pub authenticator: String,
     /// The authenticated user.
     pub user: String,

@@ -671,6 +671,39 @@ fn exim_knobs_one_mechanism_no_auth_and_no_atrn() {
     assert!(!kw.iter().any(|k| k.starts_with("AUTH")), "{ehlo}");
     assert_eq!(c.command("ATRN").code, 530);
 
+    // A password with what an Exim expansion treats specially, an address as the user.
+    let (user, password) = ("odd.user@customer.test", r#"p{a}$s\w"rd: x"#);
+    let odd = EximIsp::start(
+        EximOptions::new(&[CUSTOMER])
+            .without_tls()
+            .with_credentials(user, password),
+    );
+    let mut c = RawSmtp::greeted(odd.atrn_port());
+    c.expect("EHLO client.test", 250);
+    assert_eq!(c.command(&auth_plain_command(user, "p{a}")).code, 535);
+    let reply = c.command(&auth_plain_command(user, password));
+    assert_eq!(reply.code, 235, "{reply}\n{}", odd.log());
+    let mut c = RawSmtp::greeted(odd.atrn_port());
+    c.expect("EHLO client.test", 250);
+    let reply = cram_md5(&mut c, user, password);
+    assert_eq!(reply.code, 235, "{reply}\n{}", odd.log());
+    assert_eq!(c.command("ATRN").to_string(), "453 You have no mail");
+    assert_eq!(odd.atrn_requests()[0].user, user);
+    // Exim's CRAM-MD5 takes the user name up to the first space (auths/cram_md5.c): a user
+    // with a space can log in with PLAIN only.
+    let spaced = EximIsp::start(
+        EximOptions::new(&[CUSTOMER])
+            .without_tls()
+            .with_credentials("odd user", "secret"),
+    );
+    let mut c = RawSmtp::greeted(spaced.atrn_port());
+    c.expect("EHLO client.test", 250);
+    assert_eq!(cram_md5(&mut c, "odd user", "secret").code, 535);
+    assert_eq!(
+        c.command(&auth_plain_command("odd user", "secret")).code,
+        235
+    );
+
     let no_atrn = EximIsp::start(EximOptions::new(&[CUSTOMER]).without_atrn());
     no_atrn.queue_numbered(CUSTOMER, 1);
     let mut c = authed_plain(&no_atrn);
