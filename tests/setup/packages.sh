@@ -42,7 +42,7 @@ APP_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev
 # The ODMR provider: Exim 4.99.1 built from upstream source by tests/setup/exim.sh (Debian 12's
 # exim4 4.96 has no ATRN), cached outside the clone; tests/exim.rs runs it per test on loopback.
 # Build-time packages only (the binary links libpcre2-8, libdb-5.3, libssl3, libcrypto3, all
-# installed with these):
+# installed with these); this list alone builds it in a fresh minbase root:
 #   build-essential   cc, make
 #   libpcre2-dev      PCRE2 (Exim's regexes; PCRE2_CONFIG=yes runs pcre2-config)
 #   libdb5.3-dev      Berkeley DB for Exim's hints databases (USE_DB=yes, DBMLIB=-ldb)
