@@ -3,7 +3,8 @@
 //!
 //! Every test builds its own world: a temp dir with HOME and XDG dirs, a private D-Bus session
 //! bus with gnome-keyring on it ([`KeyringEnv`]), a private Postfix instance on a free loopback
-//! port ([`PostfixIsp`]), and runs the CLI against them ([`Cli`]). Each process the harness
+//! port ([`PostfixIsp`]) or a private Exim 4.99 as the ODMR (ATRN) provider ([`EximIsp`]), and
+//! runs the CLI against them ([`Cli`]). Each process the harness
 //! starts is owned by a guard that kills it by PID on drop, so tests can run in parallel threads.
 //!
 //! Set `MAILCALL_E2E_KEEP=1` to keep the temp dirs (maillog, queue, Maildir) for debugging.
@@ -12,6 +13,7 @@
 
 pub mod cli;
 pub mod dovecot;
+pub mod exim;
 pub mod fake_isp;
 pub mod keyring_env;
 pub mod maildir;
@@ -22,6 +24,7 @@ pub mod raw;
 pub mod running;
 pub mod smtp;
 pub mod swaks;
+pub mod tls;
 pub mod tmpfs;
 
 use std::net::TcpListener;
@@ -32,6 +35,7 @@ pub use cli::{Cli, CliOutput};
 pub use dovecot::{
     Dovecot, DovecotMessage, DovecotOptions, DovecotUser, ImapClient, LmtpClient, LmtpDelivery,
 };
+pub use exim::{AtrnRequest, AuthMechanisms, EximIsp, EximOptions};
 pub use fake_isp::{FakeIsp, Script};
 pub use keyring_env::KeyringEnv;
 pub use maildir::{Maildir, StoredMessage};

@@ -307,52 +307,8 @@ smtp_tls_security_level = none
     /// An ISP CA, and a server certificate it signs (CA:FALSE, serverAuth, SAN IP:127.0.0.1 and
     /// DNS:localhost): rustls refuses a self-signed CA certificate as a server certificate.
     fn make_tls(&self) -> Result<(), String> {
-        let tls = self.root.join("tls");
-        fs::create_dir_all(&tls).map_err(|e| format!("creating tls dir: {e}"))?;
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        run_checked(
-            Command::new("openssl")
-                .current_dir(&tls)
-                .args(["req", "-x509"])
-                .args(ec)
-                .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"])
-                .args(["-subj", "/CN=Mailcall e2e ISP CA"])
-                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
-            None,
-        )?;
-        run_checked(
-            Command::new("openssl")
-                .current_dir(&tls)
-                .arg("req")
-                .args(ec)
-                .args(["-keyout", "server.key", "-out", "server.csr"])
-                .args(["-subj", "/CN=localhost"]),
-            None,
-        )?;
-        fs::write(
-            tls.join("server.ext"),
-            "basicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth\n\
-             subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .map_err(|e| format!("writing server.ext: {e}"))?;
-        run_checked(
-            Command::new("openssl")
-                .current_dir(&tls)
-                .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem"])
-                .args(["-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem"])
-                .args(["-days", "2", "-extfile", "server.ext"]),
-            None,
-        )?;
-        chmod(&tls.join("server.key"), 0o644)
+        crate::tls::make_ca_and_server_cert(&self.root.join("tls"), "Mailcall e2e ISP CA")
+            .map(|_| ())
     }
 
     /// The sasldb with one user, and the smtpd.conf that points Cyrus SASL at it.
@@ -367,7 +323,7 @@ smtp_tls_security_level = none
             Some(password.as_bytes()),
         )?;
         // smtpd runs as the postfix user and only reads the db.
-        chmod(&db, 0o644)?;
+        crate::tls::chmod(&db, 0o644)?;
         fs::write(
             sasl.join("smtpd.conf"),
             format!(
@@ -539,10 +495,4 @@ fn process_alive(pid: u32) -> bool {
             .unwrap_or(true),
         Err(_) => false,
     }
-}
-
-fn chmod(path: &Path, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {mode:o} {}: {e}", path.display()))
 }

@@ -105,6 +105,20 @@ impl RawSmtp {
         panic!("a reply of more than 1000 lines")
     }
 
+    /// Reads one line without its CRLF, e.g. a command once the line has turned around (ODMR's
+    /// ATRN makes the server the client); `None` when the connection closed or went silent.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+        }
+    }
+
     /// Reads one reply; panics if the connection closed or went silent.
     pub fn reply(&mut self) -> Reply {
         match self.read() {

@@ -3,6 +3,12 @@
 //!
 //! Run: `cargo build -p mailcall-cli && cargo test -p mailcall-e2e` as root after
 //! `tests/setup.sh` (or set MAILCALL_CLI to a built binary).
+//!
+//! The ODMR (ATRN) tests run a private Exim 4.99.1 as the provider (`mailcall_e2e::EximIsp`,
+//! see tests/exim.rs for the facts it relies on). Debian has no Exim with ATRN, so
+//! `tests/setup/exim.sh` (called by `tests/setup.sh`) builds it from the upstream tarball into
+//! /var/cache/mailcall (or set MAILCALL_EXIM to a built `exim`); `odmr_peer` checks that
+//! provider over raw sockets and with fetchmail's ODMR mode.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +17,7 @@ mod durability;
 mod faults;
 mod fetch;
 mod hostile;
+mod odmr_peer;
 mod peers;
 mod port25;
 mod readers;

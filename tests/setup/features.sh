@@ -2,7 +2,7 @@
 # Checks that what the tests use is really there — the features, not only the binaries — and
 # names the package to install when something is missing. Run by tests/setup.sh after installing,
 # and inside a fresh Debian root by tests/setup/prove.sh. Exit 1 with every missing piece listed.
-#   sh tests/setup/features.sh [e2e] [mailserver] [gui]     (default: all three)
+#   sh tests/setup/features.sh [e2e] [mailserver] [gui] [exim] [odmr]     (default: all)
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=0
@@ -79,6 +79,50 @@ mailserver() {
     # Users the private instances run their internal and login processes as.
     id dovecot >/dev/null 2>&1 || fail dovecot-core "the user dovecot"
     id dovenull >/dev/null 2>&1 || fail dovecot-core "the user dovenull"
+# The ODMR provider: Exim 4.99.1 built from source by tests/setup/exim.sh (no Debian package has
+# ATRN). The binary the tests use: $MAILCALL_EXIM, else $MAILCALL_CACHE_DIR/exim/bin/exim.
+exim_fail() { # WHAT
+    echo "features.sh: missing: $1 (run \`sh tests/setup/exim.sh\` as root; it needs exim-4.99.1-src.tar.gz, found via MAILCALL_PEERS_DIR)" >&2
+    missing=1
+}
+exim() {
+    bin=${MAILCALL_EXIM:-${MAILCALL_CACHE_DIR:-/var/cache/mailcall}/exim/bin/exim}
+    if [ ! -x "$bin" ]; then
+        exim_fail "the ODMR provider $bin"
+        return
+    fi
+    if ! v=$("$bin" -bV 2>/dev/null); then
+        exim_fail "a working $bin (\`exim -bV\` fails; delete its cache dir and rebuild)"
+        return
+    fi
+    # ATRN came in 4.99 and is always built since; -bV does not list it.
+    echo "$v" | head -n1 | awk '{ split($3, n, "."); exit !(n[1] > 4 || (n[1] == 4 && n[2] >= 99)) }' ||
+        exim_fail "Exim 4.99 or later for ATRN ($bin -bV says: $(echo "$v" | head -n1))"
+    echo "$v" | grep -q '^Support for:.* OpenSSL' || exim_fail "OpenSSL (STARTTLS) in $bin (-bV \"Support for:\"; USE_OPENSSL=yes, package libssl-dev)"
+    echo "$v" | grep -q '^Authenticators.*cram_md5.*plaintext' || exim_fail "the cram_md5 and plaintext authenticators in $bin (AUTH_CRAM_MD5, AUTH_PLAINTEXT)"
+    echo "$v" | grep -q '^Routers.*manualroute' || exim_fail "the manualroute router in $bin (ROUTER_MANUALROUTE)"
+    echo "$v" | grep -q '^Transports.*smtp' || exim_fail "the smtp transport in $bin (TRANSPORT_SMTP)"
+    # The option only an ATRN-capable Exim knows; -C keeps root for root only (the tests run as root).
+    if [ "$(id -u)" = 0 ]; then
+        conf=$(mktemp)
+        printf 'keep_environment =\nacl_smtp_atrn = check_atrn\n' >"$conf"
+        "$bin" -C "$conf" -bP acl_smtp_atrn 2>/dev/null | grep -qx 'acl_smtp_atrn = check_atrn' ||
+            exim_fail "the ATRN option acl_smtp_atrn in $bin (-bP acl_smtp_atrn)"
+        rm -f "$conf"
+    fi
+}
+
+# An ODMR client that is not ours (tests/e2e/odmr_peer.rs).
+odmr() {
+    tool fetchmail fetchmail
+    if have fetchmail; then
+        # The release line lists "-ODMR" when built without it.
+        fm=$(fetchmail -V 2>/dev/null | grep '^This is fetchmail release')
+        case "$fm" in
+            "") fail fetchmail "fetchmail -V (no release line)" ;;
+            *-ODMR*) fail fetchmail "ODMR in fetchmail ($fm)" ;;
+        esac
+    fi
 }
 
 gui() {
@@ -106,7 +150,7 @@ gui() {
     fi
 }
 
-[ $# -gt 0 ] || set -- e2e mailserver gui
+[ $# -gt 0 ] || set -- e2e mailserver gui exim odmr
 for part in "$@"; do "$part"; done
 if [ "$missing" != 0 ]; then
     echo "features.sh: the tests cannot run until the packages above are installed" >&2

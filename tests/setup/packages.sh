@@ -47,6 +47,20 @@ GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev
 # Secret Service for the accounts (gnome-keyring; a desktop session usually has one already).
 APP_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev gnome-keyring"
 
+# The ODMR provider: Exim 4.99.1 built from upstream source by tests/setup/exim.sh (Debian 12's
+# exim4 4.96 has no ATRN), cached outside the clone; tests/exim.rs runs it per test on loopback.
+# Build-time packages only (the binary links libpcre2-8, libdb-5.3, libssl3, libcrypto3, all
+# installed with these); this list alone builds it in a fresh minbase root:
+#   build-essential   cc, make
+#   libpcre2-dev      PCRE2 (Exim's regexes; PCRE2_CONFIG=yes runs pcre2-config)
+#   libdb5.3-dev      Berkeley DB for Exim's hints databases (USE_DB=yes, DBMLIB=-ldb)
+#   libssl-dev        OpenSSL for STARTTLS (USE_OPENSSL=yes)
+EXIM_BUILD_PACKAGES="build-essential libpcre2-dev libdb5.3-dev libssl-dev"
+
+# An ODMR client that is not ours, fetching through that Exim (tests/e2e/odmr_peer.rs):
+#   fetchmail         `protocol ODMR` (ATRN, CRAM-MD5 only), relaying to an SMTP sink
+ODMR_PACKAGES="fetchmail"
+
 # tests/setup/prove.sh (called by .ci/run): builds a fresh Debian 12 root to show these lists are
 # complete:
 #   mmdebstrap  creates the minimal Debian root (root mode; needs nothing it only Recommends)

@@ -272,9 +272,28 @@ done
 mkdir "$root/tmp/mailcall-setup"
 cp -R "$here/." "$root/tmp/mailcall-setup/"
 cp "$pkgfile" "$root/tmp/mailcall-setup/packages.sh"
+
+# The ODMR provider is built, not installed: build it in the root from its build packages alone
+# (EXIM_BUILD_PACKAGES), with the same script the tests use, so features.sh's `exim` part checks
+# a binary this root made.
+tarball=""
+for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$here/../../../shared/peers" /work/shared/peers "${MAILCALL_CACHE_DIR:-/var/cache/mailcall}"; do
+    if [ -f "$d/exim-4.99.1-src.tar.gz" ]; then
+        tarball="$d/exim-4.99.1-src.tar.gz"
+        break
+    fi
+done
+[ -n "$tarball" ] || die "the Exim source (exim-4.99.1-src.tar.gz) is not found: set MAILCALL_PEERS_DIR to its directory (see tests/setup/exim.sh)"
+mkdir -p "$root/tmp/peers"
+cp "$tarball" "$root/tmp/peers/"
+t=$(now)
+step "building the ODMR provider (Exim) in the root" in_root MAILCALL_PEERS_DIR=/tmp/peers MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/exim.sh
+t_exim=$(since "$t")
+say "Exim built in the root from EXIM_BUILD_PACKAGES alone: ${t_exim}s"
+
 t=$(now)
 out="$root/tmp/mailcall-features.out"
-if in_root sh /tmp/mailcall-setup/features.sh >"$out" 2>&1; then
+if in_root MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/features.sh >"$out" 2>&1; then
     features_rc=0
 else
     features_rc=$?
@@ -293,7 +312,7 @@ say "features.sh: ${t_features}s"
     echo "packages: $pkgfile"
     echo "lists: $(echo "$lists" | sed 's/=.*//' | tr '\n' ' ' | sed 's/ $//')"
     echo "listed: $(echo "$all" | wc -w), installed in the root: $installed"
-    echo "seconds: mmdebstrap $t_mmdebstrap, update $t_update, download $t_download, install $t_install, features $t_features"
+    echo "seconds: mmdebstrap $t_mmdebstrap, update $t_update, download $t_download, install $t_install, exim build $t_exim, features $t_features"
     tail -n 1 "$out"
 } >"$ok.tmp"
 mv "$ok.tmp" "$ok"
