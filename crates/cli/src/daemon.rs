@@ -58,15 +58,10 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         let stop_signal = signals(shutdown.clone()).map_err(Failure::failed)?;
         let events = EventSink::default();
         let logger = tokio::spawn(log_events(events.subscribe()));
-        let instance = Instance::start(options, events).await.map_err(|e| {
-            let p = e.problem();
-            match e {
-                mailcall_core::instance::StartError::Service(_) => {
-                    Failure::failed(hints::render(&p))
-                }
-                _ => Failure::setup_problem(&p),
-            }
-        })?;
+        // Every start failure is a setup problem (exit 2).
+        let instance = Instance::start(options, events)
+            .await
+            .map_err(|e| Failure::setup_problem(&e.problem()))?;
         let instance = Arc::new(instance);
         let interfaces = if config.interfaces.is_empty() {
             "any but loopback".to_string()

@@ -106,14 +106,9 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
         // The listener comes up first: a bind error shows before anything is sent to the ISP.
         let instance = Instance::start(options, events)
             .await
-            .map_err(|e| {
-                let p = e.problem();
-                if matches!(e, mailcall_core::instance::StartError::Service(_)) {
-                    Failure::failed(hints::render(&p))
-                } else {
-                    Failure::setup_problem(&p)
-                }
-            })?;
+            // Every start failure is a setup problem (exit 2): the config, the keyring, the
+            // listen address or the Maildir needs the user.
+            .map_err(|e| Failure::setup_problem(&e.problem()))?;
         // An account asked by name that the keyring could not give stops the fetch.
         if let Some(p) = instance
             .skipped()
