@@ -1,14 +1,12 @@
-//! Fuzzes the ETRN client's reply handling with an arbitrary server: lettre's reply parser (what
-//! the client uses), the ETRN outcome table, the EHLO parser and the redacting transcript.
+//! Fuzzes the client's reply handling with an arbitrary server: the reply parser (what the
+//! connection uses), the ETRN outcome table, the EHLO parser and the redacting transcript.
 #![no_main]
 
-use std::str::FromStr;
-
 use libfuzzer_sys::fuzz_target;
-use lettre::transport::smtp::response::Response;
-use mailcall_core::etrn::ehlo::EhloReply;
+use mailcall_core::client::ehlo::EhloReply;
+use mailcall_core::client::reply::{ReplyParser, MAX_REPLY_LINES};
+use mailcall_core::client::transcript::Transcript;
 use mailcall_core::etrn::reply::{classify, is_closing, is_retryable, pending_count};
-use mailcall_core::etrn::transcript::Transcript;
 use mailcall_core::report::DomainOutcome;
 
 /// Stands in for a password; must never show up in a transcript.
@@ -17,10 +15,18 @@ const SECRET: &str = "c2VjcmV0LXBhc3N3b3JkLTQy";
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
 
-    // One reply as the client sees it after lettre parsed it.
-    if let Ok(response) = Response::from_str(&text) {
-        let code = u16::from(response.code());
-        let lines: Vec<&str> = response.message().collect();
+    // Replies as the client reads them, line by line: the parser never panics, a finished reply
+    // has a code the line began with and at most MAX_REPLY_LINES lines.
+    let mut parser = ReplyParser::default();
+    for line in text.split('\n').take(2 * MAX_REPLY_LINES) {
+        let line = line.trim_end_matches('\r');
+        let Ok(Some(reply)) = parser.push(line) else {
+            continue;
+        };
+        assert!((200..600).contains(&reply.code));
+        assert!(!reply.lines.is_empty() && reply.lines.len() <= MAX_REPLY_LINES);
+        let code = reply.code;
+        let lines: Vec<&str> = reply.lines.iter().map(String::as_str).collect();
         let first = lines.first().copied().unwrap_or("");
         check_code(code, first);
         let ehlo = EhloReply::parse(lines.iter().copied());
@@ -65,14 +71,23 @@ fn check_code(code: u16, text: &str) {
         assert!((400..=499).contains(&code) && !is_closing(code));
         assert_eq!(outcome, DomainOutcome::Deferred);
     }
-    if matches!(outcome, DomainOutcome::Started { .. } | DomainOutcome::NoMail) {
-        assert!((250..=253).contains(&code), "{code} {text:?} counted as success");
+    if matches!(
+        outcome,
+        DomainOutcome::Started { .. } | DomainOutcome::NoMail
+    ) {
+        assert!(
+            (250..=253).contains(&code),
+            "{code} {text:?} counted as success"
+        );
     }
     if let DomainOutcome::Started { expected: Some(n) } = outcome {
         assert_eq!(code, 253);
         assert!(text.contains(&n.to_string()));
     }
     if let Some(n) = pending_count(text) {
-        assert!(text.contains(&n.to_string()) || text.contains('+'), "{n} from {text:?}");
+        assert!(
+            text.contains(&n.to_string()) || text.contains('+'),
+            "{n} from {text:?}"
+        );
     }
 }

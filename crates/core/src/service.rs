@@ -22,7 +22,9 @@ use crate::event::{Event, EventSink};
 use crate::fetch::{self, FetchOptions};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
-use crate::listener::{BindError, Listener, ListenerEvent, ListenerSettings, RecipientPolicy};
+use crate::listener::{
+    BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
+};
 use crate::maildir::Maildir;
 use crate::tls;
 
@@ -296,13 +298,14 @@ pub fn start_prepared(
     let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));
     let (ltx, lrx) = mpsc::unbounded_channel();
     let stop_listener = CancellationToken::new();
-    let server = tokio::spawn(listener.serve(
+    let reception = Arc::new(Reception::new(
         Arc::new(options.listener.clone()),
         policy.clone(),
         Arc::new(maildir),
         ltx,
         stop_listener.clone(),
     ));
+    let server = tokio::spawn(listener.serve(reception));
     let (tx, rx) = mpsc::unbounded_channel();
     let fetching = Arc::new(AtomicBool::new(false));
     let (accounts_tx, accounts_rx) = watch::channel(Arc::new(accounts));

@@ -4,8 +4,8 @@
 
 use smtp_proto::Request;
 
+use super::codec::{Line, LineSplitter, Unstuffer};
 use super::policy::{uses_quoting, Verdict};
-use super::session::{Line, LineSplitter, Unstuffer};
 use super::RecipientPolicy;
 
 /// Runs `data` through the session's pure pieces as a peer's byte stream; panics on a broken

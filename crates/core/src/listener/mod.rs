@@ -1,8 +1,14 @@
 //! The SMTP listener the ISP delivers to: accept loop, one session per connection.
 //!
-//! `session` holds the per-connection state machine, `policy` who may receive mail here,
-//! `reply` the wire form of our answers. Mail is acknowledged only once it is durable on disk.
+//! `session` holds the command state machine (over any stream: the TCP connections the ISP
+//! opens here, and ODMR's turned-around connection to the ISP), `conn` the stream and its
+//! buffers, `codec` the I/O-free line splitter and DATA un-stuffer, `data` the writer that puts
+//! a message on disk, `policy` who may receive mail here, `gate` who may connect, `reply` the
+//! wire form of our answers. Mail is acknowledged only once it is durable on disk.
 
+mod codec;
+mod conn;
+mod data;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gate;
@@ -14,18 +20,15 @@ mod tests;
 
 pub use gate::{PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
+pub use session::{serve, Reception};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
 use tokio_util::task::TaskTracker;
 
-use crate::maildir::Maildir;
 use crate::report::MessageInfo;
 
 /// How the listener behaves.
@@ -195,25 +198,15 @@ impl Listener {
     pub fn local_addr(&self) -> SocketAddr {
         self.tcp.local_addr().expect("bound socket has an address")
     }
-    /// Serves connections until `shutdown`; then stops accepting and lets sessions finish.
+    /// Serves connections until the reception's shutdown; then stops accepting and lets
+    /// sessions finish.
     ///
     /// On shutdown a session waiting for a command gets `421 4.3.2` and closes; one inside DATA
     /// finishes that message first (bounded by `data_timeout`). Returns when all sessions ended.
-    pub async fn serve(
-        self,
-        settings: Arc<ListenerSettings>,
-        policy: Arc<RecipientPolicy>,
-        maildir: Arc<Maildir>,
-        events: mpsc::UnboundedSender<ListenerEvent>,
-        shutdown: CancellationToken,
-    ) {
-        let ctx = Arc::new(session::Context {
-            settings,
-            policy,
-            maildir,
-            events: events.clone(),
-            shutdown: shutdown.clone(),
-        });
+    pub async fn serve(self, reception: Arc<Reception>) {
+        let ctx = reception;
+        let events = ctx.events.clone();
+        let shutdown = ctx.shutdown.clone();
         let gate = gate::Gate::new(
             ctx.settings.allowed_peers.clone(),
             ctx.settings.max_connections,

@@ -1,38 +1,34 @@
-//! One SMTP session with the delivering peer: the state machine (Connected → Greeted → Mail → Rcpt
-//! → Data) and the loop that owns the socket. smtp-proto parses lines and un-stuffs DATA; it does
-//! no I/O, this file does all of it.
+//! One SMTP session, server side: the command state machine (Connected → Greeted → Mail →
+//! Rcpt → Data) over any stream. It owns the session's decisions — replies, limits, the relay
+//! policy, when a message may be acknowledged; the pieces it drives each do one job: `conn`
+//! the stream and its buffers, `codec` the line splitter and DATA un-stuffer (I/O-free),
+//! `data` the writer that puts a message on disk. smtp-proto parses the command lines.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::Utc;
-use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ParseError, Request};
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::codec::{Line, LineSplitter, Unstuffer};
+use super::conn::{Connection, Read};
+use super::data::{
+    message_info, storage_error, trace_headers, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
+};
 use super::policy::{uses_quoting, Verdict};
 use super::reply::Reply;
 use super::{ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::{Delivery, Maildir};
-use crate::report::MessageInfo;
 
-/// How much is read from the socket at once.
-const READ_CHUNK: usize = 16 * 1024;
-/// How much un-stuffed DATA is gathered before it goes to disk.
-const WRITE_CHUNK: usize = 64 * 1024;
-/// How much of the stored message is kept to read From/Subject/Message-ID from.
-const HEAD_LIMIT: usize = 64 * 1024;
-
-/// What every session shares with the listener.
-pub(crate) struct Context {
+/// What every session shares: the listener's settings, who may receive mail here, where it
+/// is stored, where sessions report, and when to stop. One per service; the TCP listener and
+/// the ODMR client's turned-around connections use the same.
+pub struct Reception {
     pub(crate) settings: Arc<ListenerSettings>,
     pub(crate) policy: Arc<RecipientPolicy>,
     pub(crate) maildir: Arc<Maildir>,
@@ -40,66 +36,22 @@ pub(crate) struct Context {
     pub(crate) shutdown: CancellationToken,
 }
 
-/// The peer's connection: plain TCP, or TLS after STARTTLS (`Gone` only mid-handshake).
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    Gone,
-}
-
-impl Conn {
-    fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
-    }
-}
-
-fn gone() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotConnected,
-        "connection given up in a TLS handshake",
-    )
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Conn::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Conn::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Conn::Gone => Poll::Ready(Err(gone())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Conn::Gone => Poll::Ready(Ok(())),
+impl Reception {
+    /// What sessions share: their settings, the recipient policy, the Maildir, the channel their
+    /// events go to, and the token that stops them.
+    pub fn new(
+        settings: Arc<ListenerSettings>,
+        policy: Arc<RecipientPolicy>,
+        maildir: Arc<Maildir>,
+        events: mpsc::UnboundedSender<ListenerEvent>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Reception {
+            settings,
+            policy,
+            maildir,
+            events,
+            shutdown,
         }
     }
 }
@@ -128,83 +80,34 @@ enum Next {
     Close,
 }
 
-/// One complete input line, or the news that one was too long.
-pub(crate) enum Line {
-    Complete(Vec<u8>),
-    TooLong,
-}
-
-/// Cuts command lines out of the input buffer; I/O-free.
-#[derive(Debug, Default)]
-pub(crate) struct LineSplitter {
-    /// Skipping the rest of an over-long line.
-    discarding: bool,
-}
-
-impl LineSplitter {
-    /// Takes the next complete line from `buf[*start..]` (advancing `start`), without ever
-    /// holding more than one line's worth of an over-long one: `max` is the longest content
-    /// taken, CRLF not counted. `None` when no complete line is there yet.
-    pub(crate) fn next_line(&mut self, buf: &[u8], start: &mut usize, max: usize) -> Option<Line> {
-        loop {
-            let avail = &buf[*start..];
-            match avail.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let line = avail[..=i].to_vec();
-                    *start += i + 1;
-                    if self.discarding {
-                        self.discarding = false;
-                        continue;
-                    }
-                    let content = line.strip_suffix(b"\n").unwrap_or(&line);
-                    let content = content.strip_suffix(b"\r").unwrap_or(content);
-                    if content.len() > max {
-                        return Some(Line::TooLong);
-                    }
-                    return Some(Line::Complete(line));
-                }
-                None => {
-                    if self.discarding {
-                        *start = buf.len();
-                        return None;
-                    }
-                    // +1: the CR of a line that is exactly at the limit may already be here.
-                    if avail.len() > max.saturating_add(1) {
-                        *start = buf.len();
-                        self.discarding = true;
-                        return Some(Line::TooLong);
-                    }
-                    // Not complete yet: keep it.
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// Why a message that was read to its end is not stored.
-enum Refusal {
-    TooBig,
-    /// A bare CR or LF in the data (see `Unstuffer`).
-    BareLineEnd,
-    Storage(io::Error),
-}
-
 /// The name the peer gave in EHLO/HELO, and which of the two it used.
 struct Helo {
     name: String,
     esmtp: bool,
 }
 
-/// Serves one connection until QUIT, an error, a timeout, or shutdown.
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+/// Serves one TCP connection the ISP opened, until QUIT, an error, a timeout, or shutdown.
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, reception: Arc<Reception>) {
+    serve(stream, peer, false, Vec::new(), reception).await;
+}
+
+/// Serves one SMTP session on any stream, as the server: our greeting, then the peer's
+/// commands, every limit and the relay policy, durable delivery. `secure` says the stream is
+/// encrypted already (then STARTTLS is not offered); `leftover` is input read from it before.
+/// The ODMR client hands its connection to the ISP here once the line has turned around.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    secure: bool,
+    leftover: Vec<u8>,
+    reception: Arc<Reception>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut session = Session {
-        ctx,
+        ctx: reception,
         peer,
-        stream: Conn::Plain(stream),
-        inbuf: Vec::with_capacity(READ_CHUNK),
-        start: 0,
-        out: Vec::new(),
+        conn: Connection::new(stream, secure, leftover),
         state: State::Connected,
         helo: None,
         errors: 0,
@@ -213,22 +116,17 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     session.serve().await;
 }
 
-struct Session {
-    ctx: Arc<Context>,
+struct Session<S> {
+    ctx: Arc<Reception>,
     peer: SocketAddr,
-    stream: Conn,
-    /// Bytes read but not yet consumed start at `start`.
-    inbuf: Vec<u8>,
-    start: usize,
-    /// Replies not yet written: pipelined commands are answered in one write (RFC 2920).
-    out: Vec<u8>,
+    conn: Connection<S>,
     state: State,
     helo: Option<Helo>,
     errors: u32,
     lines: LineSplitter,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn serve(&mut self) {
         let greeting = format!("{} ESMTP Mailcall", self.ctx.settings.hostname);
         self.push(Reply::plain(220, vec![greeting]));
@@ -272,7 +170,6 @@ impl Session {
             let wait = self.ctx.settings.command_timeout;
             let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
             let shutdown = self.ctx.shutdown.clone();
-            self.compact();
             let read = tokio::select! {
                 // Shutdown wins over a peer that never stops sending.
                 biased;
@@ -281,10 +178,10 @@ impl Session {
                     let _ = self.flush().await;
                     return;
                 }
-                read = timeout_at(until, self.stream.read_buf(&mut self.inbuf)) => read,
+                read = self.conn.read_more(until) => read,
             };
             match read {
-                Err(_elapsed) => {
+                Read::TimedOut => {
                     self.push(Reply::new(
                         421,
                         "4.4.2",
@@ -293,47 +190,27 @@ impl Session {
                     let _ = self.flush().await;
                     return;
                 }
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => {}
+                Read::Closed => return,
+                Read::Data => {}
             }
         }
     }
 
     fn next_line(&mut self) -> Option<Line> {
         let max = self.ctx.settings.max_line_length;
-        self.lines.next_line(&self.inbuf, &mut self.start, max)
-    }
-
-    /// Drops consumed input and makes room for one more read.
-    fn compact(&mut self) {
-        self.inbuf.drain(..self.start);
-        self.start = 0;
-        self.inbuf.reserve(READ_CHUNK);
+        let (input, start) = self.conn.input();
+        self.lines.next_line(input, start, max)
     }
 
     fn push(&mut self, reply: Reply) {
         if (500..600).contains(&reply.code()) {
             self.errors += 1;
         }
-        self.out.extend_from_slice(reply.to_string().as_bytes());
+        self.conn.queue(reply.to_string().as_bytes());
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        // A peer that never reads must not pin the session forever.
-        let wait = self.ctx.settings.command_timeout;
-        let stream = &mut self.stream;
-        let out = &self.out;
-        // flush: TLS holds written records until asked to send them.
-        let result = timeout(wait, async move {
-            stream.write_all(out).await?;
-            stream.flush().await
-        })
-        .await;
-        self.out.clear();
-        result.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+        self.conn.flush(self.ctx.settings.command_timeout).await
     }
 
     /// After our `220` to STARTTLS: the handshake, then a fresh session (RFC 3207 4.2).
@@ -342,36 +219,18 @@ impl Session {
         if self.flush().await.is_err() {
             return false;
         }
-        // Whatever the peer sent after STARTTLS came in plaintext, open to a man in the middle:
-        // it is dropped, never read as commands inside TLS (CVE-2011-0411 and kin).
-        self.inbuf.clear();
-        self.start = 0;
         self.lines = LineSplitter::default();
         let Some(config) = self.ctx.settings.tls.clone() else {
             return false;
         };
-        let Conn::Plain(tcp) = std::mem::replace(&mut self.stream, Conn::Gone) else {
-            return false;
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let wait = self.ctx.settings.command_timeout;
-        match timeout(wait, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Conn::Tls(Box::new(tls));
-                // Nothing learned before TLS counts: the peer must say EHLO again.
-                self.state = State::Connected;
-                self.helo = None;
-                true
-            }
-            Ok(Err(e)) => {
-                tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
-                false
-            }
-            Err(_elapsed) => {
-                tracing::info!(peer = %self.peer, "TLS handshake timed out");
-                false
-            }
+        if !self.conn.upgrade(config, wait, self.peer).await {
+            return false;
         }
+        // Nothing learned before TLS counts: the peer must say EHLO again.
+        self.state = State::Connected;
+        self.helo = None;
+        true
     }
 
     fn check_errors(&mut self) -> Next {
@@ -472,7 +331,7 @@ impl Session {
                     return Next::StartTls;
                 }
             }
-            Request::StartTls if self.stream.is_tls() => {
+            Request::StartTls if self.conn.is_tls() => {
                 self.push(Reply::new(503, "5.5.1", "Error: TLS already active"))
             }
             Request::StartTls
@@ -491,7 +350,7 @@ impl Session {
 
     /// Whether STARTTLS is on offer: a certificate is configured and TLS is not on yet.
     fn offers_tls(&self) -> bool {
-        self.ctx.settings.tls.is_some() && !self.stream.is_tls()
+        self.ctx.settings.tls.is_some() && self.conn.can_upgrade()
     }
 
     fn greeted(&mut self, host: &str, esmtp: bool) {
@@ -572,7 +431,13 @@ impl Session {
                 return true;
             }
         };
-        let trace = self.trace_headers(&sender, &recipients, delivery.id());
+        let arrival = Arrival {
+            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
+            tls: self.conn.is_tls(),
+            ip: self.peer.ip(),
+            host: &self.ctx.settings.hostname,
+        };
+        let trace = trace_headers(&arrival, &sender, &recipients, delivery.id());
         if let Err(e) = delivery.write(trace.as_bytes()).await {
             delivery.abort().await;
             self.push(storage_error(&e));
@@ -595,8 +460,8 @@ impl Session {
         };
         let mut unstuffer = Unstuffer::new();
         loop {
-            let consumed = unstuffer.feed(&self.inbuf[self.start..]);
-            self.start += consumed;
+            let consumed = unstuffer.feed(self.conn.unread());
+            self.conn.consume(consumed);
             if unstuffer.saw_bare_line_end() && writer.refusal.is_none() {
                 // Read on to the end, store nothing: the tmp/ file goes now.
                 writer.refuse(Refusal::BareLineEnd).await;
@@ -608,10 +473,10 @@ impl Session {
             if unstuffer.is_done() {
                 break;
             }
-            self.compact();
-            let wait = self.ctx.settings.data_timeout;
-            match timeout(wait, self.stream.read_buf(&mut self.inbuf)).await {
-                Err(_elapsed) => {
+            // RFC 5321 4.5.3.2.6: the data timeout bounds each read, not the whole message.
+            let until = tokio::time::Instant::now() + self.ctx.settings.data_timeout;
+            match self.conn.read_more(until).await {
+                Read::TimedOut => {
                     // `writer` drops its Delivery: the tmp/ file goes, nothing reaches new/.
                     let host = &self.ctx.settings.hostname;
                     let reply = Reply::new(421, "4.4.2", format!("{host} Error: timeout exceeded"));
@@ -620,8 +485,8 @@ impl Session {
                     return false;
                 }
                 // Peer gone mid-DATA: the dropped Delivery removes the tmp/ file.
-                Ok(Ok(0)) | Ok(Err(_)) => return false,
-                Ok(Ok(_)) => {}
+                Read::Closed => return false,
+                Read::Data => {}
             }
         }
 
@@ -681,198 +546,6 @@ impl Session {
             }
         }
     }
-
-    /// `Return-Path:` and `Received:`, each line ending in CRLF.
-    fn trace_headers(&self, sender: &str, recipients: &[String], id: &str) -> String {
-        let (helo, with) = match &self.helo {
-            // RFC 3848: ESMTPS when the mail came over TLS.
-            Some(h) => (
-                h.name.as_str(),
-                match (h.esmtp, self.stream.is_tls()) {
-                    (true, true) => "ESMTPS",
-                    (true, false) => "ESMTP",
-                    (false, _) => "SMTP",
-                },
-            ),
-            None => ("unknown", "SMTP"),
-        };
-        let host = &self.ctx.settings.hostname;
-        let ip = self.peer.ip();
-        let date = chrono::Local::now().to_rfc2822();
-        let for_clause = match recipients {
-            [only] => format!("\r\n\tfor <{only}>"),
-            _ => String::new(),
-        };
-        format!(
-            "Return-Path: <{sender}>\r\n\
-             Received: from {helo} ({ip})\r\n\
-             \tby {host} (Mailcall) with {with} id {id}{for_clause};\r\n\
-             \t{date}\r\n"
-        )
-    }
-}
-
-/// DATA un-stuffing on top of smtp-proto's `DataReceiver`, drained in pieces as input arrives,
-/// and the watch for line ends that are not CRLF.
-///
-/// smtp-proto 0.2.5 ends a message only on CRLF "." CRLF: a bare "\n.\n", "\n.\r\n" or
-/// "\r.\r\n" is kept as data, and "\r\n.." becomes "\r\n.". So no bare line end can end a
-/// message early or start a second one here.
-///
-/// Bare CR and bare LF are nonetheless refused: a message that holds one gets `550 5.5.2` once
-/// its end is read, and nothing is stored. Why reject rather than normalise: real MTAs (the ISP's
-/// Postfix, Exim, Sendmail) always send CRLF, so a bare line end only comes from a broken or
-/// hostile client — the SMTP-smuggling pattern (CVE-2023-51764/51765/51766), where a different
-/// reading of the same bytes by two servers injects a second message. Rejecting means no reading
-/// of what we store can disagree with ours; normalising would rewrite what the sender signed
-/// (DKIM). Sendmail 8.18 and Postfix's `smtpd_forbid_bare_newline = reject` do the same.
-/// One quirk of the receiver: a line "." followed by several CRs and LF (".\r\r\n") also ends
-/// the message — it holds a bare CR, so it is refused as well.
-pub(crate) struct Unstuffer {
-    receiver: DataReceiver,
-    /// Un-stuffed bytes not handed out yet.
-    buf: Vec<u8>,
-    done: bool,
-    /// The last raw byte consumed (LF at first: the one that ended "DATA").
-    prev: u8,
-    /// A CR not followed by LF, or an LF not preceded by CR, was consumed.
-    bare_line_end: bool,
-}
-
-impl Unstuffer {
-    pub(crate) fn new() -> Self {
-        let mut receiver = DataReceiver::new();
-        let mut buf = Vec::with_capacity(WRITE_CHUNK + READ_CHUNK);
-        // The receiver starts as if mid-line; feeding it the CRLF that ended "DATA" makes a
-        // leading ".\r\n" end the message and a leading ".." un-stuff.
-        receiver.ingest(&mut b"\r\n".iter(), &mut buf);
-        buf.clear();
-        Unstuffer {
-            receiver,
-            buf,
-            done: false,
-            prev: b'\n',
-            bare_line_end: false,
-        }
-    }
-
-    /// Takes input up to the end of the message; returns how many bytes it consumed.
-    pub(crate) fn feed(&mut self, input: &[u8]) -> usize {
-        if self.done {
-            return 0;
-        }
-        let mut iter = input.iter();
-        self.done = self.receiver.ingest(&mut iter, &mut self.buf);
-        let consumed = input.len() - iter.as_slice().len();
-        if !self.bare_line_end {
-            for &b in &input[..consumed] {
-                if (b == b'\n' && self.prev != b'\r') || (self.prev == b'\r' && b != b'\n') {
-                    self.bare_line_end = true;
-                    break;
-                }
-                self.prev = b;
-            }
-        }
-        consumed
-    }
-
-    /// Whether the end-of-data marker was seen.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Whether the data so far held a bare CR or bare LF (the message is then refused).
-    pub(crate) fn saw_bare_line_end(&self) -> bool {
-        self.bare_line_end
-    }
-
-    /// The bytes that are final. Until the end, the last byte is held back: the receiver takes
-    /// a CR back out of its buffer when the LF of a split CRLF "." CRLF arrives later.
-    pub(crate) fn ready(&self) -> &[u8] {
-        let keep = usize::from(!self.done && !self.buf.is_empty());
-        &self.buf[..self.buf.len() - keep]
-    }
-
-    /// Forgets what `ready` returned.
-    pub(crate) fn clear_ready(&mut self) {
-        let n = self.ready().len();
-        self.buf.drain(..n);
-    }
-}
-
-/// Where un-stuffed DATA goes: the Delivery while all is well, nowhere once the message is
-/// refused (too big, or the disk failed) — the rest is still read, so the peer gets its answer.
-struct BodyWriter {
-    delivery: Option<Delivery>,
-    max: u64,
-    body_size: u64,
-    /// The first bytes of the stored file (trace headers included), for `message_info`.
-    head: Vec<u8>,
-    refusal: Option<Refusal>,
-}
-
-impl BodyWriter {
-    async fn put(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() || self.refusal.is_some() {
-            return;
-        }
-        self.body_size += bytes.len() as u64;
-        if self.body_size > self.max {
-            self.refuse(Refusal::TooBig).await;
-            return;
-        }
-        let room = HEAD_LIMIT.saturating_sub(self.head.len());
-        self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        // The message is stored with CRLF line ends, exactly as it came over the wire: that is
-        // what the sender signed (DKIM) and what Maildir readers (Dovecot, mutt) take fine.
-        let result = match self.delivery.as_mut() {
-            Some(delivery) => delivery.write(bytes).await,
-            None => Ok(()),
-        };
-        if let Err(e) = result {
-            self.refuse(Refusal::Storage(e)).await;
-        }
-    }
-
-    async fn refuse(&mut self, refusal: Refusal) {
-        if let Some(delivery) = self.delivery.take() {
-            delivery.abort().await;
-        }
-        self.refusal = Some(refusal);
-    }
-}
-
-/// From/Subject/Message-ID of a stored message, read from its first bytes only.
-fn message_info(head: &[u8]) -> MessageInfo {
-    let parsed = mail_parser::MessageParser::new().parse_headers(head);
-    let (from, subject, message_id) = match &parsed {
-        Some(message) => (
-            message.from().and_then(|a| a.first()).map(|addr| {
-                match (addr.name(), addr.address()) {
-                    (Some(name), Some(address)) => format!("{name} <{address}>"),
-                    (Some(name), None) => name.to_owned(),
-                    (None, Some(address)) => address.to_owned(),
-                    (None, None) => String::new(),
-                }
-            }),
-            message.subject().map(str::to_owned),
-            message
-                .message_id()
-                .map(|id| id.trim_matches(|c| c == '<' || c == '>').to_owned()),
-        ),
-        None => (None, None, None),
-    };
-    MessageInfo {
-        sender: String::new(),
-        recipients: Vec::new(),
-        from: from.filter(|f| !f.is_empty()),
-        subject,
-        message_id,
-        size: 0,
-        path: Default::default(),
-        peer: String::new(),
-        stored_at: Utc::now(),
-    }
 }
 
 /// Peer-supplied text made safe for a reply or header line: no control characters (CR, LF).
@@ -888,23 +561,6 @@ fn need_helo() -> Reply {
 
 fn too_big() -> Reply {
     Reply::new(552, "5.3.4", "Error: message too big for this system")
-}
-
-/// 4xx for anything that kept the message from disk: the peer keeps the mail and retries.
-fn storage_error(e: &io::Error) -> Reply {
-    if e.kind() == io::ErrorKind::StorageFull {
-        Reply::new(
-            452,
-            "4.3.1",
-            "Error: insufficient system storage, try again later",
-        )
-    } else {
-        Reply::new(
-            451,
-            "4.3.0",
-            "Error: local storage failure, try again later",
-        )
-    }
 }
 
 fn parse_error_reply(e: &ParseError) -> Reply {
@@ -926,103 +582,5 @@ fn parse_error_reply(e: &ParseError) -> Reply {
         ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
             Reply::new(500, "5.5.2", "Error: command not recognized")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds `input` in pieces of `step` bytes, draining after every piece.
-    fn unstuff(input: &[u8], step: usize) -> (Vec<u8>, usize) {
-        let (out, pos, _) = unstuff_checked(input, step);
-        (out, pos)
-    }
-
-    /// Like `unstuff`, also saying whether a bare line end was seen.
-    fn unstuff_checked(input: &[u8], step: usize) -> (Vec<u8>, usize, bool) {
-        let mut u = Unstuffer::new();
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while pos < input.len() && !u.is_done() {
-            let end = (pos + step).min(input.len());
-            pos += u.feed(&input[pos..end]);
-            out.extend_from_slice(u.ready());
-            u.clear_ready();
-        }
-        assert!(u.is_done(), "end of data not seen in {input:?}");
-        (out, pos, u.saw_bare_line_end())
-    }
-
-    #[test]
-    fn bare_line_ends_are_seen_in_any_piece_size() {
-        let cases: &[(&[u8], bool)] = &[
-            (b".\r\n", false),
-            (b"a\r\nb\r\n\r\n.\r\n", false),
-            (b"a\nb\r\n.\r\n", true),
-            (b"a\rb\r\n.\r\n", true),
-            (b"a\r\r\n.\r\n", true),
-            (b"\n.\r\n\r\n.\r\n", true),
-            (b"x\n.\r\n.\r\n", true),
-            (b"x\r.\r\n.\r\n", true),
-            (b"x\n.\n\r\n.\r\n", true),
-            (b"x\r\n.\r\r\n", true),
-            (b"\r\n.\r\n", false),
-        ];
-        for (input, bare) in cases {
-            for step in 1..=input.len() {
-                let (_, consumed, seen) = unstuff_checked(input, step);
-                assert_eq!(seen, *bare, "input {input:?} in pieces of {step}");
-                assert_eq!(consumed, input.len(), "input {input:?}");
-            }
-        }
-        // What comes after the end is not data, and not judged.
-        let mut u = Unstuffer::new();
-        u.feed(b"ok\r\n.\r\nbare\nafter\r");
-        assert!(u.is_done() && !u.saw_bare_line_end());
-    }
-
-    #[test]
-    fn unstuffing_in_any_piece_size() {
-        let cases: &[(&[u8], &[u8])] = &[
-            (b".\r\n", b""),
-            (b"..x\r\n.\r\n", b".x\r\n"),
-            (b"a\r\n..\r\n.\r\n", b"a\r\n.\r\n"),
-            (b"a\n.\r\nb\r\n.\r\n", b"a\n.\r\nb\r\n"),
-            (b"a\n.\nb\r.\r\n\r\n.\r\n", b"a\n.\nb\r.\r\n\r\n"),
-            (b"x\r\n\r\n.\r\n", b"x\r\n\r\n"),
-        ];
-        for (input, expected) in cases {
-            for step in 1..=input.len() {
-                let (out, consumed) = unstuff(input, step);
-                assert_eq!(
-                    String::from_utf8_lossy(&out),
-                    String::from_utf8_lossy(expected),
-                    "input {input:?} in pieces of {step}"
-                );
-                assert_eq!(consumed, input.len());
-            }
-        }
-    }
-
-    #[test]
-    fn storage_errors_are_transient() {
-        let full = storage_error(&io::Error::from(io::ErrorKind::StorageFull));
-        assert_eq!(
-            full.to_string(),
-            "452 4.3.1 Error: insufficient system storage, try again later\r\n"
-        );
-        let other = storage_error(&io::Error::from(io::ErrorKind::NotFound));
-        assert!(other.to_string().starts_with("451 4.3.0 "));
-    }
-
-    #[test]
-    fn input_after_the_end_is_left_alone() {
-        let mut u = Unstuffer::new();
-        let input = b"body\r\n.\r\nQUIT\r\n";
-        assert_eq!(u.feed(input), input.len() - 6);
-        assert!(u.is_done());
-        assert_eq!(u.ready(), b"body\r\n");
-        assert_eq!(u.feed(b"more"), 0);
     }
 }

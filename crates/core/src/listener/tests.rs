@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::maildir::Maildir;
 use crate::report::MessageInfo;
 
 /// Upper bound for anything a test waits for; never reached when the code works.
@@ -85,13 +86,14 @@ async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
     let addr = listener.local_addr();
     let (tx, events) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(listener.serve(
+    let reception = Reception::new(
         Arc::new(settings),
         Arc::new(policy),
         maildir,
         tx,
         shutdown.clone(),
-    ));
+    );
+    let handle = tokio::spawn(listener.serve(Arc::new(reception)));
     Server {
         addr,
         events,

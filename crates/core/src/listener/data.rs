@@ -1,0 +1,211 @@
+//! DATA's storage side: the writer that streams an un-stuffed message into the Maildir (or
+//! nowhere, once it is refused), the trace headers we add (`Return-Path`, `Received`), what we
+//! read back from the headers for people (From, Subject, Message-ID), and the 4xx a storage
+//! failure earns. The command state machine in `session` drives it.
+
+use std::io;
+use std::net::IpAddr;
+
+use chrono::Utc;
+
+use super::reply::Reply;
+use crate::maildir::Delivery;
+use crate::report::MessageInfo;
+
+/// How much un-stuffed DATA is gathered before it goes to disk.
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+/// How much of the stored message is kept to read From/Subject/Message-ID from.
+const HEAD_LIMIT: usize = 64 * 1024;
+
+/// Why a message that was read to its end is not stored.
+pub(crate) enum Refusal {
+    TooBig,
+    /// A bare CR or LF in the data (see `codec::Unstuffer`).
+    BareLineEnd,
+    Storage(io::Error),
+}
+
+/// How the message came: the peer's EHLO/HELO name and which of the two, and whether over TLS.
+pub(crate) struct Arrival<'a> {
+    /// The name the peer gave; `None` if it never greeted.
+    pub(crate) helo: Option<(&'a str, bool)>,
+    /// Whether the session is encrypted.
+    pub(crate) tls: bool,
+    /// The peer's address.
+    pub(crate) ip: IpAddr,
+    /// Our name.
+    pub(crate) host: &'a str,
+}
+
+/// `Return-Path:` and `Received:`, each line ending in CRLF.
+pub(crate) fn trace_headers(
+    arrival: &Arrival<'_>,
+    sender: &str,
+    recipients: &[String],
+    id: &str,
+) -> String {
+    let (helo, with) = match arrival.helo {
+        // RFC 3848: ESMTPS when the mail came over TLS.
+        Some((name, esmtp)) => (
+            name,
+            match (esmtp, arrival.tls) {
+                (true, true) => "ESMTPS",
+                (true, false) => "ESMTP",
+                (false, _) => "SMTP",
+            },
+        ),
+        None => ("unknown", "SMTP"),
+    };
+    let (host, ip) = (arrival.host, arrival.ip);
+    let date = chrono::Local::now().to_rfc2822();
+    let for_clause = match recipients {
+        [only] => format!("\r\n\tfor <{only}>"),
+        _ => String::new(),
+    };
+    format!(
+        "Return-Path: <{sender}>\r\n\
+         Received: from {helo} ({ip})\r\n\
+         \tby {host} (Mailcall) with {with} id {id}{for_clause};\r\n\
+         \t{date}\r\n"
+    )
+}
+
+/// Where un-stuffed DATA goes: the Delivery while all is well, nowhere once the message is
+/// refused (too big, or the disk failed) — the rest is still read, so the peer gets its answer.
+pub(crate) struct BodyWriter {
+    pub(crate) delivery: Option<Delivery>,
+    pub(crate) max: u64,
+    pub(crate) body_size: u64,
+    /// The first bytes of the stored file (trace headers included), for `message_info`.
+    pub(crate) head: Vec<u8>,
+    pub(crate) refusal: Option<Refusal>,
+}
+
+impl BodyWriter {
+    /// Takes un-stuffed message bytes: counted, kept for the headers, written.
+    pub(crate) async fn put(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || self.refusal.is_some() {
+            return;
+        }
+        self.body_size += bytes.len() as u64;
+        if self.body_size > self.max {
+            self.refuse(Refusal::TooBig).await;
+            return;
+        }
+        let room = HEAD_LIMIT.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        // The message is stored with CRLF line ends, exactly as it came over the wire: that is
+        // what the sender signed (DKIM) and what Maildir readers (Dovecot, mutt) take fine.
+        let result = match self.delivery.as_mut() {
+            Some(delivery) => delivery.write(bytes).await,
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.refuse(Refusal::Storage(e)).await;
+        }
+    }
+
+    /// Gives up the message: its tmp/ file goes, the rest of DATA is still read.
+    pub(crate) async fn refuse(&mut self, refusal: Refusal) {
+        if let Some(delivery) = self.delivery.take() {
+            delivery.abort().await;
+        }
+        self.refusal = Some(refusal);
+    }
+}
+
+/// From/Subject/Message-ID of a stored message, read from its first bytes only.
+pub(crate) fn message_info(head: &[u8]) -> MessageInfo {
+    let parsed = mail_parser::MessageParser::new().parse_headers(head);
+    let (from, subject, message_id) = match &parsed {
+        Some(message) => (
+            message.from().and_then(|a| a.first()).map(|addr| {
+                match (addr.name(), addr.address()) {
+                    (Some(name), Some(address)) => format!("{name} <{address}>"),
+                    (Some(name), None) => name.to_owned(),
+                    (None, Some(address)) => address.to_owned(),
+                    (None, None) => String::new(),
+                }
+            }),
+            message.subject().map(str::to_owned),
+            message
+                .message_id()
+                .map(|id| id.trim_matches(|c| c == '<' || c == '>').to_owned()),
+        ),
+        None => (None, None, None),
+    };
+    MessageInfo {
+        sender: String::new(),
+        recipients: Vec::new(),
+        from: from.filter(|f| !f.is_empty()),
+        subject,
+        message_id,
+        size: 0,
+        path: Default::default(),
+        peer: String::new(),
+        stored_at: Utc::now(),
+    }
+}
+
+/// 4xx for anything that kept the message from disk: the peer keeps the mail and retries.
+pub(crate) fn storage_error(e: &io::Error) -> Reply {
+    if e.kind() == io::ErrorKind::StorageFull {
+        Reply::new(
+            452,
+            "4.3.1",
+            "Error: insufficient system storage, try again later",
+        )
+    } else {
+        Reply::new(
+            451,
+            "4.3.0",
+            "Error: local storage failure, try again later",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_transient() {
+        let full = storage_error(&io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(
+            full.to_string(),
+            "452 4.3.1 Error: insufficient system storage, try again later\r\n"
+        );
+        let other = storage_error(&io::Error::from(io::ErrorKind::NotFound));
+        assert!(other.to_string().starts_with("451 4.3.0 "));
+    }
+
+    #[test]
+    fn trace_headers_say_how_the_mail_came() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let arrival = Arrival {
+            helo: Some(("isp.test", true)),
+            tls: true,
+            ip,
+            host: "mx.test",
+        };
+        let one = trace_headers(&arrival, "s@x.test", &["u@y.test".to_string()], "ID1");
+        assert!(
+            one.starts_with("Return-Path: <s@x.test>\r\nReceived: from isp.test (192.0.2.7)\r\n"),
+            "{one}"
+        );
+        assert!(
+            one.contains("with ESMTPS id ID1\r\n\tfor <u@y.test>;"),
+            "{one}"
+        );
+        let plain = Arrival {
+            helo: None,
+            tls: false,
+            ..arrival
+        };
+        let two = trace_headers(&plain, "", &["a@y.test".into(), "b@y.test".into()], "ID2");
+        assert!(
+            two.contains("from unknown") && two.contains("with SMTP id ID2;"),
+            "{two}"
+        );
+    }
+}
