@@ -102,6 +102,111 @@ impl<'a> Cli<'a> {
     }
 }
 
+/// `account set` for a test, built up instead of spelled out: the host is 127.0.0.1 and the
+/// security `none` unless said otherwise; a password goes in through `--password-stdin`.
+#[derive(Debug, Clone)]
+pub struct AccountArgs {
+    name: String,
+    host: String,
+    port: u16,
+    security: &'static str,
+    user: Option<(String, String)>,
+    ca_file: Option<String>,
+    domains: Vec<String>,
+    extra: Vec<String>,
+}
+
+impl AccountArgs {
+    /// Account `name` at 127.0.0.1:`port`, security none, no domains yet.
+    pub fn new(name: &str, port: u16) -> Self {
+        AccountArgs {
+            name: name.to_string(),
+            host: "127.0.0.1".to_string(),
+            port,
+            security: "none",
+            user: None,
+            ca_file: None,
+            domains: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Another host (a name, for certificate tests).
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    /// `--security none|starttls|tls`.
+    pub fn security(mut self, security: &'static str) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// `--user USER --password-stdin` with `password` on stdin.
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.user = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// `--ca-file PATH`.
+    pub fn ca_file(mut self, path: &Path) -> Self {
+        self.ca_file = Some(path.display().to_string());
+        self
+    }
+
+    /// One `--domain D` per domain.
+    pub fn domains(mut self, domains: &[&str]) -> Self {
+        self.domains.extend(domains.iter().map(|d| d.to_string()));
+        self
+    }
+
+    /// More arguments as they are (`--connect-command`, ...).
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The command line after `mailcall-cli --config CFG`, and what goes on stdin.
+    pub fn argv(&self) -> (Vec<String>, Option<String>) {
+        let mut argv: Vec<String> = ["account", "set", &self.name, "--host", &self.host, "--port"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.push(self.port.to_string());
+        argv.extend(["--security".to_string(), self.security.to_string()]);
+        let mut stdin = None;
+        if let Some((user, password)) = &self.user {
+            argv.extend(["--user".into(), user.clone(), "--password-stdin".into()]);
+            stdin = Some(format!("{password}\n"));
+        }
+        if let Some(ca) = &self.ca_file {
+            argv.extend(["--ca-file".into(), ca.clone()]);
+        }
+        for d in &self.domains {
+            argv.extend(["--domain".into(), d.clone()]);
+        }
+        argv.extend(self.extra.iter().cloned());
+        (argv, stdin)
+    }
+}
+
+impl Cli<'_> {
+    /// Runs `account set` as `args` describes (not asserting anything).
+    pub fn try_set_account(&self, args: &AccountArgs) -> CliOutput {
+        let (argv, stdin) = args.argv();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.run_with_stdin(&argv, stdin.as_deref())
+    }
+
+    /// Runs `account set` and asserts it succeeded.
+    pub fn set_account(&self, args: &AccountArgs) -> CliOutput {
+        let out = self.try_set_account(args);
+        out.assert_success();
+        out
+    }
+}
+
 /// What one CLI run produced.
 #[derive(Debug, Clone)]
 pub struct CliOutput {

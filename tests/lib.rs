@@ -31,7 +31,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use cli::{Cli, CliOutput};
+pub use cli::{AccountArgs, Cli, CliOutput};
 pub use dovecot::{
     Dovecot, DovecotMessage, DovecotOptions, DovecotUser, ImapClient, LmtpClient, LmtpDelivery,
 };

@@ -11,26 +11,12 @@ use crate::write_base_config;
 const PASSWORD: &str = "pw-Zq8-e2e-never-in-a-file";
 
 fn set_isp(cli: &Cli, domains: &[&str]) -> mailcall_e2e::CliOutput {
-    let mut args = vec![
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "2525",
-        "--security",
-        "starttls",
-        "--user",
-        "alice",
-        "--password-stdin",
-    ];
-    for d in domains {
-        args.extend(["--domain", d]);
-    }
-    let out = cli.run_with_stdin(&args, Some(&format!("{PASSWORD}\n")));
-    out.assert_success();
-    out
+    cli.set_account(
+        &mailcall_e2e::AccountArgs::new("isp", 2525)
+            .security("starttls")
+            .user("alice", PASSWORD)
+            .domains(domains),
+    )
 }
 
 /// Files under `dir` (not under a directory or file named `skip`) whose bytes contain `needle`.
@@ -140,22 +126,8 @@ fn without_a_secret_service_account_commands_exit_2_and_name_the_keyring() {
 
     let list = cli.run(&["account", "list"]);
     list.assert_code(2).assert_mentions("keyring");
-    let set = cli.run_with_stdin(
-        &[
-            "account",
-            "set",
-            "isp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "2525",
-            "--security",
-            "none",
-            "--domain",
-            "alpha.test",
-        ],
-        None,
-    );
+    let set =
+        cli.try_set_account(&mailcall_e2e::AccountArgs::new("isp", 2525).domains(&["alpha.test"]));
     set.assert_code(2).assert_mentions("keyring");
     for out in [&list, &set] {
         assert!(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use mailcall_e2e::process::{run_checked, ChildGuard};
 use mailcall_e2e::{
-    free_port, poll_until, Cli, FakeIsp, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp,
-    Script,
+    free_port, poll_until, AccountArgs, Cli, FakeIsp, IspOptions, KeyringEnv, Maildir, Message,
+    PostfixIsp, Script,
 };
 
 use crate::{fetch, listener_port, set_plain_account, write_base_config};
@@ -103,26 +103,16 @@ fn a_certificate_for_another_name_is_refused_clearly() {
 
     let cli = Cli::new(&env);
     write_base_config(&cli);
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let port = port.to_string();
+    let ca = dir.path().join("ca.pem");
     // By IP (not in the SAN) and by a name (not in the SAN): the CA is trusted, the name is not.
     for (name, host) in [("byip", "127.0.0.1"), ("byname", "localhost")] {
-        cli.run(&[
-            "account",
-            "set",
-            name,
-            "--host",
-            host,
-            "--port",
-            &port,
-            "--security",
-            "tls",
-            "--ca-file",
-            &ca,
-            "--domain",
-            "alpha.test",
-        ])
-        .assert_success();
+        cli.set_account(
+            &AccountArgs::new(name, port)
+                .host(host)
+                .security("tls")
+                .ca_file(&ca)
+                .domains(&["alpha.test"]),
+        );
         let out = cli.run(&["check", name]);
         out.assert_code(1)
             .assert_mentions("certificate")
@@ -150,21 +140,11 @@ fn starttls_required_but_not_offered_fails_before_any_etrn() {
 
     let cli = Cli::new(&env);
     write_base_config(&cli);
-    let port = isp.port().to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--domain",
-        "alpha.test",
-    ])
-    .assert_success();
+    cli.set_account(
+        &AccountArgs::new("isp", isp.port())
+            .security("starttls")
+            .domains(&["alpha.test"]),
+    );
     let maildir = Maildir::new(env.root().join("Maildir"));
     let out = fetch(&cli, lp, maildir.path(), &[]);
     let context = format!("{out}\nmaillog:\n{}", isp.log());

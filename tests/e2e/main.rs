@@ -26,31 +26,14 @@ mod secrets;
 mod tls_auth;
 mod triggers;
 
-use mailcall_e2e::{free_port, Cli, CliOutput};
+use mailcall_e2e::{free_port, AccountArgs, Cli, CliOutput};
 
 /// Idle timeout for fetches: Postfix starts delivering within milliseconds of the 250.
 pub const IDLE: &str = "3";
 
 /// `account set NAME --host 127.0.0.1 --port PORT --security none` plus a `--domain` per domain.
 pub fn set_plain_account(cli: &Cli, name: &str, port: u16, domains: &[&str]) -> CliOutput {
-    let port = port.to_string();
-    let mut args = vec![
-        "account",
-        "set",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "none",
-    ];
-    for d in domains {
-        args.extend(["--domain", d]);
-    }
-    let out = cli.run(&args);
-    out.assert_success();
-    out
+    cli.set_account(&AccountArgs::new(name, port).domains(domains))
 }
 
 /// `fetch --listen 127.0.0.1:LP --maildir DIR --idle-timeout 3 --max-wait 60` plus `extra`.

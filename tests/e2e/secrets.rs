@@ -54,34 +54,21 @@ fn a_full_debug_logged_run_never_writes_the_password_anywhere() {
     let cli = Cli::new(&env);
     write_base_config(&cli);
     let maildir = Maildir::new(env.root().join("Maildir"));
-    let (port, ca) = (isp.port().to_string(), isp.ca_file().display().to_string());
     let (listen, md) = (
         format!("127.0.0.1:{lp}"),
         maildir.path().display().to_string(),
     );
     let debug = [("MAILCALL_LOG", "debug"), ("RUST_LOG", "debug")];
-    let stdin = format!("{PASSWORD}\n");
+    let (set, stdin) = mailcall_e2e::AccountArgs::new("isp", isp.port())
+        .security("starttls")
+        .user(USER, PASSWORD)
+        .ca_file(&isp.ca_file())
+        .domains(&["alpha.test"])
+        .argv();
     let runs: Vec<(Vec<&str>, Option<&str>, bool)> = vec![
         (
-            vec![
-                "account",
-                "set",
-                "isp",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--security",
-                "starttls",
-                "--user",
-                USER,
-                "--password-stdin",
-                "--ca-file",
-                &ca,
-                "--domain",
-                "alpha.test",
-            ],
-            Some(&stdin),
+            set.iter().map(String::as_str).collect(),
+            stdin.as_deref(),
             true,
         ),
         (vec!["check", "isp"], None, true),

@@ -12,29 +12,14 @@ const PASSWORD: &str = "s3cret-e2e";
 
 /// `account set NAME --security starttls --user alice --password-stdin [--ca-file CA]`.
 fn set_tls_account(cli: &Cli, name: &str, isp: &PostfixIsp, password: &str, with_ca: bool) {
-    let port = isp.port().to_string();
-    let ca = isp.ca_file().display().to_string();
-    let mut args = vec![
-        "account",
-        "set",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "starttls",
-        "--user",
-        USER,
-        "--password-stdin",
-        "--domain",
-        "alpha.test",
-    ];
+    let mut args = mailcall_e2e::AccountArgs::new(name, isp.port())
+        .security("starttls")
+        .user(USER, password)
+        .domains(&["alpha.test"]);
     if with_ca {
-        args.extend(["--ca-file", &ca]);
+        args = args.ca_file(&isp.ca_file());
     }
-    cli.run_with_stdin(&args, Some(&format!("{password}\n")))
-        .assert_success();
+    cli.set_account(&args);
 }
 
 fn start_isp(lp: u16) -> (PostfixIsp, Vec<Message>) {

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use mailcall_e2e::process::ChildGuard;
 use mailcall_e2e::{
-    free_port, poll_until, Cli, IspOptions, KeyringEnv, Maildir, Message, Netns, PostfixIsp,
+    free_port, poll_until, AccountArgs, Cli, IspOptions, KeyringEnv, Maildir, Message, Netns,
+    PostfixIsp,
 };
-
-use crate::set_plain_account;
 
 const DOMAIN: &str = "dial.test";
 /// Settle delay the daemon runs with (seconds).
@@ -103,25 +102,11 @@ impl World {
             "hostname = \"client.test\"\nlisten = \"{listen_host}:{listen_port}\"\nmaildir = \"{}\"\nidle-timeout = 2\nmax-wait = 60\ninterfaces = [\"ppp*\"]\nsettle-delay = {SETTLE}\n",
             maildir.path().display()
         ));
-        set_plain_account(&cli, "isp", isp.port(), &[DOMAIN]);
-        if !extra_account_args.is_empty() {
-            let port = isp.port().to_string();
-            let mut args = vec![
-                "account",
-                "set",
-                "isp",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--security",
-                "none",
-                "--domain",
-                DOMAIN,
-            ];
-            args.extend(extra_account_args);
-            cli.run(&args).assert_success();
-        }
+        cli.set_account(
+            &AccountArgs::new("isp", isp.port())
+                .domains(&[DOMAIN])
+                .args(extra_account_args),
+        );
         let ns = Netns::new();
         if !dialup {
             ns.add_tun("ppp0", LOCAL, PEER);

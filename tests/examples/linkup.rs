@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailcall_e2e::{free_port, poll_until, Cli, KeyringEnv, Netns};
+use mailcall_e2e::{free_port, poll_until, AccountArgs, Cli, KeyringEnv, Netns};
 
 const ISP: &str = r#"
 import socket, sys, threading, time
@@ -92,21 +92,7 @@ fn main() {
         "hostname = \"client.test\"\nlisten = \"127.0.0.1:{listen_port}\"\nmaildir = \"{}\"\nidle-timeout = 1\ninterfaces = [\"ppp*\"]\nsettle-delay = 1\n",
         env.root().join("Maildir").display()
     ));
-    let port = isp_port.to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "none",
-        "--domain",
-        "dial.test",
-    ])
-    .assert_success();
+    cli.set_account(&AccountArgs::new("isp", isp_port).domains(&["dial.test"]));
     let log = env.root().join("daemon.log");
     let mut cmd = ns.command(cli.binary());
     cmd.env_clear()
