@@ -11,7 +11,7 @@ here=$(dirname "$0")
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""
-for p in $E2E_PACKAGES $DOVECOT_PACKAGES $GUI_PACKAGES $EXIM_BUILD_PACKAGES $ODMR_PACKAGES $PROOF_PACKAGES; do
+for p in $E2E_PACKAGES $DOVECOT_PACKAGES $GUI_PACKAGES $EXIM_BUILD_PACKAGES $ODMR_PACKAGES $PROOF_PACKAGES $WINDOWS_PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
         "install ok installed") ;;

@@ -2,7 +2,7 @@
 # Checks that what the tests use is really there — the features, not only the binaries — and
 # names the package to install when something is missing. Run by tests/setup.sh after installing,
 # and inside a fresh Debian root by tests/setup/prove.sh. Exit 1 with every missing piece listed.
-#   sh tests/setup/features.sh [e2e] [mailserver] [gui] [exim] [odmr]     (default: all)
+#   sh tests/setup/features.sh [e2e] [mailserver] [gui] [exim] [odmr] [windows]   (default: all)
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=0
@@ -79,6 +79,8 @@ mailserver() {
     # Users the private instances run their internal and login processes as.
     id dovecot >/dev/null 2>&1 || fail dovecot-core "the user dovecot"
     id dovenull >/dev/null 2>&1 || fail dovecot-core "the user dovenull"
+}
+
 # The ODMR provider: Exim 4.99.1 built from source by tests/setup/exim.sh (no Debian package has
 # ATRN). The binary the tests use: $MAILCALL_EXIM, else $MAILCALL_CACHE_DIR/exim/bin/exim.
 exim_fail() { # WHAT
@@ -150,7 +152,13 @@ gui() {
     fi
 }
 
-[ $# -gt 0 ] || set -- e2e mailserver gui exim odmr
+windows() {
+    # scripts/test.sh's Windows build check: the cross C compiler and windres.
+    tool gcc-mingw-w64-x86-64-posix x86_64-w64-mingw32-gcc
+    tool binutils-mingw-w64-x86-64 x86_64-w64-mingw32-windres
+}
+
+[ $# -gt 0 ] || set -- e2e mailserver gui exim odmr windows
 for part in "$@"; do "$part"; done
 if [ "$missing" != 0 ]; then
     echo "features.sh: the tests cannot run until the packages above are installed" >&2

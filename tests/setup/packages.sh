@@ -65,3 +65,9 @@ ODMR_PACKAGES="fetchmail"
 # complete:
 #   mmdebstrap  creates the minimal Debian root (root mode; needs nothing it only Recommends)
 PROOF_PACKAGES="mmdebstrap"
+
+# The Windows build check in scripts/test.sh (`cargo check --target x86_64-pc-windows-gnu` of the
+# core and the CLI; ring's C code needs the cross compiler, the tray's resources windres):
+#   gcc-mingw-w64-x86-64-posix  x86_64-w64-mingw32-gcc
+#   binutils-mingw-w64-x86-64   x86_64-w64-mingw32-windres, -ar, -ld
+WINDOWS_PACKAGES="gcc-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64"

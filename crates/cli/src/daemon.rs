@@ -96,6 +96,7 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
 
 /// On SIGHUP, reads the config file's account list and the accounts from the keyring again
 /// (`account set`/`remove` ask over the control socket; SIGHUP does the same for scripts).
+#[cfg(unix)]
 fn reload_on_hangup(instance: Arc<Instance>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
@@ -111,7 +112,26 @@ fn reload_on_hangup(instance: Arc<Instance>) -> std::io::Result<tokio::task::Joi
     }))
 }
 
+/// Without SIGHUP, the accounts are read again over the control channel (`RELOAD`), which
+/// `account set`/`remove` use.
+#[cfg(not(unix))]
+fn reload_on_hangup(_instance: Arc<Instance>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    Ok(tokio::spawn(async {}))
+}
+
+/// Cancels `shutdown` on Ctrl-C (and the console closing).
+#[cfg(not(unix))]
+fn signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    Ok(tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received");
+            shutdown.cancel();
+        }
+    }))
+}
+
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.
+#[cfg(unix)]
 fn signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;

@@ -1,9 +1,11 @@
 //! The local control socket: lets scripts (ip-up.d, cron, `mailcall-cli fetch --via-running`) ask
 //! a running daemon or tray instance to fetch, instead of starting a second listener.
 //!
-//! A Unix socket, owner-only (directory 0700, socket 0600, and the peer's uid is checked), in
-//! `$XDG_RUNTIME_DIR/mailcall/` (fallback: the data directory). One request line, one JSON
-//! reply line, then the connection closes:
+//! On Unix a Unix socket, owner-only (directory 0700, socket 0600, and the peer's uid is
+//! checked), in `$XDG_RUNTIME_DIR/mailcall/` (fallback: the data directory). On Windows a TCP
+//! socket on 127.0.0.1 whose port and a random token are in that file (in the user's own profile);
+//! a client sends the token first ([`transport`]). One request line, one JSON reply line, then
+//! the connection closes:
 //!
 //! | request | reply |
 //! |---|---|
@@ -14,14 +16,14 @@
 //! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`] per line for as long as the client listens |
 //! | anything else | `{"ok":false,"error":"..."}` |
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
+
+use transport::Stream;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, ConfigError};
@@ -86,39 +88,17 @@ pub fn default_socket_path() -> Result<PathBuf, ControlError> {
 /// A bound control socket, not yet serving.
 #[derive(Debug)]
 pub struct ControlServer {
-    listener: UnixListener,
+    listener: transport::Listener,
     path: PathBuf,
-    uid: u32,
 }
 
 impl ControlServer {
     /// Binds `path` owner-only. A stale socket (nobody answers) is replaced; a live one is
     /// [`ControlError::InUse`].
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
-        let io = |source| ControlError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(io)?;
-            }
-        }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ControlError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(io)?;
-        }
-        let listener = UnixListener::bind(path).map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        let uid = std::fs::metadata(path).map_err(io)?.uid();
         Ok(ControlServer {
-            listener,
+            listener: transport::Listener::bind(path)?,
             path: path.to_path_buf(),
-            uid,
         })
     }
 
@@ -134,7 +114,9 @@ impl ControlServer {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.listener.accept() => match r {
-                    Ok((s, _)) => s,
+                    Ok(Some(s)) => s,
+                    // Not this user's (or without the token): no answer at all.
+                    Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!("control socket: accept failed: {e}");
                         // Out of file descriptors and the like: do not spin.
@@ -143,12 +125,6 @@ impl ControlServer {
                     }
                 },
             };
-            // The socket is 0600 already; the uid check also holds where permissions on socket
-            // files are not enforced.
-            match stream.peer_cred() {
-                Ok(c) if c.uid() == self.uid || c.uid() == 0 => {}
-                _ => continue,
-            }
             let controls = controls.clone();
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -162,6 +138,150 @@ impl ControlServer {
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(15), tasks.wait()).await;
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The platform's local channel: who may connect, and how a client finds the server.
+#[cfg(unix)]
+mod transport {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    use super::ControlError;
+
+    /// The stream a request comes over.
+    pub type Stream = tokio::net::UnixStream;
+
+    /// A Unix socket, owner-only.
+    #[derive(Debug)]
+    pub struct Listener {
+        inner: tokio::net::UnixListener,
+        uid: u32,
+    }
+
+    impl Listener {
+        /// Binds `path`: directory 0700, socket 0600; a stale socket is replaced.
+        pub fn bind(path: &Path) -> Result<Self, ControlError> {
+            let io = |source| ControlError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            if let Some(dir) = path.parent() {
+                if !dir.exists() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                        .map_err(io)?;
+                }
+            }
+            if path.exists() {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(ControlError::InUse(path.to_path_buf()));
+                }
+                std::fs::remove_file(path).map_err(io)?;
+            }
+            let inner = tokio::net::UnixListener::bind(path).map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            let uid = std::fs::metadata(path).map_err(io)?.uid();
+            Ok(Listener { inner, uid })
+        }
+
+        /// The next connection; `None` when its peer is another user (the socket is 0600
+        /// already; the check also holds where permissions on socket files are not enforced).
+        pub async fn accept(&self) -> std::io::Result<Option<Stream>> {
+            let (stream, _) = self.inner.accept().await?;
+            Ok(match stream.peer_cred() {
+                Ok(c) if c.uid() == self.uid || c.uid() == 0 => Some(stream),
+                _ => None,
+            })
+        }
+    }
+
+    /// Connects to the server at `path`.
+    pub async fn connect(path: &Path) -> std::io::Result<Stream> {
+        tokio::net::UnixStream::connect(path).await
+    }
+}
+
+/// The platform's local channel: who may connect, and how a client finds the server.
+#[cfg(not(unix))]
+mod transport {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use super::ControlError;
+
+    /// The stream a request comes over.
+    pub type Stream = tokio::net::TcpStream;
+
+    /// A TCP socket on 127.0.0.1; its port and a random token are in the file at the socket's
+    /// path, in the user's own profile: only who can read that file can talk to it.
+    #[derive(Debug)]
+    pub struct Listener {
+        inner: tokio::net::TcpListener,
+        token: String,
+    }
+
+    fn token() -> Result<String, ControlError> {
+        let mut bytes = [0u8; 24];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| ControlError::Protocol("no random numbers for the control token".into()))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    impl Listener {
+        /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path`; a live server there is InUse.
+        pub fn bind(path: &Path) -> Result<Self, ControlError> {
+            let io = |source| ControlError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Some(port) = text.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()) {
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return Err(ControlError::InUse(path.to_path_buf()));
+                    }
+                }
+            }
+            let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
+            std_listener.set_nonblocking(true).map_err(io)?;
+            let port = std_listener.local_addr().map_err(io)?.port();
+            let token = token()?;
+            crate::fsutil::write_atomic(path, format!("{port} {token}\n").as_bytes(), 0o600)
+                .map_err(io)?;
+            let inner = tokio::net::TcpListener::from_std(std_listener).map_err(io)?;
+            Ok(Listener { inner, token })
+        }
+
+        /// The next connection; `None` unless it sends the token first (within 5 s).
+        pub async fn accept(&self) -> std::io::Result<Option<Stream>> {
+            let (mut stream, _) = self.inner.accept().await?;
+            let mut line = String::new();
+            let read = {
+                let mut reader = BufReader::new(&mut stream).take(128);
+                tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await
+            };
+            Ok(match read {
+                Ok(Ok(_)) if line.trim() == self.token => Some(stream),
+                _ => None,
+            })
+        }
+    }
+
+    /// Connects to the server whose port and token are in `path`, and sends the token.
+    pub async fn connect(path: &Path) -> std::io::Result<Stream> {
+        let text = tokio::fs::read_to_string(path).await?;
+        let mut words = text.split_whitespace();
+        let (Some(port), Some(token)) = (words.next(), words.next()) else {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(format!("{token}\n").as_bytes()).await?;
+        Ok(stream)
     }
 }
 
@@ -182,8 +302,8 @@ pub type Reload = std::sync::Arc<
         + Sync,
 >;
 
-async fn answer(stream: UnixStream, controls: Controls, stop: CancellationToken) {
-    let (read, mut write) = stream.into_split();
+async fn answer(stream: Stream, controls: Controls, stop: CancellationToken) {
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = String::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST);
     let request = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
@@ -207,7 +327,7 @@ async fn answer(stream: UnixStream, controls: Controls, stop: CancellationToken)
 
 /// `EVENTS`: every event of the instance as a JSON line, until the client goes or we stop.
 async fn stream_events(
-    mut write: tokio::net::unix::OwnedWriteHalf,
+    mut write: WriteHalf<Stream>,
     controls: &Controls,
     stop: CancellationToken,
 ) {
@@ -287,7 +407,7 @@ pub async fn request(path: &Path, line: &str) -> Result<serde_json::Value, Contr
         source,
     };
     let stream = connect(path).await?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     write
         .write_all(format!("{line}\n").as_bytes())
         .await
@@ -363,9 +483,9 @@ pub async fn reload(path: &Path) -> Result<Vec<String>, ControlError> {
 #[derive(Debug)]
 pub struct EventStream {
     path: PathBuf,
-    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    lines: tokio::io::Lines<BufReader<ReadHalf<Stream>>>,
     /// Kept so the instance sees the client stay.
-    _write: tokio::net::unix::OwnedWriteHalf,
+    _write: WriteHalf<Stream>,
 }
 
 impl EventStream {
@@ -396,7 +516,7 @@ pub async fn subscribe(path: &Path) -> Result<EventStream, ControlError> {
         source,
     };
     let stream = connect(path).await?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     write.write_all(b"EVENTS\n").await.map_err(io)?;
     let mut lines = BufReader::new(read).lines();
     match lines.next_line().await.map_err(io)? {
@@ -411,8 +531,8 @@ pub async fn subscribe(path: &Path) -> Result<EventStream, ControlError> {
     }
 }
 
-async fn connect(path: &Path) -> Result<UnixStream, ControlError> {
-    match UnixStream::connect(path).await {
+async fn connect(path: &Path) -> Result<Stream, ControlError> {
+    match transport::connect(path).await {
         Ok(s) => Ok(s),
         Err(e)
             if matches!(
