@@ -23,8 +23,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
-use transport::Stream;
 use tokio_util::task::TaskTracker;
+use transport::Stream;
 
 use crate::config::{self, ConfigError};
 use crate::event::Event;
@@ -202,9 +202,14 @@ mod transport {
     }
 }
 
-/// The platform's local channel: who may connect, and how a client finds the server.
+/// Where there are no Unix sockets (Windows): the TCP transport with a token.
 #[cfg(not(unix))]
-mod transport {
+use tcp_token as transport;
+
+/// A local channel for platforms without Unix sockets: who may connect, and how a client finds
+/// the server. Built everywhere for its tests; used where there are no Unix sockets.
+#[cfg(any(not(unix), test))]
+mod tcp_token {
     use std::path::Path;
     use std::time::Duration;
 
@@ -225,8 +230,9 @@ mod transport {
 
     fn token() -> Result<String, ControlError> {
         let mut bytes = [0u8; 24];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| ControlError::Protocol("no random numbers for the control token".into()))?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(
+            |_| ControlError::Protocol("no random numbers for the control token".into()),
+        )?;
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 
@@ -238,7 +244,11 @@ mod transport {
                 source,
             };
             if let Ok(text) = std::fs::read_to_string(path) {
-                if let Some(port) = text.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()) {
+                if let Some(port) = text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
                     if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                         return Err(ControlError::InUse(path.to_path_buf()));
                     }
@@ -250,6 +260,7 @@ mod transport {
             let token = token()?;
             crate::fsutil::write_atomic(path, format!("{port} {token}\n").as_bytes(), 0o600)
                 .map_err(io)?;
+            tracing::debug!(port, "control channel on 127.0.0.1");
             let inner = tokio::net::TcpListener::from_std(std_listener).map_err(io)?;
             Ok(Listener { inner, token })
         }
@@ -271,6 +282,11 @@ mod transport {
 
     /// Connects to the server whose port and token are in `path`, and sends the token.
     pub async fn connect(path: &Path) -> std::io::Result<Stream> {
+        connect_with(path, None).await
+    }
+
+    /// [`connect`], with another token than the file's (a test of the refusal).
+    pub async fn connect_with(path: &Path, forged: Option<&str>) -> std::io::Result<Stream> {
         let text = tokio::fs::read_to_string(path).await?;
         let mut words = text.split_whitespace();
         let (Some(port), Some(token)) = (words.next(), words.next()) else {
@@ -280,8 +296,37 @@ mod transport {
             .parse()
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let token = forged.unwrap_or(token);
         stream.write_all(format!("{token}\n").as_bytes()).await?;
         Ok(stream)
+    }
+
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used)]
+    mod tests {
+        use super::*;
+
+        #[tokio::test]
+        async fn only_a_client_with_the_token_gets_through() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("control.sock");
+            let listener = Listener::bind(&path).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.split_whitespace().count(), 2, "{text}");
+            // A second server sees the first answer (the probe sends no token: refused).
+            assert!(matches!(Listener::bind(&path), Err(ControlError::InUse(_))));
+            let server = tokio::spawn(async move {
+                let mut admitted = Vec::new();
+                for _ in 0..3 {
+                    admitted.push(listener.accept().await.unwrap().is_some());
+                }
+                admitted
+            });
+            let mut good = connect(&path).await.unwrap();
+            good.write_all(b"STATUS\n").await.unwrap();
+            let _forged = connect_with(&path, Some("0000")).await.unwrap();
+            assert_eq!(server.await.unwrap(), [false, true, false]);
+        }
     }
 }
 
@@ -326,11 +371,7 @@ async fn answer(stream: Stream, controls: Controls, stop: CancellationToken) {
 }
 
 /// `EVENTS`: every event of the instance as a JSON line, until the client goes or we stop.
-async fn stream_events(
-    mut write: WriteHalf<Stream>,
-    controls: &Controls,
-    stop: CancellationToken,
-) {
+async fn stream_events(mut write: WriteHalf<Stream>, controls: &Controls, stop: CancellationToken) {
     use tokio::sync::broadcast::error::RecvError;
     let mut rx = controls.triggers.service().subscribe();
     if write.write_all(b"{\"ok\":true}\n").await.is_err() {
