@@ -214,9 +214,9 @@ pub struct CliOutput {
     pub command: String,
     /// Exit status; `None` when killed at the deadline.
     pub status: Option<ExitStatus>,
-    /// stdout.
+    /// Everything it printed on stdout.
     pub stdout: String,
-    /// stderr.
+    /// Everything it printed on stderr.
     pub stderr: String,
     /// How long it ran.
     pub elapsed: Duration,

@@ -78,11 +78,11 @@ pub struct Selected {
 /// The counts STATUS reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MailboxStatus {
-    /// MESSAGES.
+    /// How many messages the folder holds (STATUS MESSAGES).
     pub messages: u32,
-    /// RECENT.
+    /// How many are new since the last look (STATUS RECENT).
     pub recent: u32,
-    /// UNSEEN.
+    /// How many are not read yet (STATUS UNSEEN).
     pub unseen: u32,
 }
 
@@ -102,7 +102,7 @@ pub struct ListEntry {
 pub struct MessageFlags {
     /// Sequence number.
     pub seq: u32,
-    /// UID.
+    /// The message's IMAP UID.
     pub uid: u32,
     /// Flags, e.g. `\Seen`, `\Recent`.
     pub flags: Vec<String>,

@@ -24,7 +24,7 @@ pub enum ConfigError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the file system said.
         source: std::io::Error,
     },
     /// The file is not valid TOML, or holds a bad value.
@@ -42,7 +42,7 @@ pub enum ConfigError {
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the file system said.
         source: std::io::Error,
     },
     /// No config/data directory is known for this platform.

@@ -54,7 +54,7 @@ pub enum ControlError {
     Io {
         /// The socket.
         path: PathBuf,
-        /// Why.
+        /// What the socket reported.
         source: std::io::Error,
     },
     /// The running instance answered with an error.

@@ -353,7 +353,7 @@ pub enum HistoryError {
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the file system said.
         source: std::io::Error,
     },
 }

@@ -100,7 +100,7 @@ pub enum StartError {
     Maildir {
         /// The Maildir.
         path: PathBuf,
-        /// Why.
+        /// What the file system said.
         source: std::io::Error,
     },
 }

@@ -33,7 +33,7 @@ pub enum TlsError {
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// What the file system said.
         reason: String,
     },
     /// rustls refused the pair (key does not match the certificate, unsupported key type).
@@ -55,7 +55,7 @@ pub enum TlsError {
     Store {
         /// The directory.
         dir: PathBuf,
-        /// Why.
+        /// What the file system said.
         source: io::Error,
     },
 }

@@ -13,11 +13,11 @@ pub enum IspError {
     /// TCP connect failed or timed out (also a name that does not resolve).
     #[error("cannot connect to {host}:{port}: {reason}; check the account's server and port and that you are online")]
     Connect {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
-        /// Port.
+        /// The port connected to.
         port: u16,
-        /// Why.
+        /// What the system or the server said.
         reason: String,
     },
     /// The account's CA file could not be read or holds no usable certificate.
@@ -25,13 +25,13 @@ pub enum IspError {
     CaFile {
         /// The file as configured.
         path: String,
-        /// Why.
+        /// What the system or the server said.
         reason: String,
     },
     /// The server's certificate did not verify (unknown issuer, wrong name, expired).
     #[error("the TLS certificate of {host} could not be verified ({reason}); if the ISP uses its own CA, give the account that CA's certificate as its CA file, and check that the server name matches the certificate")]
     Certificate {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// What the verifier said.
         reason: String,
@@ -39,21 +39,21 @@ pub enum IspError {
     /// The TLS handshake failed for another reason than the certificate.
     #[error("TLS handshake with {host} failed: {reason}; check the port and the security mode (TLS for implicit TLS, usually port 465; STARTTLS for ports 25/587)")]
     Tls {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
-        /// Why.
+        /// What the system or the server said.
         reason: String,
     },
     /// security = starttls but the server does not offer STARTTLS; we never fall back.
     #[error("{host} does not offer STARTTLS, and Mailcall never falls back to plain text; choose security TLS if the ISP offers implicit TLS (usually port 465), or ask the ISP")]
     StarttlsNotOffered {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
     },
     /// The server answered STARTTLS with an error.
     #[error("{host} refused STARTTLS ({code} {text}); try again later, or choose security TLS if the ISP offers implicit TLS")]
     StarttlsRefused {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// Reply code.
         code: u16,
@@ -75,7 +75,7 @@ pub enum IspError {
     /// The server offers none of the AUTH mechanisms we speak.
     #[error("cannot authenticate to {host}: it offers no AUTH PLAIN, LOGIN or CRAM-MD5 (extensions: {offered}); ask the ISP which login method to use, or remove the account's user name if none is needed")]
     AuthUnsupported {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// The EHLO keywords, for the user to see.
         offered: String,
@@ -83,7 +83,7 @@ pub enum IspError {
     /// The server rejected the credentials (535 and friends).
     #[error("authentication failed at {host} ({code} {text}); check the user name and password of account {account}")]
     AuthFailed {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// The account.
         account: String,
@@ -95,13 +95,13 @@ pub enum IspError {
     /// ETRN is not in the EHLO reply: nothing was sent.
     #[error("{host} does not advertise ETRN in its EHLO reply, so no ETRN was sent; check the server and port (the ISP may offer ETRN on another server), try security STARTTLS or TLS and a user name (some servers offer ETRN only then), use ODMR mode if the ISP offers ATRN, or ask the ISP to enable ETRN")]
     EtrnNotAdvertised {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
     },
     /// The server said 421: it is closing the connection.
     #[error("{host} is closing the connection (421 {text}); it is busy or shutting down, try again later")]
     ServiceClosing {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// Reply text.
         text: String,
@@ -109,7 +109,7 @@ pub enum IspError {
     /// No reply within the reply timeout.
     #[error("timed out after {secs:.1} s waiting for {step} from {host}; check your connection and try again, or allow the server more time (reply timeout)")]
     Timeout {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// What we waited for (`the greeting`, `the reply to ETRN example.com`).
         step: String,
@@ -119,7 +119,7 @@ pub enum IspError {
     /// The connection closed under us (the link dropped, or the server hung up) mid-session.
     #[error("the connection to {host} was closed during {step} ({reason}): the link dropped or the server hung up; check that you are online and try again")]
     ConnectionLost {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// The step (`the reply to EHLO`, `the reply to ETRN example.com`).
         step: String,
@@ -129,7 +129,7 @@ pub enum IspError {
     /// The server answered something that is not SMTP, or not what the step allows.
     #[error("unexpected answer from {host} during {step}: {reason}; check that the account's server and port lead to an SMTP server, and try again")]
     Protocol {
-        /// Host.
+        /// The server, as the account names it.
         host: String,
         /// The step (`EHLO`, `QUIT`).
         step: String,

@@ -150,7 +150,7 @@ impl Endpoint {
 /// Opening failed: why, what was learned, and the conversation up to there.
 #[derive(Debug)]
 pub struct OpenError {
-    /// Why.
+    /// What went wrong.
     pub error: IspError,
     /// What was learned of the server before it failed.
     pub info: ServerInfo,

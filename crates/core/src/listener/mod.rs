@@ -129,7 +129,7 @@ pub enum BindError {
     Other {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// What the system said.
         source: std::io::Error,
     },
 }
