@@ -33,7 +33,7 @@ pub enum TlsError {
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// What the file system said.
+        /// What is wrong with it (unreadable, or no usable PEM item).
         reason: String,
     },
     /// rustls refused the pair (key does not match the certificate, unsupported key type).
