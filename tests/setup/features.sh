@@ -79,6 +79,8 @@ mailserver() {
     # Users the private instances run their internal and login processes as.
     id dovecot >/dev/null 2>&1 || fail dovecot-core "the user dovecot"
     id dovenull >/dev/null 2>&1 || fail dovecot-core "the user dovenull"
+}
+
 # The ODMR provider: Exim 4.99.1 built from source by tests/setup/exim.sh (no Debian package has
 # ATRN). The binary the tests use: $MAILCALL_EXIM, else $MAILCALL_CACHE_DIR/exim/bin/exim.
 exim_fail() { # WHAT
