@@ -1,13 +1,16 @@
 //! The tray app end to end: the real `mailcall` binary on a throwaway X desktop (Xvfb, dunst,
 //! trayer) with a private D-Bus session and an unlocked gnome-keyring, its window driven over
 //! WebDriver (tauri-driver + WebKitWebDriver), its tray menu clicked with xdotool, against a
-//! real Postfix ISP with STARTTLS and AUTH. Screenshots go to
-//! `$CARGO_TARGET_TMPDIR/gui-screenshots` (copied into docs/ for the README).
+//! real Postfix ISP with STARTTLS and AUTH; and ([`daemon`]) the tray as the front end of a
+//! running `mailcall-cli daemon`. Screenshots go to `$CARGO_TARGET_TMPDIR/gui-screenshots`
+//! (copied into docs/ for the README).
 
+mod daemon;
 mod desktop;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mailcall_e2e::{free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp};
@@ -19,6 +22,14 @@ use webdriver::WebDriver;
 const APP: &str = env!("CARGO_BIN_EXE_mailcall");
 const PASSWORD: &str = "wonderland-pw-9";
 const SINGLE_INSTANCE: &str = "io.mailcall.Mailcall.SingleInstance";
+
+/// One throwaway desktop at a time: each runs WebKit, Postfix and a keyring, and two at once
+/// on a small machine only make both slow enough to miss their deadlines.
+fn one_desktop_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    // A failed test (a panic while holding it) must not fail the next one as well.
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screenshots");
@@ -128,6 +139,7 @@ fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
 
 #[test]
 fn tray_app_adds_tests_fetches_and_removes_an_account() {
+    let _one = one_desktop_at_a_time();
     let keyring = KeyringEnv::new();
     let listener_port = free_port();
     let isp = PostfixIsp::start(
@@ -357,7 +369,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
             .stdout
             .contains("asked the running Mailcall to fetch")
             && forwarded.stdout.contains("control.sock")
-            && forwarded.stdout.contains("fetched 0 message(s)"),
+            && forwarded.stdout.contains("summary: 0 message(s)"),
         "stdout: {}\nstderr: {}",
         forwarded.stdout,
         forwarded.stderr
