@@ -114,7 +114,7 @@ pub async fn save_settings<R: Runtime>(
     let serving = state.serving().await;
     let mut note = None;
     match serving {
-        Serving::Daemon { socket } if config != before => {
+        Serving::Daemon { socket, .. } if config != before => {
             note = Some(format!(
                 "The running Mailcall daemon ({socket}) uses them once it restarts."
             ));

@@ -21,6 +21,7 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(15);
 pub struct DaemonLink {
     socket: PathBuf,
     listen: String,
+    accounts: Vec<String>,
 }
 
 /// What following the daemon brings.
@@ -32,6 +33,14 @@ pub enum News {
     Status(Status),
     /// It is gone (stopped, or no longer answers): why.
     Gone(String),
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 async fn limited<T>(
@@ -59,6 +68,7 @@ impl DaemonLink {
         let status = limited(&socket, control::status(&socket)).await?;
         let link = DaemonLink {
             listen: status.listen.clone(),
+            accounts: status.accounts.clone(),
             socket,
         };
         Ok((link, events, status))
@@ -72,6 +82,42 @@ impl DaemonLink {
     /// Where its listener listens (as it said when the tray connected).
     pub fn listen(&self) -> &str {
         &self.listen
+    }
+
+    /// How it differs from `config` (its listener, its accounts), in words; `None` when it
+    /// runs as `config` says. STATUS does not name its config file, so this is what shows that
+    /// it may use another one.
+    pub fn differs_from(&self, config: &mailcall_core::config::Config) -> Option<String> {
+        let mut differences = Vec::new();
+        // Port 0 in the config is "any free port": whichever the daemon got is as configured.
+        let same_listener = match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(theirs) if config.listen.port() == 0 => theirs.ip() == config.listen.ip(),
+            Ok(theirs) => theirs == config.listen,
+            Err(_) => false,
+        };
+        if !same_listener {
+            differences.push(format!(
+                "it listens on {}, the config says {}",
+                self.listen, config.listen
+            ));
+        }
+        let mut theirs = self.accounts.clone();
+        let mut ours = config.accounts.clone();
+        theirs.sort();
+        ours.sort();
+        if theirs != ours {
+            differences.push(format!(
+                "its accounts are {}, the config has {}",
+                list(&theirs),
+                list(&ours)
+            ));
+        }
+        (!differences.is_empty()).then(|| {
+            format!(
+                "{} (it may run with another config file)",
+                differences.join("; ")
+            )
+        })
     }
 
     /// Asks it to fetch every account for `trigger` (the tray's or the window's Fetch now) and
@@ -121,5 +167,38 @@ impl DaemonLink {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailcall_core::config::Config;
+
+    #[test]
+    fn a_daemon_with_another_listener_or_accounts_is_told_apart() {
+        let link = DaemonLink {
+            socket: "/run/mailcall/control.sock".into(),
+            listen: "127.0.0.1:2525".into(),
+            accounts: vec!["isp".into(), "work".into()],
+        };
+        let mut config = Config::default();
+        config.set("listen", "127.0.0.1:2525").expect("valid");
+        config.add_account("work");
+        config.add_account("isp");
+        assert_eq!(link.differs_from(&config), None);
+        config.set("listen", "127.0.0.1:0").expect("valid");
+        assert_eq!(link.differs_from(&config), None, "port 0 is any port");
+        config.set("listen", "0.0.0.0:25").expect("valid");
+        config.remove_account("work");
+        let d = link.differs_from(&config).expect("differs");
+        assert!(
+            d.contains("it listens on 127.0.0.1:2525, the config says 0.0.0.0:25"),
+            "{d}"
+        );
+        assert!(
+            d.contains("its accounts are isp, work, the config has isp"),
+            "{d}"
+        );
     }
 }

@@ -14,10 +14,9 @@ use mailcall_core::history::{SessionRecord, Trigger};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore::OsKeyring;
 use mailcall_core::service::FetchRequest;
-use tauri::{AppHandle, Manager, Runtime};
+use tauri::{AppHandle, Runtime};
 
 use crate::hints;
-use crate::state::AppState;
 
 /// The argument that asks for a fetch.
 pub const FETCH_FLAG: &str = "--fetch";
@@ -37,15 +36,7 @@ pub fn single_instance_address() -> (String, String) {
 /// In the running app: a `--fetch` arrived from another process over D-Bus (the control socket
 /// was not there). Like a FETCH on the socket, it is a manual fetch: Pause does not stop it.
 pub fn fetch_requested<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        if let Err(e) = state.fetch_now(&app, Trigger::Control).await {
-            let notices = state.status().service_failed(&e);
-            state.notifier.send(notices);
-            crate::state::refresh(&app);
-        }
-    });
+    crate::state::fetch_in_background(app, Trigger::Control);
 }
 
 /// Runs `mailcall --fetch` from a shell or script.

@@ -69,6 +69,8 @@ enum Backend {
     /// The daemon that already ran; this tray is its front end.
     Daemon {
         link: DaemonLink,
+        /// How it differs from this tray's config, if it does.
+        differs: Option<String>,
         /// Stops following it.
         tasks: CancellationToken,
         generation: u64,
@@ -82,8 +84,9 @@ impl Backend {
             Backend::Here { instance, .. } => Serving::Here {
                 control: instance.control_path().map(|p| p.display().to_string()),
             },
-            Backend::Daemon { link, .. } => Serving::Daemon {
+            Backend::Daemon { link, differs, .. } => Serving::Daemon {
                 socket: link.socket().display().to_string(),
+                differs: differs.clone(),
             },
         }
     }
@@ -271,6 +274,10 @@ impl AppState {
                                 "a Mailcall already runs ({}): using it",
                                 socket.display()
                             );
+                            let differs = link.differs_from(&options.config);
+                            if let Some(d) = &differs {
+                                tracing::warn!("the running Mailcall differs from {}: {d}", self.config_path.display());
+                            }
                             let follower = link.clone();
                             let app = app.clone();
                             let stop = tasks.clone();
@@ -281,6 +288,7 @@ impl AppState {
                             });
                             return Ok(Backend::Daemon {
                                 link,
+                                differs,
                                 tasks,
                                 generation,
                             });
@@ -444,14 +452,9 @@ impl AppState {
                 tauri::async_runtime::spawn(async move {
                     // Its progress and result come as its events; only a failed request is ours.
                     if let Err(e) = link.fetch(trigger).await {
-                        let Some(state) = app.try_state::<AppState>() else {
-                            return;
-                        };
                         let problem =
                             Problem::new(format!("the running Mailcall daemon did not fetch: {e}"));
-                        let notices = state.status().service_failed(&problem);
-                        state.notifier.send(notices);
-                        refresh(&app);
+                        show_problem(&app, &problem);
                     }
                 });
                 Ok(())
@@ -538,6 +541,31 @@ async fn take_over<R: Runtime>(app: AppHandle<R>, generation: u64) {
         }
         tokio::time::sleep(TAKEOVER_EVERY).await;
     }
+}
+
+/// Shows a problem that is not an event (a failed request, a start that failed) on the tray,
+/// in the window and as a notification.
+pub fn show_problem<R: Runtime>(app: &AppHandle<R>, problem: &Problem) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let notices = state.status().service_failed(problem);
+    state.notifier.send(notices);
+    refresh(app);
+}
+
+/// Starts a fetch for `trigger` (the tray menu, a forwarded `--fetch`) without waiting for it;
+/// a failure to start it shows like any problem.
+pub fn fetch_in_background<R: Runtime>(app: &AppHandle<R>, trigger: Trigger) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        if let Err(e) = state.fetch_now(&app, trigger).await {
+            show_problem(&app, &e);
+        }
+    });
 }
 
 /// Publishes the current status to the tray (its watch) and the window.

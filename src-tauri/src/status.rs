@@ -82,6 +82,10 @@ pub enum Serving {
     Daemon {
         /// Its control socket.
         socket: String,
+        /// How it differs from this tray's config file (listener, accounts), if it does: it may
+        /// run with another config file, or with `--listen`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        differs: Option<String>,
     },
 }
 
@@ -94,9 +98,15 @@ impl Serving {
                 "Mailcall runs in this tray. Scripts reach it through {path} (`mailcall --fetch`, `mailcall-cli fetch --via-running`)"
             ),
             Serving::Here { control: None } => "Mailcall runs in this tray".into(),
-            Serving::Daemon { socket } => format!(
-                "Using the running Mailcall daemon at {socket}: Fetch now, Pause and account changes go to it. Changes to the settings above apply when it restarts"
-            ),
+            Serving::Daemon { socket, differs } => {
+                let mut note = format!(
+                    "Using the running Mailcall daemon at {socket}: Fetch now, Pause and account changes go to it. Changes to the settings above apply when it restarts"
+                );
+                if let Some(d) = differs {
+                    note.push_str(&format!(". Note: {d}"));
+                }
+                note
+            }
         }
     }
 }
@@ -182,7 +192,7 @@ impl TrayStatus {
         let news = self.serving != serving;
         self.serving = serving;
         match &self.serving {
-            Serving::Daemon { socket } if news => vec![Notice {
+            Serving::Daemon { socket, .. } if news => vec![Notice {
                 summary: "Mailcall uses the running daemon".into(),
                 body: format!(
                     "A Mailcall daemon already runs ({socket}): this tray shows its fetches and asks it to fetch."
@@ -195,7 +205,7 @@ impl TrayStatus {
 
     /// The daemon this tray fronted stopped; Mailcall is about to start here.
     pub fn daemon_lost(&mut self) -> Vec<Notice> {
-        let Serving::Daemon { socket } = std::mem::take(&mut self.serving) else {
+        let Serving::Daemon { socket, .. } = std::mem::take(&mut self.serving) else {
             return Vec::new();
         };
         self.fetching = false;
@@ -660,6 +670,7 @@ mod tests {
         let mut s = TrayStatus::default();
         let daemon = Serving::Daemon {
             socket: "/run/user/1/mailcall/control.sock".into(),
+            differs: None,
         };
         let n = s.service_started(daemon.clone());
         assert_eq!(n.len(), 1, "{n:?}");

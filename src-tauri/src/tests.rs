@@ -584,7 +584,8 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
     assert_eq!(
         second.serving(),
         Serving::Daemon {
-            socket: first.socket.display().to_string()
+            socket: first.socket.display().to_string(),
+            differs: None,
         }
     );
     let data = second.invoke("load_settings", json!({})).unwrap();

@@ -115,15 +115,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
 
 /// Starts a fetch; a failure shows on the tray and as a notification.
 pub fn fetch_now<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        if let Err(e) = state.fetch_now(&app, Trigger::Tray).await {
-            let notices = state.status().service_failed(&e);
-            state.notifier.send(notices);
-            crate::state::refresh(&app);
-        }
-    });
+    crate::state::fetch_in_background(app, Trigger::Tray);
 }
 
 fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
@@ -164,9 +156,7 @@ fn toggle_pause<R: Runtime>(app: &AppHandle<R>) {
         // already): PAUSE/RESUME on the control socket change it too.
         let paused = !state.is_paused().await;
         if let Err(e) = state.set_paused(&app, paused).await {
-            let notices = state.status().service_failed(&e);
-            state.notifier.send(notices);
-            crate::state::refresh(&app);
+            crate::state::show_problem(&app, &e);
         }
     });
 }

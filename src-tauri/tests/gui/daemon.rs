@@ -11,9 +11,9 @@ use mailcall_e2e::{
 };
 use serde_json::{json, Value};
 
-use crate::desktop::Desktop;
 use crate::{
-    control, one_desktop_at_a_time, open_session, open_tray_menu, screenshots, wait, wait_text,
+    control, fetch_from_tray_menu, one_desktop_at_a_time, open_session, pause_from_tray_menu,
+    start_desktop, wait, wait_pause_box, wait_text,
 };
 
 /// The records in the history file, oldest first.
@@ -77,23 +77,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         "{status}"
     );
 
-    let desktop = Desktop::start(
-        &keyring,
-        vec![
-            (
-                "MAILCALL_CONFIG".into(),
-                cli.config_path().display().to_string(),
-            ),
-            ("MAILCALL_LOG".into(), "info".into()),
-            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
-        ],
-    );
-    eprintln!(
-        "desktop on {}, logs in {}",
-        desktop.display(),
-        desktop.logs().display()
-    );
-    let shots = screenshots();
+    let (desktop, shots) = start_desktop(&keyring, cli.config_path());
 
     // 1. The tray comes up as the daemon's front end: it says so, and binds nothing itself.
     let wd = open_session(&desktop);
@@ -122,9 +106,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     desktop.screenshot(&keyring, &shots.join("settings-daemon.png"));
 
     // 2. Fetch now in the tray menu: the daemon fetches, recorded as the tray's fetch.
-    let (mx, my, mw) = open_tray_menu(&desktop, &keyring, &shots);
-    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
-    desktop.run(&keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+    fetch_from_tray_menu(&desktop, &keyring, &shots, None);
     let maildir = Maildir::new(&maildir_path);
     let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
         (!maildir.new_messages().is_empty()).then_some(())
@@ -172,15 +154,8 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     let shown = wait_text(&wd, "#history-list", "Fetched by the daemon", 30);
     assert!(shown.contains("tray"), "{shown}");
 
-    // 4. Pause in the tray menu pauses the daemon (GTK skips the disabled status line).
-    open_tray_menu(&desktop, &keyring, &shots);
-    desktop.run(
-        &keyring,
-        "xdotool",
-        &[
-            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
-        ],
-    );
+    // 4. Pause in the tray menu pauses the daemon.
+    pause_from_tray_menu(&desktop, &keyring, &shots);
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
         let out = cli.run(&["status"]);
         out.stdout
@@ -192,17 +167,9 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         "Pause in the tray menu did not pause the daemon: {}",
         cli.run(&["status"])
     );
+    // The box follows the daemon's switch without a reload (the status event).
     wd.click("#tab-settings").expect("Settings tab");
-    wait(10, "the Pause box to follow the daemon", || {
-        Ok(wd
-            .execute(
-                "return document.querySelector('#set-paused').checked;",
-                json!([]),
-            )?
-            .as_bool()
-            .filter(|c| *c)
-            .map(|_| ()))
-    });
+    wait_pause_box(&wd);
 
     // 5. The daemon stops: the tray says so and runs Mailcall itself, still paused (one switch).
     let term = std::process::Command::new("kill")

@@ -112,6 +112,63 @@ fn open_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) -> (i32
     (mx, my, mw)
 }
 
+/// The desktop the app runs on, with `config` as its config file; the screenshot directory.
+fn start_desktop(keyring: &KeyringEnv, config: &Path) -> (Desktop, PathBuf) {
+    let desktop = Desktop::start(
+        keyring,
+        vec![
+            ("MAILCALL_CONFIG".into(), config.display().to_string()),
+            ("MAILCALL_LOG".into(), "info".into()),
+            // Software compositing under Xvfb left the window unrepainted until an X event.
+            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+        ],
+    );
+    eprintln!(
+        "desktop on {}, logs in {}",
+        desktop.display(),
+        desktop.logs().display()
+    );
+    (desktop, screenshots())
+}
+
+/// Opens the tray menu and clicks its first item, "Fetch now" (with a screenshot of the open
+/// menu named `shot`, if given).
+fn fetch_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, shot: Option<&str>) {
+    let (mx, my, mw) = open_tray_menu(desktop, keyring, shots);
+    if let Some(name) = shot {
+        desktop.screenshot(keyring, &shots.join(name));
+    }
+    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
+    desktop.run(keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+}
+
+/// Opens the tray menu and picks "Pause automatic fetching" with the keyboard (GTK skips the
+/// disabled status line: Fetch now, Open mail folder, Settings…, Pause).
+fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) {
+    open_tray_menu(desktop, keyring, shots);
+    desktop.run(
+        keyring,
+        "xdotool",
+        &[
+            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
+        ],
+    );
+}
+
+/// Waits until the Settings tab's Pause box is checked (it follows the switch).
+fn wait_pause_box(wd: &WebDriver) {
+    wait(10, "the Pause box to be checked", || {
+        Ok(wd
+            .execute(
+                "return document.querySelector('#set-paused').checked;",
+                json!([]),
+            )?
+            .as_bool()
+            .filter(|c| *c)
+            .map(|_| ()))
+    });
+}
+
 /// One request line on the app's control socket; the JSON reply.
 fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
     use std::io::{BufRead, BufReader, Write};
@@ -176,21 +233,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         ),
     )
     .expect("writing the config");
-    let desktop = Desktop::start(
-        &keyring,
-        vec![
-            ("MAILCALL_CONFIG".into(), config_path.display().to_string()),
-            ("MAILCALL_LOG".into(), "info".into()),
-            // Software compositing under Xvfb left the window unrepainted until an X event.
-            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
-        ],
-    );
-    eprintln!(
-        "desktop on {}, logs in {}",
-        desktop.display(),
-        desktop.logs().display()
-    );
-    let shots = screenshots();
+    let (desktop, shots) = start_desktop(&keyring, &config_path);
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
     let wd = open_session(&desktop);
@@ -283,11 +326,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     wd.click("#acct-cancel").expect("Cancel");
 
     // 5. Fetch now from the tray menu, clicked with xdotool.
-    let (mx, my, mw) = open_tray_menu(&desktop, &keyring, &shots);
-    desktop.screenshot(&keyring, &shots.join("tray-menu.png"));
-    // "Fetch now" is the first item.
-    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
-    desktop.run(&keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+    fetch_from_tray_menu(&desktop, &keyring, &shots, Some("tray-menu.png"));
 
     let maildir = Maildir::new(&maildir_path);
     let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
@@ -322,17 +361,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     assert!(notes.contains("news@sender.test"), "{notes}");
 
     // 6. The tray serves the control socket; "Pause automatic fetching" in the tray menu
-    //    reaches the triggers (STATUS says paused). Keyboard: GTK skips the disabled status line.
+    //    reaches the triggers (STATUS says paused).
     let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
     assert_eq!(status["paused"], false, "{status}");
-    open_tray_menu(&desktop, &keyring, &shots);
-    desktop.run(
-        &keyring,
-        "xdotool",
-        &[
-            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
-        ],
-    );
+    pause_from_tray_menu(&desktop, &keyring, &shots);
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
         control(&keyring, "STATUS")
             .ok()
@@ -349,16 +381,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         json!([]),
     )
     .expect("reloading the window");
-    wait(10, "the Pause box to be checked", || {
-        Ok(wd
-            .execute(
-                "return document.querySelector('#set-paused').checked;",
-                json!([]),
-            )?
-            .as_bool()
-            .filter(|c| *c)
-            .map(|_| ()))
-    });
+    wait_pause_box(&wd);
     desktop.screenshot(&keyring, &shots.join("settings-tab.png"));
 
     // 7. `mailcall --fetch` asks the running instance over the control socket and prints the
