@@ -202,27 +202,17 @@ impl AppState {
             .stop()
             .await;
         self.status().stopped();
-        let result = self.start(app).await;
-        let notices = match result {
-            Ok(started) => {
-                let serving = started.serving();
-                *backend = started;
-                Ok(self.status().service_started(serving))
-            }
-            Err(problem) => Err(problem),
-        };
+        let outcome = self.start(app).await.map(|started| {
+            let serving = started.serving();
+            *backend = started;
+            serving
+        });
         drop(backend);
-        let result = match notices {
-            Ok(notices) => {
-                self.notifier.send(notices);
-                Ok(())
-            }
-            Err(problem) => {
-                let notices = self.status().service_failed(&problem);
-                self.notifier.send(notices);
-                Err(problem)
-            }
+        let (notices, result) = match outcome {
+            Ok(serving) => (self.status().service_started(serving), Ok(())),
+            Err(problem) => (self.status().service_failed(&problem), Err(problem)),
         };
+        self.notifier.send(notices);
         refresh(app);
         result
     }
@@ -247,59 +237,19 @@ impl AppState {
                 Ok(instance) => {
                     self.started_once.store(true, Ordering::SeqCst);
                     let tasks = CancellationToken::new();
-                    self.status().set_paused(instance.triggers().is_paused());
+                    // Subscribed before it is read: no flip falls in between.
+                    let paused = instance.triggers().paused_changes();
+                    self.status().set_paused(*paused.borrow());
                     tauri::async_runtime::spawn(pump_events(app.clone(), rx, tasks.clone()));
-                    tauri::async_runtime::spawn(mirror_pause(
-                        app.clone(),
-                        instance.triggers().paused_changes(),
-                        tasks.clone(),
-                    ));
+                    tauri::async_runtime::spawn(mirror_pause(app.clone(), paused, tasks.clone()));
                     return Ok(Backend::Here {
                         instance: Box::new(instance),
                         tasks,
                     });
                 }
                 Err(StartError::AlreadyRunning(socket)) => {
-                    match DaemonLink::connect(socket.clone()).await {
-                        Ok((link, events, status)) => {
-                            self.started_once.store(true, Ordering::SeqCst);
-                            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                            let tasks = CancellationToken::new();
-                            {
-                                let mut s = self.status();
-                                s.set_paused(status.paused);
-                                s.set_fetching(status.fetching);
-                            }
-                            tracing::info!(
-                                "a Mailcall already runs ({}): using it",
-                                socket.display()
-                            );
-                            let differs = link.differs_from(&options.config);
-                            if let Some(d) = &differs {
-                                tracing::warn!("the running Mailcall differs from {}: {d}", self.config_path.display());
-                            }
-                            let follower = link.clone();
-                            let app = app.clone();
-                            let stop = tasks.clone();
-                            tauri::async_runtime::spawn(async move {
-                                follower
-                                    .follow(events, stop, |news| on_daemon_news(&app, news, generation))
-                                    .await;
-                            });
-                            return Ok(Backend::Daemon {
-                                link,
-                                differs,
-                                tasks,
-                                generation,
-                            });
-                        }
-                        Err(e) if e.is_not_running() => continue,
-                        Err(e) => {
-                            return Err(Problem::new(format!(
-                                "a Mailcall already runs and owns {}, but this tray cannot use it: {e}. Stop it (or this tray) and start Mailcall again",
-                                socket.display()
-                            )))
-                        }
+                    if let Some(front_end) = self.front_end(app, socket, &options.config).await? {
+                        return Ok(front_end);
                     }
                 }
                 Err(e) => return Err(e.problem()),
@@ -308,6 +258,56 @@ impl AppState {
         Err(Problem::new(
             "another Mailcall keeps starting and stopping on the control socket; stop it, then start Mailcall again",
         ))
+    }
+
+    /// Becomes the front end of the Mailcall that owns `socket`; `None` when it stopped just
+    /// now (so Mailcall can start here).
+    async fn front_end<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        socket: PathBuf,
+        config: &Config,
+    ) -> Result<Option<Backend>, Problem> {
+        let (link, events, status) = match DaemonLink::connect(socket.clone()).await {
+            Ok(connected) => connected,
+            Err(e) if e.is_not_running() => return Ok(None),
+            Err(e) => {
+                return Err(Problem::new(format!(
+                    "a Mailcall already runs and owns {}, but this tray cannot use it: {e}. Stop it (or this tray) and start Mailcall again",
+                    socket.display()
+                )))
+            }
+        };
+        tracing::info!("a Mailcall already runs ({}): using it", socket.display());
+        self.started_once.store(true, Ordering::SeqCst);
+        let differs = link.differs_from(config);
+        if let Some(d) = &differs {
+            tracing::warn!(
+                "the running Mailcall differs from {}: {d}",
+                self.config_path.display()
+            );
+        }
+        {
+            let mut s = self.status();
+            s.set_paused(status.paused);
+            s.set_fetching(status.fetching);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let tasks = CancellationToken::new();
+        let follower = link.clone();
+        let app = app.clone();
+        let stop = tasks.clone();
+        tauri::async_runtime::spawn(async move {
+            follower
+                .follow(events, stop, |news| on_daemon_news(&app, news, generation))
+                .await;
+        });
+        Ok(Some(Backend::Daemon {
+            link,
+            differs,
+            tasks,
+            generation,
+        }))
     }
 
     /// An older tray kept the pause switch in `gui.toml`: it becomes the core's remembered

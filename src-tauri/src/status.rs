@@ -141,6 +141,8 @@ pub struct StatusView {
     pub paused: bool,
     /// Who runs Mailcall (this tray, or the daemon it fronts).
     pub serving: Serving,
+    /// The same in a sentence, for the Settings tab.
+    pub note: String,
 }
 
 impl TrayStatus {
@@ -382,6 +384,7 @@ impl TrayStatus {
             fetching: self.fetching,
             paused: self.paused,
             serving: self.serving.clone(),
+            note: self.serving.note(),
         }
     }
 }

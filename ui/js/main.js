@@ -13,6 +13,8 @@ function showStatus(s) {
   line.title = s.tooltip;
   line.classList.toggle("error", s.state === "error");
   $("#fetch-now").disabled = s.fetching;
+  // Who runs Mailcall changes when a daemon this tray used goes away.
+  $("#control-note").textContent = s.note;
   // Only a change of the switch touches the box (not the user's unsaved click).
   if (lastPaused !== null && s.paused !== lastPaused) showPaused(s.paused);
   lastPaused = s.paused;

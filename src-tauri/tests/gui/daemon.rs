@@ -203,6 +203,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         status["paused"], true,
         "the daemon's pause is the tray's: {status}"
     );
+    wait_text(&wd, "#control-note", "Mailcall runs in this tray", 20);
     assert_eq!(
         status["listen"],
         format!("127.0.0.1:{listener_port}"),
