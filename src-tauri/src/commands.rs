@@ -3,16 +3,21 @@
 
 use std::time::Duration;
 
+use mailcall_core::client::ClientSettings;
 use mailcall_core::config;
-use mailcall_core::etrn::{self, ClientSettings};
-use mailcall_core::history::{History, SessionRecord, HISTORY_FILE};
+use mailcall_core::etrn;
+use mailcall_core::hint::{Problem, Setting};
+use mailcall_core::history::{SessionRecord, Trigger};
+use mailcall_core::instance;
 use mailcall_core::keystore::KeystoreError;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
-use crate::forms::{AccountForm, AccountView, CheckView, SettingsForm, UiError};
+use crate::forms::{self, AccountForm, AccountView, CheckView, SettingsForm, UiError};
+use crate::hints;
 use crate::prefs;
 use crate::state::AppState;
+use crate::status::Serving;
 
 /// Everything the window shows on opening.
 #[derive(Debug, Serialize)]
@@ -27,19 +32,35 @@ pub struct SettingsData {
     pub config_path: String,
     /// The tray status now.
     pub status: crate::status::StatusView,
-    /// Where the listener listens, when it runs.
+    /// Where the listener listens, when Mailcall runs (here, or the daemon's).
     pub listening: Option<String>,
-    /// Where scripts reach this Mailcall (the control socket), or why they cannot.
+    /// Who runs Mailcall and where scripts reach it ("Using the running Mailcall daemon at …").
     pub control: String,
+}
+
+/// A problem as the window shows it: the message, with where to fix it; a fix in the Settings
+/// tab also puts the message next to that field.
+fn ui_problem(problem: &Problem, prefix: &str) -> UiError {
+    let mut err = UiError::new(format!("{prefix}{}", hints::render(problem)));
+    if let Some(Setting::Config { key }) = &problem.fix {
+        if let Some(field) = forms::settings_field_name(key) {
+            err.field(field, problem.message.clone());
+        }
+    }
+    err
 }
 
 /// The preferences and accounts.
 #[tauri::command]
 pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, UiError> {
     let config = state.config()?;
-    let default_maildir = config::data_dir()
-        .map(|d| d.join("Maildir").display().to_string())
-        .unwrap_or_default();
+    let default_maildir = config::Config {
+        maildir: None,
+        ..config.clone()
+    }
+    .maildir_path()
+    .map(|d| d.display().to_string())
+    .unwrap_or_default();
     let prefs = state.prefs();
     let settings = SettingsForm::from_config(
         &config,
@@ -48,42 +69,35 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         prefs::start_at_login(),
         state.is_paused().await,
     );
-    let store = state.store.clone();
-    let names = config.accounts.clone();
-    let (accounts, unreadable) = tauri::async_runtime::spawn_blocking(move || {
-        let mut accounts = Vec::new();
-        let mut unreadable = Vec::new();
-        for n in names {
-            match store.load(&n) {
-                Ok(a) => accounts.push(AccountView::from(&a)),
-                Err(e) if e.is_unavailable() => return Err(e),
-                Err(e) => unreadable.push((n, e.to_string())),
-            }
-        }
-        Ok((accounts, unreadable))
-    })
-    .await??;
-    let listening = state.listen_addr().await.map(|a| a.to_string());
+    let (accounts, skipped) =
+        instance::load_accounts(state.store.clone(), config.accounts.clone()).await?;
+    let unreadable = skipped
+        .into_iter()
+        .map(|p| (p.account.clone().unwrap_or_default(), p.message))
+        .collect();
+    let listening = state.listen_addr().await;
+    let control = state.serving().await.note();
     let status = state.status().view();
     Ok(SettingsData {
         settings,
-        accounts,
+        accounts: accounts.iter().map(AccountView::from).collect(),
         unreadable,
         config_path: state.config_path.display().to_string(),
         status,
         listening,
-        control: state.control_note(),
+        control,
     })
 }
 
-/// Saves the preferences; restarts the service when the listener, the Maildir or a trigger
-/// option changed (a restart for new settings does not fetch at start again).
+/// Saves the preferences; restarts Mailcall here when the config changed (a restart for new
+/// settings does not fetch at start again). A daemon this tray fronts reads them when it
+/// restarts: the answer says so.
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     settings: SettingsForm,
-) -> Result<(), UiError> {
+) -> Result<Option<String>, UiError> {
     let mut config = state.config()?;
     let before = config.clone();
     settings.apply(&mut config)?;
@@ -93,33 +107,40 @@ pub async fn save_settings<R: Runtime>(
     let mut prefs = state.prefs();
     prefs.notifications = settings.notifications;
     state.set_prefs(prefs)?;
-    state.set_paused(settings.paused).await?;
-    crate::tray::show_paused(&app, settings.paused);
     if settings.start_at_login != prefs::start_at_login() {
         let exe = std::env::current_exe()?;
         prefs::set_start_at_login(settings.start_at_login, &exe)?;
     }
-    let restart = config.listen != before.listen
-        || config.maildir != before.maildir
-        || config.idle_timeout != before.idle_timeout
-        || config.max_message_size != before.max_message_size
-        || config.interfaces != before.interfaces
-        || config.settle_delay != before.settle_delay
-        || config.fetch_interval != before.fetch_interval
-        || state.listen_addr().await.is_none();
-    if restart {
-        state.start_service(&app).await.map_err(|e| {
-            let mut err = UiError::new(format!("Saved, but Mailcall cannot run with them: {e}"));
-            if e.contains("listen") || e.contains("bind") || e.contains("port") {
-                err.fields.insert("listen".into(), e.clone());
+    let serving = state.serving().await;
+    let mut note = None;
+    match serving {
+        Serving::Daemon { socket, .. } if config != before => {
+            note = Some(format!(
+                "The running Mailcall daemon ({socket}) uses them once it restarts."
+            ));
+        }
+        Serving::Daemon { .. } => {}
+        Serving::NotRunning | Serving::Here { .. } => {
+            if config != before || serving == Serving::NotRunning {
+                state
+                    .start_service(&app)
+                    .await
+                    .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?;
             }
-            err
-        })?;
+        }
     }
-    Ok(())
+    // After a restart: the switch goes to what runs now (and is remembered for the next start).
+    if settings.paused != state.is_paused().await {
+        state
+            .set_paused(&app, settings.paused)
+            .await
+            .map_err(|p| ui_problem(&p, ""))?;
+    }
+    Ok(note)
 }
 
-/// Creates or replaces an account (keyring first, then the config's list of names).
+/// Creates or replaces an account (keyring first, then the config's list of names), then tells
+/// the running Mailcall (here, or the daemon).
 #[tauri::command]
 pub async fn save_account(
     state: State<'_, AppState>,
@@ -141,19 +162,16 @@ pub async fn save_account(
     .await??;
     if original.is_empty() && stored.is_some() {
         let mut err = UiError::new("Please correct the marked fields.");
-        err.fields.insert(
-            "name".into(),
-            "An account with this name exists already: choose another name or edit that one".into(),
+        err.field(
+            "name",
+            "An account with this name exists already: choose another name or edit that one",
         );
         return Err(err);
     }
-    let new = account.validate(stored.as_ref())?;
+    let new = account.to_account(stored.as_ref())?;
     if !original.is_empty() && original != new.name && config.accounts.contains(&new.name) {
         let mut err = UiError::new("Please correct the marked fields.");
-        err.fields.insert(
-            "name".into(),
-            "Another account has this name already".into(),
-        );
+        err.field("name", "Another account has this name already");
         return Err(err);
     }
     let store = state.store.clone();
@@ -173,11 +191,14 @@ pub async fn save_account(
     }
     config.add_account(&new.name);
     config.save(&state.config_path)?;
-    state.reload_accounts().await?;
+    state
+        .reload_accounts()
+        .await
+        .map_err(|p| ui_problem(&p, ""))?;
     Ok(AccountView::from(&new))
 }
 
-/// Removes an account from the keyring and the config.
+/// Removes an account from the keyring and the config, then tells the running Mailcall.
 #[tauri::command]
 pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<(), UiError> {
     let mut config = state.config()?;
@@ -193,12 +214,16 @@ pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<
             "There is no account {name:?}; reload the window"
         )));
     }
-    state.reload_accounts().await?;
+    state
+        .reload_accounts()
+        .await
+        .map_err(|p| ui_problem(&p, ""))?;
     Ok(())
 }
 
 /// Connects to the ISP of the account in the form (not necessarily saved) and reports TLS,
-/// AUTH and whether ETRN is advertised; no ETRN is sent.
+/// AUTH and whether ETRN is advertised; no ETRN is sent. A failure names the form field to
+/// change when one does.
 #[tauri::command]
 pub async fn test_connection(
     state: State<'_, AppState>,
@@ -210,45 +235,77 @@ pub async fn test_connection(
         o => o.to_string(),
     };
     let stored = tauri::async_runtime::spawn_blocking(move || store.load(&lookup).ok()).await?;
-    let account = account.validate(stored.as_ref())?;
+    let account = account.to_account(stored.as_ref())?;
+    let reply_timeout = state.config().map(|c| c.reply_timeout).unwrap_or(30);
     let settings = ClientSettings {
         connect_timeout: Duration::from_secs(15),
-        reply_timeout: Duration::from_secs(30),
+        reply_timeout: Duration::from_secs(reply_timeout.min(30)),
         ..ClientSettings::default()
     };
     let (info, error, transcript) = etrn::check_account(&account, &settings).await;
-    let error = error.map(|e| e.to_string()).or_else(|| {
-        (!info.etrn_advertised).then(|| {
-            format!(
-                "{}:{} does not advertise ETRN: ask the ISP whether it holds mail for ETRN, or check the host and port",
-                account.host, account.port
-            )
-        })
-    });
+    let problem = error.map(|e| Problem::new(e.to_string()).fixed_by(e.fix(&account.name)));
+    let field = match problem.as_ref().and_then(|p| p.fix.as_ref()) {
+        Some(Setting::Account { field, .. }) => Some(forms::account_field_name(*field).to_string()),
+        _ => None,
+    };
     Ok(CheckView {
-        greeting: info.greeting,
+        greeting: info.greeting.clone(),
         tls: info.tls,
         auth: match (&account.username, info.authenticated) {
             (None, _) => "not configured".into(),
             (Some(_), true) => "yes".into(),
             (Some(_), false) => "no".into(),
         },
-        etrn_advertised: info.etrn_advertised,
-        extensions: info.extensions,
-        error,
+        etrn_advertised: info.advertises("ETRN"),
+        extensions: info.extensions.clone(),
+        // The field is marked in the form; a fix elsewhere is said in words.
+        error: problem.map(|p| match field {
+            Some(_) => p.message.clone(),
+            None => hints::render(&p),
+        }),
+        field,
         transcript: transcript.iter().map(|l| l.to_string()).collect(),
     })
 }
 
-/// The newest fetch sessions, newest first (transcripts have AUTH redacted already).
+/// One history record as the window shows it: the record, its headline (as every front end
+/// words it) and its problems with where to fix them.
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    /// The record as kept.
+    #[serde(flatten)]
+    pub record: SessionRecord,
+    /// `2 message(s) in 3.1 s; ended: idle`.
+    pub headline: String,
+    /// Whether every ETRN was accepted and nothing went wrong.
+    pub ok: bool,
+    /// What went wrong, each with where to fix it.
+    pub problems: Vec<String>,
+}
+
+/// The newest history records, newest first (transcripts have AUTH redacted already).
 #[tauri::command]
-pub async fn history(limit: Option<usize>) -> Result<Vec<SessionRecord>, UiError> {
-    let path = config::data_dir()?.join(HISTORY_FILE);
+pub async fn history(
+    state: State<'_, AppState>,
+    limit: Option<usize>,
+) -> Result<Vec<HistoryEntry>, UiError> {
+    let history = state.config()?.history()?;
     let limit = limit.unwrap_or(50).min(500);
-    let (mut records, _bad) =
-        tauri::async_runtime::spawn_blocking(move || History::new(path).recent(limit)).await??;
-    records.reverse();
-    Ok(records)
+    let (records, _bad) =
+        tauri::async_runtime::spawn_blocking(move || history.recent(limit)).await??;
+    Ok(records
+        .into_iter()
+        .rev()
+        .map(|record| {
+            let summary = record.summary();
+            HistoryEntry {
+                headline: summary.headline,
+                ok: record.succeeded(),
+                problems: summary.problems.iter().map(hints::render).collect(),
+                record,
+            }
+        })
+        .collect())
 }
 
 /// Starts a fetch of every account (the window's "Fetch now").
@@ -257,5 +314,8 @@ pub async fn fetch_now<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<(), UiError> {
-    state.fetch_now(&app, "window").await.map_err(UiError::new)
+    state
+        .fetch_now(&app, Trigger::Window)
+        .await
+        .map_err(|p| ui_problem(&p, ""))
 }

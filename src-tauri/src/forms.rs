@@ -1,15 +1,75 @@
-//! What the window sends and gets: account and settings forms with their validation (field by
-//! field, each message saying what is wrong), and views that never carry a saved password.
+//! What the window sends and gets: the account and settings forms, and how their fields map to
+//! an [`Account`] and to config keys. No rules live here: an account is checked by
+//! [`Account::check`] and each preference by [`Config::set`]; their problems come back next to
+//! the field they name. Views never carry a saved password.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use mailcall_core::account::{
-    self, Account, DomainSpec, EtrnForm, LinkSettings, Secret, Security, DEFAULT_LINK_TIMEOUT,
+    Account, AccountProblem, DomainSpec, EtrnForm, LinkSettings, Secret, Security,
 };
-use mailcall_core::config::Config;
+use mailcall_core::config::{Config, ConfigError};
+use mailcall_core::hint::AccountField;
 use serde::{Deserialize, Serialize};
+
+/// Each account field: its name in the form (and in [`UiError::fields`]) and its label in the
+/// window (what hints tell the user to change).
+pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
+    (AccountField::Name, "name", "Name"),
+    (AccountField::Host, "host", "Server"),
+    (AccountField::Port, "port", "Port"),
+    (AccountField::Security, "security", "Security"),
+    (AccountField::User, "username", "User name"),
+    (AccountField::Password, "password", "Password"),
+    (AccountField::CaFile, "ca_file", "CA file"),
+    (AccountField::Helo, "helo", "HELO name"),
+    (AccountField::Domains, "domains", "Domains"),
+    (
+        AccountField::ConnectCommand,
+        "connect_command",
+        "Connect command",
+    ),
+    (
+        AccountField::DisconnectCommand,
+        "disconnect_command",
+        "Disconnect command",
+    ),
+    (
+        AccountField::LinkTimeout,
+        "link_timeout",
+        "Link timeout (s)",
+    ),
+];
+
+/// The config keys the Settings tab edits: key, the form's field name, and its label.
+pub const SETTINGS_FIELDS: &[(&str, &str, &str)] = &[
+    ("listen", "listen", "Listen on"),
+    ("maildir", "maildir", "Maildir"),
+    ("idle-timeout", "idle_timeout", "Idle timeout (s)"),
+    ("max-message-size", "max_size_mib", "Largest message (MiB)"),
+    ("interfaces", "interfaces", "Interfaces"),
+    ("settle-delay", "settle_delay", "Settle delay (s)"),
+    ("fetch-interval", "fetch_interval", "Fetch every (min)"),
+    ("fetch-at-start", "fetch_at_start", "At start"),
+];
+
+/// The account form's field for `field`.
+pub fn account_field_name(field: AccountField) -> &'static str {
+    ACCOUNT_FIELDS
+        .iter()
+        .find(|(f, _, _)| *f == field)
+        .map(|(_, name, _)| *name)
+        .unwrap_or("name")
+}
+
+/// The Settings tab's field for config `key`, when the window shows that key.
+pub fn settings_field_name(key: &str) -> Option<&'static str> {
+    SETTINGS_FIELDS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, name, _)| *name)
+}
 
 /// An error for the window: a message, and per-field messages shown next to the fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -29,8 +89,11 @@ impl UiError {
         }
     }
 
-    fn field(&mut self, name: impl Into<String>, message: impl Into<String>) {
-        self.fields.entry(name.into()).or_insert(message.into());
+    /// Adds a message next to the field `name` (the first one given for a field stays).
+    pub fn field(&mut self, name: impl Into<String>, message: impl Into<String>) {
+        self.fields
+            .entry(name.into())
+            .or_insert_with(|| sentence(&message.into()));
     }
 
     fn into_result<T>(self, ok: T) -> Result<T, UiError> {
@@ -51,6 +114,16 @@ impl<E: std::fmt::Display> From<E> for UiError {
     }
 }
 
+/// The core's rule texts start in lower case (they follow a field's name in the CLI); next to
+/// a field in the window they read as a sentence.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// One domain row of the account form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainRow {
@@ -63,27 +136,27 @@ pub struct DomainRow {
 /// An account as the window shows it: everything but the password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountView {
-    /// Name.
+    /// The account's name.
     pub name: String,
-    /// ISP host.
+    /// The ISP's mail server.
     pub host: String,
-    /// ISP port.
+    /// The ISP's port.
     pub port: u16,
-    /// Security mode.
+    /// How the connection is secured.
     pub security: Security,
-    /// AUTH user, empty for none.
+    /// The AUTH user, empty for none.
     pub username: String,
     /// Whether a password is stored (the password itself never leaves the keyring).
     pub has_password: bool,
-    /// EHLO name, empty for the machine's.
+    /// The EHLO name, empty for the machine's.
     pub helo: String,
-    /// CA file, empty for none.
+    /// The CA file, empty for none.
     pub ca_file: String,
-    /// Domains.
+    /// The domains to release.
     pub domains: Vec<DomainRow>,
-    /// Connect command (dial-up), empty for none.
+    /// The connect command (dial-up), empty for none.
     pub connect_command: String,
-    /// Disconnect command, empty for none.
+    /// The disconnect command, empty for none.
     pub disconnect_command: String,
     /// Seconds to wait for the link, empty for the default.
     pub link_timeout: String,
@@ -129,27 +202,27 @@ impl From<&Account> for AccountView {
 pub struct AccountForm {
     /// The name it had before editing; empty for a new account.
     pub original: String,
-    /// Name.
+    /// The account's name.
     pub name: String,
-    /// ISP host.
+    /// The ISP's mail server.
     pub host: String,
-    /// ISP port; empty for the security mode's default.
+    /// The ISP's port; empty for the security mode's default.
     pub port: String,
-    /// Security mode.
+    /// How the connection is secured.
     pub security: Security,
-    /// AUTH user; empty for none.
+    /// The AUTH user; empty for none.
     pub username: String,
-    /// New password; empty keeps the stored one (for the same user).
+    /// A new password; empty keeps the stored one (for the same user).
     pub password: String,
-    /// EHLO name; empty for the machine's.
+    /// The EHLO name; empty for the machine's.
     pub helo: String,
-    /// CA file; empty for none.
+    /// The CA file; empty for none.
     pub ca_file: String,
-    /// Domains.
+    /// The domains to release.
     pub domains: Vec<DomainRow>,
-    /// Connect command; empty for none. Absent (an older window): keep the stored one.
+    /// The connect command; empty for none. Absent (an older window): keep the stored one.
     pub connect_command: Option<String>,
-    /// Disconnect command; empty for none. Absent: keep the stored one.
+    /// The disconnect command; empty for none. Absent: keep the stored one.
     pub disconnect_command: Option<String>,
     /// Seconds to wait for the link; empty for the default. Absent: keep the stored value.
     pub link_timeout: Option<String>,
@@ -173,76 +246,28 @@ impl std::fmt::Debug for AccountForm {
     }
 }
 
+/// Text to a value; an empty field is `None`.
+fn optional(text: &str) -> Option<String> {
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 impl AccountForm {
-    /// Checks every field and builds the account; `stored` is the saved version (for the
-    /// password: an empty field keeps it when the user name is unchanged).
-    pub fn validate(&self, stored: Option<&Account>) -> Result<Account, UiError> {
+    /// The account the form describes, checked by [`Account::check`]; `stored` is the saved
+    /// version (an empty password field keeps its password when the user name is unchanged,
+    /// and dial-up fields the window left out keep their values).
+    pub fn to_account(&self, stored: Option<&Account>) -> Result<Account, UiError> {
         let mut err = UiError::default();
-        let name = self.name.trim();
-        if let Err(e) = account::validate_name(name) {
-            err.field("name", e);
-        }
-        let host = self.host.trim();
-        if host.is_empty() {
-            err.field("host", "Enter the ISP's mail server, e.g. mail.example.net");
-        } else if host.contains(char::is_whitespace) || host.contains('/') {
-            err.field("host", format!("{host:?} is not a host name or IP address"));
-        }
+        // Typing only: text that is not a number or a domain at all. The rules are the core's.
         let port = match self.port.trim() {
             "" => self.security.default_port(),
-            p => match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    err.field(
-                        "port",
-                        format!("{p:?} is not a port: use a number from 1 to 65535"),
-                    );
-                    0
-                }
-            },
-        };
-        let username = Some(self.username.trim().to_string()).filter(|u| !u.is_empty());
-        let password = if !self.password.is_empty() {
-            Some(Secret::new(self.password.clone()))
-        } else {
-            stored
-                .filter(|s| s.username == username)
-                .and_then(|s| s.password.clone())
-        };
-        if username.is_some() && password.is_none() {
-            err.field("password", "Enter the password for this user name");
-        }
-        if username.is_some() && self.security == Security::None {
-            err.field(
-                "security",
-                "A password is never sent unencrypted: choose STARTTLS or TLS, or remove the user name",
-            );
-        }
-        let helo = Some(self.helo.trim().to_string()).filter(|h| !h.is_empty());
-        if let Some(h) = &helo {
-            if !h
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
-            {
+            p => p.parse::<u16>().unwrap_or_else(|_| {
                 err.field(
-                    "helo",
-                    format!("{h:?} is not a host name: use e.g. mail.example.com"),
+                    "port",
+                    format!("{p:?} is not a port: use a number from 1 to 65535"),
                 );
-            }
-        }
-        let ca_file = Some(self.ca_file.trim())
-            .filter(|c| !c.is_empty())
-            .map(PathBuf::from);
-        if let Some(p) = &ca_file {
-            if !p.is_absolute() {
-                err.field(
-                    "ca_file",
-                    "Give the full path of the CA file (starting with /)",
-                );
-            } else if !p.is_file() {
-                err.field("ca_file", format!("There is no file {}", p.display()));
-            }
-        }
+                0
+            }),
+        };
         let mut domains: Vec<DomainSpec> = Vec::new();
         for (i, row) in self.domains.iter().enumerate() {
             let prefix = match row.form {
@@ -255,104 +280,78 @@ impl AccountForm {
                 continue;
             }
             match format!("{prefix}{bare}").parse::<DomainSpec>() {
-                Ok(spec) if !domains.contains(&spec) => domains.push(spec),
-                Ok(_) => err.field(format!("domains.{i}"), "This domain is listed twice"),
+                Ok(spec) => domains.push(spec),
                 Err(e) => err.field(format!("domains.{i}"), e),
             }
         }
-        if domains.is_empty() && !err.fields.keys().any(|k| k.starts_with("domains.")) {
-            err.field("domains", "Add at least one domain the ISP holds mail for");
-        }
-        let link = self.link(stored, &mut err);
-        err.into_result(Account {
-            name: name.to_string(),
-            host: host.to_string(),
+        let username = optional(&self.username);
+        let password = if !self.password.is_empty() {
+            Some(Secret::new(self.password.clone()))
+        } else {
+            stored
+                .filter(|s| s.username == username)
+                .and_then(|s| s.password.clone())
+        };
+        let old = stored.map(|s| s.link.clone()).unwrap_or_default();
+        let keep = |given: &Option<String>, old: Option<String>| match given {
+            Some(text) => optional(text),
+            None => old,
+        };
+        let link_timeout = match self.link_timeout.as_deref().map(str::trim) {
+            None => old.link_timeout,
+            Some("") => None,
+            Some(t) => t.parse::<u64>().map(Some).unwrap_or_else(|_| {
+                err.field("link_timeout", format!("{t:?} is not a number of seconds"));
+                None
+            }),
+        };
+        let account = Account {
+            name: self.name.trim().to_string(),
+            host: self.host.trim().to_string(),
             port,
             security: self.security,
             username,
             password,
-            helo,
-            ca_file,
+            helo: optional(&self.helo),
+            ca_file: optional(&self.ca_file).map(PathBuf::from),
             domains,
-            link,
-        })
-    }
-
-    /// The dial-up settings: each field the window left out keeps the stored value, so a window
-    /// that does not know them cannot wipe what `mailcall-cli account set` put there.
-    fn link(&self, stored: Option<&Account>, err: &mut UiError) -> LinkSettings {
-        let old = stored.map(|s| s.link.clone()).unwrap_or_default();
-        let mut command = |field: &str, given: &Option<String>, old: Option<String>| {
-            let Some(given) = given else { return old };
-            let line = given.trim();
-            if line.is_empty() {
-                return None;
-            }
-            match mailcall_core::trigger::split_command(line) {
-                Ok(words) if !words.is_empty() => Some(line.to_string()),
-                Ok(_) => None,
-                Err(e) => {
-                    err.field(
-                        field,
-                        format!("{e}. Commands run without a shell; quote words with ' or \""),
-                    );
-                    None
-                }
-            }
-        };
-        let connect_command = command(
-            "connect_command",
-            &self.connect_command,
-            old.connect_command,
-        );
-        let disconnect_command = command(
-            "disconnect_command",
-            &self.disconnect_command,
-            old.disconnect_command,
-        );
-        let link_timeout = match self.link_timeout.as_deref().map(str::trim) {
-            None => old.link_timeout,
-            Some("") => None,
-            Some(t) => match t.parse::<u64>() {
-                Ok(n) if (1..=3600).contains(&n) => Some(n),
-                _ => {
-                    err.field(
-                        "link_timeout",
-                        format!(
-                            "{t:?} is not a wait: enter seconds from 1 to 3600, or leave it empty for {DEFAULT_LINK_TIMEOUT}"
-                        ),
-                    );
-                    None
-                }
+            link: LinkSettings {
+                connect_command: keep(&self.connect_command, old.connect_command),
+                disconnect_command: keep(&self.disconnect_command, old.disconnect_command),
+                link_timeout,
             },
         };
-        LinkSettings {
-            connect_command,
-            disconnect_command,
-            link_timeout,
+        for AccountProblem { field, problem } in account.check() {
+            let name = account_field_name(field);
+            // A row that did not parse already says why; "add a domain" would only confuse.
+            let row_error = err.fields.keys().any(|k| k.starts_with("domains."));
+            if !(field == AccountField::Domains && row_error) {
+                err.field(name, problem);
+            }
         }
+        err.into_result(account)
     }
 }
 
 /// The preferences as the window shows and sends them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettingsForm {
-    /// Listener address (ADDR:PORT).
+    /// The listener's address (ADDR:PORT).
     pub listen: String,
-    /// Maildir; empty for the default.
+    /// The Maildir; empty for the default.
     pub maildir: String,
     /// The default Maildir (shown as a placeholder).
     #[serde(default)]
     pub default_maildir: String,
-    /// Idle timeout in seconds.
+    /// The idle timeout in seconds.
     pub idle_timeout: String,
-    /// Largest message in MiB.
+    /// The largest message in MiB.
     pub max_size_mib: String,
     /// Desktop notifications on.
     pub notifications: bool,
     /// Start at login.
     pub start_at_login: bool,
-    /// Automatic fetching paused.
+    /// Automatic fetching paused (the one remembered switch, shared with the daemon).
     pub paused: bool,
     /// Interfaces whose link-up fetches: globs separated by commas; empty for any but loopback.
     pub interfaces: String,
@@ -365,11 +364,9 @@ pub struct SettingsForm {
 }
 
 const MIB: u64 = 1024 * 1024;
-/// The longest fetch interval the window offers: a week.
-const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
 
 impl SettingsForm {
-    /// The form for a config and the tray preferences.
+    /// The form for a config, the tray preferences and the pause switch.
     pub fn from_config(
         config: &Config,
         default_maildir: String,
@@ -397,57 +394,59 @@ impl SettingsForm {
         }
     }
 
-    /// Applies the form to `config`, checking each field.
+    /// The form's value for config `key`, as `config set` takes it.
+    fn value(&self, key: &str) -> Result<String, String> {
+        Ok(match key {
+            "listen" => self.listen.clone(),
+            "maildir" => self.maildir.clone(),
+            "idle-timeout" => self.idle_timeout.clone(),
+            "max-message-size" => {
+                let text = self.max_size_mib.trim();
+                match text.parse::<f64>() {
+                    Ok(n) if n.is_finite() && n >= 0.0 => {
+                        ((n * MIB as f64).round() as u64).to_string()
+                    }
+                    _ => return Err(format!("{text:?} is not a size: enter MiB, e.g. 50 or 1.5")),
+                }
+            }
+            "interfaces" => self.interfaces.clone(),
+            "settle-delay" => self.settle_delay.clone(),
+            "fetch-interval" => self.fetch_interval.clone(),
+            "fetch-at-start" => self.fetch_at_start.to_string(),
+            _ => String::new(),
+        })
+    }
+
+    /// Applies the form to `config` key by key through [`Config::set`] (an empty Maildir is
+    /// the default again); every refused value comes back next to its field.
     pub fn apply(&self, config: &mut Config) -> Result<(), UiError> {
         let mut err = UiError::default();
-        match self.listen.trim().parse::<SocketAddr>() {
-            Ok(a) => config.listen = a,
-            Err(_) => err.field(
-                "listen",
-                "Write ADDRESS:PORT, e.g. 0.0.0.0:25 (every interface) or 127.0.0.1:2525",
-            ),
-        }
-        let maildir = self.maildir.trim();
-        if maildir.is_empty() {
-            config.maildir = None;
-        } else if !PathBuf::from(maildir).is_absolute() {
-            err.field(
-                "maildir",
-                "Give the full path of the Maildir (starting with /)",
-            );
-        } else {
-            config.maildir = Some(PathBuf::from(maildir));
-        }
-        match self.idle_timeout.trim().parse::<u64>() {
-            Ok(n) if (1..=3600).contains(&n) => config.idle_timeout = n,
-            _ => err.field("idle_timeout", "Enter seconds from 1 to 3600"),
-        }
-        match self.max_size_mib.trim().parse::<f64>() {
-            Ok(n) if n.is_finite() && (0.01..=10_240.0).contains(&n) => {
-                config.max_message_size = (n * MIB as f64).round() as u64
+        for &(key, field, _) in SETTINGS_FIELDS {
+            let value = match self.value(key) {
+                Ok(v) => v,
+                Err(e) => {
+                    err.field(field, e);
+                    continue;
+                }
+            };
+            let result = if key == "maildir" && value.trim().is_empty() {
+                config.unset(key)
+            } else {
+                config.set(key, &value)
+            };
+            if let Err(e) = result {
+                err.field(field, config_problem(&e));
             }
-            _ => err.field("max_size_mib", "Enter a size in MiB from 0.01 to 10240"),
         }
-        // The same check as `mailcall-cli config set interfaces`, so both accept the same.
-        if let Err(e) = config.set("interfaces", self.interfaces.trim()) {
-            err.field("interfaces", e.to_string());
-        }
-        match self.settle_delay.trim().parse::<u64>() {
-            Ok(n) if n <= 3600 => config.settle_delay = n,
-            _ => err.field(
-                "settle_delay",
-                "Enter seconds from 0 to 3600 (2 rides out a link that flaps while dialing)",
-            ),
-        }
-        match self.fetch_interval.trim().parse::<u64>() {
-            Ok(n) if n <= MAX_INTERVAL_MINUTES => config.fetch_interval = n,
-            _ => err.field(
-                "fetch_interval",
-                "Enter minutes from 0 (never) to 10080 (a week)",
-            ),
-        }
-        config.fetch_at_start = self.fetch_at_start;
         err.into_result(())
+    }
+}
+
+/// What is wrong with a value, without the key in front (the field says which).
+pub fn config_problem(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Invalid { problem, .. } => problem.clone(),
+        e => e.to_string(),
     }
 }
 
@@ -472,8 +471,10 @@ pub struct CheckView {
     pub etrn_advertised: bool,
     /// The EHLO keywords.
     pub extensions: Vec<String>,
-    /// What failed, with what to do.
+    /// What failed, with what to do (in the window's words).
     pub error: Option<String>,
+    /// The form field the failure points at, when one does (shown next to it).
+    pub field: Option<String>,
     /// The conversation, AUTH redacted.
     pub transcript: Vec<String>,
 }
@@ -498,7 +499,7 @@ mod tests {
 
     #[test]
     fn a_good_form_builds_the_account_with_default_port() {
-        let a = form().validate(None).unwrap();
+        let a = form().to_account(None).unwrap();
         assert_eq!(a.port, 25);
         assert_eq!(a.domains[0].etrn_argument(), "example.com");
         let mut f = form();
@@ -507,13 +508,13 @@ mod tests {
             name: "example.org".into(),
             form: EtrnForm::Subdomains,
         });
-        let a = f.validate(None).unwrap();
+        let a = f.to_account(None).unwrap();
         assert_eq!(a.port, 465);
         assert_eq!(a.domains[1].etrn_argument(), "@example.org");
     }
 
     #[test]
-    fn each_bad_field_gets_its_own_message() {
+    fn each_bad_field_gets_its_own_message_from_the_core_rules() {
         let f = AccountForm {
             name: "my isp".into(),
             host: "".into(),
@@ -526,24 +527,58 @@ mod tests {
                 name: "exa mple.com".into(),
                 form: EtrnForm::Domain,
             }],
+            link_timeout: Some("0".into()),
+            connect_command: Some("pon 'isp".into()),
             ..AccountForm::default()
         };
-        let e = f.validate(None).unwrap_err();
+        let e = f.to_account(None).unwrap_err();
         for field in [
             "name",
             "host",
             "port",
-            "password",
             "security",
             "helo",
             "ca_file",
             "domains.0",
+            "link_timeout",
+            "connect_command",
         ] {
             assert!(e.fields.contains_key(field), "{field} missing in {e:?}");
         }
+        assert!(!e.fields.contains_key("domains"), "{e:?}");
+        assert!(
+            e.fields["helo"].starts_with("\"bad helo\" is not a host name"),
+            "{e:?}"
+        );
         let mut f = form();
         f.domains.clear();
-        assert!(f.validate(None).unwrap_err().fields["domains"].contains("at least one"));
+        assert!(f.to_account(None).unwrap_err().fields["domains"].contains("at least one"));
+        f.domains = vec![form().domains[0].clone(), form().domains[0].clone()];
+        assert!(f.to_account(None).unwrap_err().fields["domains"].contains("twice"));
+        // A password without its user name, and the other way round.
+        let mut f = form();
+        f.username = "alice".into();
+        assert!(f
+            .to_account(None)
+            .unwrap_err()
+            .fields
+            .contains_key("password"));
+    }
+
+    #[test]
+    fn every_account_field_maps_to_a_form_field() {
+        for field in AccountField::ALL {
+            assert!(
+                ACCOUNT_FIELDS.iter().any(|(f, _, _)| *f == field),
+                "{field:?} has no form field"
+            );
+        }
+        for (key, _, _) in SETTINGS_FIELDS {
+            assert!(
+                mailcall_core::config::KEYS.iter().any(|k| k.name == *key),
+                "{key} is no config key"
+            );
+        }
     }
 
     #[test]
@@ -551,13 +586,13 @@ mod tests {
         let mut f = form();
         f.username = "alice".into();
         f.password = "s3cret".into();
-        let stored = f.validate(None).unwrap();
+        let stored = f.to_account(None).unwrap();
         f.password.clear();
-        let kept = f.validate(Some(&stored)).unwrap();
+        let kept = f.to_account(Some(&stored)).unwrap();
         assert_eq!(kept.password.unwrap().expose(), "s3cret");
         f.username = "bob".into();
         assert!(f
-            .validate(Some(&stored))
+            .to_account(Some(&stored))
             .unwrap_err()
             .fields
             .contains_key("password"));
@@ -569,13 +604,13 @@ mod tests {
         let mut f = form();
         f.username = "alice".into();
         f.password = "s3cret".into();
-        let view = AccountView::from(&f.validate(None).unwrap());
+        let view = AccountView::from(&f.to_account(None).unwrap());
         assert!(view.has_password);
         assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
     }
 
     #[test]
-    fn settings_round_trip_and_complain() {
+    fn settings_round_trip_and_complain_through_config_set() {
         let mut c = Config::default();
         let mut s = SettingsForm::from_config(&c, "/d/Maildir".into(), true, false, false);
         assert_eq!(s.max_size_mib, "50");
@@ -583,14 +618,29 @@ mod tests {
         s.maildir = "/srv/mail".into();
         s.idle_timeout = "5".into();
         s.max_size_mib = "1.5".into();
+        s.interfaces = "ppp*, wlan0".into();
+        s.fetch_interval = "15".into();
         s.apply(&mut c).unwrap();
         assert_eq!(c.listen.port(), 2525);
         assert_eq!(c.max_message_size, 1_572_864);
+        assert_eq!(c.interfaces, ["ppp*", "wlan0"]);
+        assert_eq!(c.fetch_interval, 15);
+        s.maildir.clear();
+        s.apply(&mut c).unwrap();
+        assert_eq!(c.maildir, None, "an empty Maildir is the default again");
         s.listen = "localhost".into();
         s.maildir = "mail".into();
         s.idle_timeout = "0".into();
         s.max_size_mib = "lots".into();
+        s.settle_delay = "3601".into();
         let e = s.apply(&mut c).unwrap_err();
-        assert_eq!(e.fields.len(), 4, "{e:?}");
+        assert_eq!(e.fields.len(), 5, "{e:?}");
+        assert!(e.fields["idle_timeout"].contains("out of range"), "{e:?}");
+        assert!(e.fields["listen"].contains("ADDR:PORT"), "{e:?}");
+        // Too small for the core's rule, though a number.
+        s = SettingsForm::from_config(&Config::default(), String::new(), true, false, false);
+        s.max_size_mib = "0".into();
+        let e = s.apply(&mut c).unwrap_err();
+        assert!(e.fields["max_size_mib"].contains("at least 1024"), "{e:?}");
     }
 }

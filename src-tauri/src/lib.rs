@@ -1,9 +1,12 @@
-//! Mailcall's tray app: a thin shell over mailcall-core — the tray icon and menu, notifications,
-//! and the settings/history window, which reaches the core only through [`commands`].
+//! Mailcall's tray app: a thin shell over mailcall-core — a tray-mode instance (or a front end
+//! to the daemon when one runs), the tray icon and menu, notifications, and the
+//! settings/history window, which reaches the core only through [`commands`].
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod daemon;
 pub mod forms;
+pub mod hints;
 pub mod notify;
 pub mod prefs;
 pub mod remote;
@@ -45,11 +48,7 @@ pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
 /// Runs the tray app until Quit.
 pub fn run(launch: Launch) -> anyhow::Result<()> {
     let config_path = mailcall_core::config::config_path(None)?;
-    let mut state = AppState::new(config_path, Arc::new(OsKeyring));
-    match mailcall_core::control::default_socket_path() {
-        Ok(path) => state = state.with_control_socket(path),
-        Err(e) => tracing::warn!("no control socket, scripts cannot reach this Mailcall: {e}"),
-    }
+    let state = AppState::new(config_path, Arc::new(OsKeyring));
     let app = builder(tauri::Builder::default(), state)
         // A second `mailcall` hands its arguments to this one and exits.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
@@ -66,7 +65,8 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             }
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
-                // A failure shows on the tray; the window can fix the settings and retry.
+                // A failure shows on the tray; the window can fix the settings and retry. A
+                // daemon already running makes this tray its front end.
                 let _ = handle.state::<AppState>().start_service(&handle).await;
                 if std::env::args().any(|a| a == remote::FETCH_FLAG) {
                     remote::fetch_requested(&handle);

@@ -1,8 +1,11 @@
-//! The tray app's own preferences (notifications, pause), kept in `gui.toml` beside the shared
-//! config file, and "start at login" as an XDG autostart entry.
+//! The tray app's own preferences (notifications), kept in `gui.toml` beside the shared config
+//! file, and "start at login" as an XDG autostart entry. The pause switch is not one of them:
+//! it is the core's remembered switch ([`mailcall_core::instance::SavedState`]), the same for
+//! the tray and the daemon.
 
 use std::path::{Path, PathBuf};
 
+use mailcall_core::fsutil;
 use serde::{Deserialize, Serialize};
 
 /// Preferences only the tray app uses; the CLI's config file stays as the CLI knows it.
@@ -11,15 +14,12 @@ use serde::{Deserialize, Serialize};
 pub struct Prefs {
     /// Show desktop notifications for new mail and errors.
     pub notifications: bool,
-    /// Automatic fetching (network up, interval) is paused; "Fetch now" still works.
-    pub paused: bool,
 }
 
 impl Default for Prefs {
     fn default() -> Self {
         Prefs {
             notifications: true,
-            paused: false,
         }
     }
 }
@@ -32,8 +32,16 @@ pub fn prefs_path(config_path: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("gui.toml"))
 }
 
+/// What older versions kept in `gui.toml` besides the preferences.
+#[derive(Debug, Default, Deserialize)]
+struct Legacy {
+    /// The pause switch, before it became the core's (`state.toml`).
+    paused: Option<bool>,
+}
+
 impl Prefs {
-    /// Reads the file; a missing or unreadable one gives the defaults (and a warning).
+    /// Reads the file; a missing or unreadable one gives the defaults (and a warning). Keys of
+    /// older versions (`paused`) are ignored here: see [`legacy_paused`].
     pub fn load(path: &Path) -> Prefs {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
@@ -47,24 +55,22 @@ impl Prefs {
         }
     }
 
-    /// Writes the file (temp file, then rename).
+    /// Writes the file atomically (the core's one writer), owner-only.
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("toml.tmp");
-            std::fs::write(&tmp, text.as_bytes())?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
+        fsutil::write_atomic(path, text.as_bytes(), 0o600).map_err(|e| {
             format!(
                 "cannot write {}: {e}. Check that the directory is writable",
                 path.display()
             )
         })
     }
+}
+
+/// The pause switch an older tray kept in `gui.toml`, if the file still holds one.
+pub fn legacy_paused(path: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    toml::from_str::<Legacy>(&text).ok()?.paused
 }
 
 /// The XDG autostart entry that starts Mailcall in the tray at login.
@@ -86,11 +92,7 @@ pub fn set_start_at_login(on: bool, exe: &Path) -> Result<(), String> {
             "[Desktop Entry]\nType=Application\nName=Mailcall\nComment=Fetch held mail from your ISP (ETRN)\nExec=\"{}\" --tray\nIcon=mailcall\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
             exe.display()
         );
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        std::fs::write(&path, entry).map_err(|e| {
+        fsutil::write_atomic(&path, entry.as_bytes(), 0o644).map_err(|e| {
             format!(
                 "cannot write {}: {e}. Check that the directory is writable",
                 path.display()
@@ -118,11 +120,27 @@ mod tests {
         assert_eq!(Prefs::load(&path), Prefs::default());
         let p = Prefs {
             notifications: false,
-            paused: true,
         };
         p.save(&path).unwrap();
         assert_eq!(Prefs::load(&path), p);
+        assert_eq!(legacy_paused(&path), None);
         std::fs::write(&path, "notifications = \"maybe\"").unwrap();
         assert_eq!(Prefs::load(&path), Prefs::default());
+    }
+
+    #[test]
+    fn an_old_file_with_the_pause_switch_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gui.toml");
+        std::fs::write(&path, "notifications = false\npaused = true\n").unwrap();
+        assert_eq!(
+            Prefs::load(&path),
+            Prefs {
+                notifications: false
+            }
+        );
+        assert_eq!(legacy_paused(&path), Some(true));
+        Prefs::load(&path).save(&path).unwrap();
+        assert_eq!(legacy_paused(&path), None, "saving drops the old key");
     }
 }

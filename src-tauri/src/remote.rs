@@ -1,20 +1,22 @@
 //! `mailcall --fetch` (what an ip-up script calls): ask the running daemon or tray over the
 //! control socket and print the session's outcome; else hand it to a running tray over the
-//! single-instance plugin's D-Bus name; with nothing running, fetch headless and exit.
+//! single-instance plugin's D-Bus name; with nothing running, fetch with a one-shot
+//! [`Instance`] and exit.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use mailcall_core::config::{self, Config};
+use mailcall_core::config;
 use mailcall_core::control;
 use mailcall_core::event::EventSink;
-use mailcall_core::history::SessionRecord;
-use mailcall_core::keystore::{AccountStore, OsKeyring};
-use mailcall_core::service::{self, FetchRequest, ServiceOptions};
-use mailcall_core::trigger::{self, TriggerOptions};
-use tauri::{AppHandle, Manager, Runtime};
-use tokio_util::sync::CancellationToken;
+use mailcall_core::hint::Problem;
+use mailcall_core::history::{SessionRecord, Trigger};
+use mailcall_core::instance::{Instance, InstanceOptions, Mode};
+use mailcall_core::keystore::OsKeyring;
+use mailcall_core::service::FetchRequest;
+use tauri::{AppHandle, Runtime};
 
-use crate::state::AppState;
+use crate::hints;
 
 /// The argument that asks for a fetch.
 pub const FETCH_FLAG: &str = "--fetch";
@@ -34,15 +36,7 @@ pub fn single_instance_address() -> (String, String) {
 /// In the running app: a `--fetch` arrived from another process over D-Bus (the control socket
 /// was not there). Like a FETCH on the socket, it is a manual fetch: Pause does not stop it.
 pub fn fetch_requested<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        if let Err(e) = state.fetch_now(&app, "control").await {
-            let notices = state.status().service_failed(&e);
-            state.notifier.send(notices);
-            crate::state::refresh(&app);
-        }
-    });
+    crate::state::fetch_in_background(app, Trigger::Control);
 }
 
 /// Runs `mailcall --fetch` from a shell or script.
@@ -72,8 +66,14 @@ pub fn fetch_from_command_line() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(why) => {
-                tracing::debug!("no running instance ({why}); fetching headless");
-                headless().await
+                tracing::debug!("no running instance ({why}); fetching here");
+                match one_shot().await {
+                    Ok(record) => report(&record),
+                    Err(p) => {
+                        eprintln!("mailcall: {}", hints::render(&p));
+                        ExitCode::FAILURE
+                    }
+                }
             }
         }
     })
@@ -111,23 +111,19 @@ async fn forward() -> zbus::Result<()> {
     Ok(())
 }
 
-/// Prints a session's outcome; success when every ETRN was accepted.
+/// Prints a session's summary, each problem with where to fix it; success when every ETRN
+/// was accepted.
 fn report(record: &SessionRecord) -> ExitCode {
-    println!(
-        "fetched {} message(s); ended: {}",
-        record.messages.len(),
-        record.ended_because
-    );
-    for d in &record.domains {
-        println!(
-            "  {} ({}): {}",
-            d.domain,
-            d.account,
-            d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
-        );
+    let summary = record.summary();
+    println!("summary: {}", summary.headline);
+    for m in &summary.messages {
+        println!("  message: {m}");
     }
-    for e in &record.errors {
-        eprintln!("  error: {e}");
+    for d in &summary.domains {
+        println!("  {d}");
+    }
+    for p in &summary.problems {
+        eprintln!("  error: {}", hints::render(p).replace('\n', "\n  "));
     }
     if record.succeeded() {
         ExitCode::SUCCESS
@@ -136,62 +132,35 @@ fn report(record: &SessionRecord) -> ExitCode {
     }
 }
 
-async fn headless() -> ExitCode {
-    match headless_fetch().await {
-        Ok(record) => report(&record),
-        Err(e) => {
-            eprintln!("mailcall: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn headless_fetch() -> anyhow::Result<SessionRecord> {
-    let path = config::config_path(None)?;
-    let config = Config::load(&path)?;
-    if config.accounts.is_empty() {
-        anyhow::bail!(
-            "no accounts configured in {}: start `mailcall` and add one under Settings…",
+/// Nothing runs: one fetch with a one-shot instance (the accounts' connect/disconnect commands
+/// around it), then out.
+async fn one_shot() -> Result<SessionRecord, Problem> {
+    let path = config::config_path(None).map_err(|e| Problem::new(e.to_string()))?;
+    let mut options = InstanceOptions::load(Mode::OneShot, path.clone(), Arc::new(OsKeyring))
+        .map_err(|e| Problem::new(e.to_string()))?;
+    options.fetch_at_start = false;
+    if options.config.accounts.is_empty() {
+        return Err(Problem::new(format!(
+            "no accounts configured in {}: start `mailcall` and add one under Settings → Accounts",
             path.display()
-        );
+        )));
     }
-    let options = ServiceOptions::from_config(&config)?;
-    let mut trigger_options = TriggerOptions::from_config(&config)?;
-    // A one-shot fetch: only the manual path (connect command when the link is down) applies.
-    trigger_options.paused = true;
-    trigger_options.fetch_at_start = false;
-    trigger_options.interval = None;
-    let names = config.accounts.clone();
-    let accounts = tokio::task::spawn_blocking(move || {
-        names
-            .iter()
-            .map(|n| OsKeyring.load(n))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await??;
-    let shutdown = CancellationToken::new();
-    let events = EventSink::default();
-    let service =
-        service::start(options, accounts.clone(), events.clone(), shutdown.clone()).await?;
-    let triggers = trigger::start(
-        service.clone(),
-        accounts,
-        trigger_options,
-        events,
-        shutdown.clone(),
-    );
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
-    // Through the triggers: the accounts' connect/disconnect commands run around the fetch.
-    let record = triggers.fetch_now(FetchRequest::all("control")).await;
-    shutdown.cancel();
-    service.stop().await;
-    triggers.stopped().await;
-    Ok(record?)
+    let instance = Instance::start(options, EventSink::default())
+        .await
+        .map_err(|e| e.problem())?;
+    for p in instance.skipped() {
+        eprintln!("  error: {}", hints::render(p));
+    }
+    if instance.service().accounts().is_empty() {
+        instance.stop().await;
+        return Err(Problem::new("no account could be read from the keyring"));
+    }
+    let record = tokio::select! {
+        r = instance.fetch(FetchRequest::all(Trigger::Control)) => r.map_err(|e| Problem::new(e.to_string())),
+        _ = tokio::signal::ctrl_c() => Err(Problem::new("interrupted: the mail not acknowledged stays at the ISP")),
+    };
+    instance.stop().await;
+    record
 }
 
 #[cfg(test)]

@@ -1,32 +1,41 @@
-//! The app's state: where config and accounts live, the running core service with its
-//! triggers (link-up, interval, start) and control socket, and the tray status fed by the
-//! service's events (which also drive notifications and the window).
+//! The app's state: where config and accounts live; the Mailcall this tray runs — a tray-mode
+//! [`Instance`] — or, when one already runs with the same control socket, the daemon it is a
+//! front end to; and the tray status their events feed (notifications, the window). The status
+//! is published on a watch that the tray icon follows: this module never calls into the tray.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use mailcall_core::account::Account;
 use mailcall_core::config::{Config, ConfigError};
-use mailcall_core::control::{ControlError, ControlServer};
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::keystore::{AccountStore, KeystoreError};
-use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
-use mailcall_core::trigger::{self, TriggerHandle, TriggerOptions};
-use tauri::async_runtime::JoinHandle;
+use mailcall_core::hint::{Problem, Setting};
+use mailcall_core::history::Trigger;
+use mailcall_core::instance::{Instance, InstanceOptions, Mode, SavedState, StartError};
+use mailcall_core::keystore::AccountStore;
+use mailcall_core::service::FetchRequest;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::{DaemonLink, News};
 use crate::notify::Notifier;
-use crate::prefs::{prefs_path, Prefs};
-use crate::status::TrayStatus;
+use crate::prefs::{self, prefs_path, Prefs};
+use crate::status::{Serving, StatusView, TrayStatus};
 
-/// The event the window gets whenever the status changes (payload: [`crate::status::StatusView`]).
+/// The event the window gets whenever the status changes (payload: [`StatusView`]).
 pub const STATUS_EVENT: &str = "mailcall://status";
 /// The event the window gets when a fetch session has been recorded in the history.
 pub const HISTORY_EVENT: &str = "mailcall://history";
 
-/// Everything the commands, the tray and the event pump share.
+/// How long a tray whose daemon went away keeps trying to start Mailcall itself (the daemon
+/// may still be finishing deliveries on the listener's port).
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(60);
+/// How long it waits between those tries.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// Everything the commands, the tray and the event pumps share.
 pub struct AppState {
     /// The config file (same as the CLI's: `MAILCALL_CONFIG` or the platform config dir).
     pub config_path: PathBuf,
@@ -34,25 +43,66 @@ pub struct AppState {
     pub store: Arc<dyn AccountStore>,
     /// The notification sender.
     pub notifier: Notifier,
-    /// The control socket to serve (`mailcall-cli fetch --via-running`, `mailcall --fetch`);
-    /// `None` serves none.
+    /// The control socket; `None`: the default one (`$XDG_RUNTIME_DIR/mailcall/control.sock`).
     control_socket: Option<PathBuf>,
     prefs: Mutex<Prefs>,
     status: Mutex<TrayStatus>,
-    service: tokio::sync::Mutex<Option<Running>>,
-    /// Set once a service has run: a restart for new settings is not "Mailcall starts", so it
-    /// does not fetch at start again.
+    view: watch::Sender<StatusView>,
+    backend: tokio::sync::Mutex<Backend>,
+    /// Set once Mailcall has started (here or as a front end): later starts (new settings, a
+    /// daemon that went away) are not "Mailcall starts", so they do not fetch at start.
     started_once: AtomicBool,
-    /// What became of the control socket, for the window.
-    control_note: Mutex<String>,
+    /// Numbers each front-end connection, so news of an old one cannot act on a new one.
+    generation: AtomicU64,
 }
 
-struct Running {
-    handle: ServiceHandle,
-    triggers: TriggerHandle,
-    /// Stops the triggers, the control socket and the event pump.
-    stop: CancellationToken,
-    control: Option<JoinHandle<()>>,
+/// What runs Mailcall for this tray.
+enum Backend {
+    /// Nothing (before the first start, or it failed).
+    Stopped,
+    /// An instance in this process.
+    Here {
+        instance: Box<Instance>,
+        /// Stops the event pump and the pause mirror.
+        tasks: CancellationToken,
+    },
+    /// The daemon that already ran; this tray is its front end.
+    Daemon {
+        link: DaemonLink,
+        /// How it differs from this tray's config, if it does.
+        differs: Option<String>,
+        /// Stops following it.
+        tasks: CancellationToken,
+        generation: u64,
+    },
+}
+
+impl Backend {
+    fn serving(&self) -> Serving {
+        match self {
+            Backend::Stopped => Serving::NotRunning,
+            Backend::Here { instance, .. } => Serving::Here {
+                control: instance.control_path().map(|p| p.display().to_string()),
+            },
+            Backend::Daemon { link, differs, .. } => Serving::Daemon {
+                socket: link.socket().display().to_string(),
+                differs: differs.clone(),
+            },
+        }
+    }
+
+    /// Stops what runs: an instance finishes its deliveries (or 4xx them) and closes its
+    /// listener and control socket; a daemon is only let go of.
+    async fn stop(self) {
+        match self {
+            Backend::Stopped => {}
+            Backend::Here { instance, tasks } => {
+                instance.stop().await;
+                tasks.cancel();
+            }
+            Backend::Daemon { tasks, .. } => tasks.cancel(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,32 +110,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A config error as a problem, pointing at its key when it has one.
+fn config_problem(e: &ConfigError) -> Problem {
+    Problem::new(e.to_string()).fixed_by(e.key().map(Setting::config))
+}
+
 impl AppState {
     /// State over `config_path` and `store`; the preferences are read from beside the config.
     pub fn new(config_path: PathBuf, store: Arc<dyn AccountStore>) -> Self {
         let prefs = Prefs::load(&prefs_path(&config_path));
+        let status = TrayStatus::default();
+        let (view, _) = watch::channel(status.view());
         AppState {
             config_path,
             store,
             notifier: Notifier::start(prefs.notifications),
             control_socket: None,
             prefs: Mutex::new(prefs),
-            status: Mutex::new(TrayStatus::default()),
-            service: tokio::sync::Mutex::new(None),
+            status: Mutex::new(status),
+            view,
+            backend: tokio::sync::Mutex::new(Backend::Stopped),
             started_once: AtomicBool::new(false),
-            control_note: Mutex::new("Mailcall is not running yet".into()),
+            generation: AtomicU64::new(0),
         }
     }
 
-    /// Serves the control socket at `path` whenever the service runs.
+    /// Uses the control socket at `path` instead of the default one (tests).
     pub fn with_control_socket(mut self, path: PathBuf) -> Self {
         self.control_socket = Some(path);
         self
-    }
-
-    /// What became of the control socket (served where, or why not), for the window.
-    pub fn control_note(&self) -> String {
-        lock(&self.control_note).clone()
     }
 
     /// The config file as it is now (defaults when it does not exist).
@@ -111,226 +164,321 @@ impl AppState {
         lock(&self.status)
     }
 
-    /// Reads every configured account from the store, off the async threads (D-Bus blocks).
-    pub async fn load_accounts(&self, names: Vec<String>) -> Result<Vec<Account>, KeystoreError> {
-        let store = self.store.clone();
-        tauri::async_runtime::spawn_blocking(move || names.iter().map(|n| store.load(n)).collect())
-            .await
-            .map_err(|e| KeystoreError::Unavailable(format!("the keyring task failed: {e}")))?
+    /// The status as published, now and at every change (what the tray icon follows).
+    pub fn watch_status(&self) -> watch::Receiver<StatusView> {
+        self.view.subscribe()
     }
 
-    /// Starts the core service per the config (stopping a running one first). On failure the
-    /// tray shows the error and the window can fix the settings and try again.
-    pub async fn start_service<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), String> {
-        // A restart keeps the pause as it is now (PAUSE on the control socket is not saved).
-        let paused = self.is_paused().await;
-        self.stop_service().await;
-        let result = self.try_start(app, paused).await;
-        let notices = match &result {
-            Ok(()) => {
-                self.status().service_started();
-                Vec::new()
+    /// Publishes the status as it is now; returns it.
+    fn publish(&self) -> StatusView {
+        let view = self.status().view();
+        self.view.send_replace(view.clone());
+        view
+    }
+
+    /// Starts Mailcall per the config (stopping what ran first): a tray-mode instance, or — a
+    /// daemon already answers on the control socket — a front end to that one. On failure the
+    /// tray shows the problem and the window can fix the settings and try again.
+    pub async fn start_service<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), Problem> {
+        self.restart(app, None).await
+    }
+
+    /// [`AppState::start_service`]; with `only_after` set, only while the front end of that
+    /// generation is still what runs (its daemon went away).
+    async fn restart<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        only_after: Option<u64>,
+    ) -> Result<(), Problem> {
+        let mut backend = self.backend.lock().await;
+        if let Some(g) = only_after {
+            let current = matches!(&*backend, Backend::Daemon { generation, .. } if *generation == g)
+                || matches!(&*backend, Backend::Stopped);
+            if !current {
+                return Ok(());
             }
-            Err(e) => self.status().service_failed(e),
+        }
+        std::mem::replace(&mut *backend, Backend::Stopped)
+            .stop()
+            .await;
+        self.status().stopped();
+        let outcome = self.start(app).await.map(|started| {
+            let serving = started.serving();
+            *backend = started;
+            serving
+        });
+        drop(backend);
+        let (notices, result) = match outcome {
+            Ok(serving) => (self.status().service_started(serving), Ok(())),
+            Err(problem) => (self.status().service_failed(&problem), Err(problem)),
         };
         self.notifier.send(notices);
         refresh(app);
         result
     }
 
-    async fn try_start<R: Runtime>(&self, app: &AppHandle<R>, paused: bool) -> Result<(), String> {
-        let config = self.config().map_err(|e| e.to_string())?;
-        let options = ServiceOptions::from_config(&config).map_err(|e| e.to_string())?;
-        let mut trigger_options =
-            TriggerOptions::from_config(&config).map_err(|e| e.to_string())?;
-        trigger_options.paused = paused;
-        if self.started_once.load(Ordering::SeqCst) {
-            trigger_options.fetch_at_start = false;
+    async fn start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<Backend, Problem> {
+        let config = self.config().map_err(|e| config_problem(&e))?;
+        self.migrate_pause(&config);
+        let options = InstanceOptions {
+            mode: Mode::Tray,
+            fetch_at_start: config.fetch_at_start && !self.started_once.load(Ordering::SeqCst),
+            config_path: self.config_path.clone(),
+            config,
+            store: self.store.clone(),
+            control_socket: self.control_socket.clone(),
+        };
+        // A daemon that stops just as the tray finds it: try again (here, then).
+        for _ in 0..3 {
+            let events = EventSink::default();
+            // Subscribed before the start: skipped accounts and netlink trouble reach the tray.
+            let rx = events.subscribe();
+            match Instance::start(options.clone(), events).await {
+                Ok(instance) => {
+                    self.started_once.store(true, Ordering::SeqCst);
+                    let tasks = CancellationToken::new();
+                    // Subscribed before it is read: no flip falls in between.
+                    let paused = instance.triggers().paused_changes();
+                    self.status().set_paused(*paused.borrow());
+                    tauri::async_runtime::spawn(pump_events(app.clone(), rx, tasks.clone()));
+                    tauri::async_runtime::spawn(mirror_pause(app.clone(), paused, tasks.clone()));
+                    return Ok(Backend::Here {
+                        instance: Box::new(instance),
+                        tasks,
+                    });
+                }
+                Err(StartError::AlreadyRunning(socket)) => {
+                    if let Some(front_end) = self.front_end(app, socket, &options.config).await? {
+                        return Ok(front_end);
+                    }
+                }
+                Err(e) => return Err(e.problem()),
+            }
         }
-        let accounts = self
-            .load_accounts(config.accounts.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let events = EventSink::default();
-        let rx = events.subscribe();
-        let handle = service::start(
-            options,
-            accounts.clone(),
-            events.clone(),
-            CancellationToken::new(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let stop = CancellationToken::new();
-        // Subscribed before the triggers start: their first errors (netlink) reach the tray.
-        tauri::async_runtime::spawn(pump_events(app.clone(), rx, stop.clone()));
-        let triggers = trigger::start(
-            handle.clone(),
-            accounts,
-            trigger_options,
-            events.clone(),
-            stop.clone(),
-        );
-        let control = self.serve_control(&triggers, &stop);
-        tauri::async_runtime::spawn(mirror_pause(
-            app.clone(),
-            triggers.paused_changes(),
-            stop.clone(),
-        ));
-        self.started_once.store(true, Ordering::SeqCst);
-        *self.service.lock().await = Some(Running {
-            handle,
-            triggers,
-            stop,
-            control,
-        });
-        Ok(())
+        Err(Problem::new(
+            "another Mailcall keeps starting and stopping on the control socket; stop it, then start Mailcall again",
+        ))
     }
 
-    /// Serves the control socket; when another Mailcall owns it, says so and goes on without.
-    fn serve_control(
+    /// Becomes the front end of the Mailcall that owns `socket`; `None` when it stopped just
+    /// now (so Mailcall can start here).
+    async fn front_end<R: Runtime>(
         &self,
-        triggers: &TriggerHandle,
-        stop: &CancellationToken,
-    ) -> Option<JoinHandle<()>> {
-        let path = self.control_socket.as_ref()?;
-        match ControlServer::bind(path) {
-            Ok(server) => {
-                *lock(&self.control_note) = format!(
-                    "Scripts reach this Mailcall through {} (`mailcall-cli fetch --via-running`, `mailcall --fetch`)",
+        app: &AppHandle<R>,
+        socket: PathBuf,
+        config: &Config,
+    ) -> Result<Option<Backend>, Problem> {
+        let (link, events, status) = match DaemonLink::connect(socket.clone()).await {
+            Ok(connected) => connected,
+            Err(e) if e.is_not_running() => return Ok(None),
+            Err(e) => {
+                return Err(Problem::new(format!(
+                    "a Mailcall already runs and owns {}, but this tray cannot use it: {e}. Stop it (or this tray) and start Mailcall again",
+                    socket.display()
+                )))
+            }
+        };
+        tracing::info!("a Mailcall already runs ({}): using it", socket.display());
+        self.started_once.store(true, Ordering::SeqCst);
+        let differs = link.differs_from(config);
+        if let Some(d) = &differs {
+            tracing::warn!(
+                "the running Mailcall differs from {}: {d}",
+                self.config_path.display()
+            );
+        }
+        {
+            let mut s = self.status();
+            s.set_paused(status.paused);
+            s.set_fetching(status.fetching);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let tasks = CancellationToken::new();
+        let follower = link.clone();
+        let app = app.clone();
+        let stop = tasks.clone();
+        tauri::async_runtime::spawn(async move {
+            follower
+                .follow(events, stop, |news| on_daemon_news(&app, news, generation))
+                .await;
+        });
+        Ok(Some(Backend::Daemon {
+            link,
+            differs,
+            tasks,
+            generation,
+        }))
+    }
+
+    /// An older tray kept the pause switch in `gui.toml`: it becomes the core's remembered
+    /// switch (unless that is set already), and the old key goes.
+    fn migrate_pause(&self, config: &Config) {
+        let path = prefs_path(&self.config_path);
+        let Some(paused) = prefs::legacy_paused(&path) else {
+            return;
+        };
+        let known = SavedState::path(config).is_ok_and(|p| p.exists());
+        if !known {
+            if let Err(e) = (SavedState { paused }).save(config) {
+                tracing::warn!(
+                    "cannot keep the old pause switch from {}: {e}",
                     path.display()
                 );
-                Some(tauri::async_runtime::spawn(
-                    server.serve(triggers.clone(), stop.clone()),
-                ))
+                return;
             }
-            Err(e) => {
-                let note = control_unavailable(&e);
-                tracing::warn!("{note}");
-                *lock(&self.control_note) = note.clone();
-                let notices = self.status().control_unavailable(&note);
-                self.notifier.send(notices);
-                None
-            }
+        }
+        if let Err(e) = Prefs::load(&path).save(&path) {
+            tracing::warn!("{e}");
         }
     }
 
-    /// Stops the service: deliveries in flight finish or get a 4xx, then the listener closes;
-    /// the triggers and the control socket stop with it.
+    /// Stops Mailcall here (deliveries in flight finish or get a 4xx, then the listener and the
+    /// control socket close), or lets go of the daemon it fronted (which keeps running).
     pub async fn stop_service(&self) {
-        let running = self.service.lock().await.take();
-        if let Some(r) = running {
-            // Triggers first (no new automatic fetch), then the service (a running session ends
-            // and its waiters, such as a control-socket FETCH, get their answer).
-            r.stop.cancel();
-            r.handle.stop().await;
-            r.triggers.stopped().await;
-            if let Some(control) = r.control {
-                // The old server removes its socket file on the way out: wait, so that it does
-                // not remove the one a restart binds next.
-                let _ = control.await;
+        let backend = std::mem::replace(&mut *self.backend.lock().await, Backend::Stopped);
+        backend.stop().await;
+        self.status().stopped();
+        self.publish();
+    }
+
+    /// Where the listener listens (here or the daemon's), when Mailcall runs.
+    pub async fn listen_addr(&self) -> Option<String> {
+        match &*self.backend.lock().await {
+            Backend::Stopped => None,
+            Backend::Here { instance, .. } => Some(instance.service().listen_addr().to_string()),
+            Backend::Daemon { link, .. } => Some(link.listen().to_string()),
+        }
+    }
+
+    /// Who runs Mailcall for this tray.
+    pub async fn serving(&self) -> Serving {
+        self.backend.lock().await.serving()
+    }
+
+    /// Reads the accounts again where Mailcall runs (after an edit in the window); accounts
+    /// that cannot be read come back as error events.
+    pub async fn reload_accounts(&self) -> Result<(), Problem> {
+        match &*self.backend.lock().await {
+            Backend::Stopped => Ok(()),
+            Backend::Here { instance, .. } => {
+                instance.reload().await.map(drop).map_err(|e| e.problem())
             }
+            Backend::Daemon { link, .. } => link.reload().await.map(drop).map_err(|e| {
+                Problem::new(format!(
+                    "saved, but the running Mailcall daemon did not take the change: {e}"
+                ))
+            }),
         }
     }
 
-    /// Where the listener listens, when the service runs.
-    pub async fn listen_addr(&self) -> Option<std::net::SocketAddr> {
-        self.service
-            .lock()
-            .await
-            .as_ref()
-            .map(|r| r.handle.listen_addr())
-    }
-
-    /// The running triggers.
-    pub async fn triggers(&self) -> Option<TriggerHandle> {
-        self.service
-            .lock()
-            .await
-            .as_ref()
-            .map(|r| r.triggers.clone())
-    }
-
-    /// Tells the running service and triggers about changed accounts.
-    pub async fn reload_accounts(&self) -> Result<(), String> {
-        let config = self.config().map_err(|e| e.to_string())?;
-        let accounts = self
-            .load_accounts(config.accounts)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(r) = self.service.lock().await.as_ref() {
-            r.triggers
-                .set_accounts(accounts)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Whether automatic fetching is paused: the running triggers know best (the control
-    /// socket's PAUSE/RESUME change them too); otherwise the saved preference.
+    /// Whether automatic fetching is paused: where Mailcall runs (the control socket's
+    /// PAUSE/RESUME change it too), else the remembered switch for the next start.
     pub async fn is_paused(&self) -> bool {
-        match self.triggers().await {
-            Some(t) => t.is_paused(),
-            None => self.prefs().paused,
+        match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => instance.triggers().is_paused(),
+            Backend::Daemon { link, .. } => match link.status().await {
+                Ok(s) => s.paused,
+                Err(_) => self.status().view().paused,
+            },
+            Backend::Stopped => self
+                .config()
+                .ok()
+                .and_then(|c| SavedState::load(&c).ok())
+                .is_some_and(|s| s.paused),
         }
     }
 
-    /// Pauses or resumes automatic fetching, now and at the next start.
-    pub async fn set_paused(&self, paused: bool) -> Result<(), String> {
-        if let Some(t) = self.triggers().await {
-            t.set_paused(paused);
-        }
-        let mut prefs = self.prefs();
-        if prefs.paused != paused {
-            prefs.paused = paused;
-            self.set_prefs(prefs)?;
-        }
+    /// Pauses or resumes automatic fetching, now and at the next start: the one remembered
+    /// switch, wherever Mailcall runs.
+    pub async fn set_paused<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        paused: bool,
+    ) -> Result<(), Problem> {
+        let now = match &*self.backend.lock().await {
+            // The instance remembers it (state.toml) itself.
+            Backend::Here { instance, .. } => {
+                instance.set_paused(paused);
+                paused
+            }
+            Backend::Daemon { link, .. } => link.set_paused(paused).await.map_err(|e| {
+                Problem::new(format!(
+                    "the running Mailcall daemon did not take Pause: {e}"
+                ))
+            })?,
+            Backend::Stopped => {
+                let config = self.config().map_err(|e| config_problem(&e))?;
+                (SavedState { paused })
+                    .save(&config)
+                    .map_err(|e| config_problem(&e))?;
+                paused
+            }
+        };
+        self.status().set_paused(now);
+        refresh(app);
         Ok(())
     }
 
-    /// Starts a fetch of every account without waiting for it (tray, window, `--fetch`); the
-    /// accounts' connect/disconnect commands run around it. Progress comes as events.
+    /// Starts a fetch of every account without waiting for it (tray, window, `--fetch`), here
+    /// or by the daemon; the accounts' connect/disconnect commands run around it. Progress
+    /// comes as events.
     pub async fn fetch_now<R: Runtime>(
         &self,
         app: &AppHandle<R>,
-        trigger: &str,
-    ) -> Result<(), String> {
-        let config = self.config().map_err(|e| e.to_string())?;
+        trigger: Trigger,
+    ) -> Result<(), Problem> {
+        let config = self.config().map_err(|e| config_problem(&e))?;
         if config.accounts.is_empty() {
-            return Err(
-                "there are no accounts to fetch for: open Settings… and add your ISP account"
-                    .into(),
-            );
+            return Err(Problem::new(
+                "there are no accounts to fetch for: add your ISP account under Settings → Accounts",
+            ));
         }
-        if self.service.lock().await.is_none() {
-            // The service failed to start before (settings since fixed, keyring unlocked later).
+        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+            // The start failed before (settings since fixed, keyring unlocked later).
             self.start_service(app).await?;
         }
-        let triggers = self
-            .triggers()
-            .await
-            .ok_or("the Mailcall service is not running; check the settings")?;
-        let request = FetchRequest::all(trigger);
-        tauri::async_runtime::spawn(async move {
-            // The record's errors were reported as events already; a stopped service is a quit.
-            let _ = triggers.fetch_now(request).await;
-        });
-        Ok(())
+        match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => {
+                let triggers = instance.triggers().clone();
+                tauri::async_runtime::spawn(async move {
+                    // The record's errors come as events; a stopped service is a quit.
+                    let _ = triggers.fetch_now(FetchRequest::all(trigger)).await;
+                });
+                Ok(())
+            }
+            Backend::Daemon { link, .. } => {
+                let link = link.clone();
+                let app = app.clone();
+                tauri::async_runtime::spawn(async move {
+                    // Its progress and result come as its events; only a failed request is ours.
+                    if let Err(e) = link.fetch(trigger).await {
+                        let problem =
+                            Problem::new(format!("the running Mailcall daemon did not fetch: {e}"));
+                        show_problem(&app, &problem);
+                    }
+                });
+                Ok(())
+            }
+            Backend::Stopped => Err(Problem::new("Mailcall is not running; check the settings")),
+        }
     }
 }
 
-/// What the tray says when it cannot serve the control socket.
-fn control_unavailable(e: &ControlError) -> String {
-    match e {
-        ControlError::InUse(path) => format!(
-            "Another Mailcall (the daemon or a second tray) already answers scripts on {}: `mailcall --fetch` and `mailcall-cli fetch --via-running` go to it. Stop it if this tray should answer, then restart Mailcall",
-            path.display()
-        ),
-        e => format!("Scripts cannot reach this Mailcall: {e}"),
+/// Applies one event (of the instance here, or of the daemon) to the tray status,
+/// notifications and the window.
+fn apply_event<R: Runtime>(app: &AppHandle<R>, event: &Event) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let notices = state.status().apply(event);
+    state.notifier.send(notices);
+    refresh(app);
+    if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
+        let _ = app.emit(HISTORY_EVENT, ());
     }
 }
 
-/// Feeds the service's events to the tray status, notifications and the window.
+/// Feeds the instance's events to the tray status, notifications and the window.
 async fn pump_events<R: Runtime>(
     app: AppHandle<R>,
     mut rx: tokio::sync::broadcast::Receiver<Event>,
@@ -347,33 +495,93 @@ async fn pump_events<R: Runtime>(
                 Err(RecvError::Closed) => return,
             },
         };
-        let Some(state) = app.try_state::<AppState>() else {
-            return;
-        };
-        let notices = state.status().apply(&event);
-        state.notifier.send(notices);
-        refresh(&app);
-        if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
-            let _ = app.emit(HISTORY_EVENT, ());
+        apply_event(&app, &event);
+    }
+}
+
+/// What the daemon this tray fronts says: its events and state as if they were local; when
+/// it is gone, Mailcall starts here.
+fn on_daemon_news<R: Runtime>(app: &AppHandle<R>, news: News, generation: u64) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    match news {
+        News::Event(event) => apply_event(app, &event),
+        News::Status(status) => {
+            let changed = state.status().set_paused(status.paused);
+            if changed {
+                refresh(app);
+            }
+        }
+        News::Gone(why) => {
+            tracing::warn!("the running Mailcall went away ({why}): starting Mailcall here");
+            let notices = state.status().daemon_lost();
+            state.notifier.send(notices);
+            refresh(app);
+            tauri::async_runtime::spawn(take_over(app.clone(), generation));
         }
     }
 }
 
-/// Shows the current status on the tray and in the window.
+/// Starts Mailcall here after the daemon of `generation` went away; retries for a while, as
+/// the daemon may still hold the listener's port while it finishes deliveries.
+async fn take_over<R: Runtime>(app: AppHandle<R>, generation: u64) {
+    let deadline = tokio::time::Instant::now() + TAKEOVER_LIMIT;
+    loop {
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        match state.restart(&app, Some(generation)).await {
+            Ok(()) => return,
+            Err(p) if tokio::time::Instant::now() < deadline => {
+                tracing::info!("Mailcall cannot start here yet ({p}); trying again");
+            }
+            // The tray shows the last problem; the window's Save or Fetch now tries again.
+            Err(_) => return,
+        }
+        tokio::time::sleep(TAKEOVER_EVERY).await;
+    }
+}
+
+/// Shows a problem that is not an event (a failed request, a start that failed) on the tray,
+/// in the window and as a notification.
+pub fn show_problem<R: Runtime>(app: &AppHandle<R>, problem: &Problem) {
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let notices = state.status().service_failed(problem);
+    state.notifier.send(notices);
+    refresh(app);
+}
+
+/// Starts a fetch for `trigger` (the tray menu, a forwarded `--fetch`) without waiting for it;
+/// a failure to start it shows like any problem.
+pub fn fetch_in_background<R: Runtime>(app: &AppHandle<R>, trigger: Trigger) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        if let Err(e) = state.fetch_now(&app, trigger).await {
+            show_problem(&app, &e);
+        }
+    });
+}
+
+/// Publishes the current status to the tray (its watch) and the window.
 pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     let Some(state) = app.try_state::<AppState>() else {
         return;
     };
-    let view = state.status().view();
-    crate::tray::show_status(app, &view);
+    let view = state.publish();
     let _ = app.emit(STATUS_EVENT, view);
 }
 
-/// Keeps the tray's "Pause automatic fetching" check mark in step with the triggers, whoever
-/// flips the switch (the menu, the window, `PAUSE`/`RESUME` on the control socket).
+/// Keeps the status's pause switch (the tray's check mark) in step with the instance's, whoever
+/// flips it (the menu, the window, `PAUSE`/`RESUME` on the control socket).
 async fn mirror_pause<R: Runtime>(
     app: AppHandle<R>,
-    mut paused: tokio::sync::watch::Receiver<bool>,
+    mut paused: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
     loop {
@@ -384,7 +592,12 @@ async fn mirror_pause<R: Runtime>(
                     return;
                 }
                 let now = *paused.borrow_and_update();
-                crate::tray::show_paused(&app, now);
+                let Some(state) = app.try_state::<AppState>() else {
+                    return;
+                };
+                if state.status().set_paused(now) {
+                    refresh(&app);
+                }
             }
         }
     }

@@ -1,13 +1,17 @@
-//! What the tray shows: the state machine from core events to icon state, tooltip, status line
-//! and the notifications to send. Pure — no Tauri, no D-Bus — so every mapping is unit-tested.
+//! What the tray shows: the state machine from core events (of the Mailcall running here, or
+//! of the daemon this tray fronts) to icon state, tooltip, status line, the Pause check mark and
+//! the notifications to send. Pure — no Tauri, no D-Bus — so every mapping is unit-tested.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Local, Utc};
 use mailcall_core::event::Event;
+use mailcall_core::hint::Problem;
 use mailcall_core::history::SessionRecord;
-use mailcall_core::report::MessageInfo;
+use mailcall_core::report::{DomainOutcome, MessageInfo};
 use serde::Serialize;
+
+use crate::hints;
 
 /// Up to this many new messages get one notification each; more get one summary per domain.
 pub const MAX_SINGLE_NOTICES: usize = 3;
@@ -62,9 +66,56 @@ pub struct LastFetch {
     pub problem: Option<String>,
 }
 
+/// Who runs Mailcall for this tray.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Serving {
+    /// Nothing yet, or the start failed.
+    #[default]
+    NotRunning,
+    /// Mailcall runs in this tray; scripts reach it on `control`.
+    Here {
+        /// The control socket it answers on.
+        control: Option<String>,
+    },
+    /// A Mailcall daemon (or another tray) runs; this tray is a front end to it.
+    Daemon {
+        /// Its control socket.
+        socket: String,
+        /// How it differs from this tray's config file (listener, accounts), if it does: it may
+        /// run with another config file, or with `--listen`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        differs: Option<String>,
+    },
+}
+
+impl Serving {
+    /// A sentence for the window's Settings tab.
+    pub fn note(&self) -> String {
+        match self {
+            Serving::NotRunning => "Mailcall is not running".into(),
+            Serving::Here { control: Some(path) } => format!(
+                "Mailcall runs in this tray. Scripts reach it through {path} (`mailcall --fetch`, `mailcall-cli fetch --via-running`)"
+            ),
+            Serving::Here { control: None } => "Mailcall runs in this tray".into(),
+            Serving::Daemon { socket, differs } => {
+                let mut note = format!(
+                    "Using the running Mailcall daemon at {socket}: Fetch now, Pause and account changes go to it. Changes to the settings above apply when it restarts"
+                );
+                if let Some(d) = differs {
+                    note.push_str(&format!(". Note: {d}"));
+                }
+                note
+            }
+        }
+    }
+}
+
 /// The tray's view of the service, fed one core event at a time.
 #[derive(Debug, Clone, Default)]
 pub struct TrayStatus {
+    serving: Serving,
+    paused: bool,
     fetching: bool,
     received: usize,
     unseen: usize,
@@ -86,6 +137,12 @@ pub struct StatusView {
     pub line: String,
     /// Whether a fetch runs now.
     pub fetching: bool,
+    /// Whether automatic fetching is paused (the menu's check mark).
+    pub paused: bool,
+    /// Who runs Mailcall (this tray, or the daemon it fronts).
+    pub serving: Serving,
+    /// The same in a sentence, for the Settings tab.
+    pub note: String,
 }
 
 impl TrayStatus {
@@ -108,11 +165,8 @@ impl TrayStatus {
                     mail_notices(std::slice::from_ref(info.as_ref()))
                 }
             }
-            Event::Error { account, message } => {
-                let text = match account {
-                    Some(a) => format!("{a}: {message}"),
-                    None => message.clone(),
-                };
+            Event::Error(problem) => {
+                let text = hints::render(problem);
                 if !self.fetching {
                     // Outside a fetch (listener trouble): the state shows it until the next fetch.
                     self.error = Some(text.clone());
@@ -123,31 +177,73 @@ impl TrayStatus {
         }
     }
 
-    /// The service could not start (bind refused, Maildir unusable).
-    pub fn service_failed(&mut self, message: &str) -> Vec<Notice> {
+    /// The service could not start (bind refused, Maildir unusable), or a request to it failed.
+    pub fn service_failed(&mut self, problem: &Problem) -> Vec<Notice> {
+        let text = hints::render(problem);
         self.fetching = false;
-        self.error = Some(message.to_string());
-        self.error_notice(message.to_string()).into_iter().collect()
+        self.error = Some(text.clone());
+        self.error_notice(text).into_iter().collect()
     }
 
-    /// The control socket belongs to another Mailcall: worth one notice (not an error state —
-    /// this tray fetches fine, scripts just reach the other one). Said once per distinct text.
-    pub fn control_unavailable(&mut self, message: &str) -> Vec<Notice> {
-        if !self.notified_errors.insert(message.to_string()) {
-            return Vec::new();
+    /// Mailcall (re)started — here, or found running as a daemon: a start error no longer
+    /// applies. Using a daemon is said once in a notification.
+    pub fn service_started(&mut self, serving: Serving) -> Vec<Notice> {
+        if self.last.as_ref().is_none_or(|l| l.ok) {
+            self.error = None;
         }
+        let news = self.serving != serving;
+        self.serving = serving;
+        match &self.serving {
+            Serving::Daemon { socket, .. } if news => vec![Notice {
+                summary: "Mailcall uses the running daemon".into(),
+                body: format!(
+                    "A Mailcall daemon already runs ({socket}): this tray shows its fetches and asks it to fetch."
+                ),
+                is_error: false,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The daemon this tray fronted stopped; Mailcall is about to start here.
+    pub fn daemon_lost(&mut self) -> Vec<Notice> {
+        let Serving::Daemon { socket, .. } = std::mem::take(&mut self.serving) else {
+            return Vec::new();
+        };
+        self.fetching = false;
         vec![Notice {
-            summary: "Mailcall: scripts go to the other instance".into(),
-            body: message.to_string(),
+            summary: "The Mailcall daemon stopped".into(),
+            body: format!(
+                "The daemon at {socket} is gone: Mailcall now runs in the tray (listener, automatic fetching, control socket)."
+            ),
             is_error: false,
         }]
     }
 
-    /// The service (re)started fine: a start error no longer applies.
-    pub fn service_started(&mut self) {
-        if self.last.as_ref().is_none_or(|l| l.ok) {
-            self.error = None;
+    /// Mailcall stopped (Quit, or before a restart).
+    pub fn stopped(&mut self) {
+        self.serving = Serving::NotRunning;
+        self.fetching = false;
+    }
+
+    /// The pause switch as it is now (whoever flipped it); returns whether it changed.
+    pub fn set_paused(&mut self, paused: bool) -> bool {
+        std::mem::replace(&mut self.paused, paused) != paused
+    }
+
+    /// A session runs (or not) as the daemon's STATUS says, for a tray that joined mid-session.
+    pub fn set_fetching(&mut self, fetching: bool) -> bool {
+        let changed = self.fetching != fetching;
+        if changed {
+            self.fetching = fetching;
+            self.received = 0;
         }
+        changed
+    }
+
+    /// Who runs Mailcall.
+    pub fn serving(&self) -> &Serving {
+        &self.serving
     }
 
     /// The user looked at the mail (opened the folder): the new-mail badge goes.
@@ -176,7 +272,7 @@ impl TrayStatus {
             // Errors of the session itself were notified as they happened (Event::Error); the
             // refused domains only show up here.
             for d in record.domains.iter().filter(|d| !d.outcome.is_accepted()) {
-                if d.outcome == mailcall_core::report::DomainOutcome::NotSent {
+                if d.outcome == DomainOutcome::NotSent {
                     continue;
                 }
                 let text = format!(
@@ -221,7 +317,7 @@ impl TrayStatus {
 
     /// The tooltip: the state in a few words.
     pub fn tooltip(&self) -> String {
-        match self.icon() {
+        let text = match self.icon() {
             IconState::Fetching => format!(
                 "Mailcall — fetching… {} so far",
                 plural(self.received, "message")
@@ -235,11 +331,24 @@ impl TrayStatus {
                 Some(_) => format!("Mailcall — idle. {}", self.line()),
                 None => "Mailcall — idle".into(),
             },
+        };
+        match &self.serving {
+            Serving::Daemon { .. } => format!("{text} (using the running daemon)"),
+            _ => text,
         }
     }
 
-    /// The disabled status line in the menu: last fetch, when, result, messages.
+    /// The disabled status line in the menu: last fetch, when, result, messages — and, when
+    /// this tray fronts a daemon, that it does.
     pub fn line(&self) -> String {
+        let line = self.fetch_line();
+        match &self.serving {
+            Serving::Daemon { .. } => format!("{line} · via daemon"),
+            _ => line,
+        }
+    }
+
+    fn fetch_line(&self) -> String {
         if self.fetching {
             return format!("Fetching… {} so far", plural(self.received, "message"));
         }
@@ -273,6 +382,9 @@ impl TrayStatus {
             tooltip: self.tooltip(),
             line: self.line(),
             fetching: self.fetching,
+            paused: self.paused,
+            serving: self.serving.clone(),
+            note: self.serving.note(),
         }
     }
 }
@@ -325,8 +437,8 @@ fn sender_of(m: &MessageInfo) -> &str {
 }
 
 fn first_problem(record: &SessionRecord) -> Option<String> {
-    if let Some(e) = record.errors.first() {
-        return Some(e.clone());
+    if let Some(p) = record.errors.first() {
+        return Some(hints::render(p));
     }
     record
         .domains
@@ -349,7 +461,9 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
+/// The first line of `text` (a menu item has one), cut to `max` characters.
 fn shorten(text: &str, max: usize) -> String {
+    let text = text.lines().next().unwrap_or_default();
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -361,7 +475,9 @@ fn shorten(text: &str, max: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use mailcall_core::report::{DomainOutcome, DomainReport};
+    use mailcall_core::hint::{AccountField, Setting};
+    use mailcall_core::history::{EndReason, RecordKind, Trigger};
+    use mailcall_core::report::DomainReport;
 
     fn message(from: &str, subject: &str, to: &str) -> MessageInfo {
         MessageInfo {
@@ -377,32 +493,31 @@ mod tests {
         }
     }
 
-    fn record(messages: Vec<MessageInfo>, outcome: DomainOutcome, errors: &[&str]) -> Event {
-        Event::SessionFinished(Box::new(SessionRecord {
-            id: "s".into(),
-            trigger: "tray".into(),
-            started_at: Utc::now(),
-            finished_at: Utc::now(),
-            domains: vec![DomainReport {
-                account: "isp".into(),
-                domain: "example.com".into(),
-                code: Some(250),
-                text: "ok".into(),
-                outcome,
-                attempts: 1,
-                messages: messages.len() as u32,
-            }],
-            messages,
-            errors: errors.iter().map(|e| e.to_string()).collect(),
-            transcripts: vec![],
-            ended_because: "idle".into(),
-        }))
+    fn record(messages: Vec<MessageInfo>, outcome: DomainOutcome, errors: &[Problem]) -> Event {
+        let mut r = SessionRecord::new(
+            RecordKind::Fetch,
+            Trigger::Tray,
+            Utc::now(),
+            EndReason::Idle,
+        );
+        r.domains = vec![DomainReport {
+            account: "isp".into(),
+            domain: "example.com".into(),
+            code: Some(250),
+            text: "ok".into(),
+            outcome,
+            attempts: 1,
+            messages: messages.len() as u32,
+        }];
+        r.messages = messages;
+        r.errors = errors.to_vec();
+        Event::SessionFinished(Box::new(r))
     }
 
     fn started() -> Event {
         Event::SessionStarted {
             id: "s".into(),
-            trigger: "tray".into(),
+            trigger: Trigger::Tray,
             accounts: vec!["isp".into()],
             listen: "127.0.0.1:2525".parse().unwrap(),
         }
@@ -478,10 +593,8 @@ mod tests {
     #[test]
     fn one_notification_per_distinct_error_until_a_fetch_succeeds() {
         let mut s = TrayStatus::default();
-        let down = Event::Error {
-            account: Some("isp".into()),
-            message: "cannot connect".into(),
-        };
+        let cannot = Problem::new("cannot connect").for_account("isp");
+        let down = Event::Error(cannot.clone());
         for round in 0..3 {
             s.apply(&started());
             let n = s.apply(&down);
@@ -489,7 +602,7 @@ mod tests {
             s.apply(&record(
                 vec![],
                 DomainOutcome::NotSent,
-                &["isp: cannot connect"],
+                std::slice::from_ref(&cannot),
             ));
             assert_eq!(s.icon(), IconState::Error);
             assert!(s.tooltip().contains("cannot connect"), "{}", s.tooltip());
@@ -499,10 +612,7 @@ mod tests {
                 s.line()
             );
         }
-        let other = Event::Error {
-            account: None,
-            message: "disk full".into(),
-        };
+        let other = Event::Error(Problem::new("disk full"));
         let n = s.apply(&other);
         assert_eq!(n.len(), 1);
         assert!(n[0].is_error);
@@ -541,29 +651,73 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_control_socket_is_said_once_and_is_no_error() {
+    fn errors_say_where_in_the_window_to_fix_them() {
         let mut s = TrayStatus::default();
-        let busy = s.control_unavailable("another Mailcall answers on /run/x");
-        assert_eq!(busy.len(), 1);
-        assert!(!busy[0].is_error);
-        assert_eq!(s.icon(), IconState::Idle, "not an error state");
-        assert!(s
-            .control_unavailable("another Mailcall answers on /run/x")
-            .is_empty());
+        let p = Problem::new("the certificate could not be verified")
+            .for_account("isp")
+            .fixed_by(Some(Setting::account("isp", AccountField::CaFile)));
+        let n = s.apply(&Event::Error(p));
+        assert_eq!(
+            n[0].body,
+            "isp: the certificate could not be verified\nTo fix: Settings → Accounts → isp → CA file"
+        );
+        assert!(
+            s.tooltip().contains("Settings → Accounts → isp → CA file"),
+            "{}",
+            s.tooltip()
+        );
+    }
+
+    #[test]
+    fn a_daemon_front_end_says_so_once_and_when_the_daemon_goes() {
+        let mut s = TrayStatus::default();
+        let daemon = Serving::Daemon {
+            socket: "/run/user/1/mailcall/control.sock".into(),
+            differs: None,
+        };
+        let n = s.service_started(daemon.clone());
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(!n[0].is_error);
+        assert!(s.service_started(daemon).is_empty(), "said once");
+        assert_eq!(s.line(), "Last fetch: never · via daemon");
+        assert!(
+            s.tooltip().ends_with("(using the running daemon)"),
+            "{}",
+            s.tooltip()
+        );
+        assert!(s.view().serving != Serving::NotRunning);
+        let n = s.daemon_lost();
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].body.contains("/run/user/1/mailcall/control.sock"),
+            "{n:?}"
+        );
+        assert_eq!(s.line(), "Last fetch: never");
+        assert!(s.daemon_lost().is_empty());
+        assert!(s.set_paused(true));
+        assert!(!s.set_paused(true));
+        assert!(s.view().paused);
     }
 
     #[test]
     fn service_failure_shows_until_it_starts() {
         let mut s = TrayStatus::default();
-        let n = s.service_failed("cannot listen on 0.0.0.0:25");
+        let n = s.service_failed(
+            &Problem::new("cannot listen on 0.0.0.0:25").fixed_by(Some(Setting::config("listen"))),
+        );
         assert_eq!(n.len(), 1);
+        assert!(
+            n[0].body
+                .ends_with("To fix: Settings → Settings tab → Listen on"),
+            "{n:?}"
+        );
         assert_eq!(s.icon(), IconState::Error);
         assert!(
             s.line().starts_with("Not running: cannot listen"),
             "{}",
             s.line()
         );
-        s.service_started();
+        s.service_started(Serving::Here { control: None });
         assert_eq!(s.icon(), IconState::Idle);
     }
 

@@ -6,8 +6,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use mailcall_core::account::{Account, LinkSettings, Secret, Security};
 use mailcall_core::config::Config;
+use mailcall_core::instance::SavedState;
 use mailcall_core::keystore::{AccountStore, MemoryStore};
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -16,6 +19,7 @@ use tauri::webview::InvokeRequest;
 use tauri::{App, Manager, WebviewUrl, WebviewWindow, WebviewWindowBuilder};
 
 use crate::state::AppState;
+use crate::status::{IconState, Serving};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -27,22 +31,33 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    harness_with_label(crate::window::LABEL)
+    harness_with(crate::window::LABEL, None)
 }
 
 fn harness_with_label(label: &str) -> Harness {
+    harness_with(label, None)
+}
+
+/// A second tray whose control socket is `first`'s (as a daemon's would be).
+fn harness_sharing(first: &Harness) -> Harness {
+    harness_with(crate::window::LABEL, Some(first.socket.clone()))
+}
+
+fn harness_with(label: &str, socket: Option<std::path::PathBuf>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         maildir: Some(dir.path().join("Maildir")),
+        // The history and the pause switch stay in the test's dir.
+        data_dir: Some(dir.path().join("data")),
         // No fetch of its own when a test starts the service (this machine is online).
         fetch_at_start: false,
         ..Config::default()
     };
     config.save(&config_path).unwrap();
     let store = Arc::new(MemoryStore::default());
-    let socket = dir.path().join("run").join("control.sock");
+    let socket = socket.unwrap_or_else(|| dir.path().join("run").join("control.sock"));
     let state =
         AppState::new(config_path.clone(), store.clone()).with_control_socket(socket.clone());
     state.notifier.set_enabled(false);
@@ -90,6 +105,20 @@ impl Harness {
     fn start_service(&self) {
         let app = self.window.app_handle().clone();
         tauri::async_runtime::block_on(self.state().start_service(&app)).unwrap();
+    }
+
+    fn serving(&self) -> Serving {
+        tauri::async_runtime::block_on(self.state().serving())
+    }
+
+    /// The remembered pause switch (`state.toml` in the data dir), once it is `want`.
+    fn wait_saved_pause(&self, want: bool) {
+        let config = self.config();
+        let saved =
+            mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                (SavedState::load(&config).unwrap().paused == want).then_some(())
+            });
+        assert!(saved.is_some(), "the remembered pause switch is not {want}");
     }
 
     /// One request on the tray's control socket, as `mailcall-cli` would send it.
@@ -214,10 +243,34 @@ fn bad_forms_come_back_with_per_field_messages() {
         e["fields"]["listen"]
             .as_str()
             .unwrap()
-            .contains("ADDRESS:PORT"),
+            .contains("ADDR:PORT"),
         "{e}"
     );
     assert!(e["fields"]["idle_timeout"].is_string(), "{e}");
+}
+
+#[test]
+fn a_listener_that_cannot_start_is_shown_at_its_field_in_the_windows_words() {
+    let h = harness();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
+    settings["listen"] = json!(taken.local_addr().unwrap().to_string());
+    let e = h
+        .invoke("save_settings", json!({"settings": settings}))
+        .unwrap_err();
+    let message = e["message"].as_str().unwrap();
+    assert!(message.starts_with("Saved, but Mailcall cannot run"), "{e}");
+    assert!(
+        message.contains("To fix: Settings → Settings tab → Listen on"),
+        "{e}"
+    );
+    assert!(
+        !message.contains("--listen") && !message.contains("mailcall-cli config"),
+        "{e}"
+    );
+    assert!(e["fields"]["listen"].is_string(), "{e}");
+    assert_eq!(h.state().status().view().state, IconState::Error);
+    assert!(h.state().status().view().tooltip.contains("Listen on"));
 }
 
 #[test]
@@ -233,13 +286,33 @@ fn settings_are_saved_to_the_shared_config_and_the_tray_prefs() {
     let c = h.config();
     assert_eq!(c.idle_timeout, 7);
     assert_eq!(c.max_message_size, 2 * 1024 * 1024);
-    let prefs = crate::prefs::Prefs::load(&crate::prefs::prefs_path(&h.config_path));
+    let prefs_path = crate::prefs::prefs_path(&h.config_path);
+    let prefs = crate::prefs::Prefs::load(&prefs_path);
     assert!(!prefs.notifications);
-    assert!(prefs.paused);
+    // Pause is the core's remembered switch (the daemon's too), not a tray preference.
+    h.wait_saved_pause(true);
+    assert!(!std::fs::read_to_string(&prefs_path)
+        .unwrap()
+        .contains("paused"));
     // The config stays readable by the CLI (no GUI keys in it).
     assert!(!std::fs::read_to_string(&h.config_path)
         .unwrap()
         .contains("notifications"));
+}
+
+#[test]
+fn an_old_pause_in_gui_toml_becomes_the_remembered_switch() {
+    let h = harness();
+    let prefs_path = crate::prefs::prefs_path(&h.config_path);
+    std::fs::write(&prefs_path, "notifications = false\npaused = true\n").unwrap();
+    h.start_service();
+    assert_eq!(h.control("STATUS")["paused"], true);
+    h.wait_saved_pause(true);
+    let text = std::fs::read_to_string(&prefs_path).unwrap();
+    assert!(
+        !text.contains("paused") && text.contains("notifications = false"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -321,7 +394,10 @@ fn the_service_starts_on_the_configured_listener_and_takes_new_accounts() {
     let app = h.window.app_handle().clone();
     let state = app.state::<AppState>();
     tauri::async_runtime::block_on(state.start_service(&app)).unwrap();
-    let addr = tauri::async_runtime::block_on(state.listen_addr()).unwrap();
+    let addr: std::net::SocketAddr = tauri::async_runtime::block_on(state.listen_addr())
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
     assert_eq!(
         h.invoke("load_settings", json!({})).unwrap()["listening"],
@@ -467,14 +543,14 @@ fn the_control_socket_answers_and_pause_reaches_the_triggers() {
         "{data}"
     );
 
-    // The window's Pause: the running triggers and the saved preference.
+    // The window's Pause: the running triggers and the remembered switch.
     let mut settings = data["settings"].clone();
     settings["paused"] = json!(true);
     h.invoke("save_settings", json!({"settings": settings}))
         .unwrap();
     assert_eq!(h.control("STATUS")["paused"], true);
-    let prefs = crate::prefs::Prefs::load(&crate::prefs::prefs_path(&h.config_path));
-    assert!(prefs.paused);
+    h.wait_saved_pause(true);
+    assert!(h.state().status().view().paused, "the check mark follows");
 
     // RESUME from a script shows in the window.
     h.control("RESUME");
@@ -484,6 +560,7 @@ fn the_control_socket_answers_and_pause_reaches_the_triggers() {
     // A restart (new settings) keeps the socket (the old server's clean-up does not remove the
     // new one's file) and the pause a script set.
     assert_eq!(h.control("PAUSE")["paused"], true);
+    h.wait_saved_pause(true);
     let mut settings = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
     assert_eq!(settings["paused"], true);
     settings["settle_delay"] = json!("3");
@@ -497,25 +574,80 @@ fn the_control_socket_answers_and_pause_reaches_the_triggers() {
 }
 
 #[test]
-fn a_socket_owned_by_a_running_daemon_is_reported_and_the_tray_runs_without_it() {
+fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes() {
     let first = harness();
     first.start_service();
-    // A second tray over the same socket path (as a running daemon would hold it).
-    let second = harness();
+    // A second tray over the same control socket, as a running daemon would hold it.
+    let second = harness_sharing(&first);
     let app = second.window.app_handle().clone();
-    let state = AppState::new(second.config_path.clone(), second.store.clone())
-        .with_control_socket(first.socket.clone());
-    state.notifier.set_enabled(false);
-    tauri::async_runtime::block_on(state.start_service(&app)).unwrap();
-    let note = state.control_note();
-    assert!(note.contains("already answers scripts"), "{note}");
-    assert!(tauri::async_runtime::block_on(state.listen_addr()).is_some());
+    second.start_service();
     assert_eq!(
-        state.status().view().state,
-        crate::status::IconState::Idle,
+        second.serving(),
+        Serving::Daemon {
+            socket: first.socket.display().to_string(),
+            differs: None,
+        }
+    );
+    let data = second.invoke("load_settings", json!({})).unwrap();
+    let note = data["control"].as_str().unwrap();
+    assert!(
+        note.starts_with(&format!(
+            "Using the running Mailcall daemon at {}",
+            first.socket.display()
+        )),
+        "{note}"
+    );
+    assert_eq!(
+        data["listening"],
+        tauri::async_runtime::block_on(first.state().listen_addr()).unwrap()
+    );
+    assert!(
+        data["status"]["line"]
+            .as_str()
+            .unwrap()
+            .ends_with("· via daemon"),
+        "{data}"
+    );
+    assert_eq!(
+        second.state().status().view().state,
+        IconState::Idle,
         "not an error"
     );
-    tauri::async_runtime::block_on(state.stop_service());
-    // The first one still answers: the second did not take or remove its socket.
-    assert_eq!(first.control("STATUS")["ok"], true);
+
+    // Pause goes to the running one; its switch shows here (the check mark) and in the window.
+    tauri::async_runtime::block_on(second.state().set_paused(&app, true)).unwrap();
+    assert_eq!(first.control("STATUS")["paused"], true);
+    assert!(second.state().status().view().paused);
+    first.control("RESUME");
+    let resumed =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            (!second.state().status().view().paused).then_some(())
+        });
+    assert!(
+        resumed.is_some(),
+        "a RESUME from a script shows in the front end"
+    );
+    assert_eq!(
+        second.invoke("load_settings", json!({})).unwrap()["settings"]["paused"],
+        false
+    );
+    // An account saved in the window reaches the running one (RELOAD).
+    second
+        .invoke(
+            "save_account",
+            json!({"account": account_form("isp", 2525, "pw")}),
+        )
+        .unwrap();
+
+    // The running one stops: the front end starts Mailcall itself, on the same socket.
+    tauri::async_runtime::block_on(first.state().stop_service());
+    let here = mailcall_e2e::poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        matches!(second.serving(), Serving::Here { .. }).then_some(())
+    });
+    assert!(here.is_some(), "no takeover: {:?}", second.serving());
+    let status =
+        tauri::async_runtime::block_on(mailcall_core::control::request(&first.socket, "STATUS"))
+            .expect("the second tray answers on the socket now");
+    assert_eq!(status["accounts"], json!(["isp"]), "{status}");
+    assert!(!second.state().status().view().line.contains("via daemon"));
 }

@@ -1,7 +1,9 @@
 //! The tray icon and its menu: Fetch now · status line · Open mail folder · Settings… · Pause
 //! automatic fetching · Quit. Linux trays report no clicks, so "Fetch now" leads the menu; where
 //! clicks are reported (Windows, macOS) a left click fetches and the menu is on the right button.
+//! The icon, tooltip, status line and check mark follow the status [`AppState`] publishes.
 
+use mailcall_core::history::Trigger;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -35,10 +37,11 @@ pub struct TrayItems<R: Runtime> {
     pause: CheckMenuItem<R>,
 }
 
-/// Builds the tray icon and its menu.
+/// Builds the tray icon and its menu, and follows the published status.
 pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let state = app.state::<AppState>();
-    let view = state.status().view();
+    let mut published = state.watch_status();
+    let view = published.borrow_and_update().clone();
     let fetch = MenuItem::with_id(app, ids::FETCH, "Fetch now", true, None::<&str>)?;
     let status = MenuItem::with_id(app, ids::STATUS, &view.line, false, None::<&str>)?;
     let open = MenuItem::with_id(app, ids::OPEN_MAIL, "Open mail folder", true, None::<&str>)?;
@@ -48,7 +51,7 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         ids::PAUSE,
         "Pause automatic fetching",
         true,
-        state.prefs().paused,
+        view.paused,
         None::<&str>,
     )?;
     let quit = MenuItem::with_id(app, ids::QUIT, "Quit", true, None::<&str>)?;
@@ -83,6 +86,13 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         })
         .build(app)?;
     app.manage(TrayItems { status, pause });
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while published.changed().await.is_ok() {
+            let view = published.borrow_and_update().clone();
+            show_status(&app, &view);
+        }
+    });
     Ok(())
 }
 
@@ -105,15 +115,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
 
 /// Starts a fetch; a failure shows on the tray and as a notification.
 pub fn fetch_now<R: Runtime>(app: &AppHandle<R>) {
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        if let Err(e) = state.fetch_now(&app, "tray").await {
-            let notices = state.status().service_failed(&e);
-            state.notifier.send(notices);
-            crate::state::refresh(&app);
-        }
-    });
+    crate::state::fetch_in_background(app, Trigger::Tray);
 }
 
 fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
@@ -150,24 +152,17 @@ fn toggle_pause<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let state = app.state::<AppState>();
-        // From the triggers' state, not the check mark: PAUSE/RESUME on the control socket
-        // change it too.
+        // From the switch where Mailcall runs, not the check mark (which GTK has flipped
+        // already): PAUSE/RESUME on the control socket change it too.
         let paused = !state.is_paused().await;
-        if let Err(e) = state.set_paused(paused).await {
-            tracing::warn!("{e}");
+        if let Err(e) = state.set_paused(&app, paused).await {
+            crate::state::show_problem(&app, &e);
         }
-        show_paused(&app, paused);
     });
 }
 
-/// Sets the check mark of "Pause automatic fetching".
-pub fn show_paused<R: Runtime>(app: &AppHandle<R>, paused: bool) {
-    if let Some(items) = app.try_state::<TrayItems<R>>() {
-        let _ = items.pause.set_checked(paused);
-    }
-}
-
-/// Stops the service cleanly (deliveries in flight finish or get a 4xx), then exits.
+/// Stops Mailcall cleanly (deliveries in flight finish or get a 4xx; a daemon this tray
+/// fronted keeps running), then exits.
 pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
@@ -176,8 +171,8 @@ pub fn quit<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
-/// Shows a status on the icon, tooltip and status line (no-op without a tray, as in tests).
-pub fn show_status<R: Runtime>(app: &AppHandle<R>, view: &StatusView) {
+/// Shows a status on the icon, tooltip, status line and check mark (no-op without a tray).
+fn show_status<R: Runtime>(app: &AppHandle<R>, view: &StatusView) {
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         if let Ok(icon) = Image::from_bytes(view.state_png()) {
             let _ = tray.set_icon(Some(icon));
@@ -186,5 +181,6 @@ pub fn show_status<R: Runtime>(app: &AppHandle<R>, view: &StatusView) {
     }
     if let Some(items) = app.try_state::<TrayItems<R>>() {
         let _ = items.status.set_text(&view.line);
+        let _ = items.pause.set_checked(view.paused);
     }
 }

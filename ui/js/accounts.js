@@ -118,28 +118,14 @@ function formData() {
   };
 }
 
-// Quick checks before asking Mailcall, which checks everything again.
-function localErrors(data) {
-  const f = {};
-  if (!data.name.trim()) f.name = "Give the account a name, e.g. isp";
-  if (!data.host.trim()) f.host = "Enter the ISP's mail server, e.g. mail.example.net";
-  if (data.port.trim() && !/^\d{1,5}$/.test(data.port.trim())) f.port = "Use a number from 1 to 65535";
-  if (!data.domains.some((d) => d.name.trim())) f.domains = "Add at least one domain the ISP holds mail for";
-  const t = data.link_timeout.trim();
-  if (t && (!/^\d{1,4}$/.test(t) || Number(t) < 1 || Number(t) > 3600)) f.link_timeout = "Enter seconds from 1 to 3600, or leave it empty for 60";
-  return f;
-}
-
+// Mailcall checks every field (the same rules as `mailcall-cli account set`) and answers with
+// a message per field.
 async function save(ev) {
   ev.preventDefault();
   const form = $("#account-form");
   const data = formData();
-  const local = localErrors(data);
-  showErrors(form, local);
-  if (Object.keys(local).length) {
-    $("#account-error").textContent = "Please correct the marked fields.";
-    return;
-  }
+  showErrors(form, {});
+  $("#account-error").textContent = "";
   $("#acct-save").disabled = true;
   try {
     await call("save_account", { account: data });
@@ -158,13 +144,15 @@ async function test() {
   const form = $("#account-form");
   const out = $("#test-result");
   const data = formData();
-  showErrors(form, localErrors(data));
+  showErrors(form, {});
   $("#account-error").textContent = "";
   out.hidden = false;
   out.replaceChildren(h("p", {}, "Connecting…"));
   $("#acct-test").disabled = true;
   try {
     const r = await call("test_connection", { account: data });
+    // A failure that one field fixes is shown next to it too.
+    if (r.error && r.field) showErrors(form, { [r.field]: r.error });
     const item = (ok, text) => h("li", { class: ok ? "yes" : "no" }, text);
     out.replaceChildren(
       h("ul", { id: "test-summary" },

@@ -1,16 +1,18 @@
-// The History tab: recent fetch sessions with per-domain replies, messages and transcripts.
+// The History tab: recent fetch sessions (and dial-up steps, deliveries outside a fetch) with
+// per-domain replies, messages, problems (with where to fix them) and transcripts.
 import { call, asUiError } from "./api.js";
 import { $, h } from "./dom.js";
 
 const time = (iso) => new Date(iso).toLocaleString();
 const kib = (n) => (n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`);
 
+// One record: its headline as Mailcall words it (the CLI's `history` says the same), what
+// asked for it, and whether it went well.
 function session(r) {
-  const failed = r.errors.length > 0 || r.domains.some((d) => !["started", "no_mail", "already_running"].includes(d.outcome.kind));
-  const n = r.messages.length;
+  const what = r.kind === "fetch" ? r.trigger : `${r.kind} (${r.trigger})`;
   const summary = h("summary", {},
-    h("strong", {}, time(r.finished_at)), ` · ${r.trigger || "?"} · ${n} message${n === 1 ? "" : "s"} · `,
-    h("span", { class: failed ? "failed" : "ok" }, failed ? "failed" : "OK"), ` · ended: ${r.ended_because}`);
+    h("strong", {}, time(r.finished_at)), ` · ${what} · `,
+    h("span", { class: r.ok ? "ok" : "failed" }, r.ok ? "OK" : "failed"), ` · ${r.headline}`);
   const parts = [summary];
   if (r.domains.length) {
     parts.push(h("table", { class: "domains-table" },
@@ -18,13 +20,13 @@ function session(r) {
       ...r.domains.map((d) => h("tr", {}, h("td", {}, d.domain), h("td", {}, d.account),
         h("td", {}, `${d.code ?? "---"} ${d.text}`), h("td", {}, String(d.messages))))));
   }
-  if (n) {
+  if (r.messages.length) {
     parts.push(h("table", { class: "messages-table" },
       h("tr", {}, h("th", {}, "From"), h("th", {}, "Subject"), h("th", {}, "Size")),
       ...r.messages.map((m) => h("tr", {}, h("td", {}, m.from || m.sender || "<>"),
         h("td", {}, m.subject || "(no subject)"), h("td", {}, kib(m.size))))));
   }
-  for (const e of r.errors) parts.push(h("p", { class: "error" }, e));
+  for (const p of r.problems) parts.push(h("p", { class: "error" }, p));
   for (const [account, lines] of r.transcripts) {
     const text = lines.map((l) => `${({ sent: "C:", received: "S:", note: "* " })[l.dir]} ${l.line}`).join("\n");
     parts.push(h("details", {}, h("summary", {}, `Transcript (${account})`), h("pre", {}, text)));

@@ -2,8 +2,10 @@
 import { call, on, asUiError } from "./api.js";
 import { $, $$ } from "./dom.js";
 import { initAccounts, renderAccounts } from "./accounts.js";
-import { initSettings, renderSettings } from "./settings.js";
+import { initSettings, renderSettings, showPaused } from "./settings.js";
 import { initHistory, loadHistory } from "./history.js";
+
+let lastPaused = null;
 
 function showStatus(s) {
   const line = $("#status-line");
@@ -11,6 +13,11 @@ function showStatus(s) {
   line.title = s.tooltip;
   line.classList.toggle("error", s.state === "error");
   $("#fetch-now").disabled = s.fetching;
+  // Who runs Mailcall changes when a daemon this tray used goes away.
+  $("#control-note").textContent = s.note;
+  // Only a change of the switch touches the box (not the user's unsaved click).
+  if (lastPaused !== null && s.paused !== lastPaused) showPaused(s.paused);
+  lastPaused = s.paused;
 }
 
 function showTab(name) {

@@ -1,5 +1,6 @@
 // The Settings tab: listener, Maildir, limits, fetching by itself (interfaces, settle delay,
-// interval, at start), notifications, start at login, pause.
+// interval, at start), notifications, start at login, pause, and who runs Mailcall (this tray,
+// or the daemon it uses).
 import { call, asUiError } from "./api.js";
 import { $, showErrors } from "./dom.js";
 
@@ -20,14 +21,9 @@ export function renderSettings(s, configPath, controlNote) {
   $("#control-note").textContent = controlNote || "";
 }
 
-// Quick checks before asking Mailcall, which checks everything again.
-function localErrors(s) {
-  const f = {};
-  const whole = (v) => /^\d{1,9}$/.test(v.trim());
-  if (!whole(s.settle_delay) || Number(s.settle_delay) > 3600) f.settle_delay = "Enter seconds from 0 to 3600";
-  if (!whole(s.fetch_interval) || Number(s.fetch_interval) > 10080) f.fetch_interval = "Enter minutes from 0 (never) to 10080 (a week)";
-  if (/[\/]/.test(s.interfaces)) f.interfaces = "Interface names have no '/': use names or globs such as ppp*, wlan0";
-  return f;
+// The pause switch as Mailcall (or the daemon) has it: follows the tray menu and scripts.
+export function showPaused(paused) {
+  $("#set-paused").checked = paused;
 }
 
 async function save(ev) {
@@ -46,18 +42,14 @@ async function save(ev) {
     fetch_interval: $("#set-interval").value,
     fetch_at_start: $("#set-fetch-at-start").checked,
   };
-  const local = localErrors(settings);
-  showErrors(form, local);
-  if (Object.keys(local).length) {
-    $("#settings-error").textContent = "Please correct the marked fields.";
-    $("#settings-saved").hidden = true;
-    return;
-  }
+  // Mailcall checks every field (the same rules as `mailcall-cli config set`).
+  showErrors(form, {});
   $("#settings-error").textContent = "";
   $("#settings-saved").hidden = true;
   $("#settings-save").disabled = true;
   try {
-    await call("save_settings", { settings });
+    const note = await call("save_settings", { settings });
+    $("#settings-saved").textContent = note ? `Saved. ${note}` : "Saved.";
     $("#settings-saved").hidden = false;
   } catch (e) {
     const err = asUiError(e);

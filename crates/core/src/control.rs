@@ -9,7 +9,7 @@
 //!
 //! | request | reply |
 //! |---|---|
-//! | `FETCH [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record) |
+//! | `FETCH [trigger=WORD] [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record); `trigger=` names the front end that asked (`tray`, `window`, `cli`; default `control`) |
 //! | `PAUSE` / `RESUME` | `{"ok":true,"paused":bool}` |
 //! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...]}` |
 //! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
@@ -403,7 +403,20 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
     let verb = words.next().unwrap_or("").to_ascii_uppercase();
     match verb.as_str() {
         "FETCH" => {
-            let names: Vec<String> = words.map(str::to_string).collect();
+            let mut trigger = Trigger::Control;
+            let mut names: Vec<String> = Vec::new();
+            for word in words {
+                // `=` is never in an account name, so the option cannot be taken for one.
+                match word.strip_prefix("trigger=") {
+                    Some(t) => match manual_trigger(t) {
+                        Some(t) => trigger = t,
+                        None => {
+                            return json!({"ok": false, "error": format!("trigger={t} is not a front end that fetches by hand: use tray, window, cli or control")})
+                        }
+                    },
+                    None => names.push(word.to_string()),
+                }
+            }
             if names.len() > 64 {
                 return json!({"ok": false, "error": "too many account names (at most 64)"});
             }
@@ -412,7 +425,7 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
                     return json!({"ok": false, "error": e});
                 }
             }
-            let request = FetchRequest::named(Trigger::Control, names);
+            let request = FetchRequest::named(trigger, names);
             tracing::info!("control socket: fetch requested");
             match triggers.fetch_now(request).await {
                 Ok(record) => json!({"ok": true, "record": record}),
@@ -436,8 +449,20 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
             Err(e) => json!({"ok": false, "error": e}),
         },
         _ => {
-            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [account ...], PAUSE, RESUME, STATUS, RELOAD or EVENTS")})
+            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [trigger=WORD] [account ...], PAUSE, RESUME, STATUS, RELOAD or EVENTS")})
         }
+    }
+}
+
+/// The triggers a `FETCH` may name: the front ends that fetch by hand (an automatic trigger
+/// over the socket would be a lie in the history, and would be retried as one).
+fn manual_trigger(word: &str) -> Option<Trigger> {
+    match word {
+        "tray" => Some(Trigger::Tray),
+        "window" => Some(Trigger::Window),
+        "cli" => Some(Trigger::Cli),
+        "control" => Some(Trigger::Control),
+        _ => None,
     }
 }
 
@@ -592,7 +617,21 @@ async fn connect(path: &Path) -> Result<Stream, ControlError> {
 
 /// Asks the running instance to fetch `names` (all when empty) and waits for the session record.
 pub async fn fetch(path: &Path, names: &[String]) -> Result<SessionRecord, ControlError> {
+    fetch_as(path, Trigger::Control, names).await
+}
+
+/// [`fetch`] on behalf of a front end (a tray using a running daemon): the session and its
+/// history record carry `trigger` (tray, window, cli or control) instead of `control`.
+pub async fn fetch_as(
+    path: &Path,
+    trigger: Trigger,
+    names: &[String],
+) -> Result<SessionRecord, ControlError> {
     let mut line = String::from("FETCH");
+    if trigger != Trigger::Control {
+        line.push_str(" trigger=");
+        line.push_str(trigger.as_str());
+    }
     for n in names {
         line.push(' ');
         line.push_str(n);

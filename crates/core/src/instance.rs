@@ -236,8 +236,12 @@ impl Instance {
             (path, tokio::spawn(server.serve(controls, shutdown.clone())))
         });
         let pause_keeper = remembered.then(|| {
+            // Subscribed here, not in the task: a flip right after the start (before the task
+            // first runs) would otherwise count as seen and never be written.
+            let changes = triggers.paused_changes();
             tokio::spawn(keep_pause(
                 triggers.clone(),
+                changes,
                 config.clone(),
                 shutdown.clone(),
             ))
@@ -312,11 +316,16 @@ impl Instance {
 }
 
 /// Writes the pause switch to the state file whenever it changes, whoever flipped it.
-async fn keep_pause(triggers: TriggerHandle, config: Config, shutdown: CancellationToken) {
-    let mut changes = triggers.paused_changes();
+async fn keep_pause(
+    triggers: TriggerHandle,
+    mut changes: tokio::sync::watch::Receiver<bool>,
+    config: Config,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            // A flip just before a stop is still written.
+            biased;
             changed = changes.changed() => {
                 if changed.is_err() {
                     return;
@@ -332,6 +341,7 @@ async fn keep_pause(triggers: TriggerHandle, config: Config, shutdown: Cancellat
                     Err(e) => tracing::error!("saving the pause switch failed: {e}"),
                 }
             }
+            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -402,5 +412,42 @@ impl SavedState {
         })?;
         fsutil::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|source| ConfigError::Write { path, source })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::keystore::MemoryStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_flipped_right_after_the_start_or_before_the_stop_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().join("data")),
+            maildir: Some(dir.path().join("Maildir")),
+            fetch_at_start: false,
+            ..Config::default()
+        };
+        let options = InstanceOptions {
+            mode: Mode::Daemon,
+            config_path: dir.path().join("config.toml"),
+            config: config.clone(),
+            store: Arc::new(MemoryStore::default()),
+            control_socket: Some(dir.path().join("run/control.sock")),
+            fetch_at_start: false,
+        };
+        for paused in [true, false, true] {
+            let instance = Instance::start(options.clone(), EventSink::default())
+                .await
+                .unwrap();
+            assert_eq!(instance.triggers().is_paused(), !paused, "as remembered");
+            // No await in between: the keeper task may not have run yet.
+            instance.set_paused(paused);
+            instance.stop().await;
+            assert_eq!(SavedState::load(&config).unwrap().paused, paused);
+        }
     }
 }

@@ -224,6 +224,15 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let typed = control::status(&path).await.unwrap();
     assert_eq!((typed.paused, typed.accounts.len()), (false, 1));
     assert_eq!(control::reload(&path).await.unwrap(), ["gone: unreadable"]);
+    let e = control::request(&path, "FETCH trigger=network")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("tray, window"), "{e}");
+    // A front end over the socket (a tray using the daemon) is named in the record.
+    let record = control::fetch_as(&path, Trigger::Tray, &[]).await.unwrap();
+    assert_eq!(record.trigger, Trigger::Tray);
+    let (recorded, _) = history.recent(10).unwrap();
+    assert_eq!(recorded.last().map(|r| r.trigger), Some(Trigger::Tray));
     // EVENTS streams the instance's events as they happen.
     let mut events = control::subscribe(&path).await.unwrap();
     let paused = control::request(&path, "PAUSE").await.unwrap();

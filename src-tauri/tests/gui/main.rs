@@ -1,13 +1,16 @@
 //! The tray app end to end: the real `mailcall` binary on a throwaway X desktop (Xvfb, dunst,
 //! trayer) with a private D-Bus session and an unlocked gnome-keyring, its window driven over
 //! WebDriver (tauri-driver + WebKitWebDriver), its tray menu clicked with xdotool, against a
-//! real Postfix ISP with STARTTLS and AUTH. Screenshots go to
-//! `$CARGO_TARGET_TMPDIR/gui-screenshots` (copied into docs/ for the README).
+//! real Postfix ISP with STARTTLS and AUTH; and ([`daemon`]) the tray as the front end of a
+//! running `mailcall-cli daemon`. Screenshots go to `$CARGO_TARGET_TMPDIR/gui-screenshots`
+//! (copied into docs/ for the README).
 
+mod daemon;
 mod desktop;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mailcall_e2e::{free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp};
@@ -19,6 +22,14 @@ use webdriver::WebDriver;
 const APP: &str = env!("CARGO_BIN_EXE_mailcall");
 const PASSWORD: &str = "wonderland-pw-9";
 const SINGLE_INSTANCE: &str = "io.mailcall.Mailcall.SingleInstance";
+
+/// One throwaway desktop at a time: each runs WebKit, Postfix and a keyring, and two at once
+/// on a small machine only make both slow enough to miss their deadlines.
+fn one_desktop_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    // A failed test (a panic while holding it) must not fail the next one as well.
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screenshots");
@@ -101,6 +112,63 @@ fn open_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) -> (i32
     (mx, my, mw)
 }
 
+/// The desktop the app runs on, with `config` as its config file; the screenshot directory.
+fn start_desktop(keyring: &KeyringEnv, config: &Path) -> (Desktop, PathBuf) {
+    let desktop = Desktop::start(
+        keyring,
+        vec![
+            ("MAILCALL_CONFIG".into(), config.display().to_string()),
+            ("MAILCALL_LOG".into(), "info".into()),
+            // Software compositing under Xvfb left the window unrepainted until an X event.
+            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+        ],
+    );
+    eprintln!(
+        "desktop on {}, logs in {}",
+        desktop.display(),
+        desktop.logs().display()
+    );
+    (desktop, screenshots())
+}
+
+/// Opens the tray menu and clicks its first item, "Fetch now" (with a screenshot of the open
+/// menu named `shot`, if given).
+fn fetch_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, shot: Option<&str>) {
+    let (mx, my, mw) = open_tray_menu(desktop, keyring, shots);
+    if let Some(name) = shot {
+        desktop.screenshot(keyring, &shots.join(name));
+    }
+    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
+    desktop.run(keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+}
+
+/// Opens the tray menu and picks "Pause automatic fetching" with the keyboard (GTK skips the
+/// disabled status line: Fetch now, Open mail folder, Settings…, Pause).
+fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) {
+    open_tray_menu(desktop, keyring, shots);
+    desktop.run(
+        keyring,
+        "xdotool",
+        &[
+            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
+        ],
+    );
+}
+
+/// Waits until the Settings tab's Pause box is checked (it follows the switch).
+fn wait_pause_box(wd: &WebDriver) {
+    wait(10, "the Pause box to be checked", || {
+        Ok(wd
+            .execute(
+                "return document.querySelector('#set-paused').checked;",
+                json!([]),
+            )?
+            .as_bool()
+            .filter(|c| *c)
+            .map(|_| ()))
+    });
+}
+
 /// One request line on the app's control socket; the JSON reply.
 fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
     use std::io::{BufRead, BufReader, Write};
@@ -128,6 +196,7 @@ fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
 
 #[test]
 fn tray_app_adds_tests_fetches_and_removes_an_account() {
+    let _one = one_desktop_at_a_time();
     let keyring = KeyringEnv::new();
     let listener_port = free_port();
     let isp = PostfixIsp::start(
@@ -164,21 +233,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         ),
     )
     .expect("writing the config");
-    let desktop = Desktop::start(
-        &keyring,
-        vec![
-            ("MAILCALL_CONFIG".into(), config_path.display().to_string()),
-            ("MAILCALL_LOG".into(), "info".into()),
-            // Software compositing under Xvfb left the window unrepainted until an X event.
-            ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
-        ],
-    );
-    eprintln!(
-        "desktop on {}, logs in {}",
-        desktop.display(),
-        desktop.logs().display()
-    );
-    let shots = screenshots();
+    let (desktop, shots) = start_desktop(&keyring, &config_path);
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
     let wd = open_session(&desktop);
@@ -271,11 +326,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     wd.click("#acct-cancel").expect("Cancel");
 
     // 5. Fetch now from the tray menu, clicked with xdotool.
-    let (mx, my, mw) = open_tray_menu(&desktop, &keyring, &shots);
-    desktop.screenshot(&keyring, &shots.join("tray-menu.png"));
-    // "Fetch now" is the first item.
-    let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
-    desktop.run(&keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
+    fetch_from_tray_menu(&desktop, &keyring, &shots, Some("tray-menu.png"));
 
     let maildir = Maildir::new(&maildir_path);
     let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
@@ -310,17 +361,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     assert!(notes.contains("news@sender.test"), "{notes}");
 
     // 6. The tray serves the control socket; "Pause automatic fetching" in the tray menu
-    //    reaches the triggers (STATUS says paused). Keyboard: GTK skips the disabled status line.
+    //    reaches the triggers (STATUS says paused).
     let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
     assert_eq!(status["paused"], false, "{status}");
-    open_tray_menu(&desktop, &keyring, &shots);
-    desktop.run(
-        &keyring,
-        "xdotool",
-        &[
-            "key", "--delay", "150", "Down", "Down", "Down", "Down", "Return",
-        ],
-    );
+    pause_from_tray_menu(&desktop, &keyring, &shots);
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
         control(&keyring, "STATUS")
             .ok()
@@ -337,16 +381,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         json!([]),
     )
     .expect("reloading the window");
-    wait(10, "the Pause box to be checked", || {
-        Ok(wd
-            .execute(
-                "return document.querySelector('#set-paused').checked;",
-                json!([]),
-            )?
-            .as_bool()
-            .filter(|c| *c)
-            .map(|_| ()))
-    });
+    wait_pause_box(&wd);
     desktop.screenshot(&keyring, &shots.join("settings-tab.png"));
 
     // 7. `mailcall --fetch` asks the running instance over the control socket and prints the
@@ -357,7 +392,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
             .stdout
             .contains("asked the running Mailcall to fetch")
             && forwarded.stdout.contains("control.sock")
-            && forwarded.stdout.contains("fetched 0 message(s)"),
+            && forwarded.stdout.contains("summary: 0 message(s)"),
         "stdout: {}\nstderr: {}",
         forwarded.stdout,
         forwarded.stderr
