@@ -7,6 +7,7 @@ use clap::Subcommand;
 use mailcall_core::config::{self, Config, KEYS};
 
 use crate::failure::{Failure, Outcome};
+use crate::hints;
 use crate::output::say;
 
 /// The `config` subcommands.
@@ -30,16 +31,45 @@ pub enum ConfigCommand {
     Keys,
 }
 
-/// Resolves the config path and loads it (defaults when the file does not exist yet).
+/// Resolves the config path and loads it (defaults when the file does not exist yet). A file
+/// whose one bad value `config unset KEY` repairs says so, as a command to type.
 pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config), Failure> {
     let path = config::config_path(explicit).map_err(Failure::setup)?;
-    let config = Config::load(&path).map_err(Failure::setup)?;
-    Ok((path, config))
+    match Config::load(&path) {
+        Ok(config) => Ok((path, config)),
+        Err(e) => Err(match e.key().filter(|k| repaired_by_unset(&path, k)) {
+            Some(key) => Failure::setup(format!("{e}\n  to fix: {}", hints::unset_command(key))),
+            None => Failure::setup(e),
+        }),
+    }
+}
+
+/// Whether `config unset key` would make the file at `path` valid.
+fn repaired_by_unset(path: &Path, key: &str) -> bool {
+    let Ok(mut config) = Config::load_to_change(path, key) else {
+        return false;
+    };
+    config.unset(key).is_ok() && config.validate().is_ok()
+}
+
+/// The config to change `key` in: a file broken only in that key loads, so `set`/`unset`
+/// repair it.
+fn load_to_change(explicit: Option<&Path>, key: &str) -> Result<(PathBuf, Config), Failure> {
+    let path = config::config_path(explicit).map_err(Failure::setup)?;
+    match Config::load_to_change(&path, key) {
+        Ok(config) => Ok((path, config)),
+        Err(_) => load(explicit),
+    }
 }
 
 /// Runs a `config` subcommand.
 pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
-    let (path, mut config) = load(explicit)?;
+    let (path, mut config) = match &cmd {
+        ConfigCommand::Set { key, .. } | ConfigCommand::Unset { key } => {
+            load_to_change(explicit, key)?
+        }
+        _ => load(explicit)?,
+    };
     match cmd {
         ConfigCommand::Show => {
             say!("# {}", path.display());
@@ -63,6 +93,7 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
             config.unset(&key).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("{key} is back to its default in {}", path.display());
+            crate::account::tell_running();
         }
         ConfigCommand::Keys => {
             for k in KEYS {
