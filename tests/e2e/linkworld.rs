@@ -28,7 +28,7 @@ pub const PEER: &str = "10.64.0.1";
 pub struct WorldOptions {
     /// Mail queued (and deferred) at the ISP before anything starts.
     pub queued: Vec<Message>,
-    /// The ISP's set-up (domains and listener port are filled in).
+    /// STARTTLS (the ISP's own CA) and AUTH for this user and password; `None`: plain.
     pub tls_auth: Option<(String, String)>,
     /// Start the ISP inside the namespace now; `false`: it stays stopped until the test calls
     /// `world.ns.start_isp(&world.isp)`.

@@ -73,6 +73,10 @@ fn pause_is_one_switch_for_the_cli_the_socket_and_the_next_start() {
         .assert_mentions("automatic fetching: paused")
         .assert_mentions("accounts: isp");
     assert_eq!(control(&world, "STATUS")["paused"], true);
+    // A preference changed meanwhile applies from the next start, and the CLI says so.
+    cli.run(&["config", "set", "idle-timeout", "2"])
+        .assert_success()
+        .assert_mentions("uses the new idle-timeout from its next start");
     link_up_fetches_nothing(&world, "started paused");
 
     // 3. `resume` reaches the running daemon and is remembered; the next link-up fetches.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use mailcall_core::config::{self, Config, KEYS};
+use mailcall_core::control;
 
 use crate::failure::{Failure, Outcome};
 use crate::hints;
@@ -87,13 +88,13 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
             config.set(&key, &value).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("set {key} = {value} in {}", path.display());
-            crate::account::tell_running();
+            note_running(&key);
         }
         ConfigCommand::Unset { key } => {
             config.unset(&key).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("{key} is back to its default in {}", path.display());
-            crate::account::tell_running();
+            note_running(&key);
         }
         ConfigCommand::Keys => {
             for k in KEYS {
@@ -102,6 +103,23 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says so when a daemon or tray runs: it read its preferences when it started (only accounts
+/// are read again while it runs), so a changed preference applies from its next start.
+fn note_running(key: &str) {
+    let Ok(socket) = control::default_socket_path() else {
+        return;
+    };
+    let Ok(rt) = crate::output::runtime() else {
+        return;
+    };
+    if rt.block_on(control::status(&socket)).is_ok() {
+        say!(
+            "a Mailcall is running ({}): it uses the new {key} from its next start; restart it to use it now",
+            socket.display()
+        );
+    }
 }
 
 /// `value` as a full path (relative to the current directory), empty staying empty.
