@@ -52,6 +52,15 @@ impl<'a> Cli<'a> {
         }
     }
 
+    /// The CLI in `env` with another config file (`--config PATH`): a second config in the same
+    /// session, or the platform's default path that commands typed without `--config` read.
+    pub fn with_config(env: &'a KeyringEnv, config: impl Into<PathBuf>) -> Self {
+        Self {
+            config: config.into(),
+            ..Self::new(env)
+        }
+    }
+
     /// The config file every run passes with `--config`.
     pub fn config_path(&self) -> &Path {
         &self.config
@@ -67,8 +76,12 @@ impl<'a> Cli<'a> {
         std::fs::read_to_string(&self.config).unwrap_or_default()
     }
 
-    /// Replaces the config file's contents.
+    /// Replaces the config file's contents (its directory is made when missing).
     pub fn write_config(&self, toml: &str) {
+        if let Some(dir) = self.config.parent() {
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        }
         std::fs::write(&self.config, toml)
             .unwrap_or_else(|e| panic!("writing {}: {e}", self.config.display()));
     }

@@ -18,6 +18,9 @@ pub enum Script {
     CloseAfterEhlo,
     /// Greets, answers EHLO (ETRN advertised), and closes the connection when ETRN arrives.
     CloseAtEtrn,
+    /// Accepts the connection and never says a word (a server that hangs): no greeting, no
+    /// reply; the connection is held until the client closes it (at most 5 minutes).
+    Silent,
 }
 
 /// The running fake; dropping it stops the accept thread and joins it.
@@ -95,6 +98,9 @@ impl Drop for FakeIsp {
 }
 
 fn serve(stream: TcpStream, script: Script, commands: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    if script == Script::Silent {
+        return hold_silently(stream, commands);
+    }
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
@@ -127,6 +133,23 @@ fn serve(stream: TcpStream, script: Script, commands: &Mutex<Vec<String>>) -> st
             _ => b"502 5.5.2 not here\r\n",
         };
         w.write_all(reply)?;
+    }
+    Ok(())
+}
+
+/// [`Script::Silent`]: records what the client sends, answers nothing, returns when it closes.
+fn hold_silently(stream: TcpStream, commands: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    let mut r = BufReader::new(stream);
+    for _ in 0..1000 {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.trim_end().to_string());
     }
     Ok(())
 }

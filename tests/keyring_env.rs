@@ -32,6 +32,8 @@ pub struct KeyringEnv {
     keyring: Option<ChildGuard>,
     bus: Option<ChildGuard>,
     bus_address: Option<String>,
+    /// (uid, gid) every command runs as, for [`KeyringEnv::for_user`]; `None`: as the test.
+    user: Option<(u32, u32)>,
     root: PathBuf,
     dir: Option<tempfile::TempDir>,
 }
@@ -76,9 +78,33 @@ impl KeyringEnv {
             keyring: None,
             bus: None,
             bus_address: None,
+            user: None,
             root,
             dir: Some(dir),
         }
+    }
+
+    /// As [`KeyringEnv::new`], but for `user` ([`crate::TestUser`], which must run nothing
+    /// yet): the HOME and XDG dirs (and `~/.config/mailcall`) are the user's, `home()` becomes
+    /// the user's home in the password database, and the bus, the keyring and every
+    /// [`KeyringEnv::command`] run as the user.
+    pub fn for_user(user: &crate::TestUser) -> Self {
+        let mut env = Self::without_secret_service();
+        fs::create_dir_all(env.home().join(".config/mailcall"))
+            .expect("creating ~/.config/mailcall");
+        for sub in ["home", "config", "data", "cache", "runtime"] {
+            user.chown(&env.root.join(sub));
+        }
+        user.set_home(&env.home());
+        env.user = Some((user.uid(), user.gid()));
+        env.start_bus();
+        env.start_keyring(UNLOCK_PASSWORD);
+        env
+    }
+
+    /// The (uid, gid) commands run as, when the env is a user's ([`KeyringEnv::for_user`]).
+    pub fn user(&self) -> Option<(u32, u32)> {
+        self.user
     }
 
     /// The test's temp root (holds home/, config/, data/, runtime/ and daemon logs).
@@ -134,10 +160,16 @@ impl KeyringEnv {
         vars
     }
 
-    /// A command with a cleared environment plus [`KeyringEnv::env`].
+    /// A command with a cleared environment plus [`KeyringEnv::env`] (as the env's user, if
+    /// it has one).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(program);
         cmd.env_clear().envs(self.env()).current_dir(self.home());
+        if let Some((uid, gid)) = self.user {
+            // std drops the supplementary groups too when root sets a uid.
+            cmd.uid(uid).gid(gid);
+        }
         cmd
     }
 

@@ -26,6 +26,7 @@ pub mod smtp;
 pub mod swaks;
 pub mod tls;
 pub mod tmpfs;
+pub mod users;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use raw::{RawSmtp, ReadOutcome};
 pub use running::{run_cli_with_env, RunningCli};
 pub use smtp::{Message, BODY_END};
 pub use tmpfs::Tmpfs;
+pub use users::{RunUserLink, TestUser};
 
 /// A loopback port that was free a moment ago: bind 127.0.0.1:0, read the port, let it go.
 pub fn free_port() -> u16 {

@@ -92,21 +92,14 @@ impl Netns {
     /// Moves a running test ISP into the namespace: its queue stays on disk, the instance is
     /// stopped and started again inside (so deferred mail stays deferred until ETRN).
     pub fn adopt_isp(&self, isp: &PostfixIsp) {
+        stop_isp(isp);
+        self.start_isp(isp);
+    }
+
+    /// Starts a stopped test ISP (see [`stop_isp`]) inside the namespace, from its queue on
+    /// disk, and waits until it accepts connections there: an ISP that comes up after the link.
+    pub fn start_isp(&self, isp: &PostfixIsp) {
         let conf = isp.dir().join("conf");
-        let pid_file = isp.dir().join("queue/pid/master.pid");
-        let pid = std::fs::read_to_string(&pid_file).ok();
-        run_checked(
-            Command::new("postfix").arg("-c").arg(&conf).arg("stop"),
-            None,
-        )
-        .unwrap_or_else(|e| panic!("stopping the ISP to move it failed: {e}"));
-        if let Some(pid) = pid.and_then(|p| p.trim().parse::<u32>().ok()) {
-            let gone =
-                crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-                });
-            assert!(gone.is_some(), "the ISP's master {pid} did not stop");
-        }
         let mut start = self.command("postfix");
         start.arg("-c").arg(&conf).arg("start");
         run_checked(&mut start, None)
@@ -152,5 +145,24 @@ impl Drop for Netns {
             None,
             Duration::from_secs(10),
         );
+    }
+}
+
+/// Stops a running test ISP (wherever it runs) and waits until its master is gone; its queue
+/// stays on disk for [`Netns::start_isp`]. Dropping the [`PostfixIsp`] later is still safe.
+pub fn stop_isp(isp: &PostfixIsp) {
+    let conf = isp.dir().join("conf");
+    let pid_file = isp.dir().join("queue/pid/master.pid");
+    let pid = std::fs::read_to_string(&pid_file).ok();
+    run_checked(
+        Command::new("postfix").arg("-c").arg(&conf).arg("stop"),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("stopping the ISP failed: {e}"));
+    if let Some(pid) = pid.and_then(|p| p.trim().parse::<u32>().ok()) {
+        let gone = crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+        });
+        assert!(gone.is_some(), "the ISP's master {pid} did not stop");
     }
 }

@@ -14,19 +14,27 @@
 
 mod accounts;
 mod durability;
+mod everyday;
+mod exit_codes;
 mod faults;
 mod fetch;
 mod hostile;
+mod ipup;
+mod linkworld;
 mod odmr_peer;
+mod pause;
 mod peers;
 mod port25;
 mod readers;
 mod reload;
+mod retry;
 mod secrets;
 mod tls_auth;
 mod triggers;
 
-use mailcall_e2e::{free_port, AccountArgs, Cli, CliOutput};
+use std::time::Duration;
+
+use mailcall_e2e::{free_port, AccountArgs, Cli, CliOutput, KeyringEnv};
 
 /// Idle timeout for fetches: Postfix starts delivering within milliseconds of the 250.
 pub const IDLE: &str = "3";
@@ -64,4 +72,39 @@ pub fn write_base_config(cli: &Cli) {
 /// A listener port for one test.
 pub fn listener_port() -> u16 {
     free_port()
+}
+
+/// Runs `line` the way a user types it: `sh -c LINE` in the session's environment, with
+/// `mailcall-cli` found on PATH and `extra_env` set (e.g. PASSWORD for the password hint).
+pub fn typed(env: &KeyringEnv, line: &str, extra_env: &[(&str, &str)]) -> CliOutput {
+    let binary = mailcall_e2e::cli::cli_binary();
+    let bin_dir = binary.parent().unwrap_or(std::path::Path::new("/"));
+    let mut cmd = env.command("sh");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.arg("-c").arg(line).env("PATH", path);
+    cmd.envs(extra_env.iter().copied());
+    let done = mailcall_e2e::process::run_with_timeout(&mut cmd, None, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("cannot run sh -c {line:?}: {e}"));
+    CliOutput {
+        command: format!("sh -c {line:?}"),
+        status: done.status,
+        stdout: done.stdout,
+        stderr: done.stderr,
+        elapsed: done.elapsed,
+    }
+}
+
+/// The command after the first `to fix: ` in the output.
+pub fn fix_line(out: &CliOutput) -> String {
+    out.all_output()
+        .lines()
+        .find_map(|l| {
+            l.split_once("to fix: ")
+                .map(|(_, fix)| fix.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no `to fix:` line in the output\n{out}"))
 }

@@ -24,7 +24,8 @@ e2e() {
     tool dbus dbus-daemon dbus-send
     tool gnome-keyring gnome-keyring-daemon
     tool libsecret-tools secret-tool
-    tool util-linux setpriv
+    tool util-linux setpriv runuser
+    tool passwd useradd usermod userdel
     tool mount mount umount
     tool swaks swaks
     tool iproute2 ip

@@ -12,13 +12,15 @@
 #   dbus                  dbus-daemon (a private session bus per test) and dbus-send
 #   gnome-keyring         the Secret Service the keyring crate talks to
 #   libsecret-tools       secret-tool, to look into the keyring from the tests
-#   util-linux            setpriv, to run the CLI as an unprivileged user (port 25 test)
+#   util-linux            setpriv, to run the CLI as an unprivileged user (port 25 test); runuser,
+#                         which the ip-up.d recipe (contrib/ppp/ip-up.d/mailcall) drops to the user with
+#   passwd                useradd/usermod/userdel: a throwaway user for the ip-up.d recipe test
 #   mount                 mount/umount of a size-limited tmpfs (disk-full test)
 #   swaks                 an SMTP client that is not ours, for the hostile-input tests
 #   libnet-ssleay-perl    swaks --tls (only a Recommends of swaks: without it "TLS not available")
 #   libio-socket-ssl-perl swaks --tls, likewise
 #   iproute2              ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
-E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2"
+E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux passwd mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2"
 
 # The mail server and reader the end-to-end tests hand mail to and read Mailcall's Maildir with
 # (tests/dovecot.rs runs a private instance per test with `dovecot -c CONF -F`; setup.sh stops the

@@ -481,7 +481,8 @@ fn remove(explicit: Option<&Path>, store: &dyn AccountStore, name: &str) -> Outc
         config.save(&path).map_err(Failure::setup)?;
     }
     if !in_keyring && !in_config {
-        return Err(Failure::failed(format!(
+        // A name that is not an account is a usage problem, as for show/edit/fetch (exit 2).
+        return Err(Failure::setup(format!(
             "there is no account {name:?}; see `mailcall-cli account list`"
         )));
     }

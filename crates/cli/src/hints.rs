@@ -1,26 +1,66 @@
 //! The CLI's words for the core's hints: a setting to change becomes the command line that
-//! changes it, which works when typed as written (a unit test parses every one with clap).
+//! changes it, which works when typed as written (a unit test parses every one with clap). A
+//! run given `--config PATH` gets hints with the same `--config PATH`, so they change that file.
+
+use std::path::Path;
+use std::sync::OnceLock;
 
 use mailcall_core::hint::{AccountField, Problem, Setting};
 
+/// `mailcall-cli`, or `mailcall-cli --config PATH` when this run was given `--config`.
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+/// Makes every hint of this run name `config` (a full path), as `--config` named it.
+pub fn set_config(config: &Path) {
+    let _ = PROGRAM.set(format!(
+        "mailcall-cli --config {}",
+        shell_word(&config.display().to_string())
+    ));
+}
+
+/// `mailcall-cli` as hints start it.
+pub fn program() -> &'static str {
+    PROGRAM.get().map_or("mailcall-cli", String::as_str)
+}
+
+/// `word` as one shell word: as it is when that is safe, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%,=".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that brings config key `key` back to its default.
+pub fn unset_command(key: &str) -> String {
+    format!("{} config unset {key}", program())
+}
+
 /// The command that changes `setting` (placeholders in capitals where the value is the user's).
 pub fn command_for(setting: &Setting) -> String {
+    let cli = program();
     match setting {
         Setting::Config { key } => {
             let example = match key.as_str() {
                 "listen" => "0.0.0.0:2525",
-                "maildir" | "data-dir" => "/home/me/Maildir",
+                "maildir" => "/home/me/Maildir",
+                "data-dir" => "/home/me/.local/share/mailcall",
                 "reply-timeout" => "120",
                 "interfaces" => "'ppp*'",
                 "tls-cert" | "tls-key" => "/etc/ssl/mailcall.pem",
                 _ => "VALUE",
             };
-            format!("mailcall-cli config set {key} {example}")
+            format!("{cli} config set {key} {example}")
         }
         Setting::Account { account, field } => {
-            let edit = format!("mailcall-cli account edit {account}");
+            let edit = format!("{cli} account edit {account}");
             match field {
-                AccountField::Name => "mailcall-cli account list".to_string(),
+                AccountField::Name => format!("{cli} account list"),
                 AccountField::Host => format!("{edit} --host mail.isp.example --port 25"),
                 AccountField::Port => format!("{edit} --port 587"),
                 AccountField::Security => format!("{edit} --security starttls"),
@@ -58,6 +98,21 @@ mod tests {
     fn words(line: &str) -> Vec<String> {
         let cmd = line.rsplit(" | ").next().unwrap_or(line);
         mailcall_core::trigger::split_command(cmd).expect("a hint splits into words")
+    }
+
+    #[test]
+    fn config_paths_become_one_shell_word() {
+        assert_eq!(
+            shell_word("/home/me/.config/mailcall/config.toml"),
+            "/home/me/.config/mailcall/config.toml"
+        );
+        assert_eq!(shell_word("/home/me/my config"), "'/home/me/my config'");
+        assert_eq!(shell_word("/tmp/it's"), "'/tmp/it'\\''s'");
+        let words = words(&format!(
+            "mailcall-cli --config {} history",
+            shell_word("/a b/it's")
+        ));
+        assert_eq!(words[2], "/a b/it's");
     }
 
     #[test]

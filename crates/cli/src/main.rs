@@ -81,6 +81,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(path) = &cli.config {
+        // Hints name the same file, from wherever they are typed.
+        let full = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        hints::set_config(&full);
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Account(cmd) => account::run(config, cmd),

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use mailcall_core::config::{self, Config, KEYS};
+use mailcall_core::control;
 
 use crate::failure::{Failure, Outcome};
+use crate::hints;
 use crate::output::say;
 
 /// The `config` subcommands.
@@ -30,16 +32,45 @@ pub enum ConfigCommand {
     Keys,
 }
 
-/// Resolves the config path and loads it (defaults when the file does not exist yet).
+/// Resolves the config path and loads it (defaults when the file does not exist yet). A file
+/// whose one bad value `config unset KEY` repairs says so, as a command to type.
 pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config), Failure> {
     let path = config::config_path(explicit).map_err(Failure::setup)?;
-    let config = Config::load(&path).map_err(Failure::setup)?;
-    Ok((path, config))
+    match Config::load(&path) {
+        Ok(config) => Ok((path, config)),
+        Err(e) => Err(match e.key().filter(|k| repaired_by_unset(&path, k)) {
+            Some(key) => Failure::setup(format!("{e}\n  to fix: {}", hints::unset_command(key))),
+            None => Failure::setup(e),
+        }),
+    }
+}
+
+/// Whether `config unset key` would make the file at `path` valid.
+fn repaired_by_unset(path: &Path, key: &str) -> bool {
+    let Ok(mut config) = Config::load_to_change(path, key) else {
+        return false;
+    };
+    config.unset(key).is_ok() && config.validate().is_ok()
+}
+
+/// The config to change `key` in: a file broken only in that key loads, so `set`/`unset`
+/// repair it.
+fn load_to_change(explicit: Option<&Path>, key: &str) -> Result<(PathBuf, Config), Failure> {
+    let path = config::config_path(explicit).map_err(Failure::setup)?;
+    match Config::load_to_change(&path, key) {
+        Ok(config) => Ok((path, config)),
+        Err(_) => load(explicit),
+    }
 }
 
 /// Runs a `config` subcommand.
 pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
-    let (path, mut config) = load(explicit)?;
+    let (path, mut config) = match &cmd {
+        ConfigCommand::Set { key, .. } | ConfigCommand::Unset { key } => {
+            load_to_change(explicit, key)?
+        }
+        _ => load(explicit)?,
+    };
     match cmd {
         ConfigCommand::Show => {
             say!("# {}", path.display());
@@ -57,12 +88,13 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
             config.set(&key, &value).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("set {key} = {value} in {}", path.display());
-            crate::account::tell_running();
+            note_running(&key);
         }
         ConfigCommand::Unset { key } => {
             config.unset(&key).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("{key} is back to its default in {}", path.display());
+            note_running(&key);
         }
         ConfigCommand::Keys => {
             for k in KEYS {
@@ -71,6 +103,23 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says so when a daemon or tray runs: it read its preferences when it started (only accounts
+/// are read again while it runs), so a changed preference applies from its next start.
+fn note_running(key: &str) {
+    let Ok(socket) = control::default_socket_path() else {
+        return;
+    };
+    let Ok(rt) = crate::output::runtime() else {
+        return;
+    };
+    if rt.block_on(control::status(&socket)).is_ok() {
+        say!(
+            "a Mailcall is running ({}): it uses the new {key} from its next start; restart it to use it now",
+            socket.display()
+        );
+    }
 }
 
 /// `value` as a full path (relative to the current directory), empty staying empty.

@@ -371,6 +371,30 @@ impl Config {
         }
     }
 
+    /// Loads `path` to change `key` (`config set` / `config unset`): as [`Config::load`], but a
+    /// file whose values break only `key`'s rule loads anyway, so that changing that key can
+    /// repair it (`tls-cert` and `tls-key` count as one: either repairs their pairing). Any
+    /// other fault is the error [`Config::load`] gives.
+    pub fn load_to_change(path: &Path, key: &str) -> Result<Self, ConfigError> {
+        let error = match Config::load(path) {
+            Err(e @ ConfigError::Parse { key: Some(_), .. }) => e,
+            other => return other,
+        };
+        let tls = |k: &str| matches!(k, "tls-cert" | "tls-key");
+        let ours = |k: Option<&str>| k == Some(key) || (tls(key) && k.is_some_and(tls));
+        if !ours(error.key()) {
+            return Err(error);
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match toml::from_str::<Config>(&text) {
+            Ok(config) if config.check().iter().all(|e| ours(e.key())) => Ok(config),
+            _ => Err(error),
+        }
+    }
+
     /// Writes the config to `path` atomically and durably, mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let err = |source| ConfigError::Write {
@@ -804,6 +828,36 @@ mod tests {
         expected.add_account("isp");
         assert_eq!(c, expected, "every key unset is its default again");
         assert!(c.unset("colour").is_err());
+    }
+
+    #[test]
+    fn a_file_broken_only_in_one_key_loads_to_change_that_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "idle-timeout = 0\nmax-wait = 90\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap_err().key(), Some("idle-timeout"));
+        let other = Config::load_to_change(&path, "max-wait").unwrap_err();
+        assert_eq!(
+            other.key(),
+            Some("idle-timeout"),
+            "another key repairs nothing"
+        );
+        let mut c = Config::load_to_change(&path, "idle-timeout").unwrap();
+        assert_eq!((c.idle_timeout, c.max_wait), (0, 90));
+        c.unset("idle-timeout").unwrap();
+        assert!(c.validate().is_ok());
+        // Two keys broken: changing one of them does not load it.
+        std::fs::write(&path, "idle-timeout = 0\nmax-wait = 0\n").unwrap();
+        assert!(Config::load_to_change(&path, "idle-timeout").is_err());
+        // Half a TLS pair: either half repairs it.
+        std::fs::write(&path, "tls-key = \"/etc/k.pem\"\n").unwrap();
+        let mut c = Config::load_to_change(&path, "tls-key").unwrap();
+        c.unset("tls-key").unwrap();
+        assert!(c.validate().is_ok());
+        assert!(Config::load_to_change(&path, "tls-cert").is_ok());
+        // Not TOML at all: no key to blame.
+        std::fs::write(&path, "idle-timeout = [\n").unwrap();
+        assert!(Config::load_to_change(&path, "idle-timeout").is_err());
     }
 
     #[test]

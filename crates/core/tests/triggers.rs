@@ -183,6 +183,63 @@ async fn a_link_that_never_comes_up_is_an_error_and_nothing_is_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_automatic_fetch_is_retried_and_a_pause_stops_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let svc = service(dir.path(), &history).await;
+    svc.set_accounts(vec![account(LinkSettings::default())]);
+    // Online from the start: the fetch at start is the automatic fetch (a link-up sent after
+    // the start could race the triggers' first look and count as the start state).
+    let (_tx, rx) = watch::channel(links(&["ppp0"]));
+    let t = trigger::start_with_links(
+        svc.clone(),
+        TriggerOptions {
+            fetch_at_start: true,
+            first_retry_delay: Duration::from_millis(400),
+            retry_for: Duration::from_secs(30),
+            history: Some(history.clone()),
+            ..TriggerOptions::default()
+        },
+        rx,
+        CancellationToken::new(),
+    );
+    let fetches = || {
+        history
+            .recent(100)
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Fetch)
+            .collect::<Vec<_>>()
+    };
+    let wait_for = |n: usize| async move {
+        for _ in 0..300 {
+            if fetches().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no {n} fetch record(s) within 3 s: {:?}", fetches());
+    };
+    // The ISP's port is closed: attempt 1, then 400 ms later attempt 2, each a record.
+    wait_for(2).await;
+    let records = fetches();
+    assert_eq!(
+        records.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(records.iter().all(|r| r.trigger == Trigger::Start));
+    assert!(records.iter().all(|r| r.retryable == ["isp"]));
+    // Attempt 3 is due 800 ms after attempt 2. The scenario, not a synchronisation: the user
+    // pauses while the retry waits (well after attempt 2 has returned), and it never comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.set_paused(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fetches().len(), 2, "no attempt after the pause");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::new(dir.path().join("history.jsonl"));

@@ -230,6 +230,12 @@ async fn automatic(inner: Arc<Inner>, trigger: Trigger) {
     let started = tokio::time::Instant::now();
     let mut request = FetchRequest::all(trigger);
     let mut delay = inner.first_retry_delay;
+    let mut paused = inner.paused.subscribe();
+    let give_up = |attempts: u32, why: String| {
+        inner.service.events().emit(Event::Error(Problem::new(format!(
+            "gave up trying again after {attempts} attempt(s): {why}. The mail stays at the ISP until the next fetch"
+        ))));
+    };
     loop {
         let Ok(record) = inner.service.fetch(request.clone()).await else {
             return;
@@ -237,17 +243,15 @@ async fn automatic(inner: Arc<Inner>, trigger: Trigger) {
         if record.retryable.is_empty() {
             return;
         }
-        let waited = started.elapsed();
-        if waited + delay > inner.retry_for || *inner.paused.borrow() {
-            let why = if *inner.paused.borrow() {
-                "automatic fetching is paused".to_string()
-            } else {
-                format!("{} s have passed (max-wait)", inner.retry_for.as_secs())
-            };
-            inner.service.events().emit(Event::Error(Problem::new(format!(
-                "gave up trying again after {} attempt(s): {why}. The mail stays at the ISP until the next fetch",
-                request.attempt
-            ))));
+        if *paused.borrow_and_update() {
+            give_up(request.attempt, "automatic fetching is paused".into());
+            return;
+        }
+        if started.elapsed() + delay > inner.retry_for {
+            give_up(
+                request.attempt,
+                format!("{} s have passed (max-wait)", inner.retry_for.as_secs()),
+            );
             return;
         }
         tracing::info!(
@@ -256,8 +260,13 @@ async fn automatic(inner: Arc<Inner>, trigger: Trigger) {
             delay.as_secs_f64(),
             request.attempt + 1
         );
+        // Pausing while we wait stops the retry too: "pause" means no automatic fetch at all.
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,
+            _ = paused.wait_for(|p| *p) => {
+                give_up(request.attempt, "automatic fetching was paused".into());
+                return;
+            }
             _ = tokio::time::sleep(delay) => {}
         }
         request = FetchRequest {
