@@ -13,6 +13,8 @@ pub mod remote;
 pub mod state;
 pub mod status;
 pub mod tray;
+#[cfg(target_os = "linux")]
+pub mod tray_host;
 pub mod window;
 
 use std::sync::Arc;
@@ -59,8 +61,10 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             }
         }))
         .setup(move |app| {
-            tray::build(app.handle())?;
-            if !launch.tray_only {
+            // With no tray to show the icon in (Linux: no StatusNotifierItem host yet), the
+            // window opens even with --tray: it is the only way in until a tray starts.
+            let icon_shows = tray::build(app.handle())?;
+            if !launch.tray_only || !icon_shows {
                 window::show(app.handle());
             }
             let handle = app.handle().clone();

@@ -1,7 +1,10 @@
 //! The tray icon and its menu: Fetch now · status line · Open mail folder · Settings… · Pause
-//! automatic fetching · Quit. Linux trays report no clicks, so "Fetch now" leads the menu; where
-//! clicks are reported (Windows, macOS) a left click fetches and the menu is on the right button.
-//! The icon, tooltip, status line and check mark follow the status [`AppState`] publishes.
+//! automatic fetching · Quit. A left click fetches and the menu is on the right button — on
+//! Linux too, where the icon is a StatusNotifierItem (tray-icon's `ksni` backend: the host calls
+//! `Activate` on a left click and shows the menu over dbusmenu). The icon, tooltip, status line
+//! and check mark follow the status [`AppState`] publishes. On Linux a desktop may have no tray
+//! host yet (the panel starts after Mailcall) or none at all: the app runs on without the icon,
+//! and shows it when a host appears ([`crate::tray_host`]).
 
 use mailcall_core::history::Trigger;
 use tauri::image::Image;
@@ -37,8 +40,10 @@ pub struct TrayItems<R: Runtime> {
     pause: CheckMenuItem<R>,
 }
 
-/// Builds the tray icon and its menu, and follows the published status.
-pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+/// Builds the tray menu and icon, and follows the published status. Returns whether the icon
+/// shows now: on Linux with no tray host on the session bus it does not (the app runs on, and
+/// the icon appears when a host starts); elsewhere a failure is an error.
+pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<bool> {
     let state = app.state::<AppState>();
     let mut published = state.watch_status();
     let view = published.borrow_and_update().clone();
@@ -68,10 +73,36 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             &quit,
         ],
     )?;
+    app.manage(TrayItems { status, pause });
+    let follower = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while published.changed().await.is_ok() {
+            let view = published.borrow_and_update().clone();
+            show_status(&follower, &view);
+        }
+    });
+    match show_icon(app, &menu) {
+        Ok(()) => Ok(true),
+        #[cfg(target_os = "linux")]
+        Err(e) => {
+            tracing::warn!(
+                "no system tray to show Mailcall's icon in ({e}); it appears when a tray (a StatusNotifierItem host) starts"
+            );
+            show_icon_when_a_host_starts(app.clone(), menu);
+            Ok(false)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds the icon to the tray, showing the status as it is now.
+fn show_icon<R: Runtime>(app: &AppHandle<R>, menu: &Menu<R>) -> tauri::Result<()> {
+    let view = app.state::<AppState>().watch_status().borrow().clone();
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(Image::from_bytes(view.state_png())?)
         .tooltip(&view.tooltip)
-        .menu(&menu)
+        .menu(menu)
         .show_menu_on_left_click(false)
         .on_menu_event(on_menu)
         .on_tray_icon_event(|tray, event| {
@@ -85,15 +116,48 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             }
         })
         .build(app)?;
-    app.manage(TrayItems { status, pause });
-    let app = app.clone();
+    // The status may have changed while the icon was being built.
+    let now = app.state::<AppState>().watch_status().borrow().clone();
+    if now.tooltip != view.tooltip || now.state != view.state {
+        show_status(app, &now);
+    }
+    Ok(())
+}
+
+/// Linux: tries again each time a StatusNotifierWatcher appears or a host registers with one,
+/// until the icon shows (or the session bus cannot be watched).
+#[cfg(target_os = "linux")]
+fn show_icon_when_a_host_starts<R: Runtime>(app: AppHandle<R>, menu: Menu<R>) {
     tauri::async_runtime::spawn(async move {
-        while published.changed().await.is_ok() {
-            let view = published.borrow_and_update().clone();
-            show_status(&app, &view);
+        let mut hosts = match crate::tray_host::HostWatch::new().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("cannot watch the session bus for a system tray: {e}");
+                return;
+            }
+        };
+        // A host may have come between the first try and the watch: try once more first.
+        loop {
+            // Building blocks until the icon is registered (or refused) over D-Bus.
+            let (a, m) = (app.clone(), menu.clone());
+            let shown = tauri::async_runtime::spawn_blocking(move || show_icon(&a, &m)).await;
+            match shown {
+                Ok(Ok(())) => {
+                    tracing::info!("a system tray started: Mailcall's icon shows");
+                    return;
+                }
+                Ok(Err(e)) => tracing::debug!("the tray icon does not show yet: {e}"),
+                Err(e) => {
+                    tracing::warn!("building the tray icon failed: {e}");
+                    return;
+                }
+            }
+            if !hosts.changed().await {
+                tracing::warn!("the session bus went away: Mailcall's tray icon will not show");
+                return;
+            }
         }
     });
-    Ok(())
 }
 
 impl StatusView {

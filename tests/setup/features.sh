@@ -135,7 +135,15 @@ gui() {
     tool xauth xauth
     tool dbus-x11 dbus-launch
     tool dunst dunst dunstctl
-    tool trayer trayer
+    tool haskell-status-notifier-item-utils status-notifier-watcher
+    tool haskell-gtk-sni-tray-utils gtk-sni-tray-standalone
+    if have gtk-sni-tray-standalone; then
+        # The GUI test's panel: top edge, icons at the end, a fixed size and colour.
+        help=$(gtk-sni-tray-standalone --help 2>&1)
+        for opt in --top --end --size --color; do
+            echo "$help" | grep -q -- "$opt" || fail haskell-gtk-sni-tray-utils "the option $opt of gtk-sni-tray-standalone (--help)"
+        done
+    fi
     tool xdotool xdotool
     tool x11-utils xwininfo
     tool imagemagick import

@@ -38,12 +38,16 @@ DOVECOT_PACKAGES="dovecot-core dovecot-imapd dovecot-lmtpd"
 #   xvfb xauth          a headless X server for the window
 #   dbus-x11            dbus-launch for GTK helpers
 #   dunst               a real notification daemon (its history is the test's witness)
-#   trayer              a tray host, so the icon is somewhere xdotool can click
+#   haskell-status-notifier-item-utils  status-notifier-watcher: the StatusNotifierWatcher (the
+#                       registry tray icons and trays meet at; the app's icon is a StatusNotifierItem)
+#   haskell-gtk-sni-tray-utils  gtk-sni-tray-standalone: a tray panel that shows StatusNotifierItems
+#                       and their dbusmenu, so the icon is somewhere xdotool can click (left: fetch,
+#                       right: the menu)
 #   xdotool x11-utils   clicking the tray menu, window geometry
 #   imagemagick         `import -window root` screenshots
 #   webkit2gtk-driver   WebKitWebDriver, which tauri-driver drives
 #   librsvg2-bin        rsvg-convert, to regenerate icons/ (sh icons/generate.sh)
-GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev xvfb xauth dbus-x11 dunst trayer xdotool x11-utils imagemagick webkit2gtk-driver librsvg2-bin"
+GUI_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libdbus-1-dev xvfb xauth dbus-x11 dunst haskell-status-notifier-item-utils haskell-gtk-sni-tray-utils xdotool x11-utils imagemagick webkit2gtk-driver librsvg2-bin"
 
 # What `scripts/run.sh` needs to build and run the tray app from source: the GUI build packages and a
 # Secret Service for the accounts (gnome-keyring; a desktop session usually has one already).

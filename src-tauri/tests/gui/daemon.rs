@@ -3,27 +3,21 @@
 //! front end — Fetch now in the tray menu makes the daemon fetch (recorded as the tray's), the
 //! daemon's events become the tray's notifications, Pause in the menu pauses the daemon — and
 //! when the daemon stops, the tray runs Mailcall itself, with the same remembered pause switch.
+//! The desktop's tray starts only after the app (a panel that comes up late): the app runs
+//! without it, and its icon appears when the tray does.
 
 use std::time::Duration;
 
 use mailcall_e2e::{
     free_port, poll_until, Cli, IspOptions, KeyringEnv, Maildir, PostfixIsp, RunningCli,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::sni::Sni;
 use crate::{
-    control, fetch_from_tray_menu, one_desktop_at_a_time, open_session, pause_from_tray_menu,
-    start_desktop, wait, wait_pause_box, wait_text,
+    control, fetch_from_tray_menu, history, one_desktop_at_a_time, open_session,
+    pause_from_tray_menu, start_desktop, tray_tooltip, wait, wait_pause_box, wait_text,
 };
-
-/// The records in the history file, oldest first.
-fn history(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 #[test]
 fn tray_is_a_front_end_to_a_running_daemon() {
@@ -77,11 +71,20 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         "{status}"
     );
 
-    let (desktop, shots) = start_desktop(&keyring, cli.config_path());
+    let (mut desktop, shots) = start_desktop(&keyring, cli.config_path(), false);
 
-    // 1. The tray comes up as the daemon's front end: it says so, and binds nothing itself.
+    // 1. The tray comes up as the daemon's front end: it says so, and binds nothing itself. No
+    //    tray on the desktop yet: the app runs without its icon, which appears once one starts.
     let wd = open_session(&desktop);
     wait_text(&wd, "#status-line", "via daemon", 30);
+    let sni = Sni::connect(&keyring);
+    assert_eq!(sni.registered(), [], "no StatusNotifierWatcher runs yet");
+    desktop.start_tray(&keyring);
+    let tooltip = tray_tooltip(&sni);
+    assert!(
+        tooltip.ends_with("(using the running daemon)"),
+        "tooltip: {tooltip:?}"
+    );
     wd.click("#tab-settings").expect("Settings tab");
     let socket = keyring.runtime_dir().join("mailcall").join("control.sock");
     let note = wait_text(
@@ -106,7 +109,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     desktop.screenshot(&keyring, &shots.join("settings-daemon.png"));
 
     // 2. Fetch now in the tray menu: the daemon fetches, recorded as the tray's fetch.
-    fetch_from_tray_menu(&desktop, &keyring, &shots, None);
+    fetch_from_tray_menu(&desktop, &keyring, &shots);
     let maildir = Maildir::new(&maildir_path);
     let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
         (!maildir.new_messages().is_empty()).then_some(())
@@ -155,7 +158,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     assert!(shown.contains("tray"), "{shown}");
 
     // 4. Pause in the tray menu pauses the daemon.
-    pause_from_tray_menu(&desktop, &keyring, &shots);
+    pause_from_tray_menu(&desktop, &keyring, &shots, None);
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
         let out = cli.run(&["status"]);
         out.stdout

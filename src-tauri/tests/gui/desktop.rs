@@ -1,6 +1,7 @@
 //! A throwaway desktop for the GUI test, inside the harness's private D-Bus session: Xvfb, a
-//! notification daemon (dunst), a tray host (trayer) and tauri-driver. Every process is owned
-//! by a guard that kills it by PID.
+//! notification daemon (dunst), a StatusNotifierItem tray (status-notifier-watcher, the registry,
+//! and gtk-sni-tray-standalone, a panel that shows the items and their dbusmenu) and
+//! tauri-driver. Every process is owned by a guard that kills it by PID.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,11 +12,17 @@ use std::time::Duration;
 use mailcall_e2e::process::{run_with_timeout, ChildGuard, Finished};
 use mailcall_e2e::{free_port, poll_until, KeyringEnv};
 
-/// Xvfb + dunst + trayer + tauri-driver on top of a [`KeyringEnv`].
+use crate::sni::Sni;
+
+/// The tray panel's height (its icons are this size).
+const TRAY_HEIGHT: i32 = 32;
+
+/// Xvfb + dunst + the SNI tray + tauri-driver on top of a [`KeyringEnv`].
 pub struct Desktop {
-    // Drop order: the driver (and the app it runs) first, then the tray host, dunst, X.
+    // Drop order: the driver (and the app it runs) first, then the tray, its watcher, dunst, X.
     driver: Option<ChildGuard>,
-    _trayer: ChildGuard,
+    tray: Option<ChildGuard>,
+    watcher: Option<ChildGuard>,
     _dunst: ChildGuard,
     _xvfb: ChildGuard,
     display: String,
@@ -33,9 +40,16 @@ fn log_file(dir: &Path, name: &str) -> (std::fs::File, std::fs::File) {
 }
 
 impl Desktop {
-    /// Starts X, dunst and trayer; `app_env` is added to the environment of everything here
+    /// Starts X, dunst and the tray; `app_env` is added to the environment of everything here
     /// (tauri-driver passes its environment on to the app).
     pub fn start(keyring: &KeyringEnv, app_env: Vec<(String, String)>) -> Self {
+        let mut desktop = Self::start_without_tray(keyring, app_env);
+        desktop.start_tray(keyring);
+        desktop
+    }
+
+    /// Starts X and dunst only: a desktop whose tray comes later ([`Desktop::start_tray`]).
+    pub fn start_without_tray(keyring: &KeyringEnv, app_env: Vec<(String, String)>) -> Self {
         let logs = keyring.root().to_path_buf();
         // Xvfb picks a free display itself and prints its number on the fd we name.
         let mut xvfb = ChildGuard::new(
@@ -95,37 +109,10 @@ impl Desktop {
             "dunst did not take org.freedesktop.Notifications within 15 s"
         );
 
-        let (o, e) = log_file(&logs, "trayer.log");
-        let trayer = ChildGuard::new(
-            "trayer",
-            keyring
-                .command("trayer")
-                .envs(desktop_env.iter().cloned())
-                .args([
-                    "--edge",
-                    "top",
-                    "--align",
-                    "right",
-                    "--widthtype",
-                    "request",
-                    "--height",
-                    "32",
-                    "--SetDockType",
-                    "true",
-                    "--transparent",
-                    "false",
-                    "--tint",
-                    "0xdddddd",
-                ])
-                .stdin(Stdio::null())
-                .stdout(o)
-                .stderr(e)
-                .spawn()
-                .expect("starting trayer (package trayer)"),
-        );
         let mut desktop = Desktop {
             driver: None,
-            _trayer: trayer,
+            tray: None,
+            watcher: None,
             _dunst: dunst,
             _xvfb: xvfb,
             display,
@@ -133,15 +120,54 @@ impl Desktop {
             app_env: desktop_env,
             logs,
         };
+        desktop.start_driver(keyring);
+        desktop
+    }
+
+    /// Starts the StatusNotifierWatcher and the tray panel (top edge, icons at the right end)
+    /// and waits until the panel is mapped and registered as the host.
+    pub fn start_tray(&mut self, keyring: &KeyringEnv) {
+        assert!(self.tray.is_none(), "the tray runs already");
+        let (o, e) = log_file(&self.logs, "sni-watcher.log");
+        let watcher = keyring
+            .command("status-notifier-watcher")
+            .envs(self.app_env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+            .expect(
+                "starting status-notifier-watcher (package haskell-status-notifier-item-utils)",
+            );
+        self.watcher = Some(ChildGuard::new("status-notifier-watcher", watcher));
+        let owned = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            name_has_owner(keyring, "org.kde.StatusNotifierWatcher").then_some(())
+        });
+        assert!(
+            owned.is_some(),
+            "status-notifier-watcher did not take org.kde.StatusNotifierWatcher within 15 s"
+        );
+        let (o, e) = log_file(&self.logs, "sni-tray.log");
+        let height = TRAY_HEIGHT.to_string();
+        let tray = keyring
+            .command("gtk-sni-tray-standalone")
+            .envs(self.app_env.iter().cloned())
+            .args(["--top", "--end", "--size", &height, "--color", "#dddddd"])
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+            .expect("starting gtk-sni-tray-standalone (package haskell-gtk-sni-tray-utils)");
+        self.tray = Some(ChildGuard::new("gtk-sni-tray-standalone", tray));
+        let sni = Sni::connect(keyring);
         let shown = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
-            desktop.tray_window(keyring)
+            (self.tray_window(keyring).is_some() && sni.host_registered()).then_some(())
         });
         assert!(
             shown.is_some(),
-            "trayer's window did not appear within 15 s"
+            "the tray panel did not appear and register as a StatusNotifierHost within 15 s; see {}",
+            self.logs.join("sni-tray.log").display()
         );
-        desktop.start_driver(keyring);
-        desktop
     }
 
     fn start_driver(&mut self, keyring: &KeyringEnv) {
@@ -186,14 +212,32 @@ impl Desktop {
             .unwrap_or_else(|e| panic!("running {program}: {e}"))
     }
 
-    /// trayer's window id, once mapped.
+    /// The tray panel's window id, once mapped (its menus have the same name, but not the
+    /// panel's place and height).
     pub fn tray_window(&self, keyring: &KeyringEnv) -> Option<String> {
         let out = self.run(
             keyring,
             "xdotool",
-            &["search", "--onlyvisible", "--class", "trayer"],
+            &[
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^gtk-sni-tray-standalone$",
+            ],
         );
-        out.stdout.lines().next().map(|l| l.trim().to_string())
+        out.stdout.lines().map(|l| l.trim().to_string()).find(|w| {
+            self.geometry(keyring, w)
+                .is_some_and(|(_, y, _, h)| y == 0 && h == TRAY_HEIGHT)
+        })
+    }
+
+    /// Where Mailcall's icon is: the panel's only item, at its right end.
+    pub fn tray_icon_position(&self, keyring: &KeyringEnv) -> (i32, i32) {
+        let panel = self.tray_window(keyring).expect("the tray panel is mapped");
+        let (x, y, w, h) = self
+            .geometry(keyring, &panel)
+            .expect("the panel's geometry");
+        (x + w - TRAY_HEIGHT / 2, y + h / 2)
     }
 
     /// A window's geometry: x, y, width, height.

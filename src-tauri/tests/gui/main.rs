@@ -1,12 +1,13 @@
 //! The tray app end to end: the real `mailcall` binary on a throwaway X desktop (Xvfb, dunst,
-//! trayer) with a private D-Bus session and an unlocked gnome-keyring, its window driven over
-//! WebDriver (tauri-driver + WebKitWebDriver), its tray menu clicked with xdotool, against a
-//! real Postfix ISP with STARTTLS and AUTH; and ([`daemon`]) the tray as the front end of a
-//! running `mailcall-cli daemon`. Screenshots go to `$CARGO_TARGET_TMPDIR/gui-screenshots`
-//! (copied into docs/ for the README).
+//! a StatusNotifierItem tray) with a private D-Bus session and an unlocked gnome-keyring, its
+//! window driven over WebDriver (tauri-driver + WebKitWebDriver), its tray icon and menu clicked
+//! with xdotool and its tooltip read over D-Bus, against a real Postfix ISP with STARTTLS and
+//! AUTH; and ([`daemon`]) the tray as the front end of a running `mailcall-cli daemon`.
+//! Screenshots go to `$CARGO_TARGET_TMPDIR/gui-screenshots` (copied into docs/ for the README).
 
 mod daemon;
 mod desktop;
+mod sni;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use mailcall_e2e::{free_port, poll_until, IspOptions, KeyringEnv, Maildir, Postf
 use serde_json::{json, Value};
 
 use desktop::{name_has_owner, Desktop};
+use sni::{Item, Sni};
 use webdriver::WebDriver;
 
 const APP: &str = env!("CARGO_BIN_EXE_mailcall");
@@ -88,13 +90,38 @@ fn select(wd: &WebDriver, css: &str, value: &str) {
     .unwrap_or_else(|e| panic!("selecting {value} in {css}: {e}"));
 }
 
-/// Clicks the tray icon (trayer, top right) and returns the menu's x, y and width.
+/// Waits until Mailcall's StatusNotifierItem is registered with the tray (30 s).
+fn wait_tray_item(sni: &Sni) -> Item {
+    let item = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        sni.mailcall()
+    });
+    item.unwrap_or_else(|| {
+        panic!(
+            "Mailcall's tray icon did not register with the StatusNotifierWatcher within 30 s; registered: {:?}",
+            sni.registered()
+        )
+    })
+}
+
+/// The tooltip of Mailcall's tray icon now.
+fn tray_tooltip(sni: &Sni) -> String {
+    let item = wait_tray_item(sni);
+    sni.tooltip(&item)
+        .unwrap_or_else(|e| panic!("reading the tray icon's tooltip: {e}"))
+}
+
+/// Clicks Mailcall's icon in the tray with `button` (1 left, 3 right).
+fn click_tray_icon(desktop: &Desktop, keyring: &KeyringEnv, button: &str) {
+    let (x, y) = desktop.tray_icon_position(keyring);
+    let (x, y) = (x.to_string(), y.to_string());
+    desktop.run(keyring, "xdotool", &["mousemove", &x, &y, "click", button]);
+}
+
+/// Right-clicks the tray icon (the tray shows its dbusmenu) and returns the menu's x, y and
+/// width.
 fn open_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) -> (i32, i32, i32) {
-    let tray = desktop.tray_window(keyring).expect("trayer is mapped");
-    let (tx, ty, tw, th) = desktop.geometry(keyring, &tray).expect("trayer geometry");
     let before = desktop.visible_windows(keyring);
-    let (cx, cy) = ((tx + tw - 16).to_string(), (ty + th / 2).to_string());
-    desktop.run(keyring, "xdotool", &["mousemove", &cx, &cy, "click", "1"]);
+    click_tray_icon(desktop, keyring, "3");
     let menu = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
         let now = desktop.visible_windows(keyring);
         now.into_iter()
@@ -106,15 +133,22 @@ fn open_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) -> (i32
     let (_, (mx, my, mw, _)) = menu.unwrap_or_else(|| {
         desktop.screenshot(keyring, &shots.join("no-tray-menu.png"));
         panic!(
-            "no tray menu appeared after clicking the tray icon at {cx},{cy}; see no-tray-menu.png"
+            "no tray menu appeared after right-clicking the tray icon at {:?}; see no-tray-menu.png",
+            desktop.tray_icon_position(keyring)
         )
     });
     (mx, my, mw)
 }
 
-/// The desktop the app runs on, with `config` as its config file; the screenshot directory.
-fn start_desktop(keyring: &KeyringEnv, config: &Path) -> (Desktop, PathBuf) {
-    let desktop = Desktop::start(
+/// The desktop the app runs on, with `config` as its config file (and the tray running, if
+/// `tray`); the screenshot directory.
+fn start_desktop(keyring: &KeyringEnv, config: &Path, tray: bool) -> (Desktop, PathBuf) {
+    let start = if tray {
+        Desktop::start
+    } else {
+        Desktop::start_without_tray
+    };
+    let desktop = start(
         keyring,
         vec![
             ("MAILCALL_CONFIG".into(), config.display().to_string()),
@@ -131,21 +165,21 @@ fn start_desktop(keyring: &KeyringEnv, config: &Path) -> (Desktop, PathBuf) {
     (desktop, screenshots())
 }
 
-/// Opens the tray menu and clicks its first item, "Fetch now" (with a screenshot of the open
-/// menu named `shot`, if given).
-fn fetch_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, shot: Option<&str>) {
+/// Opens the tray menu and clicks its first item, "Fetch now".
+fn fetch_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) {
     let (mx, my, mw) = open_tray_menu(desktop, keyring, shots);
-    if let Some(name) = shot {
-        desktop.screenshot(keyring, &shots.join(name));
-    }
     let (fx, fy) = ((mx + mw / 2).to_string(), (my + 16).to_string());
     desktop.run(keyring, "xdotool", &["mousemove", &fx, &fy, "click", "1"]);
 }
 
-/// Opens the tray menu and picks "Pause automatic fetching" with the keyboard (GTK skips the
-/// disabled status line: Fetch now, Open mail folder, Settings…, Pause).
-fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path) {
+/// Opens the tray menu (with a screenshot of it named `shot`, if given) and picks "Pause
+/// automatic fetching" with the keyboard (GTK skips the disabled status line: Fetch now, Open
+/// mail folder, Settings…, Pause).
+fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, shot: Option<&str>) {
     open_tray_menu(desktop, keyring, shots);
+    if let Some(name) = shot {
+        desktop.screenshot(keyring, &shots.join(name));
+    }
     desktop.run(
         keyring,
         "xdotool",
@@ -186,6 +220,15 @@ fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
         .read_line(&mut reply)
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&reply).map_err(|e| format!("{e}: {reply:?}"))
+}
+
+/// The records in a history file, oldest first.
+fn history(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
@@ -233,7 +276,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path);
+    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
     let wd = open_session(&desktop);
@@ -325,22 +368,61 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     desktop.screenshot(&keyring, &shots.join("settings-window.png"));
     wd.click("#acct-cancel").expect("Cancel");
 
-    // 5. Fetch now from the tray menu, clicked with xdotool.
-    fetch_from_tray_menu(&desktop, &keyring, &shots, Some("tray-menu.png"));
-
+    // 5. One left click on the tray icon fetches (xdotool, in the StatusNotifierItem tray);
+    //    its tooltip (read over D-Bus) goes idle → fetching with the messages so far → new mail.
+    let sni = Sni::connect(&keyring);
+    let before = tray_tooltip(&sni);
+    assert!(
+        before.starts_with("Mailcall — idle"),
+        "tooltip before the fetch: {before:?}"
+    );
+    click_tray_icon(&desktop, &keyring, "1");
     let maildir = Maildir::new(&maildir_path);
-    let arrived = poll_until(Duration::from_secs(90), Duration::from_millis(250), || {
-        (maildir.new_messages().len() >= 2).then_some(())
+    let mut tooltips: Vec<String> = vec![before];
+    let done = poll_until(Duration::from_secs(90), Duration::from_millis(100), || {
+        let now = tray_tooltip(&sni);
+        if tooltips.last() != Some(&now) {
+            tooltips.push(now.clone());
+        }
+        (maildir.new_messages().len() >= 2 && !now.contains("fetching")).then_some(now)
     });
     assert!(
-        arrived.is_some(),
-        "the queued mail did not arrive after Fetch now; queue: {:?}\nmaillog:\n{}",
+        done.is_some(),
+        "the queued mail did not arrive (or the fetch did not end) after a left click on the tray icon; tooltips: {tooltips:?}; queue: {:?}\nmaillog:\n{}",
         isp.queue_entries(),
         isp.log()
     );
+    eprintln!("tray tooltips during the fetch: {tooltips:?}");
     assert_eq!(
         maildir.message_ids(),
         ["<gui-1@sender.test>", "<gui-2@sender.test>"].map(String::from)
+    );
+    assert!(
+        tooltips
+            .iter()
+            .any(|t| t == "Mailcall — fetching… 2 messages so far"),
+        "the tooltip never showed the fetch's progress: {tooltips:?}"
+    );
+    assert_eq!(
+        tooltips.last().map(String::as_str),
+        Some("Mailcall — 2 messages new"),
+        "{tooltips:?}"
+    );
+    let history_file = keyring.data_home().join("mailcall").join("history.jsonl");
+    let fetches = || -> Vec<Value> {
+        history(&history_file)
+            .into_iter()
+            .filter(|r| r["kind"] == "fetch")
+            .collect()
+    };
+    let recorded = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let f = fetches();
+        (!f.is_empty()).then_some(f)
+    });
+    let recorded = recorded.unwrap_or_else(|| panic!("no fetch in {}", history_file.display()));
+    assert!(
+        recorded.len() == 1 && recorded[0]["trigger"] == "tray",
+        "one fetch, recorded as the tray's: {recorded:?}"
     );
 
     wd.click("#tab-history").expect("History tab");
@@ -364,7 +446,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     //    reaches the triggers (STATUS says paused).
     let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
     assert_eq!(status["paused"], false, "{status}");
-    pause_from_tray_menu(&desktop, &keyring, &shots);
+    pause_from_tray_menu(&desktop, &keyring, &shots, Some("tray-menu.png"));
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
         control(&keyring, "STATUS")
             .ok()
