@@ -42,5 +42,5 @@ fi
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cargo clippy -p mailcall --all-targets --locked -- -D warnings
 # Unit tests (commands on the mock runtime, event -> tray/notification mapping) and the GUI e2e
-# test (tests/gui: Xvfb, dunst, trayer, gnome-keyring, Postfix, tauri-driver).
+# test (tests/gui: Xvfb, dunst, a StatusNotifierItem tray, gnome-keyring, Postfix, tauri-driver).
 cargo test -p mailcall --locked
