@@ -180,7 +180,7 @@ impl Hello {
 }
 
 /// Where a server listens: a host and port, or a local unix socket (LMTP).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
     /// TCP.
     Tcp {
