@@ -236,7 +236,8 @@ async fn full_delivery_is_stored_with_trace_headers() {
         .unwrap()
         .starts_with(id));
     let expected_start = format!(
-        "Return-Path: <sender@isp.org>\r\nReceived: from client.test (127.0.0.1)\r\n\
+        "Return-Path: <sender@isp.org>\r\nX-Original-To: Joe@Example.com\r\n\
+         Delivered-To: Joe@Example.com\r\nReceived: from client.test (127.0.0.1)\r\n\
          \tby mx.test (Mailcall) with ESMTP id {id}\r\n\tfor <Joe@Example.com>;\r\n\t"
     );
     assert!(text.starts_with(&expected_start), "{text}");

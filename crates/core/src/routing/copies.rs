@@ -28,6 +28,81 @@ use crate::config::UnknownRecipients;
 use crate::maildir::{Delivery, Maildir};
 use crate::spool::{Envelope, QueuedRecipient, Spool, SpoolWriter};
 
+/// What the service needs to route: the routes, the answer for unknown recipients, and where
+/// the spool is.
+#[derive(Debug, Clone)]
+pub struct RoutingOptions {
+    /// The routes.
+    pub table: RouteTable,
+    /// What recipients no route names get.
+    pub unknown: UnknownRecipients,
+    /// The spool's directory (`spool/` in the data directory).
+    pub spool: PathBuf,
+}
+
+impl RoutingOptions {
+    /// The routing a config describes.
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(RoutingOptions {
+            table: config.route_table()?,
+            unknown: config.unknown_recipients,
+            spool: config.data_path()?.join(crate::spool::SPOOL_DIR),
+        })
+    }
+
+    /// No routes (everything into the service's Maildir), the spool at `spool`.
+    pub fn without_routes(spool: PathBuf) -> Self {
+        RoutingOptions {
+            table: RouteTable::default(),
+            unknown: UnknownRecipients::CatchAll,
+            spool,
+        }
+    }
+
+    /// The router over `default`: every route's Maildir and the spool created.
+    pub fn router(&self, default: Maildir) -> Result<Router, RoutingError> {
+        let spool = Spool::open(&self.spool).map_err(|source| RoutingError::Spool {
+            path: self.spool.clone(),
+            source,
+        })?;
+        Router::new(default, self.table.clone(), self.unknown, Some(spool))
+            .map_err(|(path, source)| RoutingError::Maildir { path, source })
+    }
+}
+
+/// A route's Maildir or the spool cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// A `maildir:` route's directory.
+    #[error("cannot use the Maildir {path} of a route: {source}. Check the path and its permissions, or change the route")]
+    Maildir {
+        /// The Maildir.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The spool in the data directory.
+    #[error(
+        "cannot use Mailcall's spool {path}: {source}. Check that the data directory is writable"
+    )]
+    Spool {
+        /// The spool.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl RoutingError {
+    /// The config key that fixes it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            RoutingError::Maildir { .. } => "routes",
+            RoutingError::Spool { .. } => "data-dir",
+        }
+    }
+}
+
 /// The routes in force and what unknown recipients get.
 #[derive(Debug, Clone, Default)]
 struct Rules {

@@ -58,6 +58,22 @@ pub struct RunnerOptions {
 }
 
 impl RunnerOptions {
+    /// The options a config describes (four connections per server).
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(RunnerOptions {
+            retry_delay: Duration::from_secs(config.retry_delay),
+            max_retry_delay: Duration::from_secs(config.max_retry_delay),
+            per_target: 4,
+            client: ClientSettings {
+                connect_timeout: Duration::from_secs(30),
+                reply_timeout: Duration::from_secs(config.reply_timeout.max(60)),
+                ..ClientSettings::default()
+            },
+            host: config.hostname(),
+            history: Some(config.history()?),
+        })
+    }
+
     /// The wait before attempt `attempts + 1`.
     fn backoff(&self, attempts: u32) -> Duration {
         let doublings = attempts.saturating_sub(1).min(30);
