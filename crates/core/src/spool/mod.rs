@@ -516,3 +516,6 @@ impl SpoolWriter {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod handover_tests;
