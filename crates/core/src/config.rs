@@ -1007,4 +1007,99 @@ mod tests {
             Config::default()
         );
     }
+
+    fn entry(recipient: &str, destination: &str) -> RouteEntry {
+        RouteEntry {
+            recipient: recipient.into(),
+            destination: destination.into(),
+            security: None,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn routes_are_added_replaced_removed_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut c = Config::default();
+        c.add_route(entry("alice@example.com", "lmtp:127.0.0.1:24"))
+            .unwrap();
+        c.add_route(entry("@example.com", "maildir:/srv/mail/example"))
+            .unwrap();
+        // The same pattern again replaces the route (however it is spelled).
+        c.add_route(entry("Alice@Example.com", "lmtp:unix:/run/dovecot/lmtp"))
+            .unwrap();
+        let mut smtp = entry("*", "smtp:mail.lan:25");
+        smtp.security = Some(crate::account::Security::Starttls);
+        smtp.ca_file = Some("/etc/ssl/lan-ca.pem".into());
+        c.add_route(smtp).unwrap();
+        c.set("unknown-recipients", "reject").unwrap();
+        c.set("retry-delay", "30s").unwrap();
+        assert_eq!(c.routes.len(), 3);
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("[[routes]]") && text.contains("unknown-recipients = \"reject\""),
+            "{text}"
+        );
+        let back = Config::load(&path).unwrap();
+        assert_eq!(back, c);
+        let table = back.route_table().unwrap();
+        let dest = |a: &str| table.lookup(a).unwrap().target.to_string();
+        assert_eq!(dest("alice@example.com"), "lmtp:unix:/run/dovecot/lmtp");
+        assert_eq!(
+            dest("x@other.test"),
+            "smtp:mail.lan:25 (starttls, CA /etc/ssl/lan-ca.pem)"
+        );
+        assert!(c.effective_toml().unwrap().contains("[[routes]]"));
+
+        assert!(c.remove_route("@example.com").unwrap());
+        assert!(!c.remove_route("@example.com").unwrap());
+        assert!(c.remove_route("*").unwrap());
+        // The last route cannot go while unknown recipients are refused: nothing would be let in.
+        let e = c.remove_route("alice@example.com").unwrap_err();
+        assert_eq!(e.key(), Some("unknown-recipients"), "{e}");
+        c.set("unknown-recipients", "catch-all").unwrap();
+        assert!(c.remove_route("alice@example.com").unwrap());
+        assert_eq!(
+            Config::default()
+                .set("unknown-recipients", "reject")
+                .unwrap_err()
+                .key(),
+            Some("unknown-recipients")
+        );
+    }
+
+    #[test]
+    fn bad_routes_are_config_problems_naming_routes() {
+        let mut c = Config::default();
+        for (r, d) in [
+            ("alice", "maildir:/m"),
+            ("*", "maildir:relative"),
+            ("*", "pop3:host"),
+            ("*", "smtp:host:0"),
+        ] {
+            let e = c.add_route(entry(r, d)).unwrap_err();
+            assert_eq!(e.key(), Some("routes"), "{r} {d}: {e}");
+        }
+        let mut tls_on_lmtp = entry("*", "lmtp:h");
+        tls_on_lmtp.security = Some(crate::account::Security::Tls);
+        assert_eq!(c.add_route(tls_on_lmtp).unwrap_err().key(), Some("routes"));
+        assert_eq!(c, Config::default(), "a refused route changes nothing");
+        // In a file: two routes for one pattern, or a bad one, stop the load naming the key.
+        let text = "[[routes]]\nrecipient = \"@x.test\"\ndestination = \"maildir:/a\"\n[[routes]]\nrecipient = \"@X.test\"\ndestination = \"maildir:/b\"\n";
+        let e = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.key(), Some("routes"), "{e}");
+        let e = Config::parse(
+            "[[routes]]\nrecipient = \"*\"\ndestination = \"nowhere\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        // The retry delays are judged together.
+        let e = Config::default().set("retry-delay", "7200").unwrap_err();
+        assert_eq!(e.key(), Some("max-retry-delay"), "{e}");
+        assert!(Config::default().set("max-retry-delay", "10").is_err());
+        assert!(Config::default().set("max-retry-delay", "60").is_ok());
+    }
 }
