@@ -6,8 +6,12 @@ use mailcall_core::hint::{AccountField, Problem, Setting};
 /// The command that changes `setting` (placeholders in capitals where the value is the user's).
 pub fn command_for(setting: &Setting) -> String {
     match setting {
+        Setting::Config { key } if key == "routes" => {
+            "mailcall-cli route add PATTERN maildir:/home/me/Maildir".to_string()
+        }
         Setting::Config { key } => {
             let example = match key.as_str() {
+                "unknown-recipients" => "catch-all",
                 "listen" => "0.0.0.0:2525",
                 "maildir" | "data-dir" => "/home/me/Maildir",
                 "reply-timeout" => "120",
@@ -69,6 +73,7 @@ mod tests {
         for key in mailcall_core::config::KEYS {
             settings.push(Setting::config(key.name));
         }
+        settings.push(Setting::config("routes"));
         for s in settings {
             let line = command_for(&s);
             let argv = words(&line);

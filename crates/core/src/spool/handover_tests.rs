@@ -21,12 +21,15 @@ use crate::routing::Route;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// What the scripted server took: (recipient, data) in order.
+type Taken = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A scripted LMTP server: every recipient is taken unless `answers` says otherwise (its reply
 /// after the data); what it took is in `delivered` (recipient, data).
 #[derive(Clone, Default)]
 struct FakeLmtp {
     answers: Arc<Mutex<HashMap<String, String>>>,
-    delivered: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    delivered: Taken,
     sessions: Arc<Mutex<usize>>,
 }
 
