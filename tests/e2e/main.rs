@@ -22,6 +22,7 @@ mod peers;
 mod port25;
 mod readers;
 mod reload;
+mod routing;
 mod secrets;
 mod tls_auth;
 mod triggers;
