@@ -39,6 +39,11 @@ const RESCAN: Duration = Duration::from_secs(60);
 const LOCK_RETRY: Duration = Duration::from_secs(2);
 /// Transcript lines kept in a hand-over record that had problems.
 const TRANSCRIPT_LINES: usize = 300;
+/// How long a worker keeps its connection open for more mail once its server's queue is empty
+/// (a drain from the ISP arrives a message at a time; Postfix caches connections likewise).
+const LINGER: Duration = Duration::from_secs(2);
+/// How often the queue's counts are published while hand-overs run.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
 
 /// How the runner hands mail on.
 #[derive(Debug, Clone)]
@@ -180,8 +185,10 @@ pub fn start(
         events,
         entries: BTreeMap::new(),
         dispatch: Arc::default(),
+        pushed: Arc::default(),
         workers: TaskTracker::new(),
         last_counts: None,
+        counted_at: None,
     };
     let task = tokio::spawn(state.run(rx, drain_rx, stop.clone()));
     Runner {
@@ -206,11 +213,11 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    /// The next unit for `target`; `None` also signs the worker off, under the same lock, so
-    /// a unit pushed a moment later gets a new worker.
-    fn take(&mut self, target: &Target) -> Option<Unit> {
+    /// The next unit for `target`; with `last`, `None` also signs the worker off, under the
+    /// same lock, so a unit pushed a moment later gets a new worker.
+    fn take(&mut self, target: &Target, last: bool) -> Option<Unit> {
         let next = self.queues.get_mut(target).and_then(VecDeque::pop_front);
-        if next.is_none() {
+        if next.is_none() && last {
             self.leave(target);
         }
         next
@@ -251,8 +258,11 @@ struct Loop {
     events: EventSink,
     entries: BTreeMap<String, Tracked>,
     dispatch: Arc<Mutex<Dispatch>>,
+    /// Wakes lingering workers when units are pushed.
+    pushed: Arc<tokio::sync::Notify>,
     workers: TaskTracker,
     last_counts: Option<(usize, usize)>,
+    counted_at: Option<tokio::time::Instant>,
 }
 
 impl Loop {
@@ -301,7 +311,9 @@ impl Loop {
                 Some(command) = commands.recv() => self.command(command).await,
             }
         }
-        // Workers finish the message they are on; what they report still counts.
+        // Workers finish the message they are on (lingering ones go at once); what they
+        // report still counts.
+        stop.cancel();
         self.workers.close();
         let waited = tokio::time::timeout(Duration::from_secs(60), self.workers.wait()).await;
         if waited.is_err() {
@@ -434,6 +446,7 @@ impl Loop {
     fn dispatch_due(&mut self, reports: &mpsc::UnboundedSender<Report>, stop: &CancellationToken) {
         let now = Utc::now();
         let mut start: Vec<Target> = Vec::new();
+        let mut any = false;
         {
             let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
             for tracked in self.entries.values_mut() {
@@ -446,6 +459,7 @@ impl Loop {
                 };
                 let recipients = tracked.entry.recipients_for(&target, Status::Queued);
                 tracked.in_flight = true;
+                any = true;
                 dispatch
                     .queues
                     .entry(target.clone())
@@ -471,10 +485,14 @@ impl Loop {
                 }
             }
         }
+        if any {
+            self.pushed.notify_waiters();
+        }
         for target in start {
             let worker = Worker {
                 target,
                 dispatch: self.dispatch.clone(),
+                pushed: self.pushed.clone(),
                 spool: self.spool.clone(),
                 options: self.options.clone(),
                 reports: reports.clone(),
@@ -612,6 +630,12 @@ impl Loop {
     }
 
     fn publish_counts(&mut self) {
+        // While mail streams through, once a second is enough for a badge.
+        let now = tokio::time::Instant::now();
+        if self.busy() > 0 && self.counted_at.is_some_and(|t| now - t < COUNTS_EVERY) {
+            return;
+        }
+        self.counted_at = Some(now);
         let mut queued = 0;
         let mut failed = 0;
         for t in self.entries.values() {
@@ -682,6 +706,7 @@ impl Loop {
 struct Worker {
     target: Target,
     dispatch: Arc<Mutex<Dispatch>>,
+    pushed: Arc<tokio::sync::Notify>,
     spool: Spool,
     options: Arc<RunnerOptions>,
     reports: mpsc::UnboundedSender<Report>,
@@ -748,6 +773,28 @@ fn last_lines(lines: Vec<TranscriptLine>) -> Vec<TranscriptLine> {
 }
 
 impl Worker {
+    /// The next unit for this worker's server, waiting up to [`LINGER`] for one; `None`
+    /// (signed off) when none came or the runner stops.
+    async fn next_unit(&self) -> Option<Unit> {
+        let lock = || self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = tokio::time::Instant::now() + LINGER;
+        loop {
+            let notified = self.pushed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a push between the look and the wait is not missed.
+            notified.as_mut().enable();
+            if let Some(unit) = lock().take(&self.target, false) {
+                return Some(unit);
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = &mut notified => {}
+            }
+        }
+        lock().take(&self.target, true)
+    }
+
     async fn run(self) {
         let started = Utc::now();
         let server = server_of(&self.target, &self.options.host);
@@ -792,12 +839,9 @@ impl Worker {
                 record.ended_because = EndReason::Cancelled;
                 break;
             }
-            let next = self
-                .dispatch
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(&self.target);
-            let Some(unit) = next else { break };
+            let Some(unit) = self.next_unit().await else {
+                break;
+            };
             let (done, error) = self.hand_over(&mut conn, &info, server.hello, unit).await;
             if let Report::Done { report, .. } = &done {
                 troubled |= report
