@@ -169,6 +169,19 @@ fn on_disk(dovecot: &Dovecot, user: &str) -> usize {
     md.files("new").len() + md.files("cur").len()
 }
 
+/// The Message-IDs of hand-overs that ended unsure (the whole message sent, then a 421 or
+/// silence), from the daemon's log lines `handed on: <id> -> ...: ... may have stored it)`.
+fn unsure_ids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("handed on: <") && l.contains("the server may have stored it"))
+        .filter_map(|l| {
+            let start = l.find("handed on: <")? + "handed on: ".len();
+            let end = start + l[start..].find('>')? + 1;
+            Some(l[start..end].to_string())
+        })
+        .collect()
+}
+
 fn daemon(env: &KeyringEnv, cli: &Cli, lp: u16, maildir: &std::path::Path) -> RunningCli {
     let listen = format!("127.0.0.1:{lp}");
     let md = maildir.display().to_string();
@@ -249,10 +262,14 @@ fn dovecot_stopped_during_a_drain_loses_nothing_and_the_queue_drains_by_itself()
     let spool = env.data_home().join("mailcall/spool/new");
     let spooled = mailcall_e2e::files_under(&spool).len();
     let on_disk = on_disk(&dovecot, "alice");
-    assert_eq!(
-        on_disk + spooled,
-        COUNT,
-        "every message is either in Dovecot ({on_disk}) or in the spool ({spooled})\n{}",
+    // Dovecot, stopping, answers `421 4.3.2 Shutting down` after the final dot even to a
+    // transaction it has already stored: such a copy may go twice (Mailcall retries: never
+    // lost), and it says so. Nothing else may be counted twice, and nothing be missing.
+    let unsure_at_stop = unsure_ids(&d.output());
+    assert!(
+        on_disk + spooled >= COUNT && on_disk + spooled - COUNT <= unsure_at_stop.len(),
+        "every message is in Dovecot ({on_disk}) or in the spool ({spooled}), in both only if \
+         unsure ({unsure_at_stop:?})\n{}",
         d.output()
     );
     assert!(spooled > 0, "nothing waited in the spool\n{}", d.output());
@@ -267,26 +284,44 @@ fn dovecot_stopped_during_a_drain_loses_nothing_and_the_queue_drains_by_itself()
     d.kill9();
     let d = daemon(&env, &cli, lp, &maildir);
     dovecot.start_again();
-    let drained = poll_until(Duration::from_secs(120), Duration::from_millis(100), || {
-        (count(&dovecot, "alice") == Some(COUNT)).then_some(())
+    let empty = poll_until(Duration::from_secs(120), Duration::from_millis(100), || {
+        mailcall_e2e::files_under(&spool).is_empty().then_some(())
     });
     assert!(
-        drained.is_some(),
-        "the queue did not drain: Dovecot has {:?}\n{}\n{}",
-        count(&dovecot, "alice"),
+        empty.is_some(),
+        "the queue did not drain\n{}\n{}",
         d.output(),
         dovecot.log()
     );
+    let got = dovecot.message_ids("alice", "INBOX");
+    let mut distinct = got.clone();
+    distinct.dedup();
     assert_eq!(
-        dovecot.message_ids("alice", "INBOX"),
+        distinct,
         ids(&mail),
-        "each Message-ID exactly once"
+        "every Message-ID is there: nothing lost"
     );
-    let empty = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        mailcall_e2e::files_under(&spool).is_empty().then_some(())
-    });
-    assert!(empty.is_some(), "the spool is not empty\n{}", d.output());
-    eprintln!("Dovecot had {at_stop} at its stop, {spooled} waited in the spool");
+    let unsure: std::collections::BTreeSet<String> = unsure_ids(&d.output())
+        .into_iter()
+        .chain(unsure_at_stop)
+        .collect();
+    let twice: Vec<&String> = got
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
+    assert!(
+        twice.iter().all(|id| unsure.contains(*id)),
+        "only a copy Dovecot answered 421 for after storing it may be there twice: twice \
+         {twice:?}, unsure {unsure:?}"
+    );
+    assert_eq!(got.len(), COUNT + twice.len());
+    eprintln!(
+        "Dovecot had {at_stop} at its stop, {spooled} waited in the spool; {} hand-over(s) \
+         ended unsure (421 after the data), {} message(s) are there twice",
+        unsure.len(),
+        twice.len()
+    );
 }
 
 #[test]

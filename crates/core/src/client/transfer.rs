@@ -78,6 +78,10 @@ pub struct Transfer {
     pub replies: Vec<Option<Reply>>,
     /// Why the session broke, when it did; the connection is then unusable.
     pub error: Option<IspError>,
+    /// Whether the whole message and its final dot went out: a recipient without a positive
+    /// reply after that may still have been stored (a server stopping answers 421 to a
+    /// transaction it has already saved — Dovecot does).
+    pub data_sent: bool,
 }
 
 impl Transfer {
@@ -100,8 +104,20 @@ pub async fn send<R: AsyncRead + Unpin>(
     let mut transfer = Transfer {
         replies: vec![None; n],
         error: None,
+        data_sent: false,
     };
-    match transact(conn, hello, info, envelope, data, &mut transfer.replies).await {
+    let sent = &mut transfer.data_sent;
+    match transact(
+        conn,
+        hello,
+        info,
+        envelope,
+        data,
+        &mut transfer.replies,
+        sent,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(e) => transfer.error = Some(e),
     }
@@ -115,6 +131,7 @@ async fn transact<R: AsyncRead + Unpin>(
     envelope: &Envelope<'_>,
     data: &mut R,
     replies: &mut [Option<Reply>],
+    data_sent: &mut bool,
 ) -> Result<(), IspError> {
     let mut mail = format!("MAIL FROM:<{}>", envelope.sender);
     if info.advertises("SIZE") {
@@ -178,6 +195,7 @@ async fn transact<R: AsyncRead + Unpin>(
         conn.write(&out, "sending the message").await?;
     }
     conn.write(stuffer.finish(), "sending the message").await?;
+    *data_sent = true;
     conn.transcript().note("(message data sent)");
     match hello {
         Hello::Lhlo => {

@@ -109,6 +109,11 @@ pub struct RecipientState {
     /// Deferred because the server could not be reached (so its coming back makes it due).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unreachable: bool,
+    /// A hand-over sent the whole message but got no positive answer (a 421, or the
+    /// connection gone after the final dot): the server may have stored it, so the retry may
+    /// be a second copy. Never dropped on a guess: mail is handed over at least once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maybe_delivered: bool,
 }
 
 /// Every recipient's progress, in envelope order.

@@ -909,6 +909,7 @@ impl Worker {
             Hello::Ehlo => vec![recipients.clone()],
         };
         let mut replies: HashMap<usize, Result<client::reply::Reply, String>> = HashMap::new();
+        let mut sent_whole: Vec<usize> = Vec::new();
         let mut broken = None;
         for batch in batches {
             if broken.is_some() {
@@ -935,6 +936,9 @@ impl Worker {
                 size: entry.size,
             };
             let t = transfer::send(conn, hello, info, &envelope, &mut data).await;
+            if t.data_sent {
+                sent_whole.extend(&batch);
+            }
             let why = t.error.as_ref().map(describe);
             for (&i, reply) in batch.iter().zip(t.replies) {
                 match reply {
@@ -969,7 +973,9 @@ impl Worker {
                     (HandOverOutcome::Failed, r.to_string())
                 }
                 other => {
-                    let text = match other {
+                    // A 4xx other than 421 says "not stored"; a 421 or silence does not.
+                    let unsure = !matches!(&other, Some(Ok(r)) if r.code != 421);
+                    let mut text = match other {
                         Some(Ok(r)) => r.to_string(),
                         Some(Err(why)) => {
                             s.unreachable = true;
@@ -977,6 +983,14 @@ impl Worker {
                         }
                         None => "not sent".to_string(),
                     };
+                    // After the whole message went out, a 421 or silence is no proof of
+                    // loss: tried again it may be a second copy, never a lost one.
+                    if unsure && sent_whole.contains(&i) {
+                        s.maybe_delivered = true;
+                        text.push_str(
+                            " (after the whole message was sent: the server may have stored it)",
+                        );
+                    }
                     let next = now + self.options.backoff(s.attempts);
                     s.next_attempt = Some(next);
                     (
