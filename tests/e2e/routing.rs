@@ -56,6 +56,11 @@ fn thirty_messages_for_alice_bob_and_another_domain_each_land_in_their_own_mailb
     route(&cli, &["alice@example.org", &lmtp_tcp]);
     route(&cli, &["bob@example.org", &lmtp_unix]);
     route(&cli, &["@other.test", &folder_route]);
+    // A route that cannot be is a setup problem: exit 2, the fix named, nothing saved.
+    let bad = cli.run(&["route", "add", "alice@example.org", "pop3:mail.lan"]);
+    bad.assert_code(2)
+        .assert_mentions("maildir:")
+        .assert_mentions("mailcall-cli route add");
     let listed = cli.run(&["route", "list"]);
     listed
         .assert_success()

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mailcall_core::account::{Account, Security};
-use mailcall_core::etrn::ClientSettings;
+use mailcall_core::client::ClientSettings;
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
 use mailcall_core::listener::ListenerSettings;

@@ -155,7 +155,12 @@ fn list(spool: &Spool, json: bool) -> Outcome {
                         ),
                         _ => "due now".to_string(),
                     };
-                    format!("waiting, {} attempt(s), {next}", s.attempts)
+                    let unsure = if s.maybe_delivered {
+                        " (an earlier attempt may have been stored: a retry can make a second copy)"
+                    } else {
+                        ""
+                    };
+                    format!("waiting, {} attempt(s), {next}{unsure}", s.attempts)
                 }
                 Status::Failed => {
                     failed += 1;

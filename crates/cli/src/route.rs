@@ -74,7 +74,7 @@ pub fn run(explicit: Option<&Path>, cmd: RouteCommand) -> Outcome {
                     security: args.security,
                     ca_file,
                 })
-                .map_err(Failure::setup)?;
+                .map_err(|e| config_problem(&e))?;
             config.save(&path).map_err(Failure::setup)?;
             match replaced {
                 Some(old) => say!("route {route} (was {old}) in {}", path.display()),
@@ -84,7 +84,10 @@ pub fn run(explicit: Option<&Path>, cmd: RouteCommand) -> Outcome {
         }
         RouteCommand::List => list(&path, &config)?,
         RouteCommand::Remove { recipient } => {
-            if !config.remove_route(&recipient).map_err(Failure::setup)? {
+            if !config
+                .remove_route(&recipient)
+                .map_err(|e| config_problem(&e))?
+            {
                 return Err(Failure::failed(format!(
                     "there is no route for {recipient:?} in {}; see `mailcall-cli route list`",
                     path.display()
@@ -96,6 +99,12 @@ pub fn run(explicit: Option<&Path>, cmd: RouteCommand) -> Outcome {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A broken route rule as a setup failure with the command that fixes it (hints as data).
+fn config_problem(e: &mailcall_core::config::ConfigError) -> Failure {
+    let fix = e.key().map(mailcall_core::hint::Setting::config);
+    Failure::setup_problem(&mailcall_core::hint::Problem::new(e.to_string()).fixed_by(fix))
 }
 
 fn list(path: &Path, config: &Config) -> Result<(), Failure> {
