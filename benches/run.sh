@@ -644,8 +644,8 @@ dovecot_start() {
     DV=$WORK/dovecot
     DV_PORT=$(free_port)
     mkdir -p "$DV/run" "$DV/state" "$DV/mail/$LMTP_USER"
-    chown nobody:nogroup "$DV/mail/$LMTP_USER"
-    printf '%s:{PLAIN}x:%s:%s::%s::\n' "$LMTP_USER" "$(id -u nobody)" "$(id -g nogroup)" "$DV/mail/$LMTP_USER" >"$DV/passwd"
+    chown nobody:"$(id -g nobody)" "$DV/mail/$LMTP_USER"
+    printf '%s:{PLAIN}x:%s:%s::%s::\n' "$LMTP_USER" "$(id -u nobody)" "$(id -g nobody)" "$DV/mail/$LMTP_USER" >"$DV/passwd"
     chmod 644 "$DV/passwd"
     cat >"$DV/dovecot.conf" <<EOF
 # Written by benches/run.sh: a private Dovecot, LMTP only.
