@@ -639,7 +639,8 @@ fi
 # Same ISP, same pinning as row 2 (ISP on CPU 0, receiver on CPU 1; Dovecot unpinned), and
 # the two alternate which goes first. Goal: Mailcall not slower than Postfix.
 [ -z "${BENCH_ONLY:-}" ] && ONLY="$ONLY _lmtp"
-LMTP_USER=benchuser
+# The ISP's recipient (RCPT) is the Dovecot user (username_format=%n).
+LMTP_USER=${RCPT%@*}
 dovecot_start() {
     DV=$WORK/dovecot
     DV_PORT=$(free_port)
