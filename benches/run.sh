@@ -6,7 +6,8 @@
 #
 # Usage: benches/run.sh            (from anywhere in a clone; about 5 minutes plus the build)
 # Knobs: BENCH_RUNS=3 BENCH_IDLE_SECS=60 BENCH_KEEP=1 (keep the work dir) BENCH_SKIP_SETUP=1
-#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4" (rows to measure)
+#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4" (rows to measure;
+#        "_lmtp" is the LMTP hand-on row of the issue 10 block, measured by default)
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -625,6 +626,145 @@ if [ "$HAVE_DAEMON" = 1 ]; then
         die "mailcall-cli account set (daemon) failed"
     PROC_NAME="mailcall-cli daemon"
 fi
+# =============================================================================================
+# Issue 10 block (routing): LMTP hand-on. Row "_lmtp", measured by default and with
+# BENCH_ONLY="... _lmtp". A Postfix ISP holds N messages; after ETRN they go through the receiver
+# into a private Dovecot's LMTP (Debian dovecot-lmtpd, installed by tests/setup.sh); time from
+# the ETRN reply to the last file in the Dovecot user's Maildir (newest ctime in new/).
+# - Mailcall: one `mailcall-cli fetch` with the route @bench.test -> lmtp:127.0.0.1:PORT: each
+#   message is committed to Mailcall's spool (fsync of file and directory) before its 250 to the
+#   ISP, then handed on over LMTP (up to 4 connections, one recipient per transaction).
+# - Peer: a private Postfix on the same listener port receiving the same drain (smtpd →
+#   cleanup → qmgr → lmtp(8), transport lmtp:inet:127.0.0.1:PORT), into the same Dovecot.
+# Same ISP, same pinning as row 2 (ISP on CPU 0, receiver on CPU 1; Dovecot unpinned), and
+# the two alternate which goes first. Goal: Mailcall not slower than Postfix.
+[ -z "${BENCH_ONLY:-}" ] && ONLY="$ONLY _lmtp"
+# The ISP's recipient (RCPT) is the Dovecot user (username_format=%n).
+LMTP_USER=${RCPT%@*}
+dovecot_start() {
+    DV=$WORK/dovecot
+    DV_PORT=$(free_port)
+    mkdir -p "$DV/run" "$DV/state" "$DV/mail/$LMTP_USER"
+    chown nobody:"$(id -g nobody)" "$DV/mail/$LMTP_USER"
+    printf '%s:{PLAIN}x:%s:%s::%s::\n' "$LMTP_USER" "$(id -u nobody)" "$(id -g nobody)" "$DV/mail/$LMTP_USER" >"$DV/passwd"
+    chmod 644 "$DV/passwd"
+    cat >"$DV/dovecot.conf" <<EOF
+# Written by benches/run.sh: a private Dovecot, LMTP only.
+protocols = lmtp
+instance_name = mailcall-bench-$DV_PORT
+base_dir = $DV/run
+state_dir = $DV/state
+log_path = $DV/dovecot.log
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:~/Maildir
+namespace inbox {
+  inbox = yes
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n $DV/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%n $DV/passwd
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $DV_PORT
+  }
+}
+EOF
+    dovecot -c "$DV/dovecot.conf" -F >"$DV/master.out" 2>&1 </dev/null &
+    DV_PID=$!
+    PIDS+=("$DV_PID")
+    wait_port "$DV_PORT" 20
+}
+dovecot_new() { echo "$DV/mail/$LMTP_USER/Maildir/new"; }
+row_lmtp() {
+    log "row _lmtp: LMTP hand-on, $RUNS runs of $N messages: Mailcall's spool vs Postfix's lmtp(8), into one Dovecot"
+    command -v dovecot >/dev/null || die "dovecot is missing (tests/setup.sh installs it)"
+    local lport r i tetrn tend out fpid m p pconf
+    lport=$(free_port)
+    ISP_PORT=$(free_port)
+    PIN_POSTFIX=$PIN_ISP postfix_start lmtpisp "$ISP_PORT" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h"
+    ISP=$PF_ROOT
+    dovecot_start
+    # The peer listens on the receiver's port only while it measures.
+    PIN_POSTFIX=$PIN_CLIENT postfix_start lmtprelay "$lport" "relay_domains = $DOMAIN
+transport_maps = inline:{ $DOMAIN=lmtp:inet:127.0.0.1:$DV_PORT }"
+    pconf=$PF_ROOT/conf
+    echo "lmtp      unix  -       -       n       -       -       lmtp" >>"$pconf/master.cf"
+    postfix -c "$pconf" stop >/dev/null 2>&1 || die "stopping the peer Postfix failed"
+    rc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/routing.toml" "$@"; }
+    rc config set hostname mailcall.bench >/dev/null || die "mailcall-cli config set failed"
+    rc config set data-dir "$WORK/r5-data" >/dev/null || die "mailcall-cli config set data-dir failed"
+    rc account set lmtpisp --host 127.0.0.1 --port "$ISP_PORT" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set failed"
+    rc route add "@$DOMAIN" "lmtp:127.0.0.1:$DV_PORT" >/dev/null || die "mailcall-cli route add failed"
+    R5_M=() R5_P=() R5_R=()
+    lmtp_mailcall() {
+        isp_fill
+        rm -rf "$DV/mail/$LMTP_USER/Maildir"
+        out=$WORK/r5-fetch-$r.out
+        $PIN_CLIENT env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/routing.toml" fetch \
+            --listen "127.0.0.1:$lport" --maildir "$WORK/r5-maildir" --idle-timeout 2 \
+            --max-wait 600 >"$out" 2>&1 </dev/null &
+        fpid=$!
+        PIDS+=("$fpid")
+        tetrn=""
+        for i in $(seq 1 3000); do
+            if grep -q '^ETRN ' "$out" 2>/dev/null; then
+                tetrn=$EPOCHREALTIME
+                break
+            fi
+            kill -0 "$fpid" 2>/dev/null || break
+            sleep 0.01
+        done
+        [ -n "$tetrn" ] || die "mailcall-cli fetch sent no ETRN; output: $(tail -5 "$out")"
+        grep -q '^ETRN .*: 250' "$out" || die "ETRN not accepted: $(grep '^ETRN' "$out")"
+        wait_files "$(dovecot_new)" "$N" 300 0.1
+        tend=$(last_arrival "$(dovecot_new)")
+        for i in $(seq 1 300); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
+        stop_pid "$fpid"
+        [ "$(files_in "$WORK/r5-data/spool/new")" = 0 ] || die "Mailcall's spool is not empty after the drain"
+        m=$(calc "$N / ($tend - $tetrn)")
+        isp_wait_empty
+    }
+    lmtp_postfix() {
+        isp_fill
+        rm -rf "$DV/mail/$LMTP_USER/Maildir"
+        $PIN_CLIENT postfix -c "$pconf" start >/dev/null 2>&1 || die "starting the peer Postfix failed; log: $pconf/../maillog"
+        wait_port "$lport" 20
+        tetrn=$(send_etrn) || exit 1
+        wait_files "$(dovecot_new)" "$N" 300 0.1
+        tend=$(last_arrival "$(dovecot_new)")
+        postfix -c "$pconf" stop >/dev/null 2>&1 || true
+        p=$(calc "$N / ($tend - $tetrn)")
+        isp_wait_empty
+    }
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then lmtp_mailcall; lmtp_postfix; else lmtp_postfix; lmtp_mailcall; fi
+        log "  run $r: Mailcall → Dovecot LMTP $m msg/s, Postfix → Dovecot LMTP $p msg/s"
+        R5_M+=("$m") R5_P+=("$p") R5_R+=("$(calc "$m / $p")")
+    done
+    postfix -c "$ISP/conf" stop >/dev/null 2>&1 || true
+    stop_pid "$DV_PID"
+    rm -rf "$DV/mail" "$WORK"/r5-*
+    row "5. ETRN drain handed on over LMTP, msg/s ($N queued at a Postfix ISP, ETRN → last file in Dovecot's Maildir)" \
+        "$(summary "${R5_M[@]}")" "Postfix smtpd → lmtp(8) into the same Dovecot: $(summary "${R5_P[@]}")" \
+        "$(FMT=%.2f summary "${R5_R[@]}")×" "≥ 1× Postfix (not slower)" "$(verdict "$(median "${R5_R[@]}") >= 1")"
+}
+# ========================== end of the issue 10 block ========================================
+
 for r in $ONLY; do
     "row$r"
 done

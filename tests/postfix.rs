@@ -352,6 +352,22 @@ smtp_tls_security_level = none
         }
     }
 
+    /// Queues one message for several recipients in one transaction (each recipient once).
+    pub fn queue_to(&self, msg: &Message, recipients: &[&str]) {
+        let result = (|| {
+            let (mut smtp, _) = SmtpClient::connect(self.port)?;
+            smtp.expect("EHLO outside.test", 250)?;
+            smtp.send_to(msg, recipients)?;
+            smtp.command("QUIT").map(|_| ())
+        })();
+        if let Err(e) = result {
+            panic!(
+                "queueing test mail at the ISP failed: {e}\nmaillog:\n{}",
+                self.log()
+            );
+        }
+    }
+
     /// Queues `messages` through the ISP's local submission (`sendmail -C`, the maildrop
     /// directory and `pickup`): it goes through files, so it works while the ISP runs inside a
     /// network namespace the test process cannot reach over TCP.

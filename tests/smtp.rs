@@ -144,6 +144,24 @@ impl SmtpClient {
         }
     }
 
+    /// MAIL, a RCPT for each of `recipients` (instead of `msg.to`), DATA; requires 250s.
+    pub fn send_to(&mut self, msg: &Message, recipients: &[&str]) -> Result<Reply, String> {
+        self.expect(&format!("MAIL FROM:<{}>", msg.from), 250)?;
+        for r in recipients {
+            self.expect(&format!("RCPT TO:<{r}>"), 250)?;
+        }
+        self.expect("DATA", 354)?;
+        self.writer
+            .write_all(format!("{}.\r\n", msg.data()).as_bytes())
+            .map_err(|e| format!("sending the message data: {e}"))?;
+        let reply = self.read_reply()?;
+        if reply.code == 250 {
+            Ok(reply)
+        } else {
+            Err(format!("end of DATA got {reply}"))
+        }
+    }
+
     /// Reads one (possibly multi-line) reply.
     pub fn read_reply(&mut self) -> Result<Reply, String> {
         let mut lines = Vec::new();

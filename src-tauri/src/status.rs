@@ -124,6 +124,8 @@ pub struct TrayStatus {
     /// Error texts already notified; cleared by a successful fetch, so an ISP that stays down
     /// over many automatic retries gives one notification, not one per attempt.
     notified_errors: HashSet<String>,
+    /// Recipients waiting in the spool for a LAN server, and those a server refused.
+    queue: (usize, usize),
 }
 
 /// A snapshot for the settings window (sent with the `mailcall://status` event).
@@ -174,6 +176,12 @@ impl TrayStatus {
                 self.error_notice(text).into_iter().collect()
             }
             Event::SessionFinished(record) => self.finish(record),
+            // A refused hand-over also comes as an Error event: that is what notifies.
+            Event::HandOver(_) => Vec::new(),
+            Event::QueueChanged { queued, failed } => {
+                self.queue = (*queued, *failed);
+                Vec::new()
+            }
         }
     }
 
@@ -331,6 +339,13 @@ impl TrayStatus {
                 Some(_) => format!("Mailcall — idle. {}", self.line()),
                 None => "Mailcall — idle".into(),
             },
+        };
+        let text = match self.queue {
+            (0, 0) => text,
+            (queued, 0) => format!("{text}; {queued} waiting for the LAN mail server"),
+            (queued, failed) => {
+                format!("{text}; {queued} waiting for the LAN mail server, {failed} refused by it")
+            }
         };
         match &self.serving {
             Serving::Daemon { .. } => format!("{text} (using the running daemon)"),
@@ -490,6 +505,7 @@ mod tests {
             path: "/m/new/1".into(),
             peer: "127.0.0.1:1".into(),
             stored_at: Utc::now(),
+            copies: Vec::new(),
         }
     }
 

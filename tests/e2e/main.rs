@@ -28,6 +28,7 @@ mod port25;
 mod readers;
 mod reload;
 mod retry;
+mod routing;
 mod secrets;
 mod tls_auth;
 mod triggers;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mailcall_core::account::{Account, Security};
-use mailcall_core::etrn::ClientSettings;
+use mailcall_core::client::ClientSettings;
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
 use mailcall_core::listener::ListenerSettings;
@@ -43,12 +43,16 @@ fn main() -> ExitCode {
         maildir: PathBuf::from(maildir),
         listener: ListenerSettings::new("mailcall.bench".into(), max),
         fetch: FetchOptions {
-            trigger: String::new(),
+            trigger: mailcall_core::history::Trigger::Unknown,
             idle_timeout: std::time::Duration::from_secs(5),
             max_wait: std::time::Duration::from_secs(60),
             client: ClientSettings::default(),
             history: None,
         },
+        // No routes: everything into the Maildir, as before routes existed.
+        routing: mailcall_core::routing::copies::RoutingOptions::without_routes(
+            PathBuf::from(maildir).with_extension("spool"),
+        ),
     };
     // The account is never asked (no fetch is requested): it only tells the listener its domain.
     let account = Account {

@@ -210,6 +210,8 @@ async fn print_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
             Event::SessionFinished(_) => return,
             // The session's start is the "listening on" line already.
             Event::SessionStarted { .. } => {}
+            // Counts for a tray badge; the hand-overs themselves are printed.
+            Event::QueueChanged { .. } => {}
             Event::Error(p) => say!("error: {}", hints::render(p)),
             other => {
                 if let Some(line) = other.line() {
@@ -226,6 +228,7 @@ pub fn print_summary(record: &SessionRecord) {
     let label = match record.kind {
         RecordKind::Fetch | RecordKind::Delivery => "summary",
         RecordKind::Connect | RecordKind::Disconnect => "dial-up",
+        RecordKind::HandOver => "hand-over",
     };
     say!("{label}: {}", summary.headline);
     for m in &summary.messages {

@@ -45,8 +45,12 @@ pub fn unset_command(key: &str) -> String {
 pub fn command_for(setting: &Setting) -> String {
     let cli = program();
     match setting {
+        Setting::Config { key } if key == "routes" => {
+            "mailcall-cli route add PATTERN maildir:/home/me/Maildir".to_string()
+        }
         Setting::Config { key } => {
             let example = match key.as_str() {
+                "unknown-recipients" => "catch-all",
                 "listen" => "0.0.0.0:2525",
                 "maildir" => "/home/me/Maildir",
                 "data-dir" => "/home/me/.local/share/mailcall",
@@ -124,6 +128,7 @@ mod tests {
         for key in mailcall_core::config::KEYS {
             settings.push(Setting::config(key.name));
         }
+        settings.push(Setting::config("routes"));
         for s in settings {
             let line = command_for(&s);
             let argv = words(&line);

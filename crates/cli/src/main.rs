@@ -9,6 +9,8 @@ mod fetch;
 mod hints;
 mod history;
 mod output;
+mod queue;
+mod route;
 mod running;
 mod settings;
 
@@ -62,6 +64,12 @@ enum Command {
     Resume,
     /// Show whether a daemon or tray runs, and its state.
     Status,
+    /// Say where each recipient's mail goes: a Maildir (or Maildir++ folder), or a LAN server
+    /// over LMTP or SMTP.
+    #[command(subcommand)]
+    Route(route::RouteCommand),
+    /// Show the mail waiting to be handed on to LAN servers; retry, bounce or delete it.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +105,8 @@ fn main() -> ExitCode {
         Command::Pause => running::set_paused(config, true),
         Command::Resume => running::set_paused(config, false),
         Command::Status => running::status(config),
+        Command::Route(cmd) => route::run(config, cmd),
+        Command::Queue(args) => queue::run(config, args),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::hint::AccountField;
 
 /// How the connection to the ISP is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
     /// Plain text; credentials are refused on such a connection.

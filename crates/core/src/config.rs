@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 use crate::listener::PeerNet;
+use crate::routing::{Pattern, Route, RouteTable};
 
 /// The environment variable that overrides the config file's path.
 pub const CONFIG_ENV: &str = "MAILCALL_CONFIG";
@@ -138,6 +139,78 @@ pub struct Config {
     pub command_timeout: u64,
     /// Seconds to wait for each piece of message data.
     pub data_timeout: u64,
+    /// What a recipient in our domains that no route names gets: the catch-all, or `550 5.1.1`.
+    pub unknown_recipients: UnknownRecipients,
+    /// Seconds before the first retry of a hand-over to a LAN server that failed; doubles with
+    /// each failure.
+    pub retry_delay: u64,
+    /// The longest wait between two retries of a hand-over, in seconds.
+    pub max_retry_delay: u64,
+    /// Where each recipient's mail goes (`mailcall-cli route`); none: all into `maildir`.
+    /// Last: TOML writes tables after the plain keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteEntry>,
+}
+
+/// What a recipient in one of our domains gets when no route names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownRecipients {
+    /// Delivered to the catch-all: the `*` route, else the `maildir` setting.
+    #[default]
+    CatchAll,
+    /// Refused at RCPT with `550 5.1.1` (the ISP bounces it to the sender).
+    Reject,
+}
+
+impl std::str::FromStr for UnknownRecipients {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "catch-all" | "catchall" | "deliver" => Ok(UnknownRecipients::CatchAll),
+            "reject" | "refuse" => Ok(UnknownRecipients::Reject),
+            _ => Err(format!(
+                "{s:?} is not an answer for unknown recipients: use catch-all or reject"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for UnknownRecipients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnknownRecipients::CatchAll => "catch-all",
+            UnknownRecipients::Reject => "reject",
+        })
+    }
+}
+
+/// One route as the config file holds it (`[[routes]]`); see [`crate::routing::Route`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RouteEntry {
+    /// `alice@example.com`, `@example.com` or `*`.
+    pub recipient: String,
+    /// `maildir:PATH`, `lmtp:HOST:PORT`, `lmtp:unix:PATH` or `smtp:HOST:PORT`.
+    pub destination: String,
+    /// `smtp:` only: none (default), starttls or tls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::account::Security>,
+    /// `smtp:` only: a PEM file of CA certificates to trust for the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RouteEntry {
+    /// The route it describes, or what is wrong with it.
+    pub fn route(&self) -> Result<Route, String> {
+        Route::parse(
+            &self.recipient,
+            &self.destination,
+            self.security,
+            self.ca_file.clone(),
+        )
+    }
 }
 
 impl Default for Config {
@@ -168,6 +241,10 @@ impl Default for Config {
             max_connections_per_peer: 20,
             command_timeout: 300,
             data_timeout: 600,
+            unknown_recipients: UnknownRecipients::CatchAll,
+            retry_delay: 60,
+            max_retry_delay: 3600,
+            routes: Vec::new(),
         }
     }
 }
@@ -260,6 +337,18 @@ pub const KEYS: &[Key] = &[
         about: "seconds to wait for each piece of message data",
     },
     Key {
+        name: "unknown-recipients",
+        about: "recipients no route names: catch-all or reject (550 5.1.1)",
+    },
+    Key {
+        name: "retry-delay",
+        about: "seconds before a failed hand-over to a LAN server is retried",
+    },
+    Key {
+        name: "max-retry-delay",
+        about: "longest wait between retries of a hand-over, seconds",
+    },
+    Key {
         name: "interfaces",
         about: "interfaces whose link-up fetches (globs, comma-separated)",
     },
@@ -292,6 +381,8 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("data-timeout", 1, 86_400),
     ("settle-delay", 0, 3_600),
     ("fetch-interval", 0, 7 * 24 * 60),
+    ("retry-delay", 1, 86_400),
+    ("max-retry-delay", 1, 7 * 86_400),
 ];
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -322,7 +413,7 @@ fn parse_number(key: &'static str, value: &str) -> Result<u64, ConfigError> {
     // `30s` for the keys in seconds and `15m` for the one in minutes read as they look.
     let unit = match key {
         "fetch-interval" => Some('m'),
-        k if k.ends_with("-timeout") || k == "max-wait" || k == "settle-delay" => Some('s'),
+        k if k.ends_with("-timeout") || k == "max-wait" || k.ends_with("-delay") => Some('s'),
         _ => None,
     };
     let text = value.trim();
@@ -476,7 +567,87 @@ impl Config {
                 format!("{g:?} is not an interface name or glob: write names such as ppp0 or ppp*, wlan0"),
             ));
         }
+        problems.extend(self.route_problems());
+        if self.max_retry_delay < self.retry_delay {
+            problems.push(invalid(
+                "max-retry-delay",
+                format!(
+                    "{} is shorter than retry-delay ({}): give at least that",
+                    self.max_retry_delay, self.retry_delay
+                ),
+            ));
+        }
         problems
+    }
+
+    fn route_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in &self.routes {
+            match entry.route() {
+                Ok(route) => {
+                    if !seen.insert(route.pattern.clone()) {
+                        problems.push(invalid(
+                            "routes",
+                            format!("two routes for {}: remove one of them", route.pattern),
+                        ));
+                    }
+                }
+                Err(e) => problems.push(invalid("routes", e)),
+            }
+        }
+        if self.unknown_recipients == UnknownRecipients::Reject && self.routes.is_empty() {
+            problems.push(invalid(
+                "unknown-recipients",
+                "reject refuses every recipient no route names, and there are no routes: add                  routes first, or use catch-all",
+            ));
+        }
+        problems
+    }
+
+    /// The routes, checked.
+    pub fn route_table(&self) -> Result<RouteTable, ConfigError> {
+        let routes = self
+            .routes
+            .iter()
+            .map(|e| e.route().map_err(|p| invalid("routes", p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RouteTable::new(routes))
+    }
+
+    /// Adds a route, replacing the one with the same pattern; the config is left as it was
+    /// when the route (or the table with it) breaks a rule.
+    pub fn add_route(&mut self, entry: RouteEntry) -> Result<Route, ConfigError> {
+        let route = entry.route().map_err(|p| invalid("routes", p))?;
+        let mut next = self.clone();
+        next.routes.retain(|e| {
+            e.route()
+                .map(|r| r.pattern != route.pattern)
+                .unwrap_or(true)
+        });
+        next.routes.push(entry);
+        if let Some(e) = next.route_problems().into_iter().next() {
+            return Err(e);
+        }
+        *self = next;
+        Ok(route)
+    }
+
+    /// Removes the route for `pattern`; returns whether there was one. Refused (the config
+    /// unchanged) when the table without it would break a rule.
+    pub fn remove_route(&mut self, pattern: &str) -> Result<bool, ConfigError> {
+        let wanted: Pattern = pattern.parse().map_err(|p| invalid("routes", p))?;
+        let mut next = self.clone();
+        next.routes
+            .retain(|e| e.route().map(|r| r.pattern != wanted).unwrap_or(true));
+        if next.routes.len() == self.routes.len() {
+            return Ok(false);
+        }
+        if let Some(e) = next.route_problems().into_iter().next() {
+            return Err(e);
+        }
+        *self = next;
+        Ok(true)
     }
 
     /// The first rule broken, if any.
@@ -502,6 +673,8 @@ impl Config {
             "data-timeout" => self.data_timeout,
             "settle-delay" => self.settle_delay,
             "fetch-interval" => self.fetch_interval,
+            "retry-delay" => self.retry_delay,
+            "max-retry-delay" => self.max_retry_delay,
             _ => 0,
         }
     }
@@ -521,6 +694,8 @@ impl Config {
             "data-timeout" => &mut self.data_timeout,
             "settle-delay" => &mut self.settle_delay,
             "fetch-interval" => &mut self.fetch_interval,
+            "retry-delay" => &mut self.retry_delay,
+            "max-retry-delay" => &mut self.max_retry_delay,
             _ => return None,
         })
     }
@@ -556,6 +731,9 @@ impl Config {
             "tls-key" => next.tls_key = path(value),
             "allowed-peers" => next.allowed_peers = list(value),
             "interfaces" => next.interfaces = list(value),
+            "unknown-recipients" => {
+                next.unknown_recipients = value.parse().map_err(|e: String| invalid(key, e))?
+            }
             _ => {
                 let n = parse_number(key, value)?;
                 *next
@@ -565,10 +743,15 @@ impl Config {
         }
         // Only this key's rule (and the pairing of tls-cert/tls-key) decides.
         let pair = matches!(key, "tls-cert" | "tls-key");
+        // The retry delays are judged together: a first delay above the longest is either's.
+        let related: &[&str] = match key {
+            "retry-delay" | "max-retry-delay" => &["retry-delay", "max-retry-delay"],
+            _ => &[key],
+        };
         if let Some(e) = next
             .check()
             .into_iter()
-            .find(|e| e.key() == Some(key) && !pair)
+            .find(|e| e.key().is_some_and(|k| related.contains(&k)) && !pair)
         {
             return Err(e);
         }
@@ -591,6 +774,7 @@ impl Config {
             "tls-key" => self.tls_key = d.tls_key,
             "allowed-peers" => self.allowed_peers = d.allowed_peers,
             "interfaces" => self.interfaces = d.interfaces,
+            "unknown-recipients" => self.unknown_recipients = d.unknown_recipients,
             _ => {
                 let default = d.number(key);
                 if let Some(n) = self.number_mut(key) {
@@ -876,5 +1060,100 @@ mod tests {
             Config::load(&dir.path().join("none.toml")).unwrap(),
             Config::default()
         );
+    }
+
+    fn entry(recipient: &str, destination: &str) -> RouteEntry {
+        RouteEntry {
+            recipient: recipient.into(),
+            destination: destination.into(),
+            security: None,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn routes_are_added_replaced_removed_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut c = Config::default();
+        c.add_route(entry("alice@example.com", "lmtp:127.0.0.1:24"))
+            .unwrap();
+        c.add_route(entry("@example.com", "maildir:/srv/mail/example"))
+            .unwrap();
+        // The same pattern again replaces the route (however it is spelled).
+        c.add_route(entry("Alice@Example.com", "lmtp:unix:/run/dovecot/lmtp"))
+            .unwrap();
+        let mut smtp = entry("*", "smtp:mail.lan:25");
+        smtp.security = Some(crate::account::Security::Starttls);
+        smtp.ca_file = Some("/etc/ssl/lan-ca.pem".into());
+        c.add_route(smtp).unwrap();
+        c.set("unknown-recipients", "reject").unwrap();
+        c.set("retry-delay", "30s").unwrap();
+        assert_eq!(c.routes.len(), 3);
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("[[routes]]") && text.contains("unknown-recipients = \"reject\""),
+            "{text}"
+        );
+        let back = Config::load(&path).unwrap();
+        assert_eq!(back, c);
+        let table = back.route_table().unwrap();
+        let dest = |a: &str| table.lookup(a).unwrap().target.to_string();
+        assert_eq!(dest("alice@example.com"), "lmtp:unix:/run/dovecot/lmtp");
+        assert_eq!(
+            dest("x@other.test"),
+            "smtp:mail.lan:25 (starttls, CA /etc/ssl/lan-ca.pem)"
+        );
+        assert!(c.effective_toml().unwrap().contains("[[routes]]"));
+
+        assert!(c.remove_route("@example.com").unwrap());
+        assert!(!c.remove_route("@example.com").unwrap());
+        assert!(c.remove_route("*").unwrap());
+        // The last route cannot go while unknown recipients are refused: nothing would be let in.
+        let e = c.remove_route("alice@example.com").unwrap_err();
+        assert_eq!(e.key(), Some("unknown-recipients"), "{e}");
+        c.set("unknown-recipients", "catch-all").unwrap();
+        assert!(c.remove_route("alice@example.com").unwrap());
+        assert_eq!(
+            Config::default()
+                .set("unknown-recipients", "reject")
+                .unwrap_err()
+                .key(),
+            Some("unknown-recipients")
+        );
+    }
+
+    #[test]
+    fn bad_routes_are_config_problems_naming_routes() {
+        let mut c = Config::default();
+        for (r, d) in [
+            ("alice", "maildir:/m"),
+            ("*", "maildir:relative"),
+            ("*", "pop3:host"),
+            ("*", "smtp:host:0"),
+        ] {
+            let e = c.add_route(entry(r, d)).unwrap_err();
+            assert_eq!(e.key(), Some("routes"), "{r} {d}: {e}");
+        }
+        let mut tls_on_lmtp = entry("*", "lmtp:h");
+        tls_on_lmtp.security = Some(crate::account::Security::Tls);
+        assert_eq!(c.add_route(tls_on_lmtp).unwrap_err().key(), Some("routes"));
+        assert_eq!(c, Config::default(), "a refused route changes nothing");
+        // In a file: two routes for one pattern, or a bad one, stop the load naming the key.
+        let text = "[[routes]]\nrecipient = \"@x.test\"\ndestination = \"maildir:/a\"\n[[routes]]\nrecipient = \"@X.test\"\ndestination = \"maildir:/b\"\n";
+        let e = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.key(), Some("routes"), "{e}");
+        let e = Config::parse(
+            "[[routes]]\nrecipient = \"*\"\ndestination = \"nowhere\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        // The retry delays are judged together.
+        let e = Config::default().set("retry-delay", "7200").unwrap_err();
+        assert_eq!(e.key(), Some("max-retry-delay"), "{e}");
+        assert!(Config::default().set("max-retry-delay", "10").is_err());
+        assert!(Config::default().set("max-retry-delay", "60").is_ok());
     }
 }

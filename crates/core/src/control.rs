@@ -14,6 +14,7 @@
 //! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...]}` |
 //! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
 //! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`] per line for as long as the client listens |
+//! | `QUEUE RETRY\|BOUNCE\|DELETE ALL\|id ...` | `{"ok":true,"result":{...}}` once done (the spool's [`ActionResult`]) |
 //! | anything else | `{"ok":false,"error":"..."}` |
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ use crate::event::Event;
 use crate::history::SessionRecord;
 use crate::history::Trigger;
 use crate::service::FetchRequest;
+use crate::spool::actions::{ActionResult, Selection};
+use crate::spool::runner::RunnerHandle;
 use crate::trigger::TriggerHandle;
 
 /// The socket's file name.
@@ -333,6 +336,8 @@ mod tcp_token {
 /// What the control socket can reach in the running instance.
 #[derive(Clone)]
 pub struct Controls {
+    /// The spool's queue (retry, bounce, delete), when there is one.
+    pub queue: Option<RunnerHandle>,
     /// Fetch, pause, status.
     pub triggers: TriggerHandle,
     /// Reads the accounts again; the skipped ones, each with why.
@@ -444,12 +449,38 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
             "listen": triggers.service().listen_addr().to_string(),
             "accounts": triggers.service().accounts().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         }),
+        "QUEUE" => {
+            let Some(queue) = &controls.queue else {
+                return json!({"ok": false, "error": "this Mailcall has no spool to act on"});
+            };
+            let action = words.next().unwrap_or("").to_ascii_uppercase();
+            let ids: Vec<String> = words.map(str::to_string).collect();
+            let selection = match ids.as_slice() {
+                [all] if all.eq_ignore_ascii_case("ALL") => Selection::All,
+                [] => {
+                    return json!({"ok": false, "error": "name the messages: QUEUE RETRY|BOUNCE|DELETE ALL|ID ..."})
+                }
+                _ => Selection::Ids(ids),
+            };
+            let result = match action.as_str() {
+                "RETRY" => queue.retry(selection).await,
+                "BOUNCE" => queue.bounce(selection).await,
+                "DELETE" => queue.delete(selection).await,
+                _ => {
+                    return json!({"ok": false, "error": format!("unknown queue action {action:?}: use RETRY, BOUNCE or DELETE")})
+                }
+            };
+            match result {
+                Ok(r) => json!({"ok": true, "result": r}),
+                Err(e) => json!({"ok": false, "error": e}),
+            }
+        }
         "RELOAD" => match (controls.reload)().await {
             Ok(skipped) => json!({"ok": true, "skipped": skipped}),
             Err(e) => json!({"ok": false, "error": e}),
         },
         _ => {
-            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [trigger=WORD] [account ...], PAUSE, RESUME, STATUS, RELOAD or EVENTS")})
+            json!({"ok": false, "error": format!("unknown request {verb:?}: use FETCH [trigger=WORD] [account ...], PAUSE, RESUME, STATUS, RELOAD, QUEUE or EVENTS")})
         }
     }
 }
@@ -642,4 +673,28 @@ pub async fn fetch_as(
         .map(serde_json::Value::take)
         .ok_or_else(|| ControlError::Protocol("no record in the reply".into()))?;
     serde_json::from_value(record).map_err(|e| ControlError::Protocol(e.to_string()))
+}
+
+/// Asks the running instance to act on its queue (`action`: RETRY, BOUNCE or DELETE).
+pub async fn queue(
+    path: &Path,
+    action: &str,
+    selection: &Selection,
+) -> Result<ActionResult, ControlError> {
+    let mut line = format!("QUEUE {action}");
+    match selection {
+        Selection::All => line.push_str(" ALL"),
+        Selection::Ids(ids) => {
+            for id in ids {
+                line.push(' ');
+                line.push_str(id);
+            }
+        }
+    }
+    let mut reply = request(path, &line).await?;
+    let result = reply
+        .get_mut("result")
+        .map(serde_json::Value::take)
+        .ok_or_else(|| ControlError::Protocol("no result in the reply".into()))?;
+    serde_json::from_value(result).map_err(|e| ControlError::Protocol(e.to_string()))
 }

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 
 use crate::hint::Problem;
 use crate::history::{SessionRecord, Trigger};
-use crate::report::{DomainOutcome, MessageInfo};
+use crate::report::{DomainOutcome, HandOverReport, MessageInfo};
 
 /// Something that happened in a fetch session, in the order it happened.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +50,16 @@ pub enum Event {
     Error(Problem),
     /// The session ended; the record is what went into the history.
     SessionFinished(Box<SessionRecord>),
+    /// The spool handed a message to a LAN server, or tried to: per recipient, delivered,
+    /// deferred (retried by itself) or refused (held in the queue).
+    HandOver(Box<HandOverReport>),
+    /// How much waits in the spool now (for a tray badge); sent when it changes.
+    QueueChanged {
+        /// Recipients waiting to be handed over (retried by themselves).
+        queued: usize,
+        /// Recipients a server refused, held until retried, bounced or deleted.
+        failed: usize,
+    },
 }
 
 impl Event {
@@ -75,6 +85,10 @@ impl Event {
             Event::Connected { peer } => format!("connection from {peer}"),
             Event::MessageStored(m) => format!("stored: {m}"),
             Event::Error(p) => format!("error: {p}"),
+            Event::HandOver(h) => format!("handed on: {h}"),
+            Event::QueueChanged { queued, failed } => {
+                format!("queue: {queued} waiting, {failed} refused")
+            }
             Event::SessionFinished(_) => return None,
         })
     }

@@ -285,5 +285,6 @@ fn finish(
         ended_because,
         attempt: 1,
         retryable,
+        handovers: Vec::new(),
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::hint::Problem;
-use crate::report::{DomainReport, MessageInfo, TranscriptLine};
+use crate::report::{DomainReport, HandOverOutcome, HandOverReport, MessageInfo, TranscriptLine};
 
 /// The history file's name inside the data directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
@@ -32,6 +32,8 @@ pub enum Trigger {
     Start,
     /// The ISP delivered on its own, outside any fetch.
     Isp,
+    /// Mailcall's spool handing mail on to a LAN server (new mail, or a retry).
+    Queue,
     /// Not known (a record from a crash, or from a newer version).
     #[serde(other)]
     Unknown,
@@ -55,6 +57,7 @@ impl Trigger {
             Trigger::Interval => "interval",
             Trigger::Start => "start",
             Trigger::Isp => "isp",
+            Trigger::Queue => "queue",
             Trigger::Unknown => "unknown",
         }
     }
@@ -108,6 +111,12 @@ pub enum EndReason {
     /// A disconnect command failed.
     #[serde(rename = "disconnect command failed")]
     DisconnectFailed,
+    /// A hand-over session ended: nothing was left for its server.
+    #[serde(rename = "nothing left to hand over")]
+    HandedOver,
+    /// A hand-over session ended: the server could not be reached or went away.
+    #[serde(rename = "server unreachable")]
+    ServerUnreachable,
     /// Not known (a record from a newer version).
     #[serde(other, rename = "unknown")]
     Unknown,
@@ -130,6 +139,8 @@ impl EndReason {
             EndReason::LinkDidNotComeUp => "link did not come up",
             EndReason::Disconnected => "disconnected",
             EndReason::DisconnectFailed => "disconnect command failed",
+            EndReason::HandedOver => "nothing left to hand over",
+            EndReason::ServerUnreachable => "server unreachable",
             EndReason::Unknown => "unknown",
         }
     }
@@ -153,6 +164,9 @@ pub enum RecordKind {
     Disconnect,
     /// Mail the ISP delivered on its own, outside a fetch.
     Delivery,
+    /// Mailcall's spool handing mail on to one LAN server (LMTP, SMTP).
+    #[serde(rename = "handover")]
+    HandOver,
 }
 
 /// One fetch session (or dial-up step, or delivery outside a fetch) as kept in the history.
@@ -186,6 +200,9 @@ pub struct SessionRecord {
     /// be reached, said 421, or deferred an ETRN); empty when there is nothing to retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retryable: Vec<String>,
+    /// A hand-over session's messages, each with what the server said per recipient.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<HandOverReport>,
 }
 
 fn first_attempt() -> u32 {
@@ -219,6 +236,8 @@ struct StoredRecord {
     attempt: u32,
     #[serde(default)]
     retryable: Vec<String>,
+    #[serde(default)]
+    handovers: Vec<HandOverReport>,
 }
 
 impl From<StoredRecord> for SessionRecord {
@@ -244,6 +263,7 @@ impl From<StoredRecord> for SessionRecord {
             ended_because: r.ended_because,
             attempt: r.attempt,
             retryable: r.retryable,
+            handovers: r.handovers,
         }
     }
 }
@@ -275,6 +295,7 @@ impl SessionRecord {
             ended_because,
             attempt: 1,
             retryable: Vec::new(),
+            handovers: Vec::new(),
         }
     }
 
@@ -299,10 +320,33 @@ impl SessionRecord {
             RecordKind::Connect | RecordKind::Disconnect => {
                 format!("{:?} in {secs:.1} s: {}", self.kind, self.ended_because).to_lowercase()
             }
+            RecordKind::HandOver => {
+                let count = |o: fn(&HandOverOutcome) -> bool| {
+                    self.handovers
+                        .iter()
+                        .flat_map(|h| &h.recipients)
+                        .filter(|r| o(&r.outcome))
+                        .count()
+                };
+                let target = self.handovers.first().map(|h| h.target.as_str());
+                format!(
+                    "handed {} recipient(s) to {} in {secs:.1} s, {} deferred, {} refused; ended: {}",
+                    count(|o| matches!(o, HandOverOutcome::Delivered)),
+                    target.unwrap_or("a LAN server"),
+                    count(|o| matches!(o, HandOverOutcome::Deferred { .. })),
+                    count(|o| matches!(o, HandOverOutcome::Failed)),
+                    self.ended_because
+                )
+            }
         };
         Summary {
             headline,
-            messages: self.messages.iter().map(ToString::to_string).collect(),
+            messages: self
+                .messages
+                .iter()
+                .map(ToString::to_string)
+                .chain(self.handovers.iter().map(ToString::to_string))
+                .collect(),
             domains: self
                 .domains
                 .iter()

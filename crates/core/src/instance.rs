@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -19,7 +20,9 @@ use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::SessionRecord;
 use crate::keystore::{AccountStore, KeystoreError};
+use crate::routing::Router;
 use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
+use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
 use crate::trigger::{self, TriggerHandle, TriggerOptions};
 
 /// The state file's name in the data directory (the pause switch).
@@ -115,10 +118,15 @@ impl StartError {
     }
 }
 
+/// How long a one-shot fetch, stopping, still hands new mail on to the LAN servers.
+const HAND_OVER_AT_STOP: Duration = Duration::from_secs(30);
+
 /// A running Mailcall.
 pub struct Instance {
     mode: Mode,
     service: ServiceHandle,
+    /// The spool's hand-over loop (issue 10).
+    runner: Option<Runner>,
     triggers: TriggerHandle,
     control: Option<(PathBuf, JoinHandle<()>)>,
     pause_keeper: Option<JoinHandle<()>>,
@@ -142,11 +150,20 @@ struct Reloader {
     config_path: PathBuf,
     store: Arc<dyn AccountStore>,
     service: ServiceHandle,
+    router: Arc<Router>,
 }
 
 impl Reloader {
     async fn reload(&self) -> Result<Vec<Problem>, StartError> {
         let config = Config::load(&self.config_path)?;
+        self.router
+            .replace(config.route_table()?, config.unknown_recipients)
+            .map_err(|(path, source)| {
+                service::StartError::Routing(crate::routing::copies::RoutingError::Maildir {
+                    path,
+                    source,
+                })
+            })?;
         let (accounts, skipped) = load_accounts(self.store.clone(), config.accounts).await?;
         tracing::info!(
             "reloaded {} account(s): {}",
@@ -206,6 +223,8 @@ impl Instance {
         };
         // The Maildir and the port before the keyring: what the user must fix shows first.
         let prepared = service::prepare(service_options).await?;
+        let router = prepared.router();
+        let runner_options = RunnerOptions::from_config(&config)?;
         let (accounts, skipped) = load_accounts(store.clone(), config.accounts.clone()).await?;
         for p in &skipped {
             events.emit(Event::Error(p.clone()));
@@ -213,15 +232,26 @@ impl Instance {
         let shutdown = CancellationToken::new();
         let service = service::start_prepared(prepared, accounts, events.clone(), shutdown.clone());
         let triggers = trigger::start(service.clone(), trigger_options, shutdown.clone());
+        let runner = router.spool().map(|spool| {
+            runner::start(
+                spool.clone(),
+                router.default_maildir().clone(),
+                runner_options,
+                events.clone(),
+            )
+        });
+        let queue = runner.as_ref().map(Runner::handle);
         let reloader = Reloader {
             config_path,
             store,
             service: service.clone(),
+            router,
         };
         let control = control.map(|server| {
             let path = server.path().to_path_buf();
             let r = reloader.clone();
             let controls = Controls {
+                queue: queue.clone(),
                 triggers: triggers.clone(),
                 reload: Arc::new(move || {
                     let r = r.clone();
@@ -249,6 +279,7 @@ impl Instance {
         Ok(Instance {
             mode,
             service,
+            runner,
             triggers,
             control,
             pause_keeper,
@@ -261,6 +292,11 @@ impl Instance {
     /// The service (listener and fetch sessions).
     pub fn service(&self) -> &ServiceHandle {
         &self.service
+    }
+
+    /// The spool's queue, to list and act on (`None` when the spool could not be used).
+    pub fn queue(&self) -> Option<RunnerHandle> {
+        self.runner.as_ref().map(Runner::handle)
     }
 
     /// The triggers (pause, links, manual fetches with the dial-up lifecycle).
@@ -305,6 +341,11 @@ impl Instance {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.service.stop().await;
+        // No more mail comes in; a one-shot run hands on what just came before it goes.
+        if let Some(runner) = self.runner {
+            let drain = (self.mode == Mode::OneShot).then_some(HAND_OVER_AT_STOP);
+            runner.finish(drain).await;
+        }
         self.triggers.stopped().await;
         if let Some((_, task)) = self.control {
             let _ = task.await;

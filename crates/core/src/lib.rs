@@ -17,6 +17,8 @@ pub mod keystore;
 pub mod listener;
 pub mod maildir;
 pub mod report;
+pub mod routing;
 pub mod service;
+pub mod spool;
 pub mod tls;
 pub mod trigger;

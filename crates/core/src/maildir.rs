@@ -65,10 +65,41 @@ impl DirSync {
 
 impl Maildir {
     /// Opens the Maildir at `root`, creating it and its subdirectories (mode 0700) if missing.
+    ///
+    /// A Maildir++ folder (`~/Maildir/.Example-org`: a name starting with `.` inside a Maildir,
+    /// or inside a directory that does not exist yet) is made as the Maildir++ spec asks of
+    /// whoever creates a folder: the Maildir around it gets its `cur/new/tmp` too, and the
+    /// folder a `maildirfolder` file. A hidden directory elsewhere (`~/.maildir`) is a plain
+    /// Maildir. A dot inside the folder's name is hierarchy to readers (`.example.org` is
+    /// `org` under `example` in Dovecot).
     pub fn create(root: &Path) -> io::Result<Self> {
+        let folder_of = root
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.') && n.len() > 1)
+            .then(|| root.parent())
+            .flatten()
+            .filter(|parent| !parent.exists() || is_maildir(parent));
+        if let Some(parent) = folder_of {
+            for sub in ["tmp", "new", "cur"] {
+                create_private_dir(&parent.join(sub))?;
+            }
+        }
         create_private_dir(root)?;
         for sub in ["tmp", "new", "cur"] {
             create_private_dir(&root.join(sub))?;
+        }
+        if folder_of.is_some() {
+            let marker = root.join("maildirfolder");
+            if !marker.exists() {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(false);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                options.open(&marker)?;
+            }
         }
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
@@ -196,6 +227,11 @@ fn writer_pid(name: &str, host: &str) -> Option<u32> {
     let (_, after_p) = unique.strip_prefix('M')?.split_once('P')?;
     let (pid, _) = after_p.split_once('Q')?;
     pid.parse().ok()
+}
+
+/// Whether `dir` holds a Maildir's `cur/`, `new/` and `tmp/`.
+fn is_maildir(dir: &Path) -> bool {
+    ["cur", "new", "tmp"].iter().all(|s| dir.join(s).is_dir())
 }
 
 /// Whether a process with this pid exists (Linux `/proc`).
@@ -394,6 +430,32 @@ mod tests {
         }
         // Opening an existing Maildir is fine.
         Maildir::create(&root).unwrap();
+    }
+
+    #[test]
+    fn maildir_plus_plus_folders_get_their_maildir_and_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        // The Maildir does not exist yet: it is made around the folder.
+        let folder = dir.path().join("Maildir/.Example-org");
+        Maildir::create(&folder).unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            assert!(dir.path().join("Maildir").join(sub).is_dir(), "{sub}");
+            assert!(folder.join(sub).is_dir(), "{sub}");
+        }
+        assert!(folder.join("maildirfolder").is_file());
+        // A second folder in the existing Maildir; opening again keeps everything.
+        let lists = dir.path().join("Maildir/.Lists");
+        Maildir::create(&lists).unwrap();
+        Maildir::create(&folder).unwrap();
+        assert!(lists.join("maildirfolder").is_file());
+        // A hidden directory that is not in a Maildir is a plain Maildir: no marker, and the
+        // directory around it is left alone.
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        Maildir::create(&home.join(".maildir")).unwrap();
+        assert!(!home.join(".maildir/maildirfolder").exists());
+        assert!(!home.join("cur").exists());
+        assert!(!dir.path().join("Maildir/maildirfolder").exists());
     }
 
     #[tokio::test]

@@ -134,12 +134,30 @@ pub struct MessageInfo {
     pub message_id: Option<String>,
     /// The size of the stored file in bytes (our added headers included).
     pub size: u64,
-    /// The file in the Maildir's `new/`.
+    /// The file in the Maildir's `new/` (the first Maildir copy; the spool file when the
+    /// message only waits there).
     pub path: PathBuf,
+    /// Every copy when there is more than the one file in `path`: a file per Maildir
+    /// destination, and the spool entry that waits to be handed to servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<QueuedCopy>,
     /// The delivering peer's address.
     pub peer: String,
     /// When the `250` was sent.
     pub stored_at: DateTime<Utc>,
+}
+
+/// One copy of a stored message (see [`MessageInfo::copies`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedCopy {
+    /// The recipients it stands for.
+    pub recipients: Vec<String>,
+    /// Where it went or goes (`maildir:PATH`, `lmtp:HOST:PORT`, ...).
+    pub destination: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Whether it waits in Mailcall's spool to be handed to a server.
+    pub queued: bool,
 }
 
 impl MessageInfo {
@@ -157,12 +175,28 @@ impl std::fmt::Display for MessageInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} - {} ({} bytes) -> {}",
+            "{} - {} ({} bytes) -> ",
             self.from_display(),
             self.subject.as_deref().unwrap_or("(no subject)"),
             self.size,
-            self.path.display()
-        )
+        )?;
+        if self.copies.is_empty() {
+            return write!(f, "{}", self.path.display());
+        }
+        for (i, c) in self.copies.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            if c.queued {
+                write!(
+                    f,
+                    "{sep}queued for {} ({})",
+                    c.destination,
+                    c.recipients.join(", ")
+                )?;
+            } else {
+                write!(f, "{sep}{} ({})", c.path.display(), c.recipients.join(", "))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -203,5 +237,84 @@ impl std::fmt::Display for TranscriptLine {
             tag,
             self.line
         )
+    }
+}
+
+/// What one hand-over of a spooled message to a LAN server did, per recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOverReport {
+    /// The spool id (what `queued as` said to the ISP).
+    pub id: String,
+    /// The server (`lmtp:127.0.0.1:24`, `smtp:mail.lan:25 (starttls)`).
+    pub target: String,
+    /// The envelope sender.
+    pub sender: String,
+    /// `Message-ID:` without brackets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `Subject:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Each recipient handed over (or tried), with what became of it.
+    pub recipients: Vec<RecipientOutcome>,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+}
+
+/// One recipient of a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientOutcome {
+    /// The address.
+    pub address: String,
+    /// What became of it.
+    pub outcome: HandOverOutcome,
+    /// The server's reply, or why there was none.
+    pub reply: String,
+}
+
+/// What became of one recipient of a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum HandOverOutcome {
+    /// The server took it (2xx): it has left Mailcall.
+    Delivered,
+    /// Not now (4xx, or no answer): it stays queued and is tried again by itself.
+    Deferred {
+        /// Attempts so far.
+        attempts: u32,
+        /// When it is tried again.
+        next_attempt: DateTime<Utc>,
+    },
+    /// Refused for good (5xx): it stays in the queue, held, until it is retried, bounced or
+    /// deleted.
+    Failed,
+}
+
+impl std::fmt::Display for HandOverReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (&self.message_id, &self.subject) {
+            (Some(id), _) => format!("<{id}>"),
+            (None, Some(s)) => format!("{s:?}"),
+            (None, None) => self.id.clone(),
+        };
+        write!(f, "{what} -> {}:", self.target)?;
+        for (i, r) in self.recipients.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            let word = match &r.outcome {
+                HandOverOutcome::Delivered => "delivered".to_string(),
+                HandOverOutcome::Deferred {
+                    attempts,
+                    next_attempt,
+                } => format!(
+                    "deferred (attempt {attempts}, next at {})",
+                    next_attempt
+                        .with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                ),
+                HandOverOutcome::Failed => "refused, held in the queue".to_string(),
+            };
+            write!(f, "{sep}{} {word}: {}", r.address, r.reply)?;
+        }
+        Ok(())
     }
 }

@@ -26,6 +26,8 @@ use crate::listener::{
     BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
 };
 use crate::maildir::Maildir;
+use crate::routing::copies::{RoutingError, RoutingOptions};
+use crate::routing::Router;
 use crate::tls;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
@@ -42,6 +44,8 @@ pub struct ServiceOptions {
     pub listener: ListenerSettings,
     /// How fetch sessions wait and ask (the trigger is set per request).
     pub fetch: FetchOptions,
+    /// Where each recipient's mail goes: routes, unknown recipients, the spool.
+    pub routing: RoutingOptions,
 }
 
 impl ServiceOptions {
@@ -85,6 +89,7 @@ impl ServiceOptions {
                 client,
                 history: Some(config.history()?),
             },
+            routing: RoutingOptions::from_config(config)?,
         })
     }
 }
@@ -103,6 +108,9 @@ pub enum StartError {
         /// What the file system said.
         source: std::io::Error,
     },
+    /// A route's Maildir, or the spool, could not be created or opened.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
 }
 
 impl StartError {
@@ -111,6 +119,7 @@ impl StartError {
         Some(Setting::config(match self {
             StartError::Bind(_) => "listen",
             StartError::Maildir { .. } => "maildir",
+            StartError::Routing(e) => e.key(),
         }))
     }
 }
@@ -241,6 +250,14 @@ pub struct Prepared {
     options: ServiceOptions,
     maildir: Maildir,
     listener: Listener,
+    router: Arc<Router>,
+}
+
+impl Prepared {
+    /// Where sessions deliver (the instance starts the spool's runner from it).
+    pub fn router(&self) -> Arc<Router> {
+        self.router.clone()
+    }
 }
 
 /// Creates the Maildir and binds the listener.
@@ -249,11 +266,13 @@ pub async fn prepare(options: ServiceOptions) -> Result<Prepared, StartError> {
         path: options.maildir.clone(),
         source,
     })?;
+    let router = Arc::new(options.routing.router(maildir.clone())?);
     let listener = Listener::bind(options.listen).await?;
     Ok(Prepared {
         options,
         maildir,
         listener,
+        router,
     })
 }
 
@@ -284,6 +303,7 @@ pub fn start_prepared(
         options,
         maildir,
         listener,
+        router,
     } = prepared;
     // Leftovers of a crash or power cut: never acknowledged, so the ISP still has them.
     match maildir.clean_stale_tmp() {
@@ -298,13 +318,16 @@ pub fn start_prepared(
     let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));
     let (ltx, lrx) = mpsc::unbounded_channel();
     let stop_listener = CancellationToken::new();
-    let reception = Arc::new(Reception::new(
-        Arc::new(options.listener.clone()),
-        policy.clone(),
-        Arc::new(maildir),
-        ltx,
-        stop_listener.clone(),
-    ));
+    let reception = Arc::new(
+        Reception::new(
+            Arc::new(options.listener.clone()),
+            policy.clone(),
+            Arc::new(maildir),
+            ltx,
+            stop_listener.clone(),
+        )
+        .with_router(router),
+    );
     let server = tokio::spawn(listener.serve(reception));
     let (tx, rx) = mpsc::unbounded_channel();
     let fetching = Arc::new(AtomicBool::new(false));

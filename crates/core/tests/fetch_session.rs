@@ -13,6 +13,7 @@ use mailcall_core::fetch::FetchOptions;
 use mailcall_core::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::report::DomainOutcome;
+use mailcall_core::routing::copies::RoutingOptions;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,6 +128,7 @@ fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) 
         maildir: maildir.to_path_buf(),
         listener: ListenerSettings::new("mailcall.test".into(), 1 << 20),
         fetch: fetch_options(idle, history),
+        routing: RoutingOptions::without_routes(maildir.with_extension("spool")),
     }
 }
 
@@ -235,6 +237,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
             Event::MessageStored(_) => "stored",
             Event::Error { .. } => "error",
             Event::SessionFinished(_) => "finished",
+            Event::HandOver(_) | Event::QueueChanged { .. } => "queue",
         });
     }
     assert_eq!(seen.first(), Some(&"started"));

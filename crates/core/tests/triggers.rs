@@ -14,6 +14,7 @@ use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
 use mailcall_core::history::{EndReason, History, RecordKind, Trigger};
 use mailcall_core::listener::ListenerSettings;
+use mailcall_core::routing::copies::RoutingOptions;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use mailcall_core::trigger::{self, Link, Links, TriggerHandle, TriggerOptions};
 use tokio::sync::watch;
@@ -56,6 +57,7 @@ async fn service(dir: &std::path::Path, history: &History) -> ServiceHandle {
             },
             history: Some(history.clone()),
         },
+        routing: RoutingOptions::without_routes(dir.join("spool")),
     };
     service::start(
         options,
@@ -267,6 +269,7 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     ));
     let stop = CancellationToken::new();
     let controls = Controls {
+        queue: None,
         triggers: t.clone(),
         reload: std::sync::Arc::new(|| {
             Box::pin(async { Ok(vec!["gone: unreadable".to_string()]) })

@@ -36,6 +36,8 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS over TCP (implicit TLS, or after STARTTLS), the server's certificate verified.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A local unix socket (an LMTP server on the same machine); never encrypted.
+    Unix(tokio::net::UnixStream),
 }
 
 impl Stream {
@@ -54,6 +56,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -67,6 +70,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -74,6 +78,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -81,6 +86,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -136,6 +142,41 @@ impl Connection {
         })
     }
 
+    /// Opens the unix socket at `path` within `connect_timeout` (a local LMTP server); replies
+    /// are then awaited for at most `reply_timeout` each. The path stands for the host in
+    /// errors and the transcript.
+    pub async fn connect_unix(
+        path: &std::path::Path,
+        connect_timeout: Duration,
+        reply_timeout: Duration,
+        mut transcript: Transcript,
+    ) -> Result<Self, IspError> {
+        let shown = path.display().to_string();
+        transcript.note(&format!("connecting to the unix socket {shown}"));
+        let connect_error = |reason: String| IspError::Connect {
+            host: shown.clone(),
+            port: 0,
+            reason,
+        };
+        let unix = match timeout(connect_timeout, tokio::net::UnixStream::connect(path)).await {
+            Err(_) => {
+                return Err(connect_error(format!(
+                    "timed out after {:.1} s",
+                    connect_timeout.as_secs_f64()
+                )))
+            }
+            Ok(Err(e)) => return Err(connect_error(e.to_string())),
+            Ok(Ok(unix)) => unix,
+        };
+        Ok(Connection {
+            stream: Some(Stream::Unix(unix)),
+            host: shown,
+            reply_timeout,
+            inbuf: Vec::with_capacity(READ_CHUNK),
+            transcript,
+        })
+    }
+
     /// The server's host name, as configured.
     pub fn host(&self) -> &str {
         &self.host
@@ -175,12 +216,20 @@ impl Connection {
             });
         }
         let name = tls::server_name(&self.host)?;
-        let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err(IspError::Protocol {
-                host: self.host.clone(),
-                step: "STARTTLS".into(),
-                reason: "TLS is already on".into(),
-            });
+        let tcp = match self.stream.take() {
+            Some(Stream::Plain(tcp)) => tcp,
+            other => {
+                let reason = match &other {
+                    Some(Stream::Unix(_)) => "TLS over a unix socket is not supported",
+                    _ => "TLS is already on",
+                };
+                self.stream = other;
+                return Err(IspError::Protocol {
+                    host: self.host.clone(),
+                    step: "STARTTLS".into(),
+                    reason: reason.into(),
+                });
+            }
         };
         let connector = tokio_rustls::TlsConnector::from(config);
         match timeout(handshake_timeout, connector.connect(name, tcp)).await {

@@ -14,6 +14,7 @@ mod error;
 pub mod reply;
 pub mod tls;
 pub mod transcript;
+pub mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -158,13 +159,109 @@ pub struct OpenError {
     pub transcript: Transcript,
 }
 
+/// Which greeting a client says: `EHLO` to an SMTP server, `LHLO` to an LMTP one (RFC 2033,
+/// whose server answers exactly like an EHLO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hello {
+    /// SMTP.
+    #[default]
+    Ehlo,
+    /// LMTP.
+    Lhlo,
+}
+
+impl Hello {
+    fn verb(self) -> &'static str {
+        match self {
+            Hello::Ehlo => "EHLO",
+            Hello::Lhlo => "LHLO",
+        }
+    }
+}
+
+/// Where a server listens: a host and port, or a local unix socket (LMTP).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A unix socket's path.
+    Unix(PathBuf),
+}
+
+/// A mail server Mailcall hands mail on to (a LAN MTA over SMTP, Dovecot over LMTP): no
+/// account, no AUTH, the certificate verified when TLS is asked for.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Where it listens.
+    pub address: Address,
+    /// SMTP or LMTP.
+    pub hello: Hello,
+    /// How the connection is secured (only `None` over a unix socket).
+    pub security: Security,
+    /// Extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// The name we give in EHLO/LHLO.
+    pub helo: String,
+}
+
+/// Connects to `server`, says EHLO or LHLO, and secures the connection as asked; returns it
+/// ready for MAIL FROM and what the server offers.
+pub async fn open_server(
+    server: &Server,
+    settings: &ClientSettings,
+) -> Result<(Connection, ServerInfo), OpenError> {
+    let (host, port) = match &server.address {
+        Address::Tcp { host, port } => (host.clone(), Some(*port)),
+        Address::Unix(path) => (path.display().to_string(), None),
+    };
+    let endpoint = Endpoint {
+        account: String::new(),
+        host,
+        port: port.unwrap_or(0),
+        security: server.security,
+        ca_file: server.ca_file.clone(),
+        helo: server.helo.clone(),
+        credentials: None,
+    };
+    let unix = match &server.address {
+        Address::Unix(path) => Some(path.as_path()),
+        Address::Tcp { .. } => None,
+    };
+    establish(&endpoint, unix, server.hello, settings).await
+}
+
 /// Connects to `endpoint`, secures and authenticates; returns the connection ready for the
 /// next command (ETRN, ATRN) and what the server offers.
 pub async fn open(
     endpoint: &Endpoint,
     settings: &ClientSettings,
 ) -> Result<(Connection, ServerInfo), OpenError> {
+    establish(endpoint, None, Hello::Ehlo, settings).await
+}
+
+/// `open`'s work, for TCP or (with `unix`) a unix socket, greeting with `hello`.
+async fn establish(
+    endpoint: &Endpoint,
+    unix: Option<&std::path::Path>,
+    hello: Hello,
+    settings: &ClientSettings,
+) -> Result<(Connection, ServerInfo), OpenError> {
     let mut info = ServerInfo::default();
+    if unix.is_some() && endpoint.security != Security::None {
+        return Err(OpenError {
+            error: IspError::Tls {
+                host: endpoint.host.clone(),
+                reason: "TLS over a unix socket is not supported".into(),
+            },
+            info,
+            transcript: Transcript::default(),
+        });
+    }
     // Everything that can be refused without the network is refused before connecting.
     let config = match endpoint.security {
         Security::None => None,
@@ -181,15 +278,28 @@ pub async fn open(
             }
         }
     };
-    let mut conn = match Connection::connect(
-        &endpoint.host,
-        endpoint.port,
-        settings.connect_timeout,
-        settings.reply_timeout,
-        Transcript::default(),
-    )
-    .await
-    {
+    let connected = match unix {
+        Some(path) => {
+            Connection::connect_unix(
+                path,
+                settings.connect_timeout,
+                settings.reply_timeout,
+                Transcript::default(),
+            )
+            .await
+        }
+        None => {
+            Connection::connect(
+                &endpoint.host,
+                endpoint.port,
+                settings.connect_timeout,
+                settings.reply_timeout,
+                Transcript::default(),
+            )
+            .await
+        }
+    };
+    let mut conn = match connected {
         Ok(c) => c,
         Err(error) => {
             let mut transcript = Transcript::default();
@@ -201,7 +311,7 @@ pub async fn open(
             });
         }
     };
-    match prepare(&mut conn, endpoint, settings, config, &mut info).await {
+    match prepare(&mut conn, endpoint, hello, settings, config, &mut info).await {
         Ok(()) => Ok((conn, info)),
         Err(error) => {
             if still_talking(&error) {
@@ -220,6 +330,7 @@ pub async fn open(
 async fn prepare(
     conn: &mut Connection,
     endpoint: &Endpoint,
+    hello: Hello,
     settings: &ClientSettings,
     config: Option<std::sync::Arc<rustls::ClientConfig>>,
     info: &mut ServerInfo,
@@ -233,7 +344,7 @@ async fn prepare(
     if greeting.code != 220 {
         return Err(refusal(&host, &greeting, "the greeting"));
     }
-    let mut ehlo = say_ehlo(conn, &endpoint.helo, &host).await?;
+    let mut ehlo = say_ehlo(conn, hello, &endpoint.helo, &host).await?;
     if endpoint.security == Security::Starttls {
         if !ehlo.advertises("STARTTLS") {
             return Err(IspError::StarttlsNotOffered { host });
@@ -257,7 +368,7 @@ async fn prepare(
         };
         conn.upgrade(config, settings.connect_timeout).await?;
         // RFC 3207 4.2: nothing learned before TLS counts; say EHLO again.
-        ehlo = say_ehlo(conn, &endpoint.helo, &host).await?;
+        ehlo = say_ehlo(conn, hello, &endpoint.helo, &host).await?;
     }
     info.tls = conn.is_tls();
     info.extensions = ehlo.keywords.clone();
@@ -269,12 +380,18 @@ async fn prepare(
     Ok(())
 }
 
-async fn say_ehlo(conn: &mut Connection, helo: &str, host: &str) -> Result<EhloReply, IspError> {
+async fn say_ehlo(
+    conn: &mut Connection,
+    hello: Hello,
+    helo: &str,
+    host: &str,
+) -> Result<EhloReply, IspError> {
+    let verb = hello.verb();
     let reply = conn
-        .command(&format!("EHLO {helo}"), "the reply to EHLO")
+        .command(&format!("{verb} {helo}"), &format!("the reply to {verb}"))
         .await?;
     if reply.code != 250 {
-        return Err(refusal(host, &reply, "EHLO"));
+        return Err(refusal(host, &reply, verb));
     }
     Ok(EhloReply::parse(reply.lines.iter().map(String::as_str)))
 }

@@ -1,7 +1,8 @@
-//! DATA's storage side: the writer that streams an un-stuffed message into the Maildir (or
-//! nowhere, once it is refused), the trace headers we add (`Return-Path`, `Received`), what we
-//! read back from the headers for people (From, Subject, Message-ID), and the 4xx a storage
-//! failure earns. The command state machine in `session` drives it.
+//! DATA's storage side: the writer that streams an un-stuffed message into its copies (or
+//! nowhere, once it is refused), the `Received:` we add (the router adds the rest, see
+//! [`crate::routing::copies`]), what we read back from the headers for people (From, Subject,
+//! Message-ID), and the 4xx a storage failure earns. The command state machine in `session`
+//! drives it.
 
 use std::io;
 use std::net::IpAddr;
@@ -9,8 +10,8 @@ use std::net::IpAddr;
 use chrono::Utc;
 
 use super::reply::Reply;
-use crate::maildir::Delivery;
 use crate::report::MessageInfo;
+use crate::routing::copies::Copies;
 
 /// How much un-stuffed DATA is gathered before it goes to disk.
 pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
@@ -37,13 +38,9 @@ pub(crate) struct Arrival<'a> {
     pub(crate) host: &'a str,
 }
 
-/// `Return-Path:` and `Received:`, each line ending in CRLF.
-pub(crate) fn trace_headers(
-    arrival: &Arrival<'_>,
-    sender: &str,
-    recipients: &[String],
-    id: &str,
-) -> String {
+/// `Received:` for a copy standing for `recipients` (named in a `for` clause only when it is
+/// one: several would show Bcc recipients to each other), ending in CRLF.
+pub(crate) fn received_header(arrival: &Arrival<'_>, recipients: &[String], id: &str) -> String {
     let (helo, with) = match arrival.helo {
         // RFC 3848: ESMTPS when the mail came over TLS.
         Some((name, esmtp)) => (
@@ -63,20 +60,19 @@ pub(crate) fn trace_headers(
         _ => String::new(),
     };
     format!(
-        "Return-Path: <{sender}>\r\n\
-         Received: from {helo} ({ip})\r\n\
+        "Received: from {helo} ({ip})\r\n\
          \tby {host} (Mailcall) with {with} id {id}{for_clause};\r\n\
          \t{date}\r\n"
     )
 }
 
-/// Where un-stuffed DATA goes: the Delivery while all is well, nowhere once the message is
+/// Where un-stuffed DATA goes: the copies while all is well, nowhere once the message is
 /// refused (too big, or the disk failed) — the rest is still read, so the peer gets its answer.
 pub(crate) struct BodyWriter {
-    pub(crate) delivery: Option<Delivery>,
+    pub(crate) copies: Option<Copies>,
     pub(crate) max: u64,
     pub(crate) body_size: u64,
-    /// The first bytes of the stored file (trace headers included), for `message_info`.
+    /// The first bytes of the message as it came, for `message_info`.
     pub(crate) head: Vec<u8>,
     pub(crate) refusal: Option<Refusal>,
 }
@@ -96,8 +92,8 @@ impl BodyWriter {
         self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         // The message is stored with CRLF line ends, exactly as it came over the wire: that is
         // what the sender signed (DKIM) and what Maildir readers (Dovecot, mutt) take fine.
-        let result = match self.delivery.as_mut() {
-            Some(delivery) => delivery.write(bytes).await,
+        let result = match self.copies.as_mut() {
+            Some(copies) => copies.write(bytes).await,
             None => Ok(()),
         };
         if let Err(e) = result {
@@ -105,10 +101,10 @@ impl BodyWriter {
         }
     }
 
-    /// Gives up the message: its tmp/ file goes, the rest of DATA is still read.
+    /// Gives up the message: its tmp/ files go, the rest of DATA is still read.
     pub(crate) async fn refuse(&mut self, refusal: Refusal) {
-        if let Some(delivery) = self.delivery.take() {
-            delivery.abort().await;
+        if let Some(copies) = self.copies.take() {
+            copies.abort().await;
         }
         self.refusal = Some(refusal);
     }
@@ -142,6 +138,7 @@ pub(crate) fn message_info(head: &[u8]) -> MessageInfo {
         message_id,
         size: 0,
         path: Default::default(),
+        copies: Vec::new(),
         peer: String::new(),
         stored_at: Utc::now(),
     }
@@ -188,9 +185,9 @@ mod tests {
             ip,
             host: "mx.test",
         };
-        let one = trace_headers(&arrival, "s@x.test", &["u@y.test".to_string()], "ID1");
+        let one = received_header(&arrival, &["u@y.test".to_string()], "ID1");
         assert!(
-            one.starts_with("Return-Path: <s@x.test>\r\nReceived: from isp.test (192.0.2.7)\r\n"),
+            one.starts_with("Received: from isp.test (192.0.2.7)\r\n"),
             "{one}"
         );
         assert!(
@@ -202,7 +199,7 @@ mod tests {
             tls: false,
             ..arrival
         };
-        let two = trace_headers(&plain, "", &["a@y.test".into(), "b@y.test".into()], "ID2");
+        let two = received_header(&plain, &["a@y.test".into(), "b@y.test".into()], "ID2");
         assert!(
             two.contains("from unknown") && two.contains("with SMTP id ID2;"),
             "{two}"

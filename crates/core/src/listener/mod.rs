@@ -22,6 +22,8 @@ pub use gate::{PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
 pub use session::{serve, Reception};
 
+pub(crate) use data::message_info as message_headline;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,27 +18,32 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{Line, LineSplitter, Unstuffer};
 use super::conn::{Connection, Read};
 use super::data::{
-    message_info, storage_error, trace_headers, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
+    message_info, received_header, storage_error, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
 };
 use super::policy::{uses_quoting, Verdict};
 use super::reply::Reply;
 use super::{ListenerEvent, ListenerSettings, RecipientPolicy};
-use crate::maildir::{Delivery, Maildir};
+use crate::maildir::Maildir;
+use crate::report::QueuedCopy;
+use crate::routing::route::Target;
+use crate::routing::Router;
 
 /// What every session shares: the listener's settings, who may receive mail here, where it
-/// is stored, where sessions report, and when to stop. One per service; the TCP listener and
-/// the ODMR client's turned-around connections use the same.
+/// is stored (the router: routes, Maildirs, the spool), where sessions report, and when to
+/// stop. One per service; the TCP listener and the ODMR client's turned-around connections
+/// use the same.
 pub struct Reception {
     pub(crate) settings: Arc<ListenerSettings>,
     pub(crate) policy: Arc<RecipientPolicy>,
-    pub(crate) maildir: Arc<Maildir>,
+    pub(crate) router: Arc<Router>,
     pub(crate) events: mpsc::UnboundedSender<ListenerEvent>,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl Reception {
-    /// What sessions share: their settings, the recipient policy, the Maildir, the channel their
-    /// events go to, and the token that stops them.
+    /// What sessions share: their settings, the recipient policy, the Maildir (everything goes
+    /// there until [`Reception::with_router`]), the channel their events go to, and the token
+    /// that stops them.
     pub fn new(
         settings: Arc<ListenerSettings>,
         policy: Arc<RecipientPolicy>,
@@ -49,10 +54,16 @@ impl Reception {
         Reception {
             settings,
             policy,
-            maildir,
+            router: Arc::new(Router::single((*maildir).clone())),
             events,
             shutdown,
         }
+    }
+
+    /// The same, delivering through `router` (routes, their Maildirs, the spool).
+    pub fn with_router(mut self, router: Arc<Router>) -> Self {
+        self.router = router;
+        self
     }
 }
 
@@ -65,10 +76,11 @@ enum State {
     Greeted,
     /// After MAIL: a sender, no recipient yet.
     Mail { sender: String },
-    /// After at least one accepted RCPT.
+    /// After at least one accepted RCPT: the recipients and where each goes.
     Rcpt {
         sender: String,
         recipients: Vec<String>,
+        targets: Vec<Target>,
     },
 }
 
@@ -394,40 +406,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Verdict::RelayDenied => return denied,
         }
+        // Ours, but maybe nobody's: no route names it and unknown recipients are refused.
+        let Some(target) = self.ctx.router.route(&shown) else {
+            return Reply::new(
+                550,
+                "5.1.1",
+                format!("<{shown}>: Recipient address rejected: user unknown"),
+            );
+        };
         self.state = match std::mem::replace(&mut self.state, State::Greeted) {
             State::Mail { sender } => State::Rcpt {
                 sender,
                 recipients: vec![shown],
+                targets: vec![target],
             },
             State::Rcpt {
                 sender,
                 mut recipients,
+                mut targets,
             } => {
                 if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&shown)) {
                     recipients.push(shown);
+                    targets.push(target);
                 }
-                State::Rcpt { sender, recipients }
+                State::Rcpt {
+                    sender,
+                    recipients,
+                    targets,
+                }
             }
             other => other,
         };
         Reply::new(250, "2.1.5", "Ok")
     }
 
-    /// The DATA phase: streams the message to the Maildir, answers, and returns whether the
-    /// session goes on.
+    /// The DATA phase: streams the message into its copies (Maildirs, the spool), answers,
+    /// and returns whether the session goes on.
     async fn data(&mut self) -> bool {
-        let (sender, recipients) = match std::mem::replace(&mut self.state, State::Greeted) {
-            State::Rcpt { sender, recipients } => (sender, recipients),
+        let (sender, recipients, targets) = match std::mem::replace(&mut self.state, State::Greeted)
+        {
+            State::Rcpt {
+                sender,
+                recipients,
+                targets,
+            } => (sender, recipients, targets),
             other => {
                 self.state = other;
-                return true;
-            }
-        };
-        let mut delivery = match self.ctx.maildir.begin().await {
-            Ok(delivery) => delivery,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create a file in the Maildir's tmp/");
-                self.push(storage_error(&e));
                 return true;
             }
         };
@@ -437,12 +461,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ip: self.peer.ip(),
             host: &self.ctx.settings.hostname,
         };
-        let trace = trace_headers(&arrival, &sender, &recipients, delivery.id());
-        if let Err(e) = delivery.write(trace.as_bytes()).await {
-            delivery.abort().await;
-            self.push(storage_error(&e));
-            return true;
-        }
+        let routed: Vec<(String, Target)> = recipients.iter().cloned().zip(targets).collect();
+        let received = |rcpts: &[String], id: &str| received_header(&arrival, rcpts, id);
+        let peer = self.peer.ip().to_string();
+        let copies = match self
+            .ctx
+            .router
+            .open(&sender, &peer, &routed, &received)
+            .await
+        {
+            Ok(copies) => copies,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start storing a message");
+                self.push(storage_error(&e));
+                return true;
+            }
+        };
         self.push(Reply::plain(
             354,
             vec!["End data with <CR><LF>.<CR><LF>".into()],
@@ -452,10 +486,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
 
         let mut writer = BodyWriter {
-            delivery: Some(delivery),
+            copies: Some(copies),
             max: self.ctx.settings.max_message_size,
             body_size: 0,
-            head: trace.into_bytes(),
+            head: Vec::new(),
             refusal: None,
         };
         let mut unstuffer = Unstuffer::new();
@@ -477,40 +511,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let until = tokio::time::Instant::now() + self.ctx.settings.data_timeout;
             match self.conn.read_more(until).await {
                 Read::TimedOut => {
-                    // `writer` drops its Delivery: the tmp/ file goes, nothing reaches new/.
+                    // `writer` drops its copies: the tmp/ files go, nothing reaches new/.
                     let host = &self.ctx.settings.hostname;
                     let reply = Reply::new(421, "4.4.2", format!("{host} Error: timeout exceeded"));
                     self.push(reply);
                     let _ = self.flush().await;
                     return false;
                 }
-                // Peer gone mid-DATA: the dropped Delivery removes the tmp/ file.
+                // Peer gone mid-DATA: the dropped copies remove their tmp/ files.
                 Read::Closed => return false,
                 Read::Data => {}
             }
         }
 
-        let size = writer.delivery.as_ref().map(Delivery::size).unwrap_or(0);
-        let result = match (writer.refusal.take(), writer.delivery.take()) {
-            (Some(refusal), delivery) => {
-                if let Some(delivery) = delivery {
-                    delivery.abort().await;
+        let size = writer.copies.as_ref().map(|c| c.size()).unwrap_or(0);
+        let result = match (writer.refusal.take(), writer.copies.take()) {
+            (Some(refusal), copies) => {
+                if let Some(copies) = copies {
+                    copies.abort().await;
                 }
                 Err(refusal)
             }
-            (None, Some(delivery)) => {
-                let id = delivery.id().to_owned();
-                delivery
+            (None, Some(copies)) => {
+                let id = copies.id().to_owned();
+                copies
                     .commit()
                     .await
-                    .map(|path| (id, path))
+                    .map(|stored| (id, stored))
                     .map_err(Refusal::Storage)
             }
             (None, None) => Err(Refusal::Storage(io::Error::other("delivery lost"))),
         };
         match result {
-            Ok((id, path)) => {
-                // Only now, with file and directory entry on disk, may the peer forget the mail.
+            Ok((id, stored)) => {
+                // Only now, with every copy and its directory entry on disk, may the peer
+                // forget the mail.
                 self.push(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
                 let sent = self.flush().await;
                 let stored_at = Utc::now();
@@ -518,7 +553,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 info.sender = sender;
                 info.recipients = recipients;
                 info.size = size;
-                info.path = path;
+                info.path = stored
+                    .iter()
+                    .find(|c| !c.queued)
+                    .or(stored.first())
+                    .map(|c| c.path.clone())
+                    .unwrap_or_default();
+                info.copies = stored
+                    .iter()
+                    .map(|c| QueuedCopy {
+                        recipients: c.recipients.clone(),
+                        destination: c
+                            .targets
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        path: c.path.clone(),
+                        queued: c.queued,
+                    })
+                    .collect();
+                if info.copies.len() == 1 && !info.copies[0].queued {
+                    // The plain case (one Maildir) says no more than `path` does.
+                    info.copies.clear();
+                }
                 info.peer = self.peer.ip().to_string();
                 info.stored_at = stored_at;
                 // Stored even if the 250 got lost: the file is there (the peer may send it again).

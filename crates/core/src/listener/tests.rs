@@ -77,8 +77,18 @@ fn settings(max: u64) -> ListenerSettings {
 }
 
 async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
+    start_routed(settings, domains, None).await
+}
+
+/// `start`, delivering through a router made from the Maildir by `router` (routes, spool).
+async fn start_routed(
+    settings: ListenerSettings,
+    domains: &[&str],
+    router: Option<&dyn Fn(Maildir) -> crate::routing::Router>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let maildir = Arc::new(Maildir::create(dir.path()).unwrap());
+    let routed = router.map(|make| Arc::new(make((*maildir).clone())));
     let policy = RecipientPolicy::new(domains.iter().map(|d| d.parse().unwrap()).collect());
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -93,6 +103,10 @@ async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
         tx,
         shutdown.clone(),
     );
+    let reception = match routed {
+        Some(router) => reception.with_router(router),
+        None => reception,
+    };
     let handle = tokio::spawn(listener.serve(Arc::new(reception)));
     Server {
         addr,
@@ -236,7 +250,8 @@ async fn full_delivery_is_stored_with_trace_headers() {
         .unwrap()
         .starts_with(id));
     let expected_start = format!(
-        "Return-Path: <sender@isp.org>\r\nReceived: from client.test (127.0.0.1)\r\n\
+        "Return-Path: <sender@isp.org>\r\nX-Original-To: Joe@Example.com\r\n\
+         Delivered-To: Joe@Example.com\r\nReceived: from client.test (127.0.0.1)\r\n\
          \tby mx.test (Mailcall) with ESMTP id {id}\r\n\tfor <Joe@Example.com>;\r\n\t"
     );
     assert!(text.starts_with(&expected_start), "{text}");
@@ -1070,5 +1085,173 @@ async fn failed_handshake_ends_only_that_session() {
     c.expect_eof().await;
     let mut c = Client::connect(server.addr).await;
     c.ehlo().await;
+    server.stop().await;
+}
+
+/// Routes at RCPT, copies at DATA: two recipients routed to one Maildir share one file with a
+/// pair of X-Original-To/Delivered-To lines each, another Maildir gets its own copy with its
+/// own pair, the server recipients one spool entry with only our Received: (the server writes
+/// the rest), and with `reject` an address no route names gets 550 5.1.1 while the others go.
+#[tokio::test]
+async fn recipients_are_routed_to_their_copies() {
+    use crate::config::UnknownRecipients;
+    use crate::routing::{Route, RouteTable, Router};
+    let other = tempfile::tempdir().unwrap();
+    let (team, alice_md) = (
+        other.path().join("team"),
+        other.path().join("alice/.Inbox-alice"),
+    );
+    let spool_dir = other.path().join("spool");
+    let table = RouteTable::new(vec![
+        Route::parse(
+            "alice@example.com",
+            &format!("maildir:{}", alice_md.display()),
+            None,
+            None,
+        )
+        .unwrap(),
+        Route::parse(
+            "bob@example.com",
+            &format!("maildir:{}", team.display()),
+            None,
+            None,
+        )
+        .unwrap(),
+        Route::parse(
+            "carol@example.com",
+            &format!("maildir:{}", team.display()),
+            None,
+            None,
+        )
+        .unwrap(),
+        Route::parse("@lan.example.com", "lmtp:127.0.0.1:24", None, None).unwrap(),
+    ]);
+    let make = move |md: Maildir| {
+        let spool = crate::spool::Spool::open(&spool_dir).unwrap();
+        Router::new(md, table.clone(), UnknownRecipients::Reject, Some(spool)).unwrap()
+    };
+    let mut server = start_routed(
+        settings(1 << 20),
+        &["example.com", "@example.com"],
+        Some(&make),
+    )
+    .await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<s@isp.org>", "250").await;
+    c.cmd("RCPT TO:<Alice@Example.com>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<bob@example.com>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<carol@example.com>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<dave@lan.example.com>", "250 2.1.5").await;
+    c.cmd("RCPT TO:<erin@lan.example.com>", "250 2.1.5").await;
+    c.cmd(
+        "RCPT TO:<nobody@example.com>",
+        "550 5.1.1 <nobody@example.com>",
+    )
+    .await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: routed\r\n\r\nhello\r\n.\r\n").await;
+    let ok = c.reply().await;
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as "), "{ok}");
+    c.cmd("QUIT", "221").await;
+
+    let only = |dir: &Path| {
+        let files: Vec<_> = std::fs::read_dir(dir.join("new"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(files.len(), 1, "one file in {}", dir.display());
+        read(&files[0].path())
+    };
+    let a = only(&alice_md);
+    assert!(a.starts_with("Return-Path: <s@isp.org>\r\nX-Original-To: Alice@Example.com\r\nDelivered-To: Alice@Example.com\r\nReceived: "), "{a}");
+    assert!(
+        a.contains("\tfor <Alice@Example.com>;") && a.ends_with("Subject: routed\r\n\r\nhello\r\n"),
+        "{a}"
+    );
+    assert!(
+        alice_md.join("maildirfolder").is_file(),
+        "a Maildir++ folder gets its marker"
+    );
+    let t = only(&team);
+    assert!(t.starts_with("Return-Path: <s@isp.org>\r\nX-Original-To: bob@example.com\r\nDelivered-To: bob@example.com\r\nX-Original-To: carol@example.com\r\nDelivered-To: carol@example.com\r\nReceived: "), "{t}");
+    assert!(
+        !t.contains("\tfor <"),
+        "no recipient named in Received for a shared copy: {t}"
+    );
+    assert!(
+        server.maildir("new").is_empty(),
+        "nothing for the default Maildir"
+    );
+    let spool = crate::spool::Spool::open(&other.path().join("spool")).unwrap();
+    let (entries, _) = spool.entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    let rcpts: Vec<&str> = e
+        .envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    assert_eq!(rcpts, ["dave@lan.example.com", "erin@lan.example.com"]);
+    assert_eq!(e.envelope.sender, "s@isp.org");
+    let queued = String::from_utf8(spool.read_message(e).unwrap()).unwrap();
+    assert!(
+        queued.starts_with("Received: from client.test")
+            && !queued.contains("Delivered-To")
+            && !queued.contains("Return-Path"),
+        "{queued}"
+    );
+    let id = ok.trim_end().rsplit(' ').next().unwrap();
+    assert_eq!(e.id, id, "the spool entry has the id the ISP was told");
+
+    let info = server.stored().await;
+    assert_eq!(info.recipients.len(), 5);
+    assert_eq!(info.copies.len(), 3, "{:?}", info.copies);
+    assert!(info
+        .copies
+        .iter()
+        .any(|c| c.queued && c.destination == "lmtp:127.0.0.1:24"));
+    assert!(
+        info.to_string()
+            .contains("queued for lmtp:127.0.0.1:24 (dave@lan.example.com, erin@lan.example.com)"),
+        "{info}"
+    );
+    server.stop().await;
+}
+
+/// Without routes, or with catch-all, an address no route names goes to the default Maildir.
+#[tokio::test]
+async fn unknown_recipients_go_to_the_catch_all() {
+    use crate::config::UnknownRecipients;
+    use crate::routing::{Route, RouteTable, Router};
+    let other = tempfile::tempdir().unwrap();
+    let bob = other.path().join("bob");
+    let table = RouteTable::new(vec![Route::parse(
+        "bob@example.com",
+        &format!("maildir:{}", bob.display()),
+        None,
+        None,
+    )
+    .unwrap()]);
+    let make = move |md: Maildir| {
+        Router::new(md, table.clone(), UnknownRecipients::CatchAll, None).unwrap()
+    };
+    let server = start_routed(settings(1 << 20), &["example.com"], Some(&make)).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<s@isp.org>", "250").await;
+    c.cmd("RCPT TO:<nobody@example.com>", "250 2.1.5").await;
+    c.cmd("DATA", "354").await;
+    c.send(b"Subject: x\r\n\r\nx\r\n.\r\n").await;
+    c.expect("250 2.0.0").await;
+    assert_eq!(server.maildir("new").len(), 1);
+    let text = read(&server.maildir("new")[0]);
+    assert!(
+        text.contains("Delivered-To: nobody@example.com\r\n"),
+        "{text}"
+    );
+    assert!(!bob.join("new").read_dir().unwrap().any(|_| true));
+    c.cmd("QUIT", "221").await;
     server.stop().await;
 }

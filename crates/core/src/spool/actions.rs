@@ -1,0 +1,205 @@
+//! What a user can do to the queue: list it, retry now, bounce (a DSN into the postmaster's
+//! Maildir, see [`super::dsn`]), delete. Whoever calls these holds the spool's lock — the
+//! runner for a running Mailcall (asked over the control socket), else `mailcall-cli queue`.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{dsn, Entry, Spool, Status};
+use crate::maildir::Maildir;
+
+/// Which messages an action is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every message in the queue.
+    All,
+    /// The messages with these ids (or unique beginnings of ids).
+    Ids(Vec<String>),
+}
+
+impl Selection {
+    /// The entries it picks, or what is wrong (an id that matches nothing or several).
+    pub fn pick(&self, entries: Vec<Entry>) -> Result<Vec<Entry>, String> {
+        match self {
+            Selection::All => Ok(entries),
+            Selection::Ids(ids) => {
+                let mut picked: Vec<Entry> = Vec::new();
+                for id in ids {
+                    let matches: Vec<&Entry> = entries
+                        .iter()
+                        .filter(|e| e.id == *id || e.name == *id || e.id.starts_with(id.as_str()))
+                        .collect();
+                    match matches.as_slice() {
+                        [] => return Err(format!("no message {id:?} in the queue")),
+                        [one] => {
+                            if !picked.iter().any(|p| p.name == one.name) {
+                                picked.push((*one).clone());
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{id:?} matches {} messages: give more of the id",
+                                matches.len()
+                            ))
+                        }
+                    }
+                }
+                Ok(picked)
+            }
+        }
+    }
+}
+
+/// Why a message bounced when the postmaster asked for it.
+pub const BOUNCED_BY_HAND: &str =
+    "The postmaster gave it up (mailcall-cli queue bounce, or the tray's Bounce).";
+
+/// What an action did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Messages it touched.
+    pub messages: usize,
+    /// Recipients it touched.
+    pub recipients: usize,
+    /// The DSN files written (bounce only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<std::path::PathBuf>,
+}
+
+/// Makes every queued or refused recipient of the selected messages due now (refused ones are
+/// queued again).
+/// Messages with an id in `skip` (being handed over right now) are left alone.
+pub fn retry(
+    spool: &Spool,
+    selection: &Selection,
+    skip: &[String],
+) -> Result<ActionResult, String> {
+    let mut result = ActionResult::default();
+    for mut entry in picked(spool, selection, skip)? {
+        let mut touched = 0;
+        for r in &mut entry.state.recipients {
+            if matches!(r.status, Status::Queued | Status::Failed) {
+                r.status = Status::Queued;
+                r.next_attempt = None;
+                touched += 1;
+            }
+        }
+        if touched > 0 {
+            spool
+                .save_state(&entry.name, &entry.state, true)
+                .map_err(|e| format!("cannot update {}: {e}", entry.id))?;
+            result.messages += 1;
+            result.recipients += touched;
+        }
+    }
+    Ok(result)
+}
+
+/// Gives up the selected messages' recipients that are not delivered: a DSN with the message
+/// goes into `postmaster` (durably, first), then they are bounced and the messages leave the
+/// queue.
+pub async fn bounce(
+    spool: &Spool,
+    selection: &Selection,
+    postmaster: &Maildir,
+    host: &str,
+    why: &str,
+    skip: &[String],
+) -> Result<ActionResult, String> {
+    let mut result = ActionResult::default();
+    for mut entry in picked(spool, selection, skip)? {
+        let open: Vec<usize> = (0..entry.envelope.recipients.len())
+            .filter(|&i| {
+                entry
+                    .state
+                    .recipients
+                    .get(i)
+                    .is_some_and(|r| !r.status.is_done())
+            })
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        let message = spool
+            .read_message(&entry)
+            .map_err(|e| format!("cannot read {}: {e}", entry.id))?;
+        let headline = spool.headline(&entry);
+        let report = dsn::build(
+            &dsn::Bounce {
+                host,
+                entry: &entry,
+                headline: &headline,
+                recipients: &open,
+                reason: why,
+                at: Utc::now(),
+            },
+            &message,
+        );
+        let path = store(postmaster, &report).await.map_err(|e| {
+            format!(
+                "cannot store the bounce of {} in {}: {e}",
+                entry.id,
+                postmaster.root().display()
+            )
+        })?;
+        for &i in &open {
+            entry.state.recipients[i].status = Status::Bounced;
+        }
+        finish(spool, &entry)?;
+        result.messages += 1;
+        result.recipients += open.len();
+        result.reports.push(path);
+    }
+    Ok(result)
+}
+
+/// Removes the selected messages from the queue, nothing sent or stored anywhere.
+pub fn delete(
+    spool: &Spool,
+    selection: &Selection,
+    skip: &[String],
+) -> Result<ActionResult, String> {
+    let mut result = ActionResult::default();
+    for entry in picked(spool, selection, skip)? {
+        spool
+            .remove(&entry.name)
+            .map_err(|e| format!("cannot remove {}: {e}", entry.id))?;
+        result.messages += 1;
+        result.recipients += entry
+            .state
+            .recipients
+            .iter()
+            .filter(|r| !r.status.is_done())
+            .count();
+    }
+    Ok(result)
+}
+
+fn picked(spool: &Spool, selection: &Selection, skip: &[String]) -> Result<Vec<Entry>, String> {
+    let (entries, _) = spool.entries().map_err(|e| e.to_string())?;
+    let picked = selection.pick(entries)?;
+    Ok(picked
+        .into_iter()
+        .filter(|e| !skip.contains(&e.id))
+        .collect())
+}
+
+/// Removes a finished entry, or saves its state durably.
+fn finish(spool: &Spool, entry: &Entry) -> Result<(), String> {
+    let done = if entry.state.is_done() {
+        spool.remove(&entry.name)
+    } else {
+        spool.save_state(&entry.name, &entry.state, true)
+    };
+    done.map_err(|e| format!("cannot update {}: {e}", entry.id))
+}
+
+/// Stores a report in the postmaster's Maildir, as mail from `<>` to the postmaster.
+async fn store(postmaster: &Maildir, report: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    let mut d = postmaster.begin().await?;
+    d.write(b"Return-Path: <>\r\nDelivered-To: postmaster\r\n")
+        .await?;
+    d.write(report).await?;
+    d.commit().await
+}

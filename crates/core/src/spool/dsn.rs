@@ -1,0 +1,257 @@
+//! Bounces for a tool that cannot send mail out: a delivery status notification (RFC 3464,
+//! `multipart/report; report-type=delivery-status`) with the whole message attached, stored in
+//! the postmaster's Maildir (the `maildir` setting, the catch-all) instead of being mailed to
+//! the sender. Mailcall only receives; the postmaster reads the report and tells the sender (or
+//! forwards the attached message) by hand. A local file cannot fail or loop, so a bounce never
+//! needs a bounce.
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, Headline};
+
+/// What a DSN reports.
+#[derive(Debug, Clone)]
+pub struct Bounce<'a> {
+    /// Our host name (`Reporting-MTA`, the `From:` domain).
+    pub host: &'a str,
+    /// The spooled message.
+    pub entry: &'a Entry,
+    /// Its From/Subject/Message-ID.
+    pub headline: &'a Headline,
+    /// The recipients given up (indices into the envelope).
+    pub recipients: &'a [usize],
+    /// Why, in words (who gave up, and what the server said last).
+    pub reason: &'a str,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The `Status:` of a recipient given up after `reply`: the server's own enhanced code for a
+/// 5xx, else 5.4.7 (given up before the server took it).
+fn status_of(reply: Option<&str>) -> String {
+    let code = reply.and_then(|r| {
+        let mut words = r.split_whitespace();
+        let basic = words.next()?;
+        let enhanced = words.next()?;
+        let parts: Vec<&str> = enhanced.split('.').collect();
+        let valid = basic.starts_with('5')
+            && parts.len() == 3
+            && parts[0] == "5"
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        valid.then(|| enhanced.to_string())
+    });
+    code.unwrap_or_else(|| "5.4.7".to_string())
+}
+
+/// The DSN as a complete message (CRLF line ends), ready to store.
+pub fn build(bounce: &Bounce<'_>, message: &[u8]) -> Vec<u8> {
+    let entry = bounce.entry;
+    let host = bounce.host;
+    let boundary = format!(
+        "=_mailcall-dsn-{}-{}",
+        entry.id,
+        bounce.at.timestamp_micros()
+    );
+    let date = bounce.at.with_timezone(&chrono::Local).to_rfc2822();
+    let arrival = entry
+        .envelope
+        .received_at
+        .with_timezone(&chrono::Local)
+        .to_rfc2822();
+    let subject = bounce
+        .headline
+        .subject
+        .as_deref()
+        .unwrap_or("(no subject)")
+        .replace(['\r', '\n'], " ");
+    let sender = if entry.envelope.sender.is_empty() {
+        "<>".to_string()
+    } else {
+        format!("<{}>", entry.envelope.sender)
+    };
+    let mut lines = Vec::new();
+    let mut per_recipient = String::new();
+    for &i in bounce.recipients {
+        let Some(r) = entry.envelope.recipients.get(i) else {
+            continue;
+        };
+        let state = entry.state.recipients.get(i).cloned().unwrap_or_default();
+        let reply = state.reply.as_deref();
+        lines.push(format!(
+            "  <{}> via {}: {}",
+            r.address,
+            r.target,
+            reply.unwrap_or("never tried")
+        ));
+        per_recipient.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {addr}\r\nOriginal-Recipient: rfc822; {addr}\r\nAction: failed\r\nStatus: {status}\r\n",
+            addr = r.address,
+            status = status_of(reply),
+        ));
+        if let Some(remote) = remote_host(&r.target) {
+            per_recipient.push_str(&format!("Remote-MTA: dns; {remote}\r\n"));
+        }
+        if let Some(reply) = reply {
+            per_recipient.push_str(&format!(
+                "Diagnostic-Code: smtp; {}\r\n",
+                reply.replace(['\r', '\n'], " ")
+            ));
+        }
+        if let Some(last) = state.last_attempt {
+            per_recipient.push_str(&format!(
+                "Last-Attempt-Date: {}\r\n",
+                last.with_timezone(&chrono::Local).to_rfc2822()
+            ));
+        }
+    }
+    let mut out = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
+         To: postmaster\r\n\
+         Subject: Undelivered Mail Returned to Sender: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <dsn.{id}.{micros}@{host}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a MIME-encapsulated message.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Notification\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Mailcall ({host}) received this message from {sender} on {arrival} and could\r\n\
+         not hand it on to the server of these recipients:\r\n\
+         \r\n\
+         {list}\r\n\
+         \r\n\
+         {reason}\r\n\
+         \r\n\
+         Mailcall only receives mail, so this report was not sent to the sender. The\r\n\
+         whole message is attached below: forward it, or tell the sender, as needed.\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Delivery report\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {host}\r\n\
+         X-Mailcall-Queue-ID: {id}\r\n\
+         Arrival-Date: {arrival}\r\n\
+         {per_recipient}\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Description: Undelivered Message\r\n\
+         Content-Type: message/rfc822\r\n\
+         \r\n",
+        id = entry.id,
+        micros = bounce.at.timestamp_micros(),
+        list = lines.join("\r\n"),
+        reason = bounce.reason,
+    )
+    .into_bytes();
+    out.extend_from_slice(message);
+    if !message.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// The server's host for `Remote-MTA`, when it has one (not a unix socket or a Maildir).
+fn remote_host(target: &crate::routing::route::Target) -> Option<String> {
+    use crate::client::Address;
+    use crate::routing::Destination;
+    match &target.destination {
+        Destination::Lmtp(Address::Tcp { host, .. }) | Destination::Smtp { host, .. } => {
+            Some(host.clone())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::spool::{Envelope, QueuedRecipient, RecipientState, State, Status};
+
+    #[test]
+    fn a_dsn_reports_each_recipient_and_carries_the_message() {
+        let target: crate::routing::route::Target =
+            crate::routing::Route::parse("*", "lmtp:127.0.0.1:24", None, None)
+                .unwrap()
+                .target;
+        let entry = Entry {
+            name: "1.M1P1Q1.host".into(),
+            id: "1.M1P1Q1".into(),
+            envelope: Envelope {
+                received_at: Utc::now(),
+                sender: "s@outside.test".into(),
+                recipients: vec![
+                    QueuedRecipient {
+                        address: "a@x.test".into(),
+                        target: target.clone(),
+                    },
+                    QueuedRecipient {
+                        address: "b@x.test".into(),
+                        target,
+                    },
+                ],
+                peer: "127.0.0.1".into(),
+            },
+            state: State {
+                recipients: vec![
+                    RecipientState {
+                        status: Status::Failed,
+                        reply: Some("550 5.1.1 <a@x.test> User doesn't exist".into()),
+                        ..Default::default()
+                    },
+                    RecipientState {
+                        reply: Some("connection refused".into()),
+                        ..Default::default()
+                    },
+                ],
+            },
+            data_offset: 0,
+            size: 0,
+        };
+        let headline = Headline {
+            subject: Some("Hi".into()),
+            ..Default::default()
+        };
+        let message = b"Subject: Hi\r\n\r\nbody\r\n";
+        let dsn = build(
+            &Bounce {
+                host: "mx.test",
+                entry: &entry,
+                headline: &headline,
+                recipients: &[0, 1],
+                reason: "The postmaster bounced it.",
+                at: Utc::now(),
+            },
+            message,
+        );
+        let text = String::from_utf8(dsn.clone()).unwrap();
+        assert!(text.contains("report-type=delivery-status"), "{text}");
+        assert!(text.contains("Final-Recipient: rfc822; a@x.test\r\nOriginal-Recipient: rfc822; a@x.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"), "{text}");
+        assert!(text.contains("Final-Recipient: rfc822; b@x.test"), "{text}");
+        assert!(text.contains("Status: 5.4.7"), "{text}");
+        assert!(text.contains("Remote-MTA: dns; 127.0.0.1"), "{text}");
+        assert!(
+            text.contains("Content-Type: message/rfc822\r\n\r\nSubject: Hi\r\n\r\nbody\r\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("\n\n") && !text.replace("\r\n", "").contains('\n'),
+            "CRLF only"
+        );
+        // A reader parses it as a report with three parts.
+        let parsed = mail_parser::MessageParser::new().parse(&dsn).unwrap();
+        assert_eq!(parsed.parts.len(), 4, "{parsed:#?}");
+        assert_eq!(status_of(Some("451 4.3.0 later")), "5.4.7");
+        assert_eq!(status_of(Some("554 5.7.1 no")), "5.7.1");
+    }
+}
