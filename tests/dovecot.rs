@@ -70,12 +70,13 @@
 //! - Maildir++ folders: `<Maildir>/.Example-org/{cur,new,tmp}` is the folder `Example-org`;
 //!   `LIST "" "*"` → `* LIST (\HasNoChildren) "." Example-org` (separator `.`: the default of
 //!   the Maildir++ layout); `\Marked` while it holds `\Recent` mail. A `maildirfolder` file is
-//!   NOT needed for Dovecot to list, STATUS or SELECT a folder (Mailcall writes none), and
-//!   Dovecot adds none to a folder someone else made; it creates one in folders it creates itself
+//!   NOT needed for Dovecot to list, STATUS or SELECT a folder (Mailcall's `maildir:` routes
+//!   write one, as the Maildir++ spec asks; a plain `maildir` setting pointed at a folder writes
+//!   none), and Dovecot adds none to a folder someone else made; it creates one in folders it creates itself
 //!   (IMAP `CREATE`, which the Maildir++ spec asks of every writer that makes a folder) and,
 //!   quirk, in the Maildir root when it creates INBOX itself. A folder whose Maildir root is a
-//!   bare dir (no `cur/new/tmp`: what Mailcall leaves when `--maildir <root>/.F` is the first
-//!   thing written) reads too; INBOX is then empty and LMTP creates the root's `cur/new/tmp`.
+//!   bare dir (no `cur/new/tmp`: what a `maildir` setting of `<root>/.F` leaves when it is the
+//!   first thing written) reads too; INBOX is then empty and LMTP creates the root's `cur/new/tmp`.
 //!   A dot in a folder's directory name is hierarchy: `.Lists.rust` is `Lists.rust` under a
 //!   `\Noselect` `Lists` (so a folder per domain must not be `.example.org`); non-ASCII names
 //!   would be modified UTF-7 on disk. Subscriptions: LIST shows a folder without any, LSUB (and

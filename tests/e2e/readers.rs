@@ -480,7 +480,8 @@ fn a_maildir_plus_plus_folder_mailcall_makes_before_the_maildir_exists_reads_too
     write_base_config(&cli);
     set_plain_account(&cli, "isp", isp.port(), &["example.org"]);
 
-    // Nothing there yet: Mailcall creates `Maildir/` (a bare dir, no cur/new/tmp) and the folder.
+    // Nothing there yet: the `maildir` setting creates `Maildir/` (a bare dir, no cur/new/tmp)
+    // and the folder (a `maildir:` route makes the root a Maildir too: tests/e2e/routing.rs).
     let root = env.root().join("Maildir");
     let folder = root.join(".Example-org");
     let mail = numbered("example.org", 0..3);
