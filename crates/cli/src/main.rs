@@ -6,8 +6,10 @@ mod account;
 mod daemon;
 mod failure;
 mod fetch;
+mod generate;
 mod hints;
 mod history;
+mod logging;
 mod output;
 mod running;
 mod settings;
@@ -62,6 +64,9 @@ enum Command {
     Resume,
     /// Show whether a daemon or tray runs, and its state.
     Status,
+    /// Shell completions and man pages from these definitions (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 fn main() -> ExitCode {
@@ -73,14 +78,13 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     output::set_quiet(cli.quiet);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAILCALL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log_file = match &cli.command {
+        Command::Daemon(args) => args.log_file(),
+        _ => None,
+    };
+    if let Err(failure) = logging::init(level, log_file) {
+        return failure.report();
+    }
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Account(cmd) => account::run(config, cmd),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Pause => running::set_paused(config, true),
         Command::Resume => running::set_paused(config, false),
         Command::Status => running::status(config),
+        Command::Generate(cmd) => generate::run(cmd),
     };
     match result {
         Ok(code) => code,
