@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Builds Mailcall's Linux packages with Tauri's bundler: a .deb (and an .rpm) holding the tray app
+# (/usr/bin/mailcall, its desktop file and icons), the CLI (/usr/bin/mailcall-cli), the systemd
+# user unit for `mailcall-cli daemon`, bash/zsh/fish completions and man pages generated from
+# the CLI's own clap definitions, and the post-install step that gives both binaries
+# cap_net_bind_service (port 25 as a normal user). Root is not needed to build.
+#
+#   bash scripts/package.sh            release build (what users get)
+#   bash scripts/package.sh --debug    reuse the debug build (CI: the tests built it already)
+#   MAILCALL_PACKAGE_DEBUG=1 ...       the same as --debug
+#   MAILCALL_PACKAGE_BUNDLES=deb ...   only the .deb (default: deb,rpm)
+#
+# The build packages are the tray app's (APP_PACKAGES in tests/setup/packages.sh; scripts/run.sh
+# installs them). The Tauri CLI comes prebuilt from npm, pinned in scripts/tauri-cli/ to the
+# tauri crate's version, installed once into a cache dir outside the clone (needs node and npm).
+# On success the last lines of stdout are the paths of the packages built; the .deb's path is
+# also written to $CARGO_TARGET_DIR/package/deb-path (the package test reads it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+profile=release
+case "${MAILCALL_PACKAGE_DEBUG:-}" in "" | 0) ;; *) profile=debug ;; esac
+for arg in "$@"; do
+    case "$arg" in
+        --debug) profile=debug ;;
+        --release) profile=release ;;
+        *)
+            echo "package.sh: unknown argument $arg (usage: package.sh [--debug|--release])" >&2
+            exit 2
+            ;;
+    esac
+done
+bundles=${MAILCALL_PACKAGE_BUNDLES:-deb,rpm}
+
+say() { echo "package.sh: $*" >&2; }
+die() {
+    echo "package.sh: FAILED: $*" >&2
+    exit 1
+}
+now() { date +%s; }
+start=$(now)
+
+command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
+target=${CARGO_TARGET_DIR:-$repo/target}
+mkdir -p "$target"
+target=$(cd "$target" && pwd)
+export CARGO_TARGET_DIR=$target
+
+# ---- the Tauri CLI (prebuilt, from npm) --------------------------------------------------------
+command -v npm >/dev/null || die "npm is missing: the Tauri CLI is installed from npm (Debian packages nodejs and npm)"
+lock_key=$(cat scripts/tauri-cli/package.json scripts/tauri-cli/package-lock.json | sha256sum | cut -c1-16)
+cache_root=${MAILCALL_CACHE_DIR:-/var/cache/mailcall}
+if ! { mkdir -p "$cache_root" 2>/dev/null && [ -w "$cache_root" ]; }; then
+    cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/mailcall
+    mkdir -p "$cache_root"
+fi
+cli_dir=$cache_root/tauri-cli-$lock_key
+tauri=$cli_dir/node_modules/.bin/tauri
+if ! [ -x "$tauri" ] || ! "$tauri" --version >/dev/null 2>&1; then
+    t=$(now)
+    rm -rf "$cli_dir.tmp"
+    mkdir -p "$cli_dir.tmp"
+    cp scripts/tauri-cli/package.json scripts/tauri-cli/package-lock.json "$cli_dir.tmp/"
+    (cd "$cli_dir.tmp" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
+        die "npm ci of the Tauri CLI (scripts/tauri-cli) failed"
+    rm -rf "$cli_dir"
+    mv "$cli_dir.tmp" "$cli_dir"
+    say "installed $("$tauri" --version) into $cli_dir in $(($(now) - t)) s"
+fi
+say "using $("$tauri" --version) ($tauri)"
+
+# ---- the CLI, and what is generated from it ----------------------------------------------------
+profile_flag=()
+[ "$profile" = release ] && profile_flag=(--release)
+t=$(now)
+cargo build --locked -p mailcall-cli "${profile_flag[@]}" >&2
+cli=$target/$profile/mailcall-cli
+[ -x "$cli" ] || die "the build left no $cli"
+say "mailcall-cli ($profile) built in $(($(now) - t)) s"
+
+gen=$target/package/$profile
+rm -rf "$gen"
+mkdir -p "$gen/completions" "$gen/man"
+"$cli" generate completions bash >"$gen/completions/mailcall-cli"
+"$cli" generate completions zsh >"$gen/completions/_mailcall-cli"
+"$cli" generate completions fish >"$gen/completions/mailcall-cli.fish"
+"$cli" generate man "$gen/man"
+# Debian policy: man pages compressed with gzip -9, without a timestamp (-n) so builds repeat.
+gzip -9n "$gen"/man/*.1
+for f in "$gen"/completions/* "$gen"/man/*.1.gz; do
+    [ -s "$f" ] || die "generated an empty $f"
+done
+
+# Every generated file, with its place in the installed system, for the bundler's `files`.
+files_json() {
+    local first=1
+    printf '{'
+    add() {
+        [ $first = 1 ] || printf ','
+        first=0
+        printf '\n  "%s": "%s"' "$1" "$2"
+    }
+    add /usr/bin/mailcall-cli "$cli"
+    add /usr/share/bash-completion/completions/mailcall-cli "$gen/completions/mailcall-cli"
+    add /usr/share/zsh/vendor-completions/_mailcall-cli "$gen/completions/_mailcall-cli"
+    add /usr/share/fish/vendor_completions.d/mailcall-cli.fish "$gen/completions/mailcall-cli.fish"
+    for page in "$gen"/man/*.1.gz; do
+        add "/usr/share/man/man1/$(basename "$page")" "$page"
+    done
+    # The static files of tauri.conf.json are repeated: the extra config replaces `files`.
+    add /usr/lib/systemd/user/mailcall.service "$repo/packaging/linux/mailcall.service"
+    printf '\n}'
+}
+files=$(files_json)
+extra=$gen/tauri.package.json
+cat >"$extra" <<EOF
+{
+  "bundle": {
+    "linux": {
+      "deb": { "files": $files },
+      "rpm": { "files": $files }
+    }
+  }
+}
+EOF
+
+# ---- the tray app and the bundles ---------------------------------------------------------------
+debug_flag=()
+[ "$profile" = debug ] && debug_flag=(--debug)
+bundle_dir=$target/$profile/bundle
+rm -rf "$bundle_dir"
+t=$(now)
+(cd src-tauri && "$tauri" build --ci "${debug_flag[@]}" --bundles "$bundles" --config "$extra" -- --locked) >&2 ||
+    die "tauri build failed (the build packages are APP_PACKAGES in tests/setup/packages.sh: bash scripts/run.sh installs them)"
+say "tauri build ($profile, $bundles) in $(($(now) - t)) s"
+
+deb=$(find "$bundle_dir/deb" -maxdepth 1 -name '*.deb' 2>/dev/null | head -n 1)
+[ -n "$deb" ] || die "tauri build made no .deb under $bundle_dir/deb"
+echo "$deb" >"$target/package/deb-path"
+say "done in $(($(now) - start)) s"
+find "$bundle_dir" -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' \) | sort
