@@ -110,7 +110,7 @@ fn listing(deb: &Path) -> Vec<Entry> {
             let mode = fields.next()?.to_string();
             let owner = fields.next()?.to_string();
             let name = fields.nth(3)?; // size, date, time, then the name
-            // `./usr/bin/x` or `usr/bin/x`, depending on the tool that wrote the tar.
+                                       // `./usr/bin/x` or `usr/bin/x`, depending on the tool that wrote the tar.
             let name = name.trim_start_matches('.').trim_matches('/');
             (!name.is_empty()).then(|| Entry {
                 path: Path::new("/").join(name),
@@ -385,8 +385,17 @@ fn check_depends() {
                 .stdout
                 .lines()
                 .find_map(|l| {
-                    let (name, rest) = l.trim().split_once(" => ")?;
-                    (name == lib).then(|| rest.split(" (").next().unwrap_or("").to_string())
+                    let l = l.trim();
+                    match l.split_once(" => ") {
+                        Some((name, rest)) => {
+                            (name == lib).then(|| rest.split(" (").next().unwrap_or("").to_string())
+                        }
+                        // The dynamic loader: `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+                        None => {
+                            let path = l.split(" (").next().unwrap_or("");
+                            (path.rsplit('/').next() == Some(lib)).then(|| path.to_string())
+                        }
+                    }
                 })
                 .unwrap_or_else(|| {
                     panic!("ldd {bin} does not resolve {lib}:\n{}", resolved.stdout)
