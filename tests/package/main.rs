@@ -46,6 +46,8 @@ const UNIT: &str = "/usr/lib/systemd/user/mailcall.service";
 const DESKTOP: &str = "/usr/share/applications/Mailcall.desktop";
 /// What `systemctl --global enable mailcall` makes; the postrm must remove it.
 const GLOBAL_LINK: &str = "/etc/systemd/user/default.target.wants/mailcall.service";
+/// Where the user's listener is (see the ISP's setup in the test for why not 127.0.0.1).
+const LISTEN_HOST: &str = "127.0.0.2";
 /// The tray is loaded at run time (dlopen), so no ELF NEEDED entry shows it: Depends must.
 const TRAY_LIBRARY_PACKAGE: &str = "libayatana-appindicator3-1";
 
@@ -207,8 +209,10 @@ fn the_deb_installs_serves_a_normal_user_under_systemd_and_purges_without_a_trac
         std::fs::symlink_metadata(GLOBAL_LINK).is_err(),
         "{GLOBAL_LINK} exists before the install: remove it first"
     );
-    if let Err(e) = std::net::TcpListener::bind("127.0.0.1:25") {
-        panic!("127.0.0.1:25 cannot be bound even as root ({e}): the package test needs port 25 free (something listens there?)");
+    for addr in ["127.0.0.2:25", "0.0.0.0:25"] {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            panic!("{addr} cannot be bound even as root ({e}): the package test needs port 25 free (something listens there?)");
+        }
     }
 
     let entries = listing(&deb);
@@ -233,7 +237,14 @@ fn the_deb_installs_serves_a_normal_user_under_systemd_and_purges_without_a_trac
     {
         let user = User::nobody();
         let mut session = Session::new(user);
-        let isp = PostfixIsp::start(IspOptions::new(&["package.test"], 25));
+        // The listener is at 127.0.0.2:25, not 127.0.0.1:25: Postfix refuses to deliver to port
+        // 25 of an address it counts as its own (`inet_interfaces`, 127.0.0.1 for the test
+        // ISP) — "mail for 127.0.0.1 loops back to myself", before connecting — and it accepts
+        // no address in `inet_interfaces` that no interface carries. 127.0.0.2 is loopback too
+        // (127.0.0.0/8 is local on Linux), and not the ISP's.
+        let isp = PostfixIsp::start(
+            IspOptions::new(&["package.test"], 25).with_listener_host(LISTEN_HOST),
+        );
         let maildir = Maildir::new(session.home().join("Maildir"));
         fetch_on_port_25_as_the_user(&mut session, &isp, &maildir);
         daemon_under_systemd_user(&mut session, &isp, &maildir);
@@ -584,7 +595,7 @@ fn check_version() {
     assert_eq!(out.stdout.trim(), format!("mailcall-cli {VERSION}"));
 }
 
-/// `mailcall-cli` from /usr/bin, run by `nobody`, listens on 127.0.0.1:25 (the capability) and
+/// `mailcall-cli` from /usr/bin, run by `nobody`, listens on port 25 (the capability) and
 /// fetches a held message with ETRN from a Postfix ISP that delivers to port 25.
 fn fetch_on_port_25_as_the_user(session: &mut Session, isp: &PostfixIsp, maildir: &Maildir) {
     if std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
@@ -615,7 +626,8 @@ fn fetch_on_port_25_as_the_user(session: &mut Session, isp: &PostfixIsp, maildir
     };
     let maildir_path = maildir.path().display().to_string();
     cli(&["config", "set", "hostname", "client.test"]);
-    cli(&["config", "set", "listen", "127.0.0.1:25"]);
+    let listen = format!("{LISTEN_HOST}:25");
+    cli(&["config", "set", "listen", &listen]);
     cli(&["config", "set", "maildir", &maildir_path]);
     // The daemon later fetches when asked, not by itself (a deterministic test).
     cli(&["config", "set", "fetch-at-start", "false"]);
@@ -639,7 +651,7 @@ fn fetch_on_port_25_as_the_user(session: &mut Session, isp: &PostfixIsp, maildir
     isp.wait_deferred(1, Duration::from_secs(30));
     let out = cli(&["fetch", "--idle-timeout", "3", "--max-wait", "60"]);
     assert!(
-        out.stdout.contains("listening on 127.0.0.1:25"),
+        out.stdout.contains(&format!("listening on {listen}")),
         "the fetch should listen on port 25\n{}",
         shown("mailcall-cli fetch", &out)
     );
@@ -698,7 +710,10 @@ fn daemon_under_systemd_user(session: &mut Session, isp: &PostfixIsp, maildir: &
     );
     let running = wait_until_running(session, &manager);
     let first_pid = manager.property("mailcall.service", "MainPID");
-    assert!(running.contains("listening on: 127.0.0.1:25"), "{running}");
+    assert!(
+        running.contains(&format!("listening on: {LISTEN_HOST}:25")),
+        "{running}"
+    );
 
     let out = session.run(CLI, &["fetch", "--via-running"]);
     assert!(
