@@ -13,8 +13,8 @@
 # The build packages are the tray app's (APP_PACKAGES in tests/setup/packages.sh; scripts/run.sh
 # installs them). The Tauri CLI comes prebuilt from npm, pinned in scripts/tauri-cli/ to the
 # tauri crate's version, installed once into a cache dir outside the clone (needs node and npm).
-# On success the last lines of stdout are the paths of the packages built; the .deb's path is
-# also written to $CARGO_TARGET_DIR/package/deb-path (the package test reads it).
+# On success the last lines of stdout are the paths of the packages built; they are also written
+# to $CARGO_TARGET_DIR/package/deb-path and rpm-path (the package test reads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -92,8 +92,10 @@ for f in "$gen"/completions/* "$gen"/man/*.1.gz; do
     [ -s "$f" ] || die "generated an empty $f"
 done
 
-# Every generated file, with its place in the installed system, for the bundler's `files`.
-files_json() {
+# Every generated file, with its place in the installed system, for the bundler's `files`
+# (zsh's directory for packaged completions differs: Debian vendor-completions, Fedora
+# site-functions). The unit from tauri.conf.json is repeated so the list is complete either way.
+files_json() { # ZSH_DIR
     local first=1
     printf '{'
     add() {
@@ -103,23 +105,21 @@ files_json() {
     }
     add /usr/bin/mailcall-cli "$cli"
     add /usr/share/bash-completion/completions/mailcall-cli "$gen/completions/mailcall-cli"
-    add /usr/share/zsh/vendor-completions/_mailcall-cli "$gen/completions/_mailcall-cli"
+    add "$1/_mailcall-cli" "$gen/completions/_mailcall-cli"
     add /usr/share/fish/vendor_completions.d/mailcall-cli.fish "$gen/completions/mailcall-cli.fish"
     for page in "$gen"/man/*.1.gz; do
         add "/usr/share/man/man1/$(basename "$page")" "$page"
     done
-    # The static files of tauri.conf.json are repeated: the extra config replaces `files`.
     add /usr/lib/systemd/user/mailcall.service "$repo/packaging/linux/mailcall.service"
     printf '\n}'
 }
-files=$(files_json)
 extra=$gen/tauri.package.json
 cat >"$extra" <<EOF
 {
   "bundle": {
     "linux": {
-      "deb": { "files": $files },
-      "rpm": { "files": $files }
+      "deb": { "files": $(files_json /usr/share/zsh/vendor-completions) },
+      "rpm": { "files": $(files_json /usr/share/zsh/site-functions) }
     }
   }
 }
@@ -138,5 +138,8 @@ say "tauri build ($profile, $bundles) in $(($(now) - t)) s"
 deb=$(find "$bundle_dir/deb" -maxdepth 1 -name '*.deb' 2>/dev/null | head -n 1)
 [ -n "$deb" ] || die "tauri build made no .deb under $bundle_dir/deb"
 echo "$deb" >"$target/package/deb-path"
+rpm=$(find "$bundle_dir/rpm" -maxdepth 1 -name '*.rpm' 2>/dev/null | head -n 1)
+rm -f "$target/package/rpm-path"
+[ -z "$rpm" ] || echo "$rpm" >"$target/package/rpm-path"
 say "done in $(($(now) - start)) s"
 find "$bundle_dir" -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' \) | sort
