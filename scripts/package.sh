@@ -5,14 +5,16 @@
 # the CLI's own clap definitions, and the post-install step that gives both binaries
 # cap_net_bind_service (port 25 as a normal user). Root is not needed to build.
 #
-#   bash scripts/package.sh            release build (what users get)
-#   bash scripts/package.sh --debug    reuse the debug build (CI: the tests built it already)
-#   MAILCALL_PACKAGE_DEBUG=1 ...       the same as --debug
-#   MAILCALL_PACKAGE_BUNDLES=deb ...   only the .deb (default: deb,rpm)
+#   bash scripts/package.sh             release build (what users get)
+#   bash scripts/package.sh --install   ... and install the .deb with apt (as root or via sudo)
+#   bash scripts/package.sh --debug     reuse the debug build (CI: the tests built it already)
+#   MAILCALL_PACKAGE_DEBUG=1 ...        the same as --debug
+#   MAILCALL_PACKAGE_BUNDLES=deb ...    only the .deb (default: deb,rpm)
 #
-# The build packages are the tray app's (APP_PACKAGES in tests/setup/packages.sh; scripts/run.sh
-# installs them). The Tauri CLI comes prebuilt from npm, pinned in scripts/tauri-cli/ to the
-# tauri crate's version, installed once into a cache dir outside the clone (needs node and npm).
+# The build packages are the tray app's (APP_PACKAGES in tests/setup/packages.sh): missing ones
+# are installed first, as scripts/run.sh does (as root or via sudo; nothing is asked when all are
+# there). The Tauri CLI comes prebuilt from npm, pinned in scripts/tauri-cli/ to the tauri
+# crate's version, installed once into a cache dir outside the clone (needs node and npm).
 # On success the last lines of stdout are the paths of the packages built; they are also written
 # to $CARGO_TARGET_DIR/package/deb-path and rpm-path (the package test reads them).
 set -euo pipefail
@@ -20,13 +22,15 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 profile=release
+install=0
 case "${MAILCALL_PACKAGE_DEBUG:-}" in "" | 0) ;; *) profile=debug ;; esac
 for arg in "$@"; do
     case "$arg" in
         --debug) profile=debug ;;
         --release) profile=release ;;
+        --install) install=1 ;;
         *)
-            echo "package.sh: unknown argument $arg (usage: package.sh [--debug|--release])" >&2
+            echo "package.sh: unknown argument $arg (usage: package.sh [--debug|--release] [--install])" >&2
             exit 2
             ;;
     esac
@@ -40,6 +44,26 @@ die() {
 }
 now() { date +%s; }
 start=$(now)
+
+sudo_=""
+[ "$(id -u)" = 0 ] || sudo_="sudo"
+
+# ---- the build packages (only when some are missing) --------------------------------------------
+# shellcheck source=tests/setup/packages.sh
+. tests/setup/packages.sh
+missing=""
+for p in $APP_PACKAGES; do
+    case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" in
+        "install ok installed") ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+if [ -n "$missing" ]; then
+    say "installing the build packages$missing"
+    $sudo_ apt-get -o DPkg::Lock::Timeout=600 update >&2
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    $sudo_ apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing >&2
+fi
 
 command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
 target=${CARGO_TARGET_DIR:-$repo/target}
@@ -142,4 +166,11 @@ rpm=$(find "$bundle_dir/rpm" -maxdepth 1 -name '*.rpm' 2>/dev/null | head -n 1)
 rm -f "$target/package/rpm-path"
 [ -z "$rpm" ] || echo "$rpm" >"$target/package/rpm-path"
 say "done in $(($(now) - start)) s"
+if [ "$install" = 1 ]; then
+    # apt installs the Depends too; --reinstall when this version is installed already.
+    say "installing $deb"
+    $sudo_ apt-get -o DPkg::Lock::Timeout=600 install -y --reinstall "$deb" >&2 ||
+        die "apt-get install $deb failed"
+    say "installed: start the tray app with \`mailcall\` (or from the menu), or the daemon with \`systemctl --user enable --now mailcall\`"
+fi
 find "$bundle_dir" -maxdepth 2 -type f \( -name '*.deb' -o -name '*.rpm' \) | sort
