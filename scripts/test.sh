@@ -44,3 +44,17 @@ cargo clippy -p mailcall --all-targets --locked -- -D warnings
 # Unit tests (commands on the mock runtime, event -> tray/notification mapping) and the GUI e2e
 # test (tests/gui: Xvfb, dunst, a StatusNotifierItem tray, gnome-keyring, Postfix, tauri-driver).
 cargo test -p mailcall --locked
+
+# ---- the Linux package ---------------------------------------------------------------------------
+# The .deb and .rpm from the debug build above (scripts/package.sh --debug: the Tauri CLI from
+# npm, completions and man pages generated from the CLI), then tests/package: the .deb installed
+# into this machine, checked, used by a normal user on port 25 and under a real systemd --user,
+# and purged. It installs packages, so it runs only here, as root (ignored in `cargo test`).
+bash scripts/package.sh --debug
+target_dir=${CARGO_TARGET_DIR:-target}
+if [ "$(id -u)" = 0 ]; then
+  MAILCALL_DEB=$(cat "$target_dir/package/deb-path") MAILCALL_RPM=$(cat "$target_dir/package/rpm-path") \
+    cargo test -p mailcall-e2e --test package --locked -- --ignored
+else
+  echo "test.sh: NOTE: the package test installs the .deb into this machine and needs root; skipped (as root: MAILCALL_DEB=$(cat "$target_dir/package/deb-path") cargo test -p mailcall-e2e --test package -- --ignored)" >&2
+fi

@@ -11,7 +11,7 @@ here=$(dirname "$0")
 export DEBIAN_FRONTEND=noninteractive
 
 missing=""
-for p in $E2E_PACKAGES $DOVECOT_PACKAGES $GUI_PACKAGES $EXIM_BUILD_PACKAGES $ODMR_PACKAGES $PROOF_PACKAGES $WINDOWS_PACKAGES; do
+for p in $E2E_PACKAGES $DOVECOT_PACKAGES $GUI_PACKAGES $EXIM_BUILD_PACKAGES $ODMR_PACKAGES $PROOF_PACKAGES $WINDOWS_PACKAGES $PACKAGE_PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in
         "install ok installed") ;;
@@ -63,5 +63,5 @@ fi
 # The ODMR provider (Exim 4.99.1 from source, cached outside the clone; quick when cached).
 sh "$here/setup/exim.sh"
 
-sh "$here/setup/features.sh" e2e mailserver gui exim odmr
+sh "$here/setup/features.sh" e2e mailserver gui exim odmr package
 echo "setup.sh: test packages ready"

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod daemon_log;
 mod durability;
 mod everyday;
 mod exit_codes;

@@ -2,7 +2,7 @@
 # Checks that what the tests use is really there — the features, not only the binaries — and
 # names the package to install when something is missing. Run by tests/setup.sh after installing,
 # and inside a fresh Debian root by tests/setup/prove.sh. Exit 1 with every missing piece listed.
-#   sh tests/setup/features.sh [e2e] [mailserver] [gui] [exim] [odmr] [windows]   (default: all)
+#   sh tests/setup/features.sh [e2e] [mailserver] [gui] [exim] [odmr] [windows] [package]   (default: all)
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=0
@@ -167,7 +167,22 @@ windows() {
     tool binutils-mingw-w64-x86-64 x86_64-w64-mingw32-windres
 }
 
-[ $# -gt 0 ] || set -- e2e mailserver gui exim odmr windows
+# The Linux package test (tests/package) and its build (scripts/package.sh).
+package() {
+    tool systemd systemd-analyze journalctl
+    for f in /usr/lib/systemd/systemd /usr/lib/systemd/systemd-journald; do
+        [ -x "$f" ] || fail systemd "$f"
+    done
+    [ -e /usr/lib/systemd/user/dbus.socket ] || fail dbus-user-session "the user bus unit /usr/lib/systemd/user/dbus.socket"
+    tool libcap2-bin getcap setcap
+    tool desktop-file-utils desktop-file-validate
+    tool man-db man
+    tool binutils readelf
+    tool rpm rpm
+    tool util-linux unshare nsenter setpriv
+}
+
+[ $# -gt 0 ] || set -- e2e mailserver gui exim odmr windows package
 for part in "$@"; do "$part"; done
 if [ "$missing" != 0 ]; then
     echo "features.sh: the tests cannot run until the packages above are installed" >&2

@@ -77,3 +77,17 @@ PROOF_PACKAGES="mmdebstrap"
 #   gcc-mingw-w64-x86-64-posix  x86_64-w64-mingw32-gcc
 #   binutils-mingw-w64-x86-64   x86_64-w64-mingw32-windres, -ar, -ld
 WINDOWS_PACKAGES="gcc-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64"
+
+# The Linux package: scripts/package.sh builds the .deb/.rpm; tests/package installs the .deb,
+# uses it as a normal user (port 25, the user unit under a real `systemd --user`) and purges it:
+#   systemd             systemd-analyze verify --user, the user manager, systemd-journald, journalctl
+#   dbus-user-session   the user manager's session bus (dbus.socket), where the daemon finds the keyring
+#   libcap2-bin         getcap (setcap too: the package's postinst runs it, its Depends names it)
+#   desktop-file-utils  desktop-file-validate for the installed desktop file
+#   man-db              man -w / man for the installed pages
+#   binutils            readelf: the libraries the binaries link, checked against Depends
+#   rpm                 rpm -qp: the .rpm's files, requirements and scripts
+#   util-linux          unshare and nsenter (the user manager's mount namespace), setpriv
+# (The Tauri CLI comes from npm, scripts/tauri-cli, run by the machine's Node.js and npm: Debian's
+# npm package would replace that Node.js, so it is not listed; package.sh says when npm is missing.)
+PACKAGE_PACKAGES="systemd dbus-user-session libcap2-bin desktop-file-utils man-db binutils rpm util-linux"

@@ -1,6 +1,6 @@
 //! `daemon`: a daemon-mode [`Instance`] (the listener, every automatic trigger, the control
-//! socket) without a GUI, logging to stderr, until SIGTERM or SIGINT; SIGHUP reads the accounts
-//! again.
+//! socket) without a GUI, logging to stderr (the journal under systemd) or `--log-file`, until
+//! SIGTERM or SIGINT; SIGHUP reads the accounts again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,17 @@ pub struct DaemonArgs {
     /// Deliver into this Maildir instead of the configured one.
     #[arg(long, value_name = "DIR")]
     maildir: Option<PathBuf>,
+    /// Append the log to this file (created readable by you only) instead of stderr. Under
+    /// systemd stderr goes to the journal, with syslog priorities and without timestamps.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+}
+
+impl DaemonArgs {
+    /// `--log-file`, read before the command runs (the log is set up first).
+    pub fn log_file(&self) -> Option<&Path> {
+        self.log_file.as_deref()
+    }
 }
 
 /// Runs `daemon` until SIGTERM or SIGINT.

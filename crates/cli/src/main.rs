@@ -6,8 +6,10 @@ mod account;
 mod daemon;
 mod failure;
 mod fetch;
+mod generate;
 mod hints;
 mod history;
+mod logging;
 mod output;
 mod queue;
 mod route;
@@ -70,6 +72,9 @@ enum Command {
     Route(route::RouteCommand),
     /// Show the mail waiting to be handed on to LAN servers; retry, bounce or delete it.
     Queue(queue::QueueArgs),
+    /// Shell completions and man pages from these definitions (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,14 +86,13 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     output::set_quiet(cli.quiet);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAILCALL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log_file = match &cli.command {
+        Command::Daemon(args) => args.log_file(),
+        _ => None,
+    };
+    if let Err(failure) = logging::init(level, log_file) {
+        return failure.report();
+    }
     if let Some(path) = &cli.config {
         // Hints name the same file, from wherever they are typed.
         let full = std::path::absolute(path).unwrap_or_else(|_| path.clone());
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Status => running::status(config),
         Command::Route(cmd) => route::run(config, cmd),
         Command::Queue(args) => queue::run(config, args),
+        Command::Generate(cmd) => generate::run(cmd),
     };
     match result {
         Ok(code) => code,
