@@ -16,7 +16,7 @@ pub mod tls;
 pub mod transcript;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;
