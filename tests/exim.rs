@@ -411,6 +411,25 @@ impl EximIsp {
         self.daemon.as_ref().map(ChildGuard::pid)
     }
 
+    /// SIGKILLs every process of the daemon's group but the daemon itself: the sessions, queue
+    /// runners and deliveries it forked (a delivery cut mid-DATA, as when the provider's side of
+    /// the link dies). Returns how many were signalled. By PID, only this instance's group.
+    pub fn kill_deliveries(&self) -> usize {
+        let Some(pgid) = self.pid() else { return 0 };
+        let pids: Vec<u32> = processes_in_group(pgid)
+            .into_iter()
+            .filter(|&p| p != pgid)
+            .collect();
+        for pid in &pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        pids.len()
+    }
+
     /// The whole main log (`log/mainlog`), empty if there is none yet.
     pub fn main_log(&self) -> String {
         fs::read_to_string(self.root.join("log/mainlog")).unwrap_or_default()
@@ -713,6 +732,27 @@ fn signal_group(signal: &str, pgid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The processes whose process group is `pgid`, from `/proc/<pid>/stat` (field 5; the command
+/// name in parentheses may hold spaces, so fields are counted after its closing `)`).
+fn processes_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
 
 /// Connects, reads a `220 ` greeting and says QUIT: the port answers SMTP.

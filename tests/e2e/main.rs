@@ -17,6 +17,7 @@ mod durability;
 mod faults;
 mod fetch;
 mod hostile;
+mod odmr;
 mod odmr_peer;
 mod peers;
 mod port25;

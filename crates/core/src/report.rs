@@ -66,7 +66,7 @@ impl DomainOutcome {
             return self.describe(domain);
         }
         match self {
-            DomainOutcome::Started { .. } => "the ISP turned the line around and delivered on it".into(),
+            DomainOutcome::Started { .. } => "the ISP turned the line around to deliver".into(),
             DomainOutcome::NoMail => "no mail waiting".into(),
             DomainOutcome::NotAllowed => format!(
                 "the ISP refused the ATRN request (450): the account may not fetch {domain}; check the domains and the user name, or ask the ISP"

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 pub use command::{Atrn, MAX_ATRN_LINE};
-pub use turn::{TurnReport, Turnaround};
+pub use turn::{TurnEnd, TurnReport, Turnaround};
 
 use crate::account::{Account, FetchMode};
 use crate::client::transcript::Transcript;
@@ -223,12 +223,27 @@ impl Session<'_> {
                         DomainOutcome::Started { expected: None },
                         false,
                     );
-                    let fresh = self.serve(conn).await;
-                    if fresh == 0 {
-                        return None;
-                    }
+                    let (fresh, end) = self.serve(conn).await;
                     if self.turn.stop.is_cancelled() {
                         return None;
+                    }
+                    if fresh == 0 {
+                        // A turn that brought nothing new ends the asking; if it also did not
+                        // end with the ISP's QUIT, mail may be left there: say so (transient,
+                        // so an automatic fetch tries again).
+                        return match end {
+                            TurnEnd::Quit => None,
+                            TurnEnd::Closed => Some(IspError::Timeout {
+                                host,
+                                step: "the ISP's deliveries on the turned line".into(),
+                                secs: self.turn.idle_timeout.as_secs_f64(),
+                            }),
+                            TurnEnd::Cut => Some(IspError::ConnectionLost {
+                                host,
+                                step: "the ISP's deliveries on the turned line".into(),
+                                reason: "it ended without the ISP's QUIT".into(),
+                            }),
+                        };
                     }
                     self.note(&format!(
                         "the turn brought {fresh} new message(s): asking again, the ISP may hold more"
@@ -303,18 +318,18 @@ impl Session<'_> {
 
     /// After `250`: the line is turned; serves the ISP's deliveries on it. Returns how many
     /// of the stored messages this fetch had not seen before (a message without a Message-ID
-    /// counts as new).
-    async fn serve(&mut self, conn: Connection) -> usize {
+    /// counts as new), and how the turn ended.
+    async fn serve(&mut self, conn: Connection) -> (usize, TurnEnd) {
         self.turns += 1;
         let Some((stream, leftover, transcript)) = conn.into_parts() else {
-            return 0;
+            return (0, TurnEnd::Cut);
         };
         self.transcript.extend(transcript.into_lines());
         let peer = match stream.peer_addr() {
             Ok(peer) => peer,
             Err(e) => {
                 self.note(&format!("the connection is gone at the turn: {e}"));
-                return 0;
+                return (0, TurnEnd::Cut);
             }
         };
         self.note(&format!(
@@ -334,10 +349,15 @@ impl Session<'_> {
             }
         }
         self.note(&format!(
-            "the turn ended: {} message(s) stored, {fresh} new to this fetch",
+            "the turn ended ({}): {} message(s) stored, {fresh} new to this fetch",
+            match report.end {
+                TurnEnd::Quit => "the ISP said QUIT",
+                TurnEnd::Closed => "closed by Mailcall with 421",
+                TurnEnd::Cut => "the connection ended without QUIT",
+            },
             report.stored.len()
         ));
-        fresh
+        (fresh, report.end)
     }
 
     /// Sets every domain's reply and outcome, and publishes the reply.

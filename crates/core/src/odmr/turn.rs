@@ -6,10 +6,15 @@
 //! the fetch for the listener's 5-minute command timeout), the fetch's stop token, and the
 //! events counted on their way to the service's channel.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +41,24 @@ impl std::fmt::Debug for Turnaround {
     }
 }
 
-/// What one turn stored.
-#[derive(Debug, Default)]
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// The ISP said QUIT (our last reply was 221): it delivered what it wanted to.
+    Quit,
+    /// We ended it with 421: the ISP was silent for the idle timeout, or the fetch stopped.
+    Closed,
+    /// The connection ended without QUIT: the link dropped or the ISP hung up.
+    Cut,
+}
+
+/// What one turn stored, and how it ended.
+#[derive(Debug)]
 pub struct TurnReport {
     /// The Message-ID of each message stored and acknowledged (`None`: it had none).
     pub stored: Vec<Option<String>>,
+    /// How it ended.
+    pub end: TurnEnd,
 }
 
 impl Turnaround {
@@ -56,6 +74,11 @@ impl Turnaround {
     /// stops; `leftover` is what it sent after its 250 before we took the stream back.
     pub async fn serve(&self, stream: Stream, leftover: Vec<u8>, peer: SocketAddr) -> TurnReport {
         let secure = stream.is_tls();
+        let last_reply = Arc::new(AtomicU16::new(0));
+        let stream = Tap {
+            inner: stream,
+            last_reply: last_reply.clone(),
+        };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let reception = Arc::new(Reception::new(
             Arc::new(self.settings()),
@@ -68,16 +91,76 @@ impl Turnaround {
         let session = listener::serve(stream, peer, secure, leftover, reception);
         // The derived reception (and its sender) goes with the session: the channel ends then.
         let forward = async move {
-            let mut report = TurnReport::default();
+            let mut stored = Vec::new();
             while let Some(ev) = rx.recv().await {
                 if let ListenerEvent::Stored(info) = &ev {
-                    report.stored.push(info.message_id.clone());
+                    stored.push(info.message_id.clone());
                 }
                 let _ = onward.send(ev);
             }
-            report
+            stored
         };
-        let ((), report) = tokio::join!(session, forward);
-        report
+        let ((), stored) = tokio::join!(session, forward);
+        let end = match last_reply.load(Ordering::SeqCst) {
+            221 => TurnEnd::Quit,
+            421 => TurnEnd::Closed,
+            _ => TurnEnd::Cut,
+        };
+        TurnReport { stored, end }
+    }
+}
+
+/// The turned stream, passed through, noting the code of the last reply we wrote on it: that
+/// tells a turn the ISP ended with QUIT (221) from one we closed (421) or one that was cut.
+struct Tap<S> {
+    inner: S,
+    last_reply: Arc<AtomicU16>,
+}
+
+impl<S> Tap<S> {
+    /// Notes the code of the last complete reply line in `written` (`250 ...`, not `250-...`).
+    fn note(&self, written: &[u8]) {
+        let last = written.rsplit(|&b| b == b'\n').find(|line| {
+            line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit) && line[3] == b' '
+        });
+        if let Some(line) = last {
+            let code = line[..3]
+                .iter()
+                .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+            self.last_reply.store(code, Ordering::SeqCst);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &result {
+            this.note(&buf[..*n]);
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
