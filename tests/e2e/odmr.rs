@@ -491,3 +491,57 @@ fn kill_9_of_the_fetch_mid_drain_loses_nothing() {
     );
     assert!(maildir.files("tmp").is_empty(), "{context}");
 }
+
+#[test]
+fn an_odmr_only_daemon_listens_nowhere_until_an_etrn_account_is_added() {
+    let env = KeyringEnv::new();
+    let isp = EximIsp::start(EximOptions::new(&[ALPHA]));
+    let cli = Cli::new(&env);
+    cli.write_config("hostname = \"client.test\"\nfetch-at-start = false\n");
+    cli.set_account(&odmr_account(&isp, &[ALPHA]));
+    let lp = listener_port();
+    let listen = format!("127.0.0.1:{lp}");
+    let maildir = env.root().join("Maildir").display().to_string();
+    let daemon = RunningCli::spawn(
+        &env,
+        &cli,
+        &["daemon", "--listen", &listen, "--maildir", &maildir],
+        &[],
+    );
+    let running = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        daemon
+            .output()
+            .contains("mailcall daemon running")
+            .then_some(())
+    });
+    assert!(
+        running.is_some(),
+        "the daemon did not start\n{}",
+        daemon.output()
+    );
+    assert!(
+        daemon.output().contains("listen=none (ODMR accounts only"),
+        "the daemon says it listens nowhere\n{}",
+        daemon.output()
+    );
+    assert!(!something_listens(lp), "{}", daemon.output());
+    let status = cli.run(&["status"]);
+    status
+        .assert_success()
+        .assert_mentions("listening on: nothing (ODMR accounts only");
+
+    // An ETRN account: `account set` tells the daemon, which binds the listener then.
+    let out = cli.set_account(&AccountArgs::new("etrn", 9).domains(&[BETA]));
+    out.assert_mentions("the running Mailcall has read its accounts again");
+    let bound = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        something_listens(lp).then_some(())
+    });
+    assert!(
+        bound.is_some(),
+        "no listener after the ETRN account\n{}",
+        daemon.output()
+    );
+    cli.run(&["status"])
+        .assert_success()
+        .assert_mentions(&format!("listening on: {listen}"));
+}
