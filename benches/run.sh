@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mailcall benchmarks side by side with Postfix (issue 6): listener throughput, ETRN drain time,
-# memory for one 100 MB message, idle cost. Installs what it needs (Debian, root), builds Mailcall
+# memory for one 100 MB message, idle cost; and the ODMR drain from Exim (issue 11, row ODMR). Installs what it needs (Debian, root), builds Mailcall
 # in release, runs every measurement BENCH_RUNS times (default 3) and prints one Markdown table:
 # median (min–max) per row, and the ratio to the peer measured in the same run.
 #
