@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Mailcall benchmarks side by side with Postfix (issue 6): listener throughput, ETRN drain time,
-# memory for one 100 MB message, idle cost. Installs what it needs (Debian, root), builds Mailcall
+# memory for one 100 MB message, idle cost; and the ODMR drain from Exim (issue 11, row ODMR). Installs what it needs (Debian, root), builds Mailcall
 # in release, runs every measurement BENCH_RUNS times (default 3) and prints one Markdown table:
 # median (min–max) per row, and the ratio to the peer measured in the same run.
 #
 # Usage: benches/run.sh            (from anywhere in a clone; about 5 minutes plus the build)
 # Knobs: BENCH_RUNS=3 BENCH_IDLE_SECS=60 BENCH_KEEP=1 (keep the work dir) BENCH_SKIP_SETUP=1
-#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4" (rows to measure;
-#        "_lmtp" is the LMTP hand-on row of the issue 10 block, measured by default)
+#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr _lmtp" (rows to
+#        measure; "odmr" is the ODMR drain of the issue 11 block, "_lmtp" the LMTP hand-on row of
+#        the issue 10 block; all measured by default)
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -16,7 +17,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr}
 N=2000              # messages per throughput/drain run
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -613,6 +614,198 @@ row4() {
         "$(FMT=%.2f summary "${R4_WAKE[@]}")" "idle Postfix instance: $(awk -v a="$pcs" -v b="$pcs0" -v t="$IDLE_SECS" 'BEGIN{printf "%.2f", (a-b)/t}')" "–" \
         "no busy polling (< 10/s)" "$(verdict "$(median "${R4_WAKE[@]}") < 10")"
 }
+
+# =============================================================================================
+# Row ODMR (issue 11) — BEGIN. ODMR drain vs the ETRN drain of row 2, same run.
+#
+# The provider is Exim 4.99.1 (tests/setup/exim.sh builds it into the cache dir, as for the e2e
+# tests), holding ODMR_N messages for $DOMAIN; one `mailcall-cli fetch` (implicit TLS, AUTH
+# PLAIN, the provider's own CA) says ATRN and receives them on that same connection, with no
+# listener. Time: from the `250` to ATRN (its line in fetch's output, polled every 10 ms) to the
+# last file in new/ (newest ctime), as row 2 measures from the ETRN reply.
+#
+# Exim 4.99.1 delivers only the first message of a turn when it runs the TLS itself
+# (tests/exim.rs; no Exim setting avoids it): over STARTTLS a 2000-message drain would be 2000
+# turns, each routing the whole remaining queue first (hours). So TLS is terminated in front of
+# Exim by socat (an ISP's TLS front end, as stunnel or haproxy are used) and Exim sees a plain
+# connection from it; the drain then takes as few turns as Exim's smtp transport allows
+# (connection_max_messages, 500 by default: Mailcall asks again while a turn brings new mail).
+# Pinned as row 2: the provider (Exim and socat) on CPU 0, mailcall-cli on CPU 1.
+# Knob: BENCH_ODMR_N (default N).
+ODMR_N=${BENCH_ODMR_N:-$N}
+ODMR_PASSWORD=odmr-bench-s3cret
+rowodmr() {
+    log "row ODMR: ODMR drain, $RUNS runs of $ODMR_N messages held by Exim 4.99.1 (TLS in front by socat)"
+    local exim=${MAILCALL_EXIM:-${MAILCALL_CACHE_DIR:-/var/cache/mailcall}/exim/bin/exim}
+    if [ ! -x "$exim" ] && [ "${BENCH_SKIP_SETUP:-}" != 1 ]; then
+        sh "$REPO/tests/setup/exim.sh" >&2 || die "tests/setup/exim.sh failed"
+    fi
+    [ -x "$exim" ] || die "no Exim 4.99.1 at $exim: run tests/setup/exim.sh (or set MAILCALL_EXIM)"
+    if ! command -v socat >/dev/null && [ "${BENCH_SKIP_SETUP:-}" != 1 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends socat >&2 ||
+            die "apt-get install socat failed"
+    fi
+    command -v socat >/dev/null || die "socat is missing (run without BENCH_SKIP_SETUP)"
+    local dir=$WORK/odmr atrn inject front r i t250 tend fpid out m turns mcpu
+    mkdir -p "$dir/spool" "$dir/log" "$dir/tls"
+    chown mail:mail "$dir/spool" "$dir/log"
+    # The provider's own CA and a server certificate for 127.0.0.1 (as tests/tls.rs makes them).
+    (
+        cd "$dir/tls" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+            -out ca.pem -days 2 -subj "/CN=Mailcall bench ODMR CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key \
+                -out server.csr -subj /CN=localhost &&
+            printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment \
+                extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost >server.ext &&
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+                -days 2 -extfile server.ext
+    ) >"$dir/openssl.log" 2>&1 || die "making the provider's certificates failed; see $dir/openssl.log"
+    atrn=$(free_port)
+    inject=$(free_port)
+    front=$(free_port)
+    # The provider (a trimmed tests/exim.rs config): ATRN and AUTH on the ATRN port only,
+    # queue_only (nothing leaves but through ATRN), the turned line routed back to the customer.
+    sed -e "s|@EXIM@|$exim|g" -e "s|@DIR@|$dir|g" -e "s|@ATRN@|$atrn|g" -e "s|@INJECT@|$inject|g" \
+        -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@PASSWORD@|$ODMR_PASSWORD|g" >"$dir/configure" <<'EXIM_CONF'
+# An ODMR provider for benches/run.sh (row ODMR), trimmed from tests/exim.rs.
+primary_hostname = provider.bench
+exim_path = @EXIM@
+spool_directory = @DIR@/spool
+log_file_path = @DIR@/log/%slog
+pid_file_path = @DIR@/exim.pid
+keep_environment =
+daemon_startup_retries = 0
+deliver_drop_privilege = true
+local_interfaces = <; 127.0.0.1.@ATRN@ ; 127.0.0.1.@INJECT@
+host_lookup =
+rfc1413_hosts =
+never_users =
+domainlist odmr_domains = @DOMAIN@
+acl_smtp_rcpt = check_rcpt
+acl_smtp_atrn = ${if = {$received_port}{@ATRN@} {check_atrn}{}}
+auth_advertise_hosts = ${if = {$received_port}{@ATRN@} {*}{}}
+tls_advertise_hosts =
+queue_only
+queue_run_in_order
+smtp_accept_queue_per_connection = 0
+
+begin acl
+
+check_rcpt:
+  accept domains = +odmr_domains
+  deny   message = relay not permitted
+
+check_atrn:
+  defer  !atrn_domains = <, @DOMAIN@
+         message = 453 You have no mail
+  accept
+
+begin routers
+
+to_customer:
+  driver = manualroute
+  condition = ${if eq {$atrn_mode}{P}}
+  route_data = <;$atrn_host
+  self = send
+  transport = call_customer
+
+begin transports
+
+call_customer:
+  driver = smtp
+
+begin retry
+
+*  *  F,7d,1s
+
+begin authenticators
+
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{customer}}{eq{$auth3}{@PASSWORD@}}}{yes}{no}}
+  server_set_id = $auth2
+EXIM_CONF
+    $PIN_ISP "$exim" -C "$dir/configure" -bdf >"$dir/daemon.out" 2>&1 </dev/null &
+    PIDS+=($!)
+    wait_port "$atrn" 20
+    wait_port "$inject" 20
+    # The ISP's TLS front end: implicit TLS outside, Exim's plain ATRN port inside.
+    # nodelay both ways: a TLS front end that waits for Nagle adds a delayed ACK per reply.
+    $PIN_ISP socat "OPENSSL-LISTEN:$front,bind=127.0.0.1,reuseaddr,fork,nodelay,cert=$dir/tls/server.pem,key=$dir/tls/server.key,verify=0" \
+        "TCP:127.0.0.1:$atrn,nodelay" >"$dir/socat.out" 2>&1 </dev/null &
+    PIDS+=($!)
+    wait_port "$front" 10
+    # Its own config with ODMR accounts only: the fetch binds no listener.
+    local conf=$KR/config/odmr.toml
+    env -i "${SESSION_ENV[@]}" "$MC" --config "$conf" config set hostname mailcall.bench >/dev/null ||
+        die "mailcall-cli config set (odmr) failed"
+    printf '%s\n' "$ODMR_PASSWORD" | env -i "${SESSION_ENV[@]}" "$MC" --config "$conf" account set odmr \
+        --mode odmr --host 127.0.0.1 --port "$front" --security tls --user customer --password-stdin \
+        --ca-file "$dir/tls/ca.pem" --domain "$DOMAIN" >/dev/null || die "mailcall-cli account set odmr failed"
+    odmr_held() { "$exim" -C "$dir/configure" -bpc 2>/dev/null || echo 0; }
+    R5_M=() R5_T=() R5_C=()
+    for r in $(seq 1 "$RUNS"); do
+        smtp_source "$ODMR_N" "$SIZE" "$RCPT" "$inject" || die "queueing $ODMR_N messages at Exim failed"
+        for i in $(seq 1 600); do
+            [ "$(odmr_held)" -ge "$ODMR_N" ] && break
+            sleep 0.2
+        done
+        [ "$(odmr_held)" -ge "$ODMR_N" ] || die "Exim holds $(odmr_held) of $ODMR_N messages; log: $dir/log/mainlog"
+        out=$WORK/rodmr-fetch-$r.out
+        # A long idle timeout: Exim routes the whole queue before it speaks on the turned line.
+        # GNU time writes mailcall-cli's CPU time when it exits (it exits at the end of the turns).
+        $PIN_CLIENT /usr/bin/time -o "$out.time" -f '%U %S' env -i "${SESSION_ENV[@]}" "$MC" --config "$conf" fetch odmr \
+            --maildir "$WORK/rodmr-mailcall-$r" --idle-timeout 120 --max-wait 1800 >"$out" 2>&1 </dev/null &
+        fpid=$!
+        PIDS+=("$fpid")
+        t250=""
+        for i in $(seq 1 6000); do
+            if grep -q '^ATRN .*: 250' "$out" 2>/dev/null; then
+                t250=$EPOCHREALTIME
+                break
+            fi
+            kill -0 "$fpid" 2>/dev/null || break
+            sleep 0.01
+        done
+        [ -n "$t250" ] || die "mailcall-cli fetch got no 250 to ATRN; output: $(tail -5 "$out")"
+        grep -q '^no listener' "$out" || die "the ODMR fetch bound a listener: $(head -3 "$out")"
+        wait_files "$WORK/rodmr-mailcall-$r/new" "$ODMR_N" 1800 0.1
+        tend=$(last_arrival "$WORK/rodmr-mailcall-$r/new")
+        for i in $(seq 1 1200); do
+            kill -0 "$fpid" 2>/dev/null || break
+            sleep 0.1
+        done
+        # Still running (it should have ended with the turns): mailcall-cli is time's child.
+        for i in $(ps -o pid= --ppid "$fpid" 2>/dev/null); do stop_pid "$i"; done
+        stop_pid "$fpid"
+        mcpu=$(awk '{printf "%.0f", ($1 + $2) * 1000}' "$out.time" 2>/dev/null)
+        [ "$(odmr_held)" = 0 ] || die "Exim still holds $(odmr_held) messages after the drain; log: $dir/log/mainlog"
+        m=$(calc "$ODMR_N / ($tend - $t250)")
+        turns=$(grep -c '^ATRN .*: 250' "$out")
+        log "  run $r: ODMR drain $m msg/s in $turns turn(s) (mailcall-cli CPU ${mcpu:-?} ms)"
+        R5_M+=("$m") R5_T+=("$turns") R5_C+=("${mcpu:-0}")
+        rm -rf "$WORK/rodmr-mailcall-$r"
+    done
+    # No goal: the rate is the provider's (Exim delivers one message at a time on the turned
+    # connection, a process per message); Mailcall's CPU per drain says what its side costs.
+    local ratio="–" peer="ETRN drain: not measured in this run (BENCH_ONLY without 2)"
+    if [ -n "${R2_M+set}" ] && [ "${#R2_M[@]}" -gt 0 ]; then
+        local ratios=() k
+        for k in "${!R5_M[@]}"; do
+            [ -n "${R2_M[$k]:-}" ] && ratios+=("$(calc "${R5_M[$k]} / ${R2_M[$k]}")")
+        done
+        ratio="$(FMT=%.2f summary "${ratios[@]}")×"
+        peer="ETRN drain (row 2, Postfix ISP): $(summary "${R2_M[@]}")"
+    fi
+    row "ODMR drain, msg/s ($ODMR_N held at Exim 4.99.1, implicit TLS via socat, ATRN 250 → last file in new/; no listener; $(summary "${R5_T[@]}") turns; mailcall-cli CPU $(summary "${R5_C[@]}") ms)" \
+        "$(summary "${R5_M[@]}")" "$peer" "$ratio" "(reference: the provider's pace)" "–"
+}
+# Row ODMR (issue 11) — END.
+# =============================================================================================
 
 # ---------------------------------------------------------------------------------------------
 keyring_start

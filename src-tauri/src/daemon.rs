@@ -67,7 +67,7 @@ impl DaemonLink {
         let events = limited(&socket, control::subscribe(&socket)).await?;
         let status = limited(&socket, control::status(&socket)).await?;
         let link = DaemonLink {
-            listen: status.listen.clone(),
+            listen: status.listen.clone().unwrap_or_default(),
             accounts: status.accounts.clone(),
             socket,
         };
@@ -90,11 +90,13 @@ impl DaemonLink {
     pub fn differs_from(&self, config: &mailcall_core::config::Config) -> Option<String> {
         let mut differences = Vec::new();
         // Port 0 in the config is "any free port": whichever the daemon got is as configured.
-        let same_listener = match self.listen.parse::<std::net::SocketAddr>() {
-            Ok(theirs) if config.listen.port() == 0 => theirs.ip() == config.listen.ip(),
-            Ok(theirs) => theirs == config.listen,
-            Err(_) => false,
-        };
+        // A daemon with only ODMR accounts listens nowhere: nothing to compare.
+        let same_listener = self.listen.is_empty()
+            || match self.listen.parse::<std::net::SocketAddr>() {
+                Ok(theirs) if config.listen.port() == 0 => theirs.ip() == config.listen.ip(),
+                Ok(theirs) => theirs == config.listen,
+                Err(_) => false,
+            };
         if !same_listener {
             differences.push(format!(
                 "it listens on {}, the config says {}",

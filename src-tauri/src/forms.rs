@@ -306,6 +306,8 @@ impl AccountForm {
             }),
         };
         let account = Account {
+            // The window has no mode selector yet: an account keeps the mode it has.
+            mode: stored.map(|s| s.mode).unwrap_or_default(),
             name: self.name.trim().to_string(),
             host: self.host.trim().to_string(),
             port,
@@ -451,7 +453,7 @@ pub fn config_problem(e: &ConfigError) -> String {
 }
 
 fn format_mib(bytes: u64) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         (bytes / MIB).to_string()
     } else {
         format!("{:.2}", bytes as f64 / MIB as f64)

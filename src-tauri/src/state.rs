@@ -345,8 +345,12 @@ impl AppState {
     pub async fn listen_addr(&self) -> Option<String> {
         match &*self.backend.lock().await {
             Backend::Stopped => None,
-            Backend::Here { instance, .. } => Some(instance.service().listen_addr().to_string()),
-            Backend::Daemon { link, .. } => Some(link.listen().to_string()),
+            Backend::Here { instance, .. } => {
+                instance.service().listen_addr().map(|a| a.to_string())
+            }
+            Backend::Daemon { link, .. } => {
+                Some(link.listen().to_string()).filter(|l| !l.is_empty())
+            }
         }
     }
 

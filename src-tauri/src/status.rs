@@ -156,7 +156,9 @@ impl TrayStatus {
                 self.received = 0;
                 Vec::new()
             }
-            Event::EtrnReply { .. } | Event::Connected { .. } => Vec::new(),
+            Event::EtrnReply { .. } | Event::AtrnReply { .. } | Event::Connected { .. } => {
+                Vec::new()
+            }
             Event::MessageStored(info) => {
                 if self.fetching {
                     self.received += 1;
@@ -524,6 +526,7 @@ mod tests {
             outcome,
             attempts: 1,
             messages: messages.len() as u32,
+            mode: Default::default(),
         }];
         r.messages = messages;
         r.errors = errors.to_vec();
@@ -535,7 +538,7 @@ mod tests {
             id: "s".into(),
             trigger: Trigger::Tray,
             accounts: vec!["isp".into()],
-            listen: "127.0.0.1:2525".parse().unwrap(),
+            listen: Some("127.0.0.1:2525".parse().unwrap()),
         }
     }
 

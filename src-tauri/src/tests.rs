@@ -415,6 +415,7 @@ fn the_service_starts_on_the_configured_listener_and_takes_new_accounts() {
 /// An account as `mailcall-cli account set ... --connect-command ...` leaves it in the keyring.
 fn cli_account_with_link() -> Account {
     Account {
+        mode: Default::default(),
         name: "isp".into(),
         host: "127.0.0.1".into(),
         port: 2525,

@@ -22,6 +22,7 @@ mod fetch;
 mod hostile;
 mod ipup;
 mod linkworld;
+mod odmr;
 mod odmr_peer;
 mod pause;
 mod peers;

@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailcall_core::account::{Account, Security};
+use mailcall_core::account::{Account, FetchMode, Security};
 use mailcall_core::client::ClientSettings;
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
+use mailcall_core::history::Trigger;
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::service::{self, ServiceOptions};
 use tokio::signal::unix::{signal, SignalKind};
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         maildir: PathBuf::from(maildir),
         listener: ListenerSettings::new("mailcall.bench".into(), max),
         fetch: FetchOptions {
-            trigger: mailcall_core::history::Trigger::Unknown,
+            trigger: Trigger::Unknown,
             idle_timeout: std::time::Duration::from_secs(5),
             max_wait: std::time::Duration::from_secs(60),
             client: ClientSettings::default(),
@@ -57,6 +58,8 @@ fn main() -> ExitCode {
     // The account is never asked (no fetch is requested): it only tells the listener its domain.
     let account = Account {
         name: "bench".into(),
+        // ETRN: the listener is what this binary is for.
+        mode: FetchMode::Etrn,
         host: "127.0.0.1".into(),
         port: 9,
         security: Security::None,
@@ -95,7 +98,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-        println!("listening on {}", service.listen_addr());
+        match service.listen_addr() {
+            Some(addr) => println!("listening on {addr}"),
+            None => {
+                eprintln!("the service runs without a listener");
+                return ExitCode::FAILURE;
+            }
+        }
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

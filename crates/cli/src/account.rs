@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use mailcall_core::account::{Account, DomainSpec, LinkSettings, Secret, Security};
+use mailcall_core::account::{Account, DomainSpec, FetchMode, LinkSettings, Secret, Security};
 use mailcall_core::control;
 use mailcall_core::hint::AccountField;
 use mailcall_core::keystore::{AccountStore, KeystoreError, OsKeyring};
@@ -42,10 +42,15 @@ pub enum AccountCommand {
 pub struct SetArgs {
     /// The account's name (letters, digits, '-', '_', '.').
     name: String,
+    /// How mail is fetched: etrn (default; the ISP connects to Mailcall's listener) or odmr
+    /// (ATRN, RFC 2645: Mailcall connects and the ISP delivers on that connection; needs --user,
+    /// works behind NAT and without port 25).
+    #[arg(long, default_value = "etrn")]
+    mode: FetchMode,
     /// The ISP's mail server.
     #[arg(long)]
     host: String,
-    /// Its port (default: 25, or 465 with --security tls).
+    /// Its port (default: 25, or 465 with --security tls; 366 with --mode odmr).
     #[arg(long)]
     port: Option<u16>,
     /// none, starttls (default) or tls (implicit TLS).
@@ -83,6 +88,9 @@ pub struct SetArgs {
 pub struct EditArgs {
     /// The account to change.
     name: String,
+    /// etrn or odmr; the port follows when it was the old mode's default.
+    #[arg(long)]
+    mode: Option<FetchMode>,
     /// The ISP's mail server.
     #[arg(long)]
     host: Option<String>,
@@ -155,6 +163,7 @@ pub fn run(explicit: Option<&Path>, cmd: AccountCommand) -> Outcome {
 pub fn flag(field: AccountField) -> &'static str {
     match field {
         AccountField::Name => "NAME",
+        AccountField::Mode => "--mode",
         AccountField::Host => "--host",
         AccountField::Port => "--port",
         AccountField::Security => "--security",
@@ -227,8 +236,11 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
     };
     let account = Account {
         name: args.name.clone(),
+        mode: args.mode,
         host: args.host.trim().to_string(),
-        port: args.port.unwrap_or_else(|| args.security.default_port()),
+        port: args
+            .port
+            .unwrap_or_else(|| args.mode.default_port(args.security)),
         security: args.security,
         username: args.user,
         password,
@@ -255,12 +267,16 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
     if let Some(host) = args.host {
         a.host = host.trim().to_string();
     }
+    // A port that was the old default follows a new mode or security (25 <-> 465, 25 <-> 366).
+    let was_default = a.port == a.default_port();
+    if let Some(mode) = args.mode {
+        a.mode = mode;
+    }
     if let Some(security) = args.security {
-        // A port that was the old mode's default follows the mode (25 <-> 465).
-        if args.port.is_none() && a.port == a.security.default_port() {
-            a.port = security.default_port();
-        }
         a.security = security;
+    }
+    if args.port.is_none() && was_default {
+        a.port = a.default_port();
     }
     if let Some(port) = args.port {
         a.port = port;
@@ -386,8 +402,9 @@ pub fn tell_running() {
 /// One line describing an account, without its password.
 pub fn describe(a: &Account) -> String {
     let mut s = format!(
-        "{}  {}:{}  {}  user={}  password={}  domains={}",
+        "{}  {}  {}:{}  {}  user={}  password={}  domains={}",
         a.name,
+        a.mode,
         a.host,
         a.port,
         a.security,
@@ -445,6 +462,7 @@ fn show(store: &dyn AccountStore, name: &str) -> Outcome {
     let a = store.load(name).map_err(Failure::setup)?;
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     say!("name: {}", a.name);
+    say!("mode: {}", a.mode);
     say!("host: {}", a.host);
     say!("port: {}", a.port);
     say!("security: {}", a.security);

@@ -1,6 +1,7 @@
-//! `daemon`: a daemon-mode [`Instance`] (the listener, every automatic trigger, the control
-//! socket) without a GUI, logging to stderr (the journal under systemd) or `--log-file`, until
-//! SIGTERM or SIGINT; SIGHUP reads the accounts again.
+//! `daemon`: a daemon-mode [`Instance`] (the listener when an ETRN account needs it, every
+//! automatic trigger, the control socket) without a GUI, logging to stderr (the journal under
+//! systemd) or `--log-file`, until SIGTERM or SIGINT; SIGHUP reads the accounts again (and binds
+//! the listener if an ETRN account came).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,8 +80,12 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
         } else {
             config.interfaces.join(",")
         };
+        let listen = match instance.service().listen_addr() {
+            Some(addr) => addr.to_string(),
+            None => "none (ODMR accounts only: no listener, no inbound port)".to_string(),
+        };
         tracing::info!(
-            listen = %instance.service().listen_addr(),
+            %listen,
             control = %instance.control_path().map(|p| p.display().to_string()).unwrap_or_default(),
             %interfaces,
             settle_secs = config.settle_delay,

@@ -1,5 +1,6 @@
 //! `fetch` and `check`: a one-shot [`Instance`] whose events are printed as they happen, then the
-//! summary; `check` opens the connection to one ISP and reports what it offers.
+//! summary; `check` opens the connection to one ISP and reports what it offers (TLS, AUTH,
+//! whether ETRN and ATRN are advertised).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use mailcall_core::account::FetchMode;
 use mailcall_core::client::ClientSettings;
 use mailcall_core::control;
 use mailcall_core::etrn;
@@ -16,6 +18,7 @@ use mailcall_core::hint::Problem;
 use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore::{AccountStore, OsKeyring};
+use mailcall_core::odmr;
 use mailcall_core::service::FetchRequest;
 
 use crate::failure::{Failure, Outcome};
@@ -133,12 +136,18 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             instance.stop().await;
             return Err(Failure::setup_problem(&problem));
         }
-        say!(
-            "listening on {}; asking {} account(s): {}",
-            instance.service().listen_addr(),
-            asked.len(),
-            asked.join(", ")
-        );
+        match instance.service().listen_addr() {
+            Some(addr) => say!(
+                "listening on {addr}; asking {} account(s): {}",
+                asked.len(),
+                asked.join(", ")
+            ),
+            None => say!(
+                "no listener (ODMR accounts only: the ISP delivers on Mailcall's own connection); asking {} account(s): {}",
+                asked.len(),
+                asked.join(", ")
+            ),
+        }
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -256,7 +265,12 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
         reply_timeout: Duration::from_secs(config.reply_timeout),
         ..ClientSettings::default()
     };
-    let (info, error, transcript) = runtime()?.block_on(etrn::check_account(&account, &settings));
+    let (info, error, transcript) = runtime()?.block_on(async {
+        match account.mode {
+            FetchMode::Etrn => etrn::check_account(&account, &settings).await,
+            FetchMode::Odmr => odmr::check_account(&account, &settings).await,
+        }
+    });
     for line in &transcript {
         say!("  {line}");
     }
@@ -278,10 +292,19 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
             (Some(_), false, _) => "no".to_string(),
         }
     );
-    say!(
-        "ETRN advertised: {}",
-        if info.advertises("ETRN") { "yes" } else { "no" }
-    );
+    say!("mode: {}", account.mode);
+    for keyword in ["ETRN", "ATRN"] {
+        // Unknown when the session failed before the EHLO reply.
+        let known = !info.greeting.is_empty() && !info.extensions.is_empty();
+        say!(
+            "{keyword} advertised: {}",
+            match (known, info.advertises(keyword)) {
+                (_, true) => "yes",
+                (true, false) => "no",
+                (false, false) => "unknown (no EHLO reply)",
+            }
+        );
+    }
     match error {
         Some(e) => {
             let p = Problem::new(e.to_string()).fixed_by(e.fix(name));

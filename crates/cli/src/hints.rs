@@ -65,6 +65,7 @@ pub fn command_for(setting: &Setting) -> String {
             let edit = format!("{cli} account edit {account}");
             match field {
                 AccountField::Name => format!("{cli} account list"),
+                AccountField::Mode => format!("{edit} --mode etrn"),
                 AccountField::Host => format!("{edit} --host mail.isp.example --port 25"),
                 AccountField::Port => format!("{edit} --port 587"),
                 AccountField::Security => format!("{edit} --security starttls"),

@@ -21,8 +21,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Mailcall: ask your ISP to release the mail it holds for your domains (ETRN) and receive it
-/// safely into a Maildir.
+/// Mailcall: ask your ISP to release the mail it holds for your domains (ETRN, or ODMR's ATRN)
+/// and receive it safely into a Maildir.
 #[derive(Debug, Parser)]
 #[command(name = "mailcall-cli", version, about)]
 pub struct Cli {
@@ -44,9 +44,9 @@ enum Command {
     /// Add, change, list or remove ISP accounts (kept in the OS keyring).
     #[command(subcommand)]
     Account(account::AccountCommand),
-    /// Ask the ISP(s) for the mail (ETRN) and receive it into the Maildir.
+    /// Ask the ISP(s) for the mail (ETRN or ATRN) and receive it into the Maildir.
     Fetch(fetch::FetchArgs),
-    /// Connect to an account's ISP and report TLS, AUTH and whether ETRN is advertised.
+    /// Connect to an account's ISP and report TLS, AUTH and whether ETRN and ATRN are advertised.
     Check {
         /// The account to check.
         name: String,

@@ -38,7 +38,12 @@ pub fn status(explicit: Option<&Path>) -> Outcome {
     match runtime()?.block_on(control::status(&socket)) {
         Ok(s) => {
             say!("running: yes ({})", socket.display());
-            say!("listening on: {}", s.listen);
+            say!(
+                "listening on: {}",
+                s.listen
+                    .as_deref()
+                    .unwrap_or("nothing (ODMR accounts only: no listener needed)")
+            );
             say!("accounts: {}", s.accounts.join(", "));
             say!("fetching now: {}", if s.fetching { "yes" } else { "no" });
             say!(

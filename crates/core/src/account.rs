@@ -1,4 +1,5 @@
-//! An ISP account: where to send ETRN, how to secure and authenticate, and for which domains.
+//! An ISP account: how its mail is fetched (ETRN or ODMR), where to connect, how to secure and
+//! authenticate, and for which domains.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -55,6 +56,72 @@ impl FromStr for Security {
     }
 }
 
+/// RFC 2645's port for On-Demand Mail Relay (ATRN).
+pub const ODMR_PORT: u16 = 366;
+
+/// How an account's mail is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FetchMode {
+    /// ETRN (RFC 1985): the ISP is asked to start its queue and opens new connections to
+    /// Mailcall's listener to deliver (it must be able to reach that listener, usually port 25).
+    #[default]
+    Etrn,
+    /// ODMR (RFC 2645): Mailcall connects, authenticates and says `ATRN`; the ISP then delivers
+    /// on that same connection. No listener and no inbound port: works behind NAT.
+    Odmr,
+}
+
+impl FetchMode {
+    /// The port an ISP usually offers this mode on, with `security`.
+    pub fn default_port(self, security: Security) -> u16 {
+        match self {
+            FetchMode::Etrn => security.default_port(),
+            FetchMode::Odmr => ODMR_PORT,
+        }
+    }
+
+    /// Whether this mode needs Mailcall's own SMTP listener (the ISP connects to it).
+    pub fn needs_listener(self) -> bool {
+        self == FetchMode::Etrn
+    }
+
+    /// The word, as in the keyring entry and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchMode::Etrn => "etrn",
+            FetchMode::Odmr => "odmr",
+        }
+    }
+
+    /// The SMTP command this mode sends (`ETRN`, `ATRN`).
+    pub fn command(self) -> &'static str {
+        match self {
+            FetchMode::Etrn => "ETRN",
+            FetchMode::Odmr => "ATRN",
+        }
+    }
+}
+
+impl fmt::Display for FetchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FetchMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "etrn" => Ok(FetchMode::Etrn),
+            "odmr" | "atrn" => Ok(FetchMode::Odmr),
+            other => Err(format!(
+                "unknown mode {other:?}: use etrn (the ISP connects to Mailcall) or odmr (ATRN: Mailcall connects and the ISP delivers on that connection)"
+            )),
+        }
+    }
+}
+
 /// Which ETRN argument form (RFC 1985) names a domain to the ISP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +148,15 @@ impl DomainSpec {
     /// The argument sent after `ETRN `.
     pub fn etrn_argument(&self) -> String {
         self.to_string()
+    }
+
+    /// How the domain is named to the ISP in `mode`: the ETRN argument, or the bare name that
+    /// goes into ATRN's comma-separated list. Per-domain reports are keyed by it.
+    pub fn argument(&self, mode: FetchMode) -> String {
+        match mode {
+            FetchMode::Etrn => self.etrn_argument(),
+            FetchMode::Odmr => self.name.clone(),
+        }
     }
 
     /// Whether mail for `domain` (the part after `@` of a recipient) belongs to this spec.
@@ -162,6 +238,9 @@ impl fmt::Debug for Secret {
 pub struct Account {
     /// The account's name, as the user calls it (`account set NAME`).
     pub name: String,
+    /// How its mail is fetched; entries written before modes existed read as ETRN.
+    #[serde(default)]
+    pub mode: FetchMode,
     /// The ISP's mail server host name or IP address.
     pub host: String,
     /// The ISP's SMTP port.
@@ -232,6 +311,11 @@ impl fmt::Display for AccountProblem {
 }
 
 impl Account {
+    /// The port the ISP usually offers for this account's mode and security.
+    pub fn default_port(&self) -> u16 {
+        self.mode.default_port(self.security)
+    }
+
     /// Whether `domain` (a recipient's domain) is one this account fetches.
     pub fn accepts(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.accepts(domain))
@@ -271,6 +355,18 @@ impl Account {
             (Some(_), None) => bad(AccountField::Password, "the user name needs a password".into()),
             (None, Some(_)) => bad(AccountField::User, "a password needs a user name".into()),
             _ => {}
+        }
+        if self.mode == FetchMode::Odmr && self.username.is_none() {
+            bad(
+                AccountField::User,
+                "ODMR (ATRN) requires authentication (RFC 2645): give the ISP's user name and password, or use ETRN mode".into(),
+            );
+            if self.security == Security::None {
+                bad(
+                    AccountField::Security,
+                    "ODMR sends a password, which is never sent unencrypted: choose STARTTLS or TLS".into(),
+                );
+            }
         }
         if let Some(u) = &self.username {
             if u.is_empty() || u.contains(['\r', '\n', '\0']) {
@@ -314,6 +410,27 @@ impl Account {
         for (i, d) in self.domains.iter().enumerate() {
             if self.domains[..i].contains(d) {
                 bad(AccountField::Domains, format!("{d} is listed twice"));
+            }
+        }
+        if self.mode == FetchMode::Odmr {
+            for d in self.domains.iter().filter(|d| d.form != EtrnForm::Domain) {
+                bad(
+                    AccountField::Domains,
+                    format!(
+                        "{d}: ATRN asks for plain domain names (the @ and # forms are ETRN's): write {}",
+                        d.name
+                    ),
+                );
+            }
+            let line = self.domains.iter().map(|d| d.name.len() + 1).sum::<usize>() + 4;
+            if line > crate::odmr::MAX_ATRN_LINE {
+                bad(
+                    AccountField::Domains,
+                    format!(
+                        "the domains do not fit into one ATRN command ({line} of {} characters): split them over two accounts",
+                        crate::odmr::MAX_ATRN_LINE
+                    ),
+                );
             }
         }
         for (field, cmd) in [
@@ -417,6 +534,7 @@ mod tests {
     fn one_set_of_account_rules() {
         let good = Account {
             name: "isp".into(),
+            mode: FetchMode::Etrn,
             host: "mail.isp.test".into(),
             port: 25,
             security: Security::Starttls,
@@ -479,12 +597,79 @@ mod tests {
             fields(with(&|a| a.link.link_timeout = Some(0))),
             [AccountField::LinkTimeout]
         );
+        // ODMR: AUTH is required, and ATRN takes plain domain names only.
+        let odmr = |f: &dyn Fn(&mut Account)| {
+            with(&|a| {
+                a.mode = FetchMode::Odmr;
+                a.port = ODMR_PORT;
+                f(a)
+            })
+        };
+        assert!(
+            odmr(&|_| {}).check().is_empty(),
+            "{:?}",
+            odmr(&|_| {}).check()
+        );
+        assert_eq!(
+            fields(odmr(&|a| {
+                a.username = None;
+                a.password = None;
+            })),
+            [AccountField::User]
+        );
+        assert_eq!(
+            fields(odmr(&|a| {
+                a.username = None;
+                a.password = None;
+                a.security = Security::None;
+            })),
+            [AccountField::User, AccountField::Security]
+        );
+        assert_eq!(
+            fields(odmr(
+                &|a| a.domains = vec!["@example.com".parse().unwrap(), "#q".parse().unwrap()]
+            )),
+            [AccountField::Domains, AccountField::Domains]
+        );
+        assert_eq!(
+            fields(odmr(&|a| {
+                a.domains = (0..60)
+                    .map(|i| format!("domain-number-{i}.example").parse().unwrap())
+                    .collect()
+            })),
+            [AccountField::Domains]
+        );
+    }
+
+    #[test]
+    fn modes_parse_print_and_old_entries_are_etrn() {
+        assert_eq!("ODMR".parse::<FetchMode>(), Ok(FetchMode::Odmr));
+        assert_eq!("atrn".parse::<FetchMode>(), Ok(FetchMode::Odmr));
+        assert_eq!("etrn".parse::<FetchMode>(), Ok(FetchMode::Etrn));
+        assert!("turn".parse::<FetchMode>().is_err());
+        assert_eq!(FetchMode::Odmr.to_string(), "odmr");
+        assert_eq!(FetchMode::Odmr.default_port(Security::Starttls), 366);
+        assert_eq!(FetchMode::Etrn.default_port(Security::Tls), 465);
+        let old =
+            r#"{"name":"isp","host":"h","port":25,"security":"starttls","domains":["a.test"]}"#;
+        let old = old.replace(r#"["a.test"]"#, r#"[{"name":"a.test","form":"domain"}]"#);
+        let a: Account = serde_json::from_str(&old).expect("an entry without a mode");
+        assert_eq!(a.mode, FetchMode::Etrn);
+        let mut a = a;
+        a.mode = FetchMode::Odmr;
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains(r#""mode":"odmr""#), "{text}");
+        assert_eq!(serde_json::from_str::<Account>(&text).unwrap(), a);
+        let spec: DomainSpec = "@sub.test".parse().unwrap();
+        assert_eq!(spec.argument(FetchMode::Etrn), "@sub.test");
+        assert_eq!(spec.argument(FetchMode::Odmr), "sub.test");
     }
 
     #[test]
     fn secret_is_redacted_in_debug() {
         let a = Account {
             name: "isp".into(),
+            mode: FetchMode::Etrn,
             host: "h".into(),
             port: 25,
             security: Security::Starttls,

@@ -446,7 +446,7 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
             "paused": triggers.is_paused(),
             "fetching": triggers.service().is_fetching(),
             "links": triggers.links().map(|l| l.names()),
-            "listen": triggers.service().listen_addr().to_string(),
+            "listen": triggers.service().listen_addr().map(|a| a.to_string()),
             "accounts": triggers.service().accounts().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
         }),
         "QUEUE" => {
@@ -539,9 +539,9 @@ pub struct Status {
     pub fetching: bool,
     /// The watched interfaces that are up (`None`: they cannot be watched).
     pub links: Option<Vec<String>>,
-    /// Where its listener listens.
+    /// Where its listener listens; `None` when none runs (ODMR accounts only).
     #[serde(default)]
-    pub listen: String,
+    pub listen: Option<String>,
     /// Its accounts.
     #[serde(default)]
     pub accounts: Vec<String>,

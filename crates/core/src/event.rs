@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::account::FetchMode;
 use crate::hint::Problem;
 use crate::history::{SessionRecord, Trigger};
 use crate::report::{DomainOutcome, HandOverReport, MessageInfo};
@@ -13,7 +14,7 @@ use crate::report::{DomainOutcome, HandOverReport, MessageInfo};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
-    /// The listener is up and ETRN is about to be sent.
+    /// The listener is up (when an ETRN account needs it) and ETRN/ATRN is about to be sent.
     SessionStarted {
         /// Session id (also in the history).
         id: String,
@@ -21,8 +22,9 @@ pub enum Event {
         trigger: Trigger,
         /// The accounts asked.
         accounts: Vec<String>,
-        /// Where the listener listens.
-        listen: SocketAddr,
+        /// Where the listener listens; `None` when no listener runs (ODMR accounts only).
+        #[serde(default)]
+        listen: Option<SocketAddr>,
     },
     /// The ISP answered one ETRN (each retry too).
     EtrnReply {
@@ -37,6 +39,21 @@ pub enum Event {
         /// What it means.
         outcome: DomainOutcome,
         /// Whether another attempt follows (4xx with retries left).
+        will_retry: bool,
+    },
+    /// The ISP answered one ATRN (ODMR, RFC 2645), which names all of an account's domains.
+    AtrnReply {
+        /// The account.
+        account: String,
+        /// The domains in the ATRN list.
+        domains: Vec<String>,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+        /// What it means for each of the domains.
+        outcome: DomainOutcome,
+        /// Whether another ATRN follows, on a new connection (a 4xx with retries left).
         will_retry: bool,
     },
     /// The ISP connected to the listener to deliver.
@@ -81,6 +98,19 @@ impl Event {
                 "ETRN {domain} ({account}): {code} {text} - {}{}",
                 outcome.describe(domain.trim_start_matches(['@', '#'])),
                 if *will_retry { " (will retry)" } else { "" }
+            ),
+            Event::AtrnReply {
+                account,
+                domains,
+                code,
+                text,
+                outcome,
+                will_retry,
+            } => format!(
+                "ATRN {} ({account}): {code} {text} - {}{}",
+                domains.join(","),
+                outcome.describe_for(FetchMode::Odmr, &domains.join(", ")),
+                if *will_retry { " (will ask again)" } else { "" }
             ),
             Event::Connected { peer } => format!("connection from {peer}"),
             Event::MessageStored(m) => format!("stored: {m}"),

@@ -1,7 +1,10 @@
-//! The fetch session: listener up → ETRN to each account → receive until idle → summary + history.
+//! The fetch session: listener up (when an ETRN account needs it) → ETRN or ATRN to each
+//! account → receive until idle (ETRN) or until the turned connections end (ODMR) → summary +
+//! history.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,14 +13,30 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::Account;
+use crate::account::{Account, FetchMode};
 use crate::client::ClientSettings;
 use crate::etrn::{self, AccountResult};
 use crate::event::{Event, EventSink};
-use crate::hint::Problem;
+use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
-use crate::listener::ListenerEvent;
+use crate::listener::{ListenerEvent, Reception};
+use crate::odmr::{self, Turnaround};
 use crate::report::{DomainOutcome, MessageInfo};
+
+/// How long ODMR turns may take to wind down when a fetch ends early (max wait, shutdown): a
+/// message in DATA finishes, an idle turn gets 421 at once. As the listener's drain at shutdown.
+const TURN_DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Where a fetch's deliveries arrive.
+pub struct Receiving<'a> {
+    /// Where the listener listens; `None` when none runs (the service needs one only for ETRN
+    /// accounts).
+    pub listen: Option<SocketAddr>,
+    /// What the listener's sessions share; ODMR's turned connections are served with it too.
+    pub reception: Arc<Reception>,
+    /// What the listener's sessions and the ODMR turns report (forwarded by the service).
+    pub deliveries: &'a mut mpsc::UnboundedReceiver<ListenerEvent>,
+}
 
 /// How a fetch session waits and asks.
 #[derive(Debug, Clone)]
@@ -34,19 +53,25 @@ pub struct FetchOptions {
     pub history: Option<History>,
 }
 
-/// Runs one fetch session: asks `accounts` for their mail and counts what the (already
-/// listening) listener reports on `deliveries` until it has been idle long enough.
-/// The listener belongs to the caller (see [`crate::service`]): it must be up before this runs.
-/// Cancelling `shutdown` ends the session early, keeping what was stored.
+/// Runs one fetch session: asks `accounts` for their mail — ETRN for ETRN accounts (the ISP then
+/// delivers to the listener, which must be up before this runs), ATRN for ODMR accounts (the ISP
+/// delivers on the same connection, served with the same reception) — and counts what is
+/// reported on `receiving.deliveries` until the ODMR turns ended and the listener has been idle
+/// long enough. Both belong to the caller (see [`crate::service`]). Cancelling `shutdown` ends
+/// the session early, keeping what was stored.
 pub async fn run(
     accounts: Vec<Account>,
-    listen: SocketAddr,
-    deliveries: &mut mpsc::UnboundedReceiver<ListenerEvent>,
+    receiving: Receiving<'_>,
     options: &FetchOptions,
     attempt: u32,
     events: &EventSink,
     shutdown: CancellationToken,
 ) -> SessionRecord {
+    let Receiving {
+        listen,
+        reception,
+        deliveries,
+    } = receiving;
     let started_at = Utc::now();
     let id = SessionRecord::new_id(started_at);
     let mut errors = Vec::new();
@@ -58,12 +83,37 @@ pub async fn run(
         listen,
     });
 
-    let mut etrn_tasks = JoinSet::new();
+    // The turns stop with the service (its reception's token) or when this session ends early.
+    let turns_stop = reception.shutdown.child_token();
+    let turnaround = Turnaround {
+        reception,
+        idle_timeout: options.idle_timeout,
+        stop: turns_stop.clone(),
+    };
+    let mut tasks = JoinSet::new();
+    let mut etrn_aborts = Vec::new();
     for account in &accounts {
         let account = account.clone();
         let client = options.client.clone();
         let events = events.clone();
-        etrn_tasks.spawn(async move { etrn::fetch_account(&account, &client, &events).await });
+        match account.mode {
+            FetchMode::Etrn if listen.is_none() => errors.push(
+                Problem::new(
+                    "this account uses ETRN, but no listener runs, so the ISP could not deliver; nothing was asked. Fix the listen setting and start Mailcall again",
+                )
+                .for_account(&account.name)
+                .fixed_by(Some(Setting::config("listen"))),
+            ),
+            FetchMode::Etrn => etrn_aborts.push(tasks.spawn(async move {
+                etrn::fetch_account(&account, &client, &events).await
+            })),
+            FetchMode::Odmr => {
+                let turnaround = turnaround.clone();
+                tasks.spawn(async move {
+                    odmr::fetch_account(&account, &client, &turnaround, &events).await
+                });
+            }
+        }
     }
 
     let deadline = Instant::now() + options.max_wait;
@@ -71,37 +121,37 @@ pub async fn run(
     let mut messages: Vec<MessageInfo> = Vec::new();
     let mut active: HashMap<SocketAddr, u32> = HashMap::new();
     let mut last_activity = Instant::now();
-    let mut etrn_done = accounts.is_empty();
+    let mut asked_all = tasks.is_empty();
 
     let ended_because = loop {
-        let expected = expectation(&results);
-        if etrn_done && active.is_empty() {
-            match expected {
+        if asked_all && active.is_empty() {
+            match expectation(&results) {
+                Expectation::Nothing if turned(&results) => break EndReason::DeliveriesEnded,
                 Expectation::Nothing => break EndReason::NothingToWaitFor,
-                Expectation::Count(n) if messages.len() as u64 >= n => {
+                Expectation::Count(n) if etrn_arrivals(&messages, &accounts) >= n => {
                     break EndReason::ExpectedArrived
                 }
                 _ => {}
             }
         }
         let idle_at = last_activity + options.idle_timeout;
-        let idle_armed = etrn_done && active.is_empty();
+        let idle_armed = asked_all && active.is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break EndReason::Cancelled,
             _ = tokio::time::sleep_until(deadline) => break EndReason::MaxWait,
             _ = tokio::time::sleep_until(idle_at), if idle_armed => break EndReason::Idle,
-            joined = etrn_tasks.join_next(), if !etrn_done => {
+            joined = tasks.join_next(), if !asked_all => {
                 match joined {
                     Some(Ok(result)) => {
                         errors.extend(result.problem());
                         results.push(result);
                     }
                     Some(Err(e)) => errors.push(Problem::new(format!(
-                        "an ETRN session ended unexpectedly ({e}); please report this bug"
+                        "an ETRN or ODMR session ended unexpectedly ({e}); please report this bug"
                     ))),
                     None => {}
                 }
-                etrn_done = etrn_tasks.is_empty();
+                asked_all = tasks.is_empty();
                 // The idle clock starts at the last ETRN reply, when the ISP's run begins.
                 last_activity = Instant::now();
             }
@@ -118,11 +168,30 @@ pub async fn run(
         }
     };
 
-    // ETRN sessions still running (max wait, cancel) are abandoned; their domains count as not sent.
-    etrn_tasks.abort_all();
-    while let Some(joined) = etrn_tasks.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
+    // ETRN sessions still running (max wait, cancel) are abandoned; their domains count as not
+    // sent. ODMR turns still running wind down as the listener's sessions do at shutdown.
+    for task in &etrn_aborts {
+        task.abort();
+    }
+    turns_stop.cancel();
+    let drained = tokio::time::timeout(TURN_DRAIN_LIMIT, async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(result) = joined {
+                errors.extend(result.problem());
+                results.push(result);
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        errors.push(Problem::new(
+            "an ODMR delivery did not finish in time and was cut; any message without a 250 stays at the ISP",
+        ));
+        tasks.abort_all();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(result) = joined {
+                results.push(result);
+            }
         }
     }
 
@@ -185,7 +254,8 @@ pub(crate) fn on_listener_event(
     }
 }
 
-/// What the ETRN replies so far tell us to wait for.
+/// What the ETRN replies so far tell us to wait for (ODMR deliveries are over when their
+/// account's task has ended, so they never keep a session waiting).
 #[derive(Debug, PartialEq, Eq)]
 enum Expectation {
     /// No reply started a queue run: no mail is coming.
@@ -201,7 +271,9 @@ fn expectation(results: &[AccountResult]) -> Expectation {
     let mut any = false;
     for outcome in results
         .iter()
-        .flat_map(|r| r.domains.iter().map(|d| d.outcome))
+        .flat_map(|r| r.domains.iter())
+        .filter(|d| d.mode == FetchMode::Etrn)
+        .map(|d| d.outcome)
     {
         if !outcome.expects_delivery() {
             continue;
@@ -219,6 +291,31 @@ fn expectation(results: &[AccountResult]) -> Expectation {
     }
 }
 
+/// Whether an ODMR turn happened (the ISP delivered, or could have, on a turned line).
+fn turned(results: &[AccountResult]) -> bool {
+    results
+        .iter()
+        .flat_map(|r| r.domains.iter())
+        .any(|d| d.mode == FetchMode::Odmr && matches!(d.outcome, DomainOutcome::Started { .. }))
+}
+
+/// How many of `messages` are for the ETRN accounts' domains: what counts against `253 n`.
+fn etrn_arrivals(messages: &[MessageInfo], accounts: &[Account]) -> u64 {
+    let etrn: Vec<&Account> = accounts
+        .iter()
+        .filter(|a| a.mode == FetchMode::Etrn)
+        .collect();
+    messages
+        .iter()
+        .filter(|m| {
+            m.recipients.iter().any(|r| {
+                r.rsplit_once('@')
+                    .is_some_and(|(_, d)| etrn.iter().any(|a| a.accepts(d)))
+            })
+        })
+        .count() as u64
+}
+
 #[allow(clippy::too_many_arguments)] // plain data in, one record out
 fn finish(
     id: String,
@@ -231,7 +328,7 @@ fn finish(
     ended_because: EndReason,
 ) -> SessionRecord {
     // Worth another attempt later: the ISP could not be reached or was busy (the session
-    // failed transiently), or it deferred an ETRN (4xx, still so after the in-session retries).
+    // failed transiently), or it deferred an ETRN or ATRN (4xx, still so after the retries).
     let retryable = results
         .iter()
         .filter(|r| match &r.error {
@@ -248,11 +345,12 @@ fn finish(
     for account in accounts {
         let result = results.iter().find(|r| r.account == account.name);
         for spec in &account.domains {
-            let arg = spec.etrn_argument();
+            let arg = spec.argument(account.mode);
             let mut report = result
                 .and_then(|r| r.domains.iter().find(|d| d.domain == arg).cloned())
                 .unwrap_or_else(|| crate::report::DomainReport {
                     account: account.name.clone(),
+                    mode: account.mode,
                     domain: arg.clone(),
                     code: None,
                     text: String::new(),

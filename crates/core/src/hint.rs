@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum AccountField {
     /// The account's name.
     Name,
+    /// How mail is fetched: ETRN (the ISP connects back) or ODMR (ATRN on Mailcall's connection).
+    Mode,
     /// The ISP's host name or address.
     Host,
     /// The ISP's port.
@@ -38,8 +40,9 @@ pub enum AccountField {
 
 impl AccountField {
     /// Every field, in the order forms show them.
-    pub const ALL: [AccountField; 12] = [
+    pub const ALL: [AccountField; 13] = [
         AccountField::Name,
+        AccountField::Mode,
         AccountField::Host,
         AccountField::Port,
         AccountField::Security,
@@ -57,6 +60,7 @@ impl AccountField {
     pub fn label(self) -> &'static str {
         match self {
             AccountField::Name => "name",
+            AccountField::Mode => "mode (ETRN or ODMR)",
             AccountField::Host => "server",
             AccountField::Port => "port",
             AccountField::Security => "security",

@@ -84,6 +84,9 @@ pub enum EndReason {
     /// No reply started a queue run: no mail was coming.
     #[serde(rename = "nothing to wait for")]
     NothingToWaitFor,
+    /// Every ODMR turn ended (the ISP said QUIT, or went quiet), and no ETRN delivery was due.
+    #[serde(rename = "odmr deliveries ended")]
+    DeliveriesEnded,
     /// Mailcall was stopped (or the session cancelled).
     #[serde(rename = "cancelled")]
     Cancelled,
@@ -130,6 +133,7 @@ impl EndReason {
             EndReason::ExpectedArrived => "expected messages arrived",
             EndReason::MaxWait => "max wait",
             EndReason::NothingToWaitFor => "nothing to wait for",
+            EndReason::DeliveriesEnded => "odmr deliveries ended",
             EndReason::Cancelled => "cancelled",
             EndReason::ListenerStopped => "listener stopped",
             EndReason::OutsideFetch => "delivered outside a fetch",
@@ -156,7 +160,7 @@ impl std::fmt::Display for EndReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordKind {
-    /// A fetch session: ETRN to the accounts, then receiving.
+    /// A fetch session: ETRN or ATRN to the accounts, then receiving.
     Fetch,
     /// The connect commands run before a manual fetch (dial-up).
     Connect,
@@ -368,7 +372,7 @@ impl SessionRecord {
         }
     }
 
-    /// Whether every ETRN was accepted and nothing went wrong.
+    /// Whether every ETRN and ATRN was accepted and nothing went wrong.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty() && self.domains.iter().all(|d| d.outcome.is_accepted())
     }

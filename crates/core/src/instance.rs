@@ -1,7 +1,7 @@
 //! One Mailcall, assembled in one place for every front end: the config's accounts read from the
 //! keyring, the control socket claimed (so a second instance hears about the first, not about
-//! port 25), the service (listener + fetch sessions) and the triggers started, the pause switch
-//! remembered across restarts, one shutdown. The CLI's `fetch` and `daemon`, the tray and
+//! port 25), the service (the listener when an ETRN account needs it, fetch sessions) and the
+//! triggers started, the pause switch remembered across restarts, one shutdown. The CLI's `fetch` and `daemon`, the tray and
 //! `mailcall --fetch` are thin adapters over [`Instance`].
 
 use std::path::{Path, PathBuf};
@@ -175,6 +175,16 @@ impl Reloader {
                 .join(", ")
         );
         self.service.set_accounts(accounts);
+        let mut skipped = skipped;
+        // An ETRN account added to a service that had ODMR accounts only: bind now. If that
+        // fails, the ODMR accounts go on working and the ETRN ones are not asked (fetch says so).
+        if let Err(e) = self.service.listen_if_needed().await {
+            let problem = Problem::new(format!(
+                "an ETRN account needs the listener, which cannot start: {e}. ODMR accounts still fetch; ETRN accounts are not asked until this is fixed and Mailcall restarted"
+            ))
+            .fixed_by(Some(Setting::config("listen")));
+            skipped.push(problem);
+        }
         for p in &skipped {
             self.service.events().emit(Event::Error(p.clone()));
         }
@@ -221,7 +231,9 @@ impl Instance {
                 trigger_options
             }
         };
-        // The Maildir and the port before the keyring: what the user must fix shows first.
+        // The Maildir before the keyring: what the user must fix shows first. The port is bound
+        // once the accounts are read: only ETRN accounts need the listener (the keyring entry
+        // holds the mode), so a setup with ODMR accounts only never binds one.
         let prepared = service::prepare(service_options).await?;
         let router = prepared.router();
         let runner_options = RunnerOptions::from_config(&config)?;
@@ -230,7 +242,8 @@ impl Instance {
             events.emit(Event::Error(p.clone()));
         }
         let shutdown = CancellationToken::new();
-        let service = service::start_prepared(prepared, accounts, events.clone(), shutdown.clone());
+        let service =
+            service::start_prepared(prepared, accounts, events.clone(), shutdown.clone()).await?;
         let triggers = trigger::start(service.clone(), trigger_options, shutdown.clone());
         let runner = router.spool().map(|spool| {
             runner::start(
@@ -289,7 +302,7 @@ impl Instance {
         })
     }
 
-    /// The service (listener and fetch sessions).
+    /// The service (the listener, when one runs, and fetch sessions).
     pub fn service(&self) -> &ServiceHandle {
         &self.service
     }

@@ -1,5 +1,6 @@
-//! mailcall-core: the headless heart of Mailcall — accounts, the ETRN client, the SMTP listener,
-//! durable Maildir delivery and the fetch session that ties them together. No GUI crates here.
+//! mailcall-core: the headless heart of Mailcall — accounts, the ETRN and ODMR clients, the SMTP
+//! listener, durable Maildir delivery and the fetch session that ties them together. No GUI
+//! crates here.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -16,6 +17,7 @@ pub mod instance;
 pub mod keystore;
 pub mod listener;
 pub mod maildir;
+pub mod odmr;
 pub mod report;
 pub mod routing;
 pub mod service;

@@ -1,11 +1,14 @@
-//! What a fetch produced: per-domain ETRN outcomes, stored messages, and the redacted transcript.
+//! What a fetch produced: per-domain ETRN/ATRN outcomes, stored messages, and the redacted
+//! transcript.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What the ISP's reply to one `ETRN` means for that domain (the table in RFC 1985).
+use crate::account::FetchMode;
+
+/// What the ISP's reply to one `ETRN` (RFC 1985) or `ATRN` (RFC 2645) means for that domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum DomainOutcome {
@@ -56,7 +59,35 @@ impl DomainOutcome {
         matches!(self, DomainOutcome::Deferred | DomainOutcome::NotSent)
     }
 
-    /// A one-line explanation for the user, with what to do about it.
+    /// A one-line explanation for the user of what this outcome means in `mode`, with what to
+    /// do about it.
+    pub fn describe_for(self, mode: FetchMode, domain: &str) -> String {
+        if mode == FetchMode::Etrn {
+            return self.describe(domain);
+        }
+        match self {
+            DomainOutcome::Started { .. } => "the ISP turned the line around to deliver".into(),
+            DomainOutcome::NoMail => "no mail waiting".into(),
+            DomainOutcome::NotAllowed => format!(
+                "the ISP refused the ATRN request (450): the account may not fetch {domain}; check the domains and the user name, or ask the ISP"
+            ),
+            DomainOutcome::Deferred => {
+                "the ISP cannot process ATRN now (4xx); try again later".into()
+            }
+            DomainOutcome::Unsupported => {
+                "the ISP does not support ATRN here: use ETRN mode, or ask the ISP".into()
+            }
+            DomainOutcome::BadSequence => {
+                "the ISP answered 503 (bad sequence) to ATRN; please report this".into()
+            }
+            DomainOutcome::AuthRequired => {
+                "the ISP wants authentication before ATRN: check the account's user name and password".into()
+            }
+            other => other.describe(domain),
+        }
+    }
+
+    /// A one-line explanation of an ETRN outcome for the user, with what to do about it.
     pub fn describe(self, domain: &str) -> String {
         match self {
             DomainOutcome::Started { expected: Some(n) } => {
@@ -88,12 +119,16 @@ impl DomainOutcome {
     }
 }
 
-/// One domain's ETRN result within a fetch.
+/// One domain's ETRN or ATRN result within a fetch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainReport {
     /// The account the domain belongs to.
     pub account: String,
-    /// The ETRN argument as sent (`example.com`, `@example.com`, `#example.com`).
+    /// How the account fetches (records written before modes existed read as ETRN).
+    #[serde(default)]
+    pub mode: FetchMode,
+    /// The domain as asked: the ETRN argument (`example.com`, `@example.com`, `#example.com`),
+    /// or the bare name in the ATRN list.
     pub domain: String,
     /// The ISP's last reply code, when there was one.
     pub code: Option<u16>,
@@ -101,7 +136,7 @@ pub struct DomainReport {
     pub text: String,
     /// What the reply means.
     pub outcome: DomainOutcome,
-    /// How many times ETRN was sent for it (retries after 4xx included).
+    /// How many times ETRN (or the ATRN naming it) was sent (retries included).
     pub attempts: u32,
     /// How many stored messages had a recipient in this domain.
     pub messages: u32,
@@ -111,11 +146,14 @@ impl DomainReport {
     /// A one-line explanation of this domain's result for the user.
     pub fn explain(&self) -> String {
         if self.outcome == DomainOutcome::NotSent && self.attempts > 0 {
-            // ETRN went out but no answer came back: the queue run may still have started.
-            return "no answer to ETRN: the connection failed after it was sent; mail may still arrive, or fetch again".into();
+            return match self.mode {
+                // ETRN went out but no answer came back: the queue run may still have started.
+                FetchMode::Etrn => "no answer to ETRN: the connection failed after it was sent; mail may still arrive, or fetch again".into(),
+                FetchMode::Odmr => "no answer to ATRN: the connection failed after it was sent; fetch again".into(),
+            };
         }
         self.outcome
-            .describe(self.domain.trim_start_matches(['@', '#']))
+            .describe_for(self.mode, self.domain.trim_start_matches(['@', '#']))
     }
 }
 

@@ -1,6 +1,7 @@
-//! The Mailcall service: the always-on SMTP listener, fetch sessions on request — one at a time,
-//! a request during a session merged into it — and the one list of accounts, published on a
-//! watch for whoever needs it (the triggers, the listener's recipient policy).
+//! The Mailcall service: the SMTP listener (always on while an ETRN account needs it; never bound
+//! when every account is ODMR), fetch sessions on request — one at a time, a request during a
+//! session merged into it — and the one list of accounts, published on a watch for whoever
+//! needs it (the triggers, the recipient policy of the listener and of ODMR's turned lines).
 //!
 //! [`crate::instance`] is what front ends start; it builds a service and its triggers.
 
@@ -19,7 +20,7 @@ use crate::account::{Account, DomainSpec};
 use crate::client::ClientSettings;
 use crate::config::{Config, ConfigError};
 use crate::event::{Event, EventSink};
-use crate::fetch::{self, FetchOptions};
+use crate::fetch::{self, FetchOptions, Receiving};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::listener::{
@@ -36,7 +37,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// Everything the service needs to run.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
-    /// Where the listener listens.
+    /// Where the listener listens (when an ETRN account needs it).
     pub listen: SocketAddr,
     /// The Maildir to deliver into.
     pub maildir: PathBuf,
@@ -170,7 +171,7 @@ struct FetchCommand(FetchRequest, oneshot::Sender<SessionRecord>);
 pub struct ServiceHandle {
     tx: mpsc::UnboundedSender<FetchCommand>,
     events: EventSink,
-    listen: SocketAddr,
+    listener: Arc<ListenerSlot>,
     accounts: watch::Sender<Accounts>,
     policy: Arc<RecipientPolicy>,
     fetching: Arc<AtomicBool>,
@@ -221,9 +222,19 @@ impl ServiceHandle {
         &self.events
     }
 
-    /// Where the listener listens.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
+    /// Where the listener listens; `None` while none runs (every account is ODMR).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listener.addr()
+    }
+
+    /// Binds the listener if the accounts now need it (an ETRN account was added to a service
+    /// that had ODMR accounts only) and it is not up yet; returns where it listens, if it does.
+    /// A listener that is up stays up when its last ETRN account goes.
+    pub async fn listen_if_needed(&self) -> Result<Option<SocketAddr>, BindError> {
+        if !needs_listener(&self.accounts()) {
+            return Ok(self.listener.addr());
+        }
+        self.listener.ensure().await
     }
 
     /// Whether a fetch session is running.
@@ -243,13 +254,14 @@ impl ServiceHandle {
 }
 
 /// What a service needs from the system before anything else: the Maildir, created, and the
-/// listener's socket, bound (connections queue in the kernel until it serves). Done first so a
-/// bad Maildir or port shows before the keyring is asked or any ETRN is sent.
+/// router (the routes' Maildirs and the spool). Done first so a bad Maildir or route shows before
+/// the keyring is asked or anything is sent. The listener's socket
+/// is bound by [`start_prepared`], once the accounts say whether one is needed: ODMR accounts
+/// need none, so a setup with only those never binds a port.
 #[derive(Debug)]
 pub struct Prepared {
     options: ServiceOptions,
     maildir: Maildir,
-    listener: Listener,
     router: Arc<Router>,
 }
 
@@ -260,49 +272,49 @@ impl Prepared {
     }
 }
 
-/// Creates the Maildir and binds the listener.
+/// Creates the Maildir.
 pub async fn prepare(options: ServiceOptions) -> Result<Prepared, StartError> {
     let maildir = Maildir::create(&options.maildir).map_err(|source| StartError::Maildir {
         path: options.maildir.clone(),
         source,
     })?;
     let router = Arc::new(options.routing.router(maildir.clone())?);
-    let listener = Listener::bind(options.listen).await?;
     Ok(Prepared {
         options,
         maildir,
-        listener,
         router,
     })
 }
 
-/// Starts the service: creates the Maildir, binds the listener (so a bind error shows before any
-/// ETRN), and runs until `shutdown` is cancelled or [`ServiceHandle::stop`] is called.
+/// Starts the service: creates the Maildir, binds the listener when an account needs it (so a
+/// bind error shows before any ETRN), and runs until `shutdown` is cancelled or
+/// [`ServiceHandle::stop`] is called.
 pub async fn start(
     options: ServiceOptions,
     accounts: Vec<Account>,
     events: EventSink,
     shutdown: CancellationToken,
 ) -> Result<ServiceHandle, StartError> {
-    Ok(start_prepared(
-        prepare(options).await?,
-        accounts,
-        events,
-        shutdown,
-    ))
+    start_prepared(prepare(options).await?, accounts, events, shutdown).await
 }
 
-/// Starts a prepared service with `accounts`.
-pub fn start_prepared(
+/// Whether `accounts` need the listener: an ETRN account does (the ISP connects to it), and so
+/// does a service with no account yet (an ISP may deliver on its own, as before accounts had
+/// modes); ODMR accounts alone do not.
+pub fn needs_listener(accounts: &[Account]) -> bool {
+    accounts.is_empty() || accounts.iter().any(|a| a.mode.needs_listener())
+}
+
+/// Starts a prepared service with `accounts`; binds the listener first when they need it.
+pub async fn start_prepared(
     prepared: Prepared,
     accounts: Vec<Account>,
     events: EventSink,
     shutdown: CancellationToken,
-) -> ServiceHandle {
+) -> Result<ServiceHandle, StartError> {
     let Prepared {
         options,
         maildir,
-        listener,
         router,
     } = prepared;
     // Leftovers of a crash or power cut: never acknowledged, so the ISP still has them.
@@ -314,7 +326,6 @@ pub fn start_prepared(
         ),
         Err(e) => tracing::warn!("cannot clean {}/tmp: {e}", options.maildir.display()),
     }
-    let listen = listener.local_addr();
     let policy = Arc::new(RecipientPolicy::new(domains_of(&accounts)));
     let (ltx, lrx) = mpsc::unbounded_channel();
     let stop_listener = CancellationToken::new();
@@ -328,7 +339,18 @@ pub fn start_prepared(
         )
         .with_router(router),
     );
-    let server = tokio::spawn(listener.serve(reception));
+    let listener = Arc::new(ListenerSlot {
+        listen: options.listen,
+        reception,
+        addr: Mutex::new(None),
+        task: Mutex::new(None),
+        binding: tokio::sync::Mutex::new(()),
+    });
+    if needs_listener(&accounts) {
+        listener.ensure().await?;
+    } else {
+        tracing::info!("no listener: every account uses ODMR, which needs no inbound port");
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let fetching = Arc::new(AtomicBool::new(false));
     let (accounts_tx, accounts_rx) = watch::channel(Arc::new(accounts));
@@ -336,19 +358,68 @@ pub fn start_prepared(
         options,
         accounts: accounts_rx,
         events: events.clone(),
-        listen,
+        listener: listener.clone(),
         fetching: fetching.clone(),
     };
-    let task = tokio::spawn(coordinator.run(rx, lrx, server, stop_listener, shutdown.clone()));
-    ServiceHandle {
+    let task = tokio::spawn(coordinator.run(rx, lrx, stop_listener, shutdown.clone()));
+    Ok(ServiceHandle {
         tx,
         events,
-        listen,
+        listener,
         accounts: accounts_tx,
         policy,
         fetching,
         shutdown,
         task: Arc::new(Mutex::new(Some(task))),
+    })
+}
+
+/// The listener, bound on demand: where it should listen, what its sessions share (ODMR's turned
+/// lines use that too), and, once bound, its address and the task serving it.
+struct ListenerSlot {
+    listen: SocketAddr,
+    reception: Arc<Reception>,
+    addr: Mutex<Option<SocketAddr>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// Held while binding, so two reloads at once bind once.
+    binding: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ListenerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSlot")
+            .field("listen", &self.listen)
+            .field("bound", &self.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListenerSlot {
+    fn addr(&self) -> Option<SocketAddr> {
+        *self.addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Binds and serves the listener unless it is up (or the service is stopping).
+    async fn ensure(&self) -> Result<Option<SocketAddr>, BindError> {
+        let _binding = self.binding.lock().await;
+        if let Some(addr) = self.addr() {
+            return Ok(Some(addr));
+        }
+        if self.reception.shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        let listener = Listener::bind(self.listen).await?;
+        let addr = listener.local_addr();
+        tracing::info!(%addr, "listening for the ISP's deliveries (ETRN)");
+        let task = tokio::spawn(listener.serve(self.reception.clone()));
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        Ok(Some(addr))
+    }
+
+    /// The serving task, for the shutdown to wait on.
+    fn take_task(&self) -> Option<JoinHandle<()>> {
+        self.task.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -360,7 +431,7 @@ struct Coordinator {
     options: ServiceOptions,
     accounts: watch::Receiver<Accounts>,
     events: EventSink,
-    listen: SocketAddr,
+    listener: Arc<ListenerSlot>,
     fetching: Arc<AtomicBool>,
 }
 
@@ -382,7 +453,6 @@ impl Coordinator {
         self,
         mut commands: mpsc::UnboundedReceiver<FetchCommand>,
         mut deliveries: mpsc::UnboundedReceiver<ListenerEvent>,
-        server: JoinHandle<()>,
         stop_listener: CancellationToken,
         shutdown: CancellationToken,
     ) {
@@ -461,10 +531,12 @@ impl Coordinator {
         self.fetching.store(false, Ordering::SeqCst);
         // Deliveries in flight finish (the listener answers new commands with 421 meanwhile).
         stop_listener.cancel();
-        if tokio::time::timeout(DRAIN_LIMIT, server).await.is_err() {
-            self.events.emit(Event::Error(Problem::new(
-                "the listener did not finish its deliveries in time; any message without a 250 stays at the ISP",
-            )));
+        if let Some(server) = self.listener.take_task() {
+            if tokio::time::timeout(DRAIN_LIMIT, server).await.is_err() {
+                self.events.emit(Event::Error(Problem::new(
+                    "the listener did not finish its deliveries in time; any message without a 250 stays at the ISP",
+                )));
+            }
         }
         while let Ok(ev) = deliveries.try_recv() {
             self.unsolicited(ev);
@@ -513,14 +585,19 @@ impl Coordinator {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let cancel = shutdown.child_token();
         let events = self.events.clone();
-        let listen = self.listen;
+        let listen = self.listener.addr();
+        let reception = self.listener.reception.clone();
         let session_cancel = cancel.clone();
         self.fetching.store(true, Ordering::SeqCst);
         let task = tokio::spawn(async move {
+            let receiving = Receiving {
+                listen,
+                reception,
+                deliveries: &mut rx,
+            };
             let mut record = fetch::run(
                 accounts,
-                listen,
-                &mut rx,
+                receiving,
                 &options,
                 attempt,
                 &events,

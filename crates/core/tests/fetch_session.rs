@@ -110,6 +110,7 @@ async fn deliver(target: SocketAddr, domain: String, n: usize) {
 fn account(isp: SocketAddr, domains: &[&str]) -> Account {
     Account {
         name: "isp".into(),
+        mode: mailcall_core::account::FetchMode::Etrn,
         host: isp.ip().to_string(),
         port: isp.port(),
         security: Security::None,
@@ -120,6 +121,13 @@ fn account(isp: SocketAddr, domains: &[&str]) -> Account {
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
         link: Default::default(),
     }
+}
+
+/// Where the service's listener listens: a service started with no account has one.
+fn listening(service: &ServiceHandle) -> SocketAddr {
+    service
+        .listen_addr()
+        .expect("a service with no accounts listens")
 }
 
 fn options(maildir: &std::path::Path, idle: Duration, history: Option<History>) -> ServiceOptions {
@@ -199,7 +207,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
             deliver: 2,
         },
     ];
-    let isp = fake_isp(plans, service.listen_addr(), log.clone()).await;
+    let isp = fake_isp(plans, listening(&service), log.clone()).await;
     let acct = account(isp, &["alpha.test", "unknown.test", "#beta.test"]);
     let record = fetch_with(&service, acct).await;
 
@@ -232,7 +240,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
     while let Ok(ev) = rx.try_recv() {
         seen.push(match ev {
             Event::SessionStarted { .. } => "started",
-            Event::EtrnReply { .. } => "reply",
+            Event::EtrnReply { .. } | Event::AtrnReply { .. } => "reply",
             Event::Connected { .. } => "connected",
             Event::MessageStored(_) => "stored",
             Event::Error { .. } => "error",
@@ -261,7 +269,7 @@ async fn a_253_count_ends_the_session_when_that_many_arrived() {
         reply: "253 2 pending messages started",
         deliver: 2,
     }];
-    let isp = fake_isp(plans, service.listen_addr(), Arc::default()).await;
+    let isp = fake_isp(plans, listening(&service), Arc::default()).await;
     let acct = account(isp, &["alpha.test"]);
     let started = std::time::Instant::now();
     let record = fetch_with(&service, acct).await;
@@ -288,7 +296,7 @@ async fn no_mail_everywhere_ends_at_once_and_succeeds() {
         reply: "251 OK, no messages waiting",
         deliver: 0,
     }];
-    let isp = fake_isp(plans, service.listen_addr(), Arc::default()).await;
+    let isp = fake_isp(plans, listening(&service), Arc::default()).await;
     let acct = account(isp, &["alpha.test"]);
     let record = fetch_with(&service, acct).await;
     assert_eq!(record.ended_because, EndReason::NothingToWaitFor);
@@ -315,7 +323,7 @@ async fn requests_during_a_session_join_it_instead_of_starting_another() {
         deliver: 1,
     }];
     // The fake ISP takes one connection only: a second session could not even connect.
-    let isp = fake_isp(plans, service.listen_addr(), log.clone()).await;
+    let isp = fake_isp(plans, listening(&service), log.clone()).await;
     service.set_accounts(vec![account(isp, &["alpha.test"])]);
     let (a, b, c) = tokio::join!(
         service.fetch(FetchRequest::all(Trigger::Tray)),
@@ -352,7 +360,7 @@ async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
     let acct = account("127.0.0.1:9".parse().unwrap(), &["alpha.test"]);
     service.set_accounts(vec![acct]);
     // The ISP retries on its own while we are online: no ETRN, no session.
-    deliver(service.listen_addr(), "alpha.test".into(), 2).await;
+    deliver(listening(&service), "alpha.test".into(), 2).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let records = loop {
         let (records, _) = history.recent(10).unwrap();
@@ -374,4 +382,56 @@ async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
     }
     assert_eq!(stored, 2);
     service.stop().await;
+}
+
+/// A free loopback port (bound and let go at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odmr_accounts_alone_bind_no_listener_until_an_etrn_account_comes() {
+    use mailcall_core::account::FetchMode;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut opts = options(&dir.path().join("Maildir"), Duration::from_secs(1), None);
+    opts.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut odmr = account("127.0.0.1:1".parse().unwrap(), &["odmr.test"]);
+    odmr.name = "odmr".into();
+    odmr.mode = FetchMode::Odmr;
+    odmr.security = Security::Starttls;
+    odmr.username = Some("customer".into());
+    odmr.password = Some(mailcall_core::account::Secret::new("pw"));
+    let service = service::start(
+        opts,
+        vec![odmr.clone()],
+        EventSink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(service.listen_addr(), None);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "nothing may listen on {port} with ODMR accounts only"
+    );
+    // Reloading with the same accounts binds nothing.
+    assert_eq!(service.listen_if_needed().await.unwrap(), None);
+    // An ETRN account arrives (account set + reload): the listener comes up then.
+    let mut etrn = account("127.0.0.1:1".parse().unwrap(), &["etrn.test"]);
+    etrn.name = "etrn".into();
+    service.set_accounts(vec![odmr, etrn]);
+    let addr = service.listen_if_needed().await.unwrap();
+    assert_eq!(addr.map(|a| a.port()), Some(port));
+    assert_eq!(service.listen_addr(), addr);
+    let mut greeting = BufReader::new(TcpStream::connect(addr.unwrap()).await.unwrap());
+    let mut line = String::new();
+    greeting.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("220 mailcall.test"), "{line}");
+    service.stop().await;
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }

@@ -27,6 +27,7 @@ fn account(link: LinkSettings) -> Account {
     drop(closed);
     Account {
         name: "isp".into(),
+        mode: mailcall_core::account::FetchMode::Etrn,
         host: "127.0.0.1".into(),
         port,
         security: Security::None,

@@ -37,6 +37,7 @@ pub enum Stream {
     /// TLS over TCP (implicit TLS, or after STARTTLS), the server's certificate verified.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A local unix socket (an LMTP server on the same machine); never encrypted.
+    #[cfg(unix)]
     Unix(tokio::net::UnixStream),
 }
 
@@ -44,6 +45,19 @@ impl Stream {
     /// Whether the stream is encrypted.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::Tls(s) => s.get_ref().0.peer_addr(),
+            #[cfg(unix)]
+            Stream::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix socket has no IP address",
+            )),
+        }
     }
 }
 
@@ -56,6 +70,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -70,6 +85,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -78,6 +94,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -86,6 +103,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -158,23 +176,34 @@ impl Connection {
             port: 0,
             reason,
         };
-        let unix = match timeout(connect_timeout, tokio::net::UnixStream::connect(path)).await {
-            Err(_) => {
-                return Err(connect_error(format!(
-                    "timed out after {:.1} s",
-                    connect_timeout.as_secs_f64()
-                )))
-            }
-            Ok(Err(e)) => return Err(connect_error(e.to_string())),
-            Ok(Ok(unix)) => unix,
-        };
-        Ok(Connection {
-            stream: Some(Stream::Unix(unix)),
-            host: shown,
-            reply_timeout,
-            inbuf: Vec::with_capacity(READ_CHUNK),
-            transcript,
-        })
+        #[cfg(not(unix))]
+        {
+            let _ = (connect_timeout, reply_timeout);
+            Err(connect_error(
+                "Unix sockets are not available on this system: give the server as HOST:PORT"
+                    .into(),
+            ))
+        }
+        #[cfg(unix)]
+        {
+            let unix = match timeout(connect_timeout, tokio::net::UnixStream::connect(path)).await {
+                Err(_) => {
+                    return Err(connect_error(format!(
+                        "timed out after {:.1} s",
+                        connect_timeout.as_secs_f64()
+                    )))
+                }
+                Ok(Err(e)) => return Err(connect_error(e.to_string())),
+                Ok(Ok(unix)) => unix,
+            };
+            Ok(Connection {
+                stream: Some(Stream::Unix(unix)),
+                host: shown,
+                reply_timeout,
+                inbuf: Vec::with_capacity(READ_CHUNK),
+                transcript,
+            })
+        }
     }
 
     /// The server's host name, as configured.
@@ -220,6 +249,7 @@ impl Connection {
             Some(Stream::Plain(tcp)) => tcp,
             other => {
                 let reason = match &other {
+                    #[cfg(unix)]
                     Some(Stream::Unix(_)) => "TLS over a unix socket is not supported",
                     _ => "TLS is already on",
                 };

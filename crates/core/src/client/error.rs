@@ -98,6 +98,28 @@ pub enum IspError {
         /// The server, as the account names it.
         host: String,
     },
+    /// An ODMR account without a user name: RFC 2645 requires AUTH, so nothing was sent.
+    #[error("account {account} uses ODMR, which requires authentication (RFC 2645), but has no user name: give it the ISP's user name and password, or use ETRN mode")]
+    OdmrNeedsAuth {
+        /// The account.
+        account: String,
+    },
+    /// ATRN is not in the EHLO reply: nothing was sent.
+    #[error("{host} does not advertise ATRN in its EHLO reply, so no ATRN was sent: this server and port offer no ODMR (RFC 2645's port is 366); check the server and port, or use ETRN mode if the ISP can connect to you")]
+    AtrnNotAdvertised {
+        /// Host.
+        host: String,
+    },
+    /// The server answered ATRN with 500/501/502: it does not do ODMR after all.
+    #[error("{host} does not support ATRN ({code} {text}); use ETRN mode, or ask the ISP how to fetch held mail")]
+    AtrnUnsupported {
+        /// Host.
+        host: String,
+        /// Reply code.
+        code: u16,
+        /// Reply text.
+        text: String,
+    },
     /// The server said 421: it is closing the connection.
     #[error("{host} is closing the connection (421 {text}); it is busy or shutting down, try again later")]
     ServiceClosing {
@@ -157,7 +179,10 @@ impl IspError {
             | IspError::PlaintextAuth { .. }
             | IspError::NoPassword { .. }
             | IspError::AuthUnsupported { .. }
-            | IspError::EtrnNotAdvertised { .. } => false,
+            | IspError::EtrnNotAdvertised { .. }
+            | IspError::OdmrNeedsAuth { .. }
+            | IspError::AtrnNotAdvertised { .. }
+            | IspError::AtrnUnsupported { .. } => false,
         }
     }
 
@@ -171,7 +196,10 @@ impl IspError {
             | IspError::StarttlsRefused { .. }
             | IspError::PlaintextAuth { .. } => AccountField::Security,
             IspError::NoPassword { .. } | IspError::AuthFailed { .. } => AccountField::Password,
-            IspError::AuthUnsupported { .. } => AccountField::User,
+            IspError::AuthUnsupported { .. } | IspError::OdmrNeedsAuth { .. } => AccountField::User,
+            IspError::AtrnNotAdvertised { .. } | IspError::AtrnUnsupported { .. } => {
+                AccountField::Mode
+            }
             IspError::Timeout { .. } => return Some(Setting::config("reply-timeout")),
             IspError::ServiceClosing { .. }
             | IspError::ConnectionLost { .. }
@@ -234,6 +262,30 @@ mod tests {
                 "does not advertise ETRN",
                 false,
                 Some(AccountField::Host),
+            ),
+            (
+                IspError::AtrnNotAdvertised { host: h() },
+                "does not advertise ATRN",
+                false,
+                Some(AccountField::Mode),
+            ),
+            (
+                IspError::AtrnUnsupported {
+                    host: h(),
+                    code: 502,
+                    text: "not here".into(),
+                },
+                "use ETRN mode",
+                false,
+                Some(AccountField::Mode),
+            ),
+            (
+                IspError::OdmrNeedsAuth {
+                    account: "isp".into(),
+                },
+                "requires authentication",
+                false,
+                Some(AccountField::User),
             ),
             (
                 IspError::ServiceClosing {

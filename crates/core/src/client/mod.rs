@@ -17,7 +17,7 @@ pub mod transcript;
 pub mod transfer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;

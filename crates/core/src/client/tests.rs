@@ -21,13 +21,14 @@ const USER: &str = "customer";
 const PASSWORD: &str = "pa55-w0rd";
 
 /// A test CA and a server certificate for 127.0.0.1 it signed; the CA's PEM in a file.
-struct Pki {
-    server: Arc<rustls::ServerConfig>,
-    ca_file: PathBuf,
+pub(crate) struct Pki {
+    pub(crate) server: Arc<rustls::ServerConfig>,
+    pub(crate) ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn pki() -> Pki {
+/// A fresh test CA, a server certificate for 127.0.0.1, and the CA's PEM file.
+pub(crate) fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -184,6 +185,7 @@ fn ok_if(good: bool) -> String {
 fn account(port: u16, security: Security, ca_file: Option<PathBuf>) -> Account {
     Account {
         name: "isp".into(),
+        mode: crate::account::FetchMode::Etrn,
         host: "127.0.0.1".into(),
         port,
         security,

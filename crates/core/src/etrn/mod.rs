@@ -9,7 +9,7 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::account::Account;
+use crate::account::{Account, FetchMode};
 use crate::client::transcript::Transcript;
 use crate::client::{self, ClientSettings, Connection, Endpoint, IspError, ServerInfo};
 use crate::event::{Event, EventSink};
@@ -20,7 +20,7 @@ use command::Etrn;
 /// The longest pause between two attempts of the same ETRN, however the delay doubles.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
-/// The result of one account's ETRN session.
+/// The result of one account's ETRN session (or ODMR sessions, [`crate::odmr`]).
 #[derive(Debug, Clone)]
 pub struct AccountResult {
     /// The account's name.
@@ -50,6 +50,7 @@ impl AccountResult {
 fn not_sent(account: &Account, domain: String) -> DomainReport {
     DomainReport {
         account: account.name.clone(),
+        mode: FetchMode::Etrn,
         domain,
         code: None,
         text: String::new(),

@@ -114,6 +114,7 @@ impl Drop for FakeServer {
 fn account(port: u16, domains: &[&str]) -> Account {
     Account {
         name: "isp".into(),
+        mode: crate::account::FetchMode::Etrn,
         host: "127.0.0.1".into(),
         port,
         security: Security::None,

@@ -65,6 +65,23 @@ impl Reception {
         self.router = router;
         self
     }
+
+    /// A reception like this one — the same recipient policy and deliveries — with other
+    /// settings, another event channel and another stop token (ODMR's turned line).
+    pub fn derive(
+        &self,
+        settings: Arc<ListenerSettings>,
+        events: mpsc::UnboundedSender<ListenerEvent>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Reception {
+            settings,
+            policy: self.policy.clone(),
+            router: self.router.clone(),
+            events,
+            shutdown,
+        }
+    }
 }
 
 /// Where the session stands; the DATA phase runs inside `Session::data` and ends in `Greeted`.

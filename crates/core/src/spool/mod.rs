@@ -258,10 +258,11 @@ impl Spool {
             .truncate(false)
             .write(true)
             .open(self.root.join("lock"))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // flock(2) on Unix, LockFileEx on Windows; released when the file is closed.
+        match file.try_lock() {
             Ok(()) => Ok(Some(SpoolLock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(io::Error::from(e)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
 
