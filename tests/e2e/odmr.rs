@@ -257,7 +257,7 @@ fn atrn_not_offered_is_said_with_the_mode_as_the_fix_and_check_agrees() {
     let out = fetch(&cli, listener_port(), &maildir);
     out.assert_failure()
         .assert_mentions("does not advertise ATRN")
-        .assert_mentions("mailcall-cli account edit isp --mode etrn");
+        .assert_mentions("account edit isp --mode etrn");
     assert_eq!(atrn_lines(&out.stdout), 0, "no ATRN may be sent\n{out}");
     assert!(!isp.main_log().contains("ATRN '"), "{}", isp.log());
 
