@@ -22,6 +22,9 @@ pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
     (AccountField::Security, "security", "Security"),
     (AccountField::User, "username", "User name"),
     (AccountField::Password, "password", "Password"),
+    // Set with `mailcall-cli account edit --password-command`; the window's password field
+    // replaces it.
+    (AccountField::PasswordCommand, "password", "Password"),
     (AccountField::CaFile, "ca_file", "CA file"),
     (AccountField::Helo, "helo", "HELO name"),
     (AccountField::Domains, "domains", "Domains"),
@@ -312,6 +315,11 @@ impl AccountForm {
             host: self.host.trim().to_string(),
             port,
             security: self.security,
+            // The window has no field for it yet: a password command set with the CLI stays,
+            // unless the window gives a password.
+            password_command: stored
+                .filter(|s| s.username == username && password.is_none())
+                .and_then(|s| s.password_command.clone()),
             username,
             password,
             helo: optional(&self.helo),

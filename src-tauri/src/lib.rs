@@ -50,7 +50,11 @@ pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
 /// Runs the tray app until Quit.
 pub fn run(launch: Launch) -> anyhow::Result<()> {
     let config_path = mailcall_core::config::config_path(None)?;
-    let state = AppState::new(config_path, Arc::new(OsKeyring));
+    // The account store the config names (the OS keyring, or the account file).
+    let store = mailcall_core::config::Config::load(&config_path)
+        .map(|c| mailcall_core::keystore::for_config(&c, &config_path))
+        .unwrap_or_else(|_| Arc::new(OsKeyring));
+    let state = AppState::new(config_path, store);
     let app = builder(tauri::Builder::default(), state)
         // A second `mailcall` hands its arguments to this one and exits.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {

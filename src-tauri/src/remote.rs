@@ -4,7 +4,6 @@
 //! [`Instance`] and exit.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use mailcall_core::config;
 use mailcall_core::control;
@@ -12,7 +11,6 @@ use mailcall_core::event::EventSink;
 use mailcall_core::hint::Problem;
 use mailcall_core::history::{SessionRecord, Trigger};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
-use mailcall_core::keystore::OsKeyring;
 use mailcall_core::service::FetchRequest;
 use tauri::{AppHandle, Runtime};
 
@@ -136,7 +134,7 @@ fn report(record: &SessionRecord) -> ExitCode {
 /// around it), then out.
 async fn one_shot() -> Result<SessionRecord, Problem> {
     let path = config::config_path(None).map_err(|e| Problem::new(e.to_string()))?;
-    let mut options = InstanceOptions::load(Mode::OneShot, path.clone(), Arc::new(OsKeyring))
+    let mut options = InstanceOptions::load(Mode::OneShot, path.clone())
         .map_err(|e| Problem::new(e.to_string()))?;
     options.fetch_at_start = false;
     if options.config.accounts.is_empty() {

@@ -422,6 +422,7 @@ fn cli_account_with_link() -> Account {
         security: Security::Starttls,
         username: Some("alice".into()),
         password: Some(Secret::new("hunter2")),
+        password_command: None,
         helo: None,
         ca_file: None,
         domains: vec!["example.com".parse().unwrap()],

@@ -19,6 +19,7 @@ mod everyday;
 mod exit_codes;
 mod faults;
 mod fetch;
+mod headless;
 mod hostile;
 mod ipup;
 mod linkworld;

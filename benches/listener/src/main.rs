@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         security: Security::None,
         username: None,
         password: None,
+        password_command: None,
         helo: None,
         ca_file: None,
         domains: vec![domain],

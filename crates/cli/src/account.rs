@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use mailcall_core::account::{Account, DomainSpec, FetchMode, LinkSettings, Secret, Security};
 use mailcall_core::control;
 use mailcall_core::hint::AccountField;
-use mailcall_core::keystore::{AccountStore, KeystoreError, OsKeyring};
+use mailcall_core::keystore::{self, AccountStore, KeystoreError};
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
@@ -60,8 +60,12 @@ pub struct SetArgs {
     #[arg(long)]
     user: Option<String>,
     /// Read the password from the first line of standard input.
-    #[arg(long, requires = "user")]
+    #[arg(long, requires = "user", conflicts_with = "password_command")]
     password_stdin: bool,
+    /// Instead of a stored password, run this command (no shell) each time Mailcall connects and
+    /// use the first line it prints, e.g. "pass show isp" (for machines without a keyring).
+    #[arg(long, value_name = "COMMAND", requires = "user")]
+    password_command: Option<String>,
     /// A PEM file of CA certificates to trust for this ISP (for ISPs with their own CA).
     #[arg(long, value_name = "PATH")]
     ca_file: Option<PathBuf>,
@@ -106,9 +110,13 @@ pub struct EditArgs {
     /// Remove the user name and password (no AUTH).
     #[arg(long)]
     no_user: bool,
-    /// Read a new password from the first line of standard input.
-    #[arg(long, conflicts_with = "no_user")]
+    /// Read a new password from the first line of standard input (replaces a password command).
+    #[arg(long, conflicts_with_all = ["no_user", "password_command"])]
     password_stdin: bool,
+    /// Get the password from this command (no shell) each time Mailcall connects, instead of a
+    /// stored one, e.g. "pass show isp".
+    #[arg(long, value_name = "COMMAND", conflicts_with = "no_user")]
+    password_command: Option<String>,
     /// A PEM file of CA certificates to trust for this ISP.
     #[arg(long, value_name = "PATH", conflicts_with = "no_ca_file")]
     ca_file: Option<PathBuf>,
@@ -147,15 +155,17 @@ pub struct EditArgs {
     no_link_timeout: bool,
 }
 
-/// Runs an `account` subcommand against the OS keyring.
+/// Runs an `account` subcommand against the account store the config names (`account-store`).
 pub fn run(explicit: Option<&Path>, cmd: AccountCommand) -> Outcome {
-    let store = OsKeyring;
+    let (path, config) = settings::load(explicit)?;
+    let store = keystore::for_config(&config, &path);
+    let store = store.as_ref();
     match cmd {
-        AccountCommand::Set(args) => set(explicit, &store, args),
-        AccountCommand::Edit(args) => edit(explicit, &store, args),
-        AccountCommand::List => list(explicit, &store),
-        AccountCommand::Show { name } => show(&store, &name),
-        AccountCommand::Remove { name } => remove(explicit, &store, &name),
+        AccountCommand::Set(args) => set(explicit, store, args),
+        AccountCommand::Edit(args) => edit(explicit, store, args),
+        AccountCommand::List => list(explicit, store),
+        AccountCommand::Show { name } => show(store, &name),
+        AccountCommand::Remove { name } => remove(explicit, store, &name),
     }
 }
 
@@ -169,6 +179,7 @@ pub fn flag(field: AccountField) -> &'static str {
         AccountField::Security => "--security",
         AccountField::User => "--user",
         AccountField::Password => "--password-stdin",
+        AccountField::PasswordCommand => "--password-command",
         AccountField::CaFile => "--ca-file",
         AccountField::Helo => "--helo",
         AccountField::Domains => "--domain",
@@ -228,12 +239,19 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
     let old = stored(store, &args.name)?;
     let password = if args.password_stdin {
         Some(read_password()?)
+    } else if args.password_command.is_some() {
+        None
     } else {
         // Changing other settings must not force re-typing the password of the same user.
         old.as_ref()
             .filter(|o| o.username.is_some() && o.username == args.user)
             .and_then(|o| o.password.clone())
     };
+    let password_command = args.password_command.or_else(|| {
+        old.as_ref()
+            .filter(|o| password.is_none() && o.username.is_some() && o.username == args.user)
+            .and_then(|o| o.password_command.clone())
+    });
     let account = Account {
         name: args.name.clone(),
         mode: args.mode,
@@ -244,6 +262,7 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
         security: args.security,
         username: args.user,
         password,
+        password_command,
         helo: args.helo,
         ca_file: args.ca_file.map(ca_path).transpose()?,
         domains: domains(&args.domains)?,
@@ -284,6 +303,7 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
     if args.no_user {
         a.username = None;
         a.password = None;
+        a.password_command = None;
     }
     if let Some(user) = args.user {
         if a.username.as_deref() != Some(&user) {
@@ -293,6 +313,11 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
     }
     if args.password_stdin {
         a.password = Some(read_password()?);
+        a.password_command = None;
+    }
+    if let Some(cmd) = args.password_command {
+        a.password_command = Some(cmd);
+        a.password = None;
     }
     if args.no_ca_file {
         a.ca_file = None;
@@ -399,6 +424,15 @@ pub fn tell_running() {
     }
 }
 
+/// Whether and how the account has a password, never the password itself.
+fn password_state(a: &Account) -> String {
+    match (&a.password, &a.password_command) {
+        (Some(_), _) => "set".into(),
+        (None, Some(cmd)) => format!("from the command {cmd:?}"),
+        (None, None) => "none".into(),
+    }
+}
+
 /// One line describing an account, without its password.
 pub fn describe(a: &Account) -> String {
     let mut s = format!(
@@ -409,7 +443,7 @@ pub fn describe(a: &Account) -> String {
         a.port,
         a.security,
         a.username.as_deref().unwrap_or("-"),
-        if a.password.is_some() { "set" } else { "none" },
+        password_state(a),
         a.domains
             .iter()
             .map(|d| d.to_string())
@@ -467,10 +501,7 @@ fn show(store: &dyn AccountStore, name: &str) -> Outcome {
     say!("port: {}", a.port);
     say!("security: {}", a.security);
     say!("user: {}", or_dash(a.username.clone()));
-    say!(
-        "password: {}",
-        if a.password.is_some() { "set" } else { "none" }
-    );
+    say!("password: {}", password_state(&a));
     say!("helo: {}", or_dash(a.helo.clone()));
     say!(
         "ca-file: {}",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::Args;
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
-use mailcall_core::keystore::OsKeyring;
+use mailcall_core::keystore;
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::{Failure, Outcome};
@@ -60,9 +60,9 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
     let options = InstanceOptions {
         mode: Mode::Daemon,
         fetch_at_start: config.fetch_at_start,
+        store: keystore::for_config(&config, &path),
         config_path: path,
         config: config.clone(),
-        store: Arc::new(OsKeyring),
         control_socket: None,
     };
     runtime()?.block_on(async move {

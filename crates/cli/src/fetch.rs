@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -17,7 +16,7 @@ use mailcall_core::event::{Event, EventSink};
 use mailcall_core::hint::Problem;
 use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
-use mailcall_core::keystore::{AccountStore, OsKeyring};
+use mailcall_core::keystore;
 use mailcall_core::odmr;
 use mailcall_core::service::FetchRequest;
 
@@ -96,9 +95,9 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
     let options = InstanceOptions {
         mode: Mode::OneShot,
         fetch_at_start: false,
+        store: keystore::for_config(&config, &path),
         config_path: path,
         config,
-        store: Arc::new(OsKeyring),
         control_socket: None,
     };
     let names = args.names.clone();
@@ -260,7 +259,9 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
             path.display()
         )));
     }
-    let account = OsKeyring.load(name).map_err(Failure::setup)?;
+    let account = keystore::for_config(&config, &path)
+        .load(name)
+        .map_err(Failure::setup)?;
     let settings = ClientSettings {
         reply_timeout: Duration::from_secs(config.reply_timeout),
         ..ClientSettings::default()

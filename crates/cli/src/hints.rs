@@ -70,6 +70,9 @@ pub fn command_for(setting: &Setting) -> String {
                 AccountField::Port => format!("{edit} --port 587"),
                 AccountField::Security => format!("{edit} --security starttls"),
                 AccountField::User => format!("{edit} --user NAME --password-stdin"),
+                AccountField::PasswordCommand => {
+                    format!("{edit} --password-command 'pass show {account}'")
+                }
                 AccountField::Password => {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --password-stdin")
                 }

@@ -253,6 +253,11 @@ pub struct Account {
     /// The password for SMTP AUTH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
+    /// Instead of a stored password: a command that prints it on its first line (`pass show
+    /// isp`, like msmtp's `passwordeval`), run without a shell each time Mailcall connects — for
+    /// a machine without a keyring. Never both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
     /// The name we give in EHLO; the machine's host name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helo: Option<String>,
@@ -347,14 +352,34 @@ impl Account {
                 "0 is not a port: use a number from 1 to 65535".into(),
             );
         }
-        match (&self.username, &self.password) {
+        let has_secret = self.password.is_some() || self.password_command.is_some();
+        match (&self.username, has_secret) {
             (Some(_), _) if self.security == Security::None => bad(
                 AccountField::Security,
                 "a password is never sent unencrypted: choose STARTTLS or TLS, or remove the user name".into(),
             ),
-            (Some(_), None) => bad(AccountField::Password, "the user name needs a password".into()),
-            (None, Some(_)) => bad(AccountField::User, "a password needs a user name".into()),
+            (Some(_), false) => bad(
+                AccountField::Password,
+                "the user name needs a password (or a password command)".into(),
+            ),
+            (None, true) => bad(AccountField::User, "a password needs a user name".into()),
             _ => {}
+        }
+        if let Some(cmd) = &self.password_command {
+            if self.password.is_some() {
+                bad(
+                    AccountField::PasswordCommand,
+                    "give a password or a password command, not both".into(),
+                );
+            }
+            match crate::trigger::split_command(cmd) {
+                Ok(words) if !words.is_empty() => {}
+                Ok(_) => bad(AccountField::PasswordCommand, "the command is empty".into()),
+                Err(e) => bad(
+                    AccountField::PasswordCommand,
+                    format!("{e}; commands run without a shell, quote words with ' or \""),
+                ),
+            }
         }
         if self.mode == FetchMode::Odmr && self.username.is_none() {
             bad(
@@ -540,6 +565,7 @@ mod tests {
             security: Security::Starttls,
             username: Some("u".into()),
             password: Some(Secret::new("p")),
+            password_command: None,
             helo: None,
             ca_file: None,
             domains: vec!["example.com".parse().unwrap()],
@@ -568,6 +594,23 @@ mod tests {
         assert_eq!(
             fields(with(&|a| a.password = None)),
             [AccountField::Password]
+        );
+        // A password command instead of a password: fine; both, or a broken command, not.
+        let by_command = with(&|a| {
+            a.password = None;
+            a.password_command = Some("pass show isp".into());
+        });
+        assert!(by_command.check().is_empty(), "{:?}", by_command.check());
+        assert_eq!(
+            fields(with(&|a| a.password_command = Some("pass show isp".into()))),
+            [AccountField::PasswordCommand]
+        );
+        assert_eq!(
+            fields(with(&|a| {
+                a.password = None;
+                a.password_command = Some("pass 'isp".into());
+            })),
+            [AccountField::PasswordCommand]
         );
         assert_eq!(
             fields(with(&|a| a.helo = Some("bad helo".into()))),
@@ -675,6 +718,7 @@ mod tests {
             security: Security::Starttls,
             username: Some("u".into()),
             password: Some(Secret::new("hunter2")),
+            password_command: None,
             helo: None,
             ca_file: None,
             domains: vec![],

@@ -79,6 +79,18 @@ impl ConfigError {
     }
 }
 
+/// Where the accounts' settings live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStoreKind {
+    /// The OS keyring (Secret Service, Keychain, Credential Manager), passwords included.
+    #[default]
+    Keyring,
+    /// `accounts.toml` beside the config, for machines without a keyring: no passwords, so an
+    /// account with AUTH uses a password command.
+    File,
+}
+
 /// The preferences and the list of accounts; the keys of `mailcall-cli config set`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -112,8 +124,10 @@ pub struct Config {
     pub fetch_interval: u64,
     /// Fetch once when Mailcall starts and a watched interface is already up.
     pub fetch_at_start: bool,
-    /// The accounts' names; their settings live in the OS keyring.
+    /// The accounts' names; their settings live in the account store.
     pub accounts: Vec<String>,
+    /// Where the accounts' settings live: the OS keyring, or a file beside the config.
+    pub account_store: AccountStoreKind,
     /// Offer STARTTLS to delivering ISPs (self-signed certificate unless `tls-cert` is set).
     pub starttls: bool,
     /// The listener's certificate chain (PEM); with `tls-key`. Default: a self-signed one.
@@ -230,6 +244,7 @@ impl Default for Config {
             fetch_interval: 0,
             fetch_at_start: true,
             accounts: Vec::new(),
+            account_store: AccountStoreKind::Keyring,
             starttls: true,
             tls_cert: None,
             tls_key: None,
@@ -363,6 +378,10 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "fetch-at-start",
         about: "fetch once at start when a link is up (true/false)",
+    },
+    Key {
+        name: "account-store",
+        about: "where accounts live: keyring, or file (no passwords: use a password command)",
     },
 ];
 
@@ -726,6 +745,13 @@ impl Config {
             }
             "hostname" => next.hostname = Some(value.trim().to_string()),
             "starttls" => next.starttls = parse_bool(key, value)?,
+            "account-store" => {
+                next.account_store = match value.trim().to_ascii_lowercase().as_str() {
+                    "keyring" => AccountStoreKind::Keyring,
+                    "file" => AccountStoreKind::File,
+                    _ => return Err(invalid(key, format!("{value:?} is not keyring or file"))),
+                }
+            }
             "fetch-at-start" => next.fetch_at_start = parse_bool(key, value)?,
             "tls-cert" => next.tls_cert = path(value),
             "tls-key" => next.tls_key = path(value),
@@ -769,6 +795,7 @@ impl Config {
             "data-dir" => self.data_dir = d.data_dir,
             "hostname" => self.hostname = d.hostname,
             "starttls" => self.starttls = d.starttls,
+            "account-store" => self.account_store = d.account_store,
             "fetch-at-start" => self.fetch_at_start = d.fetch_at_start,
             "tls-cert" => self.tls_cert = d.tls_cert,
             "tls-key" => self.tls_key = d.tls_key,
@@ -1042,6 +1069,22 @@ mod tests {
         // Not TOML at all: no key to blame.
         std::fs::write(&path, "idle-timeout = [\n").unwrap();
         assert!(Config::load_to_change(&path, "idle-timeout").is_err());
+    }
+
+    #[test]
+    fn the_account_store_is_a_keyring_or_a_file() {
+        let mut c = Config::default();
+        assert_eq!(c.account_store, AccountStoreKind::Keyring);
+        c.set("account-store", "file").unwrap();
+        assert_eq!(c.account_store, AccountStoreKind::File);
+        let text = toml::to_string_pretty(&c).unwrap();
+        assert!(text.contains("account-store = \"file\""), "{text}");
+        assert_eq!(
+            c.set("account-store", "usb-stick").unwrap_err().key(),
+            Some("account-store")
+        );
+        c.unset("account-store").unwrap();
+        assert_eq!(c.account_store, AccountStoreKind::Keyring);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum AccountField {
     User,
     /// The SMTP AUTH password.
     Password,
+    /// A command that prints the password (instead of a stored one).
+    PasswordCommand,
     /// A CA certificate file to trust for this ISP.
     CaFile,
     /// The name given in EHLO.
@@ -40,7 +42,7 @@ pub enum AccountField {
 
 impl AccountField {
     /// Every field, in the order forms show them.
-    pub const ALL: [AccountField; 13] = [
+    pub const ALL: [AccountField; 14] = [
         AccountField::Name,
         AccountField::Mode,
         AccountField::Host,
@@ -48,6 +50,7 @@ impl AccountField {
         AccountField::Security,
         AccountField::User,
         AccountField::Password,
+        AccountField::PasswordCommand,
         AccountField::CaFile,
         AccountField::Helo,
         AccountField::Domains,
@@ -66,6 +69,7 @@ impl AccountField {
             AccountField::Security => "security",
             AccountField::User => "user name",
             AccountField::Password => "password",
+            AccountField::PasswordCommand => "password command",
             AccountField::CaFile => "CA file",
             AccountField::Helo => "EHLO name",
             AccountField::Domains => "domains",

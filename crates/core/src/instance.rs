@@ -59,13 +59,11 @@ pub struct InstanceOptions {
 }
 
 impl InstanceOptions {
-    /// Options for `mode` over the config at `config_path` (read now) and `store`.
-    pub fn load(
-        mode: Mode,
-        config_path: PathBuf,
-        store: Arc<dyn AccountStore>,
-    ) -> Result<Self, ConfigError> {
+    /// Options for `mode` over the config at `config_path` (read now) and the account store it
+    /// names (`account-store`).
+    pub fn load(mode: Mode, config_path: PathBuf) -> Result<Self, ConfigError> {
         let config = Config::load(&config_path)?;
+        let store = crate::keystore::for_config(&config, &config_path);
         Ok(InstanceOptions {
             mode,
             fetch_at_start: config.fetch_at_start,

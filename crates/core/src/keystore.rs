@@ -1,7 +1,23 @@
-//! Accounts in the OS keyring: one entry per account (service `mailcall`, user = account name)
-//! whose secret is the whole account as JSON, password included.
+//! Where accounts are kept: the OS keyring (one entry per account, service `mailcall`, user =
+//! account name, the whole account as JSON, password included), or — for a machine without a
+//! keyring, such as a home server running the daemon — a file beside the config that holds every
+//! setting but a password: such accounts get theirs from a password command
+//! ([`password_from_command`]), so no password is ever written to a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
+use crate::config::{AccountStoreKind, Config};
+
+/// The file accounts are kept in with `account-store = file`, beside the config file.
+pub const ACCOUNTS_FILE: &str = "accounts.toml";
+/// How long a password command may take (a GPG agent asking for its passphrase is not waited for).
+const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The keyring service name under which Mailcall's entries live.
 pub const SERVICE: &str = "mailcall";
@@ -11,11 +27,11 @@ pub const SERVICE: &str = "mailcall";
 pub enum KeystoreError {
     /// No entry for this account.
     #[error(
-        "there is no account {0:?} in the keyring: add it again, or check the list of accounts"
+        "there is no account {0:?} where accounts are kept: add it again, or check the list of accounts"
     )]
     NotFound(String),
     /// The keyring service is missing, not running or locked.
-    #[error("the OS keyring is not available: {0}. Start and unlock your keyring (GNOME Keyring, KWallet or KeePassXC with its Secret Service enabled, inside your desktop session), then try again")]
+    #[error("the OS keyring is not available: {0}. Start and unlock your keyring (GNOME Keyring, KWallet or KeePassXC with its Secret Service enabled, inside your desktop session), then try again; on a machine without a desktop session, keep the accounts in a file instead (the account-store setting) with a password command per account")]
     Unavailable(String),
     /// The keyring is there but locked, or access was refused.
     #[error("the OS keyring is locked or refused access ({0}). Unlock it (log in to your desktop session, or unlock the \"login\" keyring in your keyring manager such as Seahorse or KeePassXC), then try again")]
@@ -29,6 +45,17 @@ pub enum KeystoreError {
         name: String,
         /// What is wrong.
         message: String,
+    },
+    /// The account file was asked to keep a password.
+    #[error("account {0:?} is not saved: the account file holds no passwords (it is a plain file); give the account a password command that prints its password (e.g. `pass show {0}`), or keep accounts in the OS keyring")]
+    PasswordInFile(String),
+    /// The account file cannot be read or written.
+    #[error("cannot use the account file {path}: {reason}. Check the file and its directory")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
     },
 }
 
@@ -109,6 +136,149 @@ impl AccountStore for OsKeyring {
     }
 }
 
+/// Accounts in a file (`accounts.toml` beside the config, mode 0600): every setting, never a
+/// password — an account with AUTH there has a password command instead.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AccountsFile {
+    #[serde(default)]
+    accounts: BTreeMap<String, Account>,
+}
+
+impl FileStore {
+    /// The store in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore { path: path.into() }
+    }
+
+    /// The store beside the config file at `config_path`.
+    pub fn beside(config_path: &Path) -> Self {
+        let dir = config_path.parent().unwrap_or_else(|| Path::new("."));
+        FileStore::new(dir.join(ACCOUNTS_FILE))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> KeystoreError {
+        KeystoreError::File {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn read(&self) -> Result<AccountsFile, KeystoreError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| self.error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AccountsFile::default()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn write(&self, file: &AccountsFile) -> Result<(), KeystoreError> {
+        let text = toml::to_string_pretty(file).map_err(|e| self.error(e))?;
+        let body = format!(
+            "# Mailcall accounts (account-store = file). No passwords: accounts with AUTH use a\n# password-command. Edit with `mailcall-cli account`.\n{text}"
+        );
+        crate::fsutil::write_atomic(&self.path, body.as_bytes(), 0o600).map_err(|e| self.error(e))
+    }
+}
+
+impl AccountStore for FileStore {
+    fn load(&self, name: &str) -> Result<Account, KeystoreError> {
+        self.read()?
+            .accounts
+            .remove(name)
+            .ok_or_else(|| KeystoreError::NotFound(name.to_string()))
+    }
+
+    fn save(&self, account: &Account) -> Result<(), KeystoreError> {
+        if account.password.is_some() {
+            return Err(KeystoreError::PasswordInFile(account.name.clone()));
+        }
+        let mut file = self.read()?;
+        file.accounts.insert(account.name.clone(), account.clone());
+        self.write(&file)
+    }
+
+    fn remove(&self, name: &str) -> Result<bool, KeystoreError> {
+        let mut file = self.read()?;
+        let was = file.accounts.remove(name).is_some();
+        if was {
+            self.write(&file)?;
+        }
+        Ok(was)
+    }
+}
+
+/// The store `config` says accounts live in (`account-store`): the OS keyring, or the account
+/// file beside `config_path`.
+pub fn for_config(config: &Config, config_path: &Path) -> Arc<dyn AccountStore> {
+    match config.account_store {
+        AccountStoreKind::Keyring => Arc::new(OsKeyring),
+        AccountStoreKind::File => Arc::new(FileStore::beside(config_path)),
+    }
+}
+
+/// Runs a password command (no shell: split like the dial-up commands) and returns the first
+/// line it prints. Its output is never logged or kept; what it says on stderr goes into the
+/// error (the first line, shortened), since that is what tells the user why it failed.
+pub async fn password_from_command(line: &str) -> Result<crate::account::Secret, String> {
+    let words = crate::trigger::split_command(line)?;
+    let (program, args) = words
+        .split_first()
+        .ok_or_else(|| "the password command is empty".to_string())?;
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let output = tokio::time::timeout(PASSWORD_COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            format!(
+                "`{program}` did not finish within {} s",
+                PASSWORD_COMMAND_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| format!("`{program}` failed: {e}"))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        let said: String = said
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        return Err(format!(
+            "`{program}` failed ({}){}",
+            output.status,
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            }
+        ));
+    }
+    let stdout = String::from_utf8(output.stdout)
+        .map_err(|_| format!("`{program}` printed something that is not text"))?;
+    let first = stdout.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err(format!("`{program}` printed nothing on its first line"));
+    }
+    Ok(crate::account::Secret::new(first))
+}
+
 /// An in-memory store for unit tests and previews; nothing persists.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -130,5 +300,79 @@ impl AccountStore for MemoryStore {
     fn remove(&self, name: &str) -> Result<bool, KeystoreError> {
         let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         Ok(map.remove(name).is_some())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::account::{Secret, Security};
+
+    fn account(password: Option<&str>, command: Option<&str>) -> Account {
+        Account {
+            name: "isp".into(),
+            mode: Default::default(),
+            host: "mail.isp.test".into(),
+            port: 587,
+            security: Security::Starttls,
+            username: Some("me".into()),
+            password: password.map(Secret::new),
+            password_command: command.map(str::to_string),
+            helo: None,
+            ca_file: None,
+            domains: vec!["example.com".parse().unwrap()],
+            link: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_account_file_keeps_everything_but_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::beside(&dir.path().join("config.toml"));
+        assert_eq!(store.path(), dir.path().join(ACCOUNTS_FILE));
+        assert!(matches!(store.load("isp"), Err(KeystoreError::NotFound(_))));
+        let with_command = account(None, Some("pass show isp"));
+        store.save(&with_command).unwrap();
+        assert_eq!(store.load("isp").unwrap(), with_command);
+        let refused = store.save(&account(Some("hunter2"), None)).unwrap_err();
+        assert!(
+            matches!(refused, KeystoreError::PasswordInFile(_)),
+            "{refused}"
+        );
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(
+            !text.contains("hunter2") && text.contains("pass show isp"),
+            "{text}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(store.remove("isp").unwrap());
+        assert!(!store.remove("isp").unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_password_command_gives_its_first_line_and_failures_say_why() {
+        let pw = password_from_command("printf 's3cret\\nsecond line\\n'")
+            .await
+            .unwrap();
+        assert_eq!(pw.expose(), "s3cret");
+        let e = password_from_command("sh -c 'echo locked >&2; exit 3'")
+            .await
+            .unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("locked"), "{e}");
+        let e = password_from_command("true").await.unwrap_err();
+        assert!(e.contains("printed nothing"), "{e}");
+        let e = password_from_command("/no/such/program").await.unwrap_err();
+        assert!(e.contains("cannot start"), "{e}");
+        assert!(password_from_command("pass 'unclosed").await.is_err());
     }
 }

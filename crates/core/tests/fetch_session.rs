@@ -116,6 +116,7 @@ fn account(isp: SocketAddr, domains: &[&str]) -> Account {
         security: Security::None,
         username: None,
         password: None,
+        password_command: None,
         helo: Some("client.test".into()),
         ca_file: None,
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),

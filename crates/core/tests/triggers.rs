@@ -33,6 +33,7 @@ fn account(link: LinkSettings) -> Account {
         security: Security::None,
         username: None,
         password: None,
+        password_command: None,
         helo: Some("client.test".into()),
         ca_file: None,
         domains: vec!["dial.test".parse().unwrap()],

@@ -72,6 +72,14 @@ pub enum IspError {
         /// The account.
         account: String,
     },
+    /// The account's password command failed or printed nothing.
+    #[error("the password command of account {account} gave no password: {reason}; check that it works when run by hand (as the user Mailcall runs as) and prints the password on its first line")]
+    PasswordCommand {
+        /// The account.
+        account: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The server offers none of the AUTH mechanisms we speak.
     #[error("cannot authenticate to {host}: it offers no AUTH PLAIN, LOGIN or CRAM-MD5 (extensions: {offered}); ask the ISP which login method to use, or remove the account's user name if none is needed")]
     AuthUnsupported {
@@ -178,6 +186,7 @@ impl IspError {
             | IspError::StarttlsNotOffered { .. }
             | IspError::PlaintextAuth { .. }
             | IspError::NoPassword { .. }
+            | IspError::PasswordCommand { .. }
             | IspError::AuthUnsupported { .. }
             | IspError::EtrnNotAdvertised { .. }
             | IspError::OdmrNeedsAuth { .. }
@@ -196,6 +205,7 @@ impl IspError {
             | IspError::StarttlsRefused { .. }
             | IspError::PlaintextAuth { .. } => AccountField::Security,
             IspError::NoPassword { .. } | IspError::AuthFailed { .. } => AccountField::Password,
+            IspError::PasswordCommand { .. } => AccountField::PasswordCommand,
             IspError::AuthUnsupported { .. } | IspError::OdmrNeedsAuth { .. } => AccountField::User,
             IspError::AtrnNotAdvertised { .. } | IspError::AtrnUnsupported { .. } => {
                 AccountField::Mode

@@ -114,8 +114,9 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The endpoint of `account`; refuses, before any connection, a password that would go out
-    /// without TLS and a user name without a password.
-    pub fn of(account: &Account, settings: &ClientSettings) -> Result<Self, IspError> {
+    /// without TLS and a user name without a password. An account with a password command has
+    /// it run here (once per connection), its output never logged.
+    pub async fn of(account: &Account, settings: &ClientSettings) -> Result<Self, IspError> {
         let credentials = match &account.username {
             None => None,
             Some(user) => {
@@ -124,12 +125,20 @@ impl Endpoint {
                         account: account.name.clone(),
                     });
                 }
-                let password = account
-                    .password
-                    .clone()
-                    .ok_or_else(|| IspError::NoPassword {
-                        account: account.name.clone(),
-                    })?;
+                let password = match (&account.password, &account.password_command) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(cmd)) => crate::keystore::password_from_command(cmd)
+                        .await
+                        .map_err(|reason| IspError::PasswordCommand {
+                            account: account.name.clone(),
+                            reason,
+                        })?,
+                    (None, None) => {
+                        return Err(IspError::NoPassword {
+                            account: account.name.clone(),
+                        })
+                    }
+                };
                 Some((user.clone(), password))
             }
         };

@@ -191,6 +191,7 @@ fn account(port: u16, security: Security, ca_file: Option<PathBuf>) -> Account {
         security,
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
+        password_command: None,
         helo: Some("client.test".into()),
         ca_file,
         domains: vec!["customer.test".parse().unwrap()],
@@ -207,7 +208,11 @@ fn settings() -> ClientSettings {
 }
 
 async fn open_account(account: &Account) -> Result<(Connection, ServerInfo), OpenError> {
-    open(&Endpoint::of(account, &settings()).unwrap(), &settings()).await
+    open(
+        &Endpoint::of(account, &settings()).await.unwrap(),
+        &settings(),
+    )
+    .await
 }
 
 #[tokio::test]

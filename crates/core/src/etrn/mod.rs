@@ -125,6 +125,7 @@ async fn open(
     settings: &ClientSettings,
 ) -> Result<(Connection, ServerInfo), (IspError, ServerInfo, Transcript)> {
     let endpoint = Endpoint::of(account, settings)
+        .await
         .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
     let (mut conn, info) = client::open(&endpoint, settings)
         .await

@@ -120,6 +120,7 @@ fn account(port: u16, domains: &[&str]) -> Account {
         security: Security::None,
         username: None,
         password: None,
+        password_command: None,
         helo: Some("client.test".into()),
         ca_file: None,
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),

@@ -121,6 +121,7 @@ async fn open(
         ));
     }
     let endpoint = Endpoint::of(account, settings)
+        .await
         .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
     let (mut conn, info) = client::open(&endpoint, settings)
         .await

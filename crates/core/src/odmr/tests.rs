@@ -338,6 +338,7 @@ fn account(port: u16, pki: &Pki) -> Account {
         security: Security::Starttls,
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
+        password_command: None,
         helo: Some("client.test".into()),
         ca_file: Some(pki.ca_file.clone()),
         domains: vec!["a.test".parse().unwrap(), "b.test".parse().unwrap()],
