@@ -22,6 +22,7 @@ mod fetch;
 mod headless;
 mod hostile;
 mod ipup;
+mod json;
 mod linkworld;
 mod odmr;
 mod odmr_peer;

@@ -24,11 +24,18 @@ pub enum AccountCommand {
     /// Change some settings of an account; what is not given stays as it is.
     Edit(EditArgs),
     /// List the accounts (passwords are never shown).
-    List,
+    List {
+        /// One JSON array of the accounts (without passwords).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one account's settings (the password is never shown).
     Show {
         /// The account.
         name: String,
+        /// One JSON object (without the password).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove an account from the keyring and the config file.
     Remove {
@@ -163,8 +170,8 @@ pub fn run(explicit: Option<&Path>, cmd: AccountCommand) -> Outcome {
     match cmd {
         AccountCommand::Set(args) => set(explicit, store, args),
         AccountCommand::Edit(args) => edit(explicit, store, args),
-        AccountCommand::List => list(explicit, store),
-        AccountCommand::Show { name } => show(store, &name),
+        AccountCommand::List { json } => list(explicit, store, json),
+        AccountCommand::Show { name, json } => show(store, &name, json),
         AccountCommand::Remove { name } => remove(explicit, store, &name),
     }
 }
@@ -424,6 +431,22 @@ pub fn tell_running() {
     }
 }
 
+/// The account as JSON for scripts: every setting, and whether it has a password — never the
+/// password itself.
+pub fn account_json(a: &Account) -> serde_json::Value {
+    let mut value = serde_json::to_value(a).unwrap_or(serde_json::Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("password");
+        let state = match (&a.password, &a.password_command) {
+            (Some(_), _) => "set",
+            (None, Some(_)) => "command",
+            (None, None) => "none",
+        };
+        object.insert("password".into(), state.into());
+    }
+    value
+}
+
 /// Whether and how the account has a password, never the password itself.
 fn password_state(a: &Account) -> String {
     match (&a.password, &a.password_command) {
@@ -465,8 +488,28 @@ pub fn describe(a: &Account) -> String {
     s
 }
 
-fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {
+fn list(explicit: Option<&Path>, store: &dyn AccountStore, json: bool) -> Outcome {
     let (path, config) = settings::load(explicit)?;
+    if json {
+        let mut out = Vec::new();
+        let mut failed = false;
+        for name in &config.accounts {
+            match store.load(name) {
+                Ok(a) => out.push(account_json(&a)),
+                Err(e) if e.is_unavailable() => return Err(Failure::setup(e)),
+                Err(e) => {
+                    failed = true;
+                    out.push(serde_json::json!({"name": name, "error": e.to_string()}));
+                }
+            }
+        }
+        println!("{}", serde_json::Value::Array(out));
+        return Ok(if failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     if config.accounts.is_empty() {
         say!(
             "no accounts in {}; add one with `mailcall-cli account set NAME --host HOST --domain DOMAIN`",
@@ -492,8 +535,12 @@ fn list(explicit: Option<&Path>, store: &dyn AccountStore) -> Outcome {
     })
 }
 
-fn show(store: &dyn AccountStore, name: &str) -> Outcome {
+fn show(store: &dyn AccountStore, name: &str, json: bool) -> Outcome {
     let a = store.load(name).map_err(Failure::setup)?;
+    if json {
+        println!("{}", account_json(&a));
+        return Ok(ExitCode::SUCCESS);
+    }
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     say!("name: {}", a.name);
     say!("mode: {}", a.mode);

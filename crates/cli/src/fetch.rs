@@ -135,18 +135,22 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             instance.stop().await;
             return Err(Failure::setup_problem(&problem));
         }
-        match instance.service().listen_addr() {
-            Some(addr) => say!(
-                "listening on {addr}; asking {} account(s): {}",
-                asked.len(),
-                asked.join(", ")
-            ),
-            None => say!(
-                "no listener (ODMR accounts only: the ISP delivers on Mailcall's own connection); asking {} account(s): {}",
-                asked.len(),
-                asked.join(", ")
-            ),
+        // With --json the record is the only output.
+        if !json {
+            match instance.service().listen_addr() {
+                Some(addr) => say!(
+                    "listening on {addr}; asking {} account(s): {}",
+                    asked.len(),
+                    asked.join(", ")
+                ),
+                None => say!(
+                    "no listener (ODMR accounts only: the ISP delivers on Mailcall's own connection); asking {} account(s): {}",
+                    asked.len(),
+                    asked.join(", ")
+                ),
+            }
         }
+
         let stop = tokio_util::sync::CancellationToken::new();
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -191,11 +195,15 @@ fn via_running(names: &[String], json: bool) -> Result<Option<ExitCode>, Failure
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     match runtime()?.block_on(control::fetch(&socket, names)) {
         Ok(record) => {
-            say!("asked the running Mailcall ({})", socket.display());
+            if !json {
+                say!("asked the running Mailcall ({})", socket.display());
+            }
             finish(&record, json).map(Some)
         }
         Err(e) if e.is_not_running() => {
-            say!("no running Mailcall ({}): fetching here", socket.display());
+            if !json {
+                say!("no running Mailcall ({}): fetching here", socket.display());
+            }
             Ok(None)
         }
         Err(e) => Err(Failure::failed(e)),
@@ -251,7 +259,7 @@ pub fn print_summary(record: &SessionRecord) {
 }
 
 /// Runs `check NAME`.
-pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
+pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
     let (path, config) = settings::load(explicit)?;
     if !config.accounts.iter().any(|a| a == name) {
         return Err(Failure::setup(format!(
@@ -272,6 +280,26 @@ pub fn check(explicit: Option<&Path>, name: &str) -> Outcome {
             FetchMode::Odmr => odmr::check_account(&account, &settings).await,
         }
     });
+    if json {
+        let problem = error
+            .as_ref()
+            .map(|e| Problem::new(e.to_string()).fixed_by(e.fix(name)));
+        let value = serde_json::json!({
+            "account": name,
+            "mode": account.mode,
+            "server": info,
+            "etrn_advertised": info.advertises("ETRN"),
+            "atrn_advertised": info.advertises("ATRN"),
+            "error": problem,
+            "transcript": transcript,
+        });
+        println!("{value}");
+        return Ok(if problem.is_some() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     for line in &transcript {
         say!("  {line}");
     }

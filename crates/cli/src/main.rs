@@ -50,6 +50,9 @@ enum Command {
     Check {
         /// The account to check.
         name: String,
+        /// One JSON object: what the server offers, and the error if any.
+        #[arg(long)]
+        json: bool,
     },
     /// Show or change the preferences.
     #[command(subcommand)]
@@ -64,8 +67,12 @@ enum Command {
     Pause,
     /// Resume automatic fetching.
     Resume,
-    /// Show whether a daemon or tray runs, and its state.
-    Status,
+    /// Show whether a daemon or tray runs, and its state (exit 3 when none runs).
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Say where each recipient's mail goes: a Maildir (or Maildir++ folder), or a LAN server
     /// over LMTP or SMTP.
     #[command(subcommand)]
@@ -102,13 +109,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Account(cmd) => account::run(config, cmd),
         Command::Fetch(args) => fetch::run(config, args),
-        Command::Check { name } => fetch::check(config, &name),
+        Command::Check { name, json } => fetch::check(config, &name, json),
         Command::Config(cmd) => settings::run(config, cmd),
         Command::History(args) => history::run(config, args),
         Command::Daemon(args) => daemon::run(config, args),
         Command::Pause => running::set_paused(config, true),
         Command::Resume => running::set_paused(config, false),
-        Command::Status => running::status(config),
+        Command::Status { json } => running::status(config, json),
         Command::Route(cmd) => route::run(config, cmd),
         Command::Queue(args) => queue::run(config, args),
         Command::Generate(cmd) => generate::run(cmd),

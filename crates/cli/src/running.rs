@@ -33,9 +33,18 @@ pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
 }
 
 /// `status`.
-pub fn status(explicit: Option<&Path>) -> Outcome {
+pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     match runtime()?.block_on(control::status(&socket)) {
+        Ok(s) if json => {
+            let mut value = serde_json::to_value(&s).map_err(Failure::failed)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("running".into(), true.into());
+                object.insert("socket".into(), socket.display().to_string().into());
+            }
+            println!("{value}");
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(s) => {
             say!("running: yes ({})", socket.display());
             say!(
@@ -60,6 +69,17 @@ pub fn status(explicit: Option<&Path>) -> Outcome {
         Err(e) if e.is_not_running() => {
             let (_, config) = settings::load(explicit)?;
             let saved = SavedState::load(&config).map_err(Failure::setup)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "running": false,
+                        "socket": socket.display().to_string(),
+                        "paused": saved.paused,
+                    })
+                );
+                return Ok(ExitCode::from(3));
+            }
             say!("running: no (nothing answers on {})", socket.display());
             say!(
                 "automatic fetching: {} at the next start",

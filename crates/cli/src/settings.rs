@@ -15,7 +15,11 @@ use crate::output::say;
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective settings (defaults filled in) and the file's path.
-    Show,
+    Show {
+        /// One JSON object of the effective settings.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set one preference (`config keys` lists them).
     Set {
         /// The setting's key, as in the TOML file.
@@ -72,7 +76,18 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
         _ => load(explicit)?,
     };
     match cmd {
-        ConfigCommand::Show => {
+        ConfigCommand::Show { json: true } => {
+            let mut shown = config.clone();
+            shown.maildir = Some(config.maildir_path().map_err(Failure::setup)?);
+            shown.data_dir = Some(config.data_path().map_err(Failure::setup)?);
+            shown.hostname = Some(config.hostname());
+            let mut value = serde_json::to_value(&shown).map_err(Failure::failed)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("config-file".into(), path.display().to_string().into());
+            }
+            println!("{value}");
+        }
+        ConfigCommand::Show { json: false } => {
             say!("# {}", path.display());
             let text = config.effective_toml().map_err(Failure::setup)?;
             if !crate::output::quiet() {
