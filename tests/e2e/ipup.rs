@@ -30,7 +30,7 @@ fn install(world: &LinkWorld, dir: &Path, log: &Path) -> PathBuf {
     for (setting, value) in [
         ("USER_NAME=me", format!("USER_NAME={}", user.name())),
         (
-            "MAILCALL_CLI=/usr/local/bin/mailcall-cli",
+            "MAILCALL_CLI=/usr/bin/mailcall-cli",
             format!("MAILCALL_CLI={}", binary.display()),
         ),
         (
