@@ -6,8 +6,8 @@
 #
 # Usage: benches/run.sh            (from anywhere in a clone; about 5 minutes plus the build)
 # Knobs: BENCH_RUNS=3 BENCH_IDLE_SECS=60 BENCH_KEEP=1 (keep the work dir) BENCH_SKIP_SETUP=1
-#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr _lmtp" (rows to
-#        measure; "odmr" is the ODMR drain of the issue 11 block, "_lmtp" the LMTP hand-on row of
+#        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr lmtp" (rows to
+#        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
 #        the issue 10 block; all measured by default)
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
@@ -17,7 +17,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp}
 N=2000              # messages per throughput/drain run
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -820,8 +820,8 @@ if [ "$HAVE_DAEMON" = 1 ]; then
     PROC_NAME="mailcall-cli daemon"
 fi
 # =============================================================================================
-# Issue 10 block (routing): LMTP hand-on. Row "_lmtp", measured by default and with
-# BENCH_ONLY="... _lmtp". A Postfix ISP holds N messages; after ETRN they go through the receiver
+# Issue 10 block (routing): LMTP hand-on. Row "lmtp" (5), measured by default and with
+# BENCH_ONLY="... lmtp". A Postfix ISP holds N messages; after ETRN they go through the receiver
 # into a private Dovecot's LMTP (Debian dovecot-lmtpd, installed by tests/setup.sh); time from
 # the ETRN reply to the last file in the Dovecot user's Maildir (newest ctime in new/).
 # - Mailcall: one `mailcall-cli fetch` with the route @bench.test -> lmtp:127.0.0.1:PORT: each
@@ -831,7 +831,6 @@ fi
 #   cleanup → qmgr → lmtp(8), transport lmtp:inet:127.0.0.1:PORT), into the same Dovecot.
 # Same ISP, same pinning as row 2 (ISP on CPU 0, receiver on CPU 1; Dovecot unpinned), and
 # the two alternate which goes first. Goal: Mailcall not slower than Postfix.
-[ -z "${BENCH_ONLY:-}" ] && ONLY="$ONLY _lmtp"
 # The ISP's recipient (RCPT) is the Dovecot user (username_format=%n).
 LMTP_USER=${RCPT%@*}
 dovecot_start() {
@@ -877,8 +876,8 @@ EOF
     wait_port "$DV_PORT" 20
 }
 dovecot_new() { echo "$DV/mail/$LMTP_USER/Maildir/new"; }
-row_lmtp() {
-    log "row _lmtp: LMTP hand-on, $RUNS runs of $N messages: Mailcall's spool vs Postfix's lmtp(8), into one Dovecot"
+rowlmtp() {
+    log "row lmtp: LMTP hand-on, $RUNS runs of $N messages: Mailcall's spool vs Postfix's lmtp(8), into one Dovecot"
     command -v dovecot >/dev/null || die "dovecot is missing (tests/setup.sh installs it)"
     local lport r i tetrn tend out fpid m p pconf
     lport=$(free_port)

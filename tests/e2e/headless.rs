@@ -64,7 +64,10 @@ fn without_a_keyring_accounts_live_in_a_file_and_the_password_comes_from_a_comma
         "--domain",
         "alpha.test",
     ];
-    cli.run(&set).assert_success();
+    let accounts_file = cli.config_path().with_file_name("accounts.toml");
+    cli.run(&set)
+        .assert_success()
+        .assert_mentions(&format!("in {}", accounts_file.display()));
     // A password typed in is refused: the file never holds one.
     let typed = cli.run_with_stdin(
         &["account", "edit", "isp", "--password-stdin"],

@@ -405,9 +405,10 @@ fn save(
         config.save(path).map_err(Failure::setup)?;
     }
     say!(
-        "saved account {} ({} domain(s)) in the keyring",
+        "saved account {} ({} domain(s)) in {}",
         account.name,
-        account.domains.len()
+        account.domains.len(),
+        store.place()
     );
     tell_running();
     Ok(ExitCode::SUCCESS)

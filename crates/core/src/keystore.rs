@@ -77,6 +77,10 @@ pub trait AccountStore: Send + Sync {
     fn save(&self, account: &Account) -> Result<(), KeystoreError>;
     /// Deletes one account; `Ok(false)` when it was not there.
     fn remove(&self, name: &str) -> Result<bool, KeystoreError>;
+    /// Where the accounts are, in words for a message ("the keyring", a file's path).
+    fn place(&self) -> String {
+        "the keyring".into()
+    }
 }
 
 /// The OS keyring through the `keyring` crate (Secret Service on Linux). Calls block on D-Bus:
@@ -191,6 +195,10 @@ impl FileStore {
 }
 
 impl AccountStore for FileStore {
+    fn place(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn load(&self, name: &str) -> Result<Account, KeystoreError> {
         self.read()?
             .accounts
