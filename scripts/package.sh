@@ -51,19 +51,8 @@ sudo_=""
 # ---- the build packages (only when some are missing) --------------------------------------------
 # shellcheck source=tests/setup/packages.sh
 . tests/setup/packages.sh
-missing=""
-for p in $APP_PACKAGES; do
-    case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" in
-        "install ok installed") ;;
-        *) missing="$missing $p" ;;
-    esac
-done
-if [ -n "$missing" ]; then
-    say "installing the build packages$missing"
-    $sudo_ apt-get -o DPkg::Lock::Timeout=600 update >&2
-    # shellcheck disable=SC2086 # word splitting of the package list is intended
-    $sudo_ apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing >&2
-fi
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+sh scripts/install-packages.sh $APP_PACKAGES || die "installing the build packages failed"
 
 command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
 target=${CARGO_TARGET_DIR:-$repo/target}

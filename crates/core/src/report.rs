@@ -143,6 +143,20 @@ pub struct DomainReport {
 }
 
 impl DomainReport {
+    /// The report of a domain of `account` not asked (yet).
+    pub fn not_sent(account: &str, mode: FetchMode, domain: String) -> Self {
+        DomainReport {
+            account: account.to_string(),
+            mode,
+            domain,
+            code: None,
+            text: String::new(),
+            outcome: DomainOutcome::NotSent,
+            attempts: 0,
+            messages: 0,
+        }
+    }
+
     /// A one-line explanation of this domain's result for the user.
     pub fn explain(&self) -> String {
         if self.outcome == DomainOutcome::NotSent && self.attempts > 0 {

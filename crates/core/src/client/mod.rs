@@ -28,6 +28,7 @@ pub use conn::{Connection, Stream};
 pub use error::IspError;
 
 use crate::account::{Account, Secret, Security};
+use crate::report::TranscriptLine;
 use auth::Mechanism;
 use ehlo::EhloReply;
 use reply::Reply;
@@ -480,6 +481,47 @@ async fn authenticate(
             code,
             text: reply.text(),
         }),
+    }
+}
+
+/// Why opening a connection failed: the error, what was learned of the server, the dialogue.
+pub type Refused = (IspError, ServerInfo, Transcript);
+
+/// Opens a secured, authenticated connection for `account` (its endpoint: password or password
+/// command) to a server that advertises `keyword` (`ETRN`, `ATRN`); one that does not is sent
+/// QUIT and the error is `missing()`.
+pub async fn open_offering(
+    account: &Account,
+    settings: &ClientSettings,
+    keyword: &str,
+    missing: impl FnOnce() -> IspError,
+) -> Result<(Connection, ServerInfo), Refused> {
+    let endpoint = Endpoint::of(account, settings)
+        .await
+        .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
+    let (mut conn, info) = open(&endpoint, settings)
+        .await
+        .map_err(|f| (f.error, f.info, f.transcript))?;
+    if !info.advertises(keyword) {
+        conn.quit().await;
+        let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+        return Err((missing(), info, transcript));
+    }
+    Ok((conn, info))
+}
+
+/// What `check` reports of a connection [`open_offering`] gave: what the server offers, the
+/// error if any, and the dialogue (an open connection is closed with QUIT first).
+pub async fn check_report(
+    opened: Result<(Connection, ServerInfo), Refused>,
+) -> (ServerInfo, Option<IspError>, Vec<TranscriptLine>) {
+    match opened {
+        Err((error, info, transcript)) => (info, Some(error), transcript.into_lines()),
+        Ok((mut conn, info)) => {
+            conn.quit().await;
+            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
+            (info, None, transcript.into_lines())
+        }
     }
 }
 

@@ -349,6 +349,18 @@ mod tests {
         }
     }
 
+    /// An LMTP connection (LHLO, no TLS) to the scripted server on `port`.
+    async fn open_lmtp(port: u16) -> (super::super::Connection, super::super::ServerInfo) {
+        let address = super::super::Address::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        super::super::open_server(&lan(address, Hello::Lhlo), &Default::default())
+            .await
+            .map_err(|e| e.error)
+            .unwrap()
+    }
+
     const CONTENT: &[u8] = b"Subject: t\r\n\r\n.leading dot\r\nend\r\n";
 
     #[tokio::test]
@@ -374,15 +386,7 @@ mod tests {
             )
             .await
         });
-        let settings = super::super::ClientSettings::default();
-        let address = super::super::Address::Tcp {
-            host: "127.0.0.1".into(),
-            port,
-        };
-        let (mut conn, info) = super::super::open_server(&lan(address, Hello::Lhlo), &settings)
-            .await
-            .map_err(|e| e.error)
-            .unwrap();
+        let (mut conn, info) = open_lmtp(port).await;
         assert!(conn.transcript().has_sent("LHLO client.test"));
         let recipients: Vec<String> = ["a", "b", "c", "d"]
             .iter()
@@ -473,15 +477,7 @@ mod tests {
             // One reply for two recipients, then the connection closes.
             scripted(sock, vec![], vec!["250 2.0.0 <a@lan.test> Saved"], true).await;
         });
-        let settings = super::super::ClientSettings::default();
-        let address = super::super::Address::Tcp {
-            host: "127.0.0.1".into(),
-            port,
-        };
-        let (mut conn, info) = super::super::open_server(&lan(address, Hello::Lhlo), &settings)
-            .await
-            .map_err(|e| e.error)
-            .unwrap();
+        let (mut conn, info) = open_lmtp(port).await;
         let two = vec!["a@lan.test".to_string(), "b@lan.test".to_string()];
         let e = Envelope {
             sender: "s@o.test",

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::account::{Account, FetchMode};
 use crate::client::transcript::Transcript;
-use crate::client::{self, ClientSettings, Connection, Endpoint, IspError, ServerInfo};
+use crate::client::{self, ClientSettings, Connection, IspError, Refused, ServerInfo};
 use crate::event::{Event, EventSink};
 use crate::hint::Problem;
-use crate::report::{DomainOutcome, DomainReport, TranscriptLine};
+use crate::report::{DomainReport, TranscriptLine};
 use command::Etrn;
 
 /// The longest pause between two attempts of the same ETRN, however the delay doubles.
@@ -44,19 +44,17 @@ impl AccountResult {
                 .fixed_by(e.fix(&self.account))
         })
     }
-}
 
-/// A report for a domain not asked (yet).
-fn not_sent(account: &Account, domain: String) -> DomainReport {
-    DomainReport {
-        account: account.name.clone(),
-        mode: FetchMode::Etrn,
-        domain,
-        code: None,
-        text: String::new(),
-        outcome: DomainOutcome::NotSent,
-        attempts: 0,
-        messages: 0,
+    /// The result with the session's transcript; a failure is noted at its end and published.
+    pub fn finish(mut self, mut transcript: Vec<TranscriptLine>, events: &EventSink) -> Self {
+        if let Some(problem) = self.problem() {
+            let mut note = Transcript::default();
+            note.note(&format!("session failed: {}", problem.message));
+            transcript.extend(note.into_lines());
+            events.emit(Event::Error(problem));
+        }
+        self.transcript = transcript;
+        self
     }
 }
 
@@ -72,9 +70,9 @@ pub async fn fetch_account(
     let mut domains: Vec<DomainReport> = account
         .domains
         .iter()
-        .map(|spec| not_sent(account, spec.etrn_argument()))
+        .map(|spec| DomainReport::not_sent(&account.name, FetchMode::Etrn, spec.etrn_argument()))
         .collect();
-    let (error, server, mut transcript) = match open(account, settings).await {
+    let (error, server, transcript) = match open(account, settings).await {
         Err((error, server, transcript)) => (Some(error), server, transcript),
         Ok((mut conn, server)) => {
             let err = ask_all(&mut conn, account, settings, &mut domains, events).await;
@@ -85,21 +83,14 @@ pub async fn fetch_account(
             (err, server, transcript)
         }
     };
-    let result = AccountResult {
+    AccountResult {
         account: account.name.clone(),
         domains,
         error,
         server,
         transcript: Vec::new(),
-    };
-    if let Some(problem) = result.problem() {
-        transcript.note(&format!("session failed: {}", problem.message));
-        events.emit(Event::Error(problem));
     }
-    AccountResult {
-        transcript: transcript.into_lines(),
-        ..result
-    }
+    .finish(transcript.into_lines(), events)
 }
 
 /// Connects, secures, authenticates and reports what the server offers, without sending ETRN.
@@ -109,39 +100,18 @@ pub async fn check_account(
     account: &Account,
     settings: &ClientSettings,
 ) -> (ServerInfo, Option<IspError>, Vec<TranscriptLine>) {
-    match open(account, settings).await {
-        Err((error, info, transcript)) => (info, Some(error), transcript.into_lines()),
-        Ok((mut conn, info)) => {
-            conn.quit().await;
-            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
-            (info, None, transcript.into_lines())
-        }
-    }
+    client::check_report(open(account, settings).await).await
 }
 
 /// The connection, secured and authenticated, to a server that offers ETRN.
 async fn open(
     account: &Account,
     settings: &ClientSettings,
-) -> Result<(Connection, ServerInfo), (IspError, ServerInfo, Transcript)> {
-    let endpoint = Endpoint::of(account, settings)
-        .await
-        .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
-    let (mut conn, info) = client::open(&endpoint, settings)
-        .await
-        .map_err(|f| (f.error, f.info, f.transcript))?;
-    if !info.advertises("ETRN") {
-        conn.quit().await;
-        let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
-        return Err((
-            IspError::EtrnNotAdvertised {
-                host: account.host.clone(),
-            },
-            info,
-            transcript,
-        ));
-    }
-    Ok((conn, info))
+) -> Result<(Connection, ServerInfo), Refused> {
+    client::open_offering(account, settings, "ETRN", || IspError::EtrnNotAdvertised {
+        host: account.host.clone(),
+    })
+    .await
 }
 
 /// Sends one ETRN per domain (retrying 4xx), filling `reports` in place.

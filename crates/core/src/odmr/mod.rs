@@ -24,7 +24,7 @@ pub use turn::{TurnEnd, TurnReport, Turnaround};
 
 use crate::account::{Account, FetchMode};
 use crate::client::transcript::Transcript;
-use crate::client::{self, ClientSettings, Connection, Endpoint, IspError, ServerInfo};
+use crate::client::{self, ClientSettings, Connection, IspError, Refused, ServerInfo};
 use crate::etrn::AccountResult;
 use crate::event::{Event, EventSink};
 use crate::report::{DomainOutcome, DomainReport, TranscriptLine};
@@ -54,7 +54,9 @@ pub async fn fetch_account(
         domains: account
             .domains
             .iter()
-            .map(|d| not_sent(account, d.argument(FetchMode::Odmr)))
+            .map(|d| {
+                DomainReport::not_sent(&account.name, FetchMode::Odmr, d.argument(FetchMode::Odmr))
+            })
             .collect(),
         transcript: Vec::new(),
         server: None,
@@ -64,27 +66,18 @@ pub async fn fetch_account(
     let error = session.run().await;
     let Session {
         domains,
-        mut transcript,
+        transcript,
         server,
         ..
     } = session;
-    let result = AccountResult {
+    AccountResult {
         account: account.name.clone(),
         domains,
         error,
         server: server.unwrap_or_default(),
         transcript: Vec::new(),
-    };
-    if let Some(problem) = result.problem() {
-        let mut t = Transcript::default();
-        t.note(&format!("session failed: {}", problem.message));
-        transcript.extend(t.into_lines());
-        events.emit(Event::Error(problem));
     }
-    AccountResult {
-        transcript,
-        ..result
-    }
+    .finish(transcript, events)
 }
 
 /// Connects, secures, authenticates and reports what the server offers, without sending ATRN.
@@ -95,21 +88,14 @@ pub async fn check_account(
     account: &Account,
     settings: &ClientSettings,
 ) -> (ServerInfo, Option<IspError>, Vec<TranscriptLine>) {
-    match open(account, settings).await {
-        Err((error, info, transcript)) => (info, Some(error), transcript.into_lines()),
-        Ok((mut conn, info)) => {
-            conn.quit().await;
-            let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
-            (info, None, transcript.into_lines())
-        }
-    }
+    client::check_report(open(account, settings).await).await
 }
 
 /// The connection, secured and authenticated, to a server that offers ATRN.
 async fn open(
     account: &Account,
     settings: &ClientSettings,
-) -> Result<(Connection, ServerInfo), (IspError, ServerInfo, Transcript)> {
+) -> Result<(Connection, ServerInfo), Refused> {
     if account.username.is_none() {
         // RFC 2645 requires AUTH: without it, ATRN would be refused (530) after connecting.
         return Err((
@@ -120,38 +106,10 @@ async fn open(
             Transcript::default(),
         ));
     }
-    let endpoint = Endpoint::of(account, settings)
-        .await
-        .map_err(|e| (e, ServerInfo::default(), Transcript::default()))?;
-    let (mut conn, info) = client::open(&endpoint, settings)
-        .await
-        .map_err(|f| (f.error, f.info, f.transcript))?;
-    if !info.advertises("ATRN") {
-        conn.quit().await;
-        let transcript = conn.into_parts().map(|(_, _, t)| t).unwrap_or_default();
-        return Err((
-            IspError::AtrnNotAdvertised {
-                host: account.host.clone(),
-            },
-            info,
-            transcript,
-        ));
-    }
-    Ok((conn, info))
-}
-
-/// A report for a domain not asked (yet).
-fn not_sent(account: &Account, domain: String) -> DomainReport {
-    DomainReport {
-        account: account.name.clone(),
-        mode: FetchMode::Odmr,
-        domain,
-        code: None,
-        text: String::new(),
-        outcome: DomainOutcome::NotSent,
-        attempts: 0,
-        messages: 0,
-    }
+    client::open_offering(account, settings, "ATRN", || IspError::AtrnNotAdvertised {
+        host: account.host.clone(),
+    })
+    .await
 }
 
 /// One account's ODMR work in one fetch: every connection, ATRN and turn.
