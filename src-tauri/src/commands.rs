@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mailcall_core::account::FetchMode;
 use mailcall_core::client::ClientSettings;
 use mailcall_core::config;
 use mailcall_core::etrn;
@@ -10,6 +11,7 @@ use mailcall_core::hint::{Problem, Setting};
 use mailcall_core::history::{SessionRecord, Trigger};
 use mailcall_core::instance;
 use mailcall_core::keystore::KeystoreError;
+use mailcall_core::odmr;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
@@ -222,7 +224,8 @@ pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<
 }
 
 /// Connects to the ISP of the account in the form (not necessarily saved) and reports TLS,
-/// AUTH and whether ETRN is advertised; no ETRN is sent. A failure names the form field to
+/// AUTH and whether ETRN and ATRN are advertised, checked as the account's mode needs (an ODMR
+/// account logs in first); neither ETRN nor ATRN is sent. A failure names the form field to
 /// change when one does.
 #[tauri::command]
 pub async fn test_connection(
@@ -242,7 +245,10 @@ pub async fn test_connection(
         reply_timeout: Duration::from_secs(reply_timeout.min(30)),
         ..ClientSettings::default()
     };
-    let (info, error, transcript) = etrn::check_account(&account, &settings).await;
+    let (info, error, transcript) = match account.mode {
+        FetchMode::Etrn => etrn::check_account(&account, &settings).await,
+        FetchMode::Odmr => odmr::check_account(&account, &settings).await,
+    };
     let problem = error.map(|e| Problem::new(e.to_string()).fixed_by(e.fix(&account.name)));
     let field = match problem.as_ref().and_then(|p| p.fix.as_ref()) {
         Some(Setting::Account { field, .. }) => Some(forms::account_field_name(*field).to_string()),
@@ -256,7 +262,11 @@ pub async fn test_connection(
             (Some(_), true) => "yes".into(),
             (Some(_), false) => "no".into(),
         },
+        mode: account.mode,
+        // Unknown when the session failed before the EHLO reply.
+        ehlo_seen: !info.greeting.is_empty() && !info.extensions.is_empty(),
         etrn_advertised: info.advertises("ETRN"),
+        atrn_advertised: info.advertises("ATRN"),
         extensions: info.extensions.clone(),
         // The field is marked in the form; a fix elsewhere is said in words.
         error: problem.map(|p| match field {
