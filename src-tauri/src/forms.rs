@@ -83,10 +83,11 @@ pub fn account_field_name(field: AccountField) -> &'static str {
         .unwrap_or("name")
 }
 
-/// The Settings tab's field for config `key`, when the window shows that key.
+/// The field for config `key` in the Settings or Delivery tab, when the window shows that key.
 pub fn settings_field_name(key: &str) -> Option<&'static str> {
     SETTINGS_FIELDS
         .iter()
+        .chain(DELIVERY_FIELDS)
         .find(|(k, _, _)| *k == key)
         .map(|(_, name, _)| *name)
 }

@@ -216,6 +216,11 @@ impl TrayStatus {
         self.modes = modes.into_iter().collect();
     }
 
+    /// How the accounts fetch, as last learnt.
+    pub fn account_modes(&self) -> Vec<FetchMode> {
+        self.modes.values().copied().collect()
+    }
+
     /// `isp (ODMR)`: an account's name with how it fetches, when that is known.
     pub fn account_words(&self, account: &str) -> String {
         match self.modes.get(account) {
