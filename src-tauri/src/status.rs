@@ -928,6 +928,15 @@ mod tests {
     }
 
     #[test]
+    fn the_spools_words_for_a_server_down_are_the_ones_matched() {
+        let runner = include_str!("../../crates/core/src/spool/runner.rs");
+        assert!(
+            runner.contains(&format!("\"{UNREACHABLE_PREFIX}{{target}}: {{error}};")),
+            "the spool runner words an unreachable server differently now: update UNREACHABLE_PREFIX"
+        );
+    }
+
+    #[test]
     fn a_refused_hand_over_notifies_once_naming_the_recipient_and_the_reply() {
         let mut s = TrayStatus::default();
         // The spool says it as a problem too: the report is what notifies.

@@ -288,10 +288,8 @@ fn show_queue_item<R: Runtime>(items: &TrayItems<R>, words: Option<&str>) {
                 items.queue_shown.store(true, Ordering::SeqCst);
             }
         }
-        None if shown => {
-            if items.menu.remove(&items.queue).is_ok() {
-                items.queue_shown.store(false, Ordering::SeqCst);
-            }
+        None if shown && items.menu.remove(&items.queue).is_ok() => {
+            items.queue_shown.store(false, Ordering::SeqCst);
         }
         None => {}
     }
