@@ -172,9 +172,11 @@ pub async fn save_settings<R: Runtime>(
 }
 
 /// Creates or replaces an account (keyring first, then the config's list of names), then tells
-/// the running Mailcall (here, or the daemon).
+/// the running Mailcall (here, or the daemon); a listener here that only ODMR accounts are left
+/// for is closed.
 #[tauri::command]
-pub async fn save_account(
+pub async fn save_account<R: Runtime>(
+    app: AppHandle<R>,
     state: State<'_, AppState>,
     account: AccountForm,
 ) -> Result<AccountView, UiError> {
@@ -227,12 +229,21 @@ pub async fn save_account(
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
+    state
+        .drop_unneeded_listener(&app)
+        .await
+        .map_err(|p| ui_problem(&p, "Saved, but "))?;
     Ok(AccountView::from(&new))
 }
 
-/// Removes an account from the keyring and the config, then tells the running Mailcall.
+/// Removes an account from the keyring and the config, then tells the running Mailcall (a
+/// listener here that only ODMR accounts are left for is closed).
 #[tauri::command]
-pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<(), UiError> {
+pub async fn remove_account<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<(), UiError> {
     let mut config = state.config()?;
     let store = state.store.clone();
     let n = name.clone();
@@ -250,6 +261,10 @@ pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
+    state
+        .drop_unneeded_listener(&app)
+        .await
+        .map_err(|p| ui_problem(&p, "Removed, but "))?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use mailcall_core::hint::{Problem, Setting};
 use mailcall_core::history::Trigger;
 use mailcall_core::instance::{self, Instance, InstanceOptions, Mode, SavedState, StartError};
 use mailcall_core::keystore::AccountStore;
-use mailcall_core::service::FetchRequest;
+use mailcall_core::service::{self, FetchRequest};
 use mailcall_core::spool::actions::{ActionResult, Selection};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::watch;
@@ -497,6 +497,29 @@ impl AppState {
         let result = self.reload().await;
         self.learn_account_modes().await;
         result
+    }
+
+    /// After an account edit: a listener here that no account needs any more (every account
+    /// is ODMR now; it was bound while there were none) is closed by starting Mailcall again
+    /// without it. A daemon this tray fronts keeps its own.
+    pub async fn drop_unneeded_listener<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+    ) -> Result<(), Problem> {
+        let unneeded = match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => {
+                instance.service().listen_addr().is_some()
+                    && !service::needs_listener(&instance.service().accounts())
+            }
+            _ => false,
+        };
+        if unneeded {
+            tracing::info!(
+                "no account needs the listener any more: starting Mailcall again without it"
+            );
+            self.start_service(app).await?;
+        }
+        Ok(())
     }
 
     async fn reload(&self) -> Result<(), Problem> {

@@ -708,9 +708,19 @@ fn an_odmr_account_is_saved_with_its_mode_and_port_and_runs_without_a_listener()
         .unwrap_err();
     assert!(e["fields"]["username"].is_string(), "{e}");
 
+    // A fresh tray with no account listens (an ISP may deliver on its own); once the only
+    // account is ODMR, it restarts without the listener.
+    h.start_service();
+    assert!(tauri::async_runtime::block_on(h.state().listen_addr()).is_some());
     let saved = h
         .invoke("save_account", json!({"account": odmr_form("isp")}))
         .unwrap();
+    assert_eq!(
+        tauri::async_runtime::block_on(h.state().listen_addr()),
+        None,
+        "the listener nobody needs is closed"
+    );
+    assert_eq!(h.control("STATUS")["accounts"], json!(["isp"]));
     assert_eq!(
         (saved["mode"].clone(), saved["port"].clone()),
         (json!("odmr"), json!(366))
