@@ -55,7 +55,7 @@ function session(r) {
     const text = lines.map((l) => `${({ sent: "C:", received: "S:", note: "* " })[l.dir]} ${l.line}`).join("\n");
     parts.push(h("details", {}, h("summary", {}, `Transcript (${account})`), h("pre", {}, text)));
   }
-  return h("details", { class: "session", "data-session": r.id }, ...parts);
+  return h("details", { class: "session", "data-session": r.id, "data-kind": r.kind }, ...parts);
 }
 
 export async function loadHistory() {

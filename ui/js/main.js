@@ -14,7 +14,8 @@ let lastPaused = null;
 
 function showStatus(s) {
   const line = $("#status-line");
-  line.textContent = s.line;
+  // Mail a LAN server refused makes the state an error: the line says why.
+  line.textContent = s.refused && s.queue_line ? `${s.line} · ${s.queue_line}` : s.line;
   line.title = s.tooltip;
   line.classList.toggle("error", s.state === "error");
   $("#fetch-now").disabled = s.fetching;

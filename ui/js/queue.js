@@ -13,7 +13,7 @@ function state(r) {
     const unsure = r.maybe_delivered ? " (an earlier try may have been stored: a retry can make a second copy)" : "";
     return `waiting, ${next}${unsure}`;
   }
-  if (r.state === "refused") return "refused, held: retry, bounce or delete it";
+  if (r.state === "refused") return "refused, held";
   return r.state;
 }
 
@@ -21,12 +21,12 @@ function summary(q) {
   if (!q.messages.length) return "Nothing waits: all mail was handed on.";
   const parts = [];
   if (q.waiting) parts.push(`${q.waiting} waiting for the LAN mail server`);
-  if (q.refused) parts.push(`${q.refused} refused by it`);
+  if (q.refused) parts.push(`${q.refused} refused by it (retry, bounce or delete)`);
   return `${q.messages.length} message(s): ${parts.join(", ") || "nothing left to do"}`;
 }
 
 function actions(m) {
-  const cell = h("td", { class: "actions", rowspan: String(m.recipients.length || 1) });
+  const cell = h("span", { class: "actions" });
   const ask = (verb, what, action) => {
     cell.replaceChildren(
       h("span", {}, `${verb} this message? ${what} `),
@@ -40,19 +40,22 @@ function actions(m) {
   return cell;
 }
 
-function rows(m) {
-  const what = h("td", { rowspan: String(m.recipients.length || 1) },
-    h("strong", {}, m.subject || "(no subject)"),
-    h("span", { class: "explain" }, `from ${m.from || m.sender || "<>"}`),
-    h("span", { class: "explain" }, `received ${when(m.received_at)}`));
-  return m.recipients.map((r, i) => h("tr", { "data-message": m.id, "data-recipient": r.address },
-    i === 0 ? what : null,
-    h("td", {}, r.address),
-    h("td", {}, r.destination),
-    h("td", { class: `state-${r.state}` }, state(r)),
-    h("td", {}, String(r.attempts)),
-    h("td", { class: "reply" }, r.reply || ""),
-    i === 0 ? actions(m) : null));
+// One message: what it is and its actions, then a row per recipient.
+function card(m) {
+  return h("div", { class: "queued", "data-message": m.id },
+    h("div", { class: "head" },
+      h("div", { class: "what" },
+        h("strong", {}, m.subject || "(no subject)"),
+        ` · from ${m.from || m.sender || "<>"} · received ${when(m.received_at)}`),
+      actions(m)),
+    h("table", {},
+      h("tr", {}, h("th", {}, "Recipient"), h("th", {}, "Destination"), h("th", {}, "State"), h("th", {}, "Attempts"), h("th", {}, "Last reply")),
+      ...m.recipients.map((r) => h("tr", { "data-message": m.id, "data-recipient": r.address },
+        h("td", {}, r.address),
+        h("td", {}, r.destination),
+        h("td", { class: `state-${r.state}` }, state(r)),
+        h("td", {}, String(r.attempts)),
+        h("td", { class: "reply" }, r.reply || "")))));
 }
 
 export async function loadQueue() {
@@ -61,8 +64,7 @@ export async function loadQueue() {
     $("#queue-summary").textContent = summary(q);
     $("#queue-note").textContent = q.note || "";
     $("#queue-note").hidden = !q.note;
-    $("#queue-rows").replaceChildren(...q.messages.flatMap(rows));
-    $("#queue-table").hidden = q.messages.length === 0;
+    $("#queue-list").replaceChildren(...q.messages.map(card));
     $("#queue-retry-all").disabled = q.messages.length === 0;
     $("#queue-problems").textContent = q.problems.join("\n");
   } catch (e) {
