@@ -4,7 +4,8 @@
 //! connection ("ATRN advertised"), the mode in the accounts list, "No listener (ODMR accounts
 //! only)" in the Settings tab, a left click on the tray icon fetching the held mail with nothing
 //! bound on the listen address, the tooltip naming the account with its mode, and History in
-//! ATRN's words.
+//! ATRN's words. (The listener a fresh tray binds while it has no account is closed once its only
+//! account is ODMR.)
 
 use std::net::TcpStream;
 use std::process::Command;
@@ -183,6 +184,14 @@ fn an_odmr_account_added_in_the_form_fetches_the_held_mail_with_no_listener() {
             .iter()
             .any(|t| t.starts_with("Mailcall — fetching from isp (ODMR)…")),
         "the tooltip never named the ODMR account: {tooltips:?}"
+    );
+    // Exim 4.99.1 over TLS delivers one message per turn and may end a turn mid-delivery
+    // (tests/exim.rs); Mailcall asks again, so all mail arrives, but such a turn is reported.
+    let last = tooltips.last().cloned().unwrap_or_default();
+    assert!(
+        last == "Mailcall — 2 messages new"
+            || last.contains("(ODMR): the connection to 127.0.0.1 was closed during the ISP's deliveries on the turned line"),
+        "{tooltips:?}"
     );
     isp.wait_queue(
         "nothing held for alpha.test",
