@@ -49,7 +49,7 @@ export function renderAccounts(accounts, unreadable) {
       h("button", { type: "button", class: "small danger", "data-remove": a.name, onclick: (e) => askRemove(e.currentTarget, a.name) }, "Remove"));
     list.append(h("li", { "data-account": a.name },
       h("div", { class: "what" },
-        h("div", { class: "name" }, a.name, h("span", { class: "mode", "data-mode": a.mode }, MODES[a.mode] || a.mode)),
+        h("div", { class: "name", "data-mode": a.mode }, a.name),
         h("div", { class: "detail" }, `${MODES[a.mode] || a.mode} · ${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}`)),
       actions));
   }
