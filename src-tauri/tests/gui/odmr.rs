@@ -4,8 +4,8 @@
 //! connection ("ATRN advertised"), the mode in the accounts list, "No listener (ODMR accounts
 //! only)" in the Settings tab, a left click on the tray icon fetching the held mail with nothing
 //! bound on the listen address, History in ATRN's words, and — the provider gone — the error in
-//! the tooltip naming the account with its mode. (The listener a fresh tray binds while it has no account is closed once its only
-//! account is ODMR.)
+//! the tooltip naming the account with its mode. (The listener a fresh tray binds while it has
+//! no account is closed once its only account is ODMR.)
 
 use std::net::TcpStream;
 use std::process::Command;
