@@ -10,6 +10,12 @@ fn main() {
         "test_connection",
         "history",
         "fetch_now",
+        "load_delivery",
+        "add_route",
+        "remove_route",
+        "save_delivery",
+        "load_queue",
+        "queue_action",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest))
         .expect("Tauri build step failed (tauri.conf.json, capabilities or icons)");

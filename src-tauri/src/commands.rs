@@ -1,21 +1,31 @@
-//! The window's commands — all of them: settings, accounts, Test connection, History, Fetch now.
+//! The window's commands — all of them: settings, accounts, Test connection, History, Fetch now,
+//! the Delivery tab (routes, unknown recipients, retry delays) and the Queue.
 //! Each is generic over the runtime so the unit tests drive them on Tauri's mock runtime.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mailcall_core::account::{FetchMode, Security};
 use mailcall_core::client::ClientSettings;
 use mailcall_core::config;
 use mailcall_core::etrn;
 use mailcall_core::hint::{Problem, Setting};
-use mailcall_core::history::{SessionRecord, Trigger};
+use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
 use mailcall_core::instance;
 use mailcall_core::keystore::KeystoreError;
+use mailcall_core::odmr;
+use mailcall_core::report::HandOverOutcome;
+use mailcall_core::spool::actions::Selection;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
-use crate::forms::{self, AccountForm, AccountView, CheckView, SettingsForm, UiError};
+use crate::forms::{
+    self, AccountForm, AccountView, CheckView, DeliveryForm, DeliveryView, RouteForm, SettingsForm,
+    UiError,
+};
 use crate::hints;
 use crate::prefs;
+use crate::queue::{QueueAction, QueueView};
 use crate::state::AppState;
 use crate::status::Serving;
 
@@ -32,10 +42,29 @@ pub struct SettingsData {
     pub config_path: String,
     /// The tray status now.
     pub status: crate::status::StatusView,
-    /// Where the listener listens, when Mailcall runs (here, or the daemon's).
+    /// Where the listener listens, when Mailcall runs (here, or the daemon's) and has one.
     pub listening: Option<String>,
+    /// The same in a sentence: the address, or "No listener (ODMR accounts only)".
+    pub listener: String,
     /// Who runs Mailcall and where scripts reach it ("Using the running Mailcall daemon at …").
     pub control: String,
+    /// The port an ISP usually offers, by mode and security (`odmr` → `starttls` → 366): the
+    /// account form's placeholder follows them.
+    pub default_ports: BTreeMap<&'static str, BTreeMap<String, u16>>,
+}
+
+/// [`SettingsData::default_ports`], from the core's rule.
+fn default_ports() -> BTreeMap<&'static str, BTreeMap<String, u16>> {
+    [FetchMode::Etrn, FetchMode::Odmr]
+        .into_iter()
+        .map(|mode| {
+            let ports = [Security::None, Security::Starttls, Security::Tls]
+                .into_iter()
+                .map(|security| (security.to_string(), mode.default_port(security)))
+                .collect();
+            (mode.as_str(), ports)
+        })
+        .collect()
 }
 
 /// A problem as the window shows it: the message, with where to fix it; a fix in the Settings
@@ -76,6 +105,7 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         .map(|p| (p.account.clone().unwrap_or_default(), p.message))
         .collect();
     let listening = state.listen_addr().await;
+    let listener = state.listener_note().await;
     let control = state.serving().await.note();
     let status = state.status().view();
     Ok(SettingsData {
@@ -85,7 +115,9 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         config_path: state.config_path.display().to_string(),
         status,
         listening,
+        listener,
         control,
+        default_ports: default_ports(),
     })
 }
 
@@ -140,9 +172,11 @@ pub async fn save_settings<R: Runtime>(
 }
 
 /// Creates or replaces an account (keyring first, then the config's list of names), then tells
-/// the running Mailcall (here, or the daemon).
+/// the running Mailcall (here, or the daemon); a listener here that only ODMR accounts are left
+/// for is closed.
 #[tauri::command]
-pub async fn save_account(
+pub async fn save_account<R: Runtime>(
+    app: AppHandle<R>,
     state: State<'_, AppState>,
     account: AccountForm,
 ) -> Result<AccountView, UiError> {
@@ -195,12 +229,21 @@ pub async fn save_account(
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
+    state
+        .drop_unneeded_listener(&app)
+        .await
+        .map_err(|p| ui_problem(&p, "Saved, but "))?;
     Ok(AccountView::from(&new))
 }
 
-/// Removes an account from the keyring and the config, then tells the running Mailcall.
+/// Removes an account from the keyring and the config, then tells the running Mailcall (a
+/// listener here that only ODMR accounts are left for is closed).
 #[tauri::command]
-pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<(), UiError> {
+pub async fn remove_account<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<(), UiError> {
     let mut config = state.config()?;
     let store = state.store.clone();
     let n = name.clone();
@@ -218,11 +261,16 @@ pub async fn remove_account(state: State<'_, AppState>, name: String) -> Result<
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
+    state
+        .drop_unneeded_listener(&app)
+        .await
+        .map_err(|p| ui_problem(&p, "Removed, but "))?;
     Ok(())
 }
 
 /// Connects to the ISP of the account in the form (not necessarily saved) and reports TLS,
-/// AUTH and whether ETRN is advertised; no ETRN is sent. A failure names the form field to
+/// AUTH and whether ETRN and ATRN are advertised, checked as the account's mode needs (an ODMR
+/// account logs in first); neither ETRN nor ATRN is sent. A failure names the form field to
 /// change when one does.
 #[tauri::command]
 pub async fn test_connection(
@@ -242,7 +290,10 @@ pub async fn test_connection(
         reply_timeout: Duration::from_secs(reply_timeout.min(30)),
         ..ClientSettings::default()
     };
-    let (info, error, transcript) = etrn::check_account(&account, &settings).await;
+    let (info, error, transcript) = match account.mode {
+        FetchMode::Etrn => etrn::check_account(&account, &settings).await,
+        FetchMode::Odmr => odmr::check_account(&account, &settings).await,
+    };
     let problem = error.map(|e| Problem::new(e.to_string()).fixed_by(e.fix(&account.name)));
     let field = match problem.as_ref().and_then(|p| p.fix.as_ref()) {
         Some(Setting::Account { field, .. }) => Some(forms::account_field_name(*field).to_string()),
@@ -256,7 +307,11 @@ pub async fn test_connection(
             (Some(_), true) => "yes".into(),
             (Some(_), false) => "no".into(),
         },
+        mode: account.mode,
+        // Unknown when the session failed before the EHLO reply.
+        ehlo_seen: !info.greeting.is_empty() && !info.extensions.is_empty(),
         etrn_advertised: info.advertises("ETRN"),
+        atrn_advertised: info.advertises("ATRN"),
         extensions: info.extensions.clone(),
         // The field is marked in the form; a fix elsewhere is said in words.
         error: problem.map(|p| match field {
@@ -277,10 +332,51 @@ pub struct HistoryEntry {
     pub record: SessionRecord,
     /// `2 message(s) in 3.1 s; ended: idle`.
     pub headline: String,
-    /// Whether every ETRN was accepted and nothing went wrong.
+    /// What the record is, for its title: the trigger of a fetch (`tray`, `network`), or
+    /// `hand-over`, `connect`, ...
+    pub label: String,
+    /// Whether every ETRN and ATRN was accepted, every recipient handed over, and nothing went
+    /// wrong.
     pub ok: bool,
+    /// `OK`, `failed`, or for a hand-over also `refused` or `deferred`.
+    pub result: &'static str,
+    /// Each domain's result explained in its mode's words (ETRN or ATRN), as `domains`.
+    pub explanations: Vec<String>,
     /// What went wrong, each with where to fix it.
     pub problems: Vec<String>,
+}
+
+impl HistoryEntry {
+    /// The record as the window shows it.
+    pub fn of(record: SessionRecord) -> Self {
+        let summary = record.summary();
+        let outcomes = || record.handovers.iter().flat_map(|h| &h.recipients);
+        let result = if !record.succeeded() {
+            "failed"
+        } else if outcomes().any(|r| r.outcome == HandOverOutcome::Failed) {
+            "refused"
+        } else if outcomes().any(|r| matches!(r.outcome, HandOverOutcome::Deferred { .. })) {
+            "deferred"
+        } else {
+            "OK"
+        };
+        let label = match record.kind {
+            RecordKind::Fetch => record.trigger.to_string(),
+            RecordKind::HandOver => "hand-over".into(),
+            RecordKind::Connect => format!("connect ({})", record.trigger),
+            RecordKind::Disconnect => format!("disconnect ({})", record.trigger),
+            RecordKind::Delivery => "delivered by the ISP on its own".into(),
+        };
+        HistoryEntry {
+            headline: summary.headline,
+            label,
+            ok: result == "OK",
+            result,
+            explanations: record.domains.iter().map(|d| d.explain()).collect(),
+            problems: summary.problems.iter().map(hints::render).collect(),
+            record,
+        }
+    }
 }
 
 /// The newest history records, newest first (transcripts have AUTH redacted already).
@@ -293,19 +389,7 @@ pub async fn history(
     let limit = limit.unwrap_or(50).min(500);
     let (records, _bad) =
         tauri::async_runtime::spawn_blocking(move || history.recent(limit)).await??;
-    Ok(records
-        .into_iter()
-        .rev()
-        .map(|record| {
-            let summary = record.summary();
-            HistoryEntry {
-                headline: summary.headline,
-                ok: record.succeeded(),
-                problems: summary.problems.iter().map(hints::render).collect(),
-                record,
-            }
-        })
-        .collect())
+    Ok(records.into_iter().rev().map(HistoryEntry::of).collect())
 }
 
 /// Starts a fetch of every account (the window's "Fetch now").
@@ -318,4 +402,146 @@ pub async fn fetch_now<R: Runtime>(
         .fetch_now(&app, Trigger::Window)
         .await
         .map_err(|p| ui_problem(&p, ""))
+}
+
+/// The Delivery tab: the routes, unknown recipients and the retry delays.
+#[tauri::command]
+pub async fn load_delivery(state: State<'_, AppState>) -> Result<DeliveryView, UiError> {
+    let config = state.config()?;
+    Ok(DeliveryView::of(&config, &config.maildir_path()?)?)
+}
+
+/// What a change in the Delivery tab gives back: the tab as it is now, and what the running
+/// Mailcall does with it when that is not "uses it now".
+#[derive(Debug, Serialize)]
+pub struct DeliverySaved {
+    /// The tab now.
+    pub delivery: DeliveryView,
+    /// E.g. that a daemon uses new retry delays once it restarts.
+    pub note: Option<String>,
+}
+
+/// Routes changed in the file: the running Mailcall (here, or the daemon) reads them again at
+/// once, with the accounts — what `mailcall-cli route add` does too (RELOAD).
+async fn routes_changed(state: &AppState) -> Result<DeliverySaved, UiError> {
+    state
+        .reload_accounts()
+        .await
+        .map_err(|p| ui_problem(&p, "Saved, but the running Mailcall cannot use it: "))?;
+    let config = state.config()?;
+    Ok(DeliverySaved {
+        delivery: DeliveryView::of(&config, &config.maildir_path()?)?,
+        note: None,
+    })
+}
+
+/// Adds a route (or replaces the one for the same recipients) by the core's rules; each fault
+/// comes back next to its field.
+#[tauri::command]
+pub async fn add_route(
+    state: State<'_, AppState>,
+    route: RouteForm,
+) -> Result<DeliverySaved, UiError> {
+    let mut config = state.config()?;
+    route.apply(&mut config)?;
+    config.save(&state.config_path)?;
+    routes_changed(&state).await
+}
+
+/// Removes the route for `recipient` (as the table shows it); refused when the rest would
+/// break a rule (unknown recipients "reject" needs a route).
+#[tauri::command]
+pub async fn remove_route(
+    state: State<'_, AppState>,
+    recipient: String,
+) -> Result<DeliverySaved, UiError> {
+    let mut config = state.config()?;
+    match config.remove_route(&recipient) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(UiError::new(format!(
+                "There is no route for {recipient}; reload the window"
+            )))
+        }
+        Err(e) => {
+            let problem =
+                Problem::new(forms::config_problem(&e)).fixed_by(e.key().map(Setting::config));
+            return Err(ui_problem(&problem, "The route stays: "));
+        }
+    }
+    config.save(&state.config_path)?;
+    routes_changed(&state).await
+}
+
+/// Saves unknown recipients and the retry delays. Unknown recipients apply at once (RELOAD);
+/// new retry delays restart Mailcall here, and a daemon this tray fronts uses them once it
+/// restarts: the answer says so.
+#[tauri::command]
+pub async fn save_delivery<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    settings: DeliveryForm,
+) -> Result<DeliverySaved, UiError> {
+    let mut config = state.config()?;
+    let before = config.clone();
+    settings.apply(&mut config)?;
+    let mut note = None;
+    if config != before {
+        config.save(&state.config_path)?;
+        let delays = (config.retry_delay, config.max_retry_delay)
+            != (before.retry_delay, before.max_retry_delay);
+        match state.serving().await {
+            Serving::Daemon { socket, .. } => {
+                state
+                    .reload_accounts()
+                    .await
+                    .map_err(|p| ui_problem(&p, "Saved, but "))?;
+                if delays {
+                    note = Some(format!(
+                        "The running Mailcall daemon ({socket}) uses the new retry delays once it restarts."
+                    ));
+                }
+            }
+            Serving::NotRunning | Serving::Here { .. } if delays => state
+                .start_service(&app)
+                .await
+                .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?,
+            Serving::NotRunning | Serving::Here { .. } => state
+                .reload_accounts()
+                .await
+                .map_err(|p| ui_problem(&p, "Saved, but "))?,
+        }
+    }
+    Ok(DeliverySaved {
+        delivery: DeliveryView::of(&config, &config.maildir_path()?)?,
+        note,
+    })
+}
+
+/// The mail waiting in Mailcall's queue for LAN servers.
+#[tauri::command]
+pub async fn load_queue(state: State<'_, AppState>) -> Result<QueueView, UiError> {
+    state.queue().await.map_err(|p| ui_problem(&p, ""))
+}
+
+/// Retry now, Bounce or Delete for the messages `ids` (or every message, with `all`); the
+/// window asks for confirmation before Bounce and Delete. Returns what was done, in words.
+#[tauri::command]
+pub async fn queue_action<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    action: QueueAction,
+    ids: Vec<String>,
+    all: Option<bool>,
+) -> Result<String, UiError> {
+    let selection = match (all.unwrap_or(false), ids.is_empty()) {
+        (true, _) => Selection::All,
+        (false, false) => Selection::Ids(ids),
+        (false, true) => return Err(UiError::new("Choose the messages first.")),
+    };
+    let result = state
+        .queue_action(&app, action, selection)
+        .await
+        .map_err(|p| ui_problem(&p, ""))?;
+    Ok(action.done(&result))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use mailcall_core::control::{self, ControlError, EventStream, Status};
 use mailcall_core::event::Event;
 use mailcall_core::history::{SessionRecord, Trigger};
+use mailcall_core::spool::actions::{ActionResult, Selection};
 use tokio_util::sync::CancellationToken;
 
 /// How often the daemon's state (the pause switch, whether it is still there) is asked: its
@@ -141,6 +142,15 @@ impl DaemonLink {
     /// Asks it to read the accounts again (after an edit in the window); the ones it skipped.
     pub async fn reload(&self) -> Result<Vec<String>, ControlError> {
         limited(&self.socket, control::reload(&self.socket)).await
+    }
+
+    /// Asks it to act on its queue (`verb`: RETRY, BOUNCE or DELETE); what it did.
+    pub async fn queue(
+        &self,
+        verb: &str,
+        selection: &Selection,
+    ) -> Result<ActionResult, ControlError> {
+        limited(&self.socket, control::queue(&self.socket, verb, selection)).await
     }
 
     /// Follows the daemon until `stop` or until it is gone: each event, its state every few

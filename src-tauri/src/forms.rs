@@ -7,16 +7,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mailcall_core::account::{
-    Account, AccountProblem, DomainSpec, EtrnForm, LinkSettings, Secret, Security,
+    Account, AccountProblem, DomainSpec, EtrnForm, FetchMode, LinkSettings, Secret, Security,
 };
-use mailcall_core::config::{Config, ConfigError};
+use mailcall_core::config::{Config, ConfigError, RouteEntry, UnknownRecipients};
 use mailcall_core::hint::AccountField;
+use mailcall_core::routing::{Destination, Pattern, Route};
 use serde::{Deserialize, Serialize};
 
 /// Each account field: its name in the form (and in [`UiError::fields`]) and its label in the
 /// window (what hints tell the user to change).
 pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
     (AccountField::Name, "name", "Name"),
+    (AccountField::Mode, "mode", "Mode"),
     (AccountField::Host, "host", "Server"),
     (AccountField::Port, "port", "Port"),
     (AccountField::Security, "security", "Security"),
@@ -57,6 +59,24 @@ pub const SETTINGS_FIELDS: &[(&str, &str, &str)] = &[
     ("fetch-at-start", "fetch_at_start", "At start"),
 ];
 
+/// The config keys the Delivery tab edits besides the routes: key, field name, label.
+pub const DELIVERY_FIELDS: &[(&str, &str, &str)] = &[
+    (
+        "unknown-recipients",
+        "unknown_recipients",
+        "Unknown recipients",
+    ),
+    ("retry-delay", "retry_delay", "First retry after (s)"),
+    (
+        "max-retry-delay",
+        "max_retry_delay",
+        "Longest wait between retries (s)",
+    ),
+];
+
+/// The routes table's label in the Delivery tab (what hints about `routes` point at).
+pub const ROUTES_LABEL: &str = "Routes";
+
 /// The account form's field for `field`.
 pub fn account_field_name(field: AccountField) -> &'static str {
     ACCOUNT_FIELDS
@@ -66,10 +86,11 @@ pub fn account_field_name(field: AccountField) -> &'static str {
         .unwrap_or("name")
 }
 
-/// The Settings tab's field for config `key`, when the window shows that key.
+/// The field for config `key` in the Settings or Delivery tab, when the window shows that key.
 pub fn settings_field_name(key: &str) -> Option<&'static str> {
     SETTINGS_FIELDS
         .iter()
+        .chain(DELIVERY_FIELDS)
         .find(|(k, _, _)| *k == key)
         .map(|(_, name, _)| *name)
 }
@@ -103,10 +124,15 @@ impl UiError {
         if self.fields.is_empty() {
             Ok(ok)
         } else {
-            Err(UiError {
-                message: "Please correct the marked fields.".into(),
-                ..self
-            })
+            Err(self.marked())
+        }
+    }
+
+    /// The field messages, with the message that points at them.
+    fn marked(self) -> UiError {
+        UiError {
+            message: "Please correct the marked fields.".into(),
+            ..self
         }
     }
 }
@@ -141,6 +167,10 @@ pub struct DomainRow {
 pub struct AccountView {
     /// The account's name.
     pub name: String,
+    /// How its mail is fetched (ETRN or ODMR).
+    pub mode: FetchMode,
+    /// The port the ISP usually offers for the mode and security (the form's placeholder).
+    pub default_port: u16,
     /// The ISP's mail server.
     pub host: String,
     /// The ISP's port.
@@ -169,6 +199,8 @@ impl From<&Account> for AccountView {
     fn from(a: &Account) -> Self {
         AccountView {
             name: a.name.clone(),
+            mode: a.mode,
+            default_port: a.default_port(),
             host: a.host.clone(),
             port: a.port,
             security: a.security,
@@ -207,9 +239,11 @@ pub struct AccountForm {
     pub original: String,
     /// The account's name.
     pub name: String,
+    /// How its mail is fetched; absent (an older window): the stored mode (ETRN for a new one).
+    pub mode: Option<FetchMode>,
     /// The ISP's mail server.
     pub host: String,
-    /// The ISP's port; empty for the security mode's default.
+    /// The ISP's port; empty for the default of the mode and security.
     pub port: String,
     /// How the connection is secured.
     pub security: Security,
@@ -236,6 +270,7 @@ impl std::fmt::Debug for AccountForm {
         f.debug_struct("AccountForm")
             .field("original", &self.original)
             .field("name", &self.name)
+            .field("mode", &self.mode)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("security", &self.security)
@@ -260,9 +295,10 @@ impl AccountForm {
     /// and dial-up fields the window left out keep their values).
     pub fn to_account(&self, stored: Option<&Account>) -> Result<Account, UiError> {
         let mut err = UiError::default();
+        let mode = self.mode.or(stored.map(|s| s.mode)).unwrap_or_default();
         // Typing only: text that is not a number or a domain at all. The rules are the core's.
         let port = match self.port.trim() {
-            "" => self.security.default_port(),
+            "" => mode.default_port(self.security),
             p => p.parse::<u16>().unwrap_or_else(|_| {
                 err.field(
                     "port",
@@ -309,8 +345,7 @@ impl AccountForm {
             }),
         };
         let account = Account {
-            // The window has no mode selector yet: an account keeps the mode it has.
-            mode: stored.map(|s| s.mode).unwrap_or_default(),
+            mode,
             name: self.name.trim().to_string(),
             host: self.host.trim().to_string(),
             port,
@@ -468,6 +503,223 @@ fn format_mib(bytes: u64) -> String {
     }
 }
 
+/// One route as the Delivery tab shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteView {
+    /// Whose mail: `alice@example.com`, `@example.com` or `*`.
+    pub recipient: String,
+    /// Where it goes: `maildir:PATH`, `lmtp:HOST:PORT`, `lmtp:unix:PATH`, `smtp:HOST:PORT`.
+    pub destination: String,
+    /// `maildir`, `lmtp` or `smtp`.
+    pub kind: &'static str,
+    /// `smtp:` only: how the connection is secured.
+    pub security: Option<Security>,
+    /// `smtp:` only: the CA file, empty for the system's certificates.
+    pub ca_file: String,
+    /// Whether mail for it waits in Mailcall's queue until the server takes it.
+    pub queued: bool,
+}
+
+impl From<&Route> for RouteView {
+    fn from(r: &Route) -> Self {
+        let smtp = matches!(r.target.destination, Destination::Smtp { .. });
+        RouteView {
+            recipient: r.pattern.to_string(),
+            destination: r.target.destination.to_string(),
+            kind: match r.target.destination {
+                Destination::Maildir(_) => "maildir",
+                Destination::Lmtp(_) => "lmtp",
+                Destination::Smtp { .. } => "smtp",
+            },
+            security: smtp.then_some(r.target.security),
+            ca_file: r
+                .target
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            queued: r.target.destination.is_server(),
+        }
+    }
+}
+
+/// The Delivery tab: the routes, what recipients no route names get, and the retry delays.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    /// The routes, most specific first (as they are looked up).
+    pub routes: Vec<RouteView>,
+    /// The delays and the answer for unknown recipients, as the form edits them.
+    pub settings: DeliveryForm,
+    /// What happens to a recipient no route names, in a sentence.
+    pub everything_else: String,
+}
+
+impl DeliveryView {
+    /// The view of `config`'s routes; `maildir` is where mail goes without a route.
+    pub fn of(config: &Config, maildir: &std::path::Path) -> Result<Self, ConfigError> {
+        let table = config.route_table()?;
+        let mut routes: Vec<&Route> = table.routes().iter().collect();
+        routes.sort_by_key(|r| match r.pattern {
+            Pattern::Address(_) => 0,
+            Pattern::Domain(_) => 1,
+            Pattern::Any => 2,
+        });
+        let has_any = routes.iter().any(|r| r.pattern == Pattern::Any);
+        let everything_else = match (has_any, config.unknown_recipients) {
+            (true, _) => "Everything else goes where the * route says.".to_string(),
+            (false, UnknownRecipients::CatchAll) => format!(
+                "Recipients no route names go into {} (unknown recipients: catch-all).",
+                maildir.display()
+            ),
+            (false, UnknownRecipients::Reject) => "Recipients no route names are refused with 550 5.1.1 (unknown recipients: reject): the ISP returns their mail to the sender.".to_string(),
+        };
+        Ok(DeliveryView {
+            routes: routes.into_iter().map(RouteView::from).collect(),
+            settings: DeliveryForm::from_config(config),
+            everything_else,
+        })
+    }
+}
+
+/// A route as typed in the Delivery tab.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RouteForm {
+    /// Whose mail.
+    pub recipient: String,
+    /// Where it goes.
+    pub destination: String,
+    /// `smtp:` only: none, starttls or tls; empty for none.
+    pub security: String,
+    /// `smtp:` only: a CA file; empty for none.
+    pub ca_file: String,
+}
+
+/// `~/x` as a full path (the window has no current directory to be relative to).
+fn expand_home(text: &str) -> String {
+    match (text.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest).display().to_string(),
+        _ => text.to_string(),
+    }
+}
+
+impl RouteForm {
+    /// Adds the route to `config` (replacing the one for the same recipients) by the core's
+    /// rules ([`Config::add_route`]); what is wrong comes back next to its field.
+    pub fn apply(&self, config: &mut Config) -> Result<Route, UiError> {
+        let mut err = UiError::default();
+        let recipient = self.recipient.trim().to_string();
+        if let Err(e) = recipient.parse::<Pattern>() {
+            err.field("recipient", e);
+        }
+        let destination = match self.destination.trim().split_once(':') {
+            Some((kind, rest)) if kind.eq_ignore_ascii_case("maildir") => {
+                format!("maildir:{}", expand_home(rest.trim()))
+            }
+            _ => self.destination.trim().to_string(),
+        };
+        if let Err(e) = destination.parse::<Destination>() {
+            err.field("destination", e);
+        }
+        let security = match self.security.trim() {
+            "" => None,
+            s => match s.parse::<Security>() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    err.field("security", e);
+                    None
+                }
+            },
+        };
+        let ca_file = optional(&self.ca_file).map(|p| PathBuf::from(expand_home(&p)));
+        if !err.fields.is_empty() {
+            return Err(err.marked());
+        }
+        // What is left for the route itself: security and a CA file where they belong.
+        if let Err(e) = Route::parse(&recipient, &destination, security, ca_file.clone()) {
+            let field = match &ca_file {
+                Some(p) if !p.is_absolute() => "ca_file",
+                _ => "security",
+            };
+            err.field(field, e);
+            return Err(err.marked());
+        }
+        config
+            .add_route(RouteEntry {
+                recipient,
+                destination,
+                security,
+                ca_file,
+            })
+            .map_err(|e| UiError::new(sentence(&config_problem(&e))))
+    }
+}
+
+/// The Delivery tab's settings as the window shows and sends them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryForm {
+    /// `catch-all` or `reject`.
+    pub unknown_recipients: String,
+    /// Seconds before the first retry of a failed hand-over.
+    pub retry_delay: String,
+    /// The longest wait between two retries, in seconds.
+    pub max_retry_delay: String,
+}
+
+impl DeliveryForm {
+    /// The form for `config`.
+    pub fn from_config(config: &Config) -> Self {
+        DeliveryForm {
+            unknown_recipients: config.unknown_recipients.to_string(),
+            retry_delay: config.retry_delay.to_string(),
+            max_retry_delay: config.max_retry_delay.to_string(),
+        }
+    }
+
+    fn value(&self, key: &str) -> &str {
+        match key {
+            "unknown-recipients" => &self.unknown_recipients,
+            "retry-delay" => &self.retry_delay,
+            _ => &self.max_retry_delay,
+        }
+    }
+
+    /// Applies the form to `config` key by key through [`Config::set`]; every refused value
+    /// comes back next to its field. The two delays are judged together by the core, so both
+    /// orders are tried (raising both at once must not fail on the first one).
+    pub fn apply(&self, config: &mut Config) -> Result<(), UiError> {
+        let attempt = |order: &[usize]| {
+            let mut next = config.clone();
+            let mut err = UiError::default();
+            for &i in order {
+                let (key, field, _) = DELIVERY_FIELDS[i];
+                if let Err(e) = next.set(key, self.value(key)) {
+                    let at = e
+                        .key()
+                        .and_then(|k| DELIVERY_FIELDS.iter().find(|(dk, _, _)| *dk == k))
+                        .map(|(_, f, _)| *f)
+                        .unwrap_or(field);
+                    err.field(at, config_problem(&e));
+                }
+            }
+            (next, err)
+        };
+        let (next, err) = attempt(&[0, 1, 2]);
+        let (next, err) = if err.fields.is_empty() {
+            (next, err)
+        } else {
+            match attempt(&[0, 2, 1]) {
+                (other, e) if e.fields.is_empty() => (other, e),
+                _ => (next, err),
+            }
+        };
+        if err.fields.is_empty() {
+            *config = next;
+        }
+        err.into_result(())
+    }
+}
+
 /// What Test connection found.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckView {
@@ -477,8 +729,14 @@ pub struct CheckView {
     pub tls: bool,
     /// `yes`, `no` or `not configured`.
     pub auth: String,
+    /// The mode the check was made for (which command the account needs).
+    pub mode: FetchMode,
+    /// Whether an EHLO reply came (else whether ETRN/ATRN is offered is not known).
+    pub ehlo_seen: bool,
     /// Whether ETRN is in the EHLO reply.
     pub etrn_advertised: bool,
+    /// Whether ATRN (ODMR) is in the EHLO reply.
+    pub atrn_advertised: bool,
     /// The EHLO keywords.
     pub extensions: Vec<String>,
     /// What failed, with what to do (in the window's words).
@@ -583,12 +841,189 @@ mod tests {
                 "{field:?} has no form field"
             );
         }
-        for (key, _, _) in SETTINGS_FIELDS {
+        for (key, _, _) in SETTINGS_FIELDS.iter().chain(DELIVERY_FIELDS) {
             assert!(
                 mailcall_core::config::KEYS.iter().any(|k| k.name == *key),
                 "{key} is no config key"
             );
         }
+    }
+
+    #[test]
+    fn the_mode_sets_the_default_port_needs_auth_for_odmr_and_is_kept_when_absent() {
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        f.username = "customer".into();
+        f.password = "pw".into();
+        let a = f.to_account(None).unwrap();
+        assert_eq!((a.mode, a.port), (FetchMode::Odmr, 366));
+        f.security = Security::Tls;
+        assert_eq!(
+            f.to_account(None).unwrap().port,
+            366,
+            "ODMR's port either way"
+        );
+        // ODMR without a login: the core's rule, next to the user name field.
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields["username"].starts_with("ODMR (ATRN) requires authentication"),
+            "{e:?}"
+        );
+        f.security = Security::None;
+        let e = f.to_account(None).unwrap_err();
+        assert!(e.fields.contains_key("security"), "{e:?}");
+        // @ and # are ETRN's forms: the domains field says so.
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        f.username = "customer".into();
+        f.password = "pw".into();
+        f.domains[0].form = EtrnForm::Subdomains;
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields["domains"].contains("ATRN asks for plain domain names"),
+            "{e:?}"
+        );
+        // A window that sends no mode keeps the stored one; a new account is ETRN.
+        f.domains[0].form = EtrnForm::Domain;
+        let stored = f.to_account(None).unwrap();
+        let mut older = f.clone();
+        older.mode = None;
+        older.port = "366".into();
+        assert_eq!(
+            older.to_account(Some(&stored)).unwrap().mode,
+            FetchMode::Odmr
+        );
+        assert_eq!(older.to_account(None).unwrap().mode, FetchMode::Etrn);
+        let view = AccountView::from(&stored);
+        assert_eq!((view.mode, view.default_port), (FetchMode::Odmr, 366));
+        assert!(serde_json::to_string(&view)
+            .unwrap()
+            .contains(r#""mode":"odmr""#));
+    }
+
+    fn route(recipient: &str, destination: &str) -> RouteForm {
+        RouteForm {
+            recipient: recipient.into(),
+            destination: destination.into(),
+            ..RouteForm::default()
+        }
+    }
+
+    #[test]
+    fn routes_go_through_the_core_rules_with_each_fault_at_its_field() {
+        let mut c = Config::default();
+        route("alice@example.com", "lmtp:127.0.0.1:24")
+            .apply(&mut c)
+            .unwrap();
+        let mut smtp = route("@example.org", "smtp:mail.lan:25");
+        smtp.security = "starttls".into();
+        smtp.ca_file = "/etc/ssl/lan-ca.pem".into();
+        smtp.apply(&mut c).unwrap();
+        route("*", "maildir:/srv/mail/other").apply(&mut c).unwrap();
+        let view = DeliveryView::of(&c, std::path::Path::new("/m")).unwrap();
+        let rows: Vec<(&str, &str)> = view
+            .routes
+            .iter()
+            .map(|r| (r.recipient.as_str(), r.kind))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("alice@example.com", "lmtp"),
+                ("@example.org", "smtp"),
+                ("*", "maildir")
+            ]
+        );
+        assert_eq!(view.routes[1].security, Some(Security::Starttls));
+        assert_eq!(view.routes[1].ca_file, "/etc/ssl/lan-ca.pem");
+        assert!(view.routes[0].queued && !view.routes[2].queued);
+        assert_eq!(view.routes[0].security, None, "security is smtp's only");
+        assert!(view.everything_else.contains("* route"), "{view:?}");
+        // The same pattern again replaces the route.
+        route("Alice@Example.com", "lmtp:127.0.0.1:2424")
+            .apply(&mut c)
+            .unwrap();
+        assert_eq!(c.routes.len(), 3);
+        // Each fault next to its field, and nothing changes.
+        let before = c.clone();
+        let e = route("alice", "pop3:mail.lan").apply(&mut c).unwrap_err();
+        assert!(
+            e.fields["recipient"].contains("is not a recipient pattern"),
+            "{e:?}"
+        );
+        assert!(e.fields["destination"].contains("maildir:"), "{e:?}");
+        let e = route("bob@example.com", "maildir:relative/path")
+            .apply(&mut c)
+            .unwrap_err();
+        assert!(e.fields["destination"].contains("not a full path"), "{e:?}");
+        let mut bad = route("bob@example.com", "lmtp:127.0.0.1:24");
+        bad.security = "tls".into();
+        let e = bad.apply(&mut c).unwrap_err();
+        assert!(
+            e.fields["security"].contains("smtp: destinations only"),
+            "{e:?}"
+        );
+        let mut bad = route("bob@example.com", "smtp:mail.lan");
+        bad.ca_file = "lan-ca.pem".into();
+        let e = bad.apply(&mut c).unwrap_err();
+        assert!(e.fields["ca_file"].contains("not a full path"), "{e:?}");
+        assert_eq!(c, before, "nothing saved");
+        // ~/ is the user's home.
+        route("carol@example.com", "maildir:~/Maildir/.Carol")
+            .apply(&mut c)
+            .unwrap();
+        let home = dirs::home_dir().unwrap();
+        assert!(
+            c.routes
+                .iter()
+                .any(|r| r.destination
+                    == format!("maildir:{}", home.join("Maildir/.Carol").display()))
+        );
+    }
+
+    #[test]
+    fn delivery_settings_are_config_keys_and_the_delays_are_judged_together() {
+        let mut c = Config::default();
+        let mut f = DeliveryForm::from_config(&c);
+        assert_eq!(
+            (
+                f.unknown_recipients.as_str(),
+                f.retry_delay.as_str(),
+                f.max_retry_delay.as_str()
+            ),
+            ("catch-all", "60", "3600")
+        );
+        // Both raised above the old longest wait: fine in one save.
+        f.retry_delay = "7200".into();
+        f.max_retry_delay = "86400".into();
+        f.apply(&mut c).unwrap();
+        assert_eq!((c.retry_delay, c.max_retry_delay), (7200, 86400));
+        f.max_retry_delay = "60".into();
+        let e = f.apply(&mut c).unwrap_err();
+        assert!(
+            e.fields["max_retry_delay"].contains("shorter than retry-delay"),
+            "{e:?}"
+        );
+        // Reject needs routes: the core says so next to the selector.
+        let mut f = DeliveryForm::from_config(&c);
+        f.unknown_recipients = "reject".into();
+        let e = f.apply(&mut c).unwrap_err();
+        assert!(e.fields["unknown_recipients"].contains("add"), "{e:?}");
+        route("alice@example.com", "lmtp:127.0.0.1:24")
+            .apply(&mut c)
+            .unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.unknown_recipients, UnknownRecipients::Reject);
+        let view = DeliveryView::of(&c, std::path::Path::new("/m")).unwrap();
+        assert!(
+            view.everything_else.contains("refused with 550 5.1.1"),
+            "{view:?}"
+        );
+        // The last route cannot go while reject needs one.
+        let err = c.remove_route("alice@example.com").unwrap_err();
+        assert_eq!(err.key(), Some("unknown-recipients"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use mailcall_core::hint::{Problem, Setting};
 
-use crate::forms::{ACCOUNT_FIELDS, SETTINGS_FIELDS};
+use crate::forms::{ACCOUNT_FIELDS, DELIVERY_FIELDS, ROUTES_LABEL, SETTINGS_FIELDS};
 
 /// Where in the window `setting` is changed.
 pub fn place(setting: &Setting) -> String {
@@ -17,11 +17,25 @@ pub fn place(setting: &Setting) -> String {
                 .unwrap_or("Edit");
             format!("Settings → Accounts → {account} → {label}")
         }
-        Setting::Config { key } => match SETTINGS_FIELDS.iter().find(|(k, _, _)| k == key) {
-            Some((_, _, label)) => format!("Settings → Settings tab → {label}"),
-            // Keys the window does not show (reply-timeout, hostname, tls-cert, ...).
-            None => format!("the setting {key} in the config file"),
-        },
+        Setting::Config { key } if key == "routes" => {
+            format!("Settings → Delivery → {ROUTES_LABEL}")
+        }
+        Setting::Config { key } => {
+            let find = |fields: &[(&str, &'static str, &'static str)]| {
+                fields
+                    .iter()
+                    .find(|(k, _, _)| k == key)
+                    .map(|(_, _, label)| *label)
+            };
+            if let Some(label) = find(SETTINGS_FIELDS) {
+                format!("Settings → Settings tab → {label}")
+            } else if let Some(label) = find(DELIVERY_FIELDS) {
+                format!("Settings → Delivery → {label}")
+            } else {
+                // Keys the window does not show (reply-timeout, hostname, tls-cert, ...).
+                format!("the setting {key} in the config file")
+            }
+        }
     }
 }
 
@@ -49,6 +63,8 @@ mod tests {
         for key in mailcall_core::config::KEYS {
             settings.push(Setting::config(key.name));
         }
+        // Not a key of `config set`, but what the spool's problems point at.
+        settings.push(Setting::config("routes"));
         for s in settings {
             let words = place(&s);
             assert!(
@@ -81,6 +97,18 @@ mod tests {
         assert_eq!(
             place(&Setting::config("reply-timeout")),
             "the setting reply-timeout in the config file"
+        );
+        assert_eq!(
+            place(&Setting::config("routes")),
+            "Settings → Delivery → Routes"
+        );
+        assert_eq!(
+            place(&Setting::config("retry-delay")),
+            "Settings → Delivery → First retry after (s)"
+        );
+        assert_eq!(
+            place(&Setting::account("isp", AccountField::Mode)),
+            "Settings → Accounts → isp → Mode"
         );
     }
 }

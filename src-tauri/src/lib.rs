@@ -9,6 +9,7 @@ pub mod forms;
 pub mod hints;
 pub mod notify;
 pub mod prefs;
+pub mod queue;
 pub mod remote;
 pub mod state;
 pub mod status;
@@ -44,6 +45,12 @@ pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
             commands::test_connection,
             commands::history,
             commands::fetch_now,
+            commands::load_delivery,
+            commands::add_route,
+            commands::remove_route,
+            commands::save_delivery,
+            commands::load_queue,
+            commands::queue_action,
         ])
 }
 

@@ -89,7 +89,7 @@ pub fn set_start_at_login(on: bool, exe: &Path) -> Result<(), String> {
         .ok_or("cannot find the autostart directory for this user (is HOME set?)")?;
     if on {
         let entry = format!(
-            "[Desktop Entry]\nType=Application\nName=Mailcall\nComment=Fetch held mail from your ISP (ETRN)\nExec=\"{}\" --tray\nIcon=mailcall\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
+            "[Desktop Entry]\nType=Application\nName=Mailcall\nComment=Fetch held mail from your ISP (ETRN or ODMR)\nExec=\"{}\" --tray\nIcon=mailcall\nTerminal=false\nX-GNOME-Autostart-enabled=true\n",
             exe.display()
         );
         fsutil::write_atomic(&path, entry.as_bytes(), 0o644).map_err(|e| {

@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use mailcall_core::account::FetchMode;
 use mailcall_core::config::{Config, ConfigError};
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::hint::{Problem, Setting};
 use mailcall_core::history::Trigger;
-use mailcall_core::instance::{Instance, InstanceOptions, Mode, SavedState, StartError};
+use mailcall_core::instance::{self, Instance, InstanceOptions, Mode, SavedState, StartError};
 use mailcall_core::keystore::AccountStore;
-use mailcall_core::service::FetchRequest;
+use mailcall_core::service::{self, FetchRequest};
+use mailcall_core::spool::actions::{ActionResult, Selection};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,12 +24,15 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::{DaemonLink, News};
 use crate::notify::Notifier;
 use crate::prefs::{self, prefs_path, Prefs};
+use crate::queue::{self, QueueAction, QueueView};
 use crate::status::{Serving, StatusView, TrayStatus};
 
 /// The event the window gets whenever the status changes (payload: [`StatusView`]).
 pub const STATUS_EVENT: &str = "mailcall://status";
 /// The event the window gets when a fetch session has been recorded in the history.
 pub const HISTORY_EVENT: &str = "mailcall://history";
+/// The event the window gets when Mailcall's queue for LAN servers changed.
+pub const QUEUE_EVENT: &str = "mailcall://queue";
 
 /// How long a tray whose daemon went away keeps trying to start Mailcall itself (the daemon
 /// may still be finishing deliveries on the listener's port).
@@ -208,6 +213,9 @@ impl AppState {
             serving
         });
         drop(backend);
+        if outcome.is_ok() {
+            self.learn_account_modes().await;
+        }
         let (notices, result) = match outcome {
             Ok(serving) => (self.status().service_started(serving), Ok(())),
             Err(problem) => (self.status().service_failed(&problem), Err(problem)),
@@ -341,17 +349,141 @@ impl AppState {
         self.publish();
     }
 
-    /// Where the listener listens (here or the daemon's), when Mailcall runs.
+    /// Where the listener listens (here or the daemon's, as it says now), when Mailcall runs
+    /// and has one (an ODMR-only setup binds none).
     pub async fn listen_addr(&self) -> Option<String> {
         match &*self.backend.lock().await {
             Backend::Stopped => None,
             Backend::Here { instance, .. } => {
                 instance.service().listen_addr().map(|a| a.to_string())
             }
-            Backend::Daemon { link, .. } => {
-                Some(link.listen().to_string()).filter(|l| !l.is_empty())
+            Backend::Daemon { link, .. } => match link.status().await {
+                Ok(status) => status.listen,
+                Err(_) => Some(link.listen().to_string()).filter(|l| !l.is_empty()),
+            },
+        }
+    }
+
+    /// Where the listener listens, in a sentence for the Settings tab: the address, or that
+    /// none runs because every account is ODMR (or that one should and cannot).
+    pub async fn listener_note(&self) -> String {
+        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+            return "Not listening: Mailcall is not running".into();
+        }
+        let modes = self.status().account_modes();
+        let etrn = modes.iter().any(|m| m.needs_listener());
+        match (self.listen_addr().await, etrn) {
+            (Some(addr), _) => format!("Listening on {addr}"),
+            (None, false) => {
+                "No listener (ODMR accounts only): the ISP delivers on Mailcall's own connection"
+                    .into()
+            }
+            (None, true) => {
+                "Not listening, so ETRN accounts cannot be fetched: see the error above".into()
             }
         }
+    }
+
+    /// Learns how each account fetches (from the instance here, or the keyring for a daemon's),
+    /// for the tray to name the mode with the account.
+    async fn learn_account_modes(&self) {
+        let here: Option<Vec<(String, FetchMode)>> = match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => Some(
+                instance
+                    .service()
+                    .accounts()
+                    .iter()
+                    .map(|a| (a.name.clone(), a.mode))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let modes = match here {
+            Some(m) => m,
+            None => {
+                let Ok(config) = self.config() else { return };
+                match instance::load_accounts(self.store.clone(), config.accounts).await {
+                    Ok((accounts, _)) => {
+                        accounts.iter().map(|a| (a.name.clone(), a.mode)).collect()
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        self.status().set_account_modes(modes);
+    }
+
+    /// The queue of mail for LAN servers: read from the spool (the instance's here; the data
+    /// directory's when a daemon hands it on, as `mailcall-cli queue` reads it).
+    pub async fn queue(&self) -> Result<QueueView, Problem> {
+        let (spool, note) = match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => {
+                (instance.queue().map(|q| q.spool().clone()), None)
+            }
+            Backend::Daemon { link, .. } => (
+                None,
+                Some(format!(
+                    "The running Mailcall daemon ({}) hands this mail on; Retry, Bounce and Delete go to it.",
+                    link.socket().display()
+                )),
+            ),
+            Backend::Stopped => (None, None),
+        };
+        let dir = match &spool {
+            Some(_) => None,
+            None => {
+                let config = self.config().map_err(|e| config_problem(&e))?;
+                Some(queue::spool_dir(
+                    &config.data_path().map_err(|e| config_problem(&e))?,
+                ))
+            }
+        };
+        let read = tokio::task::spawn_blocking(move || match (spool, dir) {
+            (Some(spool), _) => queue::read_spool(&spool),
+            (None, Some(dir)) => queue::read(&dir),
+            (None, None) => Ok(QueueView::default()),
+        })
+        .await
+        .map_err(|e| Problem::new(format!("reading the queue failed: {e}")))?;
+        let mut view = read.map_err(Problem::new)?;
+        view.note = note;
+        Ok(view)
+    }
+
+    /// Retries, bounces or deletes queued messages where the mail is handed on: by the
+    /// instance here (started first if it is not running), or by the daemon this tray fronts.
+    pub async fn queue_action<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        action: QueueAction,
+        selection: Selection,
+    ) -> Result<ActionResult, Problem> {
+        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+            self.start_service(app).await?;
+        }
+        let result = match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => {
+                let Some(queue) = instance.queue() else {
+                    return Err(Problem::new(
+                        "Mailcall's queue cannot be used (see the error on starting): check the data directory",
+                    ));
+                };
+                match action {
+                    QueueAction::Retry => queue.retry(selection).await,
+                    QueueAction::Bounce => queue.bounce(selection).await,
+                    QueueAction::Delete => queue.delete(selection).await,
+                }
+                .map_err(Problem::new)
+            }
+            Backend::Daemon { link, .. } => {
+                link.queue(action.verb(), &selection).await.map_err(|e| {
+                    Problem::new(format!("the running Mailcall daemon did not do it: {e}"))
+                })
+            }
+            Backend::Stopped => Err(Problem::new("Mailcall is not running; check the settings")),
+        };
+        let _ = app.emit(QUEUE_EVENT, ());
+        result
     }
 
     /// Who runs Mailcall for this tray.
@@ -359,9 +491,38 @@ impl AppState {
         self.backend.lock().await.serving()
     }
 
-    /// Reads the accounts again where Mailcall runs (after an edit in the window); accounts
-    /// that cannot be read come back as error events.
+    /// Reads the accounts and the routes again where Mailcall runs (after an edit in the
+    /// window: RELOAD for a daemon); accounts that cannot be read come back as error events.
     pub async fn reload_accounts(&self) -> Result<(), Problem> {
+        let result = self.reload().await;
+        self.learn_account_modes().await;
+        result
+    }
+
+    /// After an account edit: a listener here that no account needs any more (every account
+    /// is ODMR now; it was bound while there were none) is closed by starting Mailcall again
+    /// without it. A daemon this tray fronts keeps its own.
+    pub async fn drop_unneeded_listener<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+    ) -> Result<(), Problem> {
+        let unneeded = match &*self.backend.lock().await {
+            Backend::Here { instance, .. } => {
+                instance.service().listen_addr().is_some()
+                    && !service::needs_listener(&instance.service().accounts())
+            }
+            _ => false,
+        };
+        if unneeded {
+            tracing::info!(
+                "no account needs the listener any more: starting Mailcall again without it"
+            );
+            self.start_service(app).await?;
+        }
+        Ok(())
+    }
+
+    async fn reload(&self) -> Result<(), Problem> {
         match &*self.backend.lock().await {
             Backend::Stopped => Ok(()),
             Backend::Here { instance, .. } => {
@@ -478,6 +639,11 @@ fn apply_event<R: Runtime>(app: &AppHandle<R>, event: &Event) {
     state.notifier.send(notices);
     refresh(app);
     if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
+        let _ = app.emit(HISTORY_EVENT, ());
+    }
+    if matches!(event, Event::HandOver(_) | Event::QueueChanged { .. }) {
+        let _ = app.emit(QUEUE_EVENT, ());
+        // A hand-over's record is in the history once the runner is done with the server.
         let _ = app.emit(HISTORY_EVENT, ());
     }
 }

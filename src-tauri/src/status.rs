@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Local, Utc};
+use mailcall_core::account::FetchMode;
 use mailcall_core::event::Event;
-use mailcall_core::hint::Problem;
+use mailcall_core::hint::{Problem, Setting};
 use mailcall_core::history::SessionRecord;
-use mailcall_core::report::{DomainOutcome, MessageInfo};
+use mailcall_core::report::{
+    DomainOutcome, DomainReport, HandOverOutcome, HandOverReport, MessageInfo,
+};
 use serde::Serialize;
 
 use crate::hints;
@@ -126,6 +129,13 @@ pub struct TrayStatus {
     notified_errors: HashSet<String>,
     /// Recipients waiting in the spool for a LAN server, and those a server refused.
     queue: (usize, usize),
+    /// How each account fetches, by name: shown wherever an account is named.
+    modes: BTreeMap<String, FetchMode>,
+    /// The accounts the running fetch asked (empty: not known, e.g. joined a daemon mid-fetch).
+    asked: Vec<String>,
+    /// LAN servers that could not be reached and were notified; cleared when mail reaches them
+    /// again or the queue empties, so a server that stays down gives one notification.
+    unreachable: HashSet<String>,
 }
 
 /// A snapshot for the settings window (sent with the `mailcall://status` event).
@@ -145,15 +155,23 @@ pub struct StatusView {
     pub serving: Serving,
     /// The same in a sentence, for the Settings tab.
     pub note: String,
+    /// Recipients waiting in Mailcall's queue for a LAN mail server.
+    pub queued: usize,
+    /// Recipients a LAN mail server refused, held in the queue.
+    pub refused: usize,
+    /// The queue in a few words (the menu's queue item, the window's Queue tab); `None` when
+    /// nothing waits.
+    pub queue_line: Option<String>,
 }
 
 impl TrayStatus {
     /// Applies one event; returns the notifications it calls for (before the on/off switch).
     pub fn apply(&mut self, event: &Event) -> Vec<Notice> {
         match event {
-            Event::SessionStarted { .. } => {
+            Event::SessionStarted { accounts, .. } => {
                 self.fetching = true;
                 self.received = 0;
+                self.asked = accounts.clone();
                 Vec::new()
             }
             Event::EtrnReply { .. } | Event::AtrnReply { .. } | Event::Connected { .. } => {
@@ -169,8 +187,11 @@ impl TrayStatus {
                     mail_notices(std::slice::from_ref(info.as_ref()))
                 }
             }
+            Event::Error(problem) if is_hand_over_problem(problem) => {
+                self.hand_over_problem(problem).into_iter().collect()
+            }
             Event::Error(problem) => {
-                let text = hints::render(problem);
+                let text = self.render(problem);
                 if !self.fetching {
                     // Outside a fetch (listener trouble): the state shows it until the next fetch.
                     self.error = Some(text.clone());
@@ -178,18 +199,100 @@ impl TrayStatus {
                 self.error_notice(text).into_iter().collect()
             }
             Event::SessionFinished(record) => self.finish(record),
-            // A refused hand-over also comes as an Error event: that is what notifies.
-            Event::HandOver(_) => Vec::new(),
+            Event::HandOver(report) => self.hand_over(report),
             Event::QueueChanged { queued, failed } => {
                 self.queue = (*queued, *failed);
+                if *queued == 0 {
+                    self.unreachable.clear();
+                }
                 Vec::new()
             }
         }
     }
 
+    /// How each account fetches (read when Mailcall starts and after every account edit): the
+    /// mode is shown wherever the tray names an account.
+    pub fn set_account_modes(&mut self, modes: impl IntoIterator<Item = (String, FetchMode)>) {
+        self.modes = modes.into_iter().collect();
+    }
+
+    /// How the accounts fetch, as last learnt.
+    pub fn account_modes(&self) -> Vec<FetchMode> {
+        self.modes.values().copied().collect()
+    }
+
+    /// `isp (ODMR)`: an account's name with how it fetches, when that is known.
+    pub fn account_words(&self, account: &str) -> String {
+        match self.modes.get(account) {
+            Some(mode) => format!("{account} ({})", mode_word(*mode)),
+            None => account.to_string(),
+        }
+    }
+
+    /// A problem in the window's words, its account named with its mode.
+    pub fn render(&self, problem: &Problem) -> String {
+        match &problem.account {
+            Some(a) => {
+                let mut named = problem.clone();
+                named.account = Some(self.account_words(a));
+                hints::render(&named)
+            }
+            None => hints::render(problem),
+        }
+    }
+
+    /// A problem handing mail on to a LAN server: a server that cannot be reached is notified
+    /// once (until mail reaches it again); a refusal is notified from its hand-over report,
+    /// which names the recipient and the reply. Neither is a failed fetch.
+    fn hand_over_problem(&mut self, problem: &Problem) -> Option<Notice> {
+        let target = problem
+            .message
+            .strip_prefix(UNREACHABLE_PREFIX)
+            .and_then(|rest| rest.split_once(": "))
+            .map(|(target, _)| target.to_string())?;
+        self.unreachable.insert(target).then(|| Notice {
+            summary: "Mail waits for the LAN mail server".into(),
+            body: self.render(problem),
+            is_error: false,
+        })
+    }
+
+    /// A hand-over to a LAN server: each recipient it refused for good gets a notification
+    /// naming the recipient and the server's reply; mail that reached the server ends its
+    /// "cannot be reached" state.
+    fn hand_over(&mut self, report: &HandOverReport) -> Vec<Notice> {
+        if report
+            .recipients
+            .iter()
+            .any(|r| r.outcome == HandOverOutcome::Delivered)
+        {
+            self.unreachable.remove(&report.target);
+        }
+        report
+            .recipients
+            .iter()
+            .filter(|r| r.outcome == HandOverOutcome::Failed)
+            .map(|r| Notice {
+                summary: "The LAN mail server refused mail".into(),
+                body: format!(
+                    "{} refused {}: {}\nThe message ({}) is held in Mailcall's queue: retry, bounce or delete it under Queue in the Mailcall window.",
+                    report.target,
+                    r.address,
+                    r.reply,
+                    report
+                        .subject
+                        .as_deref()
+                        .map(|s| format!("{s:?}"))
+                        .unwrap_or_else(|| report.id.clone()),
+                ),
+                is_error: true,
+            })
+            .collect()
+    }
+
     /// The service could not start (bind refused, Maildir unusable), or a request to it failed.
     pub fn service_failed(&mut self, problem: &Problem) -> Vec<Notice> {
-        let text = hints::render(problem);
+        let text = self.render(problem);
         self.fetching = false;
         self.error = Some(text.clone());
         self.error_notice(text).into_iter().collect()
@@ -264,8 +367,9 @@ impl TrayStatus {
     fn finish(&mut self, record: &SessionRecord) -> Vec<Notice> {
         self.fetching = false;
         self.received = 0;
+        self.asked.clear();
         let ok = record.succeeded();
-        let problem = first_problem(record);
+        let problem = self.first_problem(record);
         self.last = Some(LastFetch {
             at: record.finished_at,
             ok,
@@ -285,11 +389,7 @@ impl TrayStatus {
                 if d.outcome == DomainOutcome::NotSent {
                     continue;
                 }
-                let text = format!(
-                    "{}: {}",
-                    d.domain,
-                    d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
-                );
+                let text = self.domain_words(d);
                 notices.extend(self.error_notice(text));
             }
         }
@@ -307,11 +407,64 @@ impl TrayStatus {
         })
     }
 
+    /// `example.com (isp, ODMR): the ISP turned the line around to deliver`: one domain's
+    /// result in the mode's words.
+    fn domain_words(&self, d: &DomainReport) -> String {
+        format!(
+            "{} ({}, {}): {}",
+            d.domain,
+            d.account,
+            mode_word(d.mode),
+            d.explain()
+        )
+    }
+
+    fn first_problem(&self, record: &SessionRecord) -> Option<String> {
+        if let Some(p) = record.errors.first() {
+            return Some(self.render(p));
+        }
+        record
+            .domains
+            .iter()
+            .find(|d| !d.outcome.is_accepted())
+            .map(|d| self.domain_words(d))
+    }
+
+    /// " from isp (ODMR)": the accounts the running fetch asked, for the tooltip and the line.
+    fn fetching_from(&self) -> String {
+        const SHOWN: usize = 2;
+        if self.asked.is_empty() {
+            return String::new();
+        }
+        let mut names: Vec<String> = self
+            .asked
+            .iter()
+            .take(SHOWN)
+            .map(|a| self.account_words(a))
+            .collect();
+        if self.asked.len() > SHOWN {
+            names.push(format!("{} more", self.asked.len() - SHOWN));
+        }
+        format!(" from {}", names.join(", "))
+    }
+
+    /// The queue in a few words; `None` when nothing waits and nothing was refused.
+    pub fn queue_words(&self) -> Option<String> {
+        match self.queue {
+            (0, 0) => None,
+            (queued, 0) => Some(format!("{queued} waiting for the LAN mail server")),
+            (0, failed) => Some(format!("{failed} refused by the LAN mail server")),
+            (queued, failed) => Some(format!(
+                "{queued} waiting for the LAN mail server, {failed} refused by it"
+            )),
+        }
+    }
+
     /// The icon to show.
     pub fn icon(&self) -> IconState {
         if self.fetching {
             IconState::Fetching
-        } else if self.error.is_some() {
+        } else if self.error.is_some() || self.queue.1 > 0 {
             IconState::Error
         } else if self.unseen > 0 {
             IconState::NewMail
@@ -329,25 +482,25 @@ impl TrayStatus {
     pub fn tooltip(&self) -> String {
         let text = match self.icon() {
             IconState::Fetching => format!(
-                "Mailcall — fetching… {} so far",
+                "Mailcall — fetching{}… {} so far",
+                self.fetching_from(),
                 plural(self.received, "message")
             ),
-            IconState::Error => format!(
-                "Mailcall — error: {}",
-                self.error.as_deref().unwrap_or("unknown")
-            ),
+            IconState::Error => match &self.error {
+                Some(e) => format!("Mailcall — error: {e}"),
+                // Only mail a LAN server refused: the queue words below say it.
+                None => "Mailcall".into(),
+            },
             IconState::NewMail => format!("Mailcall — {} new", plural(self.unseen, "message")),
             IconState::Idle => match &self.last {
                 Some(_) => format!("Mailcall — idle. {}", self.line()),
                 None => "Mailcall — idle".into(),
             },
         };
-        let text = match self.queue {
-            (0, 0) => text,
-            (queued, 0) => format!("{text}; {queued} waiting for the LAN mail server"),
-            (queued, failed) => {
-                format!("{text}; {queued} waiting for the LAN mail server, {failed} refused by it")
-            }
+        let text = match self.queue_words() {
+            None => text,
+            Some(q) if text == "Mailcall" => format!("{text} — {q}: see Queue in the window"),
+            Some(q) => format!("{text}; {q}"),
         };
         match &self.serving {
             Serving::Daemon { .. } => format!("{text} (using the running daemon)"),
@@ -367,7 +520,11 @@ impl TrayStatus {
 
     fn fetch_line(&self) -> String {
         if self.fetching {
-            return format!("Fetching… {} so far", plural(self.received, "message"));
+            return format!(
+                "Fetching{}… {} so far",
+                self.fetching_from(),
+                plural(self.received, "message")
+            );
         }
         match &self.last {
             None => match &self.error {
@@ -402,7 +559,29 @@ impl TrayStatus {
             paused: self.paused,
             serving: self.serving.clone(),
             note: self.serving.note(),
+            queued: self.queue.0,
+            refused: self.queue.1,
+            queue_line: self.queue_words(),
         }
+    }
+}
+
+/// How problems handing mail on to a LAN server start when the server cannot be reached
+/// (the spool runner's words; a unit test pins them).
+const UNREACHABLE_PREFIX: &str = "cannot hand mail on to ";
+
+/// Whether a problem is about handing mail on to a LAN server (the spool's problems point at
+/// the routes), not about fetching.
+fn is_hand_over_problem(problem: &Problem) -> bool {
+    matches!(&problem.fix, Some(Setting::Config { key }) if key == "routes")
+        && problem.account.is_none()
+}
+
+/// `ETRN` or `ODMR`, as the window's mode selector says it.
+pub fn mode_word(mode: FetchMode) -> &'static str {
+    match mode {
+        FetchMode::Etrn => "ETRN",
+        FetchMode::Odmr => "ODMR",
     }
 }
 
@@ -453,23 +632,6 @@ fn sender_of(m: &MessageInfo) -> &str {
     }
 }
 
-fn first_problem(record: &SessionRecord) -> Option<String> {
-    if let Some(p) = record.errors.first() {
-        return Some(hints::render(p));
-    }
-    record
-        .domains
-        .iter()
-        .find(|d| !d.outcome.is_accepted())
-        .map(|d| {
-            format!(
-                "{}: {}",
-                d.domain,
-                d.outcome.describe(d.domain.trim_start_matches(['@', '#']))
-            )
-        })
-}
-
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
@@ -492,7 +654,7 @@ fn shorten(text: &str, max: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use mailcall_core::hint::{AccountField, Setting};
+    use mailcall_core::hint::AccountField;
     use mailcall_core::history::{EndReason, RecordKind, Trigger};
     use mailcall_core::report::DomainReport;
 
@@ -553,8 +715,11 @@ mod tests {
         assert!(s
             .apply(&Event::MessageStored(Box::new(m.clone())))
             .is_empty());
-        assert_eq!(s.tooltip(), "Mailcall — fetching… 1 message so far");
-        assert_eq!(s.line(), "Fetching… 1 message so far");
+        assert_eq!(
+            s.tooltip(),
+            "Mailcall — fetching from isp… 1 message so far"
+        );
+        assert_eq!(s.line(), "Fetching from isp… 1 message so far");
         let notices = s.apply(&record(
             vec![m],
             DomainOutcome::Started { expected: None },
@@ -650,11 +815,178 @@ mod tests {
         assert_eq!(n.len(), 1);
         assert!(
             n[0].body
-                .starts_with("example.com: the ISP does not hold mail"),
+                .starts_with("example.com (isp, ETRN): the ISP does not hold mail"),
             "{}",
             n[0].body
         );
         assert_eq!(s.icon(), IconState::Error);
+    }
+
+    #[test]
+    fn odmr_accounts_are_named_with_their_mode_and_their_results_in_atrn_words() {
+        let mut s = TrayStatus::default();
+        s.set_account_modes([
+            ("isp".to_string(), FetchMode::Odmr),
+            ("work".to_string(), FetchMode::Etrn),
+        ]);
+        s.apply(&Event::SessionStarted {
+            id: "s".into(),
+            trigger: Trigger::Tray,
+            accounts: vec!["isp".into(), "work".into(), "third".into()],
+            listen: None,
+        });
+        assert_eq!(
+            s.tooltip(),
+            "Mailcall — fetching from isp (ODMR), work (ETRN), 1 more… 0 messages so far"
+        );
+        let n = s.apply(&Event::Error(
+            Problem::new("the ISP refused the password (535)")
+                .for_account("isp")
+                .fixed_by(Some(Setting::account("isp", AccountField::Password))),
+        ));
+        assert_eq!(
+            n[0].body,
+            "isp (ODMR): the ISP refused the password (535)\nTo fix: Settings → Accounts → isp → Password"
+        );
+        let Event::SessionFinished(mut r) = record(vec![], DomainOutcome::NotAllowed, &[]) else {
+            unreachable!()
+        };
+        r.domains[0].mode = FetchMode::Odmr;
+        let n = s.apply(&Event::SessionFinished(r));
+        assert!(
+            n[0].body
+                .starts_with("example.com (isp, ODMR): the ISP refused the ATRN request (450)"),
+            "{n:?}"
+        );
+        assert!(
+            s.line().contains("failed (example.com (isp, ODMR)"),
+            "{}",
+            s.line()
+        );
+    }
+
+    fn hand_over(outcome: HandOverOutcome, reply: &str) -> Event {
+        Event::HandOver(Box::new(HandOverReport {
+            id: "1764150000.M1P2Q1".into(),
+            target: "lmtp:127.0.0.1:24".into(),
+            sender: "sender@outside.test".into(),
+            message_id: Some("m1@outside.test".into()),
+            subject: Some("Minutes".into()),
+            recipients: vec![mailcall_core::report::RecipientOutcome {
+                address: "nobody@example.com".into(),
+                outcome,
+                reply: reply.into(),
+            }],
+            at: Utc::now(),
+        }))
+    }
+
+    fn unreachable(when: &str) -> Event {
+        Event::Error(
+            Problem::new(format!("cannot hand mail on to lmtp:127.0.0.1:24: connection refused; 1 message(s) wait in Mailcall's queue and are retried by themselves from {when}. Check that the server runs, and the route's destination"))
+                .fixed_by(Some(Setting::config("routes"))),
+        )
+    }
+
+    #[test]
+    fn a_lan_server_down_is_told_once_and_mail_waiting_for_it_is_no_fetch_error() {
+        let mut s = TrayStatus::default();
+        let n = s.apply(&unreachable("10:00:00"));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].summary, "Mail waits for the LAN mail server");
+        assert!(
+            n[0].body.ends_with("To fix: Settings → Delivery → Routes"),
+            "{n:?}"
+        );
+        assert!(!n[0].is_error);
+        assert!(
+            s.apply(&unreachable("10:01:00")).is_empty(),
+            "the next retry's words differ, but it is the same server down"
+        );
+        s.apply(&Event::QueueChanged {
+            queued: 2,
+            failed: 0,
+        });
+        assert_eq!(s.icon(), IconState::Idle, "waiting mail is not an error");
+        assert_eq!(
+            s.tooltip(),
+            "Mailcall — idle; 2 waiting for the LAN mail server"
+        );
+        assert_eq!(
+            s.view().queue_line.as_deref(),
+            Some("2 waiting for the LAN mail server")
+        );
+        // The server takes mail again: the next time it is down is news again.
+        s.apply(&hand_over(HandOverOutcome::Delivered, "250 2.0.0 Saved"));
+        assert_eq!(s.apply(&unreachable("11:00:00")).len(), 1);
+        s.apply(&Event::QueueChanged {
+            queued: 0,
+            failed: 0,
+        });
+        assert_eq!(s.view().queue_line, None);
+        assert_eq!(s.tooltip(), "Mailcall — idle");
+    }
+
+    #[test]
+    fn the_spools_words_for_a_server_down_are_the_ones_matched() {
+        let runner = include_str!("../../crates/core/src/spool/runner.rs");
+        assert!(
+            runner.contains(&format!("\"{UNREACHABLE_PREFIX}{{target}}: {{error}};")),
+            "the spool runner words an unreachable server differently now: update UNREACHABLE_PREFIX"
+        );
+    }
+
+    #[test]
+    fn a_refused_hand_over_notifies_once_naming_the_recipient_and_the_reply() {
+        let mut s = TrayStatus::default();
+        // The spool says it as a problem too: the report is what notifies.
+        let said = s.apply(&Event::Error(
+            Problem::new("lmtp:127.0.0.1:24 refused nobody@example.com for good (550 5.1.1 User doesn't exist): the message 1764150000.M1P2Q1 is held in Mailcall's queue; fix the route or the server (is nobody@example.com a user there?), then retry it, or bounce or delete it")
+                .fixed_by(Some(Setting::config("routes"))),
+        ));
+        assert!(said.is_empty(), "{said:?}");
+        let n = s.apply(&hand_over(
+            HandOverOutcome::Failed,
+            "550 5.1.1 <nobody@example.com> User doesn't exist: nobody@example.com",
+        ));
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(n[0].is_error);
+        assert_eq!(n[0].summary, "The LAN mail server refused mail");
+        assert!(
+            n[0].body.starts_with("lmtp:127.0.0.1:24 refused nobody@example.com: 550 5.1.1 <nobody@example.com> User doesn't exist"),
+            "{}",
+            n[0].body
+        );
+        assert!(n[0].body.contains("\"Minutes\""), "{}", n[0].body);
+        assert!(
+            n[0].body.contains("under Queue in the Mailcall window")
+                && !n[0].body.contains("mailcall-cli"),
+            "{}",
+            n[0].body
+        );
+        s.apply(&Event::QueueChanged {
+            queued: 0,
+            failed: 1,
+        });
+        assert_eq!(s.icon(), IconState::Error, "refused mail needs the user");
+        assert_eq!(
+            s.tooltip(),
+            "Mailcall — 1 refused by the LAN mail server: see Queue in the window"
+        );
+        assert!(s.line().starts_with("Last fetch: never"), "{}", s.line());
+        s.apply(&Event::QueueChanged {
+            queued: 1,
+            failed: 1,
+        });
+        assert_eq!(
+            s.view().queue_line.as_deref(),
+            Some("1 waiting for the LAN mail server, 1 refused by it")
+        );
+        s.apply(&Event::QueueChanged {
+            queued: 0,
+            failed: 0,
+        });
+        assert_eq!(s.icon(), IconState::Idle);
     }
 
     #[test]

@@ -43,7 +43,25 @@ fn harness_sharing(first: &Harness) -> Harness {
     harness_with(crate::window::LABEL, Some(first.socket.clone()))
 }
 
+/// A second tray over `first`'s config, keyring and control socket: the front end of `first`
+/// as a tray is of a daemon that runs with the same config.
+fn harness_front_end(first: &Harness) -> Harness {
+    harness_over(
+        crate::window::LABEL,
+        Some(first.socket.clone()),
+        Some((first.config_path.clone(), first.store.clone())),
+    )
+}
+
 fn harness_with(label: &str, socket: Option<std::path::PathBuf>) -> Harness {
+    harness_over(label, socket, None)
+}
+
+fn harness_over(
+    label: &str,
+    socket: Option<std::path::PathBuf>,
+    shared: Option<(std::path::PathBuf, Arc<MemoryStore>)>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
     let config = Config {
@@ -56,7 +74,8 @@ fn harness_with(label: &str, socket: Option<std::path::PathBuf>) -> Harness {
         ..Config::default()
     };
     config.save(&config_path).unwrap();
-    let store = Arc::new(MemoryStore::default());
+    let (config_path, store) =
+        shared.unwrap_or_else(|| (config_path, Arc::new(MemoryStore::default())));
     let socket = socket.unwrap_or_else(|| dir.path().join("run").join("control.sock"));
     let state =
         AppState::new(config_path.clone(), store.clone()).with_control_socket(socket.clone());
@@ -652,4 +671,620 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
             .expect("the second tray answers on the socket now");
     assert_eq!(status["accounts"], json!(["isp"]), "{status}");
     assert!(!second.state().status().view().line.contains("via daemon"));
+}
+
+/// An ODMR account as the window's form sends it.
+fn odmr_form(name: &str) -> Value {
+    let mut form = account_form(name, 0, "odmr-pw");
+    form["mode"] = json!("odmr");
+    form["port"] = json!("");
+    form
+}
+
+#[test]
+fn an_odmr_account_is_saved_with_its_mode_and_port_and_runs_without_a_listener() {
+    let h = harness();
+    let data = h.invoke("load_settings", json!({})).unwrap();
+    assert_eq!(data["default_ports"]["odmr"]["starttls"], 366, "{data}");
+    assert_eq!(data["default_ports"]["etrn"]["tls"], 465, "{data}");
+
+    // ODMR without a login: the core's rule, at the user name field; nothing saved.
+    let mut no_login = odmr_form("isp");
+    no_login["username"] = json!("");
+    no_login["password"] = json!("");
+    let e = h
+        .invoke("save_account", json!({"account": no_login.clone()}))
+        .unwrap_err();
+    assert!(
+        e["fields"]["username"]
+            .as_str()
+            .unwrap()
+            .starts_with("ODMR (ATRN) requires authentication"),
+        "{e}"
+    );
+    assert!(h.config().accounts.is_empty());
+    // Test connection says the same, at the same field, without connecting.
+    let e = h
+        .invoke("test_connection", json!({"account": no_login}))
+        .unwrap_err();
+    assert!(e["fields"]["username"].is_string(), "{e}");
+
+    // A fresh tray with no account listens (an ISP may deliver on its own); once the only
+    // account is ODMR, it restarts without the listener.
+    h.start_service();
+    assert!(tauri::async_runtime::block_on(h.state().listen_addr()).is_some());
+    let saved = h
+        .invoke("save_account", json!({"account": odmr_form("isp")}))
+        .unwrap();
+    assert_eq!(
+        tauri::async_runtime::block_on(h.state().listen_addr()),
+        None,
+        "the listener nobody needs is closed"
+    );
+    assert_eq!(h.control("STATUS")["accounts"], json!(["isp"]));
+    assert_eq!(
+        (saved["mode"].clone(), saved["port"].clone()),
+        (json!("odmr"), json!(366))
+    );
+    let stored = h.store.load("isp").unwrap();
+    assert_eq!(stored.mode, mailcall_core::account::FetchMode::Odmr);
+    // A window that sends no mode (an older one) keeps it.
+    let mut edit = account_form("isp", 3366, "");
+    edit["original"] = json!("isp");
+    h.invoke("save_account", json!({"account": edit})).unwrap();
+    let stored = h.store.load("isp").unwrap();
+    assert_eq!(
+        (stored.mode, stored.port),
+        (mailcall_core::account::FetchMode::Odmr, 3366)
+    );
+
+    // Only ODMR accounts: Mailcall runs here with no listener, and says so.
+    h.start_service();
+    assert_eq!(
+        tauri::async_runtime::block_on(h.state().listen_addr()),
+        None
+    );
+    let data = h.invoke("load_settings", json!({})).unwrap();
+    assert_eq!(data["listening"], Value::Null, "{data}");
+    assert!(
+        data["listener"]
+            .as_str()
+            .unwrap()
+            .starts_with("No listener (ODMR accounts only)"),
+        "{data}"
+    );
+    assert_eq!(data["accounts"][0]["mode"], "odmr");
+    assert_eq!(h.control("STATUS")["listen"], Value::Null);
+    // The tray names the account with its mode.
+    assert_eq!(h.state().status().account_words("isp"), "isp (ODMR)");
+
+    // A tray in front of it says the same (the daemon's STATUS has no listener).
+    let front = harness_sharing(&h);
+    front.start_service();
+    let data = front.invoke("load_settings", json!({})).unwrap();
+    assert!(matches!(front.serving(), Serving::Daemon { .. }));
+    assert_eq!(data["listening"], Value::Null, "{data}");
+}
+
+/// One message to the listener at `addr` for `rcpt` (as an ISP delivers), checking each reply.
+fn deliver(addr: &str, rcpt: &str, subject: &str) {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut expect = |code: &str| {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            lines.read_line(&mut line).unwrap();
+            assert!(line.starts_with(code), "wanted {code}, got {line:?}");
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return;
+            }
+        }
+    };
+    expect("220");
+    for (cmd, code) in [
+        ("EHLO isp.test".to_string(), "250"),
+        ("MAIL FROM:<sender@outside.test>".into(), "250"),
+        (format!("RCPT TO:<{rcpt}>"), "250"),
+        ("DATA".into(), "354"),
+    ] {
+        out.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        expect(code);
+    }
+    out.write_all(
+        format!("From: sender@outside.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@outside.test>\r\n\r\nHello.\r\n.\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    expect("250");
+    out.write_all(b"QUIT\r\n").unwrap();
+}
+
+/// A scripted LMTP server that takes every message, or refuses every recipient for good;
+/// returns its port and a counter of the messages it took.
+fn fake_lmtp(accept: bool) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = taken.clone();
+    std::thread::spawn(move || {
+        // Bounded: a few connections (the runner reconnects per retry).
+        for _ in 0..8 {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream);
+            let _ = out.write_all(b"220 lan.test LMTP\r\n");
+            let mut line = String::new();
+            let mut rcpts = 0;
+            for _ in 0..200 {
+                line.clear();
+                if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let cmd = line.trim_end().to_ascii_uppercase();
+                let reply: &[u8] = if cmd.starts_with("LHLO") {
+                    b"250-lan.test\r\n250 8BITMIME\r\n"
+                } else if cmd.starts_with("MAIL") || cmd == "RSET" || cmd == "NOOP" {
+                    rcpts = 0;
+                    b"250 2.1.0 OK\r\n"
+                } else if cmd.starts_with("RCPT") && accept {
+                    rcpts += 1;
+                    b"250 2.1.5 OK\r\n"
+                } else if cmd.starts_with("RCPT") {
+                    b"550 5.1.1 <alice@example.com> User doesn't exist: alice@example.com\r\n"
+                } else if cmd == "DATA" {
+                    let _ = out.write_all(b"354 OK\r\n");
+                    loop {
+                        line.clear();
+                        if lines.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                            break;
+                        }
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    for _ in 0..rcpts {
+                        let _ = out.write_all(b"250 2.0.0 <alice@example.com> Saved\r\n");
+                    }
+                    continue;
+                } else if cmd == "QUIT" {
+                    let _ = out.write_all(b"221 2.0.0 Bye\r\n");
+                    break;
+                } else {
+                    b"502 5.5.2 no\r\n"
+                };
+                if out.write_all(reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, taken)
+}
+
+/// A port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Harness {
+    /// An ETRN account for example.com (the listener accepts mail for it).
+    fn with_etrn_account(&self) {
+        self.invoke(
+            "save_account",
+            json!({"account": account_form("isp", closed_port(), "pw")}),
+        )
+        .unwrap();
+    }
+
+    fn listen(&self) -> String {
+        tauri::async_runtime::block_on(self.state().listen_addr()).expect("a listener runs")
+    }
+
+    fn add_route(&self, recipient: &str, destination: &str) -> Value {
+        self.invoke(
+            "add_route",
+            json!({"route": {"recipient": recipient, "destination": destination}}),
+        )
+        .unwrap_or_else(|e| panic!("add_route {recipient} {destination}: {e}"))
+    }
+
+    /// The queue, once `ready` says it is as wanted (20 s).
+    fn wait_queue(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let got =
+            mailcall_e2e::poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+                last = self.invoke("load_queue", json!({})).unwrap();
+                ready(&last).then(|| last.clone())
+            });
+        got.unwrap_or_else(|| panic!("the queue never showed {what}: {last}"))
+    }
+}
+
+fn maildir_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("new"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn routes_are_added_and_removed_in_the_delivery_tab_and_the_running_mailcall_uses_them_at_once() {
+    let h = harness();
+    h.with_etrn_account();
+    h.start_service();
+    let view = h.invoke("load_delivery", json!({})).unwrap();
+    assert_eq!(view["routes"], json!([]));
+    assert_eq!(view["settings"]["unknown_recipients"], "catch-all");
+    assert!(
+        view["everything_else"]
+            .as_str()
+            .unwrap()
+            .contains("Maildir"),
+        "{view}"
+    );
+
+    // Faults at their fields, nothing saved.
+    let e = h
+        .invoke(
+            "add_route",
+            json!({"route": {"recipient": "alice", "destination": "maildir:relative"}}),
+        )
+        .unwrap_err();
+    assert!(e["fields"]["recipient"].is_string(), "{e}");
+    assert!(e["fields"]["destination"].is_string(), "{e}");
+    assert!(h.config().routes.is_empty());
+
+    // A route to a Maildir folder: mail for alice goes there from now on, without a restart.
+    let folder = h._dir.path().join("Maildir").join(".Alice");
+    let saved = h.add_route(
+        "alice@example.com",
+        &format!("maildir:{}", folder.display()),
+    );
+    assert_eq!(
+        saved["delivery"]["routes"][0]["recipient"],
+        "alice@example.com"
+    );
+    assert_eq!(saved["delivery"]["routes"][0]["kind"], "maildir");
+    assert_eq!(h.config().routes.len(), 1);
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    assert!(text.contains("[[routes]]"), "the CLI's table: {text}");
+    let control_before = h.control("STATUS");
+    deliver(&h.listen(), "alice@example.com", "routed-1");
+    let arrived =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            (maildir_files(&folder) == 1).then_some(())
+        });
+    assert!(arrived.is_some(), "the route was not used at once");
+    assert_eq!(maildir_files(&h._dir.path().join("Maildir")), 0);
+    assert_eq!(
+        h.control("STATUS")["listen"],
+        control_before["listen"],
+        "no restart"
+    );
+
+    // unknown-recipients reject needs routes: with one, it is taken; the last one cannot go.
+    let mut settings = saved["delivery"]["settings"].clone();
+    settings["unknown_recipients"] = json!("reject");
+    let saved = h
+        .invoke("save_delivery", json!({"settings": settings}))
+        .unwrap();
+    assert_eq!(saved["note"], Value::Null);
+    assert!(
+        saved["delivery"]["everything_else"]
+            .as_str()
+            .unwrap()
+            .contains("refused with 550 5.1.1"),
+        "{saved}"
+    );
+    let e = h
+        .invoke("remove_route", json!({"recipient": "alice@example.com"}))
+        .unwrap_err();
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("To fix: Settings → Delivery → Unknown recipients"),
+        "{e}"
+    );
+    assert!(e["fields"]["unknown_recipients"].is_string(), "{e}");
+    assert_eq!(h.config().routes.len(), 1, "the route stays");
+    settings["unknown_recipients"] = json!("catch-all");
+    h.invoke("save_delivery", json!({"settings": settings}))
+        .unwrap();
+    let saved = h
+        .invoke("remove_route", json!({"recipient": "alice@example.com"}))
+        .unwrap();
+    assert_eq!(saved["delivery"]["routes"], json!([]));
+    deliver(&h.listen(), "alice@example.com", "unrouted-2");
+    let arrived =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            (maildir_files(&h._dir.path().join("Maildir")) == 1).then_some(())
+        });
+    assert!(
+        arrived.is_some(),
+        "without the route, mail goes into the Maildir again"
+    );
+    let e = h
+        .invoke("remove_route", json!({"recipient": "alice@example.com"}))
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("no route"), "{e}");
+
+    // New retry delays restart Mailcall here (the control socket answers again).
+    let mut settings = h.invoke("load_delivery", json!({})).unwrap()["settings"].clone();
+    settings["retry_delay"] = json!("5");
+    settings["max_retry_delay"] = json!("2");
+    let e = h
+        .invoke("save_delivery", json!({"settings": settings.clone()}))
+        .unwrap_err();
+    assert!(e["fields"]["max_retry_delay"].is_string(), "{e}");
+    settings["max_retry_delay"] = json!("600");
+    let saved = h
+        .invoke("save_delivery", json!({"settings": settings}))
+        .unwrap();
+    assert_eq!(saved["note"], Value::Null);
+    assert_eq!(
+        (h.config().retry_delay, h.config().max_retry_delay),
+        (5, 600)
+    );
+    assert_eq!(h.control("STATUS")["ok"], true);
+}
+
+#[test]
+fn a_front_end_adds_routes_the_daemon_uses_and_is_told_that_retry_delays_wait_for_its_restart() {
+    let first = harness();
+    first.with_etrn_account();
+    first.start_service();
+    let front = harness_front_end(&first);
+    front.start_service();
+    assert!(matches!(front.serving(), Serving::Daemon { .. }));
+    let folder = first._dir.path().join("Maildir").join(".Bob");
+    front.add_route("bob@example.com", &format!("maildir:{}", folder.display()));
+    deliver(&first.listen(), "bob@example.com", "via-front-end");
+    let arrived =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            (maildir_files(&folder) == 1).then_some(())
+        });
+    assert!(
+        arrived.is_some(),
+        "the daemon did not take the route (RELOAD)"
+    );
+    let mut settings = front.invoke("load_delivery", json!({})).unwrap()["settings"].clone();
+    settings["retry_delay"] = json!("30");
+    let saved = front
+        .invoke("save_delivery", json!({"settings": settings}))
+        .unwrap();
+    let note = saved["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("The running Mailcall daemon") && note.contains("once it restarts"),
+        "{saved}"
+    );
+    assert!(
+        matches!(front.serving(), Serving::Daemon { .. }),
+        "not restarted"
+    );
+}
+
+#[test]
+fn mail_for_a_lan_server_waits_in_the_queue_and_is_retried_bounced_or_deleted_here_and_through_a_front_end(
+) {
+    let h = harness();
+    h.with_etrn_account();
+    // Long delays: only Retry now hands the mail on again.
+    let mut config = h.config();
+    config.set("retry-delay", "600").unwrap();
+    config.save(&h.config_path).unwrap();
+    h.start_service();
+    let down = closed_port();
+    h.add_route("alice@example.com", &format!("lmtp:127.0.0.1:{down}"));
+    deliver(&h.listen(), "alice@example.com", "waits");
+    let q = h.wait_queue("one waiting message with a failed attempt", |q| {
+        q["waiting"] == 1 && q["messages"][0]["recipients"][0]["attempts"] == 1
+    });
+    let m = &q["messages"][0];
+    let r = &m["recipients"][0];
+    assert_eq!(m["subject"], "waits");
+    assert_eq!(r["address"], "alice@example.com");
+    assert_eq!(r["destination"], format!("lmtp:127.0.0.1:{down}"));
+    assert_eq!(r["state"], "waiting");
+    assert!(r["next_attempt"].is_string(), "{q}");
+    assert!(!r["reply"].as_str().unwrap_or_default().is_empty(), "{q}");
+    assert_eq!(q["note"], Value::Null);
+    // The tray: waiting mail is no error; the tooltip and the menu's queue item count it.
+    let counted =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let v = h.state().status().view();
+            (v.queued == 1).then_some(v)
+        });
+    let view = counted.expect("QueueChanged reached the tray");
+    assert_ne!(view.state, IconState::Error, "{view:?}");
+    assert!(
+        view.tooltip
+            .ends_with("; 1 waiting for the LAN mail server"),
+        "{}",
+        view.tooltip
+    );
+    assert_eq!(
+        view.queue_line.as_deref(),
+        Some("1 waiting for the LAN mail server")
+    );
+
+    // The server comes (it refuses alice): Retry now hands it over, and it is held as refused.
+    let id = m["id"].as_str().unwrap().to_string();
+    let (refusing, _) = fake_lmtp(false);
+    h.add_route("alice@example.com", &format!("lmtp:127.0.0.1:{refusing}"));
+    // The queued copy keeps the target it was routed to: a new message goes to the new server.
+    deliver(&h.listen(), "alice@example.com", "refused");
+    let q = h.wait_queue("the refused message", |q| q["refused"] == 1);
+    let refused = q["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"] == "refused")
+        .unwrap()
+        .clone();
+    assert_eq!(refused["recipients"][0]["state"], "refused");
+    assert!(
+        refused["recipients"][0]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("550 5.1.1"),
+        "{q}"
+    );
+    let refused_view =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            let v = h.state().status().view();
+            (v.refused == 1).then_some(v)
+        })
+        .expect("the tray counts the refused recipient");
+    assert_eq!(
+        refused_view.state,
+        IconState::Error,
+        "refused mail needs the user"
+    );
+
+    // Bounce the refused one: a delivery report goes into the Maildir.
+    let said = h
+        .invoke(
+            "queue_action",
+            json!({"action": "bounce", "ids": [refused["id"]]}),
+        )
+        .unwrap();
+    assert!(
+        said.as_str().unwrap().starts_with(
+            "Bounced: 1 message(s), 1 recipient(s). The delivery report is in the Maildir"
+        ),
+        "{said}"
+    );
+    assert_eq!(maildir_files(&h._dir.path().join("Maildir")), 1, "the DSN");
+    // Nothing chosen: nothing done.
+    let e = h
+        .invoke("queue_action", json!({"action": "delete", "ids": []}))
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("Choose"), "{e}");
+
+    // Retry now through a front end: the daemon hands it on (again to the closed port).
+    let front = harness_front_end(&h);
+    front.start_service();
+    let q = front.invoke("load_queue", json!({})).unwrap();
+    assert_eq!(q["messages"].as_array().unwrap().len(), 1, "{q}");
+    assert!(
+        q["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("The running Mailcall daemon"),
+        "{q}"
+    );
+    let said = front
+        .invoke("queue_action", json!({"action": "retry", "ids": [id]}))
+        .unwrap();
+    assert_eq!(said, "Handing on now: 1 message(s), 1 recipient(s).");
+    front.wait_queue("the second attempt", |q| {
+        q["messages"][0]["recipients"][0]["attempts"] == 2
+    });
+    // Delete through the front end, with "all": the queue is empty here and there.
+    let said = front
+        .invoke(
+            "queue_action",
+            json!({"action": "delete", "ids": [], "all": true}),
+        )
+        .unwrap();
+    assert_eq!(said, "Deleted: 1 message(s), 1 recipient(s).");
+    let q = h.wait_queue("an empty queue", |q| q["messages"] == json!([]));
+    assert_eq!(
+        (q["waiting"].clone(), q["refused"].clone()),
+        (json!(0), json!(0))
+    );
+}
+
+#[test]
+fn a_lan_server_that_takes_the_mail_shows_as_a_hand_over_in_history() {
+    let h = harness();
+    h.with_etrn_account();
+    h.start_service();
+    let (port, taken) = fake_lmtp(true);
+    h.add_route("alice@example.com", &format!("lmtp:127.0.0.1:{port}"));
+    deliver(&h.listen(), "alice@example.com", "handed");
+    let record =
+        mailcall_e2e::poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            let records = h.invoke("history", json!({})).unwrap();
+            records
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["kind"] == "handover")
+                .cloned()
+        })
+        .expect("a hand-over record in the history");
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(record["label"], "hand-over");
+    assert_eq!(record["result"], "OK");
+    assert_eq!(record["trigger"], "queue");
+    let ho = &record["handovers"][0];
+    assert_eq!(ho["target"], format!("lmtp:127.0.0.1:{port}"));
+    assert_eq!(ho["subject"], "handed");
+    assert_eq!(ho["recipients"][0]["address"], "alice@example.com");
+    assert_eq!(ho["recipients"][0]["outcome"]["kind"], "delivered");
+    assert!(
+        record["headline"]
+            .as_str()
+            .unwrap()
+            .starts_with("handed 1 recipient(s) to lmtp:"),
+        "{record}"
+    );
+    // The delivery itself (outside a fetch) says where the copy went.
+    let records = h.invoke("history", json!({})).unwrap();
+    let delivery = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "delivery")
+        .expect("the ISP's delivery");
+    assert_eq!(
+        delivery["messages"][0]["copies"][0]["queued"], true,
+        "{delivery}"
+    );
+}
+
+#[test]
+fn history_explains_an_odmr_domain_in_atrn_words_and_names_its_mode() {
+    use mailcall_core::history::{EndReason, RecordKind, SessionRecord, Trigger};
+    use mailcall_core::report::{DomainOutcome, DomainReport};
+    let mut r = SessionRecord::new(
+        RecordKind::Fetch,
+        Trigger::Window,
+        chrono::Utc::now(),
+        EndReason::DeliveriesEnded,
+    );
+    r.domains = vec![DomainReport {
+        account: "isp".into(),
+        mode: mailcall_core::account::FetchMode::Odmr,
+        domain: "alpha.test".into(),
+        code: Some(250),
+        text: "ODMR provider turning line around".into(),
+        outcome: DomainOutcome::Started { expected: None },
+        attempts: 1,
+        messages: 2,
+    }];
+    let entry = crate::commands::HistoryEntry::of(r);
+    assert_eq!(
+        entry.explanations,
+        ["the ISP turned the line around to deliver"]
+    );
+    assert!(
+        entry.headline.ends_with("ended: odmr deliveries ended"),
+        "{}",
+        entry.headline
+    );
+    assert_eq!((entry.label.as_str(), entry.result), ("window", "OK"));
+    let json = serde_json::to_value(&entry).unwrap();
+    assert_eq!(json["domains"][0]["mode"], "odmr");
 }

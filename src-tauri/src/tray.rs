@@ -1,5 +1,6 @@
-//! The tray icon and its menu: Fetch now · status line · Open mail folder · Settings… · Pause
-//! automatic fetching · Quit. A left click fetches and the menu is on the right button — on
+//! The tray icon and its menu: Fetch now · status line · (while mail waits for a LAN mail server
+//! or was refused by one: a Queue item that opens the window's Queue tab) · Open mail folder ·
+//! Settings… · Pause automatic fetching · Quit. A left click fetches and the menu is on the right button — on
 //! Linux too, where the icon is a StatusNotifierItem (tray-icon's `ksni` backend: the host calls
 //! `Activate` on a left click and shows the menu over dbusmenu). The icon, tooltip, status line
 //! and check mark follow the status [`AppState`] publishes. On Linux a desktop may have no tray
@@ -24,6 +25,8 @@ pub mod ids {
     pub const FETCH: &str = "fetch";
     /// The disabled status line.
     pub const STATUS: &str = "status";
+    /// The queue's counts; opens the window's Queue tab (only while something is queued).
+    pub const QUEUE: &str = "queue";
     /// Open the Maildir in the file manager.
     pub const OPEN_MAIL: &str = "open-mail";
     /// Open the settings window.
@@ -36,8 +39,20 @@ pub mod ids {
 
 /// The menu items whose text or check mark changes.
 pub struct TrayItems<R: Runtime> {
+    menu: Menu<R>,
     status: MenuItem<R>,
     pause: CheckMenuItem<R>,
+    queue: MenuItem<R>,
+    /// Whether the queue item is in the menu now.
+    queue_shown: std::sync::atomic::AtomicBool,
+}
+
+/// Where the queue item goes: after Fetch now and the status line.
+const QUEUE_POSITION: usize = 2;
+
+/// The queue item's text for the queue in words.
+fn queue_item_text(words: &str) -> String {
+    format!("Queue: {words}…")
 }
 
 /// Builds the tray menu and icon, and follows the published status. Returns whether the icon
@@ -60,6 +75,7 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<bool> {
         None::<&str>,
     )?;
     let quit = MenuItem::with_id(app, ids::QUIT, "Quit", true, None::<&str>)?;
+    let queue = MenuItem::with_id(app, ids::QUEUE, "Queue…", true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -73,7 +89,16 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<bool> {
             &quit,
         ],
     )?;
-    app.manage(TrayItems { status, pause });
+    app.manage(TrayItems {
+        menu: menu.clone(),
+        status,
+        pause,
+        queue,
+        queue_shown: std::sync::atomic::AtomicBool::new(false),
+    });
+    if view.queue_line.is_some() {
+        show_status(app, &view);
+    }
     let follower = app.clone();
     tauri::async_runtime::spawn(async move {
         while published.changed().await.is_ok() {
@@ -171,6 +196,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
         ids::FETCH => fetch_now(app),
         ids::OPEN_MAIL => open_mail_folder(app),
         ids::SETTINGS => crate::window::show(app),
+        ids::QUEUE => crate::window::show_tab(app, "queue"),
         ids::PAUSE => toggle_pause(app),
         ids::QUIT => quit(app),
         _ => {}
@@ -246,5 +272,25 @@ fn show_status<R: Runtime>(app: &AppHandle<R>, view: &StatusView) {
     if let Some(items) = app.try_state::<TrayItems<R>>() {
         let _ = items.status.set_text(&view.line);
         let _ = items.pause.set_checked(view.paused);
+        show_queue_item(&items, view.queue_line.as_deref());
+    }
+}
+
+/// Puts the queue item into the menu while something is queued (with the counts), and takes it
+/// out when the queue is empty.
+fn show_queue_item<R: Runtime>(items: &TrayItems<R>, words: Option<&str>) {
+    use std::sync::atomic::Ordering;
+    let shown = items.queue_shown.load(Ordering::SeqCst);
+    match words {
+        Some(words) => {
+            let _ = items.queue.set_text(queue_item_text(words));
+            if !shown && items.menu.insert(&items.queue, QUEUE_POSITION).is_ok() {
+                items.queue_shown.store(true, Ordering::SeqCst);
+            }
+        }
+        None if shown && items.menu.remove(&items.queue).is_ok() => {
+            items.queue_shown.store(false, Ordering::SeqCst);
+        }
+        None => {}
     }
 }

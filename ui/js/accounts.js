@@ -1,6 +1,35 @@
-// The Accounts tab: list, add/edit form (password write-only), Test connection, remove.
+// The Accounts tab: list, add/edit form (mode ETRN or ODMR, password write-only), Test
+// connection, remove.
 import { call, asUiError } from "./api.js";
 import { $, $$, h, showErrors } from "./dom.js";
+
+const MODES = { etrn: "ETRN", odmr: "ODMR" };
+const MODE_HINTS = {
+  etrn: "Mailcall asks the ISP (ETRN); the ISP then connects to Mailcall's listener to deliver, so it must be able to reach it (Settings tab: Listen on).",
+  odmr: "Mailcall connects, logs in and asks (ATRN); the ISP delivers on that same connection. Works behind NAT and without port 25; needs the user name and password.",
+};
+
+// The ports an ISP usually offers, by mode and security (Mailcall's own rule, from load_settings).
+let defaultPorts = { etrn: { none: 25, starttls: 25, tls: 465 }, odmr: { none: 366, starttls: 366, tls: 366 } };
+let shownDefault = null; // the port the placeholder shows now
+
+export function setDefaultPorts(ports) {
+  if (ports) defaultPorts = ports;
+}
+
+function defaultPort() {
+  return defaultPorts[$("#acct-mode").value]?.[$("#acct-security").value] ?? 25;
+}
+
+// The port placeholder follows mode and security; a port that was the old default follows too.
+function followDefaults() {
+  const port = $("#acct-port");
+  const now = defaultPort();
+  if (shownDefault !== null && port.value.trim() === String(shownDefault)) port.value = String(now);
+  port.placeholder = String(now);
+  shownDefault = now;
+  $("#mode-hint").textContent = MODE_HINTS[$("#acct-mode").value] || "";
+}
 
 const FORMS = [
   ["domain", "this domain"],
@@ -20,8 +49,8 @@ export function renderAccounts(accounts, unreadable) {
       h("button", { type: "button", class: "small danger", "data-remove": a.name, onclick: (e) => askRemove(e.currentTarget, a.name) }, "Remove"));
     list.append(h("li", { "data-account": a.name },
       h("div", { class: "what" },
-        h("div", { class: "name" }, a.name),
-        h("div", { class: "detail" }, `${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}`)),
+        h("div", { class: "name", "data-mode": a.mode }, a.name),
+        h("div", { class: "detail" }, `${MODES[a.mode] || a.mode} · ${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}`)),
       actions));
   }
   for (const [name, why] of unreadable) {
@@ -77,8 +106,11 @@ export function openForm(account = null) {
   $("#account-form-title").textContent = account ? `Edit ${account.name}` : "New account";
   $("#acct-name").value = account?.name ?? "";
   $("#acct-host").value = account?.host ?? "";
-  $("#acct-port").value = account?.port ?? "";
+  $("#acct-mode").value = account?.mode ?? "etrn";
   $("#acct-security").value = account?.security ?? "starttls";
+  shownDefault = null;
+  followDefaults();
+  $("#acct-port").value = account?.port ?? "";
   $("#acct-username").value = account?.username ?? "";
   $("#acct-password").value = "";
   $("#acct-password").placeholder = account?.has_password ? "(saved; type to replace)" : "";
@@ -104,6 +136,7 @@ function formData() {
   return {
     original: editing?.name ?? "",
     name: $("#acct-name").value,
+    mode: $("#acct-mode").value,
     host: $("#acct-host").value,
     port: $("#acct-port").value,
     security: $("#acct-security").value,
@@ -154,11 +187,18 @@ async function test() {
     // A failure that one field fixes is shown next to it too.
     if (r.error && r.field) showErrors(form, { [r.field]: r.error });
     const item = (ok, text) => h("li", { class: ok ? "yes" : "no" }, text);
+    // The mode's command decides; the other one is shown for information.
+    const advertised = (keyword, mode, yes) => {
+      const text = !r.ehlo_seen ? `${keyword}: unknown (no EHLO reply)` : yes ? `${keyword} advertised` : `${keyword} not advertised`;
+      if (r.mode === mode) return item(yes, text);
+      return h("li", { class: "other" }, `${text} (${mode === "etrn" ? "ETRN mode needs it" : "ODMR mode needs it"})`);
+    };
     out.replaceChildren(
       h("ul", { id: "test-summary" },
         item(r.tls, r.tls ? "TLS: encrypted" : "TLS: not encrypted"),
         item(r.auth !== "no", `AUTH: ${r.auth}`),
-        item(r.etrn_advertised, r.etrn_advertised ? "ETRN advertised" : "ETRN not advertised")),
+        advertised("ETRN", "etrn", r.etrn_advertised),
+        advertised("ATRN", "odmr", r.atrn_advertised)),
       r.error ? h("p", { class: "error" }, r.error) : h("p", { class: "ok" }, "This account is ready to fetch."),
       r.greeting ? h("p", { class: "hint" }, `Server: ${r.greeting}`) : null,
       h("details", {}, h("summary", {}, "Transcript"), h("pre", {}, r.transcript.join("\n"))));
@@ -177,7 +217,6 @@ export function initAccounts() {
   $("#acct-cancel").addEventListener("click", closeForm);
   $("#account-form").addEventListener("submit", save);
   $("#acct-test").addEventListener("click", test);
-  $("#acct-security").addEventListener("change", () => {
-    $("#acct-port").placeholder = $("#acct-security").value === "tls" ? "465" : "25";
-  });
+  $("#acct-security").addEventListener("change", followDefaults);
+  $("#acct-mode").addEventListener("change", followDefaults);
 }

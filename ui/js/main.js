@@ -1,15 +1,21 @@
-// Wires the window together: tabs, status line, Fetch now, and reloads on Mailcall's events.
+// Wires the window together: tabs (the address's #tab opens one, as the tray's Queue item
+// does), status line, Fetch now, and reloads on Mailcall's events.
 import { call, on, asUiError } from "./api.js";
 import { $, $$ } from "./dom.js";
-import { initAccounts, renderAccounts } from "./accounts.js";
+import { initAccounts, renderAccounts, setDefaultPorts } from "./accounts.js";
 import { initSettings, renderSettings, showPaused } from "./settings.js";
 import { initHistory, loadHistory } from "./history.js";
+import { initDelivery, loadDelivery } from "./delivery.js";
+import { initQueue, loadQueue } from "./queue.js";
+
+const TABS = ["accounts", "settings", "delivery", "queue", "history"];
 
 let lastPaused = null;
 
 function showStatus(s) {
   const line = $("#status-line");
-  line.textContent = s.line;
+  // Mail a LAN server refused makes the state an error: the line says why.
+  line.textContent = s.refused && s.queue_line ? `${s.line} · ${s.queue_line}` : s.line;
   line.title = s.tooltip;
   line.classList.toggle("error", s.state === "error");
   $("#fetch-now").disabled = s.fetching;
@@ -18,19 +24,30 @@ function showStatus(s) {
   // Only a change of the switch touches the box (not the user's unsaved click).
   if (lastPaused !== null && s.paused !== lastPaused) showPaused(s.paused);
   lastPaused = s.paused;
+  // The Queue tab's badge: refused mail (needs you) in red, waiting mail in grey.
+  const badge = $("#queue-badge");
+  const n = s.refused || s.queued;
+  badge.hidden = !n;
+  badge.textContent = n ? String(n) : "";
+  badge.classList.toggle("waiting", !s.refused);
+  badge.title = s.queue_line || "";
 }
 
 function showTab(name) {
+  if (!TABS.includes(name)) return;
   for (const b of $$("nav [role=tab]")) b.setAttribute("aria-selected", String(b.dataset.panel === name));
   for (const p of $$(".panel")) p.hidden = p.id !== `panel-${name}`;
   if (name === "history") loadHistory();
+  if (name === "delivery") loadDelivery();
+  if (name === "queue") loadQueue();
 }
 
 async function reload() {
   try {
     const data = await call("load_settings");
+    setDefaultPorts(data.default_ports);
     renderAccounts(data.accounts, data.unreadable);
-    renderSettings(data.settings, data.config_path, data.control);
+    renderSettings(data.settings, data.config_path, data.control, data.listener);
     showStatus(data.status);
     $("#banner").hidden = true;
   } catch (e) {
@@ -51,6 +68,8 @@ async function fetchNow() {
 initAccounts();
 initSettings();
 initHistory();
+initDelivery();
+initQueue();
 for (const b of $$("nav [role=tab]")) b.addEventListener("click", () => showTab(b.dataset.panel));
 $("#fetch-now").addEventListener("click", fetchNow);
 window.addEventListener("mailcall:reload", reload);
@@ -58,4 +77,9 @@ on("mailcall://status", showStatus);
 on("mailcall://history", () => {
   if (!$("#panel-history").hidden) loadHistory();
 });
+on("mailcall://queue", () => {
+  if (!$("#panel-queue").hidden) loadQueue();
+});
+on("mailcall://show-tab", (tab) => showTab(tab));
 reload();
+if (location.hash) showTab(location.hash.slice(1));

@@ -4,7 +4,8 @@
 import { call, asUiError } from "./api.js";
 import { $, showErrors } from "./dom.js";
 
-export function renderSettings(s, configPath, controlNote) {
+export function renderSettings(s, configPath, controlNote, listener) {
+  $("#listener-now").textContent = listener || "";
   $("#set-listen").value = s.listen;
   $("#set-maildir").value = s.maildir;
   $("#set-maildir").placeholder = s.default_maildir;

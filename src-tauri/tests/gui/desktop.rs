@@ -282,6 +282,13 @@ impl Desktop {
         self.run(keyring, "dunstctl", &["history"]).stdout
     }
 
+    /// Every notification so far (JSON): those still on screen are closed first, since dunst
+    /// keeps a critical one (an error) on screen and out of its history until it is closed.
+    pub fn all_notifications(&self, keyring: &KeyringEnv) -> String {
+        self.run(keyring, "dunstctl", &["close-all"]);
+        self.notification_history(keyring)
+    }
+
     /// Where the daemons' logs are.
     pub fn logs(&self) -> &Path {
         &self.logs

@@ -2,11 +2,15 @@
 //! a StatusNotifierItem tray) with a private D-Bus session and an unlocked gnome-keyring, its
 //! window driven over WebDriver (tauri-driver + WebKitWebDriver), its tray icon and menu clicked
 //! with xdotool and its tooltip read over D-Bus, against a real Postfix ISP with STARTTLS and
-//! AUTH; and ([`daemon`]) the tray as the front end of a running `mailcall-cli daemon`.
+//! AUTH; ([`daemon`]) the tray as the front end of a running `mailcall-cli daemon`; ([`odmr`]) an
+//! ODMR account against a real Exim ATRN provider with no listener bound; and ([`routes`]) routes
+//! to a real Dovecot over LMTP set in the Delivery tab, with the Queue tab while Dovecot is down.
 //! Screenshots go to `$CARGO_TARGET_TMPDIR/gui-screenshots` (copied into docs/ for the README).
 
 mod daemon;
 mod desktop;
+mod odmr;
+mod routes;
 mod sni;
 mod webdriver;
 
@@ -57,9 +61,24 @@ fn wait<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<Option<T>, Strin
 }
 
 fn wait_text(wd: &WebDriver, css: &str, needle: &str, secs: u64) -> String {
-    wait(secs, &format!("{css} to show {needle:?}"), || {
-        let t = wd.text(css)?;
-        Ok(t.contains(needle).then_some(t))
+    let mut seen = String::new();
+    let shown = poll_until(
+        Duration::from_secs(secs),
+        Duration::from_millis(200),
+        || match wd.text(css) {
+            Ok(t) if t.contains(needle) => Some(t),
+            Ok(t) => {
+                seen = format!("it shows {t:?}");
+                None
+            }
+            Err(e) => {
+                seen = e;
+                None
+            }
+        },
+    );
+    shown.unwrap_or_else(|| {
+        panic!("timed out after {secs} s waiting for {css} to show {needle:?}; {seen}")
     })
 }
 
@@ -400,7 +419,7 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     assert!(
         tooltips
             .iter()
-            .any(|t| t == "Mailcall — fetching… 2 messages so far"),
+            .any(|t| t == "Mailcall — fetching from isp (ETRN)… 2 messages so far"),
         "the tooltip never showed the fetch's progress: {tooltips:?}"
     );
     assert_eq!(
