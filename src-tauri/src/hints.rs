@@ -56,16 +56,7 @@ mod tests {
 
     #[test]
     fn every_hint_names_a_field_the_window_has_and_no_flag() {
-        let mut settings: Vec<Setting> = AccountField::ALL
-            .iter()
-            .map(|f| Setting::account("isp", *f))
-            .collect();
-        for key in mailcall_core::config::KEYS {
-            settings.push(Setting::config(key.name));
-        }
-        // Not a key of `config set`, but what the spool's problems point at.
-        settings.push(Setting::config("routes"));
-        for s in settings {
+        for s in Setting::every("isp") {
             let words = place(&s);
             assert!(
                 !words.contains("--") && !words.contains("mailcall-cli"),

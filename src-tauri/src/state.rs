@@ -654,17 +654,7 @@ async fn pump_events<R: Runtime>(
     mut rx: tokio::sync::broadcast::Receiver<Event>,
     stop: CancellationToken,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let event = tokio::select! {
-            _ = stop.cancelled() => return,
-            ev = rx.recv() => match ev {
-                Ok(ev) => ev,
-                // Missed progress only makes the count lag; the session record sets it right.
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            },
-        };
+    while let Some(event) = mailcall_core::event::next_until(&mut rx, &stop).await {
         apply_event(&app, &event);
     }
 }

@@ -125,15 +125,7 @@ mod tests {
 
     #[test]
     fn every_hint_is_a_command_the_cli_takes() {
-        let mut settings: Vec<Setting> = AccountField::ALL
-            .iter()
-            .map(|f| Setting::account("isp", *f))
-            .collect();
-        for key in mailcall_core::config::KEYS {
-            settings.push(Setting::config(key.name));
-        }
-        settings.push(Setting::config("routes"));
-        for s in settings {
+        for s in Setting::every("isp") {
             let line = command_for(&s);
             let argv = words(&line);
             assert_eq!(argv[0], "mailcall-cli", "{line}");

@@ -377,20 +377,11 @@ async fn answer(stream: Stream, controls: Controls, stop: CancellationToken) {
 
 /// `EVENTS`: every event of the instance as a JSON line, until the client goes or we stop.
 async fn stream_events(mut write: WriteHalf<Stream>, controls: &Controls, stop: CancellationToken) {
-    use tokio::sync::broadcast::error::RecvError;
     let mut rx = controls.triggers.service().subscribe();
     if write.write_all(b"{\"ok\":true}\n").await.is_err() {
         return;
     }
-    loop {
-        let event = tokio::select! {
-            _ = stop.cancelled() => return,
-            ev = rx.recv() => match ev {
-                Ok(ev) => ev,
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            },
-        };
+    while let Some(event) = crate::event::next_until(&mut rx, &stop).await {
         let Ok(mut text) = serde_json::to_string(&event) else {
             continue;
         };

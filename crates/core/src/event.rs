@@ -124,6 +124,25 @@ impl Event {
     }
 }
 
+/// The next event on `rx`, or `None` once `stop` is cancelled or the channel is closed. What a
+/// slow receiver missed is skipped: a missed progress event only makes a count lag, and the
+/// session's record (`SessionFinished`) sets it right.
+pub async fn next_until(
+    rx: &mut broadcast::Receiver<Event>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<Event> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            ev = rx.recv() => match ev {
+                Ok(ev) => return Some(ev),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+        }
+    }
+}
+
 /// The sending side of the event channel; cheap to clone, never blocks, fine with no subscriber.
 #[derive(Debug, Clone)]
 pub struct EventSink {

@@ -117,6 +117,19 @@ impl Setting {
     pub fn config(key: impl Into<String>) -> Self {
         Setting::Config { key: key.into() }
     }
+
+    /// Every setting a hint can name: each field of `account`, each config key, and `routes`
+    /// (not a key of `config set`, but what the spool's problems point at). For front ends'
+    /// tests that each one is rendered as something their user can act on.
+    pub fn every(account: &str) -> Vec<Setting> {
+        let mut all: Vec<Setting> = AccountField::ALL
+            .iter()
+            .map(|f| Setting::account(account, *f))
+            .collect();
+        all.extend(crate::config::KEYS.iter().map(|k| Setting::config(k.name)));
+        all.push(Setting::config("routes"));
+        all
+    }
 }
 
 impl fmt::Display for Setting {
