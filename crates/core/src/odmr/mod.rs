@@ -62,6 +62,7 @@ pub async fn fetch_account(
         server: None,
         seen: HashSet::new(),
         turns: 0,
+        unsettled: None,
     };
     let error = session.run().await;
     let Session {
@@ -125,10 +126,20 @@ struct Session<'a> {
     /// The Message-IDs stored by this fetch's turns so far.
     seen: HashSet<String>,
     turns: u32,
+    /// A turn that ended without the ISP's QUIT and brought nothing new: mail may be left at
+    /// the ISP, or (Exim 4.99.1 over TLS) the turn only repeated a message whose 250 was lost.
+    /// One more ATRN settles it: `453` (nothing held) or a turn with new mail clears it;
+    /// otherwise it is the session's error.
+    unsettled: Option<IspError>,
 }
 
 impl Session<'_> {
     async fn run(&mut self) -> Option<IspError> {
+        let error = self.ask().await;
+        self.unsettled.take().or(error)
+    }
+
+    async fn ask(&mut self) -> Option<IspError> {
         let names: Vec<String> = self.domains.iter().map(|d| d.domain.clone()).collect();
         let command = match Atrn::new(&names) {
             Ok(c) => c,
@@ -189,21 +200,30 @@ impl Session<'_> {
                     if fresh == 0 {
                         // A turn that brought nothing new ends the asking; if it also did not
                         // end with the ISP's QUIT, mail may be left there: say so (transient,
-                        // so an automatic fetch tries again).
-                        return match end {
-                            TurnEnd::Quit => None,
-                            TurnEnd::Closed => Some(IspError::Timeout {
-                                host,
+                        // so an automatic fetch tries again) unless one more ATRN settles it.
+                        let error = match end {
+                            TurnEnd::Quit => return None,
+                            TurnEnd::Closed => IspError::Timeout {
+                                host: host.clone(),
                                 step: "the ISP's deliveries on the turned line".into(),
                                 secs: self.turn.idle_timeout.as_secs_f64(),
-                            }),
-                            TurnEnd::Cut => Some(IspError::ConnectionLost {
-                                host,
+                            },
+                            TurnEnd::Cut => IspError::ConnectionLost {
+                                host: host.clone(),
                                 step: "the ISP's deliveries on the turned line".into(),
                                 reason: "it ended without the ISP's QUIT".into(),
-                            }),
+                            },
                         };
+                        if self.unsettled.is_some() {
+                            return Some(error);
+                        }
+                        self.note(
+                            "the turn ended without QUIT and brought nothing new: asking once more whether the ISP still holds mail",
+                        );
+                        self.unsettled = Some(error);
+                        continue;
                     }
+                    self.unsettled = None;
                     self.note(&format!(
                         "the turn brought {fresh} new message(s): asking again, the ISP may hold more"
                     ));
@@ -212,7 +232,9 @@ impl Session<'_> {
                 }
                 Answer::NoMail => {
                     // After a turn, "no more mail" is the end of a good fetch: the turn's
-                    // result stays what the domains report.
+                    // result stays what the domains report, and a turn cut short before is
+                    // settled (the ISP holds nothing more).
+                    self.unsettled = None;
                     if self.turns == 0 {
                         self.set(reply.code, &text, DomainOutcome::NoMail);
                     }

@@ -508,6 +508,65 @@ async fn a_turn_cut_short_is_asked_again_until_nothing_new_comes() {
 }
 
 #[tokio::test]
+async fn a_cut_turn_that_only_repeats_a_message_is_settled_by_one_more_atrn() {
+    let pki = pki();
+    // Exim 4.99.1 over TLS when the 250 of the last message was lost in the break: the next
+    // turn brings that message again and breaks too. Asked once more, the ISP holds nothing:
+    // every message is here, and the fetch is a success.
+    let cut = |id| {
+        Plan::Turn(Turn::Deliver {
+            msgs: vec![(id, "user@a.test")],
+            quit: false,
+        })
+    };
+    let isp = provider(
+        vec![
+            cut("m1@remote.example"),
+            cut("m1@remote.example"),
+            Plan::Answer("453 You have no mail"),
+        ],
+        &pki,
+    )
+    .await;
+    let mut rx = Receiver::new(listener_settings(), Duration::from_secs(5));
+    let result = fetch(&account(isp.port, &pki), 2, &rx).await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    assert_eq!(rx.stored(), ["m1@remote.example", "m1@remote.example"]);
+    assert_eq!(isp.connections.load(Ordering::SeqCst), 3);
+    assert!(
+        transcript(&result).contains("asking once more whether the ISP still holds mail"),
+        "{}",
+        transcript(&result)
+    );
+}
+
+#[tokio::test]
+async fn a_cut_turn_with_nothing_new_twice_in_a_row_is_the_fetchs_error() {
+    let pki = pki();
+    // A provider whose turns keep breaking without bringing anything new: mail may be left
+    // there, and the fetch says so (transient: an automatic fetch tries again).
+    let cut = || {
+        Plan::Turn(Turn::Deliver {
+            msgs: vec![("m1@remote.example", "user@a.test")],
+            quit: false,
+        })
+    };
+    let isp = provider(vec![cut(), cut(), cut(), cut()], &pki).await;
+    let rx = Receiver::new(listener_settings(), Duration::from_secs(5));
+    let result = fetch(&account(isp.port, &pki), 2, &rx).await;
+    assert!(
+        matches!(&result.error, Some(e @ IspError::ConnectionLost { .. }) if e.is_transient()),
+        "{:?}",
+        result.error
+    );
+    assert_eq!(
+        isp.connections.load(Ordering::SeqCst),
+        3,
+        "one turn with mail, then two without: the second settles nothing"
+    );
+}
+
+#[tokio::test]
 async fn every_refusal_of_rfc_2645_is_reported_and_not_retried() {
     let pki = pki();
     let cases: &[(&str, DomainOutcome, Option<AccountField>, bool)] = &[
