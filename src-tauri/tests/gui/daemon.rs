@@ -9,14 +9,15 @@
 use std::time::Duration;
 
 use mailcall_e2e::{
-    free_port, poll_until, Cli, IspOptions, KeyringEnv, Maildir, PostfixIsp, RunningCli,
+    free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp, RunningCli,
 };
 use serde_json::json;
 
 use crate::sni::Sni;
 use crate::{
     control, fetch_from_tray_menu, history, one_desktop_at_a_time, open_session,
-    pause_from_tray_menu, start_desktop, tray_tooltip, wait, wait_pause_box, wait_text,
+    pause_from_tray_menu, shared_config, start_desktop, tray_tooltip, wait, wait_pause_box,
+    wait_text,
 };
 
 #[test]
@@ -35,30 +36,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     isp.wait_deferred(1, Duration::from_secs(30));
 
     // One config for both: the CLI's account in the keyring, the daemon started from it.
-    let cli = Cli::new(&keyring);
-    let root = keyring.root().to_path_buf();
-    let maildir_path = root.join("Maildir");
-    let data_dir = root.join("data").join("mailcall");
-    cli.write_config(&format!(
-        "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\ndata-dir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\n",
-        maildir_path.display(),
-        data_dir.display()
-    ));
-    let port = isp.port().to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "none",
-        "--domain",
-        "example.com",
-    ])
-    .assert_success();
+    let (cli, maildir_path, data_dir) = shared_config(&keyring, listener_port, &isp);
     let daemon = RunningCli::spawn(&keyring, &cli, &["daemon"], &[("MAILCALL_LOG", "info")]);
     let running = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
         control(&keyring, "STATUS").ok().filter(|s| s["ok"] == true)

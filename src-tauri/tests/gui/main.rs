@@ -250,6 +250,28 @@ fn history(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A config the tray (and a daemon) share, written by the CLI on `keyring`: the listener on
+/// 127.0.0.1:`listener_port`, the Maildir and the data directory in the keyring's root, no fetch
+/// at start (the tests fetch when they say), and the account `isp` (ETRN, no TLS) at `isp` for
+/// example.com. Returns the CLI, the Maildir's path and the data directory.
+fn shared_config<'a>(
+    keyring: &'a KeyringEnv,
+    listener_port: u16,
+    isp: &PostfixIsp,
+) -> (mailcall_e2e::Cli<'a>, PathBuf, PathBuf) {
+    let cli = mailcall_e2e::Cli::new(keyring);
+    let root = keyring.root().to_path_buf();
+    let maildir = root.join("Maildir");
+    let data_dir = root.join("data").join("mailcall");
+    cli.write_config(&format!(
+        "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\ndata-dir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\n",
+        maildir.display(),
+        data_dir.display()
+    ));
+    cli.set_account(&mailcall_e2e::AccountArgs::new("isp", isp.port()).domains(&["example.com"]));
+    (cli, maildir, data_dir)
+}
+
 fn keyring_account(keyring: &KeyringEnv) -> Option<Value> {
     keyring
         .keyring_secret("mailcall", "isp")

@@ -9,16 +9,15 @@
 use std::time::Duration;
 
 use mailcall_e2e::{
-    free_port, poll_until, Cli, Dovecot, DovecotOptions, IspOptions, KeyringEnv, Maildir,
-    PostfixIsp,
+    free_port, poll_until, Dovecot, DovecotOptions, IspOptions, KeyringEnv, Maildir, PostfixIsp,
 };
 use serde_json::json;
 
 use crate::sni::Sni;
 use crate::webdriver::WebDriver;
 use crate::{
-    one_desktop_at_a_time, open_session, open_tray_menu, select, start_desktop, tray_tooltip, wait,
-    wait_text,
+    one_desktop_at_a_time, open_session, open_tray_menu, select, shared_config, start_desktop,
+    tray_tooltip, wait, wait_text,
 };
 
 /// Types a route into the Delivery tab's form and adds it (`smtp`: security and CA file).
@@ -89,30 +88,7 @@ fn routes_to_dovecot_set_in_the_window_deliver_and_the_queue_holds_what_it_canno
     );
     isp.wait_deferred(2, Duration::from_secs(30));
 
-    let cli = Cli::new(&keyring);
-    let root = keyring.root().to_path_buf();
-    let maildir_path = root.join("Maildir");
-    let data_dir = root.join("data").join("mailcall");
-    cli.write_config(&format!(
-        "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\ndata-dir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\n",
-        maildir_path.display(),
-        data_dir.display()
-    ));
-    let port = isp.port().to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--security",
-        "none",
-        "--domain",
-        "example.com",
-    ])
-    .assert_success();
+    let (cli, maildir_path, _) = shared_config(&keyring, listener_port, &isp);
     let (desktop, shots) = start_desktop(&keyring, cli.config_path(), true);
     let wd = open_session(&desktop);
     wait_text(&wd, "#account-list", "ETRN · 127.0.0.1", 20);
