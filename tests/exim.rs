@@ -448,6 +448,20 @@ impl EximIsp {
         pids.len()
     }
 
+    /// SIGKILLs the daemon and everything it forked at once, as when the provider's machine or
+    /// the link to it is gone: no delivery finishes, no new connection is taken. The spool stays
+    /// ([`EximIsp::queue`] still reads it). Returns how many processes were signalled.
+    pub fn kill_everything(&mut self) -> usize {
+        let Some(guard) = self.daemon.take() else {
+            return 0;
+        };
+        let pgid = guard.pid();
+        let count = processes_in_group(pgid).len();
+        signal_group("KILL", pgid);
+        drop(guard);
+        count
+    }
+
     /// The whole main log (`log/mainlog`), empty if there is none yet.
     pub fn main_log(&self) -> String {
         fs::read_to_string(self.root.join("log/mainlog")).unwrap_or_default()

@@ -338,13 +338,16 @@ fn wait_queue_runs_ended(isp: &EximIsp, timeout: Duration) {
     );
 }
 
-#[test]
-fn a_turn_cut_mid_delivery_stores_nothing_partial_and_the_next_atrn_brings_the_mail() {
+/// Exim holds a 40 MB message for ALPHA, then two small ones (Exim runs the queue in order, so
+/// the big one's DATA lasts long enough to be cut in the middle); a fetch is started and
+/// returned once Mailcall is inside that DATA (its file in tmp/ has grown past 1 MB).
+fn fetch_inside_a_big_delivery<'a>(
+    env: &'a KeyringEnv,
+    isp: &EximIsp,
+    cli: &'a Cli<'a>,
+    maildir: &Maildir,
+) -> (RunningCli, Vec<Message>) {
     const BIG: usize = 40 * 1024 * 1024;
-    let env = KeyringEnv::new();
-    let isp = EximIsp::start(EximOptions::new(&[ALPHA]));
-    // A 40 MB message first (Exim runs the queue in order): its DATA lasts long enough to be
-    // cut in the middle.
     let mut big = Message::numbered(ALPHA, 0);
     let line = "y".repeat(98);
     big.body = std::iter::repeat_n(line.as_str(), BIG / 100)
@@ -355,14 +358,11 @@ fn a_turn_cut_mid_delivery_stores_nothing_partial_and_the_next_atrn_brings_the_m
     isp.queue_all(&small);
     let all: Vec<Message> = std::iter::once(big).chain(small).collect();
 
-    let cli = Cli::new(&env);
-    write_base_config(&cli);
-    cli.set_account(&odmr_account(&isp, &[ALPHA]));
-    let maildir = Maildir::new(env.root().join("Maildir"));
-    let args = fetch_args(listener_port(), &maildir, "120");
+    write_base_config(cli);
+    cli.set_account(&odmr_account(isp, &[ALPHA]));
+    let args = fetch_args(listener_port(), maildir, "120");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut run = RunningCli::spawn(&env, &cli, &args, &[]);
-    // Mailcall is inside the big message's DATA when its file in tmp/ has grown past 1 MB.
+    let run = RunningCli::spawn(env, cli, &args, &[]);
     let in_data = poll_until(Duration::from_secs(60), Duration::from_millis(1), || {
         maildir
             .files("tmp")
@@ -376,6 +376,65 @@ fn a_turn_cut_mid_delivery_stores_nothing_partial_and_the_next_atrn_brings_the_m
         run.output(),
         isp.log()
     );
+    (run, all)
+}
+
+#[test]
+fn a_link_cut_mid_delivery_stores_nothing_partial_and_the_isp_keeps_every_message() {
+    let env = KeyringEnv::new();
+    let mut isp = EximIsp::start(EximOptions::new(&[ALPHA]));
+    let cli = Cli::new(&env);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+    let (mut run, all) = fetch_inside_a_big_delivery(&env, &isp, &cli, &maildir);
+    // The provider's side gone at once: the delivery dies mid-DATA and no ATRN can follow.
+    let killed = isp.kill_everything();
+    assert!(
+        killed > 1,
+        "Exim's daemon and its delivery: {killed} process(es)"
+    );
+    let status = poll_until(Duration::from_secs(60), Duration::from_millis(20), || {
+        run.exited()
+    })
+    .unwrap_or_else(|| panic!("the fetch did not end after the cut\n{}", run.output()));
+    let out = run.output();
+    let context = format!("{out}\n{}", isp.log());
+    assert!(
+        !status.success(),
+        "a cut turn is a failure to report\n{context}"
+    );
+    assert!(
+        out.contains("without the ISP's QUIT"),
+        "the cut is named\n{context}"
+    );
+    assert!(
+        maildir.files("new").is_empty(),
+        "nothing partial (nor anything else) may be in new/: {:?}\n{context}",
+        maildir.files("new")
+    );
+    assert!(
+        maildir.files("tmp").is_empty(),
+        "the partial file must be gone from tmp/: {:?}\n{context}",
+        maildir.files("tmp")
+    );
+    // The cut message got no 250: the provider's spool still holds all three.
+    let mut held: Vec<String> = isp
+        .queue()
+        .iter()
+        .filter(|m| m.is_for(ALPHA))
+        .filter_map(|m| m.message_id.clone())
+        .collect();
+    held.sort();
+    assert_eq!(held, sorted_ids(&all), "{context}");
+}
+
+#[test]
+fn a_turn_cut_mid_delivery_stores_nothing_partial_and_the_next_atrn_brings_the_mail() {
+    let env = KeyringEnv::new();
+    let isp = EximIsp::start(EximOptions::new(&[ALPHA]));
+    let cli = Cli::new(&env);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+    let (mut run, all) = fetch_inside_a_big_delivery(&env, &isp, &cli, &maildir);
+    // Only the provider's delivery dies: its daemon still takes the next ATRN.
     let killed = isp.kill_deliveries();
     assert!(killed > 0, "no Exim delivery process to kill");
     let status = poll_until(Duration::from_secs(60), Duration::from_millis(20), || {
