@@ -21,6 +21,7 @@ mod faults;
 mod fetch;
 mod headless;
 mod hostile;
+mod idle;
 mod ipup;
 mod json;
 mod linkworld;
