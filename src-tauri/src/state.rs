@@ -638,13 +638,14 @@ fn apply_event<R: Runtime>(app: &AppHandle<R>, event: &Event) {
     let notices = state.status().apply(event);
     state.notifier.send(notices);
     refresh(app);
-    if matches!(event, Event::SessionFinished(_) | Event::MessageStored(_)) {
+    if matches!(
+        event,
+        Event::SessionFinished(_) | Event::MessageStored(_) | Event::Recorded(_)
+    ) {
         let _ = app.emit(HISTORY_EVENT, ());
     }
     if matches!(event, Event::HandOver(_) | Event::QueueChanged { .. }) {
         let _ = app.emit(QUEUE_EVENT, ());
-        // A hand-over's record is in the history once the runner is done with the server.
-        let _ = app.emit(HISTORY_EVENT, ());
     }
 }
 

@@ -200,6 +200,8 @@ impl TrayStatus {
             }
             Event::SessionFinished(record) => self.finish(record),
             Event::HandOver(report) => self.hand_over(report),
+            // The history changed; the hand-overs it records were shown as they happened.
+            Event::Recorded(_) => Vec::new(),
             Event::QueueChanged { queued, failed } => {
                 self.queue = (*queued, *failed);
                 if *queued == 0 {

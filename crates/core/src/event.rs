@@ -70,6 +70,9 @@ pub enum Event {
     /// The spool handed a message to a LAN server, or tried to: per recipient, delivered,
     /// deferred (retried by itself) or refused (held in the queue).
     HandOver(Box<HandOverReport>),
+    /// A record went into the history outside a fetch session: a LAN server's hand-overs, once
+    /// the spool's worker for it is done (a History view reloads on it).
+    Recorded(Box<SessionRecord>),
     /// How much waits in the spool now (for a tray badge); sent when it changes.
     QueueChanged {
         /// Recipients waiting to be handed over (retried by themselves).
@@ -81,7 +84,8 @@ pub enum Event {
 
 impl Event {
     /// One line for people (what the CLI prints as it happens and the daemon logs); `None` for
-    /// the end of a session, which front ends report with [`SessionRecord::summary`].
+    /// the end of a session, which front ends report with [`SessionRecord::summary`], and for a
+    /// record of hand-overs, whose every step had its own line.
     pub fn line(&self) -> Option<String> {
         Some(match self {
             Event::SessionStarted {
@@ -119,7 +123,7 @@ impl Event {
             Event::QueueChanged { queued, failed } => {
                 format!("queue: {queued} waiting, {failed} refused")
             }
-            Event::SessionFinished(_) => return None,
+            Event::SessionFinished(_) | Event::Recorded(_) => return None,
         })
     }
 }

@@ -246,7 +246,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
             Event::MessageStored(_) => "stored",
             Event::Error { .. } => "error",
             Event::SessionFinished(_) => "finished",
-            Event::HandOver(_) | Event::QueueChanged { .. } => "queue",
+            Event::HandOver(_) | Event::QueueChanged { .. } | Event::Recorded(_) => "queue",
         });
     }
     assert_eq!(seen.first(), Some(&"started"));

@@ -252,6 +252,24 @@ fn routes_to_dovecot_set_in_the_window_deliver_and_the_queue_holds_what_it_canno
         ids,
         ["<gui-route-1@sender.test>", "<gui-route-3@sender.test>"].map(String::from)
     );
+    // An open History tab shows the hand-over's record by itself: the runner writes it once it
+    // is done with the server (a moment after the hand-over) and says so; no Reload click.
+    wd.click("#tab-history").expect("History tab");
+    wait(
+        30,
+        "the retried hand-over's record on top of the open History tab",
+        || {
+            let v = wd.execute(
+                "const d = document.querySelector('#history-list details.session');
+             return !!d && d.dataset.kind === 'handover'
+               && d.textContent.includes('Minutes of Tuesday')
+               && [...d.querySelectorAll('td.ok')].some((td) => td.textContent === 'delivered');",
+                json!([]),
+            )?;
+            Ok(v.as_bool().filter(|shown| *shown))
+        },
+    );
+    wd.click("#tab-queue").expect("Queue tab");
     wait_text(&wd, "#queue-summary", "1 refused by it", 30);
 
     // 6. Bounce the refused one, after its confirmation: a delivery report into the Maildir.

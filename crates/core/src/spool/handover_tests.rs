@@ -284,8 +284,10 @@ async fn a_4xx_for_one_recipient_leaves_only_that_copy_queued_and_a_5xx_is_held_
     let mut failed_told = false;
     let mut deferred_seen = false;
     let mut counts = Vec::new();
+    let mut recorded = Vec::new();
     while let Ok(ev) = rx.try_recv() {
         match ev {
+            Event::Recorded(r) => recorded.push(r.id),
             Event::Error(p) if p.message.contains("refused c@x.test for good") => {
                 failed_told = true
             }
@@ -309,6 +311,15 @@ async fn a_4xx_for_one_recipient_leaves_only_that_copy_queued_and_a_5xx_is_held_
     assert!(records
         .iter()
         .all(|r| r.kind == crate::history::RecordKind::HandOver));
+    // Each record written was announced (a History view reloads on it), and only those.
+    let mut written: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    written.sort();
+    recorded.sort();
+    assert!(!written.is_empty());
+    assert_eq!(
+        recorded, written,
+        "Recorded events against the history's records"
+    );
     let headline = records[0].summary().headline;
     assert!(headline.contains("1 deferred, 1 refused"), "{headline}");
 }

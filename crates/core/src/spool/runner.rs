@@ -557,8 +557,9 @@ impl Loop {
             Report::Unreachable(target, error) => self.unreachable(&target, &error),
             Report::Finished(record) => {
                 if let Some(history) = &self.options.history {
-                    if let Err(e) = history.append(&record) {
-                        self.events.emit(Event::Error(Problem::new(e.to_string())));
+                    match history.append(&record) {
+                        Ok(()) => self.events.emit(Event::Recorded(record)),
+                        Err(e) => self.events.emit(Event::Error(Problem::new(e.to_string()))),
                     }
                 }
             }
