@@ -69,6 +69,28 @@ impl RunningCli {
         }
     }
 
+    /// Starts `daemon ARGS` and waits until it logs that it runs (its listener, when it needs
+    /// one, and its control socket are up by then); panics with its output when it does not
+    /// within 30 s.
+    pub fn daemon(env: &KeyringEnv, cli: &Cli, args: &[&str]) -> Self {
+        let mut argv = vec!["daemon"];
+        argv.extend_from_slice(args);
+        let mut daemon = Self::spawn(env, cli, &argv, &[]);
+        let running = crate::poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+            daemon
+                .output()
+                .contains("mailcall daemon running")
+                .then_some(())
+        });
+        assert!(
+            running.is_some() && daemon.exited().is_none(),
+            "the daemon did not start (exited: {:?})\n{}",
+            daemon.exited(),
+            daemon.output()
+        );
+        daemon
+    }
+
     /// Starts `fetch --listen 127.0.0.1:PORT --maildir DIR --idle-timeout IDLE --max-wait 600`
     /// and waits until it says it listens (the listener is bound before that line).
     pub fn fetch(

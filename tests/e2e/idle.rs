@@ -49,18 +49,7 @@ fn an_idle_daemon_keeps_no_helper_thread_waking_after_reading_the_keyring() {
             .user("mc", "secret")
             .domains(&["example.org"]),
     );
-    let mut daemon = RunningCli::spawn(&env, &cli, &["daemon", "--listen", "127.0.0.1:0"], &[]);
-    let up = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        daemon
-            .output()
-            .contains("mailcall daemon running")
-            .then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "the daemon did not start\n{}",
-        daemon.output()
-    );
+    let mut daemon = RunningCli::daemon(&env, &cli, &["--listen", "127.0.0.1:0"]);
     // The daemon holds the account it read from the keyring (its control socket says so).
     let status = cli.run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status.stdout)

@@ -546,23 +546,7 @@ fn an_odmr_only_daemon_listens_nowhere_until_an_etrn_account_is_added() {
     let lp = listener_port();
     let listen = format!("127.0.0.1:{lp}");
     let maildir = env.root().join("Maildir").display().to_string();
-    let daemon = RunningCli::spawn(
-        &env,
-        &cli,
-        &["daemon", "--listen", &listen, "--maildir", &maildir],
-        &[],
-    );
-    let running = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        daemon
-            .output()
-            .contains("mailcall daemon running")
-            .then_some(())
-    });
-    assert!(
-        running.is_some(),
-        "the daemon did not start\n{}",
-        daemon.output()
-    );
+    let daemon = RunningCli::daemon(&env, &cli, &["--listen", &listen, "--maildir", &maildir]);
     assert!(
         daemon.output().contains("listen=none (ODMR accounts only"),
         "the daemon says it listens nowhere\n{}",

@@ -41,23 +41,7 @@ fn sighup_reloads_accounts_edited_while_the_daemon_runs() {
     let lp = listener_port();
     let listen = format!("127.0.0.1:{lp}");
     let maildir = env.root().join("Maildir").display().to_string();
-    let daemon = RunningCli::spawn(
-        &env,
-        &cli,
-        &["daemon", "--listen", &listen, "--maildir", &maildir],
-        &[],
-    );
-    let running = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        daemon
-            .output()
-            .contains("mailcall daemon running")
-            .then_some(())
-    });
-    assert!(
-        running.is_some(),
-        "the daemon did not start\n{}",
-        daemon.output()
-    );
+    let daemon = RunningCli::daemon(&env, &cli, &["--listen", &listen, "--maildir", &maildir]);
 
     assert_eq!(rcpt_code(lp, "alpha.test"), 250, "{}", daemon.output());
     assert_eq!(rcpt_code(lp, "beta.test"), 550, "{}", daemon.output());

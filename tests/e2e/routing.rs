@@ -190,18 +190,7 @@ fn unsure_ids(log: &str) -> Vec<String> {
 fn daemon(env: &KeyringEnv, cli: &Cli, lp: u16, maildir: &std::path::Path) -> RunningCli {
     let listen = format!("127.0.0.1:{lp}");
     let md = maildir.display().to_string();
-    let mut d = RunningCli::spawn(
-        env,
-        cli,
-        &["daemon", "--listen", &listen, "--maildir", &md],
-        &[],
-    );
-    let up = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        d.output().contains("mailcall daemon running").then_some(())
-    });
-    assert!(up.is_some(), "the daemon did not start\n{}", d.output());
-    assert!(d.exited().is_none());
-    d
+    RunningCli::daemon(env, cli, &["--listen", &listen, "--maildir", &md])
 }
 
 #[test]
