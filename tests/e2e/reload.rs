@@ -81,3 +81,68 @@ fn sighup_reloads_accounts_edited_while_the_daemon_runs() {
     hangup(&daemon, 1);
     assert_eq!(rcpt_code(lp, "gamma.test"), 250, "{}", daemon.output());
 }
+
+/// One Mailcall runs per user (it owns the control socket), so `status`, `pause` and
+/// `fetch --via-running` reach it whatever `--config` they are given. Given another config
+/// file, they say that the running one uses its own, and the fetch's hints name that file (its
+/// accounts are the ones to fix); given the same one, they say nothing more.
+#[test]
+fn commands_given_another_config_say_the_running_mailcall_uses_its_own() {
+    let env = KeyringEnv::new();
+    let cli = Cli::new(&env);
+    cli.write_config("hostname = \"client.test\"\nfetch-at-start = false\n");
+    // The ISP's port is closed: a fetch fails at once, with a hint to fix the account.
+    set_plain_account(&cli, "isp", 9, &["alpha.test"]);
+    let daemon = RunningCli::daemon(&env, &cli, &["--listen", "127.0.0.1:0"]);
+    let running = cli.config_path().display().to_string();
+    let other = Cli::with_config(&env, env.root().join("other.toml"));
+    other.write_config("hostname = \"other.test\"\n");
+    let other_path = other.config_path().display().to_string();
+    let note = format!("note: the running Mailcall uses {running}, not {other_path}");
+
+    let same = cli.run(&["status"]);
+    same.assert_success()
+        .assert_mentions(&format!("config: {running}"));
+    assert!(!same.stderr.contains("note:"), "{same}");
+
+    let status = other.run(&["status"]);
+    status
+        .assert_success()
+        .assert_mentions(&format!("config: {running}"));
+    assert!(
+        status.stderr.contains(&note) && status.stderr.contains("this is its state"),
+        "{status}"
+    );
+    let json = other.run(&["status", "--json"]);
+    let value: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{json}"));
+    assert_eq!(value["config"], running.as_str(), "{json}");
+    assert!(json.stderr.contains(&note), "{json}");
+
+    let fetched = other.run(&["fetch", "--via-running"]);
+    assert!(
+        fetched.stdout.contains("asked the running Mailcall")
+            && fetched.stderr.contains(&note)
+            && fetched
+                .stderr
+                .contains("it fetched with its own accounts and settings"),
+        "{fetched}"
+    );
+    let fix = crate::fix_line(&fetched);
+    assert!(
+        fix.starts_with(&format!("mailcall-cli --config {running} account edit isp")),
+        "the hint edits the running Mailcall's account, in its config: {fix}\n{fetched}"
+    );
+
+    let paused = other.run(&["pause"]);
+    paused.assert_success();
+    assert!(
+        paused.stderr.contains(&note) && paused.stderr.contains("it is the one paused"),
+        "{paused}"
+    );
+    // `--quiet` keeps the note back, as it does everything but errors.
+    let quiet = other.run(&["--quiet", "resume"]);
+    quiet.assert_success();
+    assert!(quiet.all_output().trim().is_empty(), "{quiet}");
+    assert!(daemon.output().contains("mailcall daemon running"));
+}

@@ -54,7 +54,7 @@ pub struct FetchArgs {
 /// Runs `fetch`.
 pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
     if args.via_running {
-        if let Some(outcome) = via_running(&args.names, args.json)? {
+        if let Some(outcome) = via_running(explicit, &args.names, args.json)? {
             return Ok(outcome);
         }
     }
@@ -191,12 +191,28 @@ fn finish(record: &SessionRecord, json: bool) -> Outcome {
 }
 
 /// `fetch --via-running`: the running instance fetches; `None` when none runs (fetch here).
-fn via_running(names: &[String], json: bool) -> Result<Option<ExitCode>, Failure> {
+fn via_running(
+    explicit: Option<&Path>,
+    names: &[String],
+    json: bool,
+) -> Result<Option<ExitCode>, Failure> {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     match runtime()?.block_on(control::fetch(&socket, names)) {
         Ok(record) => {
             if !json {
                 say!("asked the running Mailcall ({})", socket.display());
+            }
+            let running = runtime()?
+                .block_on(control::status(&socket))
+                .ok()
+                .and_then(|s| s.config);
+            // The record's hints are about the running one's accounts: they name its file.
+            if let Some(config) = crate::running::note_other_config(
+                explicit,
+                running.as_deref(),
+                "it fetched with its own accounts and settings",
+            ) {
+                crate::hints::set_config(&config);
             }
             finish(&record, json).map(Some)
         }

@@ -1,26 +1,33 @@
 //! The CLI's words for the core's hints: a setting to change becomes the command line that
 //! changes it, which works when typed as written (a unit test parses every one with clap). A
-//! run given `--config PATH` gets hints with the same `--config PATH`, so they change that file.
+//! run given `--config PATH` gets hints with the same `--config PATH`, so they change that file;
+//! a record from a running Mailcall that uses another config file gets hints naming that one.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use mailcall_core::hint::{AccountField, Problem, Setting};
 
-/// `mailcall-cli`, or `mailcall-cli --config PATH` when this run was given `--config`.
-static PROGRAM: OnceLock<String> = OnceLock::new();
+/// `mailcall-cli --config PATH` once hints must name a config file; `None`: `mailcall-cli`.
+static PROGRAM: RwLock<Option<String>> = RwLock::new(None);
 
-/// Makes every hint of this run name `config` (a full path), as `--config` named it.
+/// Makes every later hint of this run name `config` (a full path): the file `--config` named,
+/// or the one a running Mailcall uses when its record is shown.
 pub fn set_config(config: &Path) {
-    let _ = PROGRAM.set(format!(
+    let program = format!(
         "mailcall-cli --config {}",
         shell_word(&config.display().to_string())
-    ));
+    );
+    *PROGRAM.write().unwrap_or_else(|p| p.into_inner()) = Some(program);
 }
 
 /// `mailcall-cli` as hints start it.
-pub fn program() -> &'static str {
-    PROGRAM.get().map_or("mailcall-cli", String::as_str)
+pub fn program() -> String {
+    PROGRAM
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| "mailcall-cli".to_string())
 }
 
 /// `word` as one shell word: as it is when that is safe, else in single quotes.
@@ -46,7 +53,7 @@ pub fn command_for(setting: &Setting) -> String {
     let cli = program();
     match setting {
         Setting::Config { key } if key == "routes" => {
-            "mailcall-cli route add PATTERN maildir:/home/me/Maildir".to_string()
+            format!("{cli} route add PATTERN maildir:/home/me/Maildir")
         }
         Setting::Config { key } => {
             let example = match key.as_str() {

@@ -1,7 +1,7 @@
 //! `pause`, `resume` and `status`: the running daemon or tray over its control socket; when
 //! nothing runs, `pause`/`resume` set the remembered switch for the next start.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mailcall_core::control;
@@ -11,6 +11,41 @@ use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
 use crate::settings;
 
+/// Warns (on stderr, unless `--quiet`) when the Mailcall that answered runs with another config
+/// file than this run's (`--config PATH`, or the default one): `what` it did was with that
+/// one's accounts and settings. One Mailcall runs per user (it owns the control socket).
+/// Returns the running one's config file when it differs, for hints that must name it.
+pub fn note_other_config(
+    explicit: Option<&Path>,
+    running: Option<&str>,
+    what: &str,
+) -> Option<PathBuf> {
+    let running = PathBuf::from(running?);
+    let ours = mailcall_core::config::config_path(explicit).ok()?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&ours, &running) {
+        return None;
+    }
+    if !crate::output::quiet() {
+        eprintln!(
+            "note: the running Mailcall uses {}, not {}: {what}; to run one with {}, stop that one first",
+            running.display(),
+            ours.display(),
+            ours.display()
+        );
+    }
+    Some(running)
+}
+
+/// The config file the running Mailcall uses, for [`note_other_config`]; `None` when it
+/// cannot be asked (nothing runs, or an older one that does not say).
+async fn running_config(socket: &Path) -> Option<String> {
+    control::status(socket).await.ok()?.config
+}
+
 /// `pause` / `resume`.
 pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
     let word = if paused { "paused" } else { "resumed" };
@@ -18,6 +53,14 @@ pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
     match runtime()?.block_on(control::set_paused(&socket, paused)) {
         Ok(_) => {
             say!("automatic fetching {word} in the running Mailcall (and for its next start)");
+            if explicit.is_some() {
+                let running = runtime()?.block_on(running_config(&socket));
+                note_other_config(
+                    explicit,
+                    running.as_deref(),
+                    &format!("it is the one {word}"),
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.is_not_running() => {
@@ -37,6 +80,7 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     match runtime()?.block_on(control::status(&socket)) {
         Ok(s) if json => {
+            note_other_config(explicit, s.config.as_deref(), "this is its state");
             let mut value = serde_json::to_value(&s).map_err(Failure::failed)?;
             if let Some(object) = value.as_object_mut() {
                 object.insert("running".into(), true.into());
@@ -47,6 +91,10 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
         }
         Ok(s) => {
             say!("running: yes ({})", socket.display());
+            if let Some(config) = &s.config {
+                say!("config: {config}");
+            }
+            note_other_config(explicit, s.config.as_deref(), "this is its state");
             say!(
                 "listening on: {}",
                 s.listen

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `FETCH [trigger=WORD] [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record); `trigger=` names the front end that asked (`tray`, `window`, `cli`; default `control`) |
 //! | `PAUSE` / `RESUME` | `{"ok":true,"paused":bool}` |
-//! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...]}` |
+//! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...],"config":"PATH"}` |
 //! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
 //! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`] per line for as long as the client listens |
 //! | `QUEUE RETRY\|BOUNCE\|DELETE ALL\|id ...` | `{"ok":true,"result":{...}}` once done (the spool's [`ActionResult`]) |
@@ -342,6 +342,9 @@ pub struct Controls {
     pub triggers: TriggerHandle,
     /// Reads the accounts again; the skipped ones, each with why.
     pub reload: Reload,
+    /// The config file this instance runs with (`STATUS` tells it, so a command given another
+    /// `--config` can say that the running one is not using it).
+    pub config: Option<PathBuf>,
 }
 
 /// Reads the accounts again (`RELOAD`).
@@ -439,6 +442,7 @@ async fn handle(line: &str, controls: &Controls) -> serde_json::Value {
             "links": triggers.links().map(|l| l.names()),
             "listen": triggers.service().listen_addr().map(|a| a.to_string()),
             "accounts": triggers.service().accounts().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+            "config": controls.config.as_ref().map(|p| p.display().to_string()),
         }),
         "QUEUE" => {
             let Some(queue) = &controls.queue else {
@@ -536,6 +540,9 @@ pub struct Status {
     /// Its accounts.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// The config file it runs with.
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 /// Asks the running instance for its state.

@@ -252,6 +252,8 @@ impl Instance {
             )
         });
         let queue = runner.as_ref().map(Runner::handle);
+        // Absolute: a client in another directory compares it with its own.
+        let running_config = std::path::absolute(&config_path).unwrap_or(config_path.clone());
         let reloader = Reloader {
             config_path,
             store,
@@ -273,6 +275,7 @@ impl Instance {
                             .map_err(|e| e.to_string())
                     })
                 }),
+                config: Some(running_config),
             };
             (path, tokio::spawn(server.serve(controls, shutdown.clone())))
         });

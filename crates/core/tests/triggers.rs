@@ -276,6 +276,7 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         reload: std::sync::Arc::new(|| {
             Box::pin(async { Ok(vec!["gone: unreadable".to_string()]) })
         }),
+        config: Some("/etc/mailcall/test.toml".into()),
     };
     let serving = tokio::spawn(server.serve(controls, stop.clone()));
 
@@ -283,6 +284,7 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     assert_eq!(status["paused"], false);
     assert_eq!(status["links"][0], "eth0");
     assert_eq!(status["accounts"][0], "isp");
+    assert_eq!(status["config"], "/etc/mailcall/test.toml");
     let typed = control::status(&path).await.unwrap();
     assert_eq!((typed.paused, typed.accounts.len()), (false, 1));
     assert_eq!(control::reload(&path).await.unwrap(), ["gone: unreadable"]);
