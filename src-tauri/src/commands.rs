@@ -385,7 +385,8 @@ pub async fn history(
     state: State<'_, AppState>,
     limit: Option<usize>,
 ) -> Result<Vec<HistoryEntry>, UiError> {
-    let history = state.config()?.history()?;
+    // A daemon this tray fronts writes its history where its own config says.
+    let history = state.served_config().await?.history()?;
     let limit = limit.unwrap_or(50).min(500);
     let (records, _bad) =
         tauri::async_runtime::spawn_blocking(move || history.recent(limit)).await??;

@@ -23,6 +23,8 @@ pub struct DaemonLink {
     socket: PathBuf,
     listen: String,
     accounts: Vec<String>,
+    /// The config file it runs with (`None`: an older daemon that does not say).
+    config: Option<PathBuf>,
 }
 
 /// What following the daemon brings.
@@ -70,6 +72,7 @@ impl DaemonLink {
         let link = DaemonLink {
             listen: status.listen.clone().unwrap_or_default(),
             accounts: status.accounts.clone(),
+            config: status.config.as_ref().map(PathBuf::from),
             socket,
         };
         Ok((link, events, status))
@@ -85,11 +88,32 @@ impl DaemonLink {
         &self.listen
     }
 
-    /// How it differs from `config` (its listener, its accounts), in words; `None` when it
-    /// runs as `config` says. STATUS does not name its config file, so this is what shows that
-    /// it may use another one.
-    pub fn differs_from(&self, config: &mailcall_core::config::Config) -> Option<String> {
+    /// The config file it runs with, when it is another one than `ours` (its history and its
+    /// queue are in that one's data directory).
+    pub fn other_config(&self, ours: &Path) -> Option<&Path> {
+        let theirs = self.config.as_deref()?;
+        let same = match (theirs.canonicalize(), ours.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => theirs == ours,
+        };
+        (!same).then_some(theirs)
+    }
+
+    /// How it differs from `config`, read from `path` (its config file, its listener, its
+    /// accounts), in words; `None` when it runs as `config` says.
+    pub fn differs_from(
+        &self,
+        config: &mailcall_core::config::Config,
+        path: &Path,
+    ) -> Option<String> {
         let mut differences = Vec::new();
+        if let Some(theirs) = self.other_config(path) {
+            differences.push(format!(
+                "it runs with {}, this window's settings are {}",
+                theirs.display(),
+                path.display()
+            ));
+        }
         // Port 0 in the config is "any free port": whichever the daemon got is as configured.
         // A daemon with only ODMR accounts listens nowhere: nothing to compare.
         let same_listener = self.listen.is_empty()
@@ -115,12 +139,11 @@ impl DaemonLink {
                 list(&ours)
             ));
         }
-        (!differences.is_empty()).then(|| {
-            format!(
-                "{} (it may run with another config file)",
-                differences.join("; ")
-            )
-        })
+        if self.config.is_none() && !differences.is_empty() {
+            // An older daemon does not name its file: this is what shows it may use another.
+            differences.push("it may run with another config file".to_string());
+        }
+        (!differences.is_empty()).then(|| differences.join("; "))
     }
 
     /// Asks it to fetch every account for `trigger` (the tray's or the window's Fetch now) and
@@ -193,17 +216,30 @@ mod tests {
             socket: "/run/mailcall/control.sock".into(),
             listen: "127.0.0.1:2525".into(),
             accounts: vec!["isp".into(), "work".into()],
+            config: Some("/etc/mailcall/config.toml".into()),
         };
+        let ours = Path::new("/etc/mailcall/config.toml");
         let mut config = Config::default();
         config.set("listen", "127.0.0.1:2525").expect("valid");
         config.add_account("work");
         config.add_account("isp");
-        assert_eq!(link.differs_from(&config), None);
+        assert_eq!(link.differs_from(&config, ours), None);
+        assert_eq!(link.other_config(ours), None);
         config.set("listen", "127.0.0.1:0").expect("valid");
-        assert_eq!(link.differs_from(&config), None, "port 0 is any port");
+        assert_eq!(link.differs_from(&config, ours), None, "port 0 is any port");
+        let elsewhere = Path::new("/home/me/.config/mailcall/config.toml");
+        assert_eq!(
+            link.other_config(elsewhere),
+            Some(Path::new("/etc/mailcall/config.toml"))
+        );
+        let d = link.differs_from(&config, elsewhere).expect("differs");
+        assert_eq!(
+            d,
+            "it runs with /etc/mailcall/config.toml, this window's settings are /home/me/.config/mailcall/config.toml"
+        );
         config.set("listen", "0.0.0.0:25").expect("valid");
         config.remove_account("work");
-        let d = link.differs_from(&config).expect("differs");
+        let d = link.differs_from(&config, ours).expect("differs");
         assert!(
             d.contains("it listens on 127.0.0.1:2525, the config says 0.0.0.0:25"),
             "{d}"
@@ -212,5 +248,12 @@ mod tests {
             d.contains("its accounts are isp, work, the config has isp"),
             "{d}"
         );
+        assert!(!d.contains("may run with another"), "it said which: {d}");
+        let older = DaemonLink {
+            config: None,
+            ..link
+        };
+        let d = older.differs_from(&config, ours).expect("differs");
+        assert!(d.ends_with("it may run with another config file"), "{d}");
     }
 }

@@ -151,6 +151,21 @@ impl AppState {
         Config::load(&self.config_path)
     }
 
+    /// The config whose data directory holds what the window shows (history, queue): the
+    /// daemon's own when this tray fronts one that runs with another config file, else ours.
+    pub async fn served_config(&self) -> Result<Config, ConfigError> {
+        let theirs = match &*self.backend.lock().await {
+            Backend::Daemon { link, .. } => link
+                .other_config(&self.config_path)
+                .map(std::path::Path::to_path_buf),
+            _ => None,
+        };
+        match theirs {
+            Some(path) => Config::load(&path),
+            None => self.config(),
+        }
+    }
+
     /// The tray preferences.
     pub fn prefs(&self) -> Prefs {
         lock(&self.prefs).clone()
@@ -288,7 +303,7 @@ impl AppState {
         };
         tracing::info!("a Mailcall already runs ({}): using it", socket.display());
         self.started_once.store(true, Ordering::SeqCst);
-        let differs = link.differs_from(config);
+        let differs = link.differs_from(config, &self.config_path);
         if let Some(d) = &differs {
             tracing::warn!(
                 "the running Mailcall differs from {}: {d}",
@@ -413,8 +428,8 @@ impl AppState {
         self.status().set_account_modes(modes);
     }
 
-    /// The queue of mail for LAN servers: read from the spool (the instance's here; the data
-    /// directory's when a daemon hands it on, as `mailcall-cli queue` reads it).
+    /// The queue of mail for LAN servers: read from the spool (the instance's here; the daemon's
+    /// data directory's when a daemon hands it on, as `mailcall-cli queue` reads it).
     pub async fn queue(&self) -> Result<QueueView, Problem> {
         let (spool, note) = match &*self.backend.lock().await {
             Backend::Here { instance, .. } => {
@@ -432,7 +447,7 @@ impl AppState {
         let dir = match &spool {
             Some(_) => None,
             None => {
-                let config = self.config().map_err(|e| config_problem(&e))?;
+                let config = self.served_config().await.map_err(|e| config_problem(&e))?;
                 Some(queue::spool_dir(
                     &config.data_path().map_err(|e| config_problem(&e))?,
                 ))

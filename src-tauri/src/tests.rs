@@ -606,7 +606,11 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
         second.serving(),
         Serving::Daemon {
             socket: first.socket.display().to_string(),
-            differs: None,
+            differs: Some(format!(
+                "it runs with {}, this window's settings are {}",
+                first.config_path.display(),
+                second.config_path.display()
+            )),
         }
     );
     let data = second.invoke("load_settings", json!({})).unwrap();
@@ -1036,6 +1040,36 @@ fn routes_are_added_and_removed_in_the_delivery_tab_and_the_running_mailcall_use
         (5, 600)
     );
     assert_eq!(h.control("STATUS")["ok"], true);
+}
+
+#[test]
+fn a_front_end_of_a_daemon_with_another_config_shows_the_daemons_history_and_queue() {
+    let first = harness();
+    first.with_etrn_account();
+    first.start_service();
+    // Its own config file (and data directory); the control socket is the daemon's.
+    let front = harness_sharing(&first);
+    front.start_service();
+    assert!(matches!(front.serving(), Serving::Daemon { .. }));
+    deliver(&first.listen(), "alice@example.com", "for-the-daemon");
+    let shown =
+        mailcall_e2e::poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            let records = front.invoke("history", json!({})).unwrap();
+            (!records.as_array().unwrap().is_empty()).then_some(records)
+        })
+        .expect("the daemon's record in the front end's History");
+    assert_eq!(shown, first.invoke("history", json!({})).unwrap());
+    assert!(
+        !front.config().history().unwrap().path().exists(),
+        "nothing was written where the front end's own config points"
+    );
+    let queue = front.invoke("load_queue", json!({})).unwrap();
+    assert!(
+        queue["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("The running Mailcall daemon")),
+        "{queue}"
+    );
 }
 
 #[test]

@@ -60,7 +60,11 @@ fn thirty_messages_for_alice_bob_and_another_domain_each_land_in_their_own_mailb
     let bad = cli.run(&["route", "add", "alice@example.org", "pop3:mail.lan"]);
     bad.assert_code(2)
         .assert_mentions("maildir:")
-        .assert_mentions("mailcall-cli route add");
+        // The fix names this run's config file, as every hint does.
+        .assert_mentions(&format!(
+            "to fix: mailcall-cli --config {} route add PATTERN maildir:",
+            cli.config_path().display()
+        ));
     let listed = cli.run(&["route", "list"]);
     listed
         .assert_success()
