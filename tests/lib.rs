@@ -50,13 +50,48 @@ pub use smtp::{Message, BODY_END};
 pub use tmpfs::Tmpfs;
 pub use users::{RunUserLink, TestUser};
 
-/// A loopback port that was free a moment ago: bind 127.0.0.1:0, read the port, let it go.
+/// Ports [`free_port`] handed out in this process: never one twice (tests run as threads of one
+/// process, and two of them once got the same port: one test's ISP then relayed into the other's).
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A loopback port that was free a moment ago and that no other call in this process got.
+///
+/// It comes from below the kernel's ephemeral range (`ip_local_port_range`), so nothing that
+/// binds port 0 or connects out (a daemon on `127.0.0.1:0`, a fake ISP, Postfix's smtp client)
+/// can take it between the test choosing it and its server binding it. Where that range leaves
+/// too little room below it, the kernel's choice (bind to port 0) is used instead.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 for a free port");
-    listener
-        .local_addr()
-        .expect("a bound listener has a local address")
-        .port()
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (first, end) = (10_000u32, low.min(65_536));
+    if end > first + 1_000 {
+        let span = end - first;
+        // Processes (test binaries, runs side by side) start at different places.
+        let offset = std::process::id().wrapping_mul(7_919) % span;
+        for i in 0..span {
+            let port = u16::try_from(first + (offset + i) % span).expect("below 65536");
+            if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed.insert(port);
+                return port;
+            }
+        }
+    }
+    for _ in 0..1_000 {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 for a free port");
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has a local address")
+            .port();
+        if handed.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port left that this test process has not handed out already")
 }
 
 /// Polls `cond` every `every` until it returns `Some` or `timeout` passes (then `None`).

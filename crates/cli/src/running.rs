@@ -53,14 +53,12 @@ pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
     match runtime()?.block_on(control::set_paused(&socket, paused)) {
         Ok(_) => {
             say!("automatic fetching {word} in the running Mailcall (and for its next start)");
-            if explicit.is_some() {
-                let running = runtime()?.block_on(running_config(&socket));
-                note_other_config(
-                    explicit,
-                    running.as_deref(),
-                    &format!("it is the one {word}"),
-                );
-            }
+            let running = runtime()?.block_on(running_config(&socket));
+            note_other_config(
+                explicit,
+                running.as_deref(),
+                &format!("it is the one {word}"),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.is_not_running() => {
