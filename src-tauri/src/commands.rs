@@ -225,15 +225,27 @@ pub async fn save_account<R: Runtime>(
     }
     config.add_account(&new.name);
     config.save(&state.config_path)?;
+    accounts_changed(&app, &state, "Saved, but ").await?;
+    Ok(AccountView::from(&new))
+}
+
+/// The accounts changed in the keyring and the config: the running Mailcall (here, or the
+/// daemon) reads them again, and a listener here that only ODMR accounts are left for is
+/// closed. `kept` begins the message when closing it fails ("Saved, but ").
+async fn accounts_changed<R: Runtime>(
+    app: &AppHandle<R>,
+    state: &AppState,
+    kept: &str,
+) -> Result<(), UiError> {
     state
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
     state
-        .drop_unneeded_listener(&app)
+        .drop_unneeded_listener(app)
         .await
-        .map_err(|p| ui_problem(&p, "Saved, but "))?;
-    Ok(AccountView::from(&new))
+        .map_err(|p| ui_problem(&p, kept))?;
+    Ok(())
 }
 
 /// Removes an account from the keyring and the config, then tells the running Mailcall (a
@@ -257,15 +269,7 @@ pub async fn remove_account<R: Runtime>(
             "There is no account {name:?}; reload the window"
         )));
     }
-    state
-        .reload_accounts()
-        .await
-        .map_err(|p| ui_problem(&p, ""))?;
-    state
-        .drop_unneeded_listener(&app)
-        .await
-        .map_err(|p| ui_problem(&p, "Removed, but "))?;
-    Ok(())
+    accounts_changed(&app, &state, "Removed, but ").await
 }
 
 /// Connects to the ISP of the account in the form (not necessarily saved) and reports TLS,
