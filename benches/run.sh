@@ -459,6 +459,29 @@ send_etrn() {
     exec 3>&-
     echo "$when"
 }
+# etrn_fetch CONFIG PORT MAILDIR OUT: starts `mailcall-cli --config CONFIG fetch` listening on
+# PORT (on the receiver's CPU) with its output in OUT; sets fpid to its PID and tetrn to when
+# its ETRN line (the ISP's reply) appeared, polled every 10 ms for up to 30 s.
+etrn_fetch() {
+    local config=$1 port=$2 maildir=$3 out=$4 i
+    # $! must be mailcall-cli itself (env execs it), for its CPU time.
+    $PIN_CLIENT env -i "${SESSION_ENV[@]}" "$MC" --config "$config" fetch \
+        --listen "127.0.0.1:$port" --maildir "$maildir" --idle-timeout 2 \
+        --max-wait 600 >"$out" 2>&1 </dev/null &
+    fpid=$!
+    PIDS+=("$fpid")
+    tetrn=""
+    for i in $(seq 1 3000); do
+        if grep -q '^ETRN ' "$out" 2>/dev/null; then
+            tetrn=$EPOCHREALTIME
+            break
+        fi
+        kill -0 "$fpid" 2>/dev/null || break
+        sleep 0.01
+    done
+    [ -n "$tetrn" ] || die "mailcall-cli fetch sent no ETRN; output: $(tail -5 "$out")"
+    grep -q '^ETRN .*: 250' "$out" || die "ETRN not accepted: $(grep '^ETRN' "$out")"
+}
 # On one machine the ISP and Mailcall share the CPUs, and the ISP's Postfix needs several times
 # Mailcall's CPU per message: unpinned, the drain measures who wins the CPU, not whether the
 # listener keeps up. By default (BENCH_PIN=1, 2+ CPUs) the ISP runs on CPU 0 and the receiver
@@ -487,23 +510,7 @@ queue_run_delay = 3h"
     drain_mailcall() {
         isp_fill
         out=$WORK/r2-fetch-$r.out
-        # $! must be mailcall-cli itself (env execs it), for its CPU time.
-        $PIN_CLIENT env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/mailcall.toml" fetch \
-            --listen "127.0.0.1:$lport" --maildir "$WORK/r2-mailcall-$r" --idle-timeout 2 \
-            --max-wait 600 >"$out" 2>&1 </dev/null &
-        fpid=$!
-        PIDS+=("$fpid")
-        tetrn=""
-        for i in $(seq 1 3000); do
-            if grep -q '^ETRN ' "$out" 2>/dev/null; then
-                tetrn=$EPOCHREALTIME
-                break
-            fi
-            kill -0 "$fpid" 2>/dev/null || break
-            sleep 0.01
-        done
-        [ -n "$tetrn" ] || die "mailcall-cli fetch sent no ETRN; output: $(tail -5 "$out")"
-        grep -q '^ETRN .*: 250' "$out" || die "ETRN not accepted: $(grep '^ETRN' "$out")"
+        etrn_fetch "$KR/config/mailcall.toml" "$lport" "$WORK/r2-mailcall-$r" "$out"
         wait_files "$WORK/r2-mailcall-$r/new" "$N" 300 0.1
         tend=$(last_arrival "$WORK/r2-mailcall-$r/new")
         mcpu=$(($(cpu_ticks "$fpid" 2>/dev/null || echo 0) * 10))
@@ -941,22 +948,7 @@ transport_maps = inline:{ $DOMAIN=lmtp:inet:127.0.0.1:$DV_PORT }"
         isp_fill
         rm -rf "$DV/mail/$LMTP_USER/Maildir"
         out=$WORK/r5-fetch-$r.out
-        $PIN_CLIENT env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/routing.toml" fetch \
-            --listen "127.0.0.1:$lport" --maildir "$WORK/r5-maildir" --idle-timeout 2 \
-            --max-wait 600 >"$out" 2>&1 </dev/null &
-        fpid=$!
-        PIDS+=("$fpid")
-        tetrn=""
-        for i in $(seq 1 3000); do
-            if grep -q '^ETRN ' "$out" 2>/dev/null; then
-                tetrn=$EPOCHREALTIME
-                break
-            fi
-            kill -0 "$fpid" 2>/dev/null || break
-            sleep 0.01
-        done
-        [ -n "$tetrn" ] || die "mailcall-cli fetch sent no ETRN; output: $(tail -5 "$out")"
-        grep -q '^ETRN .*: 250' "$out" || die "ETRN not accepted: $(grep '^ETRN' "$out")"
+        etrn_fetch "$KR/config/routing.toml" "$lport" "$WORK/r5-maildir" "$out"
         wait_files "$(dovecot_new)" "$N" 300 0.1
         tend=$(last_arrival "$(dovecot_new)")
         for i in $(seq 1 300); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done

@@ -92,11 +92,7 @@ impl DaemonLink {
     /// queue are in that one's data directory).
     pub fn other_config(&self, ours: &Path) -> Option<&Path> {
         let theirs = self.config.as_deref()?;
-        let same = match (theirs.canonicalize(), ours.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => theirs == ours,
-        };
-        (!same).then_some(theirs)
+        (!mailcall_core::fsutil::same_path(theirs, ours)).then_some(theirs)
     }
 
     /// How it differs from `config`, read from `path` (its config file, its listener, its

@@ -197,15 +197,13 @@ fn via_running(
     json: bool,
 ) -> Result<Option<ExitCode>, Failure> {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
-    match runtime()?.block_on(control::fetch(&socket, names)) {
+    let rt = runtime()?;
+    match rt.block_on(control::fetch(&socket, names)) {
         Ok(record) => {
             if !json {
                 say!("asked the running Mailcall ({})", socket.display());
             }
-            let running = runtime()?
-                .block_on(control::status(&socket))
-                .ok()
-                .and_then(|s| s.config);
+            let running = rt.block_on(crate::running::running_config(&socket));
             // The record's hints are about the running one's accounts: they name its file.
             if let Some(config) = crate::running::note_other_config(
                 explicit,

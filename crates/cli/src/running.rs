@@ -22,11 +22,7 @@ pub fn note_other_config(
 ) -> Option<PathBuf> {
     let running = PathBuf::from(running?);
     let ours = mailcall_core::config::config_path(explicit).ok()?;
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    if same(&ours, &running) {
+    if mailcall_core::fsutil::same_path(&ours, &running) {
         return None;
     }
     if !crate::output::quiet() {
@@ -42,7 +38,7 @@ pub fn note_other_config(
 
 /// The config file the running Mailcall uses, for [`note_other_config`]; `None` when it
 /// cannot be asked (nothing runs, or an older one that does not say).
-async fn running_config(socket: &Path) -> Option<String> {
+pub async fn running_config(socket: &Path) -> Option<String> {
     control::status(socket).await.ok()?.config
 }
 
@@ -50,10 +46,11 @@ async fn running_config(socket: &Path) -> Option<String> {
 pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
     let word = if paused { "paused" } else { "resumed" };
     let socket = control::default_socket_path().map_err(Failure::setup)?;
-    match runtime()?.block_on(control::set_paused(&socket, paused)) {
+    let rt = runtime()?;
+    match rt.block_on(control::set_paused(&socket, paused)) {
         Ok(_) => {
             say!("automatic fetching {word} in the running Mailcall (and for its next start)");
-            let running = runtime()?.block_on(running_config(&socket));
+            let running = rt.block_on(running_config(&socket));
             note_other_config(
                 explicit,
                 running.as_deref(),

@@ -30,6 +30,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether `a` and `b` name the same file (symlinks and `..` resolved); paths that do not
+/// exist (yet) are compared as written.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Replaces `path` with `bytes`, all or nothing: a temporary file beside it (mode `mode`) is
 /// written and fsynced, renamed over `path`, and the directory fsynced. A crash at any point
 /// leaves either the old file or the new one, never a torn one. Missing parent directories are
