@@ -397,7 +397,11 @@ smtp_tls_security_level = none
         }]);
     }
 
-    /// The queue as `postqueue -j` shows it.
+    /// The queue as `postqueue -j` shows it, one entry per message. `postqueue` walks the queue
+    /// directories one after another while Postfix moves messages between them, so a message
+    /// moving from `active` to `deferred` can be listed twice (it is counted once, in the later
+    /// queue), and one moving the other way can be missed: a snapshot in motion, fit for waiting
+    /// on a condition ([`Self::wait_deferred`]), never for a count to wait for.
     pub fn queue_entries(&self) -> Vec<QueueEntry> {
         let mut cmd = Command::new("postqueue");
         cmd.arg("-c").arg(self.conf_dir()).arg("-j");
@@ -408,7 +412,8 @@ smtp_tls_security_level = none
                 self.log()
             ),
         };
-        out.stdout
+        let entries: Vec<QueueEntry> = out
+            .stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
@@ -429,16 +434,22 @@ smtp_tls_security_level = none
                     delay_reasons: rcpts.iter().map(|r| text(r, "delay_reason")).collect(),
                 }
             })
-            .collect()
-    }
-
-    /// Number of messages in any queue.
-    pub fn queue_len(&self) -> usize {
-        self.queue_entries().len()
+            .collect();
+        // The last listing of a queue ID is where the message went.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<QueueEntry> = entries
+            .into_iter()
+            .rev()
+            .filter(|e| e.queue_id.is_empty() || seen.insert(e.queue_id.clone()))
+            .collect();
+        unique.reverse();
+        unique
     }
 
     /// Waits until exactly `n` messages sit in `deferred` and nothing else is queued (each
-    /// message's first delivery attempt has failed); panics with the queue and log otherwise.
+    /// message's first delivery attempt has failed, and whatever was delivered has left);
+    /// panics with the queue and log otherwise. `n` is what the test itself knows is held (what
+    /// it queued and did not fetch), never a count read from the queue, which may be in motion.
     pub fn wait_deferred(&self, n: usize, timeout: Duration) {
         let mut last = Vec::new();
         let done = crate::poll_until(timeout, Duration::from_millis(50), || {

@@ -60,8 +60,20 @@ if [ -n "$held" ]; then
     ss -ltnpH '( sport = :143 or sport = :993 or sport = :24 )' >&2 || true
 fi
 
-# The ODMR provider (Exim 4.99.1 from source, cached outside the clone; quick when cached).
-sh "$here/setup/exim.sh"
+# The ODMR provider (Exim 4.99.1 from source, cached outside the clone; quick when cached). Exit
+# 3: its source is nowhere to be had; everything else is still set up, and scripts/test.sh skips
+# the Exim tests out loud.
+exim_rc=0
+sh "$here/setup/exim.sh" || exim_rc=$?
+case "$exim_rc" in
+    0) parts="e2e mailserver gui exim odmr package" ;;
+    3)
+        parts="e2e mailserver gui odmr package"
+        echo "setup.sh: ########## NO EXIM: the ODMR provider is not built (above: how to provide its source); the tests that need it will be skipped ##########" >&2
+        ;;
+    *) exit "$exim_rc" ;;
+esac
 
-sh "$here/setup/features.sh" e2e mailserver gui exim odmr package
+# shellcheck disable=SC2086 # word splitting of the list of parts is intended
+sh "$here/setup/features.sh" $parts
 echo "setup.sh: test packages ready"

@@ -1,20 +1,22 @@
-//! The Linux package, for real: the .deb that `scripts/package.sh` builds is installed into this
-//! machine with apt, checked the way a user and a distribution would meet it (files, owners,
-//! capabilities, Depends, desktop file, user unit, completions, man pages), used by a normal
-//! user (an ETRN fetch on port 25 with the installed CLI, then the daemon started by the
-//! package's unit under a real `systemd --user`, logging to a journald), then purged — and
-//! nothing it brought may be left.
+//! The Linux package, for real: the .deb that `scripts/package.sh` builds is installed with apt,
+//! checked the way a user and a distribution would meet it (files, owners, capabilities, Depends,
+//! desktop file, user unit, completions, man pages), used by a normal user (an ETRN fetch on port
+//! 25 with the installed CLI, then the daemon started by the package's unit under a real
+//! `systemd --user`, logging to a journald), then purged — and nothing it brought may be left.
 //!
-//! It changes the machine's installed packages, so it runs only when asked (as root):
+//! It installs and purges a package, so it runs only in the throwaway Debian root that
+//! `tests/package/run.sh` makes (its own network and PID namespaces; this machine's packages,
+//! and a mailcall the user installed, are never touched). `scripts/test.sh --only package` builds
+//! the packages and runs it there; by hand, as root:
 //!
 //! ```sh
 //! bash scripts/package.sh --debug
-//! MAILCALL_DEB=$(cat "$CARGO_TARGET_DIR/package/deb-path") \
-//!     cargo test -p mailcall-e2e --test package -- --ignored
+//! sh tests/package/run.sh "$(cat "$CARGO_TARGET_DIR/package/deb-path")" \
+//!     "$(cat "$CARGO_TARGET_DIR/package/rpm-path")" TEST-BINARY   # cargo test --test package --no-run
 //! ```
 //!
-//! `scripts/test.sh` does both after the tray app's tests. A failed check still purges the
-//! package (a guard), and every process the test starts is stopped by its PID.
+//! A failed check still purges the package (a guard), and every process the test starts is
+//! stopped by its PID.
 
 #![allow(clippy::unwrap_used)]
 
@@ -51,6 +53,10 @@ const GLOBAL_LINK: &str = "/etc/systemd/user/default.target.wants/mailcall.servi
 const LISTEN_HOST: &str = "127.0.0.2";
 /// The tray is loaded at run time (dlopen), so no ELF NEEDED entry shows it: Depends must.
 const TRAY_LIBRARY_PACKAGE: &str = "libayatana-appindicator3-1";
+
+/// The file `tests/package/run.sh` writes into its throwaway root: the test installs and purges
+/// a package only where this exists.
+const THROWAWAY_ROOT_MARK: &str = "/etc/mailcall-package-test-root";
 
 /// Runs a command to completion (120 s at most) with a clean, predictable environment.
 fn run(program: &str, args: &[&str]) -> Finished {
@@ -187,7 +193,7 @@ impl Drop for Installed {
 }
 
 #[test]
-#[ignore = "installs the .deb into this machine: run with MAILCALL_DEB=PATH as root and -- --ignored (scripts/test.sh does)"]
+#[ignore = "installs the .deb: run in the throwaway root of tests/package/run.sh (scripts/test.sh --only package)"]
 fn the_deb_installs_serves_a_normal_user_under_systemd_and_purges_without_a_trace() {
     let deb = PathBuf::from(std::env::var_os("MAILCALL_DEB").expect(
         "set MAILCALL_DEB to the .deb to test (scripts/package.sh writes its path to $CARGO_TARGET_DIR/package/deb-path)",
@@ -201,10 +207,15 @@ fn the_deb_installs_serves_a_normal_user_under_systemd_and_purges_without_a_trac
         mailcall_e2e::is_root(),
         "the package test installs and purges a package: run it as root"
     );
+    assert!(
+        Path::new(THROWAWAY_ROOT_MARK).exists(),
+        "the package test installs and purges a package, so it runs only in the throwaway root \
+         of tests/package/run.sh (no {THROWAWAY_ROOT_MARK} here): `bash scripts/test.sh --only package`"
+    );
     assert_eq!(
         dpkg_status(),
         "",
-        "{PACKAGE} is already known to dpkg on this machine; the test installs and purges it itself: `dpkg --purge {PACKAGE}` first"
+        "{PACKAGE} is already known to dpkg in the throwaway root: the test installs and purges it itself"
     );
     assert!(
         std::fs::symlink_metadata(GLOBAL_LINK).is_err(),
@@ -283,7 +294,7 @@ fn the_deb_installs_serves_a_normal_user_under_systemd_and_purges_without_a_trac
 }
 
 #[test]
-#[ignore = "reads the .rpm that scripts/package.sh built: run with MAILCALL_RPM=PATH MAILCALL_DEB=PATH and -- --ignored"]
+#[ignore = "reads the .rpm that scripts/package.sh built: run with MAILCALL_RPM=PATH MAILCALL_DEB=PATH and -- --ignored (tests/package/run.sh does)"]
 fn the_rpm_holds_what_the_deb_holds_in_fedoras_places() {
     let (Some(rpm), Some(deb)) = (
         std::env::var_os("MAILCALL_RPM"),

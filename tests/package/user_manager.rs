@@ -220,11 +220,13 @@ impl UserManager {
         self.manager.as_ref().map(|m| m.pid()).unwrap_or_default()
     }
 
-    /// `systemctl --user ARGS` as the user, inside the manager's mount namespace (60 s).
+    /// `systemctl --user ARGS` as the user, inside the manager's mount namespace (60 s). Entering
+    /// a mount namespace puts the caller at that namespace's root: `--root` keeps it in the
+    /// manager's own root directory, which is not `/` in the throwaway root of `run.sh`.
     pub fn systemctl(&self, args: &[&str]) -> Finished {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--target={}", self.pid()))
-            .args(["--mount", "--", "setpriv"])
+            .args(["--mount", "--root", "--", "setpriv"])
             .arg(format!("--reuid={}", self.uid))
             .arg(format!("--regid={}", self.gid))
             .args(["--clear-groups", "--", "systemctl", "--user", "--no-pager"])
@@ -247,7 +249,14 @@ impl UserManager {
     pub fn journal(&self) -> Vec<serde_json::Value> {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--target={}", self.pid()))
-            .args(["--mount", "--", "journalctl", "-D", "/run/log/journal"])
+            .args([
+                "--mount",
+                "--root",
+                "--",
+                "journalctl",
+                "-D",
+                "/run/log/journal",
+            ])
             .args(["--no-pager", "-o", "json"])
             .env_clear()
             .env("PATH", "/usr/bin:/bin");

@@ -8,9 +8,18 @@
 #   $MAILCALL_CACHE_DIR/exim -> exim-4.99.1-<hash>       (the fixed path tests/exim.rs looks at)
 # The tests take MAILCALL_EXIM (a path to an exim binary) before that fixed path.
 #
-# Source: exim-4.99.1-src.tar.gz, looked for in this order: $MAILCALL_PEERS_DIR,
-# <repo>/../shared/peers, /work/shared/peers, the cache dir; its sha256 is checked, and the first
-# one found is copied into the cache dir. Neither the source nor the binary is ever committed.
+# Source: the upstream tree at tag exim-4.99.1, from the first of
+#   1. $MAILCALL_PEERS_DIR/exim-4.99.1-src.tar.gz   (a directory you point at)
+#   2. <repo>/../shared/peers/exim-4.99.1-src.tar.gz (the project's own machines keep one there)
+#   3. the copy cached by an earlier run in the cache dir
+#   4. the upstream tag archive over https ($MAILCALL_EXIM_URL, default GitHub's archive of the tag;
+#      needs curl and a route to it)
+# Whatever the archive (a trimmed tarball or GitHub's archive with its own top-level directory, any
+# compression, any tar), what is built is checked: the sha256 over the sorted list of
+# `sha256sum` lines of every file under src/ must be SRC_TREE_SHA256. The first archive that
+# passes is copied into the cache dir. Neither the source nor the binary is ever committed.
+# Exit status: 0 ready; 3 the source is nowhere to be had (the last line says how to provide it;
+# tests/setup.sh then goes on and scripts/test.sh skips the Exim tests, loudly); 1 anything else.
 #
 # POSIX sh, idempotent (does nothing when the cached binary exists and `exim -bV` works), runs as
 # root without a terminal. Installs EXIM_BUILD_PACKAGES (tests/setup/packages.sh) when missing;
@@ -20,7 +29,10 @@ set -eu
 
 VERSION=4.99.1
 TARBALL=exim-$VERSION-src.tar.gz
-SHA256=c4f3c1eb126db7a1da1f3d14dbbfb3c637f8c93885d77d67f121673f16b4ab82
+# sha256 of `find src -type f | sort | xargs sha256sum` in the tree of tag exim-4.99.1
+# (commit d46a6727798fc48d1756190a6d46d19216348c25), paths relative to the tree's top.
+SRC_TREE_SHA256=dc73a67b71fa9f2ecbbdca9279f76245757b19ed2744debf8724f1d76552f9cf
+URL=${MAILCALL_EXIM_URL:-https://github.com/Exim/exim/archive/refs/tags/exim-$VERSION.tar.gz}
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -77,36 +89,73 @@ if works "$exim"; then # another run finished it while this one waited
     exit 0
 fi
 
-looked=""
-found=""
-for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$repo/../shared/peers" /work/shared/peers "$cache_root"; do
-    looked="$looked
-  $d/$TARBALL"
-    if [ -f "$d/$TARBALL" ]; then
-        found=$d/$TARBALL
-        break
-    fi
-done
-[ -n "$found" ] || die "the Exim source $TARBALL is not found; looked at:$looked
-Put the upstream tarball (tag exim-$VERSION, sha256 $SHA256) in a directory and run
-  MAILCALL_PEERS_DIR=/that/dir sh tests/setup/exim.sh"
-got=$(sha256sum "$found" | cut -d' ' -f1)
-[ "$got" = "$SHA256" ] || die "$found has sha256 $got, expected $SHA256: not the exim-$VERSION source"
-if [ "$found" != "$cache_root/$TARBALL" ]; then
-    cp "$found" "$cache_root/$TARBALL.partial"
-    mv "$cache_root/$TARBALL.partial" "$cache_root/$TARBALL"
-fi
-say "source: $found (sha256 ok)"
+# The tree's hash (see SRC_TREE_SHA256) of the source unpacked in DIR.
+tree_hash() { # DIR
+    (cd "$1" && find src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+}
+# Unpacks ARCHIVE into DIR (emptied first), its one top-level directory stripped; 0 when DIR then
+# holds the exim-4.99.1 tree.
+unpack_checked() { # ARCHIVE DIR
+    rm -rf "$2"
+    mkdir -p "$2"
+    tar -xf "$1" -C "$2" --strip-components=1 2>/dev/null || return 1
+    [ -f "$2/src/src/EDITME" ] || return 1
+    [ "$(tree_hash "$2")" = "$SRC_TREE_SHA256" ]
+}
 
-# --- build ----------------------------------------------------------------------------------
-# Built in DIR.partial and renamed at the end, so a half-done build is never taken for a cached
-# one. The paths compiled in name the final DIR; every test overrides spool and log in its config.
 work=$dir.partial
 rm -rf "$work"
 mkdir -p "$work/bin" "$work/spool" "$work/log"
-tar -xzf "$cache_root/$TARBALL" -C "$work"
-src=$work/exim-$VERSION/src
-[ -f "$src/src/EDITME" ] || die "$TARBALL does not unpack to exim-$VERSION/src"
+tree=$work/exim-$VERSION
+looked=""
+found=""
+for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$repo/../shared/peers" "$cache_root"; do
+    f=$d/$TARBALL
+    [ -f "$f" ] || {
+        looked="$looked; $f: not there"
+        continue
+    }
+    if unpack_checked "$f" "$tree"; then
+        found=$f
+        break
+    fi
+    looked="$looked; $f: not the exim-$VERSION tree (the hash of its src/ differs)"
+done
+if [ -z "$found" ]; then
+    dl=$cache_root/$TARBALL.download
+    if ! command -v curl >/dev/null 2>&1; then
+        looked="$looked; $URL: no curl to download it (Debian package curl)"
+    elif curl --fail --silent --show-error --location --max-time 300 --retry 2 -o "$dl" "$URL" 2>"$work/curl.err"; then
+        if unpack_checked "$dl" "$tree"; then
+            found=$URL
+            mv "$dl" "$cache_root/$TARBALL.partial"
+        else
+            looked="$looked; $URL: downloaded, but not the exim-$VERSION tree (the hash of its src/ differs)"
+        fi
+    else
+        looked="$looked; $URL: $(tr '\n' ' ' <"$work/curl.err")"
+    fi
+    rm -f "$dl"
+fi
+if [ -z "$found" ]; then
+    rm -rf "$work"
+    # No stale build may stand in for this one.
+    rm -f "$cache_root/exim"
+    echo "exim.sh: the Exim $VERSION source is nowhere to be had:${looked#;}" >&2
+    echo "exim.sh: NO EXIM: the ODMR provider cannot be built; provide the source by putting $TARBALL (the tree of tag exim-$VERSION, e.g. from $URL) in a directory and setting MAILCALL_PEERS_DIR to it, or by setting MAILCALL_EXIM_URL to where it can be downloaded" >&2
+    exit 3
+fi
+if [ "$found" != "$cache_root/$TARBALL" ]; then
+    [ -f "$cache_root/$TARBALL.partial" ] || cp "$found" "$cache_root/$TARBALL.partial"
+    mv "$cache_root/$TARBALL.partial" "$cache_root/$TARBALL"
+fi
+say "source: $found (the tree of tag exim-$VERSION: hash of src/ ok)"
+
+# --- build ----------------------------------------------------------------------------------
+# Built in DIR.partial (unpacked there above) and renamed at the end, so a half-done build is
+# never taken for a cached one. The paths compiled in name the final DIR; every test overrides
+# spool and log in its config.
+src=$tree/src
 mkdir -p "$src/Local"
 # The tarball is the git tag's tree, not a release tarball: it lacks the version.sh that Exim's
 # release process writes (scripts/reversion then fails "Cannot determine the release number").
@@ -117,7 +166,7 @@ EXIM_VARIANT_VERSION=""
 EXIM_COMPILE_NUMBER="0"
 EOF
 
-# Local/Makefile: the minimal set measured on Debian 12 (see /work/shared/peers/README.md), plus
+# Local/Makefile: the minimal set measured on Debian 12 (measured on Debian 12), plus
 # OpenSSL for STARTTLS. ATRN needs no setting (atrn.c is always built since 4.99); it needs the
 # manualroute router and the smtp transport. CRAM-MD5 and PLAIN are the two authenticators.
 # No ALT_CONFIG_PREFIX / TRUSTED_CONFIG_LIST: root may run any config with -C and keeps root.
@@ -168,7 +217,7 @@ built=$(find "$src" -path '*/build-*/exim' -type f | head -n1)
 install -m 0755 "$built" "$work/bin/exim"
 # `exim -bV` reads CONFIGURE_FILE; all defaults is a valid config (the tests use -C their own).
 echo "keep_environment =" >"$work/configure"
-rm -rf "$work/exim-$VERSION"
+rm -rf "$tree"
 rm -rf "$dir"
 mv "$work" "$dir"
 say "built in $(( $(date +%s) - start )) s"

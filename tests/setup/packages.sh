@@ -61,7 +61,8 @@ APP_PACKAGES="build-essential pkg-config file libwebkit2gtk-4.1-dev libgtk-3-dev
 #   libpcre2-dev      PCRE2 (Exim's regexes; PCRE2_CONFIG=yes runs pcre2-config)
 #   libdb5.3-dev      Berkeley DB for Exim's hints databases (USE_DB=yes, DBMLIB=-ldb)
 #   libssl-dev        OpenSSL for STARTTLS (USE_OPENSSL=yes)
-EXIM_BUILD_PACKAGES="build-essential libpcre2-dev libdb5.3-dev libssl-dev"
+#   curl ca-certificates  the source's download from upstream, where no copy is at hand
+EXIM_BUILD_PACKAGES="build-essential libpcre2-dev libdb5.3-dev libssl-dev curl ca-certificates"
 
 # An ODMR client that is not ours, fetching through that Exim (tests/e2e/odmr_peer.rs):
 #   fetchmail         `protocol ODMR` (ATRN, CRAM-MD5 only), relaying to an SMTP sink
@@ -91,3 +92,8 @@ WINDOWS_PACKAGES="gcc-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64"
 # (The Tauri CLI comes from npm, scripts/tauri-cli, run by the machine's Node.js and npm: Debian's
 # npm package would replace that Node.js, so it is not listed; package.sh says when npm is missing.)
 PACKAGE_PACKAGES="systemd dbus-user-session libcap2-bin desktop-file-utils man-db binutils rpm util-linux"
+
+# scripts/soak.sh --busy (the suite run N times while every core is busy, as on a shared CI
+# machine); installed by soak.sh itself when missing, not by tests/setup.sh:
+#   stress-ng   `stress-ng --cpu N`: a load on every core
+SOAK_PACKAGES="stress-ng"

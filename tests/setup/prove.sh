@@ -54,10 +54,9 @@ set -f # package lists are split on blanks, never globbed
 here=$(cd "$(dirname "$0")" && pwd)
 pkgfile=${MAILCALL_PROVE_PACKAGES:-$here/packages.sh}
 cache=/var/cache/mailcall/package-proof
-suite=bookworm
 root=""
-aptconf=""
-in_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=tests/setup/debroot.sh
+. "$here/debroot.sh"
 
 say() { echo "prove.sh: $*"; }
 die() {
@@ -146,17 +145,11 @@ if ! command -v mmdebstrap >/dev/null 2>&1; then
 fi
 
 # ---- leaving nothing behind (the root, its mounts, what runs in it) ---------------------------
-mounts_under() { awk -v r="$1" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo; }
-pids_in() {
-    for p in /proc/[0-9]*; do
-        r=$(readlink "$p/root" 2>/dev/null) || continue
-        case "$r" in "$1" | "$1"/*) echo "${p#/proc/}" ;; esac
-    done
-}
+mounts_under() { debroot_mounts_under "$@"; }
+pids_in() { debroot_pids_in "$@"; }
 cleanup() {
     rc=$?
     trap - EXIT
-    [ -z "$aptconf" ] || rm -f "$aptconf"
     if [ -n "$root" ] && [ -d "$root" ]; then
         set +e +f
         # Anything a maintainer script left running in the root was started by this script.
@@ -194,36 +187,14 @@ trap 'echo "prove.sh: interrupted" >&2; exit 130' INT
 trap 'echo "prove.sh: terminated" >&2; exit 143' TERM
 trap 'echo "prove.sh: hung up" >&2; exit 129' HUP
 
-# ---- the host's way to the mirror -------------------------------------------------------------
-# apt's effective settings on the host that say how to reach a mirror and which Release files to
-# accept (a proxy, retries, Check-Valid-Until for a snapshot mirror...), not the rest (index
-# targets, compression, ...). They may hold a proxy's password: the file is private and removed.
-aptconf=$(mktemp /var/tmp/mailcall-package-proof-apt.XXXXXX)
-apt-config dump | grep -E '^Acquire::(https?|ftp|socks|Retries|ForceIPv4|ForceIPv6|Check-Valid-Until|Check-Date|Max-ValidTime|Min-ValidTime)(::| )' >"$aptconf" || true
-echo "apt settings from the host (the root gets them too): $(sed 's/ .*//' "$aptconf" | tr '\n' ' ')" >>"$log"
-set -- "--aptopt=$aptconf"
-set +f
-sources=0
-for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    if ! [ -f "$f" ] || ! grep -q '^[[:space:]]*[^#[:space:]]' "$f"; then continue; fi
-    set -- "$@" "$f"
-    sources=$((sources + 1))
-done
-set -f
-[ "$sources" -gt 0 ] || die "the host has no apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/)"
-echo "mmdebstrap gets: $*" >>"$log"
-
 # ---- the root ----------------------------------------------------------------------------------
 root=$(mktemp -d /var/tmp/mailcall-package-proof.XXXXXX)
 chmod 755 "$root"
 t=$(now)
-step "mmdebstrap" mmdebstrap --mode=root --variant=minbase --format=directory \
-    --dpkgopt=force-unsafe-io "$suite" "$root" "$@"
+step "mmdebstrap" debroot_create "$root" --dpkgopt=force-unsafe-io
 t_mmdebstrap=$(since "$t")
-say "mmdebstrap --variant=minbase $suite: ${t_mmdebstrap}s"
+say "mmdebstrap --variant=minbase $debroot_suite: ${t_mmdebstrap}s"
 
-cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-cp -L /etc/hosts "$root/etc/hosts"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --make-rslave "$root/dev"
@@ -231,13 +202,7 @@ printf '#!/bin/sh\n# prove.sh: no service starts in this root\nexit 101\n' >"$ro
 chmod 755 "$root/usr/sbin/policy-rc.d"
 
 # In the root, with a clean environment (only a proxy of the host's is kept: apt reads it).
-in_root() {
-    # shellcheck disable=SC2086 # an unset proxy must vanish, not become an empty argument
-    chroot "$root" /usr/bin/env -i PATH="$in_path" HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
-        ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
-        ${no_proxy:+no_proxy=$no_proxy} ${HTTP_PROXY:+HTTP_PROXY=$HTTP_PROXY} \
-        ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} ${NO_PROXY:+NO_PROXY=$NO_PROXY} "$@"
-}
+in_root() { debroot_in "$root" "$@"; }
 
 # As tests/setup.sh: "No configuration", so Postfix writes no main.cf and starts no system instance.
 step "preseeding postfix" in_root debconf-set-selections <<EOF
@@ -316,4 +281,4 @@ say "features.sh: ${t_features}s"
     tail -n 1 "$out"
 } >"$ok.tmp"
 mv "$ok.tmp" "$ok"
-say "proven: the lists are complete for features.sh on a fresh Debian $suite ($ok)"
+say "proven: the lists are complete for features.sh on a fresh Debian $debroot_suite ($ok)"

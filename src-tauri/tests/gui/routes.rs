@@ -138,7 +138,7 @@ fn routes_to_dovecot_set_in_the_window_deliver_and_the_queue_holds_what_it_canno
 
     // 2. A fetch: alice's mail goes into Dovecot; Dovecot refuses nobody (550), which is held
     //    and told in one notification naming the recipient and the reply.
-    assert_eq!(isp.queue_len(), 2, "still held at the ISP");
+    isp.wait_deferred(2, Duration::from_secs(20)); // still held at the ISP
     wd.click("#fetch-now").expect("Fetch now");
     dovecot.wait_count("alice", "INBOX", 1, Duration::from_secs(90));
     assert_eq!(
