@@ -133,7 +133,7 @@ if [ -z "$found" ]; then
             looked="$looked; $URL: downloaded, but not the exim-$VERSION tree (the hash of its src/ differs)"
         fi
     else
-        looked="$looked; $URL: $(tr '\n' ' ' <"$work/curl.err")"
+        looked="$looked; $URL: $(tail -n 1 "$work/curl.err")"
     fi
     rm -f "$dl"
 fi
