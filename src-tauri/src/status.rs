@@ -174,9 +174,11 @@ impl TrayStatus {
                 self.asked = accounts.clone();
                 Vec::new()
             }
-            Event::EtrnReply { .. } | Event::AtrnReply { .. } | Event::Connected { .. } => {
-                Vec::new()
-            }
+            // Asking again is progress; a refusal that outlasts it is the session's Error.
+            Event::EtrnReply { .. }
+            | Event::AtrnReply { .. }
+            | Event::AskingAgain { .. }
+            | Event::Connected { .. } => Vec::new(),
             Event::MessageStored(info) => {
                 if self.fetching {
                     self.received += 1;

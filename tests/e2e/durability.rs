@@ -253,11 +253,15 @@ fn disk_full_answers_452_and_the_isp_keeps_the_mail_until_there_is_space() {
     set_plain_account(&cli, "isp", isp.port(), &["full.test"]);
     let out = fetch(&cli, lp, maildir.path(), &[]);
     let context = format!("{out}\nmaillog:\n{}", isp.log());
+    // The ETRN was accepted, but the ISP still holds what it tried to deliver: asked again,
+    // it is put off again, and the fetch says so (issue 21).
     assert_eq!(
         out.code(),
-        Some(0),
-        "ETRN was accepted: the fetch itself succeeds\n{context}"
+        Some(1),
+        "the ISP keeps the mail: not a success\n{context}"
     );
+    out.assert_mentions("asked it again")
+        .assert_mentions("even after Mailcall asked it again (last: 452 4.3.1");
     assert!(
         maildir.files("new").is_empty(),
         "nothing may reach new/ on a full disk: {:?}\n{context}",

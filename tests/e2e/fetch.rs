@@ -1,9 +1,13 @@
 //! `fetch` against a plain (no TLS, no AUTH) Postfix ISP: many messages across domains, only the
-//! account's domains released, an unknown domain among good ones, and an ISP that is down.
+//! account's domains released, an unknown domain among good ones, an ISP that is down, and the
+//! ISP's own deliveries never turned away unnoticed (issue 21).
 
 use std::time::Duration;
 
-use mailcall_e2e::{free_port, Cli, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp};
+use mailcall_e2e::{
+    free_port, poll_until, Cli, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp, RawSmtp,
+    RunningCli,
+};
 
 use crate::{fetch, listener_port, set_plain_account, write_base_config};
 
@@ -173,4 +177,154 @@ fn isp_not_running_fails_fast_with_cannot_connect() {
         "a refused connection must not wait for the connect timeout\n{out}"
     );
     assert!(maildir.new_messages().is_empty(), "{out}");
+}
+
+/// How many times the ISP's Postfix was answered with something other than 220 at connect
+/// (its whole maillog, not the tail `PostfixIsp::log` gives).
+fn turned_away_at_the_isp(isp: &PostfixIsp) -> usize {
+    std::fs::read_to_string(isp.dir().join("maillog"))
+        .unwrap_or_default()
+        .matches("refused to talk to me")
+        .count()
+}
+
+/// Issue 21, first half: the ISP delivers a queue run over as many connections at once as its
+/// destination concurrency allows (Postfix: 5 at first, up to 20). The ISP the fetch asked
+/// never meets the per-peer limit: with `max-connections-per-peer = 2`, far below that, every
+/// message arrives after one ETRN and Postfix never hears a 421.
+#[test]
+fn the_isp_asked_meets_no_per_peer_limit_below_its_concurrency() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["alpha.test"], lp));
+    let alpha = numbered("alpha.test", 120);
+    isp.queue_all(&alpha);
+    isp.wait_deferred(120, Duration::from_secs(60));
+
+    let cli = Cli::new(&env);
+    cli.write_config("hostname = \"client.test\"\nmax-connections-per-peer = 2\n");
+    set_plain_account(&cli, "isp", isp.port(), &["alpha.test"]);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+    let out = fetch(&cli, lp, maildir.path(), &[]);
+    let context = format!("{out}\nISP maillog:\n{}", isp.log());
+    assert_eq!(turned_away_at_the_isp(&isp), 0, "{context}");
+    assert_eq!(out.code(), Some(0), "fetch must succeed\n{context}");
+    let all: Vec<&Message> = alpha.iter().collect();
+    assert_maildir_holds(&maildir, &all, &context);
+    isp.wait_queue_empty(Duration::from_secs(10));
+    assert_eq!(out.lines_starting_with("ETRN alpha.test").len(), 1, "{out}");
+    assert!(!out.stdout.contains("turned the ISP away"), "{out}");
+}
+
+/// Issue 21, second half: the listener turns the asked ISP away (its only slot,
+/// `max-connections = 1`, is taken by someone else). The fetch sends the ETRN again once the
+/// ISP's connections have closed; turned away again, it fails — summary, history, exit 1 — and
+/// the ISP keeps the mail. Let in the second time, the mail arrives and the fetch succeeds.
+/// A daemon holds the listener, so the slot is taken before any ETRN goes out.
+#[test]
+fn a_delivery_turned_away_is_asked_for_again_and_one_still_turned_away_fails_the_fetch() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["alpha.test"], lp));
+    let alpha = numbered("alpha.test", 1);
+    isp.queue_all(&alpha);
+    isp.wait_deferred(1, Duration::from_secs(30));
+
+    let cli = Cli::new(&env);
+    cli.write_config(
+        "hostname = \"client.test\"\nfetch-at-start = false\nmax-connections = 1\nidle-timeout = 3\nmax-wait = 60\n",
+    );
+    set_plain_account(&cli, "isp", isp.port(), &["alpha.test"]);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+    let (listen, dir) = (
+        format!("127.0.0.1:{lp}"),
+        maildir.path().display().to_string(),
+    );
+    let daemon = RunningCli::daemon(&env, &cli, &["--listen", &listen, "--maildir", &dir]);
+    let slot = RawSmtp::greeted(lp);
+
+    // Turned away at the first ETRN and at the second.
+    let out = cli.run(&["fetch", "--via-running"]);
+    let context = format!("{out}\n{}\nISP maillog:\n{}", daemon.output(), isp.log());
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "still turned away: a failure\n{context}"
+    );
+    out.assert_mentions("summary: 0 message(s)")
+        .assert_mentions("the listener turned the ISP away 2 time(s), asked it again")
+        .assert_mentions(
+            "isp: the listener turned away the ISP at 127.0.0.1 1 time(s) even after Mailcall asked it again (last: 421 4.7.0",
+        );
+    assert!(
+        crate::fix_line(&out).contains("config set max-connections"),
+        "{context}"
+    );
+    let log = daemon.output();
+    assert_eq!(
+        log.matches("ETRN alpha.test (isp): 250").count(),
+        2,
+        "{context}"
+    );
+    assert!(log.contains("asking isp again"), "{context}");
+    assert_eq!(turned_away_at_the_isp(&isp), 2, "{context}");
+    let held = isp.queue_entries();
+    assert!(
+        held.len() == 1 && held[0].delay_reasons[0].contains("421 4.7.0"),
+        "the ISP keeps the message: {held:#?}\n{context}"
+    );
+    let history = cli.run(&["history", "--json"]);
+    let last: serde_json::Value = history
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no history record\n{history}"));
+    assert_eq!(
+        (last["turned_away"].as_u64(), last["asked_again"].as_u64()),
+        (Some(2), Some(1)),
+        "{last}"
+    );
+    assert!(
+        last["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("421 4.7.0"),
+        "{last}"
+    );
+    assert!(maildir.new_messages().is_empty(), "{context}");
+
+    // Turned away at the first ETRN; the slot is free before the second.
+    let mut second = RunningCli::spawn(&env, &cli, &["fetch", "--via-running"], &[]);
+    let refused = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        (turned_away_at_the_isp(&isp) == 3).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "no third refusal\n{}\n{}",
+        second.output(),
+        isp.log()
+    );
+    drop(slot);
+    let status = poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        second.exited()
+    })
+    .unwrap_or_else(|| panic!("the second fetch did not end\n{}", second.output()));
+    let context = format!(
+        "{}\n{}\nISP maillog:\n{}",
+        second.output(),
+        daemon.output(),
+        isp.log()
+    );
+    assert_eq!(status.code(), Some(0), "asked again, it arrived\n{context}");
+    let said = second.stdout_lines().join("\n");
+    assert!(
+        said.contains("summary: 1 message(s)")
+            && said.contains("the listener turned the ISP away 1 time(s), asked it again"),
+        "{context}"
+    );
+    let all: Vec<&Message> = alpha.iter().collect();
+    assert_maildir_holds(&maildir, &all, &context);
+    isp.wait_queue_empty(Duration::from_secs(10));
+    assert_eq!(turned_away_at_the_isp(&isp), 3, "{context}");
 }

@@ -341,7 +341,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "max-connections-per-peer",
-        about: "connections at once from one address",
+        about: "connections at once from one address (not the ISP a fetch asked)",
     },
     Key {
         name: "command-timeout",

@@ -56,6 +56,17 @@ pub enum Event {
         /// Whether another ATRN follows, on a new connection (a 4xx with retries left).
         will_retry: bool,
     },
+    /// The listener had turned away the ISP a fetch asked (a 4xx at connect or in a session), so
+    /// mail it tried to deliver stayed there: now that its connections have closed, the fetch
+    /// asks these accounts again (ETRN).
+    AskingAgain {
+        /// The accounts asked again.
+        accounts: Vec<String>,
+        /// How many times the listener turned the ISP away since it was last asked.
+        turned_away: u32,
+        /// The last of those replies.
+        reply: String,
+    },
     /// The ISP connected to the listener to deliver.
     Connected {
         /// The peer's address.
@@ -115,6 +126,15 @@ impl Event {
                 domains.join(","),
                 outcome.describe_for(FetchMode::Odmr, &domains.join(", ")),
                 if *will_retry { " (will ask again)" } else { "" }
+            ),
+            Event::AskingAgain {
+                accounts,
+                turned_away,
+                reply,
+            } => format!(
+                "the listener turned the ISP away {turned_away} time(s) (last: {reply}), so it \
+                 still holds that mail: asking {} again now that its connections have closed",
+                accounts.join(", ")
             ),
             Event::Connected { peer } => format!("connection from {peer}"),
             Event::MessageStored(m) => format!("stored: {m}"),

@@ -1,9 +1,9 @@
 //! The fetch session: listener up (when an ETRN account needs it) → ETRN or ATRN to each
-//! account → receive until idle (ETRN) or until the turned connections end (ODMR) → summary +
-//! history.
+//! account → receive until idle (ETRN) or until the turned connections end (ODMR) → ETRN once
+//! more if the listener turned the asked ISP away meanwhile → summary + history.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +19,17 @@ use crate::etrn::{self, AccountResult};
 use crate::event::{Event, EventSink};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
-use crate::listener::{ListenerEvent, Reception};
+use crate::listener::{AskScope, ListenerEvent, Reception};
 use crate::odmr::{self, Turnaround};
-use crate::report::{DomainOutcome, MessageInfo};
+use crate::report::{DomainOutcome, MessageInfo, TranscriptLine};
 
 /// How long ODMR turns may take to wind down when a fetch ends early (max wait, shutdown): a
 /// message in DATA finishes, an idle turn gets 421 at once. As the listener's drain at shutdown.
 const TURN_DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+/// How many times a fetch sends the ETRN again after the listener turned the asked ISP away:
+/// once. A second refusal is the fetch's (transient) failure, not a loop.
+const ASK_AGAIN_LIMIT: u32 = 1;
 
 /// Where a fetch's deliveries arrive.
 pub struct Receiving<'a> {
@@ -85,6 +89,9 @@ pub async fn run(
 
     // The turns stop with the service (its reception's token) or when this session ends early.
     let turns_stop = reception.shutdown.child_token();
+    // The addresses our ETRN clients connect to: the listener lets them past the per-peer limit
+    // until this session ends (the scope is dropped with it).
+    let asked = Arc::new(reception.asked().scope());
     let turnaround = Turnaround {
         reception,
         idle_timeout: options.idle_timeout,
@@ -93,9 +100,6 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut etrn_aborts = Vec::new();
     for account in &accounts {
-        let account = account.clone();
-        let client = options.client.clone();
-        let events = events.clone();
         match account.mode {
             FetchMode::Etrn if listen.is_none() => errors.push(
                 Problem::new(
@@ -104,10 +108,11 @@ pub async fn run(
                 .for_account(&account.name)
                 .fixed_by(Some(Setting::config("listen"))),
             ),
-            FetchMode::Etrn => etrn_aborts.push(tasks.spawn(async move {
-                etrn::fetch_account(&account, &client, &events).await
-            })),
+            FetchMode::Etrn => etrn_aborts.push(ask_etrn(&mut tasks, account, options, events, &asked)),
             FetchMode::Odmr => {
+                let account = account.clone();
+                let client = options.client.clone();
+                let events = events.clone();
                 let turnaround = turnaround.clone();
                 tasks.spawn(async move {
                     odmr::fetch_account(&account, &client, &turnaround, &events).await
@@ -118,54 +123,96 @@ pub async fn run(
 
     let deadline = Instant::now() + options.max_wait;
     let mut results: Vec<AccountResult> = Vec::new();
+    // Transcripts of ETRN sessions a later one (asking again) replaced in `results`.
+    let mut earlier_transcripts = Vec::new();
     let mut messages: Vec<MessageInfo> = Vec::new();
     let mut active: HashMap<SocketAddr, u32> = HashMap::new();
     let mut last_activity = Instant::now();
     let mut asked_all = tasks.is_empty();
+    // The listener turning away the ISP asked, since it was last asked and in all.
+    let mut refused = Refusals::default();
+    let mut asked_again = 0u32;
+    // Where the messages of the latest ETRN begin: what counts against its `253 n`.
+    let mut round_start = 0usize;
 
     let ended_because = loop {
+        let mut ending = None;
         if asked_all && active.is_empty() {
-            match expectation(&results) {
-                Expectation::Nothing if turned(&results) => break EndReason::DeliveriesEnded,
-                Expectation::Nothing => break EndReason::NothingToWaitFor,
-                Expectation::Count(n) if etrn_arrivals(&messages, &accounts) >= n => {
-                    break EndReason::ExpectedArrived
+            ending = match expectation(&results) {
+                Expectation::Nothing if turned(&results) => Some(EndReason::DeliveriesEnded),
+                Expectation::Nothing => Some(EndReason::NothingToWaitFor),
+                Expectation::Count(n)
+                    if etrn_arrivals(&messages[round_start..], &accounts) >= n =>
+                {
+                    Some(EndReason::ExpectedArrived)
                 }
-                _ => {}
-            }
+                _ => None,
+            };
         }
         let idle_at = last_activity + options.idle_timeout;
         let idle_armed = asked_all && active.is_empty();
-        tokio::select! {
-            _ = shutdown.cancelled() => break EndReason::Cancelled,
-            _ = tokio::time::sleep_until(deadline) => break EndReason::MaxWait,
-            _ = tokio::time::sleep_until(idle_at), if idle_armed => break EndReason::Idle,
-            joined = tasks.join_next(), if !asked_all => {
-                match joined {
-                    Some(Ok(result)) => {
-                        errors.extend(result.problem());
-                        results.push(result);
+        if ending.is_none() {
+            ending = tokio::select! {
+                _ = shutdown.cancelled() => Some(EndReason::Cancelled),
+                _ = tokio::time::sleep_until(deadline) => Some(EndReason::MaxWait),
+                _ = tokio::time::sleep_until(idle_at), if idle_armed => Some(EndReason::Idle),
+                joined = tasks.join_next(), if !asked_all => {
+                    match joined {
+                        Some(Ok(result)) => {
+                            errors.extend(result.problem());
+                            keep(&mut results, &mut earlier_transcripts, result);
+                        }
+                        Some(Err(e)) => errors.push(Problem::new(format!(
+                            "an ETRN or ODMR session ended unexpectedly ({e}); please report this bug"
+                        ))),
+                        None => {}
                     }
-                    Some(Err(e)) => errors.push(Problem::new(format!(
-                        "an ETRN or ODMR session ended unexpectedly ({e}); please report this bug"
-                    ))),
-                    None => {}
-                }
-                asked_all = tasks.is_empty();
-                // The idle clock starts at the last ETRN reply, when the ISP's run begins.
-                last_activity = Instant::now();
-            }
-            ev = deliveries.recv() => match ev {
-                Some(ev) => {
+                    asked_all = tasks.is_empty();
+                    // The idle clock starts at the last ETRN reply, when the ISP's run begins.
                     last_activity = Instant::now();
-                    on_listener_event(ev, &mut active, &mut messages, events);
+                    None
                 }
-                None => {
-                    errors.push(Problem::new("the SMTP listener stopped unexpectedly; mail may stay at the ISP — fetch again"));
-                    break EndReason::ListenerStopped;
-                }
-            },
+                ev = deliveries.recv() => match ev {
+                    Some(ev) => {
+                        last_activity = Instant::now();
+                        on_listener_event(ev, &mut active, &mut messages, (&mut refused, &asked), events);
+                        None
+                    }
+                    None => {
+                        errors.push(Problem::new("the SMTP listener stopped unexpectedly; mail may stay at the ISP — fetch again"));
+                        Some(EndReason::ListenerStopped)
+                    }
+                },
+            };
         }
+        let Some(reason) = ending else { continue };
+        // The ISP's connections have all closed and the session would end: if the listener
+        // turned the ISP away meanwhile, that mail is back in its queue — ask for it again.
+        let settled = matches!(reason, EndReason::Idle | EndReason::ExpectedArrived);
+        if settled && refused.since_asked > 0 && asked_again < ASK_AGAIN_LIMIT {
+            let names = refused.accounts(&asked);
+            let again: Vec<&Account> = accounts
+                .iter()
+                .filter(|a| a.mode == FetchMode::Etrn && names.contains(&a.name))
+                .collect();
+            if !again.is_empty() {
+                events.emit(Event::AskingAgain {
+                    accounts: names,
+                    turned_away: refused.since_asked,
+                    reply: refused.last.clone(),
+                });
+                for account in again {
+                    etrn_aborts.push(ask_etrn(&mut tasks, account, options, events, &asked));
+                }
+                refused.asked_again();
+                asked_again += 1;
+                round_start = messages.len();
+                asked_all = false;
+                last_activity = Instant::now();
+                continue;
+            }
+        }
+        break reason;
     };
 
     // ETRN sessions still running (max wait, cancel) are abandoned; their domains count as not
@@ -178,7 +225,7 @@ pub async fn run(
         while let Some(joined) = tasks.join_next().await {
             if let Ok(result) = joined {
                 errors.extend(result.problem());
-                results.push(result);
+                keep(&mut results, &mut earlier_transcripts, result);
             }
         }
     })
@@ -190,19 +237,40 @@ pub async fn run(
         tasks.abort_all();
         while let Some(joined) = tasks.join_next().await {
             if let Ok(result) = joined {
-                results.push(result);
+                keep(&mut results, &mut earlier_transcripts, result);
             }
         }
     }
 
     // Messages acknowledged while we were deciding to stop still belong to this session.
     while let Ok(ev) = deliveries.try_recv() {
-        on_listener_event(ev, &mut active, &mut messages, events);
+        on_listener_event(
+            ev,
+            &mut active,
+            &mut messages,
+            (&mut refused, &asked),
+            events,
+        );
+    }
+    // Turned away since the ISP was last asked: that mail stays there until the next fetch.
+    let still_refused = refused.accounts(&asked);
+    if refused.since_asked > 0 {
+        let problem = refused.problem(asked_again > 0);
+        let problem = match still_refused.first() {
+            Some(account) => problem.for_account(account),
+            None => problem,
+        };
+        events.emit(Event::Error(problem.clone()));
+        errors.push(problem);
     }
 
-    let transcripts = results
-        .iter()
-        .map(|r| (r.account.clone(), r.transcript.clone()))
+    let transcripts = earlier_transcripts
+        .into_iter()
+        .chain(
+            results
+                .iter()
+                .map(|r| (r.account.clone(), r.transcript.clone())),
+        )
         .collect();
     let mut record = finish(
         id,
@@ -216,6 +284,13 @@ pub async fn run(
     );
     record.transcripts = transcripts;
     record.attempt = attempt;
+    record.turned_away = refused.total;
+    record.asked_again = asked_again;
+    for account in still_refused {
+        if !record.retryable.contains(&account) {
+            record.retryable.push(account);
+        }
+    }
     if let Some(history) = &options.history {
         if let Err(e) = history.append(&record) {
             let problem = Problem::new(e.to_string());
@@ -227,11 +302,34 @@ pub async fn run(
     record
 }
 
-/// Counts a listener event into the session and republishes it for front ends.
-pub(crate) fn on_listener_event(
+/// Keeps an account's result; one from asking again replaces the earlier one, whose transcript
+/// goes to `earlier`.
+fn keep(
+    results: &mut Vec<AccountResult>,
+    earlier: &mut Vec<(String, Vec<TranscriptLine>)>,
+    result: AccountResult,
+) {
+    match results.iter_mut().find(|r| r.account == result.account) {
+        Some(slot) => {
+            let before = std::mem::replace(slot, result);
+            for domain in &mut slot.domains {
+                if let Some(d) = before.domains.iter().find(|d| d.domain == domain.domain) {
+                    domain.attempts += d.attempts;
+                }
+            }
+            earlier.push((before.account, before.transcript));
+        }
+        None => results.push(result),
+    }
+}
+
+/// Counts a listener event into the session (refusals only of the ISP it asked) and republishes
+/// it for front ends.
+fn on_listener_event(
     ev: ListenerEvent,
     active: &mut HashMap<SocketAddr, u32>,
     messages: &mut Vec<MessageInfo>,
+    (refused, asked): (&mut Refusals, &AskScope),
     events: &EventSink,
 ) {
     match ev {
@@ -251,6 +349,99 @@ pub(crate) fn on_listener_event(
             events.emit(Event::MessageStored(info.clone()));
             messages.push(*info);
         }
+        ListenerEvent::Refused {
+            peer,
+            reply,
+            at_connect,
+        } => {
+            if asked.has_asked(peer.ip()) {
+                refused.note(peer.ip(), &reply, at_connect);
+            }
+        }
+    }
+}
+
+/// Starts one account's ETRN session in `tasks`; the address it connects to is noted in `asked`.
+fn ask_etrn(
+    tasks: &mut JoinSet<AccountResult>,
+    account: &Account,
+    options: &FetchOptions,
+    events: &EventSink,
+    asked: &Arc<AskScope>,
+) -> tokio::task::AbortHandle {
+    let account = account.clone();
+    let client = options.client.clone();
+    let events = events.clone();
+    let asked = Arc::clone(asked);
+    tasks.spawn(async move { etrn::fetch_account(&account, &client, &events, &asked).await })
+}
+
+/// The times the listener turned away the ISP a fetch asked (a 4xx at connect or in a session).
+#[derive(Debug, Default)]
+struct Refusals {
+    /// In the whole session.
+    total: u32,
+    /// Since the ISP was last asked; the rest below is about these.
+    since_asked: u32,
+    /// The last reply, for people.
+    last: String,
+    /// Whether any came at connect (too many connections at once).
+    at_connect: bool,
+    /// The ISP's addresses that were turned away.
+    peers: Vec<IpAddr>,
+}
+
+impl Refusals {
+    fn note(&mut self, peer: IpAddr, reply: &str, at_connect: bool) {
+        self.total += 1;
+        self.since_asked += 1;
+        reply.clone_into(&mut self.last);
+        self.at_connect |= at_connect;
+        if !self.peers.contains(&peer) {
+            self.peers.push(peer);
+        }
+    }
+
+    /// The ISP is asked again: what it was refused is its to deliver once more.
+    fn asked_again(&mut self) {
+        *self = Refusals {
+            total: self.total,
+            ..Refusals::default()
+        };
+    }
+
+    /// The accounts asked at the addresses turned away, each once.
+    fn accounts(&self, asked: &AskScope) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.peers.iter().flat_map(|ip| asked.accounts_at(*ip)) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The session's problem: mail the ISP tried to deliver stayed there.
+    fn problem(&self, asked_again: bool) -> Problem {
+        let peers: Vec<String> = self.peers.iter().map(ToString::to_string).collect();
+        let when = if asked_again {
+            " even after Mailcall asked it again"
+        } else {
+            ""
+        };
+        let mut message = format!(
+            "the listener turned away the ISP at {} {} time(s){when} (last: {}), so the ISP still holds the mail it tried to deliver then, until the next fetch. Fetch again",
+            peers.join(", "),
+            self.since_asked,
+            self.last
+        );
+        let fix = self.at_connect.then(|| {
+            message.push_str(
+                "; if it keeps happening, let the listener take more connections at once",
+            );
+            Setting::config("max-connections")
+        });
+        Problem::new(message).fixed_by(fix)
     }
 }
 
@@ -384,5 +575,7 @@ fn finish(
         attempt: 1,
         retryable,
         handovers: Vec::new(),
+        turned_away: 0,
+        asked_again: 0,
     }
 }

@@ -207,6 +207,17 @@ pub struct SessionRecord {
     /// A hand-over session's messages, each with what the server said per recipient.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handovers: Vec<HandOverReport>,
+    /// How many times the listener turned away the ISP this fetch asked (a 4xx at connect or in
+    /// a session; the mail it tried to deliver then stayed at the ISP), over the whole session.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub turned_away: u32,
+    /// How many times the ETRN was sent again because the listener had turned the ISP away.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub asked_again: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn first_attempt() -> u32 {
@@ -242,6 +253,10 @@ struct StoredRecord {
     retryable: Vec<String>,
     #[serde(default)]
     handovers: Vec<HandOverReport>,
+    #[serde(default)]
+    turned_away: u32,
+    #[serde(default)]
+    asked_again: u32,
 }
 
 impl From<StoredRecord> for SessionRecord {
@@ -268,6 +283,8 @@ impl From<StoredRecord> for SessionRecord {
             attempt: r.attempt,
             retryable: r.retryable,
             handovers: r.handovers,
+            turned_away: r.turned_away,
+            asked_again: r.asked_again,
         }
     }
 }
@@ -300,6 +317,8 @@ impl SessionRecord {
             attempt: 1,
             retryable: Vec::new(),
             handovers: Vec::new(),
+            turned_away: 0,
+            asked_again: 0,
         }
     }
 
@@ -315,8 +334,15 @@ impl SessionRecord {
                 } else {
                     String::new()
                 };
+                let turned = match (self.turned_away, self.asked_again) {
+                    (0, _) => String::new(),
+                    (n, 0) => format!("; the listener turned the ISP away {n} time(s)"),
+                    (n, _) => {
+                        format!("; the listener turned the ISP away {n} time(s), asked it again")
+                    }
+                };
                 format!(
-                    "{} message(s) in {secs:.1} s{attempt}; ended: {}",
+                    "{} message(s) in {secs:.1} s{attempt}; ended: {}{turned}",
                     self.messages.len(),
                     self.ended_because
                 )

@@ -623,7 +623,8 @@ impl Coordinator {
     fn unsolicited(&self, ev: ListenerEvent) {
         match ev {
             ListenerEvent::Connected { peer } => self.events.emit(Event::Connected { peer }),
-            ListenerEvent::Closed { .. } => {}
+            // Outside a fetch no ISP was asked: the peer retries when it will, as with any MTA.
+            ListenerEvent::Closed { .. } | ListenerEvent::Refused { .. } => {}
             ListenerEvent::Stored(info) => {
                 self.events.emit(Event::MessageStored(info.clone()));
                 let mut record = SessionRecord::new(

@@ -242,6 +242,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
         seen.push(match ev {
             Event::SessionStarted { .. } => "started",
             Event::EtrnReply { .. } | Event::AtrnReply { .. } => "reply",
+            Event::AskingAgain { .. } => "asking again",
             Event::Connected { .. } => "connected",
             Event::MessageStored(_) => "stored",
             Event::Error { .. } => "error",
@@ -435,4 +436,249 @@ async fn odmr_accounts_alone_bind_no_listener_until_an_etrn_account_comes() {
     assert!(line.starts_with("220 mailcall.test"), "{line}");
     service.stop().await;
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
+
+/// An ISP holding `held` messages for `domain` that, on each ETRN, opens one connection per
+/// message (at most `parallel` at once) and delivers one message on each connection greeted
+/// with 220, as an MTA's queue run does: all of them are open and greeted (or turned away)
+/// before the first message goes. A message whose connection was turned away stays held until
+/// the next ETRN. Returns its address and how many messages it still holds.
+async fn queue_running_isp(
+    domain: &'static str,
+    held: usize,
+    parallel: usize,
+    target: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+) -> (SocketAddr, Arc<Mutex<usize>>) {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let queue = Arc::new(Mutex::new(held));
+    let left = queue.clone();
+    tokio::spawn(async move {
+        let mut next_id = 0usize;
+        while let Ok((sock, _)) = tcp.accept().await {
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            w.write_all(b"220 isp.fake ESMTP\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().unwrap().push(line.clone());
+                if line.starts_with("EHLO") {
+                    w.write_all(b"250-isp.fake\r\n250 ETRN\r\n").await.unwrap();
+                } else if line.starts_with("ETRN") {
+                    w.write_all(b"250 Queuing started\r\n").await.unwrap();
+                    let count = (*queue.lock().unwrap()).min(parallel);
+                    let first = next_id;
+                    next_id += count;
+                    let queue = queue.clone();
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        let delivered = queue_run(target, domain, first, count, &log).await;
+                        *queue.lock().unwrap() -= delivered;
+                    });
+                } else if line.starts_with("QUIT") {
+                    w.write_all(b"221 bye\r\n").await.unwrap();
+                    break;
+                }
+            }
+        }
+    });
+    (addr, left)
+}
+
+/// One queue run: `count` connections opened and greeted at once, then one message (numbered
+/// from `first`) on each one greeted with 220; a greeting that is not goes into `log`.
+/// Returns how many messages were delivered.
+async fn queue_run(
+    target: SocketAddr,
+    domain: &str,
+    first: usize,
+    count: usize,
+    log: &Mutex<Vec<String>>,
+) -> usize {
+    let mut greeted = Vec::new();
+    for _ in 0..count {
+        let sock = TcpStream::connect(target).await.unwrap();
+        let (r, w) = sock.into_split();
+        let mut replies = BufReader::new(r).lines();
+        let greeting = replies.next_line().await.unwrap().unwrap_or_default();
+        if greeting.starts_with("220") {
+            greeted.push((replies, w));
+        } else {
+            log.lock().unwrap().push(format!("greeting: {greeting}"));
+        }
+    }
+    let delivered = greeted.len();
+    for (n, (mut replies, mut w)) in greeted.into_iter().enumerate() {
+        let id = first + n;
+        let msg = format!(
+            "EHLO isp.fake\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<user@{domain}>\r\nDATA\r\n"
+        );
+        w.write_all(msg.as_bytes()).await.unwrap();
+        let mut seen = 0;
+        while seen < 4 {
+            let l = replies.next_line().await.unwrap().expect("reply");
+            if l.as_bytes().get(3) != Some(&b'-') {
+                seen += 1;
+            }
+        }
+        let body = format!(
+            "Subject: run {id}\r\nMessage-ID: <{id}.{domain}@remote.example>\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+        );
+        w.write_all(body.as_bytes()).await.unwrap();
+        let stored = replies.next_line().await.unwrap().unwrap_or_default();
+        assert!(stored.starts_with("250"), "{stored}");
+    }
+    delivered
+}
+
+/// Waits (up to 10 s) until the ISP holds `want` messages; its last queue run finishes its
+/// bookkeeping a moment after our last 250. Returns what it holds then.
+async fn held_settles_at(held: &Mutex<usize>, want: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = *held.lock().unwrap();
+        if now == want || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn etrns(log: &Mutex<Vec<String>>) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("ETRN"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isp_asked_is_not_held_to_the_per_peer_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(
+        &dir.path().join("Maildir"),
+        Duration::from_millis(700),
+        None,
+    );
+    opts.listener.max_connections_per_peer = 2;
+    let service = start(opts, EventSink::default()).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    // Four connections at once from the ISP's address, the one the ETRN went to.
+    let (isp, held) = queue_running_isp("alpha.test", 4, 4, listening(&service), log.clone()).await;
+    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    let said = log.lock().unwrap().clone();
+    let turned_away: Vec<&String> = said.iter().filter(|l| l.starts_with("greeting")).collect();
+    assert!(turned_away.is_empty(), "{said:?}");
+    assert_eq!(record.messages.len(), 4, "{record:#?}");
+    assert_eq!(held_settles_at(&held, 0).await, 0);
+    assert_eq!((record.turned_away, record.asked_again), (0, 0));
+    assert!(record.succeeded(), "{record:#?}");
+    assert_eq!(etrns(&log), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_turned_away_is_asked_for_again_once_the_others_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let mut opts = options(
+        &dir.path().join("Maildir"),
+        Duration::from_millis(700),
+        Some(history.clone()),
+    );
+    opts.listener.max_connections = 1;
+    let events = EventSink::default();
+    let mut rx = events.subscribe();
+    let service = start(opts, events).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    // Two at once against one slot: the second is turned away and its message stays held.
+    let (isp, held) = queue_running_isp("alpha.test", 2, 2, listening(&service), log.clone()).await;
+    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    let said = log.lock().unwrap().clone();
+    assert!(
+        said.iter().any(|l| l.starts_with("greeting: 421 4.7.0")),
+        "{said:?}"
+    );
+    assert_eq!(etrns(&log), 2, "asked again once: {said:?}");
+    assert_eq!(held_settles_at(&held, 0).await, 0, "{said:?}");
+    assert_eq!(record.messages.len(), 2, "{record:#?}");
+    assert_eq!((record.turned_away, record.asked_again), (1, 1));
+    assert!(
+        record.succeeded(),
+        "the second ETRN brought it: {record:#?}"
+    );
+    assert_eq!(record.domains[0].attempts, 2);
+    assert_eq!(record.transcripts.len(), 2, "both ETRN sessions are kept");
+    assert!(
+        record
+            .summary()
+            .headline
+            .contains("turned the ISP away 1 time(s), asked it again"),
+        "{}",
+        record.summary().headline
+    );
+    let mut asking_again = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let Event::AskingAgain { .. } = &ev {
+            asking_again.push(ev.line().unwrap());
+        }
+    }
+    assert_eq!(asking_again.len(), 1, "{asking_again:?}");
+    assert!(
+        asking_again[0].contains("421 4.7.0") && asking_again[0].contains("asking isp again"),
+        "{asking_again:?}"
+    );
+    let (saved, _) = history.recent(10).unwrap();
+    assert_eq!((saved[0].turned_away, saved[0].asked_again), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_turned_away_after_asking_again_fails_the_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::new(dir.path().join("history.jsonl"));
+    let mut opts = options(
+        &dir.path().join("Maildir"),
+        Duration::from_millis(700),
+        Some(history.clone()),
+    );
+    opts.listener.max_connections = 1;
+    let service = start(opts, EventSink::default()).await;
+    // Someone else holds the only slot for the whole fetch.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let other = other.connect(listening(&service)).await.unwrap();
+    let mut greeting = String::new();
+    let mut other = BufReader::new(other);
+    other.read_line(&mut greeting).await.unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (isp, held) = queue_running_isp("alpha.test", 1, 1, listening(&service), log.clone()).await;
+    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    assert_eq!(etrns(&log), 2, "{:?}", log.lock().unwrap());
+    assert_eq!(held_settles_at(&held, 1).await, 1);
+    assert!(record.messages.is_empty());
+    assert_eq!((record.turned_away, record.asked_again), (2, 1));
+    assert!(!record.succeeded(), "{record:#?}");
+    let problem = record
+        .errors
+        .iter()
+        .find(|p| {
+            p.message.contains(
+                "turned away the ISP at 127.0.0.1 1 time(s) even after Mailcall asked it again",
+            )
+        })
+        .unwrap_or_else(|| panic!("{:#?}", record.errors));
+    assert!(problem.message.contains("421 4.7.0"), "{problem:?}");
+    assert_eq!(problem.account.as_deref(), Some("isp"));
+    assert_eq!(
+        problem.fix,
+        Some(mailcall_core::hint::Setting::config("max-connections"))
+    );
+    assert_eq!(
+        record.retryable,
+        ["isp"],
+        "an automatic fetch tries again later"
+    );
+    let (saved, _) = history.recent(10).unwrap();
+    assert!(!saved[0].succeeded());
+    assert_eq!(saved[0].turned_away, 2);
 }

@@ -216,6 +216,11 @@ impl Connection {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
+    /// The address connected to (`None` for a unix socket).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.as_ref()?.peer_addr().ok()
+    }
+
     /// The conversation so far.
     pub fn transcript(&mut self) -> &mut Transcript {
         &mut self.transcript

@@ -1,5 +1,6 @@
 //! The ETRN client: open the connection to the ISP ([`crate::client::open`]: EHLO, TLS, AUTH),
-//! check that ETRN is offered, send one ETRN per domain (a 4xx retried with backoff), QUIT.
+//! check that ETRN is offered, note the address asked (its deliveries then meet no per-peer
+//! limit at the listener), send one ETRN per domain (a 4xx retried with backoff), QUIT.
 
 pub mod command;
 pub mod reply;
@@ -14,6 +15,7 @@ use crate::client::transcript::Transcript;
 use crate::client::{self, ClientSettings, Connection, IspError, Refused, ServerInfo};
 use crate::event::{Event, EventSink};
 use crate::hint::Problem;
+use crate::listener::AskScope;
 use crate::report::{DomainReport, TranscriptLine};
 use command::Etrn;
 
@@ -58,7 +60,8 @@ impl AccountResult {
     }
 }
 
-/// Runs one account's ETRN session, publishing each ETRN reply on `events`.
+/// Runs one account's ETRN session, publishing each ETRN reply on `events`. The address it
+/// connected to is noted in `asked` before the first ETRN: the ISP delivers from there.
 ///
 /// Never fails as a whole: a session-level failure is in `error` (and published as
 /// `Event::Error`), and every domain not asked is reported `NotSent`.
@@ -66,6 +69,7 @@ pub async fn fetch_account(
     account: &Account,
     settings: &ClientSettings,
     events: &EventSink,
+    asked: &AskScope,
 ) -> AccountResult {
     let mut domains: Vec<DomainReport> = account
         .domains
@@ -75,6 +79,9 @@ pub async fn fetch_account(
     let (error, server, transcript) = match open(account, settings).await {
         Err((error, server, transcript)) => (Some(error), server, transcript),
         Ok((mut conn, server)) => {
+            if let Some(peer) = conn.peer_addr() {
+                asked.ask(&account.name, peer.ip());
+            }
             let err = ask_all(&mut conn, account, settings, &mut domains, events).await;
             if err.is_none() {
                 conn.quit().await;

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::account::{Secret, Security};
 use crate::client::{ClientSettings, IspError};
+use crate::listener::AskedPeers;
 use crate::report::{Direction, DomainOutcome};
 
 const EHLO_WITH_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250-ETRN\r\n250 8BITMIME\r\n";
@@ -157,6 +158,16 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
             Err(_) => return events,
         }
     }
+}
+
+/// [`super::fetch_account`] for tests that do not look at the asked addresses.
+async fn fetch_account(
+    account: &Account,
+    settings: &ClientSettings,
+    events: &EventSink,
+) -> AccountResult {
+    let asked = AskedPeers::default();
+    super::fetch_account(account, settings, events, &asked.scope()).await
 }
 
 fn outcomes(result: &AccountResult) -> Vec<DomainOutcome> {
@@ -687,4 +698,38 @@ async fn a_link_dropping_at_etrn_is_a_lost_connection() {
         "{text}"
     );
     assert_eq!(server.etrns(), ["ETRN a.test"]);
+}
+
+#[tokio::test]
+async fn the_address_asked_is_noted_before_the_etrn_goes_out() {
+    let asked = AskedPeers::default();
+    let seen = asked.clone();
+    let noted_at_etrn = Arc::new(Mutex::new(Vec::new()));
+    let log = noted_at_etrn.clone();
+    let server = FakeServer::start(
+        Some("220 isp.test ESMTP\r\n"),
+        EHLO_WITH_ETRN,
+        Box::new(move |_| {
+            // The ISP starts delivering right after its reply: the note must be there already.
+            let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+            log.lock().unwrap().push(seen.contains(loopback));
+            Act::Reply("250 Queuing started")
+        }),
+    )
+    .await;
+    let scope = asked.scope();
+    let result = super::fetch_account(
+        &account(server.port, &["a.test", "b.test"]),
+        &settings(),
+        &EventSink::default(),
+        &scope,
+    )
+    .await;
+    assert!(result.error.is_none(), "{:?}", result.error);
+    assert_eq!(*noted_at_etrn.lock().unwrap(), [true, true]);
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(scope.accounts_at(loopback), ["isp"]);
+    // The fetch is over: the address is no longer asked.
+    drop(scope);
+    assert!(!asked.contains(loopback));
 }

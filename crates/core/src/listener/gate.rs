@@ -1,5 +1,6 @@
 //! Who may open a session at all: the optional peer allowlist (CIDR networks) and the limits on
-//! concurrent connections, overall and per peer address. Decided at connect, before the greeting.
+//! concurrent connections, overall and per peer address — the latter not for the ISP a running
+//! fetch has asked ([`AskedPeers`]). Decided at connect, before the greeting.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -106,12 +107,95 @@ pub(crate) enum Refusal {
     TooMany,
 }
 
+/// The ISP addresses running fetches have asked for their mail: the addresses their ETRN clients
+/// connected to. The per-peer limit does not apply to these, only the overall one: an MTA
+/// delivers a queue run over as many connections at once as its destination concurrency allows
+/// (Postfix: 20), and a session closing overlaps the next one opening, so a per-peer limit near
+/// that figure would turn away the very deliveries the fetch asked for. Shared by the listener's
+/// gate and the fetch sessions (through [`super::Reception`]).
+#[derive(Debug, Clone, Default)]
+pub struct AskedPeers {
+    /// How many notes (fetch, account) stand for each address.
+    notes: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AskedPeers {
+    /// Whether a running fetch has asked `ip`.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        lock(&self.notes).contains_key(&ip.to_canonical())
+    }
+
+    /// A fetch's own notes: what it asks through them counts as asked until they are dropped.
+    pub fn scope(&self) -> AskScope {
+        AskScope {
+            peers: self.clone(),
+            asked: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The addresses one fetch has asked, each with its account; dropping it takes them back.
+#[derive(Debug)]
+pub struct AskScope {
+    peers: AskedPeers,
+    asked: Mutex<Vec<(String, IpAddr)>>,
+}
+
+impl AskScope {
+    /// Notes that `account`'s ISP is asked at `ip`: from now on (before the ETRN goes out) its
+    /// connections meet no per-peer limit.
+    pub fn ask(&self, account: &str, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        *lock(&self.peers.notes).entry(ip).or_default() += 1;
+        lock(&self.asked).push((account.to_owned(), ip));
+    }
+
+    /// Whether this fetch has asked `ip`.
+    pub fn has_asked(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        lock(&self.asked).iter().any(|(_, a)| *a == ip)
+    }
+
+    /// The accounts this fetch asked at `ip`, each once, in the order asked.
+    pub fn accounts_at(&self, ip: IpAddr) -> Vec<String> {
+        let ip = ip.to_canonical();
+        let mut names: Vec<String> = Vec::new();
+        for (name, _) in lock(&self.asked).iter().filter(|(_, a)| *a == ip) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+}
+
+impl Drop for AskScope {
+    fn drop(&mut self) {
+        let asked = std::mem::take(&mut *lock(&self.asked));
+        let mut notes = lock(&self.peers.notes);
+        for (_, ip) in asked {
+            if let Some(n) = notes.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    notes.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of a few integers.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Counts live sessions; each admitted connection holds a `Ticket` that gives its slot back.
 #[derive(Debug)]
 pub(crate) struct Gate {
     allowed: Option<Vec<PeerNet>>,
     max_total: usize,
     max_per_peer: usize,
+    asked: AskedPeers,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -133,16 +217,19 @@ impl Gate {
         allowed: Option<Vec<PeerNet>>,
         max_total: usize,
         max_per_peer: usize,
+        asked: AskedPeers,
     ) -> Self {
         Gate {
             allowed,
             max_total,
             max_per_peer,
+            asked,
             counts: Arc::default(),
         }
     }
 
-    /// Admits `ip` (taking a slot) or says why not.
+    /// Admits `ip` (taking a slot) or says why not. An address a running fetch asked is held to
+    /// the overall limit only.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
         let ip = ip.to_canonical();
         if let Some(nets) = &self.allowed {
@@ -150,10 +237,10 @@ impl Gate {
                 return Err(Refusal::NotAllowed);
             }
         }
-        // A poisoned lock only means another session panicked mid-update of two integers.
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let per_peer = !self.asked.contains(ip);
+        let mut counts = lock(&self.counts);
         let mine = counts.per_peer.get(&ip).copied().unwrap_or(0);
-        if counts.total >= self.max_total || mine >= self.max_per_peer {
+        if counts.total >= self.max_total || (per_peer && mine >= self.max_per_peer) {
             return Err(Refusal::TooMany);
         }
         counts.total += 1;
@@ -167,7 +254,7 @@ impl Gate {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.per_peer.get_mut(&self.ip) {
             *n -= 1;
@@ -247,7 +334,7 @@ mod tests {
 
     #[test]
     fn gate_counts_and_frees_slots() {
-        let gate = Gate::new(None, 3, 2);
+        let gate = Gate::new(None, 3, 2, AskedPeers::default());
         let a1 = gate.admit(ip("10.0.0.1")).unwrap();
         let _a2 = gate.admit(ip("::ffff:10.0.0.1")).unwrap();
         assert_eq!(gate.admit(ip("10.0.0.1")).unwrap_err(), Refusal::TooMany);
@@ -261,17 +348,48 @@ mod tests {
     #[test]
     fn gate_allowlist() {
         let nets = vec!["192.0.2.0/24".parse().unwrap(), "::1".parse().unwrap()];
-        let gate = Gate::new(Some(nets), 10, 10);
+        let gate = Gate::new(Some(nets), 10, 10, AskedPeers::default());
         assert!(gate.admit(ip("192.0.2.1")).is_ok());
         assert!(gate.admit(ip("::1")).is_ok());
         assert_eq!(
             gate.admit(ip("127.0.0.1")).unwrap_err(),
             Refusal::NotAllowed
         );
-        let empty = Gate::new(Some(Vec::new()), 10, 10);
+        let empty = Gate::new(Some(Vec::new()), 10, 10, AskedPeers::default());
         assert_eq!(
             empty.admit(ip("192.0.2.1")).unwrap_err(),
             Refusal::NotAllowed
         );
+    }
+
+    #[test]
+    fn the_asked_isp_meets_only_the_overall_limit_while_a_fetch_asks_it() {
+        let asked = AskedPeers::default();
+        let gate = Gate::new(None, 4, 2, asked.clone());
+        let isp = ip("192.0.2.25");
+        let _t: Vec<Ticket> = (0..2).map(|_| gate.admit(isp).unwrap()).collect();
+        assert_eq!(gate.admit(isp).unwrap_err(), Refusal::TooMany);
+        let fetch = asked.scope();
+        fetch.ask("isp", ip("::ffff:192.0.2.25"));
+        assert!(fetch.has_asked(isp) && asked.contains(isp));
+        let third = gate.admit(isp).unwrap();
+        let _fourth = gate.admit(isp).unwrap();
+        // The overall limit still holds, for the ISP and for everyone else.
+        assert_eq!(gate.admit(isp).unwrap_err(), Refusal::TooMany);
+        assert_eq!(gate.admit(ip("192.0.2.26")).unwrap_err(), Refusal::TooMany);
+        drop(third);
+        // Two fetches' notes, and one account asked twice, are taken back one by one.
+        let other = asked.scope();
+        other.ask("work", isp);
+        fetch.ask("isp", isp);
+        assert_eq!(fetch.accounts_at(isp), ["isp"]);
+        assert_eq!(other.accounts_at(isp), ["work"]);
+        assert!(!other.has_asked(ip("192.0.2.26")));
+        drop(fetch);
+        assert!(asked.contains(isp));
+        drop(other);
+        assert!(!asked.contains(isp));
+        // The fetches are over: three live sessions from the ISP, its per-peer limit is back.
+        assert_eq!(gate.admit(isp).unwrap_err(), Refusal::TooMany);
     }
 }

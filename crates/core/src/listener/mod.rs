@@ -3,8 +3,9 @@
 //! `session` holds the command state machine (over any stream: the TCP connections the ISP
 //! opens here, and ODMR's turned-around connection to the ISP), `conn` the stream and its
 //! buffers, `codec` the I/O-free line splitter and DATA un-stuffer, `data` the writer that puts
-//! a message on disk, `policy` who may receive mail here, `gate` who may connect, `reply` the
-//! wire form of our answers. Mail is acknowledged only once it is durable on disk.
+//! a message on disk, `policy` who may receive mail here, `gate` who may connect (and which ISP a
+//! fetch has asked), `reply` the wire form of our answers. Mail is acknowledged only once it is
+//! durable on disk; every 4xx we answer is reported, so a fetch knows what stayed at the ISP.
 
 mod codec;
 mod conn;
@@ -18,7 +19,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{PeerNet, PeerNetError};
+pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
 pub use session::{serve, Reception};
 
@@ -53,7 +54,8 @@ pub struct ListenerSettings {
     pub max_errors: u32,
     /// Sessions at once, from all peers; beyond, `421 4.7.0` at connect.
     pub max_connections: usize,
-    /// Sessions at once from one peer address; beyond, `421 4.7.0` at connect.
+    /// Sessions at once from one peer address; beyond, `421 4.7.0` at connect. Not applied to
+    /// the ISP a running fetch has asked ([`AskedPeers`]).
     pub max_connections_per_peer: usize,
     /// When set, only peers in these networks may deliver; others get `554 5.7.1` at connect.
     pub allowed_peers: Option<Vec<PeerNet>>,
@@ -96,6 +98,16 @@ pub enum ListenerEvent {
     Closed {
         /// Its address.
         peer: SocketAddr,
+    },
+    /// We answered a peer with a 4xx: turned it away at connect (too many connections), or put
+    /// off one of its commands in the session. What it meant to deliver stays with it for now.
+    Refused {
+        /// Its address.
+        peer: SocketAddr,
+        /// Our reply, without its line end.
+        reply: String,
+        /// Whether it came at connect, instead of the greeting.
+        at_connect: bool,
     },
 }
 
@@ -157,7 +169,13 @@ impl BindError {
 
 /// Answers a connection refused at connect and closes it, without a task or any waiting: the
 /// reply is a few bytes into an empty socket buffer, and a peer flooding us gets no more than that.
-fn turn_away(stream: TcpStream, peer: SocketAddr, refusal: gate::Refusal, host: &str) {
+/// Returns the reply.
+fn turn_away(
+    stream: TcpStream,
+    peer: SocketAddr,
+    refusal: gate::Refusal,
+    host: &str,
+) -> reply::Reply {
     let reply = match refusal {
         gate::Refusal::NotAllowed => {
             tracing::info!(%peer, "peer not in the allowlist: refused");
@@ -173,6 +191,7 @@ fn turn_away(stream: TcpStream, peer: SocketAddr, refusal: gate::Refusal, host: 
         }
     };
     let _ = stream.try_write(reply.to_string().as_bytes());
+    reply
 }
 
 /// The running binary's path for the `setcap` hint.
@@ -213,6 +232,7 @@ impl Listener {
             ctx.settings.allowed_peers.clone(),
             ctx.settings.max_connections,
             ctx.settings.max_connections_per_peer,
+            ctx.asked.clone(),
         );
         let tracker = TaskTracker::new();
         loop {
@@ -226,7 +246,14 @@ impl Listener {
                     let ticket = match gate.admit(peer.ip()) {
                         Ok(ticket) => ticket,
                         Err(refusal) => {
-                            turn_away(stream, peer, refusal, &ctx.settings.hostname);
+                            let reply = turn_away(stream, peer, refusal, &ctx.settings.hostname);
+                            if reply.is_transient() {
+                                let _ = events.send(ListenerEvent::Refused {
+                                    peer,
+                                    reply: reply.line(),
+                                    at_connect: true,
+                                });
+                            }
                             continue;
                         }
                     };

@@ -34,6 +34,20 @@ impl Reply {
     pub(crate) fn code(&self) -> u16 {
         self.code
     }
+
+    /// Whether it puts the peer off (4xx): what it meant to deliver stays with it for now.
+    pub(crate) fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The reply as one line, for people: its lines joined by a space, no CRLF.
+    pub(crate) fn line(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl fmt::Display for Reply {
@@ -67,5 +81,8 @@ mod tests {
             Reply::plain(250, vec!["host".into(), "PIPELINING".into()]).to_string(),
             "250-host\r\n250 PIPELINING\r\n"
         );
+        let off = Reply::new(421, "4.7.0", "mx Error: too many connections");
+        assert!(off.is_transient() && !Reply::new(554, "5.7.1", "no").is_transient());
+        assert_eq!(off.line(), "421 4.7.0 mx Error: too many connections");
     }
 }

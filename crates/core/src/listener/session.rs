@@ -22,22 +22,24 @@ use super::data::{
 };
 use super::policy::{uses_quoting, Verdict};
 use super::reply::Reply;
-use super::{ListenerEvent, ListenerSettings, RecipientPolicy};
+use super::{AskedPeers, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
 use crate::report::QueuedCopy;
 use crate::routing::route::Target;
 use crate::routing::Router;
 
 /// What every session shares: the listener's settings, who may receive mail here, where it
-/// is stored (the router: routes, Maildirs, the spool), where sessions report, and when to
-/// stop. One per service; the TCP listener and the ODMR client's turned-around connections
-/// use the same.
+/// is stored (the router: routes, Maildirs, the spool), where sessions report, when to stop,
+/// and which ISP addresses a running fetch has asked (the listener's gate lets those past the
+/// per-peer limit). One per service; the TCP listener and the ODMR client's turned-around
+/// connections use the same.
 pub struct Reception {
     pub(crate) settings: Arc<ListenerSettings>,
     pub(crate) policy: Arc<RecipientPolicy>,
     pub(crate) router: Arc<Router>,
     pub(crate) events: mpsc::UnboundedSender<ListenerEvent>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) asked: AskedPeers,
 }
 
 impl Reception {
@@ -57,7 +59,13 @@ impl Reception {
             router: Arc::new(Router::single((*maildir).clone())),
             events,
             shutdown,
+            asked: AskedPeers::default(),
         }
+    }
+
+    /// The ISP addresses running fetches have asked (see [`AskedPeers`]).
+    pub fn asked(&self) -> &AskedPeers {
+        &self.asked
     }
 
     /// The same, delivering through `router` (routes, their Maildirs, the spool).
@@ -80,6 +88,7 @@ impl Reception {
             router: self.router.clone(),
             events,
             shutdown,
+            asked: self.asked.clone(),
         }
     }
 }
@@ -234,6 +243,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn push(&mut self, reply: Reply) {
         if (500..600).contains(&reply.code()) {
             self.errors += 1;
+        }
+        if reply.is_transient() {
+            // Put off: the peer keeps that mail for now; a fetch that asked it must know.
+            let _ = self.ctx.events.send(ListenerEvent::Refused {
+                peer: self.peer,
+                reply: reply.line(),
+                at_connect: false,
+            });
         }
         self.conn.queue(reply.to_string().as_bytes());
     }

@@ -495,6 +495,53 @@ async fn per_peer_limit_answers_421_to_that_peer_only() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn every_4xx_is_reported_so_a_fetch_knows_what_stayed_with_the_peer() {
+    let mut s = settings(10_000_000);
+    s.max_connections = 1;
+    s.max_recipients = 1;
+    let mut server = start(s, &["example.com"]).await;
+    let mut a = Client::connect(server.addr).await;
+    assert!(matches!(
+        server.event().await,
+        ListenerEvent::Connected { .. }
+    ));
+    let mut b = Client::connect_from(server.addr, "127.0.0.4").await;
+    b.expect("421 4.7.0").await;
+    b.expect_eof().await;
+    match server.event().await {
+        ListenerEvent::Refused {
+            peer,
+            reply,
+            at_connect: true,
+        } => {
+            assert_eq!(peer.ip().to_string(), "127.0.0.4");
+            assert_eq!(
+                reply,
+                "421 4.7.0 mx.test Error: too many connections, try again later"
+            );
+        }
+        other => panic!("expected the refusal at connect, got {other:?}"),
+    }
+    a.ehlo().await;
+    a.cmd("MAIL FROM:<x@isp.org>", "250").await;
+    // A 5xx is final, not put off: not reported.
+    a.cmd("RCPT TO:<c@elsewhere.org>", "550 5.7.1").await;
+    a.cmd("RCPT TO:<a@example.com>", "250").await;
+    a.cmd("RCPT TO:<b@example.com>", "452 4.5.3").await;
+    a.cmd("QUIT", "221").await;
+    match server.event().await {
+        ListenerEvent::Refused {
+            reply,
+            at_connect: false,
+            ..
+        } => assert_eq!(reply, "452 4.5.3 Error: too many recipients"),
+        other => panic!("expected the 452, got {other:?}"),
+    }
+    assert!(matches!(server.event().await, ListenerEvent::Closed { .. }));
+    server.stop().await;
+}
+
 #[test]
 fn default_limits_are_safe() {
     let s = ListenerSettings::new("mx.test".into(), 42);
