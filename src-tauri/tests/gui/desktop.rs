@@ -189,13 +189,19 @@ impl Desktop {
             .spawn()
             .expect("starting tauri-driver (cargo install tauri-driver --locked)");
         self.driver = Some(ChildGuard::new("tauri-driver", child));
-        let up = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        assert!(
-            up.is_some(),
-            "tauri-driver did not listen on {port} within 15 s"
-        );
+        // tauri-driver listens at once, and starts WebKitWebDriver beside it; until that one
+        // listens too, tauri-driver answers a new session with an empty reply (seen on a busy
+        // machine). Ready means both ports take connections.
+        for (what, p) in [("tauri-driver", port), ("WebKitWebDriver", native)] {
+            let up = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                std::net::TcpStream::connect(("127.0.0.1", p)).ok()
+            });
+            assert!(
+                up.is_some(),
+                "{what} did not listen on {p} within 30 s; see {}",
+                self.logs.join("tauri-driver.log").display()
+            );
+        }
         self.driver_port = port;
     }
 
