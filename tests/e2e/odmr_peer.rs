@@ -67,8 +67,14 @@ struct Turned {
 }
 
 /// Plays the customer's SMTP server on the turned line: greets, answers EHLO/MAIL/RCPT/DATA/
-/// RSET/QUIT (RCPT with `rcpt_reply`), and records every command and message until the provider
-/// closes the connection.
+/// RSET/QUIT (RCPT with `rcpt_reply`), and records every command and message until QUIT or
+/// until the provider closes the connection.
+///
+/// It stops reading after answering `QUIT` with 221, as an SMTP server does; the caller then
+/// closes the connection. Exim's queue runner may turn the same line around once more for a
+/// message whose retry time came meanwhile (seen on a busy machine): a customer that kept the
+/// connection open without answering would leave that message locked for as long as Exim waits
+/// for a greeting.
 fn serve_turned_line(wire: &mut impl Wire, rcpt_reply: impl Fn(&str) -> &'static str) -> Turned {
     let mut seen = Turned::default();
     wire.put(b"220 customer.test ESMTP odmr test receiver\r\n");
@@ -118,7 +124,10 @@ fn serve_turned_line(wire: &mut impl Wire, rcpt_reply: impl Fn(&str) -> &'static
                 current = None;
                 b"250 2.0.0 reset\r\n"
             }
-            "QUIT" => b"221 2.0.0 bye\r\n",
+            "QUIT" => {
+                wire.put(b"221 2.0.0 bye\r\n");
+                return seen;
+            }
             _ => b"502 5.5.1 not here\r\n",
         };
         wire.put(reply);
@@ -363,6 +372,7 @@ fn exim_rejected_and_deferred_recipients_on_the_turned_line() {
             "250 2.1.5 ok"
         }
     });
+    drop(c);
     assert_eq!(rcpts.get(), 3, "{turned:#?}");
     assert!(turned.commands.iter().any(|l| l == "RSET"), "{turned:#?}");
     assert_eq!(received_ids(&turned), ids(&held[1..]), "{turned:#?}");
@@ -379,6 +389,9 @@ fn exim_rejected_and_deferred_recipients_on_the_turned_line() {
     let mut c = authed_plain(&isp);
     c.expect("ATRN customer.test", 250);
     let turned = serve_turned_line(&mut c, |_| "451 4.3.0 try later");
+    // Closed, as a customer does after QUIT: a second turnaround of this line (the other
+    // message's retry time may come while Exim's runner is still at it) ends at once.
+    drop(c);
     assert!(turned.messages.is_empty(), "{turned:#?}");
     assert_eq!(turned.commands.last().map(String::as_str), Some("QUIT"));
     assert_eq!(isp.queued_message_ids(CUSTOMER).len(), 2, "{}", isp.log());
