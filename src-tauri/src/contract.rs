@@ -129,7 +129,10 @@ pub fn javascript() -> String {
         "",
         WindowEvent::ALL.iter().map(|e| {
             let name = e.name();
-            (constant(name.trim_start_matches("mailcall://")), quoted(name))
+            (
+                constant(name.trim_start_matches("mailcall://")),
+                quoted(name),
+            )
         }),
     );
     out.push_str(
@@ -154,7 +157,10 @@ pub fn javascript() -> String {
             .map(|(security, port)| format!("{security}: {port}"))
             .collect::<Vec<_>>()
             .join(", ");
-        (mode.to_string(), format!("Object.freeze({{ {by_security} }})"))
+        (
+            mode.to_string(),
+            format!("Object.freeze({{ {by_security} }})"),
+        )
     });
     frozen(&mut out, "", ports);
     out.push_str(";\n");
@@ -207,7 +213,10 @@ mod tests {
             .iter()
             .map(|c| format!("allow-{}", c.replace('_', "-")))
             .collect();
-        wanted.extend(["core:event:allow-listen".into(), "core:event:allow-unlisten".into()]);
+        wanted.extend([
+            "core:event:allow-listen".into(),
+            "core:event:allow-unlisten".into(),
+        ]);
         assert_eq!(granted, wanted);
     }
 
@@ -261,7 +270,10 @@ mod tests {
                 );
             }
             for c in uses(&text, "COMMANDS.") {
-                assert!(commands.contains(c), "{name}: no command {c} in the contract");
+                assert!(
+                    commands.contains(c),
+                    "{name}: no command {c} in the contract"
+                );
                 called.insert(c.to_string());
             }
             for e in uses(&text, "EVENTS.") {
@@ -288,14 +300,23 @@ mod tests {
         use crate::forms::{ACCOUNT_FIELDS, DELIVERY_FIELDS, SETTINGS_FIELDS};
         let [account, _, settings, delivery, _] = form_fields().map(|(_, fields)| fields);
         for (_, name, _) in ACCOUNT_FIELDS {
-            assert!(account.contains(name), "{name} is no field of the account form");
+            assert!(
+                account.contains(name),
+                "{name} is no field of the account form"
+            );
         }
         for (key, name, _) in SETTINGS_FIELDS {
-            assert!(settings.contains(name), "{name} is no field of the settings form");
+            assert!(
+                settings.contains(name),
+                "{name} is no field of the settings form"
+            );
             assert!(key.is_settable(), "{key}");
         }
         for (key, name, _) in DELIVERY_FIELDS {
-            assert!(delivery.contains(name), "{name} is no field of the delivery form");
+            assert!(
+                delivery.contains(name),
+                "{name} is no field of the delivery form"
+            );
             assert!(key.is_settable(), "{key}");
         }
     }

@@ -37,9 +37,7 @@ pub struct Launch {
 
 /// The app's commands and state on any runtime (the real one, or the mock one in tests).
 pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
-    builder
-        .manage(state)
-        .invoke_handler(contract::handler())
+    builder.manage(state).invoke_handler(contract::handler())
 }
 
 /// Runs the tray app until Quit.

@@ -583,8 +583,7 @@ fn is_hand_over_problem(problem: &Problem) -> bool {
         Some(Setting::Config {
             key: ConfigKey::Routes
         })
-    )
-        && problem.account.is_none()
+    ) && problem.account.is_none()
 }
 
 /// `ETRN` or `ODMR`, as the window's mode selector says it.
@@ -1064,7 +1063,8 @@ mod tests {
     fn service_failure_shows_until_it_starts() {
         let mut s = TrayStatus::default();
         let n = s.service_failed(
-            &Problem::new("cannot listen on 0.0.0.0:25").fixed_by(Some(Setting::config(ConfigKey::Listen))),
+            &Problem::new("cannot listen on 0.0.0.0:25")
+                .fixed_by(Some(Setting::config(ConfigKey::Listen))),
         );
         assert_eq!(n.len(), 1);
         assert!(

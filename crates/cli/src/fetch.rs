@@ -69,7 +69,10 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
                 .map(|m| settings::absolute(&m.display().to_string()))
                 .transpose()?,
         ),
-        (ConfigKey::IdleTimeout, args.idle_timeout.map(|s| s.to_string())),
+        (
+            ConfigKey::IdleTimeout,
+            args.idle_timeout.map(|s| s.to_string()),
+        ),
         (ConfigKey::MaxWait, args.max_wait.map(|s| s.to_string())),
     ];
     for (key, value) in overrides {

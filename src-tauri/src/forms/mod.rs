@@ -20,7 +20,9 @@ use serde::Serialize;
 pub use account::{
     account_field_name, AccountForm, AccountView, CheckView, DomainRow, ACCOUNT_FIELDS,
 };
-pub use delivery::{DeliveryForm, DeliveryView, RouteForm, RouteView, DELIVERY_FIELDS, ROUTES_LABEL};
+pub use delivery::{
+    DeliveryForm, DeliveryView, RouteForm, RouteView, DELIVERY_FIELDS, ROUTES_LABEL,
+};
 pub use settings::{SettingsForm, SETTINGS_FIELDS};
 
 /// The field for config `key` in the Settings or Delivery tab, when the window shows that key.
@@ -102,4 +104,3 @@ pub fn config_problem(e: &ConfigError) -> String {
         e => e.to_string(),
     }
 }
-

@@ -11,10 +11,18 @@ pub const SETTINGS_FIELDS: &[(ConfigKey, &str, &str)] = &[
     (ConfigKey::Listen, "listen", "Listen on"),
     (ConfigKey::Maildir, "maildir", "Maildir"),
     (ConfigKey::IdleTimeout, "idle_timeout", "Idle timeout (s)"),
-    (ConfigKey::MaxMessageSize, "max_size_mib", "Largest message (MiB)"),
+    (
+        ConfigKey::MaxMessageSize,
+        "max_size_mib",
+        "Largest message (MiB)",
+    ),
     (ConfigKey::Interfaces, "interfaces", "Interfaces"),
     (ConfigKey::SettleDelay, "settle_delay", "Settle delay (s)"),
-    (ConfigKey::FetchInterval, "fetch_interval", "Fetch every (min)"),
+    (
+        ConfigKey::FetchInterval,
+        "fetch_interval",
+        "Fetch every (min)",
+    ),
     (ConfigKey::FetchAtStart, "fetch_at_start", "At start"),
 ];
 

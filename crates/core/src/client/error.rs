@@ -340,7 +340,10 @@ mod tests {
             step: "x".into(),
             secs: 1.0,
         };
-        assert_eq!(timeout.fix("isp"), Some(Setting::config(ConfigKey::ReplyTimeout)));
+        assert_eq!(
+            timeout.fix("isp"),
+            Some(Setting::config(ConfigKey::ReplyTimeout))
+        );
         let auth = IspError::AuthFailed {
             host: h(),
             account: "isp".into(),
