@@ -197,12 +197,14 @@ impl AccountForm {
             "" => mode.default_port(self.security),
             p => p.parse::<u16>().unwrap_or_else(|_| {
                 err.field(
-                    "port",
+                    account_field_name(AccountField::Port),
                     format!("{p:?} is not a port: use a number from 1 to 65535"),
                 );
                 0
             }),
         };
+        // A domain row's problem comes back as `domains.N`, next to that row.
+        let row_field = |i: usize| format!("{}.{i}", account_field_name(AccountField::Domains));
         let mut domains: Vec<DomainSpec> = Vec::new();
         for (i, row) in self.domains.iter().enumerate() {
             let prefix = match row.form {
@@ -216,7 +218,7 @@ impl AccountForm {
             }
             match format!("{prefix}{bare}").parse::<DomainSpec>() {
                 Ok(spec) => domains.push(spec),
-                Err(e) => err.field(format!("domains.{i}"), e),
+                Err(e) => err.field(row_field(i), e),
             }
         }
         let username = optional(&self.username);
@@ -236,7 +238,10 @@ impl AccountForm {
             None => old.link_timeout,
             Some("") => None,
             Some(t) => t.parse::<u64>().map(Some).unwrap_or_else(|_| {
-                err.field("link_timeout", format!("{t:?} is not a number of seconds"));
+                err.field(
+                    account_field_name(AccountField::LinkTimeout),
+                    format!("{t:?} is not a number of seconds"),
+                );
                 None
             }),
         };
@@ -265,7 +270,7 @@ impl AccountForm {
         for AccountProblem { field, problem } in account.check() {
             let name = account_field_name(field);
             // A row that did not parse already says why; "add a domain" would only confuse.
-            let row_error = err.fields.keys().any(|k| k.starts_with("domains."));
+            let row_error = (0..self.domains.len()).any(|i| err.fields.contains_key(&row_field(i)));
             if !(field == AccountField::Domains && row_error) {
                 err.field(name, problem);
             }
