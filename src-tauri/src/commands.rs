@@ -2,10 +2,9 @@
 //! the Delivery tab (routes, unknown recipients, retry delays) and the Queue.
 //! Each is generic over the runtime so the unit tests drive them on Tauri's mock runtime.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mailcall_core::account::{FetchMode, Security};
+use mailcall_core::account::FetchMode;
 use mailcall_core::client::ClientSettings;
 use mailcall_core::config;
 use mailcall_core::etrn;
@@ -48,23 +47,6 @@ pub struct SettingsData {
     pub listener: String,
     /// Who runs Mailcall and where scripts reach it ("Using the running Mailcall daemon at …").
     pub control: String,
-    /// The port an ISP usually offers, by mode and security (`odmr` → `starttls` → 366): the
-    /// account form's placeholder follows them.
-    pub default_ports: BTreeMap<&'static str, BTreeMap<String, u16>>,
-}
-
-/// [`SettingsData::default_ports`], from the core's rule.
-fn default_ports() -> BTreeMap<&'static str, BTreeMap<String, u16>> {
-    [FetchMode::Etrn, FetchMode::Odmr]
-        .into_iter()
-        .map(|mode| {
-            let ports = [Security::None, Security::Starttls, Security::Tls]
-                .into_iter()
-                .map(|security| (security.to_string(), mode.default_port(security)))
-                .collect();
-            (mode.as_str(), ports)
-        })
-        .collect()
 }
 
 /// A problem as the window shows it: the message, with where to fix it; a fix in the Settings
@@ -72,7 +54,7 @@ fn default_ports() -> BTreeMap<&'static str, BTreeMap<String, u16>> {
 fn ui_problem(problem: &Problem, prefix: &str) -> UiError {
     let mut err = UiError::new(format!("{prefix}{}", hints::render(problem)));
     if let Some(Setting::Config { key }) = &problem.fix {
-        if let Some(field) = forms::settings_field_name(key) {
+        if let Some(field) = forms::settings_field_name(*key) {
             err.field(field, problem.message.clone());
         }
     }
@@ -117,7 +99,6 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         listening,
         listener,
         control,
-        default_ports: default_ports(),
     })
 }
 

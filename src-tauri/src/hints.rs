@@ -2,6 +2,7 @@
 //! Settings window where it is changed ("Settings → Accounts → isp → CA file"), never a
 //! command-line flag.
 
+use mailcall_core::config::ConfigKey;
 use mailcall_core::hint::{Problem, Setting};
 
 use crate::forms::{ACCOUNT_FIELDS, DELIVERY_FIELDS, ROUTES_LABEL, SETTINGS_FIELDS};
@@ -17,11 +18,13 @@ pub fn place(setting: &Setting) -> String {
                 .unwrap_or("Edit");
             format!("Settings → Accounts → {account} → {label}")
         }
-        Setting::Config { key } if key == "routes" => {
+        Setting::Config {
+            key: ConfigKey::Routes,
+        } => {
             format!("Settings → Delivery → {ROUTES_LABEL}")
         }
         Setting::Config { key } => {
-            let find = |fields: &[(&str, &'static str, &'static str)]| {
+            let find = |fields: &[(ConfigKey, &'static str, &'static str)]| {
                 fields
                     .iter()
                     .find(|(k, _, _)| k == key)
@@ -82,19 +85,19 @@ mod tests {
             "isp: the certificate could not be verified\nTo fix: Settings → Accounts → isp → CA file"
         );
         assert_eq!(
-            place(&Setting::config("listen")),
+            place(&Setting::config(ConfigKey::Listen)),
             "Settings → Settings tab → Listen on"
         );
         assert_eq!(
-            place(&Setting::config("reply-timeout")),
+            place(&Setting::config(ConfigKey::ReplyTimeout)),
             "the setting reply-timeout in the config file"
         );
         assert_eq!(
-            place(&Setting::config("routes")),
+            place(&Setting::config(ConfigKey::Routes)),
             "Settings → Delivery → Routes"
         );
         assert_eq!(
-            place(&Setting::config("retry-delay")),
+            place(&Setting::config(ConfigKey::RetryDelay)),
             "Settings → Delivery → First retry after (s)"
         );
         assert_eq!(

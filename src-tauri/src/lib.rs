@@ -1,9 +1,11 @@
 //! Mailcall's tray app: a thin shell over mailcall-core — a tray-mode instance (or a front end
 //! to the daemon when one runs), the tray icon and menu, notifications, and the
-//! settings/history window, which reaches the core only through [`commands`].
+//! settings/history window, which reaches the core only through [`commands`] (its names for
+//! them, and for events and form fields, are [`contract`]'s).
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod contract;
 pub mod daemon;
 pub mod forms;
 pub mod hints;
@@ -35,23 +37,7 @@ pub struct Launch {
 
 /// The app's commands and state on any runtime (the real one, or the mock one in tests).
 pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
-    builder
-        .manage(state)
-        .invoke_handler(tauri::generate_handler![
-            commands::load_settings,
-            commands::save_settings,
-            commands::save_account,
-            commands::remove_account,
-            commands::test_connection,
-            commands::history,
-            commands::fetch_now,
-            commands::load_delivery,
-            commands::add_route,
-            commands::remove_route,
-            commands::save_delivery,
-            commands::load_queue,
-            commands::queue_action,
-        ])
+    builder.manage(state).invoke_handler(contract::handler())
 }
 
 /// Runs the tray app until Quit.

@@ -28,11 +28,11 @@ use crate::queue::{self, QueueAction, QueueView};
 use crate::status::{Serving, StatusView, TrayStatus};
 
 /// The event the window gets whenever the status changes (payload: [`StatusView`]).
-pub const STATUS_EVENT: &str = "mailcall://status";
+pub const STATUS_EVENT: &str = crate::contract::WindowEvent::Status.name();
 /// The event the window gets when a fetch session has been recorded in the history.
-pub const HISTORY_EVENT: &str = "mailcall://history";
+pub const HISTORY_EVENT: &str = crate::contract::WindowEvent::History.name();
 /// The event the window gets when Mailcall's queue for LAN servers changed.
-pub const QUEUE_EVENT: &str = "mailcall://queue";
+pub const QUEUE_EVENT: &str = crate::contract::WindowEvent::Queue.name();
 
 /// How long a tray whose daemon went away keeps trying to start Mailcall itself (the daemon
 /// may still be finishing deliveries on the listener's port).

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Local, Utc};
 use mailcall_core::account::FetchMode;
+use mailcall_core::config::ConfigKey;
 use mailcall_core::event::Event;
 use mailcall_core::hint::{Problem, Setting};
 use mailcall_core::history::SessionRecord;
@@ -577,8 +578,12 @@ const UNREACHABLE_PREFIX: &str = "cannot hand mail on to ";
 /// Whether a problem is about handing mail on to a LAN server (the spool's problems point at
 /// the routes), not about fetching.
 fn is_hand_over_problem(problem: &Problem) -> bool {
-    matches!(&problem.fix, Some(Setting::Config { key }) if key == "routes")
-        && problem.account.is_none()
+    matches!(
+        &problem.fix,
+        Some(Setting::Config {
+            key: ConfigKey::Routes
+        })
+    ) && problem.account.is_none()
 }
 
 /// `ETRN` or `ODMR`, as the window's mode selector says it.
@@ -888,7 +893,7 @@ mod tests {
     fn unreachable(when: &str) -> Event {
         Event::Error(
             Problem::new(format!("cannot hand mail on to lmtp:127.0.0.1:24: connection refused; 1 message(s) wait in Mailcall's queue and are retried by themselves from {when}. Check that the server runs, and the route's destination"))
-                .fixed_by(Some(Setting::config("routes"))),
+                .fixed_by(Some(Setting::config(ConfigKey::Routes))),
         )
     }
 
@@ -946,7 +951,7 @@ mod tests {
         // The spool says it as a problem too: the report is what notifies.
         let said = s.apply(&Event::Error(
             Problem::new("lmtp:127.0.0.1:24 refused nobody@example.com for good (550 5.1.1 User doesn't exist): the message 1764150000.M1P2Q1 is held in Mailcall's queue; fix the route or the server (is nobody@example.com a user there?), then retry it, or bounce or delete it")
-                .fixed_by(Some(Setting::config("routes"))),
+                .fixed_by(Some(Setting::config(ConfigKey::Routes))),
         ));
         assert!(said.is_empty(), "{said:?}");
         let n = s.apply(&hand_over(
@@ -1058,7 +1063,8 @@ mod tests {
     fn service_failure_shows_until_it_starts() {
         let mut s = TrayStatus::default();
         let n = s.service_failed(
-            &Problem::new("cannot listen on 0.0.0.0:25").fixed_by(Some(Setting::config("listen"))),
+            &Problem::new("cannot listen on 0.0.0.0:25")
+                .fixed_by(Some(Setting::config(ConfigKey::Listen))),
         );
         assert_eq!(n.len(), 1);
         assert!(

@@ -7,7 +7,7 @@ use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuild
 pub const LABEL: &str = "settings";
 
 /// The event that asks an open window to show one of its tabs (payload: the tab's name).
-pub const SHOW_TAB_EVENT: &str = "mailcall://show-tab";
+pub const SHOW_TAB_EVENT: &str = crate::contract::WindowEvent::ShowTab.name();
 
 /// Shows the settings window, creating it if needed, and brings it to the front.
 pub fn show<R: Runtime>(app: &AppHandle<R>) {

@@ -1,7 +1,8 @@
 // The Accounts tab: list, add/edit form (mode ETRN or ODMR, password write-only), Test
 // connection, remove.
 import { call, asUiError } from "./api.js";
-import { $, $$, h, showErrors } from "./dom.js";
+import { COMMANDS, DEFAULT_PORTS, FIELDS } from "./contract.js";
+import { $, $$, h, readFields, showErrors } from "./dom.js";
 
 const MODES = { etrn: "ETRN", odmr: "ODMR" };
 const MODE_HINTS = {
@@ -9,16 +10,11 @@ const MODE_HINTS = {
   odmr: "Mailcall connects, logs in and asks (ATRN); the ISP delivers on that same connection. Works behind NAT and without port 25; needs the user name and password.",
 };
 
-// The ports an ISP usually offers, by mode and security (Mailcall's own rule, from load_settings).
-let defaultPorts = { etrn: { none: 25, starttls: 25, tls: 465 }, odmr: { none: 366, starttls: 366, tls: 366 } };
 let shownDefault = null; // the port the placeholder shows now
 
-export function setDefaultPorts(ports) {
-  if (ports) defaultPorts = ports;
-}
-
+// The port an ISP usually offers for the mode and security chosen (Mailcall's own rule).
 function defaultPort() {
-  return defaultPorts[$("#acct-mode").value]?.[$("#acct-security").value] ?? 25;
+  return DEFAULT_PORTS[$("#acct-mode").value]?.[$("#acct-security").value] ?? DEFAULT_PORTS.etrn.starttls;
 }
 
 // The port placeholder follows mode and security; a port that was the old default follows too.
@@ -68,7 +64,7 @@ function askRemove(button, name) {
 
 async function remove(name) {
   try {
-    await call("remove_account", { name });
+    await call(COMMANDS.REMOVE_ACCOUNT, { name });
     if (editing && editing.name === name) closeForm();
   } catch (e) {
     $("#banner").textContent = asUiError(e).message;
@@ -81,18 +77,21 @@ function domainRow(d = { name: "", form: "domain" }) {
   const select = h("select", { class: "domain-form", "aria-label": "ETRN form" },
     ...FORMS.map(([v, label]) => h("option", { value: v, selected: v === d.form }, label)));
   const index = $$("#domain-rows li").length;
-  const input = h("input", { class: "domain-name", value: d.name, placeholder: "example.com", "aria-label": "Domain", "data-field": `domains.${index}` });
+  const input = h("input", { class: "domain-name", value: d.name, placeholder: "example.com", "aria-label": "Domain", "data-field": rowField(index) });
   const row = h("li", {}, input, select,
     h("button", { type: "button", class: "small", onclick: () => { row.remove(); renumber(); } }, "Remove"));
-  const err = h("small", { class: "error", "data-for": `domains.${index}` });
+  const err = h("small", { class: "error", "data-for": rowField(index) });
   row.append(err);
   return row;
 }
 
+// A domain row's messages come back as `domains.N`.
+const rowField = (i) => `${FIELDS.ACCOUNT.DOMAINS}.${i}`;
+
 function renumber() {
   $$("#domain-rows li").forEach((li, i) => {
-    $(".domain-name", li).dataset.field = `domains.${i}`;
-    $(".error", li).dataset.for = `domains.${i}`;
+    $(".domain-name", li).dataset.field = rowField(i);
+    $(".error", li).dataset.for = rowField(i);
   });
 }
 
@@ -132,22 +131,15 @@ function closeForm() {
   $("#acct-password").value = "";
 }
 
+// The form as Rust reads it: the inputs, the name the account had and its domain rows.
 function formData() {
   return {
-    original: editing?.name ?? "",
-    name: $("#acct-name").value,
-    mode: $("#acct-mode").value,
-    host: $("#acct-host").value,
-    port: $("#acct-port").value,
-    security: $("#acct-security").value,
-    username: $("#acct-username").value,
-    password: $("#acct-password").value,
-    ca_file: $("#acct-ca-file").value,
-    helo: $("#acct-helo").value,
-    connect_command: $("#acct-connect").value,
-    disconnect_command: $("#acct-disconnect").value,
-    link_timeout: $("#acct-link-timeout").value,
-    domains: $$("#domain-rows li").map((li) => ({ name: $(".domain-name", li).value, form: $(".domain-form", li).value })),
+    ...readFields($("#account-form"), Object.values(FIELDS.ACCOUNT)),
+    [FIELDS.ACCOUNT.ORIGINAL]: editing?.name ?? "",
+    [FIELDS.ACCOUNT.DOMAINS]: $$("#domain-rows li").map((li) => ({
+      [FIELDS.DOMAIN_ROW.NAME]: $(".domain-name", li).value,
+      [FIELDS.DOMAIN_ROW.FORM]: $(".domain-form", li).value,
+    })),
   };
 }
 
@@ -161,7 +153,7 @@ async function save(ev) {
   $("#account-error").textContent = "";
   $("#acct-save").disabled = true;
   try {
-    await call("save_account", { account: data });
+    await call(COMMANDS.SAVE_ACCOUNT, { account: data });
     closeForm();
     window.dispatchEvent(new Event("mailcall:reload"));
   } catch (e) {
@@ -183,7 +175,7 @@ async function test() {
   out.replaceChildren(h("p", {}, "Connecting…"));
   $("#acct-test").disabled = true;
   try {
-    const r = await call("test_connection", { account: data });
+    const r = await call(COMMANDS.TEST_CONNECTION, { account: data });
     // A failure that one field fixes is shown next to it too.
     if (r.error && r.field) showErrors(form, { [r.field]: r.error });
     const item = (ok, text) => h("li", { class: ok ? "yes" : "no" }, text);

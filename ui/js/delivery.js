@@ -2,7 +2,11 @@
 // route names get, and the retry delays for LAN servers. Mailcall checks every value by the
 // same rules as `mailcall-cli route add` / `config set` and answers next to the field.
 import { call, asUiError } from "./api.js";
-import { $, h, showErrors } from "./dom.js";
+import { COMMANDS, FIELDS } from "./contract.js";
+import { $, fillFields, h, readFields, showErrors } from "./dom.js";
+
+const SETTINGS_FIELDS = Object.values(FIELDS.DELIVERY);
+const ROUTE_FIELDS = Object.values(FIELDS.ROUTE);
 
 const SECURITY = { none: "none", starttls: "STARTTLS", tls: "TLS" };
 
@@ -18,9 +22,7 @@ function render(d) {
   $("#routes-table").hidden = d.routes.length === 0;
   $("#routes-empty").hidden = d.routes.length > 0;
   $("#everything-else").textContent = d.everything_else;
-  $("#del-unknown").value = d.settings.unknown_recipients;
-  $("#del-retry").value = d.settings.retry_delay;
-  $("#del-max-retry").value = d.settings.max_retry_delay;
+  fillFields($("#delivery-form"), SETTINGS_FIELDS, d.settings);
 }
 
 function showError(e) {
@@ -37,7 +39,7 @@ function clearMessages() {
 
 export async function loadDelivery() {
   try {
-    render(await call("load_delivery"));
+    render(await call(COMMANDS.LOAD_DELIVERY));
   } catch (e) {
     showError(e);
   }
@@ -59,15 +61,10 @@ function followDestination() {
 async function add(ev) {
   ev.preventDefault();
   clearMessages();
-  const route = {
-    recipient: $("#route-recipient").value,
-    destination: $("#route-destination").value,
-    security: $("#route-security").value,
-    ca_file: $("#route-ca-file").value,
-  };
+  const route = readFields($("#route-form"), ROUTE_FIELDS);
   $("#route-add").disabled = true;
   try {
-    const saved = await call("add_route", { route });
+    const saved = await call(COMMANDS.ADD_ROUTE, { route });
     render(saved.delivery);
     $("#route-form").reset();
     followDestination();
@@ -83,7 +80,7 @@ async function add(ev) {
 async function remove(recipient) {
   clearMessages();
   try {
-    const saved = await call("remove_route", { recipient });
+    const saved = await call(COMMANDS.REMOVE_ROUTE, { recipient });
     render(saved.delivery);
     $("#route-saved").textContent = `The route for ${recipient} is removed.`;
     $("#route-saved").hidden = false;
@@ -98,14 +95,10 @@ async function save(ev) {
   showErrors(form, {});
   $("#delivery-error").textContent = "";
   $("#delivery-saved").hidden = true;
-  const settings = {
-    unknown_recipients: $("#del-unknown").value,
-    retry_delay: $("#del-retry").value,
-    max_retry_delay: $("#del-max-retry").value,
-  };
+  const settings = readFields(form, SETTINGS_FIELDS);
   $("#delivery-save").disabled = true;
   try {
-    const saved = await call("save_delivery", { settings });
+    const saved = await call(COMMANDS.SAVE_DELIVERY, { settings });
     render(saved.delivery);
     $("#delivery-saved").textContent = saved.note ? `Saved. ${saved.note}` : "Saved.";
     $("#delivery-saved").hidden = false;

@@ -17,6 +17,27 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// The values of the fields `names` of `form`, whose inputs carry them as name="…" (the tray's
+// tests hold the page's names to the ones Rust reads): a checkbox's state, else the text.
+export function readFields(form, names) {
+  const values = {};
+  for (const name of names) {
+    const input = form.elements.namedItem(name);
+    if (input) values[name] = input.type === "checkbox" ? input.checked : input.value;
+  }
+  return values;
+}
+
+// Puts `values` (as Rust sends a form) into the fields `names` of `form`.
+export function fillFields(form, names, values) {
+  for (const name of names) {
+    const input = form.elements.namedItem(name);
+    if (!input || !(name in values)) continue;
+    if (input.type === "checkbox") input.checked = Boolean(values[name]);
+    else input.value = values[name];
+  }
+}
+
 // Shows per-field messages next to the fields of `form` and marks the inputs.
 export function showErrors(form, fields = {}) {
   for (const small of $$(".error[data-for]", form)) small.textContent = fields[small.dataset.for] || "";

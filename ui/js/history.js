@@ -2,6 +2,7 @@
 // hand-overs to LAN servers) with per-domain replies in the mode's words (ETRN or ATRN), messages,
 // what each recipient's server said, problems (with where to fix them) and transcripts.
 import { call, asUiError } from "./api.js";
+import { COMMANDS } from "./contract.js";
 import { $, h } from "./dom.js";
 
 const time = (iso) => new Date(iso).toLocaleString();
@@ -61,7 +62,7 @@ function session(r) {
 export async function loadHistory() {
   const list = $("#history-list");
   try {
-    const records = await call("history", { limit: 50 });
+    const records = await call(COMMANDS.HISTORY, { limit: 50 });
     list.replaceChildren(...records.map(session));
     $("#history-empty").hidden = records.length > 0;
     const first = list.querySelector("details.session");

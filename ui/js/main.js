@@ -1,8 +1,9 @@
 // Wires the window together: tabs (the address's #tab opens one, as the tray's Queue item
 // does), status line, Fetch now, and reloads on Mailcall's events.
 import { call, on, asUiError } from "./api.js";
+import { COMMANDS, EVENTS } from "./contract.js";
 import { $, $$ } from "./dom.js";
-import { initAccounts, renderAccounts, setDefaultPorts } from "./accounts.js";
+import { initAccounts, renderAccounts } from "./accounts.js";
 import { initSettings, renderSettings, showPaused } from "./settings.js";
 import { initHistory, loadHistory } from "./history.js";
 import { initDelivery, loadDelivery } from "./delivery.js";
@@ -44,8 +45,7 @@ function showTab(name) {
 
 async function reload() {
   try {
-    const data = await call("load_settings");
-    setDefaultPorts(data.default_ports);
+    const data = await call(COMMANDS.LOAD_SETTINGS);
     renderAccounts(data.accounts, data.unreadable);
     renderSettings(data.settings, data.config_path, data.control, data.listener);
     showStatus(data.status);
@@ -58,7 +58,7 @@ async function reload() {
 
 async function fetchNow() {
   try {
-    await call("fetch_now");
+    await call(COMMANDS.FETCH_NOW);
   } catch (e) {
     $("#banner").textContent = asUiError(e).message;
     $("#banner").hidden = false;
@@ -73,13 +73,13 @@ initQueue();
 for (const b of $$("nav [role=tab]")) b.addEventListener("click", () => showTab(b.dataset.panel));
 $("#fetch-now").addEventListener("click", fetchNow);
 window.addEventListener("mailcall:reload", reload);
-on("mailcall://status", showStatus);
-on("mailcall://history", () => {
+on(EVENTS.STATUS, showStatus);
+on(EVENTS.HISTORY, () => {
   if (!$("#panel-history").hidden) loadHistory();
 });
-on("mailcall://queue", () => {
+on(EVENTS.QUEUE, () => {
   if (!$("#panel-queue").hidden) loadQueue();
 });
-on("mailcall://show-tab", (tab) => showTab(tab));
+on(EVENTS.SHOW_TAB, (tab) => showTab(tab));
 reload();
 if (location.hash) showTab(location.hash.slice(1));

@@ -2,6 +2,7 @@
 // per recipient (destination, state, attempts, last reply), with Retry now, and Bounce and
 // Delete behind a confirmation. Whoever hands the mail on does it (this tray, or the daemon).
 import { call, asUiError } from "./api.js";
+import { COMMANDS } from "./contract.js";
 import { $, h } from "./dom.js";
 
 const time = (iso) => new Date(iso).toLocaleTimeString();
@@ -60,7 +61,7 @@ function card(m) {
 
 export async function loadQueue() {
   try {
-    const q = await call("load_queue");
+    const q = await call(COMMANDS.LOAD_QUEUE);
     $("#queue-summary").textContent = summary(q);
     $("#queue-note").textContent = q.note || "";
     $("#queue-note").hidden = !q.note;
@@ -76,7 +77,7 @@ async function act(action, ids, all = false) {
   $("#queue-result").textContent = "";
   $("#queue-error").textContent = "";
   try {
-    $("#queue-result").textContent = await call("queue_action", { action, ids, all });
+    $("#queue-result").textContent = await call(COMMANDS.QUEUE_ACTION, { action, ids, all });
   } catch (e) {
     $("#queue-error").textContent = asUiError(e).message;
   }

@@ -2,22 +2,15 @@
 // interval, at start), notifications, start at login, pause, and who runs Mailcall (this tray,
 // or the daemon it uses).
 import { call, asUiError } from "./api.js";
-import { $, showErrors } from "./dom.js";
+import { COMMANDS, FIELDS } from "./contract.js";
+import { $, fillFields, readFields, showErrors } from "./dom.js";
+
+const FIELD_NAMES = Object.values(FIELDS.SETTINGS);
 
 export function renderSettings(s, configPath, controlNote, listener) {
   $("#listener-now").textContent = listener || "";
-  $("#set-listen").value = s.listen;
-  $("#set-maildir").value = s.maildir;
+  fillFields($("#settings-form"), FIELD_NAMES, s);
   $("#set-maildir").placeholder = s.default_maildir;
-  $("#set-idle").value = s.idle_timeout;
-  $("#set-max-size").value = s.max_size_mib;
-  $("#set-notifications").checked = s.notifications;
-  $("#set-login").checked = s.start_at_login;
-  $("#set-paused").checked = s.paused;
-  $("#set-interfaces").value = s.interfaces;
-  $("#set-settle").value = s.settle_delay;
-  $("#set-interval").value = s.fetch_interval;
-  $("#set-fetch-at-start").checked = s.fetch_at_start;
   $("#config-path").textContent = configPath;
   $("#control-note").textContent = controlNote || "";
 }
@@ -30,26 +23,14 @@ export function showPaused(paused) {
 async function save(ev) {
   ev.preventDefault();
   const form = $("#settings-form");
-  const settings = {
-    listen: $("#set-listen").value,
-    maildir: $("#set-maildir").value,
-    idle_timeout: $("#set-idle").value,
-    max_size_mib: $("#set-max-size").value,
-    notifications: $("#set-notifications").checked,
-    start_at_login: $("#set-login").checked,
-    paused: $("#set-paused").checked,
-    interfaces: $("#set-interfaces").value,
-    settle_delay: $("#set-settle").value,
-    fetch_interval: $("#set-interval").value,
-    fetch_at_start: $("#set-fetch-at-start").checked,
-  };
+  const settings = readFields(form, FIELD_NAMES);
   // Mailcall checks every field (the same rules as `mailcall-cli config set`).
   showErrors(form, {});
   $("#settings-error").textContent = "";
   $("#settings-saved").hidden = true;
   $("#settings-save").disabled = true;
   try {
-    const note = await call("save_settings", { settings });
+    const note = await call(COMMANDS.SAVE_SETTINGS, { settings });
     $("#settings-saved").textContent = note ? `Saved. ${note}` : "Saved.";
     $("#settings-saved").hidden = false;
   } catch (e) {

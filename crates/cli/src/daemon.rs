@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use mailcall_core::config::ConfigKey;
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore;
@@ -49,7 +50,7 @@ pub fn run(explicit: Option<&Path>, args: DaemonArgs) -> Outcome {
     }
     if let Some(m) = args.maildir {
         let m = settings::absolute(&m.display().to_string())?;
-        config.set("maildir", &m).map_err(Failure::setup)?;
+        config.set(ConfigKey::Maildir, &m).map_err(Failure::setup)?;
     }
     if config.accounts.is_empty() {
         tracing::warn!(

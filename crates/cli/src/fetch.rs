@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use mailcall_core::account::FetchMode;
 use mailcall_core::client::ClientSettings;
+use mailcall_core::config::ConfigKey;
 use mailcall_core::control;
 use mailcall_core::etrn;
 use mailcall_core::event::{Event, EventSink};
@@ -61,15 +62,18 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
     let (path, mut config) = settings::load(explicit)?;
     // One run's overrides go through the same rules as `config set`.
     let overrides = [
-        ("listen", args.listen.map(|a| a.to_string())),
+        (ConfigKey::Listen, args.listen.map(|a| a.to_string())),
         (
-            "maildir",
+            ConfigKey::Maildir,
             args.maildir
                 .map(|m| settings::absolute(&m.display().to_string()))
                 .transpose()?,
         ),
-        ("idle-timeout", args.idle_timeout.map(|s| s.to_string())),
-        ("max-wait", args.max_wait.map(|s| s.to_string())),
+        (
+            ConfigKey::IdleTimeout,
+            args.idle_timeout.map(|s| s.to_string()),
+        ),
+        (ConfigKey::MaxWait, args.max_wait.map(|s| s.to_string())),
     ];
     for (key, value) in overrides {
         if let Some(v) = value {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::RwLock;
 
+use mailcall_core::config::ConfigKey;
 use mailcall_core::hint::{AccountField, Problem, Setting};
 
 /// `mailcall-cli --config PATH` once hints must name a config file; `None`: `mailcall-cli`.
@@ -44,7 +45,7 @@ fn shell_word(word: &str) -> String {
 }
 
 /// The command that brings config key `key` back to its default.
-pub fn unset_command(key: &str) -> String {
+pub fn unset_command(key: ConfigKey) -> String {
     format!("{} config unset {key}", program())
 }
 
@@ -52,18 +53,20 @@ pub fn unset_command(key: &str) -> String {
 pub fn command_for(setting: &Setting) -> String {
     let cli = program();
     match setting {
-        Setting::Config { key } if key == "routes" => {
+        Setting::Config {
+            key: ConfigKey::Routes,
+        } => {
             format!("{cli} route add PATTERN maildir:/home/me/Maildir")
         }
         Setting::Config { key } => {
-            let example = match key.as_str() {
-                "unknown-recipients" => "catch-all",
-                "listen" => "0.0.0.0:2525",
-                "maildir" => "/home/me/Maildir",
-                "data-dir" => "/home/me/.local/share/mailcall",
-                "reply-timeout" => "120",
-                "interfaces" => "'ppp*'",
-                "tls-cert" | "tls-key" => "/etc/ssl/mailcall.pem",
+            let example = match key {
+                ConfigKey::UnknownRecipients => "catch-all",
+                ConfigKey::Listen => "0.0.0.0:2525",
+                ConfigKey::Maildir => "/home/me/Maildir",
+                ConfigKey::DataDir => "/home/me/.local/share/mailcall",
+                ConfigKey::ReplyTimeout => "120",
+                ConfigKey::Interfaces => "'ppp*'",
+                ConfigKey::TlsCert | ConfigKey::TlsKey => "/etc/ssl/mailcall.pem",
                 _ => "VALUE",
             };
             format!("{cli} config set {key} {example}")

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use mailcall_core::config::{self, Config, KEYS};
+use mailcall_core::config::{self, Config, ConfigKey};
 use mailcall_core::control;
 
 use crate::failure::{Failure, Outcome};
@@ -42,7 +42,7 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config), Failure> {
     let path = config::config_path(explicit).map_err(Failure::setup)?;
     match Config::load(&path) {
         Ok(config) => Ok((path, config)),
-        Err(e) => Err(match e.key().filter(|k| repaired_by_unset(&path, k)) {
+        Err(e) => Err(match e.key().filter(|k| repaired_by_unset(&path, *k)) {
             Some(key) => Failure::setup(format!("{e}\n  to fix: {}", hints::unset_command(key))),
             None => Failure::setup(e),
         }),
@@ -50,7 +50,7 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config), Failure> {
 }
 
 /// Whether `config unset key` would make the file at `path` valid.
-fn repaired_by_unset(path: &Path, key: &str) -> bool {
+fn repaired_by_unset(path: &Path, key: ConfigKey) -> bool {
     let Ok(mut config) = Config::load_to_change(path, key) else {
         return false;
     };
@@ -59,7 +59,7 @@ fn repaired_by_unset(path: &Path, key: &str) -> bool {
 
 /// The config to change `key` in: a file broken only in that key loads, so `set`/`unset`
 /// repair it.
-fn load_to_change(explicit: Option<&Path>, key: &str) -> Result<(PathBuf, Config), Failure> {
+fn load_to_change(explicit: Option<&Path>, key: ConfigKey) -> Result<(PathBuf, Config), Failure> {
     let path = config::config_path(explicit).map_err(Failure::setup)?;
     match Config::load_to_change(&path, key) {
         Ok(config) => Ok((path, config)),
@@ -70,9 +70,11 @@ fn load_to_change(explicit: Option<&Path>, key: &str) -> Result<(PathBuf, Config
 /// Runs a `config` subcommand.
 pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
     let (path, mut config) = match &cmd {
-        ConfigCommand::Set { key, .. } | ConfigCommand::Unset { key } => {
-            load_to_change(explicit, key)?
-        }
+        // A name that is no key is said by `set`/`unset`, after the file's own faults.
+        ConfigCommand::Set { key, .. } | ConfigCommand::Unset { key } => match key.parse() {
+            Ok(key) => load_to_change(explicit, key)?,
+            Err(_) => load(explicit)?,
+        },
         _ => load(explicit)?,
     };
     match cmd {
@@ -95,25 +97,28 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
             }
         }
         ConfigCommand::Set { key, value } => {
+            let key: ConfigKey = key.parse().map_err(Failure::setup)?;
             // A relative path is relative to where the command runs, not to the daemon's.
-            let value = match key.as_str() {
-                "maildir" | "data-dir" | "tls-cert" | "tls-key" => absolute(&value)?,
-                _ => value,
+            let value = if key.kind().is_path() {
+                absolute(&value)?
+            } else {
+                value
             };
-            config.set(&key, &value).map_err(Failure::setup)?;
+            config.set(key, &value).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("set {key} = {value} in {}", path.display());
-            note_running(&key);
+            note_running(key);
         }
         ConfigCommand::Unset { key } => {
-            config.unset(&key).map_err(Failure::setup)?;
+            let key: ConfigKey = key.parse().map_err(Failure::setup)?;
+            config.unset(key).map_err(Failure::setup)?;
             config.save(&path).map_err(Failure::setup)?;
             say!("{key} is back to its default in {}", path.display());
-            note_running(&key);
+            note_running(key);
         }
         ConfigCommand::Keys => {
-            for k in KEYS {
-                say!("{:<26} {}", k.name, k.about);
+            for k in ConfigKey::settable() {
+                say!("{:<26} {}", k.name(), k.about());
             }
         }
     }
@@ -122,7 +127,7 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
 
 /// Says so when a daemon or tray runs: it read its preferences when it started (only accounts
 /// are read again while it runs), so a changed preference applies from its next start.
-fn note_running(key: &str) {
+fn note_running(key: ConfigKey) {
     let Ok(socket) = control::default_socket_path() else {
         return;
     };

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::account::{Account, FetchMode};
 use crate::client::ClientSettings;
+use crate::config::ConfigKey;
 use crate::etrn::{self, AccountResult};
 use crate::event::{Event, EventSink};
 use crate::hint::{Problem, Setting};
@@ -106,7 +107,7 @@ pub async fn run(
                     "this account uses ETRN, but no listener runs, so the ISP could not deliver; nothing was asked. Fix the listen setting and start Mailcall again",
                 )
                 .for_account(&account.name)
-                .fixed_by(Some(Setting::config("listen"))),
+                .fixed_by(Some(Setting::config(ConfigKey::Listen))),
             ),
             FetchMode::Etrn => etrn_aborts.push(ask_etrn(&mut tasks, account, options, events, &asked)),
             FetchMode::Odmr => {
@@ -439,7 +440,7 @@ impl Refusals {
             message.push_str(
                 "; if it keeps happening, let the listener take more connections at once",
             );
-            Setting::config("max-connections")
+            Setting::config(ConfigKey::MaxConnections)
         });
         Problem::new(message).fixed_by(fix)
     }

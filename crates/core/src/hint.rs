@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigKey;
+
 /// One field of an account, as every front end knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,10 +99,11 @@ pub enum Setting {
         /// The field.
         field: AccountField,
     },
-    /// A preference in the config file, by its key (`listen`, `maildir`, `reply-timeout`).
+    /// A preference in the config file, by its key (`listen`, `maildir`, `reply-timeout`), or
+    /// the routes.
     Config {
-        /// The key as spelled in the file.
-        key: String,
+        /// The key.
+        key: ConfigKey,
     },
 }
 
@@ -114,21 +117,19 @@ impl Setting {
     }
 
     /// The config key `key`.
-    pub fn config(key: impl Into<String>) -> Self {
-        Setting::Config { key: key.into() }
+    pub fn config(key: ConfigKey) -> Self {
+        Setting::Config { key }
     }
 
-    /// Every setting a hint can name: each field of `account`, each config key, and `routes`
-    /// (not a key of `config set`, but what the spool's problems point at). For front ends'
-    /// tests that each one is rendered as something their user can act on.
+    /// Every setting a hint can name: each field of `account`, each key of `config set`, and
+    /// the routes (what the spool's problems point at). For front ends' tests that each one is
+    /// rendered as something their user can act on.
     pub fn every(account: &str) -> Vec<Setting> {
-        let mut all: Vec<Setting> = AccountField::ALL
+        let fields = AccountField::ALL
             .iter()
-            .map(|f| Setting::account(account, *f))
-            .collect();
-        all.extend(crate::config::KEYS.iter().map(|k| Setting::config(k.name)));
-        all.push(Setting::config("routes"));
-        all
+            .map(|f| Setting::account(account, *f));
+        let keys = ConfigKey::settable().chain([ConfigKey::Routes]);
+        fields.chain(keys.map(Setting::config)).collect()
     }
 }
 
@@ -196,7 +197,14 @@ impl<'de> Deserialize<'de> for Problem {
             account: Option<String>,
             message: String,
             #[serde(default)]
-            fix: Option<Setting>,
+            fix: Option<Fix>,
+        }
+        // A record written by a version with a setting this one lacks keeps its message.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Fix {
+            Known(Setting),
+            Unknown(serde::de::IgnoredAny),
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -209,7 +217,10 @@ impl<'de> Deserialize<'de> for Problem {
             Either::Shaped(s) => Problem {
                 account: s.account,
                 message: s.message,
-                fix: s.fix,
+                fix: match s.fix {
+                    Some(Fix::Known(setting)) => Some(setting),
+                    Some(Fix::Unknown(_)) | None => None,
+                },
             },
         })
     }
@@ -231,7 +242,22 @@ mod tests {
         assert!(text.contains(r#""field":"ca-file""#), "{text}");
         assert_eq!(serde_json::from_str::<Problem>(&text).unwrap(), p);
         assert_eq!(p.to_string(), "isp: the certificate could not be verified");
-        let c = Setting::config("reply-timeout");
+        let c = Setting::config(ConfigKey::ReplyTimeout);
         assert_eq!(c.to_string(), "the setting reply-timeout");
+        let text = serde_json::to_string(&Problem::new("slow").fixed_by(Some(c.clone()))).unwrap();
+        assert_eq!(
+            text,
+            r#"{"message":"slow","fix":{"kind":"config","key":"reply-timeout"}}"#
+        );
+        assert_eq!(serde_json::from_str::<Problem>(&text).unwrap().fix, Some(c));
+    }
+
+    #[test]
+    fn a_record_naming_a_setting_this_version_lacks_keeps_its_message() {
+        let old = r#"{"message":"too slow","fix":{"kind":"config","key":"max-patience"}}"#;
+        assert_eq!(
+            serde_json::from_str::<Problem>(old).unwrap(),
+            Problem::new("too slow")
+        );
     }
 }

@@ -180,7 +180,7 @@ impl Reloader {
             let problem = Problem::new(format!(
                 "an ETRN account needs the listener, which cannot start: {e}. ODMR accounts still fetch; ETRN accounts are not asked until this is fixed and Mailcall restarted"
             ))
-            .fixed_by(Some(Setting::config("listen")));
+            .fixed_by(Some(Setting::config(crate::config::ConfigKey::Listen)));
             skipped.push(problem);
         }
         for p in &skipped {

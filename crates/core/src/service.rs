@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::account::{Account, DomainSpec};
 use crate::client::ClientSettings;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigKey};
 use crate::event::{Event, EventSink};
 use crate::fetch::{self, FetchOptions, Receiving};
 use crate::hint::{Problem, Setting};
@@ -71,7 +71,7 @@ impl ServiceOptions {
                     .map(|(c, _)| c),
             };
             listener.tls = Some(tls.map_err(|e| ConfigError::Invalid {
-                key: "tls-cert",
+                key: ConfigKey::TlsCert,
                 problem: e.to_string(),
             })?);
         }
@@ -118,8 +118,8 @@ impl StartError {
     /// The setting that fixes it.
     pub fn fix(&self) -> Option<Setting> {
         Some(Setting::config(match self {
-            StartError::Bind(_) => "listen",
-            StartError::Maildir { .. } => "maildir",
+            StartError::Bind(_) => ConfigKey::Listen,
+            StartError::Maildir { .. } => ConfigKey::Maildir,
             StartError::Routing(e) => e.key(),
         }))
     }

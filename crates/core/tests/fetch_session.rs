@@ -671,7 +671,9 @@ async fn a_connection_still_turned_away_after_asking_again_fails_the_fetch() {
     assert_eq!(problem.account.as_deref(), Some("isp"));
     assert_eq!(
         problem.fix,
-        Some(mailcall_core::hint::Setting::config("max-connections"))
+        Some(mailcall_core::hint::Setting::config(
+            mailcall_core::config::ConfigKey::MaxConnections
+        ))
     );
     assert_eq!(
         record.retryable,

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigKey;
 use crate::hint::{AccountField, Setting};
 
 /// Why a session with the ISP failed as a whole.
@@ -210,7 +211,7 @@ impl IspError {
             IspError::AtrnNotAdvertised { .. } | IspError::AtrnUnsupported { .. } => {
                 AccountField::Mode
             }
-            IspError::Timeout { .. } => return Some(Setting::config("reply-timeout")),
+            IspError::Timeout { .. } => return Some(Setting::config(ConfigKey::ReplyTimeout)),
             IspError::ServiceClosing { .. }
             | IspError::ConnectionLost { .. }
             | IspError::Protocol { .. } => return None,
@@ -339,7 +340,10 @@ mod tests {
             step: "x".into(),
             secs: 1.0,
         };
-        assert_eq!(timeout.fix("isp"), Some(Setting::config("reply-timeout")));
+        assert_eq!(
+            timeout.fix("isp"),
+            Some(Setting::config(ConfigKey::ReplyTimeout))
+        );
         let auth = IspError::AuthFailed {
             host: h(),
             account: "isp".into(),

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::Utc;
 
 use super::route::{Destination, RouteTable, Target};
-use crate::config::UnknownRecipients;
+use crate::config::{ConfigKey, UnknownRecipients};
 use crate::maildir::{Delivery, Maildir};
 use crate::spool::{Envelope, QueuedRecipient, Spool, SpoolWriter};
 
@@ -95,10 +95,10 @@ pub enum RoutingError {
 
 impl RoutingError {
     /// The config key that fixes it.
-    pub fn key(&self) -> &'static str {
+    pub fn key(&self) -> ConfigKey {
         match self {
-            RoutingError::Maildir { .. } => "routes",
-            RoutingError::Spool { .. } => "data-dir",
+            RoutingError::Maildir { .. } => ConfigKey::Routes,
+            RoutingError::Spool { .. } => ConfigKey::DataDir,
         }
     }
 }

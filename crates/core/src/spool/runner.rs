@@ -25,6 +25,7 @@ use super::actions::{self, ActionResult, Selection};
 use super::{Entry, Spool, State, Status};
 use crate::client::transfer::{self, Envelope};
 use crate::client::{self, Address, ClientSettings, Hello, IspError, Server};
+use crate::config::ConfigKey;
 use crate::event::{Event, EventSink};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
@@ -523,7 +524,7 @@ impl Loop {
                                 "{} refused {} for good ({}): the message {} is held in Mailcall's queue; fix the route or the server (is {} a user there?), then retry it, or bounce or delete it",
                                 report.target, r.address, r.reply, report.id, r.address
                             ))
-                            .fixed_by(Some(Setting::config("routes"))),
+                            .fixed_by(Some(Setting::config(ConfigKey::Routes))),
                         ));
                     }
                 }
@@ -626,7 +627,7 @@ impl Loop {
             Problem::new(format!(
                 "cannot hand mail on to {target}: {error}; {waiting} message(s) wait in Mailcall's queue and are retried by themselves{when}. Check that the server runs, and the route's destination"
             ))
-            .fixed_by(Some(Setting::config("routes"))),
+            .fixed_by(Some(Setting::config(ConfigKey::Routes))),
         ));
     }
 
@@ -820,7 +821,7 @@ impl Worker {
                 record.ended_because = EndReason::ServerUnreachable;
                 record.errors.push(
                     Problem::new(format!("cannot hand mail on to {target_text}: {why}"))
-                        .fixed_by(Some(Setting::config("routes"))),
+                        .fixed_by(Some(Setting::config(ConfigKey::Routes))),
                 );
                 record.transcripts = vec![(target_text, e.transcript.into_lines())];
                 record.finished_at = Utc::now();
@@ -869,7 +870,7 @@ impl Worker {
                 record.ended_because = EndReason::ServerUnreachable;
                 record.errors.push(
                     Problem::new(format!("the hand-over to {target_text} broke off: {why}"))
-                        .fixed_by(Some(Setting::config("routes"))),
+                        .fixed_by(Some(Setting::config(ConfigKey::Routes))),
                 );
             }
             None => conn.quit().await,

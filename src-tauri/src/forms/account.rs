@@ -1,0 +1,486 @@
+//! The Accounts tab's side of the window: the account form as typed, the account as shown
+//! (never its password), what Test connection found, and the form field each [`AccountField`]
+//! is — the rules are [`Account::check`]'s, their problems come back next to their fields.
+
+use std::path::PathBuf;
+
+use mailcall_core::account::{
+    Account, AccountProblem, DomainSpec, EtrnForm, FetchMode, LinkSettings, Secret, Security,
+};
+use mailcall_core::hint::AccountField;
+use serde::{Deserialize, Serialize};
+
+use super::{optional, UiError};
+
+/// Each account field: its name in the form (and in [`UiError::fields`]) and its label in the
+/// window (what hints tell the user to change).
+pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
+    (AccountField::Name, "name", "Name"),
+    (AccountField::Mode, "mode", "Mode"),
+    (AccountField::Host, "host", "Server"),
+    (AccountField::Port, "port", "Port"),
+    (AccountField::Security, "security", "Security"),
+    (AccountField::User, "username", "User name"),
+    (AccountField::Password, "password", "Password"),
+    // Set with `mailcall-cli account edit --password-command`; the window's password field
+    // replaces it.
+    (AccountField::PasswordCommand, "password", "Password"),
+    (AccountField::CaFile, "ca_file", "CA file"),
+    (AccountField::Helo, "helo", "HELO name"),
+    (AccountField::Domains, "domains", "Domains"),
+    (
+        AccountField::ConnectCommand,
+        "connect_command",
+        "Connect command",
+    ),
+    (
+        AccountField::DisconnectCommand,
+        "disconnect_command",
+        "Disconnect command",
+    ),
+    (
+        AccountField::LinkTimeout,
+        "link_timeout",
+        "Link timeout (s)",
+    ),
+];
+
+/// The account form's field for `field`.
+pub fn account_field_name(field: AccountField) -> &'static str {
+    ACCOUNT_FIELDS
+        .iter()
+        .find(|(f, _, _)| *f == field)
+        .map(|(_, name, _)| *name)
+        .unwrap_or("name")
+}
+
+/// One domain row of the account form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRow {
+    /// The domain or queue name, without `@`/`#`.
+    pub name: String,
+    /// `domain`, `subdomains` or `queue`.
+    pub form: EtrnForm,
+}
+
+/// An account as the window shows it: everything but the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountView {
+    /// The account's name.
+    pub name: String,
+    /// How its mail is fetched (ETRN or ODMR).
+    pub mode: FetchMode,
+    /// The port the ISP usually offers for the mode and security (the form's placeholder).
+    pub default_port: u16,
+    /// The ISP's mail server.
+    pub host: String,
+    /// The ISP's port.
+    pub port: u16,
+    /// How the connection is secured.
+    pub security: Security,
+    /// The AUTH user, empty for none.
+    pub username: String,
+    /// Whether a password is stored (the password itself never leaves the keyring).
+    pub has_password: bool,
+    /// The EHLO name, empty for the machine's.
+    pub helo: String,
+    /// The CA file, empty for none.
+    pub ca_file: String,
+    /// The domains to release.
+    pub domains: Vec<DomainRow>,
+    /// The connect command (dial-up), empty for none.
+    pub connect_command: String,
+    /// The disconnect command, empty for none.
+    pub disconnect_command: String,
+    /// Seconds to wait for the link, empty for the default.
+    pub link_timeout: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            name: a.name.clone(),
+            mode: a.mode,
+            default_port: a.default_port(),
+            host: a.host.clone(),
+            port: a.port,
+            security: a.security,
+            username: a.username.clone().unwrap_or_default(),
+            has_password: a.password.is_some(),
+            helo: a.helo.clone().unwrap_or_default(),
+            ca_file: a
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            domains: a
+                .domains
+                .iter()
+                .map(|d| DomainRow {
+                    name: d.name.clone(),
+                    form: d.form,
+                })
+                .collect(),
+            connect_command: a.link.connect_command.clone().unwrap_or_default(),
+            disconnect_command: a.link.disconnect_command.clone().unwrap_or_default(),
+            link_timeout: a
+                .link
+                .link_timeout
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The account form as typed (strings, so that bad input gets a message, not a type error).
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountForm {
+    /// The name it had before editing; empty for a new account.
+    pub original: String,
+    /// The account's name.
+    pub name: String,
+    /// How its mail is fetched; absent (an older window): the stored mode (ETRN for a new one).
+    pub mode: Option<FetchMode>,
+    /// The ISP's mail server.
+    pub host: String,
+    /// The ISP's port; empty for the default of the mode and security.
+    pub port: String,
+    /// How the connection is secured.
+    pub security: Security,
+    /// The AUTH user; empty for none.
+    pub username: String,
+    /// A new password; empty keeps the stored one (for the same user).
+    pub password: String,
+    /// The EHLO name; empty for the machine's.
+    pub helo: String,
+    /// The CA file; empty for none.
+    pub ca_file: String,
+    /// The domains to release.
+    pub domains: Vec<DomainRow>,
+    /// The connect command; empty for none. Absent (an older window): keep the stored one.
+    pub connect_command: Option<String>,
+    /// The disconnect command; empty for none. Absent: keep the stored one.
+    pub disconnect_command: Option<String>,
+    /// Seconds to wait for the link; empty for the default. Absent: keep the stored value.
+    pub link_timeout: Option<String>,
+}
+
+impl std::fmt::Debug for AccountForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountForm")
+            .field("original", &self.original)
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("domains", &self.domains)
+            .field("connect_command", &self.connect_command)
+            .field("disconnect_command", &self.disconnect_command)
+            .field("link_timeout", &self.link_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountForm {
+    /// The account the form describes, checked by [`Account::check`]; `stored` is the saved
+    /// version (an empty password field keeps its password when the user name is unchanged,
+    /// and dial-up fields the window left out keep their values).
+    pub fn to_account(&self, stored: Option<&Account>) -> Result<Account, UiError> {
+        let mut err = UiError::default();
+        let mode = self.mode.or(stored.map(|s| s.mode)).unwrap_or_default();
+        // Typing only: text that is not a number or a domain at all. The rules are the core's.
+        let port = match self.port.trim() {
+            "" => mode.default_port(self.security),
+            p => p.parse::<u16>().unwrap_or_else(|_| {
+                err.field(
+                    account_field_name(AccountField::Port),
+                    format!("{p:?} is not a port: use a number from 1 to 65535"),
+                );
+                0
+            }),
+        };
+        // A domain row's problem comes back as `domains.N`, next to that row.
+        let row_field = |i: usize| format!("{}.{i}", account_field_name(AccountField::Domains));
+        let mut domains: Vec<DomainSpec> = Vec::new();
+        for (i, row) in self.domains.iter().enumerate() {
+            let prefix = match row.form {
+                EtrnForm::Domain => "",
+                EtrnForm::Subdomains => "@",
+                EtrnForm::Queue => "#",
+            };
+            let bare = row.name.trim().trim_start_matches(['@', '#']);
+            if bare.is_empty() {
+                continue;
+            }
+            match format!("{prefix}{bare}").parse::<DomainSpec>() {
+                Ok(spec) => domains.push(spec),
+                Err(e) => err.field(row_field(i), e),
+            }
+        }
+        let username = optional(&self.username);
+        let password = if !self.password.is_empty() {
+            Some(Secret::new(self.password.clone()))
+        } else {
+            stored
+                .filter(|s| s.username == username)
+                .and_then(|s| s.password.clone())
+        };
+        let old = stored.map(|s| s.link.clone()).unwrap_or_default();
+        let keep = |given: &Option<String>, old: Option<String>| match given {
+            Some(text) => optional(text),
+            None => old,
+        };
+        let link_timeout = match self.link_timeout.as_deref().map(str::trim) {
+            None => old.link_timeout,
+            Some("") => None,
+            Some(t) => t.parse::<u64>().map(Some).unwrap_or_else(|_| {
+                err.field(
+                    account_field_name(AccountField::LinkTimeout),
+                    format!("{t:?} is not a number of seconds"),
+                );
+                None
+            }),
+        };
+        let account = Account {
+            mode,
+            name: self.name.trim().to_string(),
+            host: self.host.trim().to_string(),
+            port,
+            security: self.security,
+            // The window has no field for it yet: a password command set with the CLI stays,
+            // unless the window gives a password.
+            password_command: stored
+                .filter(|s| s.username == username && password.is_none())
+                .and_then(|s| s.password_command.clone()),
+            username,
+            password,
+            helo: optional(&self.helo),
+            ca_file: optional(&self.ca_file).map(PathBuf::from),
+            domains,
+            link: LinkSettings {
+                connect_command: keep(&self.connect_command, old.connect_command),
+                disconnect_command: keep(&self.disconnect_command, old.disconnect_command),
+                link_timeout,
+            },
+        };
+        for AccountProblem { field, problem } in account.check() {
+            let name = account_field_name(field);
+            // A row that did not parse already says why; "add a domain" would only confuse.
+            let row_error = (0..self.domains.len()).any(|i| err.fields.contains_key(&row_field(i)));
+            if !(field == AccountField::Domains && row_error) {
+                err.field(name, problem);
+            }
+        }
+        err.into_result(account)
+    }
+}
+
+/// What Test connection found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    /// The server's greeting.
+    pub greeting: String,
+    /// Whether the connection was encrypted.
+    pub tls: bool,
+    /// `yes`, `no` or `not configured`.
+    pub auth: String,
+    /// The mode the check was made for (which command the account needs).
+    pub mode: FetchMode,
+    /// Whether an EHLO reply came (else whether ETRN/ATRN is offered is not known).
+    pub ehlo_seen: bool,
+    /// Whether ETRN is in the EHLO reply.
+    pub etrn_advertised: bool,
+    /// Whether ATRN (ODMR) is in the EHLO reply.
+    pub atrn_advertised: bool,
+    /// The EHLO keywords.
+    pub extensions: Vec<String>,
+    /// What failed, with what to do (in the window's words).
+    pub error: Option<String>,
+    /// The form field the failure points at, when one does (shown next to it).
+    pub field: Option<String>,
+    /// The conversation, AUTH redacted.
+    pub transcript: Vec<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn form() -> AccountForm {
+        AccountForm {
+            name: "isp".into(),
+            host: "mail.isp.test".into(),
+            security: Security::Starttls,
+            domains: vec![DomainRow {
+                name: "example.com".into(),
+                form: EtrnForm::Domain,
+            }],
+            ..AccountForm::default()
+        }
+    }
+
+    #[test]
+    fn a_good_form_builds_the_account_with_default_port() {
+        let a = form().to_account(None).unwrap();
+        assert_eq!(a.port, 25);
+        assert_eq!(a.domains[0].etrn_argument(), "example.com");
+        let mut f = form();
+        f.security = Security::Tls;
+        f.domains.push(DomainRow {
+            name: "example.org".into(),
+            form: EtrnForm::Subdomains,
+        });
+        let a = f.to_account(None).unwrap();
+        assert_eq!(a.port, 465);
+        assert_eq!(a.domains[1].etrn_argument(), "@example.org");
+    }
+
+    #[test]
+    fn each_bad_field_gets_its_own_message_from_the_core_rules() {
+        let f = AccountForm {
+            name: "my isp".into(),
+            host: "".into(),
+            port: "70000".into(),
+            security: Security::None,
+            username: "alice".into(),
+            helo: "bad helo".into(),
+            ca_file: "relative.pem".into(),
+            domains: vec![DomainRow {
+                name: "exa mple.com".into(),
+                form: EtrnForm::Domain,
+            }],
+            link_timeout: Some("0".into()),
+            connect_command: Some("pon 'isp".into()),
+            ..AccountForm::default()
+        };
+        let e = f.to_account(None).unwrap_err();
+        for field in [
+            "name",
+            "host",
+            "port",
+            "security",
+            "helo",
+            "ca_file",
+            "domains.0",
+            "link_timeout",
+            "connect_command",
+        ] {
+            assert!(e.fields.contains_key(field), "{field} missing in {e:?}");
+        }
+        assert!(!e.fields.contains_key("domains"), "{e:?}");
+        assert!(
+            e.fields["helo"].starts_with("\"bad helo\" is not a host name"),
+            "{e:?}"
+        );
+        let mut f = form();
+        f.domains.clear();
+        assert!(f.to_account(None).unwrap_err().fields["domains"].contains("at least one"));
+        f.domains = vec![form().domains[0].clone(), form().domains[0].clone()];
+        assert!(f.to_account(None).unwrap_err().fields["domains"].contains("twice"));
+        // A password without its user name, and the other way round.
+        let mut f = form();
+        f.username = "alice".into();
+        assert!(f
+            .to_account(None)
+            .unwrap_err()
+            .fields
+            .contains_key("password"));
+    }
+
+    #[test]
+    fn every_account_field_maps_to_a_form_field() {
+        for field in AccountField::ALL {
+            assert!(
+                ACCOUNT_FIELDS.iter().any(|(f, _, _)| *f == field),
+                "{field:?} has no form field"
+            );
+        }
+    }
+
+    #[test]
+    fn the_mode_sets_the_default_port_needs_auth_for_odmr_and_is_kept_when_absent() {
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        f.username = "customer".into();
+        f.password = "pw".into();
+        let a = f.to_account(None).unwrap();
+        assert_eq!((a.mode, a.port), (FetchMode::Odmr, 366));
+        f.security = Security::Tls;
+        assert_eq!(
+            f.to_account(None).unwrap().port,
+            366,
+            "ODMR's port either way"
+        );
+        // ODMR without a login: the core's rule, next to the user name field.
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields["username"].starts_with("ODMR (ATRN) requires authentication"),
+            "{e:?}"
+        );
+        f.security = Security::None;
+        let e = f.to_account(None).unwrap_err();
+        assert!(e.fields.contains_key("security"), "{e:?}");
+        // @ and # are ETRN's forms: the domains field says so.
+        let mut f = form();
+        f.mode = Some(FetchMode::Odmr);
+        f.username = "customer".into();
+        f.password = "pw".into();
+        f.domains[0].form = EtrnForm::Subdomains;
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields["domains"].contains("ATRN asks for plain domain names"),
+            "{e:?}"
+        );
+        // A window that sends no mode keeps the stored one; a new account is ETRN.
+        f.domains[0].form = EtrnForm::Domain;
+        let stored = f.to_account(None).unwrap();
+        let mut older = f.clone();
+        older.mode = None;
+        older.port = "366".into();
+        assert_eq!(
+            older.to_account(Some(&stored)).unwrap().mode,
+            FetchMode::Odmr
+        );
+        assert_eq!(older.to_account(None).unwrap().mode, FetchMode::Etrn);
+        let view = AccountView::from(&stored);
+        assert_eq!((view.mode, view.default_port), (FetchMode::Odmr, 366));
+        assert!(serde_json::to_string(&view)
+            .unwrap()
+            .contains(r#""mode":"odmr""#));
+    }
+
+    #[test]
+    fn an_empty_password_keeps_the_stored_one_for_the_same_user_only() {
+        let mut f = form();
+        f.username = "alice".into();
+        f.password = "s3cret".into();
+        let stored = f.to_account(None).unwrap();
+        f.password.clear();
+        let kept = f.to_account(Some(&stored)).unwrap();
+        assert_eq!(kept.password.unwrap().expose(), "s3cret");
+        f.username = "bob".into();
+        assert!(f
+            .to_account(Some(&stored))
+            .unwrap_err()
+            .fields
+            .contains_key("password"));
+        assert!(!format!("{f:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_view_never_holds_the_password() {
+        let mut f = form();
+        f.username = "alice".into();
+        f.password = "s3cret".into();
+        let view = AccountView::from(&f.to_account(None).unwrap());
+        assert!(view.has_password);
+        assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
+    }
+}
