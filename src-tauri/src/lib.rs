@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
-pub mod daemon;
 pub mod forms;
 pub mod hints;
 pub mod notify;
