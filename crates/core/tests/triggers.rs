@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings, Security};
 use mailcall_core::client::ClientSettings;
-use mailcall_core::control::{Client, ControlError, Request, Server};
+use mailcall_core::control::{Client, ControlError, Request, Server, Verb};
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
 use mailcall_core::hint::Problem;
@@ -323,7 +323,10 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     assert!(!client.set_paused(false).await.unwrap());
     assert!(!t.is_paused());
     let e = client.send_line("REBOOT").await.unwrap();
-    assert!(e["error"].as_str().unwrap().contains("FETCH"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains(Verb::Fetch.as_str()),
+        "it lists what to send: {e}"
+    );
     // A name that is none is not even sent; the server would refuse it too.
     let e = client
         .fetch(ManualTrigger::Control, vec!["../x".into()])
@@ -381,7 +384,7 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let end = tokio::time::timeout(Duration::from_secs(15), events.next()).await;
     assert!(
         matches!(end, Ok(Ok(None))),
-        "EVENTS ends when the instance stops: {end:?}"
+        "the event stream ends when the instance stops: {end:?}"
     );
     // A stale socket file (nobody behind it) is replaced on the next start.
     let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
