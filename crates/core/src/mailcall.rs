@@ -148,7 +148,7 @@ impl Mailcall {
             "a Mailcall already runs ({}): using it",
             client.socket().display()
         );
-        let updates = Updates::elsewhere(events, client.clone(), known.paused);
+        let updates = Updates::elsewhere(events, client.clone());
         Ok((Mailcall::Remote { client, known }, updates))
     }
 
@@ -379,7 +379,9 @@ fn list(names: &[String]) -> String {
 pub enum Update {
     /// One of its events.
     Event(Event),
-    /// Its pause switch changed (whoever flipped it: a menu, a script, the CLI).
+    /// Its pause switch, as it is now (whoever flipped it: a menu, a script, the CLI): sent at
+    /// each change here, and each time the state of one elsewhere is asked — a front end's own
+    /// view of the switch may have moved meanwhile, so it is told even when this did not.
     Paused(bool),
     /// It went away (stopped, or no longer answers): why. Nothing follows.
     Gone(String),
@@ -389,8 +391,6 @@ pub enum Update {
 #[derive(Debug)]
 pub struct Updates {
     source: Source,
-    /// The pause switch as last told.
-    paused: bool,
 }
 
 #[derive(Debug)]
@@ -413,9 +413,7 @@ enum Source {
 
 impl Updates {
     fn here(events: broadcast::Receiver<Event>, paused: watch::Receiver<bool>) -> Self {
-        let now = *paused.borrow();
         Updates {
-            paused: now,
             source: Source::Here {
                 events,
                 paused: Some(paused),
@@ -423,11 +421,10 @@ impl Updates {
         }
     }
 
-    fn elsewhere(events: EventStream, client: Client, paused: bool) -> Self {
+    fn elsewhere(events: EventStream, client: Client) -> Self {
         let mut ticks = tokio::time::interval(STATUS_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Updates {
-            paused,
             source: Source::Elsewhere {
                 events,
                 client,
@@ -485,11 +482,8 @@ impl Updates {
                     }
                 }
             };
-            match update {
-                Update::Paused(now) if now == self.paused => continue,
-                Update::Paused(now) => self.paused = now,
-                Update::Gone(_) => self.source = Source::Ended,
-                Update::Event(_) => {}
+            if let Update::Gone(_) = update {
+                self.source = Source::Ended;
             }
             return Some(update);
         }
@@ -573,6 +567,80 @@ pub async fn check_account(account: &Account, config: &Config, patience: Patienc
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::instance::Mode;
+    use crate::keystore::MemoryStore;
+
+    /// The next update that `pick` takes, within a bound (a failure, not a wait).
+    async fn next_that<T>(updates: &mut Updates, pick: impl Fn(Update) -> Option<T>) -> T {
+        let found = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(update) = updates.next().await {
+                if let Some(t) = pick(update) {
+                    return Some(t);
+                }
+            }
+            None
+        })
+        .await;
+        found.ok().flatten().expect("no such update")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_start_fronts_the_first_and_hears_when_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().join("data")),
+            maildir: Some(dir.path().join("Maildir")),
+            fetch_at_start: false,
+            ..Config::default()
+        };
+        let options = InstanceOptions {
+            mode: Mode::Tray,
+            config_path: dir.path().join("config.toml"),
+            config,
+            store: std::sync::Arc::new(MemoryStore::default()),
+            control_socket: Some(dir.path().join("run/control.sock")),
+            fetch_at_start: false,
+        };
+        let (first, mut heard_here) = Mailcall::start(options.clone()).await.unwrap();
+        let (second, mut heard_there) = Mailcall::start(options).await.unwrap();
+        assert!(first.is_local() && !second.is_local());
+        assert_eq!(second.control_path(), first.control_path());
+        assert_eq!(second.listen_addr().await, first.listen_addr().await);
+
+        // Asked through the front end, done by the one that runs; both tell it alike.
+        assert!(second.set_paused(true).await.unwrap());
+        let paused = next_that(&mut heard_here, |u| match u {
+            Update::Paused(p) => Some(p),
+            _ => None,
+        })
+        .await;
+        assert!(paused);
+        assert_eq!(
+            first.status().await.unwrap(),
+            second.status().await.unwrap()
+        );
+        // The one queue, acted on alike: a typo in an id deletes nothing, and says so.
+        let none = || Selection::Ids(vec!["nonesuch".into()]);
+        let here = first.queue(Action::Delete, none()).await.unwrap_err();
+        let there = second.queue(Action::Delete, none()).await.unwrap_err();
+        assert!(
+            here.to_string().contains("no message \"nonesuch\""),
+            "{here}"
+        );
+        assert!(
+            there.to_string().ends_with(&here.to_string()),
+            "{here} / {there}"
+        );
+
+        first.stop().await;
+        next_that(&mut heard_there, |u| match u {
+            Update::Gone(_) => Some(()),
+            _ => None,
+        })
+        .await;
+        assert!(heard_there.next().await.is_none(), "nothing after Gone");
+    }
 
     fn remote(listen: &str, accounts: &[&str], config: Option<&str>) -> Mailcall {
         Mailcall::Remote {
