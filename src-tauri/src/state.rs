@@ -84,19 +84,28 @@ struct Running {
 }
 
 impl Running {
+    /// Its control socket, in words.
+    fn control(&self) -> Option<String> {
+        self.mailcall
+            .control_path()
+            .map(|p| p.display().to_string())
+    }
+
+    /// The control socket of the daemon this tray fronts; `None` when Mailcall runs here.
+    fn daemon_socket(&self) -> Option<String> {
+        self.control().filter(|_| !self.mailcall.is_local())
+    }
+
     /// Who serves, in the window's words.
     fn serving(&self) -> Serving {
-        let control = self
-            .mailcall
-            .control_path()
-            .map(|p| p.display().to_string());
-        if self.mailcall.is_local() {
-            Serving::Here { control }
-        } else {
-            Serving::Daemon {
-                socket: control.unwrap_or_default(),
+        match self.daemon_socket() {
+            Some(socket) => Serving::Daemon {
+                socket,
                 differs: self.differs.clone(),
-            }
+            },
+            None => Serving::Here {
+                control: self.control(),
+            },
         }
     }
 
@@ -363,12 +372,9 @@ impl AppState {
         let ours = self.config().map_err(|e| config_problem(&e))?;
         let (listing, note) = match &*self.running.lock().await {
             Some(r) => {
-                let note = match r.serving() {
-                    Serving::Daemon { socket, .. } => Some(format!(
-                        "The running Mailcall daemon ({socket}) hands this mail on; Retry, Bounce and Delete go to it."
-                    )),
-                    Serving::Here { .. } | Serving::NotRunning => None,
-                };
+                let note = r.daemon_socket().map(|socket| format!(
+                    "The running Mailcall daemon ({socket}) hands this mail on; Retry, Bounce and Delete go to it."
+                ));
                 let listing = r
                     .mailcall
                     .queue_list(&ours)
@@ -465,12 +471,7 @@ impl AppState {
 
     /// The control socket of the daemon this tray fronts, when it fronts one.
     async fn fronted_daemon(&self) -> Option<String> {
-        let running = self.running.lock().await;
-        let daemon = running.as_ref().filter(|r| !r.mailcall.is_local())?;
-        daemon
-            .mailcall
-            .control_path()
-            .map(|p| p.display().to_string())
+        self.running.lock().await.as_ref()?.daemon_socket()
     }
 
     /// Who runs Mailcall for this tray.

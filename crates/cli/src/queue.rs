@@ -26,7 +26,7 @@ use crate::settings;
 #[derive(Debug, Args)]
 pub struct QueueArgs {
     #[command(subcommand)]
-    action: Option<QueueAction>,
+    command: Option<QueueCommand>,
     /// Print the queue as JSON (one message per line).
     #[arg(long)]
     json: bool,
@@ -34,7 +34,7 @@ pub struct QueueArgs {
 
 /// The `queue` subcommands.
 #[derive(Debug, Subcommand)]
-enum QueueAction {
+enum QueueCommand {
     /// List the messages waiting (the default).
     List,
     /// Hand the messages on now (refused recipients are tried again too).
@@ -77,22 +77,14 @@ struct Confirmed {
     yes: bool,
 }
 
-impl QueueAction {
-    /// The action and its messages; `None` for a listing.
-    fn action(&self) -> Option<(Action, &Which)> {
+impl QueueCommand {
+    /// The action, its messages and whether `--yes` was given; `None` for a listing.
+    fn action(&self) -> Option<(Action, &Which, bool)> {
         match self {
-            QueueAction::List => None,
-            QueueAction::Retry(which) => Some((Action::Retry, which)),
-            QueueAction::Bounce(c) => Some((Action::Bounce, &c.which)),
-            QueueAction::Delete(c) => Some((Action::Delete, &c.which)),
-        }
-    }
-
-    /// `--yes`, for the actions that ask first.
-    fn confirmed(&self) -> bool {
-        match self {
-            QueueAction::List | QueueAction::Retry(_) => false,
-            QueueAction::Bounce(c) | QueueAction::Delete(c) => c.yes,
+            QueueCommand::List => None,
+            QueueCommand::Retry(which) => Some((Action::Retry, which, false)),
+            QueueCommand::Bounce(c) => Some((Action::Bounce, &c.which, c.yes)),
+            QueueCommand::Delete(c) => Some((Action::Delete, &c.which, c.yes)),
         }
     }
 }
@@ -101,7 +93,7 @@ impl QueueAction {
 pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
     let (_, config) = settings::load(explicit)?;
     let dir = config.data_path().map_err(Failure::setup)?.join(SPOOL_DIR);
-    let todo = args.action.as_ref().and_then(QueueAction::action);
+    let todo = args.command.as_ref().and_then(QueueCommand::action);
     if !dir.exists() && todo.is_none() {
         if !args.json {
             say!("the queue is empty ({} does not exist yet)", dir.display());
@@ -114,12 +106,11 @@ pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
             dir.display()
         ))
     })?;
-    let Some((action, which)) = todo else {
+    let Some((action, which, yes)) = todo else {
         return list(&spool, args.json);
     };
-    let confirmed = args.action.as_ref().is_some_and(QueueAction::confirmed);
     if action.is_destructive() {
-        confirm(&spool, which, confirmed, action)?;
+        confirm(&spool, which, yes, action)?;
     }
     act(&config, &spool, action, which.selection())
 }
