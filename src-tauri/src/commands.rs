@@ -2,19 +2,15 @@
 //! the Delivery tab (routes, unknown recipients, retry delays) and the Queue.
 //! Each is generic over the runtime so the unit tests drive them on Tauri's mock runtime.
 
-use std::time::Duration;
-
-use mailcall_core::account::FetchMode;
-use mailcall_core::client::ClientSettings;
 use mailcall_core::config;
-use mailcall_core::etrn;
 use mailcall_core::hint::{Problem, Setting};
-use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
+use mailcall_core::history::{ManualTrigger, RecordKind, SessionRecord};
 use mailcall_core::instance;
 use mailcall_core::keystore::KeystoreError;
-use mailcall_core::odmr;
+use mailcall_core::mailcall::{self, Patience};
 use mailcall_core::report::HandOverOutcome;
 use mailcall_core::spool::actions::Selection;
+use mailcall_core::spool::Action;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
@@ -24,9 +20,8 @@ use crate::forms::{
 };
 use crate::hints;
 use crate::prefs;
-use crate::queue::{QueueAction, QueueView};
-use crate::state::AppState;
-use crate::status::Serving;
+use crate::queue::{self, QueueView};
+use crate::state::{AppState, NotApplied};
 
 /// Everything the window shows on opening.
 #[derive(Debug, Serialize)]
@@ -124,24 +119,10 @@ pub async fn save_settings<R: Runtime>(
         let exe = std::env::current_exe()?;
         prefs::set_start_at_login(settings.start_at_login, &exe)?;
     }
-    let serving = state.serving().await;
-    let mut note = None;
-    match serving {
-        Serving::Daemon { socket, .. } if config != before => {
-            note = Some(format!(
-                "The running Mailcall daemon ({socket}) uses them once it restarts."
-            ));
-        }
-        Serving::Daemon { .. } => {}
-        Serving::NotRunning | Serving::Here { .. } => {
-            if config != before || serving == Serving::NotRunning {
-                state
-                    .start_service(&app)
-                    .await
-                    .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?;
-            }
-        }
-    }
+    let note = state
+        .settings_saved(&app, config != before)
+        .await
+        .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?;
     // After a restart: the switch goes to what runs now (and is remembered for the next start).
     if settings.paused != state.is_paused().await {
         state
@@ -269,17 +250,10 @@ pub async fn test_connection(
     };
     let stored = tauri::async_runtime::spawn_blocking(move || store.load(&lookup).ok()).await?;
     let account = account.to_account(stored.as_ref())?;
-    let reply_timeout = state.config().map(|c| c.reply_timeout).unwrap_or(30);
-    let settings = ClientSettings {
-        connect_timeout: Duration::from_secs(15),
-        reply_timeout: Duration::from_secs(reply_timeout.min(30)),
-        ..ClientSettings::default()
-    };
-    let (info, error, transcript) = match account.mode {
-        FetchMode::Etrn => etrn::check_account(&account, &settings).await,
-        FetchMode::Odmr => odmr::check_account(&account, &settings).await,
-    };
-    let problem = error.map(|e| Problem::new(e.to_string()).fixed_by(e.fix(&account.name)));
+    let config = state.config().unwrap_or_default();
+    let check = mailcall::check_account(&account, &config, Patience::Window).await;
+    let problem = check.problem(&account.name);
+    let info = &check.info;
     let field = match problem.as_ref().and_then(|p| p.fix.as_ref()) {
         Some(Setting::Account { field, .. }) => Some(forms::account_field_name(*field).to_string()),
         _ => None,
@@ -294,7 +268,7 @@ pub async fn test_connection(
         },
         mode: account.mode,
         // Unknown when the session failed before the EHLO reply.
-        ehlo_seen: !info.greeting.is_empty() && !info.extensions.is_empty(),
+        ehlo_seen: check.ehlo_seen(),
         etrn_advertised: info.advertises("ETRN"),
         atrn_advertised: info.advertises("ATRN"),
         extensions: info.extensions.clone(),
@@ -304,7 +278,7 @@ pub async fn test_connection(
             None => hints::render(&p),
         }),
         field,
-        transcript: transcript.iter().map(|l| l.to_string()).collect(),
+        transcript: check.transcript.iter().map(|l| l.to_string()).collect(),
     })
 }
 
@@ -385,7 +359,7 @@ pub async fn fetch_now<R: Runtime>(
     state: State<'_, AppState>,
 ) -> Result<(), UiError> {
     state
-        .fetch_now(&app, Trigger::Window)
+        .fetch_now(&app, ManualTrigger::Window)
         .await
         .map_err(|p| ui_problem(&p, ""))
 }
@@ -476,27 +450,15 @@ pub async fn save_delivery<R: Runtime>(
         config.save(&state.config_path)?;
         let delays = (config.retry_delay, config.max_retry_delay)
             != (before.retry_delay, before.max_retry_delay);
-        match state.serving().await {
-            Serving::Daemon { socket, .. } => {
-                state
-                    .reload_accounts()
-                    .await
-                    .map_err(|p| ui_problem(&p, "Saved, but "))?;
-                if delays {
-                    note = Some(format!(
-                        "The running Mailcall daemon ({socket}) uses the new retry delays once it restarts."
-                    ));
+        note = state
+            .delivery_saved(&app, delays)
+            .await
+            .map_err(|e| match e {
+                NotApplied::CannotRun(p) => {
+                    ui_problem(&p, "Saved, but Mailcall cannot run with them: ")
                 }
-            }
-            Serving::NotRunning | Serving::Here { .. } if delays => state
-                .start_service(&app)
-                .await
-                .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?,
-            Serving::NotRunning | Serving::Here { .. } => state
-                .reload_accounts()
-                .await
-                .map_err(|p| ui_problem(&p, "Saved, but "))?,
-        }
+                NotApplied::NotRead(p) => ui_problem(&p, "Saved, but "),
+            })?;
     }
     Ok(DeliverySaved {
         delivery: DeliveryView::of(&config, &config.maildir_path()?)?,
@@ -516,7 +478,7 @@ pub async fn load_queue(state: State<'_, AppState>) -> Result<QueueView, UiError
 pub async fn queue_action<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
-    action: QueueAction,
+    action: Action,
     ids: Vec<String>,
     all: Option<bool>,
 ) -> Result<String, UiError> {
@@ -529,5 +491,5 @@ pub async fn queue_action<R: Runtime>(
         .queue_action(&app, action, selection)
         .await
         .map_err(|p| ui_problem(&p, ""))?;
-    Ok(action.done(&result))
+    Ok(queue::done(action, &result))
 }

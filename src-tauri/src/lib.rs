@@ -6,7 +6,6 @@
 
 pub mod commands;
 pub mod contract;
-pub mod daemon;
 pub mod forms;
 pub mod hints;
 pub mod notify;

@@ -9,9 +9,9 @@ use mailcall_core::config;
 use mailcall_core::control;
 use mailcall_core::event::EventSink;
 use mailcall_core::hint::Problem;
-use mailcall_core::history::{SessionRecord, Trigger};
+use mailcall_core::history::{ManualTrigger, SessionRecord};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
-use mailcall_core::service::FetchRequest;
+use mailcall_core::mailcall::{Mailcall, MailcallError};
 use tauri::{AppHandle, Runtime};
 
 use crate::hints;
@@ -34,7 +34,7 @@ pub fn single_instance_address() -> (String, String) {
 /// In the running app: a `--fetch` arrived from another process over D-Bus (the control socket
 /// was not there). Like a FETCH on the socket, it is a manual fetch: Pause does not stop it.
 pub fn fetch_requested<R: Runtime>(app: &AppHandle<R>) {
-    crate::state::fetch_in_background(app, Trigger::Control);
+    crate::state::fetch_in_background(app, ManualTrigger::Control);
 }
 
 /// Runs `mailcall --fetch` from a shell or script.
@@ -79,16 +79,16 @@ pub fn fetch_from_command_line() -> ExitCode {
 
 /// Asks whoever serves the control socket (daemon or tray) and waits for the session's record;
 /// `None` when nothing listens there.
-async fn via_control_socket() -> Result<Option<SessionRecord>, control::ControlError> {
+async fn via_control_socket() -> Result<Option<SessionRecord>, MailcallError> {
     let path = control::default_socket_path()?;
-    match control::fetch(&path, &[]).await {
-        Ok(record) => {
-            println!("asked the running Mailcall to fetch ({})", path.display());
-            Ok(Some(record))
-        }
-        Err(e) if e.is_not_running() => Ok(None),
-        Err(e) => Err(e),
-    }
+    let running = match Mailcall::connect(path.clone()).await {
+        Ok(running) => running,
+        Err(e) if e.is_not_running() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let record = running.fetch(ManualTrigger::Control, Vec::new()).await?;
+    println!("asked the running Mailcall to fetch ({})", path.display());
+    Ok(Some(record))
 }
 
 async fn forward() -> zbus::Result<()> {
@@ -154,7 +154,7 @@ async fn one_shot() -> Result<SessionRecord, Problem> {
         return Err(Problem::new("no account could be read from the keyring"));
     }
     let record = tokio::select! {
-        r = instance.fetch(FetchRequest::all(Trigger::Control)) => r.map_err(|e| Problem::new(e.to_string())),
+        r = instance.fetch(ManualTrigger::Control, Vec::new()) => r.map_err(|e| Problem::new(e.to_string())),
         _ = tokio::signal::ctrl_c() => Err(Problem::new("interrupted: the mail not acknowledged stays at the ISP")),
     };
     instance.stop().await;

@@ -1,8 +1,10 @@
-//! The app's state: where config and accounts live; the Mailcall this tray runs — a tray-mode
-//! [`Instance`] — or, when one already runs with the same control socket, the daemon it is a
-//! front end to; and the tray status their events feed (notifications, the window). The status
-//! is published on a watch that the tray icon follows: this module never calls into the tray.
+//! The app's state: where config and accounts live; the Mailcall this tray uses — the core's
+//! handle on a tray-mode instance started here or, when one already runs with the same control
+//! socket, on that daemon — and the tray status its updates feed (notifications, the window).
+//! The status is published on a watch that the tray icon follows: this module never calls into
+//! the tray.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,21 +12,21 @@ use std::time::Duration;
 
 use mailcall_core::account::FetchMode;
 use mailcall_core::config::{Config, ConfigError};
-use mailcall_core::event::{Event, EventSink};
+use mailcall_core::event::Event;
 use mailcall_core::hint::{Problem, Setting};
-use mailcall_core::history::Trigger;
-use mailcall_core::instance::{self, Instance, InstanceOptions, Mode, SavedState, StartError};
+use mailcall_core::history::ManualTrigger;
+use mailcall_core::instance::{self, InstanceOptions, Mode, SavedState};
 use mailcall_core::keystore::AccountStore;
-use mailcall_core::service::{self, FetchRequest};
-use mailcall_core::spool::actions::{ActionResult, Selection};
+use mailcall_core::mailcall::{Mailcall, Update, Updates};
+use mailcall_core::spool::actions::{ActionResult, Listing, Selection};
+use mailcall_core::spool::{Action, SPOOL_DIR};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{DaemonLink, News};
 use crate::notify::Notifier;
 use crate::prefs::{self, prefs_path, Prefs};
-use crate::queue::{self, QueueAction, QueueView};
+use crate::queue::QueueView;
 use crate::status::{Serving, StatusView, TrayStatus};
 
 /// The event the window gets whenever the status changes (payload: [`StatusView`]).
@@ -53,60 +55,65 @@ pub struct AppState {
     prefs: Mutex<Prefs>,
     status: Mutex<TrayStatus>,
     view: watch::Sender<StatusView>,
-    backend: tokio::sync::Mutex<Backend>,
+    /// The Mailcall this tray uses; `None` before the first start, or when it failed.
+    running: tokio::sync::Mutex<Option<Running>>,
     /// Set once Mailcall has started (here or as a front end): later starts (new settings, a
     /// daemon that went away) are not "Mailcall starts", so they do not fetch at start.
     started_once: AtomicBool,
-    /// Numbers each front-end connection, so news of an old one cannot act on a new one.
+    /// Numbers each start, so news of an old one cannot act on a new one.
     generation: AtomicU64,
 }
 
-/// What runs Mailcall for this tray.
-enum Backend {
-    /// Nothing (before the first start, or it failed).
-    Stopped,
-    /// An instance in this process.
-    Here {
-        instance: Box<Instance>,
-        /// Stops the event pump and the pause mirror.
-        tasks: CancellationToken,
-    },
-    /// The daemon that already ran; this tray is its front end.
-    Daemon {
-        link: DaemonLink,
-        /// How it differs from this tray's config, if it does.
-        differs: Option<String>,
-        /// Stops following it.
-        tasks: CancellationToken,
-        generation: u64,
-    },
+/// Saved settings did not take effect.
+#[derive(Debug)]
+pub enum NotApplied {
+    /// Mailcall cannot start here with them.
+    CannotRun(Problem),
+    /// The running Mailcall did not read them again.
+    NotRead(Problem),
 }
 
-impl Backend {
+/// The Mailcall this tray uses (here, or the daemon it fronts), and what follows it.
+struct Running {
+    mailcall: Mailcall,
+    /// How it differs from this tray's config, if it does (a daemon may run with another file).
+    differs: Option<String>,
+    /// Stops following its updates.
+    follower: CancellationToken,
+    generation: u64,
+}
+
+impl Running {
+    /// Its control socket, in words.
+    fn control(&self) -> Option<String> {
+        self.mailcall
+            .control_path()
+            .map(|p| p.display().to_string())
+    }
+
+    /// The control socket of the daemon this tray fronts; `None` when Mailcall runs here.
+    fn daemon_socket(&self) -> Option<String> {
+        self.control().filter(|_| !self.mailcall.is_local())
+    }
+
+    /// Who serves, in the window's words.
     fn serving(&self) -> Serving {
-        match self {
-            Backend::Stopped => Serving::NotRunning,
-            Backend::Here { instance, .. } => Serving::Here {
-                control: instance.control_path().map(|p| p.display().to_string()),
+        match self.daemon_socket() {
+            Some(socket) => Serving::Daemon {
+                socket,
+                differs: self.differs.clone(),
             },
-            Backend::Daemon { link, differs, .. } => Serving::Daemon {
-                socket: link.socket().display().to_string(),
-                differs: differs.clone(),
+            None => Serving::Here {
+                control: self.control(),
             },
         }
     }
 
-    /// Stops what runs: an instance finishes its deliveries (or 4xx them) and closes its
-    /// listener and control socket; a daemon is only let go of.
+    /// Lets it go: one here finishes its deliveries (or 4xx them) and closes its listener and
+    /// control socket; a daemon keeps running.
     async fn stop(self) {
-        match self {
-            Backend::Stopped => {}
-            Backend::Here { instance, tasks } => {
-                instance.stop().await;
-                tasks.cancel();
-            }
-            Backend::Daemon { tasks, .. } => tasks.cancel(),
-        }
+        self.mailcall.stop().await;
+        self.follower.cancel();
     }
 }
 
@@ -134,7 +141,7 @@ impl AppState {
             prefs: Mutex::new(prefs),
             status: Mutex::new(status),
             view,
-            backend: tokio::sync::Mutex::new(Backend::Stopped),
+            running: tokio::sync::Mutex::new(None),
             started_once: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
@@ -154,12 +161,11 @@ impl AppState {
     /// The config whose data directory holds what the window shows (history, queue): the
     /// daemon's own when this tray fronts one that runs with another config file, else ours.
     pub async fn served_config(&self) -> Result<Config, ConfigError> {
-        let theirs = match &*self.backend.lock().await {
-            Backend::Daemon { link, .. } => link
+        let theirs = self.running.lock().await.as_ref().and_then(|r| {
+            r.mailcall
                 .other_config(&self.config_path)
-                .map(std::path::Path::to_path_buf),
-            _ => None,
-        };
+                .map(Path::to_path_buf)
+        });
         match theirs {
             Some(path) => Config::load(&path),
             None => self.config(),
@@ -203,31 +209,29 @@ impl AppState {
         self.restart(app, None).await
     }
 
-    /// [`AppState::start_service`]; with `only_after` set, only while the front end of that
-    /// generation is still what runs (its daemon went away).
+    /// [`AppState::start_service`]; with `only_after` set, only while what runs is still the
+    /// start of that generation (its daemon went away), or nothing.
     async fn restart<R: Runtime>(
         &self,
         app: &AppHandle<R>,
         only_after: Option<u64>,
     ) -> Result<(), Problem> {
-        let mut backend = self.backend.lock().await;
+        let mut running = self.running.lock().await;
         if let Some(g) = only_after {
-            let current = matches!(&*backend, Backend::Daemon { generation, .. } if *generation == g)
-                || matches!(&*backend, Backend::Stopped);
-            if !current {
+            if running.as_ref().is_some_and(|r| r.generation != g) {
                 return Ok(());
             }
         }
-        std::mem::replace(&mut *backend, Backend::Stopped)
-            .stop()
-            .await;
+        if let Some(old) = running.take() {
+            old.stop().await;
+        }
         self.status().stopped();
         let outcome = self.start(app).await.map(|started| {
             let serving = started.serving();
-            *backend = started;
+            *running = Some(started);
             serving
         });
-        drop(backend);
+        drop(running);
         if outcome.is_ok() {
             self.learn_account_modes().await;
         }
@@ -240,97 +244,41 @@ impl AppState {
         result
     }
 
-    async fn start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<Backend, Problem> {
+    async fn start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<Running, Problem> {
         let config = self.config().map_err(|e| config_problem(&e))?;
         self.migrate_pause(&config);
         let options = InstanceOptions {
             mode: Mode::Tray,
             fetch_at_start: config.fetch_at_start && !self.started_once.load(Ordering::SeqCst),
             config_path: self.config_path.clone(),
-            config,
+            config: config.clone(),
             store: self.store.clone(),
             control_socket: self.control_socket.clone(),
         };
-        // A daemon that stops just as the tray finds it: try again (here, then).
-        for _ in 0..3 {
-            let events = EventSink::default();
-            // Subscribed before the start: skipped accounts and netlink trouble reach the tray.
-            let rx = events.subscribe();
-            match Instance::start(options.clone(), events).await {
-                Ok(instance) => {
-                    self.started_once.store(true, Ordering::SeqCst);
-                    let tasks = CancellationToken::new();
-                    // Subscribed before it is read: no flip falls in between.
-                    let paused = instance.triggers().paused_changes();
-                    self.status().set_paused(*paused.borrow());
-                    tauri::async_runtime::spawn(pump_events(app.clone(), rx, tasks.clone()));
-                    tauri::async_runtime::spawn(mirror_pause(app.clone(), paused, tasks.clone()));
-                    return Ok(Backend::Here {
-                        instance: Box::new(instance),
-                        tasks,
-                    });
-                }
-                Err(StartError::AlreadyRunning(socket)) => {
-                    if let Some(front_end) = self.front_end(app, socket, &options.config).await? {
-                        return Ok(front_end);
-                    }
-                }
-                Err(e) => return Err(e.problem()),
-            }
-        }
-        Err(Problem::new(
-            "another Mailcall keeps starting and stopping on the control socket; stop it, then start Mailcall again",
-        ))
-    }
-
-    /// Becomes the front end of the Mailcall that owns `socket`; `None` when it stopped just
-    /// now (so Mailcall can start here).
-    async fn front_end<R: Runtime>(
-        &self,
-        app: &AppHandle<R>,
-        socket: PathBuf,
-        config: &Config,
-    ) -> Result<Option<Backend>, Problem> {
-        let (link, events, status) = match DaemonLink::connect(socket.clone()).await {
-            Ok(connected) => connected,
-            Err(e) if e.is_not_running() => return Ok(None),
-            Err(e) => {
-                return Err(Problem::new(format!(
-                    "a Mailcall already runs and owns {}, but this tray cannot use it: {e}. Stop it (or this tray) and start Mailcall again",
-                    socket.display()
-                )))
-            }
-        };
-        tracing::info!("a Mailcall already runs ({}): using it", socket.display());
+        let (mailcall, updates) = Mailcall::start(options).await.map_err(|e| e.problem())?;
         self.started_once.store(true, Ordering::SeqCst);
-        let differs = link.differs_from(config, &self.config_path);
+        let differs = mailcall.differs_from(&config, &self.config_path);
         if let Some(d) = &differs {
             tracing::warn!(
                 "the running Mailcall differs from {}: {d}",
                 self.config_path.display()
             );
         }
-        {
+        // After its updates were subscribed to: no flip of the switch falls in between.
+        if let Ok(now) = mailcall.status().await {
             let mut s = self.status();
-            s.set_paused(status.paused);
-            s.set_fetching(status.fetching);
+            s.set_paused(now.paused);
+            s.set_fetching(now.fetching);
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let tasks = CancellationToken::new();
-        let follower = link.clone();
-        let app = app.clone();
-        let stop = tasks.clone();
-        tauri::async_runtime::spawn(async move {
-            follower
-                .follow(events, stop, |news| on_daemon_news(&app, news, generation))
-                .await;
-        });
-        Ok(Some(Backend::Daemon {
-            link,
+        let follower = CancellationToken::new();
+        tauri::async_runtime::spawn(follow(app.clone(), updates, follower.clone(), generation));
+        Ok(Running {
+            mailcall,
             differs,
-            tasks,
+            follower,
             generation,
-        }))
+        })
     }
 
     /// An older tray kept the pause switch in `gui.toml`: it becomes the core's remembered
@@ -358,8 +306,10 @@ impl AppState {
     /// Stops Mailcall here (deliveries in flight finish or get a 4xx, then the listener and the
     /// control socket close), or lets go of the daemon it fronted (which keeps running).
     pub async fn stop_service(&self) {
-        let backend = std::mem::replace(&mut *self.backend.lock().await, Backend::Stopped);
-        backend.stop().await;
+        let running = self.running.lock().await.take();
+        if let Some(running) = running {
+            running.stop().await;
+        }
         self.status().stopped();
         self.publish();
     }
@@ -367,22 +317,15 @@ impl AppState {
     /// Where the listener listens (here or the daemon's, as it says now), when Mailcall runs
     /// and has one (an ODMR-only setup binds none).
     pub async fn listen_addr(&self) -> Option<String> {
-        match &*self.backend.lock().await {
-            Backend::Stopped => None,
-            Backend::Here { instance, .. } => {
-                instance.service().listen_addr().map(|a| a.to_string())
-            }
-            Backend::Daemon { link, .. } => match link.status().await {
-                Ok(status) => status.listen,
-                Err(_) => Some(link.listen().to_string()).filter(|l| !l.is_empty()),
-            },
-        }
+        let running = self.running.lock().await;
+        let addr = running.as_ref()?.mailcall.listen_addr().await;
+        addr.map(|a| a.to_string())
     }
 
     /// Where the listener listens, in a sentence for the Settings tab: the address, or that
     /// none runs because every account is ODMR (or that one should and cannot).
     pub async fn listener_note(&self) -> String {
-        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+        if self.running.lock().await.is_none() {
             return "Not listening: Mailcall is not running".into();
         }
         let modes = self.status().account_modes();
@@ -399,22 +342,17 @@ impl AppState {
         }
     }
 
-    /// Learns how each account fetches (from the instance here, or the keyring for a daemon's),
-    /// for the tray to name the mode with the account.
+    /// Learns how each account fetches (as the Mailcall here runs them, or from the keyring
+    /// for a daemon's), for the tray to name the mode with the account.
     async fn learn_account_modes(&self) {
-        let here: Option<Vec<(String, FetchMode)>> = match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => Some(
-                instance
-                    .service()
-                    .accounts()
-                    .iter()
-                    .map(|a| (a.name.clone(), a.mode))
-                    .collect(),
-            ),
-            _ => None,
-        };
-        let modes = match here {
-            Some(m) => m,
+        let running = self
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .and_then(|r| r.mailcall.accounts());
+        let modes: Vec<(String, FetchMode)> = match running {
+            Some(accounts) => accounts.iter().map(|a| (a.name.clone(), a.mode)).collect(),
             None => {
                 let Ok(config) = self.config() else { return };
                 match instance::load_accounts(self.store.clone(), config.accounts).await {
@@ -428,39 +366,35 @@ impl AppState {
         self.status().set_account_modes(modes);
     }
 
-    /// The queue of mail for LAN servers: read from the spool (the instance's here; the daemon's
-    /// data directory's when a daemon hands it on, as `mailcall-cli queue` reads it).
+    /// The queue of mail for LAN servers, read from the spool of whoever hands it on (the
+    /// instance here, or the daemon's data directory, as `mailcall-cli queue` reads it).
     pub async fn queue(&self) -> Result<QueueView, Problem> {
-        let (spool, note) = match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => {
-                (instance.queue().map(|q| q.spool().clone()), None)
+        let ours = self.config().map_err(|e| config_problem(&e))?;
+        let (listing, note) = match &*self.running.lock().await {
+            Some(r) => {
+                let note = r.daemon_socket().map(|socket| format!(
+                    "The running Mailcall daemon ({socket}) hands this mail on; Retry, Bounce and Delete go to it."
+                ));
+                let listing = r
+                    .mailcall
+                    .queue_list(&ours)
+                    .await
+                    .map_err(|e| e.problem())?;
+                (listing, note)
             }
-            Backend::Daemon { link, .. } => (
-                None,
-                Some(format!(
-                    "The running Mailcall daemon ({}) hands this mail on; Retry, Bounce and Delete go to it.",
-                    link.socket().display()
-                )),
-            ),
-            Backend::Stopped => (None, None),
-        };
-        let dir = match &spool {
-            Some(_) => None,
             None => {
-                let config = self.served_config().await.map_err(|e| config_problem(&e))?;
-                Some(queue::spool_dir(
-                    &config.data_path().map_err(|e| config_problem(&e))?,
-                ))
+                let dir = ours
+                    .data_path()
+                    .map_err(|e| config_problem(&e))?
+                    .join(SPOOL_DIR);
+                let listing = tokio::task::spawn_blocking(move || Listing::read(&dir))
+                    .await
+                    .map_err(|e| Problem::new(format!("reading the queue failed: {e}")))?
+                    .map_err(Problem::new)?;
+                (listing, None)
             }
         };
-        let read = tokio::task::spawn_blocking(move || match (spool, dir) {
-            (Some(spool), _) => queue::read_spool(&spool),
-            (None, Some(dir)) => queue::read(&dir),
-            (None, None) => Ok(QueueView::default()),
-        })
-        .await
-        .map_err(|e| Problem::new(format!("reading the queue failed: {e}")))?;
-        let mut view = read.map_err(Problem::new)?;
+        let mut view = QueueView::of(&listing);
         view.note = note;
         Ok(view)
     }
@@ -470,46 +404,92 @@ impl AppState {
     pub async fn queue_action<R: Runtime>(
         &self,
         app: &AppHandle<R>,
-        action: QueueAction,
+        action: Action,
         selection: Selection,
     ) -> Result<ActionResult, Problem> {
-        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+        if self.running.lock().await.is_none() {
             self.start_service(app).await?;
         }
-        let result = match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => {
-                let Some(queue) = instance.queue() else {
-                    return Err(Problem::new(
-                        "Mailcall's queue cannot be used (see the error on starting): check the data directory",
-                    ));
-                };
-                match action {
-                    QueueAction::Retry => queue.retry(selection).await,
-                    QueueAction::Bounce => queue.bounce(selection).await,
-                    QueueAction::Delete => queue.delete(selection).await,
-                }
-                .map_err(Problem::new)
-            }
-            Backend::Daemon { link, .. } => {
-                link.queue(action.verb(), &selection).await.map_err(|e| {
-                    Problem::new(format!("the running Mailcall daemon did not do it: {e}"))
-                })
-            }
-            Backend::Stopped => Err(Problem::new("Mailcall is not running; check the settings")),
+        let result = match &*self.running.lock().await {
+            Some(r) => r
+                .mailcall
+                .queue(action, selection)
+                .await
+                .map_err(|e| e.problem()),
+            None => Err(Problem::new("Mailcall is not running; check the settings")),
         };
         let _ = app.emit(QUEUE_EVENT, ());
         result
     }
 
+    /// Settings that apply when Mailcall starts were saved (`changed`: the config file
+    /// changed): Mailcall here starts again with them, and one that was not running starts,
+    /// whatever changed (they may be what kept it from starting). A daemon this tray fronts
+    /// keeps running and uses them once it restarts: the note returned says so.
+    pub async fn settings_saved<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        changed: bool,
+    ) -> Result<Option<String>, Problem> {
+        if let Some(socket) = self.fronted_daemon().await {
+            return Ok(changed.then(|| {
+                format!("The running Mailcall daemon ({socket}) uses them once it restarts.")
+            }));
+        }
+        if changed || self.running.lock().await.is_none() {
+            self.start_service(app).await?;
+        }
+        Ok(None)
+    }
+
+    /// The Delivery tab changed the config file (`delays`: the retry delays with it). Routes
+    /// and unknown recipients apply at once where Mailcall runs; new retry delays start
+    /// Mailcall here again, and a daemon this tray fronts uses them once it restarts: the note
+    /// returned says so.
+    pub async fn delivery_saved<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        delays: bool,
+    ) -> Result<Option<String>, NotApplied> {
+        if let Some(socket) = self.fronted_daemon().await {
+            self.reload_accounts().await.map_err(NotApplied::NotRead)?;
+            return Ok(delays.then(|| {
+                format!(
+                    "The running Mailcall daemon ({socket}) uses the new retry delays once it restarts."
+                )
+            }));
+        }
+        if delays {
+            self.start_service(app)
+                .await
+                .map_err(NotApplied::CannotRun)?;
+        } else {
+            self.reload_accounts().await.map_err(NotApplied::NotRead)?;
+        }
+        Ok(None)
+    }
+
+    /// The control socket of the daemon this tray fronts, when it fronts one.
+    async fn fronted_daemon(&self) -> Option<String> {
+        self.running.lock().await.as_ref()?.daemon_socket()
+    }
+
     /// Who runs Mailcall for this tray.
     pub async fn serving(&self) -> Serving {
-        self.backend.lock().await.serving()
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map_or(Serving::NotRunning, Running::serving)
     }
 
     /// Reads the accounts and the routes again where Mailcall runs (after an edit in the
     /// window: RELOAD for a daemon); accounts that cannot be read come back as error events.
     pub async fn reload_accounts(&self) -> Result<(), Problem> {
-        let result = self.reload().await;
+        let result = match &*self.running.lock().await {
+            Some(r) => r.mailcall.reload().await.map(drop).map_err(|e| e.problem()),
+            None => Ok(()),
+        };
         self.learn_account_modes().await;
         result
     }
@@ -521,13 +501,12 @@ impl AppState {
         &self,
         app: &AppHandle<R>,
     ) -> Result<(), Problem> {
-        let unneeded = match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => {
-                instance.service().listen_addr().is_some()
-                    && !service::needs_listener(&instance.service().accounts())
-            }
-            _ => false,
-        };
+        let unneeded = self
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|r| r.mailcall.has_unneeded_listener());
         if unneeded {
             tracing::info!(
                 "no account needs the listener any more: starting Mailcall again without it"
@@ -537,30 +516,15 @@ impl AppState {
         Ok(())
     }
 
-    async fn reload(&self) -> Result<(), Problem> {
-        match &*self.backend.lock().await {
-            Backend::Stopped => Ok(()),
-            Backend::Here { instance, .. } => {
-                instance.reload().await.map(drop).map_err(|e| e.problem())
-            }
-            Backend::Daemon { link, .. } => link.reload().await.map(drop).map_err(|e| {
-                Problem::new(format!(
-                    "saved, but the running Mailcall daemon did not take the change: {e}"
-                ))
-            }),
-        }
-    }
-
     /// Whether automatic fetching is paused: where Mailcall runs (the control socket's
     /// PAUSE/RESUME change it too), else the remembered switch for the next start.
     pub async fn is_paused(&self) -> bool {
-        match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => instance.triggers().is_paused(),
-            Backend::Daemon { link, .. } => match link.status().await {
+        match &*self.running.lock().await {
+            Some(r) => match r.mailcall.status().await {
                 Ok(s) => s.paused,
                 Err(_) => self.status().view().paused,
             },
-            Backend::Stopped => self
+            None => self
                 .config()
                 .ok()
                 .and_then(|c| SavedState::load(&c).ok())
@@ -575,18 +539,14 @@ impl AppState {
         app: &AppHandle<R>,
         paused: bool,
     ) -> Result<(), Problem> {
-        let now = match &*self.backend.lock().await {
-            // The instance remembers it (state.toml) itself.
-            Backend::Here { instance, .. } => {
-                instance.set_paused(paused);
-                paused
-            }
-            Backend::Daemon { link, .. } => link.set_paused(paused).await.map_err(|e| {
-                Problem::new(format!(
-                    "the running Mailcall daemon did not take Pause: {e}"
-                ))
-            })?,
-            Backend::Stopped => {
+        let now = match &*self.running.lock().await {
+            // Whoever runs remembers it (state.toml) itself.
+            Some(r) => r
+                .mailcall
+                .set_paused(paused)
+                .await
+                .map_err(|e| e.problem())?,
+            None => {
                 let config = self.config().map_err(|e| config_problem(&e))?;
                 (SavedState { paused })
                     .save(&config)
@@ -605,7 +565,7 @@ impl AppState {
     pub async fn fetch_now<R: Runtime>(
         &self,
         app: &AppHandle<R>,
-        trigger: Trigger,
+        trigger: ManualTrigger,
     ) -> Result<(), Problem> {
         let config = self.config().map_err(|e| config_problem(&e))?;
         if config.accounts.is_empty() {
@@ -613,33 +573,26 @@ impl AppState {
                 "there are no accounts to fetch for: add your ISP account under Settings → Accounts",
             ));
         }
-        if matches!(&*self.backend.lock().await, Backend::Stopped) {
+        if self.running.lock().await.is_none() {
             // The start failed before (settings since fixed, keyring unlocked later).
             self.start_service(app).await?;
         }
-        match &*self.backend.lock().await {
-            Backend::Here { instance, .. } => {
-                let triggers = instance.triggers().clone();
-                tauri::async_runtime::spawn(async move {
-                    // The record's errors come as events; a stopped service is a quit.
-                    let _ = triggers.fetch_now(FetchRequest::all(trigger)).await;
-                });
-                Ok(())
-            }
-            Backend::Daemon { link, .. } => {
-                let link = link.clone();
+        match &*self.running.lock().await {
+            Some(r) => {
+                let fetch = r.mailcall.fetch(trigger, Vec::new());
                 let app = app.clone();
                 tauri::async_runtime::spawn(async move {
-                    // Its progress and result come as its events; only a failed request is ours.
-                    if let Err(e) = link.fetch(trigger).await {
-                        let problem =
-                            Problem::new(format!("the running Mailcall daemon did not fetch: {e}"));
-                        show_problem(&app, &problem);
+                    // Its progress and the record's errors come as events; a Mailcall here that
+                    // stopped is a quit. Only a request that failed is news of its own.
+                    if let Err(e) = fetch.await {
+                        if !e.is_stopped() {
+                            show_problem(&app, &e.problem());
+                        }
                     }
                 });
                 Ok(())
             }
-            Backend::Stopped => Err(Problem::new("Mailcall is not running; check the settings")),
+            None => Err(Problem::new("Mailcall is not running; check the settings")),
         }
     }
 }
@@ -664,39 +617,42 @@ fn apply_event<R: Runtime>(app: &AppHandle<R>, event: &Event) {
     }
 }
 
-/// Feeds the instance's events to the tray status, notifications and the window.
-async fn pump_events<R: Runtime>(
+/// Follows what the Mailcall this tray uses says — its events and its pause switch, as if they
+/// happened here — until `stop`; when it is a daemon that went away, Mailcall starts here.
+async fn follow<R: Runtime>(
     app: AppHandle<R>,
-    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    mut updates: Updates,
     stop: CancellationToken,
+    generation: u64,
 ) {
-    while let Some(event) = mailcall_core::event::next_until(&mut rx, &stop).await {
-        apply_event(&app, &event);
+    loop {
+        let update = tokio::select! {
+            _ = stop.cancelled() => return,
+            update = updates.next() => update,
+        };
+        let (Some(update), Some(state)) = (update, app.try_state::<AppState>()) else {
+            return;
+        };
+        match update {
+            Update::Event(event) => apply_event(&app, &event),
+            Update::Paused(paused) => {
+                if state.status().set_paused(paused) {
+                    refresh(&app);
+                }
+            }
+            Update::Gone(why) => return daemon_gone(&app, &state, &why, generation),
+        }
     }
 }
 
-/// What the daemon this tray fronts says: its events and state as if they were local; when
-/// it is gone, Mailcall starts here.
-fn on_daemon_news<R: Runtime>(app: &AppHandle<R>, news: News, generation: u64) {
-    let Some(state) = app.try_state::<AppState>() else {
-        return;
-    };
-    match news {
-        News::Event(event) => apply_event(app, &event),
-        News::Status(status) => {
-            let changed = state.status().set_paused(status.paused);
-            if changed {
-                refresh(app);
-            }
-        }
-        News::Gone(why) => {
-            tracing::warn!("the running Mailcall went away ({why}): starting Mailcall here");
-            let notices = state.status().daemon_lost();
-            state.notifier.send(notices);
-            refresh(app);
-            tauri::async_runtime::spawn(take_over(app.clone(), generation));
-        }
-    }
+/// The daemon of `generation` this tray fronted went away: the tray says so, and Mailcall
+/// starts here. (Not async: it only spawns the take-over.)
+fn daemon_gone<R: Runtime>(app: &AppHandle<R>, state: &AppState, why: &str, generation: u64) {
+    tracing::warn!("the running Mailcall went away ({why}): starting Mailcall here");
+    let notices = state.status().daemon_lost();
+    state.notifier.send(notices);
+    refresh(app);
+    tauri::async_runtime::spawn(take_over(app.clone(), generation));
 }
 
 /// Starts Mailcall here after the daemon of `generation` went away; retries for a while, as
@@ -732,7 +688,7 @@ pub fn show_problem<R: Runtime>(app: &AppHandle<R>, problem: &Problem) {
 
 /// Starts a fetch for `trigger` (the tray menu, a forwarded `--fetch`) without waiting for it;
 /// a failure to start it shows like any problem.
-pub fn fetch_in_background<R: Runtime>(app: &AppHandle<R>, trigger: Trigger) {
+pub fn fetch_in_background<R: Runtime>(app: &AppHandle<R>, trigger: ManualTrigger) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let Some(state) = app.try_state::<AppState>() else {
@@ -751,30 +707,4 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     };
     let view = state.publish();
     let _ = app.emit(STATUS_EVENT, view);
-}
-
-/// Keeps the status's pause switch (the tray's check mark) in step with the instance's, whoever
-/// flips it (the menu, the window, `PAUSE`/`RESUME` on the control socket).
-async fn mirror_pause<R: Runtime>(
-    app: AppHandle<R>,
-    mut paused: watch::Receiver<bool>,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = paused.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let now = *paused.borrow_and_update();
-                let Some(state) = app.try_state::<AppState>() else {
-                    return;
-                };
-                if state.status().set_paused(now) {
-                    refresh(&app);
-                }
-            }
-        }
-    }
 }

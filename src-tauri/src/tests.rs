@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings, Secret, Security};
 use mailcall_core::config::{Config, ConfigKey};
+use mailcall_core::control::{Client, Request};
 use mailcall_core::instance::SavedState;
 use mailcall_core::keystore::{AccountStore, MemoryStore};
 use serde_json::{json, Value};
@@ -140,10 +141,23 @@ impl Harness {
         assert!(saved.is_some(), "the remembered pause switch is not {want}");
     }
 
-    /// One request on the tray's control socket, as `mailcall-cli` would send it.
-    fn control(&self, line: &str) -> Value {
-        tauri::async_runtime::block_on(mailcall_core::control::request(&self.socket, line))
-            .unwrap_or_else(|e| panic!("{line} on {}: {e}", self.socket.display()))
+    /// One request on the tray's control socket, as a script would send it; its reply, which
+    /// must say it was done.
+    fn control(&self, request: Request) -> Value {
+        control_at(&self.socket, request)
+            .unwrap_or_else(|e| panic!("{e} on {}", self.socket.display()))
+    }
+}
+
+/// One request on the control socket at `socket`, as a script would send it; its reply, or
+/// why there is none (or why it was refused).
+fn control_at(socket: &std::path::Path, request: Request) -> Result<Value, String> {
+    let client = Client::new(socket.to_path_buf());
+    let reply = tauri::async_runtime::block_on(client.send_line(&request.to_string()))
+        .map_err(|e| format!("{request}: {e}"))?;
+    match reply["ok"].as_bool() {
+        Some(true) => Ok(reply),
+        _ => Err(format!("{request}: {reply}")),
     }
 }
 
@@ -325,7 +339,7 @@ fn an_old_pause_in_gui_toml_becomes_the_remembered_switch() {
     let prefs_path = crate::prefs::prefs_path(&h.config_path);
     std::fs::write(&prefs_path, "notifications = false\npaused = true\n").unwrap();
     h.start_service();
-    assert_eq!(h.control("STATUS")["paused"], true);
+    assert_eq!(h.control(Request::Status)["paused"], true);
     h.wait_saved_pause(true);
     let text = std::fs::read_to_string(&prefs_path).unwrap();
     assert!(
@@ -553,7 +567,7 @@ fn trigger_options_are_saved_as_config_keys_and_checked() {
 fn the_control_socket_answers_and_pause_reaches_the_triggers() {
     let h = harness();
     h.start_service();
-    let status = h.control("STATUS");
+    let status = h.control(Request::Status);
     assert_eq!(status["paused"], false, "{status}");
     let data = h.invoke("load_settings", json!({})).unwrap();
     assert!(
@@ -569,18 +583,18 @@ fn the_control_socket_answers_and_pause_reaches_the_triggers() {
     settings["paused"] = json!(true);
     h.invoke("save_settings", json!({"settings": settings}))
         .unwrap();
-    assert_eq!(h.control("STATUS")["paused"], true);
+    assert_eq!(h.control(Request::Status)["paused"], true);
     h.wait_saved_pause(true);
     assert!(h.state().status().view().paused, "the check mark follows");
 
     // RESUME from a script shows in the window.
-    h.control("RESUME");
+    h.control(Request::Resume);
     let data = h.invoke("load_settings", json!({})).unwrap();
     assert_eq!(data["settings"]["paused"], false, "{data}");
 
     // A restart (new settings) keeps the socket (the old server's clean-up does not remove the
     // new one's file) and the pause a script set.
-    assert_eq!(h.control("PAUSE")["paused"], true);
+    assert_eq!(h.control(Request::Pause)["paused"], true);
     h.wait_saved_pause(true);
     let mut settings = h.invoke("load_settings", json!({})).unwrap()["settings"].clone();
     assert_eq!(settings["paused"], true);
@@ -588,7 +602,7 @@ fn the_control_socket_answers_and_pause_reaches_the_triggers() {
     h.invoke("save_settings", json!({"settings": settings}))
         .unwrap();
     assert_eq!(
-        h.control("STATUS")["paused"],
+        h.control(Request::Status)["paused"],
         true,
         "paused survives a restart"
     );
@@ -641,9 +655,9 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
 
     // Pause goes to the running one; its switch shows here (the check mark) and in the window.
     tauri::async_runtime::block_on(second.state().set_paused(&app, true)).unwrap();
-    assert_eq!(first.control("STATUS")["paused"], true);
+    assert_eq!(first.control(Request::Status)["paused"], true);
     assert!(second.state().status().view().paused);
-    first.control("RESUME");
+    first.control(Request::Resume);
     let resumed =
         mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
             (!second.state().status().view().paused).then_some(())
@@ -670,9 +684,8 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
         matches!(second.serving(), Serving::Here { .. }).then_some(())
     });
     assert!(here.is_some(), "no takeover: {:?}", second.serving());
-    let status =
-        tauri::async_runtime::block_on(mailcall_core::control::request(&first.socket, "STATUS"))
-            .expect("the second tray answers on the socket now");
+    let status = control_at(&first.socket, Request::Status)
+        .expect("the second tray answers on the socket now");
     assert_eq!(status["accounts"], json!(["isp"]), "{status}");
     assert!(!second.state().status().view().line.contains("via daemon"));
 }
@@ -724,7 +737,7 @@ fn an_odmr_account_is_saved_with_its_mode_and_port_and_runs_without_a_listener()
         None,
         "the listener nobody needs is closed"
     );
-    assert_eq!(h.control("STATUS")["accounts"], json!(["isp"]));
+    assert_eq!(h.control(Request::Status)["accounts"], json!(["isp"]));
     assert_eq!(
         (saved["mode"].clone(), saved["port"].clone()),
         (json!("odmr"), json!(366))
@@ -757,7 +770,7 @@ fn an_odmr_account_is_saved_with_its_mode_and_port_and_runs_without_a_listener()
         "{data}"
     );
     assert_eq!(data["accounts"][0]["mode"], "odmr");
-    assert_eq!(h.control("STATUS")["listen"], Value::Null);
+    assert_eq!(h.control(Request::Status)["listen"], Value::Null);
     // The tray names the account with its mode.
     assert_eq!(h.state().status().account_words("isp"), "isp (ODMR)");
 
@@ -962,7 +975,7 @@ fn routes_are_added_and_removed_in_the_delivery_tab_and_the_running_mailcall_use
     assert_eq!(h.config().routes.len(), 1);
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     assert!(text.contains("[[routes]]"), "the CLI's table: {text}");
-    let control_before = h.control("STATUS");
+    let control_before = h.control(Request::Status);
     deliver(&h.listen(), "alice@example.com", "routed-1");
     let arrived =
         mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
@@ -971,7 +984,7 @@ fn routes_are_added_and_removed_in_the_delivery_tab_and_the_running_mailcall_use
     assert!(arrived.is_some(), "the route was not used at once");
     assert_eq!(maildir_files(&h._dir.path().join("Maildir")), 0);
     assert_eq!(
-        h.control("STATUS")["listen"],
+        h.control(Request::Status)["listen"],
         control_before["listen"],
         "no restart"
     );
@@ -1038,7 +1051,7 @@ fn routes_are_added_and_removed_in_the_delivery_tab_and_the_running_mailcall_use
         (h.config().retry_delay, h.config().max_retry_delay),
         (5, 600)
     );
-    assert_eq!(h.control("STATUS")["ok"], true);
+    assert_eq!(h.control(Request::Status)["ok"], true);
 }
 
 #[test]

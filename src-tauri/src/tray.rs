@@ -7,7 +7,7 @@
 //! host yet (the panel starts after Mailcall) or none at all: the app runs on without the icon,
 //! and shows it when a host appears ([`crate::tray_host`]).
 
-use mailcall_core::history::Trigger;
+use mailcall_core::history::ManualTrigger;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -205,7 +205,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
 
 /// Starts a fetch; a failure shows on the tray and as a notification.
 pub fn fetch_now<R: Runtime>(app: &AppHandle<R>) {
-    crate::state::fetch_in_background(app, Trigger::Tray);
+    crate::state::fetch_in_background(app, ManualTrigger::Tray);
 }
 
 fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {

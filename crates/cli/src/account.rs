@@ -11,6 +11,7 @@ use mailcall_core::account::{Account, DomainSpec, FetchMode, LinkSettings, Secre
 use mailcall_core::control;
 use mailcall_core::hint::AccountField;
 use mailcall_core::keystore::{self, AccountStore, KeystoreError};
+use mailcall_core::mailcall::{Mailcall, MailcallError};
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
@@ -420,14 +421,15 @@ pub fn tell_running() {
         return;
     };
     let Ok(rt) = runtime() else { return };
-    match rt.block_on(control::reload(&socket)) {
+    let asked = rt.block_on(async { Mailcall::connect(socket).await?.reload().await });
+    match asked {
         Ok(skipped) => {
             say!("the running Mailcall has read its accounts again");
             for s in skipped {
                 eprintln!("warning: the running Mailcall skipped {s}");
             }
         }
-        Err(e) if e.is_not_running() => {}
+        Err(MailcallError::Remote(e)) if e.is_not_running() => {}
         Err(e) => eprintln!("warning: could not tell the running Mailcall: {e}"),
     }
 }

@@ -8,18 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use mailcall_core::account::FetchMode;
-use mailcall_core::client::ClientSettings;
 use mailcall_core::config::ConfigKey;
 use mailcall_core::control;
-use mailcall_core::etrn;
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::hint::Problem;
-use mailcall_core::history::{RecordKind, SessionRecord, Trigger};
+use mailcall_core::history::{ManualTrigger, RecordKind, SessionRecord};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore;
-use mailcall_core::odmr;
-use mailcall_core::service::FetchRequest;
+use mailcall_core::mailcall::{self, Mailcall, Patience};
 
 use crate::failure::{Failure, Outcome};
 use crate::hints;
@@ -164,7 +160,7 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             }
         });
         let record = tokio::select! {
-            r = instance.fetch(FetchRequest::named(Trigger::Cli, asked)) => r.map_err(Failure::failed),
+            r = instance.fetch(ManualTrigger::Cli, asked) => r.map_err(Failure::failed),
             _ = stop.cancelled() => Err(Failure::failed("interrupted: the mail not acknowledged stays at the ISP")),
         };
         instance.stop().await;
@@ -202,23 +198,30 @@ fn via_running(
 ) -> Result<Option<ExitCode>, Failure> {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     let rt = runtime()?;
-    match rt.block_on(control::fetch(&socket, names)) {
-        Ok(record) => {
+    let asked = rt.block_on(async {
+        let running = Mailcall::connect(socket.clone()).await?;
+        let record = running
+            .fetch(ManualTrigger::Control, names.to_vec())
+            .await?;
+        Ok::<_, mailcall::MailcallError>((running, record))
+    });
+    match asked {
+        Ok((running, record)) => {
             if !json {
                 say!("asked the running Mailcall ({})", socket.display());
             }
-            let running = rt.block_on(crate::running::running_config(&socket));
+            let theirs = running.running_config().map(|p| p.display().to_string());
             // The record's hints are about the running one's accounts: they name its file.
             if let Some(config) = crate::running::note_other_config(
                 explicit,
-                running.as_deref(),
+                theirs.as_deref(),
                 "it fetched with its own accounts and settings",
             ) {
                 crate::hints::set_config(&config);
             }
             finish(&record, json).map(Some)
         }
-        Err(e) if e.is_not_running() => {
+        Err(mailcall::MailcallError::Remote(e)) if e.is_not_running() => {
             if !json {
                 say!("no running Mailcall ({}): fetching here", socket.display());
             }
@@ -288,20 +291,14 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
     let account = keystore::for_config(&config, &path)
         .load(name)
         .map_err(Failure::setup)?;
-    let settings = ClientSettings {
-        reply_timeout: Duration::from_secs(config.reply_timeout),
-        ..ClientSettings::default()
-    };
-    let (info, error, transcript) = runtime()?.block_on(async {
-        match account.mode {
-            FetchMode::Etrn => etrn::check_account(&account, &settings).await,
-            FetchMode::Odmr => odmr::check_account(&account, &settings).await,
-        }
-    });
+    let check = runtime()?.block_on(mailcall::check_account(
+        &account,
+        &config,
+        Patience::Configured,
+    ));
+    let problem = check.problem(name);
+    let info = &check.info;
     if json {
-        let problem = error
-            .as_ref()
-            .map(|e| Problem::new(e.to_string()).fixed_by(e.fix(name)));
         let value = serde_json::json!({
             "account": name,
             "mode": account.mode,
@@ -309,7 +306,7 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
             "etrn_advertised": info.advertises("ETRN"),
             "atrn_advertised": info.advertises("ATRN"),
             "error": problem,
-            "transcript": transcript,
+            "transcript": check.transcript,
         });
         println!("{value}");
         return Ok(if problem.is_some() {
@@ -318,7 +315,7 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
             ExitCode::SUCCESS
         });
     }
-    for line in &transcript {
+    for line in &check.transcript {
         say!("  {line}");
     }
     say!(
@@ -342,7 +339,7 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
     say!("mode: {}", account.mode);
     for keyword in ["ETRN", "ATRN"] {
         // Unknown when the session failed before the EHLO reply.
-        let known = !info.greeting.is_empty() && !info.extensions.is_empty();
+        let known = check.ehlo_seen();
         say!(
             "{keyword} advertised: {}",
             match (known, info.advertises(keyword)) {
@@ -352,11 +349,8 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
             }
         );
     }
-    match error {
-        Some(e) => {
-            let p = Problem::new(e.to_string()).fixed_by(e.fix(name));
-            Err(Failure::failed(hints::render(&p)))
-        }
+    match problem {
+        Some(p) => Err(Failure::failed(hints::render(&p))),
         None => Ok(ExitCode::SUCCESS),
     }
 }

@@ -1,7 +1,7 @@
 //! `queue [list]|retry|bounce|delete`: the mail waiting in Mailcall's spool to be handed on to
-//! LAN servers. Listing reads the spool directly; the actions go to a running Mailcall over its
-//! control socket, or, when none runs, are done here (holding the spool's lock) — a retry then
-//! hands the mail on at once from this process.
+//! LAN servers. Listing reads the spool directly; the actions go to a running Mailcall, or, when
+//! none runs, are done here by the core ([`offline`]) — a retry then hands the mail on at once
+//! from this process, each hand-over printed.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -13,23 +13,20 @@ use clap::{Args, Subcommand};
 use mailcall_core::config::Config;
 use mailcall_core::control;
 use mailcall_core::event::{Event, EventSink};
-use mailcall_core::maildir::Maildir;
-use mailcall_core::spool::actions::{self, ActionResult, Selection};
-use mailcall_core::spool::runner::{self, RunnerOptions};
-use mailcall_core::spool::{Spool, Status, SPOOL_DIR};
+use mailcall_core::mailcall::Mailcall;
+use mailcall_core::spool::actions::{ActionResult, Listing, Selection};
+use mailcall_core::spool::offline::{self, OfflineError};
+use mailcall_core::spool::{Action, Spool, Status, SPOOL_DIR};
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
 use crate::settings;
 
-/// How long `queue retry` with no Mailcall running hands mail on before it gives up.
-const RETRY_LIMIT: Duration = Duration::from_secs(120);
-
 /// Arguments of `queue`.
 #[derive(Debug, Args)]
 pub struct QueueArgs {
     #[command(subcommand)]
-    action: Option<QueueAction>,
+    command: Option<QueueCommand>,
     /// Print the queue as JSON (one message per line).
     #[arg(long)]
     json: bool,
@@ -37,7 +34,7 @@ pub struct QueueArgs {
 
 /// The `queue` subcommands.
 #[derive(Debug, Subcommand)]
-enum QueueAction {
+enum QueueCommand {
     /// List the messages waiting (the default).
     List,
     /// Hand the messages on now (refused recipients are tried again too).
@@ -80,11 +77,24 @@ struct Confirmed {
     yes: bool,
 }
 
+impl QueueCommand {
+    /// The action, its messages and whether `--yes` was given; `None` for a listing.
+    fn action(&self) -> Option<(Action, &Which, bool)> {
+        match self {
+            QueueCommand::List => None,
+            QueueCommand::Retry(which) => Some((Action::Retry, which, false)),
+            QueueCommand::Bounce(c) => Some((Action::Bounce, &c.which, c.yes)),
+            QueueCommand::Delete(c) => Some((Action::Delete, &c.which, c.yes)),
+        }
+    }
+}
+
 /// Runs `queue`.
 pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
     let (_, config) = settings::load(explicit)?;
     let dir = config.data_path().map_err(Failure::setup)?.join(SPOOL_DIR);
-    if !dir.exists() && matches!(args.action, None | Some(QueueAction::List)) {
+    let todo = args.command.as_ref().and_then(QueueCommand::action);
+    if !dir.exists() && todo.is_none() {
         if !args.json {
             say!("the queue is empty ({} does not exist yet)", dir.display());
         }
@@ -96,28 +106,23 @@ pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
             dir.display()
         ))
     })?;
-    match args.action {
-        None | Some(QueueAction::List) => list(&spool, args.json),
-        Some(QueueAction::Retry(which)) => act(&config, &spool, "RETRY", which.selection()),
-        Some(QueueAction::Bounce(c)) => {
-            confirm(&spool, &c, "Bounce")?;
-            act(&config, &spool, "BOUNCE", c.which.selection())
-        }
-        Some(QueueAction::Delete(c)) => {
-            confirm(&spool, &c, "Delete")?;
-            act(&config, &spool, "DELETE", c.which.selection())
-        }
+    let Some((action, which, yes)) = todo else {
+        return list(&spool, args.json);
+    };
+    if action.is_destructive() {
+        confirm(&spool, which, yes, action)?;
     }
+    act(&config, &spool, action, which.selection())
 }
 
 fn list(spool: &Spool, json: bool) -> Outcome {
-    let (entries, problems) = spool.entries().map_err(Failure::failed)?;
-    for p in &problems {
+    let listing = Listing::of(spool).map_err(Failure::failed)?;
+    for p in &listing.problems {
         eprintln!("warning: {p}");
     }
     let (mut queued, mut failed) = (0, 0);
-    for e in &entries {
-        let headline = spool.headline(e);
+    for listed in &listing.messages {
+        let (e, headline) = (&listed.entry, &listed.headline);
         if json {
             let line = serde_json::json!({
                 "id": e.id,
@@ -178,26 +183,35 @@ fn list(spool: &Spool, json: bool) -> Outcome {
         }
     }
     if !json {
-        if entries.is_empty() {
+        if listing.messages.is_empty() {
             say!("the queue is empty");
         } else {
             say!(
                 "{} message(s): {queued} recipient(s) waiting, {failed} refused",
-                entries.len()
+                listing.messages.len()
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The verb for people: what the confirmation asks.
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Retry => "Retry",
+        Action::Bounce => "Bounce",
+        Action::Delete => "Delete",
+    }
+}
+
 /// Shows what would be bounced or deleted and asks, unless `--yes`.
-fn confirm(spool: &Spool, c: &Confirmed, verb: &str) -> Result<(), Failure> {
+fn confirm(spool: &Spool, which: &Which, yes: bool, action: Action) -> Result<(), Failure> {
     let (entries, _) = spool.entries().map_err(Failure::failed)?;
-    let picked = c.which.selection().pick(entries).map_err(Failure::failed)?;
+    let picked = which.selection().pick(entries).map_err(Failure::failed)?;
     if picked.is_empty() {
         return Err(Failure::failed("the queue is empty: nothing to do"));
     }
-    if c.yes {
+    if yes {
         return Ok(());
     }
     for e in &picked {
@@ -214,6 +228,7 @@ fn confirm(spool: &Spool, c: &Confirmed, verb: &str) -> Result<(), Failure> {
             rcpts.join(", ")
         );
     }
+    let verb = verb(action);
     eprint!("{verb} {} message(s)? [y/N] ", picked.len());
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -228,26 +243,32 @@ fn confirm(spool: &Spool, c: &Confirmed, verb: &str) -> Result<(), Failure> {
 }
 
 /// Asks the running Mailcall, or does it here.
-fn act(config: &Config, spool: &Spool, action: &str, selection: Selection) -> Outcome {
+fn act(config: &Config, spool: &Spool, action: Action, selection: Selection) -> Outcome {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     let rt = runtime()?;
-    let result = match rt.block_on(control::queue(&socket, action, &selection)) {
-        Ok(result) => {
-            say!("the running Mailcall did it ({})", socket.display());
-            result
+    let result = rt.block_on(async {
+        match Mailcall::connect(socket.clone()).await {
+            Ok(running) => {
+                let result = running
+                    .queue(action, selection)
+                    .await
+                    .map_err(Failure::failed)?;
+                say!("the running Mailcall did it ({})", socket.display());
+                Ok(result)
+            }
+            Err(e) if e.is_not_running() => here(config, spool, action, &selection).await,
+            Err(e) => Err(Failure::failed(e)),
         }
-        Err(e) if e.is_not_running() => rt.block_on(here(config, spool, action, &selection))?,
-        Err(e) => return Err(Failure::failed(e)),
-    };
+    })?;
     report(action, &result);
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(action: &str, r: &ActionResult) {
+fn report(action: Action, r: &ActionResult) {
     let verb = match action {
-        "RETRY" => "retried",
-        "BOUNCE" => "bounced",
-        _ => "deleted",
+        Action::Retry => "retried",
+        Action::Bounce => "bounced",
+        Action::Delete => "deleted",
     };
     say!(
         "{verb} {} message(s), {} recipient(s)",
@@ -259,52 +280,14 @@ fn report(action: &str, r: &ActionResult) {
     }
 }
 
-/// No Mailcall runs: act holding the spool's lock; a retry hands the mail on right here.
+/// No Mailcall runs: the core acts holding the spool's lock (a retry hands the mail on right
+/// here); each hand-over and error is printed as it happens.
 async fn here(
     config: &Config,
     spool: &Spool,
-    action: &str,
+    action: Action,
     selection: &Selection,
 ) -> Result<ActionResult, Failure> {
-    let Some(lock) = spool.try_lock().map_err(Failure::failed)? else {
-        return Err(Failure::failed(
-            "another Mailcall is handing mail on from the queue right now (a fetch in progress?); try again when it has finished",
-        ));
-    };
-    let result = match action {
-        "RETRY" => actions::retry(spool, selection, &[]),
-        "BOUNCE" => {
-            let maildir = config.maildir_path().map_err(Failure::setup)?;
-            let postmaster = Maildir::create(&maildir).map_err(|e| {
-                Failure::setup(format!("cannot use the Maildir {}: {e}", maildir.display()))
-            })?;
-            actions::bounce(
-                spool,
-                selection,
-                &postmaster,
-                &config.hostname(),
-                actions::BOUNCED_BY_HAND,
-                &[],
-            )
-            .await
-        }
-        _ => actions::delete(spool, selection, &[]),
-    }
-    .map_err(Failure::failed)?;
-    drop(lock);
-    if action == "RETRY" && result.messages > 0 {
-        hand_on_now(config, spool).await?;
-    }
-    Ok(result)
-}
-
-/// Runs the hand-over loop until nothing is due, printing what each server says.
-async fn hand_on_now(config: &Config, spool: &Spool) -> Result<(), Failure> {
-    let maildir = config.maildir_path().map_err(Failure::setup)?;
-    let postmaster = Maildir::create(&maildir).map_err(|e| {
-        Failure::setup(format!("cannot use the Maildir {}: {e}", maildir.display()))
-    })?;
-    let options = RunnerOptions::from_config(config).map_err(Failure::setup)?;
     let events = EventSink::default();
     let mut rx = events.subscribe();
     let printer = tokio::spawn(async move {
@@ -316,9 +299,14 @@ async fn hand_on_now(config: &Config, spool: &Spool) -> Result<(), Failure> {
             }
         }
     });
-    let runner = runner::start(spool.clone(), postmaster, options, events);
-    runner.finish(Some(RETRY_LIMIT)).await;
-    // The loop is gone, so is the last sender: the printer ends once it printed everything.
+    let result = offline::act(config, spool, action, selection, events).await;
+    // The sink is gone with the hand-overs: the printer ends once it printed everything.
     let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
-    Ok(())
+    result.map_err(|e: OfflineError| {
+        if e.is_setup() {
+            Failure::setup(e)
+        } else {
+            Failure::failed(e)
+        }
+    })
 }

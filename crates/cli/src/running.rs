@@ -1,11 +1,12 @@
-//! `pause`, `resume` and `status`: the running daemon or tray over its control socket; when
-//! nothing runs, `pause`/`resume` set the remembered switch for the next start.
+//! `pause`, `resume` and `status`: the running daemon or tray, through the core's handle on it;
+//! when nothing runs, `pause`/`resume` set the remembered switch for the next start.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mailcall_core::control;
 use mailcall_core::instance::SavedState;
+use mailcall_core::mailcall::{Mailcall, MailcallError};
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
@@ -36,10 +37,9 @@ pub fn note_other_config(
     Some(running)
 }
 
-/// The config file the running Mailcall uses, for [`note_other_config`]; `None` when it
-/// cannot be asked (nothing runs, or an older one that does not say).
-pub async fn running_config(socket: &Path) -> Option<String> {
-    control::status(socket).await.ok()?.config
+/// Whether `e` says that nothing runs (so the command does its work without it).
+fn not_running(e: &MailcallError) -> bool {
+    matches!(e, MailcallError::Remote(e) if e.is_not_running())
 }
 
 /// `pause` / `resume`.
@@ -47,18 +47,23 @@ pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
     let word = if paused { "paused" } else { "resumed" };
     let socket = control::default_socket_path().map_err(Failure::setup)?;
     let rt = runtime()?;
-    match rt.block_on(control::set_paused(&socket, paused)) {
-        Ok(_) => {
+    let asked = rt.block_on(async {
+        let running = Mailcall::connect(socket).await?;
+        running.set_paused(paused).await?;
+        Ok::<_, MailcallError>(running)
+    });
+    match asked {
+        Ok(running) => {
             say!("automatic fetching {word} in the running Mailcall (and for its next start)");
-            let running = rt.block_on(running_config(&socket));
+            let theirs = running.running_config().map(|p| p.display().to_string());
             note_other_config(
                 explicit,
-                running.as_deref(),
+                theirs.as_deref(),
                 &format!("it is the one {word}"),
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if e.is_not_running() => {
+        Err(e) if not_running(&e) => {
             let (_, config) = settings::load(explicit)?;
             SavedState { paused }
                 .save(&config)
@@ -73,7 +78,9 @@ pub fn set_paused(explicit: Option<&Path>, paused: bool) -> Outcome {
 /// `status`.
 pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
-    match runtime()?.block_on(control::status(&socket)) {
+    let asked =
+        runtime()?.block_on(async { Mailcall::connect(socket.clone()).await?.status().await });
+    match asked {
         Ok(s) if json => {
             note_other_config(explicit, s.config.as_deref(), "this is its state");
             let mut value = serde_json::to_value(&s).map_err(Failure::failed)?;
@@ -92,9 +99,10 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
             note_other_config(explicit, s.config.as_deref(), "this is its state");
             say!(
                 "listening on: {}",
-                s.listen
-                    .as_deref()
-                    .unwrap_or("nothing (ODMR accounts only: no listener needed)")
+                s.listen.map_or_else(
+                    || "nothing (ODMR accounts only: no listener needed)".to_string(),
+                    |a| a.to_string()
+                )
             );
             say!("accounts: {}", s.accounts.join(", "));
             say!("fetching now: {}", if s.fetching { "yes" } else { "no" });
@@ -109,7 +117,7 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) if e.is_not_running() => {
+        Err(e) if not_running(&e) => {
             let (_, config) = settings::load(explicit)?;
             let saved = SavedState::load(&config).map_err(Failure::setup)?;
             if json {

@@ -134,7 +134,10 @@ fn note_running(key: ConfigKey) {
     let Ok(rt) = crate::output::runtime() else {
         return;
     };
-    if rt.block_on(control::status(&socket)).is_ok() {
+    if rt
+        .block_on(control::Client::new(socket.clone()).status())
+        .is_ok()
+    {
         say!(
             "a Mailcall is running ({}): it uses the new {key} from its next start; restart it to use it now",
             socket.display()

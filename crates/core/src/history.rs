@@ -69,6 +69,55 @@ impl std::fmt::Display for Trigger {
     }
 }
 
+/// A front end that fetches by hand: the only triggers a front end's fetch (and a `FETCH` on the
+/// control socket) may carry. An automatic trigger asked for from outside would be a lie in the
+/// history, and the failed fetch would be retried as if a link had come up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ManualTrigger {
+    /// `mailcall-cli fetch`.
+    Cli,
+    /// The tray's "Fetch now" (menu or click).
+    Tray,
+    /// The settings window's "Fetch now".
+    Window,
+    /// A script over the control socket (`fetch --via-running`, `mailcall --fetch`, ip-up).
+    Control,
+}
+
+impl ManualTrigger {
+    /// Every one of them.
+    pub const ALL: [ManualTrigger; 4] = [
+        ManualTrigger::Cli,
+        ManualTrigger::Tray,
+        ManualTrigger::Window,
+        ManualTrigger::Control,
+    ];
+
+    /// The one whose word (as in the history) is `word`.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| Trigger::from(*t).as_str() == word)
+    }
+}
+
+impl From<ManualTrigger> for Trigger {
+    fn from(t: ManualTrigger) -> Self {
+        match t {
+            ManualTrigger::Cli => Trigger::Cli,
+            ManualTrigger::Tray => Trigger::Tray,
+            ManualTrigger::Window => Trigger::Window,
+            ManualTrigger::Control => Trigger::Control,
+        }
+    }
+}
+
+impl std::fmt::Display for ManualTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Trigger::from(*self).as_str())
+    }
+}
+
 /// Why a record's work ended. Serialised as the phrases history files have always held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EndReason {

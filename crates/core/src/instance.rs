@@ -1,10 +1,14 @@
 //! One Mailcall, assembled in one place for every front end: the config's accounts read from the
 //! keyring, the control socket claimed (so a second instance hears about the first, not about
 //! port 25), the service (the listener when an ETRN account needs it, fetch sessions) and the
-//! triggers started, the pause switch remembered across restarts, one shutdown. The CLI's `fetch` and `daemon`, the tray and
-//! `mailcall --fetch` are thin adapters over [`Instance`].
+//! triggers started, the pause switch remembered across restarts, one shutdown. What it can be
+//! asked is in [`Controls`], shared by its owner here and the control socket. The CLI's `fetch`
+//! and `daemon` run an [`Instance`]; front ends that may find one running already hold a
+//! [`crate::mailcall::Mailcall`].
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::account::Account;
 use crate::config::{Config, ConfigError};
-use crate::control::{self, ControlError, ControlServer, Controls};
+use crate::control::{self, ControlError, Status};
 use crate::event::{Event, EventSink};
 use crate::fsutil;
 use crate::hint::{Problem, Setting};
-use crate::history::SessionRecord;
+use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
 use crate::routing::Router;
 use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
+use crate::spool::actions::{ActionResult, Selection};
 use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
+use crate::spool::Action;
 use crate::trigger::{self, TriggerHandle, TriggerOptions};
 
 /// The state file's name in the data directory (the pause switch).
@@ -90,6 +96,17 @@ pub enum StartError {
     /// The control socket cannot be set up.
     #[error(transparent)]
     Control(ControlError),
+    /// Another Mailcall owns the control socket, but does not answer as one should.
+    #[error("a Mailcall already runs and owns {}, but this one cannot use it: {source}. Stop it (or this one) and start Mailcall again", socket.display())]
+    Unusable {
+        /// The socket it owns.
+        socket: PathBuf,
+        /// What asking it gave.
+        source: ControlError,
+    },
+    /// Another Mailcall keeps taking the control socket and going away again.
+    #[error("another Mailcall keeps starting and stopping on the control socket {}; stop it, then start Mailcall again", .0.display())]
+    Unsteady(PathBuf),
     /// The listener or the Maildir.
     #[error(transparent)]
     Service(#[from] service::StartError),
@@ -126,10 +143,10 @@ pub struct Instance {
     /// The spool's hand-over loop (issue 10).
     runner: Option<Runner>,
     triggers: TriggerHandle,
+    controls: Controls,
     control: Option<(PathBuf, JoinHandle<()>)>,
     pause_keeper: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
-    reloader: Reloader,
     skipped: Vec<Problem>,
 }
 
@@ -152,7 +169,7 @@ struct Reloader {
 }
 
 impl Reloader {
-    async fn reload(&self) -> Result<Vec<Problem>, StartError> {
+    async fn reload(self) -> Result<Vec<Problem>, StartError> {
         let config = Config::load(&self.config_path)?;
         self.router
             .replace(config.route_table()?, config.unknown_recipients)
@@ -190,6 +207,129 @@ impl Reloader {
     }
 }
 
+/// Reads the accounts again (`RELOAD`): the ones skipped, each with why.
+pub type Reload = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<Problem>, StartError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The queue cannot be acted on.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// This Mailcall has no spool (it could not be set up at start).
+    #[error(
+        "Mailcall's queue cannot be used (see the error on starting): check the data directory"
+    )]
+    Unavailable,
+    /// The action failed (an id that matches nothing, a message being handed over right now).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What can be asked of a running instance — by its owner in this process and by clients over
+/// its control socket alike, so each is done one way. Cheap to clone.
+#[derive(Clone)]
+pub struct Controls {
+    triggers: TriggerHandle,
+    queue: Option<RunnerHandle>,
+    reload: Reload,
+    /// The config file it runs with (`STATUS` tells it, so a command given another `--config`
+    /// can say that the running one is not using it).
+    config: Option<PathBuf>,
+}
+
+impl Controls {
+    /// The controls of the Mailcall that `triggers` drive: its queue (when it has a spool), its
+    /// config file, and how it reads its accounts again.
+    pub fn new(
+        triggers: TriggerHandle,
+        queue: Option<RunnerHandle>,
+        config: Option<PathBuf>,
+        reload: Reload,
+    ) -> Self {
+        Controls {
+            triggers,
+            queue,
+            reload,
+            config,
+        }
+    }
+
+    /// A manual fetch of `accounts` (every account when empty) for `trigger`, with the accounts'
+    /// connect/disconnect commands around it. The future holds nothing of `self`: a front end
+    /// may start it and stop the instance meanwhile (the fetch then ends with the service).
+    pub fn fetch(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+    ) -> impl Future<Output = Result<SessionRecord, ServiceStopped>> + Send + 'static {
+        let triggers = self.triggers.clone();
+        async move {
+            triggers
+                .fetch_now(FetchRequest::named(trigger.into(), accounts))
+                .await
+        }
+    }
+
+    /// Pauses or resumes automatic fetching; the switch as it is then.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.triggers.set_paused(paused);
+        self.triggers.is_paused()
+    }
+
+    /// Its state now.
+    pub fn status(&self) -> Status {
+        let service = self.triggers.service();
+        Status {
+            paused: self.triggers.is_paused(),
+            fetching: service.is_fetching(),
+            links: self.triggers.links().map(|l| l.names()),
+            listen: service.listen_addr(),
+            accounts: service.accounts().iter().map(|a| a.name.clone()).collect(),
+            config: self.config.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+
+    /// Reads the accounts and routes again; the accounts skipped, each with why.
+    pub async fn reload(&self) -> Result<Vec<Problem>, StartError> {
+        (self.reload)().await
+    }
+
+    /// Does `action` to the selected messages of the queue; what it did.
+    pub async fn queue(
+        &self,
+        action: Action,
+        selection: Selection,
+    ) -> Result<ActionResult, QueueError> {
+        let queue = self.queue.as_ref().ok_or(QueueError::Unavailable)?;
+        queue
+            .act(action, selection)
+            .await
+            .map_err(QueueError::Failed)
+    }
+
+    /// The config file it runs with.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
+    /// The spool's queue, when there is one (to list it).
+    pub fn runner(&self) -> Option<&RunnerHandle> {
+        self.queue.as_ref()
+    }
+
+    /// The events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.triggers.service().subscribe()
+    }
+
+    /// Every change of the pause switch, from wherever it came.
+    pub fn paused_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.triggers.paused_changes()
+    }
+}
+
 impl Instance {
     /// Starts a Mailcall: events (subscribe to `events` before, to see the first ones) go to
     /// `events`. Accounts the keyring cannot give are skipped, each reported as an error event
@@ -214,7 +354,7 @@ impl Instance {
                     Some(p) => p,
                     None => control::default_socket_path().map_err(StartError::Control)?,
                 };
-                match ControlServer::bind(&path) {
+                match control::Server::bind(&path) {
                     Ok(server) => Some(server),
                     Err(ControlError::InUse(path)) => return Err(StartError::AlreadyRunning(path)),
                     Err(e) => return Err(StartError::Control(e)),
@@ -260,24 +400,12 @@ impl Instance {
             service: service.clone(),
             router,
         };
+        let reload: Reload = Arc::new(move || Box::pin(reloader.clone().reload()));
+        let controls = Controls::new(triggers.clone(), queue, Some(running_config), reload);
         let control = control.map(|server| {
             let path = server.path().to_path_buf();
-            let r = reloader.clone();
-            let controls = Controls {
-                queue: queue.clone(),
-                triggers: triggers.clone(),
-                reload: Arc::new(move || {
-                    let r = r.clone();
-                    Box::pin(async move {
-                        r.reload()
-                            .await
-                            .map(|skipped| skipped.iter().map(|p| p.to_string()).collect())
-                            .map_err(|e| e.to_string())
-                    })
-                }),
-                config: Some(running_config),
-            };
-            (path, tokio::spawn(server.serve(controls, shutdown.clone())))
+            let serving = server.serve(controls.clone(), shutdown.clone());
+            (path, tokio::spawn(serving))
         });
         let pause_keeper = remembered.then(|| {
             // Subscribed here, not in the task: a flip right after the start (before the task
@@ -295,10 +423,10 @@ impl Instance {
             service,
             runner,
             triggers,
+            controls,
             control,
             pause_keeper,
             shutdown,
-            reloader,
             skipped,
         })
     }
@@ -308,9 +436,9 @@ impl Instance {
         &self.service
     }
 
-    /// The spool's queue, to list and act on (`None` when the spool could not be used).
-    pub fn queue(&self) -> Option<RunnerHandle> {
-        self.runner.as_ref().map(Runner::handle)
+    /// What it can be asked (what its control socket answers with, too).
+    pub fn controls(&self) -> &Controls {
+        &self.controls
     }
 
     /// The triggers (pause, links, manual fetches with the dial-up lifecycle).
@@ -333,20 +461,25 @@ impl Instance {
         &self.skipped
     }
 
-    /// A manual fetch, with the accounts' connect/disconnect commands around it.
-    pub async fn fetch(&self, request: FetchRequest) -> Result<SessionRecord, ServiceStopped> {
-        self.triggers.fetch_now(request).await
+    /// A manual fetch of `accounts` (every account when empty) for `trigger`, with the accounts'
+    /// connect/disconnect commands around it.
+    pub async fn fetch(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+    ) -> Result<SessionRecord, ServiceStopped> {
+        self.controls.fetch(trigger, accounts).await
     }
 
     /// Reads the config's account list and the accounts from the keyring again (after `account
     /// set`/`remove`, SIGHUP, or an edit in the tray); returns the accounts skipped.
     pub async fn reload(&self) -> Result<Vec<Problem>, StartError> {
-        self.reloader.reload().await
+        self.controls.reload().await
     }
 
     /// Pauses or resumes automatic fetching; a daemon or tray remembers it across restarts.
     pub fn set_paused(&self, paused: bool) {
-        self.triggers.set_paused(paused);
+        self.controls.set_paused(paused);
     }
 
     /// Stops everything: the triggers (no new automatic fetch), the running session (its record

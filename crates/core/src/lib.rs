@@ -16,6 +16,7 @@ pub mod history;
 pub mod instance;
 pub mod keystore;
 pub mod listener;
+pub mod mailcall;
 pub mod maildir;
 pub mod odmr;
 pub mod report;

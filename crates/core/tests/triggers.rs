@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings, Security};
 use mailcall_core::client::ClientSettings;
-use mailcall_core::control::{self, ControlError, ControlServer, Controls};
+use mailcall_core::control::{Client, ControlError, Request, Server, Verb};
 use mailcall_core::event::EventSink;
 use mailcall_core::fetch::FetchOptions;
-use mailcall_core::history::{EndReason, History, RecordKind, Trigger};
+use mailcall_core::hint::Problem;
+use mailcall_core::history::{EndReason, History, ManualTrigger, RecordKind, Trigger};
+use mailcall_core::instance::{Controls, QueueError};
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::routing::copies::RoutingOptions;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
+use mailcall_core::spool::actions::Selection;
+use mailcall_core::spool::Action;
 use mailcall_core::trigger::{self, Link, Links, TriggerHandle, TriggerOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -253,10 +257,14 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let path = dir.path().join("run/mailcall/control.sock");
 
     // Nothing there yet: callers learn they may fall back.
-    let e = control::fetch(&path, &[]).await.unwrap_err();
+    let client = Client::new(path.clone());
+    let e = client
+        .fetch(ManualTrigger::Control, vec![])
+        .await
+        .unwrap_err();
     assert!(e.is_not_running(), "{e}");
 
-    let server = ControlServer::bind(&path).unwrap();
+    let server = Server::bind(&path).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let dmode = std::fs::metadata(path.parent().unwrap())
@@ -265,51 +273,82 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         .mode()
         & 0o777;
     assert_eq!(dmode, 0o700);
-    assert!(matches!(
-        ControlServer::bind(&path),
-        Err(ControlError::InUse(_))
-    ));
+    assert!(matches!(Server::bind(&path), Err(ControlError::InUse(_))));
     let stop = CancellationToken::new();
-    let controls = Controls {
-        queue: None,
-        triggers: t.clone(),
-        reload: std::sync::Arc::new(|| {
-            Box::pin(async { Ok(vec!["gone: unreadable".to_string()]) })
-        }),
-        config: Some("/etc/mailcall/test.toml".into()),
-    };
+    let controls = Controls::new(
+        t.clone(),
+        None,
+        Some("/etc/mailcall/test.toml".into()),
+        std::sync::Arc::new(|| Box::pin(async { Ok(vec![Problem::new("gone: unreadable")]) })),
+    );
     let serving = tokio::spawn(server.serve(controls, stop.clone()));
 
-    let status = control::request(&path, "STATUS").await.unwrap();
+    // The reply as a script reads it.
+    let status = client
+        .send_line(&Request::Status.to_string())
+        .await
+        .unwrap();
+    assert_eq!(status["ok"], true);
     assert_eq!(status["paused"], false);
     assert_eq!(status["links"][0], "eth0");
     assert_eq!(status["accounts"][0], "isp");
     assert_eq!(status["config"], "/etc/mailcall/test.toml");
-    let typed = control::status(&path).await.unwrap();
+    let typed = client.status().await.unwrap();
     assert_eq!((typed.paused, typed.accounts.len()), (false, 1));
-    assert_eq!(control::reload(&path).await.unwrap(), ["gone: unreadable"]);
-    let e = control::request(&path, "FETCH trigger=network")
+    assert_eq!(client.reload().await.unwrap(), ["gone: unreadable"]);
+    // Lines a script may write, that no typed request can: the server refuses them. An
+    // automatic trigger over the socket would be a lie in the history.
+    let fetch = Request::Fetch {
+        trigger: ManualTrigger::Control,
+        accounts: vec![],
+    };
+    let refused = client
+        .send_line(&format!("{fetch} trigger=network"))
         .await
-        .unwrap_err();
-    assert!(e.to_string().contains("tray, window"), "{e}");
+        .unwrap();
+    assert_eq!(refused["ok"], false);
+    assert!(
+        refused["error"].as_str().unwrap().contains("tray, window"),
+        "{refused}"
+    );
     // A front end over the socket (a tray using the daemon) is named in the record.
-    let record = control::fetch_as(&path, Trigger::Tray, &[]).await.unwrap();
+    let record = client.fetch(ManualTrigger::Tray, vec![]).await.unwrap();
     assert_eq!(record.trigger, Trigger::Tray);
     let (recorded, _) = history.recent(10).unwrap();
     assert_eq!(recorded.last().map(|r| r.trigger), Some(Trigger::Tray));
     // EVENTS streams the instance's events as they happen.
-    let mut events = control::subscribe(&path).await.unwrap();
-    let paused = control::request(&path, "PAUSE").await.unwrap();
-    assert_eq!(paused["paused"], true);
+    let mut events = client.subscribe().await.unwrap();
+    assert!(client.set_paused(true).await.unwrap());
     assert!(t.is_paused());
-    control::request(&path, "RESUME").await.unwrap();
+    assert!(!client.set_paused(false).await.unwrap());
     assert!(!t.is_paused());
-    let e = control::request(&path, "REBOOT").await.unwrap_err();
-    assert!(e.to_string().contains("FETCH"), "{e}");
-    let e = control::fetch(&path, &["../x".into()]).await.unwrap_err();
-    assert!(matches!(e, ControlError::Refused(_)), "{e}");
+    let e = client.send_line("REBOOT").await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains(Verb::Fetch.as_str()),
+        "it lists what to send: {e}"
+    );
+    // A name that is none is not even sent; the server would refuse it too.
+    let e = client
+        .fetch(ManualTrigger::Control, vec!["../x".into()])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ControlError::Invalid(_)), "{e}");
+    let refused = client.send_line(&format!("{fetch} ../x")).await.unwrap();
+    assert_eq!(refused["ok"], false);
+    // This one has no spool: a queue action is refused, and says why.
+    let e = client
+        .queue(Action::Retry, Selection::All)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("the running Mailcall refused: {}", QueueError::Unavailable)
+    );
 
-    let record = control::fetch(&path, &["isp".into()]).await.unwrap();
+    let record = client
+        .fetch(ManualTrigger::Control, vec!["isp".into()])
+        .await
+        .unwrap();
     assert_eq!(record.trigger, Trigger::Control);
     assert_eq!(record.domains.len(), 1);
     let mut seen = Vec::new();
@@ -345,11 +384,11 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let end = tokio::time::timeout(Duration::from_secs(15), events.next()).await;
     assert!(
         matches!(end, Ok(Ok(None))),
-        "EVENTS ends when the instance stops: {end:?}"
+        "the event stream ends when the instance stops: {end:?}"
     );
     // A stale socket file (nobody behind it) is replaced on the next start.
     let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(stale);
-    ControlServer::bind(&path).unwrap();
+    Server::bind(&path).unwrap();
     svc.stop().await;
 }

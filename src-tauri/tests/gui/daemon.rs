@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use mailcall_core::control::Request;
 use mailcall_e2e::{
     free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp, RunningCli,
 };
@@ -39,7 +40,9 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     let (cli, maildir_path, data_dir) = shared_config(&keyring, listener_port, &isp);
     let daemon = RunningCli::spawn(&keyring, &cli, &["daemon"], &[("MAILCALL_LOG", "info")]);
     let running = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        control(&keyring, "STATUS").ok().filter(|s| s["ok"] == true)
+        control(&keyring, Request::Status)
+            .ok()
+            .filter(|s| s["ok"] == true)
     });
     let status =
         running.unwrap_or_else(|| panic!("the daemon did not answer STATUS\n{}", daemon.output()));
@@ -172,7 +175,9 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         Ok((!line.contains("via daemon") && !line.starts_with("Not running")).then_some(line))
     });
     let status = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        control(&keyring, "STATUS").ok().filter(|s| s["ok"] == true)
+        control(&keyring, Request::Status)
+            .ok()
+            .filter(|s| s["ok"] == true)
     })
     .unwrap_or_else(|| {
         panic!(

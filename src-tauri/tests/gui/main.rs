@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use mailcall_core::control::Request;
 use mailcall_e2e::{free_port, poll_until, IspOptions, KeyringEnv, Maildir, PostfixIsp};
 use serde_json::{json, Value};
 
@@ -223,7 +224,7 @@ fn wait_pause_box(wd: &WebDriver) {
 }
 
 /// One request line on the app's control socket; the JSON reply.
-fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
+fn control(keyring: &KeyringEnv, request: Request) -> Result<Value, String> {
     use std::io::{BufRead, BufReader, Write};
     let path = keyring.runtime_dir().join("mailcall").join("control.sock");
     let mut stream = std::os::unix::net::UnixStream::connect(&path)
@@ -232,7 +233,7 @@ fn control(keyring: &KeyringEnv, line: &str) -> Result<Value, String> {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(format!("{line}\n").as_bytes())
+        .write_all(format!("{request}\n").as_bytes())
         .map_err(|e| e.to_string())?;
     let mut reply = String::new();
     BufReader::new(stream)
@@ -485,18 +486,19 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
 
     // 6. The tray serves the control socket; "Pause automatic fetching" in the tray menu
     //    reaches the triggers (STATUS says paused).
-    let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
+    let status =
+        control(&keyring, Request::Status).expect("the tray answers on its control socket");
     assert_eq!(status["paused"], false, "{status}");
     pause_from_tray_menu(&desktop, &keyring, &shots, Some("tray-menu.png"));
     let paused = poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        control(&keyring, "STATUS")
+        control(&keyring, Request::Status)
             .ok()
             .filter(|s| s["paused"] == true)
     });
     assert!(
         paused.is_some(),
         "Pause in the tray menu did not pause the triggers: {:?}",
-        control(&keyring, "STATUS")
+        control(&keyring, Request::Status)
     );
     wd.click("#tab-settings").expect("Settings tab");
     wd.execute(

@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use mailcall_core::control::Request;
 use mailcall_e2e::process::run_checked;
 use mailcall_e2e::{free_port, poll_until, EximIsp, EximOptions, KeyringEnv, Maildir, Message};
 use serde_json::json;
@@ -144,7 +145,8 @@ fn an_odmr_account_added_in_the_form_fetches_the_held_mail_with_no_listener() {
     )
     .expect("reloading the window");
     wait_text(&wd, "#listener-now", "No listener (ODMR accounts only)", 20);
-    let status = control(&keyring, "STATUS").expect("the tray answers on its control socket");
+    let status =
+        control(&keyring, Request::Status).expect("the tray answers on its control socket");
     assert_eq!(status["listen"], serde_json::Value::Null, "{status}");
     assert!(
         !something_listens(listen_port),

@@ -1,12 +1,90 @@
 //! What a user can do to the queue: list it, retry now, bounce (a DSN into the postmaster's
-//! Maildir, see [`super::dsn`]), delete. Whoever calls these holds the spool's lock — the
-//! runner for a running Mailcall (asked over the control socket), else `mailcall-cli queue`.
+//! Maildir, see [`super::dsn`]), delete. Whoever acts holds the spool's lock — the runner of
+//! a running Mailcall (asked by its front end or over the control socket), else
+//! [`super::offline`] for `mailcall-cli queue` with nothing running.
+
+use std::path::Path;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{dsn, Entry, Spool, Status};
+use super::{dsn, Entry, Headline, Spool, Status};
 use crate::maildir::Maildir;
+
+/// What a user can ask of queued messages: one enum for the CLI, the tray and the control
+/// protocol, matched exhaustively wherever it is done — a misspelt action is refused where it is
+/// read, it can never fall through to a delete. (Its words on the control socket are the
+/// protocol's; the window sends the lowercase names.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Hand the messages on now (refused recipients are tried again too).
+    Retry,
+    /// Give them up: a delivery report with each message goes into the postmaster's Maildir.
+    Bounce,
+    /// Remove them; nothing is sent or kept.
+    Delete,
+}
+
+impl Action {
+    /// Whether it gives mail up for good (bounce, delete): front ends ask first.
+    pub fn is_destructive(self) -> bool {
+        match self {
+            Action::Retry => false,
+            Action::Bounce | Action::Delete => true,
+        }
+    }
+}
+
+/// One queued message as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The message: envelope, state per recipient, size.
+    pub entry: Entry,
+    /// Its From, Subject and Message-ID.
+    pub headline: Headline,
+}
+
+/// The queue as read from the spool's files (oldest first), for `mailcall-cli queue` and the
+/// tray's Queue view.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The messages.
+    pub messages: Vec<Listed>,
+    /// Files in the spool that cannot be read (they stay untouched).
+    pub problems: Vec<String>,
+}
+
+impl Listing {
+    /// Reads `spool` (blocking file I/O).
+    pub fn of(spool: &Spool) -> Result<Self, String> {
+        let (entries, problems) = spool.entries().map_err(|e| {
+            format!(
+                "cannot read Mailcall's queue {}: {e}",
+                spool.root().display()
+            )
+        })?;
+        let messages = entries
+            .into_iter()
+            .map(|entry| Listed {
+                headline: spool.headline(&entry),
+                entry,
+            })
+            .collect();
+        Ok(Listing { messages, problems })
+    }
+
+    /// Reads the spool at `dir` (blocking file I/O); a spool that does not exist yet is empty,
+    /// and reading does not create it.
+    pub fn read(dir: &Path) -> Result<Self, String> {
+        if !dir.join("new").is_dir() {
+            return Ok(Listing::default());
+        }
+        let spool = Spool::open(dir)
+            .map_err(|e| format!("cannot open Mailcall's queue {}: {e}", dir.display()))?;
+        Listing::of(&spool)
+    }
+}
 
 /// Which messages an action is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +143,23 @@ pub struct ActionResult {
     /// The DSN files written (bounce only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<std::path::PathBuf>,
+}
+
+/// Does `action` to the selected messages, leaving those with an id in `skip` (being handed over
+/// right now) alone; bounces go into `postmaster`, as from `host`.
+pub async fn apply(
+    action: Action,
+    spool: &Spool,
+    selection: &Selection,
+    postmaster: &Maildir,
+    host: &str,
+    skip: &[String],
+) -> Result<ActionResult, String> {
+    match action {
+        Action::Retry => retry(spool, selection, skip),
+        Action::Bounce => bounce(spool, selection, postmaster, host, BOUNCED_BY_HAND, skip).await,
+        Action::Delete => delete(spool, selection, skip),
+    }
 }
 
 /// Makes every queued or refused recipient of the selected messages due now (refused ones are
@@ -202,4 +297,33 @@ async fn store(postmaster: &Maildir, report: &[u8]) -> std::io::Result<std::path
         .await?;
     d.write(report).await?;
     d.commit().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_spool_lists_empty_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let listing = Listing::read(&spool).unwrap();
+        assert!(listing.messages.is_empty() && listing.problems.is_empty());
+        assert!(!spool.exists(), "reading must not create the spool");
+    }
+
+    #[test]
+    fn actions_read_as_the_window_sends_them() {
+        for (word, action) in [
+            ("retry", Action::Retry),
+            ("bounce", Action::Bounce),
+            ("delete", Action::Delete),
+        ] {
+            let read: Action = serde_json::from_str(&format!("{word:?}")).unwrap();
+            assert_eq!(read, action);
+        }
+        assert!(serde_json::from_str::<Action>("\"remove\"").is_err());
+        assert!(!Action::Retry.is_destructive() && Action::Delete.is_destructive());
+    }
 }

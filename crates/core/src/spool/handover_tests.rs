@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::actions::Selection;
+use super::actions::{Action, Selection};
 use super::runner::{self, Runner, RunnerOptions};
 use super::*;
 use crate::event::{Event, EventSink};
@@ -261,7 +261,11 @@ async fn a_4xx_for_one_recipient_leaves_only_that_copy_queued_and_a_5xx_is_held_
     );
     // ...but on request, and once the server takes it the message leaves the spool.
     lmtp.answers.lock().unwrap().remove("c@x.test");
-    let done = runner.handle().retry(Selection::All).await.unwrap();
+    let done = runner
+        .handle()
+        .act(Action::Retry, Selection::All)
+        .await
+        .unwrap();
     assert_eq!((done.messages, done.recipients), (1, 1));
     wait_for("the spool empty", || w.spool.names().unwrap().is_empty()).await;
     assert_eq!(
@@ -455,7 +459,7 @@ async fn a_bounce_puts_a_dsn_with_the_message_into_the_postmaster_maildir() {
     let first = entries[0].id.clone();
     let wrong = runner
         .handle()
-        .delete(Selection::Ids(vec!["nonesuch".into()]))
+        .act(Action::Delete, Selection::Ids(vec!["nonesuch".into()]))
         .await
         .unwrap_err();
     assert!(wrong.contains("no message"), "{wrong}");
@@ -464,7 +468,7 @@ async fn a_bounce_puts_a_dsn_with_the_message_into_the_postmaster_maildir() {
     for _ in 0..100 {
         match runner
             .handle()
-            .bounce(Selection::Ids(vec![first.clone()]))
+            .act(Action::Bounce, Selection::Ids(vec![first.clone()]))
             .await
         {
             Ok(r) => {
@@ -500,11 +504,15 @@ async fn a_bounce_puts_a_dsn_with_the_message_into_the_postmaster_maildir() {
         1,
         "the bounced message left the spool"
     );
-    let deleted = runner.handle().delete(Selection::All).await;
+    let deleted = runner.handle().act(Action::Delete, Selection::All).await;
     // (or it is in flight this instant; then once more)
     if deleted.is_err() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        runner.handle().delete(Selection::All).await.unwrap();
+        runner
+            .handle()
+            .act(Action::Delete, Selection::All)
+            .await
+            .unwrap();
     }
     wait_for("the spool empty", || w.spool.names().unwrap().is_empty()).await;
     runner.finish(None).await;

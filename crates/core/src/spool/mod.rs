@@ -1,5 +1,6 @@
 //! Mailcall's own queue for mail handed on to LAN servers (LMTP, SMTP): a directory, durable
-//! before the `250` to the ISP, handed on by [`runner`], bounced with a DSN by [`dsn`].
+//! before the `250` to the ISP, handed on by [`runner`], bounced with a DSN by [`dsn`]; what a
+//! user can do to it is in [`actions`] (and [`offline`] when no Mailcall runs).
 //!
 //! Layout under the data directory's `spool/` (Postfix's lesson: queues are directories):
 //! - `tmp/`, `new/`, `cur/`: the spool is written like a Maildir, by the same code
@@ -22,7 +23,10 @@
 
 pub mod actions;
 pub mod dsn;
+pub mod offline;
 pub mod runner;
+
+pub use actions::Action;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::actions::{self, ActionResult, Selection};
+use super::actions::{self, Action, ActionResult, Selection};
 use super::{Entry, Spool, State, Status};
 use crate::client::transfer::{self, Envelope};
 use crate::client::{self, Address, ClientSettings, Hello, IspError, Server};
@@ -89,10 +89,11 @@ impl RunnerOptions {
     }
 }
 
-enum Command {
-    Retry(Selection, oneshot::Sender<Result<ActionResult, String>>),
-    Bounce(Selection, oneshot::Sender<Result<ActionResult, String>>),
-    Delete(Selection, oneshot::Sender<Result<ActionResult, String>>),
+/// A user's action on the queue, for the loop (which holds the spool's lock) to do.
+struct Command {
+    action: Action,
+    selection: Selection,
+    reply: oneshot::Sender<Result<ActionResult, String>>,
 }
 
 /// Asks the running loop to act on the queue (for the control socket and the tray).
@@ -108,31 +109,20 @@ impl RunnerHandle {
         &self.spool
     }
 
-    async fn ask(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<ActionResult, String>>) -> Command,
-    ) -> Result<ActionResult, String> {
-        let (tx, rx) = oneshot::channel();
+    /// Does `action` to the selected messages: retry makes them due now (refused recipients
+    /// are queued again), bounce puts a DSN into the postmaster's Maildir, delete removes them.
+    pub async fn act(&self, action: Action, selection: Selection) -> Result<ActionResult, String> {
+        let (reply, answer) = oneshot::channel();
         self.tx
-            .send(make(tx))
+            .send(Command {
+                action,
+                selection,
+                reply,
+            })
             .map_err(|_| "the queue runner has stopped".to_string())?;
-        rx.await
+        answer
+            .await
             .map_err(|_| "the queue runner has stopped".to_string())?
-    }
-
-    /// Makes the selected messages due now (refused recipients are queued again).
-    pub async fn retry(&self, selection: Selection) -> Result<ActionResult, String> {
-        self.ask(|tx| Command::Retry(selection, tx)).await
-    }
-
-    /// Bounces the selected messages (a DSN into the postmaster's Maildir).
-    pub async fn bounce(&self, selection: Selection) -> Result<ActionResult, String> {
-        self.ask(|tx| Command::Bounce(selection, tx)).await
-    }
-
-    /// Deletes the selected messages.
-    pub async fn delete(&self, selection: Selection) -> Result<ActionResult, String> {
-        self.ask(|tx| Command::Delete(selection, tx)).await
     }
 }
 
@@ -659,11 +649,11 @@ impl Loop {
     }
 
     async fn command(&mut self, command: Command) {
-        let (selection, reply, kind) = match command {
-            Command::Retry(s, r) => (s, r, 0),
-            Command::Bounce(s, r) => (s, r, 1),
-            Command::Delete(s, r) => (s, r, 2),
-        };
+        let Command {
+            action,
+            selection,
+            reply,
+        } = command;
         // A message being handed over right now is left alone: its worker owns its state.
         let busy: Vec<String> = self
             .entries
@@ -682,21 +672,15 @@ impl Loop {
                 return;
             }
         }
-        let result = match kind {
-            0 => actions::retry(&self.spool, &selection, &busy),
-            1 => {
-                actions::bounce(
-                    &self.spool,
-                    &selection,
-                    &self.postmaster,
-                    &self.options.host,
-                    actions::BOUNCED_BY_HAND,
-                    &busy,
-                )
-                .await
-            }
-            _ => actions::delete(&self.spool, &selection, &busy),
-        };
+        let result = actions::apply(
+            action,
+            &self.spool,
+            &selection,
+            &self.postmaster,
+            &self.options.host,
+            &busy,
+        )
+        .await;
         // The disk is the truth after an action: forget and reload what is not in flight.
         self.entries.retain(|_, t| t.in_flight);
         self.rescan();
