@@ -19,6 +19,7 @@ pub mod listener;
 pub mod mailcall;
 pub mod maildir;
 pub mod odmr;
+pub mod outgoing;
 pub mod report;
 pub mod routing;
 pub mod service;

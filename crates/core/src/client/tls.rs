@@ -22,11 +22,10 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// A client config trusting the system's roots and, when given, the certificates in `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, IspError> {
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
-    tracing::trace!("{added} system CA certificate(s)");
+/// The certificates a connection to an ISP trusts: the system's roots and, when given, the
+/// certificates in `ca_file` (shared with the smarthost leg, which hands them to lettre).
+pub fn trusted_roots(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, IspError> {
+    let mut roots = system_roots().to_vec();
     if let Some(path) = ca_file {
         let ca_error = |reason: String| IspError::CaFile {
             path: path.display().to_string(),
@@ -42,12 +41,22 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, IspErr
                 "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
             ));
         }
-        for cert in certs {
-            roots
-                .add(cert)
+        // Each must be usable as a trust anchor; a bad one is named here, not at connect time.
+        for cert in &certs {
+            RootCertStore::empty()
+                .add(cert.clone())
                 .map_err(|e| ca_error(format!("a certificate in it cannot be used: {e}")))?;
         }
+        roots.extend(certs);
     }
+    Ok(roots)
+}
+
+/// A client config trusting the system's roots and, when given, the certificates in `ca_file`.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, IspError> {
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(trusted_roots(ca_file)?);
+    tracing::trace!("{added} CA certificate(s) trusted");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

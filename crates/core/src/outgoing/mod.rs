@@ -1,0 +1,6 @@
+//! The outgoing half of Mailcall: mail written while offline leaves through the ISP's
+//! smarthost when the link is up, before the incoming mail is asked for.
+//!
+//! - [`smarthost`]: the SMTP client of this leg (lettre), with one outcome per recipient.
+
+pub mod smarthost;
