@@ -1,6 +1,8 @@
 //! The outgoing half of Mailcall: mail written while offline leaves through the ISP's
 //! smarthost when the link is up, before the incoming mail is asked for.
 //!
+//! - [`local`]: a message from a local program (`mailcall-cli sendmail`), read as sendmail reads it.
 //! - [`smarthost`]: the SMTP client of this leg (lettre), with one outcome per recipient.
 
+pub mod local;
 pub mod smarthost;
