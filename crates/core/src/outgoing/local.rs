@@ -155,7 +155,8 @@ fn normalize(input: &[u8], dot_ends: bool) -> Vec<u8> {
         i += 1;
     }
     let last = &input[line_start..];
-    if !last.is_empty() && !(dot_ends && last == b".") {
+    let ends_input = dot_ends && last == b".";
+    if !last.is_empty() && !ends_input {
         out.extend_from_slice(last);
         out.extend_from_slice(b"\r\n");
     }
