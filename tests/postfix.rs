@@ -176,7 +176,7 @@ impl PostfixIsp {
             ));
         }
         if let Some((user, password)) = self.options.auth.clone() {
-            self.make_sasl(&user, &password)?;
+            make_sasl(&conf.join("sasl"), &user, &password)?;
             main.push_str(&format!(
                 "smtpd_sasl_auth_enable = yes\n\
                  smtpd_sasl_type = cyrus\n\
@@ -309,29 +309,6 @@ smtp_tls_security_level = none
     fn make_tls(&self) -> Result<(), String> {
         crate::tls::make_ca_and_server_cert(&self.root.join("tls"), "Mailcall e2e ISP CA")
             .map(|_| ())
-    }
-
-    /// The sasldb with one user, and the smtpd.conf that points Cyrus SASL at it.
-    fn make_sasl(&self, user: &str, password: &str) -> Result<(), String> {
-        let sasl = self.conf_dir().join("sasl");
-        let db = sasl.join("sasldb2");
-        run_checked(
-            Command::new("saslpasswd2")
-                .arg("-f")
-                .arg(&db)
-                .args(["-u", REALM, "-p", "-c", user]),
-            Some(password.as_bytes()),
-        )?;
-        // smtpd runs as the postfix user and only reads the db.
-        crate::tls::chmod(&db, 0o644)?;
-        fs::write(
-            sasl.join("smtpd.conf"),
-            format!(
-                "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\nmech_list: PLAIN LOGIN\n",
-                db.display()
-            ),
-        )
-        .map_err(|e| format!("writing smtpd.conf: {e}"))
     }
 
     /// Queues `messages` over one SMTP session to the ISP's port (EHLO, then MAIL/RCPT/DATA each).
@@ -522,4 +499,27 @@ fn process_alive(pid: u32) -> bool {
             .unwrap_or(true),
         Err(_) => false,
     }
+}
+
+/// A sasldb in `sasl` (the instance's `$config_directory/sasl`) with one user of [`REALM`], and
+/// the smtpd.conf that points Cyrus SASL at it (PLAIN and LOGIN).
+pub fn make_sasl(sasl: &Path, user: &str, password: &str) -> Result<(), String> {
+    let db = sasl.join("sasldb2");
+    run_checked(
+        Command::new("saslpasswd2")
+            .arg("-f")
+            .arg(&db)
+            .args(["-u", REALM, "-p", "-c", user]),
+        Some(password.as_bytes()),
+    )?;
+    // smtpd runs as the postfix user and only reads the db.
+    crate::tls::chmod(&db, 0o644)?;
+    fs::write(
+        sasl.join("smtpd.conf"),
+        format!(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nsasldb_path: {}\nmech_list: PLAIN LOGIN\n",
+            db.display()
+        ),
+    )
+    .map_err(|e| format!("writing smtpd.conf: {e}"))
 }

@@ -7,6 +7,11 @@
 //! `virtual_mailbox_maps` gets `550 5.1.1 <x@d>: Recipient address rejected: User unknown in
 //! virtual mailbox table` at RCPT; `postfix start` takes about 2.5 s. The instance's dirs must
 //! be traversable by the `postfix` user (see [`crate::test_dir`]).
+//!
+//! [`PostfixLan::smarthost`] makes the same server an ISP's submission server for outgoing mail:
+//! STARTTLS with its own CA, Cyrus SASL (PLAIN, LOGIN) only after STARTTLS, and mail taken only
+//! from a client that logged in (`554 5.7.1 ... Recipient address rejected: Access denied`
+//! otherwise), each message delivered into the recipient's Maildir.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,16 @@ pub struct PostfixLan {
 impl PostfixLan {
     /// Starts it for `users`@`domain` on a free loopback port; with `tls`, STARTTLS is offered.
     pub fn start(domain: &str, users: &[&str], tls: bool) -> Self {
+        Self::start_with(domain, users, tls, None)
+    }
+
+    /// Starts it as a submission server (a smarthost) for `users`@`domain`: STARTTLS, and mail
+    /// only after AUTH as `login` (user, password).
+    pub fn smarthost(domain: &str, users: &[&str], login: (&str, &str)) -> Self {
+        Self::start_with(domain, users, true, Some(login))
+    }
+
+    fn start_with(domain: &str, users: &[&str], tls: bool, login: Option<(&str, &str)>) -> Self {
         let dir = crate::test_dir("lan");
         let root = dir.path().to_path_buf();
         let mut lan = Self {
@@ -34,7 +49,7 @@ impl PostfixLan {
             ca: None,
             dir: Some(dir),
         };
-        if let Err(e) = lan.configure_and_start(domain, users, tls) {
+        if let Err(e) = lan.configure_and_start(domain, users, tls, login) {
             panic!(
                 "starting the LAN Postfix failed: {e}\nmaillog:\n{}",
                 crate::read_for_diagnostics(&lan.root.join("maillog"))
@@ -72,9 +87,10 @@ impl PostfixLan {
         domain: &str,
         users: &[&str],
         tls: bool,
+        login: Option<(&str, &str)>,
     ) -> Result<(), String> {
         let root = self.root.display().to_string();
-        for d in ["conf", "queue", "vmail"] {
+        for d in ["conf", "conf/sasl", "queue", "vmail"] {
             fs::create_dir_all(self.root.join(d)).map_err(|e| format!("creating {d}: {e}"))?;
         }
         let owner = run_checked(Command::new("id").args(["-u", "postfix"]), None)?;
@@ -132,6 +148,21 @@ smtp_dns_support_level = disabled
                 made.key_pem.display()
             ));
             self.ca = Some(made.ca_pem);
+        }
+        if let Some((user, password)) = login {
+            let sasl = self.conf().join("sasl");
+            crate::postfix::make_sasl(&sasl, user, password)?;
+            main.push_str(&format!(
+                "smtpd_sasl_auth_enable = yes\n\
+                 smtpd_sasl_type = cyrus\n\
+                 smtpd_sasl_path = smtpd\n\
+                 cyrus_sasl_config_path = {}\n\
+                 smtpd_sasl_local_domain = {}\n\
+                 smtpd_tls_auth_only = yes\n\
+                 smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n",
+                sasl.display(),
+                crate::postfix::REALM,
+            ));
         }
         fs::write(self.conf().join("main.cf"), main).map_err(|e| format!("main.cf: {e}"))?;
         let services = [
