@@ -994,7 +994,7 @@ fn settings_defaults() {
 async fn start_tls_server() -> (Server, Arc<rustls::ClientConfig>, tempfile::TempDir) {
     use rustls::pki_types::pem::PemObject;
     let certs = tempfile::tempdir().unwrap();
-    let (config, cert_path) = crate::tls::self_signed(certs.path(), "mx.test").unwrap();
+    let (config, cert_path) = super::tls::self_signed(certs.path(), "mx.test").unwrap();
     let mut s = settings(10_000_000);
     s.tls = Some(config);
     let server = start(s, &["example.com"]).await;
