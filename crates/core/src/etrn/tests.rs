@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::task::JoinHandle;
 
 use super::*;
+use crate::report::AccountResult;
 use crate::account::{Secret, Security};
 use crate::client::{ClientSettings, IspError};
 use crate::listener::AskedPeers;

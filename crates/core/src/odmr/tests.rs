@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::report::AccountResult;
 use crate::account::{Account, FetchMode, Secret, Security};
 use crate::client::tests::{pki, Pki};
 use crate::hint::{AccountField, Setting};
