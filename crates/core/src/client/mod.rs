@@ -17,7 +17,7 @@ pub mod transcript;
 pub mod transfer;
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;

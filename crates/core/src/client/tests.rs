@@ -21,14 +21,14 @@ const USER: &str = "customer";
 const PASSWORD: &str = "pa55-w0rd";
 
 /// A test CA and a server certificate for 127.0.0.1 it signed; the CA's PEM in a file.
-pub(crate) struct Pki {
-    pub(crate) server: Arc<rustls::ServerConfig>,
-    pub(crate) ca_file: PathBuf,
+struct Pki {
+    server: Arc<rustls::ServerConfig>,
+    ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 /// A fresh test CA, a server certificate for 127.0.0.1, and the CA's PEM file.
-pub(crate) fn pki() -> Pki {
+fn pki() -> Pki {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

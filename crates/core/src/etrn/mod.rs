@@ -5,9 +5,6 @@
 pub mod command;
 pub mod reply;
 
-#[cfg(test)]
-mod tests;
-
 use std::time::Duration;
 
 use crate::account::{Account, FetchMode};

@@ -17,8 +17,6 @@ mod gate;
 mod policy;
 mod reply;
 mod session;
-#[cfg(test)]
-mod tests;
 pub mod tls;
 
 pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};

@@ -13,9 +13,6 @@ pub mod command;
 pub mod reply;
 pub mod turn;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
