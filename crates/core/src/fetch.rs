@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::account::{Account, FetchMode};
 use crate::client::ClientSettings;
 use crate::config::ConfigKey;
-use crate::etrn::{self, AccountResult};
+use crate::etrn;
 use crate::event::{Event, EventSink};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::listener::{AskScope, ListenerEvent, Reception};
 use crate::odmr::{self, Turnaround};
-use crate::report::{DomainOutcome, MessageInfo, TranscriptLine};
+use crate::report::{AccountResult, DomainOutcome, MessageInfo, TranscriptLine};
 
 /// How long ODMR turns may take to wind down when a fetch ends early (max wait, shutdown): a
 /// message in DATA finishes, an idle turn gets 421 at once. As the listener's drain at shutdown.

@@ -24,5 +24,4 @@ pub mod report;
 pub mod routing;
 pub mod service;
 pub mod spool;
-pub mod tls;
 pub mod trigger;

@@ -1,5 +1,5 @@
-//! What a fetch produced: per-domain ETRN/ATRN outcomes, stored messages, and the redacted
-//! transcript.
+//! What a fetch produced: per-domain ETRN/ATRN outcomes, each account's session result, stored
+//! messages, and the redacted transcript.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::account::FetchMode;
+use crate::client::transcript::Transcript;
+use crate::client::{IspError, ServerInfo};
+use crate::event::{Event, EventSink};
+use crate::hint::Problem;
 
 /// What the ISP's reply to one `ETRN` (RFC 1985) or `ATRN` (RFC 2645) means for that domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +172,44 @@ impl DomainReport {
         }
         self.outcome
             .describe_for(self.mode, self.domain.trim_start_matches(['@', '#']))
+    }
+}
+
+/// The result of one account's ETRN session ([`crate::etrn`]) or ODMR sessions ([`crate::odmr`]).
+#[derive(Debug, Clone)]
+pub struct AccountResult {
+    /// The account's name.
+    pub account: String,
+    /// One report per configured domain, in order.
+    pub domains: Vec<DomainReport>,
+    /// Set when the session failed before every domain was asked.
+    pub error: Option<IspError>,
+    /// What we learned of the server.
+    pub server: ServerInfo,
+    /// The conversation, AUTH redacted.
+    pub transcript: Vec<TranscriptLine>,
+}
+
+impl AccountResult {
+    /// The session's failure for people, with the setting that fixes it.
+    pub fn problem(&self) -> Option<Problem> {
+        self.error.as_ref().map(|e| {
+            Problem::new(e.to_string())
+                .for_account(&self.account)
+                .fixed_by(e.fix(&self.account))
+        })
+    }
+
+    /// The result with the session's transcript; a failure is noted at its end and published.
+    pub fn finish(mut self, mut transcript: Vec<TranscriptLine>, events: &EventSink) -> Self {
+        if let Some(problem) = self.problem() {
+            let mut note = Transcript::default();
+            note.note(&format!("session failed: {}", problem.message));
+            transcript.extend(note.into_lines());
+            events.emit(Event::Error(problem));
+        }
+        self.transcript = transcript;
+        self
     }
 }
 

@@ -24,12 +24,11 @@ use crate::fetch::{self, FetchOptions, Receiving};
 use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::listener::{
-    BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
+    tls, BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
 };
 use crate::maildir::Maildir;
 use crate::routing::copies::{RoutingError, RoutingOptions};
 use crate::routing::Router;
-use crate::tls;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);

@@ -2,6 +2,8 @@
 //! the real listener, which stores into a real Maildir. (The real-Postfix version is in tests/.)
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use common::account;
+use common::isp::{Act, EtrnScript, Isp, EHLO_WITH_ETRN, GREETING};
+
 /// What the fake ISP answers to `ETRN <arg>` and how many messages it then delivers.
 #[derive(Clone)]
 struct Plan {
@@ -27,48 +32,18 @@ struct Plan {
     deliver: usize,
 }
 
-/// A fake ISP: answers EHLO with ETRN, each ETRN per `plans`, and delivers to `target` afterwards.
-async fn fake_isp(
-    plans: Vec<Plan>,
-    target: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-) -> SocketAddr {
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (sock, _) = tcp.accept().await.unwrap();
-        let (r, mut w) = sock.into_split();
-        let mut lines = BufReader::new(r).lines();
-        w.write_all(b"220 isp.fake ESMTP\r\n").await.unwrap();
-        let mut deliveries = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.lock().unwrap().push(line.clone());
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
-                w.write_all(b"250-isp.fake\r\n250-PIPELINING\r\n250 ETRN\r\n")
-                    .await
-                    .unwrap();
-            } else if let Some(arg) = line.strip_prefix("ETRN ") {
-                let plan = plans.iter().find(|p| p.arg == arg).expect("planned ETRN");
-                w.write_all(format!("{}\r\n", plan.reply).as_bytes())
-                    .await
-                    .unwrap();
-                if plan.deliver > 0 {
-                    let domain = arg.trim_start_matches(['@', '#']).to_string();
-                    deliveries.push(tokio::spawn(deliver(target, domain, plan.deliver)));
-                }
-            } else if upper.starts_with("QUIT") {
-                w.write_all(b"221 bye\r\n").await.unwrap();
-                break;
-            } else {
-                w.write_all(b"250 ok\r\n").await.unwrap();
-            }
+/// The scripted ISP ([`common::isp`]) answering each ETRN per `plans`, and delivering to
+/// `target` after its reply.
+async fn fake_isp(plans: Vec<Plan>, target: SocketAddr) -> Isp {
+    let script: EtrnScript = Box::new(move |arg| {
+        let plan = plans.iter().find(|p| p.arg == arg).expect("planned ETRN");
+        if plan.deliver == 0 {
+            return Act::Reply(plan.reply);
         }
-        for d in deliveries {
-            d.await.unwrap();
-        }
+        let domain = arg.trim_start_matches(['@', '#']).to_string();
+        Act::ReplyThenRun(plan.reply, Box::pin(deliver(target, domain, plan.deliver)))
     });
-    addr
+    Isp::start(Some(GREETING), EHLO_WITH_ETRN, script).await
 }
 
 /// Delivers `n` messages for `domain` over one SMTP connection, as an ISP's queue run would.
@@ -105,23 +80,6 @@ async fn deliver(target: SocketAddr, domain: String, n: usize) {
         assert!(r.starts_with("250"), "{r}");
     }
     w.write_all(b"QUIT\r\n").await.unwrap();
-}
-
-fn account(isp: SocketAddr, domains: &[&str]) -> Account {
-    Account {
-        name: "isp".into(),
-        mode: mailcall_core::account::FetchMode::Etrn,
-        host: isp.ip().to_string(),
-        port: isp.port(),
-        security: Security::None,
-        username: None,
-        password: None,
-        password_command: None,
-        helo: Some("client.test".into()),
-        ca_file: None,
-        domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
-        link: Default::default(),
-    }
 }
 
 /// Where the service's listener listens: a service started with no account has one.
@@ -190,7 +148,6 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
         events,
     )
     .await;
-    let log = Arc::new(Mutex::new(Vec::new()));
     let plans = vec![
         Plan {
             arg: "alpha.test",
@@ -208,8 +165,8 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
             deliver: 2,
         },
     ];
-    let isp = fake_isp(plans, listening(&service), log.clone()).await;
-    let acct = account(isp, &["alpha.test", "unknown.test", "#beta.test"]);
+    let isp = fake_isp(plans, listening(&service)).await;
+    let acct = account(isp.port, &["alpha.test", "unknown.test", "#beta.test"]);
     let record = fetch_with(&service, acct).await;
 
     assert_eq!(record.ended_because, EndReason::Idle, "{record:#?}");
@@ -231,7 +188,7 @@ async fn mail_released_by_etrn_lands_in_maildir_and_the_session_ends_idle() {
     );
     assert!(!record.succeeded(), "a 459 must make the fetch fail");
     // The later domain was still asked after the 459.
-    assert!(log.lock().unwrap().iter().any(|l| l == "ETRN #beta.test"));
+    assert!(isp.etrns().iter().any(|l| l == "ETRN #beta.test"));
     // The history holds the same record.
     let (saved, bad) = history.recent(10).unwrap();
     assert_eq!((saved.len(), bad), (1, 0));
@@ -271,8 +228,8 @@ async fn a_253_count_ends_the_session_when_that_many_arrived() {
         reply: "253 2 pending messages started",
         deliver: 2,
     }];
-    let isp = fake_isp(plans, listening(&service), Arc::default()).await;
-    let acct = account(isp, &["alpha.test"]);
+    let isp = fake_isp(plans, listening(&service)).await;
+    let acct = account(isp.port, &["alpha.test"]);
     let started = std::time::Instant::now();
     let record = fetch_with(&service, acct).await;
     assert_eq!(
@@ -298,8 +255,8 @@ async fn no_mail_everywhere_ends_at_once_and_succeeds() {
         reply: "251 OK, no messages waiting",
         deliver: 0,
     }];
-    let isp = fake_isp(plans, listening(&service), Arc::default()).await;
-    let acct = account(isp, &["alpha.test"]);
+    let isp = fake_isp(plans, listening(&service)).await;
+    let acct = account(isp.port, &["alpha.test"]);
     let record = fetch_with(&service, acct).await;
     assert_eq!(record.ended_because, EndReason::NothingToWaitFor);
     assert_eq!(record.domains[0].outcome, DomainOutcome::NoMail);
@@ -318,15 +275,14 @@ async fn requests_during_a_session_join_it_instead_of_starting_another() {
         EventSink::default(),
     )
     .await;
-    let log = Arc::new(Mutex::new(Vec::new()));
     let plans = vec![Plan {
         arg: "alpha.test",
         reply: "250 Queuing started",
         deliver: 1,
     }];
     // The fake ISP takes one connection only: a second session could not even connect.
-    let isp = fake_isp(plans, listening(&service), log.clone()).await;
-    service.set_accounts(vec![account(isp, &["alpha.test"])]);
+    let isp = fake_isp(plans, listening(&service)).await;
+    service.set_accounts(vec![account(isp.port, &["alpha.test"])]);
     let (a, b, c) = tokio::join!(
         service.fetch(FetchRequest::all(Trigger::Tray)),
         service.fetch(FetchRequest::all(Trigger::Network)),
@@ -337,13 +293,7 @@ async fn requests_during_a_session_join_it_instead_of_starting_another() {
     assert_eq!(a.id, c.id);
     assert!(a.succeeded(), "{a:#?}");
     assert_eq!(a.messages.len(), 1);
-    let etrns = log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.starts_with("ETRN"))
-        .count();
-    assert_eq!(etrns, 1);
+    assert_eq!(isp.etrns().len(), 1);
     service.stop().await;
 }
 
@@ -359,7 +309,7 @@ async fn mail_delivered_outside_a_fetch_is_stored_announced_and_recorded() {
         events,
     )
     .await;
-    let acct = account("127.0.0.1:9".parse().unwrap(), &["alpha.test"]);
+    let acct = account(9, &["alpha.test"]);
     service.set_accounts(vec![acct]);
     // The ISP retries on its own while we are online: no ETRN, no session.
     deliver(listening(&service), "alpha.test".into(), 2).await;
@@ -402,7 +352,7 @@ async fn odmr_accounts_alone_bind_no_listener_until_an_etrn_account_comes() {
     let port = free_port();
     let mut opts = options(&dir.path().join("Maildir"), Duration::from_secs(1), None);
     opts.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut odmr = account("127.0.0.1:1".parse().unwrap(), &["odmr.test"]);
+    let mut odmr = account(1, &["odmr.test"]);
     odmr.name = "odmr".into();
     odmr.mode = FetchMode::Odmr;
     odmr.security = Security::Starttls;
@@ -424,7 +374,7 @@ async fn odmr_accounts_alone_bind_no_listener_until_an_etrn_account_comes() {
     // Reloading with the same accounts binds nothing.
     assert_eq!(service.listen_if_needed().await.unwrap(), None);
     // An ETRN account arrives (account set + reload): the listener comes up then.
-    let mut etrn = account("127.0.0.1:1".parse().unwrap(), &["etrn.test"]);
+    let mut etrn = account(1, &["etrn.test"]);
     etrn.name = "etrn".into();
     service.set_accounts(vec![odmr, etrn]);
     let addr = service.listen_if_needed().await.unwrap();
@@ -565,7 +515,7 @@ async fn the_isp_asked_is_not_held_to_the_per_peer_limit() {
     let log = Arc::new(Mutex::new(Vec::new()));
     // Four connections at once from the ISP's address, the one the ETRN went to.
     let (isp, held) = queue_running_isp("alpha.test", 4, 4, listening(&service), log.clone()).await;
-    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    let record = fetch_with(&service, account(isp.port(), &["alpha.test"])).await;
     let said = log.lock().unwrap().clone();
     let turned_away: Vec<&String> = said.iter().filter(|l| l.starts_with("greeting")).collect();
     assert!(turned_away.is_empty(), "{said:?}");
@@ -592,7 +542,7 @@ async fn a_connection_turned_away_is_asked_for_again_once_the_others_closed() {
     let log = Arc::new(Mutex::new(Vec::new()));
     // Two at once against one slot: the second is turned away and its message stays held.
     let (isp, held) = queue_running_isp("alpha.test", 2, 2, listening(&service), log.clone()).await;
-    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    let record = fetch_with(&service, account(isp.port(), &["alpha.test"])).await;
     let said = log.lock().unwrap().clone();
     assert!(
         said.iter().any(|l| l.starts_with("greeting: 421 4.7.0")),
@@ -652,7 +602,7 @@ async fn a_connection_still_turned_away_after_asking_again_fails_the_fetch() {
     assert!(greeting.starts_with("220"), "{greeting}");
     let log = Arc::new(Mutex::new(Vec::new()));
     let (isp, held) = queue_running_isp("alpha.test", 1, 1, listening(&service), log.clone()).await;
-    let record = fetch_with(&service, account(isp, &["alpha.test"])).await;
+    let record = fetch_with(&service, account(isp.port(), &["alpha.test"])).await;
     assert_eq!(etrns(&log), 2, "{:?}", log.lock().unwrap());
     assert_eq!(held_settles_at(&held, 1).await, 1);
     assert!(record.messages.is_empty());

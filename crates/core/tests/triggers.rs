@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use mailcall_core::account::{Account, LinkSettings, Security};
+use mailcall_core::account::{Account, LinkSettings};
 use mailcall_core::client::ClientSettings;
 use mailcall_core::control::{Client, ControlError, Request, Server, Verb};
 use mailcall_core::event::EventSink;
@@ -30,18 +32,8 @@ fn account(link: LinkSettings) -> Account {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     Account {
-        name: "isp".into(),
-        mode: mailcall_core::account::FetchMode::Etrn,
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        password: None,
-        password_command: None,
-        helo: Some("client.test".into()),
-        ca_file: None,
-        domains: vec!["dial.test".parse().unwrap()],
         link,
+        ..common::account(port, &["dial.test"])
     }
 }
 

@@ -16,9 +16,6 @@ pub mod tls;
 pub mod transcript;
 pub mod transfer;
 
-#[cfg(test)]
-pub(crate) mod tests;
-
 use std::path::PathBuf;
 use std::time::Duration;
 

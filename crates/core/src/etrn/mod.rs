@@ -5,60 +5,17 @@
 pub mod command;
 pub mod reply;
 
-#[cfg(test)]
-mod tests;
-
 use std::time::Duration;
 
 use crate::account::{Account, FetchMode};
-use crate::client::transcript::Transcript;
 use crate::client::{self, ClientSettings, Connection, IspError, Refused, ServerInfo};
 use crate::event::{Event, EventSink};
-use crate::hint::Problem;
 use crate::listener::AskScope;
-use crate::report::{DomainReport, TranscriptLine};
+use crate::report::{AccountResult, DomainReport, TranscriptLine};
 use command::Etrn;
 
 /// The longest pause between two attempts of the same ETRN, however the delay doubles.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
-
-/// The result of one account's ETRN session (or ODMR sessions, [`crate::odmr`]).
-#[derive(Debug, Clone)]
-pub struct AccountResult {
-    /// The account's name.
-    pub account: String,
-    /// One report per configured domain, in order.
-    pub domains: Vec<DomainReport>,
-    /// Set when the session failed before every domain was asked.
-    pub error: Option<IspError>,
-    /// What we learned of the server.
-    pub server: ServerInfo,
-    /// The conversation, AUTH redacted.
-    pub transcript: Vec<TranscriptLine>,
-}
-
-impl AccountResult {
-    /// The session's failure for people, with the setting that fixes it.
-    pub fn problem(&self) -> Option<Problem> {
-        self.error.as_ref().map(|e| {
-            Problem::new(e.to_string())
-                .for_account(&self.account)
-                .fixed_by(e.fix(&self.account))
-        })
-    }
-
-    /// The result with the session's transcript; a failure is noted at its end and published.
-    pub fn finish(mut self, mut transcript: Vec<TranscriptLine>, events: &EventSink) -> Self {
-        if let Some(problem) = self.problem() {
-            let mut note = Transcript::default();
-            note.note(&format!("session failed: {}", problem.message));
-            transcript.extend(note.into_lines());
-            events.emit(Event::Error(problem));
-        }
-        self.transcript = transcript;
-        self
-    }
-}
 
 /// Runs one account's ETRN session, publishing each ETRN reply on `events`. The address it
 /// connected to is noted in `asked` before the first ETRN: the ISP delivers from there.

@@ -4,8 +4,9 @@
 //! opens here, and ODMR's turned-around connection to the ISP), `conn` the stream and its
 //! buffers, `codec` the I/O-free line splitter and DATA un-stuffer, `data` the writer that puts
 //! a message on disk, `policy` who may receive mail here, `gate` who may connect (and which ISP a
-//! fetch has asked), `reply` the wire form of our answers. Mail is acknowledged only once it is
-//! durable on disk; every 4xx we answer is reported, so a fetch knows what stayed at the ISP.
+//! fetch has asked), `reply` the wire form of our answers, `tls` the certificate and config
+//! STARTTLS offers. Mail is acknowledged only once it is durable on disk; every 4xx we answer is
+//! reported, so a fetch knows what stayed at the ISP.
 
 mod codec;
 mod conn;
@@ -16,8 +17,7 @@ mod gate;
 mod policy;
 mod reply;
 mod session;
-#[cfg(test)]
-mod tests;
+pub mod tls;
 
 pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
@@ -59,7 +59,7 @@ pub struct ListenerSettings {
     pub max_connections_per_peer: usize,
     /// When set, only peers in these networks may deliver; others get `554 5.7.1` at connect.
     pub allowed_peers: Option<Vec<PeerNet>>,
-    /// When set, STARTTLS is offered with this config (see `crate::tls`); `None`: no TLS.
+    /// When set, STARTTLS is offered with this config (see [`tls`]); `None`: no TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 

@@ -13,9 +13,6 @@ pub mod command;
 pub mod reply;
 pub mod turn;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -25,9 +22,8 @@ pub use turn::{TurnEnd, TurnReport, Turnaround};
 use crate::account::{Account, FetchMode};
 use crate::client::transcript::Transcript;
 use crate::client::{self, ClientSettings, Connection, IspError, Refused, ServerInfo};
-use crate::etrn::AccountResult;
 use crate::event::{Event, EventSink};
-use crate::report::{DomainOutcome, DomainReport, TranscriptLine};
+use crate::report::{AccountResult, DomainOutcome, DomainReport, TranscriptLine};
 use reply::Answer;
 
 /// The most ATRN commands one fetch sends for one account (turns and retries together).

@@ -2,7 +2,9 @@
 //! server certificate for 127.0.0.1, the account trusts that CA through its CA file. STARTTLS
 //! and implicit TLS, each AUTH mechanism with the server's preference, and the refusals.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,54 +12,17 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use mailcall_core::account::{Account, Secret, Security};
+use mailcall_core::client::{
+    auth, open, ClientSettings, Connection, Endpoint, IspError, OpenError, ServerInfo,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::*;
-use crate::account::{Account, Secret, Security};
+use common::pki::{pki, Pki};
 
 const USER: &str = "customer";
 const PASSWORD: &str = "pa55-w0rd";
-
-/// A test CA and a server certificate for 127.0.0.1 it signed; the CA's PEM in a file.
-pub(crate) struct Pki {
-    pub(crate) server: Arc<rustls::ServerConfig>,
-    pub(crate) ca_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// A fresh test CA, a server certificate for 127.0.0.1, and the CA's PEM file.
-pub(crate) fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(leaf.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    Pki {
-        server: Arc::new(server),
-        ca_file,
-        _dir: dir,
-    }
-}
 
 /// How the scripted server behaves.
 #[derive(Clone)]
@@ -182,20 +147,14 @@ fn ok_if(good: bool) -> String {
     }
 }
 
+/// The test account with a user and password, over `security`, trusting `ca_file`.
 fn account(port: u16, security: Security, ca_file: Option<PathBuf>) -> Account {
     Account {
-        name: "isp".into(),
-        mode: crate::account::FetchMode::Etrn,
-        host: "127.0.0.1".into(),
-        port,
         security,
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
-        password_command: None,
-        helo: Some("client.test".into()),
         ca_file,
-        domains: vec!["customer.test".parse().unwrap()],
-        link: Default::default(),
+        ..common::account(port, &["customer.test"])
     }
 }
 
@@ -301,9 +260,9 @@ async fn without_the_isps_ca_the_certificate_is_refused() {
     assert!(matches!(err, IspError::Certificate { .. }), "{err:?}");
     assert_eq!(
         err.fix("isp"),
-        Some(crate::hint::Setting::account(
+        Some(mailcall_core::hint::Setting::account(
             "isp",
-            crate::hint::AccountField::CaFile
+            mailcall_core::hint::AccountField::CaFile
         ))
     );
 }

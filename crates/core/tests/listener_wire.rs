@@ -1,21 +1,22 @@
 //! Wire tests for the listener: real sockets on 127.0.0.1, raw bytes in, reply bytes checked.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailcall_core::listener::{
+    tls, BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
+};
+use mailcall_core::maildir::Maildir;
+use mailcall_core::report::MessageInfo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-
-use super::*;
-use crate::maildir::Maildir;
-use crate::report::MessageInfo;
 
 /// Upper bound for anything a test waits for; never reached when the code works.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -84,7 +85,7 @@ async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
 async fn start_routed(
     settings: ListenerSettings,
     domains: &[&str],
-    router: Option<&dyn Fn(Maildir) -> crate::routing::Router>,
+    router: Option<&dyn Fn(Maildir) -> mailcall_core::routing::Router>,
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let maildir = Arc::new(Maildir::create(dir.path()).unwrap());
@@ -994,7 +995,7 @@ fn settings_defaults() {
 async fn start_tls_server() -> (Server, Arc<rustls::ClientConfig>, tempfile::TempDir) {
     use rustls::pki_types::pem::PemObject;
     let certs = tempfile::tempdir().unwrap();
-    let (config, cert_path) = crate::tls::self_signed(certs.path(), "mx.test").unwrap();
+    let (config, cert_path) = tls::self_signed(certs.path(), "mx.test").unwrap();
     let mut s = settings(10_000_000);
     s.tls = Some(config);
     let server = start(s, &["example.com"]).await;
@@ -1141,8 +1142,8 @@ async fn failed_handshake_ends_only_that_session() {
 /// the rest), and with `reject` an address no route names gets 550 5.1.1 while the others go.
 #[tokio::test]
 async fn recipients_are_routed_to_their_copies() {
-    use crate::config::UnknownRecipients;
-    use crate::routing::{Route, RouteTable, Router};
+    use mailcall_core::config::UnknownRecipients;
+    use mailcall_core::routing::{Route, RouteTable, Router};
     let other = tempfile::tempdir().unwrap();
     let (team, alice_md) = (
         other.path().join("team"),
@@ -1174,7 +1175,7 @@ async fn recipients_are_routed_to_their_copies() {
         Route::parse("@lan.example.com", "lmtp:127.0.0.1:24", None, None).unwrap(),
     ]);
     let make = move |md: Maildir| {
-        let spool = crate::spool::Spool::open(&spool_dir).unwrap();
+        let spool = mailcall_core::spool::Spool::open(&spool_dir).unwrap();
         Router::new(md, table.clone(), UnknownRecipients::Reject, Some(spool)).unwrap()
     };
     let mut server = start_routed(
@@ -1230,7 +1231,7 @@ async fn recipients_are_routed_to_their_copies() {
         server.maildir("new").is_empty(),
         "nothing for the default Maildir"
     );
-    let spool = crate::spool::Spool::open(&other.path().join("spool")).unwrap();
+    let spool = mailcall_core::spool::Spool::open(&other.path().join("spool")).unwrap();
     let (entries, _) = spool.entries().unwrap();
     assert_eq!(entries.len(), 1);
     let e = &entries[0];
@@ -1270,8 +1271,8 @@ async fn recipients_are_routed_to_their_copies() {
 /// Without routes, or with catch-all, an address no route names goes to the default Maildir.
 #[tokio::test]
 async fn unknown_recipients_go_to_the_catch_all() {
-    use crate::config::UnknownRecipients;
-    use crate::routing::{Route, RouteTable, Router};
+    use mailcall_core::config::UnknownRecipients;
+    use mailcall_core::routing::{Route, RouteTable, Router};
     let other = tempfile::tempdir().unwrap();
     let bob = other.path().join("bob");
     let table = RouteTable::new(vec![Route::parse(

@@ -5,7 +5,9 @@
 //! provider bounded by the idle timeout; the fetch's stop; and hostile input on the turned line
 //! answered byte for byte as the TCP listener answers it.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,17 +15,22 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use mailcall_core::account::{Account, FetchMode, Secret, Security};
+use mailcall_core::client::{ClientSettings, IspError};
+use mailcall_core::event::EventSink;
+use mailcall_core::hint::{AccountField, Setting};
+use mailcall_core::listener::{
+    Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
+};
+use mailcall_core::maildir::Maildir;
+use mailcall_core::odmr::{self, Turnaround};
+use mailcall_core::report::{AccountResult, DomainOutcome};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::*;
-use crate::account::{Account, FetchMode, Secret, Security};
-use crate::client::tests::{pki, Pki};
-use crate::hint::{AccountField, Setting};
-use crate::listener::{Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy};
-use crate::maildir::Maildir;
+use common::pki::{pki, Pki};
 
 const USER: &str = "customer";
 const PASSWORD: &str = "odmr-pa55";
@@ -329,20 +336,15 @@ fn listener_settings() -> ListenerSettings {
     ListenerSettings::new("mx.test".into(), 2048)
 }
 
+/// The test account in ODMR mode: STARTTLS with the test CA, a user and password, two domains.
 fn account(port: u16, pki: &Pki) -> Account {
     Account {
-        name: "isp".into(),
         mode: FetchMode::Odmr,
-        host: "127.0.0.1".into(),
-        port,
         security: Security::Starttls,
         username: Some(USER.into()),
         password: Some(Secret::new(PASSWORD)),
-        password_command: None,
-        helo: Some("client.test".into()),
         ca_file: Some(pki.ca_file.clone()),
-        domains: vec!["a.test".parse().unwrap(), "b.test".parse().unwrap()],
-        link: Default::default(),
+        ..common::account(port, &["a.test", "b.test"])
     }
 }
 
@@ -359,7 +361,7 @@ fn settings(retries: u32) -> ClientSettings {
 async fn fetch(account: &Account, retries: u32, rx: &Receiver) -> AccountResult {
     tokio::time::timeout(
         DEADLINE,
-        fetch_account(
+        odmr::fetch_account(
             account,
             &settings(retries),
             &rx.turnaround,
@@ -701,11 +703,11 @@ async fn atrn_not_advertised_sends_no_atrn() {
 
     // `check` reports the same, and sends no ATRN either.
     let isp = provider(vec![Plan::NoAtrn], &pki).await;
-    let (info, error, _) = check_account(&account(isp.port, &pki), &settings(0)).await;
+    let (info, error, _) = odmr::check_account(&account(isp.port, &pki), &settings(0)).await;
     assert!(info.tls && info.authenticated && !info.advertises("ATRN"));
     assert!(matches!(error, Some(IspError::AtrnNotAdvertised { .. })));
     let isp = provider(vec![Plan::Answer("453 You have no mail")], &pki).await;
-    let (info, error, _) = check_account(&account(isp.port, &pki), &settings(0)).await;
+    let (info, error, _) = odmr::check_account(&account(isp.port, &pki), &settings(0)).await;
     assert!(info.advertises("ATRN") && error.is_none(), "{error:?}");
     let seen = isp.seen.lock().unwrap().clone();
     assert!(!seen[0].iter().any(|l| l.starts_with("ATRN")), "{seen:?}");
@@ -901,8 +903,8 @@ async fn hostile_input_on_the_turned_line_gets_the_listeners_answers() {
 
 #[tokio::test]
 async fn a_fetch_of_odmr_accounts_ends_when_the_turns_end_and_counts_per_domain() {
-    use crate::fetch::{self, FetchOptions, Receiving};
-    use crate::history::{EndReason, Trigger};
+    use mailcall_core::fetch::{self, FetchOptions, Receiving};
+    use mailcall_core::history::{EndReason, Trigger};
     let pki = pki();
     let isp = provider(
         vec![

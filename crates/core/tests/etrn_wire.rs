@@ -1,133 +1,25 @@
-//! Client sessions against a scripted fake SMTP server on 127.0.0.1.
+//! The ETRN client against a scripted ISP on 127.0.0.1 ([`common::isp`]): every reply and its
+//! retry decision, a server without ETRN, timeouts, a link dropping, TLS and AUTH refusals, the
+//! transcript, and the address asked noted before the first ETRN.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use mailcall_core::account::{Account, Secret, Security};
+use mailcall_core::client::{ClientSettings, IspError};
+use mailcall_core::etrn;
+use mailcall_core::event::{Event, EventSink};
+use mailcall_core::listener::AskedPeers;
+use mailcall_core::report::{AccountResult, Direction, DomainOutcome};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::task::JoinHandle;
 
-use super::*;
-use crate::account::{Secret, Security};
-use crate::client::{ClientSettings, IspError};
-use crate::listener::AskedPeers;
-use crate::report::{Direction, DomainOutcome};
-
-const EHLO_WITH_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250-ETRN\r\n250 8BITMIME\r\n";
-const EHLO_WITHOUT_ETRN: &str = "250-isp.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
-
-/// What the fake server does with one ETRN.
-enum Act {
-    Reply(&'static str),
-    Silent,
-    /// Close the connection without a reply (the link drops).
-    Hangup,
-}
-
-type EtrnScript = Box<dyn FnMut(&str) -> Act + Send>;
-
-/// A one-connection SMTP server that answers from a script and records what it received.
-struct FakeServer {
-    port: u16,
-    received: Arc<Mutex<Vec<String>>>,
-    task: JoinHandle<()>,
-}
-
-impl FakeServer {
-    async fn start(
-        greeting: Option<&'static str>,
-        ehlo: &'static str,
-        mut etrn: EtrnScript,
-    ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
-        let task = tokio::spawn(async move {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (read, mut write) = stream.into_split();
-            let mut read = BufReader::new(read);
-            if let Some(greeting) = greeting {
-                write.write_all(greeting.as_bytes()).await.unwrap();
-            }
-            // Bounded: no test needs more than a few dozen commands.
-            for _ in 0..100 {
-                let mut line = String::new();
-                match tokio::time::timeout(Duration::from_secs(10), read.read_line(&mut line)).await
-                {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                }
-                let line = line.trim_end().to_owned();
-                log.lock().unwrap().push(line.clone());
-                let upper = line.to_ascii_uppercase();
-                let answer: Option<String> = if upper.starts_with("EHLO") {
-                    Some(ehlo.to_owned())
-                } else if upper == "QUIT" {
-                    let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-                    return;
-                } else if let Some(arg) = line.strip_prefix("ETRN ") {
-                    match etrn(arg) {
-                        Act::Reply(r) => Some(format!("{r}\r\n")),
-                        Act::Silent => None,
-                        Act::Hangup => return,
-                    }
-                } else {
-                    Some("502 5.5.2 Error: command not recognized\r\n".to_owned())
-                };
-                if let Some(answer) = answer {
-                    if write.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        FakeServer {
-            port,
-            received,
-            task,
-        }
-    }
-
-    fn received(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn etrns(&self) -> Vec<String> {
-        self.received()
-            .into_iter()
-            .filter(|l| l.starts_with("ETRN"))
-            .collect()
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn account(port: u16, domains: &[&str]) -> Account {
-    Account {
-        name: "isp".into(),
-        mode: crate::account::FetchMode::Etrn,
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::None,
-        username: None,
-        password: None,
-        password_command: None,
-        helo: Some("client.test".into()),
-        ca_file: None,
-        domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
-        link: Default::default(),
-    }
-}
+use common::account;
+use common::isp::{by_domain, Act, EtrnScript, Isp, EHLO_WITHOUT_ETRN, EHLO_WITH_ETRN, GREETING};
 
 fn settings() -> ClientSettings {
     ClientSettings {
@@ -137,16 +29,6 @@ fn settings() -> ClientSettings {
         retry_delay: Duration::from_millis(10),
         default_helo: "client.test".into(),
     }
-}
-
-fn by_domain(map: &'static [(&'static str, &'static str)]) -> EtrnScript {
-    Box::new(move |arg| {
-        let reply = map
-            .iter()
-            .find(|(d, _)| *d == arg)
-            .map_or("250 OK", |(_, r)| r);
-        Act::Reply(reply)
-    })
 }
 
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
@@ -160,14 +42,14 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Vec<Event> {
     }
 }
 
-/// [`super::fetch_account`] for tests that do not look at the asked addresses.
+/// [`etrn::fetch_account`] for tests that do not look at the asked addresses.
 async fn fetch_account(
     account: &Account,
     settings: &ClientSettings,
     events: &EventSink,
 ) -> AccountResult {
     let asked = AskedPeers::default();
-    super::fetch_account(account, settings, events, &asked.scope()).await
+    etrn::fetch_account(account, settings, events, &asked.scope()).await
 }
 
 fn outcomes(result: &AccountResult) -> Vec<DomainOutcome> {
@@ -176,8 +58,8 @@ fn outcomes(result: &AccountResult) -> Vec<DomainOutcome> {
 
 #[tokio::test]
 async fn a_459_does_not_stop_the_next_domains() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         by_domain(&[("b.test", "459 4.7.1 b.test: service unavailable")]),
     )
@@ -227,8 +109,8 @@ async fn a_459_does_not_stop_the_next_domains() {
 
 #[tokio::test]
 async fn no_mail_then_started() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         by_domain(&[
             ("a.test", "251 OK no messages waiting for node a.test"),
@@ -263,7 +145,7 @@ async fn a_4xx_is_retried_until_it_succeeds() {
             "250 Queuing started"
         })
     });
-    let server = FakeServer::start(Some("220 isp.test ESMTP\r\n"), EHLO_WITH_ETRN, script).await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, script).await;
     let events = EventSink::default();
     let mut rx = events.subscribe();
     let result = fetch_account(&account(server.port, &["a.test"]), &settings(), &events).await;
@@ -284,8 +166,8 @@ async fn a_4xx_is_retried_until_it_succeeds() {
 
 #[tokio::test]
 async fn a_4xx_forever_ends_deferred_after_the_retries() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         Box::new(|_| Act::Reply("451 4.3.0 try later")),
     )
@@ -308,8 +190,8 @@ async fn a_4xx_forever_ends_deferred_after_the_retries() {
 
 #[tokio::test]
 async fn already_processing_is_not_retried() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         Box::new(|_| Act::Reply("458 Already processing a.test")),
     )
@@ -326,12 +208,7 @@ async fn already_processing_is_not_retried() {
 
 #[tokio::test]
 async fn no_etrn_is_sent_when_the_server_does_not_advertise_it() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITHOUT_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITHOUT_ETRN, by_domain(&[])).await;
     let events = EventSink::default();
     let mut rx = events.subscribe();
     let result = fetch_account(
@@ -362,7 +239,7 @@ async fn no_etrn_is_sent_when_the_server_does_not_advertise_it() {
 
 #[tokio::test]
 async fn a_421_greeting_is_a_transient_error() {
-    let server = FakeServer::start(
+    let server = Isp::start(
         Some("421 4.3.2 isp.test Service not available\r\n"),
         EHLO_WITH_ETRN,
         by_domain(&[]),
@@ -383,8 +260,8 @@ async fn a_421_greeting_is_a_transient_error() {
 
 #[tokio::test]
 async fn a_421_to_etrn_leaves_the_rest_unasked() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         Box::new(|_| Act::Reply("421 4.3.0 shutting down")),
     )
@@ -412,7 +289,7 @@ async fn a_421_to_etrn_leaves_the_rest_unasked() {
 
 #[tokio::test]
 async fn a_silent_server_times_out_at_the_greeting() {
-    let server = FakeServer::start(None, EHLO_WITH_ETRN, by_domain(&[])).await;
+    let server = Isp::start(None, EHLO_WITH_ETRN, by_domain(&[])).await;
     let mut s = settings();
     s.reply_timeout = Duration::from_millis(300);
     let start = Instant::now();
@@ -435,12 +312,7 @@ async fn a_silent_server_times_out_at_the_greeting() {
 
 #[tokio::test]
 async fn a_silent_etrn_reply_times_out_naming_the_step() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        Box::new(|_| Act::Silent),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, Box::new(|_| Act::Silent)).await;
     let mut s = settings();
     s.reply_timeout = Duration::from_millis(300);
     let result = fetch_account(
@@ -488,12 +360,7 @@ async fn connection_refused_says_cannot_connect() {
 
 #[tokio::test]
 async fn a_password_is_never_sent_in_plain_text() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, by_domain(&[])).await;
     let mut acc = account(server.port, &["a.test"]);
     acc.username = Some("user".into());
     acc.password = Some(Secret::new("hunter2-secret"));
@@ -503,9 +370,9 @@ async fn a_password_is_never_sent_in_plain_text() {
     assert!(err.to_string().contains("STARTTLS"), "{err}");
     assert_eq!(
         err.fix("isp"),
-        Some(crate::hint::Setting::account(
+        Some(mailcall_core::hint::Setting::account(
             "isp",
-            crate::hint::AccountField::Security
+            mailcall_core::hint::AccountField::Security
         ))
     );
     assert!(server.received().is_empty(), "{:?}", server.received());
@@ -514,12 +381,7 @@ async fn a_password_is_never_sent_in_plain_text() {
 
 #[tokio::test]
 async fn starttls_required_but_not_offered() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, by_domain(&[])).await;
     let mut acc = account(server.port, &["a.test"]);
     acc.security = Security::Starttls;
     acc.username = Some("user".into());
@@ -542,12 +404,7 @@ async fn starttls_required_but_not_offered() {
 
 #[tokio::test]
 async fn argument_forms_are_sent_literally() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, by_domain(&[])).await;
     let result = fetch_account(
         &account(server.port, &["#q.test", "@d.test", "plain.test"]),
         &settings(),
@@ -564,7 +421,7 @@ async fn argument_forms_are_sent_literally() {
 
 #[tokio::test]
 async fn the_transcript_and_server_info_are_filled() {
-    let server = FakeServer::start(
+    let server = Isp::start(
         Some("220-isp.test ESMTP\r\n220 welcome\r\n"),
         EHLO_WITH_ETRN,
         by_domain(&[("b.test", "554 5.7.1 Etrn command rejected")]),
@@ -614,14 +471,9 @@ async fn the_transcript_and_server_info_are_filled() {
 
 #[tokio::test]
 async fn check_account_sends_no_etrn() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, by_domain(&[])).await;
     let (info, err, transcript) =
-        check_account(&account(server.port, &["a.test"]), &settings()).await;
+        etrn::check_account(&account(server.port, &["a.test"]), &settings()).await;
     assert!(err.is_none(), "{err:?}");
     assert!(info.advertises("ETRN"));
     assert!(server.etrns().is_empty());
@@ -651,12 +503,7 @@ async fn a_bad_ca_file_is_named_in_the_error() {
 
 #[tokio::test]
 async fn implicit_tls_against_a_plain_server_is_a_tls_error() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        by_domain(&[]),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, by_domain(&[])).await;
     let mut acc = account(server.port, &["a.test"]);
     acc.security = Security::Tls;
     let result = fetch_account(&acc, &settings(), &EventSink::default()).await;
@@ -677,12 +524,7 @@ fn default_settings() {
 
 #[tokio::test]
 async fn a_link_dropping_at_etrn_is_a_lost_connection() {
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
-        EHLO_WITH_ETRN,
-        Box::new(|_| Act::Hangup),
-    )
-    .await;
+    let server = Isp::start(Some(GREETING), EHLO_WITH_ETRN, Box::new(|_| Act::Hangup)).await;
     let result = fetch_account(
         &account(server.port, &["a.test"]),
         &settings(),
@@ -706,8 +548,8 @@ async fn the_address_asked_is_noted_before_the_etrn_goes_out() {
     let seen = asked.clone();
     let noted_at_etrn = Arc::new(Mutex::new(Vec::new()));
     let log = noted_at_etrn.clone();
-    let server = FakeServer::start(
-        Some("220 isp.test ESMTP\r\n"),
+    let server = Isp::start(
+        Some(GREETING),
         EHLO_WITH_ETRN,
         Box::new(move |_| {
             // The ISP starts delivering right after its reply: the note must be there already.
@@ -718,7 +560,7 @@ async fn the_address_asked_is_noted_before_the_etrn_goes_out() {
     )
     .await;
     let scope = asked.scope();
-    let result = super::fetch_account(
+    let result = etrn::fetch_account(
         &account(server.port, &["a.test", "b.test"]),
         &settings(),
         &EventSink::default(),
