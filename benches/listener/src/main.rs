@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         ca_file: None,
         domains: vec![domain],
         link: Default::default(),
+        outgoing: None,
     };
     // The same runtime as mailcall-cli.
     let rt = match tokio::runtime::Builder::new_multi_thread()

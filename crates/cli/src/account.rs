@@ -16,14 +16,15 @@ use mailcall_core::mailcall::{Mailcall, MailcallError};
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
 use crate::settings;
+use crate::smarthost_args::{EditSmarthost, SetSmarthost};
 
 /// The `account` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
     /// Create or replace an account (all its settings; the domains given replace the old list).
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// Change some settings of an account; what is not given stays as it is.
-    Edit(EditArgs),
+    Edit(Box<EditArgs>),
     /// List the accounts (passwords are never shown).
     List {
         /// One JSON array of the accounts (without passwords).
@@ -93,6 +94,8 @@ pub struct SetArgs {
     /// Seconds to wait for the link after the connect command (default 60).
     #[arg(long, value_name = "SECS")]
     link_timeout: Option<u64>,
+    #[command(flatten)]
+    smarthost: SetSmarthost,
 }
 
 /// Arguments of `account edit`: each one given changes that setting only.
@@ -161,6 +164,8 @@ pub struct EditArgs {
     /// The default wait for the link (60 s) again.
     #[arg(long)]
     no_link_timeout: bool,
+    #[command(flatten)]
+    smarthost: EditSmarthost,
 }
 
 /// Runs an `account` subcommand against the account store the config names (`account-store`).
@@ -169,8 +174,8 @@ pub fn run(explicit: Option<&Path>, cmd: AccountCommand) -> Outcome {
     let store = keystore::for_config(&config, &path);
     let store = store.as_ref();
     match cmd {
-        AccountCommand::Set(args) => set(explicit, store, args),
-        AccountCommand::Edit(args) => edit(explicit, store, args),
+        AccountCommand::Set(args) => set(explicit, store, *args),
+        AccountCommand::Edit(args) => edit(explicit, store, *args),
         AccountCommand::List { json } => list(explicit, store, json),
         AccountCommand::Show { name, json } => show(store, &name, json),
         AccountCommand::Remove { name } => remove(explicit, store, &name),
@@ -194,6 +199,12 @@ pub fn flag(field: AccountField) -> &'static str {
         AccountField::ConnectCommand => "--connect-command",
         AccountField::DisconnectCommand => "--disconnect-command",
         AccountField::LinkTimeout => "--link-timeout",
+        AccountField::OutgoingHost => "--smarthost",
+        AccountField::OutgoingPort => "--smarthost-port",
+        AccountField::OutgoingSecurity => "--smarthost-security",
+        AccountField::OutgoingUser => "--smarthost-user",
+        AccountField::OutgoingPassword => "--smarthost-password-stdin",
+        AccountField::OutgoingCaFile => "--smarthost-ca-file",
     }
 }
 
@@ -260,6 +271,7 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
             .filter(|o| password.is_none() && o.username.is_some() && o.username == args.user)
             .and_then(|o| o.password_command.clone())
     });
+    let outgoing = args.smarthost.server(old.as_ref(), read_password)?;
     let account = Account {
         name: args.name.clone(),
         mode: args.mode,
@@ -279,6 +291,7 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
             disconnect_command: args.disconnect_command,
             link_timeout: args.link_timeout,
         },
+        outgoing,
     };
     save(&path, config, store, &account)
 }
@@ -377,6 +390,7 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
     if let Some(t) = args.link_timeout {
         link.link_timeout = Some(t);
     }
+    args.smarthost.apply(&mut a, read_password)?;
     save(&path, config, store, &a)
 }
 
@@ -446,6 +460,17 @@ pub fn account_json(a: &Account) -> serde_json::Value {
             (None, None) => "none",
         };
         object.insert("password".into(), state.into());
+        if let (Some(out), Some(o)) = (
+            object.get_mut("outgoing").and_then(|v| v.as_object_mut()),
+            &a.outgoing,
+        ) {
+            let own = if o.password.is_some() {
+                "set"
+            } else {
+                "account"
+            };
+            out.insert("password".into(), own.into());
+        }
     }
     value
 }
@@ -487,6 +512,9 @@ pub fn describe(a: &Account) -> String {
     }
     if let Some(t) = l.link_timeout {
         s.push_str(&format!("  link-timeout={t}"));
+    }
+    if let Some(o) = &a.outgoing {
+        s.push_str(&format!("  smarthost={}:{} {}", o.host, o.port, o.security));
     }
     s
 }
@@ -569,6 +597,27 @@ fn show(store: &dyn AccountStore, name: &str, json: bool) -> Outcome {
         or_dash(a.link.disconnect_command.clone())
     );
     say!("link-timeout: {}", a.link.link_timeout().as_secs());
+    match &a.outgoing {
+        None => say!("smarthost: -"),
+        Some(o) => {
+            say!("smarthost: {}:{} {}", o.host, o.port, o.security);
+            say!(
+                "smarthost-login: {}",
+                match (&o.username, a.username.as_deref()) {
+                    (Some(u), _) => format!("{u} (its own password)"),
+                    (None, Some(u)) => format!("{u} (the account's login)"),
+                    (None, None) => "none".into(),
+                }
+            );
+            say!(
+                "smarthost-ca-file: {}",
+                o.ca_file
+                    .as_ref()
+                    .map_or_else(|| "the account's".into(), |p| p.display().to_string())
+            );
+            say!("smarthost-auth: {}", o.auth);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -94,6 +94,20 @@ pub fn command_for(setting: &Setting) -> String {
                     format!("{edit} --disconnect-command 'poff isp'")
                 }
                 AccountField::LinkTimeout => format!("{edit} --link-timeout 120"),
+                AccountField::OutgoingHost => {
+                    format!("{edit} --smarthost smtp.isp.example --smarthost-security starttls")
+                }
+                AccountField::OutgoingPort => format!("{edit} --smarthost-port 587"),
+                AccountField::OutgoingSecurity => format!("{edit} --smarthost-security starttls"),
+                AccountField::OutgoingUser => {
+                    format!("{edit} --smarthost-user NAME --smarthost-password-stdin")
+                }
+                AccountField::OutgoingPassword => {
+                    format!("printf '%s\\n' \"$PASSWORD\" | {edit} --smarthost-password-stdin")
+                }
+                AccountField::OutgoingCaFile => {
+                    format!("{edit} --smarthost-ca-file /path/to/smarthost-ca.pem")
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ mod queue;
 mod route;
 mod running;
 mod settings;
+mod smarthost_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::hint::AccountField;
 
+pub mod outgoing;
+
+pub use outgoing::{OutgoingAuth, OutgoingServer};
+
 /// How the connection to the ISP is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -269,6 +273,9 @@ pub struct Account {
     /// How to bring a dial-up link up and down for this account (all optional).
     #[serde(default, flatten)]
     pub link: LinkSettings,
+    /// Where this account's outgoing mail leaves (none: mail from its domains is not sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing: Option<OutgoingServer>,
 }
 
 /// Default seconds to wait for the link after the connect command.
@@ -484,6 +491,7 @@ impl Account {
                 );
             }
         }
+        self.check_outgoing(&mut problems);
         problems
     }
 }
@@ -570,6 +578,7 @@ mod tests {
             ca_file: None,
             domains: vec!["example.com".parse().unwrap()],
             link: LinkSettings::default(),
+            outgoing: None,
         };
         assert!(good.check().is_empty(), "{:?}", good.check());
         let fields = |a: Account| a.check().into_iter().map(|p| p.field).collect::<Vec<_>>();
@@ -723,6 +732,7 @@ mod tests {
             ca_file: None,
             domains: vec![],
             link: LinkSettings::default(),
+            outgoing: None,
         };
         assert!(!format!("{a:?}").contains("hunter2"));
     }

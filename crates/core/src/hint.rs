@@ -40,11 +40,23 @@ pub enum AccountField {
     DisconnectCommand,
     /// How long to wait for the link.
     LinkTimeout,
+    /// The outgoing (submission) server.
+    OutgoingHost,
+    /// Its port.
+    OutgoingPort,
+    /// How the connection to it is secured.
+    OutgoingSecurity,
+    /// Its own user name (instead of the account's).
+    OutgoingUser,
+    /// Its own password.
+    OutgoingPassword,
+    /// Its own CA certificate file.
+    OutgoingCaFile,
 }
 
 impl AccountField {
     /// Every field, in the order forms show them.
-    pub const ALL: [AccountField; 14] = [
+    pub const ALL: [AccountField; 20] = [
         AccountField::Name,
         AccountField::Mode,
         AccountField::Host,
@@ -59,6 +71,12 @@ impl AccountField {
         AccountField::ConnectCommand,
         AccountField::DisconnectCommand,
         AccountField::LinkTimeout,
+        AccountField::OutgoingHost,
+        AccountField::OutgoingPort,
+        AccountField::OutgoingSecurity,
+        AccountField::OutgoingUser,
+        AccountField::OutgoingPassword,
+        AccountField::OutgoingCaFile,
     ];
 
     /// The field's name in words, for messages ("the CA file").
@@ -78,6 +96,12 @@ impl AccountField {
             AccountField::ConnectCommand => "connect command",
             AccountField::DisconnectCommand => "disconnect command",
             AccountField::LinkTimeout => "link timeout",
+            AccountField::OutgoingHost => "outgoing server",
+            AccountField::OutgoingPort => "outgoing server's port",
+            AccountField::OutgoingSecurity => "outgoing server's security",
+            AccountField::OutgoingUser => "outgoing server's user name",
+            AccountField::OutgoingPassword => "outgoing server's password",
+            AccountField::OutgoingCaFile => "outgoing server's CA file",
         }
     }
 }

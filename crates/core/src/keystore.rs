@@ -207,7 +207,11 @@ impl AccountStore for FileStore {
     }
 
     fn save(&self, account: &Account) -> Result<(), KeystoreError> {
-        if account.password.is_some() {
+        let outgoing_password = account
+            .outgoing
+            .as_ref()
+            .is_some_and(|o| o.password.is_some());
+        if account.password.is_some() || outgoing_password {
             return Err(KeystoreError::PasswordInFile(account.name.clone()));
         }
         let mut file = self.read()?;
@@ -331,6 +335,7 @@ mod tests {
             ca_file: None,
             domains: vec!["example.com".parse().unwrap()],
             link: Default::default(),
+            outgoing: None,
         }
     }
 

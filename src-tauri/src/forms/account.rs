@@ -266,6 +266,8 @@ impl AccountForm {
                 disconnect_command: keep(&self.disconnect_command, old.disconnect_command),
                 link_timeout,
             },
+            // The window has no fields for it yet: the outgoing server set with the CLI stays.
+            outgoing: stored.and_then(|s| s.outgoing.clone()),
         };
         for AccountProblem { field, problem } in account.check() {
             let name = account_field_name(field);

@@ -18,5 +18,6 @@ pub fn account(port: u16, domains: &[&str]) -> Account {
         ca_file: None,
         domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
         link: Default::default(),
+        outgoing: None,
     }
 }
