@@ -372,13 +372,11 @@ impl Account {
                     "give a password or a password command, not both".into(),
                 );
             }
-            match crate::trigger::split_command(cmd) {
-                Ok(words) if !words.is_empty() => {}
-                Ok(_) => bad(AccountField::PasswordCommand, "the command is empty".into()),
-                Err(e) => bad(
+            if let Err(e) = crate::user_command::split_command(cmd) {
+                bad(
                     AccountField::PasswordCommand,
                     format!("{e}; commands run without a shell, quote words with ' or \""),
-                ),
+                );
             }
         }
         if self.mode == FetchMode::Odmr && self.username.is_none() {
@@ -466,13 +464,11 @@ impl Account {
             ),
         ] {
             if let Some(cmd) = cmd {
-                match crate::trigger::split_command(cmd) {
-                    Ok(words) if !words.is_empty() => {}
-                    Ok(_) => bad(field, "the command is empty".into()),
-                    Err(e) => bad(
+                if let Err(e) = crate::user_command::split_command(cmd) {
+                    bad(
                         field,
                         format!("{e}; commands run without a shell, quote words with ' or \""),
-                    ),
+                    );
                 }
             }
         }

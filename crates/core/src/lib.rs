@@ -25,3 +25,4 @@ pub mod service;
 pub mod spool;
 pub mod tls;
 pub mod trigger;
+pub mod user_command;
