@@ -24,7 +24,7 @@ use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
-use crate::routing::Router;
+use crate::spool::copies::Router;
 use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
 use crate::spool::actions::{ActionResult, Selection};
 use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
@@ -174,7 +174,7 @@ impl Reloader {
         self.router
             .replace(config.route_table()?, config.unknown_recipients)
             .map_err(|(path, source)| {
-                service::StartError::Routing(crate::routing::copies::RoutingError::Maildir {
+                service::StartError::Routing(crate::spool::copies::RoutingError::Maildir {
                     path,
                     source,
                 })

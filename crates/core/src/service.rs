@@ -27,8 +27,7 @@ use crate::listener::{
     BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
 };
 use crate::maildir::Maildir;
-use crate::routing::copies::{RoutingError, RoutingOptions};
-use crate::routing::Router;
+use crate::spool::copies::{Router, RoutingError, RoutingOptions};
 use crate::tls;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.

@@ -13,7 +13,7 @@ use mailcall_core::fetch::FetchOptions;
 use mailcall_core::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use mailcall_core::listener::ListenerSettings;
 use mailcall_core::report::DomainOutcome;
-use mailcall_core::routing::copies::RoutingOptions;
+use mailcall_core::spool::copies::RoutingOptions;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

@@ -16,7 +16,7 @@ use mailcall_core::hint::Problem;
 use mailcall_core::history::{EndReason, History, ManualTrigger, RecordKind, Trigger};
 use mailcall_core::instance::{Controls, QueueError};
 use mailcall_core::listener::ListenerSettings;
-use mailcall_core::routing::copies::RoutingOptions;
+use mailcall_core::spool::copies::RoutingOptions;
 use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
 use mailcall_core::spool::actions::Selection;
 use mailcall_core::spool::Action;

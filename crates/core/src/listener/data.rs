@@ -1,6 +1,6 @@
 //! DATA's storage side: the writer that streams an un-stuffed message into its copies (or
 //! nowhere, once it is refused), the `Received:` we add (the router adds the rest, see
-//! [`crate::routing::copies`]), what we read back from the headers for people (From, Subject,
+//! [`crate::spool::copies`]), what we read back from the headers for people (From, Subject,
 //! Message-ID), and the 4xx a storage failure earns. The command state machine in `session`
 //! drives it.
 
@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::reply::Reply;
 use crate::report::MessageInfo;
-use crate::routing::copies::Copies;
+use crate::spool::copies::Copies;
 
 /// How much un-stuffed DATA is gathered before it goes to disk.
 pub(crate) const WRITE_CHUNK: usize = 64 * 1024;

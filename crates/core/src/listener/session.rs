@@ -25,8 +25,8 @@ use super::reply::Reply;
 use super::{AskedPeers, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
 use crate::report::QueuedCopy;
-use crate::routing::route::Target;
-use crate::routing::Router;
+use crate::routing::Target;
+use crate::spool::copies::Router;
 
 /// What every session shares: the listener's settings, who may receive mail here, where it
 /// is stored (the router: routes, Maildirs, the spool), where sessions report, when to stop,

@@ -31,7 +31,7 @@ use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::maildir::Maildir;
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
-use crate::routing::route::Target;
+use crate::routing::Target;
 use crate::routing::Destination;
 
 /// How often the spool directory is read again for messages another process left there.
