@@ -24,9 +24,9 @@ use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
-use crate::spool::copies::Router;
 use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
 use crate::spool::actions::{ActionResult, Selection};
+use crate::spool::copies::Router;
 use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
 use crate::spool::Action;
 use crate::trigger::{self, TriggerHandle, TriggerOptions};
@@ -109,7 +109,7 @@ pub enum StartError {
     Unsteady(PathBuf),
     /// The listener or the Maildir.
     #[error(transparent)]
-    Service(#[from] service::StartError),
+    Service(#[from] service::SetupError),
 }
 
 impl StartError {
@@ -174,7 +174,7 @@ impl Reloader {
         self.router
             .replace(config.route_table()?, config.unknown_recipients)
             .map_err(|(path, source)| {
-                service::StartError::Routing(crate::spool::copies::RoutingError::Maildir {
+                service::SetupError::Routing(crate::spool::copies::RoutingError::Maildir {
                     path,
                     source,
                 })

@@ -300,9 +300,7 @@ mod tests {
         assert!(e.contains("exit status: 3") && e.contains("locked"), "{e}");
         let e = password_from_command("true").await.unwrap_err().to_string();
         assert!(e.contains("printed nothing"), "{e}");
-        let e = password_from_command("/no/such/program")
-            .await
-            .unwrap_err();
+        let e = password_from_command("/no/such/program").await.unwrap_err();
         assert!(!e.is_in_the_line(), "{e}");
         assert!(e.to_string().contains("cannot start"), "{e}");
         assert!(password_from_command("pass 'unclosed").await.is_err());

@@ -20,7 +20,7 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 /// A bound control socket, not yet serving.
 #[derive(Debug)]
 pub struct Server {
-    listener: transport::Listener,
+    listener: transport::ControlListener,
     path: PathBuf,
 }
 
@@ -29,7 +29,7 @@ impl Server {
     /// [`ControlError::InUse`].
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
         Ok(Server {
-            listener: transport::Listener::bind(path)?,
+            listener: transport::ControlListener::bind(path)?,
             path: path.to_path_buf(),
         })
     }

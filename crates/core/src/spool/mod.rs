@@ -396,12 +396,7 @@ impl Spool {
         let Ok(head) = read() else {
             return Headline::default();
         };
-        let info = crate::listener::message_headline(&head);
-        Headline {
-            from: info.from,
-            subject: info.subject,
-            message_id: info.message_id,
-        }
+        crate::listener::message_headline(&head)
     }
 
     /// Writes a message's state: durably (fsync) for outcomes that must not be repeated, or

@@ -31,8 +31,8 @@ use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::maildir::Maildir;
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
-use crate::routing::Target;
 use crate::routing::Destination;
+use crate::routing::Target;
 
 /// How often the spool directory is read again for messages another process left there.
 const RESCAN: Duration = Duration::from_secs(60);
