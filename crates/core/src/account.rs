@@ -332,7 +332,7 @@ impl Account {
         let mut problems = Vec::new();
         let mut bad = |field, problem: String| problems.push(AccountProblem { field, problem });
         if let Err(e) = validate_name(&self.name) {
-            bad(AccountField::Name, e);
+            bad(e.field(), e.to_string());
         }
         let host = self.host.as_str();
         if host.is_empty() {
@@ -484,17 +484,28 @@ impl Account {
     }
 }
 
-/// Checks an account name: it names a keyring entry and a config line, so keep it simple.
-pub fn validate_name(name: &str) -> Result<(), String> {
+/// An account name that cannot be used: it names a keyring entry and a config line, so it is
+/// kept simple.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid account name: use 1-64 letters, digits, '-', '_' or '.'")]
+pub struct BadAccountName(pub String);
+
+impl BadAccountName {
+    /// The field that fixes it: the account's name.
+    pub fn field(&self) -> AccountField {
+        AccountField::Name
+    }
+}
+
+/// Checks an account name: 1-64 ASCII letters, digits, `-`, `_` or `.`.
+pub fn validate_name(name: &str) -> Result<(), BadAccountName> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
-            "{name:?} is not a valid account name: use 1-64 letters, digits, '-', '_' or '.'"
-        ));
+        return Err(BadAccountName(name.to_owned()));
     }
     Ok(())
 }

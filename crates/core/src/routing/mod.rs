@@ -4,7 +4,7 @@
 
 pub mod route;
 
-pub use route::{Destination, Pattern, Route, RouteTable, Target};
+pub use route::{Destination, Pattern, Route, RouteError, RouteTable, Target};
 
 // The listener's tests (being moved to crates/core/tests on another branch) still name the
 // router here; drop this once they name `spool::copies::Router`.

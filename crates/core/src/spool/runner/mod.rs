@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::actions::{Action, ActionResult, Selection};
+use super::actions::{Action, ActionError, ActionResult, Selection};
 use super::Spool;
 use crate::client::ClientSettings;
 use crate::event::EventSink;
@@ -78,7 +78,7 @@ impl RunnerOptions {
 struct Command {
     action: Action,
     selection: Selection,
-    reply: oneshot::Sender<Result<ActionResult, String>>,
+    reply: oneshot::Sender<Result<ActionResult, ActionError>>,
 }
 
 /// Asks the running loop to act on the queue (for the control socket and the tray).
@@ -96,7 +96,11 @@ impl RunnerHandle {
 
     /// Does `action` to the selected messages: retry makes them due now (refused recipients
     /// are queued again), bounce puts a DSN into the postmaster's Maildir, delete removes them.
-    pub async fn act(&self, action: Action, selection: Selection) -> Result<ActionResult, String> {
+    pub async fn act(
+        &self,
+        action: Action,
+        selection: Selection,
+    ) -> Result<ActionResult, ActionError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command {
@@ -104,10 +108,8 @@ impl RunnerHandle {
                 selection,
                 reply,
             })
-            .map_err(|_| "the queue runner has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the queue runner has stopped".to_string())?
+            .map_err(|_| ActionError::RunnerStopped)?;
+        answer.await.map_err(|_| ActionError::RunnerStopped)?
     }
 }
 

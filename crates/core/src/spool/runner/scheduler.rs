@@ -21,7 +21,7 @@ use crate::hint::{Problem, Setting};
 use crate::maildir::Maildir;
 use crate::report::HandOverOutcome;
 use crate::routing::Target;
-use crate::spool::actions::{self, Selection};
+use crate::spool::actions::{self, ActionError, Selection};
 use crate::spool::{Entry, Spool, SpoolLock, Status};
 
 /// How often the spool directory is read again for messages another process left there.
@@ -517,9 +517,7 @@ impl Scheduler {
                 .iter()
                 .find(|id| busy.iter().any(|b| b.starts_with(id.as_str())))
             {
-                let _ = reply.send(Err(format!(
-                    "{id} is being handed over right now; try again in a moment"
-                )));
+                let _ = reply.send(Err(ActionError::HandingOver(id.clone())));
                 return;
             }
         }
