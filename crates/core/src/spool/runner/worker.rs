@@ -46,6 +46,15 @@ pub(super) enum Report {
     Finished(Box<SessionRecord>),
 }
 
+/// What one recipient of a hand-over got.
+enum Answer {
+    /// The server's reply to it.
+    Replied(client::reply::Reply),
+    /// No reply, and why (the spool file unreadable, the connection lost), in words for the
+    /// message's state.
+    Unanswered(String),
+}
+
 /// One connection to one server, taking that server's due messages one after another.
 pub(super) struct Worker {
     pub(super) target: Target,
@@ -255,7 +264,7 @@ impl Worker {
             Hello::Lhlo => recipients.iter().map(|&i| vec![i]).collect(),
             Hello::Ehlo => vec![recipients.clone()],
         };
-        let mut replies: HashMap<usize, Result<client::reply::Reply, String>> = HashMap::new();
+        let mut replies: HashMap<usize, Answer> = HashMap::new();
         let mut sent_whole: Vec<usize> = Vec::new();
         let mut broken = None;
         for batch in batches {
@@ -272,7 +281,7 @@ impl Worker {
                     // The spool file is unreadable: nothing can be sent; keep it queued.
                     let why = format!("cannot read the message from the spool: {e}");
                     for &i in &batch {
-                        replies.insert(i, Err(why.clone()));
+                        replies.insert(i, Answer::Unanswered(why.clone()));
                     }
                     continue;
                 }
@@ -289,10 +298,10 @@ impl Worker {
             let why = t.error.as_ref().map(describe);
             for (&i, reply) in batch.iter().zip(t.replies) {
                 match reply {
-                    Some(r) => replies.insert(i, Ok(r)),
+                    Some(r) => replies.insert(i, Answer::Replied(r)),
                     None => replies.insert(
                         i,
-                        Err(why.clone().unwrap_or_else(|| "no reply".to_string())),
+                        Answer::Unanswered(why.clone().unwrap_or_else(|| "no reply".to_string())),
                     ),
                 };
             }
@@ -307,13 +316,13 @@ impl Worker {
             s.attempts += 1;
             s.unreachable = false;
             let (outcome, text) = match replies.remove(&i) {
-                Some(Ok(r)) if r.is_positive() => {
+                Some(Answer::Replied(r)) if r.is_positive() => {
                     s.status = Status::Delivered;
                     s.next_attempt = None;
                     durable = true;
                     (HandOverOutcome::Delivered, r.to_string())
                 }
-                Some(Ok(r)) if r.code >= 500 => {
+                Some(Answer::Replied(r)) if r.code >= 500 => {
                     s.status = Status::Failed;
                     s.next_attempt = None;
                     durable = true;
@@ -321,10 +330,10 @@ impl Worker {
                 }
                 other => {
                     // A 4xx other than 421 says "not stored"; a 421 or silence does not.
-                    let unsure = !matches!(&other, Some(Ok(r)) if r.code != 421);
+                    let unsure = !matches!(&other, Some(Answer::Replied(r)) if r.code != 421);
                     let mut text = match other {
-                        Some(Ok(r)) => r.to_string(),
-                        Some(Err(why)) => {
+                        Some(Answer::Replied(r)) => r.to_string(),
+                        Some(Answer::Unanswered(why)) => {
                             s.unreachable = true;
                             why
                         }
