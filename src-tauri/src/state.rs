@@ -390,7 +390,7 @@ impl AppState {
                 let listing = tokio::task::spawn_blocking(move || Listing::read(&dir))
                     .await
                     .map_err(|e| Problem::new(format!("reading the queue failed: {e}")))?
-                    .map_err(Problem::new)?;
+                    .map_err(|e| e.problem())?;
                 (listing, None)
             }
         };

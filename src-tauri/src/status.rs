@@ -938,10 +938,10 @@ mod tests {
 
     #[test]
     fn the_spools_words_for_a_server_down_are_the_ones_matched() {
-        let runner = include_str!("../../crates/core/src/spool/runner.rs");
+        let runner = include_str!("../../crates/core/src/spool/runner/scheduler.rs");
         assert!(
             runner.contains(&format!("\"{UNREACHABLE_PREFIX}{{target}}: {{error}};")),
-            "the spool runner words an unreachable server differently now: update UNREACHABLE_PREFIX"
+            "the spool scheduler words an unreachable server differently now: update UNREACHABLE_PREFIX"
         );
     }
 

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             history: None,
         },
         // No routes: everything into the Maildir, as before routes existed.
-        routing: mailcall_core::routing::copies::RoutingOptions::without_routes(
+        routing: mailcall_core::spool::copies::RoutingOptions::without_routes(
             PathBuf::from(maildir).with_extension("spool"),
         ),
     };

@@ -129,7 +129,9 @@ mod tests {
     /// Splits a rendered command the way a shell would (enough for the commands above).
     fn words(line: &str) -> Vec<String> {
         let cmd = line.rsplit(" | ").next().unwrap_or(line);
-        mailcall_core::trigger::split_command(cmd).expect("a hint splits into words")
+        mailcall_core::user_command::split_command(cmd)
+            .expect("a hint splits into words")
+            .words()
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Account {
         let mut problems = Vec::new();
         let mut bad = |field, problem: String| problems.push(AccountProblem { field, problem });
         if let Err(e) = validate_name(&self.name) {
-            bad(AccountField::Name, e);
+            bad(e.field(), e.to_string());
         }
         let host = self.host.as_str();
         if host.is_empty() {
@@ -379,13 +379,11 @@ impl Account {
                     "give a password or a password command, not both".into(),
                 );
             }
-            match crate::trigger::split_command(cmd) {
-                Ok(words) if !words.is_empty() => {}
-                Ok(_) => bad(AccountField::PasswordCommand, "the command is empty".into()),
-                Err(e) => bad(
+            if let Err(e) = crate::user_command::split_command(cmd) {
+                bad(
                     AccountField::PasswordCommand,
                     format!("{e}; commands run without a shell, quote words with ' or \""),
-                ),
+                );
             }
         }
         if self.mode == FetchMode::Odmr && self.username.is_none() {
@@ -473,13 +471,11 @@ impl Account {
             ),
         ] {
             if let Some(cmd) = cmd {
-                match crate::trigger::split_command(cmd) {
-                    Ok(words) if !words.is_empty() => {}
-                    Ok(_) => bad(field, "the command is empty".into()),
-                    Err(e) => bad(
+                if let Err(e) = crate::user_command::split_command(cmd) {
+                    bad(
                         field,
                         format!("{e}; commands run without a shell, quote words with ' or \""),
-                    ),
+                    );
                 }
             }
         }
@@ -496,17 +492,28 @@ impl Account {
     }
 }
 
-/// Checks an account name: it names a keyring entry and a config line, so keep it simple.
-pub fn validate_name(name: &str) -> Result<(), String> {
+/// An account name that cannot be used: it names a keyring entry and a config line, so it is
+/// kept simple.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid account name: use 1-64 letters, digits, '-', '_' or '.'")]
+pub struct BadAccountName(pub String);
+
+impl BadAccountName {
+    /// The field that fixes it: the account's name.
+    pub fn field(&self) -> AccountField {
+        AccountField::Name
+    }
+}
+
+/// Checks an account name: 1-64 ASCII letters, digits, `-`, `_` or `.`.
+pub fn validate_name(name: &str) -> Result<(), BadAccountName> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
-            "{name:?} is not a valid account name: use 1-64 letters, digits, '-', '_' or '.'"
-        ));
+        return Err(BadAccountName(name.to_owned()));
     }
     Ok(())
 }

@@ -17,16 +17,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::account::Account;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigKey};
 use crate::control::{self, ControlError, Status};
 use crate::event::{Event, EventSink};
 use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
-use crate::routing::Router;
 use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
-use crate::spool::actions::{ActionResult, Selection};
+use crate::spool::actions::{ActionError, ActionResult, Selection};
+use crate::spool::copies::Router;
 use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
 use crate::spool::Action;
 use crate::trigger::{self, TriggerHandle, TriggerOptions};
@@ -109,7 +109,7 @@ pub enum StartError {
     Unsteady(PathBuf),
     /// The listener or the Maildir.
     #[error(transparent)]
-    Service(#[from] service::StartError),
+    Service(#[from] service::SetupError),
 }
 
 impl StartError {
@@ -174,7 +174,7 @@ impl Reloader {
         self.router
             .replace(config.route_table()?, config.unknown_recipients)
             .map_err(|(path, source)| {
-                service::StartError::Routing(crate::routing::copies::RoutingError::Maildir {
+                service::SetupError::Routing(crate::spool::copies::RoutingError::Maildir {
                     path,
                     source,
                 })
@@ -223,8 +223,20 @@ pub enum QueueError {
     )]
     Unavailable,
     /// The action failed (an id that matches nothing, a message being handed over right now).
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] ActionError),
+}
+
+impl QueueError {
+    /// As a problem for people, with the setting that fixes it when one does.
+    pub fn problem(&self) -> Problem {
+        match self {
+            QueueError::Unavailable => {
+                Problem::new(self.to_string()).fixed_by(Some(Setting::config(ConfigKey::DataDir)))
+            }
+            QueueError::Failed(e) => e.problem(),
+        }
+    }
 }
 
 /// What can be asked of a running instance — by its owner in this process and by clients over

@@ -2,12 +2,11 @@
 //! account name, the whole account as JSON, password included), or — for a machine without a
 //! keyring, such as a home server running the daemon — a file beside the config that holds every
 //! setting but a password: such accounts get theirs from a password command
-//! ([`password_from_command`]), so no password is ever written to a file.
+//! ([`crate::user_command::password_from_command`]), so no password is ever written to a file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +15,6 @@ use crate::config::{AccountStoreKind, Config};
 
 /// The file accounts are kept in with `account-store = file`, beside the config file.
 pub const ACCOUNTS_FILE: &str = "accounts.toml";
-/// How long a password command may take (a GPG agent asking for its passphrase is not waited for).
-const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The keyring service name under which Mailcall's entries live.
 pub const SERVICE: &str = "mailcall";
@@ -238,59 +235,6 @@ pub fn for_config(config: &Config, config_path: &Path) -> Arc<dyn AccountStore> 
     }
 }
 
-/// Runs a password command (no shell: split like the dial-up commands) and returns the first
-/// line it prints. Its output is never logged or kept; what it says on stderr goes into the
-/// error (the first line, shortened), since that is what tells the user why it failed.
-pub async fn password_from_command(line: &str) -> Result<crate::account::Secret, String> {
-    let words = crate::trigger::split_command(line)?;
-    let (program, args) = words
-        .split_first()
-        .ok_or_else(|| "the password command is empty".to_string())?;
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    let output = tokio::time::timeout(PASSWORD_COMMAND_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| {
-            format!(
-                "`{program}` did not finish within {} s",
-                PASSWORD_COMMAND_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| format!("`{program}` failed: {e}"))?;
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stderr);
-        let said: String = said
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        return Err(format!(
-            "`{program}` failed ({}){}",
-            output.status,
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(": {said}")
-            }
-        ));
-    }
-    let stdout = String::from_utf8(output.stdout)
-        .map_err(|_| format!("`{program}` printed something that is not text"))?;
-    let first = stdout.lines().next().unwrap_or("").trim_end_matches('\r');
-    if first.is_empty() {
-        return Err(format!("`{program}` printed nothing on its first line"));
-    }
-    Ok(crate::account::Secret::new(first))
-}
-
 /// An in-memory store for unit tests and previews; nothing persists.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -370,22 +314,5 @@ mod tests {
         }
         assert!(store.remove("isp").unwrap());
         assert!(!store.remove("isp").unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_password_command_gives_its_first_line_and_failures_say_why() {
-        let pw = password_from_command("printf 's3cret\\nsecond line\\n'")
-            .await
-            .unwrap();
-        assert_eq!(pw.expose(), "s3cret");
-        let e = password_from_command("sh -c 'echo locked >&2; exit 3'")
-            .await
-            .unwrap_err();
-        assert!(e.contains("exit status: 3") && e.contains("locked"), "{e}");
-        let e = password_from_command("true").await.unwrap_err();
-        assert!(e.contains("printed nothing"), "{e}");
-        let e = password_from_command("/no/such/program").await.unwrap_err();
-        assert!(e.contains("cannot start"), "{e}");
-        assert!(password_from_command("pass 'unclosed").await.is_err());
     }
 }

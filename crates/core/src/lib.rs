@@ -25,3 +25,4 @@ pub mod routing;
 pub mod service;
 pub mod spool;
 pub mod trigger;
+pub mod user_command;

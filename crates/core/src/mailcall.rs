@@ -21,7 +21,7 @@ use crate::history::{ManualTrigger, SessionRecord};
 use crate::instance::{Instance, InstanceOptions, QueueError, StartError};
 use crate::report::TranscriptLine;
 use crate::service::{self, Accounts, ServiceStopped};
-use crate::spool::actions::{ActionResult, Listing, Selection};
+use crate::spool::actions::{ActionError, ActionResult, Listing, Selection};
 use crate::spool::{Action, SPOOL_DIR};
 use crate::{etrn, odmr};
 
@@ -67,8 +67,11 @@ pub enum MailcallError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// Its queue cannot be read.
-    #[error("{0}")]
-    Listing(String),
+    #[error(transparent)]
+    Listing(ActionError),
+    /// Reading its queue was cut short (the task reading it panicked or was cancelled).
+    #[error("reading the queue failed: {0}")]
+    ListingLost(tokio::task::JoinError),
     /// The accounts could not be read again here.
     #[error(transparent)]
     Reload(#[from] StartError),
@@ -90,6 +93,8 @@ impl MailcallError {
     pub fn problem(&self) -> Problem {
         match self {
             MailcallError::Reload(e) => e.problem(),
+            MailcallError::Queue(e) => e.problem(),
+            MailcallError::Listing(e) => e.problem(),
             MailcallError::Config(e) => {
                 Problem::new(e.to_string()).fixed_by(e.key().map(Setting::config))
             }
@@ -271,7 +276,7 @@ impl Mailcall {
             (None, None) => Ok(Listing::default()),
         })
         .await
-        .map_err(|e| MailcallError::Listing(format!("reading the queue failed: {e}")))?;
+        .map_err(MailcallError::ListingLost)?;
         read.map_err(MailcallError::Listing)
     }
 

@@ -27,8 +27,7 @@ use crate::listener::{
     tls, BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
 };
 use crate::maildir::Maildir;
-use crate::routing::copies::{RoutingError, RoutingOptions};
-use crate::routing::Router;
+use crate::spool::copies::{Router, RoutingError, RoutingOptions};
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -94,9 +93,11 @@ impl ServiceOptions {
     }
 }
 
-/// The service could not start.
+/// The service's own resources could not be set up: the listener's socket, the Maildir, the
+/// routes' Maildirs and the spool. (Starting a whole Mailcall can fail in more ways:
+/// [`crate::instance::StartError`].)
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum SetupError {
     /// The listener could not bind (its message names the fixes).
     #[error(transparent)]
     Bind(#[from] BindError),
@@ -113,13 +114,13 @@ pub enum StartError {
     Routing(#[from] RoutingError),
 }
 
-impl StartError {
+impl SetupError {
     /// The setting that fixes it.
     pub fn fix(&self) -> Option<Setting> {
         Some(Setting::config(match self {
-            StartError::Bind(_) => ConfigKey::Listen,
-            StartError::Maildir { .. } => ConfigKey::Maildir,
-            StartError::Routing(e) => e.key(),
+            SetupError::Bind(_) => ConfigKey::Listen,
+            SetupError::Maildir { .. } => ConfigKey::Maildir,
+            SetupError::Routing(e) => e.key(),
         }))
     }
 }
@@ -272,8 +273,8 @@ impl Prepared {
 }
 
 /// Creates the Maildir.
-pub async fn prepare(options: ServiceOptions) -> Result<Prepared, StartError> {
-    let maildir = Maildir::create(&options.maildir).map_err(|source| StartError::Maildir {
+pub async fn prepare(options: ServiceOptions) -> Result<Prepared, SetupError> {
+    let maildir = Maildir::create(&options.maildir).map_err(|source| SetupError::Maildir {
         path: options.maildir.clone(),
         source,
     })?;
@@ -293,7 +294,7 @@ pub async fn start(
     accounts: Vec<Account>,
     events: EventSink,
     shutdown: CancellationToken,
-) -> Result<ServiceHandle, StartError> {
+) -> Result<ServiceHandle, SetupError> {
     start_prepared(prepare(options).await?, accounts, events, shutdown).await
 }
 
@@ -310,7 +311,7 @@ pub async fn start_prepared(
     accounts: Vec<Account>,
     events: EventSink,
     shutdown: CancellationToken,
-) -> Result<ServiceHandle, StartError> {
+) -> Result<ServiceHandle, SetupError> {
     let Prepared {
         options,
         maildir,

@@ -85,7 +85,7 @@ async fn start(settings: ListenerSettings, domains: &[&str]) -> Server {
 async fn start_routed(
     settings: ListenerSettings,
     domains: &[&str],
-    router: Option<&dyn Fn(Maildir) -> mailcall_core::routing::Router>,
+    router: Option<&dyn Fn(Maildir) -> mailcall_core::spool::copies::Router>,
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let maildir = Arc::new(Maildir::create(dir.path()).unwrap());
@@ -1143,7 +1143,8 @@ async fn failed_handshake_ends_only_that_session() {
 #[tokio::test]
 async fn recipients_are_routed_to_their_copies() {
     use mailcall_core::config::UnknownRecipients;
-    use mailcall_core::routing::{Route, RouteTable, Router};
+    use mailcall_core::routing::{Route, RouteTable};
+    use mailcall_core::spool::copies::Router;
     let other = tempfile::tempdir().unwrap();
     let (team, alice_md) = (
         other.path().join("team"),
@@ -1272,7 +1273,8 @@ async fn recipients_are_routed_to_their_copies() {
 #[tokio::test]
 async fn unknown_recipients_go_to_the_catch_all() {
     use mailcall_core::config::UnknownRecipients;
-    use mailcall_core::routing::{Route, RouteTable, Router};
+    use mailcall_core::routing::{Route, RouteTable};
+    use mailcall_core::spool::copies::Router;
     let other = tempfile::tempdir().unwrap();
     let bob = other.path().join("bob");
     let table = RouteTable::new(vec![Route::parse(

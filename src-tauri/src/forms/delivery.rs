@@ -140,7 +140,7 @@ impl RouteForm {
         let mut err = UiError::default();
         let recipient = self.recipient.trim().to_string();
         if let Err(e) = recipient.parse::<Pattern>() {
-            err.field("recipient", e);
+            err.field("recipient", e.to_string());
         }
         let destination = match self.destination.trim().split_once(':') {
             Some((kind, rest)) if kind.eq_ignore_ascii_case("maildir") => {
@@ -149,7 +149,7 @@ impl RouteForm {
             _ => self.destination.trim().to_string(),
         };
         if let Err(e) = destination.parse::<Destination>() {
-            err.field("destination", e);
+            err.field("destination", e.to_string());
         }
         let security = match self.security.trim() {
             "" => None,
@@ -167,11 +167,12 @@ impl RouteForm {
         }
         // What is left for the route itself: security and a CA file where they belong.
         if let Err(e) = Route::parse(&recipient, &destination, security, ca_file.clone()) {
-            let field = match &ca_file {
-                Some(p) if !p.is_absolute() => "ca_file",
-                _ => "security",
+            let field = if e.is_ca_file() {
+                "ca_file"
+            } else {
+                "security"
             };
-            err.field(field, e);
+            err.field(field, e.to_string());
             return Err(err.marked());
         }
         config

@@ -125,11 +125,11 @@ impl Endpoint {
                 }
                 let password = match (&account.password, &account.password_command) {
                     (Some(p), _) => p.clone(),
-                    (None, Some(cmd)) => crate::keystore::password_from_command(cmd)
+                    (None, Some(cmd)) => crate::user_command::password_from_command(cmd)
                         .await
-                        .map_err(|reason| IspError::PasswordCommand {
+                        .map_err(|e| IspError::PasswordCommand {
                             account: account.name.clone(),
-                            reason,
+                            reason: e.to_string(),
                         })?,
                     (None, None) => {
                         return Err(IspError::NoPassword {

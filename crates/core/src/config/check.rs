@@ -51,7 +51,7 @@ impl Config {
             if let Err(e) = crate::account::validate_name(name) {
                 problems.push(ConfigError::Invalid {
                     key: ConfigKey::Accounts,
-                    problem: e,
+                    problem: e.to_string(),
                 });
             }
         }
@@ -103,7 +103,7 @@ impl Config {
                         ));
                     }
                 }
-                Err(e) => problems.push(invalid(ConfigKey::Routes, e)),
+                Err(e) => problems.push(invalid(ConfigKey::Routes, e.to_string())),
             }
         }
         if self.unknown_recipients == UnknownRecipients::Reject && self.routes.is_empty() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
-use crate::routing::{Pattern, Route, RouteTable};
+use crate::routing::{Pattern, Route, RouteError, RouteTable};
 
 pub use keys::{AsConfigKey, ConfigKey, Kind, Range, Unit};
 pub use paths::{config_path, data_dir, CONFIG_ENV};
@@ -221,7 +221,7 @@ pub struct RouteEntry {
 
 impl RouteEntry {
     /// The route it describes, or what is wrong with it.
-    pub fn route(&self) -> Result<Route, String> {
+    pub fn route(&self) -> Result<Route, RouteError> {
         Route::parse(
             &self.recipient,
             &self.destination,
@@ -346,7 +346,10 @@ impl Config {
         let routes = self
             .routes
             .iter()
-            .map(|e| e.route().map_err(|p| invalid(ConfigKey::Routes, p)))
+            .map(|e| {
+                e.route()
+                    .map_err(|p| invalid(ConfigKey::Routes, p.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RouteTable::new(routes))
     }
@@ -354,7 +357,9 @@ impl Config {
     /// Adds a route, replacing the one with the same pattern; the config is left as it was
     /// when the route (or the table with it) breaks a rule.
     pub fn add_route(&mut self, entry: RouteEntry) -> Result<Route, ConfigError> {
-        let route = entry.route().map_err(|p| invalid(ConfigKey::Routes, p))?;
+        let route = entry
+            .route()
+            .map_err(|p| invalid(ConfigKey::Routes, p.to_string()))?;
         let mut next = self.clone();
         next.routes.retain(|e| {
             e.route()
@@ -372,7 +377,9 @@ impl Config {
     /// Removes the route for `pattern`; returns whether there was one. Refused (the config
     /// unchanged) when the table without it would break a rule.
     pub fn remove_route(&mut self, pattern: &str) -> Result<bool, ConfigError> {
-        let wanted: Pattern = pattern.parse().map_err(|p| invalid(ConfigKey::Routes, p))?;
+        let wanted: Pattern = pattern
+            .parse()
+            .map_err(|p: RouteError| invalid(ConfigKey::Routes, p.to_string()))?;
         let mut next = self.clone();
         next.routes
             .retain(|e| e.route().map(|r| r.pattern != wanted).unwrap_or(true));

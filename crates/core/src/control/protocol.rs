@@ -169,8 +169,8 @@ pub enum ParseError {
     #[error("too many account names (at most {MAX_ACCOUNTS})")]
     TooManyAccounts,
     /// A word that cannot be an account name.
-    #[error("{0}")]
-    AccountName(String),
+    #[error(transparent)]
+    AccountName(#[from] crate::account::BadAccountName),
     /// `QUEUE` without an action or without messages.
     #[error("name the messages: {QUEUE_USAGE}")]
     NoMessages,

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::{Reply, Request, MAX_REQUEST};
+use super::protocol::{ParseError, Reply, Request, MAX_REQUEST};
 use super::transport::{self, Connection, Incoming};
 use super::ControlError;
 use crate::instance::Controls;
@@ -20,7 +20,7 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 /// A bound control socket, not yet serving.
 #[derive(Debug)]
 pub struct Server {
-    listener: transport::Listener,
+    listener: transport::ControlListener,
     path: PathBuf,
 }
 
@@ -29,7 +29,7 @@ impl Server {
     /// [`ControlError::InUse`].
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
         Ok(Server {
-            listener: transport::Listener::bind(path)?,
+            listener: transport::ControlListener::bind(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -83,7 +83,9 @@ async fn connection(incoming: Incoming, controls: Controls, stop: CancellationTo
     let events = matches!(request, Ok(Request::Events)).then(|| controls.subscribe());
     let reply = match request {
         Ok(request) => apply(request, &controls).await,
-        Err(error) => Reply::Refused { error },
+        Err(error) => Reply::Refused {
+            error: error.to_string(),
+        },
     };
     if conn.write_all(reply.to_line().as_bytes()).await.is_err() {
         return;
@@ -102,20 +104,33 @@ async fn connection(incoming: Incoming, controls: Controls, stop: CancellationTo
     let _ = conn.shutdown().await;
 }
 
+/// Why a connection brought no request to do; answered as a refusal.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    /// The line is no request the protocol knows.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// No newline within [`MAX_REQUEST`] bytes, or the client closed before one.
+    #[error("send one request line ending in a newline, at most {MAX_REQUEST} bytes")]
+    NoLine,
+    /// Reading failed.
+    #[error("cannot read the request: {0}")]
+    Read(std::io::Error),
+    /// Nothing came within [`REQUEST_LIMIT`].
+    #[error("no request within {} s", REQUEST_LIMIT.as_secs())]
+    TimedOut,
+}
+
 /// Reads and parses the request line; the error to answer with when there is none.
-async fn read_request(conn: &mut Connection) -> Result<Request, String> {
+async fn read_request(conn: &mut Connection) -> Result<Request, RequestError> {
     let mut line = String::new();
     let read =
         tokio::time::timeout(REQUEST_LIMIT, conn.take(MAX_REQUEST).read_line(&mut line)).await;
     match read {
-        Ok(Ok(_)) if line.ends_with('\n') => {
-            Request::parse(line.trim_end()).map_err(|e| e.to_string())
-        }
-        Ok(Ok(_)) => Err(format!(
-            "send one request line ending in a newline, at most {MAX_REQUEST} bytes"
-        )),
-        Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
-        Err(_) => Err(format!("no request within {} s", REQUEST_LIMIT.as_secs())),
+        Ok(Ok(_)) if line.ends_with('\n') => Ok(Request::parse(line.trim_end())?),
+        Ok(Ok(_)) => Err(RequestError::NoLine),
+        Ok(Err(e)) => Err(RequestError::Read(e)),
+        Err(_) => Err(RequestError::TimedOut),
     }
 }
 

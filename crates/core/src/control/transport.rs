@@ -2,14 +2,23 @@
 //! the server. On Unix a Unix socket, owner-only; elsewhere (Windows) a TCP socket on 127.0.0.1
 //! whose port and a random token are in a file only the user can read ([`tcp_token`]).
 //!
-//! The server takes a connection in two steps: [`Listener::accept`] only accepts it, and
+//! The server takes a connection in two steps: [`ControlListener::accept`] only accepts it, and
 //! [`Incoming::admit`] — run in the connection's own task — checks who it is. A client that is
 //! slow to prove itself holds up nobody else.
 
 #[cfg(not(unix))]
-pub use tcp_token::{connect, Connection, Incoming, Listener, Stream};
+pub use tcp_token::{connect, Connection, Incoming, Stream};
 #[cfg(unix)]
-pub use unix::{connect, Connection, Incoming, Listener, Stream};
+pub use unix::{connect, Connection, Incoming, Stream};
+
+/// The control socket's listener on this platform: one name for the server, whichever channel
+/// it is (each keeps its own name, so a message or a test says which one it means).
+#[cfg(unix)]
+pub type ControlListener = unix::SocketListener;
+/// The control socket's listener on this platform: one name for the server, whichever channel
+/// it is (each keeps its own name, so a message or a test says which one it means).
+#[cfg(not(unix))]
+pub type ControlListener = tcp_token::TokenListener;
 
 /// Unix sockets, owner-only.
 #[cfg(unix)]
@@ -29,7 +38,7 @@ mod unix {
 
     /// A Unix socket, owner-only.
     #[derive(Debug)]
-    pub struct Listener {
+    pub struct SocketListener {
         inner: tokio::net::UnixListener,
         uid: u32,
     }
@@ -41,7 +50,7 @@ mod unix {
         uid: u32,
     }
 
-    impl Listener {
+    impl SocketListener {
         /// Binds `path`: directory 0700, socket 0600; a stale socket is replaced, a live one is
         /// [`ControlError::InUse`].
         pub fn bind(path: &Path) -> Result<Self, ControlError> {
@@ -65,7 +74,7 @@ mod unix {
             let inner = tokio::net::UnixListener::bind(path).map_err(io)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
             let uid = std::fs::metadata(path).map_err(io)?.uid();
-            Ok(Listener { inner, uid })
+            Ok(SocketListener { inner, uid })
         }
 
         /// The next connection, not yet checked.
@@ -122,7 +131,7 @@ pub mod tcp_token {
     /// A TCP socket on 127.0.0.1; its port and a random token are in the file at the socket's
     /// path, in the user's own profile: only who can read that file can talk to it.
     #[derive(Debug)]
-    pub struct Listener {
+    pub struct TokenListener {
         inner: tokio::net::TcpListener,
         token: String,
     }
@@ -142,7 +151,7 @@ pub mod tcp_token {
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    impl Listener {
+    impl TokenListener {
         /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path`; a live server there is
         /// [`ControlError::InUse`].
         pub fn bind(path: &Path) -> Result<Self, ControlError> {
@@ -169,7 +178,7 @@ pub mod tcp_token {
                 .map_err(io)?;
             tracing::debug!(port, "control channel on 127.0.0.1");
             let inner = tokio::net::TcpListener::from_std(std_listener).map_err(io)?;
-            Ok(Listener { inner, token })
+            Ok(TokenListener { inner, token })
         }
 
         /// The next connection, its token not read yet: reading it here would hold up every
@@ -248,11 +257,14 @@ pub mod tcp_token {
         async fn only_a_client_with_the_token_gets_through() {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("control.sock");
-            let listener = Listener::bind(&path).unwrap();
+            let listener = TokenListener::bind(&path).unwrap();
             let (_, token) = port_and_token(&path);
             assert_eq!(token.len(), 48, "{token}");
             // A second server sees the first answer (the probe sends no token: refused).
-            assert!(matches!(Listener::bind(&path), Err(ControlError::InUse(_))));
+            assert!(matches!(
+                TokenListener::bind(&path),
+                Err(ControlError::InUse(_))
+            ));
             let server = tokio::spawn(async move {
                 let mut admitted = Vec::new();
                 for _ in 0..3 {
@@ -271,7 +283,7 @@ pub mod tcp_token {
         async fn a_request_in_the_same_write_as_the_token_is_kept() {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("control.sock");
-            let listener = Listener::bind(&path).unwrap();
+            let listener = TokenListener::bind(&path).unwrap();
             let (port, token) = port_and_token(&path);
             let mut client = Stream::connect(("127.0.0.1", port)).await.unwrap();
             client
@@ -287,7 +299,7 @@ pub mod tcp_token {
         async fn a_silent_client_holds_up_nobody_else() {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("control.sock");
-            let listener = Listener::bind(&path).unwrap();
+            let listener = TokenListener::bind(&path).unwrap();
             let (port, _) = port_and_token(&path);
             // Connected, and never a word: accepting it reads nothing.
             let quiet = Stream::connect(("127.0.0.1", port)).await.unwrap();

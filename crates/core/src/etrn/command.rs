@@ -2,6 +2,12 @@
 
 use std::fmt;
 
+/// A domain that cannot follow `ETRN`: it would smuggle a second command, or is empty. The
+/// account's domains are checked when it is saved, so this is a last line of defence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} cannot follow ETRN: use a plain domain, @domain or #queue name")]
+pub struct BadEtrnArgument(pub String);
+
 /// One `ETRN` command (RFC 1985); the argument is a domain, `@domain` or `#queue`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Etrn {
@@ -10,15 +16,13 @@ pub struct Etrn {
 
 impl Etrn {
     /// An ETRN for `argument`; refuses anything that could smuggle a second command.
-    pub fn new(argument: &str) -> Result<Self, String> {
+    pub fn new(argument: &str) -> Result<Self, BadEtrnArgument> {
         if argument.is_empty()
             || argument
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
         {
-            return Err(format!(
-                "{argument:?} cannot follow ETRN: use a plain domain, @domain or #queue name"
-            ));
+            return Err(BadEtrnArgument(argument.to_owned()));
         }
         Ok(Etrn {
             argument: argument.to_owned(),

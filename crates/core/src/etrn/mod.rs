@@ -92,7 +92,7 @@ async fn ask_all(
         let command = match Etrn::new(&report.domain) {
             Ok(command) => command,
             Err(why) => {
-                report.text = why;
+                report.text = why.to_string();
                 continue;
             }
         };

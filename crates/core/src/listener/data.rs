@@ -1,17 +1,15 @@
 //! DATA's storage side: the writer that streams an un-stuffed message into its copies (or
 //! nowhere, once it is refused), the `Received:` we add (the router adds the rest, see
-//! [`crate::routing::copies`]), what we read back from the headers for people (From, Subject,
+//! [`crate::spool::copies`]), what we read back from the headers for people (From, Subject,
 //! Message-ID), and the 4xx a storage failure earns. The command state machine in `session`
 //! drives it.
 
 use std::io;
 use std::net::IpAddr;
 
-use chrono::Utc;
-
 use super::reply::Reply;
-use crate::report::MessageInfo;
-use crate::routing::copies::Copies;
+use crate::spool::copies::Copies;
+use crate::spool::Headline;
 
 /// How much un-stuffed DATA is gathered before it goes to disk.
 pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
@@ -72,7 +70,7 @@ pub(crate) struct BodyWriter {
     pub(crate) copies: Option<Copies>,
     pub(crate) max: u64,
     pub(crate) body_size: u64,
-    /// The first bytes of the message as it came, for `message_info`.
+    /// The first bytes of the message as it came, for `message_headline`.
     pub(crate) head: Vec<u8>,
     pub(crate) refusal: Option<Refusal>,
 }
@@ -110,8 +108,9 @@ impl BodyWriter {
     }
 }
 
-/// From/Subject/Message-ID of a stored message, read from its first bytes only.
-pub(crate) fn message_info(head: &[u8]) -> MessageInfo {
+/// From/Subject/Message-ID of a message, read from its first bytes only (the listener's
+/// report of what it stored, and the spool's listing).
+pub(crate) fn message_headline(head: &[u8]) -> Headline {
     let parsed = mail_parser::MessageParser::new().parse_headers(head);
     let (from, subject, message_id) = match &parsed {
         Some(message) => (
@@ -130,17 +129,10 @@ pub(crate) fn message_info(head: &[u8]) -> MessageInfo {
         ),
         None => (None, None, None),
     };
-    MessageInfo {
-        sender: String::new(),
-        recipients: Vec::new(),
+    Headline {
         from: from.filter(|f| !f.is_empty()),
         subject,
         message_id,
-        size: 0,
-        path: Default::default(),
-        copies: Vec::new(),
-        peer: String::new(),
-        stored_at: Utc::now(),
     }
 }
 

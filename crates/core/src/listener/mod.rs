@@ -23,7 +23,7 @@ pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
 pub use session::{serve, Reception};
 
-pub(crate) use data::message_info as message_headline;
+pub(crate) use data::message_headline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

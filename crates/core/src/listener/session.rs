@@ -18,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{Line, LineSplitter, Unstuffer};
 use super::conn::{Connection, Read};
 use super::data::{
-    message_info, received_header, storage_error, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
+    message_headline, received_header, storage_error, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
 };
 use super::policy::{uses_quoting, Verdict};
 use super::reply::Reply;
 use super::{AskedPeers, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
-use crate::report::QueuedCopy;
-use crate::routing::route::Target;
-use crate::routing::Router;
+use crate::report::{MessageInfo, QueuedCopy};
+use crate::routing::Target;
+use crate::spool::copies::Router;
 
 /// What every session shares: the listener's settings, who may receive mail here, where it
 /// is stored (the router: routes, Maildirs, the spool), where sessions report, when to stop,
@@ -583,17 +583,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.push(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
                 let sent = self.flush().await;
                 let stored_at = Utc::now();
-                let mut info = message_info(&writer.head);
-                info.sender = sender;
-                info.recipients = recipients;
-                info.size = size;
-                info.path = stored
+                let headline = message_headline(&writer.head);
+                let path = stored
                     .iter()
                     .find(|c| !c.queued)
                     .or(stored.first())
                     .map(|c| c.path.clone())
                     .unwrap_or_default();
-                info.copies = stored
+                let mut copies: Vec<QueuedCopy> = stored
                     .iter()
                     .map(|c| QueuedCopy {
                         recipients: c.recipients.clone(),
@@ -607,12 +604,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         queued: c.queued,
                     })
                     .collect();
-                if info.copies.len() == 1 && !info.copies[0].queued {
+                if copies.len() == 1 && !copies[0].queued {
                     // The plain case (one Maildir) says no more than `path` does.
-                    info.copies.clear();
+                    copies.clear();
                 }
-                info.peer = self.peer.ip().to_string();
-                info.stored_at = stored_at;
+                let info = MessageInfo {
+                    sender,
+                    recipients,
+                    from: headline.from,
+                    subject: headline.subject,
+                    message_id: headline.message_id,
+                    size,
+                    path,
+                    copies,
+                    peer: self.peer.ip().to_string(),
+                    stored_at,
+                };
                 // Stored even if the 250 got lost: the file is there (the peer may send it again).
                 let _ = self.ctx.events.send(ListenerEvent::Stored(Box::new(info)));
                 sent.is_ok()

@@ -5,6 +5,21 @@ use std::fmt;
 /// The longest ATRN line we send, without its CRLF (RFC 5321 4.5.3.1.4: 512 octets with it).
 pub const MAX_ATRN_LINE: usize = 510;
 
+/// An account's domains that cannot go into one `ATRN`. The account's domains are checked when
+/// it is saved, so this is a last line of defence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAtrnDomains {
+    /// No domain at all.
+    #[error("no domain to ask for: add one to the account")]
+    None,
+    /// A domain that could smuggle a second command or split the list.
+    #[error("{0:?} cannot go into ATRN: use plain domain names such as example.com")]
+    Domain(String),
+    /// The line would be longer than SMTP allows.
+    #[error("the ATRN line would be {0} characters, more than SMTP's {MAX_ATRN_LINE}: split the domains over two accounts")]
+    TooLong(usize),
+}
+
 /// One `ATRN` naming every domain of an account, comma-separated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Atrn {
@@ -14,9 +29,9 @@ pub struct Atrn {
 impl Atrn {
     /// An ATRN for `domains` (bare names); refuses an empty list, anything that could smuggle
     /// a second command or split the list, and a line longer than [`MAX_ATRN_LINE`].
-    pub fn new(domains: &[String]) -> Result<Self, String> {
+    pub fn new(domains: &[String]) -> Result<Self, BadAtrnDomains> {
         if domains.is_empty() {
-            return Err("no domain to ask for: add one to the account".into());
+            return Err(BadAtrnDomains::None);
         }
         for d in domains {
             if d.is_empty()
@@ -27,9 +42,7 @@ impl Atrn {
                         || matches!(c, ',' | '@' | '#')
                 })
             {
-                return Err(format!(
-                    "{d:?} cannot go into ATRN: use plain domain names such as example.com"
-                ));
+                return Err(BadAtrnDomains::Domain(d.clone()));
             }
         }
         let atrn = Atrn {
@@ -37,9 +50,7 @@ impl Atrn {
         };
         let len = atrn.to_string().len();
         if len > MAX_ATRN_LINE {
-            return Err(format!(
-                "the ATRN line would be {len} characters, more than SMTP's {MAX_ATRN_LINE}: split the domains over two accounts"
-            ));
+            return Err(BadAtrnDomains::TooLong(len));
         }
         Ok(atrn)
     }

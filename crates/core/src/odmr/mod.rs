@@ -140,6 +140,7 @@ impl Session<'_> {
         let command = match Atrn::new(&names) {
             Ok(c) => c,
             Err(why) => {
+                let why = why.to_string();
                 for d in &mut self.domains {
                     d.text = why.clone();
                 }

@@ -1,9 +1,7 @@
-//! Delivery per recipient: which destination each envelope recipient's mail goes to
-//! ([`route`]: patterns, destinations, the table), and the copies one accepted message becomes
-//! ([`copies`]: a file per Maildir destination, one spool entry for the servers).
+//! The route table: which destination each envelope recipient's mail goes to — patterns,
+//! destinations, the table, and parsing them from the config's words. Pure data: writing the
+//! copies a message becomes is [`crate::spool::copies`], which reads this table.
 
-pub mod copies;
 pub mod route;
 
-pub use copies::Router;
-pub use route::{Destination, Pattern, Route, RouteTable};
+pub use route::{Destination, Pattern, Route, RouteError, RouteTable, Target};

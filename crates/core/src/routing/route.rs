@@ -16,6 +16,71 @@ pub const LMTP_PORT: u16 = 24;
 /// The port SMTP servers listen on when a route names none.
 pub const SMTP_PORT: u16 = 25;
 
+/// How to write a destination, for messages about one that is wrong.
+const DESTINATION_USAGE: &str =
+    "write maildir:/full/path, lmtp:HOST:PORT, lmtp:unix:/full/path or smtp:HOST:PORT";
+
+/// A route, or a part of one, that cannot be read. Every one is fixed in the routes (the config
+/// reports it under its `routes` key, which front ends point at).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The recipient pattern is not one.
+    #[error("{text:?} is not a recipient pattern ({why}): write alice@example.com for one address, @example.com for the rest of a domain, or * for everything else")]
+    Pattern {
+        /// What was given.
+        text: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The destination has no `kind:`.
+    #[error("{0:?} is not a destination: {DESTINATION_USAGE}")]
+    NoKind(String),
+    /// The destination's kind is not one Mailcall knows.
+    #[error("{0:?} is not a kind of destination: {DESTINATION_USAGE}")]
+    UnknownKind(String),
+    /// A path that must be absolute is not.
+    #[error("{path:?} is not a full path: give the {what} starting with /")]
+    NotAbsolute {
+        /// The path given.
+        path: String,
+        /// What it names ("Maildir", "LMTP socket").
+        what: &'static str,
+    },
+    /// `[v6` without its `]`.
+    #[error("{0:?}: a [ without its ]")]
+    UnclosedBracket(String),
+    /// Something other than `:PORT` after `[v6]`.
+    #[error("{0:?}: write [ADDRESS]:PORT")]
+    AfterBracket(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("{0:?} is not a port (1-65535)")]
+    Port(String),
+    /// The host is not a host name or address.
+    #[error("{0:?} is not a host name or address")]
+    Host(String),
+    /// A security mode or CA file on a destination that is not `smtp:`.
+    #[error("the route for {pattern}: security and a CA file are for smtp: destinations only")]
+    SecurityNotSmtp {
+        /// The route's pattern.
+        pattern: Pattern,
+    },
+    /// The CA file is not an absolute path.
+    #[error("the route for {pattern}: the CA file {} is not a full path", ca_file.display())]
+    CaFileNotAbsolute {
+        /// The route's pattern.
+        pattern: Pattern,
+        /// The path given.
+        ca_file: PathBuf,
+    },
+}
+
+impl RouteError {
+    /// Whether the route's CA file is what is wrong (a form shows it next to that field).
+    pub fn is_ca_file(&self) -> bool {
+        matches!(self, RouteError::CaFileNotAbsolute { .. })
+    }
+}
+
 /// Which recipients a route is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Pattern {
@@ -28,14 +93,14 @@ pub enum Pattern {
 }
 
 impl FromStr for Pattern {
-    type Err = String;
+    type Err = RouteError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let bad = |why: &str| {
-            Err(format!(
-                "{s:?} is not a recipient pattern ({why}): write alice@example.com for one \
-                 address, @example.com for the rest of a domain, or * for everything else"
-            ))
+        let bad = |why: &'static str| {
+            Err(RouteError::Pattern {
+                text: s.to_owned(),
+                why,
+            })
         };
         if s == "*" {
             return Ok(Pattern::Any);
@@ -108,15 +173,15 @@ impl Destination {
 }
 
 /// `HOST:PORT`, `HOST` (then `default`), `[v6]:PORT` or `[v6]`.
-fn host_port(s: &str, default: u16) -> Result<(String, u16), String> {
+fn host_port(s: &str, default: u16) -> Result<(String, u16), RouteError> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{s:?}: a [ without its ]"))?;
+            .ok_or_else(|| RouteError::UnclosedBracket(s.to_owned()))?;
         match after.strip_prefix(':') {
             Some(p) => (host, Some(p)),
             None if after.is_empty() => (host, None),
-            None => return Err(format!("{s:?}: write [ADDRESS]:PORT")),
+            None => return Err(RouteError::AfterBracket(s.to_owned())),
         }
     } else {
         match s.rsplit_once(':') {
@@ -129,7 +194,7 @@ fn host_port(s: &str, default: u16) -> Result<(String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))?,
+            .ok_or_else(|| RouteError::Port(p.to_owned()))?,
         None => default,
     };
     let host_ok = !host.is_empty()
@@ -138,28 +203,27 @@ fn host_port(s: &str, default: u16) -> Result<(String, u16), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
     if !host_ok {
-        return Err(format!("{host:?} is not a host name or address"));
+        return Err(RouteError::Host(host.to_owned()));
     }
     Ok((host.to_string(), port))
 }
 
 impl FromStr for Destination {
-    type Err = String;
+    type Err = RouteError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let usage =
-            "write maildir:/full/path, lmtp:HOST:PORT, lmtp:unix:/full/path or smtp:HOST:PORT";
         let (kind, rest) = s
             .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not a destination: {usage}"))?;
-        let absolute = |p: &str, what: &str| {
+            .ok_or_else(|| RouteError::NoKind(s.to_owned()))?;
+        let absolute = |p: &str, what: &'static str| {
             let path = PathBuf::from(p);
             if path.is_absolute() && !p.contains('\n') {
                 Ok(path)
             } else {
-                Err(format!(
-                    "{p:?} is not a full path: give the {what} starting with /"
-                ))
+                Err(RouteError::NotAbsolute {
+                    path: p.to_owned(),
+                    what,
+                })
             }
         };
         match kind.to_ascii_lowercase().as_str() {
@@ -178,7 +242,7 @@ impl FromStr for Destination {
                 let (host, port) = host_port(rest, SMTP_PORT)?;
                 Ok(Destination::Smtp { host, port })
             }
-            other => Err(format!("{other:?} is not a kind of destination: {usage}")),
+            other => Err(RouteError::UnknownKind(other.to_owned())),
         }
     }
 }
@@ -258,8 +322,8 @@ struct TargetRecord {
 }
 
 impl TryFrom<TargetRecord> for Target {
-    type Error = String;
-    fn try_from(r: TargetRecord) -> Result<Self, String> {
+    type Error = RouteError;
+    fn try_from(r: TargetRecord) -> Result<Self, RouteError> {
         Ok(Target {
             destination: r.destination.parse()?,
             security: r.security.unwrap_or(Security::None),
@@ -294,21 +358,19 @@ impl Route {
         destination: &str,
         security: Option<Security>,
         ca_file: Option<PathBuf>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RouteError> {
         let pattern: Pattern = pattern.parse()?;
         let destination: Destination = destination.parse()?;
         let smtp = matches!(destination, Destination::Smtp { .. });
         if !smtp && (security.is_some_and(|s| s != Security::None) || ca_file.is_some()) {
-            return Err(format!(
-                "the route for {pattern}: security and a CA file are for smtp: destinations only"
-            ));
+            return Err(RouteError::SecurityNotSmtp { pattern });
         }
         if let Some(ca) = &ca_file {
             if !ca.is_absolute() {
-                return Err(format!(
-                    "the route for {pattern}: the CA file {} is not a full path",
-                    ca.display()
-                ));
+                return Err(RouteError::CaFileNotAbsolute {
+                    pattern,
+                    ca_file: ca.clone(),
+                });
             }
         }
         Ok(Route {
@@ -403,7 +465,7 @@ mod tests {
             "<a@x.test>",
             "**",
         ] {
-            let e = bad.parse::<Pattern>().unwrap_err();
+            let e = bad.parse::<Pattern>().unwrap_err().to_string();
             assert!(e.contains("@example.com"), "{bad}: {e}");
         }
     }

@@ -3,13 +3,126 @@
 //! a running Mailcall (asked by its front end or over the control socket), else
 //! [`super::offline`] for `mailcall-cli queue` with nothing running.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::{dsn, Entry, Headline, Spool, Status};
+use crate::config::ConfigKey;
+use crate::hint::{Problem, Setting};
 use crate::maildir::Maildir;
+
+/// Reading the queue, or a user's action on it, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The spool's directory cannot be listed.
+    #[error("cannot read Mailcall's queue {}: {source}", path.display())]
+    Read {
+        /// The spool.
+        path: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// The spool cannot be opened.
+    #[error("cannot open Mailcall's queue {}: {source}", path.display())]
+    Open {
+        /// The spool.
+        path: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// An id that matches no message.
+    #[error("no message {0:?} in the queue")]
+    NoSuchMessage(String),
+    /// An id that matches several messages.
+    #[error("{id:?} matches {count} messages: give more of the id")]
+    Ambiguous {
+        /// The id given.
+        id: String,
+        /// How many it matches.
+        count: usize,
+    },
+    /// A message being handed over right now: its worker owns its state.
+    #[error("{0} is being handed over right now; try again in a moment")]
+    HandingOver(String),
+    /// A message's file cannot be read (for its bounce).
+    #[error("cannot read {id}: {source}")]
+    ReadMessage {
+        /// The message.
+        id: String,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// A message's state cannot be written.
+    #[error("cannot update {id}: {source}")]
+    Update {
+        /// The message.
+        id: String,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// A message cannot be removed.
+    #[error("cannot remove {id}: {source}")]
+    Remove {
+        /// The message.
+        id: String,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// A bounce cannot be stored in the postmaster's Maildir (the message stays queued).
+    #[error("cannot store the bounce of {id} in {}: {source}", maildir.display())]
+    StoreBounce {
+        /// The message.
+        id: String,
+        /// The postmaster's Maildir.
+        maildir: PathBuf,
+        /// What the file system said.
+        source: io::Error,
+    },
+    /// The runner that holds the spool's lock has stopped (Mailcall is quitting).
+    #[error("the queue runner has stopped")]
+    RunnerStopped,
+}
+
+impl ActionError {
+    /// Whether the selection is what is wrong (an id that matches nothing, or several): the
+    /// user names the messages again; nothing was changed.
+    pub fn is_selection(&self) -> bool {
+        matches!(
+            self,
+            ActionError::NoSuchMessage(_) | ActionError::Ambiguous { .. }
+        )
+    }
+
+    /// Whether the same action may work in a moment (the message was being handed over).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ActionError::HandingOver(_))
+    }
+
+    /// The setting that fixes it, when one does: the data directory for a spool that cannot
+    /// be read or written, the Maildir for a bounce that cannot be stored.
+    pub fn fix(&self) -> Option<Setting> {
+        match self {
+            ActionError::Read { .. }
+            | ActionError::Open { .. }
+            | ActionError::ReadMessage { .. }
+            | ActionError::Update { .. }
+            | ActionError::Remove { .. } => Some(Setting::config(ConfigKey::DataDir)),
+            ActionError::StoreBounce { .. } => Some(Setting::config(ConfigKey::Maildir)),
+            ActionError::NoSuchMessage(_)
+            | ActionError::Ambiguous { .. }
+            | ActionError::HandingOver(_)
+            | ActionError::RunnerStopped => None,
+        }
+    }
+
+    /// As a problem for people, with the setting that fixes it.
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.to_string()).fixed_by(self.fix())
+    }
+}
 
 /// What a user can ask of queued messages: one enum for the CLI, the tray and the control
 /// protocol, matched exhaustively wherever it is done — a misspelt action is refused where it is
@@ -57,12 +170,10 @@ pub struct Listing {
 
 impl Listing {
     /// Reads `spool` (blocking file I/O).
-    pub fn of(spool: &Spool) -> Result<Self, String> {
-        let (entries, problems) = spool.entries().map_err(|e| {
-            format!(
-                "cannot read Mailcall's queue {}: {e}",
-                spool.root().display()
-            )
+    pub fn of(spool: &Spool) -> Result<Self, ActionError> {
+        let (entries, problems) = spool.entries().map_err(|source| ActionError::Read {
+            path: spool.root().to_path_buf(),
+            source,
         })?;
         let messages = entries
             .into_iter()
@@ -76,12 +187,14 @@ impl Listing {
 
     /// Reads the spool at `dir` (blocking file I/O); a spool that does not exist yet is empty,
     /// and reading does not create it.
-    pub fn read(dir: &Path) -> Result<Self, String> {
+    pub fn read(dir: &Path) -> Result<Self, ActionError> {
         if !dir.join("new").is_dir() {
             return Ok(Listing::default());
         }
-        let spool = Spool::open(dir)
-            .map_err(|e| format!("cannot open Mailcall's queue {}: {e}", dir.display()))?;
+        let spool = Spool::open(dir).map_err(|source| ActionError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         Listing::of(&spool)
     }
 }
@@ -98,7 +211,7 @@ pub enum Selection {
 
 impl Selection {
     /// The entries it picks, or what is wrong (an id that matches nothing or several).
-    pub fn pick(&self, entries: Vec<Entry>) -> Result<Vec<Entry>, String> {
+    pub fn pick(&self, entries: Vec<Entry>) -> Result<Vec<Entry>, ActionError> {
         match self {
             Selection::All => Ok(entries),
             Selection::Ids(ids) => {
@@ -109,17 +222,17 @@ impl Selection {
                         .filter(|e| e.id == *id || e.name == *id || e.id.starts_with(id.as_str()))
                         .collect();
                     match matches.as_slice() {
-                        [] => return Err(format!("no message {id:?} in the queue")),
+                        [] => return Err(ActionError::NoSuchMessage(id.clone())),
                         [one] => {
                             if !picked.iter().any(|p| p.name == one.name) {
                                 picked.push((*one).clone());
                             }
                         }
                         _ => {
-                            return Err(format!(
-                                "{id:?} matches {} messages: give more of the id",
-                                matches.len()
-                            ))
+                            return Err(ActionError::Ambiguous {
+                                id: id.clone(),
+                                count: matches.len(),
+                            })
                         }
                     }
                 }
@@ -154,7 +267,7 @@ pub async fn apply(
     postmaster: &Maildir,
     host: &str,
     skip: &[String],
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ActionError> {
     match action {
         Action::Retry => retry(spool, selection, skip),
         Action::Bounce => bounce(spool, selection, postmaster, host, BOUNCED_BY_HAND, skip).await,
@@ -169,7 +282,7 @@ pub fn retry(
     spool: &Spool,
     selection: &Selection,
     skip: &[String],
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ActionError> {
     let mut result = ActionResult::default();
     for mut entry in picked(spool, selection, skip)? {
         let mut touched = 0;
@@ -183,7 +296,10 @@ pub fn retry(
         if touched > 0 {
             spool
                 .save_state(&entry.name, &entry.state, true)
-                .map_err(|e| format!("cannot update {}: {e}", entry.id))?;
+                .map_err(|source| ActionError::Update {
+                    id: entry.id.clone(),
+                    source,
+                })?;
             result.messages += 1;
             result.recipients += touched;
         }
@@ -201,7 +317,7 @@ pub async fn bounce(
     host: &str,
     why: &str,
     skip: &[String],
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ActionError> {
     let mut result = ActionResult::default();
     for mut entry in picked(spool, selection, skip)? {
         let open: Vec<usize> = (0..entry.envelope.recipients.len())
@@ -218,7 +334,10 @@ pub async fn bounce(
         }
         let message = spool
             .read_message(&entry)
-            .map_err(|e| format!("cannot read {}: {e}", entry.id))?;
+            .map_err(|source| ActionError::ReadMessage {
+                id: entry.id.clone(),
+                source,
+            })?;
         let headline = spool.headline(&entry);
         let report = dsn::build(
             &dsn::Bounce {
@@ -231,13 +350,13 @@ pub async fn bounce(
             },
             &message,
         );
-        let path = store(postmaster, &report).await.map_err(|e| {
-            format!(
-                "cannot store the bounce of {} in {}: {e}",
-                entry.id,
-                postmaster.root().display()
-            )
-        })?;
+        let path = store(postmaster, &report)
+            .await
+            .map_err(|source| ActionError::StoreBounce {
+                id: entry.id.clone(),
+                maildir: postmaster.root().to_path_buf(),
+                source,
+            })?;
         for &i in &open {
             entry.state.recipients[i].status = Status::Bounced;
         }
@@ -254,12 +373,15 @@ pub fn delete(
     spool: &Spool,
     selection: &Selection,
     skip: &[String],
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ActionError> {
     let mut result = ActionResult::default();
     for entry in picked(spool, selection, skip)? {
         spool
             .remove(&entry.name)
-            .map_err(|e| format!("cannot remove {}: {e}", entry.id))?;
+            .map_err(|source| ActionError::Remove {
+                id: entry.id.clone(),
+                source,
+            })?;
         result.messages += 1;
         result.recipients += entry
             .state
@@ -271,8 +393,15 @@ pub fn delete(
     Ok(result)
 }
 
-fn picked(spool: &Spool, selection: &Selection, skip: &[String]) -> Result<Vec<Entry>, String> {
-    let (entries, _) = spool.entries().map_err(|e| e.to_string())?;
+fn picked(
+    spool: &Spool,
+    selection: &Selection,
+    skip: &[String],
+) -> Result<Vec<Entry>, ActionError> {
+    let (entries, _) = spool.entries().map_err(|source| ActionError::Read {
+        path: spool.root().to_path_buf(),
+        source,
+    })?;
     let picked = selection.pick(entries)?;
     Ok(picked
         .into_iter()
@@ -281,13 +410,16 @@ fn picked(spool: &Spool, selection: &Selection, skip: &[String]) -> Result<Vec<E
 }
 
 /// Removes a finished entry, or saves its state durably.
-fn finish(spool: &Spool, entry: &Entry) -> Result<(), String> {
+fn finish(spool: &Spool, entry: &Entry) -> Result<(), ActionError> {
     let done = if entry.state.is_done() {
         spool.remove(&entry.name)
     } else {
         spool.save_state(&entry.name, &entry.state, true)
     };
-    done.map_err(|e| format!("cannot update {}: {e}", entry.id))
+    done.map_err(|source| ActionError::Update {
+        id: entry.id.clone(),
+        source,
+    })
 }
 
 /// Stores a report in the postmaster's Maildir, as mail from `<>` to the postmaster.

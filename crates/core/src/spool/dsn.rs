@@ -161,7 +161,7 @@ pub fn build(bounce: &Bounce<'_>, message: &[u8]) -> Vec<u8> {
 }
 
 /// The server's host for `Remote-MTA`, when it has one (not a unix socket or a Maildir).
-fn remote_host(target: &crate::routing::route::Target) -> Option<String> {
+fn remote_host(target: &crate::routing::Target) -> Option<String> {
     use crate::client::Address;
     use crate::routing::Destination;
     match &target.destination {
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_dsn_reports_each_recipient_and_carries_the_message() {
-        let target: crate::routing::route::Target =
+        let target: crate::routing::Target =
             crate::routing::Route::parse("*", "lmtp:127.0.0.1:24", None, None)
                 .unwrap()
                 .target;

@@ -1,5 +1,6 @@
 //! Mailcall's own queue for mail handed on to LAN servers (LMTP, SMTP): a directory, durable
-//! before the `250` to the ISP, handed on by [`runner`], bounced with a DSN by [`dsn`]; what a
+//! before the `250` to the ISP (written, with the Maildir copies of the same message, by
+//! [`copies`]), handed on by [`runner`], bounced with a DSN by [`dsn`]; what a
 //! user can do to it is in [`actions`] (and [`offline`] when no Mailcall runs).
 //!
 //! Layout under the data directory's `spool/` (Postfix's lesson: queues are directories):
@@ -22,6 +23,7 @@
 //! then its state (a state without its message is removed at the next start).
 
 pub mod actions;
+pub mod copies;
 pub mod dsn;
 pub mod offline;
 pub mod runner;
@@ -38,7 +40,7 @@ use tokio::sync::Notify;
 
 use crate::fsutil;
 use crate::maildir::{Delivery, Maildir};
-use crate::routing::route::Target;
+use crate::routing::Target;
 
 /// The spool's directory name in the data directory.
 pub const SPOOL_DIR: &str = "spool";
@@ -394,12 +396,7 @@ impl Spool {
         let Ok(head) = read() else {
             return Headline::default();
         };
-        let info = crate::listener::message_headline(&head);
-        Headline {
-            from: info.from,
-            subject: info.subject,
-            message_id: info.message_id,
-        }
+        crate::listener::message_headline(&head)
     }
 
     /// Writes a message's state: durably (fsync) for outcomes that must not be repeated, or

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::actions::{self, ActionResult, Selection};
+use super::actions::{self, ActionError, ActionResult, Selection};
 use super::runner::{self, RunnerOptions};
 use super::{Action, Spool};
 use crate::config::{Config, ConfigError};
@@ -40,8 +40,8 @@ pub enum OfflineError {
         source: std::io::Error,
     },
     /// The action itself failed (an id that matches nothing, a file that cannot be written).
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] ActionError),
 }
 
 impl OfflineError {
@@ -84,8 +84,7 @@ pub async fn act(
             .await
         }
         Action::Delete => actions::delete(spool, selection, &[]),
-    }
-    .map_err(OfflineError::Failed)?;
+    }?;
     drop(lock);
     if action == Action::Retry && result.messages > 0 {
         let options = RunnerOptions::from_config(config)?;

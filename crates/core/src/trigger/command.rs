@@ -1,92 +1,16 @@
 //! Connect and disconnect commands (e.g. `pon isp` / `poff isp`): split into words without a
-//! shell, run with a deadline, output kept for the history.
+//! shell ([`crate::user_command`]), run with a deadline, output kept for the history.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::io::AsyncReadExt;
 
 use crate::report::{Direction, TranscriptLine};
+use crate::user_command::split_command;
 
 /// Most output kept from one command, in bytes; a chatty script must not bloat the history.
 const OUTPUT_LIMIT: usize = 16 * 1024;
-
-/// Splits a command line into words the way a shell would quote them, without running a shell:
-/// `'single'` and `"double"` quotes group, a backslash escapes the next character (outside single
-/// quotes). Nothing is expanded; whoever wants a shell writes `sh -c '...'`.
-pub fn split_command(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(unbalanced(line, "'")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err(unbalanced(line, "\"")),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(unbalanced(line, "\"")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => {
-                        return Err(format!(
-                            "the command {line:?} ends with a lone backslash: remove it or quote it"
-                        ))
-                    }
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    if words.is_empty() {
-        return Err(
-            "the command is empty: give a program and its arguments, e.g. `pon isp`".into(),
-        );
-    }
-    Ok(words)
-}
-
-fn unbalanced(line: &str, quote: &str) -> String {
-    format!("the command {line:?} has an unclosed {quote} quote: close it, or write the command without it")
-}
 
 /// What running one command gave.
 #[derive(Debug, Clone)]
@@ -122,17 +46,11 @@ pub async fn run_command(what: &str, line: &str, timeout: Duration) -> CommandRu
             error: Some(error),
         }
     };
-    let words = match split_command(line) {
-        Ok(w) => w,
+    let command = match split_command(line) {
+        Ok(c) => c,
         Err(e) => return fail(lines, format!("the {what} command cannot run: {e}")),
     };
-    let mut cmd = tokio::process::Command::new(&words[0]);
-    cmd.args(&words[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let mut child = match command.process().spawn() {
         Ok(c) => c,
         Err(e) => {
             return fail(
@@ -226,27 +144,6 @@ pub async fn run_command(what: &str, line: &str, timeout: Duration) -> CommandRu
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_like_a_shell_without_expanding() {
-        for (line, want) in [
-            ("pon isp", vec!["pon", "isp"]),
-            ("  pon   isp  ", vec!["pon", "isp"]),
-            (
-                "sh -c 'pon isp && sleep 1'",
-                vec!["sh", "-c", "pon isp && sleep 1"],
-            ),
-            (r#"echo "a \"b\" $HOME""#, vec!["echo", r#"a "b" $HOME"#]),
-            (r"a\ b c", vec!["a b", "c"]),
-            ("x ''", vec!["x", ""]),
-            ("echo $HOME;rm", vec!["echo", "$HOME;rm"]),
-        ] {
-            assert_eq!(split_command(line).unwrap(), want, "{line}");
-        }
-        for bad in ["", "   ", "a 'b", "a \"b", "a\\"] {
-            assert!(split_command(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[tokio::test]
     async fn output_and_status_are_kept() {

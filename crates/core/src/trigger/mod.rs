@@ -29,7 +29,7 @@ use crate::report::TranscriptLine;
 use crate::service::{FetchRequest, ServiceHandle, ServiceStopped};
 
 pub use auto::{AutoFetch, AutoOptions};
-pub use command::{run_command, split_command, CommandRun};
+pub use command::{run_command, CommandRun};
 pub use filter::{InterfaceFilter, Link, Links};
 
 /// The first pause before an automatic fetch that failed transiently is tried again; it doubles

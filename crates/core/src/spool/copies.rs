@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
 
-use super::route::{Destination, RouteTable, Target};
+use super::{Envelope, QueuedRecipient, Spool, SpoolWriter, SPOOL_DIR};
 use crate::config::{ConfigKey, UnknownRecipients};
 use crate::maildir::{Delivery, Maildir};
-use crate::spool::{Envelope, QueuedRecipient, Spool, SpoolWriter};
+use crate::routing::{Destination, RouteTable, Target};
 
 /// What the service needs to route: the routes, the answer for unknown recipients, and where
 /// the spool is.
@@ -46,7 +46,7 @@ impl RoutingOptions {
         Ok(RoutingOptions {
             table: config.route_table()?,
             unknown: config.unknown_recipients,
-            spool: config.data_path()?.join(crate::spool::SPOOL_DIR),
+            spool: config.data_path()?.join(SPOOL_DIR),
         })
     }
 

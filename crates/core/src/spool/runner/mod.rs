@@ -1,0 +1,167 @@
+//! The hand-over of spooled mail to the LAN servers (LMTP, SMTP): what front ends start and
+//! ask. Retries of what is deferred wait longer after each failed attempt ([`RunnerOptions`]).
+//!
+//! Two parts, each on its own task(s): the [`scheduler`] — one loop that owns the in-memory view
+//! of the spool (loaded at start, fed by every commit of this process, rescanned every minute
+//! and on request), decides what is due, defers what waits for a server that cannot be reached,
+//! does users' actions on the queue, and holds the spool's lock for its whole life (a second
+//! Mailcall's loop waits for it); and the [`worker`]s — up to [`RunnerOptions::per_target`] per
+//! server, each holding one connection and taking due messages for its server one after
+//! another, so a drain of a thousand messages reuses a few connections. A worker writes each
+//! outcome to the spool (durably for delivered and refused) before it reports it; the first
+//! worker that reaches a server again makes what waits for it due at once, so the queue drains
+//! by itself when the server is back.
+
+mod scheduler;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::actions::{Action, ActionError, ActionResult, Selection};
+use super::Spool;
+use crate::client::ClientSettings;
+use crate::event::EventSink;
+use crate::history::History;
+use crate::maildir::Maildir;
+
+pub use worker::{describe, server_of};
+
+/// How the runner hands mail on.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// The delay before the first retry; doubles with each failed attempt.
+    pub retry_delay: Duration,
+    /// The longest delay between retries.
+    pub max_retry_delay: Duration,
+    /// Connections at once to one server.
+    pub per_target: usize,
+    /// Connect and reply timeouts.
+    pub client: ClientSettings,
+    /// The name given in LHLO/EHLO, and in bounces.
+    pub host: String,
+    /// Where hand-over records go; `None` keeps none.
+    pub history: Option<History>,
+}
+
+impl RunnerOptions {
+    /// The options a config describes (four connections per server).
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(RunnerOptions {
+            retry_delay: Duration::from_secs(config.retry_delay),
+            max_retry_delay: Duration::from_secs(config.max_retry_delay),
+            per_target: 4,
+            client: ClientSettings {
+                connect_timeout: Duration::from_secs(30),
+                reply_timeout: Duration::from_secs(config.reply_timeout.max(60)),
+                ..ClientSettings::default()
+            },
+            host: config.hostname(),
+            history: Some(config.history()?),
+        })
+    }
+
+    /// The wait before attempt `attempts + 1`.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        self.retry_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_retry_delay)
+    }
+}
+
+/// A user's action on the queue, for the loop (which holds the spool's lock) to do.
+struct Command {
+    action: Action,
+    selection: Selection,
+    reply: oneshot::Sender<Result<ActionResult, ActionError>>,
+}
+
+/// Asks the running loop to act on the queue (for the control socket and the tray).
+#[derive(Debug, Clone)]
+pub struct RunnerHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    spool: Spool,
+}
+
+impl RunnerHandle {
+    /// The spool it hands on from.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Does `action` to the selected messages: retry makes them due now (refused recipients
+    /// are queued again), bounce puts a DSN into the postmaster's Maildir, delete removes them.
+    pub async fn act(
+        &self,
+        action: Action,
+        selection: Selection,
+    ) -> Result<ActionResult, ActionError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command {
+                action,
+                selection,
+                reply,
+            })
+            .map_err(|_| ActionError::RunnerStopped)?;
+        answer.await.map_err(|_| ActionError::RunnerStopped)?
+    }
+}
+
+/// A running hand-over loop.
+#[derive(Debug)]
+pub struct Runner {
+    handle: RunnerHandle,
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+    drain: watch::Sender<bool>,
+}
+
+impl Runner {
+    /// What front ends use to act on the queue.
+    pub fn handle(&self) -> RunnerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops: with `drain`, first hands over whatever is due (new mail; not the deferred),
+    /// for at most that long; then workers finish the message they are on, and it returns.
+    pub async fn finish(mut self, drain: Option<Duration>) {
+        if let Some(limit) = drain {
+            let _ = self.drain.send(true);
+            if tokio::time::timeout(limit, &mut self.task).await.is_ok() {
+                return;
+            }
+        }
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts the loop over `spool`; bounces go into `postmaster`.
+pub fn start(
+    spool: Spool,
+    postmaster: Maildir,
+    options: RunnerOptions,
+    events: EventSink,
+) -> Runner {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let (drain, drain_rx) = watch::channel(false);
+    let handle = RunnerHandle {
+        tx,
+        spool: spool.clone(),
+    };
+    let scheduler = scheduler::Scheduler::new(spool, postmaster, Arc::new(options), events);
+    let task = tokio::spawn(scheduler.run(rx, drain_rx, stop.clone()));
+    Runner {
+        handle,
+        task,
+        stop,
+        drain,
+    }
+}

@@ -1,0 +1,538 @@
+//! The runner's scheduler: one loop that knows every spooled message, decides what is due and
+//! hands it to the workers of its server (starting them up to the limit), applies what they
+//! report (a new state, a server reached or unreachable, a record for the history), wakes up
+//! for the next due retry, publishes the queue's counts, and does users' actions on the queue —
+//! all while holding the spool's lock, so no other Mailcall hands the same mail over.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::worker::{Report, Worker};
+use super::{Command, RunnerOptions};
+use crate::config::ConfigKey;
+use crate::event::{Event, EventSink};
+use crate::hint::{Problem, Setting};
+use crate::maildir::Maildir;
+use crate::report::HandOverOutcome;
+use crate::routing::Target;
+use crate::spool::actions::{self, ActionError, Selection};
+use crate::spool::{Entry, Spool, SpoolLock, Status};
+
+/// How often the spool directory is read again for messages another process left there.
+const RESCAN: Duration = Duration::from_secs(60);
+/// How often a loop waiting for another Mailcall's lock tries again.
+const LOCK_RETRY: Duration = Duration::from_secs(2);
+/// How often the queue's counts are published while hand-overs run.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
+
+/// A message for one server: the entry as it was when dispatched, and its recipients there.
+pub(super) struct Unit {
+    pub(super) entry: Entry,
+    pub(super) recipients: Vec<usize>,
+}
+
+/// What is waiting for each server, and how many workers serve it.
+#[derive(Default)]
+pub(super) struct Dispatch {
+    queues: HashMap<Target, VecDeque<Unit>>,
+    workers: HashMap<Target, usize>,
+}
+
+impl Dispatch {
+    /// The next unit for `target`; with `last`, `None` also signs the worker off, under the
+    /// same lock, so a unit pushed a moment later gets a new worker.
+    pub(super) fn take(&mut self, target: &Target, last: bool) -> Option<Unit> {
+        let next = self.queues.get_mut(target).and_then(VecDeque::pop_front);
+        if next.is_none() && last {
+            self.leave(target);
+        }
+        next
+    }
+
+    /// Signs one worker of `target` off.
+    pub(super) fn leave(&mut self, target: &Target) {
+        if let Some(n) = self.workers.get_mut(target) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// A message the scheduler knows, and whether a worker has it now.
+struct Tracked {
+    entry: Entry,
+    in_flight: bool,
+}
+
+/// The loop's state: every message it knows, and the queues its workers take from.
+pub(super) struct Scheduler {
+    spool: Spool,
+    postmaster: Maildir,
+    options: Arc<RunnerOptions>,
+    events: EventSink,
+    entries: BTreeMap<String, Tracked>,
+    dispatch: Arc<Mutex<Dispatch>>,
+    /// Wakes lingering workers when units are pushed.
+    pushed: Arc<tokio::sync::Notify>,
+    workers: TaskTracker,
+    last_counts: Option<(usize, usize)>,
+    counted_at: Option<tokio::time::Instant>,
+}
+
+impl Scheduler {
+    /// A scheduler over `spool`, bounces into `postmaster`; nothing runs until [`Self::run`].
+    pub(super) fn new(
+        spool: Spool,
+        postmaster: Maildir,
+        options: Arc<RunnerOptions>,
+        events: EventSink,
+    ) -> Self {
+        Scheduler {
+            spool,
+            postmaster,
+            options,
+            events,
+            entries: BTreeMap::new(),
+            dispatch: Arc::default(),
+            pushed: Arc::default(),
+            workers: TaskTracker::new(),
+            last_counts: None,
+            counted_at: None,
+        }
+    }
+
+    /// Runs until `stop`, or with `drain` once nothing is due and no worker is busy; takes the
+    /// spool's lock first (waiting while another Mailcall holds it).
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut drain: watch::Receiver<bool>,
+        stop: CancellationToken,
+    ) {
+        let Some(_lock) = self.lock(&stop, &mut drain).await else {
+            return;
+        };
+        match self.spool.clean() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("spool: removed {n} file(s) a stopped Mailcall left"),
+            Err(e) => tracing::warn!("spool: cannot clean {}: {e}", self.spool.root().display()),
+        }
+        self.rescan();
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let mut next_rescan = tokio::time::Instant::now() + RESCAN;
+        loop {
+            for name in self.spool.take_fresh() {
+                self.load(&name);
+            }
+            self.dispatch_due(&reports_tx, &stop);
+            self.publish_counts();
+            if *drain.borrow() && self.nothing_due() && self.busy() == 0 {
+                break;
+            }
+            let wake = self.next_due().map(|at| {
+                let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + wait
+            });
+            let until = wake.map_or(next_rescan, |w| w.min(next_rescan));
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.spool.changed() => {}
+                _ = drain.changed() => {}
+                _ = tokio::time::sleep_until(until) => {
+                    if tokio::time::Instant::now() >= next_rescan {
+                        self.rescan();
+                        next_rescan = tokio::time::Instant::now() + RESCAN;
+                    }
+                }
+                Some(report) = reports.recv() => self.apply(report),
+                Some(command) = commands.recv() => self.command(command).await,
+            }
+        }
+        // Workers finish the message they are on (lingering ones go at once); what they
+        // report still counts.
+        stop.cancel();
+        self.workers.close();
+        let waited = tokio::time::timeout(Duration::from_secs(60), self.workers.wait()).await;
+        if waited.is_err() {
+            tracing::warn!("spool: a hand-over did not finish within 60 s of stopping");
+        }
+        while let Ok(report) = reports.try_recv() {
+            self.apply(report);
+        }
+        self.publish_counts();
+    }
+
+    /// The spool's lock; waits while another Mailcall holds it. `None`: stopped first.
+    async fn lock(
+        &self,
+        stop: &CancellationToken,
+        drain: &mut watch::Receiver<bool>,
+    ) -> Option<SpoolLock> {
+        let mut told = false;
+        loop {
+            match self.spool.try_lock() {
+                Ok(Some(lock)) => return Some(lock),
+                Ok(None) if !told => {
+                    told = true;
+                    tracing::info!(
+                        "another Mailcall hands mail on from {}: waiting for it",
+                        self.spool.root().display()
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.events.emit(Event::Error(Problem::new(format!(
+                        "cannot lock Mailcall's spool {}: {e}; mail waiting there is not handed on until this is fixed (check the data directory's permissions)",
+                        self.spool.root().display()
+                    ))));
+                    return None;
+                }
+            }
+            if *drain.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = drain.changed() => {}
+                _ = tokio::time::sleep(LOCK_RETRY) => {}
+            }
+        }
+    }
+
+    fn load(&mut self, name: &str) {
+        if self.entries.contains_key(name) {
+            return;
+        }
+        match self.spool.entry(name) {
+            Ok(Some(entry)) => {
+                self.entries.insert(
+                    name.to_owned(),
+                    Tracked {
+                        entry,
+                        in_flight: false,
+                    },
+                );
+            }
+            Ok(None) => {}
+            Err(e) => self.events.emit(Event::Error(Problem::new(format!(
+                "a message in Mailcall's spool cannot be read ({e}); it stays there untouched"
+            )))),
+        }
+    }
+
+    fn rescan(&mut self) {
+        let names = match self.spool.names() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("spool: cannot list {}: {e}", self.spool.root().display());
+                return;
+            }
+        };
+        let present: std::collections::HashSet<&String> = names.iter().collect();
+        self.entries
+            .retain(|name, t| t.in_flight || present.contains(name));
+        for name in &names {
+            self.load(name);
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.entries.values().filter(|t| t.in_flight).count()
+    }
+
+    /// The targets of `entry` with a queued recipient due now.
+    fn due_targets(entry: &Entry, now: DateTime<Utc>) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        for (r, s) in entry
+            .envelope
+            .recipients
+            .iter()
+            .zip(&entry.state.recipients)
+        {
+            let due = s.status == Status::Queued && s.next_attempt.is_none_or(|t| t <= now);
+            if due && !targets.contains(&r.target) {
+                targets.push(r.target.clone());
+            }
+        }
+        targets
+    }
+
+    fn nothing_due(&self) -> bool {
+        let now = Utc::now();
+        self.entries
+            .values()
+            .all(|t| t.in_flight || Self::due_targets(&t.entry, now).is_empty())
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.entries
+            .values()
+            .filter(|t| !t.in_flight)
+            .flat_map(|t| {
+                t.entry
+                    .state
+                    .recipients
+                    .iter()
+                    .filter(|s| s.status == Status::Queued)
+                    .map(|s| s.next_attempt.unwrap_or_else(Utc::now))
+            })
+            .min()
+    }
+
+    /// Hands every due unit to a worker of its server, starting workers up to the limit.
+    fn dispatch_due(&mut self, reports: &mpsc::UnboundedSender<Report>, stop: &CancellationToken) {
+        let now = Utc::now();
+        let mut start: Vec<Target> = Vec::new();
+        let mut any = false;
+        {
+            let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            for tracked in self.entries.values_mut() {
+                if tracked.in_flight {
+                    continue;
+                }
+                // One server at a time per message: its state file has one writer.
+                let Some(target) = Self::due_targets(&tracked.entry, now).into_iter().next() else {
+                    continue;
+                };
+                let recipients = tracked.entry.recipients_for(&target, Status::Queued);
+                tracked.in_flight = true;
+                any = true;
+                dispatch
+                    .queues
+                    .entry(target.clone())
+                    .or_default()
+                    .push_back(Unit {
+                        entry: tracked.entry.clone(),
+                        recipients,
+                    });
+            }
+            let targets: Vec<Target> = dispatch
+                .queues
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(t, _)| t.clone())
+                .collect();
+            for target in targets {
+                let waiting = dispatch.queues.get(&target).map_or(0, VecDeque::len);
+                let running = dispatch.workers.entry(target.clone()).or_insert(0);
+                let wanted = waiting.min(self.options.per_target.max(1));
+                while *running < wanted {
+                    *running += 1;
+                    start.push(target.clone());
+                }
+            }
+        }
+        if any {
+            self.pushed.notify_waiters();
+        }
+        for target in start {
+            let worker = Worker {
+                target,
+                dispatch: self.dispatch.clone(),
+                pushed: self.pushed.clone(),
+                spool: self.spool.clone(),
+                options: self.options.clone(),
+                reports: reports.clone(),
+                stop: stop.clone(),
+            };
+            self.workers.spawn(worker.run());
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        match report {
+            Report::Done {
+                name,
+                state,
+                removed,
+                report,
+            } => {
+                if removed {
+                    self.entries.remove(&name);
+                } else if let Some(t) = self.entries.get_mut(&name) {
+                    t.entry.state = state;
+                    t.in_flight = false;
+                }
+                for r in &report.recipients {
+                    if r.outcome == HandOverOutcome::Failed {
+                        self.events.emit(Event::Error(
+                            Problem::new(format!(
+                                "{} refused {} for good ({}): the message {} is held in Mailcall's queue; fix the route or the server (is {} a user there?), then retry it, or bounce or delete it",
+                                report.target, r.address, r.reply, report.id, r.address
+                            ))
+                            .fixed_by(Some(Setting::config(ConfigKey::Routes))),
+                        ));
+                    }
+                }
+                self.events.emit(Event::HandOver(Box::new(report)));
+            }
+            Report::Reached(target) => {
+                // Back: what waits for it because it could not be reached goes now.
+                for t in self.entries.values_mut().filter(|t| !t.in_flight) {
+                    let mut changed = false;
+                    for (r, s) in t
+                        .entry
+                        .envelope
+                        .recipients
+                        .iter()
+                        .zip(t.entry.state.recipients.iter_mut())
+                    {
+                        if r.target == target
+                            && s.status == Status::Queued
+                            && s.next_attempt.is_some()
+                            && s.unreachable
+                        {
+                            s.next_attempt = None;
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        let _ = self.spool.save_state(&t.entry.name, &t.entry.state, false);
+                    }
+                }
+            }
+            Report::Unreachable(target, error) => self.unreachable(&target, &error),
+            Report::Finished(record) => {
+                if let Some(history) = &self.options.history {
+                    match history.append(&record) {
+                        Ok(()) => self.events.emit(Event::Recorded(record)),
+                        Err(e) => self.events.emit(Event::Error(Problem::new(e.to_string()))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Defers everything waiting for `target`, once, with one problem for people.
+    fn unreachable(&mut self, target: &Target, error: &str) {
+        let units: Vec<Unit> = {
+            let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            dispatch
+                .queues
+                .get_mut(target)
+                .map(|q| q.drain(..).collect())
+                .unwrap_or_default()
+        };
+        if units.is_empty() {
+            // Another worker for the same server said so already.
+            return;
+        }
+        let now = Utc::now();
+        let mut soonest: Option<DateTime<Utc>> = None;
+        for unit in &units {
+            let Some(t) = self.entries.get_mut(&unit.entry.name) else {
+                continue;
+            };
+            for &i in &unit.recipients {
+                if let Some(s) = t.entry.state.recipients.get_mut(i) {
+                    s.attempts += 1;
+                    s.last_attempt = Some(now);
+                    let next = now + self.options.backoff(s.attempts);
+                    s.next_attempt = Some(next);
+                    s.reply = Some(error.to_owned());
+                    s.unreachable = true;
+                    soonest = Some(soonest.map_or(next, |x| x.min(next)));
+                }
+            }
+            t.in_flight = false;
+            if let Err(e) = self.spool.save_state(&t.entry.name, &t.entry.state, false) {
+                tracing::warn!("spool: cannot note a deferral of {}: {e}", t.entry.id);
+            }
+        }
+        let waiting = self
+            .entries
+            .values()
+            .filter(|t| {
+                t.entry
+                    .envelope
+                    .recipients
+                    .iter()
+                    .zip(&t.entry.state.recipients)
+                    .any(|(r, s)| &r.target == target && s.status == Status::Queued)
+            })
+            .count();
+        let when = soonest
+            .map(|t| {
+                format!(
+                    " from {}",
+                    t.with_timezone(&chrono::Local).format("%H:%M:%S")
+                )
+            })
+            .unwrap_or_default();
+        self.events.emit(Event::Error(
+            Problem::new(format!(
+                "cannot hand mail on to {target}: {error}; {waiting} message(s) wait in Mailcall's queue and are retried by themselves{when}. Check that the server runs, and the route's destination"
+            ))
+            .fixed_by(Some(Setting::config(ConfigKey::Routes))),
+        ));
+    }
+
+    fn publish_counts(&mut self) {
+        // While mail streams through, once a second is enough for a badge.
+        let now = tokio::time::Instant::now();
+        if self.busy() > 0 && self.counted_at.is_some_and(|t| now - t < COUNTS_EVERY) {
+            return;
+        }
+        self.counted_at = Some(now);
+        let mut queued = 0;
+        let mut failed = 0;
+        for t in self.entries.values() {
+            for s in &t.entry.state.recipients {
+                match s.status {
+                    Status::Queued => queued += 1,
+                    Status::Failed => failed += 1,
+                    _ => {}
+                }
+            }
+        }
+        if self.last_counts != Some((queued, failed)) {
+            // The first look at an empty spool is nothing to tell.
+            if self.last_counts.is_some() || queued + failed > 0 {
+                self.events.emit(Event::QueueChanged { queued, failed });
+            }
+            self.last_counts = Some((queued, failed));
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        let Command {
+            action,
+            selection,
+            reply,
+        } = command;
+        // A message being handed over right now is left alone: its worker owns its state.
+        let busy: Vec<String> = self
+            .entries
+            .values()
+            .filter(|t| t.in_flight)
+            .map(|t| t.entry.id.clone())
+            .collect();
+        if let Selection::Ids(ids) = &selection {
+            if let Some(id) = ids
+                .iter()
+                .find(|id| busy.iter().any(|b| b.starts_with(id.as_str())))
+            {
+                let _ = reply.send(Err(ActionError::HandingOver(id.clone())));
+                return;
+            }
+        }
+        let result = actions::apply(
+            action,
+            &self.spool,
+            &selection,
+            &self.postmaster,
+            &self.options.host,
+            &busy,
+        )
+        .await;
+        // The disk is the truth after an action: forget and reload what is not in flight.
+        self.entries.retain(|_, t| t.in_flight);
+        self.rescan();
+        let _ = reply.send(result);
+    }
+}
