@@ -464,6 +464,7 @@ fn cli_account_with_link() -> Account {
             disconnect_command: Some("poff isp".into()),
             link_timeout: Some(90),
         },
+        outgoing: None,
     }
 }
 
