@@ -10,7 +10,8 @@
 #
 # Source: the upstream tree at tag exim-4.99.1, from the first of
 #   1. $MAILCALL_PEERS_DIR/exim-4.99.1-src.tar.gz   (a directory you point at)
-#   2. <repo>/../shared/peers/exim-4.99.1-src.tar.gz (the project's own machines keep one there)
+#   2. <repo>/../shared/peers/exim-4.99.1-src.tar.gz (the project's own machines keep one there),
+#      or <origin>/../shared/peers when this is a clone of a local checkout (CI's clean clone)
 #   3. the copy cached by an earlier run in the cache dir
 #   4. the upstream tag archive over https ($MAILCALL_EXIM_URL, default GitHub's archive of the tag;
 #      needs curl and a route to it)
@@ -37,6 +38,14 @@ URL=${MAILCALL_EXIM_URL:-https://github.com/Exim/exim/archive/refs/tags/exim-$VE
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache_root=${MAILCALL_CACHE_DIR:-/var/cache/mailcall}
+# A clean clone (CI clones the checkout somewhere else) has no shared dir beside it; the checkout
+# it was cloned from, when that is a local directory, does.
+origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
+origin=${origin#file://}
+origin_peers=""
+case "$origin" in
+    /*) [ -d "$origin" ] && origin_peers="$(cd "$origin" && pwd)/../shared/peers" ;;
+esac
 
 say() { echo "exim.sh: $*"; }
 die() { echo "exim.sh: $*" >&2; exit 1; }
@@ -109,7 +118,7 @@ mkdir -p "$work/bin" "$work/spool" "$work/log"
 tree=$work/exim-$VERSION
 looked=""
 found=""
-for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$repo/../shared/peers" "$cache_root"; do
+for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$repo/../shared/peers" ${origin_peers:+"$origin_peers"} "$cache_root"; do
     f=$d/$TARBALL
     [ -f "$f" ] || {
         looked="$looked; $f: not there"

@@ -241,24 +241,39 @@ cp "$pkgfile" "$root/tmp/mailcall-setup/packages.sh"
 # The ODMR provider is built, not installed: build it in the root from its build packages alone
 # (EXIM_BUILD_PACKAGES), with the same script the tests use, so features.sh's `exim` part checks
 # a binary this root made.
+# Found where tests/setup/exim.sh looks (the upstream download is left to exim.sh itself).
 tarball=""
-for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$here/../../../shared/peers" /work/shared/peers "${MAILCALL_CACHE_DIR:-/var/cache/mailcall}"; do
+origin=$(git -C "$here/../.." remote get-url origin 2>/dev/null || true)
+origin=${origin#file://}
+origin_peers=""
+case "$origin" in
+    /*) [ -d "$origin" ] && origin_peers="$(cd "$origin" && pwd)/../shared/peers" ;;
+esac
+for d in ${MAILCALL_PEERS_DIR:+"$MAILCALL_PEERS_DIR"} "$here/../../../shared/peers" ${origin_peers:+"$origin_peers"} "${MAILCALL_CACHE_DIR:-/var/cache/mailcall}"; do
     if [ -f "$d/exim-4.99.1-src.tar.gz" ]; then
         tarball="$d/exim-4.99.1-src.tar.gz"
         break
     fi
 done
-[ -n "$tarball" ] || die "the Exim source (exim-4.99.1-src.tar.gz) is not found: set MAILCALL_PEERS_DIR to its directory (see tests/setup/exim.sh)"
-mkdir -p "$root/tmp/peers"
-cp "$tarball" "$root/tmp/peers/"
-t=$(now)
-step "building the ODMR provider (Exim) in the root" in_root MAILCALL_PEERS_DIR=/tmp/peers MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/exim.sh
-t_exim=$(since "$t")
-say "Exim built in the root from EXIM_BUILD_PACKAGES alone: ${t_exim}s"
+feature_parts="e2e mailserver gui exim odmr windows package"
+t_exim=-
+if [ -n "$tarball" ]; then
+    mkdir -p "$root/tmp/peers"
+    cp "$tarball" "$root/tmp/peers/"
+    t=$(now)
+    step "building the ODMR provider (Exim) in the root" in_root MAILCALL_PEERS_DIR=/tmp/peers MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/exim.sh
+    t_exim=$(since "$t")
+    say "Exim built in the root from EXIM_BUILD_PACKAGES alone: ${t_exim}s"
+else
+    # As tests/setup/exim.sh: without the source the Exim tests are skipped out loud, so the
+    # proof checks everything else and says what it did not prove.
+    feature_parts="e2e mailserver gui odmr windows package"
+    say "########## NOT PROVEN: the Exim build (exim-4.99.1-src.tar.gz not found: set MAILCALL_PEERS_DIR to its directory, see tests/setup/exim.sh) ##########"
+fi
 
 t=$(now)
 out="$root/tmp/mailcall-features.out"
-if in_root MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/features.sh >"$out" 2>&1; then
+if in_root MAILCALL_CACHE_DIR=/tmp/cache sh /tmp/mailcall-setup/features.sh $feature_parts >"$out" 2>&1; then
     features_rc=0
 else
     features_rc=$?
@@ -280,5 +295,11 @@ say "features.sh: ${t_features}s"
     echo "seconds: mmdebstrap $t_mmdebstrap, update $t_update, download $t_download, install $t_install, exim build $t_exim, features $t_features"
     tail -n 1 "$out"
 } >"$ok.tmp"
+if [ -z "$tarball" ]; then
+    # Not cached: a later run that finds the source proves the Exim build too.
+    rm -f "$ok.tmp"
+    say "proven without the Exim build: the other lists are complete for features.sh on a fresh Debian $debroot_suite"
+    exit 0
+fi
 mv "$ok.tmp" "$ok"
 say "proven: the lists are complete for features.sh on a fresh Debian $debroot_suite ($ok)"
