@@ -60,6 +60,8 @@ impl From<&Route> for RouteView {
                 Destination::Maildir(_) => "maildir",
                 Destination::Lmtp(_) => "lmtp",
                 Destination::Smtp { .. } => "smtp",
+                // Route::parse refuses it: routes are for incoming mail.
+                Destination::Smarthost(_) => "smarthost",
             },
             security: smtp.then_some(r.target.security),
             ca_file: r

@@ -29,11 +29,13 @@ use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::account::{Secret, Security};
-use crate::client::IspError;
+use crate::account::outgoing::{OutgoingAuth, OutgoingLogin};
+use crate::account::{Account, Secret, Security};
+use crate::client::{ClientSettings, IspError};
 
-/// How many connections to one smarthost are kept open at most.
-const POOL_SIZE: u32 = 4;
+/// How many connections one [`Smarthost`] keeps open: the queue's workers each hold their own,
+/// and each sends one message at a time.
+const POOL_SIZE: u32 = 1;
 /// How long an idle pooled connection is kept before it is closed.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -54,6 +56,62 @@ pub struct Settings {
     pub helo: String,
     /// How long to wait to connect and for each reply.
     pub timeout: Duration,
+}
+
+impl Settings {
+    /// The outgoing server of `account` (`None`: it has none): its login resolved (the
+    /// account's password command is run here, its output never logged), its CA file or the
+    /// account's, the account's EHLO name or the machine's.
+    pub async fn of(account: &Account, client: &ClientSettings) -> Result<Option<Self>, IspError> {
+        let Some(out) = &account.outgoing else {
+            return Ok(None);
+        };
+        let method = match out.auth {
+            OutgoingAuth::Password => LoginMethod::Password,
+            OutgoingAuth::Xoauth2 => LoginMethod::OAuth2,
+        };
+        let login = match account.outgoing_login() {
+            Some(OutgoingLogin::Own { user, password }) => Some(Login {
+                user,
+                secret: password,
+                method,
+            }),
+            Some(OutgoingLogin::Account) => {
+                let secret = match (&account.password, &account.password_command) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(cmd)) => crate::user_command::password_from_command(cmd)
+                        .await
+                        .map_err(|e| IspError::PasswordCommand {
+                            account: account.name.clone(),
+                            reason: e.to_string(),
+                        })?,
+                    (None, None) => {
+                        return Err(IspError::NoPassword {
+                            account: account.name.clone(),
+                        })
+                    }
+                };
+                Some(Login {
+                    user: account.username.clone().unwrap_or_default(),
+                    secret,
+                    method,
+                })
+            }
+            Some(OutgoingLogin::None) | None => None,
+        };
+        Ok(Some(Settings {
+            host: out.host.clone(),
+            port: out.port,
+            security: out.security,
+            login,
+            ca_file: out.ca_file.clone().or_else(|| account.ca_file.clone()),
+            helo: account
+                .helo
+                .clone()
+                .unwrap_or_else(|| client.default_helo.clone()),
+            timeout: client.reply_timeout.max(client.connect_timeout),
+        }))
+    }
 }
 
 /// A login at the smarthost.
@@ -117,6 +175,9 @@ pub enum Outcome {
         /// The data may have reached the server before the connection or the reply was lost:
         /// sending it again may give the recipient a second copy.
         maybe_sent: bool,
+        /// The server was reached (it answered); `false`: it could not be reached or used, so
+        /// the rest of what waits for it waits too.
+        reached: bool,
     },
     /// Refused for good (5xx, or an address that cannot be sent): the sender gets a report.
     Refused {
@@ -265,6 +326,7 @@ impl Smarthost {
                 o.unwrap_or_else(|| Outcome::Deferred {
                     reply: "not tried".into(),
                     maybe_sent: false,
+                    reached: true,
                 })
             })
             .collect()
@@ -304,6 +366,7 @@ impl Smarthost {
                 Outcome::Deferred {
                     reply,
                     maybe_sent: false,
+                    reached: true,
                 }
             };
         }
@@ -334,6 +397,7 @@ impl Smarthost {
         Outcome::Deferred {
             reply,
             maybe_sent: !never_connected,
+            reached: !never_connected,
         }
     }
 }

@@ -64,6 +64,12 @@ pub enum RouteError {
         /// The route's pattern.
         pattern: Pattern,
     },
+    /// `smarthost:` given as a route's destination.
+    #[error("the route for {pattern}: smarthost: is where outgoing mail leaves, not a destination for incoming mail; give the account an outgoing server instead (account edit --smarthost)")]
+    SmarthostRoute {
+        /// The route's pattern.
+        pattern: Pattern,
+    },
     /// The CA file is not an absolute path.
     #[error("the route for {pattern}: the CA file {} is not a full path", ca_file.display())]
     CaFileNotAbsolute {
@@ -163,6 +169,10 @@ pub enum Destination {
         /// Port.
         port: u16,
     },
+    /// Outgoing mail: the outgoing server (smarthost) of the named account, through the spool.
+    /// Never a route's destination (routes are for incoming mail); the spool writes it as
+    /// `smarthost:ACCOUNT`.
+    Smarthost(String),
 }
 
 impl Destination {
@@ -242,6 +252,10 @@ impl FromStr for Destination {
                 let (host, port) = host_port(rest, SMTP_PORT)?;
                 Ok(Destination::Smtp { host, port })
             }
+            "smarthost" => match crate::account::validate_name(rest) {
+                Ok(()) => Ok(Destination::Smarthost(rest.to_owned())),
+                Err(_) => Err(RouteError::UnknownKind(s.to_owned())),
+            },
             other => Err(RouteError::UnknownKind(other.to_owned())),
         }
     }
@@ -268,6 +282,7 @@ impl fmt::Display for Destination {
                 f.write_str("smtp:")?;
                 write_host(f, host, *port)
             }
+            Destination::Smarthost(account) => write!(f, "smarthost:{account}"),
         }
     }
 }
@@ -292,6 +307,23 @@ impl Target {
             destination: Destination::Maildir(path),
             security: Security::None,
             ca_file: None,
+        }
+    }
+
+    /// The outgoing server of `account` (its security and CA file are the account's).
+    pub fn smarthost(account: impl Into<String>) -> Self {
+        Target {
+            destination: Destination::Smarthost(account.into()),
+            security: Security::None,
+            ca_file: None,
+        }
+    }
+
+    /// The account whose outgoing server this is, for outgoing mail.
+    pub fn outgoing_account(&self) -> Option<&str> {
+        match &self.destination {
+            Destination::Smarthost(account) => Some(account),
+            _ => None,
         }
     }
 }
@@ -361,6 +393,9 @@ impl Route {
     ) -> Result<Self, RouteError> {
         let pattern: Pattern = pattern.parse()?;
         let destination: Destination = destination.parse()?;
+        if matches!(destination, Destination::Smarthost(_)) {
+            return Err(RouteError::SmarthostRoute { pattern });
+        }
         let smtp = matches!(destination, Destination::Smtp { .. });
         if !smtp && (security.is_some_and(|s| s != Security::None) || ca_file.is_some()) {
             return Err(RouteError::SecurityNotSmtp { pattern });

@@ -188,7 +188,8 @@ async fn a_4xx_for_one_recipient_defers_only_that_one() {
         outcomes[2],
         Outcome::Deferred {
             reply: "451 4.7.1 greylisted, try later".into(),
-            maybe_sent: false
+            maybe_sent: false,
+            reached: true,
         }
     );
     assert_eq!(taken.lock().unwrap().len(), 2);
@@ -256,8 +257,12 @@ async fn nothing_listening_is_deferred_and_never_sent() {
     let outcomes = host.send("me@office.test", &three(), MESSAGE).await;
     for o in &outcomes {
         match o {
-            Outcome::Deferred { reply, maybe_sent } => {
-                assert!(!maybe_sent, "{reply}");
+            Outcome::Deferred {
+                reply,
+                maybe_sent,
+                reached,
+            } => {
+                assert!(!maybe_sent && !reached, "{reply}");
                 assert!(
                     reply.contains("cannot connect to the outgoing server"),
                     "{reply}"
@@ -281,7 +286,9 @@ async fn a_lost_connection_after_the_data_may_have_sent_it() {
         .send("me@office.test", &["alice@example.org".to_owned()], MESSAGE)
         .await;
     match &outcomes[0] {
-        Outcome::Deferred { reply, maybe_sent } => {
+        Outcome::Deferred {
+            reply, maybe_sent, ..
+        } => {
             assert!(maybe_sent, "{reply}");
             assert!(reply.contains("was lost"), "{reply}");
         }

@@ -26,6 +26,8 @@ use super::actions::{Action, ActionError, ActionResult, Selection};
 use super::Spool;
 use crate::client::ClientSettings;
 use crate::event::EventSink;
+use crate::report::HandOverReport;
+use crate::service::Accounts;
 use crate::history::History;
 use crate::maildir::Maildir;
 
@@ -46,6 +48,8 @@ pub struct RunnerOptions {
     pub host: String,
     /// Where hand-over records go; `None` keeps none.
     pub history: Option<History>,
+    /// The accounts, for their outgoing servers (outgoing mail waits while `None`).
+    pub accounts: Option<watch::Receiver<Accounts>>,
 }
 
 impl RunnerOptions {
@@ -62,6 +66,7 @@ impl RunnerOptions {
             },
             host: config.hostname(),
             history: Some(config.history()?),
+            accounts: None,
         })
     }
 
@@ -74,11 +79,43 @@ impl RunnerOptions {
     }
 }
 
-/// A user's action on the queue, for the loop (which holds the spool's lock) to do.
-struct Command {
-    action: Action,
-    selection: Selection,
-    reply: oneshot::Sender<Result<ActionResult, ActionError>>,
+/// What the loop (which holds the spool's lock) is asked to do.
+enum Command {
+    /// A user's action on the queue.
+    Act {
+        action: Action,
+        selection: Selection,
+        reply: oneshot::Sender<Result<ActionResult, ActionError>>,
+    },
+    /// Send the outgoing mail now, and say what became of it.
+    Send { reply: oneshot::Sender<SendReport> },
+    /// Whether the link is up: outgoing mail leaves by itself only while it is.
+    Online(bool),
+}
+
+/// What one round of sending the outgoing mail did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Each message tried, with each recipient's outcome.
+    pub messages: Vec<HandOverReport>,
+    /// Outgoing servers that could not be reached or used, and why.
+    pub errors: Vec<String>,
+}
+
+impl SendReport {
+    /// How many recipients were sent, refused and deferred.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        use crate::report::HandOverOutcome;
+        let mut counts = (0, 0, 0);
+        for r in self.messages.iter().flat_map(|m| &m.recipients) {
+            match r.outcome {
+                HandOverOutcome::Delivered => counts.0 += 1,
+                HandOverOutcome::Failed => counts.1 += 1,
+                HandOverOutcome::Deferred { .. } => counts.2 += 1,
+            }
+        }
+        counts
+    }
 }
 
 /// Asks the running loop to act on the queue (for the control socket and the tray).
@@ -103,13 +140,27 @@ impl RunnerHandle {
     ) -> Result<ActionResult, ActionError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command {
+            .send(Command::Act {
                 action,
                 selection,
                 reply,
             })
             .map_err(|_| ActionError::RunnerStopped)?;
         answer.await.map_err(|_| ActionError::RunnerStopped)?
+    }
+
+    /// Sends every queued outgoing message now (whatever its retry time), and returns once
+    /// each was tried; `None` when the runner has stopped.
+    pub async fn send_outgoing(&self) -> Option<SendReport> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Command::Send { reply }).ok()?;
+        answer.await.ok()
+    }
+
+    /// Tells the runner whether a watched link is up: outgoing mail then leaves by itself
+    /// within seconds of being queued; while none is, it waits for a fetch.
+    pub fn set_online(&self, online: bool) {
+        let _ = self.tx.send(Command::Online(online));
     }
 }
 

@@ -4,20 +4,20 @@
 //! for the next due retry, publishes the queue's counts, and does users' actions on the queue —
 //! all while holding the spool's lock, so no other Mailcall hands the same mail over.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::worker::{Report, Worker};
-use super::{Command, RunnerOptions};
+use super::{Command, RunnerOptions, SendReport};
 use crate::config::ConfigKey;
 use crate::event::{Event, EventSink};
-use crate::hint::{Problem, Setting};
+use crate::hint::{AccountField, Problem, Setting};
 use crate::maildir::Maildir;
 use crate::report::HandOverOutcome;
 use crate::routing::Target;
@@ -63,6 +63,13 @@ impl Dispatch {
     }
 }
 
+/// A "send now" that waits for each outgoing message it made due to be tried.
+struct Flush {
+    waiting: HashSet<String>,
+    report: SendReport,
+    reply: oneshot::Sender<SendReport>,
+}
+
 /// A message the scheduler knows, and whether a worker has it now.
 struct Tracked {
     entry: Entry,
@@ -82,6 +89,10 @@ pub(super) struct Scheduler {
     workers: TaskTracker,
     last_counts: Option<(usize, usize)>,
     counted_at: Option<tokio::time::Instant>,
+    /// A watched link is up: outgoing mail leaves as soon as it is due.
+    online: bool,
+    /// "Send now" requests not answered yet; while any is, outgoing mail may leave.
+    flushes: Vec<Flush>,
 }
 
 impl Scheduler {
@@ -103,7 +114,14 @@ impl Scheduler {
             workers: TaskTracker::new(),
             last_counts: None,
             counted_at: None,
+            online: false,
+            flushes: Vec::new(),
         }
+    }
+
+    /// Whether outgoing mail may leave now (the link is up, or a fetch or `send` asked).
+    fn sending(&self) -> bool {
+        self.online || !self.flushes.is_empty()
     }
 
     /// Runs until `stop`, or with `drain` once nothing is due and no worker is busy; takes the
@@ -130,6 +148,7 @@ impl Scheduler {
                 self.load(&name);
             }
             self.dispatch_due(&reports_tx, &stop);
+            self.settle_flushes();
             self.publish_counts();
             if *drain.borrow() && self.nothing_due() && self.busy() == 0 {
                 break;
@@ -245,8 +264,9 @@ impl Scheduler {
         self.entries.values().filter(|t| t.in_flight).count()
     }
 
-    /// The targets of `entry` with a queued recipient due now.
-    fn due_targets(entry: &Entry, now: DateTime<Utc>) -> Vec<Target> {
+    /// The targets of `entry` with a queued recipient due now; outgoing mail only while
+    /// `sending`.
+    fn due_targets(entry: &Entry, now: DateTime<Utc>, sending: bool) -> Vec<Target> {
         let mut targets: Vec<Target> = Vec::new();
         for (r, s) in entry
             .envelope
@@ -254,6 +274,9 @@ impl Scheduler {
             .iter()
             .zip(&entry.state.recipients)
         {
+            if !sending && r.target.outgoing_account().is_some() {
+                continue;
+            }
             let due = s.status == Status::Queued && s.next_attempt.is_none_or(|t| t <= now);
             if due && !targets.contains(&r.target) {
                 targets.push(r.target.clone());
@@ -264,29 +287,96 @@ impl Scheduler {
 
     fn nothing_due(&self) -> bool {
         let now = Utc::now();
+        let sending = self.sending();
         self.entries
             .values()
-            .all(|t| t.in_flight || Self::due_targets(&t.entry, now).is_empty())
+            .all(|t| t.in_flight || Self::due_targets(&t.entry, now, sending).is_empty())
     }
 
     fn next_due(&self) -> Option<DateTime<Utc>> {
+        let sending = self.sending();
         self.entries
             .values()
             .filter(|t| !t.in_flight)
             .flat_map(|t| {
                 t.entry
-                    .state
+                    .envelope
                     .recipients
                     .iter()
-                    .filter(|s| s.status == Status::Queued)
-                    .map(|s| s.next_attempt.unwrap_or_else(Utc::now))
+                    .zip(&t.entry.state.recipients)
+                    .filter(move |(r, s)| {
+                        s.status == Status::Queued
+                            && (sending || r.target.outgoing_account().is_none())
+                    })
+                    .map(|(_, s)| s.next_attempt.unwrap_or_else(Utc::now))
             })
             .min()
+    }
+
+    /// Whether `entry` has outgoing recipients still queued and due now.
+    fn outgoing_due(entry: &Entry, now: DateTime<Utc>) -> bool {
+        Self::due_targets(entry, now, true)
+            .iter()
+            .any(|t| t.outgoing_account().is_some())
+    }
+
+    /// Makes every queued outgoing message due now and waits for each to be tried.
+    fn send_now(&mut self, reply: oneshot::Sender<SendReport>) {
+        let mut waiting = HashSet::new();
+        for t in self.entries.values_mut() {
+            let mut outgoing = false;
+            for (r, s) in t
+                .entry
+                .envelope
+                .recipients
+                .iter()
+                .zip(t.entry.state.recipients.iter_mut())
+            {
+                if r.target.outgoing_account().is_some() && s.status == Status::Queued {
+                    outgoing = true;
+                    if !t.in_flight {
+                        s.next_attempt = None;
+                    }
+                }
+            }
+            if outgoing {
+                waiting.insert(t.entry.name.clone());
+            }
+        }
+        self.flushes.push(Flush {
+            waiting,
+            report: SendReport::default(),
+            reply,
+        });
+    }
+
+    /// Answers each "send now" whose messages were all tried.
+    fn settle_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let entries = &self.entries;
+        for flush in &mut self.flushes {
+            flush.waiting.retain(|name| {
+                entries
+                    .get(name)
+                    .is_some_and(|t| t.in_flight || Self::outgoing_due(&t.entry, now))
+            });
+        }
+        let (done, open): (Vec<Flush>, Vec<Flush>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|f| f.waiting.is_empty());
+        self.flushes = open;
+        for flush in done {
+            let _ = flush.reply.send(flush.report);
+        }
     }
 
     /// Hands every due unit to a worker of its server, starting workers up to the limit.
     fn dispatch_due(&mut self, reports: &mpsc::UnboundedSender<Report>, stop: &CancellationToken) {
         let now = Utc::now();
+        let sending = self.sending();
         let mut start: Vec<Target> = Vec::new();
         let mut any = false;
         {
@@ -296,7 +386,10 @@ impl Scheduler {
                     continue;
                 }
                 // One server at a time per message: its state file has one writer.
-                let Some(target) = Self::due_targets(&tracked.entry, now).into_iter().next() else {
+                let Some(target) = Self::due_targets(&tracked.entry, now, sending)
+                    .into_iter()
+                    .next()
+                else {
                     continue;
                 };
                 let recipients = tracked.entry.recipients_for(&target, Status::Queued);
@@ -358,8 +451,19 @@ impl Scheduler {
                     t.entry.state = state;
                     t.in_flight = false;
                 }
+                let outgoing = report.target.starts_with("smarthost:");
+                if outgoing {
+                    for flush in self.flushes.iter_mut().filter(|f| f.waiting.contains(&name)) {
+                        flush.report.messages.push(report.clone());
+                    }
+                }
                 for r in &report.recipients {
-                    if r.outcome == HandOverOutcome::Failed {
+                    if r.outcome == HandOverOutcome::Failed && outgoing {
+                        self.events.emit(Event::Error(Problem::new(format!(
+                            "the outgoing server refused {} for good ({}): the message {} from {} is held in Mailcall's queue; check the address, then retry it, or bounce or delete it",
+                            r.address, r.reply, report.id, report.sender
+                        ))));
+                    } else if r.outcome == HandOverOutcome::Failed {
                         self.events.emit(Event::Error(
                             Problem::new(format!(
                                 "{} refused {} for good ({}): the message {} is held in Mailcall's queue; fix the route or the server (is {} a user there?), then retry it, or bounce or delete it",
@@ -396,7 +500,14 @@ impl Scheduler {
                     }
                 }
             }
-            Report::Unreachable(target, error) => self.unreachable(&target, &error),
+            Report::Unreachable(target, error) => {
+                if target.outgoing_account().is_some() {
+                    for flush in &mut self.flushes {
+                        flush.report.errors.push(error.clone());
+                    }
+                }
+                self.unreachable(&target, &error)
+            }
             Report::Finished(record) => {
                 if let Some(history) = &self.options.history {
                     match history.append(&record) {
@@ -464,12 +575,17 @@ impl Scheduler {
                 )
             })
             .unwrap_or_default();
-        self.events.emit(Event::Error(
-            Problem::new(format!(
+        let problem = match target.outgoing_account() {
+            Some(account) => Problem::new(format!(
+                "cannot send through the outgoing server of account {account}: {error}; {waiting} message(s) wait in Mailcall's queue and go at the next fetch, or by themselves while the link is up{when}"
+            ))
+            .fixed_by(Some(Setting::account(account, AccountField::OutgoingHost))),
+            None => Problem::new(format!(
                 "cannot hand mail on to {target}: {error}; {waiting} message(s) wait in Mailcall's queue and are retried by themselves{when}. Check that the server runs, and the route's destination"
             ))
             .fixed_by(Some(Setting::config(ConfigKey::Routes))),
-        ));
+        };
+        self.events.emit(Event::Error(problem));
     }
 
     fn publish_counts(&mut self) {
@@ -500,11 +616,18 @@ impl Scheduler {
     }
 
     async fn command(&mut self, command: Command) {
-        let Command {
-            action,
-            selection,
-            reply,
-        } = command;
+        let (action, selection, reply) = match command {
+            Command::Act {
+                action,
+                selection,
+                reply,
+            } => (action, selection, reply),
+            Command::Send { reply } => return self.send_now(reply),
+            Command::Online(online) => {
+                self.online = online;
+                return;
+            }
+        };
         // A message being handed over right now is left alone: its worker owns its state.
         let busy: Vec<String> = self
             .entries

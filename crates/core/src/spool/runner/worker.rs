@@ -17,7 +17,8 @@ use super::RunnerOptions;
 use crate::client::transfer::{self, Envelope};
 use crate::client::{self, Address, Hello, IspError, Server};
 use crate::config::ConfigKey;
-use crate::hint::{Problem, Setting};
+use crate::hint::{AccountField, Problem, Setting};
+use crate::outgoing::smarthost::{self, Smarthost};
 use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
 use crate::routing::{Destination, Target};
@@ -78,8 +79,10 @@ pub fn server_of(target: &Target, helo: &str) -> Server {
             },
             Hello::Ehlo,
         ),
-        // Maildir targets never reach the spool; an address that refuses is the safe answer.
+        // Maildir targets never reach the spool, and outgoing mail goes through lettre
+        // ([`Worker::run`] never asks for it); an address that refuses is the safe answer.
         Destination::Maildir(p) => (Address::Unix(p.clone()), Hello::Lhlo),
+        Destination::Smarthost(_) => (Address::Unix(std::path::PathBuf::new()), Hello::Ehlo),
     };
     Server {
         address,
@@ -152,6 +155,10 @@ impl Worker {
     /// Connects, hands over until its server's queue stays empty (or it stops, or the
     /// connection breaks), and reports a record of it.
     pub(super) async fn run(self) {
+        if let Some(account) = self.target.outgoing_account() {
+            let account = account.to_owned();
+            return self.run_outgoing(&account).await;
+        }
         let started = Utc::now();
         let server = server_of(&self.target, &self.options.host);
         let target_text = self.target.to_string();
@@ -391,6 +398,214 @@ impl Worker {
                 report,
             },
             broken,
+        )
+    }
+
+    /// The outgoing server of `account`, ready to send (lettre connects at the first message).
+    async fn smarthost(&self, account: &str) -> Result<Smarthost, String> {
+        let accounts = self.options.accounts.as_ref().map(|rx| rx.borrow().clone());
+        let Some(found) = accounts.and_then(|list| list.iter().find(|a| a.name == account).cloned())
+        else {
+            return Err(format!(
+                "there is no account {account} (or its keyring entry cannot be read); add it again with its outgoing server, or delete the message from the queue"
+            ));
+        };
+        let settings = smarthost::Settings::of(&found, &self.options.client)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!("account {account} has no outgoing server: give it one, or delete the message from the queue")
+            })?;
+        Smarthost::new(&settings).map_err(|e| e.to_string())
+    }
+
+    /// Sends the outgoing messages queued for one account's outgoing server, one after another
+    /// (as [`Self::run`] hands over to a LAN server), and reports a record of it.
+    async fn run_outgoing(self, account: &str) {
+        let started = Utc::now();
+        let target_text = self.target.to_string();
+        let mut record = SessionRecord::new(
+            RecordKind::HandOver,
+            Trigger::Queue,
+            started,
+            EndReason::HandedOver,
+        );
+        let fix = Setting::account(account, AccountField::OutgoingHost);
+        let host = match self.smarthost(account).await {
+            Ok(host) => host,
+            Err(why) => {
+                self.dispatch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .leave(&self.target);
+                let _ = self
+                    .reports
+                    .send(Report::Unreachable(self.target.clone(), why.clone()));
+                record.ended_because = EndReason::ServerUnreachable;
+                record.errors.push(
+                    Problem::new(format!("cannot send through {target_text}: {why}"))
+                        .fixed_by(Some(fix)),
+                );
+                record.finished_at = Utc::now();
+                let _ = self.reports.send(Report::Finished(Box::new(record)));
+                return;
+            }
+        };
+        let mut reached = false;
+        let mut broken = None;
+        loop {
+            if self.stop.is_cancelled() {
+                self.dispatch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .leave(&self.target);
+                record.ended_because = EndReason::Cancelled;
+                break;
+            }
+            let Some(unit) = self.next_unit().await else {
+                break;
+            };
+            let (done, unreachable) = self.send_one(&host, unit).await;
+            if let Report::Done { report, .. } = &done {
+                record.handovers.push(report.clone());
+            }
+            let _ = self.reports.send(done);
+            if let Some(why) = unreachable {
+                self.dispatch
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .leave(&self.target);
+                broken = Some(why);
+                break;
+            }
+            if !reached {
+                reached = true;
+                let _ = self.reports.send(Report::Reached(self.target.clone()));
+            }
+        }
+        if let Some(why) = broken {
+            let _ = self
+                .reports
+                .send(Report::Unreachable(self.target.clone(), why.clone()));
+            record.ended_because = EndReason::ServerUnreachable;
+            record.errors.push(
+                Problem::new(format!("cannot send through {target_text}: {why}"))
+                    .fixed_by(Some(fix)),
+            );
+        }
+        record.finished_at = Utc::now();
+        let _ = self.reports.send(Report::Finished(Box::new(record)));
+    }
+
+    /// Sends one message, writes each recipient's outcome to the spool (durably for sent and
+    /// refused) and says what happened; the error is set when the server could not be reached.
+    async fn send_one(&self, host: &Smarthost, unit: Unit) -> (Report, Option<String>) {
+        let Unit {
+            mut entry,
+            recipients,
+        } = unit;
+        let headline = self.spool.headline(&entry);
+        let addresses: Vec<String> = recipients
+            .iter()
+            .map(|&i| entry.envelope.recipients[i].address.clone())
+            .collect();
+        let outcomes = match self.spool.read_message(&entry) {
+            Ok(data) => host.send(&entry.envelope.sender, &addresses, &data).await,
+            Err(e) => {
+                let reply = format!("cannot read the message from the spool: {e}");
+                vec![
+                    smarthost::Outcome::Deferred {
+                        reply,
+                        maybe_sent: false,
+                        reached: true,
+                    };
+                    addresses.len()
+                ]
+            }
+        };
+        let unreachable = outcomes.iter().find_map(|o| match o {
+            smarthost::Outcome::Deferred {
+                reply,
+                reached: false,
+                ..
+            } => Some(reply.clone()),
+            _ => None,
+        });
+        let now = Utc::now();
+        let mut durable = false;
+        let mut results = Vec::new();
+        for ((&i, address), outcome) in recipients.iter().zip(&addresses).zip(outcomes) {
+            let s = &mut entry.state.recipients[i];
+            s.last_attempt = Some(now);
+            s.attempts += 1;
+            s.unreachable = false;
+            let (result, text) = match outcome {
+                smarthost::Outcome::Sent { reply } => {
+                    s.status = Status::Delivered;
+                    s.next_attempt = None;
+                    durable = true;
+                    (HandOverOutcome::Delivered, reply)
+                }
+                smarthost::Outcome::Refused { reply } => {
+                    s.status = Status::Failed;
+                    s.next_attempt = None;
+                    durable = true;
+                    (HandOverOutcome::Failed, reply)
+                }
+                smarthost::Outcome::Deferred {
+                    mut reply,
+                    maybe_sent,
+                    reached,
+                } => {
+                    s.unreachable = !reached;
+                    if maybe_sent {
+                        s.maybe_delivered = true;
+                        reply.push_str(" (after the whole message was sent: the server may have taken it)");
+                    }
+                    let next = now + self.options.backoff(s.attempts);
+                    s.next_attempt = Some(next);
+                    (
+                        HandOverOutcome::Deferred {
+                            attempts: s.attempts,
+                            next_attempt: next,
+                        },
+                        reply,
+                    )
+                }
+            };
+            s.reply = Some(text.clone());
+            results.push(RecipientOutcome {
+                address: address.clone(),
+                outcome: result,
+                reply: text,
+            });
+        }
+        let removed = entry.state.is_done();
+        let saved = if removed {
+            self.spool.remove(&entry.name)
+        } else {
+            self.spool.save_state(&entry.name, &entry.state, durable)
+        };
+        if let Err(e) = saved {
+            tracing::error!("spool: cannot record the sending of {}: {e}", entry.id);
+        }
+        let report = HandOverReport {
+            id: entry.id.clone(),
+            target: self.target.to_string(),
+            sender: entry.envelope.sender.clone(),
+            message_id: headline.message_id,
+            subject: headline.subject,
+            recipients: results,
+            at: now,
+        };
+        (
+            Report::Done {
+                name: entry.name.clone(),
+                state: entry.state,
+                removed,
+                report,
+            },
+            unreachable,
         )
     }
 }
