@@ -208,7 +208,6 @@ impl Maildir {
         }
         Ok(removed)
     }
-
 }
 
 /// `<secs>.M<µs>P<pid>Q<n>`: the unique part of a Maildir name, without the host; `counter` is
@@ -271,7 +270,11 @@ fn place(
         };
         match result {
             Ok(()) => {
-                let how = if links { Placed::Linked } else { Placed::Renamed };
+                let how = if links {
+                    Placed::Linked
+                } else {
+                    Placed::Renamed
+                };
                 return Ok((target, how));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -705,7 +708,9 @@ mod tests {
         assert!(!links_unsupported(&io::Error::from(
             io::ErrorKind::AlreadyExists
         )));
-        assert!(!links_unsupported(&io::Error::from(io::ErrorKind::NotFound)));
+        assert!(!links_unsupported(&io::Error::from(
+            io::ErrorKind::NotFound
+        )));
         #[cfg(target_os = "linux")]
         {
             // EPERM from vfat, EOPNOTSUPP from some network file systems; not EEXIST or EMLINK.
