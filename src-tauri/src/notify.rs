@@ -101,9 +101,12 @@ fn escape_markup(text: &str) -> String {
 
 fn show(notice: &Notice) -> Result<(), notify_rust::error::Error> {
     let mut n = notify_rust::Notification::new();
+    // A subject's bidi overrides would reorder the notification as they would a terminal line.
     n.appname("Mailcall")
-        .summary(&notice.summary)
-        .body(&escape_markup(&notice.body))
+        .summary(&mailcall_core::printable::line(&notice.summary))
+        .body(&escape_markup(&mailcall_core::printable::text(
+            &notice.body,
+        )))
         .icon("mail-message-new");
     if notice.is_error {
         n.urgency(notify_rust::Urgency::Critical)

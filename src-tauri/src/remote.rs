@@ -12,6 +12,7 @@ use mailcall_core::hint::Problem;
 use mailcall_core::history::{ManualTrigger, SessionRecord};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::mailcall::{Mailcall, MailcallError};
+use mailcall_core::printable;
 use tauri::{AppHandle, Runtime};
 
 use crate::hints;
@@ -117,11 +118,13 @@ fn report(record: &SessionRecord) -> ExitCode {
     for m in &summary.messages {
         println!("  message: {m}");
     }
+    // Messages are shown harmless by their Display; the domains' lines hold the ISP's replies.
     for d in &summary.domains {
-        println!("  {d}");
+        println!("  {}", printable::text(d));
     }
     for p in &summary.problems {
-        eprintln!("  error: {}", hints::render(p).replace('\n', "\n  "));
+        let text = hints::render(p).replace('\n', "\n  ");
+        eprintln!("  error: {}", printable::text(&text));
     }
     if record.succeeded() {
         ExitCode::SUCCESS
@@ -147,7 +150,7 @@ async fn one_shot() -> Result<SessionRecord, Problem> {
         .await
         .map_err(|e| e.problem())?;
     for p in instance.skipped() {
-        eprintln!("  error: {}", hints::render(p));
+        eprintln!("  error: {}", printable::text(&hints::render(p)));
     }
     if instance.service().accounts().is_empty() {
         instance.stop().await;

@@ -35,6 +35,7 @@ mod reload;
 mod retry;
 mod routing;
 mod secrets;
+mod terminal;
 mod tls_auth;
 mod triggers;
 

@@ -534,7 +534,7 @@ fn list(explicit: Option<&Path>, store: &dyn AccountStore, json: bool) -> Outcom
                 }
             }
         }
-        println!("{}", serde_json::Value::Array(out));
+        crate::output::print_json(&serde_json::Value::Array(out).to_string());
         return Ok(if failed {
             ExitCode::from(1)
         } else {
@@ -569,7 +569,7 @@ fn list(explicit: Option<&Path>, store: &dyn AccountStore, json: bool) -> Outcom
 fn show(store: &dyn AccountStore, name: &str, json: bool) -> Outcome {
     let a = store.load(name).map_err(Failure::setup)?;
     if json {
-        println!("{}", account_json(&a));
+        crate::output::print_json(&account_json(&a).to_string());
         return Ok(ExitCode::SUCCESS);
     }
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());

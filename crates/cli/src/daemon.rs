@@ -176,18 +176,25 @@ pub async fn log_events(mut rx: tokio::sync::broadcast::Receiver<Event>) {
             Err(RecvError::Closed) => return,
         };
         match &event {
-            Event::Error(p) => tracing::error!("{}", hints::render(p)),
+            Event::Error(p) => {
+                tracing::error!("{}", mailcall_core::printable::text(&hints::render(p)))
+            }
             Event::SessionFinished(r) => {
                 let s = r.summary();
                 tracing::info!(id = %r.id, trigger = %r.trigger, "fetch finished: {}", s.headline);
                 for d in &s.domains {
-                    tracing::info!("  {d}");
+                    tracing::info!("  {}", mailcall_core::printable::text(d));
                 }
             }
             Event::SessionStarted { id, .. } => {
-                tracing::info!(%id, "{}", event.line().unwrap_or_default())
+                let line = event.line().unwrap_or_default();
+                tracing::info!(%id, "{}", mailcall_core::printable::text(&line))
             }
-            other => tracing::info!("{}", other.line().unwrap_or_default()),
+            // Lines hold subjects and servers' replies: the log may end up on a terminal.
+            other => tracing::info!(
+                "{}",
+                mailcall_core::printable::text(&other.line().unwrap_or_default())
+            ),
         }
     }
 }

@@ -41,7 +41,7 @@ impl Failure {
 
     /// Prints the message and gives the exit code.
     pub fn report(self) -> ExitCode {
-        eprintln!("error: {}", self.message);
+        eprintln!("error: {}", mailcall_core::printable::text(&self.message));
         ExitCode::from(self.code)
     }
 }

@@ -176,10 +176,7 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
 /// Prints the record (or its JSON) and gives the exit code: 0 when every ETRN was accepted.
 fn finish(record: &SessionRecord, json: bool) -> Outcome {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(record).map_err(Failure::failed)?
-        );
+        crate::output::print_json(&serde_json::to_string(record).map_err(Failure::failed)?);
     } else {
         print_summary(record);
     }
@@ -308,7 +305,7 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
             "error": problem,
             "transcript": check.transcript,
         });
-        println!("{value}");
+        crate::output::print_json(&value.to_string());
         return Ok(if problem.is_some() {
             ExitCode::from(1)
         } else {

@@ -39,10 +39,8 @@ pub fn run(explicit: Option<&Path>, args: HistoryArgs) -> Outcome {
     }
     for record in &records {
         if args.json {
-            say!(
-                "{}",
-                serde_json::to_string(record).map_err(Failure::failed)?
-            );
+            let line = serde_json::to_string(record).map_err(Failure::failed)?;
+            say!("{}", mailcall_core::printable::json(&line));
             continue;
         }
         say!(

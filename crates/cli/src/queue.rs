@@ -14,6 +14,7 @@ use mailcall_core::config::Config;
 use mailcall_core::control;
 use mailcall_core::event::{Event, EventSink};
 use mailcall_core::mailcall::Mailcall;
+use mailcall_core::printable;
 use mailcall_core::spool::actions::{ActionResult, Listing, Selection};
 use mailcall_core::spool::offline::{self, OfflineError};
 use mailcall_core::spool::{Action, Spool, Status, SPOOL_DIR};
@@ -118,7 +119,7 @@ pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
 fn list(spool: &Spool, json: bool) -> Outcome {
     let listing = Listing::of(spool).map_err(Failure::failed)?;
     for p in &listing.problems {
-        eprintln!("warning: {p}");
+        eprintln!("warning: {}", printable::text(&p.to_string()));
     }
     let (mut queued, mut failed) = (0, 0);
     for listed in &listing.messages {
@@ -137,16 +138,16 @@ fn list(spool: &Spool, json: bool) -> Outcome {
                     "state": s,
                 })).collect::<Vec<_>>(),
             });
-            println!("{line}");
+            crate::output::print_json(&line.to_string());
         } else {
             let local = e.envelope.received_at.with_timezone(&chrono::Local);
             say!(
                 "{}  {}  from <{}>  {} bytes  {}",
                 e.id,
                 local.format("%Y-%m-%d %H:%M:%S"),
-                e.envelope.sender,
+                printable::line(&e.envelope.sender),
                 e.size,
-                headline.subject.as_deref().unwrap_or("(no subject)")
+                printable::line(headline.subject.as_deref().unwrap_or("(no subject)"))
             );
         }
         for (r, s) in e.envelope.recipients.iter().zip(&e.state.recipients) {
@@ -224,8 +225,8 @@ fn confirm(spool: &Spool, which: &Which, yes: bool, action: Action) -> Result<()
         eprintln!(
             "  {}  from <{}>  to {}",
             e.id,
-            e.envelope.sender,
-            rcpts.join(", ")
+            printable::line(&e.envelope.sender),
+            printable::line(&rcpts.join(", "))
         );
     }
     let verb = verb(action);

@@ -88,7 +88,7 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
                 object.insert("running".into(), true.into());
                 object.insert("socket".into(), socket.display().to_string().into());
             }
-            println!("{value}");
+            crate::output::print_json(&value.to_string());
             Ok(ExitCode::SUCCESS)
         }
         Ok(s) => {
@@ -121,13 +121,13 @@ pub fn status(explicit: Option<&Path>, json: bool) -> Outcome {
             let (_, config) = settings::load(explicit)?;
             let saved = SavedState::load(&config).map_err(Failure::setup)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
+                crate::output::print_json(
+                    &serde_json::json!({
                         "running": false,
                         "socket": socket.display().to_string(),
                         "paused": saved.paused,
                     })
+                    .to_string(),
                 );
                 return Ok(ExitCode::from(3));
             }

@@ -87,7 +87,7 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
             if let Some(object) = value.as_object_mut() {
                 object.insert("config-file".into(), path.display().to_string().into());
             }
-            println!("{value}");
+            crate::output::print_json(&value.to_string());
         }
         ConfigCommand::Show { json: false } => {
             say!("# {}", path.display());

@@ -1,5 +1,6 @@
-//! Small file-system helpers every part shares: private directories, and the one atomic writer
-//! (temporary file, fsync, rename, fsync of the directory) for config, state and key files.
+//! Small file-system helpers every part shares: private directories, the one atomic writer
+//! (temporary file, fsync, rename, fsync of the directory) for config, state and key files, and
+//! a removal that survives a power cut (taking back a copy of a message that was not accepted).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,22 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
         // Directories cannot be opened for fsync there; NTFS journals the rename itself.
         let _ = dir;
         Ok(())
+    }
+}
+
+/// Removes the file `path` and fsyncs its directory, so the removal is on disk when this returns:
+/// a message taken back after a failed commit must not come back after a crash, beside the copy
+/// the sender's retry makes. A file already gone counts as removed (the directory is synced
+/// still).
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
     }
 }
 
@@ -104,5 +121,21 @@ mod tests {
         let blocked = dir.path().join("file-not-dir");
         std::fs::write(&blocked, "x").unwrap();
         assert!(write_atomic(&blocked.join("f"), b"y", 0o600).is_err());
+    }
+
+    #[test]
+    fn durable_removal_says_when_it_cannot_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("copy");
+        std::fs::write(&file, "x").unwrap();
+        remove_durably(&file).unwrap();
+        assert!(!file.exists());
+        // Gone already: nothing to take back, not an error.
+        remove_durably(&file).unwrap();
+        // A directory where the file was: the error is returned, not swallowed.
+        std::fs::create_dir(&file).unwrap();
+        assert!(remove_durably(&file).is_err());
+        // Its directory gone: the fsync cannot happen, and says so.
+        assert!(remove_durably(&dir.path().join("gone/copy")).is_err());
     }
 }

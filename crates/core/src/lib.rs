@@ -20,6 +20,7 @@ pub mod mailcall;
 pub mod maildir;
 pub mod odmr;
 pub mod outgoing;
+pub mod printable;
 pub mod report;
 pub mod routing;
 pub mod service;

@@ -1,8 +1,15 @@
-//! Durable Maildir delivery: write in `tmp/`, fsync, rename into `new/`, fsync the directory.
+//! Durable Maildir delivery: write in `tmp/`, fsync, link into `new/`, fsync the directory, then
+//! unlink the `tmp/` file.
 //!
 //! The order is what makes a `250` safe to send: once `Delivery::commit` returns, the file's data
 //! and its directory entry in `new/` are on disk. Any failure before that removes the `tmp/` file,
 //! so nothing half-written is ever visible in `new/` and the sender keeps (and retries) the mail.
+//!
+//! A commit never replaces a file: a name is only sure to be unique in `tmp/` (`O_EXCL`), and
+//! `rename` into `new/` would silently overwrite a message acknowledged earlier that has the
+//! same name (a clock set back after a reboot, the same pid again). `link` fails instead, and the
+//! delivery takes a fresh name; where the file system has no hard links (FAT, some network file
+//! systems) the file is renamed only once no entry of that name is found.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -32,8 +39,8 @@ pub struct Maildir {
     new_sync: Arc<DirSync>,
 }
 
-/// Group commit for `new/`: a rename into it is durable once any fsync of the directory that
-/// *started after* the rename has finished. Deliveries committing together (an ISP delivers over
+/// Group commit for `new/`: an entry linked (or renamed) into it is durable once any fsync of
+/// the directory that *started after* the link has finished. Deliveries committing together (an ISP delivers over
 /// many connections at once) then share one directory fsync instead of queueing one each.
 #[derive(Debug, Default)]
 struct DirSync {
@@ -121,7 +128,7 @@ impl Maildir {
     pub async fn begin(&self) -> io::Result<Delivery> {
         let mut last_err = None;
         for _ in 0..NAME_ATTEMPTS {
-            let id = self.unique_id();
+            let id = unique_id(&self.counter);
             let name = format!("{id}.{}", self.host);
             let tmp_path = self.root.join("tmp").join(&name);
             // create_new (O_EXCL): a name collision is an error to retry, never a shared file.
@@ -133,6 +140,8 @@ impl Maildir {
                         tmp_path: Some(tmp_path),
                         new_dir: self.root.join("new"),
                         new_sync: self.new_sync.clone(),
+                        counter: self.counter.clone(),
+                        host: self.host.clone(),
                         name,
                         id,
                         size: 0,
@@ -199,21 +208,119 @@ impl Maildir {
         }
         Ok(removed)
     }
+}
 
-    /// `<secs>.M<µs>P<pid>Q<n>`: the unique part of a Maildir name, without the host.
-    fn unique_id(&self) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        format!(
-            "{}.M{}P{}Q{}",
-            now.as_secs(),
-            now.subsec_micros(),
-            std::process::id(),
-            n
-        )
+/// `<secs>.M<µs>P<pid>Q<n>`: the unique part of a Maildir name, without the host; `counter` is
+/// the Maildir's delivery counter.
+fn unique_id(counter: &AtomicU64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    format!(
+        "{}.M{}P{}Q{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n
+    )
+}
+
+/// How a file got into `new/`, which says whether its `tmp/` name is still there to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// Hard-linked: the `tmp/` name remains until the commit unlinks it.
+    Linked,
+    /// Renamed (no hard links on this file system): the `tmp/` name is gone.
+    Renamed,
+}
+
+/// Puts the (fsynced) file `tmp` into `new_dir` under `name`, or under a name from `fresh` when
+/// one is taken — at most [`NAME_ATTEMPTS`] names — and never replaces an entry of `new_dir`.
+/// Returns the final path and how it got there.
+///
+/// `link` is atomic about it: it fails with `EEXIST` rather than replace. A file system without
+/// hard links (FAT/vfat answers `EPERM`, some network and FUSE ones `EOPNOTSUPP` or `ENOSYS`,
+/// Windows on FAT `ERROR_INVALID_FUNCTION`) gets a `rename` once the name is found unused: a
+/// check and an act, not one atomic step, but a Maildir writer never aims at a name it did not
+/// make unique, so only another delivery taking the same name in that instant could slip in.
+fn place(
+    tmp: &Path,
+    new_dir: &Path,
+    name: &str,
+    mut fresh: impl FnMut() -> String,
+) -> io::Result<(PathBuf, Placed)> {
+    let mut candidate = name.to_string();
+    let mut links = true;
+    let mut last_err = None;
+    for _ in 0..NAME_ATTEMPTS {
+        let target = new_dir.join(&candidate);
+        let result = if links {
+            match std::fs::hard_link(tmp, &target) {
+                Err(e) if links_unsupported(&e) => {
+                    tracing::debug!(dir = %new_dir.display(), error = %e,
+                        "no hard links here: renaming into new/ after checking the name is free");
+                    links = false;
+                    rename_unless_taken(tmp, &target)
+                }
+                other => other,
+            }
+        } else {
+            rename_unless_taken(tmp, &target)
+        };
+        match result {
+            Ok(()) => {
+                let how = if links {
+                    Placed::Linked
+                } else {
+                    Placed::Renamed
+                };
+                return Ok((target, how));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(path = %target.display(),
+                    "a file of this name is already in new/: the message takes another name");
+                last_err = Some(e);
+                candidate = fresh();
+            }
+            Err(e) => return Err(e),
+        }
     }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no unused name in new/")))
+}
+
+/// `rename(tmp, target)` unless `target` exists (then `AlreadyExists`): the commit where there
+/// are no hard links.
+fn rename_unless_taken(tmp: &Path, target: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", target.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(tmp, target),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `link` failed because the file system has no hard links (not because of the name).
+fn links_unsupported(e: &io::Error) -> bool {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+    ) {
+        // EPERM (vfat) reads as PermissionDenied, as does EACCES; the rename tried instead
+        // fails the same way where the directory itself is not writable.
+        return true;
+    }
+    // EOPNOTSUPP is not a kind of its own; ERROR_INVALID_FUNCTION and ERROR_NOT_SUPPORTED on
+    // Windows may not be either.
+    #[cfg(target_os = "linux")]
+    const RAW: &[i32] = &[95];
+    #[cfg(windows)]
+    const RAW: &[i32] = &[1, 50];
+    #[cfg(not(any(target_os = "linux", windows)))]
+    const RAW: &[i32] = &[];
+    e.raw_os_error().is_some_and(|code| RAW.contains(&code))
 }
 
 /// The writer's pid in a Maildir name of ours (`<secs>.M<µs>P<pid>Q<n>.<host>`); `None` for
@@ -283,6 +390,9 @@ pub struct Delivery {
     tmp_path: Option<PathBuf>,
     new_dir: PathBuf,
     new_sync: Arc<DirSync>,
+    /// The Maildir's counter and host, for a fresh name should `name` be taken in `new/`.
+    counter: Arc<AtomicU64>,
+    host: String,
     name: String,
     id: String,
     size: u64,
@@ -333,8 +443,9 @@ impl Delivery {
         &self.id
     }
 
-    /// Writes what is left, fsyncs the file, renames it into `new/`, fsyncs `new/`; returns the
-    /// final path.
+    /// Writes what is left, fsyncs the file, links it into `new/` (under a fresh name if its
+    /// own is taken there: nothing in `new/` is ever replaced), fsyncs `new/`, unlinks the
+    /// `tmp/` name; returns the final path.
     ///
     /// On error nothing is left in `tmp/` or `new/`: the caller answers 4xx and the sender retries.
     pub async fn commit(mut self) -> io::Result<PathBuf> {
@@ -347,28 +458,40 @@ impl Delivery {
             .clone()
             .ok_or_else(|| io::Error::other("delivery already finished"))?;
         let data = std::mem::take(&mut self.pending);
-        let new_path = self.new_dir.join(&self.name);
-        let (new, new_dir) = (new_path.clone(), self.new_dir.clone());
+        let (name, new_dir) = (self.name.clone(), self.new_dir.clone());
+        let (counter, host) = (self.counter.clone(), self.host.clone());
         let new_sync = self.new_sync.clone();
-        // One trip for all steps. The error says whether the rename had happened.
-        let outcome = tokio::task::spawn_blocking(move || -> Result<(), (bool, io::Error)> {
+        // One trip for all steps. The error says whether the tmp/ name is gone (renamed).
+        let outcome = tokio::task::spawn_blocking(move || -> Result<PathBuf, (bool, io::Error)> {
             file.write_all(&data)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| (false, e))?;
             drop(file);
-            std::fs::rename(&tmp_path, &new).map_err(|e| (false, e))?;
+            let fresh = || format!("{}.{host}", unique_id(&counter));
+            let (new, how) = place(&tmp_path, &new_dir, &name, fresh).map_err(|e| (false, e))?;
             if let Err(e) = new_sync.after_rename(&new_dir) {
                 // Not durable: take it back so a 4xx and the sender's retry cannot duplicate it.
-                let _ = std::fs::remove_file(&new);
-                return Err((true, e));
+                if let Err(rm) = std::fs::remove_file(&new) {
+                    tracing::error!(path = %new.display(), error = %rm,
+                        "cannot take back a message whose commit failed: the sender's retry may \
+                         store it twice");
+                }
+                return Err((how == Placed::Renamed, e));
             }
-            Ok(())
+            // Only now: until new/ is synced, the tmp/ name is the one known to be on disk.
+            if how == Placed::Linked {
+                if let Err(e) = std::fs::remove_file(&tmp_path) {
+                    tracing::warn!(path = %tmp_path.display(), error = %e,
+                        "the message is safe in new/, but its name in tmp/ could not be removed");
+                }
+            }
+            Ok(new)
         })
         .await;
         match outcome {
-            Ok(Ok(())) => {
+            Ok(Ok(path)) => {
                 self.tmp_path = None;
-                Ok(new_path)
+                Ok(path)
             }
             Ok(Err((renamed, e))) => {
                 // Not renamed: tmp_path is still set, so Drop removes the tmp file.
@@ -506,6 +629,96 @@ mod tests {
         }
         assert_eq!(paths.len(), 50);
         assert_eq!(entries(&dir.path().join("new")).len(), 50);
+    }
+
+    #[tokio::test]
+    async fn commit_never_replaces_a_file_already_in_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path()).unwrap();
+        let mut d = md.begin().await.unwrap();
+        d.write(b"Subject: second\r\n\r\n").await.unwrap();
+        // Another writer (a clock set back after a reboot, the same pid again) already put a
+        // message in new/ under the very name this delivery would take.
+        let taken = dir.path().join("new").join(&d.name);
+        std::fs::write(&taken, b"Subject: first\r\n\r\n").unwrap();
+        let path = d.commit().await.unwrap();
+        assert_ne!(path, taken, "the commit took the name in use");
+        assert_eq!(std::fs::read(&taken).unwrap(), b"Subject: first\r\n\r\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"Subject: second\r\n\r\n");
+        assert_eq!(entries(&dir.path().join("new")).len(), 2);
+        assert!(entries(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn placing_takes_fresh_names_until_one_is_free_and_gives_up_in_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, new) = (dir.path().join("tmp"), dir.path().join("new"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        let file = tmp.join("m");
+        std::fs::write(&file, b"mine").unwrap();
+        for taken in ["a", "b"] {
+            std::fs::write(new.join(taken), taken).unwrap();
+        }
+        let mut names = ["b", "c"].into_iter().map(String::from);
+        let (path, how) = place(&file, &new, "a", || names.next().unwrap()).unwrap();
+        assert_eq!((path, how), (new.join("c"), Placed::Linked));
+        assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
+        assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
+        assert_eq!(std::fs::read(new.join("c")).unwrap(), b"mine");
+        // The tmp/ name is the commit's to remove, after new/ is synced.
+        assert!(file.exists());
+
+        // Every name taken: an error after NAME_ATTEMPTS tries, and nothing replaced.
+        let mut tries = 0;
+        let err = place(&file, &new, "a", || {
+            tries += 1;
+            "b".into()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(tries, NAME_ATTEMPTS);
+        assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
+        assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
+    }
+
+    #[test]
+    fn without_hard_links_a_rename_never_replaces_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, target) = (dir.path().join("m"), dir.path().join("t"));
+        std::fs::write(&file, b"mine").unwrap();
+        std::fs::write(&target, b"theirs").unwrap();
+        let err = rename_unless_taken(&file, &target).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        std::fs::remove_file(&target).unwrap();
+        rename_unless_taken(&file, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"mine");
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn only_a_file_system_without_links_makes_the_commit_rename() {
+        assert!(links_unsupported(&io::Error::from(
+            io::ErrorKind::Unsupported
+        )));
+        assert!(links_unsupported(&io::Error::from(
+            io::ErrorKind::PermissionDenied
+        )));
+        assert!(!links_unsupported(&io::Error::from(
+            io::ErrorKind::AlreadyExists
+        )));
+        assert!(!links_unsupported(&io::Error::from(
+            io::ErrorKind::NotFound
+        )));
+        #[cfg(target_os = "linux")]
+        {
+            // EPERM from vfat, EOPNOTSUPP from some network file systems; not EEXIST or EMLINK.
+            for (code, no_links) in [(1, true), (95, true), (17, false), (31, false)] {
+                let e = io::Error::from_raw_os_error(code);
+                assert_eq!(links_unsupported(&e), no_links, "{e}");
+            }
+        }
     }
 
     /// A tmp/ file with the given name and modification time.

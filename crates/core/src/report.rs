@@ -11,6 +11,7 @@ use crate::client::transcript::Transcript;
 use crate::client::{IspError, ServerInfo};
 use crate::event::{Event, EventSink};
 use crate::hint::Problem;
+use crate::printable;
 
 /// What the ISP's reply to one `ETRN` (RFC 1985) or `ATRN` (RFC 2645) means for that domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,12 +267,15 @@ impl MessageInfo {
 }
 
 impl std::fmt::Display for MessageInfo {
+    /// `From - Subject (size) -> where`; what the sender wrote is shown on one line, its
+    /// controls replaced ([`printable::line`]), so it can neither drive a terminal nor start a
+    /// line of its own.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} - {} ({} bytes) -> ",
-            self.from_display(),
-            self.subject.as_deref().unwrap_or("(no subject)"),
+            printable::line(self.from_display()),
+            printable::line(self.subject.as_deref().unwrap_or("(no subject)")),
             self.size,
         )?;
         if self.copies.is_empty() {
@@ -410,5 +414,32 @@ impl std::fmt::Display for HandOverReport {
             write!(f, "{sep}{} {word}: {}", r.address, r.reply)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_line_shows_what_the_sender_wrote_on_one_harmless_line() {
+        let info = MessageInfo {
+            sender: "a@x.test".into(),
+            recipients: vec!["b@y.test".into()],
+            from: Some("Bank\x1b[8m <a@x.test>".into()),
+            subject: Some("Pay\r\nerror: \x1b]52;c;eA==\x07now \u{202e}fdp.exe".into()),
+            message_id: None,
+            size: 10,
+            path: PathBuf::from("new/1"),
+            copies: Vec::new(),
+            peer: "127.0.0.1".into(),
+            stored_at: Utc::now(),
+        };
+        assert_eq!(
+            info.to_string(),
+            "Bank\u{fffd}[8m <a@x.test> - Pay  error: \u{fffd}]52;c;eA==\u{fffd}now \
+             \u{fffd}fdp.exe (10 bytes) -> new/1"
+        );
     }
 }

@@ -431,7 +431,12 @@ impl Copies {
                         sink.abort().await;
                     }
                     for copy in &done {
-                        let _ = std::fs::remove_file(&copy.path);
+                        // Durably, or said: a copy left (or back after a crash) is a duplicate.
+                        if let Err(rm) = crate::fsutil::remove_durably(&copy.path) {
+                            tracing::error!(path = %copy.path.display(), error = %rm,
+                                "cannot take back a copy of a message whose other copies failed: \
+                                 the sender's retry will store it twice");
+                        }
                     }
                     return Err(e);
                 }
