@@ -26,10 +26,10 @@ use super::actions::{Action, ActionError, ActionResult, Selection};
 use super::Spool;
 use crate::client::ClientSettings;
 use crate::event::EventSink;
-use crate::report::HandOverReport;
-use crate::service::Accounts;
 use crate::history::History;
 use crate::maildir::Maildir;
+use crate::report::HandOverReport;
+use crate::service::Accounts;
 
 pub use worker::{describe, server_of};
 

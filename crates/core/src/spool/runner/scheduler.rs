@@ -453,7 +453,11 @@ impl Scheduler {
                 }
                 let outgoing = report.target.starts_with("smarthost:");
                 if outgoing {
-                    for flush in self.flushes.iter_mut().filter(|f| f.waiting.contains(&name)) {
+                    for flush in self
+                        .flushes
+                        .iter_mut()
+                        .filter(|f| f.waiting.contains(&name))
+                    {
                         flush.report.messages.push(report.clone());
                     }
                 }

@@ -18,8 +18,8 @@ use crate::client::transfer::{self, Envelope};
 use crate::client::{self, Address, Hello, IspError, Server};
 use crate::config::ConfigKey;
 use crate::hint::{AccountField, Problem, Setting};
-use crate::outgoing::smarthost::{self, Smarthost};
 use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
+use crate::outgoing::smarthost::{self, Smarthost};
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
 use crate::routing::{Destination, Target};
 use crate::spool::{Spool, State, Status};
@@ -404,7 +404,8 @@ impl Worker {
     /// The outgoing server of `account`, ready to send (lettre connects at the first message).
     async fn smarthost(&self, account: &str) -> Result<Smarthost, String> {
         let accounts = self.options.accounts.as_ref().map(|rx| rx.borrow().clone());
-        let Some(found) = accounts.and_then(|list| list.iter().find(|a| a.name == account).cloned())
+        let Some(found) =
+            accounts.and_then(|list| list.iter().find(|a| a.name == account).cloned())
         else {
             return Err(format!(
                 "there is no account {account} (or its keyring entry cannot be read); add it again with its outgoing server, or delete the message from the queue"
@@ -560,7 +561,9 @@ impl Worker {
                     s.unreachable = !reached;
                     if maybe_sent {
                         s.maybe_delivered = true;
-                        reply.push_str(" (after the whole message was sent: the server may have taken it)");
+                        reply.push_str(
+                            " (after the whole message was sent: the server may have taken it)",
+                        );
                     }
                     let next = now + self.options.backoff(s.attempts);
                     s.next_attempt = Some(next);
