@@ -27,6 +27,7 @@ mod json;
 mod linkworld;
 mod odmr;
 mod odmr_peer;
+mod outgoing;
 mod pause;
 mod peers;
 mod port25;

@@ -14,6 +14,7 @@ mod output;
 mod queue;
 mod route;
 mod running;
+mod sendmail;
 mod settings;
 mod smarthost_args;
 
@@ -80,6 +81,11 @@ enum Command {
     Route(route::RouteCommand),
     /// Show the mail waiting to be handed on to LAN servers; retry, bounce or delete it.
     Queue(queue::QueueArgs),
+    /// Queue a message from standard input for sending, as sendmail does (for mutt, cron,
+    /// scripts): [-t] [-f SENDER] [-i] [--] [RECIPIENT...]. It leaves at the next fetch.
+    Sendmail(sendmail::SendmailArgs),
+    /// Send the outgoing mail waiting in the queue now, through each account's outgoing server.
+    Send(sendmail::SendArgs),
     /// Shell completions and man pages from these definitions (for packaging).
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -119,6 +125,8 @@ fn main() -> ExitCode {
         Command::Status { json } => running::status(config, json),
         Command::Route(cmd) => route::run(config, cmd),
         Command::Queue(args) => queue::run(config, args),
+        Command::Sendmail(args) => sendmail::run(config, args),
+        Command::Send(args) => sendmail::send(config, args),
         Command::Generate(cmd) => generate::run(cmd),
     };
     match result {

@@ -386,7 +386,7 @@ impl Instance {
         // holds the mode), so a setup with ODMR accounts only never binds one.
         let prepared = service::prepare(service_options).await?;
         let router = prepared.router();
-        let runner_options = RunnerOptions::from_config(&config)?;
+        let mut runner_options = RunnerOptions::from_config(&config)?;
         let (accounts, skipped) = load_accounts(store.clone(), config.accounts.clone()).await?;
         for p in &skipped {
             events.emit(Event::Error(p.clone()));
@@ -395,6 +395,7 @@ impl Instance {
         let service =
             service::start_prepared(prepared, accounts, events.clone(), shutdown.clone()).await?;
         let triggers = trigger::start(service.clone(), trigger_options, shutdown.clone());
+        runner_options.accounts = Some(service.watch_accounts());
         let runner = router.spool().map(|spool| {
             runner::start(
                 spool.clone(),
@@ -404,6 +405,9 @@ impl Instance {
             )
         });
         let queue = runner.as_ref().map(Runner::handle);
+        if let Some(queue) = &queue {
+            service.set_outbox(queue.clone());
+        }
         // Absolute: a client in another directory compares it with its own.
         let running_config = std::path::absolute(&config_path).unwrap_or(config_path.clone());
         let reloader = Reloader {

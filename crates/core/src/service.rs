@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -28,6 +28,7 @@ use crate::listener::{
 };
 use crate::maildir::Maildir;
 use crate::spool::copies::{Router, RoutingError, RoutingOptions};
+use crate::spool::runner::RunnerHandle;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -177,6 +178,7 @@ pub struct ServiceHandle {
     fetching: Arc<AtomicBool>,
     shutdown: CancellationToken,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
+    outbox: Arc<OnceLock<RunnerHandle>>,
 }
 
 impl std::fmt::Debug for FetchCommand {
@@ -235,6 +237,12 @@ impl ServiceHandle {
             return Ok(self.listener.addr());
         }
         self.listener.ensure().await
+    }
+
+    /// Gives the service the spool's runner: every fetch sends the outgoing mail through it
+    /// first, in the same online window (set once, when the runner starts).
+    pub fn set_outbox(&self, runner: RunnerHandle) {
+        let _ = self.outbox.set(runner);
     }
 
     /// Whether a fetch session is running.
@@ -354,12 +362,14 @@ pub async fn start_prepared(
     let (tx, rx) = mpsc::unbounded_channel();
     let fetching = Arc::new(AtomicBool::new(false));
     let (accounts_tx, accounts_rx) = watch::channel(Arc::new(accounts));
+    let outbox = Arc::new(OnceLock::new());
     let coordinator = Coordinator {
         options,
         accounts: accounts_rx,
         events: events.clone(),
         listener: listener.clone(),
         fetching: fetching.clone(),
+        outbox: outbox.clone(),
     };
     let task = tokio::spawn(coordinator.run(rx, lrx, stop_listener, shutdown.clone()));
     Ok(ServiceHandle {
@@ -371,6 +381,7 @@ pub async fn start_prepared(
         fetching,
         shutdown,
         task: Arc::new(Mutex::new(Some(task))),
+        outbox,
     })
 }
 
@@ -433,6 +444,8 @@ struct Coordinator {
     events: EventSink,
     listener: Arc<ListenerSlot>,
     fetching: Arc<AtomicBool>,
+    /// The spool's runner, once it runs: outgoing mail is sent first in every fetch.
+    outbox: Arc<OnceLock<RunnerHandle>>,
 }
 
 struct Running {
@@ -589,7 +602,18 @@ impl Coordinator {
         let reception = self.listener.reception.clone();
         let session_cancel = cancel.clone();
         self.fetching.store(true, Ordering::SeqCst);
+        // Send first, then ask: the outgoing mail leaves in the same online window, before the
+        // ETRN/ATRN (as the dial-up gateways did). Only when an account of this fetch sends.
+        let outbox = self
+            .outbox
+            .get()
+            .filter(|_| accounts.iter().any(|a| a.outgoing.is_some()))
+            .cloned();
         let task = tokio::spawn(async move {
+            let sent = match outbox {
+                Some(outbox) => outbox.send_outgoing().await,
+                None => None,
+            };
             let receiving = Receiving {
                 listen,
                 reception,
@@ -605,6 +629,12 @@ impl Coordinator {
             )
             .await;
             record.errors.extend(unknown);
+            if let Some(sent) = sent {
+                for why in sent.errors {
+                    record.errors.insert(0, Problem::new(why));
+                }
+                record.handovers = sent.messages;
+            }
             record
         });
         (

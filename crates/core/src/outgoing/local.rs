@@ -123,10 +123,14 @@ impl fmt::Display for LocalMessage {
     }
 }
 
-/// `Received:` for a message a local program handed over: who (user and uid), when.
-pub fn received_header(host: &str, user: &str, id: &str) -> String {
+/// `Received:` for a message a local program handed over: who, where, when.
+pub fn received_header(host: &str, user: &str) -> String {
     let date = chrono::Local::now().to_rfc2822();
-    format!("Received: by {host} (Mailcall, from user {user}) id {id};\r\n\t{date}\r\n")
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    format!("Received: by {host} (Mailcall sendmail, from user {user});\r\n\t{date}\r\n")
 }
 
 /// LF, CRLF and a lone CR all end a line, and each becomes CRLF; the last line gets one too.

@@ -1,0 +1,210 @@
+//! Outgoing mail into the queue: which account's outgoing server a message leaves through (the
+//! account whose domains hold the sender's domain), and the message made durable in the spool
+//! (file and directory fsynced) before the submitter hears that it is queued. It then waits
+//! there, as a `smarthost:ACCOUNT` entry, for the link (see the spool's runner).
+
+use chrono::Utc;
+
+use crate::account::Account;
+use crate::hint::{AccountField, Problem, Setting};
+use crate::routing::Target;
+use crate::spool::{Envelope, QueuedRecipient, Spool, SPOOL_DIR};
+
+/// Outgoing mail could not be queued; nothing was.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// No account holds the sender's domain.
+    #[error("no account sends mail from {domain:?} (the sender is <{sender}>): add {domain} to the domains of the account whose outgoing server should send it, or send from an address in an account's domains")]
+    NoAccount {
+        /// The envelope sender.
+        sender: String,
+        /// Its domain.
+        domain: String,
+    },
+    /// The account holds the domain but has no outgoing server.
+    #[error("account {account} holds {domain} but has no outgoing server to send through: give it one (the ISP's submission server, usually port 587)")]
+    NoOutgoing {
+        /// The account.
+        account: String,
+        /// The sender's domain.
+        domain: String,
+    },
+    /// The message could not be written durably (disk full, permissions).
+    #[error("cannot queue the message in {path}: {source}; nothing was queued (free some space or check the data directory)")]
+    Storage {
+        /// The spool.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+}
+
+impl SubmitError {
+    /// What the user changes to fix it.
+    pub fn fix(&self) -> Option<Setting> {
+        match self {
+            SubmitError::NoAccount { .. } => None,
+            SubmitError::NoOutgoing { account, .. } => {
+                Some(Setting::account(account, AccountField::OutgoingHost))
+            }
+            SubmitError::Storage { .. } => Some(Setting::config(crate::config::ConfigKey::DataDir)),
+        }
+    }
+
+    /// The error with its fix, for front ends.
+    pub fn problem(&self) -> Problem {
+        Problem::new(self.to_string()).fixed_by(self.fix())
+    }
+
+    /// Whether trying again later may work (the disk), rather than a setting to change.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SubmitError::Storage { .. })
+    }
+}
+
+/// The account a message from `sender` leaves through: the one whose domains hold the
+/// sender's domain (an account without an outgoing server is named in the error).
+pub fn account_for<'a>(accounts: &'a [Account], sender: &str) -> Result<&'a Account, SubmitError> {
+    let domain = sender
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or_default();
+    let holders: Vec<&Account> = accounts.iter().filter(|a| a.accepts(&domain)).collect();
+    if let Some(a) = holders.iter().find(|a| a.outgoing.is_some()) {
+        return Ok(a);
+    }
+    match holders.first() {
+        Some(a) => Err(SubmitError::NoOutgoing {
+            account: a.name.clone(),
+            domain,
+        }),
+        None => Err(SubmitError::NoAccount {
+            sender: sender.to_owned(),
+            domain,
+        }),
+    }
+}
+
+/// Queues a message for `account`'s outgoing server: `received` (our `Received:` field) on top
+/// of `body`; returns its queue id once it is durable.
+pub async fn submit(
+    spool: &Spool,
+    account: &str,
+    sender: &str,
+    recipients: &[String],
+    received: &str,
+    body: &[u8],
+    peer: &str,
+) -> Result<String, SubmitError> {
+    let storage = |source| SubmitError::Storage {
+        path: spool.root().to_path_buf(),
+        source,
+    };
+    let envelope = Envelope {
+        received_at: Utc::now(),
+        sender: sender.to_owned(),
+        recipients: recipients
+            .iter()
+            .map(|r| QueuedRecipient {
+                address: r.clone(),
+                target: Target::smarthost(account),
+            })
+            .collect(),
+        peer: peer.to_owned(),
+    };
+    let mut writer = spool.begin(&envelope).await.map_err(storage)?;
+    let id = writer.id().to_owned();
+    let written = async {
+        writer.write(received.as_bytes()).await?;
+        writer.write(body).await
+    }
+    .await;
+    if let Err(e) = written {
+        writer.abort().await;
+        return Err(storage(e));
+    }
+    writer.commit().await.map_err(storage)?;
+    Ok(id)
+}
+
+/// The spool directory under a data directory (where outgoing mail waits).
+pub fn spool_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join(SPOOL_DIR)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::account::{OutgoingServer, Security};
+
+    fn account(name: &str, domain: &str, outgoing: bool) -> Account {
+        Account {
+            name: name.into(),
+            mode: Default::default(),
+            host: "mail.isp.test".into(),
+            port: 25,
+            security: Security::None,
+            username: None,
+            password: None,
+            password_command: None,
+            helo: None,
+            ca_file: None,
+            domains: vec![domain.parse().unwrap()],
+            link: Default::default(),
+            outgoing: outgoing.then(|| OutgoingServer::new("smtp.isp.test", Security::Starttls)),
+        }
+    }
+
+    #[test]
+    fn the_senders_domain_picks_the_account() {
+        let accounts = [
+            account("a", "one.test", true),
+            account("b", "two.test", true),
+        ];
+        assert_eq!(account_for(&accounts, "me@TWO.test").unwrap().name, "b");
+        let e = account_for(&accounts, "me@three.test").unwrap_err();
+        assert!(matches!(e, SubmitError::NoAccount { .. }), "{e}");
+        assert!(e.to_string().contains("three.test"), "{e}");
+        let without = [account("a", "one.test", false)];
+        let e = account_for(&without, "me@one.test").unwrap_err();
+        assert!(matches!(e, SubmitError::NoOutgoing { .. }), "{e}");
+        assert_eq!(
+            e.fix(),
+            Some(Setting::account("a", AccountField::OutgoingHost))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_submitted_message_is_durable_with_its_envelope_and_received_on_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool")).unwrap();
+        let rcpts = vec!["a@example.org".to_owned(), "b@example.org".to_owned()];
+        let id = submit(
+            &spool,
+            "isp",
+            "me@office.test",
+            &rcpts,
+            "Received: by here\r\n",
+            b"Subject: x\r\n\r\nbody\r\n",
+            "local user me",
+        )
+        .await
+        .unwrap();
+        let (entries, problems) = spool.entries().unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(entries.len(), 1);
+        let e = &entries[0];
+        assert_eq!(e.id, id);
+        assert_eq!(e.envelope.sender, "me@office.test");
+        assert!(e
+            .envelope
+            .recipients
+            .iter()
+            .all(|r| r.target == Target::smarthost("isp")));
+        assert_eq!(
+            spool.read_message(e).unwrap(),
+            b"Received: by here\r\nSubject: x\r\n\r\nbody\r\n"
+        );
+    }
+}
