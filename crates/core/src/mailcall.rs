@@ -670,12 +670,16 @@ mod tests {
         );
         let ours = Path::new("/etc/mailcall/config.toml");
         let mut config = Config::default();
-        config.set("listen", "127.0.0.1:2525").unwrap();
+        config
+            .set(crate::config::ConfigKey::Listen, "127.0.0.1:2525")
+            .unwrap();
         config.add_account("work");
         config.add_account("isp");
         assert_eq!(running.differs_from(&config, ours), None);
         assert_eq!(running.other_config(ours), None);
-        config.set("listen", "127.0.0.1:0").unwrap();
+        config
+            .set(crate::config::ConfigKey::Listen, "127.0.0.1:0")
+            .unwrap();
         assert_eq!(
             running.differs_from(&config, ours),
             None,
@@ -691,7 +695,9 @@ mod tests {
             d,
             "it runs with /etc/mailcall/config.toml, this window's settings are /home/me/.config/mailcall/config.toml"
         );
-        config.set("listen", "0.0.0.0:25").unwrap();
+        config
+            .set(crate::config::ConfigKey::Listen, "0.0.0.0:25")
+            .unwrap();
         config.remove_account("work");
         let d = running.differs_from(&config, ours).unwrap();
         assert!(

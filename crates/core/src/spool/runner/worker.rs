@@ -22,7 +22,7 @@ use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::outgoing::smarthost::{self, Smarthost};
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
 use crate::routing::{Destination, Target};
-use crate::spool::{Spool, State, Status};
+use crate::spool::{Entry, Headline, Spool, State, Status};
 
 /// Transcript lines kept in a hand-over record that had problems.
 const TRANSCRIPT_LINES: usize = 300;
@@ -372,6 +372,19 @@ impl Worker {
                 reply: text,
             });
         }
+        (self.record(entry, headline, outcomes, durable, now), broken)
+    }
+
+    /// Writes a unit's outcome to the spool (the entry removed once every recipient is done;
+    /// `durable` for outcomes that must not be repeated) and says it for the scheduler.
+    fn record(
+        &self,
+        entry: Entry,
+        headline: Headline,
+        recipients: Vec<RecipientOutcome>,
+        durable: bool,
+        at: chrono::DateTime<Utc>,
+    ) -> Report {
         let removed = entry.state.is_done();
         let saved = if removed {
             self.spool.remove(&entry.name)
@@ -379,7 +392,7 @@ impl Worker {
             self.spool.save_state(&entry.name, &entry.state, durable)
         };
         if let Err(e) = saved {
-            tracing::error!("spool: cannot record the hand-over of {}: {e}", entry.id);
+            tracing::error!("spool: cannot record the outcome for {}: {e}", entry.id);
         }
         let report = HandOverReport {
             id: entry.id.clone(),
@@ -387,18 +400,15 @@ impl Worker {
             sender: entry.envelope.sender.clone(),
             message_id: headline.message_id,
             subject: headline.subject,
-            recipients: outcomes,
-            at: now,
+            recipients,
+            at,
         };
-        (
-            Report::Done {
-                name: entry.name.clone(),
-                state: entry.state,
-                removed,
-                report,
-            },
-            broken,
-        )
+        Report::Done {
+            name: entry.name,
+            state: entry.state,
+            removed,
+            report,
+        }
     }
 
     /// The outgoing server of `account`, ready to send (lettre connects at the first message).
@@ -583,31 +593,8 @@ impl Worker {
                 reply: text,
             });
         }
-        let removed = entry.state.is_done();
-        let saved = if removed {
-            self.spool.remove(&entry.name)
-        } else {
-            self.spool.save_state(&entry.name, &entry.state, durable)
-        };
-        if let Err(e) = saved {
-            tracing::error!("spool: cannot record the sending of {}: {e}", entry.id);
-        }
-        let report = HandOverReport {
-            id: entry.id.clone(),
-            target: self.target.to_string(),
-            sender: entry.envelope.sender.clone(),
-            message_id: headline.message_id,
-            subject: headline.subject,
-            recipients: results,
-            at: now,
-        };
         (
-            Report::Done {
-                name: entry.name.clone(),
-                state: entry.state,
-                removed,
-                report,
-            },
+            self.record(entry, headline, results, durable, now),
             unreachable,
         )
     }
