@@ -171,12 +171,16 @@ fn mail_written_offline_waits_and_leaves_before_the_etrn_at_the_next_fetch() {
 }
 
 #[test]
-fn one_refused_recipient_is_held_and_the_others_arrive_once() {
+fn one_refused_recipient_gets_the_sender_one_report_and_the_others_arrive_once() {
     let env = KeyringEnv::new();
     let isp = PostfixIsp::start(IspOptions::new(&["office.test"], listener_port()));
     let smarthost = PostfixLan::smarthost("example.org", &["alice", "bob"], LOGIN);
     let cli = Cli::new(&env);
-    write_base_config(&cli);
+    let mailbox = Maildir::new(env.root().join("Maildir"));
+    cli.write_config(&format!(
+        "hostname = \"client.test\"\nmaildir = \"{}\"\n",
+        mailbox.path().display()
+    ));
     set_account_with_smarthost(&cli, isp.port(), &smarthost);
     let text = outgoing_text(
         1,
@@ -198,10 +202,23 @@ fn one_refused_recipient_is_held_and_the_others_arrive_once() {
         let stored = smarthost.maildir(user).new_messages();
         assert_eq!(stored.len(), 1, "{user} gets it once\n{context}");
     }
-    // The refused recipient stays in the queue, held, with the server's reply.
+    // The sender (me@office.test, a local user: the default Maildir) gets one delivery report
+    // naming the refused address, and the queue is empty.
+    let reports = mailbox.new_messages();
+    assert_eq!(reports.len(), 1, "one report\n{context}");
+    let report = std::fs::read_to_string(&reports[0].path).unwrap();
+    assert!(report.contains("report-type=delivery-status"), "{report}");
+    assert!(
+        report.contains("Final-Recipient: rfc822; nobody@example.org"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("Final-Recipient: rfc822; alice@"),
+        "{report}"
+    );
+    assert!(report.contains("To: <me@office.test>"), "{report}");
     let queue = cli.run(&["queue"]);
-    assert!(queue.stdout.contains("nobody@example.org"), "{queue}");
-    assert!(queue.stdout.contains("550"), "{queue}");
+    assert!(!queue.stdout.contains("nobody@example.org"), "{queue}");
 }
 
 #[test]

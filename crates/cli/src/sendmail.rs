@@ -20,6 +20,7 @@ use mailcall_core::keystore;
 use mailcall_core::outgoing::local::{received_header, LocalMessage, LocalOptions};
 use mailcall_core::outgoing::queue::{account_for, spool_dir, submit};
 use mailcall_core::report::HandOverOutcome;
+use mailcall_core::spool::copies::RoutingOptions;
 use mailcall_core::spool::runner::{self, RunnerOptions};
 use mailcall_core::spool::Spool;
 
@@ -186,7 +187,13 @@ pub fn send(explicit: Option<&Path>, _args: SendArgs) -> Outcome {
     }
     let maildir = config.maildir_path().map_err(Failure::setup)?;
     let postmaster = mailcall_core::maildir::Maildir::create(&maildir).map_err(Failure::failed)?;
+    // Delivery reports for refused recipients go to their local senders by the routes.
+    let router = RoutingOptions::from_config(&config)
+        .map_err(Failure::setup)?
+        .router(postmaster.clone())
+        .map_err(Failure::setup)?;
     let mut options = RunnerOptions::from_config(&config).map_err(Failure::setup)?;
+    options.router = Some(Arc::new(router));
     let (_accounts_tx, accounts_rx) = tokio::sync::watch::channel(Arc::new(accounts));
     options.accounts = Some(accounts_rx);
     let report = rt.block_on(async {

@@ -396,6 +396,7 @@ impl Instance {
             service::start_prepared(prepared, accounts, events.clone(), shutdown.clone()).await?;
         let triggers = trigger::start(service.clone(), trigger_options, shutdown.clone());
         runner_options.accounts = Some(service.watch_accounts());
+        runner_options.router = Some(router.clone());
         let runner = router.spool().map(|spool| {
             runner::start(
                 spool.clone(),

@@ -347,6 +347,7 @@ pub async fn bounce(
                 recipients: &open,
                 reason: why,
                 at: Utc::now(),
+                to_sender: false,
             },
             &message,
         );

@@ -191,7 +191,8 @@ impl Router {
         }
     }
 
-    fn default_target(&self) -> Target {
+    /// The default Maildir as a target (the catch-all, and the postmaster's).
+    pub fn default_target(&self) -> Target {
         Target::maildir(self.default.root().to_path_buf())
     }
 

@@ -24,6 +24,8 @@ pub struct Bounce<'a> {
     pub reason: &'a str,
     /// When.
     pub at: DateTime<Utc>,
+    /// For the sender (outgoing mail the smarthost refused), not for the postmaster.
+    pub to_sender: bool,
 }
 
 /// The `Status:` of a recipient given up after `reply`: the server's own enhanced code for a
@@ -106,9 +108,24 @@ pub fn build(bounce: &Bounce<'_>, message: &[u8]) -> Vec<u8> {
             ));
         }
     }
+    // Outgoing mail goes back to its sender, a local user; a LAN hand-over's report stays
+    // with the postmaster (Mailcall cannot mail the outside sender).
+    let (to, story, ending) = if bounce.to_sender {
+        (
+            sender.clone(),
+            format!("Mailcall ({host}) could not send your message of {arrival} to these\r\nrecipients:"),
+            "The outgoing server refused them for good. Your whole message is attached below:\r\ncheck the addresses and send it again.",
+        )
+    } else {
+        (
+            "postmaster".to_string(),
+            format!("Mailcall ({host}) received this message from {sender} on {arrival} and could\r\nnot hand it on to the server of these recipients:"),
+            "Mailcall only receives mail, so this report was not sent to the sender. The\r\nwhole message is attached below: forward it, or tell the sender, as needed.",
+        )
+    };
     let mut out = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n\
-         To: postmaster\r\n\
+         To: {to}\r\n\
          Subject: Undelivered Mail Returned to Sender: {subject}\r\n\
          Date: {date}\r\n\
          Message-ID: <dsn.{id}.{micros}@{host}>\r\n\
@@ -123,15 +140,13 @@ pub fn build(bounce: &Bounce<'_>, message: &[u8]) -> Vec<u8> {
          Content-Description: Notification\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
          \r\n\
-         Mailcall ({host}) received this message from {sender} on {arrival} and could\r\n\
-         not hand it on to the server of these recipients:\r\n\
+         {story}\r\n\
          \r\n\
          {list}\r\n\
          \r\n\
          {reason}\r\n\
          \r\n\
-         Mailcall only receives mail, so this report was not sent to the sender. The\r\n\
-         whole message is attached below: forward it, or tell the sender, as needed.\r\n\
+         {ending}\r\n\
          \r\n\
          --{boundary}\r\n\
          Content-Description: Delivery report\r\n\
@@ -231,6 +246,7 @@ mod tests {
                 recipients: &[0, 1],
                 reason: "The postmaster bounced it.",
                 at: Utc::now(),
+                to_sender: false,
             },
             message,
         );

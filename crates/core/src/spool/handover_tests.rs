@@ -129,6 +129,7 @@ fn options(history: Option<crate::history::History>) -> RunnerOptions {
         host: "mx.test".into(),
         history,
         accounts: None,
+        router: None,
     }
 }
 

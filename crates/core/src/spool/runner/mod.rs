@@ -50,6 +50,9 @@ pub struct RunnerOptions {
     pub history: Option<History>,
     /// The accounts, for their outgoing servers (outgoing mail waits while `None`).
     pub accounts: Option<watch::Receiver<Accounts>>,
+    /// Where a local sender's delivery reports go (the routes of incoming mail); `None`: a
+    /// refused outgoing recipient is held in the queue instead.
+    pub router: Option<Arc<super::copies::Router>>,
 }
 
 impl RunnerOptions {
@@ -67,6 +70,7 @@ impl RunnerOptions {
             host: config.hostname(),
             history: Some(config.history()?),
             accounts: None,
+            router: None,
         })
     }
 

@@ -520,8 +520,9 @@ impl Worker {
             .iter()
             .map(|&i| entry.envelope.recipients[i].address.clone())
             .collect();
-        let outcomes = match self.spool.read_message(&entry) {
-            Ok(data) => host.send(&entry.envelope.sender, &addresses, &data).await,
+        let message = self.spool.read_message(&entry);
+        let outcomes = match &message {
+            Ok(data) => host.send(&entry.envelope.sender, &addresses, data).await,
             Err(e) => {
                 let reply = format!("cannot read the message from the spool: {e}");
                 vec![
@@ -593,9 +594,98 @@ impl Worker {
                 reply: text,
             });
         }
+        if let Ok(data) = &message {
+            self.report_refusals(&mut entry, &headline, &mut results, data, host)
+                .await;
+        }
         (
             self.record(entry, headline, results, durable, now),
             unreachable,
         )
+    }
+
+    /// A recipient the outgoing server refused for good: the sender (a local user) gets one
+    /// delivery report, through the routes of incoming mail, and the recipient is done. A
+    /// message from the null sender gets none (a report on a report would loop); a report that
+    /// cannot be stored leaves the recipient held in the queue, so nothing is lost.
+    async fn report_refusals(
+        &self,
+        entry: &mut Entry,
+        headline: &Headline,
+        results: &mut [RecipientOutcome],
+        message: &[u8],
+        host: &Smarthost,
+    ) {
+        let refused: Vec<usize> = (0..entry.envelope.recipients.len())
+            .filter(|&i| {
+                let address = &entry.envelope.recipients[i].address;
+                entry.state.recipients[i].status == Status::Failed
+                    && results
+                        .iter()
+                        .any(|o| &o.address == address && o.outcome == HandOverOutcome::Failed)
+            })
+            .collect();
+        if refused.is_empty() {
+            return;
+        }
+        let sender = entry.envelope.sender.clone();
+        let note = if sender.is_empty() {
+            Some(" (no report: the message has the null sender)".to_string())
+        } else if let Some(router) = &self.options.router {
+            let report = crate::spool::dsn::build(
+                &crate::spool::dsn::Bounce {
+                    host: &self.options.host,
+                    entry,
+                    headline,
+                    recipients: &refused,
+                    reason: &format!("The outgoing server {} refused them.", host.address()),
+                    at: Utc::now(),
+                    to_sender: true,
+                },
+                message,
+            );
+            let target = router
+                .route(&sender)
+                .unwrap_or_else(|| router.default_target());
+            let date = chrono::Local::now().to_rfc2822();
+            let me = self.options.host.clone();
+            let received = move |_: &[String], id: &str| {
+                format!("Received: by {me} (Mailcall) id {id};\r\n\t{date}\r\n")
+            };
+            let stored = async {
+                let mut copies = router
+                    .open("", "Mailcall", &[(sender.clone(), target)], &received)
+                    .await?;
+                copies.write(&report).await?;
+                copies.commit().await
+            }
+            .await;
+            match stored {
+                Ok(_) => Some(format!(" (a delivery report went to {sender})")),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot store the delivery report for {} to {sender}: {e}; the refused recipients stay held in the queue",
+                        entry.id
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(note) = note else {
+            return;
+        };
+        for &i in &refused {
+            let address = entry.envelope.recipients[i].address.clone();
+            let state = &mut entry.state.recipients[i];
+            state.status = Status::Bounced;
+            if let Some(r) = state.reply.as_mut() {
+                r.push_str(&note);
+            }
+            if let Some(o) = results.iter_mut().find(|o| o.address == address) {
+                o.reply.push_str(&note);
+            }
+        }
     }
 }
