@@ -207,4 +207,41 @@ mod tests {
             b"Received: by here\r\nSubject: x\r\n\r\nbody\r\n"
         );
     }
+
+    #[tokio::test]
+    async fn every_name_the_queue_writes_is_valid_on_windows_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool")).unwrap();
+        let rcpts = vec!["a@example.org".to_owned()];
+        for _ in 0..3 {
+            submit(&spool, "isp", "me@office.test", &rcpts, "", b"x\r\n", "me")
+                .await
+                .unwrap();
+        }
+        let (entries, _) = spool.entries().unwrap();
+        let mut state = entries[0].state.clone();
+        state.recipients[0].attempts = 1;
+        spool.save_state(&entries[0].name, &state, true).unwrap();
+        let mut names = Vec::new();
+        for sub in ["new", "state", "tmp", "cur"] {
+            for f in std::fs::read_dir(spool.root().join(sub)).unwrap() {
+                names.push(f.unwrap().file_name().to_string_lossy().into_owned());
+            }
+        }
+        assert!(names.len() >= 4, "{names:?}");
+        // Windows refuses these characters, names ending in a dot or space, and device names.
+        for name in &names {
+            assert!(
+                !name.contains(['<', '>', ':', '"', '/', '\\', '|', '?', '*'])
+                    && !name.ends_with(['.', ' '])
+                    && !name.chars().any(|c| c.is_control()),
+                "{name:?} is not a valid Windows file name"
+            );
+            let stem = name.split('.').next().unwrap_or("").to_ascii_uppercase();
+            assert!(
+                !["CON", "PRN", "AUX", "NUL", "COM1", "LPT1"].contains(&stem.as_str()),
+                "{name:?}"
+            );
+        }
+    }
 }
