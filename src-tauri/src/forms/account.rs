@@ -51,7 +51,11 @@ pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
         "smarthost_host",
         "Outgoing server",
     ),
-    (AccountField::OutgoingPort, "smarthost_port", "Outgoing port"),
+    (
+        AccountField::OutgoingPort,
+        "smarthost_port",
+        "Outgoing port",
+    ),
     (
         AccountField::OutgoingSecurity,
         "smarthost_security",
@@ -775,7 +779,10 @@ mod tests {
         let mut anonymous = f.clone();
         anonymous.username.clear();
         anonymous.password.clear();
-        assert_eq!(anonymous.to_account(None).unwrap().outgoing.unwrap().port, 25);
+        assert_eq!(
+            anonymous.to_account(None).unwrap().outgoing.unwrap().port,
+            25
+        );
     }
 
     #[test]
@@ -796,8 +803,10 @@ mod tests {
         let a = f.to_account(Some(&stored)).unwrap();
         assert_eq!(a.outgoing.unwrap().auth, OutgoingAuth::Xoauth2);
         // The field is one the form has (the contract's tests hold the page to the form's).
-        assert!(serde_aux::serde_introspection::serde_introspect::<AccountForm>()
-            .contains(&SMARTHOST_AUTH_FIELD));
+        assert!(
+            serde_aux::serde_introspection::serde_introspect::<AccountForm>()
+                .contains(&SMARTHOST_AUTH_FIELD)
+        );
     }
 
     #[test]

@@ -378,7 +378,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
             json!([]),
         )
         .expect("reading the outgoing port's placeholder");
-    assert_eq!(placeholder, "465", "the outgoing port's placeholder for TLS");
+    assert_eq!(
+        placeholder, "465",
+        "the outgoing port's placeholder for TLS"
+    );
     select(&wd, "#acct-smarthost-login", "own");
     wd.type_into("#acct-smarthost-username", "office-out")
         .expect("outgoing user name");
@@ -425,8 +428,8 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
             "ca-file": ca_file,
         })
     );
-    let shown = mailcall_e2e::Cli::with_config(&keyring, &config_path)
-        .run(&["account", "show", "isp"]);
+    let shown =
+        mailcall_e2e::Cli::with_config(&keyring, &config_path).run(&["account", "show", "isp"]);
     shown.assert_success();
     assert!(
         shown
@@ -456,7 +459,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         20,
     );
     assert!(list.contains("example.com, example.org"), "{list}");
-    assert!(list.contains(&format!("sends via {SMARTHOST}:465")), "{list}");
+    assert!(
+        list.contains(&format!("sends via {SMARTHOST}:465")),
+        "{list}"
+    );
 
     // 4. Test connection; the form shows the outgoing server, its password only as saved.
     wd.click("[data-edit=isp]").expect("Edit");
