@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use mailcall_core::account::outgoing::default_port;
 use mailcall_core::account::{FetchMode, Security};
 use serde_aux::serde_introspection::serde_introspect;
 use tauri::Runtime;
@@ -91,6 +92,15 @@ pub fn default_ports() -> BTreeMap<&'static str, BTreeMap<String, u16>> {
         .collect()
 }
 
+/// The port an outgoing (submission) server usually has, by security (`tls` → 465), from the
+/// core's rule: the outgoing port's placeholder follows it.
+pub fn smarthost_ports() -> BTreeMap<String, u16> {
+    [Security::None, Security::Starttls, Security::Tls]
+        .into_iter()
+        .map(|security| (security.to_string(), default_port(security)))
+        .collect()
+}
+
 /// A name as a JavaScript constant's: `load_settings`, `show-tab` → `LOAD_SETTINGS`, `SHOW_TAB`.
 fn constant(name: &str) -> String {
     name.replace('-', "_").to_ascii_uppercase()
@@ -163,7 +173,15 @@ pub fn javascript() -> String {
         )
     });
     frozen(&mut out, "", ports);
-    out.push_str(";\n");
+    out.push_str(
+        ";\n\n// The port an outgoing (submission) server usually has, by security (its port's placeholder).\nexport const SMARTHOST_PORTS = ",
+    );
+    let ports = smarthost_ports()
+        .into_iter()
+        .map(|(security, port)| format!("{security}: {port}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(out, "Object.freeze({{ {ports} }});");
     out
 }
 
@@ -226,6 +244,8 @@ mod tests {
         assert_eq!(ports["odmr"]["starttls"], 366);
         assert_eq!(ports["etrn"]["tls"], 465);
         assert_eq!(ports["etrn"]["none"], 25);
+        let smarthost = smarthost_ports();
+        assert_eq!((smarthost["starttls"], smarthost["tls"]), (587, 465));
     }
 
     /// The names after `prefix` in `text`, dots included (`COMMANDS.` → `LOAD_SETTINGS`,

@@ -1,7 +1,7 @@
-// The Accounts tab: list, add/edit form (mode ETRN or ODMR, password write-only), Test
-// connection, remove.
+// The Accounts tab: list, add/edit form (mode ETRN or ODMR, passwords write-only, the outgoing
+// server), Test connection, remove.
 import { call, asUiError } from "./api.js";
-import { COMMANDS, DEFAULT_PORTS, FIELDS } from "./contract.js";
+import { COMMANDS, DEFAULT_PORTS, FIELDS, SMARTHOST_PORTS } from "./contract.js";
 import { $, $$, h, readFields, showErrors } from "./dom.js";
 
 const MODES = { etrn: "ETRN", odmr: "ODMR" };
@@ -27,6 +27,23 @@ function followDefaults() {
   $("#mode-hint").textContent = MODE_HINTS[$("#acct-mode").value] || "";
 }
 
+let shownSmarthostDefault = null; // the same for the outgoing server's port
+
+// The outgoing port's placeholder follows its security, by Mailcall's rule, as the ISP's does.
+function followSmarthostDefaults() {
+  const port = $("#acct-smarthost-port");
+  const now = SMARTHOST_PORTS[$("#acct-smarthost-security").value] ?? SMARTHOST_PORTS.starttls;
+  if (shownSmarthostDefault !== null && port.value.trim() === String(shownSmarthostDefault)) port.value = String(now);
+  port.placeholder = String(now);
+  shownSmarthostDefault = now;
+}
+
+// The outgoing server's own user name and password show only when it has a login of its own.
+function followSmarthostLogin() {
+  const own = $("#acct-smarthost-login").value === "own";
+  for (const el of $$("[data-own-login]")) el.hidden = !own;
+}
+
 const FORMS = [
   ["domain", "this domain"],
   ["subdomains", "@ with subdomains"],
@@ -46,7 +63,7 @@ export function renderAccounts(accounts, unreadable) {
     list.append(h("li", { "data-account": a.name },
       h("div", { class: "what" },
         h("div", { class: "name", "data-mode": a.mode }, a.name),
-        h("div", { class: "detail" }, `${MODES[a.mode] || a.mode} · ${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}`)),
+        h("div", { class: "detail" }, `${MODES[a.mode] || a.mode} · ${a.host}:${a.port} · ${a.security}${a.username ? " · user " + a.username : ""} · ${domains}${a.connect_command ? " · dials: " + a.connect_command : ""}${a.smarthost_host ? ` · sends via ${a.smarthost_host}:${a.smarthost_port}` : ""}`)),
       actions));
   }
   for (const [name, why] of unreadable) {
@@ -118,6 +135,18 @@ export function openForm(account = null) {
   $("#acct-connect").value = account?.connect_command ?? "";
   $("#acct-disconnect").value = account?.disconnect_command ?? "";
   $("#acct-link-timeout").value = account?.link_timeout ?? "";
+  $("#acct-smarthost-host").value = account?.smarthost_host ?? "";
+  $("#acct-smarthost-security").value = account?.smarthost_security ?? "starttls";
+  shownSmarthostDefault = null;
+  followSmarthostDefaults();
+  $("#acct-smarthost-port").value = account?.smarthost_port ?? "";
+  $("#acct-smarthost-login").value = account?.smarthost_login ?? "account";
+  $("#acct-smarthost-username").value = account?.smarthost_username ?? "";
+  $("#acct-smarthost-password").value = "";
+  $("#acct-smarthost-password").placeholder = account?.smarthost_has_password ? "(saved; type to replace)" : "";
+  followSmarthostLogin();
+  $("#acct-smarthost-ca-file").value = account?.smarthost_ca_file ?? "";
+  $("#acct-smarthost-auth").value = account?.smarthost_auth ?? "password";
   const rows = $("#domain-rows");
   rows.replaceChildren();
   for (const d of account?.domains?.length ? account.domains : [undefined]) rows.append(domainRow(d));
@@ -129,6 +158,7 @@ function closeForm() {
   editing = null;
   $("#account-form").hidden = true;
   $("#acct-password").value = "";
+  $("#acct-smarthost-password").value = "";
 }
 
 // The form as Rust reads it: the inputs, the name the account had and its domain rows.
@@ -211,4 +241,6 @@ export function initAccounts() {
   $("#acct-test").addEventListener("click", test);
   $("#acct-security").addEventListener("change", followDefaults);
   $("#acct-mode").addEventListener("change", followDefaults);
+  $("#acct-smarthost-security").addEventListener("change", followSmarthostDefaults);
+  $("#acct-smarthost-login").addEventListener("change", followSmarthostLogin);
 }

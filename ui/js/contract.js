@@ -44,6 +44,14 @@ export const FIELDS = Object.freeze({
     CONNECT_COMMAND: "connect_command",
     DISCONNECT_COMMAND: "disconnect_command",
     LINK_TIMEOUT: "link_timeout",
+    SMARTHOST_HOST: "smarthost_host",
+    SMARTHOST_PORT: "smarthost_port",
+    SMARTHOST_SECURITY: "smarthost_security",
+    SMARTHOST_LOGIN: "smarthost_login",
+    SMARTHOST_USERNAME: "smarthost_username",
+    SMARTHOST_PASSWORD: "smarthost_password",
+    SMARTHOST_CA_FILE: "smarthost_ca_file",
+    SMARTHOST_AUTH: "smarthost_auth",
   }),
   DOMAIN_ROW: Object.freeze({
     NAME: "name",
@@ -80,3 +88,6 @@ export const DEFAULT_PORTS = Object.freeze({
   etrn: Object.freeze({ none: 25, starttls: 25, tls: 465 }),
   odmr: Object.freeze({ none: 366, starttls: 366, tls: 366 }),
 });
+
+// The port an outgoing (submission) server usually has, by security (its port's placeholder).
+export const SMARTHOST_PORTS = Object.freeze({ none: 25, starttls: 587, tls: 465 });

@@ -1,11 +1,14 @@
-//! The Accounts tab's side of the window: the account form as typed, the account as shown
-//! (never its password), what Test connection found, and the form field each [`AccountField`]
-//! is — the rules are [`Account::check`]'s, their problems come back next to their fields.
+//! The Accounts tab's side of the window: the account form as typed (its outgoing server
+//! included), the account as shown (never a password), what Test connection found, and the form
+//! field each [`AccountField`] is — the rules are [`Account::check`]'s, their problems come back
+//! next to their fields.
 
 use std::path::PathBuf;
 
+use mailcall_core::account::outgoing::default_port;
 use mailcall_core::account::{
-    Account, AccountProblem, DomainSpec, EtrnForm, FetchMode, LinkSettings, Secret, Security,
+    Account, AccountProblem, DomainSpec, EtrnForm, FetchMode, LinkSettings, OutgoingAuth,
+    OutgoingServer, Secret, Security,
 };
 use mailcall_core::hint::AccountField;
 use serde::{Deserialize, Serialize};
@@ -43,7 +46,42 @@ pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
         "link_timeout",
         "Link timeout (s)",
     ),
+    (
+        AccountField::OutgoingHost,
+        "smarthost_host",
+        "Outgoing server",
+    ),
+    (
+        AccountField::OutgoingPort,
+        "smarthost_port",
+        "Outgoing port",
+    ),
+    (
+        AccountField::OutgoingSecurity,
+        "smarthost_security",
+        "Outgoing security",
+    ),
+    (
+        AccountField::OutgoingUser,
+        "smarthost_username",
+        "Outgoing user name",
+    ),
+    (
+        AccountField::OutgoingPassword,
+        "smarthost_password",
+        "Outgoing password",
+    ),
+    (
+        AccountField::OutgoingCaFile,
+        "smarthost_ca_file",
+        "Outgoing CA file",
+    ),
 ];
+
+/// The form field of the outgoing server's login method. No [`AccountField`] is it: XOAUTH2's
+/// problem is the account's password command (which the window cannot set), so the window shows
+/// that problem here, where XOAUTH2 was chosen.
+pub const SMARTHOST_AUTH_FIELD: &str = "smarthost_auth";
 
 /// The account form's field for `field`.
 pub fn account_field_name(field: AccountField) -> &'static str {
@@ -63,7 +101,18 @@ pub struct DomainRow {
     pub form: EtrnForm,
 }
 
-/// An account as the window shows it: everything but the password.
+/// Whose login the outgoing server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostLogin {
+    /// The account's user name and password (one keyring entry).
+    #[default]
+    Account,
+    /// A user name and password of its own.
+    Own,
+}
+
+/// An account as the window shows it: everything but the passwords.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountView {
     /// The account's name.
@@ -94,10 +143,27 @@ pub struct AccountView {
     pub disconnect_command: String,
     /// Seconds to wait for the link, empty for the default.
     pub link_timeout: String,
+    /// The outgoing server, empty for none (the account sends no mail).
+    pub smarthost_host: String,
+    /// Its port, empty without an outgoing server.
+    pub smarthost_port: String,
+    /// How the connection to it is secured.
+    pub smarthost_security: Security,
+    /// Whose login it takes.
+    pub smarthost_login: SmarthostLogin,
+    /// Its own user name, empty for the account's.
+    pub smarthost_username: String,
+    /// Whether its own login has a password stored (the password never leaves the keyring).
+    pub smarthost_has_password: bool,
+    /// Its own CA file, empty for the account's.
+    pub smarthost_ca_file: String,
+    /// How the secret is presented.
+    pub smarthost_auth: OutgoingAuth,
 }
 
 impl From<&Account> for AccountView {
     fn from(a: &Account) -> Self {
+        let out = a.outgoing.as_ref();
         AccountView {
             name: a.name.clone(),
             mode: a.mode,
@@ -128,6 +194,20 @@ impl From<&Account> for AccountView {
                 .link_timeout
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
+            smarthost_host: out.map(|o| o.host.clone()).unwrap_or_default(),
+            smarthost_port: out.map(|o| o.port.to_string()).unwrap_or_default(),
+            smarthost_security: out.map(|o| o.security).unwrap_or_default(),
+            smarthost_login: match out.and_then(|o| o.username.as_ref()) {
+                Some(_) => SmarthostLogin::Own,
+                None => SmarthostLogin::Account,
+            },
+            smarthost_username: out.and_then(|o| o.username.clone()).unwrap_or_default(),
+            smarthost_has_password: out.is_some_and(|o| o.password.is_some()),
+            smarthost_ca_file: out
+                .and_then(|o| o.ca_file.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            smarthost_auth: out.map(|o| o.auth).unwrap_or_default(),
         }
     }
 }
@@ -164,6 +244,23 @@ pub struct AccountForm {
     pub disconnect_command: Option<String>,
     /// Seconds to wait for the link; empty for the default. Absent: keep the stored value.
     pub link_timeout: Option<String>,
+    /// The outgoing server; empty: the account sends no mail. Absent (an older window): keep
+    /// the stored outgoing server, and the window's other `smarthost_` fields count for nothing.
+    pub smarthost_host: Option<String>,
+    /// Its port; empty for the default of its security.
+    pub smarthost_port: String,
+    /// How the connection to it is secured.
+    pub smarthost_security: Security,
+    /// Whose login it takes.
+    pub smarthost_login: SmarthostLogin,
+    /// Its own user name (with [`SmarthostLogin::Own`]).
+    pub smarthost_username: String,
+    /// A new password for its own login; empty keeps the stored one (for the same user).
+    pub smarthost_password: String,
+    /// Its own CA file; empty for the account's.
+    pub smarthost_ca_file: String,
+    /// How the secret is presented.
+    pub smarthost_auth: OutgoingAuth,
 }
 
 impl std::fmt::Debug for AccountForm {
@@ -181,6 +278,14 @@ impl std::fmt::Debug for AccountForm {
             .field("connect_command", &self.connect_command)
             .field("disconnect_command", &self.disconnect_command)
             .field("link_timeout", &self.link_timeout)
+            .field("smarthost_host", &self.smarthost_host)
+            .field("smarthost_port", &self.smarthost_port)
+            .field("smarthost_security", &self.smarthost_security)
+            .field("smarthost_login", &self.smarthost_login)
+            .field("smarthost_username", &self.smarthost_username)
+            .field("smarthost_password", &"<redacted>")
+            .field("smarthost_ca_file", &self.smarthost_ca_file)
+            .field("smarthost_auth", &self.smarthost_auth)
             .finish_non_exhaustive()
     }
 }
@@ -266,11 +371,22 @@ impl AccountForm {
                 disconnect_command: keep(&self.disconnect_command, old.disconnect_command),
                 link_timeout,
             },
-            // The window has no fields for it yet: the outgoing server set with the CLI stays.
-            outgoing: stored.and_then(|s| s.outgoing.clone()),
+            outgoing: match self.smarthost_host.as_deref().map(str::trim) {
+                None => stored.and_then(|s| s.outgoing.clone()),
+                Some("") => None,
+                Some(host) => Some(self.outgoing_server(host, stored, &mut err)),
+            },
         };
+        let xoauth2 = account
+            .outgoing
+            .as_ref()
+            .is_some_and(|o| o.auth == OutgoingAuth::Xoauth2);
         for AccountProblem { field, problem } in account.check() {
-            let name = account_field_name(field);
+            let name = match field {
+                // The window has no password command field; XOAUTH2 is what asks for one.
+                AccountField::PasswordCommand if xoauth2 => SMARTHOST_AUTH_FIELD,
+                field => account_field_name(field),
+            };
             // A row that did not parse already says why; "add a domain" would only confuse.
             let row_error = (0..self.domains.len()).any(|i| err.fields.contains_key(&row_field(i)));
             if !(field == AccountField::Domains && row_error) {
@@ -278,6 +394,53 @@ impl AccountForm {
             }
         }
         err.into_result(account)
+    }
+
+    /// The outgoing server at `host` the `smarthost_` fields describe, as `mailcall-cli account
+    /// set --smarthost` maps its flags: an empty port is its security's default, and an empty
+    /// password keeps the stored one of the same own user name (whatever else changed).
+    fn outgoing_server(
+        &self,
+        host: &str,
+        stored: Option<&Account>,
+        err: &mut UiError,
+    ) -> OutgoingServer {
+        let security = self.smarthost_security;
+        let mut out = OutgoingServer::new(host, security);
+        // Typing only, as for the ISP's port; 0 and the rest are the core's to refuse.
+        out.port = match self.smarthost_port.trim() {
+            "" => default_port(security),
+            p => p.parse::<u16>().unwrap_or_else(|_| {
+                err.field(
+                    account_field_name(AccountField::OutgoingPort),
+                    format!("{p:?} is not a port: use a number from 1 to 65535"),
+                );
+                0
+            }),
+        };
+        out.ca_file = optional(&self.smarthost_ca_file).map(PathBuf::from);
+        out.auth = self.smarthost_auth;
+        if self.smarthost_login == SmarthostLogin::Own {
+            let user = optional(&self.smarthost_username);
+            out.password = if !self.smarthost_password.is_empty() {
+                Some(Secret::new(self.smarthost_password.clone()))
+            } else {
+                stored
+                    .and_then(|s| s.outgoing.as_ref())
+                    .filter(|o| user.is_some() && o.username == user)
+                    .and_then(|o| o.password.clone())
+            };
+            // Without either half the core would read the account's login: the window asked
+            // for one of its own, so it says what is missing.
+            if user.is_none() && out.password.is_none() {
+                err.field(
+                    account_field_name(AccountField::OutgoingUser),
+                    "give the outgoing server's user name and password, or log in with the account's",
+                );
+            }
+            out.username = user;
+        }
+        out
     }
 }
 
@@ -484,5 +647,194 @@ mod tests {
         let view = AccountView::from(&f.to_account(None).unwrap());
         assert!(view.has_password);
         assert!(!serde_json::to_string(&view).unwrap().contains("s3cret"));
+    }
+
+    /// The test form with the login `alice`/`s3cret` and an outgoing server at `host`.
+    fn sending(host: &str) -> AccountForm {
+        AccountForm {
+            username: "alice".into(),
+            password: "s3cret".into(),
+            smarthost_host: Some(host.into()),
+            ..form()
+        }
+    }
+
+    #[test]
+    fn the_outgoing_server_is_built_as_the_cli_builds_it() {
+        // The account's login on the default port of STARTTLS.
+        let a = sending(" smtp.isp.test ").to_account(None).unwrap();
+        assert_eq!(
+            a.outgoing,
+            Some(OutgoingServer::new("smtp.isp.test", Security::Starttls))
+        );
+        assert_eq!(a.outgoing.as_ref().unwrap().port, 587);
+        // TLS's port when the port is empty; a login and a CA file of its own; XOAUTH2 is not
+        // asked for, so the password method.
+        let ca = std::env::temp_dir();
+        let ca_file = ca.join("mailcall-trayform-smarthost-ca.pem");
+        std::fs::write(&ca_file, "not checked here").unwrap();
+        let f = AccountForm {
+            smarthost_security: Security::Tls,
+            smarthost_login: SmarthostLogin::Own,
+            smarthost_username: "sender".into(),
+            smarthost_password: "out-pw".into(),
+            smarthost_ca_file: ca_file.display().to_string(),
+            ..sending("smtp.isp.test")
+        };
+        let a = f.to_account(None).unwrap();
+        let out = a.outgoing.clone().unwrap();
+        assert_eq!((out.port, out.security), (465, Security::Tls));
+        assert_eq!(out.username.as_deref(), Some("sender"));
+        assert_eq!(out.password.as_ref().unwrap().expose(), "out-pw");
+        assert_eq!(out.ca_file.as_deref(), Some(ca_file.as_path()));
+        assert_eq!(out.auth, OutgoingAuth::Password);
+        assert!(!format!("{f:?}").contains("out-pw"));
+        // A port typed in stays; an empty server field means no outgoing server.
+        let mut f2 = f.clone();
+        f2.smarthost_port = "2525".into();
+        assert_eq!(f2.to_account(None).unwrap().outgoing.unwrap().port, 2525);
+        f2.smarthost_host = Some("  ".into());
+        assert_eq!(f2.to_account(Some(&a)).unwrap().outgoing, None);
+        // A window that sends no smarthost field keeps the stored outgoing server.
+        let mut older = f.clone();
+        older.smarthost_host = None;
+        older.smarthost_password.clear();
+        assert_eq!(older.to_account(Some(&a)).unwrap().outgoing, a.outgoing);
+        // The account's login again: the own one is dropped.
+        let mut f3 = f.clone();
+        f3.smarthost_login = SmarthostLogin::Account;
+        let out = f3.to_account(Some(&a)).unwrap().outgoing.unwrap();
+        assert_eq!((out.username, out.password), (None, None));
+        std::fs::remove_file(&ca_file).unwrap();
+    }
+
+    #[test]
+    fn an_empty_outgoing_password_keeps_the_stored_one_for_the_same_user_only() {
+        let f = AccountForm {
+            smarthost_login: SmarthostLogin::Own,
+            smarthost_username: "sender".into(),
+            smarthost_password: "out-pw".into(),
+            ..sending("smtp.isp.test")
+        };
+        let stored = f.to_account(None).unwrap();
+        let mut f = f;
+        f.smarthost_password.clear();
+        // Another server and security, the same user: the password stays.
+        f.smarthost_host = Some("smtp2.isp.test".into());
+        f.smarthost_security = Security::Tls;
+        let kept = f.to_account(Some(&stored)).unwrap().outgoing.unwrap();
+        assert_eq!(kept.password.unwrap().expose(), "out-pw");
+        // Another user: no password, and the core's rule says so at its field.
+        f.smarthost_username = "other".into();
+        let e = f.to_account(Some(&stored)).unwrap_err();
+        assert!(
+            e.fields["smarthost_password"].contains("needs a password"),
+            "{e:?}"
+        );
+        // An own login with neither half is asked for, not read as the account's.
+        f.smarthost_username.clear();
+        let e = f.to_account(Some(&stored)).unwrap_err();
+        assert!(e.fields.contains_key("smarthost_username"), "{e:?}");
+        // The account's own password is not touched by any of it.
+        f.smarthost_username = "sender".into();
+        let a = f.to_account(Some(&stored)).unwrap();
+        assert_eq!(a.password.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn each_bad_outgoing_value_comes_back_at_its_field() {
+        let f = AccountForm {
+            smarthost_port: "0".into(),
+            smarthost_ca_file: "relative.pem".into(),
+            smarthost_login: SmarthostLogin::Own,
+            smarthost_username: "sender".into(),
+            ..sending("smtp isp")
+        };
+        let e = f.to_account(None).unwrap_err();
+        for field in [
+            "smarthost_host",
+            "smarthost_port",
+            "smarthost_ca_file",
+            "smarthost_password",
+        ] {
+            assert!(e.fields.contains_key(field), "{field} missing in {e:?}");
+        }
+        assert!(e.fields["smarthost_port"].starts_with("0 is not a port"));
+        assert!(e.fields["smarthost_ca_file"].contains("not a full path"));
+        assert!(!e.fields.contains_key("password"), "{e:?}");
+        // Text that is no number at all is refused before the core sees it.
+        let mut f = sending("smtp.isp.test");
+        f.smarthost_port = "smtp".into();
+        assert!(f.to_account(None).unwrap_err().fields["smarthost_port"]
+            .starts_with("\"smtp\" is not a port"));
+        // No encryption with a login (the account's): the core's rule, at the security field.
+        f.smarthost_port.clear();
+        f.smarthost_security = Security::None;
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields["smarthost_security"].contains("never sent unencrypted"),
+            "{e:?}"
+        );
+        // ...which is fine for an account without a login.
+        let mut anonymous = f.clone();
+        anonymous.username.clear();
+        anonymous.password.clear();
+        assert_eq!(
+            anonymous.to_account(None).unwrap().outgoing.unwrap().port,
+            25
+        );
+    }
+
+    #[test]
+    fn xoauth2_without_the_password_command_is_refused_at_the_login_method() {
+        let mut f = sending("smtp.isp.test");
+        f.smarthost_auth = OutgoingAuth::Xoauth2;
+        let e = f.to_account(None).unwrap_err();
+        assert!(
+            e.fields[SMARTHOST_AUTH_FIELD].contains("password command"),
+            "{e:?}"
+        );
+        assert!(!e.fields.contains_key("password"), "{e:?}");
+        // With a password command (set with the CLI) and the field left empty, it is taken.
+        let mut stored = sending("smtp.isp.test").to_account(None).unwrap();
+        stored.password = None;
+        stored.password_command = Some("oauth2-token alice".into());
+        f.password.clear();
+        let a = f.to_account(Some(&stored)).unwrap();
+        assert_eq!(a.outgoing.unwrap().auth, OutgoingAuth::Xoauth2);
+        // The field is one the form has (the contract's tests hold the page to the form's).
+        assert!(
+            serde_aux::serde_introspection::serde_introspect::<AccountForm>()
+                .contains(&SMARTHOST_AUTH_FIELD)
+        );
+    }
+
+    #[test]
+    fn the_view_shows_the_outgoing_server_but_never_its_password() {
+        let f = AccountForm {
+            smarthost_security: Security::Tls,
+            smarthost_login: SmarthostLogin::Own,
+            smarthost_username: "sender".into(),
+            smarthost_password: "out-pw".into(),
+            ..sending("smtp.isp.test")
+        };
+        let view = AccountView::from(&f.to_account(None).unwrap());
+        assert_eq!(view.smarthost_host, "smtp.isp.test");
+        assert_eq!(view.smarthost_port, "465");
+        assert_eq!(view.smarthost_login, SmarthostLogin::Own);
+        assert_eq!(view.smarthost_username, "sender");
+        assert!(view.smarthost_has_password && view.has_password);
+        let json = serde_json::to_string(&view).unwrap();
+        assert!(
+            !json.contains("out-pw") && !json.contains("s3cret"),
+            "{json}"
+        );
+        assert!(json.contains(r#""smarthost_security":"tls""#), "{json}");
+        // Without an outgoing server the fields are empty, the login the account's.
+        let view = AccountView::from(&form().to_account(None).unwrap());
+        assert_eq!(view.smarthost_host, "");
+        assert_eq!(view.smarthost_port, "");
+        assert_eq!(view.smarthost_login, SmarthostLogin::Account);
+        assert!(!view.smarthost_has_password);
     }
 }

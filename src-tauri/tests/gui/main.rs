@@ -28,6 +28,9 @@ use webdriver::WebDriver;
 
 const APP: &str = env!("CARGO_BIN_EXE_mailcall");
 const PASSWORD: &str = "wonderland-pw-9";
+/// The outgoing server the account form is given (nothing is sent to it here).
+const SMARTHOST: &str = "smtp.example.net";
+const SMARTHOST_PASSWORD: &str = "looking-glass-pw-7";
 const SINGLE_INSTANCE: &str = "io.mailcall.Mailcall.SingleInstance";
 
 /// One throwaway desktop at a time: each runs WebKit, Postfix and a keyring, and two at once
@@ -353,6 +356,9 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     );
 
     // 2. Edit: the right port and a second domain; the password stays (field left empty).
+    //    And an outgoing server with a login of its own and TLS: the port's placeholder is
+    //    TLS's default (the core's rule, through contract.js), an empty port takes it, and a
+    //    bad port is refused next to its field first.
     wd.click("[data-edit=isp]").expect("Edit");
     wait(10, "the edit form", || {
         Ok((wd.text("#account-form-title")? == "Edit isp").then_some(()))
@@ -362,6 +368,38 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
     wd.click("#add-domain").expect("Add domain");
     wd.type_into("#domain-rows li:nth-child(2) .domain-name", "example.org")
         .expect("second domain");
+    let ca_file = isp.ca_file().display().to_string();
+    wd.type_into("#acct-smarthost-host", SMARTHOST)
+        .expect("outgoing server");
+    select(&wd, "#acct-smarthost-security", "tls");
+    let placeholder = wd
+        .execute(
+            "return document.querySelector('#acct-smarthost-port').placeholder;",
+            json!([]),
+        )
+        .expect("reading the outgoing port's placeholder");
+    assert_eq!(
+        placeholder, "465",
+        "the outgoing port's placeholder for TLS"
+    );
+    select(&wd, "#acct-smarthost-login", "own");
+    wd.type_into("#acct-smarthost-username", "office-out")
+        .expect("outgoing user name");
+    wd.type_into("#acct-smarthost-password", SMARTHOST_PASSWORD)
+        .expect("outgoing password");
+    wd.type_into("#acct-smarthost-ca-file", &ca_file)
+        .expect("outgoing CA file");
+    wd.type_into("#acct-smarthost-port", "0")
+        .expect("outgoing port");
+    wd.click("#acct-save").expect("Save");
+    wait_text(
+        &wd,
+        "small.error[data-for=smarthost_port]",
+        "is not a port",
+        15,
+    );
+    wd.type_into("#acct-smarthost-port", "")
+        .expect("outgoing port cleared");
     wd.click("#acct-save").expect("Save");
     wait_text(
         &wd,
@@ -379,6 +417,33 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         stored["password"], PASSWORD,
         "an empty password field keeps the password"
     );
+    assert_eq!(
+        stored["outgoing"],
+        json!({
+            "host": SMARTHOST,
+            "port": 465,
+            "security": "tls",
+            "username": "office-out",
+            "password": SMARTHOST_PASSWORD,
+            "ca-file": ca_file,
+        })
+    );
+    let shown =
+        mailcall_e2e::Cli::with_config(&keyring, &config_path).run(&["account", "show", "isp"]);
+    shown.assert_success();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("smarthost: {SMARTHOST}:465 tls"))
+            && shown
+                .stdout
+                .contains("smarthost-login: office-out (its own password)")
+            && shown
+                .stdout
+                .contains(&format!("smarthost-ca-file: {ca_file}"))
+            && !shown.all_output().contains(SMARTHOST_PASSWORD),
+        "{shown}"
+    );
 
     // 3. Restart the app: the edit shows.
     wd.quit().expect("ending the WebDriver session");
@@ -394,9 +459,36 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         20,
     );
     assert!(list.contains("example.com, example.org"), "{list}");
+    assert!(
+        list.contains(&format!("sends via {SMARTHOST}:465")),
+        "{list}"
+    );
 
-    // 4. Test connection.
+    // 4. Test connection; the form shows the outgoing server, its password only as saved.
     wd.click("[data-edit=isp]").expect("Edit");
+    let outgoing = wd
+        .execute(
+            "const v = (id) => document.querySelector(id); \
+             return [v('#acct-smarthost-host').value, v('#acct-smarthost-port').value, \
+             v('#acct-smarthost-security').value, v('#acct-smarthost-login').value, \
+             v('#acct-smarthost-username').value, v('#acct-smarthost-password').value, \
+             v('#acct-smarthost-password').placeholder, v('#acct-smarthost-username').offsetParent !== null];",
+            json!([]),
+        )
+        .expect("reading the outgoing server's fields");
+    assert_eq!(
+        outgoing,
+        json!([
+            SMARTHOST,
+            "465",
+            "tls",
+            "own",
+            "office-out",
+            "",
+            "(saved; type to replace)",
+            true
+        ])
+    );
     wd.click("#acct-test").expect("Test connection");
     let result = wait_text(&wd, "#test-result", "ETRN advertised", 60);
     assert!(!result.contains("ETRN not advertised"), "{result}");
