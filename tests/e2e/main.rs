@@ -28,6 +28,7 @@ mod linkworld;
 mod odmr;
 mod odmr_peer;
 mod outgoing;
+mod outgoing_crash;
 mod pause;
 mod peers;
 mod port25;
