@@ -90,15 +90,22 @@ impl PostfixLan {
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
         run_checked(
-            Command::new("postfix").arg("-c").arg(self.conf()).arg("stop"),
+            Command::new("postfix")
+                .arg("-c")
+                .arg(self.conf())
+                .arg("stop"),
             None,
         )
         .unwrap_or_else(|e| panic!("stopping the LAN Postfix failed: {e}"));
         if let Some(pid) = pid {
-            let gone = crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
-                (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
-            });
-            assert!(gone.is_some(), "the LAN Postfix's master {pid} did not stop");
+            let gone =
+                crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+                    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+                });
+            assert!(
+                gone.is_some(),
+                "the LAN Postfix's master {pid} did not stop"
+            );
         }
         let mut start = ns.command("postfix");
         start.arg("-c").arg(self.conf()).arg("start");

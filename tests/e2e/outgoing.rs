@@ -301,7 +301,10 @@ fn send_goes_through_the_running_daemon_which_sends_each_message_once() {
         Some("<out-1@office.test>"),
         "{context}"
     );
-    assert!(smarthost.log().contains("sasl_username=office"), "{context}");
+    assert!(
+        smarthost.log().contains("sasl_username=office"),
+        "{context}"
+    );
     // Nothing is left: a second `send` sends nothing, and says so with success.
     let again = cli.run(&["send"]);
     assert_eq!(again.code(), Some(0), "{again}");
@@ -345,7 +348,11 @@ fn fetch_via_running_sends_first_and_no_send_only_receives() {
     let sent_at = log.find("sent: ").unwrap_or(usize::MAX);
     let etrn_at = log.find("ETRN office.test").unwrap_or(0);
     assert!(sent_at < etrn_at, "sent before the ETRN\n{context}");
-    assert_eq!(smarthost.maildir("alice").new_messages().len(), 1, "{context}");
+    assert_eq!(
+        smarthost.maildir("alice").new_messages().len(),
+        1,
+        "{context}"
+    );
     let stored = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
         (maildir.new_messages().len() == 1).then_some(())
     });
@@ -367,7 +374,10 @@ fn fetch_via_running_sends_first_and_no_send_only_receives() {
         .assert_mentions("office.test (isp): 250");
     assert!(!out.stdout.contains("sent: "), "{context}");
     assert_eq!(connections(&smarthost), after_first, "{context}");
-    assert!(smarthost.maildir("bob").new_messages().is_empty(), "{context}");
+    assert!(
+        smarthost.maildir("bob").new_messages().is_empty(),
+        "{context}"
+    );
     let queue = cli.run(&["queue"]);
     assert!(
         queue.stdout.contains("bob@example.org -> smarthost:isp"),

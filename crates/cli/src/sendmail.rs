@@ -180,7 +180,9 @@ async fn nudge() {
     match tokio::time::timeout(NUDGE_LIMIT, Client::new(socket).wake()).await {
         Ok(Ok(())) => tracing::info!("the running Mailcall reads its queue now"),
         Ok(Err(e)) if e.is_not_running() => {}
-        Ok(Err(e)) => tracing::info!("the running Mailcall was not told (it finds the message later): {e}"),
+        Ok(Err(e)) => {
+            tracing::info!("the running Mailcall was not told (it finds the message later): {e}")
+        }
         Err(_) => tracing::info!(
             "the running Mailcall did not answer within {} s (it finds the message later)",
             NUDGE_LIMIT.as_secs()

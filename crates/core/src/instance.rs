@@ -26,9 +26,7 @@ use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
-use crate::service::{
-    self, FetchRequest, Sending, ServiceHandle, ServiceOptions, ServiceStopped,
-};
+use crate::service::{self, FetchRequest, Sending, ServiceHandle, ServiceOptions, ServiceStopped};
 use crate::spool::actions::{ActionError, ActionResult, Selection};
 use crate::spool::copies::Router;
 use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions, SendReport};

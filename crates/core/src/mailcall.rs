@@ -208,7 +208,9 @@ impl Mailcall {
         async move {
             match asked {
                 Ok(fetch) => Ok(fetch.await?),
-                Err((client, accounts)) => Ok(client.fetch_with(trigger, accounts, sending).await?),
+                Err((client, accounts)) => {
+                    Ok(client.fetch_with(trigger, accounts, sending).await?)
+                }
             }
         }
     }
