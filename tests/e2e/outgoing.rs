@@ -15,10 +15,14 @@ use mailcall_e2e::{
 use crate::{fetch, listener_port, write_base_config};
 
 /// The smarthost's login.
-const LOGIN: (&str, &str) = ("office", "s3cret-smarthost");
+pub(crate) const LOGIN: (&str, &str) = ("office", "s3cret-smarthost");
 
 /// `account set isp` for the ISP at `isp_port` holding office.test, sending through `smarthost`.
-fn set_account_with_smarthost(cli: &Cli, isp_port: u16, smarthost: &PostfixLan) -> CliOutput {
+pub(crate) fn set_account_with_smarthost(
+    cli: &Cli,
+    isp_port: u16,
+    smarthost: &PostfixLan,
+) -> CliOutput {
     let isp_port = isp_port.to_string();
     let port = smarthost.port().to_string();
     let ca = smarthost
@@ -64,6 +68,22 @@ fn outgoing_text(n: usize, to: &str) -> String {
 
 fn sendmail(cli: &Cli, text: &str) -> CliOutput {
     cli.run_with_stdin(&["sendmail", "-t", "-i"], Some(text))
+}
+
+/// What `user` holds at the smarthost once at least `n` messages are there: Postfix stores a
+/// message a moment after its `250`, so this waits for it (with a deadline) before counting.
+fn arrived(smarthost: &PostfixLan, user: &str, n: usize) -> Vec<mailcall_e2e::StoredMessage> {
+    let maildir = smarthost.maildir(user);
+    poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        let stored = maildir.new_messages();
+        (stored.len() >= n).then_some(stored)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{n} message(s) must reach {user} at the smarthost\n{}",
+            smarthost.log()
+        )
+    })
 }
 
 /// How many SMTP sessions the smarthost has seen (its smtpd logs each `connect from`).
@@ -201,7 +221,7 @@ fn one_refused_recipient_gets_the_sender_one_report_and_the_others_arrive_once()
         "{context}"
     );
     for user in ["alice", "bob"] {
-        let stored = smarthost.maildir(user).new_messages();
+        let stored = arrived(&smarthost, user, 1);
         assert_eq!(stored.len(), 1, "{user} gets it once\n{context}");
     }
     // The sender (me@office.test, a local user: the default Maildir) gets one delivery report
@@ -311,7 +331,7 @@ fn send_goes_through_the_running_daemon_which_sends_each_message_once() {
     out.assert_mentions("asked the running Mailcall")
         .assert_mentions("sent to alice@example.org: 250")
         .assert_mentions("sent: 1 recipient(s), refused: 0, deferred: 0");
-    let stored = smarthost.maildir("alice").new_messages();
+    let stored = arrived(&smarthost, "alice", 1);
     assert_eq!(stored.len(), 1, "alice gets it once\n{context}");
     assert_eq!(
         stored[0].message_id.as_deref(),
@@ -365,11 +385,7 @@ fn fetch_via_running_sends_first_and_no_send_only_receives() {
     let sent_at = log.find("sent: ").unwrap_or(usize::MAX);
     let etrn_at = log.find("ETRN office.test").unwrap_or(0);
     assert!(sent_at < etrn_at, "sent before the ETRN\n{context}");
-    assert_eq!(
-        smarthost.maildir("alice").new_messages().len(),
-        1,
-        "{context}"
-    );
+    assert_eq!(arrived(&smarthost, "alice", 1).len(), 1, "{context}");
     let stored = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
         (maildir.new_messages().len() == 1).then_some(())
     });

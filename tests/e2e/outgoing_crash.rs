@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mailcall_e2e::{poll_until, Cli, IspOptions, KeyringEnv, PostfixIsp, PostfixLan, RunningCli};
 
+use crate::outgoing::{set_account_with_smarthost, LOGIN};
 use crate::{listener_port, write_base_config};
 
 const COUNT: usize = 60;
@@ -18,39 +19,10 @@ const CONNECTIONS: usize = 4;
 fn kill_9_in_the_middle_of_sending_loses_nothing() {
     let env = KeyringEnv::new();
     let isp = PostfixIsp::start(IspOptions::new(&["office.test"], listener_port()));
-    let login = ("office", "s3cret-smarthost");
-    let smarthost = PostfixLan::smarthost("example.org", &["alice"], login);
+    let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
     let cli = Cli::new(&env);
     write_base_config(&cli);
-    let isp_port = isp.port().to_string();
-    let port = smarthost.port().to_string();
-    let ca = smarthost.ca_file().expect("TLS").display().to_string();
-    cli.run_with_stdin(
-        &[
-            "account",
-            "set",
-            "isp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &isp_port,
-            "--security",
-            "none",
-            "--domain",
-            "office.test",
-            "--smarthost",
-            "127.0.0.1",
-            "--smarthost-port",
-            &port,
-            "--smarthost-ca-file",
-            &ca,
-            "--smarthost-user",
-            login.0,
-            "--smarthost-password-stdin",
-        ],
-        Some(&format!("{}\n", login.1)),
-    )
-    .assert_success();
+    set_account_with_smarthost(&cli, isp.port(), &smarthost);
     // Big enough that sending takes a while: 200 KB each.
     let filler = "x".repeat(998);
     let body: String = (0..200).map(|_| format!("{filler}\n")).collect();

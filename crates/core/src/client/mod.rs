@@ -123,21 +123,7 @@ impl Endpoint {
                         account: account.name.clone(),
                     });
                 }
-                let password = match (&account.password, &account.password_command) {
-                    (Some(p), _) => p.clone(),
-                    (None, Some(cmd)) => crate::user_command::password_from_command(cmd)
-                        .await
-                        .map_err(|e| IspError::PasswordCommand {
-                            account: account.name.clone(),
-                            reason: e.to_string(),
-                        })?,
-                    (None, None) => {
-                        return Err(IspError::NoPassword {
-                            account: account.name.clone(),
-                        })
-                    }
-                };
-                Some((user.clone(), password))
+                Some((user.clone(), account_password(account).await?))
             }
         };
         Ok(Endpoint {
@@ -152,6 +138,23 @@ impl Endpoint {
                 .unwrap_or_else(|| settings.default_helo.clone()),
             credentials,
         })
+    }
+}
+
+/// The account's password: the stored one, or what its password command prints (run now, its
+/// output never logged).
+pub async fn account_password(account: &Account) -> Result<Secret, IspError> {
+    match (&account.password, &account.password_command) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(cmd)) => crate::user_command::password_from_command(cmd)
+            .await
+            .map_err(|e| IspError::PasswordCommand {
+                account: account.name.clone(),
+                reason: e.to_string(),
+            }),
+        (None, None) => Err(IspError::NoPassword {
+            account: account.name.clone(),
+        }),
     }
 }
 

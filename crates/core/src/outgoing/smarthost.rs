@@ -77,20 +77,7 @@ impl Settings {
                 method,
             }),
             Some(OutgoingLogin::Account) => {
-                let secret = match (&account.password, &account.password_command) {
-                    (Some(p), _) => p.clone(),
-                    (None, Some(cmd)) => crate::user_command::password_from_command(cmd)
-                        .await
-                        .map_err(|e| IspError::PasswordCommand {
-                            account: account.name.clone(),
-                            reason: e.to_string(),
-                        })?,
-                    (None, None) => {
-                        return Err(IspError::NoPassword {
-                            account: account.name.clone(),
-                        })
-                    }
-                };
+                let secret = crate::client::account_password(account).await?;
                 Some(Login {
                     user: account.username.clone().unwrap_or_default(),
                     secret,

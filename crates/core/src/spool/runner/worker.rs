@@ -22,7 +22,7 @@ use crate::history::{EndReason, RecordKind, SessionRecord, Trigger};
 use crate::outgoing::smarthost::{self, Smarthost};
 use crate::report::{HandOverOutcome, HandOverReport, RecipientOutcome, TranscriptLine};
 use crate::routing::{Destination, Target};
-use crate::spool::{Entry, Headline, Spool, State, Status};
+use crate::spool::{Entry, Headline, RecipientState, Spool, State, Status};
 
 /// Transcript lines kept in a hand-over record that had problems.
 const TRANSCRIPT_LINES: usize = 300;
@@ -54,6 +54,21 @@ enum Answer {
     /// No reply, and why (the spool file unreadable, the connection lost), in words for the
     /// message's state.
     Unanswered(String),
+}
+
+/// What one attempt meant for one recipient, whatever the server (LAN or smarthost).
+enum Verdict {
+    /// The server took it.
+    Delivered,
+    /// Refused for good.
+    Refused,
+    /// Not this time.
+    Deferred {
+        /// The whole message went out before the answer was lost: it may have been taken.
+        maybe_sent: bool,
+        /// The server could not be reached (its coming back makes the recipient due).
+        unreachable: bool,
+    },
 }
 
 /// One connection to one server, taking that server's due messages one after another.
@@ -318,61 +333,99 @@ impl Worker {
         let mut outcomes = Vec::new();
         let mut durable = false;
         for (&i, address) in recipients.iter().zip(&addresses) {
-            let s = &mut entry.state.recipients[i];
-            s.last_attempt = Some(now);
-            s.attempts += 1;
-            s.unreachable = false;
-            let (outcome, text) = match replies.remove(&i) {
-                Some(Answer::Replied(r)) if r.is_positive() => {
-                    s.status = Status::Delivered;
-                    s.next_attempt = None;
-                    durable = true;
-                    (HandOverOutcome::Delivered, r.to_string())
-                }
-                Some(Answer::Replied(r)) if r.code >= 500 => {
-                    s.status = Status::Failed;
-                    s.next_attempt = None;
-                    durable = true;
-                    (HandOverOutcome::Failed, r.to_string())
-                }
+            let (verdict, text) = match replies.remove(&i) {
+                Some(Answer::Replied(r)) if r.is_positive() => (Verdict::Delivered, r.to_string()),
+                Some(Answer::Replied(r)) if r.code >= 500 => (Verdict::Refused, r.to_string()),
                 other => {
-                    // A 4xx other than 421 says "not stored"; a 421 or silence does not.
+                    // A 4xx other than 421 says "not stored"; a 421 or silence does not: after
+                    // the whole message went out, tried again it may be a second copy, never
+                    // a lost one.
                     let unsure = !matches!(&other, Some(Answer::Replied(r)) if r.code != 421);
-                    let mut text = match other {
-                        Some(Answer::Replied(r)) => r.to_string(),
-                        Some(Answer::Unanswered(why)) => {
-                            s.unreachable = true;
-                            why
-                        }
-                        None => "not sent".to_string(),
-                    };
-                    // After the whole message went out, a 421 or silence is no proof of
-                    // loss: tried again it may be a second copy, never a lost one.
-                    if unsure && sent_whole.contains(&i) {
-                        s.maybe_delivered = true;
-                        text.push_str(
-                            " (after the whole message was sent: the server may have stored it)",
-                        );
+                    let maybe_sent = unsure && sent_whole.contains(&i);
+                    match other {
+                        Some(Answer::Replied(r)) => (
+                            Verdict::Deferred {
+                                maybe_sent,
+                                unreachable: false,
+                            },
+                            r.to_string(),
+                        ),
+                        Some(Answer::Unanswered(why)) => (
+                            Verdict::Deferred {
+                                maybe_sent,
+                                unreachable: true,
+                            },
+                            why,
+                        ),
+                        None => (
+                            Verdict::Deferred {
+                                maybe_sent,
+                                unreachable: false,
+                            },
+                            "not sent".to_string(),
+                        ),
                     }
-                    let next = now + self.options.backoff(s.attempts);
-                    s.next_attempt = Some(next);
-                    (
-                        HandOverOutcome::Deferred {
-                            attempts: s.attempts,
-                            next_attempt: next,
-                        },
-                        text,
-                    )
                 }
             };
-            s.reply = Some(text.clone());
+            let s = &mut entry.state.recipients[i];
+            let (outcome, reply, must_last) = self.settle(s, verdict, text, now);
+            durable |= must_last;
             outcomes.push(RecipientOutcome {
                 address: address.clone(),
                 outcome,
-                reply: text,
+                reply,
             });
         }
         (self.record(entry, headline, outcomes, durable, now), broken)
+    }
+
+    /// Applies one attempt's `verdict` (and the server's words) to a recipient's state: the
+    /// outcome to report, the words kept, and whether the state must be written durably.
+    fn settle(
+        &self,
+        s: &mut RecipientState,
+        verdict: Verdict,
+        mut text: String,
+        now: chrono::DateTime<Utc>,
+    ) -> (HandOverOutcome, String, bool) {
+        s.last_attempt = Some(now);
+        s.attempts += 1;
+        s.unreachable = false;
+        let (outcome, durable) = match verdict {
+            Verdict::Delivered => {
+                s.status = Status::Delivered;
+                s.next_attempt = None;
+                (HandOverOutcome::Delivered, true)
+            }
+            Verdict::Refused => {
+                s.status = Status::Failed;
+                s.next_attempt = None;
+                (HandOverOutcome::Failed, true)
+            }
+            Verdict::Deferred {
+                maybe_sent,
+                unreachable,
+            } => {
+                s.unreachable = unreachable;
+                if maybe_sent {
+                    s.maybe_delivered = true;
+                    text.push_str(
+                        " (after the whole message was sent: the server may have stored it)",
+                    );
+                }
+                let next = now + self.options.backoff(s.attempts);
+                s.next_attempt = Some(next);
+                (
+                    HandOverOutcome::Deferred {
+                        attempts: s.attempts,
+                        next_attempt: next,
+                    },
+                    false,
+                )
+            }
+        };
+        s.reply = Some(text.clone());
+        (outcome, text, durable)
     }
 
     /// Writes a unit's outcome to the spool (the entry removed once every recipient is done;
@@ -547,51 +600,28 @@ impl Worker {
         let mut durable = false;
         let mut results = Vec::new();
         for ((&i, address), outcome) in recipients.iter().zip(&addresses).zip(outcomes) {
-            let s = &mut entry.state.recipients[i];
-            s.last_attempt = Some(now);
-            s.attempts += 1;
-            s.unreachable = false;
-            let (result, text) = match outcome {
-                smarthost::Outcome::Sent { reply } => {
-                    s.status = Status::Delivered;
-                    s.next_attempt = None;
-                    durable = true;
-                    (HandOverOutcome::Delivered, reply)
-                }
-                smarthost::Outcome::Refused { reply } => {
-                    s.status = Status::Failed;
-                    s.next_attempt = None;
-                    durable = true;
-                    (HandOverOutcome::Failed, reply)
-                }
+            let (verdict, text) = match outcome {
+                smarthost::Outcome::Sent { reply } => (Verdict::Delivered, reply),
+                smarthost::Outcome::Refused { reply } => (Verdict::Refused, reply),
                 smarthost::Outcome::Deferred {
-                    mut reply,
+                    reply,
                     maybe_sent,
                     reached,
-                } => {
-                    s.unreachable = !reached;
-                    if maybe_sent {
-                        s.maybe_delivered = true;
-                        reply.push_str(
-                            " (after the whole message was sent: the server may have taken it)",
-                        );
-                    }
-                    let next = now + self.options.backoff(s.attempts);
-                    s.next_attempt = Some(next);
-                    (
-                        HandOverOutcome::Deferred {
-                            attempts: s.attempts,
-                            next_attempt: next,
-                        },
-                        reply,
-                    )
-                }
+                } => (
+                    Verdict::Deferred {
+                        maybe_sent,
+                        unreachable: !reached,
+                    },
+                    reply,
+                ),
             };
-            s.reply = Some(text.clone());
+            let s = &mut entry.state.recipients[i];
+            let (outcome, reply, must_last) = self.settle(s, verdict, text, now);
+            durable |= must_last;
             results.push(RecipientOutcome {
                 address: address.clone(),
-                outcome: result,
-                reply: text,
+                outcome,
+                reply,
             });
         }
         if let Ok(data) = &message {
