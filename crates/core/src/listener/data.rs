@@ -68,6 +68,8 @@ pub(crate) fn received_header(arrival: &Arrival<'_>, recipients: &[String], id: 
 /// refused (too big, or the disk failed) — the rest is still read, so the peer gets its answer.
 pub(crate) struct BodyWriter {
     pub(crate) copies: Option<Copies>,
+    /// Submission: the message gathered in memory (bounded by `max`), queued whole at the end.
+    pub(crate) buffer: Option<Vec<u8>>,
     pub(crate) max: u64,
     pub(crate) body_size: u64,
     /// The first bytes of the message as it came, for `message_headline`.
@@ -90,6 +92,9 @@ impl BodyWriter {
         self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         // The message is stored with CRLF line ends, exactly as it came over the wire: that is
         // what the sender signed (DKIM) and what Maildir readers (Dovecot, mutt) take fine.
+        if let Some(buffer) = self.buffer.as_mut() {
+            buffer.extend_from_slice(bytes);
+        }
         let result = match self.copies.as_mut() {
             Some(copies) => copies.write(bytes).await,
             None => Ok(()),
@@ -104,6 +109,7 @@ impl BodyWriter {
         if let Some(copies) = self.copies.take() {
             copies.abort().await;
         }
+        self.buffer = None;
         self.refusal = Some(refusal);
     }
 }
