@@ -13,10 +13,14 @@ use mailcall_e2e::{
 use crate::{fetch, listener_port, write_base_config};
 
 /// The smarthost's login.
-const LOGIN: (&str, &str) = ("office", "s3cret-smarthost");
+pub(crate) const LOGIN: (&str, &str) = ("office", "s3cret-smarthost");
 
 /// `account set isp` for the ISP at `isp_port` holding office.test, sending through `smarthost`.
-fn set_account_with_smarthost(cli: &Cli, isp_port: u16, smarthost: &PostfixLan) -> CliOutput {
+pub(crate) fn set_account_with_smarthost(
+    cli: &Cli,
+    isp_port: u16,
+    smarthost: &PostfixLan,
+) -> CliOutput {
     let isp_port = isp_port.to_string();
     let port = smarthost.port().to_string();
     let ca = smarthost

@@ -1,0 +1,107 @@
+//! The submission listener (issue 19 §1): a real mail program, s-nail, submits over SMTP to the
+//! running daemon's submission port; the message waits in the queue, and `mailcall-cli send`
+//! delivers it to a real Postfix smarthost, its text intact under the Received: lines. A sender
+//! no account holds is refused and nothing is queued.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mailcall_e2e::{free_port, poll_until, Cli, KeyringEnv, PostfixLan, RunningCli};
+
+use crate::listener_port;
+use crate::outgoing::{set_account_with_smarthost, LOGIN};
+
+/// `s-nail` sending `body` from `from` to `to` through `smtp://127.0.0.1:PORT`, with no resource
+/// files read; returns its exit status and output.
+fn s_nail(env: &KeyringEnv, port: u16, from: &str, to: &str, body: &str) -> (bool, String) {
+    let mut cmd = Command::new("s-nail");
+    cmd.env("HOME", env.root())
+        .env("LC_ALL", "C")
+        .args([
+            "-:/",
+            "-Sv15-compat",
+            "-Sttycharset=utf8",
+            "-Ssmtp-auth=none",
+        ])
+        .arg(format!("-Smta=smtp://127.0.0.1:{port}"))
+        .arg(format!("-Sfrom={from}"))
+        .args(["-s", "hello from s-nail", to])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("s-nail runs (Debian package s-nail)");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn s_nail_submits_to_the_running_daemon_and_send_delivers_it_to_the_smarthost() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let sp = free_port();
+    let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
+    let cli = Cli::new(&env);
+    cli.write_config(&format!(
+        "hostname = \"client.test\"\nfetch-at-start = false\nsubmit-listen = \"127.0.0.1:{sp}\"\n"
+    ));
+    // No ISP is asked here: the account's incoming side points at a port nobody serves.
+    set_account_with_smarthost(&cli, free_port(), &smarthost);
+    let maildir = env.root().join("Maildir").display().to_string();
+    let listen = format!("127.0.0.1:{lp}");
+    let mut daemon = RunningCli::daemon(&env, &cli, &["--listen", &listen, "--maildir", &maildir]);
+
+    let body = "Line one.\n.leading dot\nlast line\n";
+    let (ok, said) = s_nail(&env, sp, "me@office.test", "alice@example.org", body);
+    assert!(
+        ok,
+        "s-nail must submit\n{said}\ndaemon:\n{}",
+        daemon.output()
+    );
+    // A sender no account holds: refused at MAIL FROM, nothing queued.
+    let (ok, said) = s_nail(&env, sp, "me@elsewhere.test", "alice@example.org", body);
+    assert!(!ok, "a foreign sender must be refused\n{said}");
+
+    let queue = cli.run(&["queue"]);
+    queue.assert_success();
+    assert_eq!(
+        queue.stdout.matches("smarthost:isp").count(),
+        1,
+        "one message waits for the smarthost\n{queue}\ndaemon:\n{}",
+        daemon.output()
+    );
+    // Durable before the 250: even a killed daemon leaves it in the queue for `send`.
+    daemon.kill9();
+
+    let out = cli.run(&["send"]);
+    let context = format!("{out}\nsmarthost log:\n{}", smarthost.log());
+    assert_eq!(out.code(), Some(0), "send must succeed\n{context}");
+    let alice = smarthost.maildir("alice");
+    let got = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let stored = alice.new_messages();
+        (!stored.is_empty()).then_some(stored)
+    })
+    .unwrap_or_else(|| panic!("the message must reach alice at the smarthost\n{context}"));
+    assert_eq!(got.len(), 1, "{context}");
+    let stored = std::fs::read_to_string(&got[0].path).unwrap();
+    assert!(stored.contains("Subject: hello from s-nail"), "{stored}");
+    assert!(
+        stored.replace("\r\n", "\n").contains(body),
+        "the body arrives as written\n{stored}"
+    );
+    assert!(
+        stored.contains("by client.test (Mailcall)"),
+        "our Received: is there\n{stored}"
+    );
+    let queue = cli.run(&["queue"]);
+    assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
+}
