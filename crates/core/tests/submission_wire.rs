@@ -450,3 +450,69 @@ async fn a_storage_failure_answers_4xx_and_queues_nothing() {
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     assert_eq!(queue.entries().len(), 1);
 }
+
+#[tokio::test]
+async fn the_service_binds_submission_while_an_account_has_an_outgoing_server_and_queues_there() {
+    use mailcall_core::client::ClientSettings;
+    use mailcall_core::event::EventSink;
+    use mailcall_core::fetch::FetchOptions;
+    use mailcall_core::history::Trigger;
+    use mailcall_core::outgoing::submission::SubmitOptions;
+    use mailcall_core::service::{self, ServiceOptions};
+    use mailcall_core::spool::copies::RoutingOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let options = ServiceOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        maildir: maildir.clone(),
+        listener: ListenerSettings::new("mx.test".into(), 100_000),
+        fetch: FetchOptions {
+            trigger: Trigger::Unknown,
+            idle_timeout: Duration::from_secs(1),
+            max_wait: Duration::from_secs(5),
+            client: ClientSettings::default(),
+            history: None,
+        },
+        routing: RoutingOptions::without_routes(dir.path().join("spool")),
+    };
+    let submit = SubmitOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allowed_peers: Vec::new(),
+        login: None,
+        settings: options.listener.clone(),
+    };
+    let prepared = service::prepare(options).await.unwrap();
+    let spool = prepared.router().spool().unwrap().clone();
+    // No outgoing server yet: nothing bound.
+    let service = service::start_prepared(
+        prepared,
+        vec![common::account(25, &["office.test"])],
+        EventSink::new(16),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let bound = service
+        .start_submission(submit, spool.clone())
+        .await
+        .unwrap();
+    assert_eq!(bound, None);
+    assert_eq!(service.submit_addr(), None);
+    // The account gets one: bound at the reload.
+    service.set_accounts(vec![office()]);
+    service.listen_if_needed().await.unwrap();
+    let addr = service.submit_addr().expect("bound once an account sends");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut c = Client {
+        stream,
+        buf: Vec::new(),
+    };
+    c.expect("220 mx.test").await;
+    c.cmd("EHLO laptop.test", "250").await;
+    let done = c.submit("alice@example.org", MESSAGE).await;
+    assert!(done.starts_with("250 2.0.0"), "{done}");
+    let (entries, _) = spool.entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    service.stop().await;
+}

@@ -210,3 +210,56 @@ async fn log_events(mut rx: mpsc::UnboundedReceiver<ListenerEvent>) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_that_cannot_be_bound_names_the_fixes_and_submit_listen() {
+        let addr: SocketAddr = "127.0.0.1:587".parse().unwrap();
+        let e = SubmitBindError::from_bind(BindError::PermissionDenied { addr });
+        let text = e.to_string();
+        for hint in [
+            "setcap cap_net_bind_service=+ep",
+            "net.ipv4.ip_unprivileged_port_start=587",
+            "the submit-listen setting, e.g. 127.0.0.1:2587",
+            "submit-listen = off",
+        ] {
+            assert!(text.contains(hint), "{hint} missing in {text}");
+        }
+        assert_eq!(
+            e.problem().fix,
+            Some(Setting::config(ConfigKey::SubmitListen))
+        );
+        let e = SubmitBindError::from_bind(BindError::AddressInUse { addr });
+        assert!(e.to_string().contains("submit-listen"), "{e}");
+    }
+
+    #[test]
+    fn only_accounts_with_an_outgoing_server_need_the_listener() {
+        let mut a = Account {
+            name: "isp".into(),
+            mode: Default::default(),
+            host: "mail.isp.test".into(),
+            port: 25,
+            security: crate::account::Security::None,
+            username: None,
+            password: None,
+            password_command: None,
+            helo: None,
+            ca_file: None,
+            domains: vec!["office.test".parse().unwrap()],
+            link: Default::default(),
+            outgoing: None,
+        };
+        assert!(!needs_submission(&[a.clone()]));
+        a.outgoing = Some(crate::account::OutgoingServer::new(
+            "smtp.isp.test",
+            crate::account::Security::Starttls,
+        ));
+        assert!(needs_submission(&[a]));
+        assert!(!needs_submission(&[]));
+    }
+}
