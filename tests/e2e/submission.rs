@@ -1,12 +1,14 @@
 //! The submission listener (issue 19 §1): a real mail program, s-nail, submits over SMTP to the
 //! running daemon's submission port; the message waits in the queue, and `mailcall-cli send`
 //! delivers it to a real Postfix smarthost, its text intact under the Received: lines. A sender
-//! no account holds is refused and nothing is queued.
+//! no account holds is refused and nothing is queued; so is a LAN host (in a network namespace)
+//! that is neither listed nor logged in.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mailcall_e2e::{free_port, poll_until, Cli, KeyringEnv, PostfixLan, RunningCli};
+use mailcall_e2e::process::{run_with_timeout, Finished};
+use mailcall_e2e::{free_port, poll_until, Cli, KeyringEnv, Netns, PostfixLan, RunningCli};
 
 use crate::listener_port;
 use crate::outgoing::{set_account_with_smarthost, LOGIN};
@@ -104,4 +106,90 @@ fn s_nail_submits_to_the_running_daemon_and_send_delivers_it_to_the_smarthost() 
     );
     let queue = cli.run(&["queue"]);
     assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
+}
+
+/// swaks inside `ns`, from `me@office.test` to alice@example.org through `server`.
+fn swaks_in(ns: &Netns, server: &str) -> Finished {
+    let mut cmd = ns.command("swaks");
+    cmd.args(["--server", server, "--timeout", "20", "--helo", "lan.test"])
+        .args(["--from", "me@office.test", "--to", "alice@example.org"]);
+    run_with_timeout(&mut cmd, None, Duration::from_secs(60)).expect("running swaks")
+}
+
+#[test]
+fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
+    let env = KeyringEnv::new();
+    let ns = Netns::new();
+    // A LAN address in the namespace: connections to it come from it, not from loopback.
+    ns.add_tun("lan0", "10.99.0.1", "10.99.0.2");
+    ns.link_up("lan0");
+    let (lp, sp) = (free_port(), free_port());
+    let cli = Cli::new(&env);
+    cli.write_config(&format!(
+        "hostname = \"client.test\"\nfetch-at-start = false\ninterfaces = [\"none-here\"]\nsubmit-listen = \"0.0.0.0:{sp}\"\n"
+    ));
+    let out = cli.run(&[
+        "account",
+        "set",
+        "isp",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "2",
+        "--security",
+        "none",
+        "--domain",
+        "office.test",
+        "--smarthost",
+        "127.0.0.1",
+        "--smarthost-port",
+        "3",
+    ]);
+    out.assert_success();
+    let log = env.root().join("daemon.log");
+    let maildir = env.root().join("Maildir").display().to_string();
+    let mut cmd = ns.command(cli.binary());
+    cmd.env_clear()
+        .envs(env.env())
+        .current_dir(env.home())
+        .env("MAILCALL_LOG", "info")
+        .arg("--config")
+        .arg(cli.config_path())
+        .args([
+            "daemon",
+            "--listen",
+            &format!("127.0.0.1:{lp}"),
+            "--maildir",
+            &maildir,
+        ]);
+    let _daemon = ns.spawn("mailcall daemon", &mut cmd, &log);
+    let up = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        let text = mailcall_e2e::read_for_diagnostics(&log);
+        text.contains("listening for outgoing mail").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "the submission listener must come up\n{}",
+        mailcall_e2e::read_for_diagnostics(&log)
+    );
+
+    let refused = swaks_in(&ns, &format!("10.99.0.1:{sp}"));
+    let transcript = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        transcript.contains("530 5.7.0 Authentication required"),
+        "an unlisted LAN host without a login is refused at MAIL FROM\n{transcript}"
+    );
+    assert!(!refused.status.is_some_and(|s| s.success()), "{transcript}");
+    let queue = cli.run(&["queue"]);
+    assert!(
+        !queue.stdout.contains("smarthost:isp"),
+        "nothing queued\n{queue}"
+    );
+
+    // Loopback in the same namespace may.
+    let local = swaks_in(&ns, &format!("127.0.0.1:{sp}"));
+    let transcript = format!("{}{}", local.stdout, local.stderr);
+    assert!(local.status.is_some_and(|s| s.success()), "{transcript}");
+    let queue = cli.run(&["queue"]);
+    assert_eq!(queue.stdout.matches("smarthost:isp").count(), 1, "{queue}");
 }
