@@ -365,7 +365,7 @@ async fn auth_after_starttls_lets_a_lan_host_submit() {
     let message = queue.spool.read_message(&entries[0]).unwrap();
     let (rest, received) = after_received(&message);
     assert_eq!(rest, STORED);
-    assert!(received.contains("with ESMTPS"), "{received}");
+    assert!(received.contains("with ESMTPSA"), "{received}");
 
     // PLAIN with the empty challenge, on another connection.
     let mut c = session_from(LAN_PEER, reception).await;

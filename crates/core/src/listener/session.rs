@@ -689,6 +689,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let arrival = Arrival {
             helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
             tls: self.conn.is_tls(),
+            auth: self.user.is_some(),
             ip: self.peer.ip(),
             host: &self.ctx.settings.hostname,
         };
@@ -863,6 +864,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let arrival = Arrival {
             helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
             tls: self.conn.is_tls(),
+            auth: self.user.is_some(),
             ip: self.peer.ip(),
             host: &self.ctx.settings.hostname,
         };
