@@ -82,6 +82,52 @@ impl PostfixLan {
         self.root.join("conf")
     }
 
+    /// Stops it and starts it again inside `ns` (its queue, Maildirs and log stay), on the same
+    /// loopback port there; returns once it accepts connections inside. For a Mailcall that
+    /// runs in the namespace: TCP does not cross namespaces.
+    pub fn move_into(&self, ns: &crate::Netns) {
+        let pid = fs::read_to_string(self.root.join("queue/pid/master.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        run_checked(
+            Command::new("postfix")
+                .arg("-c")
+                .arg(self.conf())
+                .arg("stop"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("stopping the LAN Postfix failed: {e}"));
+        if let Some(pid) = pid {
+            let gone =
+                crate::poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+                    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+                });
+            assert!(
+                gone.is_some(),
+                "the LAN Postfix's master {pid} did not stop"
+            );
+        }
+        let mut start = ns.command("postfix");
+        start.arg("-c").arg(self.conf()).arg("start");
+        run_checked(&mut start, None).unwrap_or_else(|e| {
+            panic!(
+                "starting the LAN Postfix inside {} failed: {e}\n{}",
+                ns.name(),
+                self.log()
+            )
+        });
+        let up = crate::poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            ns.tcp_open(self.port).then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "the LAN Postfix does not listen inside {} on port {}\n{}",
+            ns.name(),
+            self.port,
+            self.log()
+        );
+    }
+
     fn configure_and_start(
         &mut self,
         domain: &str,

@@ -1,4 +1,4 @@
-//! The tray icon and its menu: Fetch now · status line · (while mail waits for a LAN mail server
+//! The tray icon and its menu: Send and receive (send what waits, then fetch) · status line · (while mail waits for a LAN mail server
 //! or was refused by one: a Queue item that opens the window's Queue tab) · Open mail folder ·
 //! Settings… · Pause automatic fetching · Quit. A left click fetches and the menu is on the right button — on
 //! Linux too, where the icon is a StatusNotifierItem (tray-icon's `ksni` backend: the host calls
@@ -62,7 +62,7 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<bool> {
     let state = app.state::<AppState>();
     let mut published = state.watch_status();
     let view = published.borrow_and_update().clone();
-    let fetch = MenuItem::with_id(app, ids::FETCH, "Fetch now", true, None::<&str>)?;
+    let fetch = MenuItem::with_id(app, ids::FETCH, "Send and receive", true, None::<&str>)?;
     let status = MenuItem::with_id(app, ids::STATUS, &view.line, false, None::<&str>)?;
     let open = MenuItem::with_id(app, ids::OPEN_MAIL, "Open mail folder", true, None::<&str>)?;
     let settings = MenuItem::with_id(app, ids::SETTINGS, "Settings…", true, None::<&str>)?;

@@ -2,12 +2,14 @@
 //! fetch sends it through the account's outgoing server — a real Postfix submission server with
 //! STARTTLS, its own CA and SASL AUTH — before it asks the ISP (a real Postfix) for the incoming
 //! mail. A refused recipient never holds back the others; a sender no account holds is refused
-//! with nothing queued.
+//! with nothing queued. With a daemon running, `send` and `fetch --via-running` go through it
+//! (it holds the queue), and `fetch --no-send` only receives.
 
 use std::time::Duration;
 
 use mailcall_e2e::{
     poll_until, Cli, CliOutput, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp, PostfixLan,
+    RunningCli,
 };
 
 use crate::{fetch, listener_port, write_base_config};
@@ -254,4 +256,239 @@ fn a_sender_no_account_holds_is_refused_and_nothing_is_queued() {
         !queue.stdout.contains("smarthost:"),
         "nothing queued\n{queue}"
     );
+}
+
+/// A config whose link is never up (no interface matches its `interfaces`): a daemon with it
+/// sends only when asked, or at a fetch.
+fn write_offline_config(cli: &Cli) {
+    cli.write_config(
+        "hostname = \"client.test\"\nfetch-at-start = false\nidle-timeout = 3\nmax-wait = 60\ninterfaces = [\"nolink*\"]\n",
+    );
+}
+
+/// A daemon on the config as it is, its listener on `listen_port`.
+fn daemon(env: &KeyringEnv, cli: &Cli, listen_port: u16) -> RunningCli {
+    let maildir = env.root().join("Maildir").display().to_string();
+    let listen = format!("127.0.0.1:{listen_port}");
+    RunningCli::daemon(env, cli, &["--listen", &listen, "--maildir", &maildir])
+}
+
+/// The smarthost's connections once its readiness probe is logged (it is a connection too).
+fn settled_connections(smarthost: &PostfixLan) -> usize {
+    poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        smarthost.log().contains("disconnect from").then_some(())
+    })
+    .expect("the smarthost logs the readiness probe");
+    connections(smarthost)
+}
+
+#[test]
+fn send_goes_through_the_running_daemon_which_sends_each_message_once() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["office.test"], lp));
+    let smarthost = PostfixLan::smarthost("example.org", &["alice", "bob"], LOGIN);
+    let before = settled_connections(&smarthost);
+    let cli = Cli::new(&env);
+    write_offline_config(&cli);
+    set_account_with_smarthost(&cli, isp.port(), &smarthost);
+    let daemon = daemon(&env, &cli, lp);
+
+    // Queued while the daemon holds the spool's lock; it is told, and (no link) sends nothing.
+    let out = sendmail(&cli, &outgoing_text(1, "alice@example.org"));
+    assert_eq!(out.code(), Some(0), "{out}\n{}", daemon.output());
+    assert_eq!(
+        connections(&smarthost),
+        before,
+        "no link: nothing goes before it is asked\n{}",
+        daemon.output()
+    );
+
+    // `send` asks the daemon (it holds the queue), which sends it and says how it went.
+    let out = cli.run(&["send"]);
+    let context = format!(
+        "{out}\n{}\nsmarthost log:\n{}",
+        daemon.output(),
+        smarthost.log()
+    );
+    assert_eq!(out.code(), Some(0), "everything was sent\n{context}");
+    out.assert_mentions("asked the running Mailcall")
+        .assert_mentions("sent to alice@example.org: 250")
+        .assert_mentions("sent: 1 recipient(s), refused: 0, deferred: 0");
+    let stored = smarthost.maildir("alice").new_messages();
+    assert_eq!(stored.len(), 1, "alice gets it once\n{context}");
+    assert_eq!(
+        stored[0].message_id.as_deref(),
+        Some("<out-1@office.test>"),
+        "{context}"
+    );
+    assert!(
+        smarthost.log().contains("sasl_username=office"),
+        "{context}"
+    );
+    // Nothing is left: a second `send` sends nothing, and says so with success.
+    let again = cli.run(&["send"]);
+    assert_eq!(again.code(), Some(0), "{again}");
+    again.assert_mentions("sent: 0 recipient(s), refused: 0, deferred: 0");
+    assert_eq!(smarthost.maildir("alice").new_messages().len(), 1);
+    let queue = cli.run(&["queue"]);
+    assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
+}
+
+#[test]
+fn fetch_via_running_sends_first_and_no_send_only_receives() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["office.test"], lp));
+    isp.queue_all(&[Message::numbered("office.test", 0)]);
+    isp.wait_deferred(1, Duration::from_secs(30));
+    let smarthost = PostfixLan::smarthost("example.org", &["alice", "bob"], LOGIN);
+    let before = settled_connections(&smarthost);
+    let cli = Cli::new(&env);
+    write_offline_config(&cli);
+    set_account_with_smarthost(&cli, isp.port(), &smarthost);
+    let daemon = daemon(&env, &cli, lp);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+
+    sendmail(&cli, &outgoing_text(1, "alice@example.org")).assert_success();
+    let out = cli.run(&["fetch", "--via-running"]);
+    let context = format!(
+        "{out}\n{}\nsmarthost log:\n{}\nISP log:\n{}",
+        daemon.output(),
+        smarthost.log(),
+        isp.log()
+    );
+    assert_eq!(out.code(), Some(0), "{context}");
+    out.assert_mentions("asked the running Mailcall")
+        .assert_mentions("summary: 1 message(s)");
+    // Sent first, then asked: in the fetch's output and in the daemon's own log.
+    let sent_at = out.stdout.find("sent: ").unwrap_or(usize::MAX);
+    let asked_at = out.stdout.find("office.test (isp): 250").unwrap_or(0);
+    assert!(sent_at < asked_at, "sent before the ETRN\n{context}");
+    let log = daemon.output();
+    let sent_at = log.find("sent: ").unwrap_or(usize::MAX);
+    let etrn_at = log.find("ETRN office.test").unwrap_or(0);
+    assert!(sent_at < etrn_at, "sent before the ETRN\n{context}");
+    assert_eq!(
+        smarthost.maildir("alice").new_messages().len(),
+        1,
+        "{context}"
+    );
+    let stored = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (maildir.new_messages().len() == 1).then_some(())
+    });
+    assert!(stored.is_some(), "the incoming message arrived\n{context}");
+    let after_first = connections(&smarthost);
+    assert!(after_first > before, "{context}");
+
+    // --no-send only receives (the ISP is asked): the next message stays queued, and the
+    // smarthost sees nobody.
+    sendmail(&cli, &outgoing_text(2, "bob@example.org")).assert_success();
+    let out = cli.run(&["fetch", "--via-running", "--no-send"]);
+    let context = format!(
+        "{out}\n{}\nsmarthost log:\n{}",
+        daemon.output(),
+        smarthost.log()
+    );
+    assert_eq!(out.code(), Some(0), "{context}");
+    out.assert_mentions("summary: 0 message(s)")
+        .assert_mentions("office.test (isp): 250");
+    assert!(!out.stdout.contains("sent: "), "{context}");
+    assert_eq!(connections(&smarthost), after_first, "{context}");
+    assert!(
+        smarthost.maildir("bob").new_messages().is_empty(),
+        "{context}"
+    );
+    let queue = cli.run(&["queue"]);
+    assert!(
+        queue.stdout.contains("bob@example.org -> smarthost:isp"),
+        "still queued\n{queue}"
+    );
+}
+
+/// The smarthost's connections once every session so far has ended and been logged.
+fn quiet_connections(smarthost: &PostfixLan) -> usize {
+    poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let log = smarthost.log();
+        let opened = log.matches(": connect from").count();
+        (opened > 0 && opened == log.matches(": disconnect from").count()).then_some(opened)
+    })
+    .unwrap_or_else(|| panic!("the smarthost's sessions end\n{}", smarthost.log()))
+}
+
+/// How long an absence is watched for: a message that would leave goes within milliseconds of
+/// the nudge, so this is a wide margin, not a synchronisation.
+const ABSENCE: Duration = Duration::from_secs(3);
+
+#[test]
+fn while_a_watched_link_is_up_a_queued_message_leaves_by_itself_and_waits_while_none_is() {
+    use crate::linkworld::{LinkWorld, WorldOptions};
+
+    let world = LinkWorld::new(WorldOptions::new(&[]));
+    let cli = world.cli();
+    let smarthost = PostfixLan::smarthost("example.org", &["alice", "bob", "carol"], LOGIN);
+    smarthost.move_into(&world.ns);
+    set_account_with_smarthost(&cli, world.isp.port(), &smarthost);
+    // Paused: no automatic fetch at link-up, so whatever leaves, leaves by link-up sending.
+    cli.run(&["pause"]).assert_success();
+    let daemon = world.start_daemon();
+    let context = |what: &str| {
+        format!(
+            "{what}\n{}\nsmarthost log:\n{}",
+            world.context(),
+            smarthost.log()
+        )
+    };
+    let before = quiet_connections(&smarthost);
+
+    // No link: queued, and the smarthost sees nobody.
+    sendmail(&cli, &outgoing_text(1, "alice@example.org")).assert_success();
+    std::thread::sleep(ABSENCE);
+    assert_eq!(
+        connections(&smarthost),
+        before,
+        "{}",
+        context("no link: nothing may be sent")
+    );
+    let queue = cli.run(&["queue"]);
+    assert!(queue.stdout.contains("smarthost:isp"), "{queue}");
+
+    // The link comes up: what waited leaves without any fetch.
+    world.dial_in();
+    let arrived = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (smarthost.maildir("alice").new_messages().len() == 1).then_some(())
+    });
+    assert!(arrived.is_some(), "{}", context("sent at link-up"));
+
+    // While it is up, a new message leaves within seconds of being queued.
+    sendmail(&cli, &outgoing_text(2, "bob@example.org")).assert_success();
+    let arrived = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        (smarthost.maildir("bob").new_messages().len() == 1).then_some(())
+    });
+    assert!(arrived.is_some(), "{}", context("sent while up"));
+    assert!(
+        world.records().iter().all(|r| r["kind"] != "fetch"),
+        "{}",
+        context("no fetch ran: paused")
+    );
+    assert_eq!(world.etrn_sessions(), 0, "{}", context("no ETRN"));
+
+    // The link goes: the next message waits again.
+    world.hang_up();
+    let down = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let log = mailcall_e2e::read_for_diagnostics(&world.log);
+        (log.matches("no watched link is up").count() >= 2).then_some(())
+    });
+    assert!(down.is_some(), "{}", context("the daemon sees the link go"));
+    let after = quiet_connections(&smarthost);
+    sendmail(&cli, &outgoing_text(3, "carol@example.org")).assert_success();
+    std::thread::sleep(ABSENCE);
+    assert_eq!(
+        connections(&smarthost),
+        after,
+        "{}",
+        context("link down: nothing may be sent")
+    );
+    assert!(smarthost.maildir("carol").new_messages().is_empty());
+    world.stop_daemon(daemon);
 }

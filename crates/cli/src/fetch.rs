@@ -1,5 +1,5 @@
 //! `fetch` and `check`: a one-shot [`Instance`] whose events are printed as they happen, then the
-//! summary; `check` opens the connection to one ISP and reports what it offers (TLS, AUTH,
+//! summary (the outgoing queue is sent first unless `--no-send`); `check` opens the connection to one ISP and reports what it offers (TLS, AUTH,
 //! whether ETRN and ATRN are advertised).
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use mailcall_core::history::{ManualTrigger, RecordKind, SessionRecord};
 use mailcall_core::instance::{Instance, InstanceOptions, Mode};
 use mailcall_core::keystore;
 use mailcall_core::mailcall::{self, Mailcall, Patience};
+use mailcall_core::service::Sending;
 
 use crate::failure::{Failure, Outcome};
 use crate::hints;
@@ -43,6 +44,9 @@ pub struct FetchArgs {
     /// none runs. For ip-up scripts and cron.
     #[arg(long)]
     via_running: bool,
+    /// Only receive: the outgoing mail stays queued (every fetch sends it first otherwise).
+    #[arg(long)]
+    no_send: bool,
     /// Print the session's record as JSON (one line) instead of the progress and summary.
     #[arg(long)]
     json: bool,
@@ -50,8 +54,13 @@ pub struct FetchArgs {
 
 /// Runs `fetch`.
 pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
+    let sending = if args.no_send {
+        Sending::Skip
+    } else {
+        Sending::First
+    };
     if args.via_running {
-        if let Some(outcome) = via_running(explicit, &args.names, args.json)? {
+        if let Some(outcome) = via_running(explicit, &args.names, sending, args.json)? {
             return Ok(outcome);
         }
     }
@@ -160,7 +169,7 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
             }
         });
         let record = tokio::select! {
-            r = instance.fetch(ManualTrigger::Cli, asked) => r.map_err(Failure::failed),
+            r = instance.fetch_with(ManualTrigger::Cli, asked, sending) => r.map_err(Failure::failed),
             _ = stop.cancelled() => Err(Failure::failed("interrupted: the mail not acknowledged stays at the ISP")),
         };
         instance.stop().await;
@@ -191,6 +200,7 @@ fn finish(record: &SessionRecord, json: bool) -> Outcome {
 fn via_running(
     explicit: Option<&Path>,
     names: &[String],
+    sending: Sending,
     json: bool,
 ) -> Result<Option<ExitCode>, Failure> {
     let socket = control::default_socket_path().map_err(Failure::setup)?;
@@ -198,7 +208,7 @@ fn via_running(
     let asked = rt.block_on(async {
         let running = Mailcall::connect(socket.clone()).await?;
         let record = running
-            .fetch(ManualTrigger::Control, names.to_vec())
+            .fetch_with(ManualTrigger::Control, names.to_vec(), sending)
             .await?;
         Ok::<_, mailcall::MailcallError>((running, record))
     });
@@ -206,6 +216,14 @@ fn via_running(
         Ok((running, record)) => {
             if !json {
                 say!("asked the running Mailcall ({})", socket.display());
+                // Sent first, before it asked: in that order, as a fetch here prints them.
+                for sent in record
+                    .handovers
+                    .iter()
+                    .filter(|h| h.target.starts_with("smarthost:"))
+                {
+                    say!("sent: {sent}");
+                }
             }
             let theirs = running.running_config().map(|p| p.display().to_string());
             // The record's hints are about the running one's accounts: they name its file.

@@ -4,29 +4,40 @@
 //! `sendmail` reads the message on standard input as sendmail does, queues it durably in
 //! Mailcall's spool for the outgoing server of the account whose domains hold the sender's
 //! domain, and exits 0 only then; it sends nothing itself (the next fetch does, or the running
-//! Mailcall while the link is up). It takes the flags msmtp and sendmail take; those that make
-//! no sense here (`-F`, `-o*` other than `-oi`, `-b m`, `-odi`…) are accepted and ignored, as
-//! msmtp does.
+//! Mailcall while the link is up: it is nudged to read the spool at once, and a nudge that
+//! fails changes nothing). It takes the flags msmtp and sendmail take; those that make no sense
+//! here (`-F`, `-o*` other than `-oi`, `-b m`, `-odi`…) are accepted and ignored, as msmtp
+//! does.
+//!
+//! `send` asks the running Mailcall to send its outgoing queue now when one runs (it holds the
+//! spool's lock), else sends it right here; the output and exit code are the same either way.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use mailcall_core::control::{self, Client};
 use mailcall_core::event::EventSink;
 use mailcall_core::instance::load_accounts;
 use mailcall_core::keystore;
+use mailcall_core::mailcall::{Mailcall, MailcallError};
 use mailcall_core::outgoing::local::{received_header, LocalMessage, LocalOptions};
 use mailcall_core::outgoing::queue::{account_for, spool_dir, submit};
 use mailcall_core::report::HandOverOutcome;
 use mailcall_core::spool::copies::RoutingOptions;
-use mailcall_core::spool::runner::{self, RunnerOptions};
+use mailcall_core::spool::runner::{self, RunnerOptions, SendReport};
 use mailcall_core::spool::Spool;
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
 use crate::settings;
+
+/// How long `sendmail` waits for the running Mailcall to take its nudge: a hung one must not
+/// hold up the program that sends (the message is queued either way).
+const NUDGE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Arguments of `sendmail`: sendmail's own, read by hand (`-oi`, `-fSENDER` do not fit a
 /// modern parser).
@@ -155,15 +166,40 @@ pub fn run(explicit: Option<&Path>, args: SendmailArgs) -> Outcome {
         "queued {id} for the outgoing server of account {}: {message}",
         account.name
     );
+    rt.block_on(nudge());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the running Mailcall, if one runs, that a message was queued: while a watched link is
+/// up it leaves within seconds instead of at the runner's next rescan. The message is safe in
+/// the queue already, so nothing here can fail `sendmail`: a Mailcall that is not running, or
+/// does not answer in time, finds the message later (at its next fetch or rescan).
+async fn nudge() {
+    let Ok(socket) = control::default_socket_path() else {
+        return;
+    };
+    match tokio::time::timeout(NUDGE_LIMIT, Client::new(socket).wake()).await {
+        Ok(Ok(())) => tracing::info!("the running Mailcall reads its queue now"),
+        Ok(Err(e)) if e.is_not_running() => {}
+        Ok(Err(e)) => {
+            tracing::info!("the running Mailcall was not told (it finds the message later): {e}")
+        }
+        Err(_) => tracing::info!(
+            "the running Mailcall did not answer within {} s (it finds the message later)",
+            NUDGE_LIMIT.as_secs()
+        ),
+    }
 }
 
 /// Arguments of `send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {}
 
-/// `send`: the outgoing queue sent now, here (when no Mailcall runs) or by the running one.
+/// `send`: the outgoing queue sent now, by the running Mailcall or (when none runs) here.
 pub fn send(explicit: Option<&Path>, _args: SendArgs) -> Outcome {
+    if let Some(report) = send_via_running(explicit)? {
+        return print_report(&report);
+    }
     let (path, config) = settings::load(explicit)?;
     let store = keystore::for_config(&config, &path);
     let rt = runtime()?;
@@ -175,12 +211,13 @@ pub fn send(explicit: Option<&Path>, _args: SendArgs) -> Outcome {
     }
     let data = config.data_path().map_err(Failure::setup)?;
     let spool = Spool::open(&spool_dir(&data)).map_err(Failure::failed)?;
-    // A running Mailcall holds the queue's lock for its whole life and sends at its next fetch.
+    // A running Mailcall holds the queue's lock for its whole life; one that did not answer on
+    // the control socket (another socket directory) cannot be asked from here.
     match spool.try_lock() {
         Ok(Some(lock)) => drop(lock),
         Ok(None) => {
             return Err(Failure::failed(
-                "send: a running Mailcall holds the queue; it sends the outgoing mail first at its next fetch (mailcall-cli fetch --via-running)",
+                "send: a running Mailcall holds the queue, and does not answer on this control socket; it sends the outgoing mail first at its next fetch, or by itself while a link is up",
             ))
         }
         Err(e) => return Err(Failure::failed(format!("send: cannot lock the queue: {e}"))),
@@ -207,6 +244,35 @@ pub fn send(explicit: Option<&Path>, _args: SendArgs) -> Outcome {
             "send: the queue stopped before the outgoing mail was tried",
         ));
     };
+    print_report(&report)
+}
+
+/// `send` through the running Mailcall: what it sent; `None` when none runs (send here).
+fn send_via_running(explicit: Option<&Path>) -> Result<Option<SendReport>, Failure> {
+    let socket = control::default_socket_path().map_err(Failure::setup)?;
+    let asked = runtime()?.block_on(async {
+        let running = Mailcall::connect(socket.clone()).await?;
+        let report = running.send().await?;
+        Ok::<_, MailcallError>((running, report))
+    });
+    match asked {
+        Ok((running, report)) => {
+            say!("asked the running Mailcall ({})", socket.display());
+            let theirs = running.running_config().map(|p| p.display().to_string());
+            crate::running::note_other_config(
+                explicit,
+                theirs.as_deref(),
+                "it sent its own queue through its accounts' outgoing servers",
+            );
+            Ok(Some(report))
+        }
+        Err(MailcallError::Remote(e)) if e.is_not_running() => Ok(None),
+        Err(e) => Err(Failure::failed(format!("send: {e}"))),
+    }
+}
+
+/// Prints what became of each recipient and the counts; exit 0 only when everything was sent.
+fn print_report(report: &SendReport) -> Outcome {
     let (sent, refused, deferred) = report.counts();
     for m in &report.messages {
         for r in &m.recipients {

@@ -1,7 +1,9 @@
 //! One Mailcall, assembled in one place for every front end: the config's accounts read from the
 //! keyring, the control socket claimed (so a second instance hears about the first, not about
 //! port 25), the service (the listener when an ETRN account needs it, fetch sessions) and the
-//! triggers started, the pause switch remembered across restarts, one shutdown. What it can be
+//! triggers started, the pause switch remembered across restarts, the spool's runner told
+//! whether a watched link is up (outgoing mail leaves by itself while one is), one shutdown.
+//! What it can be
 //! asked is in [`Controls`], shared by its owner here and the control socket. The CLI's `fetch`
 //! and `daemon` run an [`Instance`]; front ends that may find one running already hold a
 //! [`crate::mailcall::Mailcall`].
@@ -24,12 +26,12 @@ use crate::fsutil;
 use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::keystore::{AccountStore, KeystoreError};
-use crate::service::{self, FetchRequest, ServiceHandle, ServiceOptions, ServiceStopped};
+use crate::service::{self, FetchRequest, Sending, ServiceHandle, ServiceOptions, ServiceStopped};
 use crate::spool::actions::{ActionError, ActionResult, Selection};
 use crate::spool::copies::Router;
-use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions};
+use crate::spool::runner::{self, Runner, RunnerHandle, RunnerOptions, SendReport};
 use crate::spool::Action;
-use crate::trigger::{self, TriggerHandle, TriggerOptions};
+use crate::trigger::{self, Links, TriggerHandle, TriggerOptions};
 
 /// The state file's name in the data directory (the pause switch).
 pub const STATE_FILE: &str = "state.toml";
@@ -146,6 +148,8 @@ pub struct Instance {
     controls: Controls,
     control: Option<(PathBuf, JoinHandle<()>)>,
     pause_keeper: Option<JoinHandle<()>>,
+    /// Tells the runner whether a watched link is up (daemon and tray only).
+    link_keeper: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     skipped: Vec<Problem>,
 }
@@ -269,18 +273,49 @@ impl Controls {
     }
 
     /// A manual fetch of `accounts` (every account when empty) for `trigger`, with the accounts'
-    /// connect/disconnect commands around it. The future holds nothing of `self`: a front end
-    /// may start it and stop the instance meanwhile (the fetch then ends with the service).
+    /// connect/disconnect commands around it; the outgoing queue is sent first. The future
+    /// holds nothing of `self`: a front end may start it and stop the instance meanwhile (the
+    /// fetch then ends with the service).
     pub fn fetch(
         &self,
         trigger: ManualTrigger,
         accounts: Vec<String>,
     ) -> impl Future<Output = Result<SessionRecord, ServiceStopped>> + Send + 'static {
+        self.fetch_with(trigger, accounts, Sending::First)
+    }
+
+    /// [`Controls::fetch`], sending the outgoing queue first or not as `sending` says.
+    pub fn fetch_with(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+        sending: Sending,
+    ) -> impl Future<Output = Result<SessionRecord, ServiceStopped>> + Send + 'static {
         let triggers = self.triggers.clone();
         async move {
-            triggers
-                .fetch_now(FetchRequest::named(trigger.into(), accounts))
-                .await
+            let request = FetchRequest::named(trigger.into(), accounts).sending(sending);
+            triggers.fetch_now(request).await
+        }
+    }
+
+    /// Sends the outgoing queue now, whether a link is up or not (nothing is dialled), and says
+    /// what became of each message once each was tried.
+    pub async fn send(&self) -> Result<SendReport, QueueError> {
+        let queue = self.queue.as_ref().ok_or(QueueError::Unavailable)?;
+        queue
+            .send_outgoing()
+            .await
+            .ok_or(QueueError::Failed(ActionError::RunnerStopped))
+    }
+
+    /// Reads the spool again now: another process queued a message (`mailcall-cli sendmail`),
+    /// which then leaves within seconds while a watched link is up.
+    pub fn wake(&self) -> Result<(), QueueError> {
+        let queue = self.queue.as_ref().ok_or(QueueError::Unavailable)?;
+        if queue.rescan() {
+            Ok(())
+        } else {
+            Err(QueueError::Failed(ActionError::RunnerStopped))
         }
     }
 
@@ -430,6 +465,15 @@ impl Instance {
             router,
         };
         let reload: Reload = Arc::new(move || Box::pin(reloader.clone().reload()));
+        // A one-shot run sends only when its fetch does (`fetch --no-send` must not send).
+        let link_keeper = match (mode, &queue) {
+            (Mode::Daemon | Mode::Tray, Some(queue)) => Some(tokio::spawn(send_while_online(
+                triggers.link_changes(),
+                queue.clone(),
+                shutdown.clone(),
+            ))),
+            _ => None,
+        };
         let controls = Controls::new(triggers.clone(), queue, Some(running_config), reload);
         let control = control.map(|server| {
             let path = server.path().to_path_buf();
@@ -455,6 +499,7 @@ impl Instance {
             controls,
             control,
             pause_keeper,
+            link_keeper,
             shutdown,
             skipped,
         })
@@ -500,6 +545,16 @@ impl Instance {
         self.controls.fetch(trigger, accounts).await
     }
 
+    /// [`Instance::fetch`], sending the outgoing queue first or not as `sending` says.
+    pub async fn fetch_with(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+        sending: Sending,
+    ) -> Result<SessionRecord, ServiceStopped> {
+        self.controls.fetch_with(trigger, accounts, sending).await
+    }
+
     /// Reads the config's account list and the accounts from the keyring again (after `account
     /// set`/`remove`, SIGHUP, or an edit in the tray); returns the accounts skipped.
     pub async fn reload(&self) -> Result<Vec<Problem>, StartError> {
@@ -528,6 +583,46 @@ impl Instance {
         }
         if let Some(task) = self.pause_keeper {
             let _ = task.await;
+        }
+        if let Some(task) = self.link_keeper {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Tells the runner whether a watched link is up, at the start and at each change: while one
+/// is, outgoing mail leaves within seconds of being queued; while none is, it waits for a fetch
+/// (nothing is dialled just to send). Interfaces that cannot be watched count as no link: a
+/// connection attempt could dial a demand-dial link. Pausing automatic fetching does not stop
+/// this: mail the user wrote still leaves while the link is up.
+async fn send_while_online(
+    mut links: tokio::sync::watch::Receiver<Option<Links>>,
+    outbox: RunnerHandle,
+    shutdown: CancellationToken,
+) {
+    let mut told = None;
+    loop {
+        let online = links
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|l| !l.is_empty());
+        if told != Some(online) {
+            tracing::info!(
+                "{}",
+                if online {
+                    "a watched link is up: outgoing mail leaves as it is queued"
+                } else {
+                    "no watched link is up: outgoing mail waits for a fetch"
+                }
+            );
+            outbox.set_online(online);
+            told = Some(online);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = links.changed() => if changed.is_err() {
+                return;
+            },
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One handle on one Mailcall, for every front end: the [`Instance`] in this process, or the one
 //! already running elsewhere (a daemon, another tray), asked over its control socket. Fetch,
-//! pause, state, reload, the queue (list and act) and what happens as it runs ([`Updates`]) are
+//! send, pause, state, reload, the queue (list and act) and what happens as it runs ([`Updates`]) are
 //! asked the same way of both: the differences live here, the front ends only render. Also the
 //! connection check every front end offers ([`check_account`]).
 
@@ -20,8 +20,9 @@ use crate::hint::{Problem, Setting};
 use crate::history::{ManualTrigger, SessionRecord};
 use crate::instance::{Instance, InstanceOptions, QueueError, StartError};
 use crate::report::TranscriptLine;
-use crate::service::{self, Accounts, ServiceStopped};
+use crate::service::{self, Accounts, Sending, ServiceStopped};
 use crate::spool::actions::{ActionError, ActionResult, Listing, Selection};
+use crate::spool::runner::SendReport;
 use crate::spool::{Action, SPOOL_DIR};
 use crate::{etrn, odmr};
 
@@ -188,15 +189,47 @@ impl Mailcall {
         trigger: ManualTrigger,
         accounts: Vec<String>,
     ) -> impl Future<Output = Result<SessionRecord, MailcallError>> + Send + 'static {
+        self.fetch_with(trigger, accounts, Sending::First)
+    }
+
+    /// [`Mailcall::fetch`], sending the outgoing queue first or not as `sending` says.
+    pub fn fetch_with(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+        sending: Sending,
+    ) -> impl Future<Output = Result<SessionRecord, MailcallError>> + Send + 'static {
         let asked = match self {
-            Mailcall::Local(instance) => Ok(instance.controls().fetch(trigger, accounts)),
+            Mailcall::Local(instance) => {
+                Ok(instance.controls().fetch_with(trigger, accounts, sending))
+            }
             Mailcall::Remote { client, .. } => Err((client.clone(), accounts)),
         };
         async move {
             match asked {
                 Ok(fetch) => Ok(fetch.await?),
-                Err((client, accounts)) => Ok(client.fetch(trigger, accounts).await?),
+                Err((client, accounts)) => {
+                    Ok(client.fetch_with(trigger, accounts, sending).await?)
+                }
             }
+        }
+    }
+
+    /// Sends its outgoing queue now, link or not (nothing is dialled); what became of each
+    /// message, once each was tried.
+    pub async fn send(&self) -> Result<SendReport, MailcallError> {
+        match self {
+            Mailcall::Local(instance) => Ok(instance.controls().send().await?),
+            Mailcall::Remote { client, .. } => Ok(client.send().await?),
+        }
+    }
+
+    /// Tells it to read its spool again now: a message was queued by another process, and
+    /// leaves within seconds while a watched link is up.
+    pub async fn wake(&self) -> Result<(), MailcallError> {
+        match self {
+            Mailcall::Local(instance) => Ok(instance.controls().wake()?),
+            Mailcall::Remote { client, .. } => Ok(client.wake().await?),
         }
     }
 
@@ -637,6 +670,12 @@ mod tests {
             there.to_string().ends_with(&here.to_string()),
             "{here} / {there}"
         );
+        // Sending is asked alike: nothing queued, nothing tried, nothing wrong; a nudge to read
+        // the spool again is taken.
+        assert_eq!(second.send().await.unwrap(), first.send().await.unwrap());
+        assert_eq!(second.send().await.unwrap(), SendReport::default());
+        second.wake().await.unwrap();
+        first.wake().await.unwrap();
 
         first.stop().await;
         next_that(&mut heard_there, |u| match u {

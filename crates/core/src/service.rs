@@ -131,6 +131,16 @@ impl SetupError {
     }
 }
 
+/// Whether a fetch sends the outgoing queue first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Sending {
+    /// Send what is queued, then ask (every fetch, unless told otherwise).
+    #[default]
+    First,
+    /// Only receive (`mailcall-cli fetch --no-send`): the outgoing mail stays queued.
+    Skip,
+}
+
 /// A request to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {
@@ -140,6 +150,8 @@ pub struct FetchRequest {
     pub accounts: Option<Vec<String>>,
     /// Which attempt this is (1 for the first; automatic fetches retry transient failures).
     pub attempt: u32,
+    /// Whether the outgoing queue is sent first.
+    pub sending: Sending,
 }
 
 impl FetchRequest {
@@ -149,6 +161,7 @@ impl FetchRequest {
             trigger,
             accounts: None,
             attempt: 1,
+            sending: Sending::First,
         }
     }
 
@@ -158,7 +171,13 @@ impl FetchRequest {
             trigger,
             accounts: (!names.is_empty()).then_some(names),
             attempt: 1,
+            sending: Sending::First,
         }
+    }
+
+    /// The same request, sending as `sending` says.
+    pub fn sending(self, sending: Sending) -> Self {
+        FetchRequest { sending, ..self }
     }
 }
 
@@ -507,6 +526,8 @@ struct Coordinator {
 
 struct Running {
     names: Vec<String>,
+    /// It sent the outgoing queue first.
+    sending: Sending,
     waiters: Vec<oneshot::Sender<SessionRecord>>,
     deliveries: mpsc::UnboundedSender<ListenerEvent>,
     cancel: CancellationToken,
@@ -536,8 +557,13 @@ impl Coordinator {
                 cmd = commands.recv() => match cmd {
                     Some(FetchCommand(request, reply)) => {
                         let wanted = self.names_for(&request);
+                        // A request that sends does not join a session that did not.
+                        let covered = |r: &Running| {
+                            wanted.iter().all(|n| r.names.contains(n))
+                                && (request.sending == Sending::Skip || r.sending == Sending::First)
+                        };
                         match &mut running {
-                            Some(r) if wanted.iter().all(|n| r.names.contains(n)) => r.waiters.push(reply),
+                            Some(r) if covered(r) => r.waiters.push(reply),
                             Some(_) => {
                                 let p = pending.get_or_insert_with(|| Pending {
                                     request: FetchRequest { accounts: Some(Vec::new()), ..request.clone() },
@@ -549,6 +575,9 @@ impl Coordinator {
                                             list.push(n);
                                         }
                                     }
+                                }
+                                if request.sending == Sending::First {
+                                    p.request.sending = Sending::First;
                                 }
                                 p.waiters.push(reply);
                             }
@@ -661,9 +690,11 @@ impl Coordinator {
         self.fetching.store(true, Ordering::SeqCst);
         // Send first, then ask: the outgoing mail leaves in the same online window, before the
         // ETRN/ATRN (as the dial-up gateways did). Only when an account of this fetch sends.
+        let sending = request.sending;
         let outbox = self
             .outbox
             .get()
+            .filter(|_| sending == Sending::First)
             .filter(|_| accounts.iter().any(|a| a.outgoing.is_some()))
             .cloned();
         let task = tokio::spawn(async move {
@@ -697,6 +728,7 @@ impl Coordinator {
         (
             Running {
                 names,
+                sending,
                 waiters,
                 deliveries: tx,
                 cancel,

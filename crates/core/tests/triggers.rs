@@ -18,7 +18,7 @@ use mailcall_core::hint::Problem;
 use mailcall_core::history::{EndReason, History, ManualTrigger, RecordKind, Trigger};
 use mailcall_core::instance::{Controls, QueueError};
 use mailcall_core::listener::ListenerSettings;
-use mailcall_core::service::{self, FetchRequest, ServiceHandle, ServiceOptions};
+use mailcall_core::service::{self, FetchRequest, Sending, ServiceHandle, ServiceOptions};
 use mailcall_core::spool::actions::Selection;
 use mailcall_core::spool::copies::RoutingOptions;
 use mailcall_core::spool::Action;
@@ -293,6 +293,7 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     let fetch = Request::Fetch {
         trigger: ManualTrigger::Control,
         accounts: vec![],
+        sending: Sending::First,
     };
     let refused = client
         .send_line(&format!("{fetch} trigger=network"))
@@ -336,6 +337,15 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         e.to_string(),
         format!("the running Mailcall refused: {}", QueueError::Unavailable)
     );
+    // Nor can it send, or read its spool again: each says why.
+    let sent = client.send().await.unwrap_err();
+    let woken = client.wake().await.unwrap_err();
+    for e in [sent, woken] {
+        assert_eq!(
+            e.to_string(),
+            format!("the running Mailcall refused: {}", QueueError::Unavailable)
+        );
+    }
 
     let record = client
         .fetch(ManualTrigger::Control, vec!["isp".into()])

@@ -12,11 +12,14 @@ use super::transport::{self, Stream};
 use super::ControlError;
 use crate::event::Event;
 use crate::history::{ManualTrigger, SessionRecord};
+use crate::service::Sending;
 use crate::spool::actions::{ActionResult, Selection};
+use crate::spool::runner::SendReport;
 use crate::spool::Action;
 
-/// How long a short request (status, pause, reload, subscribing to events) may take before the
-/// running Mailcall counts as hung. A fetch and a queue action take as long as their work.
+/// How long a short request (status, pause, reload, wake, subscribing to events) may take before
+/// the running Mailcall counts as hung. A fetch, a send and a queue action take as long as their
+/// work.
 const SHORT_LIMIT: Duration = Duration::from_secs(15);
 
 /// A client of the Mailcall answering on one control socket; cheap to clone.
@@ -107,14 +110,29 @@ impl Client {
         serde_json::from_str(&reply).map_err(|e| ControlError::Protocol(e.to_string()))
     }
 
-    /// Asks it to fetch `accounts` (every account when empty) on behalf of `trigger`, and waits
-    /// for the session's record.
+    /// Asks it to fetch `accounts` (every account when empty) on behalf of `trigger`, its
+    /// outgoing queue sent first, and waits for the session's record.
     pub async fn fetch(
         &self,
         trigger: ManualTrigger,
         accounts: Vec<String>,
     ) -> Result<SessionRecord, ControlError> {
-        match self.ask(&Request::Fetch { trigger, accounts }).await? {
+        self.fetch_with(trigger, accounts, Sending::First).await
+    }
+
+    /// [`Client::fetch`], sending the outgoing queue first or not as `sending` says.
+    pub async fn fetch_with(
+        &self,
+        trigger: ManualTrigger,
+        accounts: Vec<String>,
+        sending: Sending,
+    ) -> Result<SessionRecord, ControlError> {
+        let request = Request::Fetch {
+            trigger,
+            accounts,
+            sending,
+        };
+        match self.ask(&request).await? {
             Reply::Fetched { record } => Ok(*record),
             other => Err(unexpected(&other)),
         }
@@ -152,6 +170,23 @@ impl Client {
     ) -> Result<ActionResult, ControlError> {
         match self.ask(&Request::Queue { action, selection }).await? {
             Reply::Queued { result } => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks it to send its outgoing queue now; what became of each message, once each was
+    /// tried.
+    pub async fn send(&self) -> Result<SendReport, ControlError> {
+        match self.ask(&Request::Send).await? {
+            Reply::Sent { report } => Ok(report),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Tells it to read its spool again now (a message was just queued by this process).
+    pub async fn wake(&self) -> Result<(), ControlError> {
+        match self.ask_briefly(&Request::Wake).await? {
+            Reply::Woken {} => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

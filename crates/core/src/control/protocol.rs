@@ -3,12 +3,14 @@
 //!
 //! | request | reply |
 //! |---|---|
-//! | `FETCH [trigger=WORD] [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record); `trigger=` names the front end that asked (`tray`, `window`, `cli`; default `control`) |
+//! | `FETCH [trigger=WORD] [send=no] [account ...]` | `{"ok":true,"record":{...}}` once the session ended (its history record); `trigger=` names the front end that asked (`tray`, `window`, `cli`; default `control`); `send=no` only receives (the outgoing queue is not sent first) |
 //! | `PAUSE` / `RESUME` | `{"ok":true,"paused":bool}` |
 //! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...],"config":"PATH"}` |
 //! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
 //! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`](crate::event::Event) per line for as long as the client listens |
 //! | `QUEUE RETRY\|BOUNCE\|DELETE ALL\|id ...` | `{"ok":true,"result":{...}}` once done (the spool's [`ActionResult`]) |
+//! | `SEND` | `{"ok":true,"report":{"messages":[...],"errors":[...]}}` once each queued outgoing message was tried (the runner's [`SendReport`]) |
+//! | `WAKE` | `{"ok":true}` at once: the spool is read again now (`mailcall-cli sendmail` queued a message from another process) |
 //! | anything else | `{"ok":false,"error":"..."}` |
 //!
 //! Verbs, queue actions and `ALL` are read in any case. Words after a verb that takes none are
@@ -20,7 +22,9 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{ManualTrigger, SessionRecord};
+use crate::service::Sending;
 use crate::spool::actions::{ActionResult, Selection};
+use crate::spool::runner::SendReport;
 use crate::spool::Action;
 
 /// Longest request line accepted, newline included.
@@ -47,6 +51,10 @@ pub enum Verb {
     Events,
     /// Act on the queue for LAN servers.
     Queue,
+    /// Send the outgoing queue now.
+    Send,
+    /// Read the spool again (a message was queued by another process).
+    Wake,
 }
 
 /// One row of the command table.
@@ -59,11 +67,11 @@ struct Command {
 }
 
 /// The command table, in the spirit of Postfix's `smtpd.c`: the one place each verb is spelt.
-const COMMANDS: [Command; 7] = [
+const COMMANDS: [Command; 9] = [
     Command {
         verb: Verb::Fetch,
         word: "FETCH",
-        usage: "FETCH [trigger=WORD] [account ...]",
+        usage: "FETCH [trigger=WORD] [send=no] [account ...]",
     },
     Command {
         verb: Verb::Pause,
@@ -91,6 +99,16 @@ const COMMANDS: [Command; 7] = [
         usage: QUEUE_USAGE,
     },
     Command {
+        verb: Verb::Send,
+        word: "SEND",
+        usage: "SEND",
+    },
+    Command {
+        verb: Verb::Wake,
+        word: "WAKE",
+        usage: "WAKE",
+    },
+    Command {
         verb: Verb::Events,
         word: "EVENTS",
         usage: "EVENTS",
@@ -113,6 +131,9 @@ const ALL: &str = "ALL";
 /// The `FETCH` option naming the front end; `=` is never in an account name, so it cannot be
 /// taken for one.
 const TRIGGER_OPTION: &str = "trigger=";
+
+/// The `FETCH` option that receives only (`send=no`); `send=yes` is the default, and read too.
+const SEND_OPTION: &str = "send=";
 
 impl Verb {
     /// Its word on the wire.
@@ -165,6 +186,9 @@ pub enum ParseError {
         "trigger={0} is not a front end that fetches by hand: use tray, window, cli or control"
     )]
     Trigger(String),
+    /// `send=` is neither `yes` nor `no`.
+    #[error("send={0} is not understood: use send=no to receive only (send=yes is the default)")]
+    Send(String),
     /// More accounts than one `FETCH` may name.
     #[error("too many account names (at most {MAX_ACCOUNTS})")]
     TooManyAccounts,
@@ -192,6 +216,8 @@ pub enum Request {
         trigger: ManualTrigger,
         /// The accounts to ask; every account when empty.
         accounts: Vec<String>,
+        /// Whether the outgoing queue is sent first.
+        sending: Sending,
     },
     /// Pause automatic fetching.
     Pause,
@@ -210,6 +236,10 @@ pub enum Request {
         /// To which messages.
         selection: Selection,
     },
+    /// Send the outgoing queue now, and answer once each message was tried.
+    Send,
+    /// Read the spool again now, for a message another process queued.
+    Wake,
 }
 
 impl Request {
@@ -232,6 +262,8 @@ impl Request {
             Request::Reload => Verb::Reload,
             Request::Events => Verb::Events,
             Request::Queue { .. } => Verb::Queue,
+            Request::Send => Verb::Send,
+            Request::Wake => Verb::Wake,
         }
     }
 
@@ -244,23 +276,35 @@ impl Request {
         let request = match verb {
             Verb::Fetch => {
                 let mut trigger = ManualTrigger::Control;
+                let mut sending = Sending::First;
                 let mut accounts = Vec::new();
                 for word in words {
-                    match word.strip_prefix(TRIGGER_OPTION) {
-                        Some(t) => {
-                            trigger = ManualTrigger::from_word(t)
-                                .ok_or_else(|| ParseError::Trigger(t.to_string()))?;
-                        }
-                        None => accounts.push(word.to_string()),
+                    if let Some(t) = word.strip_prefix(TRIGGER_OPTION) {
+                        trigger = ManualTrigger::from_word(t)
+                            .ok_or_else(|| ParseError::Trigger(t.to_string()))?;
+                    } else if let Some(s) = word.strip_prefix(SEND_OPTION) {
+                        sending = match s.to_ascii_lowercase().as_str() {
+                            "yes" => Sending::First,
+                            "no" => Sending::Skip,
+                            _ => return Err(ParseError::Send(s.to_string())),
+                        };
+                    } else {
+                        accounts.push(word.to_string());
                     }
                 }
-                Request::Fetch { trigger, accounts }
+                Request::Fetch {
+                    trigger,
+                    accounts,
+                    sending,
+                }
             }
             Verb::Pause => Request::Pause,
             Verb::Resume => Request::Resume,
             Verb::Status => Request::Status,
             Verb::Reload => Request::Reload,
             Verb::Events => Request::Events,
+            Verb::Send => Request::Send,
+            Verb::Wake => Request::Wake,
             Verb::Queue => {
                 let word = words.next().ok_or(ParseError::NoMessages)?;
                 let action = ACTIONS
@@ -318,10 +362,17 @@ impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.verb().as_str())?;
         match self {
-            Request::Fetch { trigger, accounts } => {
-                // The default needs no word: a daemon of any version reads the line.
+            Request::Fetch {
+                trigger,
+                accounts,
+                sending,
+            } => {
+                // The defaults need no word: a daemon of any version reads the line.
                 if *trigger != ManualTrigger::Control {
                     write!(f, " {TRIGGER_OPTION}{trigger}")?;
+                }
+                if *sending == Sending::Skip {
+                    write!(f, " {SEND_OPTION}no")?;
                 }
                 for name in accounts {
                     write!(f, " {name}")?;
@@ -342,7 +393,9 @@ impl fmt::Display for Request {
             | Request::Resume
             | Request::Status
             | Request::Reload
-            | Request::Events => {}
+            | Request::Events
+            | Request::Send
+            | Request::Wake => {}
         }
         Ok(())
     }
@@ -397,6 +450,13 @@ pub enum Reply {
         /// What it did.
         result: ActionResult,
     },
+    /// `SEND`: what became of each outgoing message.
+    Sent {
+        /// Each message's outcome, and the servers that could not be used.
+        report: SendReport,
+    },
+    /// `WAKE`: the spool is being read again.
+    Woken {},
     /// Not done, and why.
     Refused {
         /// Why.
@@ -441,6 +501,11 @@ struct QueuedBody {
     result: ActionResult,
 }
 
+#[derive(Deserialize)]
+struct SentBody {
+    report: SendReport,
+}
+
 impl Reply {
     /// The line to send, newline included.
     pub fn to_line(&self) -> String {
@@ -483,6 +548,10 @@ impl Reply {
             Verb::Queue => Reply::Queued {
                 result: serde_json::from_str::<QueuedBody>(line)?.result,
             },
+            Verb::Send => Reply::Sent {
+                report: serde_json::from_str::<SentBody>(line)?.report,
+            },
+            Verb::Wake => Reply::Woken {},
         })
     }
 }
@@ -501,6 +570,7 @@ mod tests {
                 Request::Fetch {
                     trigger: ManualTrigger::Control,
                     accounts: vec![],
+                    sending: Sending::First,
                 },
                 "FETCH",
             ),
@@ -508,6 +578,7 @@ mod tests {
                 Request::Fetch {
                     trigger: ManualTrigger::Tray,
                     accounts: vec!["isp".into()],
+                    sending: Sending::First,
                 },
                 "FETCH trigger=tray isp",
             ),
@@ -515,6 +586,7 @@ mod tests {
                 Request::Fetch {
                     trigger: ManualTrigger::Window,
                     accounts: vec!["a".into(), "b.c".into()],
+                    sending: Sending::First,
                 },
                 "FETCH trigger=window a b.c",
             ),
@@ -522,9 +594,20 @@ mod tests {
                 Request::Fetch {
                     trigger: ManualTrigger::Cli,
                     accounts: vec![],
+                    sending: Sending::First,
                 },
                 "FETCH trigger=cli",
             ),
+            (
+                Request::Fetch {
+                    trigger: ManualTrigger::Cli,
+                    accounts: vec!["isp".into()],
+                    sending: Sending::Skip,
+                },
+                "FETCH trigger=cli send=no isp",
+            ),
+            (Request::Send, "SEND"),
+            (Request::Wake, "WAKE"),
             (Request::Pause, "PAUSE"),
             (Request::Resume, "RESUME"),
             (Request::Status, "STATUS"),
@@ -570,9 +653,29 @@ mod tests {
             Request::parse("fetch trigger=control isp"),
             Ok(Request::Fetch {
                 trigger: ManualTrigger::Control,
-                accounts: vec!["isp".into()]
+                accounts: vec!["isp".into()],
+                sending: Sending::First,
             })
         );
+        // The options go anywhere among the names; send=yes is the default, spelt out.
+        assert_eq!(
+            Request::parse("FETCH isp send=NO trigger=tray"),
+            Ok(Request::Fetch {
+                trigger: ManualTrigger::Tray,
+                accounts: vec!["isp".into()],
+                sending: Sending::Skip,
+            })
+        );
+        assert_eq!(
+            Request::parse("FETCH send=yes"),
+            Ok(Request::Fetch {
+                trigger: ManualTrigger::Control,
+                accounts: vec![],
+                sending: Sending::First,
+            })
+        );
+        assert_eq!(Request::parse("send"), Ok(Request::Send));
+        assert_eq!(Request::parse("wake up"), Ok(Request::Wake));
         assert_eq!(
             Request::parse("queue retry all"),
             Ok(Request::Queue {
@@ -588,7 +691,7 @@ mod tests {
         assert_eq!(e, ParseError::UnknownRequest("REBOOT".into()));
         assert_eq!(
             e.to_string(),
-            "unknown request \"REBOOT\": use FETCH [trigger=WORD] [account ...], PAUSE, RESUME, STATUS, RELOAD, QUEUE RETRY|BOUNCE|DELETE ALL|ID ... or EVENTS"
+            "unknown request \"REBOOT\": use FETCH [trigger=WORD] [send=no] [account ...], PAUSE, RESUME, STATUS, RELOAD, QUEUE RETRY|BOUNCE|DELETE ALL|ID ..., SEND, WAKE or EVENTS"
         );
         assert_eq!(
             Request::parse(""),
@@ -604,6 +707,11 @@ mod tests {
             Request::parse("FETCH ../x"),
             Err(ParseError::AccountName(_))
         ));
+        // A typo in send= is refused rather than taken for "send".
+        assert_eq!(
+            Request::parse("FETCH send=nope"),
+            Err(ParseError::Send("nope".into()))
+        );
         let many = format!("FETCH {}", vec!["a"; 65].join(" "));
         assert_eq!(Request::parse(&many), Err(ParseError::TooManyAccounts));
         assert_eq!(Request::parse("QUEUE"), Err(ParseError::NoMessages));
@@ -620,6 +728,7 @@ mod tests {
         let spaced = Request::Fetch {
             trigger: ManualTrigger::Tray,
             accounts: vec!["my isp".into()],
+            sending: Sending::First,
         };
         assert!(matches!(spaced.check(), Err(ParseError::AccountName(_))));
         for ids in [vec![], vec!["ALL".to_string()], vec!["a b".to_string()]] {
@@ -688,6 +797,17 @@ mod tests {
                 },
                 json!({"ok": false, "error": "no message \"x\" in the queue"}),
             ),
+            (
+                Verb::Send,
+                Reply::Sent {
+                    report: SendReport {
+                        messages: vec![],
+                        errors: vec!["smtp.example.org:587: connection refused".into()],
+                    },
+                },
+                json!({"ok": true, "report": {"messages": [], "errors": ["smtp.example.org:587: connection refused"]}}),
+            ),
+            (Verb::Wake, Reply::Woken {}, json!({"ok": true})),
         ];
         for (verb, reply, shape) in cases {
             assert_eq!(line(&reply), shape, "{verb}");

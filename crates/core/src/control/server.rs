@@ -137,9 +137,13 @@ async fn read_request(conn: &mut Connection) -> Result<Request, RequestError> {
 /// Does what `request` asks of the instance, and says how it went.
 async fn apply(request: Request, controls: &Controls) -> Reply {
     match request {
-        Request::Fetch { trigger, accounts } => {
+        Request::Fetch {
+            trigger,
+            accounts,
+            sending,
+        } => {
             tracing::info!("control socket: fetch requested");
-            match controls.fetch(trigger, accounts).await {
+            match controls.fetch_with(trigger, accounts, sending).await {
                 Ok(record) => Reply::Fetched {
                     record: Box::new(record),
                 },
@@ -167,6 +171,21 @@ async fn apply(request: Request, controls: &Controls) -> Reply {
         Request::Events => Reply::Subscribed {},
         Request::Queue { action, selection } => match controls.queue(action, selection).await {
             Ok(result) => Reply::Queued { result },
+            Err(e) => Reply::Refused {
+                error: e.to_string(),
+            },
+        },
+        Request::Send => {
+            tracing::info!("control socket: sending the outgoing mail");
+            match controls.send().await {
+                Ok(report) => Reply::Sent { report },
+                Err(e) => Reply::Refused {
+                    error: e.to_string(),
+                },
+            }
+        }
+        Request::Wake => match controls.wake() {
+            Ok(()) => Reply::Woken {},
             Err(e) => Reply::Refused {
                 error: e.to_string(),
             },

@@ -518,3 +518,97 @@ async fn a_bounce_puts_a_dsn_with_the_message_into_the_postmaster_maildir() {
     wait_for("the spool empty", || w.spool.names().unwrap().is_empty()).await;
     runner.finish(None).await;
 }
+
+/// An account `isp` for office.test whose outgoing server is plain SMTP on 127.0.0.1:`port`.
+fn sending_account(port: u16) -> crate::account::Account {
+    use crate::account::{Account, OutgoingServer, Security};
+    let mut outgoing = OutgoingServer::new("127.0.0.1", Security::None);
+    outgoing.port = port;
+    Account {
+        name: "isp".into(),
+        mode: Default::default(),
+        host: "mail.isp.test".into(),
+        port: 25,
+        security: Security::None,
+        username: None,
+        password: None,
+        password_command: None,
+        helo: None,
+        ca_file: None,
+        domains: vec!["office.test".parse().unwrap()],
+        link: Default::default(),
+        outgoing: Some(outgoing),
+    }
+}
+
+#[tokio::test]
+async fn outgoing_mail_another_process_queued_leaves_once_online_or_woken_and_never_offline() {
+    let w = world();
+    // The smarthost only counts who connects (and hangs up: the message stays deferred).
+    let smarthost = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = smarthost.local_addr().unwrap().port();
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connected.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = smarthost.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let count = || connected.load(std::sync::atomic::Ordering::SeqCst);
+    let (_accounts, rx) = tokio::sync::watch::channel(Arc::new(vec![sending_account(port)]));
+    let mut opts = options(None);
+    opts.accounts = Some(rx);
+    // A message tried and deferred waits a minute: each connection below is a new message's.
+    opts.retry_delay = Duration::from_secs(60);
+    opts.max_retry_delay = Duration::from_secs(60);
+    let runner = runner::start(
+        w.spool.clone(),
+        w.postmaster.clone(),
+        opts,
+        w.events.clone(),
+    );
+    let handle = runner.handle();
+    // `mailcall-cli sendmail` is another process: its commit is not announced to this runner.
+    let other = Spool::open(w.spool.root()).unwrap();
+    let submit = |n: usize| {
+        let other = other.clone();
+        async move {
+            crate::outgoing::queue::submit(
+                &other,
+                "isp",
+                "me@office.test",
+                &[format!("r{n}@example.org")],
+                "Received: from local user\r\n",
+                format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes(),
+                "local user",
+            )
+            .await
+            .unwrap()
+        }
+    };
+    submit(1).await;
+    // Woken while no link is up: read, and kept (an absence, watched for a while).
+    assert!(handle.rescan());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), 0, "offline: nothing is sent");
+    // The link comes up: what waited is tried at once.
+    handle.set_online(true);
+    wait_for("the send at link-up", || count() >= 1).await;
+    // Online, a message another process queues is tried as soon as the runner is woken, not
+    // at its next rescan a minute later.
+    let before = count();
+    submit(2).await;
+    assert!(handle.rescan());
+    wait_for("the send after the wake", || count() > before).await;
+    assert_eq!(count(), 2, "each message tried once");
+    // Offline again: a new message waits.
+    handle.set_online(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = count();
+    submit(3).await;
+    assert!(handle.rescan());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), before, "offline again: nothing is sent");
+    runner.finish(None).await;
+}

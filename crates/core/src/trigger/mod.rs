@@ -273,6 +273,7 @@ async fn automatic(inner: Arc<Inner>, trigger: Trigger) {
             trigger,
             accounts: Some(record.retryable),
             attempt: request.attempt + 1,
+            sending: request.sending,
         };
         delay = (delay * 2).min(MAX_RETRY_DELAY);
     }
@@ -302,6 +303,11 @@ impl TriggerHandle {
     /// The watched interfaces that are up now; `None` when the interfaces cannot be watched.
     pub fn links(&self) -> Option<Links> {
         self.inner.links.borrow().clone()
+    }
+
+    /// The watched interfaces that are up, as they change (`None`: they cannot be watched).
+    pub fn link_changes(&self) -> watch::Receiver<Option<Links>> {
+        self.inner.links.clone()
     }
 
     /// The service the triggers drive.

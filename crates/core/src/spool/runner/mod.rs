@@ -18,6 +18,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,14 +96,19 @@ enum Command {
     Send { reply: oneshot::Sender<SendReport> },
     /// Whether the link is up: outgoing mail leaves by itself only while it is.
     Online(bool),
+    /// Read the spool directory again now: another process (`mailcall-cli sendmail`) queued a
+    /// message, which only this process's own commits announce.
+    Rescan,
 }
 
-/// What one round of sending the outgoing mail did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one round of sending the outgoing mail did (the control socket's `SEND` reply).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReport {
     /// Each message tried, with each recipient's outcome.
+    #[serde(default)]
     pub messages: Vec<HandOverReport>,
     /// Outgoing servers that could not be reached or used, and why.
+    #[serde(default)]
     pub errors: Vec<String>,
 }
 
@@ -165,6 +171,13 @@ impl RunnerHandle {
     /// within seconds of being queued; while none is, it waits for a fetch.
     pub fn set_online(&self, online: bool) {
         let _ = self.tx.send(Command::Online(online));
+    }
+
+    /// Reads the spool directory again now, for messages another process queued (the runner
+    /// otherwise finds them at its next rescan, within a minute); `false` when the runner has
+    /// stopped.
+    pub fn rescan(&self) -> bool {
+        self.tx.send(Command::Rescan).is_ok()
     }
 }
 

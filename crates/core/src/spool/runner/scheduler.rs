@@ -320,8 +320,38 @@ impl Scheduler {
             .any(|t| t.outgoing_account().is_some())
     }
 
-    /// Makes every queued outgoing message due now and waits for each to be tried.
+    /// A watched link came up or went. Coming up, what was queued meanwhile by another process
+    /// is read, and outgoing mail waiting only because its server could not be reached (over
+    /// the link that was down) goes at once: a new link is a new chance.
+    fn set_online(&mut self, online: bool) {
+        let came_up = online && !self.online;
+        self.online = online;
+        if !came_up {
+            return;
+        }
+        self.rescan();
+        for t in self.entries.values_mut().filter(|t| !t.in_flight) {
+            for (r, s) in t
+                .entry
+                .envelope
+                .recipients
+                .iter()
+                .zip(t.entry.state.recipients.iter_mut())
+            {
+                if r.target.outgoing_account().is_some()
+                    && s.status == Status::Queued
+                    && s.unreachable
+                {
+                    s.next_attempt = None;
+                }
+            }
+        }
+    }
+
+    /// Makes every queued outgoing message due now and waits for each to be tried. The spool
+    /// is read first: `mailcall-cli sendmail` queues from another process.
     fn send_now(&mut self, reply: oneshot::Sender<SendReport>) {
+        self.rescan();
         let mut waiting = HashSet::new();
         for t in self.entries.values_mut() {
             let mut outgoing = false;
@@ -627,10 +657,8 @@ impl Scheduler {
                 reply,
             } => (action, selection, reply),
             Command::Send { reply } => return self.send_now(reply),
-            Command::Online(online) => {
-                self.online = online;
-                return;
-            }
+            Command::Online(online) => return self.set_online(online),
+            Command::Rescan => return self.rescan(),
         };
         // A message being handed over right now is left alone: its worker owns its state.
         let busy: Vec<String> = self
