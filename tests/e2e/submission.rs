@@ -54,9 +54,10 @@ fn s_nail_submits_to_the_running_daemon_and_send_delivers_it_to_the_smarthost() 
     let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
     let cli = Cli::new(&env);
     cli.write_config(&format!(
-        "hostname = \"client.test\"\nfetch-at-start = false\nsubmit-listen = \"127.0.0.1:{sp}\"\n"
+        "hostname = \"client.test\"\nfetch-at-start = false\ninterfaces = [\"none-here\"]\nsubmit-listen = \"127.0.0.1:{sp}\"\n"
     ));
-    // No ISP is asked here: the account's incoming side points at a port nobody serves.
+    // No link is watched, so the message waits for `send`. No ISP is asked here: the account's
+    // incoming side points at a port nobody serves.
     set_account_with_smarthost(&cli, free_port(), &smarthost);
     let maildir = env.root().join("Maildir").display().to_string();
     let listen = format!("127.0.0.1:{lp}");
