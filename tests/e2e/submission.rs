@@ -2,7 +2,8 @@
 //! running daemon's submission port; the message waits in the queue, and `mailcall-cli send`
 //! delivers it to a real Postfix smarthost, its text intact under the Received: lines. A sender
 //! no account holds is refused and nothing is queued; so is a LAN host (in a network namespace)
-//! that is neither listed nor logged in.
+//! that is neither listed nor logged in. While a watched link is up, a submitted message leaves
+//! by itself.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,7 +17,18 @@ use crate::outgoing::{set_account_with_smarthost, LOGIN};
 /// `s-nail` sending `body` from `from` to `to` through `smtp://127.0.0.1:PORT`, with no resource
 /// files read; returns its exit status and output.
 fn s_nail(env: &KeyringEnv, port: u16, from: &str, to: &str, body: &str) -> (bool, String) {
-    let mut cmd = Command::new("s-nail");
+    s_nail_as(Command::new("s-nail"), env, port, from, to, body)
+}
+
+/// [`s_nail`] with `cmd` as the s-nail to run (one inside a network namespace).
+fn s_nail_as(
+    mut cmd: Command,
+    env: &KeyringEnv,
+    port: u16,
+    from: &str,
+    to: &str,
+    body: &str,
+) -> (bool, String) {
     cmd.env("HOME", env.root())
         .env("LC_ALL", "C")
         .args([
@@ -193,4 +205,47 @@ fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
     assert!(local.status.is_some_and(|s| s.success()), "{transcript}");
     let queue = cli.run(&["queue"]);
     assert_eq!(queue.stdout.matches("smarthost:isp").count(), 1, "{queue}");
+}
+
+#[test]
+fn while_a_watched_link_is_up_a_submitted_message_leaves_by_itself() {
+    use crate::linkworld::{LinkWorld, WorldOptions};
+
+    let world = LinkWorld::new(WorldOptions::new(&[]));
+    let cli = world.cli();
+    let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
+    smarthost.move_into(&world.ns);
+    set_account_with_smarthost(&cli, world.isp.port(), &smarthost);
+    let sp = free_port();
+    cli.run(&["config", "set", "submit-listen", &format!("127.0.0.1:{sp}")])
+        .assert_success();
+    // Paused: no automatic fetch at link-up, so what leaves, leaves by the runner's own sending.
+    cli.run(&["pause"]).assert_success();
+    let daemon = world.start_daemon();
+    world.dial_in();
+    let (ok, said) = s_nail_as(
+        world.ns.command("s-nail"),
+        &world.env,
+        sp,
+        "me@office.test",
+        "alice@example.org",
+        "Sent while the link is up.\n",
+    );
+    assert!(ok, "s-nail must submit\n{said}\n{}", world.context());
+    // The runner of the same daemon hears of it: no `send`, no fetch.
+    let arrived = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        (smarthost.maildir("alice").new_messages().len() == 1).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "the submitted message leaves by itself\n{}\nsmarthost log:\n{}",
+        world.context(),
+        smarthost.log()
+    );
+    assert!(
+        world.records().iter().all(|r| r["kind"] != "fetch"),
+        "no fetch ran (paused)\n{}",
+        world.context()
+    );
+    world.stop_daemon(daemon);
 }
