@@ -2,7 +2,8 @@
 //! running daemon's submission port; the message waits in the queue, and `mailcall-cli send`
 //! delivers it to a real Postfix smarthost, its text intact under the Received: lines. A sender
 //! no account holds is refused and nothing is queued; so is a LAN host (in a network namespace)
-//! that is neither listed nor logged in. While a watched link is up, a submitted message leaves
+//! that is neither listed nor logged in, while the login (its password from the keyring) over TLS
+//! lets it submit. While a watched link is up, a submitted message leaves
 //! by itself.
 
 use std::process::{Command, Stdio};
@@ -122,15 +123,16 @@ fn s_nail_submits_to_the_running_daemon_and_send_delivers_it_to_the_smarthost() 
 }
 
 /// swaks inside `ns`, from `me@office.test` to alice@example.org through `server`.
-fn swaks_in(ns: &Netns, server: &str) -> Finished {
+fn swaks_in(ns: &Netns, server: &str, extra: &[&str]) -> Finished {
     let mut cmd = ns.command("swaks");
     cmd.args(["--server", server, "--timeout", "20", "--helo", "lan.test"])
-        .args(["--from", "me@office.test", "--to", "alice@example.org"]);
+        .args(["--from", "me@office.test", "--to", "alice@example.org"])
+        .args(extra);
     run_with_timeout(&mut cmd, None, Duration::from_secs(60)).expect("running swaks")
 }
 
 #[test]
-fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
+fn a_lan_host_submits_only_after_auth_over_tls_with_the_password_from_the_keyring() {
     let env = KeyringEnv::new();
     let ns = Netns::new();
     // A LAN address in the namespace: connections to it come from it, not from loopback.
@@ -159,6 +161,21 @@ fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
         "3",
     ]);
     out.assert_success();
+    // The submission login: its user in the config, its password in the keyring.
+    cli.run(&["config", "set", "submit-user", "me"])
+        .assert_success();
+    let out = cli.run_with_stdin(&["config", "set-submit-password"], Some("subm1t-pw\n"));
+    out.assert_success();
+    assert!(
+        !out.stdout.contains("subm1t-pw") && !out.stderr.contains("subm1t-pw"),
+        "{out}"
+    );
+    assert!(
+        !std::fs::read_to_string(cli.config_path())
+            .unwrap()
+            .contains("subm1t-pw"),
+        "the password is in no file"
+    );
     let log = env.root().join("daemon.log");
     let maildir = env.root().join("Maildir").display().to_string();
     let mut cmd = ns.command(cli.binary());
@@ -186,7 +203,7 @@ fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
         mailcall_e2e::read_for_diagnostics(&log)
     );
 
-    let refused = swaks_in(&ns, &format!("10.99.0.1:{sp}"));
+    let refused = swaks_in(&ns, &format!("10.99.0.1:{sp}"), &[]);
     let transcript = format!("{}{}", refused.stdout, refused.stderr);
     assert!(
         transcript.contains("530 5.7.0 Authentication required"),
@@ -199,12 +216,46 @@ fn a_lan_host_neither_listed_nor_logged_in_is_refused_and_nothing_is_queued() {
         "nothing queued\n{queue}"
     );
 
-    // Loopback in the same namespace may.
-    let local = swaks_in(&ns, &format!("127.0.0.1:{sp}"));
+    // A wrong password over TLS: 535, nothing queued.
+    let lan = format!("10.99.0.1:{sp}");
+    let auth = |password: &'static str| {
+        [
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "me",
+            "--auth-password",
+            password,
+        ]
+    };
+    let wrong = swaks_in(&ns, &lan, &auth("guess"));
+    let transcript = format!("{}{}", wrong.stdout, wrong.stderr);
+    assert!(transcript.contains("535 5.7.8"), "{transcript}");
+    let queue = cli.run(&["queue"]);
+    assert!(
+        !queue.stdout.contains("smarthost:isp"),
+        "nothing queued\n{queue}"
+    );
+
+    // Loopback in the same namespace may; so may the LAN host with the login over TLS.
+    let local = swaks_in(&ns, &format!("127.0.0.1:{sp}"), &[]);
     let transcript = format!("{}{}", local.stdout, local.stderr);
     assert!(local.status.is_some_and(|s| s.success()), "{transcript}");
+    let logged_in = swaks_in(&ns, &lan, &auth("subm1t-pw"));
+    let transcript = format!("{}{}", logged_in.stdout, logged_in.stderr);
+    assert!(
+        logged_in.status.is_some_and(|s| s.success()) && transcript.contains("235 2.7.0"),
+        "{transcript}\n{}",
+        mailcall_e2e::read_for_diagnostics(&log)
+    );
     let queue = cli.run(&["queue"]);
-    assert_eq!(queue.stdout.matches("smarthost:isp").count(), 1, "{queue}");
+    assert_eq!(queue.stdout.matches("smarthost:isp").count(), 2, "{queue}");
+    let daemon_log = mailcall_e2e::read_for_diagnostics(&log);
+    assert!(
+        !daemon_log.contains("subm1t-pw"),
+        "the password is in no log"
+    );
 }
 
 #[test]
