@@ -37,6 +37,7 @@ mod reload;
 mod retry;
 mod routing;
 mod secrets;
+mod submission;
 mod terminal;
 mod tls_auth;
 mod triggers;

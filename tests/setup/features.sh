@@ -28,6 +28,8 @@ e2e() {
     tool passwd useradd usermod userdel
     tool mount mount umount
     tool swaks swaks
+    # tests/e2e/submission.rs: a real mail program submitting over SMTP (smtp:// in mta=).
+    tool s-nail s-nail
     tool iproute2 ip
     if have swaks; then
         # swaks' TLS is only a Recommends: `swaks --tls` needs Net::SSLeay and IO::Socket::SSL.

@@ -20,7 +20,8 @@
 #   libnet-ssleay-perl    swaks --tls (only a Recommends of swaks: without it "TLS not available")
 #   libio-socket-ssl-perl swaks --tls, likewise
 #   iproute2              ip netns / ip tuntap, for the network-up trigger tests (a ppp0 stand-in)
-E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux passwd mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2"
+#   s-nail                a real mail program submitting to the submission listener over SMTP
+E2E_PACKAGES="postfix sasl2-bin libsasl2-modules libsasl2-modules-db openssl dbus gnome-keyring libsecret-tools util-linux passwd mount swaks libnet-ssleay-perl libio-socket-ssl-perl iproute2 s-nail"
 
 # The mail server and reader the end-to-end tests hand mail to and read Mailcall's Maildir with
 # (tests/dovecot.rs runs a private instance per test with `dovecot -c CONF -F`; setup.sh stops the

@@ -62,6 +62,7 @@ pub fn command_for(setting: &Setting) -> String {
             let example = match key {
                 ConfigKey::UnknownRecipients => "catch-all",
                 ConfigKey::Listen => "0.0.0.0:2525",
+                ConfigKey::SubmitListen => "127.0.0.1:2587",
                 ConfigKey::Maildir => "/home/me/Maildir",
                 ConfigKey::DataDir => "/home/me/.local/share/mailcall",
                 ConfigKey::ReplyTimeout => "120",

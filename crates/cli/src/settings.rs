@@ -1,4 +1,5 @@
-//! `config show` / `config set` / `config unset`: the preferences in the TOML file.
+//! `config show` / `config set` / `config unset`: the preferences in the TOML file; and
+//! `config set-submit-password`, the submission login's password into the keyring.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ pub enum ConfigCommand {
     },
     /// List the keys and what each holds.
     Keys,
+    /// Keep the submission login's password (for `submit-user`) in the OS keyring, read from
+    /// one line of standard input; never shown.
+    SetSubmitPassword,
 }
 
 /// Resolves the config path and loads it (defaults when the file does not exist yet). A file
@@ -121,6 +125,23 @@ pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
                 say!("{:<26} {}", k.name(), k.about());
             }
         }
+        ConfigCommand::SetSubmitPassword => {
+            if config.account_store != config::AccountStoreKind::Keyring {
+                return Err(Failure::setup(
+                    "the submission password lives in the OS keyring, and accounts here live in a \
+                     file (account-store = file): let LAN hosts submit through \
+                     submit-allowed-peers instead, or keep accounts in the keyring",
+                ));
+            }
+            let password = read_submit_password()?;
+            mailcall_core::keystore::save_submit_password(&password).map_err(Failure::setup)?;
+            let user = config.submit_user.as_deref().unwrap_or("(none yet)");
+            say!("the submission password is in the keyring (submit-user: {user})");
+            if config.submit_user.is_none() {
+                say!("set the login's user name too: mailcall-cli config set submit-user NAME");
+            }
+            note_running(ConfigKey::SubmitUser);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -156,4 +177,20 @@ pub fn absolute(value: &str) -> Result<String, Failure> {
         ))
     })?;
     Ok(cwd.join(value).display().to_string())
+}
+
+/// One line of standard input, without its line end; empty is refused.
+fn read_submit_password() -> Result<String, Failure> {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+        Failure::setup(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(Failure::setup(
+            "read an empty password: pipe it in, e.g. `printf '%s\\n' \"$PW\" | mailcall-cli config set-submit-password`",
+        ));
+    }
+    Ok(password)
 }

@@ -419,6 +419,10 @@ impl Instance {
         // The Maildir before the keyring: what the user must fix shows first. The port is bound
         // once the accounts are read: only ETRN accounts need the listener (the keyring entry
         // holds the mode), so a setup with ODMR accounts only never binds one.
+        let submit_options = crate::outgoing::submission::SubmitOptions::from_config(
+            &config,
+            &service_options.listener,
+        )?;
         let prepared = service::prepare(service_options).await?;
         let router = prepared.router();
         let mut runner_options = RunnerOptions::from_config(&config)?;
@@ -443,6 +447,14 @@ impl Instance {
         let queue = runner.as_ref().map(Runner::handle);
         if let Some(queue) = &queue {
             service.set_outbox(queue.clone());
+        }
+        // Outgoing mail from local programs and the LAN (submit-listen), for a running Mailcall.
+        if let (true, Some(mut submit), Some(spool)) = (remembered, submit_options, router.spool())
+        {
+            submit.login = crate::keystore::submit_login(&config).await;
+            if let Err(e) = service.start_submission(submit, spool.clone()).await {
+                events.emit(Event::Error(e.problem()));
+            }
         }
         // Absolute: a client in another directory compares it with its own.
         let running_config = std::path::absolute(&config_path).unwrap_or(config_path.clone());

@@ -235,6 +235,54 @@ pub fn for_config(config: &Config, config_path: &Path) -> Arc<dyn AccountStore> 
     }
 }
 
+/// The keyring entry (service `mailcall`) holding the submission login's password; no account
+/// name can be this (account names have no `@`).
+pub const SUBMIT_PASSWORD_ENTRY: &str = "@submit-password";
+
+/// Keeps the submission login's password in the OS keyring (blocks on D-Bus).
+pub fn save_submit_password(password: &str) -> Result<(), KeystoreError> {
+    entry(SUBMIT_PASSWORD_ENTRY)?
+        .set_password(password)
+        .map_err(|e| map_error(SUBMIT_PASSWORD_ENTRY, e))
+}
+
+/// The submission login's password from the OS keyring; `None` when none was set (blocks on
+/// D-Bus).
+pub fn load_submit_password() -> Result<Option<String>, KeystoreError> {
+    match entry(SUBMIT_PASSWORD_ENTRY)?.get_password() {
+        Ok(p) => Ok(Some(p)),
+        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(e) => Err(map_error(SUBMIT_PASSWORD_ENTRY, e)),
+    }
+}
+
+/// The submission login `config` names (`submit-user`) with its password from the keyring,
+/// read off the async threads. `None` without a user, with accounts in a file (which holds no
+/// passwords), or without a password (then only loopback and the listed networks may submit);
+/// why is logged.
+pub async fn submit_login(config: &Config) -> Option<crate::listener::SubmitLogin> {
+    let user = config.submit_user.clone()?;
+    if config.account_store != AccountStoreKind::Keyring {
+        tracing::warn!("submit-user is set but accounts live in a file, which holds no passwords: no submission login (LAN hosts submit through submit-allowed-peers)");
+        return None;
+    }
+    match tokio::task::spawn_blocking(load_submit_password).await {
+        Ok(Ok(Some(password))) => Some(crate::listener::SubmitLogin::new(user, password)),
+        Ok(Ok(None)) => {
+            tracing::warn!("submit-user is set but no password is: set it with `mailcall-cli config set-submit-password`");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("no submission login: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("no submission login: the keyring task failed: {e}");
+            None
+        }
+    }
+}
+
 /// An in-memory store for unit tests and previews; nothing persists.
 #[derive(Debug, Default)]
 pub struct MemoryStore {

@@ -3,6 +3,9 @@
 //! session merged into it — and the one list of accounts, published on a watch for whoever
 //! needs it (the triggers, the recipient policy of the listener and of ODMR's turned lines).
 //!
+//! The submission listener for outgoing mail ([`crate::outgoing::submission`]) is held here
+//! too, bound while an account has an outgoing server.
+//!
 //! [`crate::instance`] is what front ends start; it builds a service and its triggers.
 
 use std::net::SocketAddr;
@@ -27,8 +30,10 @@ use crate::listener::{
     tls, BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
 };
 use crate::maildir::Maildir;
+use crate::outgoing::submission::{needs_submission, SubmitBindError, SubmitOptions, SubmitSlot};
 use crate::spool::copies::{Router, RoutingError, RoutingOptions};
 use crate::spool::runner::RunnerHandle;
+use crate::spool::Spool;
 
 /// How long the listener may take to finish in-flight deliveries at shutdown.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
@@ -198,6 +203,7 @@ pub struct ServiceHandle {
     shutdown: CancellationToken,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
     outbox: Arc<OnceLock<RunnerHandle>>,
+    submission: Arc<OnceLock<Arc<SubmitSlot>>>,
 }
 
 impl std::fmt::Debug for FetchCommand {
@@ -220,6 +226,9 @@ impl ServiceHandle {
     /// Replaces the accounts: what fetches ask, and the domains the listener accepts.
     pub fn set_accounts(&self, accounts: Vec<Account>) {
         self.policy.replace(domains_of(&accounts));
+        if let Some(slot) = self.submission.get() {
+            slot.replace_accounts(accounts.clone());
+        }
         self.accounts.send_replace(Arc::new(accounts));
     }
 
@@ -252,6 +261,15 @@ impl ServiceHandle {
     /// that had ODMR accounts only) and it is not up yet; returns where it listens, if it does.
     /// A listener that is up stays up when its last ETRN account goes.
     pub async fn listen_if_needed(&self) -> Result<Option<SocketAddr>, BindError> {
+        // The submission listener too, once an account has an outgoing server (its failure is
+        // reported as an event: incoming mail does not depend on it).
+        if let Some(slot) = self.submission.get() {
+            if needs_submission(&self.accounts()) {
+                if let Err(e) = slot.ensure().await {
+                    self.events.emit(Event::Error(e.problem()));
+                }
+            }
+        }
         if !needs_listener(&self.accounts()) {
             return Ok(self.listener.addr());
         }
@@ -262,6 +280,36 @@ impl ServiceHandle {
     /// first, in the same online window (set once, when the runner starts).
     pub fn set_outbox(&self, runner: RunnerHandle) {
         let _ = self.outbox.set(runner);
+    }
+
+    /// Sets up the submission listener (outgoing mail into `spool`, the runner's), once; binds
+    /// it now if an account has an outgoing server, later (`listen_if_needed`) if one gets one.
+    /// Returns where it listens, if it does.
+    pub async fn start_submission(
+        &self,
+        options: SubmitOptions,
+        spool: Spool,
+    ) -> Result<Option<SocketAddr>, SubmitBindError> {
+        let accounts = self.accounts().to_vec();
+        let needed = needs_submission(&accounts);
+        let slot = SubmitSlot::new(options, spool, accounts, self.shutdown.child_token()).map_err(
+            |e| {
+                SubmitBindError::Other(BindError::Other {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    source: e,
+                })
+            },
+        )?;
+        let slot = self.submission.get_or_init(|| Arc::new(slot)).clone();
+        if needed {
+            return slot.ensure().await;
+        }
+        Ok(slot.addr())
+    }
+
+    /// Where the submission listener listens; `None` while none runs.
+    pub fn submit_addr(&self) -> Option<SocketAddr> {
+        self.submission.get().and_then(|s| s.addr())
     }
 
     /// Whether a fetch session is running.
@@ -276,6 +324,14 @@ impl ServiceHandle {
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+        // Submissions in flight finish (new commands get 421), then the port closes.
+        if let Some(slot) = self.submission.get() {
+            if !slot.drained(DRAIN_LIMIT).await {
+                self.events.emit(Event::Error(Problem::new(
+                    "the submission listener did not finish in time; a message without a 250 was not queued",
+                )));
+            }
         }
     }
 }
@@ -401,6 +457,7 @@ pub async fn start_prepared(
         shutdown,
         task: Arc::new(Mutex::new(Some(task))),
         outbox,
+        submission: Arc::new(OnceLock::new()),
     })
 }
 

@@ -1,6 +1,8 @@
 //! The rules every preference follows, in one place: [`Config::check`] judges a whole config
 //! (a file when it is read, and the config after each `set`), naming the key each fault is in.
 
+use std::net::SocketAddr;
+
 use super::{invalid, Config, ConfigError, ConfigKey, UnknownRecipients};
 use crate::listener::PeerNet;
 
@@ -57,6 +59,20 @@ impl Config {
         }
         if let Err(e) = self.peer_networks() {
             problems.push(e);
+        }
+        if let Err(e) = self.submit_networks() {
+            problems.push(e);
+        }
+        if let Err(e) = self.submit_address() {
+            problems.push(e);
+        }
+        if let Some(user) = &self.submit_user {
+            if user.is_empty() || user.len() > 256 || user.chars().any(|c| c.is_control()) {
+                problems.push(invalid(
+                    ConfigKey::SubmitUser,
+                    "give a user name without control characters, e.g. me",
+                ));
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             problems.push(invalid(
@@ -123,6 +139,32 @@ impl Config {
         }
     }
 
+    /// Where the submission listener listens; `None` when `submit-listen` is `off`.
+    pub fn submit_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let text = self.submit_listen.trim();
+        if text.eq_ignore_ascii_case("off") || text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            invalid(
+                ConfigKey::SubmitListen,
+                format!("{text:?} is not ADDR:PORT or off, e.g. 127.0.0.1:587 or 0.0.0.0:587"),
+            )
+        })
+    }
+
+    /// The `submit-allowed-peers` networks (besides loopback, which may always submit).
+    pub fn submit_networks(&self) -> Result<Vec<PeerNet>, ConfigError> {
+        self.submit_allowed_peers
+            .iter()
+            .map(|p| {
+                p.parse().map_err(|e: crate::listener::PeerNetError| {
+                    invalid(ConfigKey::SubmitAllowedPeers, e.to_string())
+                })
+            })
+            .collect()
+    }
+
     /// The `allowed-peers` networks; `None` when any peer may deliver.
     pub fn peer_networks(&self) -> Result<Option<Vec<PeerNet>>, ConfigError> {
         if self.allowed_peers.is_empty() {
@@ -183,12 +225,34 @@ mod tests {
             (K::AllowedPeers, "not-a-net"),
             (K::Listen, "nonsense"),
             (K::Starttls, "maybe"),
+            (K::SubmitListen, "587"),
+            (K::SubmitAllowedPeers, "lan"),
         ] {
             let e = Config::default().set(key, bad).unwrap_err();
             assert_eq!(e.key(), Some(key), "{key}: {e}");
         }
         let e = Config::default().set("colour", "red").unwrap_err();
         assert!(e.to_string().contains("idle-timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_submission_listener_is_an_address_or_off() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.submit_address().unwrap(),
+            Some("127.0.0.1:587".parse().unwrap())
+        );
+        c.set(K::SubmitListen, "OFF").unwrap();
+        assert_eq!(c.submit_address().unwrap(), None);
+        c.set(K::SubmitListen, "0.0.0.0:2587").unwrap();
+        assert_eq!(c.submit_address().unwrap().unwrap().port(), 2587);
+        c.set(K::SubmitAllowedPeers, "192.168.1.0/24, 10.0.0.7")
+            .unwrap();
+        assert_eq!(c.submit_networks().unwrap().len(), 2);
+        c.set(K::SubmitUser, "me").unwrap();
+        assert_eq!(c.submit_user.as_deref(), Some("me"));
+        c.set(K::SubmitUser, "").unwrap();
+        assert_eq!(c.submit_user, None);
     }
 
     #[test]

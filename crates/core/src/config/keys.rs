@@ -208,6 +208,12 @@ config_keys! {
     FetchAtStart = "fetch-at-start", Kind::Flag, "fetch once at start when a link is up (true/false)";
     AccountStore = "account-store", Kind::Choice(&["keyring", "file"]),
         "where accounts live: keyring, or file (no passwords: use a password command)";
+    SubmitListen = "submit-listen", Kind::Address,
+        "ADDR:PORT local programs submit outgoing mail to, or off";
+    SubmitAllowedPeers = "submit-allowed-peers", Kind::List,
+        "LAN addresses/networks that may submit without a login (comma-separated)";
+    SubmitUser = "submit-user", Kind::HostName,
+        "the submission login's user name (its password: config set-submit-password)";
     Accounts = "accounts", Kind::Managed, "the accounts' names (`account set`, `account remove`)";
     Routes = "routes", Kind::Managed, "where each recipient's mail goes (`route add`, `route remove`)";
 }
@@ -386,6 +392,9 @@ impl Config {
             | ConfigKey::Interfaces
             | ConfigKey::FetchAtStart
             | ConfigKey::AccountStore
+            | ConfigKey::SubmitListen
+            | ConfigKey::SubmitAllowedPeers
+            | ConfigKey::SubmitUser
             | ConfigKey::Accounts
             | ConfigKey::Routes => return None,
         })
@@ -428,6 +437,11 @@ impl Config {
             ConfigKey::TlsCert => next.tls_cert = path(value),
             ConfigKey::TlsKey => next.tls_key = path(value),
             ConfigKey::AllowedPeers => next.allowed_peers = list(value),
+            ConfigKey::SubmitListen => next.submit_listen = value.trim().to_ascii_lowercase(),
+            ConfigKey::SubmitAllowedPeers => next.submit_allowed_peers = list(value),
+            ConfigKey::SubmitUser => {
+                next.submit_user = (!value.trim().is_empty()).then(|| value.trim().to_string())
+            }
             ConfigKey::Interfaces => next.interfaces = list(value),
             ConfigKey::UnknownRecipients => {
                 next.unknown_recipients = value.parse().map_err(|e: String| invalid(key, e))?
@@ -477,6 +491,9 @@ impl Config {
             ConfigKey::TlsCert => self.tls_cert = d.tls_cert,
             ConfigKey::TlsKey => self.tls_key = d.tls_key,
             ConfigKey::AllowedPeers => self.allowed_peers = d.allowed_peers,
+            ConfigKey::SubmitListen => self.submit_listen = d.submit_listen,
+            ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers = d.submit_allowed_peers,
+            ConfigKey::SubmitUser => self.submit_user = d.submit_user,
             ConfigKey::Interfaces => self.interfaces = d.interfaces,
             ConfigKey::UnknownRecipients => self.unknown_recipients = d.unknown_recipients,
             numeric => {
@@ -527,7 +544,11 @@ mod tests {
     #[test]
     fn every_settable_key_is_set_from_text_and_unset() {
         let example = |key: ConfigKey| match key.kind() {
-            Kind::List if key == ConfigKey::AllowedPeers => "192.0.2.0/24".into(),
+            Kind::List
+                if matches!(key, ConfigKey::AllowedPeers | ConfigKey::SubmitAllowedPeers) =>
+            {
+                "192.0.2.0/24".into()
+            }
             Kind::Number(range) => range.min.max(range.max.min(60)).to_string(),
             Kind::Flag => "false".into(),
             Kind::Address => "127.0.0.1:2525".into(),

@@ -143,6 +143,17 @@ pub struct Config {
     /// Peers (addresses or CIDR networks) allowed to deliver; empty: any peer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_peers: Vec<String>,
+    /// Where the submission listener listens (ADDR:PORT), or `off`: local programs and LAN
+    /// hosts hand outgoing mail there. Bound only while an account has an outgoing server.
+    pub submit_listen: String,
+    /// LAN peers (addresses or CIDR networks) that may submit without a login; loopback always
+    /// may.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub submit_allowed_peers: Vec<String>,
+    /// The submission login's user name (AUTH over TLS); its password is in the keyring or the
+    /// headless store. None: no login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submit_user: Option<String>,
     /// Recipients per message.
     pub max_recipients: u64,
     /// Longest SMTP command line, in bytes.
@@ -253,6 +264,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             allowed_peers: Vec::new(),
+            submit_listen: "127.0.0.1:587".into(),
+            submit_allowed_peers: Vec::new(),
+            submit_user: None,
             max_recipients: 100,
             max_line_length: 4096,
             max_errors: 20,

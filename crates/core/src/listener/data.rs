@@ -30,6 +30,8 @@ pub(crate) struct Arrival<'a> {
     pub(crate) helo: Option<(&'a str, bool)>,
     /// Whether the session is encrypted.
     pub(crate) tls: bool,
+    /// Whether the client authenticated (submission).
+    pub(crate) auth: bool,
     /// The peer's address.
     pub(crate) ip: IpAddr,
     /// Our name.
@@ -40,13 +42,15 @@ pub(crate) struct Arrival<'a> {
 /// one: several would show Bcc recipients to each other), ending in CRLF.
 pub(crate) fn received_header(arrival: &Arrival<'_>, recipients: &[String], id: &str) -> String {
     let (helo, with) = match arrival.helo {
-        // RFC 3848: ESMTPS when the mail came over TLS.
+        // RFC 3848: ESMTPS when the mail came over TLS, ESMTPSA when authenticated too.
         Some((name, esmtp)) => (
             name,
-            match (esmtp, arrival.tls) {
-                (true, true) => "ESMTPS",
-                (true, false) => "ESMTP",
-                (false, _) => "SMTP",
+            match (esmtp, arrival.tls, arrival.auth) {
+                (true, true, true) => "ESMTPSA",
+                (true, false, true) => "ESMTPA",
+                (true, true, false) => "ESMTPS",
+                (true, false, false) => "ESMTP",
+                (false, _, _) => "SMTP",
             },
         ),
         None => ("unknown", "SMTP"),
@@ -68,6 +72,8 @@ pub(crate) fn received_header(arrival: &Arrival<'_>, recipients: &[String], id: 
 /// refused (too big, or the disk failed) — the rest is still read, so the peer gets its answer.
 pub(crate) struct BodyWriter {
     pub(crate) copies: Option<Copies>,
+    /// Submission: the message gathered in memory (bounded by `max`), queued whole at the end.
+    pub(crate) buffer: Option<Vec<u8>>,
     pub(crate) max: u64,
     pub(crate) body_size: u64,
     /// The first bytes of the message as it came, for `message_headline`.
@@ -90,6 +96,9 @@ impl BodyWriter {
         self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         // The message is stored with CRLF line ends, exactly as it came over the wire: that is
         // what the sender signed (DKIM) and what Maildir readers (Dovecot, mutt) take fine.
+        if let Some(buffer) = self.buffer.as_mut() {
+            buffer.extend_from_slice(bytes);
+        }
         let result = match self.copies.as_mut() {
             Some(copies) => copies.write(bytes).await,
             None => Ok(()),
@@ -104,6 +113,7 @@ impl BodyWriter {
         if let Some(copies) = self.copies.take() {
             copies.abort().await;
         }
+        self.buffer = None;
         self.refusal = Some(refusal);
     }
 }
@@ -174,6 +184,7 @@ mod tests {
         let arrival = Arrival {
             helo: Some(("isp.test", true)),
             tls: true,
+            auth: false,
             ip,
             host: "mx.test",
         };
@@ -192,6 +203,12 @@ mod tests {
             ..arrival
         };
         let two = received_header(&plain, &["a@y.test".into(), "b@y.test".into()], "ID2");
+        let authenticated = Arrival {
+            auth: true,
+            ..arrival
+        };
+        let three = received_header(&authenticated, &[], "ID3");
+        assert!(three.contains("with ESMTPSA id ID3;"), "{three}");
         assert!(
             two.contains("from unknown") && two.contains("with SMTP id ID2;"),
             "{two}"

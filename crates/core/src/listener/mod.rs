@@ -5,7 +5,7 @@
 //! buffers, `codec` the I/O-free line splitter and DATA un-stuffer, `data` the writer that puts
 //! a message on disk, `policy` who may receive mail here, `gate` who may connect (and which ISP a
 //! fetch has asked), `reply` the wire form of our answers, `tls` the certificate and config
-//! STARTTLS offers. Mail is acknowledged only once it is durable on disk; every 4xx we answer is
+//! STARTTLS offers, `submission` the role in which it takes outgoing mail (port 587) instead. Mail is acknowledged only once it is durable on disk; every 4xx we answer is
 //! reported, so a fetch knows what stayed at the ISP.
 
 mod codec;
@@ -17,11 +17,13 @@ mod gate;
 mod policy;
 mod reply;
 mod session;
+mod submission;
 pub mod tls;
 
 pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
 pub use session::{serve, Reception};
+pub use submission::{Submission, SubmitLogin};
 
 pub(crate) use data::message_headline;
 

@@ -1,4 +1,5 @@
-//! Which recipients the listener accepts: only addresses in the configured domains, never a relay.
+//! Which recipients the listener accepts: only addresses in the configured domains, never a relay
+//! (the submission role takes any domain, but judges the form the same way).
 
 use crate::account::DomainSpec;
 
@@ -41,17 +42,11 @@ impl RecipientPolicy {
     /// Judges a recipient as the SMTP parser returned it (source route already stripped, so the
     /// final address alone decides; `<@ours:user@theirs>` is judged as `user@theirs`).
     pub(crate) fn judge(&self, address: &str) -> Verdict {
-        let Some((local, domain)) = address.rsplit_once('@') else {
-            return Verdict::Malformed;
-        };
-        if local.is_empty() || domain.is_empty() {
-            return Verdict::Malformed;
+        match judge_form(address) {
+            Verdict::Accept => {}
+            other => return other,
         }
-        // `user%theirs@ours`, `theirs!user@ours` and `"user@theirs"@ours` (the parser drops the
-        // quotes, leaving a second `@`) are old ways to make a host relay: never for us.
-        if local.contains(['%', '!', '@']) {
-            return Verdict::RelayDenied;
-        }
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
         let domains = self.domains.read().unwrap_or_else(|p| p.into_inner());
         if domains.iter().any(|spec| spec.accepts(domain)) {
             Verdict::Accept
@@ -59,6 +54,23 @@ impl RecipientPolicy {
             Verdict::RelayDenied
         }
     }
+}
+
+/// Judges a recipient's form alone, wherever its domain (the submission listener's recipients
+/// may be anywhere): `local@domain`, and none of the old routing tricks.
+pub(crate) fn judge_form(address: &str) -> Verdict {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Verdict::Malformed;
+    };
+    if local.is_empty() || domain.is_empty() {
+        return Verdict::Malformed;
+    }
+    // `user%theirs@ours`, `theirs!user@ours` and `"user@theirs"@ours` (the parser drops the
+    // quotes, leaving a second `@`) are old ways to make a host relay: never for us.
+    if local.contains(['%', '!', '@']) {
+        return Verdict::RelayDenied;
+    }
+    Verdict::Accept
 }
 
 /// Whether the address in a raw `RCPT TO:<...>` line uses a quoted string. The parser removes the

@@ -20,10 +20,12 @@ use super::conn::{Connection, Read};
 use super::data::{
     message_headline, received_header, storage_error, Arrival, BodyWriter, Refusal, WRITE_CHUNK,
 };
-use super::policy::{uses_quoting, Verdict};
+use super::policy::{judge_form, uses_quoting, Verdict};
 use super::reply::Reply;
+use super::submission::{auth_turn, AuthStep, AuthTurn, Submission, LOGIN_USER};
 use super::{AskedPeers, ListenerEvent, ListenerSettings, RecipientPolicy};
 use crate::maildir::Maildir;
+use crate::outgoing::queue::{submit, SubmitError};
 use crate::report::{MessageInfo, QueuedCopy};
 use crate::routing::Target;
 use crate::spool::copies::Router;
@@ -40,6 +42,8 @@ pub struct Reception {
     pub(crate) events: mpsc::UnboundedSender<ListenerEvent>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) asked: AskedPeers,
+    /// Set for the submission listener: outgoing mail, queued for the accounts' servers.
+    pub(crate) submission: Option<Arc<Submission>>,
 }
 
 impl Reception {
@@ -60,7 +64,16 @@ impl Reception {
             events,
             shutdown,
             asked: AskedPeers::default(),
+            submission: None,
         }
+    }
+
+    /// The same in the submission role: who may send is `submission`'s to say (loopback, its
+    /// networks, its login over TLS), recipients may be anywhere, and messages are queued for
+    /// the sender's account's outgoing server instead of delivered here.
+    pub fn with_submission(mut self, submission: Arc<Submission>) -> Self {
+        self.submission = Some(submission);
+        self
     }
 
     /// The ISP addresses running fetches have asked (see [`AskedPeers`]).
@@ -89,6 +102,7 @@ impl Reception {
             events,
             shutdown,
             asked: self.asked.clone(),
+            submission: self.submission.clone(),
         }
     }
 }
@@ -150,6 +164,9 @@ pub async fn serve<S>(
         helo: None,
         errors: 0,
         lines: LineSplitter::default(),
+        auth: None,
+        user: None,
+        account: None,
     };
     session.serve().await;
 }
@@ -162,6 +179,12 @@ struct Session<S> {
     helo: Option<Helo>,
     errors: u32,
     lines: LineSplitter,
+    /// Submission: an AUTH exchange waiting for the client's next line.
+    auth: Option<AuthStep>,
+    /// Submission: the login the client authenticated as.
+    user: Option<String>,
+    /// Submission: the account the current transaction's sender sends through.
+    account: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -176,7 +199,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // A whole line arrived: the next command gets its own full timeout.
                 deadline = None;
                 let next = match line {
-                    Line::Complete(line) => self.command(&line),
+                    Line::Complete(line) => match self.auth.take() {
+                        Some(step) => self.auth_line(step, &line),
+                        None => self.command(&line),
+                    },
                     Line::TooLong => {
                         self.push(Reply::new(500, "5.5.2", "Line too long"));
                         self.check_errors()
@@ -276,6 +302,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // Nothing learned before TLS counts: the peer must say EHLO again.
         self.state = State::Connected;
         self.helo = None;
+        self.user = None;
+        self.account = None;
         true
     }
 
@@ -319,6 +347,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if self.offers_tls() {
                     lines.push("STARTTLS".into());
                 }
+                if self.offers_auth() {
+                    lines.push("AUTH PLAIN LOGIN".into());
+                }
                 self.push(Reply::plain(250, lines));
             }
             Request::Helo { host } => {
@@ -333,6 +364,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 State::Greeted => {
                     if from.size as u64 > settings.max_message_size {
                         self.push(too_big());
+                    } else if let Some(refused) = self.submitter(&from.address) {
+                        self.push(refused);
                     } else {
                         self.state = State::Mail {
                             sender: clean(&from.address),
@@ -377,6 +410,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Next::StartTls;
                 }
             }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } if self.ctx.submission.is_some() => {
+                let reply = self.auth_command(mechanism, &initial_response);
+                self.push(reply);
+            }
             Request::StartTls if self.conn.is_tls() => {
                 self.push(Reply::new(503, "5.5.1", "Error: TLS already active"))
             }
@@ -394,6 +434,109 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Next::Continue
     }
 
+    /// Submission: whether AUTH is on offer — only inside TLS, with a login configured, and
+    /// not yet authenticated.
+    fn offers_auth(&self) -> bool {
+        self.ctx
+            .submission
+            .as_ref()
+            .is_some_and(|s| s.has_login() && self.conn.is_tls() && self.user.is_none())
+    }
+
+    /// Submission, at `MAIL FROM`: `None` when this peer may send from `sender` (the account it
+    /// leaves through is noted), else the refusal. Not in the submission role: always `None`.
+    fn submitter(&mut self, sender: &str) -> Option<Reply> {
+        let submission = self.ctx.submission.clone()?;
+        if self.user.is_none() && !submission.trusts(self.peer.ip()) {
+            tracing::info!(peer = %self.peer, "unauthenticated submission refused");
+            return Some(Reply::new(530, "5.7.0", "Authentication required"));
+        }
+        match submission.account_for(sender) {
+            Ok(account) => {
+                self.account = Some(account);
+                None
+            }
+            Err(e) => Some(Reply::new(
+                553,
+                "5.7.1",
+                format!("<{}>: {e}", clean(sender)),
+            )),
+        }
+    }
+
+    /// Submission: `AUTH` (PLAIN or LOGIN, over TLS only).
+    fn auth_command(&mut self, mechanism: u64, initial: &str) -> Reply {
+        if !self.conn.is_tls() {
+            // RFC 4954 4: no password over plaintext; nothing else changes.
+            return Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            );
+        }
+        match self.state {
+            State::Connected => return need_helo(),
+            State::Greeted => {}
+            State::Mail { .. } | State::Rcpt { .. } => {
+                return Reply::new(
+                    503,
+                    "5.5.1",
+                    "Error: AUTH not permitted during a transaction",
+                )
+            }
+        }
+        if self.user.is_some() {
+            return Reply::new(503, "5.5.1", "Error: already authenticated");
+        }
+        let step = match mechanism {
+            smtp_proto::AUTH_PLAIN => AuthStep::Plain,
+            smtp_proto::AUTH_LOGIN => AuthStep::LoginUser,
+            _ => return Reply::new(504, "5.5.4", "Unrecognized authentication type"),
+        };
+        if initial.is_empty() {
+            let challenge = match step {
+                AuthStep::LoginUser => LOGIN_USER,
+                _ => "",
+            };
+            self.auth = Some(step);
+            return Reply::plain(334, vec![challenge.into()]);
+        }
+        self.auth_reply(auth_turn(step, initial.as_bytes()))
+    }
+
+    /// Submission: one client line inside an AUTH exchange.
+    fn auth_line(&mut self, step: AuthStep, line: &[u8]) -> Next {
+        let reply = self.auth_reply(auth_turn(step, line));
+        self.push(reply);
+        self.check_errors()
+    }
+
+    fn auth_reply(&mut self, turn: AuthTurn) -> Reply {
+        match turn {
+            AuthTurn::Ask(step, challenge) => {
+                self.auth = Some(step);
+                Reply::plain(334, vec![challenge.into()])
+            }
+            AuthTurn::Done(user, password) => {
+                let known = self
+                    .ctx
+                    .submission
+                    .as_ref()
+                    .is_some_and(|s| s.check(&user, &password));
+                if known {
+                    tracing::info!(peer = %self.peer, user = %clean(&user), "submission login");
+                    self.user = Some(user);
+                    Reply::new(235, "2.7.0", "Authentication successful")
+                } else {
+                    tracing::warn!(peer = %self.peer, "submission login failed");
+                    Reply::new(535, "5.7.8", "Authentication credentials invalid")
+                }
+            }
+            AuthTurn::Cancelled => Reply::new(501, "5.0.0", "Authentication cancelled"),
+            AuthTurn::Malformed => Reply::new(501, "5.5.2", "Cannot decode response"),
+        }
+    }
+
     /// Whether STARTTLS is on offer: a certificate is configured and TLS is not on yet.
     fn offers_tls(&self) -> bool {
         self.ctx.settings.tls.is_some() && self.conn.can_upgrade()
@@ -408,6 +551,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn reset(&mut self) {
+        self.account = None;
         self.state = match self.state {
             State::Connected => State::Connected,
             _ => State::Greeted,
@@ -433,20 +577,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if uses_quoting(line) {
             return denied;
         }
-        match self.ctx.policy.judge(address) {
+        // Submission: mail to the world, through the sender's account (its form still judged).
+        let outgoing = self.ctx.submission.as_ref().and(self.account.as_ref());
+        let verdict = match outgoing {
+            Some(_) => judge_form(address),
+            None => self.ctx.policy.judge(address),
+        };
+        match verdict {
             Verdict::Accept => {}
             Verdict::Malformed => {
                 return Reply::new(501, "5.1.3", "Bad recipient address syntax");
             }
             Verdict::RelayDenied => return denied,
         }
-        // Ours, but maybe nobody's: no route names it and unknown recipients are refused.
-        let Some(target) = self.ctx.router.route(&shown) else {
-            return Reply::new(
-                550,
-                "5.1.1",
-                format!("<{shown}>: Recipient address rejected: user unknown"),
-            );
+        let target = match outgoing {
+            Some(account) => Target::smarthost(account),
+            // Ours, but maybe nobody's: no route names it and unknown recipients are refused.
+            None => match self.ctx.router.route(&shown) {
+                Some(target) => target,
+                None => {
+                    return Reply::new(
+                        550,
+                        "5.1.1",
+                        format!("<{shown}>: Recipient address rejected: user unknown"),
+                    )
+                }
+            },
         };
         self.state = match std::mem::replace(&mut self.state, State::Greeted) {
             State::Mail { sender } => State::Rcpt {
@@ -474,58 +630,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Reply::new(250, "2.1.5", "Ok")
     }
 
-    /// The DATA phase: streams the message into its copies (Maildirs, the spool), answers,
-    /// and returns whether the session goes on.
-    async fn data(&mut self) -> bool {
-        let (sender, recipients, targets) = match std::mem::replace(&mut self.state, State::Greeted)
-        {
-            State::Rcpt {
-                sender,
-                recipients,
-                targets,
-            } => (sender, recipients, targets),
-            other => {
-                self.state = other;
-                return true;
-            }
-        };
-        let arrival = Arrival {
-            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
-            tls: self.conn.is_tls(),
-            ip: self.peer.ip(),
-            host: &self.ctx.settings.hostname,
-        };
-        let routed: Vec<(String, Target)> = recipients.iter().cloned().zip(targets).collect();
-        let received = |rcpts: &[String], id: &str| received_header(&arrival, rcpts, id);
-        let peer = self.peer.ip().to_string();
-        let copies = match self
-            .ctx
-            .router
-            .open(&sender, &peer, &routed, &received)
-            .await
-        {
-            Ok(copies) => copies,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start storing a message");
-                self.push(storage_error(&e));
-                return true;
-            }
-        };
-        self.push(Reply::plain(
-            354,
-            vec!["End data with <CR><LF>.<CR><LF>".into()],
-        ));
-        if self.flush().await.is_err() {
-            return false;
-        }
-
-        let mut writer = BodyWriter {
-            copies: Some(copies),
-            max: self.ctx.settings.max_message_size,
-            body_size: 0,
-            head: Vec::new(),
-            refusal: None,
-        };
+    /// Reads DATA to its end into `writer` (which refuses what breaks the rules but reads on);
+    /// returns whether the session goes on (not on a timeout or a peer gone).
+    async fn read_body(&mut self, writer: &mut BodyWriter) -> bool {
         let mut unstuffer = Unstuffer::new();
         loop {
             let consumed = unstuffer.feed(self.conn.unread());
@@ -556,6 +663,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Read::Closed => return false,
                 Read::Data => {}
             }
+        }
+
+        true
+    }
+
+    /// The DATA phase: streams the message into its copies (Maildirs, the spool), answers,
+    /// and returns whether the session goes on.
+    async fn data(&mut self) -> bool {
+        let (sender, recipients, targets) = match std::mem::replace(&mut self.state, State::Greeted)
+        {
+            State::Rcpt {
+                sender,
+                recipients,
+                targets,
+            } => (sender, recipients, targets),
+            other => {
+                self.state = other;
+                return true;
+            }
+        };
+        if let Some(submission) = self.ctx.submission.clone() {
+            return self.submit(&submission, sender, recipients).await;
+        }
+        let arrival = Arrival {
+            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
+            tls: self.conn.is_tls(),
+            auth: self.user.is_some(),
+            ip: self.peer.ip(),
+            host: &self.ctx.settings.hostname,
+        };
+        let routed: Vec<(String, Target)> = recipients.iter().cloned().zip(targets).collect();
+        let received = |rcpts: &[String], id: &str| received_header(&arrival, rcpts, id);
+        let peer = self.peer.ip().to_string();
+        let copies = match self
+            .ctx
+            .router
+            .open(&sender, &peer, &routed, &received)
+            .await
+        {
+            Ok(copies) => copies,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start storing a message");
+                self.push(storage_error(&e));
+                return true;
+            }
+        };
+        self.push(Reply::plain(
+            354,
+            vec!["End data with <CR><LF>.<CR><LF>".into()],
+        ));
+        if self.flush().await.is_err() {
+            return false;
+        }
+
+        let mut writer = BodyWriter {
+            copies: Some(copies),
+            buffer: None,
+            max: self.ctx.settings.max_message_size,
+            body_size: 0,
+            head: Vec::new(),
+            refusal: None,
+        };
+        if !self.read_body(&mut writer).await {
+            return false;
         }
 
         let size = writer.copies.as_ref().map(|c| c.size()).unwrap_or(0);
@@ -630,12 +801,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(Refusal::BareLineEnd) => {
                 tracing::warn!(peer = %self.peer, "message with a bare CR or LF refused");
-                self.push(Reply::new(
-                    550,
-                    "5.5.2",
-                    "Error: bare CR or LF in message data; every line must end in CRLF \
-                     (RFC 5321 2.3.8). Nothing was stored",
-                ));
+                self.push(bare_line_end());
                 true
             }
             Err(Refusal::Storage(e)) => {
@@ -644,6 +810,121 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 true
             }
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Submission's DATA phase: the message is read whole (within the size limit), then queued
+    /// with its envelope and our `Received:` on top — durable before the `250`; a storage error
+    /// is a 4xx and nothing is queued. Returns whether the session goes on.
+    async fn submit(
+        &mut self,
+        submission: &Submission,
+        sender: String,
+        recipients: Vec<String>,
+    ) -> bool {
+        let Some(account) = self.account.take() else {
+            self.push(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+            return true;
+        };
+        self.push(Reply::plain(
+            354,
+            vec!["End data with <CR><LF>.<CR><LF>".into()],
+        ));
+        if self.flush().await.is_err() {
+            return false;
+        }
+        let mut writer = BodyWriter {
+            copies: None,
+            buffer: Some(Vec::new()),
+            max: self.ctx.settings.max_message_size,
+            body_size: 0,
+            head: Vec::new(),
+            refusal: None,
+        };
+        if !self.read_body(&mut writer).await {
+            return false;
+        }
+        match writer.refusal.take() {
+            Some(Refusal::TooBig) => {
+                self.push(too_big());
+                return true;
+            }
+            Some(Refusal::BareLineEnd) => {
+                self.push(bare_line_end());
+                return true;
+            }
+            Some(Refusal::Storage(e)) => {
+                self.push(storage_error(&e));
+                return true;
+            }
+            None => {}
+        }
+        let body = writer.buffer.take().unwrap_or_default();
+        let arrival = Arrival {
+            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
+            tls: self.conn.is_tls(),
+            auth: self.user.is_some(),
+            ip: self.peer.ip(),
+            host: &self.ctx.settings.hostname,
+        };
+        let trace = format!("{:X}", Utc::now().timestamp_micros());
+        let received = received_header(&arrival, &recipients, &trace);
+        let peer = match &self.user {
+            Some(user) => format!("{} (login {})", self.peer.ip(), clean(user)),
+            None => self.peer.ip().to_string(),
+        };
+        let queued = submit(
+            submission.spool(),
+            &account,
+            &sender,
+            &recipients,
+            &received,
+            &body,
+            &peer,
+        )
+        .await;
+        let id = match queued {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "queueing a submitted message failed");
+                let reply = match e {
+                    SubmitError::Storage { source, .. } => storage_error(&source),
+                    _ => Reply::new(
+                        451,
+                        "4.3.0",
+                        "Error: local storage failure, try again later",
+                    ),
+                };
+                self.push(reply);
+                return true;
+            }
+        };
+        // Durable with its envelope: only now may the submitter forget it.
+        self.push(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
+        let sent = self.flush().await;
+        let headline = message_headline(&writer.head);
+        // The queue's directory: the file's own name carries the host part besides the id.
+        let path = submission.spool().root().join("new");
+        let info = MessageInfo {
+            sender,
+            copies: vec![QueuedCopy {
+                recipients: recipients.clone(),
+                destination: Target::smarthost(&account).to_string(),
+                path: path.clone(),
+                queued: true,
+            }],
+            recipients,
+            from: headline.from,
+            subject: headline.subject,
+            message_id: headline.message_id,
+            size: writer.body_size,
+            path,
+            peer,
+            stored_at: Utc::now(),
+        };
+        let _ = self.ctx.events.send(ListenerEvent::Stored(Box::new(info)));
+        sent.is_ok()
     }
 }
 
@@ -656,6 +937,15 @@ fn clean(text: &str) -> String {
 
 fn need_helo() -> Reply {
     Reply::new(503, "5.5.1", "Error: send HELO/EHLO first")
+}
+
+fn bare_line_end() -> Reply {
+    Reply::new(
+        550,
+        "5.5.2",
+        "Error: bare CR or LF in message data; every line must end in CRLF (RFC 5321 2.3.8). \
+         Nothing was stored",
+    )
 }
 
 fn too_big() -> Reply {
