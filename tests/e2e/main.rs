@@ -76,7 +76,9 @@ pub fn fetch(cli: &Cli, listen_port: u16, maildir: &std::path::Path, extra: &[&s
 /// A config whose listener greets as `client.test` (Postfix reports a loop if the listener
 /// greets with the ISP's own name).
 pub fn write_base_config(cli: &Cli) {
-    cli.write_config("hostname = \"client.test\"\n");
+    // No submission listener: a daemon with an outgoing account would take 127.0.0.1:587,
+    // which tests run side by side (or a local mail server) would fight over.
+    cli.write_config("hostname = \"client.test\"\nsubmit-listen = \"off\"\n");
 }
 
 /// A listener port for one test.

@@ -278,7 +278,7 @@ fn a_sender_no_account_holds_is_refused_and_nothing_is_queued() {
 /// sends only when asked, or at a fetch.
 fn write_offline_config(cli: &Cli) {
     cli.write_config(
-        "hostname = \"client.test\"\nfetch-at-start = false\nidle-timeout = 3\nmax-wait = 60\ninterfaces = [\"nolink*\"]\n",
+        "hostname = \"client.test\"\nfetch-at-start = false\nidle-timeout = 3\nmax-wait = 60\ninterfaces = [\"nolink*\"]\nsubmit-listen = \"off\"\n",
     );
 }
 

@@ -328,6 +328,20 @@ impl Account {
         self.mode.default_port(self.security)
     }
 
+    /// Whether this account's saved password may go along with changed settings: only to the
+    /// same server, checked against the same CA file, for the same user. A password is never
+    /// sent to a host the user did not save it for.
+    pub fn password_follows(
+        &self,
+        host: &str,
+        ca_file: Option<&std::path::Path>,
+        username: Option<&str>,
+    ) -> bool {
+        self.host.eq_ignore_ascii_case(host.trim())
+            && self.ca_file.as_deref() == ca_file
+            && self.username.as_deref() == username
+    }
+
     /// Whether `domain` (a recipient's domain) is one this account fetches.
     pub fn accepts(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.accepts(domain))

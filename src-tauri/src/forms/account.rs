@@ -83,6 +83,9 @@ pub const ACCOUNT_FIELDS: &[(AccountField, &str, &str)] = &[
 /// that problem here, where XOAUTH2 was chosen.
 pub const SMARTHOST_AUTH_FIELD: &str = "smarthost_auth";
 
+/// Why an empty password field no longer keeps the saved password.
+const PASSWORD_AGAIN: &str = "type the password again: the server or CA file changed, and a saved password is only ever sent to the server it was saved for";
+
 /// The account form's field for `field`.
 pub fn account_field_name(field: AccountField) -> &'static str {
     ACCOUNT_FIELDS
@@ -327,12 +330,24 @@ impl AccountForm {
             }
         }
         let username = optional(&self.username);
+        let ca_file = optional(&self.ca_file).map(PathBuf::from);
         let password = if !self.password.is_empty() {
             Some(Secret::new(self.password.clone()))
         } else {
-            stored
-                .filter(|s| s.username == username)
-                .and_then(|s| s.password.clone())
+            // Kept for the same user, and only for the server and CA it was saved for (also
+            // for Test connection on an unsaved form): a password never goes to another host.
+            match stored.filter(|s| s.password.is_some() && s.username == username) {
+                Some(s)
+                    if s.password_follows(&self.host, ca_file.as_deref(), username.as_deref()) =>
+                {
+                    s.password.clone()
+                }
+                Some(_) => {
+                    err.field(account_field_name(AccountField::Password), PASSWORD_AGAIN);
+                    None
+                }
+                None => None,
+            }
         };
         let old = stored.map(|s| s.link.clone()).unwrap_or_default();
         let keep = |given: &Option<String>, old: Option<String>| match given {
@@ -364,7 +379,7 @@ impl AccountForm {
             username,
             password,
             helo: optional(&self.helo),
-            ca_file: optional(&self.ca_file).map(PathBuf::from),
+            ca_file,
             domains,
             link: LinkSettings {
                 connect_command: keep(&self.connect_command, old.connect_command),
@@ -425,10 +440,24 @@ impl AccountForm {
             out.password = if !self.smarthost_password.is_empty() {
                 Some(Secret::new(self.smarthost_password.clone()))
             } else {
-                stored
+                match stored
                     .and_then(|s| s.outgoing.as_ref())
-                    .filter(|o| user.is_some() && o.username == user)
-                    .and_then(|o| o.password.clone())
+                    .filter(|o| o.password.is_some() && user.is_some() && o.username == user)
+                {
+                    Some(o)
+                        if o.password_follows(host, out.ca_file.as_deref(), user.as_deref()) =>
+                    {
+                        o.password.clone()
+                    }
+                    Some(_) => {
+                        err.field(
+                            account_field_name(AccountField::OutgoingPassword),
+                            PASSWORD_AGAIN,
+                        );
+                        None
+                    }
+                    None => None,
+                }
             };
             // Without either half the core would read the account's login: the window asked
             // for one of its own, so it says what is missing.
@@ -622,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_password_keeps_the_stored_one_for_the_same_user_only() {
+    fn an_empty_password_keeps_the_stored_one_for_the_same_user_and_server_only() {
         let mut f = form();
         f.username = "alice".into();
         f.password = "s3cret".into();
@@ -637,6 +666,18 @@ mod tests {
             .fields
             .contains_key("password"));
         assert!(!format!("{f:?}").contains("s3cret"));
+        // Another server, or another CA file, for the same user: the password is asked again.
+        f.username = "alice".into();
+        f.host = "elsewhere.example".into();
+        let e = f.to_account(Some(&stored)).unwrap_err();
+        assert!(e.fields["password"].contains("only ever sent"), "{e:?}");
+        f.host = stored.host.clone();
+        f.ca_file = "/etc/ssl/certs/ca-certificates.crt".into();
+        assert!(f
+            .to_account(Some(&stored))
+            .unwrap_err()
+            .fields
+            .contains_key("password"));
     }
 
     #[test]
@@ -709,7 +750,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_outgoing_password_keeps_the_stored_one_for_the_same_user_only() {
+    fn an_empty_outgoing_password_keeps_the_stored_one_for_the_same_user_and_server_only() {
         let f = AccountForm {
             smarthost_login: SmarthostLogin::Own,
             smarthost_username: "sender".into(),
@@ -719,11 +760,18 @@ mod tests {
         let stored = f.to_account(None).unwrap();
         let mut f = f;
         f.smarthost_password.clear();
-        // Another server and security, the same user: the password stays.
-        f.smarthost_host = Some("smtp2.isp.test".into());
+        // Another security, the same server and user: the password stays.
         f.smarthost_security = Security::Tls;
         let kept = f.to_account(Some(&stored)).unwrap().outgoing.unwrap();
         assert_eq!(kept.password.unwrap().expose(), "out-pw");
+        // Another server: it is asked for again (a password never goes to another host).
+        f.smarthost_host = Some("smtp2.isp.test".into());
+        let e = f.to_account(Some(&stored)).unwrap_err();
+        assert!(
+            e.fields["smarthost_password"].contains("only ever sent"),
+            "{e:?}"
+        );
+        f.smarthost_host = Some("smtp.isp.test".into());
         // Another user: no password, and the core's rule says so at its field.
         f.smarthost_username = "other".into();
         let e = f.to_account(Some(&stored)).unwrap_err();

@@ -268,7 +268,7 @@ fn shared_config<'a>(
     let maildir = root.join("Maildir");
     let data_dir = root.join("data").join("mailcall");
     cli.write_config(&format!(
-        "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\ndata-dir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\n",
+        "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\ndata-dir = \"{}\"\nidle-timeout = 3\nfetch-at-start = false\nsubmit-listen = \"off\"\n",
         maildir.display(),
         data_dir.display()
     ));

@@ -96,6 +96,21 @@ impl OutgoingServer {
     }
 }
 
+impl OutgoingServer {
+    /// Whether its own saved password may go along with changed settings: only to the same
+    /// server, checked against the same CA file, for the same user.
+    pub fn password_follows(
+        &self,
+        host: &str,
+        ca_file: Option<&std::path::Path>,
+        username: Option<&str>,
+    ) -> bool {
+        self.host.eq_ignore_ascii_case(host.trim())
+            && self.ca_file.as_deref() == ca_file
+            && self.username.as_deref() == username
+    }
+}
+
 /// The port a submission server usually has for `security`.
 pub fn default_port(security: Security) -> u16 {
     match security {

@@ -80,10 +80,21 @@ pub enum SubmitBindError {
         /// The address.
         addr: SocketAddr,
     },
-    /// Something else (often a local mail server on 587), or the spool cannot be used.
+    /// Another program (often a local mail server) listens on the submission port.
     #[error(
-        "the submission listener cannot listen: {0}. Stop that program, or submit on another \
-         port (the submit-listen setting, e.g. 127.0.0.1:2587), or turn it off (submit-listen = off)"
+        "the submission listener cannot listen on {addr}: the address is already in use — another \
+         program (often a local mail server such as Postfix or Exim) listens there. Stop that \
+         program, or submit on another port (the submit-listen setting, e.g. 127.0.0.1:2587), or \
+         turn it off (submit-listen = off)"
+    )]
+    AddressInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Something else, or the spool cannot be used.
+    #[error(
+        "the submission listener cannot listen: {0}. Check the submit-listen setting (e.g. \
+         127.0.0.1:2587), or turn it off (submit-listen = off)"
     )]
     Other(BindError),
 }
@@ -92,6 +103,7 @@ impl SubmitBindError {
     fn from_bind(e: BindError) -> Self {
         match e {
             BindError::PermissionDenied { addr } => SubmitBindError::PermissionDenied { addr },
+            BindError::AddressInUse { addr } => SubmitBindError::AddressInUse { addr },
             other => SubmitBindError::Other(other),
         }
     }
