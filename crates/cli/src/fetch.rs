@@ -217,11 +217,7 @@ fn via_running(
             if !json {
                 say!("asked the running Mailcall ({})", socket.display());
                 // Sent first, before it asked: in that order, as a fetch here prints them.
-                for sent in record
-                    .handovers
-                    .iter()
-                    .filter(|h| h.target.starts_with("smarthost:"))
-                {
+                for sent in record.handovers.iter().filter(|h| h.is_outgoing()) {
                     say!("sent: {sent}");
                 }
             }

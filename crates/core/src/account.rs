@@ -355,17 +355,10 @@ impl Account {
         if let Err(e) = validate_name(&self.name) {
             bad(e.field(), e.to_string());
         }
-        let host = self.host.as_str();
-        if host.is_empty() {
-            bad(
-                AccountField::Host,
-                "give the ISP's mail server, e.g. mail.example.net".into(),
-            );
-        } else if host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
-            bad(
-                AccountField::Host,
-                format!("{host:?} is not a host name or IP address"),
-            );
+        if let Some(problem) =
+            host_problem(&self.host, "the ISP's mail server, e.g. mail.example.net")
+        {
+            bad(AccountField::Host, problem);
         }
         if self.port == 0 {
             bad(
@@ -516,6 +509,17 @@ impl BadAccountName {
     /// The field that fixes it: the account's name.
     pub fn field(&self) -> AccountField {
         AccountField::Name
+    }
+}
+
+/// What is wrong with a server's host name, if anything; `what` says what to give when empty.
+pub(crate) fn host_problem(host: &str, what: &str) -> Option<String> {
+    if host.is_empty() {
+        Some(format!("give {what}"))
+    } else if host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        Some(format!("{host:?} is not a host name or IP address"))
+    } else {
+        None
     }
 }
 

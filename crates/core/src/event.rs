@@ -139,7 +139,7 @@ impl Event {
             Event::Connected { peer } => format!("connection from {peer}"),
             Event::MessageStored(m) => format!("stored: {m}"),
             Event::Error(p) => format!("error: {p}"),
-            Event::HandOver(h) if h.target.starts_with("smarthost:") => format!("sent: {h}"),
+            Event::HandOver(h) if h.is_outgoing() => format!("sent: {h}"),
             Event::HandOver(h) => format!("handed on: {h}"),
             Event::QueueChanged { queued, failed } => {
                 format!("queue: {queued} waiting, {failed} refused")

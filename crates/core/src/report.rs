@@ -359,6 +359,14 @@ pub struct HandOverReport {
     pub at: DateTime<Utc>,
 }
 
+impl HandOverReport {
+    /// Whether this was outgoing mail sent through a smarthost (not a LAN hand-over).
+    pub fn is_outgoing(&self) -> bool {
+        self.target
+            .starts_with(crate::routing::route::SMARTHOST_PREFIX)
+    }
+}
+
 /// One recipient of a hand-over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientOutcome {

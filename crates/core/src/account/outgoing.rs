@@ -156,17 +156,11 @@ impl Account {
             return;
         };
         let mut bad = |field, problem: String| problems.push(AccountProblem { field, problem });
-        let host = out.host.as_str();
-        if host.is_empty() {
-            bad(
-                AccountField::OutgoingHost,
-                "give the ISP's outgoing (submission) server, e.g. smtp.example.net".into(),
-            );
-        } else if host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
-            bad(
-                AccountField::OutgoingHost,
-                format!("{host:?} is not a host name or IP address"),
-            );
+        if let Some(problem) = super::host_problem(
+            &out.host,
+            "the ISP's outgoing (submission) server, e.g. smtp.example.net",
+        ) {
+            bad(AccountField::OutgoingHost, problem);
         }
         if out.port == 0 {
             bad(

@@ -155,6 +155,9 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// How a [`Destination::Smarthost`] is written: `smarthost:ACCOUNT`.
+pub const SMARTHOST_PREFIX: &str = "smarthost:";
+
 /// Where a route's mail goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -282,7 +285,7 @@ impl fmt::Display for Destination {
                 f.write_str("smtp:")?;
                 write_host(f, host, *port)
             }
-            Destination::Smarthost(account) => write!(f, "smarthost:{account}"),
+            Destination::Smarthost(account) => write!(f, "{SMARTHOST_PREFIX}{account}"),
         }
     }
 }

@@ -481,7 +481,7 @@ impl Scheduler {
                     t.entry.state = state;
                     t.in_flight = false;
                 }
-                let outgoing = report.target.starts_with("smarthost:");
+                let outgoing = report.is_outgoing();
                 if outgoing {
                     for flush in self
                         .flushes

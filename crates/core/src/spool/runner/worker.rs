@@ -145,6 +145,14 @@ fn last_lines(lines: Vec<TranscriptLine>) -> Vec<TranscriptLine> {
 }
 
 impl Worker {
+    /// Signs this worker off its server (it takes no more units).
+    fn sign_off(&self) {
+        self.dispatch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leave(&self.target);
+    }
+
     /// The next unit for this worker's server, waiting up to [`LINGER`] for one; `None`
     /// (signed off) when none came or the runner stops.
     async fn next_unit(&self) -> Option<Unit> {
@@ -186,10 +194,7 @@ impl Worker {
         let (mut conn, info) = match client::open_server(&server, &self.options.client).await {
             Ok(opened) => opened,
             Err(e) => {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 let why = describe(&e.error);
                 let _ = self
                     .reports
@@ -210,10 +215,7 @@ impl Worker {
         let mut troubled = false;
         loop {
             if self.stop.is_cancelled() {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 record.ended_because = EndReason::Cancelled;
                 break;
             }
@@ -230,10 +232,7 @@ impl Worker {
             }
             let _ = self.reports.send(done);
             if let Some(e) = error {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 broken = Some(e);
                 break;
             }
@@ -498,10 +497,7 @@ impl Worker {
         let host = match self.smarthost(account).await {
             Ok(host) => host,
             Err(why) => {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 let _ = self
                     .reports
                     .send(Report::Unreachable(self.target.clone(), why.clone()));
@@ -519,10 +515,7 @@ impl Worker {
         let mut broken = None;
         loop {
             if self.stop.is_cancelled() {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 record.ended_because = EndReason::Cancelled;
                 break;
             }
@@ -535,10 +528,7 @@ impl Worker {
             }
             let _ = self.reports.send(done);
             if let Some(why) = unreachable {
-                self.dispatch
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .leave(&self.target);
+                self.sign_off();
                 broken = Some(why);
                 break;
             }
