@@ -8,7 +8,8 @@
 # Knobs: BENCH_RUNS=3 BENCH_IDLE_SECS=60 BENCH_KEEP=1 (keep the work dir) BENCH_SKIP_SETUP=1
 #        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr lmtp" (rows to
 #        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
-#        the issue 10 block; all measured by default)
+#        the issue 10 block; "submit" and "flush" the outgoing rows 7 and 8 of the issue 19
+#        block; all measured by default)
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -17,8 +18,8 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp}
-N=2000              # messages per throughput/drain run
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush}
+N=${BENCH_N:-2000}  # messages per throughput/drain run (BENCH_N: fewer, for a quick check)
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
 BIG=$((100 * 1024 * 1024))
@@ -982,6 +983,183 @@ transport_maps = inline:{ $DOMAIN=lmtp:inet:127.0.0.1:$DV_PORT }"
         "$(FMT=%.2f summary "${R5_R[@]}")×" "≥ 1× Postfix (not slower)" "$(verdict "$(median "${R5_R[@]}") >= 1")"
 }
 # ========================== end of the issue 10 block ========================================
+
+# ========================== issue 19: outgoing mail =========================================
+# Row 7 (BENCH_ONLY="... submit"): submission throughput. smtp-source sends N x SIZE over
+# SESSIONS sessions into Mailcall's submission listener (`mailcall-cli daemon`, submit-listen;
+# 250 only once the message is fsynced into the queue), and into a Postfix smtpd whose mail stays
+# in its own queue (defer_transports = smtp: Postfix's 250 also comes after its queue file is
+# fsynced). Time: smtp-source's start to its last 250. Pinning as the drain rows: the submitter
+# on CPU 0, the server (Mailcall or Postfix) on CPU 1.
+# Row 8 (BENCH_ONLY="... flush"): the flush at link-up. N messages wait in each queue; a
+# smtp-sink on CPU 0 is the smarthost. Mailcall: `mailcall-cli send` (process start, queue read,
+# lettre's pooled transport). Postfix, set up by its own dial-up recipe (relayhost,
+# defer_transports = smtp): `postqueue -f` at link-up. Time: the command's start to the sink's
+# N-th message; also to its first message (link-up to the first message out).
+OUT_SENDER=me@$DOMAIN
+OUT_RCPT=friend@far.test
+# sink_count FILE: the messages smtp-sink has taken so far (it rewrites "... mesg=N" in place).
+sink_count() {
+    local last
+    last=$(tail -c 48 "$1" 2>/dev/null)
+    last=${last##*mesg=}
+    last=${last%%[!0-9]*}
+    echo "${last:-0}"
+}
+# sink_wait FILE N: polls every 10 ms (up to 300 s) until the sink holds N; echoes the time the
+# first message was seen and the time the N-th was, "FIRST END".
+sink_wait() {
+    local file=$1 n=$2 i c first="" end=""
+    for i in $(seq 1 30000); do
+        c=$(sink_count "$file")
+        [ -z "$first" ] && [ "$c" -ge 1 ] && first=$EPOCHREALTIME
+        if [ "$c" -ge "$n" ]; then
+            end=$EPOCHREALTIME
+            break
+        fi
+        sleep 0.01
+    done
+    [ -n "$end" ] || die "the smarthost (smtp-sink) got $c of $n messages in 300 s"
+    echo "$first $end"
+}
+# The outgoing daemon's config: no watched link (nothing leaves by itself), the submission
+# listener on $1, its queue in $2, one account for $DOMAIN whose smarthost is 127.0.0.1:$3.
+outgoing_setup() {
+    local sport=$1 data=$2 smarthost=$3
+    oc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/outgoing.toml" "$@"; }
+    rm -f "$KR/config/outgoing.toml"
+    oc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    oc config set interfaces none-here >/dev/null || die "config set interfaces failed"
+    oc config set fetch-at-start false >/dev/null || die "config set fetch-at-start failed"
+    oc config set submit-listen "127.0.0.1:$sport" >/dev/null || die "config set submit-listen failed"
+    oc config set data-dir "$data" >/dev/null || die "config set data-dir failed"
+    oc account set out --host 127.0.0.1 --port 9 --security none --domain "$DOMAIN" \
+        --smarthost 127.0.0.1 --smarthost-port "$smarthost" --smarthost-security none >/dev/null ||
+        die "mailcall-cli account set (with a smarthost) failed"
+}
+# outgoing_daemon LPORT SPORT LOG: the daemon (on CPU 1), its submission port up; sets OPID.
+outgoing_daemon() {
+    local lport=$1 sport=$2 log=$3
+    mkdir -p -m 700 "$KR/runtime-out"
+    $PIN_CLIENT env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$KR/runtime-out" "$MC" \
+        --config "$KR/config/outgoing.toml" daemon --listen "127.0.0.1:$lport" \
+        --maildir "$WORK/out-maildir" >"$log" 2>&1 </dev/null &
+    OPID=$!
+    PIDS+=("$OPID")
+    wait_port "$sport" 30
+}
+postfix_outgoing() { # NAME PORT SMARTHOST_PORT: Postfix's dial-up recipe; sets PF_ROOT
+    PIN_POSTFIX=$PIN_CLIENT postfix_start "$1" "$2" "relayhost = [127.0.0.1]:$3
+defer_transports = smtp
+smtp_connection_cache_on_demand = yes
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h"
+}
+postfix_queued() { find "$1/queue/deferred" "$1/queue/active" "$1/queue/incoming" -type f 2>/dev/null | wc -l; }
+postfix_wait_queued() { # ROOT N
+    local i q
+    for i in $(seq 1 1500); do
+        q=$(postfix_queued "$1")
+        [ "$q" = "$2" ] && [ "$(find "$1/queue/active" "$1/queue/incoming" -type f | wc -l)" = 0 ] && return 0
+        sleep 0.2
+    done
+    die "Postfix holds $q of $2 messages after 300 s; log: $1/maillog"
+}
+rowsubmit() {
+    log "row 7: submission, $RUNS runs of $N x $SIZE B over $SESSIONS sessions: Mailcall's submission listener vs Postfix smtpd"
+    local r sport lport pport t0 t1 m p data
+    R6_M=() R6_P=() R6_R=()
+    for r in $(seq 1 "$RUNS"); do
+        sport=$(free_port) lport=$(free_port)
+        data=$WORK/r6-data-$r
+        outgoing_setup "$sport" "$data" 9
+        outgoing_daemon "$lport" "$sport" "$WORK/r6-daemon-$r.log"
+        t0=$EPOCHREALTIME
+        $PIN_ISP smtp-source -d -m "$N" -s "$SESSIONS" -l "$SIZE" -f "$OUT_SENDER" -t "$OUT_RCPT" \
+            "127.0.0.1:$sport" || die "smtp-source into Mailcall's submission listener failed; log: $WORK/r6-daemon-$r.log"
+        t1=$EPOCHREALTIME
+        stop_pid "$OPID"
+        [ "$(files_in "$data/spool/new")" = "$N" ] || die "Mailcall queued $(files_in "$data/spool/new") of $N"
+        m=$(calc "$N / ($t1 - $t0)")
+        rm -rf "$data"
+
+        pport=$(free_port)
+        postfix_outgoing "sub$r" "$pport" 9
+        t0=$EPOCHREALTIME
+        $PIN_ISP smtp-source -d -m "$N" -s "$SESSIONS" -l "$SIZE" -f "$OUT_SENDER" -t "$OUT_RCPT" \
+            "127.0.0.1:$pport" || die "smtp-source into Postfix failed"
+        t1=$EPOCHREALTIME
+        postfix_wait_queued "$PF_ROOT" "$N"
+        postfix -c "$PF_ROOT/conf" stop >/dev/null 2>&1 || true
+        p=$(calc "$N / ($t1 - $t0)")
+        rm -rf "$PF_ROOT/queue"
+        log "  run $r: Mailcall submission $m msg/s, Postfix smtpd $p msg/s"
+        R6_M+=("$m") R6_P+=("$p") R6_R+=("$(calc "$m / $p")")
+    done
+    row "7. Submission, msg/s ($N × 10 KB, $SESSIONS sessions, fsynced into the outgoing queue)" \
+        "$(summary "${R6_M[@]}")" "Postfix smtpd → its queue (defer_transports = smtp): $(summary "${R6_P[@]}")" \
+        "$(FMT=%.2f summary "${R6_R[@]}")×" "≥ 2× Postfix" "$(verdict "$(median "${R6_R[@]}") >= 2")"
+}
+rowflush() {
+    log "row 8: flush at link-up, $RUNS runs of $N queued messages to a smtp-sink smarthost: mailcall-cli send vs Postfix postqueue -f"
+    local r sport lport pport kport t0 times m p mf pf data spid
+    R7_M=() R7_P=() R7_R=() R7_MF=() R7_PF=()
+    for r in $(seq 1 "$RUNS"); do
+        kport=$(free_port) sport=$(free_port) lport=$(free_port)
+        data=$WORK/r7-data-$r
+        # Fill Mailcall's queue through its submission listener (no link: nothing leaves).
+        outgoing_setup "$sport" "$data" "$kport"
+        outgoing_daemon "$lport" "$sport" "$WORK/r7-daemon-$r.log"
+        smtp-source -d -m "$N" -s "$SESSIONS" -l "$SIZE" -f "$OUT_SENDER" -t "$OUT_RCPT" \
+            "127.0.0.1:$sport" || die "filling Mailcall's queue failed"
+        stop_pid "$OPID"
+        [ "$(files_in "$data/spool/new")" = "$N" ] || die "Mailcall queued $(files_in "$data/spool/new") of $N"
+        $PIN_ISP smtp-sink -u postfix -c "127.0.0.1:$kport" 256 >"$WORK/r7-sink-m$r.out" 2>&1 </dev/null &
+        spid=$!
+        PIDS+=("$spid")
+        wait_port "$kport" 10
+        t0=$EPOCHREALTIME
+        $PIN_CLIENT env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$KR/runtime-out" "$MC" \
+            --config "$KR/config/outgoing.toml" send >"$WORK/r7-send-$r.out" 2>&1 </dev/null &
+        local sendpid=$!
+        PIDS+=("$sendpid")
+        read -r mf m < <(sink_wait "$WORK/r7-sink-m$r.out" "$N")
+        wait "$sendpid" || die "mailcall-cli send failed: $(tail -5 "$WORK/r7-send-$r.out")"
+        stop_pid "$spid"
+        [ "$(files_in "$data/spool/new")" = 0 ] || die "Mailcall's queue is not empty after send"
+        mf=$(calc "($mf - $t0) * 1000")
+        m=$(calc "$N / ($m - $t0)")
+        rm -rf "$data"
+
+        pport=$(free_port) kport=$(free_port)
+        postfix_outgoing "flush$r" "$pport" "$kport"
+        smtp-source -d -m "$N" -s "$SESSIONS" -l "$SIZE" -f "$OUT_SENDER" -t "$OUT_RCPT" \
+            "127.0.0.1:$pport" || die "filling Postfix's queue failed"
+        postfix_wait_queued "$PF_ROOT" "$N"
+        $PIN_ISP smtp-sink -u postfix -c "127.0.0.1:$kport" 256 >"$WORK/r7-sink-p$r.out" 2>&1 </dev/null &
+        spid=$!
+        PIDS+=("$spid")
+        wait_port "$kport" 10
+        t0=$EPOCHREALTIME
+        postqueue -c "$PF_ROOT/conf" -f || die "postqueue -f failed"
+        read -r pf p < <(sink_wait "$WORK/r7-sink-p$r.out" "$N")
+        stop_pid "$spid"
+        postfix -c "$PF_ROOT/conf" stop >/dev/null 2>&1 || true
+        pf=$(calc "($pf - $t0) * 1000")
+        p=$(calc "$N / ($p - $t0)")
+        rm -rf "$PF_ROOT/queue"
+        log "  run $r: mailcall-cli send $m msg/s (first message out after $mf ms), Postfix postqueue -f $p msg/s (first after $pf ms)"
+        R7_M+=("$m") R7_P+=("$p") R7_R+=("$(calc "$m / $p")") R7_MF+=("$mf") R7_PF+=("$pf")
+    done
+    row "8. Flush at link-up, msg/s ($N queued → one smarthost, smtp-sink; command start → N-th message at the sink)" \
+        "$(summary "${R7_M[@]}")" "Postfix dial-up recipe (relayhost, defer_transports, postqueue -f): $(summary "${R7_P[@]}")" \
+        "$(FMT=%.2f summary "${R7_R[@]}")×" "≥ 1.5× Postfix" "$(verdict "$(median "${R7_R[@]}") >= 1.5")"
+    row "8b. … link-up (command start) to the first message at the smarthost, ms" \
+        "$(FMT=%.0f summary "${R7_MF[@]}")" "Postfix: $(FMT=%.0f summary "${R7_PF[@]}")" \
+        "$(FMT=%.2f summary "$(calc "$(median "${R7_MF[@]}") / $(median "${R7_PF[@]}")")")×" "(reference)" "–"
+}
+# ========================== end of the issue 19 block ========================================
 
 for r in $ONLY; do
     "row$r"
