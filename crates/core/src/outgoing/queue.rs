@@ -63,8 +63,16 @@ impl SubmitError {
 }
 
 /// The account a message from `sender` leaves through: the one whose domains hold the
-/// sender's domain (an account without an outgoing server is named in the error).
+/// sender's domain (an account without an outgoing server is named in the error). A message
+/// from the null sender (`<>`: a report, an auto-reply) has no domain: it leaves through the
+/// only account with an outgoing server, when there is exactly one.
 pub fn account_for<'a>(accounts: &'a [Account], sender: &str) -> Result<&'a Account, SubmitError> {
+    if sender.is_empty() {
+        let mut sending = accounts.iter().filter(|a| a.outgoing.is_some());
+        if let (Some(only), None) = (sending.next(), sending.next()) {
+            return Ok(only);
+        }
+    }
     let domain = sender
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
@@ -173,6 +181,10 @@ mod tests {
             e.fix(),
             Some(Setting::account("a", AccountField::OutgoingHost))
         );
+        // The null sender leaves through the only account that sends, and only then.
+        let one = [account("a", "one.test", true), account("b", "two.test", false)];
+        assert_eq!(account_for(&one, "").unwrap().name, "a");
+        assert!(account_for(&accounts, "").is_err());
     }
 
     #[tokio::test]
