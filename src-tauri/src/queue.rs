@@ -25,7 +25,10 @@ pub fn done(action: Action, r: &ActionResult) -> String {
     );
     if !r.reports.is_empty() {
         let files: Vec<String> = r.reports.iter().map(|p| p.display().to_string()).collect();
-        text.push_str(&format!(" The delivery report went to: {}", files.join(", ")));
+        text.push_str(&format!(
+            " The delivery report went to: {}",
+            files.join(", ")
+        ));
     }
     text
 }
@@ -193,9 +196,15 @@ mod tests {
         spool.save_state(&entries[0].name, &state, true).unwrap();
         let view = QueueView::of(&Listing::of(&spool).unwrap());
         let m = &view.messages[0];
-        assert_eq!((m.direction, m.held, m.maybe_delivered), ("out", true, true));
+        assert_eq!(
+            (m.direction, m.held, m.maybe_delivered),
+            ("out", true, true)
+        );
         assert_eq!(m.next_attempt, None, "held: never tried");
-        assert_eq!(m.last_reply.as_deref(), Some("421 4.4.2 timeout after DATA"));
+        assert_eq!(
+            m.last_reply.as_deref(),
+            Some("421 4.4.2 timeout after DATA")
+        );
         assert_eq!(m.sender, "me@office.test");
         assert_eq!((view.outgoing, view.held, view.waiting), (1, 1, 1));
     }

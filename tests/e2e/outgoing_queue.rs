@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mailcall_e2e::{poll_until, Cli, KeyringEnv, Maildir, PostfixIsp, PostfixLan, IspOptions};
+use mailcall_e2e::{poll_until, Cli, IspOptions, KeyringEnv, Maildir, PostfixIsp, PostfixLan};
 
 use crate::listener_port;
 use crate::outgoing::{set_account_with_smarthost, LOGIN};
@@ -82,7 +82,10 @@ fn a_held_message_is_not_sent_until_released() {
     // Released, the next send takes it to the smarthost, once.
     let release = cli.run(&["queue", "release", &id]);
     release.assert_success();
-    assert!(release.stdout.contains("released 1 message(s)"), "{release}");
+    assert!(
+        release.stdout.contains("released 1 message(s)"),
+        "{release}"
+    );
     assert_eq!(queued(&cli)[0]["held"], false);
     let send = cli.run(&["send"]);
     assert_eq!(send.code(), Some(0), "{send}\n{}", smarthost.log());
@@ -92,7 +95,10 @@ fn a_held_message_is_not_sent_until_released() {
     })
     .unwrap_or_else(|| panic!("the released message must arrive\n{}", smarthost.log()));
     assert_eq!(stored.len(), 1);
-    assert!(queued(&cli).is_empty(), "the queue is empty once it is sent");
+    assert!(
+        queued(&cli).is_empty(),
+        "the queue is empty once it is sent"
+    );
 }
 
 #[test]
@@ -151,7 +157,10 @@ fn past_the_lifetime_the_sender_gets_one_report_and_the_null_sender_none() {
         "{report}"
     );
     assert!(report.contains("max-queue-lifetime"), "{report}");
-    assert!(report.contains("Subject: from me"), "the message is attached\n{report}");
+    assert!(
+        report.contains("Subject: from me"),
+        "the message is attached\n{report}"
+    );
     assert!(!report.contains("a report of my own"), "{report}");
     assert!(
         !report.contains("Final-Recipient: rfc822; alice@"),

@@ -149,7 +149,12 @@ fn next_try(e: &Entry, now: chrono::DateTime<Utc>) -> String {
         return "held (queue release)".into();
     }
     match e.next_attempt() {
-        None if e.state.recipients.iter().any(|s| s.status == Status::Failed) => {
+        None if e
+            .state
+            .recipients
+            .iter()
+            .any(|s| s.status == Status::Failed) =>
+        {
             "refused, held: retry, bounce or delete it".into()
         }
         None => "nothing left".into(),
@@ -263,7 +268,9 @@ fn list(spool: &Spool, json: bool) -> Outcome {
                 listing.messages.len() - out
             );
             if unsure > 0 {
-                say!("{unsure} message(s) may have gone out already: a retry can make a second copy");
+                say!(
+                    "{unsure} message(s) may have gone out already: a retry can make a second copy"
+                );
             }
         }
     }

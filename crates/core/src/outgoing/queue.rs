@@ -182,7 +182,10 @@ mod tests {
             Some(Setting::account("a", AccountField::OutgoingHost))
         );
         // The null sender leaves through the only account that sends, and only then.
-        let one = [account("a", "one.test", true), account("b", "two.test", false)];
+        let one = [
+            account("a", "one.test", true),
+            account("b", "two.test", false),
+        ];
         assert_eq!(account_for(&one, "").unwrap().name, "a");
         assert!(account_for(&accounts, "").is_err());
     }

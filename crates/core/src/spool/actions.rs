@@ -421,13 +421,15 @@ pub async fn bounce(
                     maildir: PathBuf::from(format!("the mailbox of <{sender}>")),
                     source,
                 })?,
-            None => store(postmaster, &report)
-                .await
-                .map_err(|source| ActionError::StoreBounce {
-                    id: entry.id.clone(),
-                    maildir: postmaster.root().to_path_buf(),
-                    source,
-                })?,
+            None => {
+                store(postmaster, &report)
+                    .await
+                    .map_err(|source| ActionError::StoreBounce {
+                        id: entry.id.clone(),
+                        maildir: postmaster.root().to_path_buf(),
+                        source,
+                    })?
+            }
         };
         for &i in &open {
             entry.state.recipients[i].status = Status::Bounced;

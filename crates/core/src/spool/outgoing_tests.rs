@@ -285,7 +285,10 @@ async fn a_deferral_waits_by_the_send_delays_and_the_link_coming_up_makes_it_due
     handle.set_online(true);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while w.entry(&id).is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "not tried at link-up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not tried at link-up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(w.smarthost.taken(), vec!["you@far.test".to_string()]);
@@ -308,7 +311,10 @@ async fn past_the_lifetime_a_deferred_recipient_is_given_up_with_one_report_to_i
     let runner = w.start(options);
     let report = runner.handle().send_outgoing().await.unwrap();
     assert_eq!(report.counts(), (1, 0, 1), "{report:?}");
-    assert!(w.entry(&id).is_none(), "given up: the message left the queue");
+    assert!(
+        w.entry(&id).is_none(),
+        "given up: the message left the queue"
+    );
     let reports = w.reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
     let dsn = &reports[0];
@@ -343,7 +349,10 @@ async fn the_null_sender_never_gets_a_report() {
     let runner = w.start(options);
     let report = runner.handle().send_outgoing().await.unwrap();
     assert_eq!(report.counts(), (0, 1, 1), "{report:?}");
-    assert!(w.entry(&id).is_none(), "given up: the message left the queue");
+    assert!(
+        w.entry(&id).is_none(),
+        "given up: the message left the queue"
+    );
     assert!(w.reports().is_empty(), "{:?}", w.reports());
     assert_eq!(
         std::fs::read_dir(w.postmaster.root().join("new"))
@@ -374,7 +383,11 @@ async fn a_delay_warning_goes_to_the_sender_once() {
     assert_eq!(w.smarthost.connections(), 2, "tried twice");
     let reports = w.reports();
     assert_eq!(reports.len(), 1, "one warning per message: {reports:?}");
-    assert!(reports[0].contains("Action: delayed\r\nStatus: 4.7.1"), "{}", reports[0]);
+    assert!(
+        reports[0].contains("Action: delayed\r\nStatus: 4.7.1"),
+        "{}",
+        reports[0]
+    );
     let entry = w.entry(&id).unwrap();
     assert!(entry.state.warned);
     assert_eq!(entry.state.recipients[0].status, Status::Queued);

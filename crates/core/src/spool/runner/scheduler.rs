@@ -665,7 +665,9 @@ impl Scheduler {
             return;
         }
         let now = Utc::now();
-        let age = (now - entry.envelope.received_at).to_std().unwrap_or_default();
+        let age = (now - entry.envelope.received_at)
+            .to_std()
+            .unwrap_or_default();
         let lifetime = self.options.max_queue_lifetime;
         let until = entry.envelope.received_at
             + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
@@ -771,7 +773,10 @@ impl Scheduler {
             let s = &mut entry.state.recipients[i];
             s.status = status;
             s.next_attempt = None;
-            s.reply = Some(format!("{}{note}", s.reply.as_deref().unwrap_or("not sent")));
+            s.reply = Some(format!(
+                "{}{note}",
+                s.reply.as_deref().unwrap_or("not sent")
+            ));
         }
         self.events.emit(Event::Error(
             Problem::new(format!(
