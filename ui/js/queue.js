@@ -41,12 +41,14 @@ function state(r) {
 
 function summary(q) {
   if (!q.messages.length) return "Nothing waits: all mail was sent and handed on.";
+  const incoming = q.messages.length - q.outgoing;
+  const where = !q.outgoing ? "for the LAN mail server" : !incoming ? "to be sent" : "to be sent or handed on";
   const parts = [];
-  if (q.waiting) parts.push(`${q.waiting} recipient(s) waiting`);
-  if (q.refused) parts.push(`${q.refused} refused (retry, bounce or delete)`);
+  if (q.waiting) parts.push(`${q.waiting} waiting ${where}`);
+  if (q.refused) parts.push(`${q.refused} refused by ${q.outgoing ? "the server" : "it"} (retry, bounce or delete)`);
   if (q.held) parts.push(`${q.held} message(s) held`);
-  const ways = `${q.outgoing} outgoing, ${q.messages.length - q.outgoing} for the LAN server`;
-  return `${q.messages.length} message(s) (${ways}): ${parts.join(", ") || "nothing left to do"}`;
+  const ways = q.outgoing ? ` (${q.outgoing} outgoing, ${incoming} for the LAN mail server)` : "";
+  return `${q.messages.length} message(s)${ways}: ${parts.join(", ") || "nothing left to do"}`;
 }
 
 function actions(m) {
