@@ -29,6 +29,7 @@ mod odmr;
 mod odmr_peer;
 mod outgoing;
 mod outgoing_crash;
+mod outgoing_queue;
 mod pause;
 mod peers;
 mod port25;

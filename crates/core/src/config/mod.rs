@@ -179,6 +179,17 @@ pub struct Config {
     pub retry_delay: u64,
     /// The longest wait between two retries of a hand-over, in seconds.
     pub max_retry_delay: u64,
+    /// Seconds before outgoing mail the smarthost deferred (4xx, or not reachable) is tried
+    /// again while the link is up; doubles with each failure.
+    pub send_retry_delay: u64,
+    /// The longest wait between two tries of outgoing mail, in seconds.
+    pub send_max_retry_delay: u64,
+    /// Hours outgoing mail may wait: a recipient still deferred at a failed try past this age
+    /// is given up, and its sender gets a delivery report (0: at the first failed try).
+    pub max_queue_lifetime: u64,
+    /// Hours after which the sender of outgoing mail still deferred is told once (a "delayed"
+    /// report); 0: never.
+    pub delay_warning: u64,
     /// Where each recipient's mail goes (`mailcall-cli route`); none: all into `maildir`.
     /// Last: TOML writes tables after the plain keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -282,6 +293,10 @@ impl Default for Config {
             unknown_recipients: UnknownRecipients::CatchAll,
             retry_delay: 60,
             max_retry_delay: 3600,
+            send_retry_delay: 300,
+            send_max_retry_delay: 3600,
+            max_queue_lifetime: 5 * 24,
+            delay_warning: 0,
             routes: Vec::new(),
         }
     }
