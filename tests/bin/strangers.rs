@@ -45,8 +45,8 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
-    counts.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One held connection's end: its tactic, whether the listener ended it, after how long, and

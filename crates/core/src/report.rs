@@ -242,7 +242,11 @@ impl Unclaimed {
             })
             .collect();
         let message = format!(
-            "the ISP offered mail for domains no account takes: {}. Mailcall answered 450, so the              ISP keeps that mail for now (it bounces it once its queue lifetime runs out, often              after 5 days). Add the domain to the account's domains if it is yours, or change              the ETRN argument (a plain domain instead of #name) so the ISP releases only your              domains",
+            "the ISP offered mail for domains no account takes: {}. Mailcall answered 450, so the \
+             ISP keeps that mail for now (it bounces it once its queue lifetime runs out, often \
+             after 5 days). Add the domain to the account's domains if it is yours, or change \
+             the ETRN argument (a plain domain instead of #name) so the ISP releases only your \
+             domains",
             domains.join(", ")
         );
         let problem = Problem::new(message);
