@@ -176,4 +176,14 @@ fn strangers_holding_every_slot_open_to_them_cannot_keep_the_isps_delivery_out()
             assert!(line.ends_with(reply), "tactic {tactic}: {line}\n{report}");
         }
     }
+    // Shown with --nocapture: the peaks and how many connections the strangers held.
+    eprintln!(
+        "{}\n{} connections held, all ended by the listener",
+        report
+            .lines()
+            .filter(|l| l.starts_with("peak "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        held.len()
+    );
 }

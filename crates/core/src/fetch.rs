@@ -2,7 +2,7 @@
 //! account → receive until idle (ETRN) or until the turned connections end (ODMR) → ETRN once
 //! more if the listener turned the asked ISP away meanwhile → summary + history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +127,7 @@ pub async fn run(
     // Transcripts of ETRN sessions a later one (asking again) replaced in `results`.
     let mut earlier_transcripts = Vec::new();
     let mut messages: Vec<MessageInfo> = Vec::new();
-    let mut active: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut active = Connections::default();
     let mut last_activity = Instant::now();
     let mut asked_all = tasks.is_empty();
     // The listener turning away the ISP asked, since it was last asked and in all.
@@ -140,7 +140,7 @@ pub async fn run(
 
     let ended_because = loop {
         let mut ending = None;
-        if asked_all && active.is_empty() {
+        if asked_all && !active.busy(&asked) {
             ending = match expectation(&results) {
                 Expectation::Nothing if turned(&results) => Some(EndReason::DeliveriesEnded),
                 Expectation::Nothing => Some(EndReason::NothingToWaitFor),
@@ -153,7 +153,7 @@ pub async fn run(
             };
         }
         let idle_at = last_activity + options.idle_timeout;
-        let idle_armed = asked_all && active.is_empty();
+        let idle_armed = asked_all && !active.busy(&asked);
         if ending.is_none() {
             ending = tokio::select! {
                 _ = shutdown.cancelled() => Some(EndReason::Cancelled),
@@ -177,8 +177,11 @@ pub async fn run(
                 }
                 ev = deliveries.recv() => match ev {
                     Some(ev) => {
-                        last_activity = Instant::now();
-                        on_listener_event(ev, &mut active, &mut messages, (&mut refused, &mut unclaimed, &asked), events);
+                        // Strangers coming and going are no sign of the delivery asked for:
+                        // they must not keep the session from ending.
+                        if on_listener_event(ev, &mut active, &mut messages, (&mut refused, &mut unclaimed, &asked), events) {
+                            last_activity = Instant::now();
+                        }
                         None
                     }
                     None => {
@@ -351,49 +354,81 @@ fn keep(
     }
 }
 
+/// The listener's open connections during a fetch, and which peers deliver: the ISP addresses
+/// the fetch asked, and any peer that stored a message (an ISP may deliver from another address
+/// than the one asked). Only theirs keep the session waiting: strangers holding connections
+/// must not keep a fetch from ending.
+#[derive(Debug, Default)]
+struct Connections {
+    active: HashMap<SocketAddr, u32>,
+    delivering: HashSet<IpAddr>,
+}
+
+impl Connections {
+    /// Whether `ip` is a peer whose connections count.
+    fn counts(&self, ip: IpAddr, asked: &AskScope) -> bool {
+        asked.has_asked(ip) || self.delivering.contains(&ip.to_canonical())
+    }
+
+    /// Whether a delivering peer has a connection open.
+    fn busy(&self, asked: &AskScope) -> bool {
+        self.active.keys().any(|peer| self.counts(peer.ip(), asked))
+    }
+}
+
 /// Counts a listener event into the session (refusals only of the ISP it asked) and republishes
-/// it for front ends.
+/// it for front ends. Returns whether it was a sign of the delivery (a delivering peer's).
 fn on_listener_event(
     ev: ListenerEvent,
-    active: &mut HashMap<SocketAddr, u32>,
+    active: &mut Connections,
     messages: &mut Vec<MessageInfo>,
     (refused, unclaimed, asked): (&mut Refusals, &mut UnclaimedCounts, &AskScope),
     events: &EventSink,
-) {
+) -> bool {
     match ev {
         ListenerEvent::Connected { peer } => {
-            *active.entry(peer).or_default() += 1;
+            *active.active.entry(peer).or_default() += 1;
             events.emit(Event::Connected { peer });
+            active.counts(peer.ip(), asked)
         }
         ListenerEvent::Closed { peer } => {
-            if let Some(n) = active.get_mut(&peer) {
+            if let Some(n) = active.active.get_mut(&peer) {
                 *n -= 1;
                 if *n == 0 {
-                    active.remove(&peer);
+                    active.active.remove(&peer);
                 }
             }
+            active.counts(peer.ip(), asked)
         }
         ListenerEvent::Stored(info) => {
+            if let Ok(ip) = info.peer.parse::<IpAddr>() {
+                active.delivering.insert(ip.to_canonical());
+            }
             events.emit(Event::MessageStored(info.clone()));
             messages.push(*info);
+            true
         }
         ListenerEvent::Refused {
             peer,
             reply,
             at_connect,
         } => {
-            if asked.has_asked(peer.ip()) {
+            let theirs = asked.has_asked(peer.ip());
+            if theirs {
                 refused.note(peer.ip(), &reply, at_connect);
             }
+            theirs
         }
         ListenerEvent::Unclaimed { peer, domain } => {
-            if asked.has_asked(peer.ip()) {
+            let theirs = asked.has_asked(peer.ip());
+            if theirs {
                 let (n, peers) = unclaimed.domains.entry(domain).or_default();
                 *n += 1;
                 if !peers.contains(&peer.ip()) {
                     peers.push(peer.ip());
                 }
             }
+            theirs
         }
     }
 }
