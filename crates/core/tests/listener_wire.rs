@@ -1468,6 +1468,7 @@ async fn the_asked_isp_offering_mail_no_account_takes_gets_a_4xx_and_strangers_a
     isp.cmd("RCPT TO:<b%other.org@example.com>", "550 5.7.1")
         .await;
     isp.cmd("RCPT TO:<a@example.com>", "250").await;
+    isp.cmd("RSET", "250").await;
     isp.cmd("QUIT", "221").await;
     let mut stranger = Client::connect_from(server.addr, "127.0.0.6").await;
     stranger.expect("220").await;
@@ -1492,6 +1493,32 @@ async fn the_asked_isp_offering_mail_no_account_takes_gets_a_4xx_and_strangers_a
         }
     }
     assert_eq!(seen, [("127.0.0.5".to_string(), "other.org".to_string())]);
+    drop(fetch);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_asked_isp_moving_past_mail_no_account_takes_is_not_junk() {
+    let mut s = settings(10_000_000);
+    s.max_junk_commands = 2;
+    let server = start(s, &["example.com"]).await;
+    let fetch = server.asked.scope();
+    fetch.ask("isp", "127.0.0.5".parse().unwrap());
+    let mut isp = Client::connect_from(server.addr, "127.0.0.5").await;
+    isp.expect("220").await;
+    isp.ehlo().await;
+    // Five messages in a row for a domain no account takes, each ended with RSET.
+    for _ in 0..5 {
+        isp.cmd("MAIL FROM:<x@sender.org>", "250").await;
+        isp.cmd("RCPT TO:<b@other.org>", "450 4.7.1").await;
+        isp.cmd("RSET", "250").await;
+    }
+    // A plain RSET still counts.
+    isp.cmd("RSET", "250").await;
+    isp.cmd("NOOP", "250").await;
+    isp.cmd("NOOP", "250").await;
+    isp.expect("421 4.7.0 mx.test Error: too many commands without mail")
+        .await;
     drop(fetch);
     server.stop().await;
 }

@@ -266,7 +266,11 @@ impl Listener {
             gate::Limits {
                 total: ctx.settings.max_connections,
                 per_peer: ctx.settings.max_connections_per_peer,
-                reserved: ctx.settings.reserved_connections,
+                // No ISP delivers to the submission listener: nothing to hold back there.
+                reserved: match ctx.submission {
+                    Some(_) => 0,
+                    None => ctx.settings.reserved_connections,
+                },
             },
             ctx.asked.clone(),
         );

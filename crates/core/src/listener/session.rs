@@ -171,6 +171,7 @@ pub async fn serve<S>(
         spoke: false,
         junk: 0,
         unclaimed: None,
+        put_off: false,
     };
     session.serve().await;
 }
@@ -198,6 +199,8 @@ struct Session<S> {
     /// Set by `recipient` when it put off a recipient in a domain no account takes, offered by
     /// the ISP a fetch asked: that domain.
     unclaimed: Option<String>,
+    /// Whether the current transaction had a recipient put off that way.
+    put_off: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -426,6 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             domain,
                         });
                         self.conn.queue(reply.to_string().as_bytes());
+                        self.put_off = true;
                     }
                     None => {
                         self.junk += u32::from(reply.is_transient());
@@ -442,7 +446,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 State::Rcpt { .. } => return Next::StartData,
             },
             Request::Rset => {
-                self.junk += 1;
+                // Ending a transaction whose recipients we put off (the ISP asked, mail no
+                // account takes) is the ISP moving on to its next message, not junk.
+                self.junk += u32::from(!std::mem::take(&mut self.put_off));
                 self.reset();
                 self.push(Reply::new(250, "2.0.0", "Ok"));
             }
