@@ -237,6 +237,13 @@ impl ServiceHandle {
         self.accounts.send_replace(Arc::new(accounts));
     }
 
+    /// Replaces `default-outgoing-account` for later submissions.
+    pub fn set_default_outgoing(&self, name: Option<String>) {
+        if let Some(slot) = self.submission.get() {
+            slot.replace_default_account(name);
+        }
+    }
+
     /// The accounts now.
     pub fn accounts(&self) -> Accounts {
         self.accounts.borrow().clone()

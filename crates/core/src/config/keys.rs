@@ -79,6 +79,8 @@ pub enum Kind {
     HostName,
     /// Words separated by commas or spaces.
     List,
+    /// An account's name (empty for none).
+    AccountName,
     /// One of a few words (the first is the default).
     Choice(&'static [&'static str]),
     /// Not a `config set` key: its own commands keep it (`account`, `route`).
@@ -224,6 +226,8 @@ config_keys! {
         "LAN addresses/networks that may submit without a login (comma-separated)";
     SubmitUser = "submit-user", Kind::HostName,
         "the submission login's user name (its password: config set-submit-password)";
+    DefaultOutgoingAccount = "default-outgoing-account", Kind::AccountName,
+        "the account whose outgoing server sends mail from senders no account's domains hold";
     Accounts = "accounts", Kind::Managed, "the accounts' names (`account set`, `account remove`)";
     Routes = "routes", Kind::Managed, "where each recipient's mail goes (`route add`, `route remove`)";
 }
@@ -415,6 +419,7 @@ impl Config {
             | ConfigKey::SubmitListen
             | ConfigKey::SubmitAllowedPeers
             | ConfigKey::SubmitUser
+            | ConfigKey::DefaultOutgoingAccount
             | ConfigKey::Accounts
             | ConfigKey::Routes => return None,
         })
@@ -461,6 +466,10 @@ impl Config {
             ConfigKey::SubmitAllowedPeers => next.submit_allowed_peers = list(value),
             ConfigKey::SubmitUser => {
                 next.submit_user = (!value.trim().is_empty()).then(|| value.trim().to_string())
+            }
+            ConfigKey::DefaultOutgoingAccount => {
+                next.default_outgoing_account =
+                    (!value.trim().is_empty()).then(|| value.trim().to_string())
             }
             ConfigKey::Interfaces => next.interfaces = list(value),
             ConfigKey::UnknownRecipients => {
@@ -514,6 +523,9 @@ impl Config {
             ConfigKey::SubmitListen => self.submit_listen = d.submit_listen,
             ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers = d.submit_allowed_peers,
             ConfigKey::SubmitUser => self.submit_user = d.submit_user,
+            ConfigKey::DefaultOutgoingAccount => {
+                self.default_outgoing_account = d.default_outgoing_account
+            }
             ConfigKey::Interfaces => self.interfaces = d.interfaces,
             ConfigKey::UnknownRecipients => self.unknown_recipients = d.unknown_recipients,
             numeric => {
@@ -575,6 +587,7 @@ mod tests {
             Kind::Directory | Kind::File => "/srv/mailcall".into(),
             Kind::HostName => "mail.example.com".into(),
             Kind::List => "ppp0".into(),
+            Kind::AccountName => "isp".into(),
             Kind::Choice(words) => words[0].into(),
             Kind::Managed => unreachable!("not settable"),
         };

@@ -154,6 +154,10 @@ pub struct Config {
     /// headless store. None: no login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub submit_user: Option<String>,
+    /// The account whose outgoing server sends mail whose sender's domain no account holds
+    /// (and mail from the null sender). None: such mail is refused at `MAIL FROM`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_outgoing_account: Option<String>,
     /// Recipients per message.
     pub max_recipients: u64,
     /// Longest SMTP command line, in bytes.
@@ -278,6 +282,7 @@ impl Default for Config {
             submit_listen: "127.0.0.1:587".into(),
             submit_allowed_peers: Vec::new(),
             submit_user: None,
+            default_outgoing_account: None,
             max_recipients: 100,
             max_line_length: 4096,
             max_errors: 20,
