@@ -2,7 +2,7 @@
 //! Postfix ISP holds a message for the account's domain and another domain together; the ETRN
 //! releases it whole. The recipient in the other domain gets a 4xx (Postfix keeps it, no bounce),
 //! and the fetch names the domain in its summary, its history record and its exit code, with the
-//! fix.
+//! fix. The account asks with the `#name` form, whose summary line counts what it brought.
 
 use std::time::Duration;
 
@@ -23,7 +23,8 @@ fn mail_for_a_domain_no_account_takes_stays_at_the_isp_and_the_fetch_says_so() {
 
     let cli = Cli::new(&env);
     write_base_config(&cli);
-    set_plain_account(&cli, "isp", isp.port(), &["ours.test"]).assert_success();
+    // The queue form (Postfix takes `#name` as the site name): its line counts what it brought.
+    set_plain_account(&cli, "isp", isp.port(), &["#ours.test"]).assert_success();
     let maildir = Maildir::new(env.root().join("Maildir"));
     let out = fetch(&cli, lp, maildir.path(), &[]);
     let context = format!("{out}\nISP maillog:\n{}", isp.log());
@@ -34,6 +35,7 @@ fn mail_for_a_domain_no_account_takes_stays_at_the_isp_and_the_fetch_says_so() {
     want.sort();
     assert_eq!(maildir.message_ids(), want, "{context}");
     out.assert_mentions("summary: 2 message(s)")
+        .assert_mentions("#ours.test (isp): 250 queue run started, 2 message(s)")
         .assert_mentions("1 recipient(s) in domains no account takes left at the ISP (extra.test)")
         .assert_mentions(
             "the ISP offered mail for domains no account takes: extra.test (1 recipient(s))",
