@@ -277,6 +277,13 @@ impl Gate {
         counts.total += 1;
         counts.strangers += usize::from(stranger);
         counts.per_peer.insert(key, mine + 1);
+        tracing::debug!(
+            peer = %ip,
+            from_peer = mine + 1,
+            strangers = counts.strangers,
+            total = counts.total,
+            "connection admitted"
+        );
         Ok(Ticket {
             key,
             stranger,
