@@ -29,6 +29,7 @@ mod odmr;
 mod odmr_peer;
 mod outgoing;
 mod outgoing_crash;
+mod outgoing_queue;
 mod pause;
 mod peers;
 mod port25;
@@ -37,10 +38,12 @@ mod reload;
 mod retry;
 mod routing;
 mod secrets;
+mod strangers;
 mod submission;
 mod terminal;
 mod tls_auth;
 mod triggers;
+mod unclaimed;
 
 use std::time::Duration;
 

@@ -110,6 +110,15 @@ impl Config {
                 ),
             ));
         }
+        if self.send_max_retry_delay < self.send_retry_delay {
+            problems.push(invalid(
+                ConfigKey::SendMaxRetryDelay,
+                format!(
+                    "{} is shorter than send-retry-delay ({}): give at least that",
+                    self.send_max_retry_delay, self.send_retry_delay
+                ),
+            ));
+        }
         problems
     }
 

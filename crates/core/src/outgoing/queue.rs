@@ -72,8 +72,9 @@ impl SubmitError {
 
 /// The account a message from `sender` leaves through: the one whose domains hold the
 /// sender's domain and that has an outgoing server; else the `default-outgoing-account`
-/// (`default`), which also sends mail from the null sender. Without either the error names the
-/// fix: the account holding the domain that lacks an outgoing server, or the default to set.
+/// (`default`), which also sends mail from the null sender (`<>`: a report, an auto-reply) — or,
+/// with no default, the only account with an outgoing server does. Without either the error
+/// names the fix: the account holding the domain that lacks an outgoing server, or the default.
 pub fn account_for<'a>(
     accounts: &'a [Account],
     default: Option<&str>,
@@ -102,6 +103,12 @@ pub fn account_for<'a>(
                 name: name.to_owned(),
             }),
         };
+    }
+    if sender.is_empty() {
+        let mut sending = accounts.iter().filter(|a| a.outgoing.is_some());
+        if let (Some(only), None) = (sending.next(), sending.next()) {
+            return Ok(only);
+        }
     }
     match holders.first() {
         Some(a) => Err(SubmitError::NoOutgoing {
@@ -207,6 +214,13 @@ mod tests {
             e.fix(),
             Some(Setting::account("a", AccountField::OutgoingHost))
         );
+        // The null sender leaves through the only account that sends, and only then.
+        let one = [
+            account("a", "one.test", true),
+            account("b", "two.test", false),
+        ];
+        assert_eq!(account_for(&one, None, "").unwrap().name, "a");
+        assert!(account_for(&accounts, None, "").is_err());
     }
 
     #[test]
