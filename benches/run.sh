@@ -227,7 +227,7 @@ smtp_tls_security_level = none
 message_size_limit = 0
 $extra
 EOF
-    printf '127.0.0.1:%s inet n - n - - smtpd\n%s\n' "$port" "$MASTER_SERVICES" >"$root/conf/master.cf"
+    printf '127.0.0.1:%s inet n - n - - smtpd\n%s\n%s\n' "$port" "$MASTER_SERVICES" "${EXTRA_MASTER:-}" >"$root/conf/master.cf"
     POSTFIX_CONFS+=("$root/conf")
     postfix -c "$root/conf" check >&2 || die "postfix check ($name) failed; see: script -qc 'postfix -c $root/conf check' /dev/null"
     ${PIN_POSTFIX:-} postfix -c "$root/conf" start >&2 || die "postfix start ($name) failed; log: $root/maillog"
@@ -1049,7 +1049,9 @@ outgoing_daemon() {
     wait_port "$sport" 30
 }
 postfix_outgoing() { # NAME PORT SMARTHOST_PORT: Postfix's dial-up recipe; sets PF_ROOT
-    PIN_POSTFIX=$PIN_CLIENT postfix_start "$1" "$2" "relayhost = [127.0.0.1]:$3
+    # postqueue -f needs pickup's FIFO to see the mail system up.
+    EXTRA_MASTER='pickup    fifo  n       -       n       60      1       pickup' \
+        PIN_POSTFIX=$PIN_CLIENT postfix_start "$1" "$2" "relayhost = [127.0.0.1]:$3
 defer_transports = smtp
 smtp_connection_cache_on_demand = yes
 minimal_backoff_time = 3h

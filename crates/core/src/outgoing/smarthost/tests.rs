@@ -24,6 +24,8 @@ struct Script {
 /// One transaction the server accepted the data of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Taken {
+    /// The client's port: which connection it came on.
+    conn: u16,
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
@@ -37,7 +39,7 @@ async fn server(script: Script) -> (u16, Arc<Mutex<Vec<Taken>>>) {
     let log = taken.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 return;
             };
             let script = script.clone();
@@ -90,6 +92,7 @@ async fn server(script: Script) -> (u16, Arc<Mutex<Vec<Taken>>>) {
                             };
                             if reply.starts_with('2') {
                                 log.lock().unwrap().push(Taken {
+                                    conn: peer.port(),
                                     from: from.clone(),
                                     to: to.clone(),
                                     data,
@@ -211,6 +214,36 @@ async fn all_accepted_is_one_transaction() {
     let taken = taken.lock().unwrap().clone();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].to, three());
+}
+
+#[tokio::test]
+async fn one_connection_carries_message_after_message_and_a_refusal_costs_only_a_new_one() {
+    let script = Script {
+        rcpt: HashMap::from([("nobody@example.org".into(), "550 5.1.1 no such user")]),
+        end_of_data: Some("250 2.0.0 Ok"),
+    };
+    let (port, taken) = server(script).await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    for _ in 0..3 {
+        let outcomes = host.send("me@office.test", &three(), MESSAGE).await;
+        assert!(outcomes.iter().all(Outcome::is_sent), "{outcomes:?}");
+    }
+    // A refused recipient: lettre ends that connection; the next message opens another.
+    let refused = host
+        .send("me@office.test", &["nobody@example.org".into()], MESSAGE)
+        .await;
+    assert!(matches!(refused[0], Outcome::Refused { .. }), "{refused:?}");
+    let after = host.send("me@office.test", &three(), MESSAGE).await;
+    assert!(after.iter().all(Outcome::is_sent), "{after:?}");
+    host.close().await;
+    let taken = taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), 4);
+    let first = taken[0].conn;
+    assert!(
+        taken[..3].iter().all(|t| t.conn == first),
+        "the first three on one connection: {taken:?}"
+    );
+    assert_ne!(taken[3].conn, first, "{taken:?}");
 }
 
 #[tokio::test]

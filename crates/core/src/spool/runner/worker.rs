@@ -549,6 +549,7 @@ impl Worker {
                 let _ = self.reports.send(Report::Reached(self.target.clone()));
             }
         }
+        host.close().await;
         if let Some(why) = broken {
             let _ = self
                 .reports
