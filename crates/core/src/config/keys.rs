@@ -199,6 +199,10 @@ config_keys! {
         "seconds before a failed hand-over to a LAN server is retried";
     MaxRetryDelay = "max-retry-delay", Kind::seconds(1, 7 * 86_400),
         "longest wait between retries of a hand-over, seconds";
+    HistoryMaxSize = "history-max-size", Kind::bytes(65_536, u64::MAX),
+        "bytes of history before it is rotated (the previous file is kept)";
+    HistoryMaxAge = "history-max-age", Kind::count(0, 36_500),
+        "days of history before it is rotated (0: by size only)";
     Interfaces = "interfaces", Kind::List,
         "interfaces whose link-up fetches (globs, comma-separated)";
     SettleDelay = "settle-delay", Kind::seconds(0, 3_600),
@@ -356,6 +360,8 @@ impl Config {
             ConfigKey::FetchInterval => self.fetch_interval,
             ConfigKey::RetryDelay => self.retry_delay,
             ConfigKey::MaxRetryDelay => self.max_retry_delay,
+            ConfigKey::HistoryMaxSize => self.history_max_size,
+            ConfigKey::HistoryMaxAge => self.history_max_age,
             // A test holds these two matches to the keys whose kind is a number.
             _ => return None,
         })
@@ -380,6 +386,8 @@ impl Config {
             ConfigKey::FetchInterval => &mut self.fetch_interval,
             ConfigKey::RetryDelay => &mut self.retry_delay,
             ConfigKey::MaxRetryDelay => &mut self.max_retry_delay,
+            ConfigKey::HistoryMaxSize => &mut self.history_max_size,
+            ConfigKey::HistoryMaxAge => &mut self.history_max_age,
             ConfigKey::Listen
             | ConfigKey::Maildir
             | ConfigKey::DataDir

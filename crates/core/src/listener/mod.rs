@@ -8,6 +8,7 @@
 //! STARTTLS offers, `submission` the role in which it takes outgoing mail (port 587) instead. Mail is acknowledged only once it is durable on disk; every 4xx we answer is
 //! reported, so a fetch knows what stayed at the ISP.
 
+mod address;
 mod codec;
 mod conn;
 mod data;
