@@ -145,7 +145,7 @@ pub async fn save_account<R: Runtime>(
     state: State<'_, AppState>,
     account: AccountForm,
 ) -> Result<AccountView, UiError> {
-    let mut config = state.config()?;
+    let config = state.config()?;
     let original = account.original.trim().to_string();
     let store = state.store.clone();
     let lookup = if original.is_empty() {
