@@ -82,6 +82,33 @@ impl PostfixLan {
         self.root.join("conf")
     }
 
+    /// Makes it answer what it would refuse with a 4xx instead (Postfix's `soft_bounce`): a
+    /// recipient it does not know gets `450 4.1.1`, as from a smarthost that keeps saying "try
+    /// later". Returns once the reloaded setting is in force.
+    pub fn soft_bounce(&self) {
+        let before = self.log().matches("reload -- version").count();
+        run_checked(
+            Command::new("postconf")
+                .arg("-c")
+                .arg(self.conf())
+                .args(["-e", "soft_bounce = yes"]),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("postconf on the LAN Postfix failed: {e}"));
+        run_checked(
+            Command::new("postfix")
+                .arg("-c")
+                .arg(self.conf())
+                .arg("reload"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("reloading the LAN Postfix failed: {e}"));
+        crate::poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            (self.log().matches("reload -- version").count() > before).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the LAN Postfix did not reload\n{}", self.log()));
+    }
+
     /// Stops it and starts it again inside `ns` (its queue, Maildirs and log stay), on the same
     /// loopback port there; returns once it accepts connections inside. For a Mailcall that
     /// runs in the namespace: TCP does not cross namespaces.

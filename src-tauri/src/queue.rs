@@ -1,5 +1,7 @@
-//! The Queue view: the mail waiting in Mailcall's spool for a LAN mail server (LMTP, SMTP), as
-//! the core lists it, and what an action (Retry now, Bounce, Delete) did, in the window's words.
+//! The Queue view: the mail waiting in Mailcall's spool, both ways — outgoing mail for the
+//! smarthost (`out`) beside incoming mail for a LAN mail server (`in`, LMTP or SMTP) — as the
+//! core lists it, and what an action (Retry now, Hold, Release, Bounce, Delete) did, in the
+//! window's words.
 //! What an action does is the core's ([`Action`]), done by whoever hands the mail on: the
 //! instance here, or the daemon this tray fronts.
 
@@ -14,6 +16,8 @@ pub fn done(action: Action, r: &ActionResult) -> String {
         Action::Retry => "Handing on now",
         Action::Bounce => "Bounced",
         Action::Delete => "Deleted",
+        Action::Hold => "Held",
+        Action::Release => "Released",
     };
     let mut text = format!(
         "{verb}: {} message(s), {} recipient(s).",
@@ -22,7 +26,7 @@ pub fn done(action: Action, r: &ActionResult) -> String {
     if !r.reports.is_empty() {
         let files: Vec<String> = r.reports.iter().map(|p| p.display().to_string()).collect();
         text.push_str(&format!(
-            " The delivery report is in the Maildir: {}",
+            " The delivery report went to: {}",
             files.join(", ")
         ));
     }
@@ -51,8 +55,18 @@ pub struct RecipientView {
 /// One message in the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageView {
-    /// Its id (what Retry, Bounce and Delete name).
+    /// Its id (what Retry, Hold, Release, Bounce and Delete name).
     pub id: String,
+    /// `out`: outgoing mail for the smarthost; `in`: incoming mail for a LAN server.
+    pub direction: &'static str,
+    /// Held by the user: not tried until released.
+    pub held: bool,
+    /// When it is tried next (`None`: held, refused, or nothing left to try).
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// The last reply any of its recipients got.
+    pub last_reply: Option<String>,
+    /// An earlier attempt may have been stored: a retry may make a second copy.
+    pub maybe_delivered: bool,
     /// When the ISP got its 250.
     pub received_at: DateTime<Utc>,
     /// The envelope sender (empty for bounces).
@@ -76,6 +90,10 @@ pub struct QueueView {
     pub waiting: usize,
     /// Recipients a server refused (held until retried, bounced or deleted).
     pub refused: usize,
+    /// Outgoing messages (for the smarthost).
+    pub outgoing: usize,
+    /// Messages held by the user.
+    pub held: usize,
     /// Files in the spool that cannot be read (they stay untouched).
     pub problems: Vec<String>,
     /// Who hands this mail on, when that is not this tray (a daemon).
@@ -120,8 +138,16 @@ impl QueueView {
                     }
                 })
                 .collect();
+            let outgoing = e.is_outgoing();
+            view.outgoing += usize::from(outgoing);
+            view.held += usize::from(e.state.held);
             view.messages.push(MessageView {
                 id: e.id.clone(),
+                direction: if outgoing { "out" } else { "in" },
+                held: e.state.held,
+                next_attempt: e.next_attempt(),
+                last_reply: e.last_reply().map(str::to_owned),
+                maybe_delivered: e.state.recipients.iter().any(|s| s.maybe_delivered),
                 received_at: e.envelope.received_at,
                 sender: e.envelope.sender.clone(),
                 from: headline.from.clone(),
@@ -144,6 +170,45 @@ mod tests {
         assert_eq!(QueueView::of(&Listing::default()), QueueView::default());
     }
 
+    #[tokio::test]
+    async fn outgoing_mail_shows_its_direction_hold_last_reply_and_a_possible_second_copy() {
+        use mailcall_core::spool::Spool;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool")).unwrap();
+        mailcall_core::outgoing::queue::submit(
+            &spool,
+            "isp",
+            "me@office.test",
+            &["you@far.test".to_owned()],
+            "",
+            b"Subject: hi\r\n\r\nbody\r\n",
+            "local user",
+        )
+        .await
+        .unwrap();
+        let (entries, _) = spool.entries().unwrap();
+        let mut state = entries[0].state.clone();
+        state.held = true;
+        state.recipients[0].attempts = 1;
+        state.recipients[0].reply = Some("421 4.4.2 timeout after DATA".into());
+        state.recipients[0].last_attempt = Some(Utc::now());
+        state.recipients[0].maybe_delivered = true;
+        spool.save_state(&entries[0].name, &state, true).unwrap();
+        let view = QueueView::of(&Listing::of(&spool).unwrap());
+        let m = &view.messages[0];
+        assert_eq!(
+            (m.direction, m.held, m.maybe_delivered),
+            ("out", true, true)
+        );
+        assert_eq!(m.next_attempt, None, "held: never tried");
+        assert_eq!(
+            m.last_reply.as_deref(),
+            Some("421 4.4.2 timeout after DATA")
+        );
+        assert_eq!(m.sender, "me@office.test");
+        assert_eq!((view.outgoing, view.held, view.waiting), (1, 1, 1));
+    }
+
     #[test]
     fn action_results_read_as_sentences() {
         let r = ActionResult {
@@ -153,7 +218,11 @@ mod tests {
         };
         assert_eq!(
             done(Action::Bounce, &r),
-            "Bounced: 1 message(s), 2 recipient(s). The delivery report is in the Maildir: /m/new/dsn"
+            "Bounced: 1 message(s), 2 recipient(s). The delivery report went to: /m/new/dsn"
+        );
+        assert_eq!(
+            done(Action::Hold, &ActionResult::default()),
+            "Held: 0 message(s), 0 recipient(s)."
         );
         assert_eq!(
             done(Action::Retry, &ActionResult::default()),

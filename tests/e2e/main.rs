@@ -30,6 +30,7 @@ mod odmr;
 mod odmr_peer;
 mod outgoing;
 mod outgoing_crash;
+mod outgoing_queue;
 mod pause;
 mod peers;
 mod port25;
@@ -39,10 +40,12 @@ mod retry;
 mod routing;
 mod secrets;
 mod settings_race;
+mod strangers;
 mod submission;
 mod terminal;
 mod tls_auth;
 mod triggers;
+mod unclaimed;
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! `queue [list]|retry|bounce|delete`: the mail waiting in Mailcall's spool to be handed on to
-//! LAN servers. Listing reads the spool directly; the actions go to a running Mailcall, or, when
+//! `queue [list]|retry|hold|release|bounce|delete`: the mail waiting in Mailcall's spool, both
+//! ways — outgoing mail for the smarthost (`out`) and incoming mail to be handed on to LAN
+//! servers (`in`). Listing reads the spool directly; the actions go to a running Mailcall, or, when
 //! none runs, are done here by the core ([`offline`]) — a retry then hands the mail on at once
 //! from this process, each hand-over printed.
 
@@ -17,7 +18,7 @@ use mailcall_core::mailcall::Mailcall;
 use mailcall_core::printable;
 use mailcall_core::spool::actions::{ActionResult, Listing, Selection};
 use mailcall_core::spool::offline::{self, OfflineError};
-use mailcall_core::spool::{Action, Spool, Status, SPOOL_DIR};
+use mailcall_core::spool::{Action, Entry, Spool, Status, SPOOL_DIR};
 
 use crate::failure::{Failure, Outcome};
 use crate::output::{runtime, say};
@@ -40,8 +41,12 @@ enum QueueCommand {
     List,
     /// Hand the messages on now (refused recipients are tried again too).
     Retry(Which),
-    /// Give messages up: a delivery report (DSN) with each message goes into the postmaster's
-    /// Maildir (the maildir setting); Mailcall cannot mail it to the sender.
+    /// Keep messages from being tried (also across restarts) until released.
+    Hold(Which),
+    /// Let held messages be tried again.
+    Release(Which),
+    /// Give messages up: a delivery report (DSN) with each message goes to the sender of
+    /// outgoing mail, else into the postmaster's Maildir (the maildir setting).
     Bounce(Confirmed),
     /// Remove messages from the queue; nothing is sent or kept.
     Delete(Confirmed),
@@ -84,6 +89,8 @@ impl QueueCommand {
         match self {
             QueueCommand::List => None,
             QueueCommand::Retry(which) => Some((Action::Retry, which, false)),
+            QueueCommand::Hold(which) => Some((Action::Hold, which, false)),
+            QueueCommand::Release(which) => Some((Action::Release, which, false)),
             QueueCommand::Bounce(c) => Some((Action::Bounce, &c.which, c.yes)),
             QueueCommand::Delete(c) => Some((Action::Delete, &c.which, c.yes)),
         }
@@ -116,20 +123,74 @@ pub fn run(explicit: Option<&Path>, args: QueueArgs) -> Outcome {
     act(&config, &spool, action, which.selection())
 }
 
+/// "in" for mail handed on to a LAN server, "out" for outgoing mail.
+fn direction(e: &Entry) -> &'static str {
+    if e.is_outgoing() {
+        "out"
+    } else {
+        "in"
+    }
+}
+
+/// How long ago, in words: `45s`, `12m`, `3h 5m`, `2d 4h`.
+fn age(since: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+    let secs = (now - since).num_seconds().max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// When the message is tried next, in words.
+fn next_try(e: &Entry, now: chrono::DateTime<Utc>) -> String {
+    if e.state.held {
+        return "held (queue release)".into();
+    }
+    match e.next_attempt() {
+        None if e
+            .state
+            .recipients
+            .iter()
+            .any(|s| s.status == Status::Failed) =>
+        {
+            "refused, held: retry, bounce or delete it".into()
+        }
+        None => "nothing left".into(),
+        Some(t) if t > now => format!(
+            "next try {}",
+            t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
+        ),
+        Some(_) if e.is_outgoing() => "due: at the next send (link up, fetch or send)".into(),
+        Some(_) => "due now".into(),
+    }
+}
+
 fn list(spool: &Spool, json: bool) -> Outcome {
     let listing = Listing::of(spool).map_err(Failure::failed)?;
     for p in &listing.problems {
         eprintln!("warning: {}", printable::text(&p.to_string()));
     }
-    let (mut queued, mut failed) = (0, 0);
+    let now = Utc::now();
+    let (mut queued, mut failed, mut unsure) = (0, 0, 0);
     for listed in &listing.messages {
         let (e, headline) = (&listed.entry, &listed.headline);
+        if e.state.recipients.iter().any(|s| s.maybe_delivered) {
+            unsure += 1;
+        }
         if json {
             let line = serde_json::json!({
                 "id": e.id,
+                "direction": direction(e),
                 "received_at": e.envelope.received_at,
+                "age_secs": (now - e.envelope.received_at).num_seconds().max(0),
                 "sender": e.envelope.sender,
                 "size": e.size,
+                "held": e.state.held,
+                "next_attempt": if e.state.held { None } else { e.next_attempt() },
+                "last_reply": e.last_reply(),
+                "maybe_delivered": e.state.recipients.iter().any(|s| s.maybe_delivered),
                 "message_id": headline.message_id,
                 "subject": headline.subject,
                 "recipients": e.envelope.recipients.iter().zip(&e.state.recipients).map(|(r, s)| serde_json::json!({
@@ -140,13 +201,24 @@ fn list(spool: &Spool, json: bool) -> Outcome {
             });
             crate::output::print_json(&line.to_string());
         } else {
-            let local = e.envelope.received_at.with_timezone(&chrono::Local);
+            let rcpts: Vec<&str> = e
+                .envelope
+                .recipients
+                .iter()
+                .map(|r| r.address.as_str())
+                .collect();
             say!(
-                "{}  {}  from <{}>  {} bytes  {}",
+                "{}  {:<3}  {} old  {} bytes  from <{}>  to {}  {}",
                 e.id,
-                local.format("%Y-%m-%d %H:%M:%S"),
-                printable::line(&e.envelope.sender),
+                direction(e),
+                age(e.envelope.received_at, now),
                 e.size,
+                printable::line(&e.envelope.sender),
+                printable::line(&rcpts.join(", ")),
+                next_try(e, now),
+            );
+            say!(
+                "    subject: {}",
                 printable::line(headline.subject.as_deref().unwrap_or("(no subject)"))
             );
         }
@@ -154,19 +226,12 @@ fn list(spool: &Spool, json: bool) -> Outcome {
             let what = match s.status {
                 Status::Queued => {
                     queued += 1;
-                    let next = match s.next_attempt {
-                        Some(t) if t > Utc::now() => format!(
-                            "next try {}",
-                            t.with_timezone(&chrono::Local).format("%H:%M:%S")
-                        ),
-                        _ => "due now".to_string(),
-                    };
                     let unsure = if s.maybe_delivered {
-                        " (an earlier attempt may have been stored: a retry can make a second copy)"
+                        " (MAYBE SENT: an earlier attempt may have been stored: a retry can make a second copy)"
                     } else {
                         ""
                     };
-                    format!("waiting, {} attempt(s), {next}{unsure}", s.attempts)
+                    format!("waiting, {} attempt(s){unsure}", s.attempts)
                 }
                 Status::Failed => {
                     failed += 1;
@@ -178,7 +243,7 @@ fn list(spool: &Spool, json: bool) -> Outcome {
             if !json {
                 say!("    {} -> {}: {what}", r.address, r.target);
                 if let (Some(reply), false) = (&s.reply, s.status == Status::Delivered) {
-                    say!("        last: {reply}");
+                    say!("        last reply: {}", printable::line(reply));
                 }
             }
         }
@@ -187,10 +252,26 @@ fn list(spool: &Spool, json: bool) -> Outcome {
         if listing.messages.is_empty() {
             say!("the queue is empty");
         } else {
+            let out = listing
+                .messages
+                .iter()
+                .filter(|l| l.entry.is_outgoing())
+                .count();
+            let held = listing
+                .messages
+                .iter()
+                .filter(|l| l.entry.state.held)
+                .count();
             say!(
-                "{} message(s): {queued} recipient(s) waiting, {failed} refused",
-                listing.messages.len()
+                "{} message(s) ({out} out, {} in, {held} held): {queued} recipient(s) waiting, {failed} refused",
+                listing.messages.len(),
+                listing.messages.len() - out
             );
+            if unsure > 0 {
+                say!(
+                    "{unsure} message(s) may have gone out already: a retry can make a second copy"
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -202,6 +283,8 @@ fn verb(action: Action) -> &'static str {
         Action::Retry => "Retry",
         Action::Bounce => "Bounce",
         Action::Delete => "Delete",
+        Action::Hold => "Hold",
+        Action::Release => "Release",
     }
 }
 
@@ -270,6 +353,8 @@ fn report(action: Action, r: &ActionResult) {
         Action::Retry => "retried",
         Action::Bounce => "bounced",
         Action::Delete => "deleted",
+        Action::Hold => "held",
+        Action::Release => "released",
     };
     say!(
         "{verb} {} message(s), {} recipient(s)",

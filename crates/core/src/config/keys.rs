@@ -18,6 +18,8 @@ pub enum Unit {
     Seconds,
     /// Minutes (`15` or `15m`).
     Minutes,
+    /// Hours (`120` or `120h`).
+    Hours,
     /// Bytes.
     Bytes,
     /// A plain count (recipients, connections, errors).
@@ -30,6 +32,7 @@ impl Unit {
         match self {
             Unit::Seconds => Some('s'),
             Unit::Minutes => Some('m'),
+            Unit::Hours => Some('h'),
             Unit::Bytes | Unit::Count => None,
         }
     }
@@ -79,6 +82,8 @@ pub enum Kind {
     HostName,
     /// Words separated by commas or spaces.
     List,
+    /// An account's name (empty for none).
+    AccountName,
     /// One of a few words (the first is the default).
     Choice(&'static [&'static str]),
     /// Not a `config set` key: its own commands keep it (`account`, `route`).
@@ -99,6 +104,14 @@ impl Kind {
             min,
             max,
             unit: Unit::Minutes,
+        })
+    }
+
+    const fn hours(min: u64, max: u64) -> Kind {
+        Kind::Number(Range {
+            min,
+            max,
+            unit: Unit::Hours,
         })
     }
 
@@ -188,11 +201,21 @@ config_keys! {
     MaxErrors = "max-errors", Kind::count(1, 100_000), "error replies before a session is dropped";
     MaxConnections = "max-connections", Kind::count(1, 100_000), "connections at once";
     MaxConnectionsPerPeer = "max-connections-per-peer", Kind::count(1, 100_000),
-        "connections at once from one address (not the ISP a fetch asked)";
+        "connections at once from one address or IPv6 /64 (not the ISP a fetch asked)";
+    ReservedConnections = "reserved-connections", Kind::count(0, 100_000),
+        "connections kept for allowed-peers and the ISP a fetch asked (at most half)";
     CommandTimeout = "command-timeout", Kind::seconds(1, 86_400),
         "seconds a peer has for one SMTP command";
     DataTimeout = "data-timeout", Kind::seconds(1, 86_400),
         "seconds to wait for each piece of message data";
+    FirstCommandTimeout = "first-command-timeout", Kind::seconds(1, 86_400),
+        "seconds a new connection has for its first SMTP command";
+    MaxDataTime = "max-data-time", Kind::seconds(1, 7 * 86_400),
+        "seconds one message's data may take in all";
+    MaxSessionTime = "max-session-time", Kind::seconds(1, 7 * 86_400),
+        "seconds one SMTP session may last";
+    MaxJunkCommands = "max-junk-commands", Kind::count(1, 100_000),
+        "NOOP, RSET, VRFY and the like a session may send between messages";
     UnknownRecipients = "unknown-recipients", Kind::Choice(&["catch-all", "reject"]),
         "recipients no route names: catch-all or reject (550 5.1.1)";
     RetryDelay = "retry-delay", Kind::seconds(1, 86_400),
@@ -203,6 +226,14 @@ config_keys! {
         "bytes of history before it is rotated (the previous file is kept)";
     HistoryMaxAge = "history-max-age", Kind::count(0, 36_500),
         "days of history before it is rotated (0: by size only)";
+    SendRetryDelay = "send-retry-delay", Kind::seconds(1, 86_400),
+        "seconds before outgoing mail the smarthost deferred is tried again (doubling, online time)";
+    SendMaxRetryDelay = "send-max-retry-delay", Kind::seconds(1, 7 * 86_400),
+        "longest wait between tries of outgoing mail, seconds";
+    MaxQueueLifetime = "max-queue-lifetime", Kind::hours(0, 90 * 24),
+        "hours before outgoing mail still deferred is returned to its sender";
+    DelayWarning = "delay-warning", Kind::hours(0, 90 * 24),
+        "hours before the sender of deferred outgoing mail is told once (0: never)";
     Interfaces = "interfaces", Kind::List,
         "interfaces whose link-up fetches (globs, comma-separated)";
     SettleDelay = "settle-delay", Kind::seconds(0, 3_600),
@@ -218,6 +249,8 @@ config_keys! {
         "LAN addresses/networks that may submit without a login (comma-separated)";
     SubmitUser = "submit-user", Kind::HostName,
         "the submission login's user name (its password: config set-submit-password)";
+    DefaultOutgoingAccount = "default-outgoing-account", Kind::AccountName,
+        "the account whose outgoing server sends mail from senders no account's domains hold";
     Accounts = "accounts", Kind::Managed, "the accounts' names (`account set`, `account remove`)";
     Routes = "routes", Kind::Managed, "where each recipient's mail goes (`route add`, `route remove`)";
 }
@@ -354,14 +387,23 @@ impl Config {
             ConfigKey::MaxErrors => self.max_errors,
             ConfigKey::MaxConnections => self.max_connections,
             ConfigKey::MaxConnectionsPerPeer => self.max_connections_per_peer,
+            ConfigKey::ReservedConnections => self.reserved_connections,
             ConfigKey::CommandTimeout => self.command_timeout,
             ConfigKey::DataTimeout => self.data_timeout,
+            ConfigKey::FirstCommandTimeout => self.first_command_timeout,
+            ConfigKey::MaxDataTime => self.max_data_time,
+            ConfigKey::MaxSessionTime => self.max_session_time,
+            ConfigKey::MaxJunkCommands => self.max_junk_commands,
             ConfigKey::SettleDelay => self.settle_delay,
             ConfigKey::FetchInterval => self.fetch_interval,
             ConfigKey::RetryDelay => self.retry_delay,
             ConfigKey::MaxRetryDelay => self.max_retry_delay,
             ConfigKey::HistoryMaxSize => self.history_max_size,
             ConfigKey::HistoryMaxAge => self.history_max_age,
+            ConfigKey::SendRetryDelay => self.send_retry_delay,
+            ConfigKey::SendMaxRetryDelay => self.send_max_retry_delay,
+            ConfigKey::MaxQueueLifetime => self.max_queue_lifetime,
+            ConfigKey::DelayWarning => self.delay_warning,
             // A test holds these two matches to the keys whose kind is a number.
             _ => return None,
         })
@@ -380,14 +422,23 @@ impl Config {
             ConfigKey::MaxErrors => &mut self.max_errors,
             ConfigKey::MaxConnections => &mut self.max_connections,
             ConfigKey::MaxConnectionsPerPeer => &mut self.max_connections_per_peer,
+            ConfigKey::ReservedConnections => &mut self.reserved_connections,
             ConfigKey::CommandTimeout => &mut self.command_timeout,
             ConfigKey::DataTimeout => &mut self.data_timeout,
+            ConfigKey::FirstCommandTimeout => &mut self.first_command_timeout,
+            ConfigKey::MaxDataTime => &mut self.max_data_time,
+            ConfigKey::MaxSessionTime => &mut self.max_session_time,
+            ConfigKey::MaxJunkCommands => &mut self.max_junk_commands,
             ConfigKey::SettleDelay => &mut self.settle_delay,
             ConfigKey::FetchInterval => &mut self.fetch_interval,
             ConfigKey::RetryDelay => &mut self.retry_delay,
             ConfigKey::MaxRetryDelay => &mut self.max_retry_delay,
             ConfigKey::HistoryMaxSize => &mut self.history_max_size,
             ConfigKey::HistoryMaxAge => &mut self.history_max_age,
+            ConfigKey::SendRetryDelay => &mut self.send_retry_delay,
+            ConfigKey::SendMaxRetryDelay => &mut self.send_max_retry_delay,
+            ConfigKey::MaxQueueLifetime => &mut self.max_queue_lifetime,
+            ConfigKey::DelayWarning => &mut self.delay_warning,
             ConfigKey::Listen
             | ConfigKey::Maildir
             | ConfigKey::DataDir
@@ -403,6 +454,7 @@ impl Config {
             | ConfigKey::SubmitListen
             | ConfigKey::SubmitAllowedPeers
             | ConfigKey::SubmitUser
+            | ConfigKey::DefaultOutgoingAccount
             | ConfigKey::Accounts
             | ConfigKey::Routes => return None,
         })
@@ -450,6 +502,10 @@ impl Config {
             ConfigKey::SubmitUser => {
                 next.submit_user = (!value.trim().is_empty()).then(|| value.trim().to_string())
             }
+            ConfigKey::DefaultOutgoingAccount => {
+                next.default_outgoing_account =
+                    (!value.trim().is_empty()).then(|| value.trim().to_string())
+            }
             ConfigKey::Interfaces => next.interfaces = list(value),
             ConfigKey::UnknownRecipients => {
                 next.unknown_recipients = value.parse().map_err(|e: String| invalid(key, e))?
@@ -470,6 +526,9 @@ impl Config {
         let related: &[ConfigKey] = match key {
             ConfigKey::RetryDelay | ConfigKey::MaxRetryDelay => {
                 &[ConfigKey::RetryDelay, ConfigKey::MaxRetryDelay]
+            }
+            ConfigKey::SendRetryDelay | ConfigKey::SendMaxRetryDelay => {
+                &[ConfigKey::SendRetryDelay, ConfigKey::SendMaxRetryDelay]
             }
             _ => &[key],
         };
@@ -502,6 +561,9 @@ impl Config {
             ConfigKey::SubmitListen => self.submit_listen = d.submit_listen,
             ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers = d.submit_allowed_peers,
             ConfigKey::SubmitUser => self.submit_user = d.submit_user,
+            ConfigKey::DefaultOutgoingAccount => {
+                self.default_outgoing_account = d.default_outgoing_account
+            }
             ConfigKey::Interfaces => self.interfaces = d.interfaces,
             ConfigKey::UnknownRecipients => self.unknown_recipients = d.unknown_recipients,
             numeric => {
@@ -557,12 +619,15 @@ mod tests {
             {
                 "192.0.2.0/24".into()
             }
+            // Not below send-retry-delay's default (300).
+            Kind::Number(_) if key == ConfigKey::SendMaxRetryDelay => "3600".into(),
             Kind::Number(range) => range.min.max(range.max.min(60)).to_string(),
             Kind::Flag => "false".into(),
             Kind::Address => "127.0.0.1:2525".into(),
             Kind::Directory | Kind::File => "/srv/mailcall".into(),
             Kind::HostName => "mail.example.com".into(),
             Kind::List => "ppp0".into(),
+            Kind::AccountName => "isp".into(),
             Kind::Choice(words) => words[0].into(),
             Kind::Managed => unreachable!("not settable"),
         };
@@ -605,6 +670,9 @@ mod tests {
         );
         assert!(c.set(ConfigKey::FetchInterval, "15s").is_err());
         assert!(c.set(ConfigKey::MaxRecipients, "10s").is_err());
+        c.set(ConfigKey::MaxQueueLifetime, "48h").unwrap();
+        assert_eq!(c.max_queue_lifetime, 48);
+        assert!(c.set(ConfigKey::DelayWarning, "4m").is_err());
         let e = c.set(ConfigKey::IdleTimeout, "0").unwrap_err();
         assert_eq!(
             e.to_string(),

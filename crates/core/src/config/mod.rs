@@ -162,6 +162,10 @@ pub struct Config {
     /// headless store. None: no login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub submit_user: Option<String>,
+    /// The account whose outgoing server sends mail whose sender's domain no account holds
+    /// (and mail from the null sender). None: such mail is refused at `MAIL FROM`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_outgoing_account: Option<String>,
     /// Recipients per message.
     pub max_recipients: u64,
     /// Longest SMTP command line, in bytes.
@@ -170,12 +174,23 @@ pub struct Config {
     pub max_errors: u64,
     /// Connections at once.
     pub max_connections: u64,
-    /// Connections at once from one peer address.
+    /// Connections at once from one peer address (an IPv6 /64 counts as one).
     pub max_connections_per_peer: u64,
+    /// Connections strangers never get (at most half of `max_connections`): kept for
+    /// `allowed_peers` and the ISP a fetch asked.
+    pub reserved_connections: u64,
     /// Seconds a peer has to send one SMTP command.
     pub command_timeout: u64,
     /// Seconds to wait for each piece of message data.
     pub data_timeout: u64,
+    /// Seconds a new connection has for its first command.
+    pub first_command_timeout: u64,
+    /// Seconds one message's data may take in all.
+    pub max_data_time: u64,
+    /// Seconds one SMTP session may last.
+    pub max_session_time: u64,
+    /// Commands that move no transaction forward (NOOP, RSET, VRFY ...) between messages.
+    pub max_junk_commands: u64,
     /// What a recipient in our domains that no route names gets: the catch-all, or `550 5.1.1`.
     pub unknown_recipients: UnknownRecipients,
     /// Seconds before the first retry of a hand-over to a LAN server that failed; doubles with
@@ -188,6 +203,17 @@ pub struct Config {
     pub history_max_size: u64,
     /// ... or once its oldest record is this many days old; 0: by size only.
     pub history_max_age: u64,
+    /// Seconds before outgoing mail the smarthost deferred (4xx, or not reachable) is tried
+    /// again while the link is up; doubles with each failure.
+    pub send_retry_delay: u64,
+    /// The longest wait between two tries of outgoing mail, in seconds.
+    pub send_max_retry_delay: u64,
+    /// Hours outgoing mail may wait: a recipient still deferred at a failed try past this age
+    /// is given up, and its sender gets a delivery report (0: at the first failed try).
+    pub max_queue_lifetime: u64,
+    /// Hours after which the sender of outgoing mail still deferred is told once (a "delayed"
+    /// report); 0: never.
+    pub delay_warning: u64,
     /// Where each recipient's mail goes (`mailcall-cli route`); none: all into `maildir`.
     /// Last: TOML writes tables after the plain keys.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -280,18 +306,28 @@ impl Default for Config {
             submit_listen: "127.0.0.1:587".into(),
             submit_allowed_peers: Vec::new(),
             submit_user: None,
+            default_outgoing_account: None,
             max_recipients: 100,
             max_line_length: 4096,
             max_errors: 20,
             max_connections: 100,
             max_connections_per_peer: 20,
+            reserved_connections: 20,
             command_timeout: 300,
             data_timeout: 600,
+            first_command_timeout: 30,
+            max_data_time: 1800,
+            max_session_time: 3600,
+            max_junk_commands: 100,
             unknown_recipients: UnknownRecipients::CatchAll,
             retry_delay: 60,
             max_retry_delay: 3600,
             history_max_size: 16 * 1024 * 1024,
             history_max_age: 365,
+            send_retry_delay: 300,
+            send_max_retry_delay: 3600,
+            max_queue_lifetime: 5 * 24,
+            delay_warning: 0,
             routes: Vec::new(),
         }
     }

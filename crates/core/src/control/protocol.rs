@@ -8,7 +8,7 @@
 //! | `STATUS` | `{"ok":true,"paused":bool,"fetching":bool,"links":[...],"listen":"ADDR","accounts":[...],"config":"PATH"}` |
 //! | `RELOAD` | `{"ok":true,"skipped":[...]}` once the accounts were read again |
 //! | `EVENTS` | `{"ok":true}`, then one JSON [`Event`](crate::event::Event) per line for as long as the client listens |
-//! | `QUEUE RETRY\|BOUNCE\|DELETE ALL\|id ...` | `{"ok":true,"result":{...}}` once done (the spool's [`ActionResult`]) |
+//! | `QUEUE RETRY\|HOLD\|RELEASE\|BOUNCE\|DELETE ALL\|id ...` | `{"ok":true,"result":{...}}` once done (the spool's [`ActionResult`]) |
 //! | `SEND` | `{"ok":true,"report":{"messages":[...],"errors":[...]}}` once each queued outgoing message was tried (the runner's [`SendReport`]) |
 //! | `WAKE` | `{"ok":true}` at once: the spool is read again now (`mailcall-cli sendmail` queued a message from another process) |
 //! | anything else | `{"ok":false,"error":"..."}` |
@@ -116,13 +116,15 @@ const COMMANDS: [Command; 9] = [
 ];
 
 /// How `QUEUE` is written.
-const QUEUE_USAGE: &str = "QUEUE RETRY|BOUNCE|DELETE ALL|ID ...";
+const QUEUE_USAGE: &str = "QUEUE RETRY|HOLD|RELEASE|BOUNCE|DELETE ALL|ID ...";
 
 /// The queue actions' words after `QUEUE`.
-const ACTIONS: [(Action, &str); 3] = [
+const ACTIONS: [(Action, &str); 5] = [
     (Action::Retry, "RETRY"),
     (Action::Bounce, "BOUNCE"),
     (Action::Delete, "DELETE"),
+    (Action::Hold, "HOLD"),
+    (Action::Release, "RELEASE"),
 ];
 
 /// The word after the action that selects every message.
@@ -634,6 +636,20 @@ mod tests {
                 },
                 "QUEUE DELETE a b",
             ),
+            (
+                Request::Queue {
+                    action: Action::Hold,
+                    selection: Selection::Ids(vec!["a".into()]),
+                },
+                "QUEUE HOLD a",
+            ),
+            (
+                Request::Queue {
+                    action: Action::Release,
+                    selection: Selection::All,
+                },
+                "QUEUE RELEASE ALL",
+            ),
         ];
         for (request, line) in cases {
             assert_eq!(request.to_string(), line);
@@ -691,7 +707,7 @@ mod tests {
         assert_eq!(e, ParseError::UnknownRequest("REBOOT".into()));
         assert_eq!(
             e.to_string(),
-            "unknown request \"REBOOT\": use FETCH [trigger=WORD] [send=no] [account ...], PAUSE, RESUME, STATUS, RELOAD, QUEUE RETRY|BOUNCE|DELETE ALL|ID ..., SEND, WAKE or EVENTS"
+            "unknown request \"REBOOT\": use FETCH [trigger=WORD] [send=no] [account ...], PAUSE, RESUME, STATUS, RELOAD, QUEUE RETRY|HOLD|RELEASE|BOUNCE|DELETE ALL|ID ..., SEND, WAKE or EVENTS"
         );
         assert_eq!(
             Request::parse(""),

@@ -36,6 +36,8 @@ use crate::client::{ClientSettings, IspError};
 /// How many connections one [`Smarthost`] keeps open: the queue's workers each hold their own,
 /// and each sends one message at a time.
 const POOL_SIZE: u32 = 1;
+/// The replies that refuse a login rather than a recipient (RFC 4954).
+const LOGIN_REFUSED: [u16; 4] = [530, 534, 535, 538];
 /// How long an idle pooled connection is kept before it is closed.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -347,6 +349,20 @@ impl Smarthost {
             .unwrap_or_default();
         if let Some(code) = e.status() {
             let reply = format!("{code} {why}").trim_end().to_owned();
+            // A refused login (RFC 4954: 530 required, 534 too weak, 535 wrong credentials,
+            // 538 encryption required) is the account's problem, not the recipients': the mail
+            // waits for the login to be fixed instead of bouncing, as Postfix does
+            // (`smtp_sasl_auth_soft_bounce`).
+            if LOGIN_REFUSED.contains(&u16::from(code)) {
+                return Outcome::Deferred {
+                    reply: format!(
+                        "the outgoing server {} refused the login ({reply}): check the account's outgoing user and password; the mail waits in the queue",
+                        self.address()
+                    ),
+                    maybe_sent: false,
+                    reached: true,
+                };
+            }
             return if e.is_permanent() {
                 Outcome::Refused { reply }
             } else {

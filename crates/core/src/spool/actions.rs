@@ -1,5 +1,5 @@
-//! What a user can do to the queue: list it, retry now, bounce (a DSN into the postmaster's
-//! Maildir, see [`super::dsn`]), delete. Whoever acts holds the spool's lock — the runner of
+//! What a user can do to the queue: list it, retry now, hold and release, bounce (a DSN to the
+//! sender of outgoing mail, else into the postmaster's Maildir, see [`super::dsn`]), delete. Whoever acts holds the spool's lock — the runner of
 //! a running Mailcall (asked by its front end or over the control socket), else
 //! [`super::offline`] for `mailcall-cli queue` with nothing running.
 
@@ -137,13 +137,17 @@ pub enum Action {
     Bounce,
     /// Remove them; nothing is sent or kept.
     Delete,
+    /// Keep them from being tried (kept across restarts) until released.
+    Hold,
+    /// Let held messages be tried again, at once.
+    Release,
 }
 
 impl Action {
     /// Whether it gives mail up for good (bounce, delete): front ends ask first.
     pub fn is_destructive(self) -> bool {
         match self {
-            Action::Retry => false,
+            Action::Retry | Action::Hold | Action::Release => false,
             Action::Bounce | Action::Delete => true,
         }
     }
@@ -258,21 +262,69 @@ pub struct ActionResult {
     pub reports: Vec<std::path::PathBuf>,
 }
 
+/// Where a bounce's delivery report goes: the postmaster's Maildir, and, for outgoing mail,
+/// its sender (a local user) through the routes of incoming mail when they are known.
+#[derive(Debug, Clone, Copy)]
+pub struct Reports<'a> {
+    /// The postmaster's Maildir (mail for LAN servers, and the null sender's outgoing mail).
+    pub postmaster: &'a Maildir,
+    /// The routes, for outgoing mail's sender; `None`: its report goes to the postmaster too.
+    pub router: Option<&'a super::copies::Router>,
+    /// Our host name, as reports say it.
+    pub host: &'a str,
+}
+
 /// Does `action` to the selected messages, leaving those with an id in `skip` (being handed over
-/// right now) alone; bounces go into `postmaster`, as from `host`.
+/// right now) alone; bounces' reports go where `reports` says.
 pub async fn apply(
     action: Action,
     spool: &Spool,
     selection: &Selection,
-    postmaster: &Maildir,
-    host: &str,
+    reports: Reports<'_>,
     skip: &[String],
 ) -> Result<ActionResult, ActionError> {
     match action {
         Action::Retry => retry(spool, selection, skip),
-        Action::Bounce => bounce(spool, selection, postmaster, host, BOUNCED_BY_HAND, skip).await,
+        Action::Bounce => bounce(spool, selection, reports, BOUNCED_BY_HAND, skip).await,
         Action::Delete => delete(spool, selection, skip),
+        Action::Hold => hold(spool, selection, skip, true),
+        Action::Release => hold(spool, selection, skip, false),
     }
+}
+
+/// Holds the selected messages (`held`), or releases them, durably; a released message is
+/// due at once. Messages already so are not counted.
+pub fn hold(
+    spool: &Spool,
+    selection: &Selection,
+    skip: &[String],
+    held: bool,
+) -> Result<ActionResult, ActionError> {
+    let mut result = ActionResult::default();
+    for mut entry in picked(spool, selection, skip)? {
+        if entry.state.held == held || entry.state.is_done() {
+            continue;
+        }
+        entry.state.held = held;
+        let mut open = 0;
+        for r in &mut entry.state.recipients {
+            if r.status == Status::Queued {
+                open += 1;
+                if !held {
+                    r.next_attempt = None;
+                }
+            }
+        }
+        spool
+            .save_state(&entry.name, &entry.state, true)
+            .map_err(|source| ActionError::Update {
+                id: entry.id.clone(),
+                source,
+            })?;
+        result.messages += 1;
+        result.recipients += open;
+    }
+    Ok(result)
 }
 
 /// Makes every queued or refused recipient of the selected messages due now (refused ones are
@@ -308,16 +360,17 @@ pub fn retry(
 }
 
 /// Gives up the selected messages' recipients that are not delivered: a DSN with the message
-/// goes into `postmaster` (durably, first), then they are bounced and the messages leave the
-/// queue.
+/// is stored durably first — for outgoing mail with a sender, in the sender's mailbox through
+/// the routes; else in the postmaster's Maildir — then they are bounced and the messages leave
+/// the queue.
 pub async fn bounce(
     spool: &Spool,
     selection: &Selection,
-    postmaster: &Maildir,
-    host: &str,
+    reports: Reports<'_>,
     why: &str,
     skip: &[String],
 ) -> Result<ActionResult, ActionError> {
+    let (postmaster, host) = (reports.postmaster, reports.host);
     let mut result = ActionResult::default();
     for mut entry in picked(spool, selection, skip)? {
         let open: Vec<usize> = (0..entry.envelope.recipients.len())
@@ -339,6 +392,10 @@ pub async fn bounce(
                 source,
             })?;
         let headline = spool.headline(&entry);
+        let sender = entry.envelope.sender.clone();
+        let router = reports
+            .router
+            .filter(|_| entry.is_outgoing() && !sender.is_empty());
         let report = dsn::build(
             &dsn::Bounce {
                 host,
@@ -347,17 +404,33 @@ pub async fn bounce(
                 recipients: &open,
                 reason: why,
                 at: Utc::now(),
-                to_sender: false,
+                notice: if router.is_some() {
+                    dsn::Notice::Failed
+                } else {
+                    dsn::Notice::Postmaster
+                },
             },
             &message,
         );
-        let path = store(postmaster, &report)
-            .await
-            .map_err(|source| ActionError::StoreBounce {
-                id: entry.id.clone(),
-                maildir: postmaster.root().to_path_buf(),
-                source,
-            })?;
+        let path = match router {
+            Some(router) => dsn::deliver_to_sender(router, host, &sender, &report)
+                .await
+                .map(|()| PathBuf::from(format!("<{sender}>")))
+                .map_err(|source| ActionError::StoreBounce {
+                    id: entry.id.clone(),
+                    maildir: PathBuf::from(format!("the mailbox of <{sender}>")),
+                    source,
+                })?,
+            None => {
+                store(postmaster, &report)
+                    .await
+                    .map_err(|source| ActionError::StoreBounce {
+                        id: entry.id.clone(),
+                        maildir: postmaster.root().to_path_buf(),
+                        source,
+                    })?
+            }
+        };
         for &i in &open {
             entry.state.recipients[i].status = Status::Bounced;
         }
@@ -452,11 +525,14 @@ mod tests {
             ("retry", Action::Retry),
             ("bounce", Action::Bounce),
             ("delete", Action::Delete),
+            ("hold", Action::Hold),
+            ("release", Action::Release),
         ] {
             let read: Action = serde_json::from_str(&format!("{word:?}")).unwrap();
             assert_eq!(read, action);
         }
         assert!(serde_json::from_str::<Action>("\"remove\"").is_err());
         assert!(!Action::Retry.is_destructive() && Action::Delete.is_destructive());
+        assert!(!Action::Hold.is_destructive() && !Action::Release.is_destructive());
     }
 }

@@ -120,6 +120,10 @@ fn options(history: Option<crate::history::History>) -> RunnerOptions {
     RunnerOptions {
         retry_delay: Duration::from_millis(200),
         max_retry_delay: Duration::from_secs(1),
+        send_retry_delay: Duration::from_millis(200),
+        send_max_retry_delay: Duration::from_secs(1),
+        max_queue_lifetime: Duration::from_secs(5 * 86_400),
+        delay_warning: None,
         per_target: 2,
         client: crate::client::ClientSettings {
             connect_timeout: Duration::from_secs(2),
@@ -560,8 +564,8 @@ async fn outgoing_mail_another_process_queued_leaves_once_online_or_woken_and_ne
     let mut opts = options(None);
     opts.accounts = Some(rx);
     // A message tried and deferred waits a minute: each connection below is a new message's.
-    opts.retry_delay = Duration::from_secs(60);
-    opts.max_retry_delay = Duration::from_secs(60);
+    opts.send_retry_delay = Duration::from_secs(60);
+    opts.send_max_retry_delay = Duration::from_secs(60);
     let runner = runner::start(
         w.spool.clone(),
         w.postmaster.clone(),

@@ -122,11 +122,17 @@ pub struct RecipientState {
     pub maybe_delivered: bool,
 }
 
-/// Every recipient's progress, in envelope order.
+/// Every recipient's progress, in envelope order, and what holds for the whole message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct State {
     /// Per recipient.
     pub recipients: Vec<RecipientState>,
+    /// Held by the user (`queue hold`): never tried until released.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// Its sender was told once that it is delayed (`delay-warning`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
 }
 
 impl State {
@@ -134,6 +140,7 @@ impl State {
     pub fn fresh(n: usize) -> Self {
         State {
             recipients: vec![RecipientState::default(); n],
+            ..State::default()
         }
     }
 
@@ -161,6 +168,38 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Whether it is outgoing mail (for the smarthost) rather than mail for a LAN server.
+    pub fn is_outgoing(&self) -> bool {
+        self.envelope
+            .recipients
+            .iter()
+            .any(|r| r.target.outgoing_account().is_some())
+    }
+
+    /// When its next try is due: the soonest of its queued recipients (`None`: none waits, or
+    /// it is held).
+    pub fn next_attempt(&self) -> Option<DateTime<Utc>> {
+        if self.state.held {
+            return None;
+        }
+        self.state
+            .recipients
+            .iter()
+            .filter(|s| s.status == Status::Queued)
+            .map(|s| s.next_attempt.unwrap_or(self.envelope.received_at))
+            .min()
+    }
+
+    /// The last reply any recipient got (the most recent attempt's), if it was tried.
+    pub fn last_reply(&self) -> Option<&str> {
+        self.state
+            .recipients
+            .iter()
+            .filter(|s| s.reply.is_some())
+            .max_by_key(|s| s.last_attempt)
+            .and_then(|s| s.reply.as_deref())
+    }
+
     /// The recipient indices going to `target` that are in `status`.
     pub fn recipients_for(&self, target: &Target, status: Status) -> Vec<usize> {
         self.envelope
@@ -526,3 +565,6 @@ mod tests;
 
 #[cfg(test)]
 mod handover_tests;
+
+#[cfg(test)]
+mod outgoing_tests;

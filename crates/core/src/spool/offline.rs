@@ -73,20 +73,20 @@ pub async fn act(
         Action::Retry => actions::retry(spool, selection, &[]),
         // The Maildir is only made for what needs it: a delete changes nothing else.
         Action::Bounce => {
-            actions::bounce(
-                spool,
-                selection,
-                &postmaster(config)?,
-                &config.hostname(),
-                actions::BOUNCED_BY_HAND,
-                &[],
-            )
-            .await
+            let postmaster = postmaster(config)?;
+            let reports = actions::Reports {
+                postmaster: &postmaster,
+                router: None,
+                host: &config.hostname(),
+            };
+            actions::bounce(spool, selection, reports, actions::BOUNCED_BY_HAND, &[]).await
         }
         Action::Delete => actions::delete(spool, selection, &[]),
+        Action::Hold => actions::hold(spool, selection, &[], true),
+        Action::Release => actions::hold(spool, selection, &[], false),
     }?;
     drop(lock);
-    if action == Action::Retry && result.messages > 0 {
+    if matches!(action, Action::Retry | Action::Release) && result.messages > 0 {
         let options = RunnerOptions::from_config(config)?;
         let runner = runner::start(spool.clone(), postmaster(config)?, options, events);
         runner.finish(Some(RETRY_LIMIT)).await;

@@ -275,6 +275,36 @@ async fn nothing_listening_is_deferred_and_never_sent() {
 }
 
 #[tokio::test]
+async fn a_refused_login_defers_the_mail_instead_of_bouncing_it() {
+    let mut rcpt = HashMap::new();
+    rcpt.insert(
+        "alice@example.org".to_owned(),
+        "530 5.7.0 Authentication required",
+    );
+    let (port, taken) = server(Script {
+        rcpt,
+        end_of_data: Some("250 2.0.0 queued"),
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    let outcomes = host
+        .send("me@office.test", &["alice@example.org".to_owned()], MESSAGE)
+        .await;
+    match &outcomes[0] {
+        Outcome::Deferred {
+            reply,
+            maybe_sent,
+            reached,
+        } => {
+            assert!(!maybe_sent && *reached, "{reply}");
+            assert!(reply.contains("refused the login (530"), "{reply}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(taken.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_lost_connection_after_the_data_may_have_sent_it() {
     let (port, _taken) = server(Script {
         end_of_data: None,

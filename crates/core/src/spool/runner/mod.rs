@@ -41,6 +41,16 @@ pub struct RunnerOptions {
     pub retry_delay: Duration,
     /// The longest delay between retries.
     pub max_retry_delay: Duration,
+    /// The delay before outgoing mail the smarthost deferred is tried again (while the link
+    /// is up); doubles with each failed attempt.
+    pub send_retry_delay: Duration,
+    /// The longest delay between tries of outgoing mail.
+    pub send_max_retry_delay: Duration,
+    /// How old outgoing mail may grow: a recipient deferred at a try past this age is given
+    /// up, and its sender gets a delivery report.
+    pub max_queue_lifetime: Duration,
+    /// After how long the sender of outgoing mail still deferred is told once; `None`: never.
+    pub delay_warning: Option<Duration>,
     /// Connections at once to one server.
     pub per_target: usize,
     /// Connect and reply timeouts.
@@ -62,6 +72,11 @@ impl RunnerOptions {
         Ok(RunnerOptions {
             retry_delay: Duration::from_secs(config.retry_delay),
             max_retry_delay: Duration::from_secs(config.max_retry_delay),
+            send_retry_delay: Duration::from_secs(config.send_retry_delay),
+            send_max_retry_delay: Duration::from_secs(config.send_max_retry_delay),
+            max_queue_lifetime: Duration::from_secs(config.max_queue_lifetime * 3600),
+            delay_warning: (config.delay_warning > 0)
+                .then(|| Duration::from_secs(config.delay_warning * 3600)),
             per_target: 4,
             client: ClientSettings {
                 connect_timeout: Duration::from_secs(30),
@@ -75,12 +90,16 @@ impl RunnerOptions {
         })
     }
 
-    /// The wait before attempt `attempts + 1`.
-    fn backoff(&self, attempts: u32) -> Duration {
+    /// The wait before attempt `attempts + 1` to `target`: outgoing mail waits by the
+    /// `send-` delays, mail for a LAN server by the others.
+    fn backoff(&self, target: &crate::routing::Target, attempts: u32) -> Duration {
+        let (first, longest) = if target.outgoing_account().is_some() {
+            (self.send_retry_delay, self.send_max_retry_delay)
+        } else {
+            (self.retry_delay, self.max_retry_delay)
+        };
         let doublings = attempts.saturating_sub(1).min(30);
-        self.retry_delay
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_retry_delay)
+        first.saturating_mul(1u32 << doublings).min(longest)
     }
 }
 

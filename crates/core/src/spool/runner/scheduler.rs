@@ -168,7 +168,7 @@ impl Scheduler {
                         next_rescan = tokio::time::Instant::now() + RESCAN;
                     }
                 }
-                Some(report) = reports.recv() => self.apply(report),
+                Some(report) = reports.recv() => self.apply(report).await,
                 Some(command) = commands.recv() => self.command(command).await,
             }
         }
@@ -181,7 +181,7 @@ impl Scheduler {
             tracing::warn!("spool: a hand-over did not finish within 60 s of stopping");
         }
         while let Ok(report) = reports.try_recv() {
-            self.apply(report);
+            self.apply(report).await;
         }
         self.publish_counts();
     }
@@ -268,6 +268,9 @@ impl Scheduler {
     /// `sending`.
     fn due_targets(entry: &Entry, now: DateTime<Utc>, sending: bool) -> Vec<Target> {
         let mut targets: Vec<Target> = Vec::new();
+        if entry.state.held {
+            return targets;
+        }
         for (r, s) in entry
             .envelope
             .recipients
@@ -297,7 +300,7 @@ impl Scheduler {
         let sending = self.sending();
         self.entries
             .values()
-            .filter(|t| !t.in_flight)
+            .filter(|t| !t.in_flight && !t.entry.state.held)
             .flat_map(|t| {
                 t.entry
                     .envelope
@@ -321,8 +324,9 @@ impl Scheduler {
     }
 
     /// A watched link came up or went. Coming up, what was queued meanwhile by another process
-    /// is read, and outgoing mail waiting only because its server could not be reached (over
-    /// the link that was down) goes at once: a new link is a new chance.
+    /// is read, and every outgoing message that waits for its next try goes at once: its
+    /// retry clock counts only time online (a deferral's wait did not run while the link was
+    /// down), and a new link is a new chance. Held messages stay.
     fn set_online(&mut self, online: bool) {
         let came_up = online && !self.online;
         self.online = online;
@@ -330,7 +334,11 @@ impl Scheduler {
             return;
         }
         self.rescan();
-        for t in self.entries.values_mut().filter(|t| !t.in_flight) {
+        for t in self
+            .entries
+            .values_mut()
+            .filter(|t| !t.in_flight && !t.entry.state.held)
+        {
             for (r, s) in t
                 .entry
                 .envelope
@@ -338,10 +346,7 @@ impl Scheduler {
                 .iter()
                 .zip(t.entry.state.recipients.iter_mut())
             {
-                if r.target.outgoing_account().is_some()
-                    && s.status == Status::Queued
-                    && s.unreachable
-                {
+                if r.target.outgoing_account().is_some() && s.status == Status::Queued {
                     s.next_attempt = None;
                 }
             }
@@ -353,7 +358,7 @@ impl Scheduler {
     fn send_now(&mut self, reply: oneshot::Sender<SendReport>) {
         self.rescan();
         let mut waiting = HashSet::new();
-        for t in self.entries.values_mut() {
+        for t in self.entries.values_mut().filter(|t| !t.entry.state.held) {
             let mut outgoing = false;
             for (r, s) in t
                 .entry
@@ -467,13 +472,14 @@ impl Scheduler {
         }
     }
 
-    fn apply(&mut self, report: Report) {
+    async fn apply(&mut self, report: Report) {
         match report {
             Report::Done {
                 name,
                 state,
                 removed,
                 report,
+                deferred,
             } => {
                 if removed {
                     self.entries.remove(&name);
@@ -508,6 +514,9 @@ impl Scheduler {
                     }
                 }
                 self.events.emit(Event::HandOver(Box::new(report)));
+                if !removed && !deferred.is_empty() {
+                    self.after_deferral(&name, &deferred).await;
+                }
             }
             Report::Reached(target) => {
                 // Back: what waits for it because it could not be reached goes now.
@@ -540,7 +549,9 @@ impl Scheduler {
                         flush.report.errors.push(error.clone());
                     }
                 }
-                self.unreachable(&target, &error)
+                for (name, deferred) in self.unreachable(&target, &error) {
+                    self.after_deferral(&name, &deferred).await;
+                }
             }
             Report::Finished(record) => {
                 if let Some(history) = &self.options.history {
@@ -555,8 +566,9 @@ impl Scheduler {
         }
     }
 
-    /// Defers everything waiting for `target`, once, with one problem for people.
-    fn unreachable(&mut self, target: &Target, error: &str) {
+    /// Defers everything waiting for `target`, once, with one problem for people; returns the
+    /// recipients deferred, per message.
+    fn unreachable(&mut self, target: &Target, error: &str) -> Vec<(String, Vec<usize>)> {
         let units: Vec<Unit> = {
             let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
             dispatch
@@ -567,8 +579,12 @@ impl Scheduler {
         };
         if units.is_empty() {
             // Another worker for the same server said so already.
-            return;
+            return Vec::new();
         }
+        let deferred: Vec<(String, Vec<usize>)> = units
+            .iter()
+            .map(|u| (u.entry.name.clone(), u.recipients.clone()))
+            .collect();
         let now = Utc::now();
         let mut soonest: Option<DateTime<Utc>> = None;
         for unit in &units {
@@ -579,7 +595,7 @@ impl Scheduler {
                 if let Some(s) = t.entry.state.recipients.get_mut(i) {
                     s.attempts += 1;
                     s.last_attempt = Some(now);
-                    let next = now + self.options.backoff(s.attempts);
+                    let next = now + self.options.backoff(target, s.attempts);
                     s.next_attempt = Some(next);
                     s.reply = Some(error.to_owned());
                     s.unreachable = true;
@@ -622,6 +638,191 @@ impl Scheduler {
             .fixed_by(Some(Setting::config(ConfigKey::Routes))),
         };
         self.events.emit(Event::Error(problem));
+        deferred
+    }
+
+    /// After an attempt deferred outgoing `recipients` of message `name`: past
+    /// `max-queue-lifetime` they are given up, and the sender gets one delivery report; past
+    /// `delay-warning`, the sender is told once that the message is delayed. The null sender
+    /// never gets a report. Mail for a LAN server waits until it is handed on, bounced or
+    /// deleted by hand.
+    async fn after_deferral(&mut self, name: &str, recipients: &[usize]) {
+        let Some(t) = self.entries.get(name).filter(|t| !t.in_flight) else {
+            return;
+        };
+        let entry = t.entry.clone();
+        let open: Vec<usize> = recipients
+            .iter()
+            .copied()
+            .filter(|&i| {
+                entry
+                    .envelope
+                    .recipients
+                    .get(i)
+                    .is_some_and(|r| r.target.outgoing_account().is_some())
+                    && entry.state.recipients.get(i).map(|s| s.status) == Some(Status::Queued)
+            })
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let age = (now - entry.envelope.received_at)
+            .to_std()
+            .unwrap_or_default();
+        let lifetime = self.options.max_queue_lifetime;
+        let until = entry.envelope.received_at
+            + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+        if age >= lifetime {
+            self.give_up(entry, &open, now).await;
+        } else if self
+            .options
+            .delay_warning
+            .is_some_and(|after| age >= after && !entry.state.warned)
+        {
+            self.warn_delayed(entry, &open, now, until).await;
+        }
+    }
+
+    /// Writes `entry`'s new state (or removes it when every recipient is done) and keeps it.
+    fn keep(&mut self, entry: Entry) {
+        let saved = if entry.state.is_done() {
+            self.entries.remove(&entry.name);
+            self.spool.remove(&entry.name)
+        } else {
+            let saved = self.spool.save_state(&entry.name, &entry.state, true);
+            if let Some(t) = self.entries.get_mut(&entry.name) {
+                t.entry = entry.clone();
+            }
+            saved
+        };
+        if let Err(e) = saved {
+            tracing::error!("spool: cannot record the outcome for {}: {e}", entry.id);
+        }
+    }
+
+    /// Stores `notice` about `recipients` of `entry` for its sender; `Ok(false)`: the null
+    /// sender, or no routes to store it with (nothing was stored).
+    async fn tell_sender(
+        &self,
+        entry: &Entry,
+        recipients: &[usize],
+        reason: &str,
+        notice: crate::spool::dsn::Notice,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<bool> {
+        let sender = &entry.envelope.sender;
+        let Some(router) = self.options.router.as_ref().filter(|_| !sender.is_empty()) else {
+            return Ok(false);
+        };
+        let message = self.spool.read_message(entry)?;
+        let headline = self.spool.headline(entry);
+        let report = crate::spool::dsn::build(
+            &crate::spool::dsn::Bounce {
+                host: &self.options.host,
+                entry,
+                headline: &headline,
+                recipients,
+                reason,
+                at: now,
+                notice,
+            },
+            &message,
+        );
+        crate::spool::dsn::deliver_to_sender(router, &self.options.host, sender, &report).await?;
+        Ok(true)
+    }
+
+    /// `max-queue-lifetime` ran out for `recipients` of `entry`: they are given up, the sender
+    /// told (a report that cannot be stored leaves them held, refused, in the queue: nothing is
+    /// dropped unreported).
+    async fn give_up(&mut self, mut entry: Entry, recipients: &[usize], now: DateTime<Utc>) {
+        let hours = self.options.max_queue_lifetime.as_secs() / 3600;
+        let reason = format!(
+            "Mailcall gave up after trying for {hours} hour(s) (max-queue-lifetime): the outgoing server could not take it in that time."
+        );
+        let sender = entry.envelope.sender.clone();
+        let told = self
+            .tell_sender(
+                &entry,
+                recipients,
+                &reason,
+                crate::spool::dsn::Notice::Failed,
+                now,
+            )
+            .await;
+        let (status, note) = match &told {
+            Ok(true) => (
+                Status::Bounced,
+                format!(" (given up after {hours} h; a delivery report went to {sender})"),
+            ),
+            Ok(false) if sender.is_empty() => (
+                Status::Bounced,
+                format!(" (given up after {hours} h; no report: the message has the null sender)"),
+            ),
+            Ok(false) => (
+                Status::Failed,
+                format!(" (given up after {hours} h: held; bounce or delete it)"),
+            ),
+            Err(e) => (
+                Status::Failed,
+                format!(" (given up after {hours} h, but the report to {sender} cannot be stored ({e}): held; bounce or delete it)"),
+            ),
+        };
+        let mut addresses = Vec::new();
+        for &i in recipients {
+            addresses.push(entry.envelope.recipients[i].address.clone());
+            let s = &mut entry.state.recipients[i];
+            s.status = status;
+            s.next_attempt = None;
+            s.reply = Some(format!(
+                "{}{note}",
+                s.reply.as_deref().unwrap_or("not sent")
+            ));
+        }
+        self.events.emit(Event::Error(
+            Problem::new(format!(
+                "outgoing mail {} from <{}> to {} was given up after {hours} hour(s) in Mailcall's queue{note}",
+                entry.id,
+                sender,
+                addresses.join(", ")
+            ))
+            .fixed_by(Some(Setting::config(ConfigKey::MaxQueueLifetime))),
+        ));
+        self.keep(entry);
+    }
+
+    /// `delay-warning` passed for `entry`: its sender is told once that `recipients` are still
+    /// being tried, until `until`.
+    async fn warn_delayed(
+        &mut self,
+        mut entry: Entry,
+        recipients: &[usize],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) {
+        let reason = "The outgoing server has not taken it yet; Mailcall keeps trying.";
+        match self
+            .tell_sender(
+                &entry,
+                recipients,
+                reason,
+                crate::spool::dsn::Notice::Delayed { until },
+                now,
+            )
+            .await
+        {
+            Ok(_) => {
+                entry.state.warned = true;
+                self.keep(entry);
+            }
+            // Tried again at the next deferral.
+            Err(e) => tracing::warn!(
+                "cannot store the delay warning for {} to {}: {e}",
+                entry.id,
+                entry.envelope.sender
+            ),
+        }
     }
 
     fn publish_counts(&mut self) {
@@ -678,15 +879,12 @@ impl Scheduler {
                 return;
             }
         }
-        let result = actions::apply(
-            action,
-            &self.spool,
-            &selection,
-            &self.postmaster,
-            &self.options.host,
-            &busy,
-        )
-        .await;
+        let reports = actions::Reports {
+            postmaster: &self.postmaster,
+            router: self.options.router.as_deref(),
+            host: &self.options.host,
+        };
+        let result = actions::apply(action, &self.spool, &selection, reports, &busy).await;
         // The disk is the truth after an action: forget and reload what is not in flight.
         self.entries.retain(|_, t| t.in_flight);
         self.rescan();

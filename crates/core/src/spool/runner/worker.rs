@@ -38,6 +38,8 @@ pub(super) enum Report {
         state: State,
         removed: bool,
         report: HandOverReport,
+        /// The recipients (envelope indices) this attempt deferred.
+        deferred: Vec<usize>,
     },
     /// A worker reached its server.
     Reached(Target),
@@ -375,7 +377,10 @@ impl Worker {
                 reply,
             });
         }
-        (self.record(entry, headline, outcomes, durable, now), broken)
+        (
+            self.record(entry, &recipients, headline, outcomes, durable, now),
+            broken,
+        )
     }
 
     /// Applies one attempt's `verdict` (and the server's words) to a recipient's state: the
@@ -412,7 +417,7 @@ impl Worker {
                         " (after the whole message was sent: the server may have stored it)",
                     );
                 }
-                let next = now + self.options.backoff(s.attempts);
+                let next = now + self.options.backoff(&self.target, s.attempts);
                 s.next_attempt = Some(next);
                 (
                     HandOverOutcome::Deferred {
@@ -432,6 +437,7 @@ impl Worker {
     fn record(
         &self,
         entry: Entry,
+        tried: &[usize],
         headline: Headline,
         recipients: Vec<RecipientOutcome>,
         durable: bool,
@@ -455,11 +461,17 @@ impl Worker {
             recipients,
             at,
         };
+        let deferred = tried
+            .iter()
+            .copied()
+            .filter(|&i| entry.state.recipients.get(i).map(|s| s.status) == Some(Status::Queued))
+            .collect();
         Report::Done {
             name: entry.name,
             state: entry.state,
             removed,
             report,
+            deferred,
         }
     }
 
@@ -619,7 +631,7 @@ impl Worker {
                 .await;
         }
         (
-            self.record(entry, headline, results, durable, now),
+            self.record(entry, &recipients, headline, results, durable, now),
             unreachable,
         )
     }
@@ -660,28 +672,14 @@ impl Worker {
                     recipients: &refused,
                     reason: &format!("The outgoing server {} refused them.", host.address()),
                     at: Utc::now(),
-                    to_sender: true,
+                    notice: crate::spool::dsn::Notice::Failed,
                 },
                 message,
             );
-            let target = router
-                .route(&sender)
-                .unwrap_or_else(|| router.default_target());
-            let date = chrono::Local::now().to_rfc2822();
-            let me = self.options.host.clone();
-            let received = move |_: &[String], id: &str| {
-                format!("Received: by {me} (Mailcall) id {id};\r\n\t{date}\r\n")
-            };
-            let stored = async {
-                let mut copies = router
-                    .open("", "Mailcall", &[(sender.clone(), target)], &received)
-                    .await?;
-                copies.write(&report).await?;
-                copies.commit().await
-            }
-            .await;
-            match stored {
-                Ok(_) => Some(format!(" (a delivery report went to {sender})")),
+            match crate::spool::dsn::deliver_to_sender(router, &self.options.host, &sender, &report)
+                .await
+            {
+                Ok(()) => Some(format!(" (a delivery report went to {sender})")),
                 Err(e) => {
                     tracing::error!(
                         "cannot store the delivery report for {} to {sender}: {e}; the refused recipients stay held in the queue",
