@@ -106,12 +106,15 @@ pub async fn save_settings<R: Runtime>(
     state: State<'_, AppState>,
     settings: SettingsForm,
 ) -> Result<Option<String>, UiError> {
+    // Loaded and saved under the config's lock: a change another writer made is kept.
+    let lock = config::Config::lock(&state.config_path)?;
     let mut config = state.config()?;
     let before = config.clone();
     settings.apply(&mut config)?;
     if config != before {
         config.save(&state.config_path)?;
     }
+    drop(lock);
     let mut prefs = state.prefs();
     prefs.notifications = settings.notifications;
     state.set_prefs(prefs)?;
@@ -142,7 +145,7 @@ pub async fn save_account<R: Runtime>(
     state: State<'_, AppState>,
     account: AccountForm,
 ) -> Result<AccountView, UiError> {
-    let mut config = state.config()?;
+    let config = state.config()?;
     let original = account.original.trim().to_string();
     let store = state.store.clone();
     let lookup = if original.is_empty() {
@@ -182,11 +185,14 @@ pub async fn save_account<R: Runtime>(
         Ok::<_, KeystoreError>(())
     })
     .await??;
-    if let Some(old) = &renamed_from {
-        config.remove_account(old);
-    }
-    config.add_account(&new.name);
-    config.save(&state.config_path)?;
+    // The names go into the file as it is now, under its lock: a change made meanwhile is kept.
+    config::Config::update(&state.config_path, |config| {
+        if let Some(old) = &renamed_from {
+            config.remove_account(old);
+        }
+        config.add_account(&new.name);
+        Ok::<_, UiError>(())
+    })?;
     accounts_changed(&app, &state, "Saved, but ").await?;
     Ok(AccountView::from(&new))
 }
@@ -218,14 +224,12 @@ pub async fn remove_account<R: Runtime>(
     state: State<'_, AppState>,
     name: String,
 ) -> Result<(), UiError> {
-    let mut config = state.config()?;
     let store = state.store.clone();
     let n = name.clone();
     let in_keyring = tauri::async_runtime::spawn_blocking(move || store.remove(&n)).await??;
-    let in_config = config.remove_account(&name);
-    if in_config {
-        config.save(&state.config_path)?;
-    }
+    let in_config = config::Config::update(&state.config_path, |config| {
+        Ok::<_, UiError>(config.remove_account(&name))
+    })?;
     if !in_keyring && !in_config {
         return Err(UiError::new(format!(
             "There is no account {name:?}; reload the window"
@@ -402,9 +406,7 @@ pub async fn add_route(
     state: State<'_, AppState>,
     route: RouteForm,
 ) -> Result<DeliverySaved, UiError> {
-    let mut config = state.config()?;
-    route.apply(&mut config)?;
-    config.save(&state.config_path)?;
+    config::Config::update(&state.config_path, |config| route.apply(config))?;
     routes_changed(&state).await
 }
 
@@ -415,6 +417,7 @@ pub async fn remove_route(
     state: State<'_, AppState>,
     recipient: String,
 ) -> Result<DeliverySaved, UiError> {
+    let lock = config::Config::lock(&state.config_path)?;
     let mut config = state.config()?;
     match config.remove_route(&recipient) {
         Ok(true) => {}
@@ -430,6 +433,7 @@ pub async fn remove_route(
         }
     }
     config.save(&state.config_path)?;
+    drop(lock);
     routes_changed(&state).await
 }
 
@@ -442,12 +446,14 @@ pub async fn save_delivery<R: Runtime>(
     state: State<'_, AppState>,
     settings: DeliveryForm,
 ) -> Result<DeliverySaved, UiError> {
+    let lock = config::Config::lock(&state.config_path)?;
     let mut config = state.config()?;
     let before = config.clone();
     settings.apply(&mut config)?;
     let mut note = None;
     if config != before {
         config.save(&state.config_path)?;
+        drop(lock);
         let delays = (config.retry_delay, config.max_retry_delay)
             != (before.retry_delay, before.max_retry_delay);
         note = state

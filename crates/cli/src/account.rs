@@ -398,7 +398,7 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
 /// names) and tells a running instance.
 fn save(
     path: &Path,
-    mut config: mailcall_core::config::Config,
+    _loaded: mailcall_core::config::Config,
     store: &dyn AccountStore,
     account: &Account,
 ) -> Outcome {
@@ -416,9 +416,11 @@ fn save(
     }
     // Keyring first: if it fails, the config file still matches what the keyring holds.
     store.save(account).map_err(Failure::setup)?;
-    if config.add_account(&account.name) {
-        config.save(path).map_err(Failure::setup)?;
-    }
+    // Added to the file as it is now, under its lock: a change made meanwhile is kept.
+    mailcall_core::config::Config::update(path, |c| {
+        Ok::<_, mailcall_core::config::ConfigError>(c.add_account(&account.name))
+    })
+    .map_err(Failure::setup)?;
     say!(
         "saved account {} ({} domain(s)) in {}",
         account.name,
@@ -622,12 +624,12 @@ fn show(store: &dyn AccountStore, name: &str, json: bool) -> Outcome {
 }
 
 fn remove(explicit: Option<&Path>, store: &dyn AccountStore, name: &str) -> Outcome {
-    let (path, mut config) = settings::load(explicit)?;
+    let (path, _) = settings::load(explicit)?;
     let in_keyring = store.remove(name).map_err(Failure::setup)?;
-    let in_config = config.remove_account(name);
-    if in_config {
-        config.save(&path).map_err(Failure::setup)?;
-    }
+    let in_config = mailcall_core::config::Config::update(&path, |c| {
+        Ok::<_, mailcall_core::config::ConfigError>(c.remove_account(name))
+    })
+    .map_err(Failure::setup)?;
     if !in_keyring && !in_config {
         // A name that is not an account is a usage problem, as for show/edit/fetch (exit 2).
         return Err(Failure::setup(format!(

@@ -46,6 +46,11 @@ pub struct AddArgs {
 
 /// Runs a `route` subcommand.
 pub fn run(explicit: Option<&Path>, cmd: RouteCommand) -> Outcome {
+    // A change loads and saves under the config's lock: another writer's change is kept.
+    let _lock = match cmd {
+        RouteCommand::List => None,
+        _ => Some(settings::lock(explicit)?),
+    };
     let (path, mut config) = settings::load(explicit)?;
     match cmd {
         RouteCommand::Add(args) => {

@@ -53,6 +53,13 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Config), Failure> {
     }
 }
 
+/// The config file's lock (see [`Config::lock`]), for a command that loads, changes and saves
+/// it.
+pub fn lock(explicit: Option<&Path>) -> Result<mailcall_core::fsutil::FileLock, Failure> {
+    let path = config::config_path(explicit).map_err(Failure::setup)?;
+    Config::lock(&path).map_err(Failure::setup)
+}
+
 /// Whether `config unset key` would make the file at `path` valid.
 fn repaired_by_unset(path: &Path, key: ConfigKey) -> bool {
     let Ok(mut config) = Config::load_to_change(path, key) else {
@@ -73,6 +80,11 @@ fn load_to_change(explicit: Option<&Path>, key: ConfigKey) -> Result<(PathBuf, C
 
 /// Runs a `config` subcommand.
 pub fn run(explicit: Option<&Path>, cmd: ConfigCommand) -> Outcome {
+    // set/unset load and save under the config's lock: another writer's change is kept.
+    let _lock = match cmd {
+        ConfigCommand::Set { .. } | ConfigCommand::Unset { .. } => Some(lock(explicit)?),
+        _ => None,
+    };
     let (path, mut config) = match &cmd {
         // A name that is no key is said by `set`/`unset`, after the file's own faults.
         ConfigCommand::Set { key, .. } | ConfigCommand::Unset { key } => match key.parse() {

@@ -111,7 +111,7 @@ impl Event {
                 will_retry,
             } => format!(
                 "ETRN {domain} ({account}): {code} {text} - {}{}",
-                outcome.describe(domain.trim_start_matches(['@', '#'])),
+                outcome.describe(domain),
                 if *will_retry { " (will retry)" } else { "" }
             ),
             Event::AtrnReply {

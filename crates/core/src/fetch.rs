@@ -323,7 +323,8 @@ pub async fn run(
         }
     }
     if let Some(history) = &options.history {
-        if let Err(e) = history.append(&record) {
+        // Written on a blocking thread: the async loop never waits for the disk.
+        if let Err(e) = history.append_async(record.clone()).await {
             let problem = Problem::new(e.to_string());
             events.emit(Event::Error(problem.clone()));
             record.errors.push(problem);

@@ -1,6 +1,7 @@
 //! Small file-system helpers every part shares: private directories, the one atomic writer
 //! (temporary file, fsync, rename, fsync of the directory) for config, state and key files, and
-//! a removal that survives a power cut (taking back a copy of a message that was not accepted).
+//! a removal that survives a power cut (taking back a copy of a message that was not accepted),
+//! and the one lock around every read-modify-write of a settings file.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -70,27 +71,102 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // A name nobody else uses, created with O_EXCL: two writers never share a temporary file.
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".{name}.");
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
-    result
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut tmp = builder.tempfile_in(&dir)?;
+    tmp.as_file_mut().write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // On failure the temporary file is removed when `tmp` drops.
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(&dir)
+}
+
+/// Holds the one lock on a settings file (the config, the account file) for a
+/// read-modify-write: another thread of this process waits on a condition variable, another
+/// process on `flock(2)` of `.NAME.lock` beside the file. Released when dropped.
+#[derive(Debug)]
+pub struct FileLock {
+    key: PathBuf,
+    _file: std::fs::File,
+}
+
+fn held() -> &'static (
+    std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    std::sync::Condvar,
+) {
+    static HELD: std::sync::OnceLock<(
+        std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+        std::sync::Condvar,
+    )> = std::sync::OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+impl FileLock {
+    /// Waits until this process and every other one have let go of `path`'s lock, then takes
+    /// it. The lock file's directory is created (0700) when missing.
+    pub fn take(path: &Path) -> io::Result<FileLock> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        create_private_dir(&dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let lock_path = dir.join(format!(".{name}.lock"));
+        let key = std::path::absolute(&lock_path).unwrap_or_else(|_| lock_path.clone());
+        {
+            let (set, freed) = held();
+            let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+            while set.contains(&key) {
+                set = freed.wait(set).unwrap_or_else(|p| p.into_inner());
+            }
+            set.insert(key.clone());
+        }
+        let locked = (|| {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).truncate(false).write(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let file = options.open(&lock_path)?;
+            // flock(2) on Unix, LockFileEx on Windows; released when the file is closed.
+            file.lock()?;
+            Ok(file)
+        })();
+        match locked {
+            Ok(file) => Ok(FileLock { key, _file: file }),
+            Err(e) => {
+                release(&key);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn release(key: &Path) {
+    let (set, freed) = held();
+    set.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    freed.notify_all();
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // The flock goes with the file (dropped after this); the in-process hold goes now.
+        release(&self.key);
+    }
 }
 
 #[cfg(test)]

@@ -502,16 +502,50 @@ pub enum HistoryError {
     },
 }
 
+/// When the history file is rotated: it becomes [`History::rotated_path`] (replacing the one
+/// before), and a new file starts. The history thus takes at most about twice `max_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Bytes the file may reach.
+    pub max_size: u64,
+    /// Days its oldest record may reach; 0: by size only.
+    pub max_age_days: u64,
+}
+
+impl Default for Rotation {
+    /// The config's defaults (`history-max-size`, `history-max-age`).
+    fn default() -> Self {
+        let config = crate::config::Config::default();
+        Rotation {
+            max_size: config.history_max_size,
+            max_age_days: config.history_max_age,
+        }
+    }
+}
+
+/// How much of the file is read at a time from its end.
+const CHUNK: u64 = 64 * 1024;
+
 /// The history file.
 #[derive(Debug, Clone)]
 pub struct History {
     path: PathBuf,
+    rotation: Rotation,
 }
 
 impl History {
-    /// The history kept in `path`.
+    /// The history kept in `path`, rotated at the default size and age.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        History { path: path.into() }
+        History {
+            path: path.into(),
+            rotation: Rotation::default(),
+        }
+    }
+
+    /// The same history, rotated at `rotation`.
+    pub fn rotated_at(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self
     }
 
     /// The file's path.
@@ -519,70 +553,264 @@ impl History {
         &self.path
     }
 
-    /// Appends one record as a JSON line and fsyncs it; the file is created 0600.
-    pub fn append(&self, record: &SessionRecord) -> Result<(), HistoryError> {
-        let err = |source| HistoryError::Io {
-            action: "write",
+    /// Where the file goes when it is rotated: `history.1.jsonl` beside it.
+    pub fn rotated_path(&self) -> PathBuf {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "history".into());
+        let name = match self.path.extension() {
+            Some(ext) => format!("{stem}.1.{}", ext.to_string_lossy()),
+            None => format!("{stem}.1"),
+        };
+        self.path.with_file_name(name)
+    }
+
+    fn error(&self, action: &'static str) -> impl Fn(std::io::Error) -> HistoryError + '_ {
+        move |source| HistoryError::Io {
+            action,
             path: self.path.clone(),
             source,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
         }
+    }
+
+    /// Appends one record as a JSON line and fsyncs it; the file is created 0600. Under the
+    /// file's lock (other threads and processes append too): a line torn by a crash is
+    /// repaired first, and the file is rotated when it is due. Blocking: from async code, use
+    /// [`History::append_async`].
+    pub fn append(&self, record: &SessionRecord) -> Result<(), HistoryError> {
+        let err = self.error("write");
         let mut line = serde_json::to_vec(record).map_err(|e| err(std::io::Error::other(e)))?;
         line.push(b'\n');
+        let _lock = crate::fsutil::FileLock::take(&self.path).map_err(&err)?;
+        let mut file = self.open_for_append().map_err(&err)?;
+        repair_tail(&mut file).map_err(&err)?;
+        if self.due(&file).map_err(&err)? {
+            drop(file);
+            std::fs::rename(&self.path, self.rotated_path()).map_err(&err)?;
+            if let Some(dir) = self.path.parent() {
+                crate::fsutil::sync_dir(dir).map_err(&err)?;
+            }
+            file = self.open_for_append().map_err(&err)?;
+        }
+        // One write per record, so a reader never sees half of one but at a crash.
+        file.write_all(&line).map_err(&err)?;
+        file.sync_data().map_err(err)
+    }
+
+    /// [`History::append`] on a blocking thread: the async loop never waits for the disk.
+    pub async fn append_async(&self, record: SessionRecord) -> Result<(), HistoryError> {
+        let history = self.clone();
+        match tokio::task::spawn_blocking(move || history.append(&record)).await {
+            Ok(result) => result,
+            Err(e) => Err(self.error("write")(std::io::Error::other(e))),
+        }
+    }
+
+    /// Appends `record` on the history's one writer thread, after every record handed to it
+    /// before (in order), then calls `done` there with the record or the error. For code that
+    /// may not wait at all (the listener's and the runner's loops); [`written`] waits for it.
+    pub fn append_in_background(
+        &self,
+        record: SessionRecord,
+        done: impl FnOnce(Result<SessionRecord, HistoryError>) + Send + 'static,
+    ) {
+        let history = self.clone();
+        let job: Job = Box::new(move || {
+            let result = history.append(&record).map(|()| record);
+            done(result);
+        });
+        // No writer thread (it could not start): written here, late rather than never.
+        if let Err(std::sync::mpsc::SendError(job)) = writer().send(job) {
+            job();
+        }
+    }
+
+    fn open_for_append(&self) -> std::io::Result<std::fs::File> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut opts = std::fs::OpenOptions::new();
-        opts.append(true).create(true);
+        opts.read(true).append(true).create(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut file = opts.open(&self.path).map_err(err)?;
-        // One write per record so concurrent appenders never interleave inside a line.
-        file.write_all(&line).map_err(err)?;
-        file.sync_data().map_err(err)
+        opts.open(&self.path)
     }
 
-    /// The newest `limit` records, oldest first, and how many lines could not be read.
-    pub fn recent(&self, limit: usize) -> Result<(Vec<SessionRecord>, usize), HistoryError> {
-        let file = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0)),
-            Err(source) => {
-                return Err(HistoryError::Io {
-                    action: "read",
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+    /// Whether the file is due for rotation: too big, or its first record too old.
+    fn due(&self, file: &std::fs::File) -> std::io::Result<bool> {
+        let size = file.metadata()?.len();
+        if size == 0 {
+            return Ok(false);
+        }
+        if size >= self.rotation.max_size {
+            return Ok(true);
+        }
+        if self.rotation.max_age_days == 0 {
+            return Ok(false);
+        }
+        #[derive(Deserialize)]
+        struct Started {
+            started_at: DateTime<Utc>,
+        }
+        let mut first = Vec::new();
+        std::io::BufReader::new(std::fs::File::open(&self.path)?).read_until(b'\n', &mut first)?;
+        let Ok(Started { started_at }) = serde_json::from_slice::<Started>(&first) else {
+            return Ok(false);
         };
-        let mut records = std::collections::VecDeque::with_capacity(limit.min(1024));
+        let days = i64::try_from(self.rotation.max_age_days).unwrap_or(i64::MAX);
+        let limit = chrono::Duration::try_days(days).unwrap_or(chrono::Duration::MAX);
+        Ok(Utc::now().signed_duration_since(started_at) > limit)
+    }
+
+    /// The newest `limit` records, oldest first, and how many lines could not be read. Read
+    /// from the end (of the file, then of the rotated one), so that only what is shown is
+    /// read, however long the history.
+    pub fn recent(&self, limit: usize) -> Result<(Vec<SessionRecord>, usize), HistoryError> {
+        let mut records = Vec::with_capacity(limit.min(1024));
         let mut bad = 0;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|source| HistoryError::Io {
+        for path in [self.path.clone(), self.rotated_path()] {
+            if records.len() >= limit {
+                break;
+            }
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(HistoryError::Io {
+                        action: "read",
+                        path,
+                        source,
+                    })
+                }
+            };
+            lines_from_end(&mut file, |line| {
+                if line.trim_ascii().is_empty() {
+                    return true;
+                }
+                match serde_json::from_slice::<SessionRecord>(line) {
+                    Ok(r) => records.push(r),
+                    // A torn last line (power cut mid-append) must not hide the rest.
+                    Err(_) => bad += 1,
+                }
+                records.len() < limit
+            })
+            .map_err(|source| HistoryError::Io {
                 action: "read",
-                path: self.path.clone(),
+                path: path.clone(),
                 source,
             })?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<SessionRecord>(&line) {
-                Ok(r) => {
-                    if records.len() == limit {
-                        records.pop_front();
-                    }
-                    if limit > 0 {
-                        records.push_back(r);
-                    }
-                }
-                // A torn last line (power cut mid-append) must not hide the rest of the history.
-                Err(_) => bad += 1,
-            }
         }
-        Ok((records.into(), bad))
+        records.reverse();
+        Ok((records, bad))
     }
+}
+
+/// Work for the history's writer thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The history's one writer thread, started on first use; it writes in the order it is asked.
+fn writer() -> &'static std::sync::mpsc::Sender<Job> {
+    static WRITER: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        // If the thread cannot start, `rx` is dropped and every send fails: jobs run in place.
+        let _ = std::thread::Builder::new()
+            .name("mailcall-history".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            });
+        tx
+    })
+}
+
+/// Waits until every record handed to [`History::append_in_background`] before is on disk.
+pub async fn written() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    History::flush_marker(Box::new(move || {
+        let _ = tx.send(());
+    }));
+    let _ = rx.await;
+}
+
+impl History {
+    fn flush_marker(job: Job) {
+        if let Err(std::sync::mpsc::SendError(job)) = writer().send(job) {
+            job();
+        }
+    }
+}
+
+/// Calls `each` with every line of `file` (without its line end), the last first, until it
+/// returns false; reads [`CHUNK`] bytes at a time from the end.
+fn lines_from_end(
+    file: &mut std::fs::File,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut pos = file.metadata()?.len();
+    // The start of a line whose beginning is in a chunk not read yet.
+    let mut carry: Vec<u8> = Vec::new();
+    while pos > 0 {
+        let start = pos.saturating_sub(CHUNK);
+        let mut data = vec![0; usize::try_from(pos - start).unwrap_or(0)];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut data)?;
+        data.extend_from_slice(&carry);
+        let mut end = data.len();
+        while let Some(nl) = data[..end].iter().rposition(|&b| b == b'\n') {
+            if !each(&data[nl + 1..end]) {
+                return Ok(());
+            }
+            end = nl;
+        }
+        data.truncate(end);
+        carry = data;
+        pos = start;
+    }
+    if !carry.is_empty() {
+        each(&carry);
+    }
+    Ok(())
+}
+
+/// Repairs a line torn by a crash at the end of `file`, so that the next record starts on a
+/// line of its own: a whole record without its line end gets one; a part of one is cut off.
+fn repair_tail(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let mut torn: Option<Vec<u8>> = None;
+    lines_from_end(file, |line| {
+        torn = Some(line.to_vec());
+        false
+    })?;
+    let torn = torn.unwrap_or_default();
+    if serde_json::from_slice::<SessionRecord>(&torn).is_ok() {
+        file.write_all(b"\n")?;
+    } else {
+        let cut = len - torn.len() as u64;
+        file.set_len(cut)?;
+        tracing::warn!(
+            "the history's last line was torn (a crash while it was written): its {} byte(s) were removed",
+            torn.len()
+        );
+    }
+    file.sync_data()
 }
 
 #[cfg(test)]
@@ -688,5 +916,159 @@ mod tests {
         assert_eq!(bad, 1);
         let (none, _) = History::new(dir.path().join("missing")).recent(3).unwrap();
         assert!(none.is_empty());
+    }
+
+    /// Lines of `n` records `s0` … with the given start, as an old history holds them.
+    fn lines(n: usize, at: DateTime<Utc>) -> Vec<u8> {
+        let template = serde_json::to_string(&SessionRecord {
+            started_at: at,
+            ..record("ID")
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            out.extend_from_slice(template.replace("\"ID\"", &format!("\"s{i}\"")).as_bytes());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    fn ids(records: &[SessionRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_newest_of_100_000_records_are_read_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        // A line no reader of the newest records should ever reach, then 100 000 records.
+        let mut text = b"not a record: only a reader of the whole file sees this\n".to_vec();
+        text.extend(lines(100_000, Utc::now()));
+        std::fs::write(&path, &text).unwrap();
+        let h = History::new(&path).rotated_at(Rotation {
+            max_size: u64::MAX,
+            max_age_days: 0,
+        });
+        h.append(&record("last")).unwrap();
+        let (recs, bad) = h.recent(50).unwrap();
+        assert_eq!(recs.len(), 50);
+        assert_eq!(ids(&recs)[..2], ["s99951", "s99952"]);
+        assert_eq!(ids(&recs)[48..], ["s99999", "last"]);
+        assert_eq!(bad, 0, "the first line was never read");
+        let (all, bad) = h.recent(200_000).unwrap();
+        assert_eq!((all.len(), bad), (100_001, 1));
+        assert_eq!(all[0].id, "s0");
+    }
+
+    #[test]
+    fn the_history_rotates_by_size_and_reads_on_into_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        std::fs::write(&path, lines(100_000, Utc::now())).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let h = History::new(&path).rotated_at(Rotation {
+            max_size: 1024 * 1024,
+            max_age_days: 365,
+        });
+        assert!(size > 1024 * 1024);
+        h.append(&record("new")).unwrap();
+        assert_eq!(h.rotated_path(), dir.path().join("history.1.jsonl"));
+        assert_eq!(std::fs::metadata(h.rotated_path()).unwrap().len(), size);
+        assert!(std::fs::metadata(&path).unwrap().len() < 4096);
+        let (recs, bad) = h.recent(3).unwrap();
+        assert_eq!((ids(&recs), bad), (vec!["s99998", "s99999", "new"], 0));
+        // Below the size, no rotation; the next one replaces the rotated file.
+        h.append(&record("newer")).unwrap();
+        assert_eq!(std::fs::metadata(h.rotated_path()).unwrap().len(), size);
+    }
+
+    #[test]
+    fn the_history_rotates_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let old = Utc::now() - chrono::Duration::days(400);
+        for (days, rotated) in [(0, false), (365, true)] {
+            std::fs::write(&path, lines(3, old)).unwrap();
+            let _ = std::fs::remove_file(dir.path().join("history.1.jsonl"));
+            let h = History::new(&path).rotated_at(Rotation {
+                max_size: u64::MAX,
+                max_age_days: days,
+            });
+            h.append(&record("new")).unwrap();
+            assert_eq!(h.rotated_path().exists(), rotated, "max age {days}");
+            let (recs, _) = h.recent(10).unwrap();
+            assert_eq!(ids(&recs), ["s0", "s1", "s2", "new"]);
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_is_repaired_before_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path().join("history.jsonl"));
+        h.append(&record("a")).unwrap();
+        h.append(&record("b")).unwrap();
+        let torn = |bytes: &[u8]| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(h.path())
+                .unwrap()
+                .write_all(bytes)
+                .unwrap()
+        };
+        torn(b"{\"id\":\"torn");
+        h.append(&record("c")).unwrap();
+        let (recs, bad) = h.recent(10).unwrap();
+        assert_eq!((ids(&recs), bad), (vec!["a", "b", "c"], 0));
+        // A whole record that lost only its line end is kept.
+        let whole = serde_json::to_vec(&record("d")).unwrap();
+        torn(&whole);
+        h.append(&record("e")).unwrap();
+        let (recs, bad) = h.recent(10).unwrap();
+        assert_eq!((ids(&recs), bad), (vec!["a", "b", "c", "d", "e"], 0));
+    }
+
+    #[test]
+    fn two_appenders_at_once_never_tear_each_others_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path().join("history.jsonl")).rotated_at(Rotation {
+            max_size: 4096,
+            max_age_days: 0,
+        });
+        std::thread::scope(|s| {
+            for w in ["x", "y"] {
+                let h = &h;
+                s.spawn(move || {
+                    for i in 0..30 {
+                        h.append(&record(&format!("{w}{i}"))).unwrap();
+                    }
+                });
+            }
+        });
+        let (recs, bad) = h.recent(1000).unwrap();
+        assert_eq!(bad, 0);
+        assert!(recs.iter().any(|r| r.id == "x29") && recs.iter().any(|r| r.id == "y29"));
+    }
+
+    #[tokio::test]
+    async fn records_written_in_the_background_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path().join("history.jsonl"));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..20 {
+            let tx = tx.clone();
+            h.append_in_background(record(&format!("b{i}")), move |r| {
+                let _ = tx.send(r.map(|r| r.id));
+            });
+        }
+        written().await;
+        let (recs, _) = h.recent(100).unwrap();
+        let want: Vec<String> = (0..20).map(|i| format!("b{i}")).collect();
+        assert_eq!(ids(&recs), want);
+        drop(tx);
+        let mut told = Vec::new();
+        while let Some(r) = rx.recv().await {
+            told.push(r.unwrap());
+        }
+        assert_eq!(told, want);
     }
 }

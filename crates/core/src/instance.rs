@@ -589,6 +589,8 @@ impl Instance {
         if let Some(task) = self.link_keeper {
             let _ = task.await;
         }
+        // Records handed to the history's writer thread are on disk before Mailcall goes.
+        crate::history::written().await;
     }
 }
 

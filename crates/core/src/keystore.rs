@@ -174,6 +174,11 @@ impl FileStore {
         }
     }
 
+    /// The file's lock, held around each read-modify-write (see [`crate::fsutil::FileLock`]).
+    fn lock(&self) -> Result<crate::fsutil::FileLock, KeystoreError> {
+        crate::fsutil::FileLock::take(&self.path).map_err(|e| self.error(e))
+    }
+
     fn read(&self) -> Result<AccountsFile, KeystoreError> {
         match std::fs::read_to_string(&self.path) {
             Ok(text) => toml::from_str(&text).map_err(|e| self.error(e)),
@@ -211,12 +216,14 @@ impl AccountStore for FileStore {
         if account.password.is_some() || outgoing_password {
             return Err(KeystoreError::PasswordInFile(account.name.clone()));
         }
+        let _lock = self.lock()?;
         let mut file = self.read()?;
         file.accounts.insert(account.name.clone(), account.clone());
         self.write(&file)
     }
 
     fn remove(&self, name: &str) -> Result<bool, KeystoreError> {
+        let _lock = self.lock()?;
         let mut file = self.read()?;
         let was = file.accounts.remove(name).is_some();
         if was {

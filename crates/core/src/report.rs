@@ -66,10 +66,11 @@ impl DomainOutcome {
 
     /// A one-line explanation for the user of what this outcome means in `mode`, with what to
     /// do about it.
-    pub fn describe_for(self, mode: FetchMode, domain: &str) -> String {
+    pub fn describe_for(self, mode: FetchMode, argument: &str) -> String {
         if mode == FetchMode::Etrn {
-            return self.describe(domain);
+            return self.describe(argument);
         }
+        let domain = argument.trim_start_matches(['@', '#']);
         match self {
             DomainOutcome::Started { .. } => "the ISP turned the line around to deliver".into(),
             DomainOutcome::NoMail => "no mail waiting".into(),
@@ -93,7 +94,10 @@ impl DomainOutcome {
     }
 
     /// A one-line explanation of an ETRN outcome for the user, with what to do about it.
-    pub fn describe(self, domain: &str) -> String {
+    ///
+    /// `argument` is the ETRN argument (`example.com`, `@example.com`, `#example.com`).
+    pub fn describe(self, argument: &str) -> String {
+        let domain = argument.trim_start_matches(['@', '#']);
         match self {
             DomainOutcome::Started { expected: Some(n) } => {
                 format!("queue run started, {n} message(s) expected")
@@ -104,6 +108,11 @@ impl DomainOutcome {
             DomainOutcome::Deferred => {
                 "the ISP could not start a queue run now (4xx); try again later".into()
             }
+            // Postfix's `459 4.3.0 <#name>: Queue name unknown`: a queue name the ISP has
+            // not got; its mail for the domain is asked by the domain's name.
+            DomainOutcome::NotAllowed if argument.starts_with('#') => format!(
+                "the ISP knows no queue named {domain} (459): use the plain form {domain}, or @{domain} for the domain and its subdomains, in the account's domains"
+            ),
             DomainOutcome::NotAllowed => format!(
                 "the ISP does not hold mail for {domain} (459): check the domain, or ask the ISP to enable ETRN for it"
             ),
@@ -171,8 +180,7 @@ impl DomainReport {
                 FetchMode::Odmr => "no answer to ATRN: the connection failed after it was sent; fetch again".into(),
             };
         }
-        self.outcome
-            .describe_for(self.mode, self.domain.trim_start_matches(['@', '#']))
+        self.outcome.describe_for(self.mode, &self.domain)
     }
 }
 

@@ -768,9 +768,13 @@ impl Coordinator {
                 );
                 record.messages.push(*info);
                 if let Some(history) = &self.options.fetch.history {
-                    if let Err(e) = history.append(&record) {
-                        self.events.emit(Event::Error(Problem::new(e.to_string())));
-                    }
+                    // Written by the history's writer thread: the listener's loop never waits.
+                    let events = self.events.clone();
+                    history.append_in_background(record, move |written| {
+                        if let Err(e) = written {
+                            events.emit(Event::Error(Problem::new(e.to_string())));
+                        }
+                    });
                 }
             }
         }

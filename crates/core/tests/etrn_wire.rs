@@ -324,8 +324,7 @@ async fn a_silent_etrn_reply_times_out_naming_the_step() {
     let err = result.error.clone().unwrap();
     assert!(err.is_transient());
     assert!(
-        err.to_string()
-            .contains("waiting for the reply to ETRN a.test"),
+        err.to_string().contains("did not answer ETRN a.test"),
         "{err}"
     );
     assert_eq!(

@@ -147,6 +147,18 @@ pub enum IspError {
         /// How long we waited, in seconds.
         secs: f64,
     },
+    /// No reply to an ETRN within the reply timeout: the ISP is slow or overloaded (some slow
+    /// their replies down on purpose after several ETRNs); a longer timeout only moves the
+    /// limit.
+    #[error("{host} did not answer ETRN {argument} within {secs:.1} s: the ISP may be overloaded; try again later")]
+    EtrnTimeout {
+        /// The server, as the account names it.
+        host: String,
+        /// The ETRN argument that got no reply.
+        argument: String,
+        /// How long we waited, in seconds.
+        secs: f64,
+    },
     /// The connection closed under us (the link dropped, or the server hung up) mid-session.
     #[error("the connection to {host} was closed during {step} ({reason}): the link dropped or the server hung up; check that you are online and try again")]
     ConnectionLost {
@@ -176,6 +188,7 @@ impl IspError {
             IspError::Connect { .. }
             | IspError::ServiceClosing { .. }
             | IspError::Timeout { .. }
+            | IspError::EtrnTimeout { .. }
             | IspError::Protocol { .. }
             | IspError::ConnectionLost { .. } => true,
             IspError::StarttlsRefused { code, .. } | IspError::AuthFailed { code, .. } => {
@@ -213,6 +226,7 @@ impl IspError {
             }
             IspError::Timeout { .. } => return Some(Setting::config(ConfigKey::ReplyTimeout)),
             IspError::ServiceClosing { .. }
+            | IspError::EtrnTimeout { .. }
             | IspError::ConnectionLost { .. }
             | IspError::Protocol { .. } => return None,
         };

@@ -222,6 +222,10 @@ config_keys! {
         "seconds before a failed hand-over to a LAN server is retried";
     MaxRetryDelay = "max-retry-delay", Kind::seconds(1, 7 * 86_400),
         "longest wait between retries of a hand-over, seconds";
+    HistoryMaxSize = "history-max-size", Kind::bytes(65_536, u64::MAX),
+        "bytes of history before it is rotated (the previous file is kept)";
+    HistoryMaxAge = "history-max-age", Kind::count(0, 36_500),
+        "days of history before it is rotated (0: by size only)";
     SendRetryDelay = "send-retry-delay", Kind::seconds(1, 86_400),
         "seconds before outgoing mail the smarthost deferred is tried again (doubling, online time)";
     SendMaxRetryDelay = "send-max-retry-delay", Kind::seconds(1, 7 * 86_400),
@@ -394,6 +398,8 @@ impl Config {
             ConfigKey::FetchInterval => self.fetch_interval,
             ConfigKey::RetryDelay => self.retry_delay,
             ConfigKey::MaxRetryDelay => self.max_retry_delay,
+            ConfigKey::HistoryMaxSize => self.history_max_size,
+            ConfigKey::HistoryMaxAge => self.history_max_age,
             ConfigKey::SendRetryDelay => self.send_retry_delay,
             ConfigKey::SendMaxRetryDelay => self.send_max_retry_delay,
             ConfigKey::MaxQueueLifetime => self.max_queue_lifetime,
@@ -427,6 +433,8 @@ impl Config {
             ConfigKey::FetchInterval => &mut self.fetch_interval,
             ConfigKey::RetryDelay => &mut self.retry_delay,
             ConfigKey::MaxRetryDelay => &mut self.max_retry_delay,
+            ConfigKey::HistoryMaxSize => &mut self.history_max_size,
+            ConfigKey::HistoryMaxAge => &mut self.history_max_age,
             ConfigKey::SendRetryDelay => &mut self.send_retry_delay,
             ConfigKey::SendMaxRetryDelay => &mut self.send_max_retry_delay,
             ConfigKey::MaxQueueLifetime => &mut self.max_queue_lifetime,

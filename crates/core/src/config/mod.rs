@@ -50,6 +50,14 @@ pub enum ConfigError {
         /// What the file system said.
         source: std::io::Error,
     },
+    /// Another writer's lock could not be waited for (the lock file cannot be made).
+    #[error("cannot lock the config file {path} for a change: {source}. Check that its directory is writable")]
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// No config/data directory is known for this platform.
     #[error("cannot find a {what} directory for this user (is HOME set?); give the config file's path explicitly ({CONFIG_ENV})")]
     NoDirectory {
@@ -190,6 +198,11 @@ pub struct Config {
     pub retry_delay: u64,
     /// The longest wait between two retries of a hand-over, in seconds.
     pub max_retry_delay: u64,
+    /// The history file is rotated (the previous one kept as `history.1.jsonl`) once it holds
+    /// this many bytes.
+    pub history_max_size: u64,
+    /// ... or once its oldest record is this many days old; 0: by size only.
+    pub history_max_age: u64,
     /// Seconds before outgoing mail the smarthost deferred (4xx, or not reachable) is tried
     /// again while the link is up; doubles with each failure.
     pub send_retry_delay: u64,
@@ -309,6 +322,8 @@ impl Default for Config {
             unknown_recipients: UnknownRecipients::CatchAll,
             retry_delay: 60,
             max_retry_delay: 3600,
+            history_max_size: 16 * 1024 * 1024,
+            history_max_age: 365,
             send_retry_delay: 300,
             send_max_retry_delay: 3600,
             max_queue_lifetime: 5 * 24,
@@ -389,6 +404,32 @@ impl Config {
         let body =
             format!("# Mailcall settings. Passwords live in the OS keyring, never here.\n{text}");
         fsutil::write_atomic(path, body.as_bytes(), 0o600).map_err(err)
+    }
+
+    /// Takes the one lock every read-modify-write of the config at `path` holds (in this
+    /// process and across processes: the tray, the daemon, `config set`, `account`, `route`):
+    /// load after taking it, save before dropping it, and no change is lost to another writer.
+    pub fn lock(path: &Path) -> Result<fsutil::FileLock, ConfigError> {
+        fsutil::FileLock::take(path).map_err(|source| ConfigError::Lock {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads `path` under its lock, applies `change`, and saves it when it changed: one
+    /// read-modify-write that no other writer can interleave with.
+    pub fn update<T, E: From<ConfigError>>(
+        path: &Path,
+        change: impl FnOnce(&mut Config) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _lock = Config::lock(path)?;
+        let mut config = Config::load(path)?;
+        let before = config.clone();
+        let answer = change(&mut config)?;
+        if config != before {
+            config.save(path)?;
+        }
+        Ok(answer)
     }
 
     /// The routes, checked.
@@ -606,6 +647,37 @@ mod tests {
         // Not TOML at all: no key to blame.
         std::fs::write(&path, "idle-timeout = [\n").unwrap();
         assert!(Config::load_to_change(&path, K::IdleTimeout).is_err());
+    }
+
+    #[test]
+    fn two_writers_at_once_each_keep_their_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        Config::default().save(&path).unwrap();
+        let rounds = 40;
+        std::thread::scope(|s| {
+            for writer in ["a", "b"] {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..rounds {
+                        Config::update(path, |c| {
+                            c.add_account(&format!("{writer}{i}"));
+                            Ok::<_, ConfigError>(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let saved = Config::load(&path).unwrap();
+        assert_eq!(saved.accounts.len(), 2 * rounds, "{:?}", saved.accounts);
+        // Nothing but the file and its lock is left beside it.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".config.toml.lock", "config.toml"]);
     }
 
     #[test]

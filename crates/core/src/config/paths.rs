@@ -27,9 +27,13 @@ impl Config {
 
     /// The history file in the data directory.
     pub fn history(&self) -> Result<crate::history::History, ConfigError> {
-        Ok(crate::history::History::new(
-            self.data_path()?.join(crate::history::HISTORY_FILE),
-        ))
+        Ok(
+            crate::history::History::new(self.data_path()?.join(crate::history::HISTORY_FILE))
+                .rotated_at(crate::history::Rotation {
+                    max_size: self.history_max_size,
+                    max_age_days: self.history_max_age,
+                }),
+        )
     }
 }
 

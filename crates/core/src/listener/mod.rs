@@ -8,6 +8,7 @@
 //! STARTTLS offers, `submission` the role in which it takes outgoing mail (port 587) instead. Mail is acknowledged only once it is durable on disk; every 4xx we answer is
 //! reported, so a fetch knows what stayed at the ISP.
 
+mod address;
 mod codec;
 mod conn;
 mod data;
@@ -15,6 +16,7 @@ mod data;
 pub mod fuzzing;
 mod gate;
 mod policy;
+mod privileged;
 mod reply;
 mod session;
 mod submission;
@@ -22,6 +24,7 @@ pub mod tls;
 
 pub use gate::{AskScope, AskedPeers, PeerNet, PeerNetError};
 pub use policy::RecipientPolicy;
+pub use privileged::SERVED_LOW_PORTS;
 pub use session::{serve, Reception};
 pub use submission::{Submission, SubmitLogin};
 
@@ -161,6 +164,17 @@ pub enum BindError {
         /// The address.
         addr: SocketAddr,
     },
+    /// A port below 1024 other than 25 and 587 while Mailcall holds `cap_net_bind_service`.
+    #[error(
+        "will not listen on {addr}: this binary holds cap_net_bind_service (granted to it for \
+         every local user), and under it Mailcall binds only ports 25 and 587 below 1024, so \
+         that the capability serves nothing else. Listen on 25, on 587, or on a port of 1024 or \
+         above (the listen or submit-listen setting, e.g. 0.0.0.0:2525)"
+    )]
+    NotServedPort {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Another program already listens there.
     #[error(
         "cannot listen on {addr}: the address is already in use — another program (often a local \
@@ -186,6 +200,7 @@ impl BindError {
     pub fn addr(&self) -> SocketAddr {
         match self {
             BindError::PermissionDenied { addr }
+            | BindError::NotServedPort { addr }
             | BindError::AddressInUse { addr }
             | BindError::Other { addr, .. } => *addr,
         }
@@ -241,8 +256,12 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `addr`; the socket accepts connections from now on (queued until `serve`).
+    /// Binds `addr`; the socket accepts connections from now on (queued until `serve`). Under
+    /// `cap_net_bind_service` (not root), a port below 1024 other than 25 and 587 is refused.
     pub async fn bind(addr: SocketAddr) -> Result<Self, BindError> {
+        if !privileged::Privileges::of_this_process().allows(addr.port()) {
+            return Err(BindError::NotServedPort { addr });
+        }
         let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| BindError::from_io(addr, source))?;

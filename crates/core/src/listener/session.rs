@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::address;
 use super::codec::{Line, LineSplitter, Unstuffer};
 use super::conn::{Connection, Read};
 use super::data::{
@@ -412,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         self.push(refused);
                     } else {
                         self.state = State::Mail {
-                            sender: clean(&from.address),
+                            sender: address::wire_sender(&clean(&from.address)),
                         };
                         self.push(Reply::new(250, "2.1.0", "Ok"));
                     }
@@ -636,6 +637,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Judges one `RCPT TO` and records it when accepted.
     fn recipient(&mut self, address: &str, line: &[u8]) -> Reply {
+        // Judged, routed and handed on in one form.
+        let address = address::checked_recipient(address);
         let count = match &self.state {
             State::Connected => return need_helo(),
             State::Greeted => return Reply::new(503, "5.5.1", "Error: need MAIL command"),

@@ -436,14 +436,16 @@ impl TriggerHandle {
                 );
             }
         }
-        let record = self.record(
-            RecordKind::Connect,
-            trigger,
-            started,
-            transcripts,
-            errors,
-            ended,
-        );
+        let record = self
+            .record(
+                RecordKind::Connect,
+                trigger,
+                started,
+                transcripts,
+                errors,
+                ended,
+            )
+            .await;
         if record.errors.is_empty() {
             Ok(())
         } else {
@@ -488,12 +490,13 @@ impl TriggerHandle {
                 transcripts,
                 errors,
                 ended,
-            );
+            )
+            .await;
         }
     }
 
     /// Records a connect/disconnect step in the history and reports its errors.
-    fn record(
+    async fn record(
         &self,
         kind: RecordKind,
         trigger: Trigger,
@@ -511,7 +514,8 @@ impl TriggerHandle {
             self.inner.service.events().emit(Event::Error(e.clone()));
         }
         if let Some(h) = &self.inner.history {
-            if let Err(e) = h.append(&record) {
+            // Written on a blocking thread: the async loop never waits for the disk.
+            if let Err(e) = h.append_async(record.clone()).await {
                 tracing::error!("{e}");
             }
         }

@@ -218,14 +218,19 @@ impl Runner {
     /// Stops: with `drain`, first hands over whatever is due (new mail; not the deferred),
     /// for at most that long; then workers finish the message they are on, and it returns.
     pub async fn finish(mut self, drain: Option<Duration>) {
-        if let Some(limit) = drain {
-            let _ = self.drain.send(true);
-            if tokio::time::timeout(limit, &mut self.task).await.is_ok() {
-                return;
+        let drained = match drain {
+            Some(limit) => {
+                let _ = self.drain.send(true);
+                tokio::time::timeout(limit, &mut self.task).await.is_ok()
             }
+            None => false,
+        };
+        if !drained {
+            self.stop.cancel();
+            let _ = (&mut self.task).await;
         }
-        self.stop.cancel();
-        let _ = (&mut self.task).await;
+        // Its records are written by the history's writer thread: on disk before it is done.
+        crate::history::written().await;
     }
 }
 

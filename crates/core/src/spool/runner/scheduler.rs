@@ -555,10 +555,12 @@ impl Scheduler {
             }
             Report::Finished(record) => {
                 if let Some(history) = &self.options.history {
-                    match history.append(&record) {
-                        Ok(()) => self.events.emit(Event::Recorded(record)),
-                        Err(e) => self.events.emit(Event::Error(Problem::new(e.to_string()))),
-                    }
+                    // Written by the history's writer thread, in order; the event says when.
+                    let events = self.events.clone();
+                    history.append_in_background(*record, move |written| match written {
+                        Ok(record) => events.emit(Event::Recorded(Box::new(record))),
+                        Err(e) => events.emit(Event::Error(Problem::new(e.to_string()))),
+                    });
                 }
             }
         }
