@@ -124,6 +124,9 @@ pub enum EndReason {
     /// No connection or message for the idle timeout.
     #[serde(rename = "idle")]
     Idle,
+    /// The ISP delivered and closed its connections, and no new one came within a short grace.
+    #[serde(rename = "the ISP finished")]
+    IspFinished,
     /// Every message the `253 n` replies announced arrived.
     #[serde(rename = "expected messages arrived")]
     ExpectedArrived,
@@ -179,6 +182,7 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Idle => "idle",
+            EndReason::IspFinished => "the ISP finished",
             EndReason::ExpectedArrived => "expected messages arrived",
             EndReason::MaxWait => "max wait",
             EndReason::NothingToWaitFor => "nothing to wait for",
@@ -450,6 +454,14 @@ impl SessionRecord {
     /// Whether every ETRN and ATRN was accepted and nothing went wrong.
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty() && self.domains.iter().all(|d| d.outcome.is_accepted())
+    }
+
+    /// Whether some domains were refused while others were fetched, and nothing else went
+    /// wrong: a partial success, shown per domain.
+    pub fn is_partial(&self) -> bool {
+        self.errors.is_empty()
+            && self.domains.iter().any(|d| d.outcome.is_accepted())
+            && self.domains.iter().any(|d| !d.outcome.is_accepted())
     }
 }
 
