@@ -477,8 +477,8 @@ fn refused_domain(d: &DomainReport) -> Option<String> {
         outcome if outcome.is_accepted() || outcome == DomainOutcome::NotSent => return None,
         _ => None,
     };
-    let problem = Problem::new(format!("{} ({}): {}", d.domain, d.account, d.explain()))
-        .fixed_by(fix);
+    let problem =
+        Problem::new(format!("{} ({}): {}", d.domain, d.account, d.explain())).fixed_by(fix);
     Some(hints::render(&problem))
 }
 

@@ -1197,13 +1197,48 @@ mod tests {
             "{n:?}"
         );
         assert_eq!(s.icon(), IconState::Error);
+        // No fetch ran: the listener's failure is said as such, and at Listen on.
+        assert_eq!(n[0].summary, "Mailcall cannot receive mail");
         assert!(
-            s.line().starts_with("Not running: cannot listen"),
+            s.line().starts_with("Cannot receive mail: cannot listen"),
             "{}",
             s.line()
         );
+        let view = s.view();
+        assert!(view.listener.problem, "{view:?}");
+        assert_eq!(
+            view.listener.text,
+            "Mailcall cannot receive mail: cannot listen on 0.0.0.0:25"
+        );
         s.service_started(Serving::Here { control: None });
         assert_eq!(s.icon(), IconState::Idle);
+        // Another start failure is no listener's: it is not said to be one.
+        let n = s.service_failed(&Problem::new("the Maildir cannot be created"));
+        assert_eq!(n[0].summary, "Mailcall could not fetch");
+    }
+
+    #[test]
+    fn the_new_mail_count_is_the_last_fetchs_and_a_partial_fetch_says_so() {
+        let mut s = TrayStatus::default();
+        s.apply(&started());
+        s.apply(&record(
+            vec![message("a@x", "one", "u@example.com")],
+            DomainOutcome::Started { expected: None },
+            &[],
+        ));
+        assert_eq!(s.tooltip(), "Mailcall — 1 message new");
+        s.apply(&started());
+        s.apply(&record(Vec::new(), DomainOutcome::NoMail, &[]));
+        assert_eq!(s.icon(), IconState::Idle, "{}", s.tooltip());
+        assert!(
+            s.tooltip().starts_with("Mailcall — idle. Last fetch"),
+            "{}",
+            s.tooltip()
+        );
+        // The window gets the line's time apart, to write it in the user's locale.
+        let view = s.view();
+        assert!(view.last_at.is_some());
+        assert_eq!(view.line_rest, ": OK, 0 messages");
     }
 
     #[test]

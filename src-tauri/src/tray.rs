@@ -217,7 +217,10 @@ fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
     let dir = match state.config().and_then(|c| c.maildir_path()) {
         Ok(dir) => dir,
         Err(e) => {
-            crate::state::show_notice(app, open_failed(format!("cannot find the mail folder: {e}")));
+            crate::state::show_notice(
+                app,
+                open_failed(format!("cannot find the mail folder: {e}")),
+            );
             return;
         }
     };
@@ -243,7 +246,11 @@ fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
                     said => format!(": {said}"),
                 }
             )),
-            Err(e) => Some(format!("cannot run {} to open {}: {e}", opener(), dir.display())),
+            Err(e) => Some(format!(
+                "cannot run {} to open {}: {e}",
+                opener(),
+                dir.display()
+            )),
         };
         match why {
             None => {

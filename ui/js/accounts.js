@@ -2,7 +2,7 @@
 // server), Test connection, remove.
 import { call, asUiError } from "./api.js";
 import { COMMANDS, DEFAULT_PORTS, FIELDS, SMARTHOST_PORTS } from "./contract.js";
-import { $, $$, h, readFields, showErrors } from "./dom.js";
+import { $, $$, h, readFields, showBanner, showErrors } from "./dom.js";
 
 const MODES = { etrn: "ETRN", odmr: "ODMR" };
 const MODE_HINTS = {
@@ -96,8 +96,7 @@ async function remove(name) {
     await call(COMMANDS.REMOVE_ACCOUNT, { name });
     if (editing && editing.name === name) closeForm();
   } catch (e) {
-    $("#banner").textContent = asUiError(e).message;
-    $("#banner").hidden = false;
+    showBanner(asUiError(e).message);
   }
   window.dispatchEvent(new Event("mailcall:reload"));
 }

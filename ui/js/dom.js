@@ -63,3 +63,15 @@ export function clearErrorsOnEdit(form) {
   form.addEventListener("input", clear);
   form.addEventListener("change", clear);
 }
+
+// The message banner under the header: shown until dismissed (its close button), or until what
+// it says is no longer so.
+export function showBanner(text) {
+  $("#banner-text").textContent = text;
+  $("#banner").hidden = false;
+}
+
+export function hideBanner() {
+  $("#banner").hidden = true;
+  $("#banner-text").textContent = "";
+}

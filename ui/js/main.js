@@ -2,7 +2,7 @@
 // does), status line, Fetch now, and reloads on Mailcall's events.
 import { call, on, asUiError } from "./api.js";
 import { COMMANDS, EVENTS } from "./contract.js";
-import { $, $$, clearErrorsOnEdit } from "./dom.js";
+import { $, $$, clearErrorsOnEdit, hideBanner, showBanner } from "./dom.js";
 import { when } from "./time.js";
 import { initAccounts, renderAccounts } from "./accounts.js";
 import { initSettings, renderSettings, showListener, showPaused } from "./settings.js";
@@ -13,17 +13,6 @@ import { initQueue, loadQueue } from "./queue.js";
 const TABS = ["accounts", "settings", "delivery", "queue", "history"];
 
 let lastPaused = null;
-
-// The message banner: shown until dismissed, or until what it says is no longer so.
-export function showBanner(text) {
-  $("#banner-text").textContent = text;
-  $("#banner").hidden = false;
-}
-
-function hideBanner() {
-  $("#banner").hidden = true;
-  $("#banner-text").textContent = "";
-}
 
 function showStatus(s) {
   const line = $("#status-line");

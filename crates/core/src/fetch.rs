@@ -157,9 +157,8 @@ pub async fn run(
         // The ISP plainly finished: it delivered since it was last asked and closed every
         // connection. A short grace for a straggler, then the fetch ends; the idle timeout
         // stays the upper bound.
-        let finished = idle_armed
-            && messages.len() > round_start
-            && FINISHED_GRACE < options.idle_timeout;
+        let finished =
+            idle_armed && messages.len() > round_start && FINISHED_GRACE < options.idle_timeout;
         let (idle_at, idle_reason) = if finished {
             (last_activity + FINISHED_GRACE, EndReason::IspFinished)
         } else {

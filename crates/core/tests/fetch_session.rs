@@ -655,7 +655,10 @@ async fn a_fetch_ends_once_the_isp_has_delivered_and_closed_not_after_the_idle_t
     assert_eq!(record.messages.len(), 2, "{record:#?}");
     assert_eq!(record.ended_because, EndReason::IspFinished, "{record:#?}");
     assert!(
-        record.summary().headline.ends_with("ended: the ISP finished"),
+        record
+            .summary()
+            .headline
+            .ends_with("ended: the ISP finished"),
         "{}",
         record.summary().headline
     );

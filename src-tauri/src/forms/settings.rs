@@ -27,7 +27,7 @@ pub const SETTINGS_FIELDS: &[(ConfigKey, &str, &str)] = &[
     (
         ConfigKey::SubmitListen,
         "submit_listen",
-        "Outgoing mail: listen on",
+        "Submission listener",
     ),
     (
         ConfigKey::SubmitAllowedPeers,

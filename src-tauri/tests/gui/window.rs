@@ -74,8 +74,14 @@ fn the_window_shows_what_is_true_now() {
     // 1. First run: the Accounts tab leads; nothing listens and nothing was fetched.
     wait_text(&wd, "#first-run", "Add your account", 20);
     wait_text(&wd, "#status-line", "No account yet", 20);
-    assert_eq!(js(&wd, "document.querySelector('#add-account').textContent"), "Add your first account");
-    assert!(!listens(listener_port), "a first run listens on {listener_port}");
+    assert_eq!(
+        js(&wd, "document.querySelector('#add-account').textContent"),
+        "Add your first account"
+    );
+    assert!(
+        !listens(listener_port),
+        "a first run listens on {listener_port}"
+    );
     let sni = Sni::connect(&keyring);
     let item = wait_tray_item(&sni);
     assert_eq!(sni.title(&item).expect("reading the Title"), "Mailcall");
@@ -83,13 +89,17 @@ fn the_window_shows_what_is_true_now() {
     wait_text(&wd, "#listener-now", "Not listening yet", 20);
     wd.click("#tab-accounts").expect("Accounts tab");
     desktop.screenshot(&keyring, &shots.join("first-run.png"));
-    assert!(history(&history_file).is_empty(), "a first run recorded a fetch");
+    assert!(
+        history(&history_file).is_empty(),
+        "a first run recorded a fetch"
+    );
 
     // 2. The form: security None turns the login off.
     wd.click("#add-account").expect("Add account");
     wd.type_into("#acct-name", "isp").expect("name");
     wd.type_into("#acct-host", "127.0.0.1").expect("host");
-    wd.type_into("#acct-port", &isp.port().to_string()).expect("port");
+    wd.type_into("#acct-port", &isp.port().to_string())
+        .expect("port");
     wd.type_into("#acct-ca-file", &isp.ca_file().display().to_string())
         .expect("CA file");
     wd.type_into("#domain-rows li:nth-child(1) .domain-name", "example.com")
@@ -106,41 +116,69 @@ fn the_window_shows_what_is_true_now() {
     wd.click("#acct-test").expect("Test connection");
     let result = wait_text(&wd, "#test-result", "ETRN advertised", 60);
     assert!(result.contains("choose STARTTLS"), "{result}");
-    assert!(result.contains("Domains (example.com): not checked"), "{result}");
+    assert!(
+        result.contains("Domains (example.com): not checked"),
+        "{result}"
+    );
     assert!(!result.contains("null"), "{result}");
-    assert_eq!(js(&wd, "document.querySelector('#test-auth').className"), "other");
-    assert_eq!(js(&wd, "document.querySelector('#test-listener').className"), "no");
+    assert_eq!(
+        js(&wd, "document.querySelector('#test-auth').className"),
+        "other"
+    );
+    assert_eq!(
+        js(&wd, "document.querySelector('#test-listener').className"),
+        "no"
+    );
     // The result was scrolled into view.
     assert_eq!(
         js(&wd, "(() => { const r = document.querySelector('#test-result').getBoundingClientRect(); return r.top < window.innerHeight && r.bottom > 0; })()"),
         json!(true)
     );
     select(&wd, "#acct-security", "starttls");
-    assert_eq!(js(&wd, "document.querySelector('#acct-username').disabled"), json!(false));
+    assert_eq!(
+        js(&wd, "document.querySelector('#acct-username').disabled"),
+        json!(false)
+    );
 
     // 4. Saving the first account starts Mailcall: the listener line follows without a reload.
     wd.click("#acct-save").expect("Save");
     wait_text(&wd, "#account-list", "example.com", 20);
-    wait(20, "the listener", || Ok(listens(listener_port).then_some(())));
-    assert_eq!(js(&wd, "document.querySelector('#first-run').hidden"), json!(true));
+    wait(20, "the listener", || {
+        Ok(listens(listener_port).then_some(()))
+    });
+    assert_eq!(
+        js(&wd, "document.querySelector('#first-run').hidden"),
+        json!(true)
+    );
     wd.click("[data-edit=isp]").expect("Edit");
     wd.click("#acct-test").expect("Test connection");
     let result = wait_text(&wd, "#test-listener", "up on 127.0.0.1", 60);
     assert!(result.contains(&listener_port.to_string()), "{result}");
     let result = wd.text("#test-result").expect("the result");
-    assert!(result.contains("The server answers as this account needs"), "{result}");
+    assert!(
+        result.contains("The server answers as this account needs"),
+        "{result}"
+    );
     desktop.screenshot(&keyring, &shots.join("test-connection.png"));
     wd.click("#acct-cancel").expect("Cancel");
 
     // 5. A fetch with mail, then one without: the tooltip's new count follows the last fetch.
-    isp.queue("news@sender.test", "bob@example.com", "First", "<w-1@sender.test>", "One.");
+    isp.queue(
+        "news@sender.test",
+        "bob@example.com",
+        "First",
+        "<w-1@sender.test>",
+        "One.",
+    );
     isp.wait_deferred(1, Duration::from_secs(30));
     wd.click("#fetch-now").expect("Send and receive");
     wait_tooltip(&sni, "1 message new", |t| t == "Mailcall — 1 message new");
     assert_eq!(Maildir::new(&maildir_path).new_messages().len(), 1);
     wd.click("#fetch-now").expect("Send and receive");
     wait_tooltip(&sni, "fetching", |t| t.contains("fetching"));
-    let idle = wait_tooltip(&sni, "idle after a fetch of nothing", |t| !t.contains("fetching"));
+    let idle = wait_tooltip(&sni, "idle after a fetch of nothing", |t| {
+        !t.contains("fetching")
+    });
     assert!(idle.starts_with("Mailcall — idle. Last fetch"), "{idle}");
 
     // 6. One domain refused (459), one fetched: partial success per domain, with the fix.
@@ -150,82 +188,163 @@ fn the_window_shows_what_is_true_now() {
         .expect("second domain");
     wd.click("#acct-save").expect("Save");
     wait_text(&wd, "#account-list", "unknown.test", 20);
-    isp.queue("billing@sender.test", "carol@example.com", "Second", "<w-2@sender.test>", "Two.");
+    isp.queue(
+        "billing@sender.test",
+        "carol@example.com",
+        "Second",
+        "<w-2@sender.test>",
+        "Two.",
+    );
     isp.wait_deferred(1, Duration::from_secs(30));
     wd.click("#fetch-now").expect("Send and receive");
     let line = wait_text(&wd, "#status-line", "partly OK", 60);
     wd.click("#tab-history").expect("History tab");
     let first = wait_text(&wd, "#history-list details.session", "partly OK", 30);
-    assert!(first.contains("To fix: Settings → Accounts → isp → Domains"), "{first}");
+    assert!(
+        first.contains("To fix: Settings → Accounts → isp → Domains"),
+        "{first}"
+    );
     assert_eq!(
         js(&wd, "[...document.querySelectorAll('#history-list details.session')[0].querySelectorAll('tr[data-domain]')].map((r) => r.dataset.domain + ':' + r.className)"),
         json!(["example.com:domain-ok", "unknown.test:domain-failed"])
     );
     assert_eq!(
-        js(&wd, "document.querySelector('#history-list details.session .partial').textContent"),
+        js(
+            &wd,
+            "document.querySelector('#history-list details.session .partial').textContent"
+        ),
         "partly OK"
     );
     // One time format: the header's time is History's, to the letter.
-    let time = js(&wd, "document.querySelector('#history-list details.session strong').textContent");
+    let time = js(
+        &wd,
+        "document.querySelector('#history-list details.session strong').textContent",
+    );
     let time = time.as_str().expect("a time");
-    assert!(line.contains(&format!("Last fetch {time}")), "header {line:?}, History {time:?}");
+    assert!(
+        line.contains(&format!("Last fetch {time}")),
+        "header {line:?}, History {time:?}"
+    );
     desktop.screenshot(&keyring, &shots.join("history-partial.png"));
 
     // 7. Listen on: a new port shows at once; a port that is taken is said next to the field,
     //    as "cannot receive mail"; a Fetch now that cannot start shows a banner, dismissed.
     wd.click("#tab-settings").expect("Settings tab");
     let moved = free_port();
-    wd.type_into("#set-listen", &format!("127.0.0.1:{moved}")).expect("listen");
+    wd.type_into("#set-listen", &format!("127.0.0.1:{moved}"))
+        .expect("listen");
     wd.click("#settings-save").expect("Save settings");
-    wait_text(&wd, "#listener-now", &format!("Listening on 127.0.0.1:{moved}"), 30);
+    wait_text(
+        &wd,
+        "#listener-now",
+        &format!("Listening on 127.0.0.1:{moved}"),
+        30,
+    );
     let taken = TcpListener::bind("127.0.0.1:0").expect("binding a port to take");
     let taken_port = taken.local_addr().expect("its address").port();
-    wd.type_into("#set-listen", &format!("127.0.0.1:{taken_port}")).expect("listen");
+    wd.type_into("#set-listen", &format!("127.0.0.1:{taken_port}"))
+        .expect("listen");
     wd.click("#settings-save").expect("Save settings");
     let said = wait_text(&wd, "#listener-now", "Mailcall cannot receive mail", 30);
     assert!(said.contains("already in use"), "{said}");
-    assert_eq!(js(&wd, "document.querySelector('#listener-now').classList.contains('error')"), json!(true));
+    assert_eq!(
+        js(
+            &wd,
+            "document.querySelector('#listener-now').classList.contains('error')"
+        ),
+        json!(true)
+    );
     let notes = poll_until(Duration::from_secs(20), Duration::from_millis(250), || {
         let n = desktop.all_notifications(&keyring);
         n.contains("Mailcall cannot receive mail").then_some(n)
     });
-    assert!(notes.is_some(), "no notification says the listener cannot receive mail");
+    assert!(
+        notes.is_some(),
+        "no notification says the listener cannot receive mail"
+    );
     desktop.screenshot(&keyring, &shots.join("listener-taken.png"));
     wd.click("#fetch-now").expect("Send and receive");
-    wait(20, "the banner", || Ok(js(&wd, "document.querySelector('#banner').hidden").as_bool().filter(|h| !h).map(|_| ())));
+    wait(20, "the banner", || {
+        Ok(js(&wd, "document.querySelector('#banner').hidden")
+            .as_bool()
+            .filter(|h| !h)
+            .map(|_| ()))
+    });
     wait_text(&wd, "#banner-text", "already in use", 10);
     wd.click("#banner-close").expect("dismissing the banner");
-    assert_eq!(js(&wd, "document.querySelector('#banner').hidden"), json!(true));
+    assert_eq!(
+        js(&wd, "document.querySelector('#banner').hidden"),
+        json!(true)
+    );
     drop(taken);
     wd.click("#settings-save").expect("Save settings");
-    wait_text(&wd, "#listener-now", &format!("Listening on 127.0.0.1:{taken_port}"), 30);
-    assert_eq!(js(&wd, "document.querySelector('#listener-now').classList.contains('error')"), json!(false));
+    wait_text(
+        &wd,
+        "#listener-now",
+        &format!("Listening on 127.0.0.1:{taken_port}"),
+        30,
+    );
+    assert_eq!(
+        js(
+            &wd,
+            "document.querySelector('#listener-now').classList.contains('error')"
+        ),
+        json!(false)
+    );
 
     // 8. "-1" is told what is allowed; the message goes as soon as the value is edited.
     wd.type_into("#set-idle", "-1").expect("idle timeout");
     wd.click("#settings-save").expect("Save settings");
-    let said = wait_text(&wd, "small.error[data-for=idle_timeout]", "is not allowed", 15);
+    let said = wait_text(
+        &wd,
+        "small.error[data-for=idle_timeout]",
+        "is not allowed",
+        15,
+    );
     assert!(said.contains("from 1 to"), "{said}");
     assert!(!said.contains("not a whole number"), "{said}");
     wd.type_into("#set-idle", "3").expect("idle timeout fixed");
-    assert_eq!(js(&wd, "document.querySelector('small.error[data-for=idle_timeout]').textContent"), "");
-    assert_eq!(js(&wd, "document.querySelector('#set-idle').classList.contains('invalid')"), json!(false));
+    assert_eq!(
+        js(
+            &wd,
+            "document.querySelector('small.error[data-for=idle_timeout]').textContent"
+        ),
+        ""
+    );
+    assert_eq!(
+        js(
+            &wd,
+            "document.querySelector('#set-idle').classList.contains('invalid')"
+        ),
+        json!(false)
+    );
 
     // 9. The submission keys are in the Settings tab and saved as config keys.
-    wd.type_into("#set-submit-peers", "192.168.7.0/24").expect("peers");
+    wd.type_into("#set-submit-peers", "192.168.7.0/24")
+        .expect("peers");
     wd.type_into("#set-submit-user", "office").expect("user");
     wd.click("#settings-save").expect("Save settings");
     wait_text(&wd, "#settings-saved", "Saved", 20);
     let config_text = std::fs::read_to_string(&config_path).expect("config");
     assert!(config_text.contains("192.168.7.0/24"), "{config_text}");
-    assert!(config_text.contains("submit-user = \"office\""), "{config_text}");
+    assert!(
+        config_text.contains("submit-user = \"office\""),
+        "{config_text}"
+    );
 
     // 10. The header stays in view while the page scrolls.
     wd.execute("window.scrollTo(0, document.body.scrollHeight);", json!([]))
         .expect("scrolling");
-    assert_eq!(js(&wd, "window.scrollY > 0"), json!(true), "the Settings tab did not scroll");
     assert_eq!(
-        js(&wd, "document.querySelector('#fetch-now').getBoundingClientRect().top >= 0"),
+        js(&wd, "window.scrollY > 0"),
+        json!(true),
+        "the Settings tab did not scroll"
+    );
+    assert_eq!(
+        js(
+            &wd,
+            "document.querySelector('#fetch-now').getBoundingClientRect().top >= 0"
+        ),
         json!(true)
     );
     wd.quit().expect("ending the session");
@@ -243,6 +362,10 @@ fn without_a_display_mailcall_says_what_is_missing_in_one_line() {
     assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
     assert!(lines[0].contains("no graphical session"), "{}", lines[0]);
     assert!(lines[0].contains("mailcall-cli daemon"), "{}", lines[0]);
-    assert!(lines[0].contains("systemctl --user enable --now mailcall"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("systemctl --user enable --now mailcall"),
+        "{}",
+        lines[0]
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
