@@ -396,10 +396,13 @@ impl AppState {
             problem,
         };
         if self.running.lock().await.is_none() {
-            if self.status().listener().problem {
-                // Why it could not start stays (a failed bind says what holds the port).
-                return self.status().listener().clone();
+            let status = self.status();
+            if status.listener().problem || status.no_accounts() {
+                // Why it could not start stays (a failed bind says what holds the port), as
+                // does a first run's "not yet".
+                return status.listener().clone();
             }
+            drop(status);
             return line("Not listening: Mailcall is not running", false);
         }
         let modes = self.status().account_modes();
