@@ -22,6 +22,8 @@ pub const MAX_SINGLE_NOTICES: usize = 3;
 
 /// A notification's title for a fetch that went wrong.
 const FETCH_SUMMARY: &str = "Mailcall could not fetch";
+/// A notification's title for a domain refused while the others were fetched.
+const PARTIAL_SUMMARY: &str = "Mailcall fetched, but the ISP refused a domain";
 /// A notification's title for a listener that cannot take mail (no fetch ran).
 const RECEIVE_SUMMARY: &str = "Mailcall cannot receive mail";
 
@@ -483,7 +485,13 @@ impl TrayStatus {
                     continue;
                 }
                 let text = self.domain_words(d);
-                notices.extend(self.error_notice(FETCH_SUMMARY, text));
+                // Some domains fetched: the fetch did not fail, a domain was refused.
+                let summary = if record.is_partial() {
+                    PARTIAL_SUMMARY
+                } else {
+                    FETCH_SUMMARY
+                };
+                notices.extend(self.error_notice(summary, text));
             }
         }
         notices

@@ -107,6 +107,8 @@ fn the_window_shows_what_is_true_now() {
     wd.click("#tab-settings").expect("Settings tab");
     wait_text(&wd, "#listener-now", "Not listening yet", 20);
     wd.click("#tab-accounts").expect("Accounts tab");
+    // Shown (WebDriver reads no text of what is hidden): the tab is on screen.
+    wait_text(&wd, "#first-run", "Test connection", 20);
     desktop.screenshot(&keyring, &shots.join("first-run.png"));
     assert!(
         history(&history_file).is_empty(),
@@ -207,6 +209,12 @@ fn the_window_shows_what_is_true_now() {
     wd.click("#fetch-now").expect("Send and receive");
     let line = wait_text(&wd, "#status-line", "partly OK", 60);
     assert_eq!(Maildir::new(&maildir_path).new_messages().len(), 2);
+    let told = poll_until(Duration::from_secs(20), Duration::from_millis(250), || {
+        let n = desktop.all_notifications(&keyring);
+        n.contains("Mailcall fetched, but the ISP refused a domain")
+            .then_some(())
+    });
+    assert!(told.is_some(), "no notification of the partial fetch");
     wd.click("#tab-history").expect("History tab");
     let first = wait_text(&wd, "#history-list details.session", "partly OK", 30);
     assert!(
@@ -275,6 +283,11 @@ fn the_window_shows_what_is_true_now() {
         notes.is_some(),
         "no notification says the listener cannot receive mail"
     );
+    wd.execute(
+        "document.querySelector('#set-listen').scrollIntoView({block: 'center'});",
+        json!([]),
+    )
+    .expect("scrolling to Listen on");
     desktop.screenshot(&keyring, &shots.join("listener-taken.png"));
     wd.click("#fetch-now").expect("Send and receive");
     wait(20, "the banner", || {
