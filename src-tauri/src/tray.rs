@@ -241,9 +241,10 @@ fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
                 opener(),
                 dir.display(),
                 out.status,
-                match String::from_utf8_lossy(&out.stderr).trim() {
-                    "" => String::new(),
-                    said => format!(": {said}"),
+                // xdg-open tries a list of programs first: its own verdict is the last line.
+                match String::from_utf8_lossy(&out.stderr).trim().lines().last() {
+                    None | Some("") => String::new(),
+                    Some(said) => format!(": {}", said.trim()),
                 }
             )),
             Err(e) => Some(format!(

@@ -187,6 +187,23 @@ fn the_window_shows_what_is_true_now() {
     wd.click("#fetch-now").expect("Send and receive");
     wait_tooltip(&sni, "1 message new", |t| t == "Mailcall — 1 message new");
     assert_eq!(Maildir::new(&maildir_path).new_messages().len(), 1);
+    // Open mail folder where nothing opens folders (xdg-open finds no method here): said in
+    // the banner and a notification, and the new-mail dot stays.
+    crate::open_tray_menu(&desktop, &keyring, &shots);
+    desktop.run(
+        &keyring,
+        "xdotool",
+        &["key", "--delay", "150", "Down", "Down", "Return"],
+    );
+    let said = wait_text(
+        &wd,
+        "#banner-text",
+        "Mailcall cannot open the mail folder",
+        30,
+    );
+    assert!(said.contains("no method available"), "{said}");
+    assert_eq!(tray_tooltip(&sni), "Mailcall — 1 message new");
+    wd.click("#banner-close").expect("dismissing the banner");
     wd.click("#fetch-now").expect("Send and receive");
     wait_tooltip(&sni, "fetching", |t| t.contains("fetching"));
     let idle = wait_tooltip(&sni, "idle after a fetch of nothing", |t| {
