@@ -31,9 +31,6 @@ const TURN_DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// How many times a fetch sends the ETRN again after the listener turned the asked ISP away:
 /// once. A second refusal is the fetch's (transient) failure, not a loop.
 const ASK_AGAIN_LIMIT: u32 = 1;
-/// How long after the ISP delivered and closed its last connection a fetch still waits for a
-/// new one before it ends (shorter than the idle timeout, which stays the upper bound).
-pub const FINISHED_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a fetch's deliveries arrive.
 pub struct Receiving<'a> {
@@ -153,22 +150,13 @@ pub async fn run(
                 _ => None,
             };
         }
+        let idle_at = last_activity + options.idle_timeout;
         let idle_armed = asked_all && active.is_empty();
-        // The ISP plainly finished: it delivered since it was last asked and closed every
-        // connection. A short grace for a straggler, then the fetch ends; the idle timeout
-        // stays the upper bound.
-        let finished =
-            idle_armed && messages.len() > round_start && FINISHED_GRACE < options.idle_timeout;
-        let (idle_at, idle_reason) = if finished {
-            (last_activity + FINISHED_GRACE, EndReason::IspFinished)
-        } else {
-            (last_activity + options.idle_timeout, EndReason::Idle)
-        };
         if ending.is_none() {
             ending = tokio::select! {
                 _ = shutdown.cancelled() => Some(EndReason::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => Some(EndReason::MaxWait),
-                _ = tokio::time::sleep_until(idle_at), if idle_armed => Some(idle_reason),
+                _ = tokio::time::sleep_until(idle_at), if idle_armed => Some(EndReason::Idle),
                 joined = tasks.join_next(), if !asked_all => {
                     match joined {
                         Some(Ok(result)) => {
@@ -201,10 +189,7 @@ pub async fn run(
         let Some(reason) = ending else { continue };
         // The ISP's connections have all closed and the session would end: if the listener
         // turned the ISP away meanwhile, that mail is back in its queue — ask for it again.
-        let settled = matches!(
-            reason,
-            EndReason::Idle | EndReason::IspFinished | EndReason::ExpectedArrived
-        );
+        let settled = matches!(reason, EndReason::Idle | EndReason::ExpectedArrived);
         if settled && refused.since_asked > 0 && asked_again < ASK_AGAIN_LIMIT {
             let names = refused.accounts(&asked);
             let again: Vec<&Account> = accounts

@@ -634,32 +634,3 @@ async fn a_connection_still_turned_away_after_asking_again_fails_the_fetch() {
     assert!(!saved[0].succeeded());
     assert_eq!(saved[0].turned_away, 2);
 }
-
-/// An ISP that delivered and closed its connection has plainly finished: the fetch ends after
-/// a short grace ([`mailcall_core::fetch::FINISHED_GRACE`]) instead of the whole idle timeout,
-/// and the record says why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_ends_once_the_isp_has_delivered_and_closed_not_after_the_idle_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("Maildir");
-    // An idle timeout longer than the grace: the record's reason shows which one ended it.
-    let idle = mailcall_core::fetch::FINISHED_GRACE * 4;
-    let service = start(options(&maildir, idle, None), EventSink::default()).await;
-    let plans = vec![Plan {
-        arg: "alpha.test",
-        reply: "250 Queuing started",
-        deliver: 2,
-    }];
-    let isp = fake_isp(plans, listening(&service)).await;
-    let record = fetch_with(&service, account(isp.port, &["alpha.test"])).await;
-    assert_eq!(record.messages.len(), 2, "{record:#?}");
-    assert_eq!(record.ended_because, EndReason::IspFinished, "{record:#?}");
-    assert!(
-        record
-            .summary()
-            .headline
-            .ends_with("ended: the ISP finished"),
-        "{}",
-        record.summary().headline
-    );
-}
