@@ -2,21 +2,22 @@
 //! the Delivery tab (routes, unknown recipients, retry delays) and the Queue.
 //! Each is generic over the runtime so the unit tests drive them on Tauri's mock runtime.
 
+use mailcall_core::account::{FetchMode, Security};
 use mailcall_core::config;
-use mailcall_core::hint::{Problem, Setting};
+use mailcall_core::hint::{AccountField, Problem, Setting};
 use mailcall_core::history::{ManualTrigger, RecordKind, SessionRecord};
 use mailcall_core::instance;
 use mailcall_core::keystore::KeystoreError;
 use mailcall_core::mailcall::{self, Patience};
-use mailcall_core::report::HandOverOutcome;
+use mailcall_core::report::{DomainOutcome, DomainReport, HandOverOutcome};
 use mailcall_core::spool::actions::Selection;
 use mailcall_core::spool::Action;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
 use crate::forms::{
-    self, AccountForm, AccountView, CheckView, DeliveryForm, DeliveryView, RouteForm, SettingsForm,
-    UiError,
+    self, AccountForm, AccountView, CheckView, DeliveryForm, DeliveryView, ListenerCheck,
+    RouteForm, SettingsForm, UiError,
 };
 use crate::hints;
 use crate::prefs;
@@ -42,6 +43,8 @@ pub struct SettingsData {
     pub listener: String,
     /// Who runs Mailcall and where scripts reach it ("Using the running Mailcall daemon at …").
     pub control: String,
+    /// Whether the keyring holds a submission password (the field shows "saved").
+    pub submit_password_saved: bool,
 }
 
 /// A problem as the window shows it: the message, with where to fix it; a fix in the Settings
@@ -82,9 +85,15 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         .map(|p| (p.account.clone().unwrap_or_default(), p.message))
         .collect();
     let listening = state.listen_addr().await;
+    state.update_listener().await;
     let listener = state.listener_note().await;
     let control = state.serving().await.note();
     let status = state.status().view();
+    let submit_password_saved = config.submit_user.is_some()
+        && config.account_store == config::AccountStoreKind::Keyring
+        && tauri::async_runtime::spawn_blocking(mailcall_core::keystore::load_submit_password)
+            .await
+            .is_ok_and(|r| r.is_ok_and(|p| p.is_some()));
     Ok(SettingsData {
         settings,
         accounts: accounts.iter().map(AccountView::from).collect(),
@@ -94,6 +103,7 @@ pub async fn load_settings(state: State<'_, AppState>) -> Result<SettingsData, U
         listening,
         listener,
         control,
+        submit_password_saved,
     })
 }
 
@@ -111,10 +121,26 @@ pub async fn save_settings<R: Runtime>(
     let mut config = state.config()?;
     let before = config.clone();
     settings.apply(&mut config)?;
+    let new_password = !settings.submit_password.is_empty();
+    if new_password && config.account_store != config::AccountStoreKind::Keyring {
+        let mut err = UiError::new("Please correct the marked fields.");
+        err.field(
+            forms::SUBMIT_PASSWORD_FIELD,
+            "The submission password lives in the OS keyring, and accounts here live in a file (account-store = file): let LAN hosts submit without a login instead, or keep accounts in the keyring",
+        );
+        return Err(err);
+    }
     if config != before {
         config.save(&state.config_path)?;
     }
     drop(lock);
+    if new_password {
+        let password = settings.submit_password.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            mailcall_core::keystore::save_submit_password(&password)
+        })
+        .await??;
+    }
     let mut prefs = state.prefs();
     prefs.notifications = settings.notifications;
     state.set_prefs(prefs)?;
@@ -122,8 +148,9 @@ pub async fn save_settings<R: Runtime>(
         let exe = std::env::current_exe()?;
         prefs::set_start_at_login(settings.start_at_login, &exe)?;
     }
+    // The submission login is read when Mailcall starts: a new password restarts it too.
     let note = state
-        .settings_saved(&app, config != before)
+        .settings_saved(&app, config != before || new_password)
         .await
         .map_err(|p| ui_problem(&p, "Saved, but Mailcall cannot run with them: "))?;
     // After a restart: the switch goes to what runs now (and is remembered for the next start).
@@ -206,6 +233,10 @@ async fn accounts_changed<R: Runtime>(
     kept: &str,
 ) -> Result<(), UiError> {
     state
+        .accounts_saved(app)
+        .await
+        .map_err(|p| ui_problem(&p, &format!("{kept}Mailcall cannot start: ")))?;
+    state
         .reload_accounts()
         .await
         .map_err(|p| ui_problem(&p, ""))?;
@@ -213,6 +244,8 @@ async fn accounts_changed<R: Runtime>(
         .drop_unneeded_listener(app)
         .await
         .map_err(|p| ui_problem(&p, kept))?;
+    // The listener line and the status follow the edit.
+    crate::state::refresh(app);
     Ok(())
 }
 
@@ -258,6 +291,22 @@ pub async fn test_connection(
     let check = mailcall::check_account(&account, &config, Patience::Window).await;
     let problem = check.problem(&account.name);
     let info = &check.info;
+    let listener = match account.mode {
+        FetchMode::Etrn => Some(check_listener(&state, &config).await),
+        FetchMode::Odmr => None,
+    };
+    let mut suggestions = Vec::new();
+    if account.security == Security::None && info.advertises("STARTTLS") {
+        suggestions.push(
+            "The server offers STARTTLS, but Security is None: choose STARTTLS so that the login and the mail are encrypted.".to_string(),
+        );
+    }
+    let domains = account
+        .domains
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let field = match problem.as_ref().and_then(|p| p.fix.as_ref()) {
         Some(Setting::Account { field, .. }) => Some(forms::account_field_name(*field).to_string()),
         _ => None,
@@ -283,7 +332,71 @@ pub async fn test_connection(
         }),
         field,
         transcript: check.transcript.iter().map(|l| l.to_string()).collect(),
+        listener,
+        suggestions,
+        unchecked: vec![format!(
+            "Domains ({}): not checked. Only a real {} asks the ISP for them, and that starts its delivery: the first fetch (Send and receive) shows each domain's reply.",
+            domains,
+            match account.mode {
+                FetchMode::Etrn => "ETRN",
+                FetchMode::Odmr => "ATRN",
+            }
+        )],
     })
+}
+
+/// How long the listener check waits to connect and for the greeting.
+const LISTENER_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the listener runs on the saved address and greets with 220: connects to it (a
+/// wildcard address through loopback) and says QUIT. Whether the ISP can reach it from outside
+/// cannot be seen from here; the text says so.
+async fn check_listener(state: &AppState, config: &config::Config) -> ListenerCheck {
+    let fail = |text: String| ListenerCheck { ok: false, text };
+    let Some(addr) = state.listen_addr().await else {
+        return fail(format!(
+            "Listener: {}. An ETRN account needs it: the ISP connects to it to deliver. To fix: Settings → Settings tab → Listen on",
+            state.listener_note().await
+        ));
+    };
+    let Ok(mut target) = addr.parse::<std::net::SocketAddr>() else {
+        return fail(format!("Listener: cannot read its address {addr:?}"));
+    };
+    if target != config.listen {
+        return fail(format!(
+            "Listener: listening on {addr}, not on {} as saved. Save settings (Settings tab) to move it",
+            config.listen
+        ));
+    }
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let greeting = tokio::time::timeout(LISTENER_CHECK_WAIT, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(target).await?;
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).await?;
+        let _ = stream.write_all(b"QUIT\r\n").await;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+    })
+    .await;
+    match greeting {
+        Ok(Ok(g)) if g.starts_with("220") => ListenerCheck {
+            ok: true,
+            text: format!(
+                "Listener: up on {addr} and answering. Whether the ISP can reach it from the Internet (router, firewall) shows at the first fetch"
+            ),
+        },
+        Ok(Ok(g)) => fail(format!("Listener on {addr} answered {g:?} instead of a 220 greeting")),
+        Ok(Err(e)) => fail(format!("Listener on {addr} cannot be reached: {e}")),
+        Err(_) => fail(format!(
+            "Listener on {addr} did not greet within {} s",
+            LISTENER_CHECK_WAIT.as_secs()
+        )),
+    }
 }
 
 /// One history record as the window shows it: the record, its headline (as every front end
@@ -301,10 +414,13 @@ pub struct HistoryEntry {
     /// Whether every ETRN and ATRN was accepted, every recipient handed over, and nothing went
     /// wrong.
     pub ok: bool,
-    /// `OK`, `failed`, or for a hand-over also `refused` or `deferred`.
+    /// `OK`, `partly OK` (some domains refused, others fetched), `failed`, or for a hand-over
+    /// also `refused` or `deferred`.
     pub result: &'static str,
     /// Each domain's result explained in its mode's words (ETRN or ATRN), as `domains`.
     pub explanations: Vec<String>,
+    /// Whether the ISP accepted each domain's request, as `domains` (shown per domain).
+    pub accepted: Vec<bool>,
     /// What went wrong, each with where to fix it.
     pub problems: Vec<String>,
 }
@@ -314,7 +430,9 @@ impl HistoryEntry {
     pub fn of(record: SessionRecord) -> Self {
         let summary = record.summary();
         let outcomes = || record.handovers.iter().flat_map(|h| &h.recipients);
-        let result = if !record.succeeded() {
+        let result = if record.is_partial() {
+            "partly OK"
+        } else if !record.succeeded() {
             "failed"
         } else if outcomes().any(|r| r.outcome == HandOverOutcome::Failed) {
             "refused"
@@ -336,10 +454,36 @@ impl HistoryEntry {
             ok: result == "OK",
             result,
             explanations: record.domains.iter().map(|d| d.explain()).collect(),
-            problems: summary.problems.iter().map(hints::render).collect(),
+            accepted: record
+                .domains
+                .iter()
+                .map(|d| d.outcome.is_accepted())
+                .collect(),
+            problems: summary
+                .problems
+                .iter()
+                .map(hints::render)
+                .chain(record.domains.iter().filter_map(refused_domain))
+                .collect(),
             record,
         }
     }
+}
+
+/// A domain the ISP refused, in words with where to fix it: a domain the ISP does not hold
+/// mail for (or not in this form) is fixed in the account's domains.
+fn refused_domain(d: &DomainReport) -> Option<String> {
+    let fix = match d.outcome {
+        DomainOutcome::NotAllowed | DomainOutcome::Unsupported => {
+            Some(Setting::account(&d.account, AccountField::Domains))
+        }
+        DomainOutcome::AuthRequired => Some(Setting::account(&d.account, AccountField::User)),
+        outcome if outcome.is_accepted() || outcome == DomainOutcome::NotSent => return None,
+        _ => None,
+    };
+    let problem =
+        Problem::new(format!("{} ({}): {}", d.domain, d.account, d.explain())).fixed_by(fix);
+    Some(hints::render(&problem))
 }
 
 /// The newest history records, newest first (transcripts have AUTH redacted already).

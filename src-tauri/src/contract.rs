@@ -43,15 +43,18 @@ pub enum WindowEvent {
     Queue,
     /// Show one of the window's tabs (payload: the tab's name).
     ShowTab,
+    /// Something the tray could not do for the user (payload: the text for the banner).
+    Notice,
 }
 
 impl WindowEvent {
     /// Every event, in the order contract.js lists them.
-    pub const ALL: [WindowEvent; 4] = [
+    pub const ALL: [WindowEvent; 5] = [
         WindowEvent::Status,
         WindowEvent::History,
         WindowEvent::Queue,
         WindowEvent::ShowTab,
+        WindowEvent::Notice,
     ];
 
     /// The event's name, as emitted and listened to.
@@ -61,6 +64,7 @@ impl WindowEvent {
             WindowEvent::History => "mailcall://history",
             WindowEvent::Queue => "mailcall://queue",
             WindowEvent::ShowTab => "mailcall://show-tab",
+            WindowEvent::Notice => "mailcall://notice",
         }
     }
 }

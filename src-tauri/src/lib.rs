@@ -39,6 +39,16 @@ pub fn builder<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
     builder.manage(state).invoke_handler(contract::handler())
 }
 
+/// Why the tray app cannot start here, when there is no graphical session (over SSH, on a
+/// server): one line naming what is missing and what to run instead. `None` where a desktop
+/// may be (Linux with `DISPLAY` or `WAYLAND_DISPLAY`; other systems always have one).
+pub fn no_display() -> Option<String> {
+    let has = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    (cfg!(target_os = "linux") && !has("DISPLAY") && !has("WAYLAND_DISPLAY")).then(|| {
+        "no graphical session (neither DISPLAY nor WAYLAND_DISPLAY is set), so there is no tray or window to show. On a machine without a desktop run `mailcall-cli daemon`, or the user unit: `systemctl --user enable --now mailcall`".to_string()
+    })
+}
+
 /// Runs the tray app until Quit.
 pub fn run(launch: Launch) -> anyhow::Result<()> {
     let config_path = mailcall_core::config::config_path(None)?;
@@ -66,8 +76,9 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 // A failure shows on the tray; the window can fix the settings and retry. A
-                // daemon already running makes this tray its front end.
-                let _ = handle.state::<AppState>().start_service(&handle).await;
+                // daemon already running makes this tray its front end. With no account yet,
+                // nothing runs until the first one is saved.
+                let _ = handle.state::<AppState>().start_at_launch(&handle).await;
                 if std::env::args().any(|a| a == remote::FETCH_FLAG) {
                     remote::fetch_requested(&handle);
                 }

@@ -6,6 +6,9 @@
 
 use std::process::ExitCode;
 
+/// The exit code when there is no graphical session to show the tray in (`EX_UNAVAILABLE`).
+const NO_DISPLAY: u8 = 69;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -28,6 +31,10 @@ fn main() -> ExitCode {
     }
     if args.iter().any(|a| a == mailcall_app::remote::FETCH_FLAG) {
         return mailcall_app::remote::fetch_from_command_line();
+    }
+    if let Some(missing) = mailcall_app::no_display() {
+        eprintln!("mailcall: {missing}");
+        return ExitCode::from(NO_DISPLAY);
     }
     let launch = mailcall_app::Launch {
         tray_only: args.iter().any(|a| a == "--tray"),

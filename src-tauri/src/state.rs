@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::notify::Notifier;
 use crate::prefs::{self, prefs_path, Prefs};
 use crate::queue::QueueView;
-use crate::status::{Serving, StatusView, TrayStatus};
+use crate::status::{ListenerLine, Serving, StatusView, TrayStatus};
 
 /// The event the window gets whenever the status changes (payload: [`StatusView`]).
 pub const STATUS_EVENT: &str = crate::contract::WindowEvent::Status.name();
@@ -35,6 +35,8 @@ pub const STATUS_EVENT: &str = crate::contract::WindowEvent::Status.name();
 pub const HISTORY_EVENT: &str = crate::contract::WindowEvent::History.name();
 /// The event the window gets when Mailcall's queue for LAN servers changed.
 pub const QUEUE_EVENT: &str = crate::contract::WindowEvent::Queue.name();
+/// The event that puts a message in the window's banner (payload: the text).
+pub const NOTICE_EVENT: &str = crate::contract::WindowEvent::Notice.name();
 
 /// How long a tray whose daemon went away keeps trying to start Mailcall itself (the daemon
 /// may still be finishing deliveries on the listener's port).
@@ -236,12 +238,70 @@ impl AppState {
             self.learn_account_modes().await;
         }
         let (notices, result) = match outcome {
-            Ok(serving) => (self.status().service_started(serving), Ok(())),
-            Err(problem) => (self.status().service_failed(&problem), Err(problem)),
+            Ok(serving) => {
+                let notices = self.status().service_started(serving);
+                self.update_listener().await;
+                (notices, Ok(()))
+            }
+            Err(problem) => {
+                let mut status = self.status();
+                status.set_listener(ListenerLine {
+                    text: "Not listening: Mailcall could not start (see the error above)".into(),
+                    problem: true,
+                });
+                // A listener that cannot bind says so itself, at Listen on.
+                (status.service_failed(&problem), Err(problem))
+            }
         };
         self.notifier.send(notices);
         refresh(app);
         result
+    }
+
+    /// Starts Mailcall when the app starts, unless there is no account yet: a first run binds
+    /// no listener and records no fetch until the first account is saved (which starts it).
+    pub async fn start_at_launch<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), Problem> {
+        let none = self.config().is_ok_and(|c| c.accounts.is_empty());
+        if none {
+            // Adding the first account starts Mailcall, which is not "Mailcall starts": the
+            // first fetch is the user's (the Accounts tab leads there).
+            self.started_once.store(true, Ordering::SeqCst);
+            {
+                let mut status = self.status();
+                status.set_no_accounts(true);
+                status.set_listener(ListenerLine {
+                    text: "Not listening yet: Mailcall listens once you add an ETRN account (Accounts tab)".into(),
+                    problem: false,
+                });
+            }
+            refresh(app);
+            return Ok(());
+        }
+        self.start_service(app).await
+    }
+
+    /// An account was saved or removed: a first run that waited for one starts Mailcall now;
+    /// the status says whether any account is left.
+    pub async fn accounts_saved<R: Runtime>(&self, app: &AppHandle<R>) -> Result<(), Problem> {
+        let none = self.config().is_ok_and(|c| c.accounts.is_empty());
+        let waited = self.status().no_accounts();
+        let idle = self.running.lock().await.is_none();
+        if waited && !none && idle {
+            self.status().set_no_accounts(false);
+            return self.start_service(app).await;
+        }
+        if waited != none && !idle {
+            self.status().set_no_accounts(none);
+            refresh(app);
+        }
+        Ok(())
+    }
+
+    /// Learns where the listener listens now (or why it does not) for the window's line under
+    /// *Listen on*; the window hears it with the status.
+    pub async fn update_listener(&self) {
+        let line = self.listener_line().await;
+        self.status().set_listener(line);
     }
 
     async fn start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<Running, Problem> {
@@ -311,6 +371,7 @@ impl AppState {
             running.stop().await;
         }
         self.status().stopped();
+        self.update_listener().await;
         self.publish();
     }
 
@@ -325,20 +386,37 @@ impl AppState {
     /// Where the listener listens, in a sentence for the Settings tab: the address, or that
     /// none runs because every account is ODMR (or that one should and cannot).
     pub async fn listener_note(&self) -> String {
+        self.listener_line().await.text
+    }
+
+    /// [`AppState::listener_note`], and whether it is a problem to fix at *Listen on*.
+    async fn listener_line(&self) -> ListenerLine {
+        let line = |text: &str, problem| ListenerLine {
+            text: text.into(),
+            problem,
+        };
         if self.running.lock().await.is_none() {
-            return "Not listening: Mailcall is not running".into();
+            let status = self.status();
+            if status.listener().problem || status.no_accounts() {
+                // Why it could not start stays (a failed bind says what holds the port), as
+                // does a first run's "not yet".
+                return status.listener().clone();
+            }
+            drop(status);
+            return line("Not listening: Mailcall is not running", false);
         }
         let modes = self.status().account_modes();
         let etrn = modes.iter().any(|m| m.needs_listener());
         match (self.listen_addr().await, etrn) {
-            (Some(addr), _) => format!("Listening on {addr}"),
-            (None, false) => {
-                "No listener (ODMR accounts only): the ISP delivers on Mailcall's own connection"
-                    .into()
-            }
-            (None, true) => {
-                "Not listening, so ETRN accounts cannot be fetched: see the error above".into()
-            }
+            (Some(addr), _) => line(&format!("Listening on {addr}"), false),
+            (None, false) => line(
+                "No listener (ODMR accounts only): the ISP delivers on Mailcall's own connection",
+                false,
+            ),
+            (None, true) => line(
+                "Not listening, so ETRN accounts cannot be fetched: see the error above",
+                true,
+            ),
         }
     }
 
@@ -491,6 +569,7 @@ impl AppState {
             None => Ok(()),
         };
         self.learn_account_modes().await;
+        self.update_listener().await;
         result
     }
 
@@ -684,6 +763,15 @@ pub fn show_problem<R: Runtime>(app: &AppHandle<R>, problem: &Problem) {
     let notices = state.status().service_failed(problem);
     state.notifier.send(notices);
     refresh(app);
+}
+
+/// Sends one notification (whatever the switch, an error is an error) and puts it in the
+/// window's banner, for what the tray did at the user's request and could not do.
+pub fn show_notice<R: Runtime>(app: &AppHandle<R>, notice: crate::status::Notice) {
+    let _ = app.emit(NOTICE_EVENT, format!("{}: {}", notice.summary, notice.body));
+    if let Some(state) = app.try_state::<AppState>() {
+        state.notifier.send(vec![notice]);
+    }
 }
 
 /// Starts a fetch for `trigger` (the tray menu, a forwarded `--fetch`) without waiting for it;

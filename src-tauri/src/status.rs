@@ -20,6 +20,13 @@ use crate::hints;
 /// Up to this many new messages get one notification each; more get one summary per domain.
 pub const MAX_SINGLE_NOTICES: usize = 3;
 
+/// A notification's title for a fetch that went wrong.
+const FETCH_SUMMARY: &str = "Mailcall could not fetch";
+/// A notification's title for a domain refused while the others were fetched.
+const PARTIAL_SUMMARY: &str = "Mailcall fetched, but the ISP refused a domain";
+/// A notification's title for a listener that cannot take mail (no fetch ran).
+const RECEIVE_SUMMARY: &str = "Mailcall cannot receive mail";
+
 /// Which icon the tray shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,6 +75,8 @@ pub struct LastFetch {
     pub messages: usize,
     /// The first problem, when not ok.
     pub problem: Option<String>,
+    /// Some domains were refused, the others fetched.
+    pub partial: bool,
 }
 
 /// Who runs Mailcall for this tray.
@@ -137,6 +146,30 @@ pub struct TrayStatus {
     /// LAN servers that could not be reached and were notified; cleared when mail reaches them
     /// again or the queue empties, so a server that stays down gives one notification.
     unreachable: HashSet<String>,
+    /// The listener as it is now, for the line under the window's *Listen on*.
+    listener: ListenerLine,
+    /// No account yet: Mailcall waits for the first one (no listener, no fetch).
+    no_accounts: bool,
+}
+
+/// The listener in a sentence (the Settings tab's line under *Listen on*), and whether it is a
+/// problem to fix there. Set by whoever starts Mailcall, and by listener errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListenerLine {
+    /// `Listening on 127.0.0.1:6525`, or why not.
+    pub text: String,
+    /// Mail cannot be received: shown as an error next to the field.
+    pub problem: bool,
+}
+
+/// Whether `problem` is the listener's (fixed at *Listen on*).
+pub fn is_listener_problem(problem: &Problem) -> bool {
+    matches!(
+        problem.fix,
+        Some(Setting::Config {
+            key: ConfigKey::Listen
+        })
+    )
 }
 
 /// A snapshot for the settings window (sent with the `mailcall://status` event).
@@ -163,6 +196,16 @@ pub struct StatusView {
     /// The queue in a few words (the menu's queue item, the window's Queue tab); `None` when
     /// nothing waits.
     pub queue_line: Option<String>,
+    /// The error in full (the line shortens it), for the window to wrap.
+    pub error: Option<String>,
+    /// When the last fetch ended: the window writes the time in the user's locale, as History.
+    pub last_at: Option<DateTime<Utc>>,
+    /// The line without its time: `: OK, 2 messages` after `Last fetch TIME` (with `last_at`).
+    pub line_rest: String,
+    /// The listener now (the Settings tab's line under *Listen on*).
+    pub listener: ListenerLine,
+    /// No account yet: the window leads through adding the first one.
+    pub no_accounts: bool,
 }
 
 impl TrayStatus {
@@ -195,11 +238,22 @@ impl TrayStatus {
             }
             Event::Error(problem) => {
                 let text = self.render(problem);
+                if is_listener_problem(problem) {
+                    self.listener = ListenerLine {
+                        text: format!("Mailcall cannot receive mail: {}", problem.message),
+                        problem: true,
+                    };
+                }
                 if !self.fetching {
                     // Outside a fetch (listener trouble): the state shows it until the next fetch.
                     self.error = Some(text.clone());
                 }
-                self.error_notice(text).into_iter().collect()
+                let summary = if is_listener_problem(problem) {
+                    RECEIVE_SUMMARY
+                } else {
+                    FETCH_SUMMARY
+                };
+                self.error_notice(summary, text).into_iter().collect()
             }
             Event::SessionFinished(record) => self.finish(record),
             Event::HandOver(report) => self.hand_over(report),
@@ -296,11 +350,44 @@ impl TrayStatus {
     }
 
     /// The service could not start (bind refused, Maildir unusable), or a request to it failed.
+    /// A listener that cannot bind is said as such: no fetch ran, mail cannot be received.
     pub fn service_failed(&mut self, problem: &Problem) -> Vec<Notice> {
         let text = self.render(problem);
         self.fetching = false;
         self.error = Some(text.clone());
-        self.error_notice(text).into_iter().collect()
+        let summary = if is_listener_problem(problem) {
+            self.listener = ListenerLine {
+                text: format!("Mailcall cannot receive mail: {}", problem.message),
+                problem: true,
+            };
+            RECEIVE_SUMMARY
+        } else {
+            FETCH_SUMMARY
+        };
+        self.error_notice(summary, text).into_iter().collect()
+    }
+
+    /// The listener as it is now (after a start, an account edit, a stop).
+    pub fn set_listener(&mut self, line: ListenerLine) {
+        self.listener = line;
+    }
+
+    /// The listener as last set.
+    pub fn listener(&self) -> &ListenerLine {
+        &self.listener
+    }
+
+    /// Whether Mailcall waits for a first account.
+    pub fn no_accounts(&self) -> bool {
+        self.no_accounts
+    }
+
+    /// Whether there is no account yet (the first run: nothing runs until one is added).
+    pub fn set_no_accounts(&mut self, none: bool) {
+        self.no_accounts = none;
+        if none {
+            self.error = None;
+        }
     }
 
     /// Mailcall (re)started — here, or found running as a daemon: a start error no longer
@@ -380,8 +467,11 @@ impl TrayStatus {
             ok,
             messages: record.messages.len(),
             problem: problem.clone(),
+            partial: record.is_partial(),
         });
-        self.unseen += record.messages.len();
+        // New is what the last fetch brought (and mail delivered outside a fetch since): a fetch
+        // that brought nothing is not "3 messages new" any more.
+        self.unseen = record.messages.len();
         let mut notices = mail_notices(&record.messages);
         if ok {
             self.error = None;
@@ -395,18 +485,24 @@ impl TrayStatus {
                     continue;
                 }
                 let text = self.domain_words(d);
-                notices.extend(self.error_notice(text));
+                // Some domains fetched: the fetch did not fail, a domain was refused.
+                let summary = if record.is_partial() {
+                    PARTIAL_SUMMARY
+                } else {
+                    FETCH_SUMMARY
+                };
+                notices.extend(self.error_notice(summary, text));
             }
         }
         notices
     }
 
-    fn error_notice(&mut self, text: String) -> Option<Notice> {
+    fn error_notice(&mut self, summary: &str, text: String) -> Option<Notice> {
         if !self.notified_errors.insert(text.clone()) {
             return None;
         }
         Some(Notice {
-            summary: "Mailcall could not fetch".into(),
+            summary: summary.into(),
             body: text,
             is_error: true,
         })
@@ -524,31 +620,59 @@ impl TrayStatus {
     }
 
     fn fetch_line(&self) -> String {
+        match self.line_parts() {
+            (Some(at), rest) => format!(
+                "Last fetch {}{rest}",
+                at.with_timezone(&Local).format("%H:%M")
+            ),
+            (None, line) => line,
+        }
+    }
+
+    /// The status line split at its time: the last fetch's end and the rest after it, or the
+    /// whole line when it has no time.
+    fn line_parts(&self) -> (Option<DateTime<Utc>>, String) {
+        if self.no_accounts && !self.fetching {
+            return (
+                None,
+                "No account yet: add your ISP's account under Accounts".into(),
+            );
+        }
         if self.fetching {
-            return format!(
-                "Fetching{}… {} so far",
-                self.fetching_from(),
-                plural(self.received, "message")
+            return (
+                None,
+                format!(
+                    "Fetching{}… {} so far",
+                    self.fetching_from(),
+                    plural(self.received, "message")
+                ),
             );
         }
         match &self.last {
             None => match &self.error {
-                Some(e) => format!("Not running: {}", shorten(e, 60)),
-                None => "Last fetch: never".into(),
+                Some(e) if self.listener.problem => {
+                    (None, format!("Cannot receive mail: {}", shorten(e, 60)))
+                }
+                Some(e) => (None, format!("Not running: {}", shorten(e, 60))),
+                None => (None, "Last fetch: never".into()),
             },
             Some(last) => {
-                let when = last.at.with_timezone(&Local).format("%H:%M");
                 let result = if last.ok {
                     "OK".to_string()
+                } else if last.partial {
+                    format!(
+                        "partly OK ({})",
+                        shorten(last.problem.as_deref().unwrap_or("see History"), 40)
+                    )
                 } else {
                     format!(
                         "failed ({})",
                         shorten(last.problem.as_deref().unwrap_or("see History"), 40)
                     )
                 };
-                format!(
-                    "Last fetch {when}: {result}, {}",
-                    plural(last.messages, "message")
+                (
+                    Some(last.at),
+                    format!(": {result}, {}", plural(last.messages, "message")),
                 )
             }
         }
@@ -567,6 +691,14 @@ impl TrayStatus {
             queued: self.queue.0,
             refused: self.queue.1,
             queue_line: self.queue_words(),
+            error: self.error.clone(),
+            last_at: self.line_parts().0,
+            line_rest: match &self.serving {
+                Serving::Daemon { .. } => format!("{} · via daemon", self.line_parts().1),
+                _ => self.line_parts().1,
+            },
+            listener: self.listener.clone(),
+            no_accounts: self.no_accounts,
         }
     }
 }
@@ -1073,13 +1205,48 @@ mod tests {
             "{n:?}"
         );
         assert_eq!(s.icon(), IconState::Error);
+        // No fetch ran: the listener's failure is said as such, and at Listen on.
+        assert_eq!(n[0].summary, "Mailcall cannot receive mail");
         assert!(
-            s.line().starts_with("Not running: cannot listen"),
+            s.line().starts_with("Cannot receive mail: cannot listen"),
             "{}",
             s.line()
         );
+        let view = s.view();
+        assert!(view.listener.problem, "{view:?}");
+        assert_eq!(
+            view.listener.text,
+            "Mailcall cannot receive mail: cannot listen on 0.0.0.0:25"
+        );
         s.service_started(Serving::Here { control: None });
         assert_eq!(s.icon(), IconState::Idle);
+        // Another start failure is no listener's: it is not said to be one.
+        let n = s.service_failed(&Problem::new("the Maildir cannot be created"));
+        assert_eq!(n[0].summary, "Mailcall could not fetch");
+    }
+
+    #[test]
+    fn the_new_mail_count_is_the_last_fetchs_and_a_partial_fetch_says_so() {
+        let mut s = TrayStatus::default();
+        s.apply(&started());
+        s.apply(&record(
+            vec![message("a@x", "one", "u@example.com")],
+            DomainOutcome::Started { expected: None },
+            &[],
+        ));
+        assert_eq!(s.tooltip(), "Mailcall — 1 message new");
+        s.apply(&started());
+        s.apply(&record(Vec::new(), DomainOutcome::NoMail, &[]));
+        assert_eq!(s.icon(), IconState::Idle, "{}", s.tooltip());
+        assert!(
+            s.tooltip().starts_with("Mailcall — idle. Last fetch"),
+            "{}",
+            s.tooltip()
+        );
+        // The window gets the line's time apart, to write it in the user's locale.
+        let view = s.view();
+        assert!(view.last_at.is_some());
+        assert_eq!(view.line_rest, ": OK, 0 messages");
     }
 
     #[test]

@@ -1335,3 +1335,44 @@ fn history_explains_an_odmr_domain_in_atrn_words_and_names_its_mode() {
     let json = serde_json::to_value(&entry).unwrap();
     assert_eq!(json["domains"][0]["mode"], "odmr");
 }
+
+#[test]
+fn one_domain_refused_and_one_fetched_is_a_partial_success_with_the_fix_for_the_refused_one() {
+    use mailcall_core::history::{EndReason, RecordKind, SessionRecord, Trigger};
+    use mailcall_core::report::{DomainOutcome, DomainReport};
+    let mut r = SessionRecord::new(
+        RecordKind::Fetch,
+        Trigger::Window,
+        chrono::Utc::now(),
+        EndReason::Idle,
+    );
+    let domain = |name: &str, code, outcome| DomainReport {
+        account: "isp".into(),
+        mode: mailcall_core::account::FetchMode::Etrn,
+        domain: name.into(),
+        code: Some(code),
+        text: "reply".into(),
+        outcome,
+        attempts: 1,
+        messages: 0,
+    };
+    r.domains = vec![
+        domain(
+            "example.com",
+            250,
+            DomainOutcome::Started { expected: None },
+        ),
+        domain("unknown.test", 459, DomainOutcome::NotAllowed),
+    ];
+    let entry = crate::commands::HistoryEntry::of(r);
+    assert_eq!(entry.result, "partly OK");
+    assert!(!entry.ok);
+    assert_eq!(entry.accepted, [true, false]);
+    assert_eq!(entry.problems.len(), 1, "{:?}", entry.problems);
+    assert!(
+        entry.problems[0].starts_with("unknown.test (isp): the ISP does not hold mail for")
+            && entry.problems[0].ends_with("To fix: Settings → Accounts → isp → Domains"),
+        "{:?}",
+        entry.problems
+    );
+}

@@ -127,6 +127,8 @@ fn show_icon<R: Runtime>(app: &AppHandle<R>, menu: &Menu<R>) -> tauri::Result<()
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(Image::from_bytes(view.state_png())?)
         .tooltip(&view.tooltip)
+        // The StatusNotifierItem's Title: trays that show titles (and screen readers) name it.
+        .title("Mailcall")
         .menu(menu)
         .show_menu_on_left_click(false)
         .on_menu_event(on_menu)
@@ -208,23 +210,67 @@ pub fn fetch_now<R: Runtime>(app: &AppHandle<R>) {
     crate::state::fetch_in_background(app, ManualTrigger::Tray);
 }
 
+/// Opens the Maildir in the desktop's file manager. The new-mail dot goes only when the opener
+/// succeeds; when it fails (no handler for folders, no `xdg-open`) the user sees why.
 fn open_mail_folder<R: Runtime>(app: &AppHandle<R>) {
     let state = app.state::<AppState>();
-    state.status().mail_seen();
-    crate::state::refresh(app);
-    let dir = state.config().and_then(|c| c.maildir_path());
-    match dir {
-        Ok(dir) => {
-            // xdg-open returns at once; waiting for it in a thread reaps it without blocking.
-            let spawned = std::process::Command::new(opener()).arg(&dir).spawn();
-            match spawned {
-                Ok(mut child) => {
-                    std::thread::spawn(move || child.wait());
-                }
-                Err(e) => tracing::warn!("cannot open {}: {e}", dir.display()),
-            }
+    let dir = match state.config().and_then(|c| c.maildir_path()) {
+        Ok(dir) => dir,
+        Err(e) => {
+            crate::state::show_notice(
+                app,
+                open_failed(format!("cannot find the mail folder: {e}")),
+            );
+            return;
         }
-        Err(e) => tracing::warn!("cannot find the mail folder: {e}"),
+    };
+    let app = app.clone();
+    // The opener's exit status says whether a folder handler took it: waited for off the
+    // main thread (which also reaps it).
+    std::thread::spawn(move || {
+        let outcome = std::process::Command::new(opener())
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let why = match outcome {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "{} could not open {} ({}){}",
+                opener(),
+                dir.display(),
+                out.status,
+                // xdg-open tries a list of programs first: its own verdict is the last line.
+                match String::from_utf8_lossy(&out.stderr).trim().lines().last() {
+                    None | Some("") => String::new(),
+                    Some(said) => format!(": {}", said.trim()),
+                }
+            )),
+            Err(e) => Some(format!(
+                "cannot run {} to open {}: {e}",
+                opener(),
+                dir.display()
+            )),
+        };
+        match why {
+            None => {
+                app.state::<AppState>().status().mail_seen();
+                crate::state::refresh(&app);
+            }
+            Some(why) => crate::state::show_notice(&app, open_failed(why)),
+        }
+    });
+}
+
+/// The notification for a mail folder that could not be opened, with what to do.
+fn open_failed(why: String) -> crate::status::Notice {
+    crate::status::Notice {
+        summary: "Mailcall cannot open the mail folder".into(),
+        body: format!(
+            "{why}. Install a file manager or set one for folders (xdg-mime default), or open the folder in your mail program."
+        ),
+        is_error: true,
     }
 }
 

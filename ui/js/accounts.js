@@ -2,7 +2,7 @@
 // server), Test connection, remove.
 import { call, asUiError } from "./api.js";
 import { COMMANDS, DEFAULT_PORTS, FIELDS, SMARTHOST_PORTS } from "./contract.js";
-import { $, $$, h, readFields, showErrors } from "./dom.js";
+import { $, $$, h, readFields, showBanner, showErrors } from "./dom.js";
 
 const MODES = { etrn: "ETRN", odmr: "ODMR" };
 const MODE_HINTS = {
@@ -15,6 +15,17 @@ let shownDefault = null; // the port the placeholder shows now
 // The port an ISP usually offers for the mode and security chosen (Mailcall's own rule).
 function defaultPort() {
   return DEFAULT_PORTS[$("#acct-mode").value]?.[$("#acct-security").value] ?? DEFAULT_PORTS.etrn.starttls;
+}
+
+// With security None no password may be sent (it would go in clear): user name and password
+// are off, and sent empty.
+function followSecurity() {
+  const none = $("#acct-security").value === "none";
+  for (const id of ["#acct-username", "#acct-password"]) {
+    $(id).disabled = none;
+    if (none) $(id).value = "";
+  }
+  $("#login-off").hidden = !none;
 }
 
 // The port placeholder follows mode and security; a port that was the old default follows too.
@@ -70,6 +81,7 @@ export function renderAccounts(accounts, unreadable) {
     list.append(h("li", { "data-account": name }, h("div", { class: "what" }, h("div", { class: "name" }, name), h("div", { class: "error" }, why))));
   }
   $("#no-accounts").hidden = accounts.length + unreadable.length > 0;
+  $("#add-account").textContent = accounts.length + unreadable.length > 0 ? "Add account" : "Add your first account";
 }
 
 function askRemove(button, name) {
@@ -84,8 +96,7 @@ async function remove(name) {
     await call(COMMANDS.REMOVE_ACCOUNT, { name });
     if (editing && editing.name === name) closeForm();
   } catch (e) {
-    $("#banner").textContent = asUiError(e).message;
-    $("#banner").hidden = false;
+    showBanner(asUiError(e).message);
   }
   window.dispatchEvent(new Event("mailcall:reload"));
 }
@@ -130,6 +141,7 @@ export function openForm(account = null) {
   $("#acct-username").value = account?.username ?? "";
   $("#acct-password").value = "";
   $("#acct-password").placeholder = account?.has_password ? "(saved; type to replace)" : "";
+  followSecurity();
   $("#acct-ca-file").value = account?.ca_file ?? "";
   $("#acct-helo").value = account?.helo ?? "";
   $("#acct-connect").value = account?.connect_command ?? "";
@@ -215,21 +227,37 @@ async function test() {
       if (r.mode === mode) return item(yes, text);
       return h("li", { class: "other" }, `${text} (${mode === "etrn" ? "ETRN mode needs it" : "ODMR mode needs it"})`);
     };
-    out.replaceChildren(
+    // No login is neither a pass nor a failure: it gets no check mark.
+    const auth = r.auth === "not configured"
+      ? h("li", { class: "other", id: "test-auth" }, "AUTH: not configured (no user name)")
+      : h("li", { class: r.auth === "yes" ? "yes" : "no", id: "test-auth" }, `AUTH: ${r.auth}`);
+    const listenerBad = r.listener && !r.listener.ok;
+    const verdict = r.error
+      ? h("p", { class: "error" }, r.error)
+      : listenerBad
+        ? h("p", { class: "error" }, "The server answers, but mail cannot come in until the listener works (above).")
+        : h("p", { class: "ok" }, "The server answers as this account needs. The domains are asked at the first fetch.");
+    // h() leaves out what is null: nothing of a missing part shows (no "null").
+    out.replaceChildren(h("div", {},
       h("ul", { id: "test-summary" },
         item(r.tls, r.tls ? "TLS: encrypted" : "TLS: not encrypted"),
-        item(r.auth !== "no", `AUTH: ${r.auth}`),
+        auth,
         advertised("ETRN", "etrn", r.etrn_advertised),
-        advertised("ATRN", "odmr", r.atrn_advertised)),
-      r.error ? h("p", { class: "error" }, r.error) : h("p", { class: "ok" }, "This account is ready to fetch."),
+        advertised("ATRN", "odmr", r.atrn_advertised),
+        r.listener ? h("li", { class: r.listener.ok ? "yes" : "no", id: "test-listener" }, r.listener.text) : null,
+        ...r.unchecked.map((t) => h("li", { class: "other", "data-unchecked": "" }, t))),
+      ...r.suggestions.map((t) => h("p", { class: "suggest" }, t)),
+      verdict,
       r.greeting ? h("p", { class: "hint" }, `Server: ${r.greeting}`) : null,
-      h("details", {}, h("summary", {}, "Transcript"), h("pre", {}, r.transcript.join("\n"))));
+      h("details", {}, h("summary", {}, "Transcript"), h("pre", {}, r.transcript.join("\n")))));
   } catch (e) {
     const err = asUiError(e);
     showErrors(form, err.fields);
     out.replaceChildren(h("p", { class: "error" }, err.message));
   } finally {
     $("#acct-test").disabled = false;
+    // The result is below the form's buttons: bring it into view.
+    out.scrollIntoView({ block: "nearest" });
   }
 }
 
@@ -240,6 +268,7 @@ export function initAccounts() {
   $("#account-form").addEventListener("submit", save);
   $("#acct-test").addEventListener("click", test);
   $("#acct-security").addEventListener("change", followDefaults);
+  $("#acct-security").addEventListener("change", followSecurity);
   $("#acct-mode").addEventListener("change", followDefaults);
   $("#acct-smarthost-security").addEventListener("change", followSmarthostDefaults);
   $("#acct-smarthost-login").addEventListener("change", followSmarthostLogin);

@@ -25,6 +25,7 @@ export const EVENTS = Object.freeze({
   HISTORY: "mailcall://history",
   QUEUE: "mailcall://queue",
   SHOW_TAB: "mailcall://show-tab",
+  NOTICE: "mailcall://notice",
 });
 
 // The fields of each form the window sends; a refused value comes back under its field.
@@ -69,6 +70,10 @@ export const FIELDS = Object.freeze({
     SETTLE_DELAY: "settle_delay",
     FETCH_INTERVAL: "fetch_interval",
     FETCH_AT_START: "fetch_at_start",
+    SUBMIT_LISTEN: "submit_listen",
+    SUBMIT_ALLOWED_PEERS: "submit_allowed_peers",
+    SUBMIT_USER: "submit_user",
+    SUBMIT_PASSWORD: "submit_password",
   }),
   DELIVERY: Object.freeze({
     UNKNOWN_RECIPIENTS: "unknown_recipients",

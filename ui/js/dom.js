@@ -48,3 +48,30 @@ export function showErrors(form, fields = {}) {
     else input.removeAttribute("aria-invalid");
   }
 }
+
+// A field's message goes as soon as the field is edited (Mailcall checks it again on save):
+// a message stays only while its value is the one refused.
+export function clearErrorsOnEdit(form) {
+  const clear = (ev) => {
+    const input = ev.target;
+    const key = input.dataset?.field || input.name;
+    if (!key) return;
+    for (const small of $$(".error[data-for]", form)) if (small.dataset.for === key) small.textContent = "";
+    input.classList.remove("invalid");
+    input.removeAttribute("aria-invalid");
+  };
+  form.addEventListener("input", clear);
+  form.addEventListener("change", clear);
+}
+
+// The message banner under the header: shown until dismissed (its close button), or until what
+// it says is no longer so.
+export function showBanner(text) {
+  $("#banner-text").textContent = text;
+  $("#banner").hidden = false;
+}
+
+export function hideBanner() {
+  $("#banner").hidden = true;
+  $("#banner-text").textContent = "";
+}

@@ -4,8 +4,8 @@
 import { call, asUiError } from "./api.js";
 import { COMMANDS } from "./contract.js";
 import { $, h } from "./dom.js";
+import { when as time } from "./time.js";
 
-const time = (iso) => new Date(iso).toLocaleString();
 const kib = (n) => (n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`);
 
 // One record: its headline as Mailcall words it (the CLI's `history` says the same), what
@@ -14,19 +14,21 @@ const MODES = { etrn: "ETRN", odmr: "ODMR" };
 
 function outcome(o) {
   if (o.kind === "delivered") return "delivered";
-  if (o.kind === "deferred") return `deferred (attempt ${o.attempts}, next at ${new Date(o.next_attempt).toLocaleTimeString()})`;
+  if (o.kind === "deferred") return `deferred (attempt ${o.attempts}, next at ${time(o.next_attempt)})`;
   return "refused, held in the queue";
 }
 
 function session(r) {
   const summary = h("summary", {},
     h("strong", {}, time(r.finished_at)), ` · ${r.label} · `,
-    h("span", { class: r.ok ? "ok" : "failed" }, r.result), ` · ${r.headline}`);
+    h("span", { class: r.ok ? "ok" : r.result === "partly OK" ? "partial" : "failed" }, r.result), ` · ${r.headline}`);
   const parts = [summary];
   if (r.domains.length) {
     parts.push(h("table", { class: "domains-table" },
       h("tr", {}, h("th", {}, "Domain"), h("th", {}, "Account"), h("th", {}, "Mode"), h("th", {}, "Reply"), h("th", {}, "Messages")),
-      ...r.domains.map((d, i) => h("tr", {}, h("td", {}, d.domain), h("td", {}, d.account),
+      // Each domain's own outcome: one refused does not make the others' mail a failure.
+      ...r.domains.map((d, i) => h("tr", { class: r.accepted[i] ? "domain-ok" : "domain-failed", "data-domain": d.domain },
+        h("td", {}, d.domain), h("td", {}, d.account),
         h("td", {}, MODES[d.mode] || d.mode || "ETRN"),
         h("td", {}, `${d.code ?? "---"} ${d.text}`, h("span", { class: "explain" }, r.explanations[i] || "")),
         h("td", {}, String(d.messages))))));
@@ -56,6 +58,8 @@ function session(r) {
     const text = lines.map((l) => `${({ sent: "C:", received: "S:", note: "* " })[l.dir]} ${l.line}`).join("\n");
     parts.push(h("details", {}, h("summary", {}, `Transcript (${account})`), h("pre", {}, text)));
   }
+  // A record with nothing more than its headline says so when opened, instead of showing nothing.
+  if (parts.length === 1) parts.push(h("p", { class: "hint" }, "Nothing more to show: no domain was asked and no mail came in this one."));
   return h("details", { class: "session", "data-session": r.id, "data-kind": r.kind }, ...parts);
 }
 

@@ -2,9 +2,10 @@
 // does), status line, Fetch now, and reloads on Mailcall's events.
 import { call, on, asUiError } from "./api.js";
 import { COMMANDS, EVENTS } from "./contract.js";
-import { $, $$ } from "./dom.js";
+import { $, $$, clearErrorsOnEdit, hideBanner, showBanner } from "./dom.js";
+import { when } from "./time.js";
 import { initAccounts, renderAccounts } from "./accounts.js";
-import { initSettings, renderSettings, showPaused } from "./settings.js";
+import { initSettings, renderSettings, showListener, showPaused } from "./settings.js";
 import { initHistory, loadHistory } from "./history.js";
 import { initDelivery, loadDelivery } from "./delivery.js";
 import { initQueue, loadQueue } from "./queue.js";
@@ -15,10 +16,21 @@ let lastPaused = null;
 
 function showStatus(s) {
   const line = $("#status-line");
+  // The time in the user's locale, as History writes it.
+  const text = s.last_at ? `Last fetch ${when(s.last_at)}${s.line_rest}` : s.line_rest;
   // Mail a LAN server refused makes the state an error: the line says why.
-  line.textContent = s.refused && s.queue_line ? `${s.line} · ${s.queue_line}` : s.line;
+  line.textContent = s.refused && s.queue_line ? `${text} · ${s.queue_line}` : text;
   line.title = s.tooltip;
   line.classList.toggle("error", s.state === "error");
+  // The line shortens an error; the whole of it wraps below (and stays in History).
+  const detail = $("#status-detail");
+  detail.textContent = s.state === "error" && s.error ? s.error : "";
+  detail.hidden = !detail.textContent;
+  // A fetch that runs makes an old "could not fetch" untrue.
+  if (s.fetching) hideBanner();
+  showListener(s.listener);
+  // A first run: nothing runs until an account exists; the Accounts tab leads there.
+  $("#first-run").hidden = !s.no_accounts;
   $("#fetch-now").disabled = s.fetching;
   // Who runs Mailcall changes when a daemon this tray used goes away.
   $("#control-note").textContent = s.note;
@@ -47,21 +59,20 @@ async function reload() {
   try {
     const data = await call(COMMANDS.LOAD_SETTINGS);
     renderAccounts(data.accounts, data.unreadable);
-    renderSettings(data.settings, data.config_path, data.control, data.listener);
+    renderSettings(data.settings, data.config_path, data.control, data.submit_password_saved);
     showStatus(data.status);
-    $("#banner").hidden = true;
+    hideBanner();
   } catch (e) {
-    $("#banner").textContent = asUiError(e).message;
-    $("#banner").hidden = false;
+    showBanner(asUiError(e).message);
   }
 }
 
 async function fetchNow() {
   try {
     await call(COMMANDS.FETCH_NOW);
+    hideBanner();
   } catch (e) {
-    $("#banner").textContent = asUiError(e).message;
-    $("#banner").hidden = false;
+    showBanner(asUiError(e).message);
   }
 }
 
@@ -72,6 +83,9 @@ initDelivery();
 initQueue();
 for (const b of $$("nav [role=tab]")) b.addEventListener("click", () => showTab(b.dataset.panel));
 $("#fetch-now").addEventListener("click", fetchNow);
+$("#banner-close").addEventListener("click", hideBanner);
+for (const form of $$("form")) clearErrorsOnEdit(form);
+for (const a of $$("[data-goto]")) a.addEventListener("click", (e) => { e.preventDefault(); showTab(a.dataset.goto); });
 window.addEventListener("mailcall:reload", reload);
 on(EVENTS.STATUS, showStatus);
 on(EVENTS.HISTORY, () => {
@@ -81,5 +95,6 @@ on(EVENTS.QUEUE, () => {
   if (!$("#panel-queue").hidden) loadQueue();
 });
 on(EVENTS.SHOW_TAB, (tab) => showTab(tab));
+on(EVENTS.NOTICE, (text) => showBanner(text));
 reload();
 if (location.hash) showTab(location.hash.slice(1));

@@ -7,12 +7,22 @@ import { $, fillFields, readFields, showErrors } from "./dom.js";
 
 const FIELD_NAMES = Object.values(FIELDS.SETTINGS);
 
-export function renderSettings(s, configPath, controlNote, listener) {
-  $("#listener-now").textContent = listener || "";
+export function renderSettings(s, configPath, controlNote, submitPasswordSaved) {
   fillFields($("#settings-form"), FIELD_NAMES, s);
+  $("#set-submit-password").value = "";
+  $("#set-submit-password").placeholder = submitPasswordSaved ? "(saved; type to replace)" : "(none)";
   $("#set-maildir").placeholder = s.default_maildir;
   $("#config-path").textContent = configPath;
   $("#control-note").textContent = controlNote || "";
+}
+
+// The listener as Mailcall has it now (the same status the tray follows): where it listens,
+// or why it cannot — then as an error at the field that fixes it.
+export function showListener(l) {
+  const line = $("#listener-now");
+  line.textContent = l?.text || "";
+  line.classList.toggle("error", Boolean(l?.problem));
+  line.classList.toggle("hint", !l?.problem);
 }
 
 // The pause switch as Mailcall (or the daemon) has it: follows the tray menu and scripts.
@@ -33,6 +43,8 @@ async function save(ev) {
     const note = await call(COMMANDS.SAVE_SETTINGS, { settings });
     $("#settings-saved").textContent = note ? `Saved. ${note}` : "Saved.";
     $("#settings-saved").hidden = false;
+    // Everything the window shows, read again: what runs now, not what ran before the save.
+    window.dispatchEvent(new Event("mailcall:reload"));
   } catch (e) {
     const err = asUiError(e);
     showErrors(form, err.fields);

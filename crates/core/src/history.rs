@@ -472,6 +472,14 @@ impl SessionRecord {
     pub fn succeeded(&self) -> bool {
         self.errors.is_empty() && self.domains.iter().all(|d| d.outcome.is_accepted())
     }
+
+    /// Whether some domains were refused while others were fetched, and nothing else went
+    /// wrong: a partial success, shown per domain.
+    pub fn is_partial(&self) -> bool {
+        self.errors.is_empty()
+            && self.domains.iter().any(|d| d.outcome.is_accepted())
+            && self.domains.iter().any(|d| !d.outcome.is_accepted())
+    }
 }
 
 /// A record put in words: see [`SessionRecord::summary`].

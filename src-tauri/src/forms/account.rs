@@ -498,6 +498,21 @@ pub struct CheckView {
     pub field: Option<String>,
     /// The conversation, AUTH redacted.
     pub transcript: Vec<String>,
+    /// The listener an ETRN account needs, checked here (`None` for ODMR, which needs none).
+    pub listener: Option<ListenerCheck>,
+    /// Advice that is no failure: a server offering STARTTLS to an account set to None.
+    pub suggestions: Vec<String>,
+    /// What the check did not test, said so (the domains: only a real ETRN or ATRN asks).
+    pub unchecked: Vec<String>,
+}
+
+/// Whether Mailcall's listener is up where the settings say, and answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerCheck {
+    /// Up, on the saved address, and it greeted with 220.
+    pub ok: bool,
+    /// What was found, with what to do when not ok.
+    pub text: String,
 }
 
 #[cfg(test)]

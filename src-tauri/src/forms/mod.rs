@@ -18,12 +18,13 @@ use mailcall_core::config::{ConfigError, ConfigKey};
 use serde::Serialize;
 
 pub use account::{
-    account_field_name, AccountForm, AccountView, CheckView, DomainRow, ACCOUNT_FIELDS,
+    account_field_name, AccountForm, AccountView, CheckView, DomainRow, ListenerCheck,
+    ACCOUNT_FIELDS,
 };
 pub use delivery::{
     DeliveryForm, DeliveryView, RouteForm, RouteView, DELIVERY_FIELDS, ROUTES_LABEL,
 };
-pub use settings::{SettingsForm, SETTINGS_FIELDS};
+pub use settings::{SettingsForm, SETTINGS_FIELDS, SUBMIT_PASSWORD_FIELD};
 
 /// The field for config `key` in the Settings or Delivery tab, when the window shows that key.
 pub fn settings_field_name(key: ConfigKey) -> Option<&'static str> {

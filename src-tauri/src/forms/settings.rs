@@ -24,7 +24,21 @@ pub const SETTINGS_FIELDS: &[(ConfigKey, &str, &str)] = &[
         "Fetch every (min)",
     ),
     (ConfigKey::FetchAtStart, "fetch_at_start", "At start"),
+    (
+        ConfigKey::SubmitListen,
+        "submit_listen",
+        "Submission listener",
+    ),
+    (
+        ConfigKey::SubmitAllowedPeers,
+        "submit_allowed_peers",
+        "LAN hosts without login",
+    ),
+    (ConfigKey::SubmitUser, "submit_user", "Submission user name"),
 ];
+
+/// The form field of the submission login's password (kept in the keyring, not the config).
+pub const SUBMIT_PASSWORD_FIELD: &str = "submit_password";
 
 /// The preferences as the window shows and sends them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +68,18 @@ pub struct SettingsForm {
     pub fetch_interval: String,
     /// Fetch once at start when a link is up.
     pub fetch_at_start: bool,
+    /// Where local programs and the LAN submit outgoing mail (ADDR:PORT), or `off`.
+    #[serde(default)]
+    pub submit_listen: String,
+    /// LAN addresses or networks that may submit without a login, separated by commas.
+    #[serde(default)]
+    pub submit_allowed_peers: String,
+    /// The submission login's user name; empty for none.
+    #[serde(default)]
+    pub submit_user: String,
+    /// A new submission password (write-only: never sent to the window); empty keeps it.
+    #[serde(default, skip_serializing)]
+    pub submit_password: String,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -84,6 +110,10 @@ impl SettingsForm {
             settle_delay: config.settle_delay.to_string(),
             fetch_interval: config.fetch_interval.to_string(),
             fetch_at_start: config.fetch_at_start,
+            submit_listen: config.submit_listen.clone(),
+            submit_allowed_peers: config.submit_allowed_peers.join(", "),
+            submit_user: config.submit_user.clone().unwrap_or_default(),
+            submit_password: String::new(),
         }
     }
 
@@ -106,6 +136,9 @@ impl SettingsForm {
             ConfigKey::SettleDelay => self.settle_delay.clone(),
             ConfigKey::FetchInterval => self.fetch_interval.clone(),
             ConfigKey::FetchAtStart => self.fetch_at_start.to_string(),
+            ConfigKey::SubmitListen => self.submit_listen.clone(),
+            ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers.clone(),
+            ConfigKey::SubmitUser => self.submit_user.clone(),
             // Not in the tab (SETTINGS_FIELDS): nothing to set.
             _ => String::new(),
         })
@@ -123,7 +156,8 @@ impl SettingsForm {
                     continue;
                 }
             };
-            let result = if key == ConfigKey::Maildir && value.trim().is_empty() {
+            let empty_is_default = matches!(key, ConfigKey::Maildir | ConfigKey::SubmitUser);
+            let result = if empty_is_default && value.trim().is_empty() {
                 config.unset(key)
             } else {
                 config.set(key, &value)
@@ -181,6 +215,16 @@ mod tests {
         s = SettingsForm::from_config(&Config::default(), String::new(), true, false, false);
         s.max_size_mib = "0".into();
         let e = s.apply(&mut c).unwrap_err();
-        assert!(e.fields["max_size_mib"].contains("at least 1024"), "{e:?}");
+        assert!(e.fields["max_size_mib"].contains("1024 or more"), "{e:?}");
+        // A negative number is told what is allowed, not that it is no whole number.
+        s = SettingsForm::from_config(&Config::default(), String::new(), true, false, false);
+        s.idle_timeout = "-1".into();
+        let e = s.apply(&mut c).unwrap_err();
+        let said = &e.fields["idle_timeout"];
+        assert!(
+            said.contains("is not allowed: enter a whole number, from 1 to"),
+            "{e:?}"
+        );
+        assert!(!said.contains("is not a whole number"), "{e:?}");
     }
 }

@@ -13,6 +13,7 @@ mod odmr;
 mod routes;
 mod sni;
 mod webdriver;
+mod window;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

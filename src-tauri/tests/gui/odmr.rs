@@ -116,7 +116,7 @@ fn an_odmr_account_added_in_the_form_fetches_the_held_mail_with_no_listener() {
     assert!(result.contains("TLS: encrypted"), "{result}");
     assert!(result.contains("AUTH: yes"), "{result}");
     assert!(
-        result.contains("This account is ready to fetch."),
+        result.contains("The server answers as this account needs."),
         "{result}"
     );
     wd.execute(

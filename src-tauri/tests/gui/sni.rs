@@ -122,3 +122,11 @@ impl Sni {
         Ok(text)
     }
 }
+
+impl Sni {
+    /// The item's Title property (what trays that show titles, and screen readers, name it).
+    pub fn title(&self, item: &Item) -> Result<String, String> {
+        let value = self.get(&item.service, &item.path, ITEM, "Title")?;
+        String::try_from(value).map_err(|e| format!("Title is not a string: {e}"))
+    }
+}

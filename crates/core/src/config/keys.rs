@@ -55,10 +55,10 @@ impl Range {
         self.min <= value && value <= self.max
     }
 
-    /// What is allowed, for messages: `from 1 to 3600`, or `at least 1024`.
+    /// What is allowed, for messages: `from 1 to 3600`, or `1024 or more`.
     pub fn allowed(&self) -> String {
         if self.max == u64::MAX {
-            format!("at least {}", self.min)
+            format!("{} or more", self.min)
         } else {
             format!("from {} to {}", self.min, self.max)
         }
@@ -360,9 +360,14 @@ fn parse_number(key: ConfigKey, value: &str) -> Result<u64, ConfigError> {
     let unit = key.range().and_then(|r| r.unit.suffix());
     let text = value.trim();
     let digits = unit.and_then(|u| text.strip_suffix(u)).unwrap_or(text);
-    digits
-        .parse()
-        .map_err(|_| invalid(key, format!("{value:?} is not a whole number")))
+    digits.parse().map_err(|_| {
+        // Say what is allowed: "-1" is a whole number, just not one this key takes.
+        let allowed = key
+            .range()
+            .map(|r| format!(": enter a whole number, {}", r.allowed()))
+            .unwrap_or_else(|| ": enter a whole number".into());
+        invalid(key, format!("{value:?} is not allowed{allowed}"))
+    })
 }
 
 fn list(value: &str) -> Vec<String> {
