@@ -25,6 +25,7 @@ pub enum Script {
 
 /// The running fake; dropping it stops the accept thread and joins it.
 pub struct FakeIsp {
+    ip: std::net::Ipv4Addr,
     port: u16,
     commands: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
@@ -35,7 +36,13 @@ pub struct FakeIsp {
 impl FakeIsp {
     /// Starts it on a free loopback port.
     pub fn start(script: Script) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the fake ISP");
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST, script)
+    }
+
+    /// Starts it on a free port of `ip`, a loopback address (all of 127/8 is local): a test
+    /// whose own connections come from 127.0.0.1 then is not the ISP its fetch asked.
+    pub fn start_at(ip: std::net::Ipv4Addr, script: Script) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("binding the fake ISP");
         let port = listener.local_addr().expect("bound").port();
         let commands = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -59,6 +66,7 @@ impl FakeIsp {
             })
         };
         Self {
+            ip,
             port,
             commands,
             connections,
@@ -90,7 +98,7 @@ impl Drop for FakeIsp {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept so the thread sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

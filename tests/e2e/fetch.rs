@@ -232,7 +232,7 @@ fn a_delivery_turned_away_is_asked_for_again_and_one_still_turned_away_fails_the
 
     let cli = Cli::new(&env);
     cli.write_config(
-        "hostname = \"client.test\"\nfetch-at-start = false\nmax-connections = 1\nidle-timeout = 3\nmax-wait = 60\n",
+        "hostname = \"client.test\"\nfetch-at-start = false\nmax-connections = 1\nfirst-command-timeout = 600\nidle-timeout = 3\nmax-wait = 60\n",
     );
     set_plain_account(&cli, "isp", isp.port(), &["alpha.test"]);
     let maildir = Maildir::new(env.root().join("Maildir"));

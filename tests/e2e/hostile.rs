@@ -13,7 +13,7 @@ use mailcall_e2e::{
     BODY_END,
 };
 
-use crate::{set_plain_account, write_base_config};
+use crate::write_base_config;
 
 /// The domain the listener accepts mail for.
 const OURS: &str = "hostile.test";
@@ -43,7 +43,9 @@ impl World {
     /// With another `command-timeout` (seconds).
     fn start_with_command_timeout(command_timeout: u64) -> Self {
         let env = KeyringEnv::new();
-        let isp = FakeIsp::start(Script::EtrnOk);
+        // The ISP asked is at 127.0.0.2: the hostile peers (127.0.0.1) are strangers, and a
+        // relay attempt gets the stranger's 5xx, not the 4xx the asked ISP gets (issue 21).
+        let isp = FakeIsp::start_at(std::net::Ipv4Addr::new(127, 0, 0, 2), Script::EtrnOk);
         let port = free_port();
         let maildir = Maildir::new(env.root().join("Maildir"));
         let run = {
@@ -55,10 +57,18 @@ impl World {
                 ("max-message-size", MAX_SIZE.to_string()),
                 ("max-connections", MAX_CONNECTIONS.to_string()),
                 ("max-connections-per-peer", MAX_CONNECTIONS.to_string()),
+                ("reserved-connections", "0".to_string()),
+                // The floods here test other limits (the junk limit: listener_wire).
+                ("max-junk-commands", "100000".to_string()),
+                ("first-command-timeout", command_timeout.to_string()),
             ] {
                 cli.run(&["config", "set", key, &value]).assert_success();
             }
-            set_plain_account(&cli, "isp", isp.port(), &[OURS]);
+            cli.set_account(
+                &mailcall_e2e::AccountArgs::new("isp", isp.port())
+                    .host("127.0.0.2")
+                    .domains(&[OURS]),
+            );
             let mut run = RunningCli::fetch(&env, &cli, port, maildir.path(), 600);
             run.wait_for_line(&format!("ETRN {OURS} (isp): 250"), Duration::from_secs(30));
             run

@@ -38,10 +38,12 @@ mod reload;
 mod retry;
 mod routing;
 mod secrets;
+mod strangers;
 mod submission;
 mod terminal;
 mod tls_auth;
 mod triggers;
+mod unclaimed;
 
 use std::time::Duration;
 

@@ -262,6 +262,10 @@ fn a_sender_no_account_holds_is_refused_and_nothing_is_queued() {
     );
     assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("elsewhere.test"), "{out}");
+    assert!(
+        out.stderr.contains("config set default-outgoing-account"),
+        "the refusal names the setting that fixes it\n{out}"
+    );
     let no_rcpt = cli.run_with_stdin(
         &["sendmail", "-f", "me@office.test"],
         Some("Subject: x\n\nbody\n"),
@@ -272,6 +276,30 @@ fn a_sender_no_account_holds_is_refused_and_nothing_is_queued() {
         !queue.stdout.contains("smarthost:"),
         "nothing queued\n{queue}"
     );
+
+    // The fix, typed as the error says: the default account sends what no domain claims.
+    cli.run(&["config", "set", "default-outgoing-account", "isp"])
+        .assert_success();
+    let out = cli.run_with_stdin(
+        &[
+            "sendmail",
+            "-f",
+            "stranger@elsewhere.test",
+            "alice@example.org",
+        ],
+        Some("Subject: through the default\n\nbody\n"),
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    let sent = cli.run(&["send"]);
+    assert_eq!(
+        sent.code(),
+        Some(0),
+        "{sent}\nsmarthost log:\n{}",
+        smarthost.log()
+    );
+    let got = arrived(&smarthost, "alice", 1);
+    let stored = std::fs::read_to_string(&got[0].path).unwrap();
+    assert!(stored.contains("Subject: through the default"), "{stored}");
 }
 
 /// A config whose link is never up (no interface matches its `interfaces`): a daemon with it

@@ -300,3 +300,80 @@ fn while_a_watched_link_is_up_a_submitted_message_leaves_by_itself() {
     );
     world.stop_daemon(daemon);
 }
+
+#[test]
+fn a_full_disk_answers_452_at_submission_and_nothing_is_acknowledged_or_left_behind() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let sp = free_port();
+    // The data directory (the queue lives in it) on a 2 MiB filesystem.
+    let fs = mailcall_e2e::Tmpfs::mount(2048);
+    let data = fs.path().join("data");
+    let cli = Cli::new(&env);
+    cli.write_config(&format!(
+        "hostname = \"client.test\"\nfetch-at-start = false\ninterfaces = [\"none-here\"]\nsubmit-listen = \"127.0.0.1:{sp}\"\ndata-dir = \"{}\"\n",
+        data.display()
+    ));
+    // Nothing is sent here: the smarthost's port is one nobody serves.
+    set_account_with_smarthost(
+        &cli,
+        free_port(),
+        &PostfixLan::smarthost("example.org", &["alice"], LOGIN),
+    );
+    let maildir = env.root().join("Maildir").display().to_string();
+    let listen = format!("127.0.0.1:{lp}");
+    let daemon = RunningCli::daemon(&env, &cli, &["--listen", &listen, "--maildir", &maildir]);
+
+    // A 300 KB message with 64 KB left: it cannot be made durable.
+    let message = env.root().join("big.eml");
+    let line = "x".repeat(76);
+    let mut text =
+        String::from("From: me@office.test\r\nTo: alice@example.org\r\nSubject: big\r\n\r\n");
+    while text.len() < 300 * 1024 {
+        text.push_str(&line);
+        text.push_str("\r\n");
+    }
+    std::fs::write(&message, &text).unwrap();
+    let filler = fs.fill_leaving("filler", 64 * 1024);
+    let swaks = || {
+        let mut cmd = Command::new("swaks");
+        cmd.args(["--server", &format!("127.0.0.1:{sp}"), "--timeout", "30"])
+            .args(["--helo", "client.test", "--from", "me@office.test"])
+            .args(["--to", "alice@example.org", "--data"])
+            .arg(&message);
+        let done = run_with_timeout(&mut cmd, None, Duration::from_secs(60)).expect("swaks runs");
+        let transcript = format!("{}{}", done.stdout, done.stderr);
+        (done.status.is_some_and(|s| s.success()), transcript)
+    };
+    let (ok, transcript) = swaks();
+    assert!(!ok, "a full disk must not acknowledge\n{transcript}");
+    assert!(
+        transcript.contains("<** 452 4.3.1"),
+        "the submitter hears 452 4.3.1 after the data\n{transcript}\ndaemon:\n{}",
+        daemon.output()
+    );
+    // sendmail: a clear error, non-zero, nothing queued.
+    let out = cli.run_with_stdin(
+        &["sendmail", "-f", "me@office.test", "alice@example.org"],
+        Some(&text),
+    );
+    assert_ne!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("nothing was queued"), "{out}");
+    let queue = cli.run(&["queue"]);
+    assert!(
+        !queue.stdout.contains("smarthost:isp"),
+        "nothing acknowledged, nothing queued\n{queue}"
+    );
+    let spool_tmp = data.join("spool").join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&spool_tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "partial files left in the queue: {left:?}");
+
+    // Space again: the same submission is taken.
+    std::fs::remove_file(&filler).unwrap();
+    let (ok, transcript) = swaks();
+    assert!(ok, "{transcript}\ndaemon:\n{}", daemon.output());
+    let queue = cli.run(&["queue"]);
+    assert_eq!(queue.stdout.matches("smarthost:isp").count(), 1, "{queue}");
+}

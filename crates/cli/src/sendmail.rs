@@ -129,8 +129,12 @@ pub fn run(explicit: Option<&Path>, args: SendmailArgs) -> Outcome {
     let (accounts, _skipped) = rt
         .block_on(load_accounts(store, config.accounts.clone()))
         .map_err(Failure::setup)?;
-    let account = account_for(&accounts, &message.sender)
-        .map_err(|e| Failure::setup_problem(&e.problem()))?;
+    let account = account_for(
+        &accounts,
+        config.default_outgoing_account.as_deref(),
+        &message.sender,
+    )
+    .map_err(|e| Failure::setup_problem(&e.problem()))?;
     let data = config.data_path().map_err(Failure::setup)?;
     let dir = spool_dir(&data);
     let spool = Spool::open(&dir).map_err(|e| {

@@ -2,7 +2,7 @@
 //! account → receive until idle (ETRN) or until the turned connections end (ODMR) → ETRN once
 //! more if the listener turned the asked ISP away meanwhile → summary + history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::{Account, FetchMode};
+use crate::account::{Account, EtrnForm, FetchMode};
 use crate::client::ClientSettings;
 use crate::config::ConfigKey;
 use crate::etrn;
@@ -22,7 +22,7 @@ use crate::hint::{Problem, Setting};
 use crate::history::{EndReason, History, RecordKind, SessionRecord, Trigger};
 use crate::listener::{AskScope, ListenerEvent, Reception};
 use crate::odmr::{self, Turnaround};
-use crate::report::{AccountResult, DomainOutcome, MessageInfo, TranscriptLine};
+use crate::report::{AccountResult, DomainOutcome, MessageInfo, TranscriptLine, Unclaimed};
 
 /// How long ODMR turns may take to wind down when a fetch ends early (max wait, shutdown): a
 /// message in DATA finishes, an idle turn gets 421 at once. As the listener's drain at shutdown.
@@ -127,18 +127,20 @@ pub async fn run(
     // Transcripts of ETRN sessions a later one (asking again) replaced in `results`.
     let mut earlier_transcripts = Vec::new();
     let mut messages: Vec<MessageInfo> = Vec::new();
-    let mut active: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut active = Connections::default();
     let mut last_activity = Instant::now();
     let mut asked_all = tasks.is_empty();
     // The listener turning away the ISP asked, since it was last asked and in all.
     let mut refused = Refusals::default();
+    // Recipients the asked ISP offered in domains no account takes (put off), by domain.
+    let mut unclaimed = UnclaimedCounts::default();
     let mut asked_again = 0u32;
     // Where the messages of the latest ETRN begin: what counts against its `253 n`.
     let mut round_start = 0usize;
 
     let ended_because = loop {
         let mut ending = None;
-        if asked_all && active.is_empty() {
+        if asked_all && !active.busy(&asked) {
             ending = match expectation(&results) {
                 Expectation::Nothing if turned(&results) => Some(EndReason::DeliveriesEnded),
                 Expectation::Nothing => Some(EndReason::NothingToWaitFor),
@@ -151,7 +153,7 @@ pub async fn run(
             };
         }
         let idle_at = last_activity + options.idle_timeout;
-        let idle_armed = asked_all && active.is_empty();
+        let idle_armed = asked_all && !active.busy(&asked);
         if ending.is_none() {
             ending = tokio::select! {
                 _ = shutdown.cancelled() => Some(EndReason::Cancelled),
@@ -175,8 +177,11 @@ pub async fn run(
                 }
                 ev = deliveries.recv() => match ev {
                     Some(ev) => {
-                        last_activity = Instant::now();
-                        on_listener_event(ev, &mut active, &mut messages, (&mut refused, &asked), events);
+                        // Strangers coming and going are no sign of the delivery asked for:
+                        // they must not keep the session from ending.
+                        if on_listener_event(ev, &mut active, &mut messages, (&mut refused, &mut unclaimed, &asked), events) {
+                            last_activity = Instant::now();
+                        }
                         None
                     }
                     None => {
@@ -249,10 +254,33 @@ pub async fn run(
             ev,
             &mut active,
             &mut messages,
-            (&mut refused, &asked),
+            (&mut refused, &mut unclaimed, &asked),
             events,
         );
     }
+    // Mail for domains no account takes stays at the ISP: the user must hear of it, with the fix.
+    let unclaimed: Vec<Unclaimed> = unclaimed
+        .domains
+        .into_iter()
+        .map(|(domain, (recipients, peers))| {
+            let mut accounts: Vec<String> = Vec::new();
+            for name in peers.iter().flat_map(|ip| asked.accounts_at(*ip)) {
+                if !accounts.contains(&name) {
+                    accounts.push(name);
+                }
+            }
+            Unclaimed {
+                domain,
+                recipients,
+                accounts,
+            }
+        })
+        .collect();
+    if let Some(problem) = Unclaimed::problem(&unclaimed) {
+        events.emit(Event::Error(problem.clone()));
+        errors.push(problem);
+    }
+    let queue_sources = queue_sources(&accounts, &messages, &asked);
     // Turned away since the ISP was last asked: that mail stays there until the next fetch.
     let still_refused = refused.accounts(&asked);
     if refused.since_asked > 0 {
@@ -283,6 +311,8 @@ pub async fn run(
         errors,
         ended_because,
     );
+    count_queue_lines(&mut record, &queue_sources);
+    record.unclaimed = unclaimed;
     record.transcripts = transcripts;
     record.attempt = attempt;
     record.turned_away = refused.total;
@@ -324,40 +354,145 @@ fn keep(
     }
 }
 
+/// The listener's open connections during a fetch, and which peers deliver: the ISP addresses
+/// the fetch asked, and any peer that stored a message (an ISP may deliver from another address
+/// than the one asked). Only theirs keep the session waiting: strangers holding connections
+/// must not keep a fetch from ending.
+#[derive(Debug, Default)]
+struct Connections {
+    active: HashMap<SocketAddr, u32>,
+    delivering: HashSet<IpAddr>,
+}
+
+impl Connections {
+    /// Whether `ip` is a peer whose connections count.
+    fn counts(&self, ip: IpAddr, asked: &AskScope) -> bool {
+        asked.has_asked(ip) || self.delivering.contains(&ip.to_canonical())
+    }
+
+    /// Whether a delivering peer has a connection open.
+    fn busy(&self, asked: &AskScope) -> bool {
+        self.active.keys().any(|peer| self.counts(peer.ip(), asked))
+    }
+}
+
 /// Counts a listener event into the session (refusals only of the ISP it asked) and republishes
-/// it for front ends.
+/// it for front ends. Returns whether it was a sign of the delivery (a delivering peer's).
 fn on_listener_event(
     ev: ListenerEvent,
-    active: &mut HashMap<SocketAddr, u32>,
+    active: &mut Connections,
     messages: &mut Vec<MessageInfo>,
-    (refused, asked): (&mut Refusals, &AskScope),
+    (refused, unclaimed, asked): (&mut Refusals, &mut UnclaimedCounts, &AskScope),
     events: &EventSink,
-) {
+) -> bool {
     match ev {
         ListenerEvent::Connected { peer } => {
-            *active.entry(peer).or_default() += 1;
+            *active.active.entry(peer).or_default() += 1;
             events.emit(Event::Connected { peer });
+            active.counts(peer.ip(), asked)
         }
         ListenerEvent::Closed { peer } => {
-            if let Some(n) = active.get_mut(&peer) {
+            if let Some(n) = active.active.get_mut(&peer) {
                 *n -= 1;
                 if *n == 0 {
-                    active.remove(&peer);
+                    active.active.remove(&peer);
                 }
             }
+            active.counts(peer.ip(), asked)
         }
         ListenerEvent::Stored(info) => {
+            if let Ok(ip) = info.peer.parse::<IpAddr>() {
+                active.delivering.insert(ip.to_canonical());
+            }
             events.emit(Event::MessageStored(info.clone()));
             messages.push(*info);
+            true
         }
         ListenerEvent::Refused {
             peer,
             reply,
             at_connect,
         } => {
-            if asked.has_asked(peer.ip()) {
+            let theirs = asked.has_asked(peer.ip());
+            if theirs {
                 refused.note(peer.ip(), &reply, at_connect);
             }
+            theirs
+        }
+        ListenerEvent::Unclaimed { peer, domain } => {
+            let theirs = asked.has_asked(peer.ip());
+            if theirs {
+                let (n, peers) = unclaimed.domains.entry(domain).or_default();
+                *n += 1;
+                if !peers.contains(&peer.ip()) {
+                    peers.push(peer.ip());
+                }
+            }
+            theirs
+        }
+    }
+}
+
+/// What the asked ISP offered for domains no account takes: per domain, the recipients put off
+/// and the ISP addresses that offered them.
+#[derive(Debug, Default)]
+struct UnclaimedCounts {
+    domains: BTreeMap<String, (u32, Vec<IpAddr>)>,
+}
+
+/// For each ETRN `#name` line (account, argument): the messages it brought — those its
+/// account's ISP delivered (from an address this fetch asked for that account) that no other
+/// line of the account's counts. A queue name need not be a domain, so the recipients alone
+/// cannot say.
+fn queue_sources(
+    accounts: &[Account],
+    messages: &[MessageInfo],
+    asked: &AskScope,
+) -> Vec<((String, String), u32)> {
+    let mut lines = Vec::new();
+    for account in accounts.iter().filter(|a| a.mode == FetchMode::Etrn) {
+        let Some(queue) = account.domains.iter().find(|d| d.form == EtrnForm::Queue) else {
+            continue;
+        };
+        let count = messages
+            .iter()
+            .filter(|m| {
+                let from_its_isp = m
+                    .peer
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| asked.accounts_at(ip).contains(&account.name));
+                let recipient_domains = || {
+                    m.recipients
+                        .iter()
+                        .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d))
+                };
+                let by_queue_name = recipient_domains().any(|d| queue.accepts(d));
+                let by_other_line = recipient_domains().any(|d| {
+                    account
+                        .domains
+                        .iter()
+                        .any(|s| s.form != EtrnForm::Queue && s.accepts(d))
+                });
+                by_queue_name || (from_its_isp && !by_other_line)
+            })
+            .count();
+        lines.push((
+            (account.name.clone(), queue.argument(FetchMode::Etrn)),
+            u32::try_from(count).unwrap_or(u32::MAX),
+        ));
+    }
+    lines
+}
+
+/// Puts each `#name` line's count (see [`queue_sources`]) on its own line of the record.
+fn count_queue_lines(record: &mut SessionRecord, counts: &[((String, String), u32)]) {
+    for ((account, argument), n) in counts {
+        if let Some(line) = record
+            .domains
+            .iter_mut()
+            .find(|d| &d.account == account && &d.domain == argument)
+        {
+            line.messages = *n;
         }
     }
 }
@@ -578,5 +713,121 @@ fn finish(
         handovers: Vec::new(),
         turned_away: 0,
         asked_again: 0,
+        unclaimed: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::account::{LinkSettings, Security};
+    use crate::listener::AskedPeers;
+
+    fn account(name: &str, domains: &[&str]) -> Account {
+        Account {
+            name: name.into(),
+            mode: FetchMode::Etrn,
+            host: "isp.test".into(),
+            port: 25,
+            security: Security::None,
+            username: None,
+            password: None,
+            password_command: None,
+            helo: None,
+            ca_file: None,
+            domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+            link: LinkSettings::default(),
+            outgoing: None,
+        }
+    }
+
+    fn message(peer: &str, recipients: &[&str]) -> MessageInfo {
+        MessageInfo {
+            sender: "a@sender.test".into(),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            from: None,
+            subject: None,
+            message_id: None,
+            size: 1,
+            path: "new/1".into(),
+            copies: Vec::new(),
+            peer: peer.into(),
+            stored_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_queue_line_counts_what_its_isp_brought() {
+        let accounts = vec![
+            account("isp", &["#customer42", "plain.test"]),
+            account("other", &["other.test"]),
+        ];
+        let asked = AskedPeers::default().scope();
+        asked.ask("isp", "192.0.2.25".parse().unwrap());
+        asked.ask("other", "192.0.2.99".parse().unwrap());
+        let messages = vec![
+            // Released by the queue name: its ISP, a domain no other line of the account has.
+            message("192.0.2.25", &["a@grouped.test"]),
+            message("::ffff:192.0.2.25", &["b@grouped.test"]),
+            // The plain line's own.
+            message("192.0.2.25", &["c@plain.test"]),
+            // Another ISP's.
+            message("192.0.2.99", &["d@other.test"]),
+        ];
+        let counts = queue_sources(&accounts, &messages, &asked);
+        assert_eq!(
+            counts,
+            [(("isp".to_string(), "#customer42".to_string()), 2)]
+        );
+        let options = FetchOptions {
+            trigger: crate::history::Trigger::Cli,
+            idle_timeout: Duration::from_secs(1),
+            max_wait: Duration::from_secs(1),
+            client: ClientSettings::default(),
+            history: None,
+        };
+        let mut record = finish(
+            "id".into(),
+            &options,
+            Utc::now(),
+            &accounts,
+            Vec::new(),
+            messages,
+            Vec::new(),
+            EndReason::Idle,
+        );
+        count_queue_lines(&mut record, &counts);
+        let lines: Vec<(&str, u32)> = record
+            .domains
+            .iter()
+            .map(|d| (d.domain.as_str(), d.messages))
+            .collect();
+        assert_eq!(
+            lines,
+            [("#customer42", 2), ("plain.test", 1), ("other.test", 1)]
+        );
+    }
+
+    #[test]
+    fn unclaimed_domains_are_a_problem_with_the_fix() {
+        let list = vec![Unclaimed {
+            domain: "grouped.test".into(),
+            recipients: 3,
+            accounts: vec!["isp".into()],
+        }];
+        let problem = Unclaimed::problem(&list).unwrap();
+        assert!(problem
+            .message
+            .contains("no account takes: grouped.test (3 recipient(s))"));
+        assert!(problem.message.contains("answered 450"));
+        assert_eq!(
+            problem.fix,
+            Some(crate::hint::Setting::account(
+                "isp",
+                crate::hint::AccountField::Domains
+            ))
+        );
+        assert!(Unclaimed::problem(&[]).is_none());
     }
 }

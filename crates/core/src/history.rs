@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::hint::Problem;
-use crate::report::{DomainReport, HandOverOutcome, HandOverReport, MessageInfo, TranscriptLine};
+use crate::report::{
+    DomainReport, HandOverOutcome, HandOverReport, MessageInfo, TranscriptLine, Unclaimed,
+};
 
 /// The history file's name inside the data directory.
 pub const HISTORY_FILE: &str = "history.jsonl";
@@ -263,6 +265,10 @@ pub struct SessionRecord {
     /// How many times the ETRN was sent again because the listener had turned the ISP away.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub asked_again: u32,
+    /// Mail the ISP asked offered for domains no account takes, put off with a 4xx (it is
+    /// still at the ISP), by domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unclaimed: Vec<Unclaimed>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -306,6 +312,8 @@ struct StoredRecord {
     turned_away: u32,
     #[serde(default)]
     asked_again: u32,
+    #[serde(default)]
+    unclaimed: Vec<Unclaimed>,
 }
 
 impl From<StoredRecord> for SessionRecord {
@@ -334,6 +342,7 @@ impl From<StoredRecord> for SessionRecord {
             handovers: r.handovers,
             turned_away: r.turned_away,
             asked_again: r.asked_again,
+            unclaimed: r.unclaimed,
         }
     }
 }
@@ -368,6 +377,7 @@ impl SessionRecord {
             handovers: Vec::new(),
             turned_away: 0,
             asked_again: 0,
+            unclaimed: Vec::new(),
         }
     }
 
@@ -390,8 +400,19 @@ impl SessionRecord {
                         format!("; the listener turned the ISP away {n} time(s), asked it again")
                     }
                 };
+                let unclaimed = match self.unclaimed.iter().map(|u| u.recipients).sum::<u32>() {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} recipient(s) in domains no account takes left at the ISP ({})",
+                        self.unclaimed
+                            .iter()
+                            .map(|u| crate::printable::line(&u.domain).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
                 format!(
-                    "{} message(s) in {secs:.1} s{attempt}; ended: {}{turned}",
+                    "{} message(s) in {secs:.1} s{attempt}; ended: {}{turned}{unclaimed}",
                     self.messages.len(),
                     self.ended_because
                 )

@@ -194,6 +194,8 @@ impl Reloader {
                 .join(", ")
         );
         self.service.set_accounts(accounts);
+        self.service
+            .set_default_outgoing(config.default_outgoing_account.clone());
         let mut skipped = skipped;
         // An ETRN account added to a service that had ODMR accounts only: bind now. If that
         // fails, the ODMR accounts go on working and the ETRN ones are not asked (fetch says so).

@@ -214,6 +214,56 @@ impl AccountResult {
     }
 }
 
+/// Mail the ISP a fetch asked offered for one domain no account takes: put off with a 4xx, so
+/// the ISP still holds it (an ETRN argument such as `#queue`, or an ISP grouping customers,
+/// released more than the account's domains).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unclaimed {
+    /// The domain, lower-cased.
+    pub domain: String,
+    /// How many recipients in it were put off (each attempt counts).
+    pub recipients: u32,
+    /// The accounts whose ISP offered it.
+    pub accounts: Vec<String>,
+}
+
+impl Unclaimed {
+    /// The problem for people: what stayed at the ISP and the two ways to fix it.
+    pub fn problem(list: &[Unclaimed]) -> Option<Problem> {
+        let first = list.first()?;
+        let domains: Vec<String> = list
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} ({} recipient(s))",
+                    printable::line(&u.domain),
+                    u.recipients
+                )
+            })
+            .collect();
+        let message = format!(
+            "the ISP offered mail for domains no account takes: {}. Mailcall answered 450, so the \
+             ISP keeps that mail for now (it bounces it once its queue lifetime runs out, often \
+             after 5 days). Add the domain to the account's domains if it is yours, or change \
+             the ETRN argument (a plain domain instead of #name) so the ISP releases only your \
+             domains",
+            domains.join(", ")
+        );
+        let problem = Problem::new(message);
+        Some(match first.accounts.first() {
+            Some(account) => {
+                problem
+                    .for_account(account)
+                    .fixed_by(Some(crate::hint::Setting::account(
+                        account,
+                        crate::hint::AccountField::Domains,
+                    )))
+            }
+            None => problem,
+        })
+    }
+}
+
 /// A message the listener stored durably in the Maildir.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageInfo {

@@ -67,6 +67,11 @@ impl ServiceOptions {
         listener.max_connections_per_peer = clamp(config.max_connections_per_peer);
         listener.command_timeout = Duration::from_secs(config.command_timeout);
         listener.data_timeout = Duration::from_secs(config.data_timeout);
+        listener.reserved_connections = clamp(config.reserved_connections);
+        listener.first_command_timeout = Duration::from_secs(config.first_command_timeout);
+        listener.max_data_time = Duration::from_secs(config.max_data_time);
+        listener.max_session_time = Duration::from_secs(config.max_session_time);
+        listener.max_junk_commands = u32::try_from(config.max_junk_commands).unwrap_or(u32::MAX);
         listener.allowed_peers = config.peer_networks()?;
         if config.starttls {
             let tls = match (&config.tls_cert, &config.tls_key) {
@@ -230,6 +235,13 @@ impl ServiceHandle {
             slot.replace_accounts(accounts.clone());
         }
         self.accounts.send_replace(Arc::new(accounts));
+    }
+
+    /// Replaces `default-outgoing-account` for later submissions.
+    pub fn set_default_outgoing(&self, name: Option<String>) {
+        if let Some(slot) = self.submission.get() {
+            slot.replace_default_account(name);
+        }
     }
 
     /// The accounts now.
@@ -743,7 +755,9 @@ impl Coordinator {
         match ev {
             ListenerEvent::Connected { peer } => self.events.emit(Event::Connected { peer }),
             // Outside a fetch no ISP was asked: the peer retries when it will, as with any MTA.
-            ListenerEvent::Closed { .. } | ListenerEvent::Refused { .. } => {}
+            ListenerEvent::Closed { .. }
+            | ListenerEvent::Refused { .. }
+            | ListenerEvent::Unclaimed { .. } => {}
             ListenerEvent::Stored(info) => {
                 self.events.emit(Event::MessageStored(info.clone()));
                 let mut record = SessionRecord::new(

@@ -634,3 +634,32 @@ async fn a_connection_still_turned_away_after_asking_again_fails_the_fetch() {
     assert!(!saved[0].succeeded());
     assert_eq!(saved[0].turned_away, 2);
 }
+
+/// Issue 21: a stranger holding a connection to the listener is no sign of the delivery asked
+/// for — the fetch ends idle once the ISP's own connections are done, not at `max-wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_holding_a_connection_does_not_keep_the_fetch_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let events = EventSink::default();
+    let service = start(options(&maildir, Duration::from_millis(700), None), events).await;
+    let target = listening(&service);
+    // The stranger, from another loopback address, greeted and then silent.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+    let stranger = socket.connect(target).await.unwrap();
+    let mut stranger = BufReader::new(stranger);
+    let mut greeting = String::new();
+    stranger.read_line(&mut greeting).await.unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let plans = vec![Plan {
+        arg: "alpha.test",
+        reply: "250 Queuing started",
+        deliver: 2,
+    }];
+    let isp = fake_isp(plans, target).await;
+    let record = fetch_with(&service, account(isp.port, &["alpha.test"])).await;
+    assert_eq!(record.ended_because, EndReason::Idle, "{record:#?}");
+    assert_eq!(record.messages.len(), 2, "{record:#?}");
+    drop(stranger);
+}

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcall_core::listener::{
-    tls, BindError, Listener, ListenerEvent, ListenerSettings, Reception, RecipientPolicy,
+    tls, AskedPeers, BindError, Listener, ListenerEvent, ListenerSettings, Reception,
+    RecipientPolicy,
 };
 use mailcall_core::maildir::Maildir;
 use mailcall_core::report::MessageInfo;
@@ -27,6 +28,8 @@ struct Server {
     shutdown: CancellationToken,
     handle: JoinHandle<()>,
     dir: tempfile::TempDir,
+    /// The ISP addresses a fetch asked, as the listener's gate and sessions see them.
+    asked: AskedPeers,
 }
 
 impl Server {
@@ -108,6 +111,7 @@ async fn start_routed(
         Some(router) => reception.with_router(router),
         None => reception,
     };
+    let asked = reception.asked().clone();
     let handle = tokio::spawn(listener.serve(Arc::new(reception)));
     Server {
         addr,
@@ -115,6 +119,7 @@ async fn start_routed(
         shutdown,
         handle,
         dir,
+        asked,
     }
 }
 
@@ -463,6 +468,8 @@ async fn error_limit_is_configurable() {
 async fn connection_limit_answers_421_at_connect() {
     let mut s = settings(10_000_000);
     s.max_connections = 2;
+    // None held back for an ISP a fetch asks: both slots are open to anyone.
+    s.reserved_connections = 0;
     let mut server = start(s, &["example.com"]).await;
     let first = Client::connect(server.addr).await;
     let _second = Client::connect(server.addr).await;
@@ -1303,5 +1310,215 @@ async fn unknown_recipients_go_to_the_catch_all() {
     );
     assert!(!bob.join("new").read_dir().unwrap().any(|_| true));
     c.cmd("QUIT", "221").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_says_nothing_gets_421_at_the_first_command_timeout() {
+    let mut s = settings(10_000_000);
+    s.first_command_timeout = Duration::from_millis(300);
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.expect("421 4.4.2 mx.test Error: timeout exceeded").await;
+    c.expect_eof().await;
+    // Once it spoke, the (longer) command timeout is what it has.
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+        c.cmd("RSET", "250").await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_at_max_session_time_however_busy_the_peer_keeps_it() {
+    let mut s = settings(10_000_000);
+    s.max_session_time = Duration::from_millis(500);
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    let mut last = String::new();
+    // Each command well inside the command timeout, and no more than the junk limit: only the
+    // session's own limit can end it (within 100 rounds, 5 s).
+    for round in 0..100 {
+        ticks.tick().await;
+        let command = if round % 2 == 0 {
+            "MAIL FROM:<a@isp.org>"
+        } else {
+            "RSET"
+        };
+        c.send(format!("{command}\r\n").as_bytes()).await;
+        last = c.reply().await;
+        if last.starts_with("421") {
+            break;
+        }
+    }
+    assert_eq!(
+        last,
+        "421 4.4.2 mx.test Error: session too long, please connect again\r\n"
+    );
+    c.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn message_data_may_not_take_longer_than_max_data_time() {
+    let mut s = settings(10_000_000);
+    s.max_data_time = Duration::from_millis(400);
+    let mut server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    // A byte every 50 ms: each read is far inside the data timeout (10 minutes).
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    let mut got = Vec::new();
+    for &byte in b"Subject: slow\r\n\r\n".iter().cycle().take(200) {
+        ticks.tick().await;
+        if c.stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        let mut chunk = [0u8; 512];
+        if let Ok(Ok(n)) = timeout(Duration::from_millis(5), c.stream.read(&mut chunk)).await {
+            got.extend_from_slice(&chunk[..n]);
+            break;
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "421 4.4.2 mx.test Error: message data took too long\r\n"
+    );
+    server.closed().await;
+    assert!(server.maildir("new").is_empty());
+    assert!(server.maildir("tmp").is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_without_mail_beyond_the_junk_limit_end_the_session() {
+    let mut s = settings(10_000_000);
+    s.max_junk_commands = 4;
+    let server = start(s, &["example.com"]).await;
+    let mut c = Client::connect(server.addr).await;
+    c.ehlo().await;
+    for junk in ["NOOP", "RSET", "VRFY a", "HELP"] {
+        c.cmd(junk, "2").await;
+    }
+    // A message stored is progress: the count starts again.
+    c.cmd("MAIL FROM:<a@isp.org>", "250").await;
+    c.cmd("RCPT TO:<a@example.com>", "250").await;
+    c.cmd("DATA", "354").await;
+    c.cmd("Subject: hi\r\n\r\nbody\r\n.", "250 2.0.0").await;
+    for junk in ["NOOP", "EHLO again.test", "NOOP", "RSET"] {
+        c.cmd(junk, "2").await;
+    }
+    c.cmd("NOOP", "250").await;
+    c.expect("421 4.7.0 mx.test Error: too many commands without mail")
+        .await;
+    c.expect_eof().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_never_get_the_slots_held_back_for_the_isp_a_fetch_asked() {
+    let mut s = settings(10_000_000);
+    s.max_connections = 4;
+    s.reserved_connections = 2;
+    let server = start(s, &["example.com"]).await;
+    // Of four slots, two are held back: two strangers fill the rest.
+    let mut a = Client::connect_from(server.addr, "127.0.0.2").await;
+    a.expect("220").await;
+    let mut b = Client::connect_from(server.addr, "127.0.0.3").await;
+    b.expect("220").await;
+    let mut c = Client::connect_from(server.addr, "127.0.0.4").await;
+    c.expect("421 4.7.0").await;
+    c.expect_eof().await;
+    let fetch = server.asked.scope();
+    fetch.ask("isp", "127.0.0.9".parse().unwrap());
+    let mut isp = Client::connect_from(server.addr, "127.0.0.9").await;
+    isp.expect("220").await;
+    let mut isp2 = Client::connect_from(server.addr, "127.0.0.9").await;
+    isp2.expect("220").await;
+    isp2.ehlo().await;
+    let mut full = Client::connect_from(server.addr, "127.0.0.9").await;
+    full.expect("421 4.7.0").await;
+    drop(fetch);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_asked_isp_offering_mail_no_account_takes_gets_a_4xx_and_strangers_a_5xx() {
+    let mut server = start(settings(10_000_000), &["example.com"]).await;
+    let fetch = server.asked.scope();
+    fetch.ask("isp", "127.0.0.5".parse().unwrap());
+    let mut isp = Client::connect_from(server.addr, "127.0.0.5").await;
+    isp.expect("220").await;
+    isp.ehlo().await;
+    isp.cmd("MAIL FROM:<x@sender.org>", "250").await;
+    isp.cmd(
+        "RCPT TO:<b@Other.ORG.>",
+        "450 4.7.1 <b@Other.ORG.>: no account here takes mail for other.org yet; keep it\r\n",
+    )
+    .await;
+    // Routing tricks stay refused for good, whoever sends them.
+    isp.cmd("RCPT TO:<b%other.org@example.com>", "550 5.7.1")
+        .await;
+    isp.cmd("RCPT TO:<a@example.com>", "250").await;
+    isp.cmd("RSET", "250").await;
+    isp.cmd("QUIT", "221").await;
+    let mut stranger = Client::connect_from(server.addr, "127.0.0.6").await;
+    stranger.expect("220").await;
+    stranger.ehlo().await;
+    stranger.cmd("MAIL FROM:<x@sender.org>", "250").await;
+    stranger
+        .cmd(
+            "RCPT TO:<b@other.org>",
+            "550 5.7.1 <b@other.org>: relay access denied",
+        )
+        .await;
+    stranger.cmd("QUIT", "221").await;
+    let mut seen = Vec::new();
+    // Connected and Closed for each, and the one domain put off.
+    for _ in 0..5 {
+        match server.event().await {
+            ListenerEvent::Unclaimed { peer, domain } => seen.push((peer.ip().to_string(), domain)),
+            ListenerEvent::Refused { reply, .. } => {
+                panic!("not a refusal to ask again for: {reply}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, [("127.0.0.5".to_string(), "other.org".to_string())]);
+    drop(fetch);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_asked_isp_moving_past_mail_no_account_takes_is_not_junk() {
+    let mut s = settings(10_000_000);
+    s.max_junk_commands = 2;
+    let server = start(s, &["example.com"]).await;
+    let fetch = server.asked.scope();
+    fetch.ask("isp", "127.0.0.5".parse().unwrap());
+    let mut isp = Client::connect_from(server.addr, "127.0.0.5").await;
+    isp.expect("220").await;
+    isp.ehlo().await;
+    // Five messages in a row for a domain no account takes, each ended with RSET.
+    for _ in 0..5 {
+        isp.cmd("MAIL FROM:<x@sender.org>", "250").await;
+        isp.cmd("RCPT TO:<b@other.org>", "450 4.7.1").await;
+        isp.cmd("RSET", "250").await;
+    }
+    // A plain RSET still counts.
+    isp.cmd("RSET", "250").await;
+    isp.cmd("NOOP", "250").await;
+    isp.cmd("NOOP", "250").await;
+    isp.expect("421 4.7.0 mx.test Error: too many commands without mail")
+        .await;
+    drop(fetch);
     server.stop().await;
 }

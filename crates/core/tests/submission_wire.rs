@@ -483,6 +483,7 @@ async fn the_service_binds_submission_while_an_account_has_an_outgoing_server_an
         listen: "127.0.0.1:0".parse().unwrap(),
         allowed_peers: Vec::new(),
         login: None,
+        default_account: None,
         settings: options.listener.clone(),
     };
     let prepared = service::prepare(options).await.unwrap();

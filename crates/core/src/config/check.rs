@@ -74,6 +74,13 @@ impl Config {
                 ));
             }
         }
+        if let Some(name) = &self.default_outgoing_account {
+            // Only its form: an account removed later leaves the setting standing, and the
+            // submission that needs it says so (the config stays loadable).
+            if let Err(e) = crate::account::validate_name(name) {
+                problems.push(invalid(ConfigKey::DefaultOutgoingAccount, e.to_string()));
+            }
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             problems.push(invalid(
                 if self.tls_cert.is_some() {

@@ -82,6 +82,8 @@ pub enum Kind {
     HostName,
     /// Words separated by commas or spaces.
     List,
+    /// An account's name (empty for none).
+    AccountName,
     /// One of a few words (the first is the default).
     Choice(&'static [&'static str]),
     /// Not a `config set` key: its own commands keep it (`account`, `route`).
@@ -199,11 +201,21 @@ config_keys! {
     MaxErrors = "max-errors", Kind::count(1, 100_000), "error replies before a session is dropped";
     MaxConnections = "max-connections", Kind::count(1, 100_000), "connections at once";
     MaxConnectionsPerPeer = "max-connections-per-peer", Kind::count(1, 100_000),
-        "connections at once from one address (not the ISP a fetch asked)";
+        "connections at once from one address or IPv6 /64 (not the ISP a fetch asked)";
+    ReservedConnections = "reserved-connections", Kind::count(0, 100_000),
+        "connections kept for allowed-peers and the ISP a fetch asked (at most half)";
     CommandTimeout = "command-timeout", Kind::seconds(1, 86_400),
         "seconds a peer has for one SMTP command";
     DataTimeout = "data-timeout", Kind::seconds(1, 86_400),
         "seconds to wait for each piece of message data";
+    FirstCommandTimeout = "first-command-timeout", Kind::seconds(1, 86_400),
+        "seconds a new connection has for its first SMTP command";
+    MaxDataTime = "max-data-time", Kind::seconds(1, 7 * 86_400),
+        "seconds one message's data may take in all";
+    MaxSessionTime = "max-session-time", Kind::seconds(1, 7 * 86_400),
+        "seconds one SMTP session may last";
+    MaxJunkCommands = "max-junk-commands", Kind::count(1, 100_000),
+        "NOOP, RSET, VRFY and the like a session may send between messages";
     UnknownRecipients = "unknown-recipients", Kind::Choice(&["catch-all", "reject"]),
         "recipients no route names: catch-all or reject (550 5.1.1)";
     RetryDelay = "retry-delay", Kind::seconds(1, 86_400),
@@ -233,6 +245,8 @@ config_keys! {
         "LAN addresses/networks that may submit without a login (comma-separated)";
     SubmitUser = "submit-user", Kind::HostName,
         "the submission login's user name (its password: config set-submit-password)";
+    DefaultOutgoingAccount = "default-outgoing-account", Kind::AccountName,
+        "the account whose outgoing server sends mail from senders no account's domains hold";
     Accounts = "accounts", Kind::Managed, "the accounts' names (`account set`, `account remove`)";
     Routes = "routes", Kind::Managed, "where each recipient's mail goes (`route add`, `route remove`)";
 }
@@ -369,8 +383,13 @@ impl Config {
             ConfigKey::MaxErrors => self.max_errors,
             ConfigKey::MaxConnections => self.max_connections,
             ConfigKey::MaxConnectionsPerPeer => self.max_connections_per_peer,
+            ConfigKey::ReservedConnections => self.reserved_connections,
             ConfigKey::CommandTimeout => self.command_timeout,
             ConfigKey::DataTimeout => self.data_timeout,
+            ConfigKey::FirstCommandTimeout => self.first_command_timeout,
+            ConfigKey::MaxDataTime => self.max_data_time,
+            ConfigKey::MaxSessionTime => self.max_session_time,
+            ConfigKey::MaxJunkCommands => self.max_junk_commands,
             ConfigKey::SettleDelay => self.settle_delay,
             ConfigKey::FetchInterval => self.fetch_interval,
             ConfigKey::RetryDelay => self.retry_delay,
@@ -397,8 +416,13 @@ impl Config {
             ConfigKey::MaxErrors => &mut self.max_errors,
             ConfigKey::MaxConnections => &mut self.max_connections,
             ConfigKey::MaxConnectionsPerPeer => &mut self.max_connections_per_peer,
+            ConfigKey::ReservedConnections => &mut self.reserved_connections,
             ConfigKey::CommandTimeout => &mut self.command_timeout,
             ConfigKey::DataTimeout => &mut self.data_timeout,
+            ConfigKey::FirstCommandTimeout => &mut self.first_command_timeout,
+            ConfigKey::MaxDataTime => &mut self.max_data_time,
+            ConfigKey::MaxSessionTime => &mut self.max_session_time,
+            ConfigKey::MaxJunkCommands => &mut self.max_junk_commands,
             ConfigKey::SettleDelay => &mut self.settle_delay,
             ConfigKey::FetchInterval => &mut self.fetch_interval,
             ConfigKey::RetryDelay => &mut self.retry_delay,
@@ -422,6 +446,7 @@ impl Config {
             | ConfigKey::SubmitListen
             | ConfigKey::SubmitAllowedPeers
             | ConfigKey::SubmitUser
+            | ConfigKey::DefaultOutgoingAccount
             | ConfigKey::Accounts
             | ConfigKey::Routes => return None,
         })
@@ -468,6 +493,10 @@ impl Config {
             ConfigKey::SubmitAllowedPeers => next.submit_allowed_peers = list(value),
             ConfigKey::SubmitUser => {
                 next.submit_user = (!value.trim().is_empty()).then(|| value.trim().to_string())
+            }
+            ConfigKey::DefaultOutgoingAccount => {
+                next.default_outgoing_account =
+                    (!value.trim().is_empty()).then(|| value.trim().to_string())
             }
             ConfigKey::Interfaces => next.interfaces = list(value),
             ConfigKey::UnknownRecipients => {
@@ -524,6 +553,9 @@ impl Config {
             ConfigKey::SubmitListen => self.submit_listen = d.submit_listen,
             ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers = d.submit_allowed_peers,
             ConfigKey::SubmitUser => self.submit_user = d.submit_user,
+            ConfigKey::DefaultOutgoingAccount => {
+                self.default_outgoing_account = d.default_outgoing_account
+            }
             ConfigKey::Interfaces => self.interfaces = d.interfaces,
             ConfigKey::UnknownRecipients => self.unknown_recipients = d.unknown_recipients,
             numeric => {
@@ -587,6 +619,7 @@ mod tests {
             Kind::Directory | Kind::File => "/srv/mailcall".into(),
             Kind::HostName => "mail.example.com".into(),
             Kind::List => "ppp0".into(),
+            Kind::AccountName => "isp".into(),
             Kind::Choice(words) => words[0].into(),
             Kind::Managed => unreachable!("not settable"),
         };

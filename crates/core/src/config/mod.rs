@@ -154,6 +154,10 @@ pub struct Config {
     /// headless store. None: no login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub submit_user: Option<String>,
+    /// The account whose outgoing server sends mail whose sender's domain no account holds
+    /// (and mail from the null sender). None: such mail is refused at `MAIL FROM`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_outgoing_account: Option<String>,
     /// Recipients per message.
     pub max_recipients: u64,
     /// Longest SMTP command line, in bytes.
@@ -162,12 +166,23 @@ pub struct Config {
     pub max_errors: u64,
     /// Connections at once.
     pub max_connections: u64,
-    /// Connections at once from one peer address.
+    /// Connections at once from one peer address (an IPv6 /64 counts as one).
     pub max_connections_per_peer: u64,
+    /// Connections strangers never get (at most half of `max_connections`): kept for
+    /// `allowed_peers` and the ISP a fetch asked.
+    pub reserved_connections: u64,
     /// Seconds a peer has to send one SMTP command.
     pub command_timeout: u64,
     /// Seconds to wait for each piece of message data.
     pub data_timeout: u64,
+    /// Seconds a new connection has for its first command.
+    pub first_command_timeout: u64,
+    /// Seconds one message's data may take in all.
+    pub max_data_time: u64,
+    /// Seconds one SMTP session may last.
+    pub max_session_time: u64,
+    /// Commands that move no transaction forward (NOOP, RSET, VRFY ...) between messages.
+    pub max_junk_commands: u64,
     /// What a recipient in our domains that no route names gets: the catch-all, or `550 5.1.1`.
     pub unknown_recipients: UnknownRecipients,
     /// Seconds before the first retry of a hand-over to a LAN server that failed; doubles with
@@ -278,13 +293,19 @@ impl Default for Config {
             submit_listen: "127.0.0.1:587".into(),
             submit_allowed_peers: Vec::new(),
             submit_user: None,
+            default_outgoing_account: None,
             max_recipients: 100,
             max_line_length: 4096,
             max_errors: 20,
             max_connections: 100,
             max_connections_per_peer: 20,
+            reserved_connections: 20,
             command_timeout: 300,
             data_timeout: 600,
+            first_command_timeout: 30,
+            max_data_time: 1800,
+            max_session_time: 3600,
+            max_junk_commands: 100,
             unknown_recipients: UnknownRecipients::CatchAll,
             retry_delay: 60,
             max_retry_delay: 3600,

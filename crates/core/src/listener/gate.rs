@@ -1,6 +1,9 @@
 //! Who may open a session at all: the optional peer allowlist (CIDR networks) and the limits on
-//! concurrent connections, overall and per peer address — the latter not for the ISP a running
-//! fetch has asked ([`AskedPeers`]). Decided at connect, before the greeting.
+//! concurrent connections, overall and per peer — the latter not for the ISP a running fetch has
+//! asked ([`AskedPeers`]). IPv6 peers count per /64 (one host usually holds a whole /64), and
+//! strangers (neither asked nor in `allowed-peers`) never get the last `reserved` slots, so the
+//! delivery a fetch asked for gets in while they hold the rest. Decided at connect, before the
+//! greeting.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -193,60 +196,97 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct Gate {
     allowed: Option<Vec<PeerNet>>,
-    max_total: usize,
-    max_per_peer: usize,
+    limits: Limits,
     asked: AskedPeers,
     counts: Arc<Mutex<Counts>>,
+}
+
+/// How many sessions the gate lets in at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From everyone.
+    pub(crate) total: usize,
+    /// From one peer (an IPv4 address, an IPv6 /64), unless a running fetch asked it.
+    pub(crate) per_peer: usize,
+    /// Slots strangers never get: kept for `allowed-peers` and the ISP a fetch asked. At most
+    /// half of `total`.
+    pub(crate) reserved: usize,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
+    strangers: usize,
     per_peer: HashMap<IpAddr, usize>,
 }
 
 /// A live session's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    ip: IpAddr,
+    key: IpAddr,
+    stranger: bool,
     counts: Arc<Mutex<Counts>>,
 }
 
+/// The unit the per-peer limit counts: an IPv4 address, or an IPv6 address's /64 — one host
+/// (or one customer) usually has a whole /64 and can connect from any address in it.
+pub(crate) fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask_v6(64))),
+        v4 => v4,
+    }
+}
+
 impl Gate {
-    pub(crate) fn new(
-        allowed: Option<Vec<PeerNet>>,
-        max_total: usize,
-        max_per_peer: usize,
-        asked: AskedPeers,
-    ) -> Self {
+    pub(crate) fn new(allowed: Option<Vec<PeerNet>>, limits: Limits, asked: AskedPeers) -> Self {
         Gate {
             allowed,
-            max_total,
-            max_per_peer,
+            limits,
             asked,
             counts: Arc::default(),
         }
     }
 
     /// Admits `ip` (taking a slot) or says why not. An address a running fetch asked is held to
-    /// the overall limit only.
+    /// the overall limit only; a stranger (neither asked nor in `allowed-peers`) to its per-peer
+    /// limit and to the slots not reserved.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<Ticket, Refusal> {
         let ip = ip.to_canonical();
-        if let Some(nets) = &self.allowed {
-            if !nets.iter().any(|net| net.contains(ip)) {
-                return Err(Refusal::NotAllowed);
+        let listed = match &self.allowed {
+            Some(nets) if !nets.iter().any(|net| net.contains(ip)) => {
+                return Err(Refusal::NotAllowed)
             }
-        }
-        let per_peer = !self.asked.contains(ip);
+            Some(_) => true,
+            None => false,
+        };
+        let asked = self.asked.contains(ip);
+        let stranger = !asked && !listed;
+        let key = peer_key(ip);
+        let limits = self.limits;
         let mut counts = lock(&self.counts);
-        let mine = counts.per_peer.get(&ip).copied().unwrap_or(0);
-        if counts.total >= self.max_total || (per_peer && mine >= self.max_per_peer) {
+        let mine = counts.per_peer.get(&key).copied().unwrap_or(0);
+        // At most half is held back: an ISP delivering on its own, outside a fetch, is a
+        // stranger too unless `allowed-peers` names it.
+        let open_to_strangers = limits.total - limits.reserved.min(limits.total / 2);
+        if counts.total >= limits.total
+            || (!asked && mine >= limits.per_peer)
+            || (stranger && counts.strangers >= open_to_strangers)
+        {
             return Err(Refusal::TooMany);
         }
         counts.total += 1;
-        counts.per_peer.insert(ip, mine + 1);
+        counts.strangers += usize::from(stranger);
+        counts.per_peer.insert(key, mine + 1);
+        tracing::debug!(
+            peer = %ip,
+            from_peer = mine + 1,
+            strangers = counts.strangers,
+            total = counts.total,
+            "connection admitted"
+        );
         Ok(Ticket {
-            ip,
+            key,
+            stranger,
             counts: Arc::clone(&self.counts),
         })
     }
@@ -256,10 +296,13 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_peer.get_mut(&self.ip) {
+        if self.stranger {
+            counts.strangers = counts.strangers.saturating_sub(1);
+        }
+        if let Some(n) = counts.per_peer.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                counts.per_peer.remove(&self.ip);
+                counts.per_peer.remove(&self.key);
             }
         }
     }
@@ -272,6 +315,14 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn limits(total: usize, per_peer: usize, reserved: usize) -> Limits {
+        Limits {
+            total,
+            per_peer,
+            reserved,
+        }
     }
 
     #[test]
@@ -334,7 +385,7 @@ mod tests {
 
     #[test]
     fn gate_counts_and_frees_slots() {
-        let gate = Gate::new(None, 3, 2, AskedPeers::default());
+        let gate = Gate::new(None, limits(3, 2, 0), AskedPeers::default());
         let a1 = gate.admit(ip("10.0.0.1")).unwrap();
         let _a2 = gate.admit(ip("::ffff:10.0.0.1")).unwrap();
         assert_eq!(gate.admit(ip("10.0.0.1")).unwrap_err(), Refusal::TooMany);
@@ -348,14 +399,14 @@ mod tests {
     #[test]
     fn gate_allowlist() {
         let nets = vec!["192.0.2.0/24".parse().unwrap(), "::1".parse().unwrap()];
-        let gate = Gate::new(Some(nets), 10, 10, AskedPeers::default());
+        let gate = Gate::new(Some(nets), limits(10, 10, 0), AskedPeers::default());
         assert!(gate.admit(ip("192.0.2.1")).is_ok());
         assert!(gate.admit(ip("::1")).is_ok());
         assert_eq!(
             gate.admit(ip("127.0.0.1")).unwrap_err(),
             Refusal::NotAllowed
         );
-        let empty = Gate::new(Some(Vec::new()), 10, 10, AskedPeers::default());
+        let empty = Gate::new(Some(Vec::new()), limits(10, 10, 0), AskedPeers::default());
         assert_eq!(
             empty.admit(ip("192.0.2.1")).unwrap_err(),
             Refusal::NotAllowed
@@ -365,7 +416,7 @@ mod tests {
     #[test]
     fn the_asked_isp_meets_only_the_overall_limit_while_a_fetch_asks_it() {
         let asked = AskedPeers::default();
-        let gate = Gate::new(None, 4, 2, asked.clone());
+        let gate = Gate::new(None, limits(4, 2, 0), asked.clone());
         let isp = ip("192.0.2.25");
         let _t: Vec<Ticket> = (0..2).map(|_| gate.admit(isp).unwrap()).collect();
         assert_eq!(gate.admit(isp).unwrap_err(), Refusal::TooMany);
@@ -391,5 +442,62 @@ mod tests {
         assert!(!asked.contains(isp));
         // The fetches are over: three live sessions from the ISP, its per-peer limit is back.
         assert_eq!(gate.admit(isp).unwrap_err(), Refusal::TooMany);
+    }
+
+    #[test]
+    fn ipv6_peers_count_per_64() {
+        let gate = Gate::new(None, limits(10, 2, 0), AskedPeers::default());
+        let _a = gate.admit(ip("2001:db8:1:2::1")).unwrap();
+        let _b = gate.admit(ip("2001:db8:1:2:ffff::9")).unwrap();
+        // A third address in the same /64 is the same peer.
+        assert_eq!(
+            gate.admit(ip("2001:db8:1:2:abcd::1")).unwrap_err(),
+            Refusal::TooMany
+        );
+        // The next /64 is another.
+        let _c = gate.admit(ip("2001:db8:1:3::1")).unwrap();
+        // IPv4 (also mapped into IPv6) still counts per address.
+        let _d = gate.admit(ip("192.0.2.1")).unwrap();
+        let _e = gate.admit(ip("::ffff:192.0.2.1")).unwrap();
+        let _f = gate.admit(ip("192.0.2.2")).unwrap();
+        assert_eq!(gate.admit(ip("192.0.2.1")).unwrap_err(), Refusal::TooMany);
+        assert_eq!(peer_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
+    }
+
+    #[test]
+    fn strangers_never_get_the_reserved_slots() {
+        let asked = AskedPeers::default();
+        let gate = Gate::new(None, limits(6, 2, 2), asked.clone());
+        let strangers: Vec<Ticket> = ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"]
+            .into_iter()
+            .map(|s| gate.admit(ip(s)).unwrap())
+            .collect();
+        // Four of six slots taken by strangers: the other two are held back.
+        assert_eq!(gate.admit(ip("10.0.0.3")).unwrap_err(), Refusal::TooMany);
+        // Not for the ISP a fetch asked: it gets them (and meets no per-peer limit).
+        let fetch = asked.scope();
+        fetch.ask("isp", ip("192.0.2.25"));
+        let isp: Vec<Ticket> = (0..2)
+            .map(|_| gate.admit(ip("192.0.2.25")).unwrap())
+            .collect();
+        assert_eq!(gate.admit(ip("192.0.2.25")).unwrap_err(), Refusal::TooMany);
+        // A stranger leaving frees a stranger's slot; the ISP leaving frees a reserved one.
+        drop(strangers);
+        drop(isp);
+        let _again: Vec<Ticket> = (0..4)
+            .map(|i| gate.admit(ip(&format!("10.0.1.{i}"))).unwrap())
+            .collect();
+        assert_eq!(gate.admit(ip("10.0.2.1")).unwrap_err(), Refusal::TooMany);
+        let _isp = gate.admit(ip("192.0.2.25")).unwrap();
+    }
+
+    #[test]
+    fn listed_peers_may_use_the_reserved_slots() {
+        let nets = vec!["192.0.2.0/24".parse().unwrap()];
+        let gate = Gate::new(Some(nets), limits(3, 3, 3), AskedPeers::default());
+        let _all: Vec<Ticket> = (0..3)
+            .map(|_| gate.admit(ip("192.0.2.7")).unwrap())
+            .collect();
+        assert_eq!(gate.admit(ip("192.0.2.8")).unwrap_err(), Refusal::TooMany);
     }
 }

@@ -47,6 +47,19 @@ pub struct ListenerSettings {
     pub command_timeout: Duration,
     /// How long to wait for each chunk of DATA.
     pub data_timeout: Duration,
+    /// How long a new session may take to send its first command line: a peer that connects
+    /// and says nothing gives its slot back soon.
+    pub first_command_timeout: Duration,
+    /// How long one message's DATA may take in all (each read still within `data_timeout`);
+    /// beyond, `421 4.4.2` and nothing is stored.
+    pub max_data_time: Duration,
+    /// How long a session may last; beyond, its next command gets `421 4.4.2` (a message in
+    /// DATA is finished first, within `max_data_time`).
+    pub max_session_time: Duration,
+    /// Commands that do not move a transaction forward (NOOP, RSET, VRFY, HELP, another
+    /// EHLO/HELO, a RCPT we put off) since the last message stored; beyond, `421 4.7.0`.
+    /// As Postfix's `smtpd_junk_command_limit`.
+    pub max_junk_commands: u32,
     /// Recipients per message; more get `452 4.5.3` (RFC 5321 asks servers to take at least 100).
     pub max_recipients: usize,
     /// The longest command line taken, without its CRLF; longer ones get `500 5.5.2` and are
@@ -56,9 +69,12 @@ pub struct ListenerSettings {
     pub max_errors: u32,
     /// Sessions at once, from all peers; beyond, `421 4.7.0` at connect.
     pub max_connections: usize,
-    /// Sessions at once from one peer address; beyond, `421 4.7.0` at connect. Not applied to
-    /// the ISP a running fetch has asked ([`AskedPeers`]).
+    /// Sessions at once from one peer (an IPv4 address, an IPv6 /64); beyond, `421 4.7.0` at
+    /// connect. Not applied to the ISP a running fetch has asked ([`AskedPeers`]).
     pub max_connections_per_peer: usize,
+    /// Of `max_connections`, the slots strangers never get: held back for `allowed_peers` and
+    /// the ISP a running fetch has asked, so its delivery gets in while strangers hold the rest.
+    pub reserved_connections: usize,
     /// When set, only peers in these networks may deliver; others get `554 5.7.1` at connect.
     pub allowed_peers: Option<Vec<PeerNet>>,
     /// When set, STARTTLS is offered with this config (see [`tls`]); `None`: no TLS.
@@ -67,19 +83,25 @@ pub struct ListenerSettings {
 
 impl ListenerSettings {
     /// Settings with RFC 5321's suggested timeouts (5 minutes per command, 10 minutes per DATA
-    /// read), 100 recipients, 4096-byte command lines, 20 errors, 100 connections (20 per peer),
-    /// no allowlist, and no TLS.
+    /// read), 30 seconds for the first command, 30 minutes for one message's DATA, an hour per
+    /// session, 100 commands without mail, 100 recipients, 4096-byte command lines, 20 errors,
+    /// 100 connections (20 per peer, 20 held back from strangers), no allowlist, and no TLS.
     pub fn new(hostname: String, max_message_size: u64) -> Self {
         ListenerSettings {
             hostname,
             max_message_size,
             command_timeout: Duration::from_secs(5 * 60),
             data_timeout: Duration::from_secs(10 * 60),
+            first_command_timeout: Duration::from_secs(30),
+            max_data_time: Duration::from_secs(30 * 60),
+            max_session_time: Duration::from_secs(60 * 60),
+            max_junk_commands: 100,
             max_recipients: 100,
             max_line_length: 4096,
             max_errors: 20,
             max_connections: 100,
             max_connections_per_peer: 20,
+            reserved_connections: 20,
             allowed_peers: None,
             tls: None,
         }
@@ -110,6 +132,15 @@ pub enum ListenerEvent {
         reply: String,
         /// Whether it came at connect, instead of the greeting.
         at_connect: bool,
+    },
+    /// The ISP a running fetch asked offered mail for a recipient in a domain no account takes:
+    /// we answered `450 4.7.1`, so it keeps that mail instead of bouncing it, and the fetch
+    /// reports the domain (asking again would only bring the same refusal).
+    Unclaimed {
+        /// Its address.
+        peer: SocketAddr,
+        /// The recipient's domain, lower-cased, without a trailing dot.
+        domain: String,
     },
 }
 
@@ -232,8 +263,15 @@ impl Listener {
         let shutdown = ctx.shutdown.clone();
         let gate = gate::Gate::new(
             ctx.settings.allowed_peers.clone(),
-            ctx.settings.max_connections,
-            ctx.settings.max_connections_per_peer,
+            gate::Limits {
+                total: ctx.settings.max_connections,
+                per_peer: ctx.settings.max_connections_per_peer,
+                // No ISP delivers to the submission listener: nothing to hold back there.
+                reserved: match ctx.submission {
+                    Some(_) => 0,
+                    None => ctx.settings.reserved_connections,
+                },
+            },
             ctx.asked.clone(),
         );
         let tracker = TaskTracker::new();

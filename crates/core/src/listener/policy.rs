@@ -17,8 +17,11 @@ pub(crate) enum Verdict {
     Accept,
     /// Empty or not `local@domain`: 501 5.1.3.
     Malformed,
-    /// Someone else's, or a routing trick: 550 5.7.1.
+    /// A routing trick: 550 5.7.1.
     RelayDenied,
+    /// A plain address in a domain no account takes: 550 5.7.1 (relay access denied), except
+    /// from the ISP a running fetch asked, which gets a 4xx and keeps the mail.
+    Foreign,
 }
 
 impl RecipientPolicy {
@@ -51,7 +54,7 @@ impl RecipientPolicy {
         if domains.iter().any(|spec| spec.accepts(domain)) {
             Verdict::Accept
         } else {
-            Verdict::RelayDenied
+            Verdict::Foreign
         }
     }
 }
@@ -117,7 +120,7 @@ mod tests {
         assert_eq!(p.judge("a%b.org@example.com"), Verdict::RelayDenied);
         assert_eq!(p.judge("b.org!a@example.com"), Verdict::RelayDenied);
         assert_eq!(p.judge("a@b.org@example.com"), Verdict::RelayDenied);
-        assert_eq!(p.judge("a@foreign.org"), Verdict::RelayDenied);
+        assert_eq!(p.judge("a@foreign.org"), Verdict::Foreign);
         assert_eq!(p.judge(""), Verdict::Malformed);
         assert_eq!(p.judge("nodomain"), Verdict::Malformed);
         assert_eq!(p.judge("@example.com"), Verdict::Malformed);

@@ -157,7 +157,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut session = Session {
-        ctx: reception,
+        ctx: reception.clone(),
         peer,
         conn: Connection::new(stream, secure, leftover),
         state: State::Connected,
@@ -167,6 +167,11 @@ pub async fn serve<S>(
         auth: None,
         user: None,
         account: None,
+        ends: tokio::time::Instant::now() + reception.settings.max_session_time,
+        spoke: false,
+        junk: 0,
+        unclaimed: None,
+        put_off: false,
     };
     session.serve().await;
 }
@@ -185,6 +190,17 @@ struct Session<S> {
     user: Option<String>,
     /// Submission: the account the current transaction's sender sends through.
     account: Option<String>,
+    /// When the session's time is up (`max_session_time`).
+    ends: tokio::time::Instant,
+    /// Whether the peer has sent a whole command line yet (until then `first_command_timeout`).
+    spoke: bool,
+    /// Commands that moved no transaction forward since the last message stored.
+    junk: u32,
+    /// Set by `recipient` when it put off a recipient in a domain no account takes, offered by
+    /// the ISP a fetch asked: that domain.
+    unclaimed: Option<String>,
+    /// Whether the current transaction had a recipient put off that way.
+    put_off: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -198,6 +214,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             while let Some(line) = self.next_line() {
                 // A whole line arrived: the next command gets its own full timeout.
                 deadline = None;
+                self.spoke = true;
+                if tokio::time::Instant::now() >= self.ends {
+                    self.push(session_too_long(&self.ctx.settings.hostname));
+                    let _ = self.flush().await;
+                    return;
+                }
                 let next = match line {
                     Line::Complete(line) => match self.auth.take() {
                         Some(step) => self.auth_line(step, &line),
@@ -231,8 +253,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
             let host = self.ctx.settings.hostname.clone();
-            let wait = self.ctx.settings.command_timeout;
+            let wait = if self.spoke {
+                self.ctx.settings.command_timeout
+            } else {
+                // Short, never longer than any other command's.
+                self.ctx
+                    .settings
+                    .first_command_timeout
+                    .min(self.ctx.settings.command_timeout)
+            };
             let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+            // Never past the session's end, however busy the peer keeps it.
+            let until = until.min(self.ends);
             let shutdown = self.ctx.shutdown.clone();
             let read = tokio::select! {
                 // Shutdown wins over a peer that never stops sending.
@@ -246,11 +278,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             match read {
                 Read::TimedOut => {
-                    self.push(Reply::new(
-                        421,
-                        "4.4.2",
-                        format!("{host} Error: timeout exceeded"),
-                    ));
+                    let reply = if tokio::time::Instant::now() >= self.ends {
+                        session_too_long(&host)
+                    } else {
+                        Reply::new(421, "4.4.2", format!("{host} Error: timeout exceeded"))
+                    };
+                    self.push(reply);
                     let _ = self.flush().await;
                     return;
                 }
@@ -308,13 +341,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn check_errors(&mut self) -> Next {
-        if self.errors > self.ctx.settings.max_errors {
-            let host = &self.ctx.settings.hostname;
-            let reply = Reply::new(421, "4.7.0", format!("{host} Error: too many errors"));
-            self.push(reply);
-            return Next::Close;
-        }
-        Next::Continue
+        let host = &self.ctx.settings.hostname;
+        let reply = if self.errors > self.ctx.settings.max_errors {
+            Reply::new(421, "4.7.0", format!("{host} Error: too many errors"))
+        } else if self.junk > self.ctx.settings.max_junk_commands {
+            // NOOP, RSET and the like are free to send and fail nothing: without a limit a
+            // peer could hold its slot as long as the session lasts, asking for no mail.
+            Reply::new(
+                421,
+                "4.7.0",
+                format!("{host} Error: too many commands without mail"),
+            )
+        } else {
+            return Next::Continue;
+        };
+        self.push(reply);
+        Next::Close
     }
 
     /// Answers one command line.
@@ -336,6 +378,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let settings = Arc::clone(&self.ctx.settings);
         match request {
             Request::Ehlo { host } => {
+                self.junk += u32::from(self.helo.is_some());
                 self.greeted(&host, true);
                 let mut lines = vec![
                     settings.hostname.clone(),
@@ -353,6 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.push(Reply::plain(250, lines));
             }
             Request::Helo { host } => {
+                self.junk += u32::from(self.helo.is_some());
                 self.greeted(&host, false);
                 self.push(Reply::plain(250, vec![settings.hostname.clone()]));
             }
@@ -376,7 +420,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             },
             Request::Rcpt { to } => {
                 let reply = self.recipient(&to.address, line);
-                self.push(reply);
+                match self.unclaimed.take() {
+                    Some(domain) => {
+                        // Not a refusal to count against the ISP (asking it again brings the
+                        // same mail to the same answer): the fetch reports the domain instead.
+                        let _ = self.ctx.events.send(ListenerEvent::Unclaimed {
+                            peer: self.peer,
+                            domain,
+                        });
+                        self.conn.queue(reply.to_string().as_bytes());
+                        self.put_off = true;
+                    }
+                    None => {
+                        self.junk += u32::from(reply.is_transient());
+                        self.push(reply);
+                    }
+                }
             }
             Request::Data => match self.state {
                 State::Connected => self.push(need_helo()),
@@ -387,20 +446,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 State::Rcpt { .. } => return Next::StartData,
             },
             Request::Rset => {
+                // Ending a transaction whose recipients we put off (the ISP asked, mail no
+                // account takes) is the ISP moving on to its next message, not junk.
+                self.junk += u32::from(!std::mem::take(&mut self.put_off));
                 self.reset();
                 self.push(Reply::new(250, "2.0.0", "Ok"));
             }
-            Request::Noop { .. } => self.push(Reply::new(250, "2.0.0", "Ok")),
+            Request::Noop { .. } => {
+                self.junk += 1;
+                self.push(Reply::new(250, "2.0.0", "Ok"))
+            }
             Request::Quit => {
                 self.push(Reply::new(221, "2.0.0", "Bye"));
                 return Next::Close;
             }
-            Request::Vrfy { .. } => self.push(Reply::new(252, "2.5.2", "Cannot VRFY user")),
-            Request::Help { .. } => self.push(Reply::new(
-                214,
-                "2.0.0",
-                "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
-            )),
+            Request::Vrfy { .. } => {
+                self.junk += 1;
+                self.push(Reply::new(252, "2.5.2", "Cannot VRFY user"))
+            }
+            Request::Help { .. } => {
+                self.junk += 1;
+                self.push(Reply::new(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                ))
+            }
             // Not offered: STARTTLS without a certificate, AUTH, CHUNKING and the rest.
             Request::StartTls if self.offers_tls() => {
                 if matches!(self.state, State::Connected) {
@@ -537,6 +608,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Whether this peer is the ISP a running fetch asked (never in the submission role).
+    fn offered_by_the_asked_isp(&self) -> bool {
+        self.ctx.submission.is_none() && self.ctx.asked.contains(self.peer.ip())
+    }
+
     /// Whether STARTTLS is on offer: a certificate is configured and TLS is not on yet.
     fn offers_tls(&self) -> bool {
         self.ctx.settings.tls.is_some() && self.conn.can_upgrade()
@@ -588,7 +664,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Verdict::Malformed => {
                 return Reply::new(501, "5.1.3", "Bad recipient address syntax");
             }
-            Verdict::RelayDenied => return denied,
+            Verdict::Foreign if self.offered_by_the_asked_isp() => {
+                // The ISP a fetch asked brings mail no account takes (an ETRN argument that
+                // releases more than our domains): a 4xx, so it keeps the mail instead of
+                // bouncing it to its senders, and the fetch tells the user which domain.
+                let domain = address
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+                    .unwrap_or_default();
+                let domain = clean(&domain);
+                let reply = Reply::new(
+                    450,
+                    "4.7.1",
+                    format!("<{shown}>: no account here takes mail for {domain} yet; keep it"),
+                );
+                self.unclaimed = Some(domain);
+                return reply;
+            }
+            Verdict::RelayDenied | Verdict::Foreign => return denied,
         }
         let target = match outgoing {
             Some(account) => Target::smarthost(account),
@@ -634,6 +727,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// returns whether the session goes on (not on a timeout or a peer gone).
     async fn read_body(&mut self, writer: &mut BodyWriter) -> bool {
         let mut unstuffer = Unstuffer::new();
+        let data_ends = tokio::time::Instant::now() + self.ctx.settings.max_data_time;
         loop {
             let consumed = unstuffer.feed(self.conn.unread());
             self.conn.consume(consumed);
@@ -648,13 +742,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if unstuffer.is_done() {
                 break;
             }
-            // RFC 5321 4.5.3.2.6: the data timeout bounds each read, not the whole message.
+            // RFC 5321 4.5.3.2.6: the data timeout bounds each read; `max_data_time` the whole
+            // message, so a byte now and then cannot hold the session for ever.
             let until = tokio::time::Instant::now() + self.ctx.settings.data_timeout;
-            match self.conn.read_more(until).await {
+            match self.conn.read_more(until.min(data_ends)).await {
                 Read::TimedOut => {
                     // `writer` drops its copies: the tmp/ files go, nothing reaches new/.
                     let host = &self.ctx.settings.hostname;
-                    let reply = Reply::new(421, "4.4.2", format!("{host} Error: timeout exceeded"));
+                    let reply = if tokio::time::Instant::now() >= data_ends {
+                        Reply::new(
+                            421,
+                            "4.4.2",
+                            format!("{host} Error: message data took too long"),
+                        )
+                    } else {
+                        Reply::new(421, "4.4.2", format!("{host} Error: timeout exceeded"))
+                    };
                     self.push(reply);
                     let _ = self.flush().await;
                     return false;
@@ -752,6 +855,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // Only now, with every copy and its directory entry on disk, may the peer
                 // forget the mail.
                 self.push(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
+                self.junk = 0;
                 let sent = self.flush().await;
                 let stored_at = Utc::now();
                 let headline = message_headline(&writer.head);
@@ -902,6 +1006,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         // Durable with its envelope: only now may the submitter forget it.
         self.push(Reply::new(250, "2.0.0", format!("Ok: queued as {id}")));
+        self.junk = 0;
         let sent = self.flush().await;
         let headline = message_headline(&writer.head);
         // The queue's directory: the file's own name carries the host part besides the id.
@@ -933,6 +1038,14 @@ fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+fn session_too_long(host: &str) -> Reply {
+    Reply::new(
+        421,
+        "4.4.2",
+        format!("{host} Error: session too long, please connect again"),
+    )
 }
 
 fn need_helo() -> Reply {

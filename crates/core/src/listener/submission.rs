@@ -58,6 +58,8 @@ impl fmt::Debug for SubmitLogin {
 pub struct Submission {
     spool: Spool,
     accounts: RwLock<Vec<Account>>,
+    /// `default-outgoing-account`: sends what no account's domains claim.
+    default_account: RwLock<Option<String>>,
     allowed_peers: Vec<PeerNet>,
     login: RwLock<Option<SubmitLogin>>,
 }
@@ -69,6 +71,7 @@ impl Submission {
         Submission {
             spool,
             accounts: RwLock::new(accounts),
+            default_account: RwLock::new(None),
             allowed_peers,
             login: RwLock::new(None),
         }
@@ -83,6 +86,14 @@ impl Submission {
     /// Replaces the accounts; later `MAIL FROM`s are judged by the new list.
     pub fn replace_accounts(&self, accounts: Vec<Account>) {
         *self.accounts.write().unwrap_or_else(|p| p.into_inner()) = accounts;
+    }
+
+    /// Replaces the default sending account (`default-outgoing-account`).
+    pub fn replace_default_account(&self, name: Option<String>) {
+        *self
+            .default_account
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = name;
     }
 
     /// Replaces the login (`None`: nobody may authenticate).
@@ -120,7 +131,11 @@ impl Submission {
     /// The account a message from `sender` leaves through (its name).
     pub(crate) fn account_for(&self, sender: &str) -> Result<String, SubmitError> {
         let accounts = self.accounts.read().unwrap_or_else(|p| p.into_inner());
-        account_for(&accounts, sender).map(|a| a.name.clone())
+        let default = self
+            .default_account
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        account_for(&accounts, default.as_deref(), sender).map(|a| a.name.clone())
     }
 }
 

@@ -13,13 +13,19 @@ use crate::spool::{Envelope, QueuedRecipient, Spool, SPOOL_DIR};
 /// Outgoing mail could not be queued; nothing was.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// No account holds the sender's domain.
-    #[error("no account sends mail from {domain:?} (the sender is <{sender}>): add {domain} to the domains of the account whose outgoing server should send it, or send from an address in an account's domains")]
+    /// No account holds the sender's domain, and no default account is set.
+    #[error("no account sends mail from {} (the sender is <{sender}>): add {domain} to the domains of the account whose outgoing server should send it, send from an address in an account's domains, or name the account that sends everything else (config set default-outgoing-account ACCOUNT)", if domain.is_empty() { "the null sender <>".to_owned() } else { format!("{domain:?}") })]
     NoAccount {
         /// The envelope sender.
         sender: String,
         /// Its domain.
         domain: String,
+    },
+    /// `default-outgoing-account` names an account that does not exist.
+    #[error("default-outgoing-account names {name:?}, but no account has that name: set it to one of the accounts (config set default-outgoing-account ACCOUNT) or unset it")]
+    NoDefault {
+        /// The name it gives.
+        name: String,
     },
     /// The account holds the domain but has no outgoing server.
     #[error("account {account} holds {domain} but has no outgoing server to send through: give it one (the ISP's submission server, usually port 587)")]
@@ -43,7 +49,9 @@ impl SubmitError {
     /// What the user changes to fix it.
     pub fn fix(&self) -> Option<Setting> {
         match self {
-            SubmitError::NoAccount { .. } => None,
+            SubmitError::NoAccount { .. } | SubmitError::NoDefault { .. } => Some(Setting::config(
+                crate::config::ConfigKey::DefaultOutgoingAccount,
+            )),
             SubmitError::NoOutgoing { account, .. } => {
                 Some(Setting::account(account, AccountField::OutgoingHost))
             }
@@ -63,23 +71,44 @@ impl SubmitError {
 }
 
 /// The account a message from `sender` leaves through: the one whose domains hold the
-/// sender's domain (an account without an outgoing server is named in the error). A message
-/// from the null sender (`<>`: a report, an auto-reply) has no domain: it leaves through the
-/// only account with an outgoing server, when there is exactly one.
-pub fn account_for<'a>(accounts: &'a [Account], sender: &str) -> Result<&'a Account, SubmitError> {
+/// sender's domain and that has an outgoing server; else the `default-outgoing-account`
+/// (`default`), which also sends mail from the null sender (`<>`: a report, an auto-reply) — or,
+/// with no default, the only account with an outgoing server does. Without either the error
+/// names the fix: the account holding the domain that lacks an outgoing server, or the default.
+pub fn account_for<'a>(
+    accounts: &'a [Account],
+    default: Option<&str>,
+    sender: &str,
+) -> Result<&'a Account, SubmitError> {
+    let domain = sender
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or_default();
+    let holders: Vec<&Account> = if domain.is_empty() {
+        Vec::new()
+    } else {
+        accounts.iter().filter(|a| a.accepts(&domain)).collect()
+    };
+    if let Some(a) = holders.iter().find(|a| a.outgoing.is_some()) {
+        return Ok(a);
+    }
+    if let Some(name) = default {
+        return match accounts.iter().find(|a| a.name == name) {
+            Some(a) if a.outgoing.is_some() => Ok(a),
+            Some(a) => Err(SubmitError::NoOutgoing {
+                account: a.name.clone(),
+                domain,
+            }),
+            None => Err(SubmitError::NoDefault {
+                name: name.to_owned(),
+            }),
+        };
+    }
     if sender.is_empty() {
         let mut sending = accounts.iter().filter(|a| a.outgoing.is_some());
         if let (Some(only), None) = (sending.next(), sending.next()) {
             return Ok(only);
         }
-    }
-    let domain = sender
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default();
-    let holders: Vec<&Account> = accounts.iter().filter(|a| a.accepts(&domain)).collect();
-    if let Some(a) = holders.iter().find(|a| a.outgoing.is_some()) {
-        return Ok(a);
     }
     match holders.first() {
         Some(a) => Err(SubmitError::NoOutgoing {
@@ -170,12 +199,16 @@ mod tests {
             account("a", "one.test", true),
             account("b", "two.test", true),
         ];
-        assert_eq!(account_for(&accounts, "me@TWO.test").unwrap().name, "b");
-        let e = account_for(&accounts, "me@three.test").unwrap_err();
+        assert_eq!(
+            account_for(&accounts, None, "me@TWO.test").unwrap().name,
+            "b"
+        );
+        let e = account_for(&accounts, None, "me@three.test").unwrap_err();
         assert!(matches!(e, SubmitError::NoAccount { .. }), "{e}");
         assert!(e.to_string().contains("three.test"), "{e}");
+        assert!(e.to_string().contains("default-outgoing-account"), "{e}");
         let without = [account("a", "one.test", false)];
-        let e = account_for(&without, "me@one.test").unwrap_err();
+        let e = account_for(&without, None, "me@one.test").unwrap_err();
         assert!(matches!(e, SubmitError::NoOutgoing { .. }), "{e}");
         assert_eq!(
             e.fix(),
@@ -186,8 +219,47 @@ mod tests {
             account("a", "one.test", true),
             account("b", "two.test", false),
         ];
-        assert_eq!(account_for(&one, "").unwrap().name, "a");
-        assert!(account_for(&accounts, "").is_err());
+        assert_eq!(account_for(&one, None, "").unwrap().name, "a");
+        assert!(account_for(&accounts, None, "").is_err());
+    }
+
+    #[test]
+    fn the_default_account_sends_what_no_domain_claims_and_the_null_sender() {
+        let accounts = [
+            account("a", "one.test", true),
+            account("b", "two.test", true),
+            account("c", "three.test", false),
+        ];
+        // A held domain still picks its own account.
+        assert_eq!(
+            account_for(&accounts, Some("b"), "me@one.test")
+                .unwrap()
+                .name,
+            "a"
+        );
+        for sender in ["me@elsewhere.test", "", "me@three.test"] {
+            assert_eq!(
+                account_for(&accounts, Some("b"), sender).unwrap().name,
+                "b",
+                "{sender:?}"
+            );
+        }
+        let e = account_for(&accounts, None, "").unwrap_err();
+        assert!(e.to_string().contains("null sender"), "{e}");
+        let e = account_for(&accounts, Some("gone"), "me@elsewhere.test").unwrap_err();
+        assert!(matches!(e, SubmitError::NoDefault { .. }), "{e}");
+        assert!(e.to_string().contains("\"gone\""), "{e}");
+        assert_eq!(
+            e.fix(),
+            Some(Setting::config(
+                crate::config::ConfigKey::DefaultOutgoingAccount
+            ))
+        );
+        let e = account_for(&accounts, Some("c"), "me@elsewhere.test").unwrap_err();
+        assert!(
+            matches!(e, SubmitError::NoOutgoing { ref account, .. } if account == "c"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@ pub struct SubmitOptions {
     pub allowed_peers: Vec<PeerNet>,
     /// The login (its password from the keyring), if one is set up.
     pub login: Option<SubmitLogin>,
+    /// The account that sends what no account's domains claim (`default-outgoing-account`).
+    pub default_account: Option<String>,
     /// The listener's limits and TLS (its `allowed_peers` is not used: see above).
     pub settings: ListenerSettings,
 }
@@ -52,6 +54,7 @@ impl SubmitOptions {
             listen,
             allowed_peers: config.submit_networks()?,
             login: None,
+            default_account: config.default_outgoing_account.clone(),
             settings,
         }))
     }
@@ -145,6 +148,7 @@ impl SubmitSlot {
         let submission = Arc::new(
             Submission::new(spool, accounts, options.allowed_peers).with_login(options.login),
         );
+        submission.replace_default_account(options.default_account);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(log_events(rx));
         // The Maildir and the recipient policy are the inbound listener's and unused here; a
@@ -176,6 +180,11 @@ impl SubmitSlot {
     /// The accounts changed: later senders are judged by the new ones.
     pub fn replace_accounts(&self, accounts: Vec<Account>) {
         self.submission.replace_accounts(accounts);
+    }
+
+    /// `default-outgoing-account` changed: later senders are judged by the new one.
+    pub fn replace_default_account(&self, name: Option<String>) {
+        self.submission.replace_default_account(name);
     }
 
     /// Binds and serves unless it is up (or stopping).
