@@ -82,6 +82,13 @@ impl PostfixLan {
         self.root.join("conf")
     }
 
+    /// Sets the password of its login `user` (as an ISP's password change, or a typo fixed at
+    /// the server's end); the next AUTH is checked against it.
+    pub fn set_password(&self, user: &str, password: &str) {
+        crate::postfix::make_sasl(&self.conf().join("sasl"), user, password)
+            .unwrap_or_else(|e| panic!("setting the smarthost's password failed: {e}"));
+    }
+
     /// Makes it answer what it would refuse with a 4xx instead (Postfix's `soft_bounce`): a
     /// recipient it does not know gets `450 4.1.1`, as from a smarthost that keeps saying "try
     /// later". Returns once the reloaded setting is in force.

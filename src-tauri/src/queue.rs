@@ -23,11 +23,23 @@ pub fn done(action: Action, r: &ActionResult) -> String {
         "{verb}: {} message(s), {} recipient(s).",
         r.messages, r.recipients
     );
-    if !r.reports.is_empty() {
-        let files: Vec<String> = r.reports.iter().map(|p| p.display().to_string()).collect();
+    // A report for a local sender is named by the sender (`<me@example.com>`), one for the
+    // postmaster by its file.
+    let (senders, files): (Vec<String>, Vec<String>) = r
+        .reports
+        .iter()
+        .map(|p| p.display().to_string())
+        .partition(|p| p.starts_with('<'));
+    if !files.is_empty() {
         text.push_str(&format!(
-            " The delivery report went to: {}",
+            " The delivery report is in the Maildir: {}",
             files.join(", ")
+        ));
+    }
+    if !senders.is_empty() {
+        text.push_str(&format!(
+            " The delivery report went to the sender: {}",
+            senders.join(", ")
         ));
     }
     text
@@ -218,7 +230,7 @@ mod tests {
         };
         assert_eq!(
             done(Action::Bounce, &r),
-            "Bounced: 1 message(s), 2 recipient(s). The delivery report went to: /m/new/dsn"
+            "Bounced: 1 message(s), 2 recipient(s). The delivery report is in the Maildir: /m/new/dsn"
         );
         assert_eq!(
             done(Action::Hold, &ActionResult::default()),

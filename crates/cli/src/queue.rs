@@ -340,7 +340,22 @@ fn act(config: &Config, spool: &Spool, action: Action, selection: Selection) -> 
                 say!("the running Mailcall did it ({})", socket.display());
                 Ok(result)
             }
-            Err(e) if e.is_not_running() => here(config, spool, action, &selection).await,
+            Err(e) if e.is_not_running() => {
+                let result = here(config, spool, action, &selection).await?;
+                let outgoing = spool
+                    .entries()
+                    .map(|(entries, _)| {
+                        selection
+                            .pick_present(entries)
+                            .iter()
+                            .any(|e| e.is_outgoing() && !e.state.held)
+                    })
+                    .unwrap_or(false);
+                if matches!(action, Action::Retry | Action::Release) && outgoing {
+                    say!("outgoing mail leaves with `mailcall-cli send`, or at the next fetch (no Mailcall runs to send it now)");
+                }
+                Ok(result)
+            }
             Err(e) => Err(Failure::failed(e)),
         }
     })?;
@@ -395,4 +410,20 @@ async fn here(
             Failure::failed(e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_in_the_largest_units_that_fit() {
+        let now = Utc::now();
+        let ago = |secs: i64| age(now - chrono::Duration::seconds(secs), now);
+        assert_eq!(ago(45), "45s");
+        assert_eq!(ago(12 * 60 + 5), "12m");
+        assert_eq!(ago(3 * 3600 + 5 * 60), "3h 5m");
+        assert_eq!(ago(2 * 86_400 + 4 * 3600 + 59), "2d 4h");
+        assert_eq!(ago(-5), "0s", "a clock that went back is no negative age");
+    }
 }

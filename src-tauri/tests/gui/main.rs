@@ -10,6 +10,7 @@
 mod daemon;
 mod desktop;
 mod odmr;
+mod outgoing_queue;
 mod routes;
 mod sni;
 mod webdriver;

@@ -246,6 +246,23 @@ impl Selection {
     }
 }
 
+impl Selection {
+    /// The entries of `entries` it names (all for [`Selection::All`]); names that match
+    /// nothing, or several, pick nothing here.
+    pub fn pick_present(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        match self {
+            Selection::All => entries,
+            Selection::Ids(ids) => entries
+                .into_iter()
+                .filter(|e| {
+                    ids.iter()
+                        .any(|id| e.id == *id || e.name == *id || e.id.starts_with(id.as_str()))
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Why a message bounced when the postmaster asked for it.
 pub const BOUNCED_BY_HAND: &str =
     "The postmaster gave it up (mailcall-cli queue bounce, or the tray's Bounce).";

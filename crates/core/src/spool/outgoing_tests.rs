@@ -393,3 +393,32 @@ async fn a_delay_warning_goes_to_the_sender_once() {
     assert_eq!(entry.state.recipients[0].status, Status::Queued);
     runner.finish(None).await;
 }
+
+#[tokio::test]
+async fn retry_sends_an_outgoing_message_now_even_while_no_link_is_up() {
+    let w = world().await;
+    w.smarthost
+        .rcpt
+        .lock()
+        .unwrap()
+        .insert("you@far.test".into(), "451 4.7.1 greylisted");
+    let id = w.submit("me@office.test", &["you@far.test"]).await;
+    let runner = w.start(w.options());
+    let handle = runner.handle();
+    let report = handle.send_outgoing().await.unwrap();
+    assert_eq!(report.counts(), (0, 0, 1), "{report:?}");
+    // Offline, deferred for 5 minutes: the user's Retry sends it now.
+    w.smarthost.rcpt.lock().unwrap().clear();
+    let retried = handle
+        .act(Action::Retry, Selection::Ids(vec![id.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(retried.messages, 1);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while w.entry(&id).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "not sent at Retry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.smarthost.taken(), vec!["you@far.test".to_string()]);
+    runner.finish(None).await;
+}

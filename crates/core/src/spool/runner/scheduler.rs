@@ -21,7 +21,7 @@ use crate::hint::{AccountField, Problem, Setting};
 use crate::maildir::Maildir;
 use crate::report::HandOverOutcome;
 use crate::routing::Target;
-use crate::spool::actions::{self, ActionError, Selection};
+use crate::spool::actions::{self, Action, ActionError, Selection};
 use crate::spool::{Entry, Spool, SpoolLock, Status};
 
 /// How often the spool directory is read again for messages another process left there.
@@ -378,6 +378,33 @@ impl Scheduler {
                 waiting.insert(t.entry.name.clone());
             }
         }
+        self.flushes.push(Flush {
+            waiting,
+            report: SendReport::default(),
+            reply,
+        });
+    }
+
+    /// A user asked to retry (or released) outgoing messages: they are sent now, as by a
+    /// "send now" for them alone, even while no link is up (the user asked; nothing else is).
+    fn send_asked(&mut self, selection: &Selection) {
+        let now = Utc::now();
+        let due: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|t| !t.in_flight && Self::outgoing_due(&t.entry, now))
+            .map(|t| t.entry.clone())
+            .collect();
+        let waiting: HashSet<String> = selection
+            .pick_present(due)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        // Nobody waits for its report: the hand-overs are told as events.
+        let (reply, _) = oneshot::channel();
         self.flushes.push(Flush {
             waiting,
             report: SendReport::default(),
@@ -888,6 +915,9 @@ impl Scheduler {
         // The disk is the truth after an action: forget and reload what is not in flight.
         self.entries.retain(|_, t| t.in_flight);
         self.rescan();
+        if matches!(action, Action::Retry | Action::Release) && result.is_ok() {
+            self.send_asked(&selection);
+        }
         let _ = reply.send(result);
     }
 }
