@@ -160,6 +160,24 @@ async fn world() -> World {
 }
 
 impl World {
+    /// The smarthost answers `reply` to `RCPT TO:<rcpt>` from now on.
+    fn refuse(&self, rcpt: &str, reply: &'static str) {
+        self.smarthost
+            .rcpt
+            .lock()
+            .unwrap()
+            .insert(rcpt.into(), reply);
+    }
+
+    /// Waits (with a deadline) until message `id` has left the queue; `why` names the step.
+    async fn wait_sent(&self, id: &str, why: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while self.entry(id).is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "{why}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn options(&self) -> RunnerOptions {
         RunnerOptions {
             retry_delay: Duration::from_secs(1),
@@ -250,11 +268,7 @@ async fn a_held_message_is_never_tried_until_released_even_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(released.messages, 1);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while w.entry(&id).is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "never sent");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.wait_sent(&id, "never sent").await;
     assert_eq!(w.smarthost.taken(), vec!["you@far.test".to_string()]);
     runner.finish(None).await;
 }
@@ -262,11 +276,7 @@ async fn a_held_message_is_never_tried_until_released_even_after_a_restart() {
 #[tokio::test]
 async fn a_deferral_waits_by_the_send_delays_and_the_link_coming_up_makes_it_due() {
     let w = world().await;
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("you@far.test".into(), "451 4.7.1 greylisted");
+    w.refuse("you@far.test", "451 4.7.1 greylisted");
     let id = w.submit("me@office.test", &["you@far.test"]).await;
     let runner = w.start(w.options());
     let handle = runner.handle();
@@ -283,14 +293,7 @@ async fn a_deferral_waits_by_the_send_delays_and_the_link_coming_up_makes_it_due
     // The link comes up: the wait of a deferral counts only time online, so it goes now.
     w.smarthost.rcpt.lock().unwrap().clear();
     handle.set_online(true);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while w.entry(&id).is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not tried at link-up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.wait_sent(&id, "not tried at link-up").await;
     assert_eq!(w.smarthost.taken(), vec!["you@far.test".to_string()]);
     runner.finish(None).await;
 }
@@ -298,11 +301,7 @@ async fn a_deferral_waits_by_the_send_delays_and_the_link_coming_up_makes_it_due
 #[tokio::test]
 async fn past_the_lifetime_a_deferred_recipient_is_given_up_with_one_report_to_its_sender() {
     let w = world().await;
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("late@far.test".into(), "451 4.3.0 try later");
+    w.refuse("late@far.test", "451 4.3.0 try later");
     let id = w
         .submit("me@office.test", &["late@far.test", "ok@far.test"])
         .await;
@@ -332,16 +331,8 @@ async fn past_the_lifetime_a_deferred_recipient_is_given_up_with_one_report_to_i
 #[tokio::test]
 async fn the_null_sender_never_gets_a_report() {
     let w = world().await;
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("late@far.test".into(), "451 4.3.0 try later");
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("bad@far.test".into(), "550 5.1.1 no such user");
+    w.refuse("late@far.test", "451 4.3.0 try later");
+    w.refuse("bad@far.test", "550 5.1.1 no such user");
     let id = w.submit("", &["late@far.test", "bad@far.test"]).await;
     let mut options = w.options();
     options.max_queue_lifetime = Duration::ZERO;
@@ -366,11 +357,7 @@ async fn the_null_sender_never_gets_a_report() {
 #[tokio::test]
 async fn a_delay_warning_goes_to_the_sender_once() {
     let w = world().await;
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("late@far.test".into(), "451 4.7.1 greylisted");
+    w.refuse("late@far.test", "451 4.7.1 greylisted");
     let id = w.submit("me@office.test", &["late@far.test"]).await;
     let mut options = w.options();
     options.delay_warning = Some(Duration::ZERO);
@@ -397,11 +384,7 @@ async fn a_delay_warning_goes_to_the_sender_once() {
 #[tokio::test]
 async fn retry_sends_an_outgoing_message_now_even_while_no_link_is_up() {
     let w = world().await;
-    w.smarthost
-        .rcpt
-        .lock()
-        .unwrap()
-        .insert("you@far.test".into(), "451 4.7.1 greylisted");
+    w.refuse("you@far.test", "451 4.7.1 greylisted");
     let id = w.submit("me@office.test", &["you@far.test"]).await;
     let runner = w.start(w.options());
     let handle = runner.handle();
@@ -414,11 +397,7 @@ async fn retry_sends_an_outgoing_message_now_even_while_no_link_is_up() {
         .await
         .unwrap();
     assert_eq!(retried.messages, 1);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while w.entry(&id).is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "not sent at Retry");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.wait_sent(&id, "not sent at Retry").await;
     assert_eq!(w.smarthost.taken(), vec!["you@far.test".to_string()]);
     runner.finish(None).await;
 }
