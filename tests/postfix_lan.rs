@@ -116,10 +116,9 @@ impl PostfixLan {
         .unwrap_or_else(|| panic!("the LAN Postfix did not reload\n{}", self.log()));
     }
 
-    /// Stops it and starts it again inside `ns` (its queue, Maildirs and log stay), on the same
-    /// loopback port there; returns once it accepts connections inside. For a Mailcall that
-    /// runs in the namespace: TCP does not cross namespaces.
-    pub fn move_into(&self, ns: &crate::Netns) {
+    /// Stops it (its queue, Maildirs and log stay) and waits until its master has exited:
+    /// nothing listens on its port until [`Self::start_again`] or [`Self::move_into`].
+    pub fn stop(&self) {
         let pid = fs::read_to_string(self.root.join("queue/pid/master.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
@@ -141,6 +140,35 @@ impl PostfixLan {
                 "the LAN Postfix's master {pid} did not stop"
             );
         }
+    }
+
+    /// Starts it again after [`Self::stop`], on the same port; returns once it accepts
+    /// connections.
+    pub fn start_again(&self) {
+        run_checked(
+            Command::new("postfix")
+                .arg("-c")
+                .arg(self.conf())
+                .arg("start"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("starting the LAN Postfix again failed: {e}\n{}", self.log()));
+        let port = self.port;
+        let up = crate::poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(
+            up.is_some(),
+            "the LAN Postfix does not listen on port {port} again\n{}",
+            self.log()
+        );
+    }
+
+    /// Stops it and starts it again inside `ns` (its queue, Maildirs and log stay), on the same
+    /// loopback port there; returns once it accepts connections inside. For a Mailcall that
+    /// runs in the namespace: TCP does not cross namespaces.
+    pub fn move_into(&self, ns: &crate::Netns) {
+        self.stop();
         let mut start = ns.command("postfix");
         start.arg("-c").arg(self.conf()).arg("start");
         run_checked(&mut start, None).unwrap_or_else(|e| {

@@ -532,3 +532,35 @@ fn while_a_watched_link_is_up_a_queued_message_leaves_by_itself_and_waits_while_
     assert!(smarthost.maildir("carol").new_messages().is_empty());
     world.stop_daemon(daemon);
 }
+
+#[test]
+fn a_smarthost_that_is_down_keeps_the_mail_and_it_arrives_once_when_it_is_back() {
+    let env = KeyringEnv::new();
+    let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
+    let cli = Cli::new(&env);
+    write_offline_config(&cli);
+    // No ISP is asked here: the account's incoming side points at a port nobody serves.
+    set_account_with_smarthost(&cli, mailcall_e2e::free_port(), &smarthost);
+    let out = sendmail(&cli, &outgoing_text(1, "alice@example.org"));
+    assert_eq!(out.code(), Some(0), "{out}");
+
+    smarthost.stop();
+    let down = cli.run(&["send"]);
+    assert_ne!(down.code(), Some(0), "nothing could be sent\n{down}");
+    down.assert_mentions("cannot connect to the outgoing server");
+    let queue = cli.run(&["queue"]);
+    assert_eq!(
+        queue.stdout.matches("smarthost:isp").count(),
+        1,
+        "the message waits\n{queue}"
+    );
+
+    smarthost.start_again();
+    let back = cli.run(&["send"]);
+    let context = format!("{back}\nsmarthost log:\n{}", smarthost.log());
+    assert_eq!(back.code(), Some(0), "{context}");
+    let got = arrived(&smarthost, "alice", 1);
+    assert_eq!(got.len(), 1, "{context}");
+    let queue = cli.run(&["queue"]);
+    assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
+}
