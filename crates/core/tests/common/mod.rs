@@ -8,4 +8,5 @@ pub mod account;
 pub mod isp;
 pub mod pki;
 
+#[allow(unused_imports)] // not every test binary takes the account
 pub use account::account;
