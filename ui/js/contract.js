@@ -73,6 +73,11 @@ export const FIELDS = Object.freeze({
     SUBMIT_LISTEN: "submit_listen",
     SUBMIT_ALLOWED_PEERS: "submit_allowed_peers",
     SUBMIT_USER: "submit_user",
+    DEFAULT_OUTGOING_ACCOUNT: "default_outgoing_account",
+    SEND_RETRY_DELAY: "send_retry_delay",
+    SEND_MAX_RETRY_DELAY: "send_max_retry_delay",
+    MAX_QUEUE_LIFETIME: "max_queue_lifetime",
+    DELAY_WARNING: "delay_warning",
     SUBMIT_PASSWORD: "submit_password",
   }),
   DELIVERY: Object.freeze({

@@ -35,6 +35,31 @@ pub const SETTINGS_FIELDS: &[(ConfigKey, &str, &str)] = &[
         "LAN hosts without login",
     ),
     (ConfigKey::SubmitUser, "submit_user", "Submission user name"),
+    (
+        ConfigKey::DefaultOutgoingAccount,
+        "default_outgoing_account",
+        "Default sending account",
+    ),
+    (
+        ConfigKey::SendRetryDelay,
+        "send_retry_delay",
+        "Retry sending after (s)",
+    ),
+    (
+        ConfigKey::SendMaxRetryDelay,
+        "send_max_retry_delay",
+        "Longest wait (s)",
+    ),
+    (
+        ConfigKey::MaxQueueLifetime,
+        "max_queue_lifetime",
+        "Give up after (h)",
+    ),
+    (
+        ConfigKey::DelayWarning,
+        "delay_warning",
+        "Warn sender after (h)",
+    ),
 ];
 
 /// The form field of the submission login's password (kept in the keyring, not the config).
@@ -77,6 +102,21 @@ pub struct SettingsForm {
     /// The submission login's user name; empty for none.
     #[serde(default)]
     pub submit_user: String,
+    /// The account that sends mail from senders no account's domains hold; empty for none.
+    #[serde(default)]
+    pub default_outgoing_account: String,
+    /// Seconds before outgoing mail the smarthost deferred is tried again (doubling).
+    #[serde(default)]
+    pub send_retry_delay: String,
+    /// The longest wait between two tries of outgoing mail, seconds.
+    #[serde(default)]
+    pub send_max_retry_delay: String,
+    /// Hours before deferred outgoing mail is given up (its sender gets a report).
+    #[serde(default)]
+    pub max_queue_lifetime: String,
+    /// Hours before the sender of deferred outgoing mail is told once; 0 for never.
+    #[serde(default)]
+    pub delay_warning: String,
     /// A new submission password (write-only: never sent to the window); empty keeps it.
     #[serde(default, skip_serializing)]
     pub submit_password: String,
@@ -114,6 +154,11 @@ impl SettingsForm {
             submit_allowed_peers: config.submit_allowed_peers.join(", "),
             submit_user: config.submit_user.clone().unwrap_or_default(),
             submit_password: String::new(),
+            default_outgoing_account: config.default_outgoing_account.clone().unwrap_or_default(),
+            send_retry_delay: config.send_retry_delay.to_string(),
+            send_max_retry_delay: config.send_max_retry_delay.to_string(),
+            max_queue_lifetime: config.max_queue_lifetime.to_string(),
+            delay_warning: config.delay_warning.to_string(),
         }
     }
 
@@ -139,6 +184,11 @@ impl SettingsForm {
             ConfigKey::SubmitListen => self.submit_listen.clone(),
             ConfigKey::SubmitAllowedPeers => self.submit_allowed_peers.clone(),
             ConfigKey::SubmitUser => self.submit_user.clone(),
+            ConfigKey::DefaultOutgoingAccount => self.default_outgoing_account.clone(),
+            ConfigKey::SendRetryDelay => self.send_retry_delay.clone(),
+            ConfigKey::SendMaxRetryDelay => self.send_max_retry_delay.clone(),
+            ConfigKey::MaxQueueLifetime => self.max_queue_lifetime.clone(),
+            ConfigKey::DelayWarning => self.delay_warning.clone(),
             // Not in the tab (SETTINGS_FIELDS): nothing to set.
             _ => String::new(),
         })
@@ -156,7 +206,10 @@ impl SettingsForm {
                     continue;
                 }
             };
-            let empty_is_default = matches!(key, ConfigKey::Maildir | ConfigKey::SubmitUser);
+            let empty_is_default = matches!(
+                key,
+                ConfigKey::Maildir | ConfigKey::SubmitUser | ConfigKey::DefaultOutgoingAccount
+            );
             let result = if empty_is_default && value.trim().is_empty() {
                 config.unset(key)
             } else {
@@ -194,7 +247,16 @@ mod tests {
         s.max_size_mib = "1.5".into();
         s.interfaces = "ppp*, wlan0".into();
         s.fetch_interval = "15".into();
+        s.default_outgoing_account = "isp".into();
+        s.send_retry_delay = "600".into();
+        s.max_queue_lifetime = "48".into();
+        s.delay_warning = "4".into();
         s.apply(&mut c).unwrap();
+        assert_eq!(c.default_outgoing_account.as_deref(), Some("isp"));
+        assert_eq!(
+            (c.send_retry_delay, c.max_queue_lifetime, c.delay_warning),
+            (600, 48, 4)
+        );
         assert_eq!(c.listen.port(), 2525);
         assert_eq!(c.max_message_size, 1_572_864);
         assert_eq!(c.interfaces, ["ppp*", "wlan0"]);

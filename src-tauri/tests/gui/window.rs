@@ -366,12 +366,24 @@ fn the_window_shows_what_is_true_now() {
     wd.type_into("#set-submit-peers", "192.168.7.0/24")
         .expect("peers");
     wd.type_into("#set-submit-user", "office").expect("user");
+    // The outgoing queue's keys too (issue 19): the default sending account and the lifetime.
+    wd.type_into("#set-default-outgoing", "isp")
+        .expect("default sending account");
+    wd.type_into("#set-lifetime", "48").expect("lifetime");
     wd.click("#settings-save").expect("Save settings");
     wait_text(&wd, "#settings-saved", "Saved", 20);
     let config_text = std::fs::read_to_string(&config_path).expect("config");
     assert!(config_text.contains("192.168.7.0/24"), "{config_text}");
     assert!(
         config_text.contains("submit-user = \"office\""),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("default-outgoing-account = \"isp\""),
+        "{config_text}"
+    );
+    assert!(
+        config_text.contains("max-queue-lifetime = 48"),
         "{config_text}"
     );
 
