@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let written = config.to_string();
     let again = Config::parse(&written, path)
         .unwrap_or_else(|e| panic!("{text:?} written as {written:?} does not read back: {e}"));
-    assert_eq!(again, config, "{text:?} written as {written:?} reads back different");
+    assert_eq!(
+        again, config,
+        "{text:?} written as {written:?} reads back different"
+    );
 
     let Ok(table) = config.route_table() else {
         return;

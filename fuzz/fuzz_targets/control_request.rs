@@ -60,7 +60,10 @@ fn check_reply(verb: Verb, line: &str) {
         return;
     };
     if let Reply::Refused { error } = &reply {
-        assert!(!error.is_empty(), "a refusal without a reason from {line:?}");
+        assert!(
+            !error.is_empty(),
+            "a refusal without a reason from {line:?}"
+        );
     }
     let written = reply.to_line();
     assert!(written.ends_with('\n') && !written[..written.len() - 1].contains('\n'));
