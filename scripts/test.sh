@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=(setup fmt clippy build test windows tray-clippy tray-test package)
+steps=(setup fmt clippy build test fuzz windows tray-clippy tray-test package)
 describe() {
     case "$1" in
         setup) echo "install the test packages and build Exim (tests/setup.sh)" ;;
@@ -25,6 +25,7 @@ describe() {
         clippy) echo "clippy on the core, CLI and e2e crates" ;;
         build) echo "build the binaries the e2e tests drive" ;;
         test) echo "unit, integration and e2e tests of the core, CLI and e2e crates" ;;
+        fuzz) echo "build every cargo-fuzz target and run each for \$MAILCALL_FUZZ_SECS s (30)" ;;
         windows) echo "clippy for x86_64-pc-windows-gnu (core and CLI)" ;;
         tray-clippy) echo "clippy on the tray app" ;;
         tray-test) echo "the tray app's unit tests and its GUI tests" ;;
@@ -118,6 +119,39 @@ step_test() {
         announce_skip "mailcall-e2e (e2e)" --locked -p mailcall-e2e --test e2e
         cargo test --locked -p mailcall-e2e -- "${E2E_EXIM_SKIP[@]}"
     fi
+}
+
+# The fuzz targets (fuzz/, their own workspace) must build, and each runs for MAILCALL_FUZZ_SECS
+# seconds (30 by default) without a crash. cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP=1 on
+# stable, given to its commands only. The build goes under the target dir (CI caches it); the
+# spool target's scratch spool under a temporary directory removed afterwards.
+step_fuzz() {
+    if ! command -v cargo-fuzz >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then
+        cargo install cargo-fuzz --locked
+    fi
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    local secs=${MAILCALL_FUZZ_SECS:-30} dir scratch t rc=0 targets
+    # 0 would mean "for ever" to libFuzzer.
+    if ! [[ $secs =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
+        echo "test.sh: MAILCALL_FUZZ_SECS=$secs is not a number of seconds; set it to 1 or more (30 by default)" >&2
+        return 2
+    fi
+    dir=$(realpath -m "$target_dir/fuzz")
+    targets=$(cd fuzz && cargo fuzz list)
+    [ -n "$targets" ] || { echo "test.sh: cargo fuzz list named no target" >&2; return 1; }
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --target-dir "$dir")
+    scratch=$(mktemp -d)
+    for t in $targets; do
+        echo "test.sh: fuzzing $t for $secs s" >&2
+        if ! (cd fuzz && RUSTC_BOOTSTRAP=1 TMPDIR=$scratch cargo fuzz run "$t" --target-dir "$dir" -- \
+            -max_total_time="$secs" </dev/null); then
+            rc=1
+            echo "test.sh: fuzz target $t crashed; the input is in fuzz/artifacts/$t/: replay it with: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $t artifacts/$t/FILE" >&2
+            break
+        fi
+    done
+    rm -rf "$scratch"
+    return "$rc"
 }
 
 # The core and the CLI must build for Windows (the control channel and the daemon's signals are
