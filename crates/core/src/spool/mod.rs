@@ -335,7 +335,19 @@ impl Spool {
         let size = file.metadata()?.len();
         let mut reader = io::BufReader::new(file).take(MAX_ENVELOPE + MAGIC.len() as u64);
         let mut magic = vec![0u8; MAGIC.len()];
-        reader.read_exact(&mut magic)?;
+        if let Err(e) = reader.read_exact(&mut magic) {
+            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is too short to be a Mailcall spool file ({size} bytes); it is no message of Mailcall's: move it out of the queue's new/ directory",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            });
+        }
         if magic != MAGIC {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -223,3 +223,21 @@ fn ids_and_order() {
     names.sort_by_key(|n| sort_key(n));
     assert_eq!(names, ["3.M9P1Q1.h", "3.M10P1Q2.h", "20.M1P1Q1.h"]);
 }
+
+#[test]
+fn a_file_too_short_to_be_ours_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    std::fs::write(dir.path().join("spool/new/stray"), b"abc").unwrap();
+    let e = spool.entry("stray").unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("stray") && text.contains("too short"),
+        "{text}"
+    );
+    assert!(text.contains("move it out"), "{text}");
+    let (entries, problems) = spool.entries().unwrap();
+    assert!(entries.is_empty());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+}
