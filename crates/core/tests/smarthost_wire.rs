@@ -159,6 +159,27 @@ async fn xoauth2_after_starttls_sends_the_token_and_then_the_message() {
         seen.iter().any(|l| l == "data:Subject: hi"),
         "the message arrived after the login: {seen:#?}"
     );
+    // The history's transcript: the login named and redacted, its reply, never the token
+    // (neither as sent nor in base64).
+    let transcript: Vec<String> = host.transcript().iter().map(|l| l.to_string()).collect();
+    let text = transcript.join("\n");
+    for expected in [
+        "C: STARTTLS",
+        "AUTH XOAUTH2 <redacted>",
+        "S: 235",
+        "C: MAIL FROM:<me@office.test>",
+        "C: QUIT",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let tls = text.find("C: STARTTLS").unwrap();
+    let auth = text.find("AUTH XOAUTH2 <redacted>").unwrap();
+    assert!(tls < auth, "{text}");
+    let encoded = STANDARD.encode(format!("user={USER}\x01auth=Bearer {TOKEN}\x01\x01"));
+    assert!(
+        !text.contains("ya29") && !text.contains(&encoded),
+        "the token leaked into the transcript:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -180,4 +201,11 @@ async fn a_token_the_server_refuses_defers_the_mail() {
         other => panic!("{other:?}\n{seen:#?}"),
     }
     assert!(!seen.iter().any(|l| l == "DATA"), "{seen:#?}");
+    let text: Vec<String> = host.transcript().iter().map(|l| l.to_string()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("AUTH XOAUTH2 <redacted>") && text.contains("S: 535"),
+        "{text}"
+    );
+    assert!(!text.contains("an-expired-token"), "{text}");
 }
