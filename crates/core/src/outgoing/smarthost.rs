@@ -267,6 +267,8 @@ enum TxError {
     Stalled,
     /// The message needs an extension the server does not offer (8BITMIME, SMTPUTF8).
     Unsendable(String),
+    /// The server answered the XOAUTH2 token with an error challenge: it does not accept it.
+    TokenRefused,
 }
 
 impl Smarthost {
@@ -344,6 +346,7 @@ impl Smarthost {
             let why = match e {
                 TxError::Connect(e) => e.to_string(),
                 TxError::Smtp(e) => e.to_string(),
+                TxError::TokenRefused => "the access token was refused".to_owned(),
                 _ => "failed".to_owned(),
             };
             self.log().note(&format!("connection failed: {why}"));
@@ -409,7 +412,8 @@ impl Smarthost {
         if let Some((credentials, mechanisms)) = &self.credentials {
             // lettre runs the exchange: the transcript has the mechanism and the outcome,
             // never the credentials.
-            match conn.server_info().get_auth_mechanism(mechanisms) {
+            let chosen = conn.server_info().get_auth_mechanism(mechanisms);
+            match chosen {
                 Some(mechanism) => self.log().auth(&mechanism.to_string()),
                 None => self.log().note(&format!(
                     "the server offers none of the login mechanisms {}",
@@ -421,7 +425,18 @@ impl Smarthost {
                 )),
             }
             let replied = conn.auth(mechanisms, credentials).await;
-            self.log_reply(replied.as_ref());
+            match &replied {
+                // A server refuses an XOAUTH2 token with a `334` error challenge (the client
+                // then sends an empty line and gets `535`); lettre stops at that challenge
+                // ("does not expect a challenge"). Seen with Dovecot's oauth2 passdb behind
+                // Postfix (e2e `outgoing_oauth2`).
+                Err(e) if e.is_client() && chosen == Some(Mechanism::Xoauth2) => {
+                    self.log()
+                        .received("334 <an error challenge: the token is not accepted>");
+                    return Err(TxError::TokenRefused);
+                }
+                _ => self.log_reply(replied.as_ref()),
+            }
             replied.map_err(TxError::Smtp)?;
         }
         Ok(conn)
@@ -711,6 +726,14 @@ impl Smarthost {
                     self.address()
                 ),
                 maybe_sent: true,
+                reached: true,
+            },
+            TxError::TokenRefused => Outcome::Deferred {
+                reply: format!(
+                    "the outgoing server {} refused the login (XOAUTH2: it does not accept the access token): check that the account's password command prints a current token; the mail waits in the queue",
+                    self.address()
+                ),
+                maybe_sent: false,
                 reached: true,
             },
             TxError::Unsendable(why) => Outcome::Refused {
