@@ -41,7 +41,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
-use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Noop, Quit, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use lettre::Address;
@@ -483,9 +483,11 @@ impl Smarthost {
                     Some(conn)
                 } else {
                     self.log().sent("NOOP");
-                    let answered = tokio::time::timeout(self.timeout, conn.test_connected()).await;
-                    if answered == Ok(true) {
-                        self.log().received("250 NOOP answered");
+                    let answered = tokio::time::timeout(self.timeout, conn.command(Noop)).await;
+                    if let Ok(replied) = &answered {
+                        self.log_reply(replied.as_ref());
+                    }
+                    if matches!(answered, Ok(Ok(_))) {
                         Some(conn)
                     } else {
                         self.log()
