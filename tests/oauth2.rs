@@ -4,10 +4,10 @@
 //! `smtpd_sasl_type = dovecot`), so the submission server offers `AUTH XOAUTH2` and
 //! `OAUTHBEARER` and takes a token only when the issuer calls it active for that user.
 //!
-//! The issuer is the only stand-in: a dozen lines of Python `http.server` on 127.0.0.1 that
-//! answer RFC 7662 introspection (`POST token=...`) with `{"active": true, "username": U}` for
-//! the tokens it was given and `{"active": false}` for any other, writing one line per request
-//! (`introspect known` / `introspect unknown`, never the token) to `issuer.log`.
+//! The issuer is the only stand-in: a thread serving HTTP/1.1 on 127.0.0.1 that answers RFC 7662
+//! introspection (`POST token=...`) with `{"active": true, "username": U}` for the tokens it
+//! was given and `{"active": false}` for any other, one response per connection, and counts
+//! what it was asked ([`OAuth2Auth::introspections`]; never the token itself).
 //!
 //! Facts this relies on (Dovecot 2.3.19.1, Debian 12, measured here): an instance with
 //! `protocols =` runs only its auth service (`dovecot -c CONF -F`); the passdb's `mechanisms =
@@ -15,12 +15,17 @@
 //! `introspection_mode = post` Dovecot posts `token=<token>` and compares the reply's
 //! `username` with the login's user (`auth_username_format = %n`); an inactive token fails the
 //! login. Dropping the value stops the master by its PID (SIGTERM, then its children by PID)
-//! and the issuer by its PID.
+//! and the issuer's thread.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::process::ChildGuard;
@@ -28,33 +33,10 @@ use crate::process::ChildGuard;
 /// How long the Dovecot master may take to exit after SIGTERM (measured: about 1 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
-const ISSUER: &str = r#"import http.server, json, sys, urllib.parse
-TOKENS = json.loads(sys.argv[1])
-LOG = open(sys.argv[2], "a", buffering=1)
-class Introspect(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        token = (urllib.parse.parse_qs(body).get("token") or [""])[0]
-        user = TOKENS.get(token)
-        LOG.write("introspect %s\n" % ("known" if user else "unknown"))
-        reply = {"active": True, "username": user} if user else {"active": False}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", 0), Introspect)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"#;
-
 /// A running token issuer and the Dovecot auth service that asks it.
 pub struct OAuth2Auth {
     root: PathBuf,
-    issuer: Option<ChildGuard>,
+    issuer: Option<Issuer>,
     master: Option<ChildGuard>,
     dir: Option<tempfile::TempDir>,
 }
@@ -80,50 +62,26 @@ impl OAuth2Auth {
         self.root.join("auth-client")
     }
 
-    /// Dovecot's log and the issuer's, for failure messages.
+    /// Dovecot's log and what the issuer was asked, for failure messages.
     pub fn log(&self) -> String {
         format!(
-            "dovecot log:\n{}\nissuer log:\n{}",
+            "dovecot log:\n{}\nintrospections (known, unknown): {:?}",
             crate::read_for_diagnostics(&self.root.join("dovecot.log")),
-            self.issuer_log()
+            self.introspections()
         )
     }
 
-    /// The issuer's log: `introspect known` or `introspect unknown`, one line per request.
-    pub fn issuer_log(&self) -> String {
-        crate::read_for_diagnostics(&self.root.join("issuer.log"))
+    /// How many introspection requests asked about a token the issuer knows, and about one it
+    /// does not.
+    pub fn introspections(&self) -> (usize, usize) {
+        self.issuer.as_ref().map_or((0, 0), |i| {
+            *i.asked.lock().unwrap_or_else(|p| p.into_inner())
+        })
     }
 
     fn start_both(&mut self, tokens: &[(&str, &str)]) -> Result<(), String> {
-        let script = self.root.join("issuer.py");
-        fs::write(&script, ISSUER).map_err(|e| format!("issuer.py: {e}"))?;
-        let map: serde_json::Map<String, serde_json::Value> = tokens
-            .iter()
-            .map(|(token, user)| (token.to_string(), serde_json::Value::from(*user)))
-            .collect();
-        let child = Command::new("python3")
-            .arg(&script)
-            .arg(serde_json::Value::Object(map).to_string())
-            .arg(self.root.join("issuer.log"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run python3 {}: {e}", script.display()))?;
-        let mut issuer = ChildGuard::new("token issuer", child);
-        let stdout = issuer
-            .child_mut()
-            .stdout
-            .take()
-            .ok_or("the issuer has no stdout")?;
-        // Its first line is its port, once it listens (it ends at once if it cannot).
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("reading the issuer's port: {e}"))?;
-        let port: u16 = line
-            .trim()
-            .parse()
-            .map_err(|_| format!("the issuer printed {line:?} instead of its port"))?;
+        let issuer = Issuer::start(tokens)?;
+        let port = issuer.port;
         self.issuer = Some(issuer);
 
         let root = self.root.display().to_string();
@@ -223,9 +181,134 @@ impl Drop for OAuth2Auth {
                 }
             }
         }
-        self.issuer.take();
+        if let Some(issuer) = self.issuer.take() {
+            issuer.stop();
+        }
         if let Some(dir) = self.dir.take() {
             crate::maybe_keep(dir, "OAuth 2 login");
         }
     }
+}
+
+/// The token issuer: a thread answering introspection requests on a loopback port.
+struct Issuer {
+    port: u16,
+    /// (known, unknown) tokens asked about.
+    asked: Arc<Mutex<(usize, usize)>>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Issuer {
+    fn start(tokens: &[(&str, &str)]) -> Result<Self, String> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding the issuer: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("the issuer's port: {e}"))?
+            .port();
+        let tokens: HashMap<String, String> = tokens
+            .iter()
+            .map(|(t, u)| (t.to_string(), u.to_string()))
+            .collect();
+        let asked = Arc::new(Mutex::new((0, 0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counts, stopping) = (asked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let user = introspect(conn, &tokens);
+                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                if user == Some(true) {
+                    c.0 += 1;
+                } else if user == Some(false) {
+                    c.1 += 1;
+                }
+            }
+        });
+        Ok(Self {
+            port,
+            asked,
+            stop,
+            thread,
+        })
+    }
+
+    /// Ends the thread: the flag, then a connection to wake its `accept`.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = self.thread.join();
+    }
+}
+
+/// Answers one request on `conn`; `Some(known)` when it asked about a token.
+fn introspect(conn: TcpStream, tokens: &HashMap<String, String>) -> Option<bool> {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let body = String::from_utf8_lossy(&body);
+    let token = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(form_decode)
+        .unwrap_or_default();
+    let user = tokens.get(&token);
+    let reply = match user {
+        Some(user) => serde_json::json!({ "active": true, "username": user }),
+        None => serde_json::json!({ "active": false }),
+    }
+    .to_string();
+    let mut conn = conn;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    Some(user.is_some())
+}
+
+/// `application/x-www-form-urlencoded` to text: `+` is a space, `%XX` a byte.
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
