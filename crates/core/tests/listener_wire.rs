@@ -976,13 +976,12 @@ async fn bind_errors_are_classified() {
     // The holder is this test process: named, with its pid.
     let me = format!("(pid {})", std::process::id());
     assert!(err.to_string().contains(&me), "{err}");
-    let unknown = BindError::AddressInUse {
-        addr,
-        holder: None,
-    };
+    let unknown = BindError::AddressInUse { addr, holder: None };
     assert!(unknown.to_string().contains("another program"), "{unknown}");
     assert!(
-        unknown.to_string().contains(&format!("sport = :{}", addr.port())),
+        unknown
+            .to_string()
+            .contains(&format!("sport = :{}", addr.port())),
         "{unknown}"
     );
 
