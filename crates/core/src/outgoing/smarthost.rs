@@ -431,8 +431,9 @@ impl Smarthost {
                 // ("does not expect a challenge"). Seen with Dovecot's oauth2 passdb behind
                 // Postfix (e2e `outgoing_oauth2`).
                 Err(e) if e.is_client() && chosen == Some(Mechanism::Xoauth2) => {
-                    self.log()
-                        .received("334 <an error challenge: the token is not accepted>");
+                    self.log().note(
+                        "the server answered with an error challenge (334): the token is not accepted",
+                    );
                     return Err(TxError::TokenRefused);
                 }
                 _ => self.log_reply(replied.as_ref()),
