@@ -34,6 +34,8 @@ enum Sasl<'a> {
 /// A running private Postfix delivering `domain`'s users into Maildirs.
 pub struct PostfixLan {
     port: u16,
+    /// With TLS: a second smtpd with TLS from the first byte (port 465's way, wrappermode).
+    tls_port: u16,
     root: PathBuf,
     ca: Option<PathBuf>,
     dir: Option<tempfile::TempDir>,
@@ -63,6 +65,7 @@ impl PostfixLan {
         let root = dir.path().to_path_buf();
         let mut lan = Self {
             port: crate::free_port(),
+            tls_port: crate::free_port(),
             root,
             ca: None,
             dir: Some(dir),
@@ -74,6 +77,12 @@ impl PostfixLan {
             );
         }
         lan
+    }
+
+    /// With TLS: its port on 127.0.0.1 that speaks TLS from the first byte (as 465 does).
+    pub fn tls_port(&self) -> u16 {
+        assert!(self.ca.is_some(), "a LAN Postfix started without TLS");
+        self.tls_port
     }
 
     /// Its SMTP port on 127.0.0.1.
@@ -325,8 +334,15 @@ smtp_dns_support_level = disabled
         fs::write(
             self.conf().join("master.cf"),
             format!(
-                "127.0.0.1:{} inet n - n - - smtpd\n{}\n",
+                "127.0.0.1:{} inet n - n - - smtpd\n{}{}\n",
                 self.port,
+                match tls {
+                    true => format!(
+                        "127.0.0.1:{} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n",
+                        self.tls_port
+                    ),
+                    false => String::new(),
+                },
                 services.join("\n")
             ),
         )

@@ -160,3 +160,81 @@ fn the_history_shows_the_smarthost_transcript_with_the_login_redacted() {
         );
     }
 }
+
+/// Port 465's way, TLS from the first byte: the mail reaches a real Postfix in wrappermode
+/// (`smtpd_tls_wrappermode`), the transcript says the certificate was verified and no STARTTLS
+/// was needed; a server whose certificate the account's CAs do not vouch for gets nothing, and
+/// the mail waits with the fix named.
+#[test]
+fn a_smarthost_with_tls_from_the_first_byte_gets_the_mail_and_its_certificate_is_checked() {
+    let env = KeyringEnv::new();
+    let smarthost = PostfixLan::smarthost("example.org", &["alice"], LOGIN);
+    let cli = Cli::new(&env);
+    write_offline_config(&cli);
+    set_account_with_smarthost(&cli, mailcall_e2e::free_port(), &smarthost);
+    let tls_port = smarthost.tls_port().to_string();
+    cli.run(&[
+        "account",
+        "edit",
+        "isp",
+        "--smarthost-security",
+        "tls",
+        "--smarthost-port",
+        &tls_port,
+    ])
+    .assert_success();
+    for n in 1..=3 {
+        queue_text(&cli, n, "alice@example.org");
+    }
+    let out = cli.run(&["send"]);
+    let context = format!("{out}\nsmarthost log:\n{}", smarthost.log());
+    assert_eq!(out.code(), Some(0), "{context}");
+    let inbox = smarthost.maildir("alice");
+    let arrived = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let ids = inbox.message_ids();
+        (ids.len() == 3).then_some(ids)
+    });
+    assert_eq!(
+        arrived,
+        Some(vec![
+            "<kept-1@office.test>".to_string(),
+            "<kept-2@office.test>".to_string(),
+            "<kept-3@office.test>".to_string()
+        ]),
+        "{context}"
+    );
+    let shown = cli.run(&["history", "--transcript"]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains("TLS, the certificate verified")
+            && shown.stdout.contains("AUTH PLAIN <redacted>")
+            && !shown.stdout.contains("C: STARTTLS"),
+        "{shown}"
+    );
+
+    // The system's CAs alone do not vouch for the test CA: nothing is sent, the mail waits.
+    cli.run_with_stdin(
+        &[
+            "account",
+            "edit",
+            "isp",
+            "--no-smarthost-ca-file",
+            "--smarthost-password-stdin",
+        ],
+        Some(&format!("{}\n", LOGIN.1)),
+    )
+    .assert_success();
+    queue_text(&cli, 4, "alice@example.org");
+    let out = cli.run(&["send"]);
+    assert_ne!(out.code(), Some(0), "{out}");
+    out.assert_mentions(&format!(
+        "TLS with the outgoing server 127.0.0.1:{tls_port} failed"
+    ))
+    .assert_mentions("CA file");
+    let queue = cli.run(&["queue", "list"]);
+    assert!(
+        queue.stdout.contains("kept-4") || queue.stdout.contains("kept 4"),
+        "{queue}"
+    );
+    assert_eq!(inbox.message_ids().len(), 3, "{out}");
+}

@@ -6,7 +6,8 @@
 //!   writes the data and its final `CRLF.CRLF` in two writes, and its own sockets keep Nagle's
 //!   algorithm on: every message then waited for the server's delayed ACK (about 40 ms on
 //!   Linux), which made a flush of 200 messages 8× slower than Postfix's (benchmark row 8).
-//!   For 465 (TLS from the first byte) lettre makes the connection itself.
+//!   For 465 (TLS from the first byte) the TLS stream is made here too (rustls, the same trust)
+//!   and handed to lettre as its transport.
 //!
 //! - TLS is always verified: the system's roots plus the account's CA file (the same trust as
 //!   the ETRN/ODMR client, [`crate::client::tls::trusted_roots`]); 587 with STARTTLS required,
@@ -223,8 +224,8 @@ enum Wire {
     Plain,
     /// STARTTLS, required.
     Starttls(TlsParameters),
-    /// TLS from the first byte (465).
-    Tls(TlsParameters),
+    /// TLS from the first byte (465), made here (the same trust), then handed to lettre.
+    Tls(Arc<rustls::ClientConfig>),
 }
 
 /// One smarthost, with the connection kept open between messages; cheap to clone (clones share
@@ -258,6 +259,8 @@ enum TxError {
     Smtp(lettre::transport::smtp::Error),
     /// The TCP connection could not be made.
     Connect(std::io::Error),
+    /// TLS from the first byte (465) failed: the certificate, or the handshake.
+    Tls(String),
     /// The connection was lost, or stopped answering, before any of the message went out
     /// (at `MAIL`, `RCPT` or `DATA`): the server cannot have taken it.
     LostBefore(String),
@@ -283,7 +286,10 @@ impl Smarthost {
                 Wire::Plain
             }
             Security::Starttls => Wire::Starttls(tls_parameters(settings)?),
-            Security::Tls => Wire::Tls(tls_parameters(settings)?),
+            Security::Tls => Wire::Tls(
+                crate::client::tls::client_config(settings.ca_file.as_deref())
+                    .map_err(SetupError::from)?,
+            ),
         };
         let credentials = settings.login.as_ref().map(|login| {
             (
@@ -345,6 +351,7 @@ impl Smarthost {
         if let Err(e) = &opened {
             let why = match e {
                 TxError::Connect(e) => e.to_string(),
+                TxError::Tls(why) => why.clone(),
                 TxError::Smtp(e) => e.to_string(),
                 TxError::TokenRefused => "the access token was refused".to_owned(),
                 _ => "failed".to_owned(),
@@ -356,59 +363,68 @@ impl Smarthost {
 
     /// [`Self::connect`] without the failure note.
     async fn open_connection(&self) -> Result<AsyncSmtpConnection, TxError> {
-        let mut conn = match &self.wire {
-            Wire::Tls(params) => AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(self.timeout),
-                &self.hello,
-                Some(params.clone()),
-                None,
-            )
-            .await
-            .map_err(TxError::Smtp)?,
-            Wire::Plain | Wire::Starttls(_) => {
-                let tcp = tokio::time::timeout(
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| {
+            TxError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", self.timeout.as_secs()),
+            ))
+        })?
+        .map_err(TxError::Connect)?;
+        // lettre writes the data's end on its own: without this it waits for an ACK.
+        tcp.set_nodelay(true).map_err(TxError::Connect)?;
+        let transport: Box<dyn lettre::transport::smtp::client::AsyncTokioStream> = match &self.wire
+        {
+            Wire::Tls(config) => {
+                let name = crate::client::tls::server_name(&self.host)
+                    .map_err(|e| TxError::Tls(e.to_string()))?;
+                let tls = tokio::time::timeout(
                     self.timeout,
-                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                    tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp),
                 )
                 .await
                 .map_err(|_| {
                     TxError::Connect(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("no answer within {} s", self.timeout.as_secs()),
+                        format!("no TLS handshake within {} s", self.timeout.as_secs()),
                     ))
                 })?
-                .map_err(TxError::Connect)?;
-                // lettre writes the data's end on its own: without this it waits for an ACK.
-                tcp.set_nodelay(true).map_err(TxError::Connect)?;
-                let mut conn = tokio::time::timeout(
-                    self.timeout,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
-                )
-                .await
-                .map_err(|_| {
-                    TxError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no greeting within {} s", self.timeout.as_secs()),
-                    ))
-                })?
-                .map_err(TxError::Smtp)?;
-                self.log_hello(&conn);
-                if let Wire::Starttls(params) = &self.wire {
-                    self.log().sent("STARTTLS");
-                    conn.starttls(params.clone(), &self.hello)
-                        .await
-                        .map_err(TxError::Smtp)?;
-                    self.log().note("TLS started, the certificate verified");
-                    self.log_hello(&conn);
-                }
-                conn
+                .map_err(|e| {
+                    TxError::Tls(crate::client::tls::handshake_error(&self.host, &e).to_string())
+                })?;
+                Box::new(ImplicitTls(tls))
             }
+            Wire::Plain | Wire::Starttls(_) => Box::new(tcp),
         };
-        if let Wire::Tls(_) = &self.wire {
-            self.log().note("TLS, the certificate verified");
-            self.log_hello(&conn);
+        let mut conn = tokio::time::timeout(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(transport, &self.hello),
+        )
+        .await
+        .map_err(|_| {
+            TxError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no greeting within {} s", self.timeout.as_secs()),
+            ))
+        })?
+        .map_err(TxError::Smtp)?;
+        match &self.wire {
+            Wire::Starttls(params) => {
+                self.log_hello(&conn);
+                self.log().sent("STARTTLS");
+                conn.starttls(params.clone(), &self.hello)
+                    .await
+                    .map_err(TxError::Smtp)?;
+                self.log().note("TLS started, the certificate verified");
+            }
+            Wire::Tls(_) => self.log().note("TLS, the certificate verified"),
+            Wire::Plain => {}
         }
+        self.log_hello(&conn);
         if let Some((credentials, mechanisms)) = &self.credentials {
             // lettre runs the exchange: the transcript has the mechanism and the outcome,
             // never the credentials.
@@ -761,6 +777,11 @@ impl Smarthost {
                 maybe_sent: false,
                 reached: false,
             },
+            TxError::Tls(why) => Outcome::Deferred {
+                reply: tls_failed(&self.address(), why),
+                maybe_sent: false,
+                reached: false,
+            },
         }
     }
 
@@ -812,11 +833,7 @@ impl Smarthost {
         // Display; the test `nothing_listening_is_deferred_and_never_sent` pins that.
         let never_connected = e.to_string().starts_with("Connection error") || e.is_tls();
         let reply = if e.is_tls() {
-            format!(
-                "TLS with the outgoing server {place} failed ({why}); if it uses its own CA, give \
-                 the account that CA's certificate as its CA file, and check the port and the \
-                 security mode (TLS for 465, STARTTLS for 587)"
-            )
+            tls_failed(&place, &why)
         } else if never_connected {
             format!("cannot connect to the outgoing server {place}: {why}; check its host and port and that you are online")
         } else {
@@ -828,6 +845,60 @@ impl Smarthost {
             reached: !never_connected,
         }
     }
+}
+
+/// The TLS stream of port 465, made here so that its socket has `TCP_NODELAY` (lettre's own
+/// keeps Nagle's algorithm on), handed to lettre as its transport.
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl lettre::transport::smtp::client::AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A failed TLS handshake with the outgoing server at `place`, and what to check.
+fn tls_failed(place: &str, why: &str) -> String {
+    format!(
+        "TLS with the outgoing server {place} failed ({why}); if it uses its own CA, give the \
+         account that CA's certificate as its CA file, and check the port and the security mode \
+         (TLS for 465, STARTTLS for 587)"
+    )
 }
 
 /// The same outcome for every recipient in `which`.
