@@ -88,9 +88,15 @@ fn wait_text(wd: &WebDriver, css: &str, needle: &str, secs: u64) -> String {
     })
 }
 
-fn open_session(desktop: &Desktop) -> WebDriver {
-    let wd = WebDriver::start(desktop.driver_port, APP, &[])
-        .unwrap_or_else(|e| panic!("opening the app over WebDriver: {e}"));
+/// Starts the tray app (unless it runs already), then its settings window over WebDriver:
+/// tauri-driver starts `mailcall --window`, which reaches the tray.
+fn open_session(desktop: &mut Desktop, keyring: &KeyringEnv) -> WebDriver {
+    if desktop.app_pid().is_none() {
+        desktop.stop_app();
+        desktop.start_app(keyring);
+    }
+    let wd = WebDriver::start(desktop.driver_port, APP, &["--window"])
+        .unwrap_or_else(|e| panic!("opening the app's window over WebDriver: {e}"));
     let page = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
         wd.find("#add-account").ok()
     });
@@ -214,6 +220,64 @@ fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, s
     );
 }
 
+/// The tray menu's Settings… (GTK skips the disabled status line: Fetch now, Open mail folder,
+/// Settings…) starts the window process, a child of the tray `tray`, whose window shows on the
+/// display; its X window going away (xdotool windowkill: this desktop has no window manager to
+/// ask it to close) ends that process, and the tray runs on.
+fn window_opens_from_the_tray_menu_and_its_process_ends_with_it(
+    desktop: &Desktop,
+    keyring: &KeyringEnv,
+    tray: u32,
+    shots: &Path,
+) {
+    let gone = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        desktop::window_processes(tray).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "a window process is left after the window closed: {:?}",
+        desktop::window_processes(tray)
+    );
+    open_tray_menu(desktop, keyring, shots);
+    desktop.run(
+        keyring,
+        "xdotool",
+        &["key", "--delay", "150", "Down", "Down", "Down", "Return"],
+    );
+    let started = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let pids = desktop::window_processes(tray);
+        let shown = desktop.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--name", "^Mailcall$"],
+        );
+        let window = shown.stdout.lines().next().map(|w| w.trim().to_string());
+        match (pids.as_slice(), window) {
+            ([pid], Some(window)) => Some((*pid, window)),
+            _ => None,
+        }
+    });
+    let (pid, window) = started.unwrap_or_else(|| {
+        desktop.screenshot(keyring, &shots.join("no-window-from-tray.png"));
+        panic!(
+            "the tray menu's Settings… did not start one window process with its window shown within 30 s: processes {:?}; see no-window-from-tray.png",
+            desktop::window_processes(tray)
+        )
+    });
+    desktop.run(keyring, "xdotool", &["windowkill", &window]);
+    let ended = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        (!desktop::process_runs(pid)).then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the window process {pid} ran on after its window went"
+    );
+    assert!(
+        desktop::process_runs(tray),
+        "the tray app ended with its window"
+    );
+}
+
 /// Waits until the Settings tab's Pause box is checked (it follows the switch).
 fn wait_pause_box(wd: &WebDriver) {
     wait(10, "the Pause box to be checked", || {
@@ -323,10 +387,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
-    let wd = open_session(&desktop);
+    let wd = open_session(&mut desktop, &keyring);
     let wrong_port = free_port();
     wd.click("#add-account").expect("Add account");
     wd.type_into("#acct-name", "isp").expect("name");
@@ -447,13 +511,20 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         "{shown}"
     );
 
-    // 3. Restart the app: the edit shows.
+    // 3. The window is a process of its own: closing it leaves the tray running, and the tray
+    //    menu's Settings… starts it again, by PID, with its window on the display; when that
+    //    window goes, so does its process. Then restart the app: the edit shows.
     wd.quit().expect("ending the WebDriver session");
+    let tray = desktop
+        .app_pid()
+        .expect("the tray app runs on without its window");
+    window_opens_from_the_tray_menu_and_its_process_ends_with_it(&desktop, &keyring, tray, &shots);
+    desktop.stop_app();
     let gone = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
         (!name_has_owner(&keyring, SINGLE_INSTANCE)).then_some(())
     });
     assert!(gone.is_some(), "the first app instance did not exit");
-    let wd = open_session(&desktop);
+    let wd = open_session(&mut desktop, &keyring);
     let list = wait_text(
         &wd,
         "#account-list",

@@ -86,8 +86,8 @@ fn the_window_shows_what_is_true_now() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let wd = open_session(&mut desktop, &keyring);
     let history_file = keyring.data_home().join("mailcall").join("history.jsonl");
 
     // 1. First run: the Accounts tab leads; nothing listens and nothing was fetched.
