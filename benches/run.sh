@@ -164,8 +164,11 @@ for tool in postfix smtp-source smtp-sink dbus-daemon gnome-keyring-daemon dbus-
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is missing (run without BENCH_SKIP_SETUP)"
 done
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
-log "building mailcall-cli and mailcall-bench-listener in release (target dir $TARGET)"
-(cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
+# Every row but the tray's (row 9) runs mailcall-cli or the bench listener.
+if [ -n "$(printf '%s\n' $ONLY | grep -vx tray)" ]; then
+    log "building mailcall-cli and mailcall-bench-listener in release (target dir $TARGET)"
+    (cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
+fi
 MC=$TARGET/release/mailcall-cli
 BL=$TARGET/release/mailcall-bench-listener
 TRAY_BIN=${BENCH_TRAY_BIN:-}
@@ -1196,13 +1199,17 @@ window_pid() {
     done
     return 1
 }
+# Whether D-Bus name $1 has an owner on the session bus.
+bus_name_owned() {
+    env -i "${SESSION_ENV[@]}" timeout 5 dbus-send --session --print-reply --dest=org.freedesktop.DBus \
+        /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner "string:$1" 2>/dev/null |
+        grep -q "boolean true"
+}
 # Waits (up to $2 s) until D-Bus name $1 has an owner on the session bus.
 wait_bus_name() {
     local i
     for i in $(seq 1 $(($2 * 20))); do
-        env -i "${SESSION_ENV[@]}" timeout 5 dbus-send --session --print-reply --dest=org.freedesktop.DBus \
-            /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner "string:$1" 2>/dev/null |
-            grep -q "boolean true" && return 0
+        bus_name_owned "$1" && return 0
         sleep 0.05
     done
     die "nothing took $1 on the session bus within $2 s"
@@ -1239,6 +1246,8 @@ rowtray() {
         PIDS+=("$tray")
         for i in $(seq 1 600); do [ "$(sni_items)" -ge 1 ] && break; sleep 0.05; done
         [ "$(sni_items)" -ge 1 ] || die "the tray icon did not register within 30 s; log: $WORK/r9-mailcall-$r.log"
+        # Up for a second `mailcall` to hand over to.
+        wait_bus_name io.mailcall.Mailcall.SingleInstance 30
         sleep "$idle"
         never=$(tree_rss_kb "$tray")
         # Open: a second `mailcall` hands over to the running one, which starts the window.
@@ -1259,6 +1268,11 @@ rowtray() {
         closed=$(tree_rss_kb "$tray")
         kill -0 "$tray" 2>/dev/null || die "the tray app ended with its window; log: $WORK/r9-mailcall-$r.log"
         stop_pid "$tray"
+        # Gone from the bus and the tray before the next run's tray starts.
+        for i in $(seq 1 600); do
+            [ "$(sni_items)" = 0 ] && ! bus_name_owned io.mailcall.Mailcall.SingleInstance && break
+            sleep 0.05
+        done
         log "  run $r: never opened $((never / 1024)) MB, window open $((opened / 1024)) MB, after closing $((closed / 1024)) MB (tray process tree)"
         R9_NEVER+=("$(calc "$never / 1024")") R9_OPEN+=("$(calc "$opened / 1024")")
         R9_CLOSED+=("$(calc "$closed / 1024")") R9_DIFF+=("$(calc "($closed - $never) / 1024")")
