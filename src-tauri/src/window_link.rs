@@ -122,11 +122,6 @@ impl Windows {
     fn remove(&self, id: u64) {
         lock(&self.connected).retain(|(i, _)| *i != id);
     }
-
-    /// The PID of the window process this tray started, while it runs.
-    pub fn child(&self) -> Option<u32> {
-        *lock(&self.child)
-    }
 }
 
 /// Shows the settings window (at `tab`, if given): a window open already comes to the front;

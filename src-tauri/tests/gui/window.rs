@@ -444,3 +444,26 @@ fn without_a_display_mailcall_says_what_is_missing_in_one_line() {
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+/// `mailcall --window` is the tray's window: with no tray app running it says so in one line
+/// (and what to start instead), before touching the display.
+#[test]
+fn the_window_without_its_tray_says_so_in_one_line() {
+    let runtime = tempfile::tempdir().expect("a runtime dir");
+    let mut cmd = Command::new(APP);
+    cmd.arg("--window")
+        .env("DISPLAY", ":nowhere")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("RUST_BACKTRACE", "1");
+    let out = run_with_timeout(&mut cmd, None, Duration::from_secs(30)).expect("running mailcall");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(
+        lines[0].contains("no Mailcall tray app runs here"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("start `mailcall`"), "{}", lines[0]);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
