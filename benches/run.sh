@@ -9,7 +9,8 @@
 #        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr lmtp" (rows to
 #        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
 #        the issue 10 block; "submit" and "flush" the outgoing rows 7 and 8 of the issue 19
-#        block; "tray" the tray app's memory (row 9, issue 20); all measured by default)
+#        block; "history" the History read of issue 21 §8; "tray" the tray app's memory (row 9,
+#        issue 20); all measured by default)
 #        BENCH_TRAY_BIN=PATH (row 9: take the `mailcall` tray binary from another build, e.g. a
 #        debug one, instead of building it in release) BENCH_TRAY_IDLE_SECS=30
 #
@@ -20,7 +21,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush tray}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history tray}
 N=${BENCH_N:-2000}  # messages per throughput/drain run (BENCH_N: fewer, for a quick check)
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -1180,7 +1181,7 @@ rowflush() {
 }
 # ========================== end of the issue 19 block ========================================
 
-# ========================== row 9, the tray app's memory (issue 20 §6) =======================
+# ========================== row 9, the tray app's memory (issue 20 §6) ================
 # RSS of the tray app's whole process tree (`mailcall --tray` and every descendant: the window
 # process and its WebKit processes while they run), in kB.
 tree_rss_kb() {
@@ -1282,6 +1283,57 @@ rowtray() {
         "+$(FMT=%.1f summary "${R9_DIFF[@]}") MB" "≤ never opened + 10 MB" "$(verdict "$(median "${R9_DIFF[@]}") <= 10")"
 }
 # ========================== end of row 9 ======================================================
+=======
+# ========================== issue 21 §8: the History read ======================================
+# Row H (BENCH_ONLY="... history"): the History tab's read (`history`, the tab's 50 newest, the
+# same History::recent the tray calls), timed as `mailcall-cli history --json --limit 50` from
+# process start to exit, over a history of 100 000 records against one of 10 (the same real
+# record, from a fetch refused by an ISP that is not there). The ratio says whether the read
+# grows with the file (it reads from the end).
+rowhistory() {
+    log "row H: History read, $RUNS runs: 100 000 records vs 10"
+    local dir=$WORK/rh r i t0 tb ts rec got
+    hc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$dir/config.toml" "$@"; }
+    rm -rf "$dir" && mkdir -p "$dir/seed" "$dir/big" "$dir/small"
+    hc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    hc config set data-dir "$dir/seed" >/dev/null || die "config set data-dir failed"
+    hc config set submit-listen off >/dev/null || die "config set submit-listen failed"
+    hc account set histbench --host 127.0.0.1 --port "$(free_port)" --security none \
+        --domain hist.test >/dev/null || die "account set failed"
+    hc fetch --listen "127.0.0.1:$(free_port)" --maildir "$dir/md" --idle-timeout 1 \
+        --max-wait 20 >/dev/null 2>&1 </dev/null
+    rec=$(tail -n 1 "$dir/seed/history.jsonl" 2>/dev/null)
+    [ -n "$rec" ] || die "the seeding fetch wrote no history record"
+    awk -v n=100000 -v line="$rec" 'BEGIN{for(i=0;i<n;i++) print line}' >"$dir/big/history.jsonl"
+    awk -v n=10 -v line="$rec" 'BEGIN{for(i=0;i<n;i++) print line}' >"$dir/small/history.jsonl"
+    # Rotation would move a file this large aside on the next append; the read must not care.
+    RH_B=() RH_S=() RH_R=()
+    read_ms() {
+        hc config set data-dir "$dir/$1" >/dev/null || die "config set data-dir failed"
+        local best="" t
+        # Fifteen reads a run, the fastest kept: the machine's noise out, the read's cost in.
+        for i in $(seq 1 15); do
+            t0=$EPOCHREALTIME
+            got=$(hc history --json --limit 50 </dev/null) || die "mailcall-cli history failed"
+            t=$(calc "($EPOCHREALTIME - $t0) * 1000")
+            if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+        done
+        [ "$(printf '%s' "$got" | grep -o '"started_at"' | wc -l)" -ge "$2" ] ||
+            die "history --json over $1 did not give $2 records"
+        echo "$best"
+    }
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then tb=$(read_ms big 50); ts=$(read_ms small 10);
+        else ts=$(read_ms small 10); tb=$(read_ms big 50); fi
+        log "  run $r: 100 000 records $tb ms, 10 records $ts ms"
+        RH_B+=("$tb") RH_S+=("$ts") RH_R+=("$(calc "$tb / $ts")")
+    done
+    row "H. History read (the tab's 50 newest), ms: 100 000 records ($(du -m "$dir/big/history.jsonl" | cut -f1) MB)" \
+        "$(FMT=%.1f summary "${RH_B[@]}")" "the same read of 10 records: $(FMT=%.1f summary "${RH_S[@]}")" \
+        "$(FMT=%.2f summary "${RH_R[@]}")×" "≤ 1.5× (flat)" "$(verdict "$(median "${RH_R[@]}") <= 1.5")"
+    rm -rf "$dir"
+}
+# ========================== end of the issue 21 §8 block =====================================
 
 for r in $ONLY; do
     "row$r"

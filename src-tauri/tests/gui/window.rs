@@ -305,6 +305,11 @@ fn the_window_shows_what_is_true_now() {
         )
     });
     assert!(said.contains("already in use"), "{said}");
+    // The holder is named: this test process took the port.
+    assert!(
+        said.contains(&format!("(pid {}) listens there", std::process::id())),
+        "{said}"
+    );
     assert_eq!(
         js(
             &wd,
