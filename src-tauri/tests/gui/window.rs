@@ -86,8 +86,8 @@ fn the_window_shows_what_is_true_now() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let wd = open_session(&mut desktop, &keyring);
     let history_file = keyring.data_home().join("mailcall").join("history.jsonl");
 
     // 1. First run: the Accounts tab leads; nothing listens and nothing was fetched.
@@ -447,5 +447,28 @@ fn without_a_display_mailcall_says_what_is_missing_in_one_line() {
         "{}",
         lines[0]
     );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+/// `mailcall --window` is the tray's window: with no tray app running it says so in one line
+/// (and what to start instead), before touching the display.
+#[test]
+fn the_window_without_its_tray_says_so_in_one_line() {
+    let runtime = tempfile::tempdir().expect("a runtime dir");
+    let mut cmd = Command::new(APP);
+    cmd.arg("--window")
+        .env("DISPLAY", ":nowhere")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("RUST_BACKTRACE", "1");
+    let out = run_with_timeout(&mut cmd, None, Duration::from_secs(30)).expect("running mailcall");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(
+        lines[0].contains("no Mailcall tray app runs here"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("start `mailcall`"), "{}", lines[0]);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
