@@ -297,7 +297,24 @@ impl Desktop {
 
     /// Where Mailcall's icon is: the panel's only item, at its right end.
     pub fn tray_icon_position(&self, keyring: &KeyringEnv) -> (i32, i32) {
-        let panel = self.tray_window(keyring).expect("the tray panel is mapped");
+        // The panel is mapped once the desktop starts, but it may be redrawn (unmapped a
+        // moment) while items come and go: wait for it, and say what was there if it never is.
+        let panel = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            self.tray_window(keyring)
+        })
+        .unwrap_or_else(|| {
+            let all = self.run(
+                keyring,
+                "xdotool",
+                &["search", "--name", "^gtk-sni-tray-standalone$"],
+            );
+            let seen: Vec<_> = all
+                .stdout
+                .lines()
+                .map(|w| (w.trim().to_string(), self.geometry(keyring, w.trim())))
+                .collect();
+            panic!("the tray panel is not mapped at the top with height {TRAY_HEIGHT}: windows so named and their geometry {seen:?}")
+        });
         let (x, y, w, h) = self
             .geometry(keyring, &panel)
             .expect("the panel's geometry");
