@@ -81,7 +81,9 @@ fn the_window_shows_what_is_true_now() {
     std::fs::write(
         &config_path,
         format!(
-            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 3\nfetch-at-start = true\n",
+            // Idle longer than the grace after the ISP's last delivery (5 s): a fetch that
+            // brought mail ends when the ISP has finished, and History says so.
+            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 12\nfetch-at-start = true\n",
             maildir_path.display()
         ),
     )
@@ -238,6 +240,8 @@ fn the_window_shows_what_is_true_now() {
         first.contains("To fix: Settings → Accounts → isp → Domains"),
         "{first}"
     );
+    // The fetch ended once the ISP had delivered and hung up, not at the idle timeout.
+    assert!(first.contains("ended: the ISP finished"), "{first}");
     assert_eq!(
         js(&wd, "[...document.querySelectorAll('#history-list details.session')[0].querySelectorAll('tr[data-domain]')].map((r) => r.dataset.domain + ':' + r.className)"),
         json!([
