@@ -166,6 +166,7 @@ log "building mailcall-cli and mailcall-bench-listener in release (target dir $T
 (cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
 MC=$TARGET/release/mailcall-cli
 BL=$TARGET/release/mailcall-bench-listener
+FLOOR=$TARGET/release/mailcall-bench-floor
 
 WORK=$(mktemp -d /tmp/mailcall-bench.XXXXXX)
 # Postfix's daemons (user postfix) must traverse into their instance directories.
@@ -353,7 +354,7 @@ verdict() { awk "BEGIN{exit !($1)}" && echo "yes" || echo "**no**"; }
 # once the file is fsynced in new/). Postfix: until the last file is in its Maildir's new/.
 row1() {
     log "row 1: listener throughput, $RUNS runs of $N x $SIZE B over $SESSIONS sessions"
-    local pport sport mport root r t0 t1 tend m p s a
+    local pport sport mport root r t0 t1 tend m p s a f fd
     pport=$(free_port)
     local maps="" k
     for k in $(seq 0 "$RUNS"); do maps="$maps run$k@$DOMAIN=run$k/"; done
@@ -365,7 +366,7 @@ virtual_gid_maps = static:$(id -g postfix)
 virtual_mailbox_limit = 0"
     root=$PF_ROOT
     mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
-    R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=()
+    R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=() R1_F=() R1_RF=()
     for r in $(seq 0 "$RUNS"); do
         # Run 0 warms up caches and Postfix's process pool with 200 messages: not counted.
         local n=$N
@@ -397,10 +398,19 @@ virtual_mailbox_limit = 0"
         t1=$EPOCHREALTIME
         stop_pid "$spid"
         s=$(calc "$n / ($t1 - $t0)")
-        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s"
+        # The physical floor (issue 23 item 1): the same n messages of SIZE bytes, the durable
+        # work alone (tmp/ write, fsync, rename into new/, group-committed fsync of new/) by
+        # SESSIONS writer threads, on the same file system.
+        f=$("$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE") || die "mailcall-bench-floor failed"
+        [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
+        fd=${f##*msg/s, }
+        f=${f%% msg/s*}
+        f=${f##* }
+        rm -rf "$WORK/r1-floor-$r"
+        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s, floor $f msg/s ($fd)"
         [ "$r" = 0 ] && continue
-        R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a")
-        R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")")
+        R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a") R1_F+=("$f")
+        R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")") R1_RF+=("$(calc "$m / $f")")
     done
     postfix -c "$root/conf" stop >/dev/null 2>&1 || true
     rm -rf "$WORK"/r1-* "$root/vmail"
@@ -411,6 +421,9 @@ virtual_mailbox_limit = 0"
         "$(FMT=%.2f summary "${R1_RP[@]}")×" "≥ 2× Postfix" "$(verdict "$rp >= 2")"
     row "1b. … against the tools' ceiling" "$(summary "${R1_M[@]}")" \
         "smtp-sink (discards): $(summary "${R1_S[@]}")" "$(FMT=%.2f summary "${R1_RS[@]}")×" "(reference)" "–"
+    row "1c. … against the physical floor of durable delivery (issue 23 §1)" "$(summary "${R1_M[@]}")" \
+        "mailcall-bench-floor ($SESSIONS threads: tmp/ write, fsync, rename, group-committed fsync of new/; no SMTP): $(summary "${R1_F[@]}")" \
+        "$(FMT=%.2f summary "${R1_RF[@]}")×" "≥ 0.8× the floor" "$(verdict "$(median "${R1_RF[@]}") >= 0.8")"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -1213,6 +1226,207 @@ rowhistory() {
     rm -rf "$dir"
 }
 # ========================== end of the issue 21 §8 block =====================================
+
+# ========================== issue 23: against the limit and against fetchmail ================
+# Row C (BENCH_ONLY="... cold"; issue 23 §4): ETRN from a cold start. The ip-up recipe starts a
+# process at each dial-in; this is the time from that process's start (the shell's fork) to the
+# ISP's 250 for its ETRN, the line in the process's own output, timestamped as it is read.
+# - Mailcall: `mailcall-cli fetch` (config read, the account read from the gnome-keyring of the
+#   bench's D-Bus session, the listener bound, then the ETRN session);
+# - fetchmail (the peer): `fetchmail --protocol ETRN --fetchdomains bench.test` (-v, so it
+#   prints the server's replies; an empty rc file), against the same Postfix ISP for the same
+#   domain. The ISP holds nothing, so only start-up and the ETRN session are measured.
+# Each run starts each BENCH_COLD_N times (default 5), alternating, and takes the median per
+# tool. Both run on CPU 1 with stdbuf -oL (line-buffered output for fetchmail; a no-op for
+# mailcall-cli, whose stdout is line-buffered anyway), the ISP on CPU 0. Warm page cache: the
+# process is cold, the disk cache is not (dropping caches would hit the other work on the machine).
+COLD_N=${BENCH_COLD_N:-5}
+# stamp: copies stdin to stdout, each line prefixed with the time it was read.
+stamp() {
+    local line
+    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
+}
+# cold_once OUT PATTERN CMD...: starts CMD (output timestamped into OUT), waits (up to 20 s) for
+# a line matching PATTERN; echoes the milliseconds from the start to that line, stops CMD.
+cold_once() {
+    local out=$1 pat=$2 t0 pid i when=""
+    shift 2
+    t0=$EPOCHREALTIME
+    $PIN_CLIENT stdbuf -oL -eL "$@" > >(stamp >"$out") 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for i in $(seq 1 2000); do
+        when=$(grep -m1 -E "^[0-9.]+ $pat" "$out" 2>/dev/null | cut -d' ' -f1)
+        [ -n "$when" ] && break
+        kill -0 "$pid" 2>/dev/null || { sleep 0.05; when=$(grep -m1 -E "^[0-9.]+ $pat" "$out" | cut -d' ' -f1); break; }
+        sleep 0.01
+    done
+    stop_pid "$pid"
+    [ -n "$when" ] || die "no line matching '$pat' from $1 in 20 s; output: $(tail -5 "$out")"
+    calc "($when - $t0) * 1000"
+}
+rowcold() {
+    log "row C: ETRN from a cold start, $RUNS runs of $COLD_N starts each: mailcall-cli fetch vs fetchmail --protocol ETRN"
+    command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
+    local iport lport r k ms mm fm dir=$WORK/rc
+    iport=$(free_port) lport=$(free_port)
+    mkdir -p "$dir"
+    PIN_POSTFIX=$PIN_ISP postfix_start coldisp "$iport" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h"
+    local isp=$PF_ROOT
+    cc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/cold.toml" "$@"; }
+    cc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    cc config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
+    cc account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (cold) failed"
+    : >"$dir/fetchmailrc" && chmod 600 "$dir/fetchmailrc"
+    RC_M=() RC_F=() RC_R=()
+    for r in $(seq 1 "$RUNS"); do
+        local ml=() fl=()
+        for k in $(seq 1 "$COLD_N"); do
+            mm() {
+                cold_once "$dir/m$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
+                    --config "$KR/config/cold.toml" fetch --listen "127.0.0.1:$lport" \
+                    --maildir "$dir/md" --idle-timeout 1 --max-wait 10
+            }
+            fm() {
+                cold_once "$dir/f$r-$k.out" "fetchmail: ETRN< 250" env -i "${SESSION_ENV[@]}" fetchmail \
+                    -f "$dir/fetchmailrc" --pidfile "$dir/fetchmail.pid" --nosyslog -v --protocol ETRN \
+                    --fetchdomains "$DOMAIN" --port "$iport" 127.0.0.1
+            }
+            if [ $(((r + k) % 2)) = 0 ]; then ms=$(mm) || exit 1; ml+=("$ms"); ms=$(fm) || exit 1; fl+=("$ms");
+            else ms=$(fm) || exit 1; fl+=("$ms"); ms=$(mm) || exit 1; ml+=("$ms"); fi
+        done
+        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}")
+        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm), fetchmail ${fl[*]} ms (median $fm)"
+        RC_M+=("$mm") RC_F+=("$fm") RC_R+=("$(calc "$mm / $fm")")
+    done
+    postfix -c "$isp/conf" stop >/dev/null 2>&1 || true
+    row "C. ETRN from a cold start, ms (process start → the ISP's 250 to ETRN; keyring read included; median of $COLD_N starts per run)" \
+        "$(FMT=%.1f summary "${RC_M[@]}")" "fetchmail --protocol ETRN, same Postfix ISP: $(FMT=%.1f summary "${RC_F[@]}")" \
+        "$(FMT=%.2f summary "${RC_R[@]}")×" "≤ 1.0× fetchmail" "$(verdict "$(median "${RC_R[@]}") <= 1")"
+}
+# Row M (BENCH_ONLY="... many"; issue 23 §6): many peers at once.
+# - Memory: MANY (100) SMTP sessions opened at once (each greeted and past EHLO, then idle) into
+#   a `mailcall-cli daemon` (max-connections and max-connections-per-peer raised to 200: the
+#   bench's peers all come from 127.0.0.1) and into a fresh private Postfix (smtpd → virtual
+#   Maildir, as row 1; its default process limit, 100, is one smtpd per session). Mailcall: its
+#   RSS with the sessions open minus before. Postfix: the sum of RSS over its smtpd processes
+#   with the same sessions open (what the sessions cost it; the shared pages are counted in
+#   each, so the log also gives the sum of Pss). Goal: ≤ 0.2× Postfix.
+# - Throughput: smtp-source -s MANY, N messages of SIZE into each (unpinned, as row 1).
+#   Mailcall: to its last 250 (file and new/ fsynced before it); Postfix: to the last file in
+#   its Maildir's new/. Goal: ≥ 2× Postfix.
+MANY=${BENCH_MANY:-100}
+# many_open PORT: opens MANY sessions to 127.0.0.1:PORT, reads each greeting, says EHLO on
+# each and reads its reply; the descriptors are left in MANY_FDS (bash holds them open).
+many_open() {
+    local port=$1 i fd line
+    MANY_FDS=()
+    for i in $(seq 1 "$MANY"); do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || die "session $i to 127.0.0.1:$port: cannot connect"
+        MANY_FDS+=("$fd")
+    done
+    for fd in "${MANY_FDS[@]}"; do
+        read -r -t 30 line <&"$fd" || die "no greeting on a session to 127.0.0.1:$port"
+        [[ $line == 220* ]] || die "a session to 127.0.0.1:$port was greeted with: $line"
+        printf 'EHLO many.bench\r\n' >&"$fd"
+    done
+    for fd in "${MANY_FDS[@]}"; do
+        while read -r -t 30 line <&"$fd"; do [[ $line == 250\ * ]] && break; done
+        [[ $line == 250\ * ]] || die "EHLO on a session to 127.0.0.1:$port got: $line"
+    done
+}
+many_close() {
+    local fd
+    for fd in "${MANY_FDS[@]}"; do
+        printf 'QUIT\r\n' >&"$fd" 2>/dev/null
+        exec {fd}>&-
+    done
+    MANY_FDS=()
+}
+# smtpd_pids ROOT: the smtpd processes of the Postfix instance at ROOT.
+smtpd_pids() {
+    local master
+    master=$(tr -d ' ' <"$1/queue/pid/master.pid")
+    ps -o pid=,comm= --ppid "$master" | awk '$2 == "smtpd" {print $1}'
+}
+pss_kb() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+rowmany() {
+    log "row M: $MANY sessions at once, $RUNS runs: Mailcall daemon's RSS growth vs Postfix's smtpd processes; then $N messages over $MANY sessions"
+    local r mport pport root mc0 mc1 prss ppss pid n i t0 t1 tend m p dir=$WORK/rm
+    mkdir -p -m 700 "$dir" "$dir/runtime" "$dir/data"
+    mk() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/many.toml" "$@"; }
+    mk config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    mk config set fetch-at-start false >/dev/null || die "config set fetch-at-start failed"
+    mk config set max-connections 200 >/dev/null || die "config set max-connections failed"
+    mk config set max-connections-per-peer 200 >/dev/null || die "config set max-connections-per-peer failed"
+    mk config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
+    mk config set submit-listen off >/dev/null || die "config set submit-listen failed"
+    mk account set many --host 127.0.0.1 --port 9 --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (many) failed"
+    RM_MG=() RM_PS=() RM_MR=() RM_MT=() RM_PT=() RM_TR=()
+    for r in $(seq 1 "$RUNS"); do
+        mport=$(free_port) pport=$(free_port)
+        env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$dir/runtime" "$MC" --config "$KR/config/many.toml" daemon \
+            --listen "127.0.0.1:$mport" --maildir "$dir/md-$r" >"$dir/daemon-$r.log" 2>&1 </dev/null &
+        MPID=$!
+        PIDS+=("$MPID")
+        wait_port "$mport" 30
+        postfix_start "many$r" "$pport" "virtual_mailbox_domains = $DOMAIN
+virtual_mailbox_base = $WORK/many$r/vmail
+virtual_mailbox_maps = inline:{ $RCPT=box/ }
+virtual_uid_maps = static:$(id -u postfix)
+virtual_gid_maps = static:$(id -g postfix)
+virtual_mailbox_limit = 0"
+        root=$PF_ROOT
+        mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+        # Memory: the same sessions into each, one after the other.
+        mc0=$(rss_kb "$MPID")
+        many_open "$mport"
+        mc1=$(rss_kb "$MPID")
+        many_close
+        many_open "$pport"
+        n=$(smtpd_pids "$root" | wc -l)
+        [ "$n" -ge "$MANY" ] || die "Postfix runs $n smtpd processes for $MANY sessions"
+        prss=0 ppss=0
+        for pid in $(smtpd_pids "$root"); do
+            prss=$((prss + $(rss_kb "$pid"))) ppss=$((ppss + $(pss_kb "$pid")))
+        done
+        many_close
+        # Throughput: MANY sessions sending at once.
+        t0=$EPOCHREALTIME
+        smtp-source -d -m "$N" -s "$MANY" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$mport" ||
+            die "smtp-source -s $MANY into Mailcall failed; log: $dir/daemon-$r.log"
+        t1=$EPOCHREALTIME
+        [ "$(files_in "$dir/md-$r/new")" = "$N" ] || die "Mailcall stored $(files_in "$dir/md-$r/new") of $N"
+        m=$(calc "$N / ($t1 - $t0)")
+        stop_pid "$MPID"
+        t0=$EPOCHREALTIME
+        smtp-source -d -m "$N" -s "$MANY" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$pport" ||
+            die "smtp-source -s $MANY into Postfix failed"
+        wait_files "$root/vmail/box/new" "$N" 300 0.1
+        tend=$(last_arrival "$root/vmail/box/new")
+        p=$(calc "$N / ($tend - $t0)")
+        postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+        rm -rf "$dir/md-$r" "$root/vmail" "$root/queue"
+        log "  run $r: Mailcall RSS $mc0 → $mc1 kB with $MANY sessions; Postfix $n smtpd processes: RSS sum $prss kB (Pss sum $ppss kB); $MANY sessions sending: Mailcall $m msg/s, Postfix $p msg/s"
+        RM_MG+=("$(calc "($mc1 - $mc0) / 1024")") RM_PS+=("$(calc "$prss / 1024")")
+        RM_MR+=("$(calc "($mc1 - $mc0) / $prss")")
+        RM_MT+=("$m") RM_PT+=("$p") RM_TR+=("$(calc "$m / $p")")
+    done
+    row "M. $MANY idle SMTP sessions at once: memory, MB (Mailcall daemon's RSS growth)" \
+        "$(FMT=%.1f summary "${RM_MG[@]}")" "Postfix, RSS summed over its $MANY smtpd processes: $(FMT=%.1f summary "${RM_PS[@]}")" \
+        "$(FMT=%.3f summary "${RM_MR[@]}")×" "≤ 0.2× Postfix" "$(verdict "$(median "${RM_MR[@]}") <= 0.2")"
+    row "M2. … then $MANY sessions sending at once, msg/s ($N × 10 KB, durable Maildir)" \
+        "$(summary "${RM_MT[@]}")" "Postfix smtpd → virtual Maildir: $(summary "${RM_PT[@]}")" \
+        "$(FMT=%.2f summary "${RM_TR[@]}")×" "≥ 2× Postfix" "$(verdict "$(median "${RM_TR[@]}") >= 2")"
+}
+# ========================== end of the issue 23 block =========================================
 
 for r in $ONLY; do
     "row$r"
