@@ -45,10 +45,7 @@ impl GroupSync {
 fn deliver(root: &Path, name: &str, body: &[u8], sync: &GroupSync) -> io::Result<()> {
     let tmp = root.join("tmp").join(name);
     let new_dir = root.join("new");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)?;
+    let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     file.write_all(body)?;
     file.sync_all()?;
     drop(file);
