@@ -1236,11 +1236,11 @@ rowhistory() {
 # - fetchmail (the peer): `fetchmail --protocol ETRN --fetchdomains bench.test` (-v, so it
 #   prints the server's replies; an empty rc file), against the same Postfix ISP for the same
 #   domain. The ISP holds nothing, so only start-up and the ETRN session are measured.
-# Each run starts each BENCH_COLD_N times (default 5), alternating, and takes the median per
+# Each run starts each BENCH_COLD_N times (default 11), alternating, and takes the median per
 # tool. Both run on CPU 1 with stdbuf -oL (line-buffered output for fetchmail; a no-op for
 # mailcall-cli, whose stdout is line-buffered anyway), the ISP on CPU 0. Warm page cache: the
 # process is cold, the disk cache is not (dropping caches would hit the other work on the machine).
-COLD_N=${BENCH_COLD_N:-5}
+COLD_N=${BENCH_COLD_N:-11}
 # stamp: copies stdin to stdout, each line prefixed with the time it was read.
 stamp() {
     local line
@@ -1369,7 +1369,7 @@ rowmany() {
     mk config set submit-listen off >/dev/null || die "config set submit-listen failed"
     mk account set many --host 127.0.0.1 --port 9 --security none --domain "$DOMAIN" >/dev/null ||
         die "mailcall-cli account set (many) failed"
-    RM_MG=() RM_PS=() RM_MR=() RM_MT=() RM_PT=() RM_TR=()
+    RM_MG=() RM_PS=() RM_PP=() RM_MR=() RM_MT=() RM_PT=() RM_TR=()
     for r in $(seq 1 "$RUNS"); do
         mport=$(free_port) pport=$(free_port)
         env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$dir/runtime" "$MC" --config "$KR/config/many.toml" daemon \
@@ -1415,16 +1415,73 @@ virtual_mailbox_limit = 0"
         postfix -c "$root/conf" stop >/dev/null 2>&1 || true
         rm -rf "$dir/md-$r" "$root/vmail" "$root/queue"
         log "  run $r: Mailcall RSS $mc0 → $mc1 kB with $MANY sessions; Postfix $n smtpd processes: RSS sum $prss kB (Pss sum $ppss kB); $MANY sessions sending: Mailcall $m msg/s, Postfix $p msg/s"
-        RM_MG+=("$(calc "($mc1 - $mc0) / 1024")") RM_PS+=("$(calc "$prss / 1024")")
+        RM_MG+=("$(calc "($mc1 - $mc0) / 1024")") RM_PS+=("$(calc "$prss / 1024")") RM_PP+=("$(calc "$ppss / 1024")")
         RM_MR+=("$(calc "($mc1 - $mc0) / $prss")")
         RM_MT+=("$m") RM_PT+=("$p") RM_TR+=("$(calc "$m / $p")")
     done
     row "M. $MANY idle SMTP sessions at once: memory, MB (Mailcall daemon's RSS growth)" \
-        "$(FMT=%.1f summary "${RM_MG[@]}")" "Postfix, RSS summed over its $MANY smtpd processes: $(FMT=%.1f summary "${RM_PS[@]}")" \
+        "$(FMT=%.1f summary "${RM_MG[@]}")" "Postfix, RSS summed over its $MANY smtpd processes: $(FMT=%.1f summary "${RM_PS[@]}") (Pss summed, shared pages split: $(FMT=%.1f summary "${RM_PP[@]}"))" \
         "$(FMT=%.3f summary "${RM_MR[@]}")×" "≤ 0.2× Postfix" "$(verdict "$(median "${RM_MR[@]}") <= 0.2")"
     row "M2. … then $MANY sessions sending at once, msg/s ($N × 10 KB, durable Maildir)" \
         "$(summary "${RM_MT[@]}")" "Postfix smtpd → virtual Maildir: $(summary "${RM_PT[@]}")" \
         "$(FMT=%.2f summary "${RM_TR[@]}")×" "≥ 2× Postfix" "$(verdict "$(median "${RM_TR[@]}") >= 2")"
+}
+# Row S (BENCH_ONLY="... scale"; issue 23 §8): cost as the work grows. Row 2's drain (a Postfix
+# ISP holding the messages, one `mailcall-cli fetch`, ETRN reply → last file in new/, ISP on
+# CPU 0, mailcall-cli on CPU 1) of N and of BENCH_SCALE_N (default 10 × N = 20 000) messages:
+# per-message time at each size, and mailcall-cli's peak RSS (VmHWM, read when the last file is
+# in). Goal: the per-message time at the larger size ≤ 1.1× that at N, and flat memory.
+SCALE_N=${BENCH_SCALE_N:-$((10 * N))}
+rowscale() {
+    log "row S: drain of $N and of $SCALE_N queued messages, $RUNS runs"
+    local lport sport r size tetrn tend fpid out us hwm
+    lport=$(free_port) sport=$(free_port)
+    PIN_POSTFIX=$PIN_ISP postfix_start scaleisp "$sport" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h
+qmgr_message_active_limit = $((SCALE_N > 20000 ? SCALE_N : 20000))"
+    local ISP=$PF_ROOT ISP_PORT=$sport
+    sc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/scale.toml" "$@"; }
+    sc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    sc config set data-dir "$WORK/rs-data" >/dev/null || die "config set data-dir failed"
+    sc account set scale --host 127.0.0.1 --port "$sport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (scale) failed"
+    RS_S=() RS_L=() RS_R=() RS_HS=() RS_HL=()
+    # drain_scale SIZE: echoes "µs-per-message peak-RSS-kB".
+    drain_scale() {
+        local N=$1
+        isp_fill
+        out=$WORK/rs-fetch-$N-$r.out
+        etrn_fetch "$KR/config/scale.toml" "$lport" "$WORK/rs-md-$N-$r" "$out"
+        wait_files "$WORK/rs-md-$N-$r/new" "$N" 600 0.5
+        tend=$(last_arrival "$WORK/rs-md-$N-$r/new")
+        hwm=$(hwm_kb "$fpid")
+        stop_pid "$fpid"
+        us=$(calc "($tend - $tetrn) * 1000000 / $N")
+        isp_wait_empty
+        rm -rf "$WORK/rs-md-$N-$r"
+        log "  run $r: $N messages: $us µs per message ($(calc "1000000 / $us") msg/s), mailcall-cli peak RSS $hwm kB"
+    }
+    local small large
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then drain_scale "$N"; small="$us $hwm"; drain_scale "$SCALE_N"; large="$us $hwm"
+        else drain_scale "$SCALE_N"; large="$us $hwm"; drain_scale "$N"; small="$us $hwm"; fi
+        RS_S+=("${small% *}") RS_L+=("${large% *}") RS_R+=("$(calc "${large% *} / ${small% *}")")
+        RS_HS+=("$(calc "${small#* } / 1024")") RS_HL+=("$(calc "${large#* } / 1024")")
+    done
+    postfix -c "$ISP/conf" stop >/dev/null 2>&1 || true
+    rm -rf "$ISP/queue"
+    row "S. Cost as the work grows: µs per message draining $SCALE_N queued (row 2's method)" \
+        "$(FMT=%.0f summary "${RS_L[@]}")" "the same drain of $N: $(FMT=%.0f summary "${RS_S[@]}")" \
+        "$(FMT=%.2f summary "${RS_R[@]}")×" "≤ 1.1×" "$(verdict "$(median "${RS_R[@]}") <= 1.1")"
+    local hr=()
+    for r in "${!RS_HL[@]}"; do hr+=("$(calc "${RS_HL[$r]} / ${RS_HS[$r]}")"); done
+    row "S2. … mailcall-cli's peak RSS (VmHWM), MB, draining $SCALE_N" \
+        "$(FMT=%.1f summary "${RS_HL[@]}")" "draining $N: $(FMT=%.1f summary "${RS_HS[@]}")" \
+        "$(FMT=%.2f summary "${hr[@]}")×" "flat (≤ 1.1×)" "$(verdict "$(median "${hr[@]}") <= 1.1")"
 }
 # ========================== end of the issue 23 block =========================================
 
