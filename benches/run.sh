@@ -783,6 +783,13 @@ plain:
   server_prompts = :
   server_condition = ${if and {{eq{$auth2}{customer}}{eq{$auth3}{@PASSWORD@}}}{yes}{no}}
   server_set_id = $auth2
+
+# fetchmail's ODMR mode authenticates with CRAM-MD5 only (issue 23 rows ODMR-F).
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = ${if eq{$auth1}{customer}{@PASSWORD@}fail}
+  server_set_id = $auth1
 EXIM_CONF
     $PIN_ISP "$exim" -C "$dir/configure" -bdf >"$dir/daemon.out" 2>&1 </dev/null &
     PIDS+=($!)
@@ -844,7 +851,10 @@ EXIM_CONF
         log "  run $r: ODMR drain $m msg/s in $turns turn(s) (mailcall-cli CPU ${mcpu:-?} ms)"
         R5_M+=("$m") R5_T+=("$turns") R5_C+=("${mcpu:-0}")
         rm -rf "$WORK/rodmr-mailcall-$r"
+        # issue 23 §3: fetchmail's ODMR mode through the same provider, in the same run.
+        [ "$ODMR_FM" = 1 ] && odmr_fetchmail_run
     done
+    [ "$ODMR_FM" = 1 ] && odmr_fetchmail_rows
     # No goal: the rate is the provider's (Exim delivers one message at a time on the turned
     # connection, a process per message); Mailcall's CPU per drain says what its side costs.
     local ratio="–" peer="ETRN drain: not measured in this run (BENCH_ONLY without 2)"
@@ -1482,6 +1492,111 @@ qmgr_message_active_limit = $((SCALE_N > 20000 ? SCALE_N : 20000))"
     row "S2. … mailcall-cli's peak RSS (VmHWM), MB, draining $SCALE_N" \
         "$(FMT=%.1f summary "${RS_HL[@]}")" "draining $N: $(FMT=%.1f summary "${RS_HS[@]}")" \
         "$(FMT=%.2f summary "${hr[@]}")×" "flat (≤ 1.1×)" "$(verdict "$(median "${hr[@]}") <= 1.1")"
+}
+# Rows ODMR-F (issue 23 §3; part of row "odmr", BENCH_ODMR_FETCHMAIL=0 leaves them out):
+# fetchmail's ODMR mode against the same Exim, the same account (fetchmail authenticates with
+# CRAM-MD5 only, so the provider offers it too), ODMR_N messages each, in each run of row ODMR
+# right after Mailcall's drain. fetchmail talks plain SMTP to Exim's ATRN port: through the TLS
+# front end (BENCH_ODMR_FETCHMAIL_TLS=1: socat, implicit TLS, the provider's CA, sslcertck)
+# fetchmail 6.4.37 relays one message per turn and then stalls after its DATA ("receiving
+# message data", about 100 s, until a timeout ends the turn), so 2000 messages would take days;
+# without TLS fetchmail saves the TLS work Mailcall does, which favours fetchmail. fetchmail relays the turned line to a local SMTP
+# listener (--smtphost): into smtp-sink (discards), and into a Postfix smtpd → virtual Maildir
+# (row 1's instance kind). fetchmail asks ATRN once per poll and Exim sends at most
+# connection_max_messages (500) per turn, so it is started again, at once, while Exim holds
+# mail (as its daemon mode would on its next poll, without the poll interval); the turns are
+# counted. Time: from the 250 to the first ATRN (fetchmail -v's line, timestamped as read) to
+# the sink's last message or the last file in Postfix's Maildir. fetchmail takes its password
+# from its rc file only (a mode 600 file in the bench's work dir, for the throwaway provider).
+# It checks the certificate's name against the host's name only, not an IP address SAN, so it
+# is told the certificate's DNS name (sslcommonname localhost); the chain is still verified.
+# Pinned as row ODMR: fetchmail and the local listener on CPU 1.
+ODMR_FM=${BENCH_ODMR_FETCHMAIL:-1}
+ODMR_FM_TLS=${BENCH_ODMR_FETCHMAIL_TLS:-0}
+RF_S=() RF_P=() RF_R=() RF_TS=() RF_TP=()
+# fetchmail_drain SMTPHOST OUT: runs fetchmail's ODMR poll until Exim holds nothing (at most 40
+# polls); sets fm_t250 (the first ATRN's 250) and fm_turns.
+fetchmail_drain() {
+    local smtphost=$1 out=$2 k
+    fm_t250="" fm_turns=0
+    for k in $(seq 1 40); do
+        [ "$(odmr_held)" -gt 0 ] || break
+        timeout 900 $PIN_CLIENT stdbuf -oL -eL env -i "${SESSION_ENV[@]}" fetchmail -f "$dir/fetchmailrc" \
+            --pidfile "$dir/fetchmail.pid" --nosyslog -v --smtphost "$smtphost" 127.0.0.1 2>&1 </dev/null |
+            stamp >"$out.$k"
+        grep -q '> ATRN' "$out.$k" || die "fetchmail said no ATRN; output: $(tail -5 "$out.$k")"
+        [ -n "$fm_t250" ] || fm_t250=$(awk '/> ATRN/{a=1; next} a && /< 250/{print $1; exit}' "$out.$k")
+        fm_turns=$k
+    done
+    [ "$(odmr_held)" = 0 ] || die "Exim still holds $(odmr_held) messages after 40 fetchmail polls; last output: $(tail -5 "$out.$k")"
+    [ -n "$fm_t250" ] || die "fetchmail got no 250 to ATRN; output: $(tail -5 "$out.1")"
+}
+odmr_fill() {
+    local i
+    smtp_source "$ODMR_N" "$SIZE" "$RCPT" "$inject" || die "queueing $ODMR_N messages at Exim failed"
+    for i in $(seq 1 600); do
+        [ "$(odmr_held)" -ge "$ODMR_N" ] && break
+        sleep 0.2
+    done
+    [ "$(odmr_held)" -ge "$ODMR_N" ] || die "Exim holds $(odmr_held) of $ODMR_N messages; log: $dir/log/mainlog"
+}
+odmr_fetchmail_run() {
+    command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
+    local kport pport spid tend s p
+    if [ ! -s "$dir/fetchmailrc" ] && [ "$ODMR_FM_TLS" = 1 ]; then
+        (umask 077 && printf 'poll 127.0.0.1 protocol ODMR service %s auth password\n  user "customer" password "%s" fetchdomains %s ssl sslcertck sslcertfile "%s" sslcommonname localhost\n' \
+            "$front" "$ODMR_PASSWORD" "$DOMAIN" "$dir/tls/ca.pem" >"$dir/fetchmailrc")
+    elif [ ! -s "$dir/fetchmailrc" ]; then
+        (umask 077 && printf 'poll 127.0.0.1 protocol ODMR service %s auth password\n  user "customer" password "%s" fetchdomains %s\n' \
+            "$atrn" "$ODMR_PASSWORD" "$DOMAIN" >"$dir/fetchmailrc")
+    fi
+    fm_sink() {
+        odmr_fill
+        kport=$(free_port)
+        $PIN_CLIENT smtp-sink -u postfix -c "127.0.0.1:$kport" 256 >"$WORK/rf-sink-$r.out" 2>&1 </dev/null &
+        spid=$!
+        PIDS+=("$spid")
+        wait_port "$kport" 10
+        fetchmail_drain "127.0.0.1/$kport" "$WORK/rf-fm-sink-$r.out"
+        read -r _ tend < <(sink_wait "$WORK/rf-sink-$r.out" "$ODMR_N")
+        stop_pid "$spid"
+        s=$(calc "$ODMR_N / ($tend - $fm_t250)")
+        RF_TS+=("$fm_turns")
+    }
+    fm_postfix() {
+        odmr_fill
+        pport=$(free_port)
+        PIN_POSTFIX=$PIN_CLIENT postfix_start "rf$r" "$pport" "virtual_mailbox_domains = $DOMAIN
+virtual_mailbox_base = $WORK/rf$r/vmail
+virtual_mailbox_maps = inline:{ $RCPT=box/ }
+virtual_uid_maps = static:$(id -u postfix)
+virtual_gid_maps = static:$(id -g postfix)
+virtual_mailbox_limit = 0"
+        local root=$PF_ROOT
+        mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+        fetchmail_drain "127.0.0.1/$pport" "$WORK/rf-fm-pf-$r.out"
+        wait_files "$root/vmail/box/new" "$ODMR_N" 300 0.1
+        tend=$(last_arrival "$root/vmail/box/new")
+        postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+        rm -rf "$root/vmail" "$root/queue"
+        p=$(calc "$ODMR_N / ($tend - $fm_t250)")
+        RF_TP+=("$fm_turns")
+    }
+    if [ $((r % 2)) = 1 ]; then fm_sink; fm_postfix; else fm_postfix; fm_sink; fi
+    log "  run $r: fetchmail ODMR → smtp-sink $s msg/s in ${RF_TS[-1]} poll(s), → Postfix smtpd → Maildir $p msg/s in ${RF_TP[-1]} poll(s)"
+    RF_S+=("$s") RF_P+=("$p") RF_R+=("$(calc "${R5_M[-1]} / $p")")
+}
+odmr_fetchmail_rows() {
+    local fmtls="plain SMTP to Exim's ATRN port, as its TLS relay stalls"
+    [ "$ODMR_FM_TLS" = 1 ] && fmtls="the same TLS front end"
+    row "ODMR-F. ODMR drain against fetchmail, msg/s ($ODMR_N held at Exim; Mailcall: row ODMR's drain over TLS into its durable Maildir; fetchmail: $fmtls)" \
+        "$(summary "${R5_M[@]}")" "fetchmail --protocol ODMR, smtphost Postfix smtpd → virtual Maildir: $(summary "${RF_P[@]}") in $(summary "${RF_TP[@]}") polls" \
+        "$(FMT=%.2f summary "${RF_R[@]}")×" "≥ 1.0× fetchmail into Postfix" "$(verdict "$(median "${RF_R[@]}") >= 1")"
+    local ratios=() k
+    for k in "${!RF_S[@]}"; do ratios+=("$(calc "${R5_M[$k]} / ${RF_S[$k]}")"); done
+    row "ODMR-F2. … fetchmail into smtp-sink (discards)" "$(summary "${R5_M[@]}")" \
+        "fetchmail --protocol ODMR, smtphost smtp-sink: $(summary "${RF_S[@]}") in $(summary "${RF_TS[@]}") polls" \
+        "$(FMT=%.2f summary "${ratios[@]}")×" "(reference)" "–"
 }
 # ========================== end of the issue 23 block =========================================
 
