@@ -9,7 +9,11 @@
 #        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr lmtp" (rows to
 #        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
 #        the issue 10 block; "submit" and "flush" the outgoing rows 7 and 8 of the issue 19
-#        block; "history" the History read of issue 21 §8; all measured by default)
+#        block; "history" the History read of issue 21 §8; "cold", "many", "scale", "linkup"
+#        the issue 23 rows C, M, S, L (row 1 gives the floor, 1c, and row "odmr" fetchmail's
+#        ODMR, ODMR-F); all measured by default)
+#        Issue 23 knobs: BENCH_COLD_N=11 BENCH_MANY=100 BENCH_SCALE_N=10×N BENCH_LINKUPS=20
+#        BENCH_ODMR_FETCHMAIL=1 BENCH_ODMR_FETCHMAIL_TLS=0
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -18,7 +22,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history cold many scale linkup}
 N=${BENCH_N:-2000}  # messages per throughput/drain run (BENCH_N: fewer, for a quick check)
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -1279,7 +1283,7 @@ cold_once() {
 rowcold() {
     log "row C: ETRN from a cold start, $RUNS runs of $COLD_N starts each: mailcall-cli fetch vs fetchmail --protocol ETRN"
     command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
-    local iport lport r k ms mm fm dir=$WORK/rc
+    local iport lport r k ms mm fm mf dir=$WORK/rc
     iport=$(free_port) lport=$(free_port)
     mkdir -p "$dir"
     PIN_POSTFIX=$PIN_ISP postfix_start coldisp "$iport" "relay_domains = $DOMAIN
@@ -1294,14 +1298,26 @@ queue_run_delay = 3h"
     cc config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
     cc account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
         die "mailcall-cli account set (cold) failed"
+    # The same account kept in a file (account-store = file): the keyring's share of the time.
+    ccf() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/cold-file.toml" "$@"; }
+    ccf config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    ccf config set data-dir "$dir/data-file" >/dev/null || die "config set data-dir failed"
+    ccf config set account-store file >/dev/null || die "config set account-store failed"
+    ccf account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (cold, file store) failed"
     : >"$dir/fetchmailrc" && chmod 600 "$dir/fetchmailrc"
-    RC_M=() RC_F=() RC_R=()
+    RC_M=() RC_F=() RC_R=() RC_MF=() RC_RF=()
     for r in $(seq 1 "$RUNS"); do
-        local ml=() fl=()
+        local ml=() fl=() mfl=()
         for k in $(seq 1 "$COLD_N"); do
             mm() {
                 cold_once "$dir/m$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
                     --config "$KR/config/cold.toml" fetch --listen "127.0.0.1:$lport" \
+                    --maildir "$dir/md" --idle-timeout 1 --max-wait 10
+            }
+            mmf() {
+                cold_once "$dir/mf$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
+                    --config "$KR/config/cold-file.toml" fetch --listen "127.0.0.1:$lport" \
                     --maildir "$dir/md" --idle-timeout 1 --max-wait 10
             }
             fm() {
@@ -1311,15 +1327,20 @@ queue_run_delay = 3h"
             }
             if [ $(((r + k) % 2)) = 0 ]; then ms=$(mm) || exit 1; ml+=("$ms"); ms=$(fm) || exit 1; fl+=("$ms");
             else ms=$(fm) || exit 1; fl+=("$ms"); ms=$(mm) || exit 1; ml+=("$ms"); fi
+            ms=$(mmf) || exit 1
+            mfl+=("$ms")
         done
-        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}")
-        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm), fetchmail ${fl[*]} ms (median $fm)"
-        RC_M+=("$mm") RC_F+=("$fm") RC_R+=("$(calc "$mm / $fm")")
+        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}") mf=$(median "${mfl[@]}")
+        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm); with account-store = file ${mfl[*]} ms (median $mf); fetchmail ${fl[*]} ms (median $fm)"
+        RC_M+=("$mm") RC_F+=("$fm") RC_R+=("$(calc "$mm / $fm")") RC_MF+=("$mf") RC_RF+=("$(calc "$mf / $fm")")
     done
     postfix -c "$isp/conf" stop >/dev/null 2>&1 || true
     row "C. ETRN from a cold start, ms (process start → the ISP's 250 to ETRN; keyring read included; median of $COLD_N starts per run)" \
         "$(FMT=%.1f summary "${RC_M[@]}")" "fetchmail --protocol ETRN, same Postfix ISP: $(FMT=%.1f summary "${RC_F[@]}")" \
         "$(FMT=%.2f summary "${RC_R[@]}")×" "≤ 1.0× fetchmail" "$(verdict "$(median "${RC_R[@]}") <= 1")"
+    row "C2. … the same with the account in a file (account-store = file: no keyring read)" \
+        "$(FMT=%.1f summary "${RC_MF[@]}")" "fetchmail: $(FMT=%.1f summary "${RC_F[@]}")" \
+        "$(FMT=%.2f summary "${RC_RF[@]}")×" "(reference)" "–"
 }
 # Row M (BENCH_ONLY="... many"; issue 23 §6): many peers at once.
 # - Memory: MANY (100) SMTP sessions opened at once (each greeted and past EHLO, then idle) into
