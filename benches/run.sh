@@ -10,9 +10,15 @@
 #        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
 #        the issue 10 block; "submit" and "flush" the outgoing rows 7 and 8 of the issue 19
 #        block; "history" the History read of issue 21 §8; "tray" the tray app's memory (row 9,
-#        issue 20); all measured by default)
+#        issue 20); "cold", "many", "scale", "linkup" the issue 23 rows C, M, S, L (row 1 gives
+#        the floor, 1c, and row "odmr" fetchmail's ODMR, ODMR-F, with BENCH_ODMR_FETCHMAIL=1).
+#        The default set stays under about 20 minutes on 2 cores: every row but "tray" (its
+#        release build of the GUI app alone takes ~10 min), "scale" (20 000 messages) and
+#        fetchmail's ODMR (about 16 min). BENCH_ONLY=all measures everything (about 50 min).
 #        BENCH_TRAY_BIN=PATH (row 9: take the `mailcall` tray binary from another build, e.g. a
 #        debug one, instead of building it in release) BENCH_TRAY_IDLE_SECS=30
+#        Issue 23 knobs: BENCH_COLD_N=11 BENCH_MANY=100 BENCH_SCALE_N=10×N BENCH_LINKUPS=20
+#        BENCH_ODMR_FETCHMAIL=0 (1 with BENCH_ONLY=all) BENCH_ODMR_FETCHMAIL_TLS=0
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -21,7 +27,12 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history tray}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history cold many linkup}
+ODMR_FM_DEFAULT=0
+if [ "$ONLY" = all ]; then
+    ONLY="1 2 3 4 odmr lmtp submit flush history cold many linkup scale tray"
+    ODMR_FM_DEFAULT=1
+fi
 N=${BENCH_N:-2000}  # messages per throughput/drain run (BENCH_N: fewer, for a quick check)
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -66,6 +77,7 @@ cleanup() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
+    [ -n "${NETNS_DEL:-}" ] && ip netns del "$NETNS_DEL" 2>/dev/null
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "${BENCH_KEEP:-}" = 1 ]; then
             log "kept the work directory $WORK"
@@ -184,6 +196,7 @@ case " $ONLY " in *" tray "*)
     done
     ;;
 esac
+FLOOR=$TARGET/release/mailcall-bench-floor
 
 WORK=$(mktemp -d /tmp/mailcall-bench.XXXXXX)
 # Postfix's daemons (user postfix) must traverse into their instance directories.
@@ -371,7 +384,7 @@ verdict() { awk "BEGIN{exit !($1)}" && echo "yes" || echo "**no**"; }
 # once the file is fsynced in new/). Postfix: until the last file is in its Maildir's new/.
 row1() {
     log "row 1: listener throughput, $RUNS runs of $N x $SIZE B over $SESSIONS sessions"
-    local pport sport mport root r t0 t1 tend m p s a
+    local pport sport mport root r t0 t1 tend m p s a f fd
     pport=$(free_port)
     local maps="" k
     for k in $(seq 0 "$RUNS"); do maps="$maps run$k@$DOMAIN=run$k/"; done
@@ -383,7 +396,7 @@ virtual_gid_maps = static:$(id -g postfix)
 virtual_mailbox_limit = 0"
     root=$PF_ROOT
     mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
-    R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=()
+    R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=() R1_F=() R1_RF=()
     for r in $(seq 0 "$RUNS"); do
         # Run 0 warms up caches and Postfix's process pool with 200 messages: not counted.
         local n=$N
@@ -415,10 +428,19 @@ virtual_mailbox_limit = 0"
         t1=$EPOCHREALTIME
         stop_pid "$spid"
         s=$(calc "$n / ($t1 - $t0)")
-        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s"
+        # The physical floor (issue 23 item 1): the same n messages of SIZE bytes, the durable
+        # work alone (tmp/ write, fsync, rename into new/, group-committed fsync of new/) by
+        # SESSIONS writer threads, on the same file system.
+        f=$("$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE") || die "mailcall-bench-floor failed"
+        [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
+        fd=${f##*msg/s, }
+        f=${f%% msg/s*}
+        f=${f##* }
+        rm -rf "$WORK/r1-floor-$r"
+        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s, floor $f msg/s ($fd)"
         [ "$r" = 0 ] && continue
-        R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a")
-        R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")")
+        R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a") R1_F+=("$f")
+        R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")") R1_RF+=("$(calc "$m / $f")")
     done
     postfix -c "$root/conf" stop >/dev/null 2>&1 || true
     rm -rf "$WORK"/r1-* "$root/vmail"
@@ -429,6 +451,9 @@ virtual_mailbox_limit = 0"
         "$(FMT=%.2f summary "${R1_RP[@]}")×" "≥ 2× Postfix" "$(verdict "$rp >= 2")"
     row "1b. … against the tools' ceiling" "$(summary "${R1_M[@]}")" \
         "smtp-sink (discards): $(summary "${R1_S[@]}")" "$(FMT=%.2f summary "${R1_RS[@]}")×" "(reference)" "–"
+    row "1c. … against the physical floor of durable delivery (issue 23 §1)" "$(summary "${R1_M[@]}")" \
+        "mailcall-bench-floor ($SESSIONS threads: tmp/ write, fsync, rename, group-committed fsync of new/; no SMTP): $(summary "${R1_F[@]}")" \
+        "$(FMT=%.2f summary "${R1_RF[@]}")×" "≥ 0.8× the floor" "$(verdict "$(median "${R1_RF[@]}") >= 0.8")"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -788,6 +813,13 @@ plain:
   server_prompts = :
   server_condition = ${if and {{eq{$auth2}{customer}}{eq{$auth3}{@PASSWORD@}}}{yes}{no}}
   server_set_id = $auth2
+
+# fetchmail's ODMR mode authenticates with CRAM-MD5 only (issue 23 rows ODMR-F).
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = ${if eq{$auth1}{customer}{@PASSWORD@}fail}
+  server_set_id = $auth1
 EXIM_CONF
     $PIN_ISP "$exim" -C "$dir/configure" -bdf >"$dir/daemon.out" 2>&1 </dev/null &
     PIDS+=($!)
@@ -849,7 +881,10 @@ EXIM_CONF
         log "  run $r: ODMR drain $m msg/s in $turns turn(s) (mailcall-cli CPU ${mcpu:-?} ms)"
         R5_M+=("$m") R5_T+=("$turns") R5_C+=("${mcpu:-0}")
         rm -rf "$WORK/rodmr-mailcall-$r"
+        # issue 23 §3: fetchmail's ODMR mode through the same provider, in the same run.
+        [ "$ODMR_FM" = 1 ] && odmr_fetchmail_run
     done
+    [ "$ODMR_FM" = 1 ] && odmr_fetchmail_rows
     # No goal: the rate is the provider's (Exim delivers one message at a time on the turned
     # connection, a process per message); Mailcall's CPU per drain says what its side costs.
     local ratio="–" peer="ETRN drain: not measured in this run (BENCH_ONLY without 2)"
@@ -1283,7 +1318,6 @@ rowtray() {
         "+$(FMT=%.1f summary "${R9_DIFF[@]}") MB" "≤ never opened + 10 MB" "$(verdict "$(median "${R9_DIFF[@]}") <= 10")"
 }
 # ========================== end of row 9 ======================================================
-=======
 # ========================== issue 21 §8: the History read ======================================
 # Row H (BENCH_ONLY="... history"): the History tab's read (`history`, the tab's 50 newest, the
 # same History::recent the tray calls), timed as `mailcall-cli history --json --limit 50` from
@@ -1334,6 +1368,485 @@ rowhistory() {
     rm -rf "$dir"
 }
 # ========================== end of the issue 21 §8 block =====================================
+
+# ========================== issue 23: against the limit and against fetchmail ================
+# Row C (BENCH_ONLY="... cold"; issue 23 §4): ETRN from a cold start. The ip-up recipe starts a
+# process at each dial-in; this is the time from that process's start (the shell's fork) to the
+# ISP's 250 for its ETRN, the line in the process's own output, timestamped as it is read.
+# - Mailcall: `mailcall-cli fetch` (config read, the account read from the gnome-keyring of the
+#   bench's D-Bus session, the listener bound, then the ETRN session);
+# - fetchmail (the peer): `fetchmail --protocol ETRN --fetchdomains bench.test` (-v, so it
+#   prints the server's replies; an empty rc file), against the same Postfix ISP for the same
+#   domain. The ISP holds nothing, so only start-up and the ETRN session are measured.
+# Each run starts each BENCH_COLD_N times (default 11), alternating, and takes the median per
+# tool. Both run on CPU 1 with stdbuf -oL (line-buffered output for fetchmail; a no-op for
+# mailcall-cli, whose stdout is line-buffered anyway), the ISP on CPU 0. Warm page cache: the
+# process is cold, the disk cache is not (dropping caches would hit the other work on the machine).
+COLD_N=${BENCH_COLD_N:-11}
+# stamp: copies stdin to stdout, each line prefixed with the time it was read.
+stamp() {
+    local line
+    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
+}
+# cold_once OUT PATTERN CMD...: starts CMD (output timestamped into OUT), waits (up to 20 s) for
+# a line matching PATTERN; echoes the milliseconds from the start to that line, stops CMD.
+cold_once() {
+    local out=$1 pat=$2 t0 pid i when=""
+    shift 2
+    t0=$EPOCHREALTIME
+    $PIN_CLIENT stdbuf -oL -eL "$@" > >(stamp >"$out") 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    for i in $(seq 1 2000); do
+        when=$(grep -m1 -E "^[0-9.]+ $pat" "$out" 2>/dev/null | cut -d' ' -f1)
+        [ -n "$when" ] && break
+        kill -0 "$pid" 2>/dev/null || { sleep 0.05; when=$(grep -m1 -E "^[0-9.]+ $pat" "$out" | cut -d' ' -f1); break; }
+        sleep 0.01
+    done
+    stop_pid "$pid"
+    [ -n "$when" ] || die "no line matching '$pat' from $1 in 20 s; output: $(tail -5 "$out")"
+    calc "($when - $t0) * 1000"
+}
+rowcold() {
+    log "row C: ETRN from a cold start, $RUNS runs of $COLD_N starts each: mailcall-cli fetch vs fetchmail --protocol ETRN"
+    command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
+    local iport lport r k ms mm fm mf dir=$WORK/rc
+    iport=$(free_port) lport=$(free_port)
+    mkdir -p "$dir"
+    PIN_POSTFIX=$PIN_ISP postfix_start coldisp "$iport" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h"
+    local isp=$PF_ROOT
+    cc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/cold.toml" "$@"; }
+    cc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    cc config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
+    cc account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (cold) failed"
+    # The same account kept in a file (account-store = file): the keyring's share of the time.
+    ccf() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/cold-file.toml" "$@"; }
+    ccf config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    ccf config set data-dir "$dir/data-file" >/dev/null || die "config set data-dir failed"
+    ccf config set account-store file >/dev/null || die "config set account-store failed"
+    ccf account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (cold, file store) failed"
+    : >"$dir/fetchmailrc" && chmod 600 "$dir/fetchmailrc"
+    RC_M=() RC_F=() RC_R=() RC_MF=() RC_RF=()
+    for r in $(seq 1 "$RUNS"); do
+        local ml=() fl=() mfl=()
+        for k in $(seq 1 "$COLD_N"); do
+            mm() {
+                cold_once "$dir/m$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
+                    --config "$KR/config/cold.toml" fetch --listen "127.0.0.1:$lport" \
+                    --maildir "$dir/md" --idle-timeout 1 --max-wait 10
+            }
+            mmf() {
+                cold_once "$dir/mf$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
+                    --config "$KR/config/cold-file.toml" fetch --listen "127.0.0.1:$lport" \
+                    --maildir "$dir/md" --idle-timeout 1 --max-wait 10
+            }
+            fm() {
+                cold_once "$dir/f$r-$k.out" "fetchmail: ETRN< 250" env -i "${SESSION_ENV[@]}" fetchmail \
+                    -f "$dir/fetchmailrc" --pidfile "$dir/fetchmail.pid" --nosyslog -v --protocol ETRN \
+                    --fetchdomains "$DOMAIN" --port "$iport" 127.0.0.1
+            }
+            if [ $(((r + k) % 2)) = 0 ]; then ms=$(mm) || exit 1; ml+=("$ms"); ms=$(fm) || exit 1; fl+=("$ms");
+            else ms=$(fm) || exit 1; fl+=("$ms"); ms=$(mm) || exit 1; ml+=("$ms"); fi
+            ms=$(mmf) || exit 1
+            mfl+=("$ms")
+        done
+        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}") mf=$(median "${mfl[@]}")
+        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm); with account-store = file ${mfl[*]} ms (median $mf); fetchmail ${fl[*]} ms (median $fm)"
+        RC_M+=("$mm") RC_F+=("$fm") RC_R+=("$(calc "$mm / $fm")") RC_MF+=("$mf") RC_RF+=("$(calc "$mf / $fm")")
+    done
+    postfix -c "$isp/conf" stop >/dev/null 2>&1 || true
+    row "C. ETRN from a cold start, ms (process start → the ISP's 250 to ETRN; keyring read included; median of $COLD_N starts per run)" \
+        "$(FMT=%.1f summary "${RC_M[@]}")" "fetchmail --protocol ETRN, same Postfix ISP: $(FMT=%.1f summary "${RC_F[@]}")" \
+        "$(FMT=%.2f summary "${RC_R[@]}")×" "≤ 1.0× fetchmail" "$(verdict "$(median "${RC_R[@]}") <= 1")"
+    row "C2. … the same with the account in a file (account-store = file: no keyring read)" \
+        "$(FMT=%.1f summary "${RC_MF[@]}")" "fetchmail: $(FMT=%.1f summary "${RC_F[@]}")" \
+        "$(FMT=%.2f summary "${RC_RF[@]}")×" "(reference)" "–"
+}
+# Row M (BENCH_ONLY="... many"; issue 23 §6): many peers at once.
+# - Memory: MANY (100) SMTP sessions opened at once (each greeted and past EHLO, then idle) into
+#   a `mailcall-cli daemon` (max-connections and max-connections-per-peer raised to 200: the
+#   bench's peers all come from 127.0.0.1) and into a fresh private Postfix (smtpd → virtual
+#   Maildir, as row 1; its default process limit, 100, is one smtpd per session). Mailcall: its
+#   RSS with the sessions open minus before. Postfix: the sum of RSS over its smtpd processes
+#   with the same sessions open (what the sessions cost it; the shared pages are counted in
+#   each, so the log also gives the sum of Pss). Goal: ≤ 0.2× Postfix.
+# - Throughput: smtp-source -s MANY, N messages of SIZE into each (unpinned, as row 1).
+#   Mailcall: to its last 250 (file and new/ fsynced before it); Postfix: to the last file in
+#   its Maildir's new/. Goal: ≥ 2× Postfix.
+MANY=${BENCH_MANY:-100}
+# many_open PORT: opens MANY sessions to 127.0.0.1:PORT, reads each greeting, says EHLO on
+# each and reads its reply; the descriptors are left in MANY_FDS (bash holds them open).
+many_open() {
+    local port=$1 i fd line
+    MANY_FDS=()
+    for i in $(seq 1 "$MANY"); do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || die "session $i to 127.0.0.1:$port: cannot connect"
+        MANY_FDS+=("$fd")
+    done
+    for fd in "${MANY_FDS[@]}"; do
+        read -r -t 30 line <&"$fd" || die "no greeting on a session to 127.0.0.1:$port"
+        [[ $line == 220* ]] || die "a session to 127.0.0.1:$port was greeted with: $line"
+        printf 'EHLO many.bench\r\n' >&"$fd"
+    done
+    for fd in "${MANY_FDS[@]}"; do
+        while read -r -t 30 line <&"$fd"; do [[ $line == 250\ * ]] && break; done
+        [[ $line == 250\ * ]] || die "EHLO on a session to 127.0.0.1:$port got: $line"
+    done
+}
+many_close() {
+    local fd
+    for fd in "${MANY_FDS[@]}"; do
+        printf 'QUIT\r\n' >&"$fd" 2>/dev/null
+        exec {fd}>&-
+    done
+    MANY_FDS=()
+}
+# smtpd_pids ROOT: the smtpd processes of the Postfix instance at ROOT.
+smtpd_pids() {
+    local master
+    master=$(tr -d ' ' <"$1/queue/pid/master.pid")
+    ps -o pid=,comm= --ppid "$master" | awk '$2 == "smtpd" {print $1}'
+}
+pss_kb() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+rowmany() {
+    log "row M: $MANY sessions at once, $RUNS runs: Mailcall daemon's RSS growth vs Postfix's smtpd processes; then $N messages over $MANY sessions"
+    local r mport pport root mc0 mc1 prss ppss pid n i t0 t1 tend m p dir=$WORK/rm
+    mkdir -p -m 700 "$dir" "$dir/runtime" "$dir/data"
+    mk() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/many.toml" "$@"; }
+    mk config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    mk config set fetch-at-start false >/dev/null || die "config set fetch-at-start failed"
+    mk config set max-connections 200 >/dev/null || die "config set max-connections failed"
+    mk config set max-connections-per-peer 200 >/dev/null || die "config set max-connections-per-peer failed"
+    mk config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
+    mk config set submit-listen off >/dev/null || die "config set submit-listen failed"
+    mk account set many --host 127.0.0.1 --port 9 --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (many) failed"
+    RM_MG=() RM_PS=() RM_PP=() RM_MR=() RM_MT=() RM_PT=() RM_TR=()
+    for r in $(seq 1 "$RUNS"); do
+        mport=$(free_port) pport=$(free_port)
+        env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$dir/runtime" "$MC" --config "$KR/config/many.toml" daemon \
+            --listen "127.0.0.1:$mport" --maildir "$dir/md-$r" >"$dir/daemon-$r.log" 2>&1 </dev/null &
+        MPID=$!
+        PIDS+=("$MPID")
+        wait_port "$mport" 30
+        postfix_start "many$r" "$pport" "virtual_mailbox_domains = $DOMAIN
+virtual_mailbox_base = $WORK/many$r/vmail
+virtual_mailbox_maps = inline:{ $RCPT=box/ }
+virtual_uid_maps = static:$(id -u postfix)
+virtual_gid_maps = static:$(id -g postfix)
+virtual_mailbox_limit = 0"
+        root=$PF_ROOT
+        mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+        # Memory: the same sessions into each, one after the other.
+        mc0=$(rss_kb "$MPID")
+        many_open "$mport"
+        mc1=$(rss_kb "$MPID")
+        many_close
+        many_open "$pport"
+        n=$(smtpd_pids "$root" | wc -l)
+        [ "$n" -ge "$MANY" ] || die "Postfix runs $n smtpd processes for $MANY sessions"
+        prss=0 ppss=0
+        for pid in $(smtpd_pids "$root"); do
+            prss=$((prss + $(rss_kb "$pid"))) ppss=$((ppss + $(pss_kb "$pid")))
+        done
+        many_close
+        # Throughput: MANY sessions sending at once.
+        t0=$EPOCHREALTIME
+        smtp-source -d -m "$N" -s "$MANY" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$mport" ||
+            die "smtp-source -s $MANY into Mailcall failed; log: $dir/daemon-$r.log"
+        t1=$EPOCHREALTIME
+        [ "$(files_in "$dir/md-$r/new")" = "$N" ] || die "Mailcall stored $(files_in "$dir/md-$r/new") of $N"
+        m=$(calc "$N / ($t1 - $t0)")
+        stop_pid "$MPID"
+        t0=$EPOCHREALTIME
+        smtp-source -d -m "$N" -s "$MANY" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$pport" ||
+            die "smtp-source -s $MANY into Postfix failed"
+        wait_files "$root/vmail/box/new" "$N" 300 0.1
+        tend=$(last_arrival "$root/vmail/box/new")
+        p=$(calc "$N / ($tend - $t0)")
+        postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+        rm -rf "$dir/md-$r" "$root/vmail" "$root/queue"
+        log "  run $r: Mailcall RSS $mc0 → $mc1 kB with $MANY sessions; Postfix $n smtpd processes: RSS sum $prss kB (Pss sum $ppss kB); $MANY sessions sending: Mailcall $m msg/s, Postfix $p msg/s"
+        RM_MG+=("$(calc "($mc1 - $mc0) / 1024")") RM_PS+=("$(calc "$prss / 1024")") RM_PP+=("$(calc "$ppss / 1024")")
+        RM_MR+=("$(calc "($mc1 - $mc0) / $prss")")
+        RM_MT+=("$m") RM_PT+=("$p") RM_TR+=("$(calc "$m / $p")")
+    done
+    row "M. $MANY idle SMTP sessions at once: memory, MB (Mailcall daemon's RSS growth)" \
+        "$(FMT=%.1f summary "${RM_MG[@]}")" "Postfix, RSS summed over its $MANY smtpd processes: $(FMT=%.1f summary "${RM_PS[@]}") (Pss summed, shared pages split: $(FMT=%.1f summary "${RM_PP[@]}"))" \
+        "$(FMT=%.3f summary "${RM_MR[@]}")×" "≤ 0.2× Postfix" "$(verdict "$(median "${RM_MR[@]}") <= 0.2")"
+    row "M2. … then $MANY sessions sending at once, msg/s ($N × 10 KB, durable Maildir)" \
+        "$(summary "${RM_MT[@]}")" "Postfix smtpd → virtual Maildir: $(summary "${RM_PT[@]}")" \
+        "$(FMT=%.2f summary "${RM_TR[@]}")×" "≥ 2× Postfix" "$(verdict "$(median "${RM_TR[@]}") >= 2")"
+}
+# Row S (BENCH_ONLY="... scale"; issue 23 §8): cost as the work grows. Row 2's drain (a Postfix
+# ISP holding the messages, one `mailcall-cli fetch`, ETRN reply → last file in new/, ISP on
+# CPU 0, mailcall-cli on CPU 1) of N and of BENCH_SCALE_N (default 10 × N = 20 000) messages:
+# per-message time at each size, and mailcall-cli's peak RSS (VmHWM, read when the last file is
+# in). Goal: the per-message time at the larger size ≤ 1.1× that at N, and flat memory.
+SCALE_N=${BENCH_SCALE_N:-$((10 * N))}
+rowscale() {
+    log "row S: drain of $N and of $SCALE_N queued messages, $RUNS runs"
+    local lport sport r size tetrn tend fpid out us hwm
+    lport=$(free_port) sport=$(free_port)
+    PIN_POSTFIX=$PIN_ISP postfix_start scaleisp "$sport" "relay_domains = $DOMAIN
+fast_flush_domains = \$relay_domains
+transport_maps = inline:{ $DOMAIN=smtp:[127.0.0.1]:$lport }
+minimal_backoff_time = 3h
+maximal_backoff_time = 6h
+queue_run_delay = 3h
+qmgr_message_active_limit = $((SCALE_N > 20000 ? SCALE_N : 20000))"
+    local ISP=$PF_ROOT ISP_PORT=$sport
+    sc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/scale.toml" "$@"; }
+    sc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    sc config set data-dir "$WORK/rs-data" >/dev/null || die "config set data-dir failed"
+    sc account set scale --host 127.0.0.1 --port "$sport" --security none --domain "$DOMAIN" >/dev/null ||
+        die "mailcall-cli account set (scale) failed"
+    RS_S=() RS_L=() RS_R=() RS_HS=() RS_HL=()
+    # drain_scale SIZE: echoes "µs-per-message peak-RSS-kB".
+    drain_scale() {
+        local N=$1
+        isp_fill
+        out=$WORK/rs-fetch-$N-$r.out
+        etrn_fetch "$KR/config/scale.toml" "$lport" "$WORK/rs-md-$N-$r" "$out"
+        wait_files "$WORK/rs-md-$N-$r/new" "$N" 600 0.5
+        tend=$(last_arrival "$WORK/rs-md-$N-$r/new")
+        hwm=$(hwm_kb "$fpid")
+        stop_pid "$fpid"
+        us=$(calc "($tend - $tetrn) * 1000000 / $N")
+        isp_wait_empty
+        rm -rf "$WORK/rs-md-$N-$r"
+        log "  run $r: $N messages: $us µs per message ($(calc "1000000 / $us") msg/s), mailcall-cli peak RSS $hwm kB"
+    }
+    local small large
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then drain_scale "$N"; small="$us $hwm"; drain_scale "$SCALE_N"; large="$us $hwm"
+        else drain_scale "$SCALE_N"; large="$us $hwm"; drain_scale "$N"; small="$us $hwm"; fi
+        RS_S+=("${small% *}") RS_L+=("${large% *}") RS_R+=("$(calc "${large% *} / ${small% *}")")
+        RS_HS+=("$(calc "${small#* } / 1024")") RS_HL+=("$(calc "${large#* } / 1024")")
+    done
+    postfix -c "$ISP/conf" stop >/dev/null 2>&1 || true
+    rm -rf "$ISP/queue"
+    row "S. Cost as the work grows: µs per message draining $SCALE_N queued (row 2's method)" \
+        "$(FMT=%.0f summary "${RS_L[@]}")" "the same drain of $N: $(FMT=%.0f summary "${RS_S[@]}")" \
+        "$(FMT=%.2f summary "${RS_R[@]}")×" "≤ 1.1×" "$(verdict "$(median "${RS_R[@]}") <= 1.1")"
+    local hr=()
+    for r in "${!RS_HL[@]}"; do hr+=("$(calc "${RS_HL[$r]} / ${RS_HS[$r]}")"); done
+    row "S2. … mailcall-cli's peak RSS (VmHWM), MB, draining $SCALE_N" \
+        "$(FMT=%.1f summary "${RS_HL[@]}")" "draining $N: $(FMT=%.1f summary "${RS_HS[@]}")" \
+        "$(FMT=%.2f summary "${hr[@]}")×" "flat (≤ 1.1×)" "$(verdict "$(median "${hr[@]}") <= 1.1")"
+}
+# Rows ODMR-F (issue 23 §3; part of row "odmr", BENCH_ODMR_FETCHMAIL=0 leaves them out):
+# fetchmail's ODMR mode against the same Exim, the same account (fetchmail authenticates with
+# CRAM-MD5 only, so the provider offers it too), ODMR_N messages each, in each run of row ODMR
+# right after Mailcall's drain. fetchmail talks plain SMTP to Exim's ATRN port: through the TLS
+# front end (BENCH_ODMR_FETCHMAIL_TLS=1: socat, implicit TLS, the provider's CA, sslcertck)
+# fetchmail 6.4.37 relays one message per turn and then stalls after its DATA ("receiving
+# message data", about 100 s, until a timeout ends the turn), so 2000 messages would take days;
+# without TLS fetchmail saves the TLS work Mailcall does, which favours fetchmail. fetchmail relays the turned line to a local SMTP
+# listener (--smtphost): into smtp-sink (discards), and into a Postfix smtpd → virtual Maildir
+# (row 1's instance kind). fetchmail asks ATRN once per poll and Exim sends at most
+# connection_max_messages (500) per turn, so it is started again, at once, while Exim holds
+# mail (as its daemon mode would on its next poll, without the poll interval); the turns are
+# counted. Time: from the 250 to the first ATRN (fetchmail -v's line, timestamped as read) to
+# the sink's last message or the last file in Postfix's Maildir. fetchmail takes its password
+# from its rc file only (a mode 600 file in the bench's work dir, for the throwaway provider).
+# It checks the certificate's name against the host's name only, not an IP address SAN, so it
+# is told the certificate's DNS name (sslcommonname localhost); the chain is still verified.
+# Pinned as row ODMR: fetchmail and the local listener on CPU 1.
+ODMR_FM=${BENCH_ODMR_FETCHMAIL:-$ODMR_FM_DEFAULT}
+ODMR_FM_TLS=${BENCH_ODMR_FETCHMAIL_TLS:-0}
+RF_S=() RF_P=() RF_R=() RF_TS=() RF_TP=()
+# fetchmail_drain SMTPHOST OUT: runs fetchmail's ODMR poll until Exim holds nothing (at most 40
+# polls); sets fm_t250 (the first ATRN's 250) and fm_turns.
+fetchmail_drain() {
+    local smtphost=$1 out=$2 k
+    fm_t250="" fm_turns=0
+    for k in $(seq 1 40); do
+        [ "$(odmr_held)" -gt 0 ] || break
+        timeout 900 $PIN_CLIENT stdbuf -oL -eL env -i "${SESSION_ENV[@]}" fetchmail -f "$dir/fetchmailrc" \
+            --pidfile "$dir/fetchmail.pid" --nosyslog -v --smtphost "$smtphost" 127.0.0.1 2>&1 </dev/null |
+            stamp >"$out.$k"
+        grep -q '> ATRN' "$out.$k" || die "fetchmail said no ATRN; output: $(tail -5 "$out.$k")"
+        [ -n "$fm_t250" ] || fm_t250=$(awk '/> ATRN/{a=1; next} a && /< 250/{print $1; exit}' "$out.$k")
+        fm_turns=$k
+    done
+    [ "$(odmr_held)" = 0 ] || die "Exim still holds $(odmr_held) messages after 40 fetchmail polls; last output: $(tail -5 "$out.$k")"
+    [ -n "$fm_t250" ] || die "fetchmail got no 250 to ATRN; output: $(tail -5 "$out.1")"
+}
+odmr_fill() {
+    local i
+    smtp_source "$ODMR_N" "$SIZE" "$RCPT" "$inject" || die "queueing $ODMR_N messages at Exim failed"
+    for i in $(seq 1 600); do
+        [ "$(odmr_held)" -ge "$ODMR_N" ] && break
+        sleep 0.2
+    done
+    [ "$(odmr_held)" -ge "$ODMR_N" ] || die "Exim holds $(odmr_held) of $ODMR_N messages; log: $dir/log/mainlog"
+}
+odmr_fetchmail_run() {
+    command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
+    local kport pport spid tend s p
+    if [ ! -s "$dir/fetchmailrc" ] && [ "$ODMR_FM_TLS" = 1 ]; then
+        (umask 077 && printf 'poll 127.0.0.1 protocol ODMR service %s auth password\n  user "customer" password "%s" fetchdomains %s ssl sslcertck sslcertfile "%s" sslcommonname localhost\n' \
+            "$front" "$ODMR_PASSWORD" "$DOMAIN" "$dir/tls/ca.pem" >"$dir/fetchmailrc")
+    elif [ ! -s "$dir/fetchmailrc" ]; then
+        (umask 077 && printf 'poll 127.0.0.1 protocol ODMR service %s auth password\n  user "customer" password "%s" fetchdomains %s\n' \
+            "$atrn" "$ODMR_PASSWORD" "$DOMAIN" >"$dir/fetchmailrc")
+    fi
+    fm_sink() {
+        odmr_fill
+        kport=$(free_port)
+        $PIN_CLIENT smtp-sink -u postfix -c "127.0.0.1:$kport" 256 >"$WORK/rf-sink-$r.out" 2>&1 </dev/null &
+        spid=$!
+        PIDS+=("$spid")
+        wait_port "$kport" 10
+        fetchmail_drain "127.0.0.1/$kport" "$WORK/rf-fm-sink-$r.out"
+        read -r _ tend < <(sink_wait "$WORK/rf-sink-$r.out" "$ODMR_N")
+        stop_pid "$spid"
+        s=$(calc "$ODMR_N / ($tend - $fm_t250)")
+        RF_TS+=("$fm_turns")
+    }
+    fm_postfix() {
+        odmr_fill
+        pport=$(free_port)
+        PIN_POSTFIX=$PIN_CLIENT postfix_start "rf$r" "$pport" "virtual_mailbox_domains = $DOMAIN
+virtual_mailbox_base = $WORK/rf$r/vmail
+virtual_mailbox_maps = inline:{ $RCPT=box/ }
+virtual_uid_maps = static:$(id -u postfix)
+virtual_gid_maps = static:$(id -g postfix)
+virtual_mailbox_limit = 0"
+        local root=$PF_ROOT
+        mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+        fetchmail_drain "127.0.0.1/$pport" "$WORK/rf-fm-pf-$r.out"
+        wait_files "$root/vmail/box/new" "$ODMR_N" 300 0.1
+        tend=$(last_arrival "$root/vmail/box/new")
+        postfix -c "$root/conf" stop >/dev/null 2>&1 || true
+        rm -rf "$root/vmail" "$root/queue"
+        p=$(calc "$ODMR_N / ($tend - $fm_t250)")
+        RF_TP+=("$fm_turns")
+    }
+    if [ $((r % 2)) = 1 ]; then fm_sink; fm_postfix; else fm_postfix; fm_sink; fi
+    log "  run $r: fetchmail ODMR → smtp-sink $s msg/s in ${RF_TS[-1]} poll(s), → Postfix smtpd → Maildir $p msg/s in ${RF_TP[-1]} poll(s)"
+    RF_S+=("$s") RF_P+=("$p") RF_R+=("$(calc "${R5_M[-1]} / $p")")
+}
+odmr_fetchmail_rows() {
+    local fmtls="plain SMTP to Exim's ATRN port, as its TLS relay stalls"
+    [ "$ODMR_FM_TLS" = 1 ] && fmtls="the same TLS front end"
+    row "ODMR-F. ODMR drain against fetchmail, msg/s ($ODMR_N held at Exim; Mailcall: row ODMR's drain over TLS into its durable Maildir; fetchmail: $fmtls)" \
+        "$(summary "${R5_M[@]}")" "fetchmail --protocol ODMR, smtphost Postfix smtpd → virtual Maildir: $(summary "${RF_P[@]}") in $(summary "${RF_TP[@]}") polls" \
+        "$(FMT=%.2f summary "${RF_R[@]}")×" "≥ 1.0× fetchmail into Postfix" "$(verdict "$(median "${RF_R[@]}") >= 1")"
+    local ratios=() k
+    for k in "${!RF_S[@]}"; do ratios+=("$(calc "${R5_M[$k]} / ${RF_S[$k]}")"); done
+    row "ODMR-F2. … fetchmail into smtp-sink (discards)" "$(summary "${R5_M[@]}")" \
+        "fetchmail --protocol ODMR, smtphost smtp-sink: $(summary "${RF_S[@]}") in $(summary "${RF_TS[@]}") polls" \
+        "$(FMT=%.2f summary "${ratios[@]}")×" "(reference)" "–"
+}
+# Row L (BENCH_ONLY="... linkup"; issue 23 §5): link-up to ETRN. Inside a network namespace the
+# bench creates (loopback, a TUN ppp0 10.64.0.2 peer 10.64.0.1, down), `mailcall-cli daemon`
+# watches ppp* with settle-delay = 0; a minimal ISP (python3, in the namespace, 127.0.0.1)
+# prints the time each ETRN line arrives. BENCH_LINKUPS (20) times: the time just before
+# `ip -n NS link set ppp0 up` to the ETRN's arrival; then wait for the daemon's "fetch finished",
+# set the link down and wait for the daemon to see it (its debug line "interfaces changed").
+# The daemon is unpinned. Goal: p95 < 50 ms. (tests/examples/linkup.rs measures from the
+# kernel's netlink announcement instead; this row starts at the command, as the issue asks.)
+LINKUPS=${BENCH_LINKUPS:-20}
+LINKUP_ISP='
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept(); f = c.makefile("rb")
+    c.sendall(b"220 isp.bench ESMTP\r\n")
+    for line in f:
+        cmd = line.strip().upper()
+        if cmd.startswith(b"ETRN"):
+            print("etrn %.6f" % time.time(), flush=True)
+            c.sendall(b"250 Queuing started\r\n")
+        elif cmd.startswith(b"EHLO"):
+            c.sendall(b"250-isp.bench\r\n250 ETRN\r\n")
+        elif cmd.startswith(b"QUIT"):
+            c.sendall(b"221 bye\r\n"); break
+        else:
+            c.sendall(b"250 ok\r\n")
+    c.close()
+'
+# wait_count FILE PATTERN N LIMIT: waits (up to LIMIT s, every 5 ms) until FILE has N lines
+# matching PATTERN.
+wait_count() {
+    local i
+    for i in $(seq 1 $(($4 * 200))); do
+        [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
+        sleep 0.005
+    done
+    die "$1 has $(grep -c -- "$2" "$1") of $3 lines matching '$2' after $4 s"
+}
+rowlinkup() {
+    log "row L: link-up to ETRN in a network namespace, $LINKUPS link-ups, settle-delay = 0"
+    command -v python3 >/dev/null || die "python3 is missing"
+    local ns=mcbench$$ dir=$WORK/rl iport lport k t0 te seen ms samples=() dpid ipid
+    mkdir -p -m 700 "$dir" "$dir/runtime"
+    ip netns add "$ns" || die "ip netns add failed (root needed)"
+    NETNS_DEL=$ns
+    ip -n "$ns" link set lo up || die "lo up failed"
+    ip -n "$ns" tuntap add dev ppp0 mode tun || die "ip tuntap add failed"
+    ip -n "$ns" addr add 10.64.0.2 peer 10.64.0.1 dev ppp0 || die "ip addr add failed"
+    iport=$(free_port) lport=$(free_port)
+    printf '%s' "$LINKUP_ISP" >"$dir/isp.py"
+    ip netns exec "$ns" python3 "$dir/isp.py" "$iport" >"$dir/isp.out" 2>&1 </dev/null &
+    ipid=$!
+    PIDS+=("$ipid")
+    wait_count "$dir/isp.out" ready 1 10
+    lc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$KR/config/linkup.toml" "$@"; }
+    lc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    lc config set interfaces 'ppp*' >/dev/null || die "config set interfaces failed"
+    lc config set settle-delay 0 >/dev/null || die "config set settle-delay failed"
+    lc config set idle-timeout 1 >/dev/null || die "config set idle-timeout failed"
+    lc config set fetch-at-start false >/dev/null || die "config set fetch-at-start failed"
+    lc config set submit-listen off >/dev/null || die "config set submit-listen failed"
+    lc config set data-dir "$dir/data" >/dev/null || die "config set data-dir failed"
+    lc account set dial --host 127.0.0.1 --port "$iport" --security none --domain dial.bench >/dev/null ||
+        die "mailcall-cli account set (linkup) failed"
+    ip netns exec "$ns" env -i "${SESSION_ENV[@]}" XDG_RUNTIME_DIR="$dir/runtime" \
+        MAILCALL_LOG="info,mailcall_core::trigger::netwatch=debug" "$MC" --config "$KR/config/linkup.toml" \
+        daemon --listen "127.0.0.1:$lport" --maildir "$dir/md" >"$dir/daemon.log" 2>&1 </dev/null &
+    dpid=$!
+    PIDS+=("$dpid")
+    wait_count "$dir/daemon.log" "interfaces changed" 1 20
+    for k in $(seq 1 "$LINKUPS"); do
+        seen=$(grep -c "interfaces changed" "$dir/daemon.log")
+        t0=$EPOCHREALTIME
+        ip -n "$ns" link set ppp0 up || die "ip link set up failed"
+        wait_count "$dir/isp.out" "^etrn " "$k" 10
+        te=$(grep "^etrn " "$dir/isp.out" | sed -n "${k}p" | cut -d' ' -f2)
+        ms=$(calc "($te - $t0) * 1000")
+        samples+=("$ms")
+        wait_count "$dir/daemon.log" "fetch finished" "$k" 20
+        seen=$(grep -c "interfaces changed" "$dir/daemon.log")
+        ip -n "$ns" link set ppp0 down || die "ip link set down failed"
+        wait_count "$dir/daemon.log" "interfaces changed" $((seen + 1)) 10
+    done
+    stop_pid "$dpid"
+    stop_pid "$ipid"
+    ip netns del "$ns" 2>/dev/null
+    NETNS_DEL=""
+    local sorted p95 idx
+    sorted=$(printf '%s\n' "${samples[@]}" | sort -g)
+    idx=$(((95 * LINKUPS + 99) / 100))
+    p95=$(echo "$sorted" | sed -n "${idx}p")
+    log "  link-up to ETRN, ms: $(echo "$sorted" | tr '\n' ' ')"
+    RL_P95=$p95
+    row "L. Link-up to ETRN in a network namespace, ms (settle-delay = 0; \`ip link set up\` → the ETRN at the ISP; $LINKUPS link-ups)" \
+        "p95 $(printf '%.1f' "$p95"); median $(printf '%.1f' "$(median "${samples[@]}")") (min $(printf '%.1f' "$(echo "$sorted" | head -1)")–max $(printf '%.1f' "$(echo "$sorted" | tail -1)"))" \
+        "–" "–" "p95 < 50 ms" "$(verdict "$p95 < 50")"
+}
+# ========================== end of the issue 23 block =========================================
 
 for r in $ONLY; do
     "row$r"
