@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::RwLock;
 
 use mailcall_core::config::ConfigKey;
+use mailcall_core::fsutil::EXAMPLE_DIR;
 use mailcall_core::hint::{AccountField, Problem, Setting};
 
 /// `mailcall-cli --config PATH` once hints must name a config file; `None`: `mailcall-cli`.
@@ -87,7 +88,10 @@ pub fn command_for(setting: &Setting) -> String {
                 AccountField::Password => {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --password-stdin")
                 }
-                AccountField::CaFile => format!("{edit} --ca-file /path/to/isp-ca.pem"),
+                AccountField::CaFile => format!(
+                    "{edit} --ca-file {}",
+                    Path::new(EXAMPLE_DIR).join("isp-ca.pem").display()
+                ),
                 AccountField::Helo => format!("{edit} --helo mail.example.com"),
                 AccountField::Domains => format!("{edit} --add-domain example.com"),
                 AccountField::ConnectCommand => format!("{edit} --connect-command 'pon isp'"),
@@ -107,7 +111,10 @@ pub fn command_for(setting: &Setting) -> String {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --smarthost-password-stdin")
                 }
                 AccountField::OutgoingCaFile => {
-                    format!("{edit} --smarthost-ca-file /path/to/smarthost-ca.pem")
+                    format!(
+                        "{edit} --smarthost-ca-file {}",
+                        Path::new(EXAMPLE_DIR).join("smarthost-ca.pem").display()
+                    )
                 }
             }
         }

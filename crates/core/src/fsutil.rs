@@ -6,6 +6,20 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// How a full path starts here, for the "not a full path" errors: "give it starting with ...".
+#[cfg(windows)]
+pub const FULL_PATH_START: &str = r"a drive, like C:\";
+/// How a full path starts here, for the "not a full path" errors: "give it starting with ...".
+#[cfg(not(windows))]
+pub const FULL_PATH_START: &str = "/";
+
+/// Where the hints' example CA file is (a made-up path in this platform's form).
+#[cfg(windows)]
+pub const EXAMPLE_DIR: &str = r"C:\path\to";
+/// Where the hints' example CA file is (a made-up path in this platform's form).
+#[cfg(not(windows))]
+pub const EXAMPLE_DIR: &str = "/path/to";
+
 /// Creates `path` and its parents with mode 0700 (owner only) where they are missing.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();

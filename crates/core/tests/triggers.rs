@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings};
@@ -257,14 +256,19 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     assert!(e.is_not_running(), "{e}");
 
     let server = Server::bind(&path).unwrap();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    let dmode = std::fs::metadata(path.parent().unwrap())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(dmode, 0o700);
+    // Owner-only by mode bits on Unix (on Windows the file is in the user's own profile).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o700);
+    }
     assert!(matches!(Server::bind(&path), Err(ControlError::InUse(_))));
     let stop = CancellationToken::new();
     let controls = Controls::new(
@@ -388,9 +392,13 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         matches!(end, Ok(Ok(None))),
         "the event stream ends when the instance stops: {end:?}"
     );
-    // A stale socket file (nobody behind it) is replaced on the next start.
-    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    drop(stale);
-    Server::bind(&path).unwrap();
+    // A stale socket file (nobody behind it) is replaced on the next start (the Windows
+    // channel's stale file: tcp_token's a_file_left_by_a_killed_server_is_replaced).
+    #[cfg(unix)]
+    {
+        let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(stale);
+        Server::bind(&path).unwrap();
+    }
     svc.stop().await;
 }

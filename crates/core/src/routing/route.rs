@@ -39,7 +39,7 @@ pub enum RouteError {
     #[error("{0:?} is not a kind of destination: {DESTINATION_USAGE}")]
     UnknownKind(String),
     /// A path that must be absolute is not.
-    #[error("{path:?} is not a full path: give the {what} starting with /")]
+    #[error("{path:?} is not a full path: give the {what} starting with {start}", start = crate::fsutil::FULL_PATH_START)]
     NotAbsolute {
         /// The path given.
         path: String,
