@@ -102,9 +102,20 @@ async fn connect_waits_for_the_link_and_disconnect_follows_the_session() {
     let hung = dir.path().join("hung-up");
     let history = History::new(dir.path().join("history.jsonl"));
     let svc = service(dir.path(), &history).await;
+    // The same dial-up commands in each platform's own tools.
+    #[cfg(unix)]
+    let (dial, hang_up) = (
+        format!("sh -c 'echo dialing; touch {}'", flag.display()),
+        format!("touch {}", hung.display()),
+    );
+    #[cfg(windows)]
+    let (dial, hang_up) = (
+        format!("cmd /c '(echo dialing)&(type nul > {})'", flag.display()),
+        format!("cmd /c 'type nul > {}'", hung.display()),
+    );
     let acct = account(LinkSettings {
-        connect_command: Some(format!("sh -c 'echo dialing; touch {}'", flag.display())),
-        disconnect_command: Some(format!("touch {}", hung.display())),
+        connect_command: Some(dial),
+        disconnect_command: Some(hang_up),
         link_timeout: Some(10),
     });
     let (tx, rx) = watch::channel(links(&[]));
@@ -162,8 +173,15 @@ async fn a_link_that_never_comes_up_is_an_error_and_nothing_is_asked() {
     let history = History::new(dir.path().join("history.jsonl"));
     let svc = service(dir.path(), &history).await;
     let acct = account(LinkSettings {
-        connect_command: Some("true".into()),
-        disconnect_command: Some("false".into()),
+        connect_command: Some(if cfg!(windows) { "cmd /c rem" } else { "true" }.into()),
+        disconnect_command: Some(
+            if cfg!(windows) {
+                "cmd /c exit 1"
+            } else {
+                "false"
+            }
+            .into(),
+        ),
         link_timeout: Some(1),
     });
     let (_tx, rx) = watch::channel(links(&[]));
