@@ -152,13 +152,16 @@ pub mod tcp_token {
     }
 
     impl TokenListener {
-        /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path`; a live server there is
-        /// [`ControlError::InUse`].
+        /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path` (its directory made, private,
+        /// when missing); a live server there is [`ControlError::InUse`].
         pub fn bind(path: &Path) -> Result<Self, ControlError> {
             let io = |source| ControlError::Io {
                 path: path.to_path_buf(),
                 source,
             };
+            if let Some(dir) = path.parent() {
+                crate::fsutil::create_private_dir(dir).map_err(io)?;
+            }
             if let Ok(text) = std::fs::read_to_string(path) {
                 if let Some(port) = text
                     .split_whitespace()
