@@ -1,8 +1,9 @@
 //! The Windows build of `mailcall-cli` (`x86_64-pc-windows-gnu`) run under Wine against the same
 //! real peers as the Linux tests: a Postfix ISP over STARTTLS with AUTH (the password in the
 //! Credential Manager as Wine provides it), an ETRN fetch into a Maildir named by its Windows
-//! path, the daemon answering `status`, `pause` and `fetch --via-running` over its token channel,
-//! and a fetch killed mid-drain then run again.
+//! path, an ODMR fetch from Exim, a route to Dovecot over LMTP, the daemon answering `status`,
+//! `pause` and `fetch --via-running` over its token channel, a fetch killed mid-drain then run
+//! again, and the installer (scripts/package-windows.sh) installed and uninstalled silently.
 //!
 //! Not part of a plain `cargo test` (it needs the .exe and the tests' Wine prefix):
 //! `scripts/test.sh --only windows` builds the .exe and runs it, or by hand, as root after
@@ -20,7 +21,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 use mailcall_e2e::wine::{win_path, WinCli};
-use mailcall_e2e::{free_port, poll_until, AccountArgs, IspOptions, Maildir, Message, PostfixIsp};
+use mailcall_e2e::{
+    free_port, poll_until, AccountArgs, Dovecot, DovecotOptions, EximIsp, EximOptions, IspOptions,
+    Maildir, Message, PostfixIsp,
+};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-wine";
@@ -144,6 +148,76 @@ fn etrn_fetch_into_a_windows_maildir_each_message_exactly_once() {
     out.assert_mentions("25");
     assert_exactly_once(&maildir, &mail, &context);
     isp.wait_queue_empty(Duration::from_secs(20));
+}
+
+#[test]
+fn odmr_fetch_from_exim_over_starttls_with_auth() {
+    let cli = WinCli::new("odmr");
+    let isp = EximIsp::start(EximOptions::new(&["wine-odmr.test"]).with_tls_before_auth());
+    let mail = isp.queue_numbered("wine-odmr.test", 5);
+    let ca = win_path(&isp.ca_file());
+    let (argv, stdin) = AccountArgs::new("wineodmr", isp.atrn_port())
+        .security("starttls")
+        .user(isp.user(), isp.password())
+        .domains(&["wine-odmr.test"])
+        .args(&["--ca-file", &ca, "--mode", "odmr"])
+        .argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    cli.run_with_stdin(&argv, stdin.as_deref()).assert_success();
+
+    let maildir = Maildir::new(cli.root().join("Maildir"));
+    // ODMR binds no listener: the port given stays unused.
+    let out = fetch(&cli, free_port(), &maildir);
+    let context = format!("{out}\nExim log:\n{}", isp.log());
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the ODMR fetch must succeed\n{context}"
+    );
+    out.assert_mentions("summary: 5 message(s)");
+    assert_exactly_once(&maildir, &mail, &context);
+}
+
+#[test]
+fn a_route_hands_alices_mail_to_dovecot_over_lmtp() {
+    let cli = WinCli::new("lmtp");
+    let lp = free_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["wine-lmtp.test"], lp));
+    let dovecot = Dovecot::start(DovecotOptions::new().with_user("alice"));
+    let to_alice: Vec<Message> = (0..4)
+        .map(|n| Message {
+            to: "alice@wine-lmtp.test".into(),
+            message_id: format!("<wine-lmtp-{n}@outside.test>"),
+            ..Message::numbered("wine-lmtp.test", n)
+        })
+        .collect();
+    let others = numbered("wine-lmtp.test", 2);
+    isp.queue_all(&to_alice);
+    isp.queue_all(&others);
+    isp.wait_deferred(6, Duration::from_secs(30));
+    set_plain_account(&cli, "winelmtp", isp.port(), "wine-lmtp.test");
+    let lmtp = format!("lmtp:127.0.0.1:{}", dovecot.lmtp_port());
+    cli.run(&["route", "add", "alice@wine-lmtp.test", &lmtp])
+        .assert_success();
+
+    let maildir = Maildir::new(cli.root().join("Maildir"));
+    let out = fetch(&cli, lp, &maildir);
+    let context = format!("{out}\nISP:\n{}\nDovecot:\n{}", isp.log(), dovecot.log());
+    assert_eq!(out.code(), Some(0), "fetch must succeed\n{context}");
+    let mut want: Vec<String> = to_alice.iter().map(|m| m.message_id.clone()).collect();
+    want.sort();
+    let mut got = Vec::new();
+    let handed = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        got = dovecot.message_ids("alice", "INBOX");
+        (got.len() >= want.len()).then_some(())
+    });
+    assert!(handed.is_some(), "alice has {got:?}\n{context}");
+    assert_eq!(got, want, "alice's mail, each once, at Dovecot\n{context}");
+    // The others went to the default Maildir, each once.
+    assert_exactly_once(&maildir, &others, &context);
+    cli.run(&["queue"])
+        .assert_success()
+        .assert_mentions("the queue is empty");
 }
 
 #[test]
@@ -311,4 +385,106 @@ fn a_fetch_killed_mid_drain_then_run_again_loses_nothing() {
     eprintln!(
         "killed with {at_kill} of {COUNT} in new/; {duplicates} duplicate(s) after the restart"
     );
+}
+
+/// The installer scripts/package-windows.sh built: `$MAILCALL_WINDOWS_SETUP`, else the path it
+/// wrote to `<target>/package/windows-setup-path`.
+fn installer() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("MAILCALL_WINDOWS_SETUP") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let record = target.join("package/windows-setup-path");
+    let path = std::fs::read_to_string(&record).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: build the installer first: bash scripts/package-windows.sh --debug",
+            record.display()
+        )
+    });
+    path.trim().into()
+}
+
+/// The Wine prefix's user profile (Linux path): `drive_c/users/<the user running Wine>`.
+fn profile() -> std::path::PathBuf {
+    let users = mailcall_e2e::wine::prefix().join("drive_c/users");
+    std::fs::read_dir(&users)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("AppData").is_dir() && !p.ends_with("Public"))
+        .unwrap_or_else(|| panic!("no user profile in {}", users.display()))
+}
+
+/// `reg query HKCU\...\Run /v Mailcall` under Wine: the start-at-login entry, if there is one.
+fn run_at_login() -> Option<String> {
+    let mut cmd = mailcall_e2e::wine::wine_command("reg");
+    cmd.args([
+        "query",
+        r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run",
+        "/v",
+        "Mailcall",
+    ]);
+    let done =
+        mailcall_e2e::process::run_with_timeout(&mut cmd, None, Duration::from_secs(60)).unwrap();
+    done.status
+        .is_some_and(|s| s.success())
+        .then_some(done.stdout)
+}
+
+#[test]
+fn the_installer_installs_per_user_and_the_uninstaller_keeps_mail_and_settings() {
+    let setup = installer();
+    let dir = mailcall_e2e::test_dir("win-setup");
+    let place = dir.path().join("Programs/Mailcall");
+    // /D= is the last argument, unquoted (NSIS's rule).
+    let mut cmd = mailcall_e2e::wine::wine_command(&setup);
+    cmd.args(["/S", "/AUTOSTART", &format!("/D={}", win_path(&place))]);
+    let done =
+        mailcall_e2e::process::run_with_timeout(&mut cmd, None, Duration::from_secs(120)).unwrap();
+    assert!(
+        done.status.is_some_and(|s| s.success()),
+        "the silent install failed: {done:?}"
+    );
+    let cli = place.join("mailcall-cli.exe");
+    assert!(cli.is_file(), "no {} after the install", cli.display());
+    assert!(place.join("Uninstall.exe").is_file());
+
+    let mut version = mailcall_e2e::wine::wine_command(&cli);
+    version.arg("--version");
+    let out = mailcall_e2e::process::run_with_timeout(&mut version, None, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("mailcall-cli {}", env!("CARGO_PKG_VERSION")),
+        "{out:?}"
+    );
+
+    let profile = profile();
+    let menu = profile.join("AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Mailcall");
+    assert!(menu.join("Mailcall.lnk").is_file(), "no Start-menu entry");
+    let login = run_at_login().expect("/AUTOSTART made no start-at-login entry");
+    assert!(login.contains(&win_path(&place)), "{login}");
+
+    // The user's settings and mail, which the uninstaller must leave.
+    let data = profile.join("AppData/Roaming/mailcall");
+    std::fs::create_dir_all(&data).unwrap();
+    let marker = data.join(format!("kept-by-the-uninstaller-{}", std::process::id()));
+    std::fs::write(&marker, "mail and settings").unwrap();
+
+    let mut un = mailcall_e2e::wine::wine_command(place.join("Uninstall.exe"));
+    un.arg("/S");
+    let done =
+        mailcall_e2e::process::run_with_timeout(&mut un, None, Duration::from_secs(120)).unwrap();
+    assert!(done.status.is_some_and(|s| s.success()), "{done:?}");
+    // NSIS's uninstaller runs on from a copy in %TEMP%: wait for it to have removed the files.
+    let gone = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        (!place.exists()).then_some(())
+    });
+    let left = mailcall_e2e::files_under(&place);
+    assert!(gone.is_some(), "program files left: {left:?}");
+    assert!(!menu.exists(), "the Start-menu entry is left");
+    assert_eq!(run_at_login(), None, "the start at login is left");
+    assert!(marker.is_file(), "the uninstaller removed the user's data");
+    std::fs::remove_file(&marker).unwrap();
 }
