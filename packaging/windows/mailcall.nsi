@@ -12,7 +12,12 @@
 
 ; A 64-bit installer: the programs are 64-bit only (and Wine without its 32-bit half runs it).
 Target amd64-unicode
-SetCompressor /SOLID lzma
+; -DCOMPRESSOR=zlib for a quick build (the tests'); lzma for what users get.
+!ifdef COMPRESSOR
+  SetCompressor /SOLID ${COMPRESSOR}
+!else
+  SetCompressor /SOLID lzma
+!endif
 
 !include "MUI2.nsh"
 !include "FileFunc.nsh"
