@@ -296,6 +296,20 @@ fn daemon_answers_status_pause_and_fetch_via_running_over_its_token_channel() {
     isp.wait_queue_empty(Duration::from_secs(20));
     assert_exactly_once(&maildir, &mail, &context);
     cli.run(&["resume"]).assert_success();
+
+    // Ended by force (SIGKILL to Wine: no Windows code runs), it leaves its control file:
+    // `status` says nothing answers there, and the next start replaces it.
+    let mut daemon = daemon;
+    daemon.kill9();
+    assert!(cli.control_file().is_file(), "the control file went too");
+    let out = cli.run(&["status"]);
+    assert_eq!(out.code(), Some(3), "{out}");
+    out.assert_mentions("running: no")
+        .assert_mentions("nothing answers");
+    let again = cli.daemon(&["--listen", &listen]);
+    let out = cli.run(&["status"]);
+    assert_eq!(out.code(), Some(0), "{out}\n{}", again.output());
+    out.assert_mentions("running: yes");
 }
 
 #[test]
