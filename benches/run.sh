@@ -9,7 +9,10 @@
 #        BENCH_OUT=FILE (also write the table there) BENCH_ONLY="1 2 3 4 odmr lmtp" (rows to
 #        measure; "odmr" is the ODMR drain of the issue 11 block, "lmtp" the LMTP hand-on row (5) of
 #        the issue 10 block; "submit" and "flush" the outgoing rows 7 and 8 of the issue 19
-#        block; all measured by default)
+#        block; "history" the History read of issue 21 §8; "tray" the tray app's memory (row 9,
+#        issue 20); all measured by default)
+#        BENCH_TRAY_BIN=PATH (row 9: take the `mailcall` tray binary from another build, e.g. a
+#        debug one, instead of building it in release) BENCH_TRAY_IDLE_SECS=30
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
@@ -18,7 +21,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${BENCH_RUNS:-3}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
-ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush}
+ONLY=${BENCH_ONLY:-1 2 3 4 odmr lmtp submit flush history tray}
 N=${BENCH_N:-2000}  # messages per throughput/drain run (BENCH_N: fewer, for a quick check)
 SIZE=10240          # bytes of payload per message
 SESSIONS=10         # parallel SMTP sessions (smtp-source -s)
@@ -162,10 +165,25 @@ for tool in postfix smtp-source smtp-sink dbus-daemon gnome-keyring-daemon dbus-
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is missing (run without BENCH_SKIP_SETUP)"
 done
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
-log "building mailcall-cli and mailcall-bench-listener in release (target dir $TARGET)"
-(cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
+# Every row but the tray's (row 9) runs mailcall-cli or the bench listener.
+if [ -n "$(printf '%s\n' $ONLY | grep -vx tray)" ]; then
+    log "building mailcall-cli and mailcall-bench-listener in release (target dir $TARGET)"
+    (cd "$REPO" && cargo build --release --locked -p mailcall-cli -p mailcall-bench >&2) || die "cargo build failed"
+fi
 MC=$TARGET/release/mailcall-cli
 BL=$TARGET/release/mailcall-bench-listener
+TRAY_BIN=${BENCH_TRAY_BIN:-}
+case " $ONLY " in *" tray "*)
+    if [ -z "$TRAY_BIN" ]; then
+        log "building the tray app (mailcall) in release for row 9"
+        (cd "$REPO" && cargo build --release --locked -p mailcall >&2) || die "cargo build -p mailcall failed"
+        TRAY_BIN=$TARGET/release/mailcall
+    fi
+    for tool in Xvfb status-notifier-watcher gtk-sni-tray-standalone; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is missing for row 9 (bash scripts/test.sh --only setup installs the GUI test's desktop)"
+    done
+    ;;
+esac
 
 WORK=$(mktemp -d /tmp/mailcall-bench.XXXXXX)
 # Postfix's daemons (user postfix) must traverse into their instance directories.
@@ -1162,6 +1180,160 @@ rowflush() {
         "$(FMT=%.2f summary "$(calc "$(median "${R7_MF[@]}") / $(median "${R7_PF[@]}")")")×" "(reference)" "–"
 }
 # ========================== end of the issue 19 block ========================================
+
+# ========================== row 9, the tray app's memory (issue 20 §6) ================
+# RSS of the tray app's whole process tree (`mailcall --tray` and every descendant: the window
+# process and its WebKit processes while they run), in kB.
+tree_rss_kb() {
+    local pid=$1 total child
+    total=$(rss_kb "$pid" 2>/dev/null || echo 0)
+    for child in $(ps -o pid= --ppid "$pid"); do
+        total=$((total + $(tree_rss_kb "$child")))
+    done
+    echo "${total:-0}"
+}
+# The settings-window process (`mailcall --window`) the tray $1 started, if one runs.
+window_pid() {
+    local pid
+    for pid in $(ps -o pid= --ppid "$1"); do
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--window" && echo "$pid" && return 0
+    done
+    return 1
+}
+# Whether D-Bus name $1 has an owner on the session bus.
+bus_name_owned() {
+    env -i "${SESSION_ENV[@]}" timeout 5 dbus-send --session --print-reply --dest=org.freedesktop.DBus \
+        /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner "string:$1" 2>/dev/null |
+        grep -q "boolean true"
+}
+# Waits (up to $2 s) until D-Bus name $1 has an owner on the session bus.
+wait_bus_name() {
+    local i
+    for i in $(seq 1 $(($2 * 20))); do
+        bus_name_owned "$1" && return 0
+        sleep 0.05
+    done
+    die "nothing took $1 on the session bus within $2 s"
+}
+# The StatusNotifierItems registered with the tray now (one line each).
+sni_items() {
+    env -i "${SESSION_ENV[@]}" timeout 5 dbus-send --session --print-reply --dest=org.kde.StatusNotifierWatcher \
+        /StatusNotifierWatcher org.freedesktop.DBus.Properties.Get \
+        string:org.kde.StatusNotifierWatcher string:RegisteredStatusNotifierItems 2>/dev/null | grep -c 'string "'
+}
+rowtray() {
+    local idle=${BENCH_TRAY_IDLE_SECS:-30} r tray win i never opened closed display
+    log "row 9: the tray app's RSS (its process tree), never opened vs after the window was opened and closed, idle $idle s each, $RUNS runs ($TRAY_BIN)"
+    [ -n "${KR:-}" ] || keyring_start
+    # A desktop: Xvfb, a StatusNotifierItem watcher and a tray that shows the icon (without
+    # one the app opens its window at start, as the only way in).
+    Xvfb -displayfd 3 -screen 0 1100x760x24 -nolisten tcp 3>"$WORK/r9-display" >"$WORK/r9-xvfb.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    for i in $(seq 1 200); do [ -s "$WORK/r9-display" ] && break; sleep 0.05; done
+    display=":$(tr -d '\n' <"$WORK/r9-display")"
+    [ "$display" != ":" ] || die "Xvfb did not report a display; log: $WORK/r9-xvfb.log"
+    local denv=("${SESSION_ENV[@]}" DISPLAY="$display" NO_AT_BRIDGE=1 MAILCALL_CONFIG="$KR/config/tray.toml" MAILCALL_LOG=info)
+    env -i "${denv[@]}" status-notifier-watcher >"$WORK/r9-watcher.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    wait_bus_name org.kde.StatusNotifierWatcher 15
+    env -i "${denv[@]}" gtk-sni-tray-standalone --top --end --size 32 >"$WORK/r9-tray.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    # No account: nothing listens or fetches; the tray, its icon and the window are measured.
+    printf 'fetch-at-start = false\n' >"$KR/config/tray.toml"
+    R9_NEVER=() R9_OPEN=() R9_CLOSED=() R9_DIFF=()
+    for r in $(seq 1 "$RUNS"); do
+        env -i "${denv[@]}" "$TRAY_BIN" --tray >"$WORK/r9-mailcall-$r.log" 2>&1 </dev/null &
+        tray=$!
+        PIDS+=("$tray")
+        for i in $(seq 1 600); do [ "$(sni_items)" -ge 1 ] && break; sleep 0.05; done
+        [ "$(sni_items)" -ge 1 ] || die "the tray icon did not register within 30 s; log: $WORK/r9-mailcall-$r.log"
+        # Up for a second `mailcall` to hand over to.
+        wait_bus_name io.mailcall.Mailcall.SingleInstance 30
+        sleep "$idle"
+        never=$(tree_rss_kb "$tray")
+        # Open: a second `mailcall` hands over to the running one, which starts the window.
+        env -i "${denv[@]}" "$TRAY_BIN" >>"$WORK/r9-second-$r.log" 2>&1 </dev/null || die "the second mailcall failed: $(tail -3 "$WORK/r9-second-$r.log")"
+        win=""
+        for i in $(seq 1 600); do win=$(window_pid "$tray") && break; sleep 0.05; done
+        [ -n "$win" ] || die "no window process started within 30 s; log: $WORK/r9-mailcall-$r.log"
+        # Open means its WebKit web process runs (the page is shown).
+        for i in $(seq 1 600); do ps -o cmd= --ppid "$win" | grep -q WebKitWebProcess && break; sleep 0.05; done
+        sleep "$idle"
+        opened=$(tree_rss_kb "$tray")
+        # Close: this desktop has no window manager to ask the window to close, so the window
+        # process is ended by PID (TERM); what the tray itself keeps is the same either way.
+        kill -TERM "$win" 2>/dev/null
+        for i in $(seq 1 600); do kill -0 "$win" 2>/dev/null || break; sleep 0.05; done
+        window_pid "$tray" >/dev/null && die "the window process $win did not end"
+        sleep "$idle"
+        closed=$(tree_rss_kb "$tray")
+        kill -0 "$tray" 2>/dev/null || die "the tray app ended with its window; log: $WORK/r9-mailcall-$r.log"
+        stop_pid "$tray"
+        # Gone from the bus and the tray before the next run's tray starts.
+        for i in $(seq 1 600); do
+            [ "$(sni_items)" = 0 ] && ! bus_name_owned io.mailcall.Mailcall.SingleInstance && break
+            sleep 0.05
+        done
+        log "  run $r: never opened $((never / 1024)) MB, window open $((opened / 1024)) MB, after closing $((closed / 1024)) MB (tray process tree)"
+        R9_NEVER+=("$(calc "$never / 1024")") R9_OPEN+=("$(calc "$opened / 1024")")
+        R9_CLOSED+=("$(calc "$closed / 1024")") R9_DIFF+=("$(calc "($closed - $never) / 1024")")
+    done
+    row "9. Tray app RSS after the window was opened and closed, MB (its process tree; idle ${idle} s; window open: $(FMT=%.0f summary "${R9_OPEN[@]}"))" \
+        "$(FMT=%.1f summary "${R9_CLOSED[@]}")" "the same tray, window never opened: $(FMT=%.1f summary "${R9_NEVER[@]}")" \
+        "+$(FMT=%.1f summary "${R9_DIFF[@]}") MB" "≤ never opened + 10 MB" "$(verdict "$(median "${R9_DIFF[@]}") <= 10")"
+}
+# ========================== end of row 9 ======================================================
+=======
+# ========================== issue 21 §8: the History read ======================================
+# Row H (BENCH_ONLY="... history"): the History tab's read (`history`, the tab's 50 newest, the
+# same History::recent the tray calls), timed as `mailcall-cli history --json --limit 50` from
+# process start to exit, over a history of 100 000 records against one of 10 (the same real
+# record, from a fetch refused by an ISP that is not there). The ratio says whether the read
+# grows with the file (it reads from the end).
+rowhistory() {
+    log "row H: History read, $RUNS runs: 100 000 records vs 10"
+    local dir=$WORK/rh r i t0 tb ts rec got
+    hc() { env -i "${SESSION_ENV[@]}" "$MC" --config "$dir/config.toml" "$@"; }
+    rm -rf "$dir" && mkdir -p "$dir/seed" "$dir/big" "$dir/small"
+    hc config set hostname mailcall.bench >/dev/null || die "config set hostname failed"
+    hc config set data-dir "$dir/seed" >/dev/null || die "config set data-dir failed"
+    hc config set submit-listen off >/dev/null || die "config set submit-listen failed"
+    hc account set histbench --host 127.0.0.1 --port "$(free_port)" --security none \
+        --domain hist.test >/dev/null || die "account set failed"
+    hc fetch --listen "127.0.0.1:$(free_port)" --maildir "$dir/md" --idle-timeout 1 \
+        --max-wait 20 >/dev/null 2>&1 </dev/null
+    rec=$(tail -n 1 "$dir/seed/history.jsonl" 2>/dev/null)
+    [ -n "$rec" ] || die "the seeding fetch wrote no history record"
+    awk -v n=100000 -v line="$rec" 'BEGIN{for(i=0;i<n;i++) print line}' >"$dir/big/history.jsonl"
+    awk -v n=10 -v line="$rec" 'BEGIN{for(i=0;i<n;i++) print line}' >"$dir/small/history.jsonl"
+    # Rotation would move a file this large aside on the next append; the read must not care.
+    RH_B=() RH_S=() RH_R=()
+    read_ms() {
+        hc config set data-dir "$dir/$1" >/dev/null || die "config set data-dir failed"
+        local best="" t
+        # Fifteen reads a run, the fastest kept: the machine's noise out, the read's cost in.
+        for i in $(seq 1 15); do
+            t0=$EPOCHREALTIME
+            got=$(hc history --json --limit 50 </dev/null) || die "mailcall-cli history failed"
+            t=$(calc "($EPOCHREALTIME - $t0) * 1000")
+            if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+        done
+        [ "$(printf '%s' "$got" | grep -o '"started_at"' | wc -l)" -ge "$2" ] ||
+            die "history --json over $1 did not give $2 records"
+        echo "$best"
+    }
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then tb=$(read_ms big 50); ts=$(read_ms small 10);
+        else ts=$(read_ms small 10); tb=$(read_ms big 50); fi
+        log "  run $r: 100 000 records $tb ms, 10 records $ts ms"
+        RH_B+=("$tb") RH_S+=("$ts") RH_R+=("$(calc "$tb / $ts")")
+    done
+    row "H. History read (the tab's 50 newest), ms: 100 000 records ($(du -m "$dir/big/history.jsonl" | cut -f1) MB)" \
+        "$(FMT=%.1f summary "${RH_B[@]}")" "the same read of 10 records: $(FMT=%.1f summary "${RH_S[@]}")" \
+        "$(FMT=%.2f summary "${RH_R[@]}")×" "≤ 1.5× (flat)" "$(verdict "$(median "${RH_R[@]}") <= 1.5")"
+    rm -rf "$dir"
+}
+# ========================== end of the issue 21 §8 block =====================================
 
 for r in $ONLY; do
     "row$r"

@@ -254,8 +254,8 @@ pub struct DovecotMessage {
 
 /// A child process of the master, noted so it can be killed if it outlives the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Noted {
-    pid: u32,
+pub(crate) struct Noted {
+    pub(crate) pid: u32,
     /// Field 22 of /proc/PID/stat: tells the same process from a later one with a reused PID.
     start_time: u64,
 }
@@ -897,7 +897,7 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<usize> {
 }
 
 /// The direct children of `pid` (Dovecot's services are all children of its master).
-fn children_of(pid: u32) -> Vec<Noted> {
+pub(crate) fn children_of(pid: u32) -> Vec<Noted> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -926,6 +926,6 @@ fn stat_of(pid: u32) -> Option<(u32, u64)> {
     Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
-fn same_process_alive(noted: Noted) -> bool {
+pub(crate) fn same_process_alive(noted: Noted) -> bool {
     stat_of(noted.pid).is_some_and(|(_, start)| start == noted.start_time)
 }

@@ -20,9 +20,22 @@ use std::time::Duration;
 
 use crate::process::{run_checked, run_with_timeout};
 
+/// Who checks the logins of a submission server.
+#[derive(Clone, Copy)]
+enum Sasl<'a> {
+    /// Nobody: no AUTH (a LAN server).
+    None,
+    /// Cyrus SASL with this one user and password (sasldb).
+    Cyrus((&'a str, &'a str)),
+    /// A Dovecot auth service on this socket.
+    Dovecot(&'a Path),
+}
+
 /// A running private Postfix delivering `domain`'s users into Maildirs.
 pub struct PostfixLan {
     port: u16,
+    /// With TLS: a second smtpd with TLS from the first byte (port 465's way, wrappermode).
+    tls_port: u16,
     root: PathBuf,
     ca: Option<PathBuf>,
     dir: Option<tempfile::TempDir>,
@@ -31,20 +44,28 @@ pub struct PostfixLan {
 impl PostfixLan {
     /// Starts it for `users`@`domain` on a free loopback port; with `tls`, STARTTLS is offered.
     pub fn start(domain: &str, users: &[&str], tls: bool) -> Self {
-        Self::start_with(domain, users, tls, None)
+        Self::start_with(domain, users, tls, Sasl::None)
     }
 
     /// Starts it as a submission server (a smarthost) for `users`@`domain`: STARTTLS, and mail
     /// only after AUTH as `login` (user, password).
     pub fn smarthost(domain: &str, users: &[&str], login: (&str, &str)) -> Self {
-        Self::start_with(domain, users, true, Some(login))
+        Self::start_with(domain, users, true, Sasl::Cyrus(login))
     }
 
-    fn start_with(domain: &str, users: &[&str], tls: bool, login: Option<(&str, &str)>) -> Self {
+    /// Starts it as a submission server whose logins a Dovecot auth service checks
+    /// (`smtpd_sasl_type = dovecot` on `socket`, e.g. [`crate::OAuth2Auth::socket`]): STARTTLS,
+    /// the mechanisms that service offers only after it, and mail only after AUTH.
+    pub fn smarthost_with_dovecot_auth(domain: &str, users: &[&str], socket: &Path) -> Self {
+        Self::start_with(domain, users, true, Sasl::Dovecot(socket))
+    }
+
+    fn start_with(domain: &str, users: &[&str], tls: bool, login: Sasl<'_>) -> Self {
         let dir = crate::test_dir("lan");
         let root = dir.path().to_path_buf();
         let mut lan = Self {
             port: crate::free_port(),
+            tls_port: crate::free_port(),
             root,
             ca: None,
             dir: Some(dir),
@@ -56,6 +77,12 @@ impl PostfixLan {
             );
         }
         lan
+    }
+
+    /// With TLS: its port on 127.0.0.1 that speaks TLS from the first byte (as 465 does).
+    pub fn tls_port(&self) -> u16 {
+        assert!(self.ca.is_some(), "a LAN Postfix started without TLS");
+        self.tls_port
     }
 
     /// Its SMTP port on 127.0.0.1.
@@ -195,7 +222,7 @@ impl PostfixLan {
         domain: &str,
         users: &[&str],
         tls: bool,
-        login: Option<(&str, &str)>,
+        login: Sasl<'_>,
     ) -> Result<(), String> {
         let root = self.root.display().to_string();
         for d in ["conf", "conf/sasl", "queue", "vmail"] {
@@ -257,7 +284,17 @@ smtp_dns_support_level = disabled
             ));
             self.ca = Some(made.ca_pem);
         }
-        if let Some((user, password)) = login {
+        if let Sasl::Dovecot(socket) = login {
+            main.push_str(&format!(
+                "smtpd_sasl_auth_enable = yes\n\
+                 smtpd_sasl_type = dovecot\n\
+                 smtpd_sasl_path = {}\n\
+                 smtpd_tls_auth_only = yes\n\
+                 smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n",
+                socket.display(),
+            ));
+        }
+        if let Sasl::Cyrus((user, password)) = login {
             let sasl = self.conf().join("sasl");
             crate::postfix::make_sasl(&sasl, user, password)?;
             main.push_str(&format!(
@@ -297,8 +334,15 @@ smtp_dns_support_level = disabled
         fs::write(
             self.conf().join("master.cf"),
             format!(
-                "127.0.0.1:{} inet n - n - - smtpd\n{}\n",
+                "127.0.0.1:{} inet n - n - - smtpd\n{}{}\n",
                 self.port,
+                match tls {
+                    true => format!(
+                        "127.0.0.1:{} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n",
+                        self.tls_port
+                    ),
+                    false => String::new(),
+                },
                 services.join("\n")
             ),
         )

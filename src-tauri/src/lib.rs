@@ -1,7 +1,9 @@
 //! Mailcall's tray app: a thin shell over mailcall-core — a tray-mode instance (or a front end
 //! to the daemon when one runs), the tray icon and menu, notifications, and the
 //! settings/history window, which reaches the core only through [`commands`] (its names for
-//! them, and for events and form fields, are [`contract`]'s).
+//! them, and for events and form fields, are [`contract`]'s). The window runs in a process of
+//! its own ([`window_app`], `mailcall --window`) whose commands run in the tray
+//! ([`window_link`]), so closing it gives its memory back.
 #![forbid(unsafe_code)]
 
 pub mod commands;
@@ -18,6 +20,8 @@ pub mod tray;
 #[cfg(target_os = "linux")]
 pub mod tray_host;
 pub mod window;
+pub mod window_app;
+pub mod window_link;
 
 use std::sync::Arc;
 
@@ -58,6 +62,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         .unwrap_or_else(|_| Arc::new(OsKeyring));
     let state = AppState::new(config_path, store);
     let app = builder(tauri::Builder::default(), state)
+        .manage(window_link::Windows::default())
         // A second `mailcall` hands its arguments to this one and exits.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             if argv.iter().any(|a| a == remote::FETCH_FLAG) {
@@ -67,6 +72,8 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             }
         }))
         .setup(move |app| {
+            // The window runs in a process of its own, which reaches this tray over this.
+            window_link::serve(app.handle());
             // With no tray to show the icon in (Linux: no StatusNotifierItem host yet), the
             // window opens even with --tray: it is the only way in until a tray starts.
             let icon_shows = tray::build(app.handle())?;

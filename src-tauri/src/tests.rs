@@ -1376,3 +1376,57 @@ fn one_domain_refused_and_one_fetched_is_a_partial_success_with_the_fix_for_the_
         entry.problems
     );
 }
+
+/// The window process's commands run in the tray (`window_link::dispatch`): each answers as
+/// Tauri's own IPC answered the window when it lived in the tray — values, a form's per-field
+/// errors, a missing argument — and every command the window may call is known there.
+#[test]
+fn the_window_process_gets_from_the_tray_what_the_window_got_in_process() {
+    let h = harness();
+    let app = h.window.app_handle().clone();
+    let call = |cmd: &str, args: Value| {
+        tauri::async_runtime::block_on(crate::window_link::dispatch(&app, cmd, args))
+    };
+    let saved = call(
+        "save_account",
+        json!({"account": account_form("isp", 2525, "hunter2")}),
+    )
+    .unwrap();
+    assert_eq!(saved["has_password"], true);
+    let over_link = call("load_settings", json!({})).unwrap();
+    let in_process = h.invoke("load_settings", json!({})).unwrap();
+    assert_eq!(over_link["accounts"], in_process["accounts"]);
+    assert_eq!(over_link["settings"], in_process["settings"]);
+    assert_eq!(over_link["accounts"][0]["name"], "isp");
+
+    let mut bad = account_form("my isp", 0, "");
+    bad["domains"] = json!([]);
+    let args = json!({"account": bad});
+    let over_link = call("save_account", args.clone()).unwrap_err();
+    assert_eq!(over_link, h.invoke("save_account", args).unwrap_err());
+    assert!(over_link["fields"]["port"].is_string(), "{over_link}");
+
+    let missing = call("remove_route", json!({})).unwrap_err();
+    assert!(
+        missing.as_str().unwrap().contains("`recipient`"),
+        "{missing}"
+    );
+    let unknown = call("format_disk", json!({})).unwrap_err();
+    assert_eq!(unknown, "command format_disk not found");
+    // Every command the window may call is one the tray runs: none is "not found".
+    for cmd in crate::contract::COMMANDS {
+        if *cmd == "fetch_now" {
+            continue; // it would fetch; the GUI test's Fetch now goes through the link
+        }
+        // Without their arguments the others stop at reading them, or only read.
+        let answer = call(cmd, json!({}));
+        assert!(
+            answer
+                .as_ref()
+                .err()
+                .and_then(Value::as_str)
+                .is_none_or(|e| !e.contains("not found")),
+            "{cmd}: {answer:?}"
+        );
+    }
+}

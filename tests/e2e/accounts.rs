@@ -165,3 +165,105 @@ fn a_locked_keyring_fails_fast_with_exit_2_and_says_to_unlock_it() {
         "{list}"
     );
 }
+
+/// Issue 21 §7: a saved password never goes to a server it was not saved for. `account edit`
+/// (and `account set`) with a new host or CA file and no new password changes nothing and says
+/// so; the command it gives, typed as written with the password piped in, makes the change; the
+/// outgoing server's own login is held to the same rule.
+#[test]
+fn a_new_host_or_ca_file_needs_the_saved_password_again() {
+    let env = KeyringEnv::new();
+    let cli = Cli::new(&env);
+    write_base_config(&cli);
+    set_isp(&cli, &["alpha.test"]);
+    let before = env.keyring_secret("mailcall", "isp").expect("saved");
+
+    let out = cli.run(&["account", "edit", "isp", "--host", "mail.elsewhere.test"]);
+    out.assert_code(2)
+        .assert_mentions("password was saved for 127.0.0.1")
+        .assert_mentions("Nothing was changed");
+    assert_eq!(
+        env.keyring_secret("mailcall", "isp").as_deref(),
+        Some(before.as_str()),
+        "a refused edit changed the account\n{out}"
+    );
+    let ca = env.root().join("isp-ca.pem");
+    std::fs::write(&ca, "not read until a connection\n").expect("a CA file");
+    let ca = ca.display().to_string();
+    cli.run(&["account", "edit", "isp", "--ca-file", &ca])
+        .assert_code(2)
+        .assert_mentions("checked against the system's CAs");
+    cli.run(&[
+        "account",
+        "set",
+        "isp",
+        "--host",
+        "mail.elsewhere.test",
+        "--port",
+        "2525",
+        "--security",
+        "starttls",
+        "--user",
+        "alice",
+        "--domain",
+        "alpha.test",
+    ])
+    .assert_code(2)
+    .assert_mentions("password was saved for 127.0.0.1");
+
+    // The command given, typed as written: the change and the password together.
+    let out = cli.run(&["account", "edit", "isp", "--host", "mail.elsewhere.test"]);
+    let fix = crate::fix_line(&out);
+    assert!(
+        fix.starts_with("printf '%s\\n' \"$PASSWORD\" | mailcall-cli ")
+            && fix.ends_with("account edit isp --host mail.elsewhere.test --password-stdin"),
+        "{fix}"
+    );
+    crate::typed(&env, &fix, &[("PASSWORD", "the-new-one")]).assert_success();
+    let after = env.keyring_secret("mailcall", "isp").expect("saved");
+    assert!(
+        after.contains("mail.elsewhere.test") && after.contains("the-new-one"),
+        "the change and the new password are saved together"
+    );
+    // Nothing about the server changes: the password stays without being asked again.
+    cli.run(&["account", "edit", "isp", "--add-domain", "beta.test"])
+        .assert_success();
+    assert!(env
+        .keyring_secret("mailcall", "isp")
+        .is_some_and(|s| s.contains("the-new-one")));
+
+    // The outgoing server's own login: the same rule.
+    cli.run_with_stdin(
+        &[
+            "account",
+            "edit",
+            "isp",
+            "--smarthost",
+            "smtp.one.test",
+            "--smarthost-user",
+            "out",
+            "--smarthost-password-stdin",
+        ],
+        Some("smarthost-secret\n"),
+    )
+    .assert_success();
+    let out = cli.run(&["account", "edit", "isp", "--smarthost", "smtp.two.test"]);
+    out.assert_code(2)
+        .assert_mentions("outgoing server's own password was saved for smtp.one.test");
+    assert!(
+        crate::fix_line(&out).ends_with("--smarthost smtp.two.test --smarthost-password-stdin"),
+        "{out}"
+    );
+    cli.run_with_stdin(
+        &[
+            "account",
+            "edit",
+            "isp",
+            "--smarthost",
+            "smtp.two.test",
+            "--smarthost-password-stdin",
+        ],
+        Some("smarthost-secret-2\n"),
+    )
+    .assert_success();
+}

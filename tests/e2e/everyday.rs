@@ -267,17 +267,32 @@ fn every_hint_in_an_error_works_when_typed_as_written() {
     );
     typed(&env, &fix, &[]).assert_success();
 
-    // 2. The ISP's own CA not trusted: the hint names --ca-file; the path is the user's.
-    typed(&env, "mailcall-cli account edit isp --no-ca-file", &[]).assert_success();
+    // 2. The ISP's own CA not trusted: the hint names --ca-file; the path is the user's. A saved
+    //    password never follows a change of CA file unasked (issue 21 §7): the hint pipes it in.
+    typed(&env, "mailcall-cli account edit isp --no-ca-file", &[])
+        .assert_code(2)
+        .assert_mentions("password was saved for");
+    typed(
+        &env,
+        "printf '%s\\n' \"$PASSWORD\" | mailcall-cli account edit isp --no-ca-file --password-stdin",
+        &[("PASSWORD", PASSWORD)],
+    )
+    .assert_success();
     let out = fetch();
     out.assert_code(1).assert_mentions("certificate");
     let fix = fix_line(&out);
     assert_eq!(
-        fix, "mailcall-cli account edit isp --ca-file /path/to/isp-ca.pem",
+        fix,
+        "printf '%s\\n' \"$PASSWORD\" | mailcall-cli account edit isp --ca-file /path/to/isp-ca.pem --password-stdin",
         "{out}"
     );
     let ca = isp.ca_file().display().to_string();
-    typed(&env, &fix.replace("/path/to/isp-ca.pem", &ca), &[]).assert_success();
+    typed(
+        &env,
+        &fix.replace("/path/to/isp-ca.pem", &ca),
+        &[("PASSWORD", PASSWORD)],
+    )
+    .assert_success();
 
     // 3. A wrong password: the hint pipes $PASSWORD in.
     cli.run_with_stdin(

@@ -375,3 +375,44 @@ fn fourteen_domains_are_asked_over_more_than_one_connection_and_all_arrive() {
         "15 ETRNs need at least two connections, at most 8 on each; Postfix saw {used}\n{context}"
     );
 }
+
+/// Issue 20 §2: with the default-sized idle timeout, a fetch whose mail came from the real
+/// Postfix ISP ends once the ISP has delivered and closed its connections (a short grace), and
+/// says so; the idle timeout stays the upper bound for an ISP that never finishes.
+#[test]
+fn a_fetch_ends_when_the_isp_has_finished_not_at_the_idle_timeout() {
+    let env = KeyringEnv::new();
+    let lp = listener_port();
+    let isp = PostfixIsp::start(IspOptions::new(&["alpha.test"], lp));
+    let alpha = numbered("alpha.test", 3);
+    isp.queue_all(&alpha);
+    isp.wait_deferred(3, Duration::from_secs(20));
+
+    let cli = Cli::new(&env);
+    write_base_config(&cli);
+    set_plain_account(&cli, "isp", isp.port(), &["alpha.test"]);
+    let maildir = Maildir::new(env.root().join("Maildir"));
+    let listen = format!("127.0.0.1:{lp}");
+    let dir = maildir.path().display().to_string();
+    // Idle far longer than the grace: only the ISP's finish can end it before max-wait.
+    let out = cli.run(&[
+        "fetch",
+        "--listen",
+        &listen,
+        "--maildir",
+        &dir,
+        "--idle-timeout",
+        "300",
+        "--max-wait",
+        "600",
+    ]);
+    let context = format!("{out}\nISP maillog:\n{}", isp.log());
+    assert_eq!(out.code(), Some(0), "fetch must succeed\n{context}");
+    let want: Vec<&Message> = alpha.iter().collect();
+    assert_maildir_holds(&maildir, &want, &context);
+    assert!(
+        out.stdout.contains("summary: 3 message(s)")
+            && out.stdout.contains("ended: the ISP finished"),
+        "expected `summary: 3 message(s) … ended: the ISP finished`\n{context}"
+    );
+}

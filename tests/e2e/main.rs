@@ -30,6 +30,8 @@ mod odmr;
 mod odmr_peer;
 mod outgoing;
 mod outgoing_crash;
+mod outgoing_kept;
+mod outgoing_oauth2;
 mod outgoing_queue;
 mod pause;
 mod peers;

@@ -187,6 +187,52 @@ fn mail_written_offline_waits_and_leaves_before_the_etrn_at_the_next_fetch() {
         smarthost.log().contains("sasl_username=office"),
         "the smarthost saw AUTH\n{context}"
     );
+    // And Mailcall's history: the flush's records (with the smarthost's transcript) come before
+    // the fetch's, and the last message the smarthost took was taken before the ETRN went out.
+    let history = cli.run(&["history", "--json", "--limit", "50"]);
+    history.assert_success();
+    let records: Vec<serde_json::Value> = history
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fetch_at = records
+        .iter()
+        .position(|r| r["kind"] == "fetch")
+        .unwrap_or_else(|| panic!("no fetch record\n{history}"));
+    let lines = |r: &serde_json::Value| -> Vec<(String, String, String)> {
+        r["transcripts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t[1].as_array().cloned().unwrap_or_default())
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+                (instant(&s("at")), s("dir"), s("line"))
+            })
+            .collect()
+    };
+    let taken: Vec<String> = records[..fetch_at]
+        .iter()
+        .filter(|r| r["kind"] == "handover")
+        .flat_map(lines)
+        .filter(|(_, dir, line)| dir == "received" && line.contains("queued as"))
+        .map(|(at, _, _)| at)
+        .collect();
+    assert_eq!(
+        taken.len(),
+        20,
+        "the flush records before the fetch show the smarthost taking each message\n{history}"
+    );
+    let etrn = lines(&records[fetch_at])
+        .into_iter()
+        .find(|(_, dir, line)| dir == "sent" && line.starts_with("ETRN "))
+        .map(|(at, _, _)| at)
+        .unwrap_or_else(|| panic!("no ETRN in the fetch's transcript\n{history}"));
+    assert!(
+        taken.iter().all(|at| *at <= etrn),
+        "every message was taken before the ETRN: {taken:?} vs {etrn}\n{history}"
+    );
     // Nothing is left in the queue.
     let queue = cli.run(&["queue"]);
     assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
@@ -563,4 +609,12 @@ fn a_smarthost_that_is_down_keeps_the_mail_and_it_arrives_once_when_it_is_back()
     assert_eq!(got.len(), 1, "{context}");
     let queue = cli.run(&["queue"]);
     assert!(!queue.stdout.contains("smarthost:isp"), "{queue}");
+}
+
+/// An RFC 3339 UTC time (`2026-12-07T05:01:02.123Z`, any number of fractional digits) as a
+/// string that sorts in time order: the fraction padded to nine digits.
+fn instant(rfc3339: &str) -> String {
+    let body = rfc3339.trim_end_matches('Z');
+    let (whole, fraction) = body.split_once('.').unwrap_or((body, ""));
+    format!("{whole}.{fraction:0<9}")
 }

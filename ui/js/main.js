@@ -96,5 +96,6 @@ on(EVENTS.QUEUE, () => {
 });
 on(EVENTS.SHOW_TAB, (tab) => showTab(tab));
 on(EVENTS.NOTICE, (text) => showBanner(text));
-reload();
+// Marked once the first load is shown (the GUI test waits for it before it clicks).
+reload().then(() => { document.body.dataset.ready = "true"; });
 if (location.hash) showTab(location.hash.slice(1));

@@ -7,8 +7,13 @@ import { $, fillFields, readFields, showErrors } from "./dom.js";
 
 const FIELD_NAMES = Object.values(FIELDS.SETTINGS);
 
+// Fields typed into since the last save began: a reload (after that save, or after any other
+// change) shows what Mailcall has, but never overwrites what the user is typing.
+const edited = new Set();
+
 export function renderSettings(s, configPath, controlNote, submitPasswordSaved) {
-  fillFields($("#settings-form"), FIELD_NAMES, s);
+  const fresh = Object.fromEntries(Object.entries(s).filter(([name]) => !edited.has(name)));
+  fillFields($("#settings-form"), FIELD_NAMES, fresh);
   $("#set-submit-password").value = "";
   $("#set-submit-password").placeholder = submitPasswordSaved ? "(saved; type to replace)" : "(none)";
   $("#set-maildir").placeholder = s.default_maildir;
@@ -34,6 +39,8 @@ async function save(ev) {
   ev.preventDefault();
   const form = $("#settings-form");
   const settings = readFields(form, FIELD_NAMES);
+  // What is saved now is Mailcall's from here on; what is typed from now on is the user's.
+  edited.clear();
   // Mailcall checks every field (the same rules as `mailcall-cli config set`).
   showErrors(form, {});
   $("#settings-error").textContent = "";
@@ -55,5 +62,11 @@ async function save(ev) {
 }
 
 export function initSettings() {
-  $("#settings-form").addEventListener("submit", save);
+  const form = $("#settings-form");
+  form.addEventListener("submit", save);
+  for (const kind of ["input", "change"]) {
+    form.addEventListener(kind, (ev) => {
+      if (ev.target?.name) edited.add(ev.target.name);
+    });
+  }
 }

@@ -261,10 +261,19 @@ fn set(explicit: Option<&Path>, store: &dyn AccountStore, args: SetArgs) -> Outc
     } else if args.password_command.is_some() {
         None
     } else {
-        // Changing other settings must not force re-typing the password of the same user.
-        old.as_ref()
-            .filter(|o| o.username.is_some() && o.username == args.user)
-            .and_then(|o| o.password.clone())
+        // Changing other settings must not force re-typing the password of the same user;
+        // a new server or CA file does (issue 21 §7).
+        let kept = old
+            .as_ref()
+            .filter(|o| o.username.is_some() && o.username == args.user && o.password.is_some());
+        if let Some(o) = kept {
+            let ca_file = args.ca_file.clone().map(ca_path).transpose()?;
+            let mut after = o.clone();
+            after.host = args.host.trim().to_string();
+            after.ca_file = ca_file;
+            password_must_follow(o, &after)?;
+        }
+        kept.and_then(|o| o.password.clone())
     };
     let password_command = args.password_command.or_else(|| {
         old.as_ref()
@@ -304,6 +313,8 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
             args.name, args.name
         )));
     };
+    let before = a.clone();
+    let new_password = args.password_stdin;
     if let Some(host) = args.host {
         a.host = host.trim().to_string();
     }
@@ -390,8 +401,49 @@ fn edit(explicit: Option<&Path>, store: &dyn AccountStore, args: EditArgs) -> Ou
     if let Some(t) = args.link_timeout {
         link.link_timeout = Some(t);
     }
+    if !new_password && a.password.is_some() {
+        password_must_follow(&before, &a)?;
+    }
     args.smarthost.apply(&mut a, read_password)?;
     save(&path, config, store, &a)
+}
+
+/// Issue 21 §7: a saved password goes only to the server, and over a connection checked against
+/// the CA file, it was saved for. A change of either needs the password again, given with the
+/// same command (`--password-stdin`); nothing is saved until then.
+fn password_must_follow(before: &Account, after: &Account) -> Result<(), Failure> {
+    if before.password_follows(
+        &after.host,
+        after.ca_file.as_deref(),
+        after.username.as_deref(),
+    ) {
+        return Ok(());
+    }
+    let was = match &before.ca_file {
+        Some(ca) => format!(
+            "{} (checked against the CA file {})",
+            before.host,
+            ca.display()
+        ),
+        None => format!("{} (checked against the system's CAs)", before.host),
+    };
+    Err(Failure::setup(format!(
+        "account {}: its password was saved for {was}; Mailcall never sends a saved password to another server, or over a connection checked against other CAs. Nothing was changed. Give the password again with the change\n  to fix: {}",
+        before.name,
+        again_with("--password-stdin")
+    )))
+}
+
+/// This run's command line as typed, with the password piped in through `flag`.
+pub fn again_with(flag: &str) -> String {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|w| crate::hints::shell_word(&w))
+        .collect();
+    format!(
+        "printf '%s\\n' \"$PASSWORD\" | mailcall-cli {} {flag}",
+        words.join(" ")
+    )
 }
 
 /// Checks the account with the core's rules, saves it (keyring first, then the config's list of

@@ -132,6 +132,7 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
                 return Err(failure);
             }
         }
+        crate::hints::note_saved_passwords(instance.service().accounts().iter());
         let asked: Vec<String> = if names.is_empty() {
             instance.service().accounts().iter().map(|a| a.name.clone()).collect()
         } else {
@@ -302,6 +303,7 @@ pub fn check(explicit: Option<&Path>, name: &str, json: bool) -> Outcome {
     let account = keystore::for_config(&config, &path)
         .load(name)
         .map_err(Failure::setup)?;
+    crate::hints::note_saved_passwords([&account]);
     let check = runtime()?.block_on(mailcall::check_account(
         &account,
         &config,

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::RwLock;
 
+use mailcall_core::account::Account;
 use mailcall_core::config::ConfigKey;
 use mailcall_core::fsutil::EXAMPLE_DIR;
 use mailcall_core::hint::{AccountField, Problem, Setting};
@@ -23,6 +24,32 @@ pub fn set_config(config: &Path) {
     *PROGRAM.write().unwrap_or_else(|p| p.into_inner()) = Some(program);
 }
 
+/// The accounts of this run with a saved password of their own: (account, outgoing server's own
+/// login). A hint that changes their server or CA file pipes the password in with it, since a
+/// saved password never follows such a change (issue 21 §7).
+static SAVED_PASSWORDS: RwLock<Vec<(String, bool)>> = RwLock::new(Vec::new());
+
+/// Notes which of `accounts` have saved passwords, for the hints of this run.
+pub fn note_saved_passwords<'a>(accounts: impl IntoIterator<Item = &'a Account>) {
+    let mut saved = SAVED_PASSWORDS.write().unwrap_or_else(|p| p.into_inner());
+    for a in accounts {
+        if a.password.is_some() {
+            saved.push((a.name.clone(), false));
+        }
+        if a.outgoing.as_ref().is_some_and(|o| o.password.is_some()) {
+            saved.push((a.name.clone(), true));
+        }
+    }
+}
+
+fn has_saved_password(account: &str, outgoing: bool) -> bool {
+    SAVED_PASSWORDS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(name, o)| name == account && *o == outgoing)
+}
+
 /// `mailcall-cli` as hints start it.
 pub fn program() -> String {
     PROGRAM
@@ -33,7 +60,7 @@ pub fn program() -> String {
 }
 
 /// `word` as one shell word: as it is when that is safe, else in single quotes.
-fn shell_word(word: &str) -> String {
+pub fn shell_word(word: &str) -> String {
     let safe = !word.is_empty()
         && word
             .bytes()
@@ -75,10 +102,25 @@ pub fn command_for(setting: &Setting) -> String {
         }
         Setting::Account { account, field } => {
             let edit = format!("{cli} account edit {account}");
+            // A new server or CA file needs the saved password again.
+            let pipe = |outgoing: bool, change: String| match (
+                has_saved_password(account, outgoing),
+                outgoing,
+            ) {
+                (false, _) => change,
+                (true, false) => {
+                    format!("printf '%s\\n' \"$PASSWORD\" | {change} --password-stdin")
+                }
+                (true, true) => {
+                    format!("printf '%s\\n' \"$PASSWORD\" | {change} --smarthost-password-stdin")
+                }
+            };
             match field {
                 AccountField::Name => format!("{cli} account list"),
                 AccountField::Mode => format!("{edit} --mode etrn"),
-                AccountField::Host => format!("{edit} --host mail.isp.example --port 25"),
+                AccountField::Host => {
+                    pipe(false, format!("{edit} --host mail.isp.example --port 25"))
+                }
                 AccountField::Port => format!("{edit} --port 587"),
                 AccountField::Security => format!("{edit} --security starttls"),
                 AccountField::User => format!("{edit} --user NAME --password-stdin"),
@@ -88,9 +130,12 @@ pub fn command_for(setting: &Setting) -> String {
                 AccountField::Password => {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --password-stdin")
                 }
-                AccountField::CaFile => format!(
-                    "{edit} --ca-file {}",
-                    Path::new(EXAMPLE_DIR).join("isp-ca.pem").display()
+                AccountField::CaFile => pipe(
+                    false,
+                    format!(
+                        "{edit} --ca-file {}",
+                        Path::new(EXAMPLE_DIR).join("isp-ca.pem").display()
+                    ),
                 ),
                 AccountField::Helo => format!("{edit} --helo mail.example.com"),
                 AccountField::Domains => format!("{edit} --add-domain example.com"),
@@ -99,9 +144,10 @@ pub fn command_for(setting: &Setting) -> String {
                     format!("{edit} --disconnect-command 'poff isp'")
                 }
                 AccountField::LinkTimeout => format!("{edit} --link-timeout 120"),
-                AccountField::OutgoingHost => {
-                    format!("{edit} --smarthost smtp.isp.example --smarthost-security starttls")
-                }
+                AccountField::OutgoingHost => pipe(
+                    true,
+                    format!("{edit} --smarthost smtp.isp.example --smarthost-security starttls"),
+                ),
                 AccountField::OutgoingPort => format!("{edit} --smarthost-port 587"),
                 AccountField::OutgoingSecurity => format!("{edit} --smarthost-security starttls"),
                 AccountField::OutgoingUser => {
@@ -110,12 +156,13 @@ pub fn command_for(setting: &Setting) -> String {
                 AccountField::OutgoingPassword => {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --smarthost-password-stdin")
                 }
-                AccountField::OutgoingCaFile => {
+                AccountField::OutgoingCaFile => pipe(
+                    true,
                     format!(
                         "{edit} --smarthost-ca-file {}",
                         Path::new(EXAMPLE_DIR).join("smarthost-ca.pem").display()
-                    )
-                }
+                    ),
+                ),
             }
         }
     }

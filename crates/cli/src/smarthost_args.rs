@@ -58,9 +58,14 @@ impl SetSmarthost {
             out.password = if self.smarthost_password_stdin {
                 Some(read_password()?)
             } else {
-                old.and_then(|o| o.outgoing.as_ref())
+                let kept = old
+                    .and_then(|o| o.outgoing.as_ref())
                     .filter(|o| o.username.as_deref() == Some(user.as_str()))
-                    .and_then(|o| o.password.clone())
+                    .filter(|o| o.password.is_some());
+                if let Some(o) = kept {
+                    own_password_must_follow(o, &out.host, out.ca_file.as_deref())?;
+                }
+                kept.and_then(|o| o.password.clone())
             };
             out.username = Some(user);
         }
@@ -138,6 +143,7 @@ impl EditSmarthost {
                 )))
             }
         };
+        let before = out.clone();
         if let Some(host) = self.smarthost {
             out.host = host.trim().to_string();
         }
@@ -160,20 +166,43 @@ impl EditSmarthost {
             }
             out.username = Some(user);
         }
-        if self.smarthost_password_stdin {
-            out.password = Some(read_password()?);
-        }
         if self.no_smarthost_ca_file {
             out.ca_file = None;
         }
         if let Some(p) = self.smarthost_ca_file {
             out.ca_file = Some(ca_path(p)?);
         }
+        if self.smarthost_password_stdin {
+            out.password = Some(read_password()?);
+        } else if out.password.is_some() {
+            own_password_must_follow(&before, &out.host, out.ca_file.as_deref())?;
+        }
         if let Some(auth) = self.smarthost_auth {
             out.auth = auth;
         }
         Ok(())
     }
+}
+
+/// Issue 21 §7 for the outgoing server's own login: its saved password goes only to the server,
+/// and over a connection checked against the CA file, it was saved for.
+fn own_password_must_follow(
+    before: &OutgoingServer,
+    host: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    if before.password_follows(host, ca_file, before.username.as_deref()) {
+        return Ok(());
+    }
+    Err(Failure::setup(format!(
+        "the outgoing server's own password was saved for {}{}; Mailcall never sends a saved password to another server, or over a connection checked against other CAs. Nothing was changed. Give the password again with the change\n  to fix: {}",
+        before.host,
+        match &before.ca_file {
+            Some(ca) => format!(" (checked against the CA file {})", ca.display()),
+            None => " (checked against the system's CAs)".to_string(),
+        },
+        crate::account::again_with("--smarthost-password-stdin")
+    )))
 }
 
 fn ca_path(p: PathBuf) -> Result<PathBuf, Failure> {

@@ -31,6 +31,9 @@ const TURN_DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// How many times a fetch sends the ETRN again after the listener turned the asked ISP away:
 /// once. A second refusal is the fetch's (transient) failure, not a loop.
 const ASK_AGAIN_LIMIT: u32 = 1;
+/// How long after the ISP delivered and closed its last connection a fetch still waits for a
+/// new one before it ends (shorter than the idle timeout, which stays the upper bound).
+pub const FINISHED_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a fetch's deliveries arrive.
 pub struct Receiving<'a> {
@@ -152,13 +155,23 @@ pub async fn run(
                 _ => None,
             };
         }
-        let idle_at = last_activity + options.idle_timeout;
         let idle_armed = asked_all && !active.busy(&asked);
+        // The ISP plainly finished: the ISP asked delivered since it was last asked (a stranger's
+        // message is no sign of it) and every delivering connection closed. A short grace for a
+        // straggler, then the fetch ends; the idle timeout stays the upper bound.
+        let finished = idle_armed
+            && FINISHED_GRACE < options.idle_timeout
+            && delivered_by_asked(&messages[round_start..], &asked);
+        let (idle_at, idle_reason) = if finished {
+            (last_activity + FINISHED_GRACE, EndReason::IspFinished)
+        } else {
+            (last_activity + options.idle_timeout, EndReason::Idle)
+        };
         if ending.is_none() {
             ending = tokio::select! {
                 _ = shutdown.cancelled() => Some(EndReason::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => Some(EndReason::MaxWait),
-                _ = tokio::time::sleep_until(idle_at), if idle_armed => Some(EndReason::Idle),
+                _ = tokio::time::sleep_until(idle_at), if idle_armed => Some(idle_reason),
                 joined = tasks.join_next(), if !asked_all => {
                     match joined {
                         Some(Ok(result)) => {
@@ -194,7 +207,10 @@ pub async fn run(
         let Some(reason) = ending else { continue };
         // The ISP's connections have all closed and the session would end: if the listener
         // turned the ISP away meanwhile, that mail is back in its queue — ask for it again.
-        let settled = matches!(reason, EndReason::Idle | EndReason::ExpectedArrived);
+        let settled = matches!(
+            reason,
+            EndReason::Idle | EndReason::IspFinished | EndReason::ExpectedArrived
+        );
         if settled && refused.since_asked > 0 && asked_again < ASK_AGAIN_LIMIT {
             let names = refused.accounts(&asked);
             let again: Vec<&Account> = accounts
@@ -432,6 +448,15 @@ fn on_listener_event(
             theirs
         }
     }
+}
+
+/// Whether any of `messages` came from an address the fetch asked (the ISP's own delivery).
+fn delivered_by_asked(messages: &[MessageInfo], asked: &AskScope) -> bool {
+    messages.iter().any(|m| {
+        m.peer
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| asked.has_asked(ip.to_canonical()))
+    })
 }
 
 /// What the asked ISP offered for domains no account takes: per domain, the recipients put off

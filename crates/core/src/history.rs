@@ -126,6 +126,9 @@ pub enum EndReason {
     /// No connection or message for the idle timeout.
     #[serde(rename = "idle")]
     Idle,
+    /// The ISP delivered and closed its connections, and no new one came within a short grace.
+    #[serde(rename = "the ISP finished")]
+    IspFinished,
     /// Every message the `253 n` replies announced arrived.
     #[serde(rename = "expected messages arrived")]
     ExpectedArrived,
@@ -181,6 +184,7 @@ impl EndReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Idle => "idle",
+            EndReason::IspFinished => "the ISP finished",
             EndReason::ExpectedArrived => "expected messages arrived",
             EndReason::MaxWait => "max wait",
             EndReason::NothingToWaitFor => "nothing to wait for",

@@ -48,7 +48,20 @@ async fn fake_isp(plans: Vec<Plan>, target: SocketAddr) -> Isp {
 
 /// Delivers `n` messages for `domain` over one SMTP connection, as an ISP's queue run would.
 async fn deliver(target: SocketAddr, domain: String, n: usize) {
-    let sock = TcpStream::connect(target).await.unwrap();
+    deliver_from(None, target, domain, n).await
+}
+
+/// [`deliver`] from the loopback address `from` (another host than the one asked), or from the
+/// default one.
+async fn deliver_from(from: Option<&str>, target: SocketAddr, domain: String, n: usize) {
+    let sock = match from {
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            socket.connect(target).await.unwrap()
+        }
+        None => TcpStream::connect(target).await.unwrap(),
+    };
     let (r, mut w) = sock.into_split();
     let mut replies = BufReader::new(r).lines();
     async fn reply(
@@ -662,4 +675,61 @@ async fn a_stranger_holding_a_connection_does_not_keep_the_fetch_waiting() {
     assert_eq!(record.ended_because, EndReason::Idle, "{record:#?}");
     assert_eq!(record.messages.len(), 2, "{record:#?}");
     drop(stranger);
+}
+
+/// An ISP that delivered and closed its connection has plainly finished: the fetch ends after
+/// a short grace ([`mailcall_core::fetch::FINISHED_GRACE`]) instead of the whole idle timeout,
+/// and the record says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_ends_once_the_isp_has_delivered_and_closed_not_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    // An idle timeout longer than the grace: the record's reason shows which one ended it.
+    let idle = mailcall_core::fetch::FINISHED_GRACE * 4;
+    let service = start(options(&maildir, idle, None), EventSink::default()).await;
+    let plans = vec![Plan {
+        arg: "alpha.test",
+        reply: "250 Queuing started",
+        deliver: 2,
+    }];
+    let isp = fake_isp(plans, listening(&service)).await;
+    let record = fetch_with(&service, account(isp.port, &["alpha.test"])).await;
+    assert_eq!(record.messages.len(), 2, "{record:#?}");
+    assert_eq!(record.ended_because, EndReason::IspFinished, "{record:#?}");
+    assert!(
+        record
+            .summary()
+            .headline
+            .ends_with("ended: the ISP finished"),
+        "{}",
+        record.summary().headline
+    );
+}
+
+/// Only the host asked can say it finished: a stranger's message during the fetch (from another
+/// address) does not end the fetch early; it ends at the idle timeout as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_message_is_no_sign_that_the_isp_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let idle = mailcall_core::fetch::FINISHED_GRACE + Duration::from_secs(1);
+    let service = start(options(&maildir, idle, None), EventSink::default()).await;
+    let target = listening(&service);
+    // The ISP answers the ETRN; the only delivery that follows comes from 127.0.0.7.
+    let script: EtrnScript = Box::new(move |_arg| {
+        Act::ReplyThenRun(
+            "250 Queuing started",
+            Box::pin(deliver_from(
+                Some("127.0.0.7"),
+                target,
+                "alpha.test".to_string(),
+                1,
+            )),
+        )
+    });
+    let isp = Isp::start(Some(GREETING), EHLO_WITH_ETRN, script).await;
+    let record = fetch_with(&service, account(isp.port, &["alpha.test"])).await;
+    assert_eq!(record.messages.len(), 1, "{record:#?}");
+    assert_eq!(record.messages[0].peer, "127.0.0.7", "{record:#?}");
+    assert_eq!(record.ended_because, EndReason::Idle, "{record:#?}");
 }

@@ -973,7 +973,17 @@ async fn bind_errors_are_classified() {
     let err = Listener::bind(addr).await.unwrap_err();
     assert!(matches!(err, BindError::AddressInUse { .. }), "{err:?}");
     assert_eq!(err.addr(), addr);
-    assert!(err.to_string().contains("another program"));
+    // The holder is this test process: named, with its pid.
+    let me = format!("(pid {})", std::process::id());
+    assert!(err.to_string().contains(&me), "{err}");
+    let unknown = BindError::AddressInUse { addr, holder: None };
+    assert!(unknown.to_string().contains("another program"), "{unknown}");
+    assert!(
+        unknown
+            .to_string()
+            .contains(&format!("sport = :{}", addr.port())),
+        "{unknown}"
+    );
 
     let denied = BindError::PermissionDenied {
         addr: "0.0.0.0:25".parse().unwrap(),

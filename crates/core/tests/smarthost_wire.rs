@@ -89,6 +89,10 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(stream: S, token: &str, log: &M
             if decoded == expected {
                 authenticated = true;
                 "235 2.7.0 Authentication successful\r\n".to_string()
+            } else if token == CHALLENGING {
+                // As Google's servers and Dovecot's oauth2 passdb refuse a token: an error
+                // challenge (base64 JSON), an empty line from the client, then 535.
+                "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n".to_string()
             } else {
                 "535 5.7.8 Username and Password not accepted\r\n".to_string()
             }
@@ -136,6 +140,9 @@ fn settings(port: u16, pki: &Pki, token: &str) -> Settings {
     }
 }
 
+/// The token of a server that refuses others with an error challenge.
+const CHALLENGING: &str = "ya29.a0-refused-with-a-challenge";
+
 const MESSAGE: &[u8] = b"From: me@office.test\r\nSubject: hi\r\n\r\nbody\r\n";
 
 #[tokio::test]
@@ -159,6 +166,27 @@ async fn xoauth2_after_starttls_sends_the_token_and_then_the_message() {
         seen.iter().any(|l| l == "data:Subject: hi"),
         "the message arrived after the login: {seen:#?}"
     );
+    // The history's transcript: the login named and redacted, its reply, never the token
+    // (neither as sent nor in base64).
+    let transcript: Vec<String> = host.transcript().iter().map(|l| l.to_string()).collect();
+    let text = transcript.join("\n");
+    for expected in [
+        "C: STARTTLS",
+        "AUTH XOAUTH2 <redacted>",
+        "S: 235",
+        "C: MAIL FROM:<me@office.test>",
+        "C: QUIT",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let tls = text.find("C: STARTTLS").unwrap();
+    let auth = text.find("AUTH XOAUTH2 <redacted>").unwrap();
+    assert!(tls < auth, "{text}");
+    let encoded = STANDARD.encode(format!("user={USER}\x01auth=Bearer {TOKEN}\x01\x01"));
+    assert!(
+        !text.contains("ya29") && !text.contains(&encoded),
+        "the token leaked into the transcript:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -180,4 +208,39 @@ async fn a_token_the_server_refuses_defers_the_mail() {
         other => panic!("{other:?}\n{seen:#?}"),
     }
     assert!(!seen.iter().any(|l| l == "DATA"), "{seen:#?}");
+    let text: Vec<String> = host.transcript().iter().map(|l| l.to_string()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains("AUTH XOAUTH2 <redacted>") && text.contains("S: 535"),
+        "{text}"
+    );
+    assert!(!text.contains("an-expired-token"), "{text}");
+}
+
+#[tokio::test]
+async fn a_token_refused_with_an_error_challenge_defers_the_mail_as_a_refused_login() {
+    let pki = pki();
+    let (port, seen) = serve(&pki, CHALLENGING).await;
+    let host = Smarthost::new(&settings(port, &pki, "an-expired-token")).unwrap();
+    let outcomes = host
+        .send("me@office.test", &["friend@far.test".to_owned()], MESSAGE)
+        .await;
+    let seen = seen.lock().unwrap().clone();
+    match &outcomes[0] {
+        Outcome::Deferred {
+            reply,
+            maybe_sent,
+            reached,
+        } => {
+            assert!(!maybe_sent && *reached, "{reply}");
+            assert!(reply.contains("refused the login (XOAUTH2"), "{reply}");
+        }
+        other => panic!("{other:?}\n{seen:#?}"),
+    }
+    assert!(!seen.iter().any(|l| l.starts_with("MAIL")), "{seen:#?}");
+    let text: Vec<String> = host.transcript().iter().map(|l| l.to_string()).collect();
+    let text = text.join("\n");
+    assert!(text.contains("AUTH XOAUTH2 <redacted>"), "{text}");
+    assert!(text.contains("the token is not accepted"), "{text}");
+    assert!(!text.contains("an-expired-token"), "{text}");
 }

@@ -56,7 +56,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
 
     // 1. The tray comes up as the daemon's front end: it says so, and binds nothing itself. No
     //    tray on the desktop yet: the app runs without its icon, which appears once one starts.
-    let wd = open_session(&desktop);
+    let wd = open_session(&mut desktop, &keyring);
     wait_text(&wd, "#status-line", "via daemon", 30);
     let sni = Sni::connect(&keyring);
     assert_eq!(sni.registered(), [], "no StatusNotifierWatcher runs yet");
@@ -76,7 +76,7 @@ fn tray_is_a_front_end_to_a_running_daemon() {
     );
     assert!(note.contains(&socket.display().to_string()), "{note}");
     let app_log =
-        || std::fs::read_to_string(desktop.logs().join("tauri-driver.log")).unwrap_or_default();
+        || std::fs::read_to_string(desktop.logs().join("mailcall.log")).unwrap_or_default();
     let log = app_log();
     assert!(
         !log.contains("cannot listen") && !log.contains("in use"),

@@ -1,7 +1,8 @@
 //! A throwaway desktop for the GUI test, inside the harness's private D-Bus session: Xvfb, a
 //! notification daemon (dunst), a StatusNotifierItem tray (status-notifier-watcher, the registry,
 //! and gtk-sni-tray-standalone, a panel that shows the items and their dbusmenu) and
-//! tauri-driver. Every process is owned by a guard that kills it by PID.
+//! tauri-driver; and the tray app itself (`mailcall --tray`), whose settings window tauri-driver
+//! starts as `mailcall --window`. Every process is owned by a guard that kills it by PID.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use mailcall_e2e::process::{run_with_timeout, ChildGuard, Finished};
 use mailcall_e2e::{free_port, poll_until, KeyringEnv};
 
 use crate::sni::Sni;
+use crate::APP;
 
 /// The tray panel's height (its icons are this size).
 const TRAY_HEIGHT: i32 = 32;
@@ -21,6 +23,8 @@ const TRAY_HEIGHT: i32 = 32;
 pub struct Desktop {
     // Drop order: the driver (and the app it runs) first, then the tray, its watcher, dunst, X.
     driver: Option<ChildGuard>,
+    /// The tray app, `mailcall --tray` (its log: `mailcall.log`).
+    app: Option<ChildGuard>,
     tray: Option<ChildGuard>,
     watcher: Option<ChildGuard>,
     _dunst: ChildGuard,
@@ -111,6 +115,7 @@ impl Desktop {
 
         let mut desktop = Desktop {
             driver: None,
+            app: None,
             tray: None,
             watcher: None,
             _dunst: dunst,
@@ -168,6 +173,59 @@ impl Desktop {
             "the tray panel did not appear and register as a StatusNotifierHost within 15 s; see {}",
             self.logs.join("sni-tray.log").display()
         );
+    }
+
+    /// Starts the tray app (`mailcall --tray`) and waits until its channel for the settings
+    /// window takes connections, so a `mailcall --window` started next finds it. Its PID.
+    pub fn start_app(&mut self, keyring: &KeyringEnv) -> u32 {
+        assert!(self.app.is_none(), "the tray app runs already");
+        let (o, e) = log_file(&self.logs, "mailcall.log");
+        let child = keyring
+            .command(APP)
+            .envs(self.app_env.iter().cloned())
+            .arg("--tray")
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+            .expect("starting mailcall --tray");
+        let mut app = ChildGuard::new("mailcall --tray", child);
+        let socket = keyring.runtime_dir().join("mailcall").join("window.sock");
+        let up = poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            if let Some(status) = app.exited() {
+                return Some(Err(status));
+            }
+            std::os::unix::net::UnixStream::connect(&socket)
+                .ok()
+                .map(|_| Ok(()))
+        });
+        let log = self.logs.join("mailcall.log");
+        match up {
+            Some(Ok(())) => {}
+            Some(Err(status)) => panic!(
+                "the tray app exited ({status}) before its window channel was up; see {}",
+                log.display()
+            ),
+            None => panic!(
+                "the tray app did not open its window channel {} within 30 s; see {}",
+                socket.display(),
+                log.display()
+            ),
+        }
+        let pid = app.pid();
+        self.app = Some(app);
+        pid
+    }
+
+    /// The tray app's PID, while it runs.
+    pub fn app_pid(&mut self) -> Option<u32> {
+        let app = self.app.as_mut()?;
+        app.exited().is_none().then(|| app.pid())
+    }
+
+    /// Stops the tray app (by its PID) and waits for it.
+    pub fn stop_app(&mut self) {
+        self.app = None;
     }
 
     fn start_driver(&mut self, keyring: &KeyringEnv) {
@@ -239,7 +297,24 @@ impl Desktop {
 
     /// Where Mailcall's icon is: the panel's only item, at its right end.
     pub fn tray_icon_position(&self, keyring: &KeyringEnv) -> (i32, i32) {
-        let panel = self.tray_window(keyring).expect("the tray panel is mapped");
+        // The panel is mapped once the desktop starts, but it may be redrawn (unmapped a
+        // moment) while items come and go: wait for it, and say what was there if it never is.
+        let panel = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            self.tray_window(keyring)
+        })
+        .unwrap_or_else(|| {
+            let all = self.run(
+                keyring,
+                "xdotool",
+                &["search", "--name", "^gtk-sni-tray-standalone$"],
+            );
+            let seen: Vec<_> = all
+                .stdout
+                .lines()
+                .map(|w| (w.trim().to_string(), self.geometry(keyring, w.trim())))
+                .collect();
+            panic!("the tray panel is not mapped at the top with height {TRAY_HEIGHT}: windows so named and their geometry {seen:?}")
+        });
         let (x, y, w, h) = self
             .geometry(keyring, &panel)
             .expect("the panel's geometry");
@@ -334,4 +409,33 @@ fn tauri_driver() -> PathBuf {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
         });
     home.join("bin").join("tauri-driver")
+}
+
+/// The settings-window processes (`mailcall --window`) whose parent is `parent`.
+pub fn window_processes(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // The parent is the second field after the command's closing parenthesis.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(parent) && cmdline.split(|b| *b == 0).any(|a| a == b"--window")
+        })
+        .collect()
+}
+
+/// Whether the process `pid` exists (and is not a zombie).
+pub fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
 }

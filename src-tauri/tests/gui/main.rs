@@ -88,11 +88,23 @@ fn wait_text(wd: &WebDriver, css: &str, needle: &str, secs: u64) -> String {
     })
 }
 
-fn open_session(desktop: &Desktop) -> WebDriver {
-    let wd = WebDriver::start(desktop.driver_port, APP, &[])
-        .unwrap_or_else(|e| panic!("opening the app over WebDriver: {e}"));
+/// Starts the tray app (unless it runs already), then its settings window over WebDriver:
+/// tauri-driver starts `mailcall --window`, which reaches the tray.
+fn open_session(desktop: &mut Desktop, keyring: &KeyringEnv) -> WebDriver {
+    if desktop.app_pid().is_none() {
+        desktop.stop_app();
+        desktop.start_app(keyring);
+    }
+    let wd = WebDriver::start(desktop.driver_port, APP, &["--window"])
+        .unwrap_or_else(|e| panic!("opening the app's window over WebDriver: {e}"));
+    // Its scripts ran (the buttons do something) and its first load is shown: the page marks it.
     let page = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
-        wd.find("#add-account").ok()
+        wd.execute(
+            "return document.readyState === 'complete' && document.body.dataset.ready === 'true';",
+            json!([]),
+        )
+        .ok()
+        .filter(|ready| *ready == json!(true))
     });
     if page.is_none() {
         let html = wd.execute(
@@ -100,7 +112,7 @@ fn open_session(desktop: &Desktop) -> WebDriver {
             json!([]),
         );
         panic!(
-            "the settings window did not show its form within 30 s: {:?}; page: {html:.300?}",
+            "the settings window did not show its first load within 30 s: {:?}; page: {html:.300?}",
             wd.find("#add-account")
         );
     }
@@ -214,6 +226,77 @@ fn pause_from_tray_menu(desktop: &Desktop, keyring: &KeyringEnv, shots: &Path, s
     );
 }
 
+/// The tray menu's Settings… (GTK skips the disabled status line: Fetch now, Open mail folder,
+/// Settings…) starts the window process, a child of the tray `tray`, whose window shows on the
+/// display: its PID and X window.
+fn open_window_from_tray_menu(
+    desktop: &Desktop,
+    keyring: &KeyringEnv,
+    tray: u32,
+    shots: &Path,
+) -> (u32, String) {
+    open_tray_menu(desktop, keyring, shots);
+    desktop.run(
+        keyring,
+        "xdotool",
+        &["key", "--delay", "150", "Down", "Down", "Down", "Return"],
+    );
+    let started = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let pids = desktop::window_processes(tray);
+        let shown = desktop.run(
+            keyring,
+            "xdotool",
+            &["search", "--onlyvisible", "--name", "^Mailcall$"],
+        );
+        let window = shown.stdout.lines().next().map(|w| w.trim().to_string());
+        match (pids.as_slice(), window) {
+            ([pid], Some(window)) => Some((*pid, window)),
+            _ => None,
+        }
+    });
+    started.unwrap_or_else(|| {
+        desktop.screenshot(keyring, &shots.join("no-window-from-tray.png"));
+        panic!(
+            "the tray menu's Settings… did not start one window process with its window shown within 30 s: processes {:?}; see no-window-from-tray.png",
+            desktop::window_processes(tray)
+        )
+    })
+}
+
+/// Waits (30 s) until the process `pid` has ended, panicking with `what`.
+fn wait_ended(pid: u32, what: &str) {
+    let ended = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        (!desktop::process_runs(pid)).then_some(())
+    });
+    assert!(ended.is_some(), "{what} (PID {pid}) ran on");
+}
+
+/// The window opened from the tray menu is a process of its own: when its X window goes
+/// (xdotool windowkill: this desktop has no window manager to ask it to close) that process
+/// ends and the tray runs on; opened again, it is a new process, which ends when the tray app
+/// is stopped (the test's last use of it).
+fn window_opens_from_the_tray_menu_and_its_process_ends_with_it(
+    desktop: &mut Desktop,
+    keyring: &KeyringEnv,
+    tray: u32,
+    shots: &Path,
+) {
+    let (first, window) = open_window_from_tray_menu(desktop, keyring, tray, shots);
+    desktop.run(keyring, "xdotool", &["windowkill", &window]);
+    wait_ended(first, "the window process, after its window went,");
+    assert!(
+        desktop::process_runs(tray),
+        "the tray app ended with its window"
+    );
+    let (second, _) = open_window_from_tray_menu(desktop, keyring, tray, shots);
+    assert_ne!(
+        second, first,
+        "the window came back in the process that had ended"
+    );
+    desktop.stop_app();
+    wait_ended(second, "the window process, after the tray app ended,");
+}
+
 /// Waits until the Settings tab's Pause box is checked (it follows the switch).
 fn wait_pause_box(wd: &WebDriver) {
     wait(10, "the Pause box to be checked", || {
@@ -323,10 +406,10 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
 
     // 1. Add an account in the form (wrong port first; the edit fixes it).
-    let wd = open_session(&desktop);
+    let wd = open_session(&mut desktop, &keyring);
     let wrong_port = free_port();
     wd.click("#add-account").expect("Add account");
     wd.type_into("#acct-name", "isp").expect("name");
@@ -447,13 +530,25 @@ fn tray_app_adds_tests_fetches_and_removes_an_account() {
         "{shown}"
     );
 
-    // 3. Restart the app: the edit shows.
+    // 3. The window is a process of its own: closing it leaves the tray running, and the tray
+    //    menu's Settings… starts it again, by PID, with its window on the display; when that
+    //    window goes, so does its process, and when the tray goes, so does a window still open.
+    //    Then restart the app: the edit shows.
     wd.quit().expect("ending the WebDriver session");
+    let tray = desktop
+        .app_pid()
+        .expect("the tray app runs on without its window");
+    window_opens_from_the_tray_menu_and_its_process_ends_with_it(
+        &mut desktop,
+        &keyring,
+        tray,
+        &shots,
+    );
     let gone = poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
         (!name_has_owner(&keyring, SINGLE_INSTANCE)).then_some(())
     });
     assert!(gone.is_some(), "the first app instance did not exit");
-    let wd = open_session(&desktop);
+    let wd = open_session(&mut desktop, &keyring);
     let list = wait_text(
         &wd,
         "#account-list",

@@ -69,8 +69,8 @@ fn an_odmr_account_added_in_the_form_fetches_the_held_mail_with_no_listener() {
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let wd = open_session(&mut desktop, &keyring);
 
     // 1. The form: ODMR in the mode selector; the port placeholder follows it.
     wd.click("#add-account").expect("Add account");

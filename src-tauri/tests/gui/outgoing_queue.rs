@@ -58,8 +58,8 @@ fn the_queue_tab_shows_outgoing_mail_the_smarthost_refused_with_its_reply_and_re
     )
     .assert_success();
 
-    let (desktop, shots) = start_desktop(&keyring, cli.config_path(), false);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, cli.config_path(), false);
+    let wd = open_session(&mut desktop, &keyring);
     wait_text(&wd, "#account-list", "ETRN · 127.0.0.1", 20);
 
     // 1. Send and receive: the smarthost refuses the login; the message waits.

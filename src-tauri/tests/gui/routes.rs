@@ -89,8 +89,8 @@ fn routes_to_dovecot_set_in_the_window_deliver_and_the_queue_holds_what_it_canno
     isp.wait_deferred(2, Duration::from_secs(30));
 
     let (cli, maildir_path, _) = shared_config(&keyring, listener_port, &isp);
-    let (desktop, shots) = start_desktop(&keyring, cli.config_path(), true);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, cli.config_path(), true);
+    let wd = open_session(&mut desktop, &keyring);
     wait_text(&wd, "#account-list", "ETRN · 127.0.0.1", 20);
 
     // 1. The Delivery tab: a route that cannot be is refused at its field; then the routes.

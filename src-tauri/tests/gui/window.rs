@@ -81,13 +81,15 @@ fn the_window_shows_what_is_true_now() {
     std::fs::write(
         &config_path,
         format!(
-            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 3\nfetch-at-start = true\n",
+            // Idle longer than the grace after the ISP's last delivery (5 s): a fetch that
+            // brought mail ends when the ISP has finished, and History says so.
+            "listen = \"127.0.0.1:{listener_port}\"\nmaildir = \"{}\"\nidle-timeout = 12\nfetch-at-start = true\n",
             maildir_path.display()
         ),
     )
     .expect("writing the config");
-    let (desktop, shots) = start_desktop(&keyring, &config_path, true);
-    let wd = open_session(&desktop);
+    let (mut desktop, shots) = start_desktop(&keyring, &config_path, true);
+    let wd = open_session(&mut desktop, &keyring);
     let history_file = keyring.data_home().join("mailcall").join("history.jsonl");
 
     // 1. First run: the Accounts tab leads; nothing listens and nothing was fetched.
@@ -238,6 +240,8 @@ fn the_window_shows_what_is_true_now() {
         first.contains("To fix: Settings → Accounts → isp → Domains"),
         "{first}"
     );
+    // The fetch ended once the ISP had delivered and hung up, not at the idle timeout.
+    assert!(first.contains("ended: the ISP finished"), "{first}");
     assert_eq!(
         js(&wd, "[...document.querySelectorAll('#history-list details.session')[0].querySelectorAll('tr[data-domain]')].map((r) => r.dataset.domain + ':' + r.className)"),
         json!([
@@ -305,6 +309,11 @@ fn the_window_shows_what_is_true_now() {
         )
     });
     assert!(said.contains("already in use"), "{said}");
+    // The holder is named: this test process took the port.
+    assert!(
+        said.contains(&format!("(pid {}) listens there", std::process::id())),
+        "{said}"
+    );
     assert_eq!(
         js(
             &wd,
@@ -442,5 +451,28 @@ fn without_a_display_mailcall_says_what_is_missing_in_one_line() {
         "{}",
         lines[0]
     );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+/// `mailcall --window` is the tray's window: with no tray app running it says so in one line
+/// (and what to start instead), before touching the display.
+#[test]
+fn the_window_without_its_tray_says_so_in_one_line() {
+    let runtime = tempfile::tempdir().expect("a runtime dir");
+    let mut cmd = Command::new(APP);
+    cmd.arg("--window")
+        .env("DISPLAY", ":nowhere")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("RUST_BACKTRACE", "1");
+    let out = run_with_timeout(&mut cmd, None, Duration::from_secs(30)).expect("running mailcall");
+    assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(
+        lines[0].contains("no Mailcall tray app runs here"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("start `mailcall`"), "{}", lines[0]);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

@@ -84,6 +84,12 @@ impl Transcript {
         &self.lines
     }
 
+    /// Forgets all but the last `n` lines (a long session keeps a bounded transcript).
+    pub fn keep_last(&mut self, n: usize) {
+        let skip = self.lines.len().saturating_sub(n);
+        self.lines.drain(..skip);
+    }
+
     /// The recorded lines, handing them over.
     pub fn into_lines(self) -> Vec<TranscriptLine> {
         self.lines

@@ -177,13 +177,16 @@ pub enum BindError {
     },
     /// Another program already listens there.
     #[error(
-        "cannot listen on {addr}: the address is already in use — another program (often a local \
-         mail server such as Postfix or Exim) listens there. Stop that program, or listen on \
-         another port the ISP delivers to (the listen setting, e.g. 0.0.0.0:2525)"
+        "cannot listen on {addr}: the address is already in use — {who} listens there. Stop that \
+         program, or listen on another port the ISP delivers to (the listen setting, e.g. \
+         0.0.0.0:2525)",
+        who = holder_words(holder.as_deref(), addr.port())
     )]
     AddressInUse {
         /// The address.
         addr: SocketAddr,
+        /// The program listening there, as "NAME (pid N)", when this user may see it.
+        holder: Option<String>,
     },
     /// Some other error.
     #[error("cannot listen on {addr}: {source}; check the listen address in the configuration")]
@@ -201,7 +204,7 @@ impl BindError {
         match self {
             BindError::PermissionDenied { addr }
             | BindError::NotServedPort { addr }
-            | BindError::AddressInUse { addr }
+            | BindError::AddressInUse { addr, .. }
             | BindError::Other { addr, .. } => *addr,
         }
     }
@@ -209,9 +212,40 @@ impl BindError {
     fn from_io(addr: SocketAddr, source: std::io::Error) -> Self {
         match source.kind() {
             std::io::ErrorKind::PermissionDenied => BindError::PermissionDenied { addr },
-            std::io::ErrorKind::AddrInUse => BindError::AddressInUse { addr },
+            std::io::ErrorKind::AddrInUse => BindError::AddressInUse {
+                addr,
+                holder: port_holder(addr.port()),
+            },
             _ => BindError::Other { addr, source },
         }
+    }
+}
+
+/// The programs listening on TCP `port`, as "NAME (pid N)", when this user may see them (another
+/// user's program, a system mail server run by root, is hidden from an ordinary user).
+pub fn port_holder(port: u16) -> Option<String> {
+    let all = listeners::get_all().ok()?;
+    let mut found: Vec<String> = all
+        .into_iter()
+        .filter(|l| {
+            l.protocol == listeners::Protocol::TCP
+                && l.state == listeners::SocketState::Listen
+                && l.socket.port() == port
+        })
+        .map(|l| format!("{} (pid {})", l.process.name, l.process.pid))
+        .collect();
+    found.sort();
+    found.dedup();
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// Who holds a port, in words: the program when known, else where to look it up.
+pub fn holder_words(holder: Option<&str>, port: u16) -> String {
+    match holder {
+        Some(who) => who.to_string(),
+        None => format!(
+            "another program (often a local mail server such as Postfix or Exim; `sudo ss -ltnp 'sport = :{port}'` names it)"
+        ),
     }
 }
 

@@ -6,14 +6,23 @@
 //!   writes the data and its final `CRLF.CRLF` in two writes, and its own sockets keep Nagle's
 //!   algorithm on: every message then waited for the server's delayed ACK (about 40 ms on
 //!   Linux), which made a flush of 200 messages 8× slower than Postfix's (benchmark row 8).
-//!   For 465 (TLS from the first byte) lettre makes the connection itself.
+//!   For 465 (TLS from the first byte) the TLS stream is made here too (rustls, the same trust)
+//!   and handed to lettre as its transport.
 //!
 //! - TLS is always verified: the system's roots plus the account's CA file (the same trust as
 //!   the ETRN/ODMR client, [`crate::client::tls::trusted_roots`]); 587 with STARTTLS required,
 //!   or 465 with TLS from the first byte. A password is never sent over plain text.
 //! - AUTH PLAIN or LOGIN with the account's password, or XOAUTH2 with a token (from the
 //!   account's `password-command`, as msmtp's `passwordeval` serves OAuth providers).
-//! - The queued bytes leave exactly as queued (`send_raw`; lettre only dot-stuffs them).
+//! - The queued bytes leave exactly as queued (lettre's `message`; it only dot-stuffs them).
+//!
+//! The transaction is driven here command by command (lettre's `command` and `message`), not
+//! with lettre's `send`, for two reasons. A kept connection the server closed while idle (its
+//! own timeout, or a restart) fails at `MAIL`, `RCPT` or `DATA`, before any of the message went
+//! out: that message is sent again at once on a new connection, and is never reported as one
+//! that may have gone out. Only a loss after the data began is "maybe sent". And each command
+//! and reply goes into a bounded transcript ([`Smarthost::transcript`]) for the history, with
+//! the login shown as `AUTH <mechanism> <redacted>` and its reply: lettre keeps no transcript.
 //!
 //! lettre ends a transaction at the first refused `RCPT` and reports one error for the whole
 //! message. When a message with several recipients meets a refusal (any 4xx or 5xx reply),
@@ -33,15 +42,18 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Noop, Quit, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use lettre::Address;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use crate::account::outgoing::{OutgoingAuth, OutgoingLogin};
 use crate::account::{Account, Secret, Security};
+use crate::client::transcript::Transcript;
 use crate::client::{ClientSettings, IspError};
+use crate::report::TranscriptLine;
 
 /// The replies that refuse a login rather than a recipient (RFC 4954).
 const LOGIN_REFUSED: [u16; 4] = [530, 534, 535, 538];
@@ -49,6 +61,11 @@ const LOGIN_REFUSED: [u16; 4] = [530, 534, 535, 538];
 /// server may have closed it meanwhile: a message sent into a closed connection would look
 /// like one that may have gone out).
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
+/// The reply of a server closing the connection (RFC 5321 4.2.3, "service not available").
+const CLOSING: u16 = 421;
+/// How many transcript lines a smarthost keeps (the last ones): enough for the logins and the
+/// last few dozen messages of a flush, while a flush of thousands stays small in the history.
+pub const TRANSCRIPT_LINES: usize = 300;
 
 /// Where outgoing mail goes and how to log in there.
 #[derive(Debug, Clone)]
@@ -207,8 +224,8 @@ enum Wire {
     Plain,
     /// STARTTLS, required.
     Starttls(TlsParameters),
-    /// TLS from the first byte (465).
-    Tls(TlsParameters),
+    /// TLS from the first byte (465), made here (the same trust), then handed to lettre.
+    Tls(Arc<rustls::ClientConfig>),
 }
 
 /// One smarthost, with the connection kept open between messages; cheap to clone (clones share
@@ -222,6 +239,7 @@ pub struct Smarthost {
     host: String,
     port: u16,
     open: Arc<tokio::sync::Mutex<Option<(AsyncSmtpConnection, Instant)>>>,
+    log: Arc<std::sync::Mutex<Transcript>>,
 }
 
 impl std::fmt::Debug for Smarthost {
@@ -236,12 +254,24 @@ impl std::fmt::Debug for Smarthost {
 /// Why a transaction did not happen.
 #[derive(Debug)]
 enum TxError {
-    /// lettre's error: a reply, TLS, AUTH, or the connection lost.
+    /// lettre's error while connecting, securing or logging in (nothing of the message went
+    /// out), or a refusing reply to a command or to the data.
     Smtp(lettre::transport::smtp::Error),
     /// The TCP connection could not be made.
     Connect(std::io::Error),
-    /// The server stopped answering while a message was under way: it may have taken it.
+    /// TLS from the first byte (465) failed: the certificate, or the handshake.
+    Tls(String),
+    /// The connection was lost, or stopped answering, before any of the message went out
+    /// (at `MAIL`, `RCPT` or `DATA`): the server cannot have taken it.
+    LostBefore(String),
+    /// The connection was lost after the data began: the server may have taken it.
+    LostAfter(lettre::transport::smtp::Error),
+    /// The server stopped answering while the message was under way: it may have taken it.
     Stalled,
+    /// The message needs an extension the server does not offer (8BITMIME, SMTPUTF8).
+    Unsendable(String),
+    /// The server answered the XOAUTH2 token with an error challenge: it does not accept it.
+    TokenRefused,
 }
 
 impl Smarthost {
@@ -256,7 +286,10 @@ impl Smarthost {
                 Wire::Plain
             }
             Security::Starttls => Wire::Starttls(tls_parameters(settings)?),
-            Security::Tls => Wire::Tls(tls_parameters(settings)?),
+            Security::Tls => Wire::Tls(
+                crate::client::tls::client_config(settings.ca_file.as_deref())
+                    .map_err(SetupError::from)?,
+            ),
         };
         let credentials = settings.login.as_ref().map(|login| {
             (
@@ -275,103 +308,330 @@ impl Smarthost {
             host,
             port: settings.port,
             open: Arc::new(tokio::sync::Mutex::new(None)),
+            log: Arc::default(),
         })
     }
 
-    /// A new connection: greeted, secured, logged in.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, TxError> {
-        let mut conn = match &self.wire {
-            Wire::Tls(params) => AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(self.timeout),
-                &self.hello,
-                Some(params.clone()),
-                None,
-            )
-            .await
-            .map_err(TxError::Smtp)?,
-            Wire::Plain | Wire::Starttls(_) => {
-                let tcp = tokio::time::timeout(
-                    self.timeout,
-                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-                )
-                .await
-                .map_err(|_| {
-                    TxError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {} s", self.timeout.as_secs()),
-                    ))
-                })?
-                .map_err(TxError::Connect)?;
-                // lettre writes the data's end on its own: without this it waits for an ACK.
-                tcp.set_nodelay(true).map_err(TxError::Connect)?;
-                let mut conn = tokio::time::timeout(
-                    self.timeout,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
-                )
-                .await
-                .map_err(|_| {
-                    TxError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no greeting within {} s", self.timeout.as_secs()),
-                    ))
-                })?
-                .map_err(TxError::Smtp)?;
-                if let Wire::Starttls(params) = &self.wire {
-                    conn.starttls(params.clone(), &self.hello)
-                        .await
-                        .map_err(TxError::Smtp)?;
+    /// The transcript so far (its last [`TRANSCRIPT_LINES`] lines): what was said to the
+    /// server and what it answered, the login redacted.
+    pub fn transcript(&self) -> Vec<TranscriptLine> {
+        self.log().lines().to_vec()
+    }
+
+    /// The transcript, for writing (a panic elsewhere must not lose it).
+    fn log(&self) -> MutexGuard<'_, Transcript> {
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a reply (or the refusal lettre made of it) in the transcript.
+    fn log_reply(&self, reply: Result<&Response, &lettre::transport::smtp::Error>) {
+        match reply {
+            Ok(response) => self
+                .log()
+                .reply(u16::from(response.code()), response.message()),
+            Err(e) => match e.status() {
+                Some(code) => {
+                    let why = std::error::Error::source(e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    self.log().received(format!("{code} {why}").trim_end());
                 }
-                conn
-            }
-        };
-        if let Some((credentials, mechanisms)) = &self.credentials {
-            conn.auth(mechanisms, credentials)
+                None => self.log().note(&format!("no reply: {e}")),
+            },
+        }
+    }
+
+    /// A new connection: greeted, secured, logged in; each step in the transcript.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, TxError> {
+        self.log()
+            .note(&format!("connecting to {}", self.address()));
+        let opened = self.open_connection().await;
+        if let Err(e) = &opened {
+            let why = match e {
+                TxError::Connect(e) => e.to_string(),
+                TxError::Tls(why) => why.clone(),
+                TxError::Smtp(e) => e.to_string(),
+                TxError::TokenRefused => "the access token was refused".to_owned(),
+                _ => "failed".to_owned(),
+            };
+            self.log().note(&format!("connection failed: {why}"));
+        }
+        opened
+    }
+
+    /// [`Self::connect`] without the failure note.
+    async fn open_connection(&self) -> Result<AsyncSmtpConnection, TxError> {
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| {
+            TxError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", self.timeout.as_secs()),
+            ))
+        })?
+        .map_err(TxError::Connect)?;
+        // lettre writes the data's end on its own: without this it waits for an ACK.
+        tcp.set_nodelay(true).map_err(TxError::Connect)?;
+        let transport: Box<dyn lettre::transport::smtp::client::AsyncTokioStream> = match &self.wire
+        {
+            Wire::Tls(config) => {
+                let name = crate::client::tls::server_name(&self.host)
+                    .map_err(|e| TxError::Tls(e.to_string()))?;
+                let tls = tokio::time::timeout(
+                    self.timeout,
+                    tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp),
+                )
                 .await
-                .map_err(TxError::Smtp)?;
+                .map_err(|_| {
+                    TxError::Connect(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no TLS handshake within {} s", self.timeout.as_secs()),
+                    ))
+                })?
+                .map_err(|e| {
+                    TxError::Tls(crate::client::tls::handshake_error(&self.host, &e).to_string())
+                })?;
+                Box::new(ImplicitTls(tls))
+            }
+            Wire::Plain | Wire::Starttls(_) => Box::new(tcp),
+        };
+        let mut conn = tokio::time::timeout(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(transport, &self.hello),
+        )
+        .await
+        .map_err(|_| {
+            TxError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no greeting within {} s", self.timeout.as_secs()),
+            ))
+        })?
+        .map_err(TxError::Smtp)?;
+        match &self.wire {
+            Wire::Starttls(params) => {
+                self.log_hello(&conn);
+                self.log().sent("STARTTLS");
+                conn.starttls(params.clone(), &self.hello)
+                    .await
+                    .map_err(TxError::Smtp)?;
+                self.log().note("TLS started, the certificate verified");
+            }
+            Wire::Tls(_) => self.log().note("TLS, the certificate verified"),
+            Wire::Plain => {}
+        }
+        self.log_hello(&conn);
+        if let Some((credentials, mechanisms)) = &self.credentials {
+            // lettre runs the exchange: the transcript has the mechanism and the outcome,
+            // never the credentials.
+            let chosen = conn.server_info().get_auth_mechanism(mechanisms);
+            match chosen {
+                Some(mechanism) => self.log().auth(&mechanism.to_string()),
+                None => self.log().note(&format!(
+                    "the server offers none of the login mechanisms {}",
+                    mechanisms
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+            let replied = conn.auth(mechanisms, credentials).await;
+            match &replied {
+                // A server refuses an XOAUTH2 token with a `334` error challenge (the client
+                // then sends an empty line and gets `535`); lettre stops at that challenge
+                // ("does not expect a challenge"). Seen with Dovecot's oauth2 passdb behind
+                // Postfix (e2e `outgoing_oauth2`).
+                Err(e) if e.is_client() && chosen == Some(Mechanism::Xoauth2) => {
+                    self.log().note(
+                        "the server answered with an error challenge (334): the token is not accepted",
+                    );
+                    return Err(TxError::TokenRefused);
+                }
+                _ => self.log_reply(replied.as_ref()),
+            }
+            replied.map_err(TxError::Smtp)?;
         }
         Ok(conn)
+    }
+
+    /// Records the `EHLO` lettre sent and what the server said it offers.
+    fn log_hello(&self, conn: &AsyncSmtpConnection) {
+        let mut log = self.log();
+        log.sent(&format!("EHLO {}", self.hello));
+        log.note(&format!("server {}", conn.server_info()));
+    }
+
+    /// Ends a connection that is no longer wanted: `QUIT` if it still answers in time, then
+    /// closed either way.
+    async fn discard(&self, mut conn: AsyncSmtpConnection) {
+        if !conn.has_broken() {
+            self.log().sent("QUIT");
+        }
+        let _ = tokio::time::timeout(self.timeout, conn.abort()).await;
+        self.log().note("connection closed");
     }
 
     /// Says QUIT on the open connection, if any (the queue has nothing more for it now).
     pub async fn close(&self) {
         if let Some((mut conn, _)) = self.open.lock().await.take() {
-            let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+            self.log().sent("QUIT");
+            match tokio::time::timeout(self.timeout, conn.command(Quit)).await {
+                Ok(replied) => self.log_reply(replied.as_ref()),
+                Err(_) => self.log().note("no reply to QUIT"),
+            }
+            let _ = tokio::time::timeout(self.timeout, conn.abort()).await;
         }
     }
 
     /// One SMTP transaction on the open connection (opened first if there is none, or if the
-    /// one kept has broken or does not answer a `NOOP` after a while idle).
+    /// one kept has broken or does not answer a `NOOP` after a while idle). A kept connection
+    /// found closed before any of the message went out is replaced and the message sent again
+    /// once on the new one: the server closing an idle connection is routine, not a failure.
     async fn send_raw(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, TxError> {
         let mut open = self.open.lock().await;
         let kept = match open.take() {
             Some((mut conn, used)) if !conn.has_broken() => {
-                if used.elapsed() < CHECK_AFTER_IDLE || conn.test_connected().await {
+                if used.elapsed() < CHECK_AFTER_IDLE {
                     Some(conn)
                 } else {
-                    conn.abort().await;
-                    None
+                    self.log().sent("NOOP");
+                    let answered = tokio::time::timeout(self.timeout, conn.command(Noop)).await;
+                    if let Ok(replied) = &answered {
+                        self.log_reply(replied.as_ref());
+                    }
+                    if matches!(answered, Ok(Ok(_))) {
+                        Some(conn)
+                    } else {
+                        self.log()
+                            .note("the kept connection did not answer NOOP: opening a new one");
+                        self.discard(conn).await;
+                        None
+                    }
                 }
             }
             _ => None,
         };
+        let reused = kept.is_some();
         let mut conn = match kept {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        let sent =
-            tokio::time::timeout(self.timeout.saturating_mul(4), conn.send(envelope, message))
-                .await;
-        match sent {
-            Ok(result) => {
-                if !conn.has_broken() {
-                    *open = Some((conn, Instant::now()));
-                }
-                result.map_err(TxError::Smtp)
+        let mut result = self.transact(&mut conn, envelope, message).await;
+        if reused {
+            if let Err(TxError::LostBefore(why)) = &result {
+                self.log().note(&format!(
+                    "the kept connection was closed before the message went out ({why}): sending it again on a new connection"
+                ));
+                self.discard(conn).await;
+                conn = self.connect().await?;
+                result = self.transact(&mut conn, envelope, message).await;
             }
+        }
+        // A refusal ends the connection, as lettre's own `send` does; so does anything else
+        // that went wrong, the server's state then being unknown.
+        match result {
+            Ok(_) => *open = Some((conn, Instant::now())),
+            Err(_) => self.discard(conn).await,
+        }
+        let mut log = self.log();
+        log.keep_last(TRANSCRIPT_LINES);
+        drop(log);
+        result
+    }
+
+    /// One command of a transaction and its reply, in the transcript.
+    async fn step<C: std::fmt::Display>(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        command: C,
+    ) -> Result<Response, TxError> {
+        let text = command.to_string();
+        let text = text.trim_end();
+        self.log().sent(text);
+        let verb = text.split([' ', ':']).next().unwrap_or(text).to_owned();
+        match tokio::time::timeout(self.timeout, conn.command(command)).await {
             Err(_) => {
-                conn.abort().await;
+                let why = format!("no reply to {verb} within {} s", self.timeout.as_secs());
+                self.log().note(&why);
+                Err(TxError::LostBefore(why))
+            }
+            Ok(replied) => {
+                self.log_reply(replied.as_ref());
+                replied.map_err(|e| match e.status().map(u16::from) {
+                    // 421: the server is closing the connection (its idle timeout, or a
+                    // limit of messages per connection, as Exim's
+                    // `smtp_accept_max_per_connection`), not refusing the message.
+                    Some(CLOSING) => TxError::LostBefore(format!(
+                        "the server is closing it: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| format!("{CLOSING} {s}"))
+                            .unwrap_or_else(|| CLOSING.to_string())
+                    )),
+                    Some(_) => TxError::Smtp(e),
+                    None => TxError::LostBefore(format!("at {verb}: {e}")),
+                })
+            }
+        }
+    }
+
+    /// `MAIL`, each `RCPT`, `DATA` and the message (as lettre's `send` does, stopping at the
+    /// first refusal), each step's failure telling whether the message may have gone out.
+    async fn transact(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Response, TxError> {
+        let mut options = Vec::new();
+        let non_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(TxError::Unsendable(
+                    "the envelope has a non-ASCII address and the server does not offer SMTPUTF8"
+                        .into(),
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(TxError::Unsendable(
+                    "the message has 8-bit text and the server does not offer 8BITMIME".into(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        self.step(conn, Mail::new(envelope.from().cloned(), options))
+            .await?;
+        for to in envelope.to() {
+            self.step(conn, Rcpt::new(to.clone(), Vec::new())).await?;
+        }
+        self.step(conn, Data).await?;
+        self.log()
+            .note(&format!("the message, {} bytes", message.len()));
+        match tokio::time::timeout(self.timeout.saturating_mul(4), conn.message(message)).await {
+            Err(_) => {
+                self.log().note("no reply to the end of the data");
                 Err(TxError::Stalled)
+            }
+            Ok(replied) => {
+                self.log_reply(replied.as_ref());
+                replied.map_err(|e| {
+                    if e.status().is_some() {
+                        TxError::Smtp(e)
+                    } else {
+                        TxError::LostAfter(e)
+                    }
+                })
             }
         }
     }
@@ -471,6 +731,36 @@ impl Smarthost {
     fn outcome_of_tx(&self, e: &TxError) -> Outcome {
         match e {
             TxError::Smtp(e) => self.outcome_of(e),
+            TxError::LostBefore(why) => Outcome::Deferred {
+                reply: format!(
+                    "the connection to the outgoing server {} was lost before the message went out ({why}); it was not sent and waits in the queue",
+                    self.address()
+                ),
+                maybe_sent: false,
+                reached: true,
+            },
+            TxError::LostAfter(e) => Outcome::Deferred {
+                reply: format!(
+                    "the connection to the outgoing server {} was lost while the message was under way ({e}); it may have taken it",
+                    self.address()
+                ),
+                maybe_sent: true,
+                reached: true,
+            },
+            TxError::TokenRefused => Outcome::Deferred {
+                reply: format!(
+                    "the outgoing server {} refused the login (XOAUTH2: it does not accept the access token): check that the account's password command prints a current token; the mail waits in the queue",
+                    self.address()
+                ),
+                maybe_sent: false,
+                reached: true,
+            },
+            TxError::Unsendable(why) => Outcome::Refused {
+                reply: format!(
+                    "554 5.6.0 the outgoing server {} cannot take this message: {why}",
+                    self.address()
+                ),
+            },
             TxError::Stalled => Outcome::Deferred {
                 reply: format!(
                     "the outgoing server {} stopped answering in the middle of a message; it may have taken it",
@@ -484,6 +774,11 @@ impl Smarthost {
                     "cannot connect to the outgoing server {}: {e}; check its host and port and that you are online",
                     self.address()
                 ),
+                maybe_sent: false,
+                reached: false,
+            },
+            TxError::Tls(why) => Outcome::Deferred {
+                reply: tls_failed(&self.address(), why),
                 maybe_sent: false,
                 reached: false,
             },
@@ -521,36 +816,89 @@ impl Smarthost {
                 }
             };
         }
+        // What is left happened while connecting, securing or logging in: nothing of the
+        // message went out.
         let place = self.address();
         if e.is_client() {
-            // lettre would not send it at all (8BITMIME or SMTPUTF8 needed and not offered):
-            // the same server will say the same tomorrow.
-            return Outcome::Refused {
+            // lettre would not log in: the server offers none of the account's mechanisms.
+            return Outcome::Deferred {
                 reply: format!(
-                    "554 5.6.0 the outgoing server {place} cannot take this message: {why}"
+                    "cannot log in at the outgoing server {place}: {why}; check the account's outgoing login method (password or XOAUTH2); the mail waits in the queue"
                 ),
+                maybe_sent: false,
+                reached: true,
             };
         }
         // lettre tells a failed connect ("Connection error") from a lost one only in its
-        // Display; the test `a_lost_connection_after_the_data_may_have_sent_it` pins that.
+        // Display; the test `nothing_listening_is_deferred_and_never_sent` pins that.
         let never_connected = e.to_string().starts_with("Connection error") || e.is_tls();
         let reply = if e.is_tls() {
-            format!(
-                "TLS with the outgoing server {place} failed ({why}); if it uses its own CA, give \
-                 the account that CA's certificate as its CA file, and check the port and the \
-                 security mode (TLS for 465, STARTTLS for 587)"
-            )
+            tls_failed(&place, &why)
         } else if never_connected {
             format!("cannot connect to the outgoing server {place}: {why}; check its host and port and that you are online")
         } else {
-            format!("the connection to the outgoing server {place} was lost: {e}")
+            format!("the connection to the outgoing server {place} was lost before the message went out: {e}")
         };
         Outcome::Deferred {
             reply,
-            maybe_sent: !never_connected,
+            maybe_sent: false,
             reached: !never_connected,
         }
     }
+}
+
+/// The TLS stream of port 465, made here so that its socket has `TCP_NODELAY` (lettre's own
+/// keeps Nagle's algorithm on), handed to lettre as its transport.
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl lettre::transport::smtp::client::AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A failed TLS handshake with the outgoing server at `place`, and what to check.
+fn tls_failed(place: &str, why: &str) -> String {
+    format!(
+        "TLS with the outgoing server {place} failed ({why}); if it uses its own CA, give the \
+         account that CA's certificate as its CA file, and check the port and the security mode \
+         (TLS for 465, STARTTLS for 587)"
+    )
 }
 
 /// The same outcome for every recipient in `which`.

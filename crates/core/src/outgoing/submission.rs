@@ -85,14 +85,16 @@ pub enum SubmitBindError {
     },
     /// Another program (often a local mail server) listens on the submission port.
     #[error(
-        "the submission listener cannot listen on {addr}: the address is already in use — another \
-         program (often a local mail server such as Postfix or Exim) listens there. Stop that \
-         program, or submit on another port (the submit-listen setting, e.g. 127.0.0.1:2587), or \
-         turn it off (submit-listen = off)"
+        "the submission listener cannot listen on {addr}: the address is already in use — {who} \
+         listens there. Stop that program, or submit on another port (the submit-listen \
+         setting, e.g. 127.0.0.1:2587), or turn it off (submit-listen = off)",
+        who = crate::listener::holder_words(holder.as_deref(), addr.port())
     )]
     AddressInUse {
         /// The address.
         addr: SocketAddr,
+        /// The program listening there, when this user may see it.
+        holder: Option<String>,
     },
     /// Something else, or the spool cannot be used.
     #[error(
@@ -106,7 +108,9 @@ impl SubmitBindError {
     fn from_bind(e: BindError) -> Self {
         match e {
             BindError::PermissionDenied { addr } => SubmitBindError::PermissionDenied { addr },
-            BindError::AddressInUse { addr } => SubmitBindError::AddressInUse { addr },
+            BindError::AddressInUse { addr, holder } => {
+                SubmitBindError::AddressInUse { addr, holder }
+            }
             other => SubmitBindError::Other(other),
         }
     }
@@ -254,7 +258,7 @@ mod tests {
             e.problem().fix,
             Some(Setting::config(ConfigKey::SubmitListen))
         );
-        let e = SubmitBindError::from_bind(BindError::AddressInUse { addr });
+        let e = SubmitBindError::from_bind(BindError::AddressInUse { addr, holder: None });
         assert!(e.to_string().contains("submit-listen"), "{e}");
     }
 

@@ -19,6 +19,14 @@ struct Script {
     rcpt: HashMap<String, &'static str>,
     /// The reply to the end of data, or `None` to drop the connection instead.
     end_of_data: Option<&'static str>,
+    /// Closes the connection right after answering the end of data (as a server whose idle
+    /// timeout is shorter than the client's pause would).
+    close_after_data: bool,
+    /// Drops the connection without a reply when this command (`MAIL`, `RCPT`, `DATA`) comes.
+    drop_at: Option<&'static str>,
+    /// Takes this many `MAIL` commands per connection, then answers each with `421` (and
+    /// keeps the connection, as Exim's `smtp_accept_max_per_connection` does).
+    mail_limit: Option<usize>,
 }
 
 /// One transaction the server accepted the data of.
@@ -49,15 +57,23 @@ async fn server(script: Script) -> (u16, Arc<Mutex<Vec<Taken>>>) {
                 let mut lines = BufReader::new(read);
                 write.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
                 let (mut from, mut to) = (String::new(), Vec::new());
+                let mut mails = 0;
                 loop {
                     let mut line = String::new();
                     if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
                         return;
                     }
                     let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    if script.drop_at == Some(verb.as_str()) {
+                        return;
+                    }
                     let reply: String = match verb.as_str() {
                         "EHLO" => "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into(),
+                        "MAIL" if script.mail_limit.is_some_and(|limit| mails >= limit) => {
+                            "421 4.7.0 too many messages in this connection\r\n".into()
+                        }
                         "MAIL" => {
+                            mails += 1;
                             from = between(&line);
                             to.clear();
                             "250 2.1.0 Ok\r\n".into()
@@ -97,6 +113,10 @@ async fn server(script: Script) -> (u16, Arc<Mutex<Vec<Taken>>>) {
                                     to: to.clone(),
                                     data,
                                 });
+                            }
+                            if script.close_after_data {
+                                let _ = write.write_all(format!("{reply}\r\n").as_bytes()).await;
+                                return;
                             }
                             format!("{reply}\r\n")
                         }
@@ -149,6 +169,7 @@ async fn one_refused_recipient_never_holds_back_the_others() {
     let script = Script {
         rcpt: HashMap::from([("bob@example.org".into(), "550 5.1.1 no such user")]),
         end_of_data: Some("250 2.0.0 Ok: queued"),
+        ..Script::default()
     };
     let (port, taken) = server(script).await;
     let host = Smarthost::new(&settings(port)).unwrap();
@@ -179,6 +200,7 @@ async fn a_4xx_for_one_recipient_defers_only_that_one() {
             "451 4.7.1 greylisted, try later",
         )]),
         end_of_data: Some("250 2.0.0 Ok"),
+        ..Script::default()
     };
     let (port, taken) = server(script).await;
     let host = Smarthost::new(&settings(port)).unwrap();
@@ -221,6 +243,7 @@ async fn one_connection_carries_message_after_message_and_a_refusal_costs_only_a
     let script = Script {
         rcpt: HashMap::from([("nobody@example.org".into(), "550 5.1.1 no such user")]),
         end_of_data: Some("250 2.0.0 Ok"),
+        ..Script::default()
     };
     let (port, taken) = server(script).await;
     let host = Smarthost::new(&settings(port)).unwrap();
@@ -317,6 +340,7 @@ async fn a_refused_login_defers_the_mail_instead_of_bouncing_it() {
     let (port, taken) = server(Script {
         rcpt,
         end_of_data: Some("250 2.0.0 queued"),
+        ..Script::default()
     })
     .await;
     let host = Smarthost::new(&settings(port)).unwrap();
@@ -402,4 +426,161 @@ async fn a_bad_ca_file_is_named_before_anything_is_sent() {
     s.ca_file = Some(junk);
     let err = Smarthost::new(&s).unwrap_err();
     assert!(err.to_string().contains("junk.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_is_replaced_and_the_message_not_maybe_sent() {
+    let (port, taken) = server(Script {
+        end_of_data: Some("250 2.0.0 Ok"),
+        close_after_data: true,
+        ..Script::default()
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    for _ in 0..3 {
+        let outcomes = host.send("me@office.test", &three(), MESSAGE).await;
+        assert!(outcomes.iter().all(Outcome::is_sent), "{outcomes:?}");
+    }
+    host.close().await;
+    let taken = taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), 3, "each message exactly once: {taken:?}");
+    assert!(
+        taken[0].conn != taken[1].conn && taken[1].conn != taken[2].conn,
+        "each message on a new connection: {taken:?}"
+    );
+    let transcript: Vec<String> = host.transcript().iter().map(|l| l.line.clone()).collect();
+    assert_eq!(
+        transcript
+            .iter()
+            .filter(|l| l.contains("kept connection was closed before the message went out"))
+            .count(),
+        2,
+        "{transcript:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_lost_before_the_data_never_makes_the_message_maybe_sent() {
+    for verb in ["MAIL", "RCPT", "DATA"] {
+        let (port, taken) = server(Script {
+            end_of_data: Some("250 2.0.0 Ok"),
+            drop_at: Some(verb),
+            ..Script::default()
+        })
+        .await;
+        let host = Smarthost::new(&settings(port)).unwrap();
+        let outcomes = host
+            .send("me@office.test", &["alice@example.org".to_owned()], MESSAGE)
+            .await;
+        match &outcomes[0] {
+            Outcome::Deferred {
+                reply,
+                maybe_sent,
+                reached,
+            } => {
+                assert!(!maybe_sent && *reached, "{verb}: {reply}");
+                assert!(
+                    reply.contains("lost before the message went out"),
+                    "{verb}: {reply}"
+                );
+            }
+            other => panic!("{verb}: {other:?}"),
+        }
+        assert!(taken.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_transcript_has_each_command_and_reply_of_the_flush() {
+    let (port, _taken) = server(Script {
+        rcpt: HashMap::from([("bob@example.org".into(), "550 5.1.1 no such user")]),
+        end_of_data: Some("250 2.0.0 Ok: queued as X1"),
+        ..Script::default()
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    host.send(
+        "me@office.test",
+        &["alice@example.org".to_owned(), "bob@example.org".to_owned()],
+        MESSAGE,
+    )
+    .await;
+    host.close().await;
+    let lines: Vec<String> = host.transcript().iter().map(ToString::to_string).collect();
+    let text = lines.join("\n");
+    for expected in [
+        "EHLO mailcall.test",
+        "server scripted with",
+        "MAIL FROM:<me@office.test>",
+        "RCPT TO:<alice@example.org>",
+        "550 5.1.1 no such user",
+        "DATA",
+        // The queued CRLF before the end of data is lettre's to send.
+        &format!("the message, {} bytes", MESSAGE.len() - 2),
+        "250 2.0.0 Ok: queued as X1",
+        "QUIT",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_transcript_stays_bounded_over_a_long_flush() {
+    let (port, taken) = server(Script {
+        end_of_data: Some("250 2.0.0 Ok"),
+        ..Script::default()
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    for _ in 0..100 {
+        host.send("me@office.test", &three(), MESSAGE).await;
+    }
+    assert_eq!(taken.lock().unwrap().len(), 100);
+    assert_eq!(host.transcript().len(), TRANSCRIPT_LINES);
+}
+
+#[tokio::test]
+async fn a_server_limiting_messages_per_connection_gets_each_once_on_a_new_one() {
+    let (port, taken) = server(Script {
+        end_of_data: Some("250 2.0.0 Ok"),
+        mail_limit: Some(2),
+        ..Script::default()
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    for _ in 0..5 {
+        let outcomes = host.send("me@office.test", &three(), MESSAGE).await;
+        assert!(outcomes.iter().all(Outcome::is_sent), "{outcomes:?}");
+    }
+    host.close().await;
+    let taken = taken.lock().unwrap().clone();
+    assert_eq!(taken.len(), 5, "each message exactly once: {taken:?}");
+    let conns: std::collections::BTreeSet<u16> = taken.iter().map(|t| t.conn).collect();
+    assert_eq!(conns.len(), 3, "two messages per connection: {taken:?}");
+}
+
+#[tokio::test]
+async fn a_421_on_a_new_connection_defers_the_message_without_maybe_sent() {
+    let (port, taken) = server(Script {
+        end_of_data: Some("250 2.0.0 Ok"),
+        mail_limit: Some(0),
+        ..Script::default()
+    })
+    .await;
+    let host = Smarthost::new(&settings(port)).unwrap();
+    let outcomes = host.send("me@office.test", &three(), MESSAGE).await;
+    for o in &outcomes {
+        match o {
+            Outcome::Deferred {
+                reply,
+                maybe_sent,
+                reached,
+            } => {
+                assert!(!maybe_sent && *reached, "{reply}");
+                assert!(reply.contains("421 4.7.0 too many messages"), "{reply}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(taken.lock().unwrap().is_empty());
 }

@@ -550,6 +550,12 @@ impl Worker {
             }
         }
         host.close().await;
+        // The history shows the conversation (the login redacted, the last lines of a long
+        // flush), whatever became of the mail.
+        let transcript = host.transcript();
+        if !transcript.is_empty() {
+            record.transcripts = vec![(target_text.clone(), transcript)];
+        }
         if let Some(why) = broken {
             let _ = self
                 .reports
