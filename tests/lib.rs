@@ -29,6 +29,7 @@ pub mod swaks;
 pub mod tls;
 pub mod tmpfs;
 pub mod users;
+pub mod wine;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -24,11 +24,16 @@ impl RunningCli {
     pub fn spawn(env: &KeyringEnv, cli: &Cli, args: &[&str], extra_env: &[(&str, &str)]) -> Self {
         let mut cmd = env.command(cli.binary());
         cmd.arg("--config").arg(cli.config_path()).args(args);
-        cmd.envs(extra_env.iter().copied())
-            .stdin(Stdio::null())
+        cmd.envs(extra_env.iter().copied());
+        Self::start(cmd, format!("mailcall-cli {}", args.join(" ")))
+    }
+
+    /// Starts `cmd` (shown as `command` in messages) with its output watched: how a test runs
+    /// the CLI some other way (the Windows build under Wine, tests/wine.rs).
+    pub fn start(mut cmd: std::process::Command, command: String) -> Self {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let command = format!("mailcall-cli {}", args.join(" "));
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));

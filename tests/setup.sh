@@ -66,13 +66,16 @@ fi
 exim_rc=0
 sh "$here/setup/exim.sh" || exim_rc=$?
 case "$exim_rc" in
-    0) parts="e2e mailserver gui exim odmr package" ;;
+    0) parts="e2e mailserver gui exim odmr windows package" ;;
     3)
-        parts="e2e mailserver gui odmr package"
+        parts="e2e mailserver gui odmr windows package"
         echo "setup.sh: ########## NO EXIM: the ODMR provider is not built (above: how to provide its source); the tests that need it will be skipped ##########" >&2
         ;;
     *) exit "$exim_rc" ;;
 esac
+
+# The tests' own Wine prefix, with the ProcessPrng stand-in Wine 8.0 lacks (tests/wine/).
+sh "$here/setup/wine.sh"
 
 # shellcheck disable=SC2086 # word splitting of the list of parts is intended
 sh "$here/setup/features.sh" $parts

@@ -109,8 +109,11 @@ fn show(notice: &Notice) -> Result<(), notify_rust::error::Error> {
         )))
         .icon("mail-message-new");
     if notice.is_error {
-        n.urgency(notify_rust::Urgency::Critical)
-            .icon("dialog-error");
+        n.icon("dialog-error");
+        // Urgency is a freedesktop notification hint: notify-rust has it only where that
+        // protocol is spoken (Linux and the BSDs); Windows toasts have no such level.
+        #[cfg(all(unix, not(target_os = "macos")))]
+        n.urgency(notify_rust::Urgency::Critical);
     }
     n.show().map(|_| ())
 }

@@ -164,9 +164,13 @@ gui() {
 }
 
 windows() {
-    # scripts/test.sh's Windows build check: the cross C compiler and windres.
+    # scripts/test.sh's Windows step: the cross C compiler and windres, Wine, makensis (the tests'
+    # Wine prefix is tests/setup/wine.sh's, which fails there, saying why, when it cannot be made).
     tool gcc-mingw-w64-x86-64-posix x86_64-w64-mingw32-gcc
     tool binutils-mingw-w64-x86-64 x86_64-w64-mingw32-windres
+    tool wine64 wineserver
+    [ -x /usr/lib/wine/wine64 ] || fail wine64 "/usr/lib/wine/wine64"
+    tool nsis makensis
 }
 
 # The Linux package test (tests/package) and its build (scripts/package.sh).

@@ -74,11 +74,16 @@ ODMR_PACKAGES="fetchmail"
 #   mmdebstrap  creates the minimal Debian root (root mode; needs nothing it only Recommends)
 PROOF_PACKAGES="mmdebstrap"
 
-# The Windows build check in scripts/test.sh (`cargo check --target x86_64-pc-windows-gnu` of the
-# core and the CLI; ring's C code needs the cross compiler, the tray's resources windres):
-#   gcc-mingw-w64-x86-64-posix  x86_64-w64-mingw32-gcc
+# The Windows step in scripts/test.sh (both programs built for x86_64-pc-windows-gnu; the core's
+# and the CLI's unit tests and the e2e tests of tests/e2e/windows.rs run under Wine; the installer):
+#   gcc-mingw-w64-x86-64-posix  x86_64-w64-mingw32-gcc (ring's C code; the ProcessPrng stand-in DLL
+#                               that tests/setup/wine.sh builds from tests/wine/)
 #   binutils-mingw-w64-x86-64   x86_64-w64-mingw32-windres, -ar, -ld
-WINDOWS_PACKAGES="gcc-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64"
+#   mingw-w64                   the Windows headers and import libraries (advapi32 for the DLL)
+#   wine wine64                 Wine 8.0: runs the .exe files in the tests' own prefix
+#                               ($MAILCALL_CACHE_DIR/wine, made by tests/setup/wine.sh)
+#   nsis                        makensis: the installer from packaging/windows/mailcall.nsi
+WINDOWS_PACKAGES="gcc-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64 mingw-w64 wine wine64 nsis"
 
 # The Linux package: scripts/package.sh builds the .deb/.rpm; tests/package installs the .deb,
 # uses it as a normal user (port 25, the user unit under a real `systemd --user`) and purges it:

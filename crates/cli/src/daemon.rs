@@ -136,8 +136,34 @@ fn reload_on_hangup(_instance: Arc<Instance>) -> std::io::Result<tokio::task::Jo
     Ok(tokio::spawn(async {}))
 }
 
-/// Cancels `shutdown` on Ctrl-C (and the console closing).
-#[cfg(not(unix))]
+/// Cancels `shutdown` on each way Windows asks a console program to end, SIGTERM's and SIGINT's
+/// counterparts: Ctrl-C, Ctrl-Break, the console window closed, the user logging off, the system
+/// shutting down. The control file goes with the control channel then (a process ended by force,
+/// by Task Manager or `taskkill /F`, leaves it: the next start replaces it, and meanwhile
+/// `status` says nothing answers there).
+#[cfg(windows)]
+fn signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::windows;
+    let mut c = windows::ctrl_c()?;
+    let mut brk = windows::ctrl_break()?;
+    let mut close = windows::ctrl_close()?;
+    let mut logoff = windows::ctrl_logoff()?;
+    let mut off = windows::ctrl_shutdown()?;
+    Ok(tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = c.recv() => "Ctrl-C",
+            _ = brk.recv() => "Ctrl-Break",
+            _ = close.recv() => "the console closing",
+            _ = logoff.recv() => "the user logging off",
+            _ = off.recv() => "the system shutting down",
+        };
+        tracing::info!("{name}: stopping");
+        shutdown.cancel();
+    }))
+}
+
+/// Cancels `shutdown` on Ctrl-C.
+#[cfg(not(any(unix, windows)))]
 fn signals(shutdown: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
     Ok(tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -101,7 +101,9 @@ mod tests {
     use super::*;
 
     /// Drives the bash script's completion function for the line in $2 (its last word is
-    /// the one being completed) and prints the candidates.
+    /// the one being completed) and prints the candidates. (Unix only: bash is not a Windows
+    /// program; the completion scripts are packaged for Linux.)
+    #[cfg(unix)]
     const BASH_DRIVER: &str = r#"source "$1"
 COMP_LINE=$2
 read -r -a COMP_WORDS <<<"$COMP_LINE"
@@ -112,6 +114,7 @@ echo "${COMPREPLY[*]}"
 "#;
 
     /// What bash offers for `line` with `script`.
+    #[cfg(unix)]
     fn bash_completes(script: &str, line: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("mailcall-cli.bash");
@@ -131,6 +134,7 @@ echo "${COMPREPLY[*]}"
     }
 
     #[test]
+    #[cfg(unix)]
     fn bash_completes_subcommands_and_their_options() {
         let script = completions(Shell::Bash);
         assert_eq!(bash_completes(&script, "mailcall-cli fe"), "fetch");

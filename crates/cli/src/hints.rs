@@ -8,6 +8,7 @@ use std::sync::RwLock;
 
 use mailcall_core::account::Account;
 use mailcall_core::config::ConfigKey;
+use mailcall_core::fsutil::EXAMPLE_DIR;
 use mailcall_core::hint::{AccountField, Problem, Setting};
 
 /// `mailcall-cli --config PATH` once hints must name a config file; `None`: `mailcall-cli`.
@@ -129,9 +130,13 @@ pub fn command_for(setting: &Setting) -> String {
                 AccountField::Password => {
                     format!("printf '%s\\n' \"$PASSWORD\" | {edit} --password-stdin")
                 }
-                AccountField::CaFile => {
-                    pipe(false, format!("{edit} --ca-file /path/to/isp-ca.pem"))
-                }
+                AccountField::CaFile => pipe(
+                    false,
+                    format!(
+                        "{edit} --ca-file {}",
+                        Path::new(EXAMPLE_DIR).join("isp-ca.pem").display()
+                    ),
+                ),
                 AccountField::Helo => format!("{edit} --helo mail.example.com"),
                 AccountField::Domains => format!("{edit} --add-domain example.com"),
                 AccountField::ConnectCommand => format!("{edit} --connect-command 'pon isp'"),
@@ -153,7 +158,10 @@ pub fn command_for(setting: &Setting) -> String {
                 }
                 AccountField::OutgoingCaFile => pipe(
                     true,
-                    format!("{edit} --smarthost-ca-file /path/to/smarthost-ca.pem"),
+                    format!(
+                        "{edit} --smarthost-ca-file {}",
+                        Path::new(EXAMPLE_DIR).join("smarthost-ca.pem").display()
+                    ),
                 ),
             }
         }

@@ -427,8 +427,9 @@ impl Account {
                 bad(
                     AccountField::CaFile,
                     format!(
-                        "{} is not a full path: give it starting with /",
-                        p.display()
+                        "{} is not a full path: give it starting with {}",
+                        p.display(),
+                        crate::fsutil::FULL_PATH_START
                     ),
                 );
             } else if !p.is_file() {

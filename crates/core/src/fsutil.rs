@@ -6,6 +6,61 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// How a full path starts here, for the "not a full path" errors: "give it starting with ...".
+#[cfg(windows)]
+pub const FULL_PATH_START: &str = r"a drive, like C:\";
+/// How a full path starts here, for the "not a full path" errors: "give it starting with ...".
+#[cfg(not(windows))]
+pub const FULL_PATH_START: &str = "/";
+
+/// Where the hints' example CA file is (a made-up path in this platform's form).
+#[cfg(windows)]
+pub const EXAMPLE_DIR: &str = r"C:\path\to";
+/// Where the hints' example CA file is (a made-up path in this platform's form).
+#[cfg(not(windows))]
+pub const EXAMPLE_DIR: &str = "/path/to";
+
+/// A test's text with full paths written the Unix way (a `/` at the start, after `:` or after a
+/// space): as it is on Unix; on Windows with each such path on drive C: (`maildir:C:/m`).
+#[cfg(test)]
+pub(crate) fn abs(unix: &str) -> String {
+    if !cfg!(windows) {
+        return unix.to_owned();
+    }
+    let mut out = String::with_capacity(unix.len() + 8);
+    let mut before = None;
+    for c in unix.chars() {
+        if c == '/' && matches!(before, None | Some(':') | Some(' ')) {
+            out.push_str("C:");
+        }
+        out.push(c);
+        before = Some(c);
+    }
+    out
+}
+
+/// [`abs`] undone: a path shown by the code under test, as the test wrote it.
+#[cfg(test)]
+pub(crate) fn unabs(shown: &str) -> String {
+    if cfg!(windows) {
+        shown.replace("C:/", "/")
+    } else {
+        shown.to_owned()
+    }
+}
+
+/// A program that ends at once, for a test that needs the pid of a process that is gone.
+#[cfg(test)]
+pub(crate) fn short_lived() -> std::process::Command {
+    if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/c", "rem"]);
+        c
+    } else {
+        std::process::Command::new("true")
+    }
+}
+
 /// Creates `path` and its parents with mode 0700 (owner only) where they are missing.
 pub fn create_private_dir(path: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
@@ -211,7 +266,9 @@ mod tests {
         // A directory where the file was: the error is returned, not swallowed.
         std::fs::create_dir(&file).unwrap();
         assert!(remove_durably(&file).is_err());
-        // Its directory gone: the fsync cannot happen, and says so.
+        // Its directory gone: the fsync cannot happen, and says so (Windows has no fsync of a
+        // directory: a removal is durable there once it returns).
+        #[cfg(unix)]
         assert!(remove_durably(&dir.path().join("gone/copy")).is_err());
     }
 }

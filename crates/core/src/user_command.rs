@@ -289,16 +289,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_command_gives_its_first_line_and_failures_say_why() {
-        let pw = password_from_command("printf 's3cret\\nsecond line\\n'")
-            .await
-            .unwrap();
+        // The same commands in each platform's own tools (Windows' cmd ends its lines in CRLF).
+        #[cfg(unix)]
+        let (two_lines, fails, silent, status) = (
+            "printf 's3cret\\nsecond line\\n'",
+            "sh -c 'echo locked >&2; exit 3'",
+            "true",
+            "exit status: 3",
+        );
+        #[cfg(windows)]
+        let (two_lines, fails, silent, status) = (
+            "cmd /c '(echo s3cret)&(echo second line)'",
+            "cmd /c 'echo locked 1>&2& exit 3'",
+            "cmd /c rem",
+            "exit code: 3",
+        );
+        let pw = password_from_command(two_lines).await.unwrap();
         assert_eq!(pw.expose(), "s3cret");
-        let e = password_from_command("sh -c 'echo locked >&2; exit 3'")
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("exit status: 3") && e.contains("locked"), "{e}");
-        let e = password_from_command("true").await.unwrap_err().to_string();
+        let e = password_from_command(fails).await.unwrap_err().to_string();
+        assert!(e.contains(status) && e.contains("locked"), "{e}");
+        let e = password_from_command(silent).await.unwrap_err().to_string();
         assert!(e.contains("printed nothing"), "{e}");
         let e = password_from_command("/no/such/program").await.unwrap_err();
         assert!(!e.is_in_the_line(), "{e}");

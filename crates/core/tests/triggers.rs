@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use mailcall_core::account::{Account, LinkSettings};
@@ -103,9 +102,20 @@ async fn connect_waits_for_the_link_and_disconnect_follows_the_session() {
     let hung = dir.path().join("hung-up");
     let history = History::new(dir.path().join("history.jsonl"));
     let svc = service(dir.path(), &history).await;
+    // The same dial-up commands in each platform's own tools.
+    #[cfg(unix)]
+    let (dial, hang_up) = (
+        format!("sh -c 'echo dialing; touch {}'", flag.display()),
+        format!("touch {}", hung.display()),
+    );
+    #[cfg(windows)]
+    let (dial, hang_up) = (
+        format!("cmd /c '(echo dialing)&(type nul > {})'", flag.display()),
+        format!("cmd /c 'type nul > {}'", hung.display()),
+    );
     let acct = account(LinkSettings {
-        connect_command: Some(format!("sh -c 'echo dialing; touch {}'", flag.display())),
-        disconnect_command: Some(format!("touch {}", hung.display())),
+        connect_command: Some(dial),
+        disconnect_command: Some(hang_up),
         link_timeout: Some(10),
     });
     let (tx, rx) = watch::channel(links(&[]));
@@ -163,8 +173,15 @@ async fn a_link_that_never_comes_up_is_an_error_and_nothing_is_asked() {
     let history = History::new(dir.path().join("history.jsonl"));
     let svc = service(dir.path(), &history).await;
     let acct = account(LinkSettings {
-        connect_command: Some("true".into()),
-        disconnect_command: Some("false".into()),
+        connect_command: Some(if cfg!(windows) { "cmd /c rem" } else { "true" }.into()),
+        disconnect_command: Some(
+            if cfg!(windows) {
+                "cmd /c exit 1"
+            } else {
+                "false"
+            }
+            .into(),
+        ),
         link_timeout: Some(1),
     });
     let (_tx, rx) = watch::channel(links(&[]));
@@ -257,14 +274,19 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
     assert!(e.is_not_running(), "{e}");
 
     let server = Server::bind(&path).unwrap();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    let dmode = std::fs::metadata(path.parent().unwrap())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(dmode, 0o700);
+    // Owner-only by mode bits on Unix (on Windows the file is in the user's own profile).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o700);
+    }
     assert!(matches!(Server::bind(&path), Err(ControlError::InUse(_))));
     let stop = CancellationToken::new();
     let controls = Controls::new(
@@ -388,9 +410,13 @@ async fn control_socket_is_owner_only_and_speaks_its_protocol() {
         matches!(end, Ok(Ok(None))),
         "the event stream ends when the instance stops: {end:?}"
     );
-    // A stale socket file (nobody behind it) is replaced on the next start.
-    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    drop(stale);
-    Server::bind(&path).unwrap();
+    // A stale socket file (nobody behind it) is replaced on the next start (the Windows
+    // channel's stale file: tcp_token's a_file_left_by_a_killed_server_is_replaced).
+    #[cfg(unix)]
+    {
+        let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(stale);
+        Server::bind(&path).unwrap();
+    }
     svc.stop().await;
 }

@@ -204,8 +204,9 @@ impl Account {
                 bad(
                     AccountField::OutgoingCaFile,
                     format!(
-                        "{} is not a full path: give it starting with /",
-                        p.display()
+                        "{} is not a full path: give it starting with {}",
+                        p.display(),
+                        crate::fsutil::FULL_PATH_START
                     ),
                 );
             } else if !p.is_file() {

@@ -415,27 +415,35 @@ mod tests {
 
     #[tokio::test]
     async fn smtp_has_one_reply_for_all_and_nobody_accepted_means_no_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lmtp.sock");
-        let unix = tokio::net::UnixListener::bind(&path).unwrap();
-        let server = tokio::spawn(async move {
-            let (sock, _) = unix.accept().await.unwrap();
-            scripted(
-                sock,
-                vec!["550 5.1.1 no", "250 ok", "250 ok"],
-                vec!["451 4.3.0 try later"],
-                false,
-            )
-            .await
-        });
+        async fn script<S>(sock: S) -> Vec<u8>
+        where
+            S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        {
+            let rcpt = vec!["550 5.1.1 no", "250 ok", "250 ok"];
+            scripted(sock, rcpt, vec!["451 4.3.0 try later"], false).await
+        }
+        // Over a unix socket where there are any (a LAN server's usual way), over TCP elsewhere.
+        #[cfg(unix)]
+        let (address, server, _dir) = {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("lmtp.sock");
+            let unix = tokio::net::UnixListener::bind(&path).unwrap();
+            let server = tokio::spawn(async move { script(unix.accept().await.unwrap().0).await });
+            (super::super::Address::Unix(path), server, dir)
+        };
+        #[cfg(not(unix))]
+        let (address, server) = {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = tcp.local_addr().unwrap().port();
+            let server = tokio::spawn(async move { script(tcp.accept().await.unwrap().0).await });
+            let host = "127.0.0.1".to_string();
+            (super::super::Address::Tcp { host, port }, server)
+        };
         let settings = super::super::ClientSettings::default();
-        let (mut conn, info) = super::super::open_server(
-            &lan(super::super::Address::Unix(path), Hello::Ehlo),
-            &settings,
-        )
-        .await
-        .map_err(|e| e.error)
-        .unwrap();
+        let (mut conn, info) = super::super::open_server(&lan(address, Hello::Ehlo), &settings)
+            .await
+            .map_err(|e| e.error)
+            .unwrap();
         // All refused at RCPT: RSET, no DATA, the connection stays usable.
         let one = vec!["x@lan.test".to_string()];
         let e = Envelope {

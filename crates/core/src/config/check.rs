@@ -30,8 +30,9 @@ impl Config {
                     problems.push(invalid(
                         key,
                         format!(
-                            "{} is not a full path: give it starting with /",
-                            d.display()
+                            "{} is not a full path: give it starting with {}",
+                            d.display(),
+                            crate::fsutil::FULL_PATH_START
                         ),
                     ));
                 }

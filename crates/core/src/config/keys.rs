@@ -629,7 +629,7 @@ mod tests {
             Kind::Number(range) => range.min.max(range.max.min(60)).to_string(),
             Kind::Flag => "false".into(),
             Kind::Address => "127.0.0.1:2525".into(),
-            Kind::Directory | Kind::File => "/srv/mailcall".into(),
+            Kind::Directory | Kind::File => crate::fsutil::abs("/srv/mailcall"),
             Kind::HostName => "mail.example.com".into(),
             Kind::List => "ppp0".into(),
             Kind::AccountName => "isp".into(),

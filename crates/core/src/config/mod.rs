@@ -577,7 +577,7 @@ mod tests {
         let path = dir.path().join("sub/config.toml");
         let mut c = Config::default();
         c.set(K::Listen, "127.0.0.1:2525").unwrap();
-        c.set(K::Maildir, "/tmp/md").unwrap();
+        c.set(K::Maildir, &crate::fsutil::abs("/tmp/md")).unwrap();
         c.set(K::IdleTimeout, "5").unwrap();
         c.set(K::MaxWait, "60").unwrap();
         c.set(K::ReplyTimeout, "20s").unwrap();
@@ -705,14 +705,15 @@ mod tests {
         let mut c = Config::default();
         c.add_route(entry("alice@example.com", "lmtp:127.0.0.1:24"))
             .unwrap();
-        c.add_route(entry("@example.com", "maildir:/srv/mail/example"))
+        use crate::fsutil::{abs, unabs};
+        c.add_route(entry("@example.com", &abs("maildir:/srv/mail/example")))
             .unwrap();
         // The same pattern again replaces the route (however it is spelled).
-        c.add_route(entry("Alice@Example.com", "lmtp:unix:/run/dovecot/lmtp"))
-            .unwrap();
+        let lmtp = abs("lmtp:unix:/run/dovecot/lmtp");
+        c.add_route(entry("Alice@Example.com", &lmtp)).unwrap();
         let mut smtp = entry("*", "smtp:mail.lan:25");
         smtp.security = Some(crate::account::Security::Starttls);
-        smtp.ca_file = Some("/etc/ssl/lan-ca.pem".into());
+        smtp.ca_file = Some(abs("/etc/ssl/lan-ca.pem").into());
         c.add_route(smtp).unwrap();
         c.set(K::UnknownRecipients, "reject").unwrap();
         c.set(K::RetryDelay, "30s").unwrap();
@@ -726,7 +727,7 @@ mod tests {
         let back = Config::load(&path).unwrap();
         assert_eq!(back, c);
         let table = back.route_table().unwrap();
-        let dest = |a: &str| table.lookup(a).unwrap().target.to_string();
+        let dest = |a: &str| unabs(&table.lookup(a).unwrap().target.to_string());
         assert_eq!(dest("alice@example.com"), "lmtp:unix:/run/dovecot/lmtp");
         assert_eq!(
             dest("x@other.test"),

@@ -152,13 +152,16 @@ pub mod tcp_token {
     }
 
     impl TokenListener {
-        /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path`; a live server there is
-        /// [`ControlError::InUse`].
+        /// Binds 127.0.0.1:0 and writes `PORT TOKEN` to `path` (its directory made, private,
+        /// when missing); a live server there is [`ControlError::InUse`].
         pub fn bind(path: &Path) -> Result<Self, ControlError> {
             let io = |source| ControlError::Io {
                 path: path.to_path_buf(),
                 source,
             };
+            if let Some(dir) = path.parent() {
+                crate::fsutil::create_private_dir(dir).map_err(io)?;
+            }
             if let Ok(text) = std::fs::read_to_string(path) {
                 if let Some(port) = text
                     .split_whitespace()
@@ -277,6 +280,33 @@ pub mod tcp_token {
             good.write_all(b"request\n").await.unwrap();
             let _forged = connect_with(&path, Some("0000")).await.unwrap();
             assert_eq!(server.await.unwrap(), [false, true, false]);
+        }
+
+        #[tokio::test]
+        async fn a_file_left_by_a_killed_server_is_replaced() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("control.sock");
+            // What a server ended by force leaves: its port (nobody listens there any more).
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let old_port = gone.local_addr().unwrap().port();
+            drop(gone);
+            std::fs::write(&path, format!("{old_port} {}\n", "ab".repeat(24))).unwrap();
+            let err = connect(&path).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+            let listener = TokenListener::bind(&path).unwrap();
+            let (_, token) = port_and_token(&path);
+            assert_ne!(
+                token,
+                "ab".repeat(24),
+                "the new server's token is in the file"
+            );
+            let server = tokio::spawn(async move {
+                let mut conn = listener.accept().await.unwrap().admit().await.unwrap();
+                first_line(&mut conn).await
+            });
+            let mut client = connect(&path).await.unwrap();
+            client.write_all(b"request\n").await.unwrap();
+            assert_eq!(server.await.unwrap(), "request\n");
         }
 
         #[tokio::test]

@@ -243,8 +243,13 @@ pub fn port_holder(port: u16) -> Option<String> {
 pub fn holder_words(holder: Option<&str>, port: u16) -> String {
     match holder {
         Some(who) => who.to_string(),
+        #[cfg(not(windows))]
         None => format!(
             "another program (often a local mail server such as Postfix or Exim; `sudo ss -ltnp 'sport = :{port}'` names it)"
+        ),
+        #[cfg(windows)]
+        None => format!(
+            "another program (often a local mail server; `netstat -ano | findstr :{port}` gives its process id, Task Manager's Details tab its name)"
         ),
     }
 }

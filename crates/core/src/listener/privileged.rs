@@ -22,9 +22,14 @@ pub(crate) struct Privileges {
 }
 
 impl Privileges {
-    /// This process's, from `/proc` (Linux); elsewhere none that this rule is about.
+    /// This process's, from `/proc` (Linux); elsewhere none that this rule is about (under
+    /// Wine a Windows program could read Linux's `/proc`, which is not about it: not read).
     pub(crate) fn of_this_process() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let status = if cfg!(target_os = "linux") {
+            std::fs::read_to_string("/proc/self/status").unwrap_or_default()
+        } else {
+            String::new()
+        };
         let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -39,7 +39,7 @@ pub enum RouteError {
     #[error("{0:?} is not a kind of destination: {DESTINATION_USAGE}")]
     UnknownKind(String),
     /// A path that must be absolute is not.
-    #[error("{path:?} is not a full path: give the {what} starting with /")]
+    #[error("{path:?} is not a full path: give the {what} starting with {start}", start = crate::fsutil::FULL_PATH_START)]
     NotAbsolute {
         /// The path given.
         path: String,
@@ -477,8 +477,10 @@ impl RouteTable {
 mod tests {
     use super::*;
 
+    use crate::fsutil::{abs, unabs};
+
     fn route(p: &str, d: &str) -> Route {
-        Route::parse(p, d, None, None).unwrap()
+        Route::parse(p, &abs(d), None, None).unwrap()
     }
 
     #[test]
@@ -522,8 +524,8 @@ mod tests {
             ("smtp:10.0.0.2", "smtp:10.0.0.2:25"),
         ] {
             assert_eq!(
-                text.parse::<Destination>().unwrap().to_string(),
-                shown,
+                abs(text).parse::<Destination>().unwrap().to_string(),
+                abs(shown),
                 "{text}"
             );
         }
@@ -537,9 +539,12 @@ mod tests {
             "pop3:host",
             "/home/a/Maildir",
         ] {
-            assert!(bad.parse::<Destination>().is_err(), "{bad}");
+            assert!(abs(bad).parse::<Destination>().is_err(), "{bad}");
         }
-        assert!(!"maildir:/m".parse::<Destination>().unwrap().is_server());
+        assert!(!abs("maildir:/m")
+            .parse::<Destination>()
+            .unwrap()
+            .is_server());
         assert!("lmtp:h".parse::<Destination>().unwrap().is_server());
     }
 
@@ -549,12 +554,16 @@ mod tests {
             "*",
             "smtp:lan:25",
             Some(Security::Starttls),
-            Some("/ca.pem".into()),
+            Some(abs("/ca.pem").into()),
         )
         .unwrap();
-        assert_eq!(r.to_string(), "* -> smtp:lan:25 (starttls, CA /ca.pem)");
+        assert_eq!(
+            unabs(&r.to_string()),
+            "* -> smtp:lan:25 (starttls, CA /ca.pem)"
+        );
         assert!(Route::parse("*", "lmtp:lan", Some(Security::Starttls), None).is_err());
-        assert!(Route::parse("*", "maildir:/m", None, Some("/ca.pem".into())).is_err());
+        let (m, ca) = (abs("maildir:/m"), abs("/ca.pem"));
+        assert!(Route::parse("*", &m, None, Some(ca.into())).is_err());
         assert!(Route::parse("*", "smtp:lan", None, Some("ca.pem".into())).is_err());
     }
 
@@ -566,7 +575,10 @@ mod tests {
             route("alice@example.com", "lmtp:127.0.0.1:24"),
             route("alice+private@example.com", "maildir:/private"),
         ]);
-        let dest = |a: &str| table.lookup(a).map(|r| r.target.destination.to_string());
+        let dest = |a: &str| {
+            let r = table.lookup(a);
+            r.map(|r| unabs(&r.target.destination.to_string()))
+        };
         assert_eq!(dest("alice@example.com").unwrap(), "lmtp:127.0.0.1:24");
         assert_eq!(dest("ALICE@Example.Com.").unwrap(), "lmtp:127.0.0.1:24");
         assert_eq!(

@@ -147,16 +147,16 @@ mod tests {
 
     #[tokio::test]
     async fn output_and_status_are_kept() {
-        let run = run_command(
-            "connect",
-            "sh -c 'echo up; echo warn >&2'",
-            Duration::from_secs(10),
-        )
-        .await;
+        // The same commands in each platform's own tools.
+        #[cfg(unix)]
+        let (both, fails) = ("sh -c 'echo up; echo warn >&2'", "sh -c 'exit 3'");
+        #[cfg(windows)]
+        let (both, fails) = ("cmd /c '(echo up)&(echo warn>&2)'", "cmd /c 'exit 3'");
+        let run = run_command("connect", both, Duration::from_secs(10)).await;
         assert!(run.success, "{:?}", run.error);
         let text: Vec<&str> = run.lines.iter().map(|l| l.line.as_str()).collect();
         assert!(text.contains(&"up") && text.contains(&"warn"), "{text:?}");
-        let run = run_command("connect", "sh -c 'exit 3'", Duration::from_secs(10)).await;
+        let run = run_command("connect", fails, Duration::from_secs(10)).await;
         assert!(!run.success);
         assert!(run.error.unwrap().contains("failed"));
         let run = run_command("connect", "/nonexistent/pon isp", Duration::from_secs(10)).await;
@@ -166,7 +166,13 @@ mod tests {
     #[tokio::test]
     async fn a_command_that_hangs_is_stopped() {
         let started = std::time::Instant::now();
-        let run = run_command("connect", "sleep 30", Duration::from_millis(200)).await;
+        // Windows has no sleep: ping waits a second between its echoes.
+        let hangs = if cfg!(windows) {
+            "ping -n 30 127.0.0.1"
+        } else {
+            "sleep 30"
+        };
+        let run = run_command("connect", hangs, Duration::from_millis(200)).await;
         assert!(!run.success);
         assert!(run.error.unwrap().contains("did not finish"));
         assert!(started.elapsed() < Duration::from_secs(10));

@@ -1,0 +1,189 @@
+//! The Windows build of `mailcall-cli` run under Wine, in the tests' own Wine prefix
+//! (`$MAILCALL_CACHE_DIR/wine`, made by tests/setup/wine.sh with the ProcessPrng stand-in that
+//! Wine 8.0 lacks), one test directory each: its config file, data directory (history, state,
+//! spool), control file and Maildir are there, named by their Windows paths (Wine's drive Z: is
+//! the Linux root). The Credential Manager is the prefix's, shared: each test names its own
+//! accounts.
+//!
+//! The binary: `$MAILCALL_WINDOWS_CLI`, else `x86_64-pc-windows-gnu/debug/mailcall-cli.exe` in
+//! the target dir that holds the test executable. What is missing is said, with the command that
+//! makes it (the tests never pass without running).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::cli::{CliOutput, DEFAULT_TIMEOUT};
+use crate::process::run_with_timeout;
+use crate::running::RunningCli;
+
+/// Wine's loader for 64-bit programs (Debian's wine64).
+pub const WINE_LOADER: &str = "/usr/lib/wine/wine64";
+
+/// The tests' Wine prefix: `$MAILCALL_CACHE_DIR/wine`, else `/var/cache/mailcall/wine`.
+pub fn prefix() -> PathBuf {
+    std::env::var_os("MAILCALL_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/mailcall"))
+        .join("wine")
+}
+
+/// The Windows CLI under test; panics saying how to build it when it is not there.
+pub fn windows_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("MAILCALL_WINDOWS_CLI") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // <target>/debug/deps/windows-HASH -> <target>
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let bin = target.join("x86_64-pc-windows-gnu/debug/mailcall-cli.exe");
+    assert!(
+        bin.is_file(),
+        "{} does not exist: run `cargo build --target x86_64-pc-windows-gnu -p mailcall-cli` \
+         first (same target dir), or set MAILCALL_WINDOWS_CLI to the .exe",
+        bin.display()
+    );
+    bin
+}
+
+/// A Linux path as the Windows program sees it: on drive Z:, with backslashes.
+pub fn win_path(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+/// A command that runs `program` (a Windows .exe, or a program Wine has, like `reg`) in the
+/// tests' prefix, quietly (no Wine debug output, no Mono or Gecko prompts).
+pub fn wine_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let prefix = prefix();
+    assert!(
+        prefix.join("drive_c/windows/system32/bcryptprimitives.dll").is_file(),
+        "the tests' Wine prefix {} (with the ProcessPrng stand-in) is missing: run `sh tests/setup/wine.sh` as root",
+        prefix.display()
+    );
+    assert!(
+        Path::new(WINE_LOADER).is_file(),
+        "{WINE_LOADER} is missing: apt-get install wine wine64 (or run tests/setup.sh)"
+    );
+    let mut cmd = Command::new(WINE_LOADER);
+    cmd.arg(program)
+        .env("WINEPREFIX", &prefix)
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+    cmd
+}
+
+/// The Windows CLI bound to one test's directory.
+pub struct WinCli {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+}
+
+impl WinCli {
+    /// A fresh directory with a config file (`hostname = client.test`, no submission listener,
+    /// `data-dir` inside the directory) and its own control file (`run\mailcall\control.sock`).
+    pub fn new(name: &str) -> Self {
+        let dir = crate::test_dir(&format!("win-{name}"));
+        let cli = WinCli {
+            dir,
+            exe: windows_cli(),
+        };
+        std::fs::create_dir_all(cli.root().join("run")).expect("creating run/");
+        cli.write_config("");
+        cli
+    }
+
+    /// The test's directory (Linux path).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config file (Linux path).
+    pub fn config_path(&self) -> PathBuf {
+        self.root().join("config.toml")
+    }
+
+    /// The data directory (Linux path): history, state, spool.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root().join("data")
+    }
+
+    /// The control file a daemon of this test writes (Linux path).
+    pub fn control_file(&self) -> PathBuf {
+        self.root().join("run/mailcall/control.sock")
+    }
+
+    /// Writes the base config plus `extra` TOML lines.
+    pub fn write_config(&self, extra: &str) {
+        let data = win_path(&self.data_dir()).replace('\\', "\\\\");
+        let text = format!(
+            "hostname = \"client.test\"\nsubmit-listen = \"off\"\ndata-dir = \"{data}\"\n{extra}"
+        );
+        std::fs::write(self.config_path(), text).expect("writing the config");
+    }
+
+    /// `mailcall-cli.exe --config CFG ARGS` under Wine, its environment this test's.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = wine_command(&self.exe);
+        cmd.arg("--config")
+            .arg(win_path(&self.config_path()))
+            .args(args)
+            // The control file's directory (read on every platform; on Windows the default is
+            // the profile's AppData, which all tests in the prefix share).
+            .env("XDG_RUNTIME_DIR", win_path(&self.root().join("run")))
+            .env_remove("MAILCALL_CONFIG");
+        cmd
+    }
+
+    /// Runs it to completion with `stdin` fed and closed.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
+        let mut cmd = self.command(args);
+        let shown = format!("mailcall-cli.exe {}", args.join(" "));
+        let done = run_with_timeout(&mut cmd, stdin.map(str::as_bytes), DEFAULT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot run {shown} under Wine: {e}"));
+        CliOutput {
+            command: shown,
+            status: done.status,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            elapsed: done.elapsed,
+        }
+    }
+
+    /// Runs it to completion.
+    pub fn run(&self, args: &[&str]) -> CliOutput {
+        self.run_with_stdin(args, None)
+    }
+
+    /// Starts it in the background (stopped by its PID when dropped).
+    pub fn spawn(&self, args: &[&str]) -> RunningCli {
+        RunningCli::start(
+            self.command(args),
+            format!("mailcall-cli.exe {}", args.join(" ")),
+        )
+    }
+
+    /// Starts `daemon ARGS` and waits until it logs that it runs.
+    pub fn daemon(&self, args: &[&str]) -> RunningCli {
+        let mut argv = vec!["daemon"];
+        argv.extend_from_slice(args);
+        let mut daemon = self.spawn(&argv);
+        let running = crate::poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
+            daemon
+                .output()
+                .contains("mailcall daemon running")
+                .then_some(())
+        });
+        assert!(
+            running.is_some() && daemon.exited().is_none(),
+            "the daemon did not start under Wine (exited: {:?})\n{}",
+            daemon.exited(),
+            daemon.output()
+        );
+        daemon
+    }
+}
