@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use mailcall_e2e::{
-    poll_until, Cli, CliOutput, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp, PostfixLan,
-    RunningCli,
+    poll_until, AccountArgs, Cli, CliOutput, IspOptions, KeyringEnv, Maildir, Message, PostfixIsp,
+    PostfixLan, RunningCli,
 };
 
 use crate::{fetch, listener_port, write_base_config};
@@ -23,26 +23,16 @@ pub(crate) fn set_account_with_smarthost(
     isp_port: u16,
     smarthost: &PostfixLan,
 ) -> CliOutput {
-    let isp_port = isp_port.to_string();
     let port = smarthost.port().to_string();
     let ca = smarthost
         .ca_file()
         .expect("the smarthost has TLS")
         .display()
         .to_string();
-    let out = cli.run_with_stdin(
-        &[
-            "account",
-            "set",
-            "isp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &isp_port,
-            "--security",
-            "none",
-            "--domain",
-            "office.test",
+    // The smarthost's own login: its password goes on stdin like the ISP's would.
+    let (argv, _) = AccountArgs::new("isp", isp_port)
+        .domains(&["office.test"])
+        .args(&[
             "--smarthost",
             "127.0.0.1",
             "--smarthost-port",
@@ -52,9 +42,10 @@ pub(crate) fn set_account_with_smarthost(
             "--smarthost-user",
             LOGIN.0,
             "--smarthost-password-stdin",
-        ],
-        Some(&format!("{}\n", LOGIN.1)),
-    );
+        ])
+        .argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = cli.run_with_stdin(&argv, Some(&format!("{}\n", LOGIN.1)));
     out.assert_success();
     out
 }

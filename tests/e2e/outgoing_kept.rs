@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use mailcall_e2e::exim::{base64_encode, EximIsp, EximOptions};
-use mailcall_e2e::{poll_until, Cli, KeyringEnv, PostfixLan};
+use mailcall_e2e::{poll_until, AccountArgs, Cli, KeyringEnv, PostfixLan};
 
 use crate::outgoing::{set_account_with_smarthost, LOGIN};
 
@@ -44,27 +44,18 @@ fn a_provider_that_limits_messages_per_connection_gets_each_message_once() {
     // Plain SMTP without a login to Exim's injection port (no AUTH, no TLS there); the
     // account's incoming side points at a port nobody serves: only `send` runs.
     let exim_port = exim.inject_port().to_string();
-    let isp_port = mailcall_e2e::free_port().to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &isp_port,
-        "--security",
-        "none",
-        "--domain",
-        "office.test",
-        "--smarthost",
-        "127.0.0.1",
-        "--smarthost-port",
-        &exim_port,
-        "--smarthost-security",
-        "none",
-    ])
-    .assert_success();
+    cli.set_account(
+        &AccountArgs::new("isp", mailcall_e2e::free_port())
+            .domains(&["office.test"])
+            .args(&[
+                "--smarthost",
+                "127.0.0.1",
+                "--smarthost-port",
+                &exim_port,
+                "--smarthost-security",
+                "none",
+            ]),
+    );
     // The runner sends through at most four connections per server: with twelve messages,
     // at least eight go on a connection that already carried one.
     const N: usize = 12;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use mailcall_e2e::{poll_until, Cli, KeyringEnv, OAuth2Auth, PostfixLan};
+use mailcall_e2e::{poll_until, AccountArgs, Cli, KeyringEnv, OAuth2Auth, PostfixLan};
 
 const TOKEN: &str = "ya29.e2e-access-token-7f3a";
 
@@ -27,31 +27,25 @@ fn xoauth2_with_the_token_a_password_command_prints_reaches_a_real_postfix() {
     let port = smarthost.port().to_string();
     let ca = smarthost.ca_file().unwrap().display().to_string();
     // The incoming side points at a port nobody serves: only `send` runs here.
-    let isp_port = mailcall_e2e::free_port().to_string();
-    cli.run(&[
-        "account",
-        "set",
-        "isp",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &isp_port,
-        "--user",
-        "office",
-        "--password-command",
-        &command,
-        "--domain",
-        "office.test",
-        "--smarthost",
-        "127.0.0.1",
-        "--smarthost-port",
-        &port,
-        "--smarthost-ca-file",
-        &ca,
-        "--smarthost-auth",
-        "xoauth2",
-    ])
-    .assert_success();
+    cli.set_account(
+        &AccountArgs::new("isp", mailcall_e2e::free_port())
+            .security("starttls")
+            .domains(&["office.test"])
+            .args(&[
+                "--user",
+                "office",
+                "--password-command",
+                &command,
+                "--smarthost",
+                "127.0.0.1",
+                "--smarthost-port",
+                &port,
+                "--smarthost-ca-file",
+                &ca,
+                "--smarthost-auth",
+                "xoauth2",
+            ]),
+    );
     let text = "From: me@office.test\nTo: alice@example.org\nSubject: by token\nMessage-ID: <oauth-1@office.test>\n\nbody\n";
     let queued = cli.run_with_stdin(&["sendmail", "-t", "-i"], Some(text));
     assert_eq!(queued.code(), Some(0), "{queued}");
