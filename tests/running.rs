@@ -80,20 +80,24 @@ impl RunningCli {
     pub fn daemon(env: &KeyringEnv, cli: &Cli, args: &[&str]) -> Self {
         let mut argv = vec!["daemon"];
         argv.extend_from_slice(args);
-        let mut daemon = Self::spawn(env, cli, &argv, &[]);
-        let running = crate::poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
-            daemon
-                .output()
+        Self::spawn(env, cli, &argv, &[]).until_daemon_runs(Duration::from_secs(30), "")
+    }
+
+    /// Waits (up to `limit`) until this daemon logs that it runs, else panics saying so
+    /// (`under`: where it ran, e.g. " under Wine").
+    pub fn until_daemon_runs(mut self, limit: Duration, under: &str) -> Self {
+        let running = crate::poll_until(limit, Duration::from_millis(20), || {
+            self.output()
                 .contains("mailcall daemon running")
                 .then_some(())
         });
         assert!(
-            running.is_some() && daemon.exited().is_none(),
-            "the daemon did not start (exited: {:?})\n{}",
-            daemon.exited(),
-            daemon.output()
+            running.is_some() && self.exited().is_none(),
+            "the daemon did not start{under} (exited: {:?})\n{}",
+            self.exited(),
+            self.output()
         );
-        daemon
+        self
     }
 
     /// Starts `fetch --listen 127.0.0.1:PORT --maildir DIR --idle-timeout IDLE --max-wait 600`

@@ -171,19 +171,7 @@ impl WinCli {
     pub fn daemon(&self, args: &[&str]) -> RunningCli {
         let mut argv = vec!["daemon"];
         argv.extend_from_slice(args);
-        let mut daemon = self.spawn(&argv);
-        let running = crate::poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
-            daemon
-                .output()
-                .contains("mailcall daemon running")
-                .then_some(())
-        });
-        assert!(
-            running.is_some() && daemon.exited().is_none(),
-            "the daemon did not start under Wine (exited: {:?})\n{}",
-            daemon.exited(),
-            daemon.output()
-        );
-        daemon
+        self.spawn(&argv)
+            .until_daemon_runs(Duration::from_secs(60), " under Wine")
     }
 }
