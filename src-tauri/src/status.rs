@@ -465,14 +465,32 @@ impl TrayStatus {
         self.last = Some(LastFetch {
             at: record.finished_at,
             ok,
-            messages: record.messages.len(),
+            messages: record.message_count(),
             problem: problem.clone(),
             partial: record.is_partial(),
         });
         // New is what the last fetch brought (and mail delivered outside a fetch since): a fetch
         // that brought nothing is not "3 messages new" any more.
-        self.unseen = record.messages.len();
-        let mut notices = mail_notices(&record.messages);
+        self.unseen = record.message_count();
+        let mut notices = if record.unlisted_messages == 0 {
+            mail_notices(&record.messages)
+        } else {
+            // A large drain lists only its first messages: say the counts of its domain lines.
+            record
+                .domains
+                .iter()
+                .filter(|d| d.messages > 0)
+                .map(|d| Notice {
+                    summary: "New mail".into(),
+                    body: format!(
+                        "{} for {}",
+                        plural(d.messages as usize, "new message"),
+                        d.domain
+                    ),
+                    is_error: false,
+                })
+                .collect()
+        };
         if ok {
             self.error = None;
             self.notified_errors.clear();
@@ -900,6 +918,26 @@ mod tests {
         let few = mail_notices(&msgs[..3]);
         assert_eq!(few.len(), 3);
         assert_eq!(few[2].body, "a@x.test — m2");
+    }
+
+    #[test]
+    fn a_drain_larger_than_its_list_is_counted_whole() {
+        let mut s = TrayStatus::default();
+        s.apply(&started());
+        let Event::SessionFinished(mut r) = record(
+            vec![message("a@x.test", "first", "u@example.com")],
+            DomainOutcome::Started { expected: None },
+            &[],
+        ) else {
+            unreachable!()
+        };
+        // One message listed, 2 500 more only counted (as a fetch records a large drain).
+        r.unlisted_messages = 2500;
+        r.domains[0].messages = 2501;
+        let notices = s.apply(&Event::SessionFinished(r));
+        let bodies: Vec<&str> = notices.iter().map(|n| n.body.as_str()).collect();
+        assert_eq!(bodies, ["2501 new messages for example.com"]);
+        assert!(s.tooltip().contains("2501 messages new"), "{}", s.tooltip());
     }
 
     #[test]

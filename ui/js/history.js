@@ -53,6 +53,10 @@ function session(r) {
       ...r.messages.map((m) => h("tr", {}, h("td", {}, m.from || m.sender || "<>"),
         h("td", {}, m.subject || "(no subject)"), h("td", {}, kib(m.size)), h("td", { class: "reply" }, went(m))))));
   }
+  // A large drain lists its first messages; the rest are in the counts above.
+  if (r.unlisted_messages) {
+    parts.push(h("p", { class: "unlisted" }, `… and ${r.unlisted_messages} more, counted above but not listed one by one.`));
+  }
   for (const p of r.problems) parts.push(h("p", { class: "error" }, p));
   for (const [account, lines] of r.transcripts) {
     const text = lines.map((l) => `${({ sent: "C:", received: "S:", note: "* " })[l.dir]} ${l.line}`).join("\n");

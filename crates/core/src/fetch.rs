@@ -34,6 +34,10 @@ const ASK_AGAIN_LIMIT: u32 = 1;
 /// How long after the ISP delivered and closed its last connection a fetch still waits for a
 /// new one before it ends (shorter than the idle timeout, which stays the upper bound).
 pub const FINISHED_GRACE: Duration = Duration::from_secs(5);
+/// How many of a fetch's stored messages its record lists one by one (sender, recipients,
+/// headers, file): the first this many. Every count covers them all, so a drain of 20 000 keeps
+/// no more in memory, nor in its history line, than one of 500.
+pub const LISTED_MESSAGES: usize = 500;
 
 /// Where a fetch's deliveries arrive.
 pub struct Receiving<'a> {
@@ -129,7 +133,7 @@ pub async fn run(
     let mut results: Vec<AccountResult> = Vec::new();
     // Transcripts of ETRN sessions a later one (asking again) replaced in `results`.
     let mut earlier_transcripts = Vec::new();
-    let mut messages: Vec<MessageInfo> = Vec::new();
+    let mut arrivals = Arrivals::new(&accounts);
     let mut active = Connections::default();
     let mut last_activity = Instant::now();
     let mut asked_all = tasks.is_empty();
@@ -138,8 +142,6 @@ pub async fn run(
     // Recipients the asked ISP offered in domains no account takes (put off), by domain.
     let mut unclaimed = UnclaimedCounts::default();
     let mut asked_again = 0u32;
-    // Where the messages of the latest ETRN begin: what counts against its `253 n`.
-    let mut round_start = 0usize;
 
     let ended_because = loop {
         let mut ending = None;
@@ -147,9 +149,7 @@ pub async fn run(
             ending = match expectation(&results) {
                 Expectation::Nothing if turned(&results) => Some(EndReason::DeliveriesEnded),
                 Expectation::Nothing => Some(EndReason::NothingToWaitFor),
-                Expectation::Count(n)
-                    if etrn_arrivals(&messages[round_start..], &accounts) >= n =>
-                {
+                Expectation::Count(n) if arrivals.round_etrn >= n => {
                     Some(EndReason::ExpectedArrived)
                 }
                 _ => None,
@@ -159,9 +159,8 @@ pub async fn run(
         // The ISP plainly finished: the ISP asked delivered since it was last asked (a stranger's
         // message is no sign of it) and every delivering connection closed. A short grace for a
         // straggler, then the fetch ends; the idle timeout stays the upper bound.
-        let finished = idle_armed
-            && FINISHED_GRACE < options.idle_timeout
-            && delivered_by_asked(&messages[round_start..], &asked);
+        let finished =
+            idle_armed && FINISHED_GRACE < options.idle_timeout && arrivals.round_from_asked;
         let (idle_at, idle_reason) = if finished {
             (last_activity + FINISHED_GRACE, EndReason::IspFinished)
         } else {
@@ -192,7 +191,7 @@ pub async fn run(
                     Some(ev) => {
                         // Strangers coming and going are no sign of the delivery asked for:
                         // they must not keep the session from ending.
-                        if on_listener_event(ev, &mut active, &mut messages, (&mut refused, &mut unclaimed, &asked), events) {
+                        if on_listener_event(ev, &mut active, &mut arrivals, (&mut refused, &mut unclaimed, &asked), events) {
                             last_activity = Instant::now();
                         }
                         None
@@ -228,7 +227,7 @@ pub async fn run(
                 }
                 refused.asked_again();
                 asked_again += 1;
-                round_start = messages.len();
+                arrivals.asked_again();
                 asked_all = false;
                 last_activity = Instant::now();
                 continue;
@@ -269,7 +268,7 @@ pub async fn run(
         on_listener_event(
             ev,
             &mut active,
-            &mut messages,
+            &mut arrivals,
             (&mut refused, &mut unclaimed, &asked),
             events,
         );
@@ -296,7 +295,6 @@ pub async fn run(
         events.emit(Event::Error(problem.clone()));
         errors.push(problem);
     }
-    let queue_sources = queue_sources(&accounts, &messages, &asked);
     // Turned away since the ISP was last asked: that mail stays there until the next fetch.
     let still_refused = refused.accounts(&asked);
     if refused.since_asked > 0 {
@@ -323,11 +321,10 @@ pub async fn run(
         started_at,
         &accounts,
         results,
-        messages,
+        arrivals,
         errors,
         ended_because,
     );
-    count_queue_lines(&mut record, &queue_sources);
     record.unclaimed = unclaimed;
     record.transcripts = transcripts;
     record.attempt = attempt;
@@ -398,7 +395,7 @@ impl Connections {
 fn on_listener_event(
     ev: ListenerEvent,
     active: &mut Connections,
-    messages: &mut Vec<MessageInfo>,
+    arrivals: &mut Arrivals<'_>,
     (refused, unclaimed, asked): (&mut Refusals, &mut UnclaimedCounts, &AskScope),
     events: &EventSink,
 ) -> bool {
@@ -422,7 +419,7 @@ fn on_listener_event(
                 active.delivering.insert(ip.to_canonical());
             }
             events.emit(Event::MessageStored(info.clone()));
-            messages.push(*info);
+            arrivals.add(*info, asked);
             true
         }
         ListenerEvent::Refused {
@@ -450,15 +447,6 @@ fn on_listener_event(
     }
 }
 
-/// Whether any of `messages` came from an address the fetch asked (the ISP's own delivery).
-fn delivered_by_asked(messages: &[MessageInfo], asked: &AskScope) -> bool {
-    messages.iter().any(|m| {
-        m.peer
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| asked.has_asked(ip.to_canonical()))
-    })
-}
-
 /// What the asked ISP offered for domains no account takes: per domain, the recipients put off
 /// and the ISP addresses that offered them.
 #[derive(Debug, Default)]
@@ -466,60 +454,87 @@ struct UnclaimedCounts {
     domains: BTreeMap<String, (u32, Vec<IpAddr>)>,
 }
 
-/// For each ETRN `#name` line (account, argument): the messages it brought — those its
-/// account's ISP delivered (from an address this fetch asked for that account) that no other
-/// line of the account's counts. A queue name need not be a domain, so the recipients alone
-/// cannot say.
-fn queue_sources(
-    accounts: &[Account],
-    messages: &[MessageInfo],
-    asked: &AskScope,
-) -> Vec<((String, String), u32)> {
-    let mut lines = Vec::new();
-    for account in accounts.iter().filter(|a| a.mode == FetchMode::Etrn) {
-        let Some(queue) = account.domains.iter().find(|d| d.form == EtrnForm::Queue) else {
-            continue;
-        };
-        let count = messages
-            .iter()
-            .filter(|m| {
-                let from_its_isp = m
-                    .peer
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| asked.accounts_at(ip).contains(&account.name));
-                let recipient_domains = || {
-                    m.recipients
-                        .iter()
-                        .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d))
-                };
-                let by_queue_name = recipient_domains().any(|d| queue.accepts(d));
-                let by_other_line = recipient_domains().any(|d| {
-                    account
-                        .domains
-                        .iter()
-                        .any(|s| s.form != EtrnForm::Queue && s.accepts(d))
-                });
-                by_queue_name || (from_its_isp && !by_other_line)
-            })
-            .count();
-        lines.push((
-            (account.name.clone(), queue.argument(FetchMode::Etrn)),
-            u32::try_from(count).unwrap_or(u32::MAX),
-        ));
-    }
-    lines
+/// What a fetch keeps of the messages it stored: every count its session and its record need,
+/// taken as each message arrives, and the details of the first [`LISTED_MESSAGES`] only.
+struct Arrivals<'a> {
+    accounts: &'a [Account],
+    listed: Vec<MessageInfo>,
+    unlisted: u32,
+    /// Per configured domain line (the accounts in order, each one's lines in order): the
+    /// messages it brought (see [`Arrivals::add`]).
+    lines: Vec<u32>,
+    /// Since the ISP was last asked: the messages for the ETRN accounts' domains (what counts
+    /// against its `253 n`) …
+    round_etrn: u64,
+    /// … and whether one came from an address the fetch asked (the ISP's own delivery; a
+    /// stranger's message is no sign of it).
+    round_from_asked: bool,
 }
 
-/// Puts each `#name` line's count (see [`queue_sources`]) on its own line of the record.
-fn count_queue_lines(record: &mut SessionRecord, counts: &[((String, String), u32)]) {
-    for ((account, argument), n) in counts {
-        if let Some(line) = record
-            .domains
-            .iter_mut()
-            .find(|d| &d.account == account && &d.domain == argument)
-        {
-            line.messages = *n;
+impl<'a> Arrivals<'a> {
+    fn new(accounts: &'a [Account]) -> Self {
+        Arrivals {
+            accounts,
+            listed: Vec::new(),
+            unlisted: 0,
+            lines: vec![0; accounts.iter().map(|a| a.domains.len()).sum()],
+            round_etrn: 0,
+            round_from_asked: false,
         }
+    }
+
+    /// Counts a stored message in. A domain line counts it when a recipient's domain is its
+    /// own. An ETRN account's `#name` line counts what it brought: a queue name need not be a
+    /// domain, so the recipients alone cannot say — a message counts there when a recipient's
+    /// domain is the name, or when the account's ISP delivered it (from an address this fetch
+    /// asked for that account) and no other line of the account takes it.
+    fn add(&mut self, info: MessageInfo, asked: &AskScope) {
+        let from = info.peer.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        if from.is_some_and(|ip| asked.has_asked(ip)) {
+            self.round_from_asked = true;
+        }
+        let domains = || {
+            info.recipients
+                .iter()
+                .filter_map(|r| r.rsplit_once('@').map(|(_, d)| d))
+        };
+        let etrn = |a: &&Account| a.mode == FetchMode::Etrn;
+        if domains().any(|d| self.accounts.iter().filter(etrn).any(|a| a.accepts(d))) {
+            self.round_etrn += 1;
+        }
+        let mut lines = self.lines.iter_mut();
+        for account in self.accounts {
+            let queue_line = account
+                .domains
+                .iter()
+                .position(|d| d.form == EtrnForm::Queue)
+                .filter(|_| account.mode == FetchMode::Etrn);
+            for (i, spec) in account.domains.iter().enumerate() {
+                let brought = domains().any(|d| spec.accepts(d))
+                    || (queue_line == Some(i)
+                        && from.is_some_and(|ip| asked.accounts_at(ip).contains(&account.name))
+                        && !domains().any(|d| {
+                            account
+                                .domains
+                                .iter()
+                                .any(|s| s.form != EtrnForm::Queue && s.accepts(d))
+                        }));
+                if let Some(n) = lines.next() {
+                    *n += u32::from(brought);
+                }
+            }
+        }
+        if self.listed.len() < LISTED_MESSAGES {
+            self.listed.push(info);
+        } else {
+            self.unlisted = self.unlisted.saturating_add(1);
+        }
+    }
+
+    /// The ISP was asked again: what counts against its new reply starts from nothing.
+    fn asked_again(&mut self) {
+        self.round_etrn = 0;
+        self.round_from_asked = false;
     }
 }
 
@@ -652,23 +667,6 @@ fn turned(results: &[AccountResult]) -> bool {
         .any(|d| d.mode == FetchMode::Odmr && matches!(d.outcome, DomainOutcome::Started { .. }))
 }
 
-/// How many of `messages` are for the ETRN accounts' domains: what counts against `253 n`.
-fn etrn_arrivals(messages: &[MessageInfo], accounts: &[Account]) -> u64 {
-    let etrn: Vec<&Account> = accounts
-        .iter()
-        .filter(|a| a.mode == FetchMode::Etrn)
-        .collect();
-    messages
-        .iter()
-        .filter(|m| {
-            m.recipients.iter().any(|r| {
-                r.rsplit_once('@')
-                    .is_some_and(|(_, d)| etrn.iter().any(|a| a.accepts(d)))
-            })
-        })
-        .count() as u64
-}
-
 #[allow(clippy::too_many_arguments)] // plain data in, one record out
 fn finish(
     id: String,
@@ -676,7 +674,7 @@ fn finish(
     started_at: chrono::DateTime<Utc>,
     accounts: &[Account],
     results: Vec<AccountResult>,
-    messages: Vec<MessageInfo>,
+    arrivals: Arrivals<'_>,
     errors: Vec<Problem>,
     ended_because: EndReason,
 ) -> SessionRecord {
@@ -695,6 +693,7 @@ fn finish(
         .collect();
     // Report every configured domain, in account order, even when its session never ran.
     let mut domains = Vec::new();
+    let mut counts = arrivals.lines.iter();
     for account in accounts {
         let result = results.iter().find(|r| r.account == account.name);
         for spec in &account.domains {
@@ -711,15 +710,7 @@ fn finish(
                     attempts: 0,
                     messages: 0,
                 });
-            report.messages = messages
-                .iter()
-                .filter(|m| {
-                    m.recipients.iter().any(|r| {
-                        r.rsplit_once('@')
-                            .is_some_and(|(_, domain)| spec.accepts(domain))
-                    })
-                })
-                .count() as u32;
+            report.messages = counts.next().copied().unwrap_or_default();
             domains.push(report);
         }
     }
@@ -730,7 +721,8 @@ fn finish(
         started_at,
         finished_at: Utc::now(),
         domains,
-        messages,
+        messages: arrivals.listed,
+        unlisted_messages: arrivals.unlisted,
         errors,
         transcripts: Vec::new(),
         ended_because,
@@ -801,29 +793,20 @@ mod tests {
             // Another ISP's.
             message("192.0.2.99", &["d@other.test"]),
         ];
-        let counts = queue_sources(&accounts, &messages, &asked);
-        assert_eq!(
-            counts,
-            [(("isp".to_string(), "#customer42".to_string()), 2)]
-        );
-        let options = FetchOptions {
-            trigger: crate::history::Trigger::Cli,
-            idle_timeout: Duration::from_secs(1),
-            max_wait: Duration::from_secs(1),
-            client: ClientSettings::default(),
-            history: None,
-        };
-        let mut record = finish(
+        let mut arrivals = Arrivals::new(&accounts);
+        for m in messages {
+            arrivals.add(m, &asked);
+        }
+        let record = finish(
             "id".into(),
-            &options,
+            &options(),
             Utc::now(),
             &accounts,
             Vec::new(),
-            messages,
+            arrivals,
             Vec::new(),
             EndReason::Idle,
         );
-        count_queue_lines(&mut record, &counts);
         let lines: Vec<(&str, u32)> = record
             .domains
             .iter()
@@ -833,6 +816,69 @@ mod tests {
             lines,
             [("#customer42", 2), ("plain.test", 1), ("other.test", 1)]
         );
+    }
+
+    fn options() -> FetchOptions {
+        FetchOptions {
+            trigger: crate::history::Trigger::Cli,
+            idle_timeout: Duration::from_secs(1),
+            max_wait: Duration::from_secs(1),
+            client: ClientSettings::default(),
+            history: None,
+        }
+    }
+
+    #[test]
+    fn a_large_drain_is_counted_whole_and_listed_up_to_the_limit() {
+        let accounts = vec![account("isp", &["a.test", "b.test"])];
+        let asked = AskedPeers::default().scope();
+        asked.ask("isp", "192.0.2.25".parse().unwrap());
+        let mut arrivals = Arrivals::new(&accounts);
+        let total = LISTED_MESSAGES + 7;
+        for i in 0..total {
+            let to = if i % 2 == 0 { "u@a.test" } else { "u@b.test" };
+            arrivals.add(message("192.0.2.25", &[to]), &asked);
+        }
+        assert_eq!(arrivals.round_etrn, total as u64);
+        assert!(arrivals.round_from_asked);
+        arrivals.asked_again();
+        assert_eq!((arrivals.round_etrn, arrivals.round_from_asked), (0, false));
+        // A stranger's message is counted but is no sign that the ISP asked delivered.
+        arrivals.add(message("198.51.100.7", &["u@a.test"]), &asked);
+        assert_eq!((arrivals.round_etrn, arrivals.round_from_asked), (1, false));
+
+        let record = finish(
+            "id".into(),
+            &options(),
+            Utc::now(),
+            &accounts,
+            Vec::new(),
+            arrivals,
+            Vec::new(),
+            EndReason::Idle,
+        );
+        assert_eq!(record.messages.len(), LISTED_MESSAGES);
+        assert_eq!(
+            record.unlisted_messages as usize,
+            total + 1 - LISTED_MESSAGES
+        );
+        assert_eq!(record.message_count(), total + 1);
+        let per_line: Vec<u32> = record.domains.iter().map(|d| d.messages).collect();
+        assert_eq!(
+            per_line,
+            [(total.div_ceil(2) + 1) as u32, (total / 2) as u32]
+        );
+        let summary = record.summary();
+        assert!(summary
+            .headline
+            .starts_with(&format!("{} message(s)", total + 1)));
+        assert_eq!(summary.messages.len(), LISTED_MESSAGES + 1);
+        assert!(summary.messages[LISTED_MESSAGES]
+            .contains(&format!("and {} more", total + 1 - LISTED_MESSAGES)));
+        // The history keeps the count; an older record without it reads as none unlisted.
+        let back: SessionRecord =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(back.message_count(), total + 1);
     }
 
     #[test]

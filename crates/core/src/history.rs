@@ -244,8 +244,13 @@ pub struct SessionRecord {
     pub finished_at: DateTime<Utc>,
     /// Per-domain results, in the order asked.
     pub domains: Vec<DomainReport>,
-    /// Messages stored, in arrival order.
+    /// Messages stored, in arrival order: the first [`crate::fetch::LISTED_MESSAGES`] of a
+    /// fetch; [`SessionRecord::unlisted_messages`] counts the rest.
     pub messages: Vec<MessageInfo>,
+    /// Messages stored beyond those listed in `messages` (a large drain): counted, not
+    /// described, so the record's size does not grow with the drain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted_messages: u32,
     /// What went wrong, each saying what happened and what to do.
     pub errors: Vec<Problem>,
     /// Per-account transcripts (or command output), AUTH redacted.
@@ -302,6 +307,8 @@ struct StoredRecord {
     #[serde(default)]
     messages: Vec<MessageInfo>,
     #[serde(default)]
+    unlisted_messages: u32,
+    #[serde(default)]
     errors: Vec<Problem>,
     #[serde(default)]
     transcripts: Vec<(String, Vec<TranscriptLine>)>,
@@ -338,6 +345,7 @@ impl From<StoredRecord> for SessionRecord {
             finished_at: r.finished_at,
             domains: r.domains,
             messages: r.messages,
+            unlisted_messages: r.unlisted_messages,
             errors: r.errors,
             transcripts: r.transcripts,
             ended_because: r.ended_because,
@@ -373,6 +381,7 @@ impl SessionRecord {
             finished_at: now,
             domains: Vec::new(),
             messages: Vec::new(),
+            unlisted_messages: 0,
             errors: Vec::new(),
             transcripts: Vec::new(),
             ended_because,
@@ -383,6 +392,11 @@ impl SessionRecord {
             asked_again: 0,
             unclaimed: Vec::new(),
         }
+    }
+
+    /// How many messages the session stored: those listed and those only counted.
+    pub fn message_count(&self) -> usize {
+        self.messages.len() + self.unlisted_messages as usize
     }
 
     /// The record for people: a headline, then a line per message and per domain, and the
@@ -417,7 +431,7 @@ impl SessionRecord {
                 };
                 format!(
                     "{} message(s) in {secs:.1} s{attempt}; ended: {}{turned}{unclaimed}",
-                    self.messages.len(),
+                    self.message_count(),
                     self.ended_because
                 )
             }
@@ -450,6 +464,13 @@ impl SessionRecord {
                 .iter()
                 .map(ToString::to_string)
                 .chain(self.handovers.iter().map(ToString::to_string))
+                .chain((self.unlisted_messages > 0).then(|| {
+                    format!(
+                        "… and {} more, counted above but not listed one by one (a record lists the first {})",
+                        self.unlisted_messages,
+                        self.messages.len()
+                    )
+                }))
                 .collect(),
             domains: self
                 .domains
