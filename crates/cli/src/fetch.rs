@@ -65,8 +65,6 @@ pub fn run(explicit: Option<&Path>, args: FetchArgs) -> Outcome {
         }
     }
     let (path, mut config) = settings::load(explicit)?;
-    // The keyring's session opens while the rest starts (an ip-up script waits for this fetch).
-    keystore::open_early(&config);
     // One run's overrides go through the same rules as `config set`.
     let overrides = [
         (ConfigKey::Listen, args.listen.map(|a| a.to_string())),

@@ -242,21 +242,6 @@ pub fn for_config(config: &Config, config_path: &Path) -> Arc<dyn AccountStore> 
     }
 }
 
-/// Opens the OS keyring's session (on Linux the D-Bus connection and the Secret Service's key
-/// exchange, most of a first read's cost) on a thread of its own when `config` keeps accounts
-/// there, so a command that reads its accounts soon after (`fetch` from an ip-up script) does
-/// the rest of its start-up meanwhile. The first read waits for it; an error shows there.
-pub fn open_early(config: &Config) {
-    if config.account_store == AccountStoreKind::Keyring {
-        let opened = std::thread::Builder::new()
-            .name("keyring-open".into())
-            .spawn(|| keyring::Entry::store_status().is_ok());
-        if let Err(e) = opened {
-            tracing::debug!("the keyring opens on first use: no thread for it ({e})");
-        }
-    }
-}
-
 /// The keyring entry (service `mailcall`) holding the submission login's password; no account
 /// name can be this (account names have no `@`).
 pub const SUBMIT_PASSWORD_ENTRY: &str = "@submit-password";
