@@ -797,16 +797,7 @@ mod tests {
         for m in messages {
             arrivals.add(m, &asked);
         }
-        let record = finish(
-            "id".into(),
-            &options(),
-            Utc::now(),
-            &accounts,
-            Vec::new(),
-            arrivals,
-            Vec::new(),
-            EndReason::Idle,
-        );
+        let record = record_of(&accounts, arrivals);
         let lines: Vec<(&str, u32)> = record
             .domains
             .iter()
@@ -818,14 +809,25 @@ mod tests {
         );
     }
 
-    fn options() -> FetchOptions {
-        FetchOptions {
+    /// The record a fetch of `accounts` would keep of `arrivals` (no ETRN results, no errors).
+    fn record_of(accounts: &[Account], arrivals: Arrivals<'_>) -> SessionRecord {
+        let options = FetchOptions {
             trigger: crate::history::Trigger::Cli,
             idle_timeout: Duration::from_secs(1),
             max_wait: Duration::from_secs(1),
             client: ClientSettings::default(),
             history: None,
-        }
+        };
+        finish(
+            "id".into(),
+            &options,
+            Utc::now(),
+            accounts,
+            Vec::new(),
+            arrivals,
+            Vec::new(),
+            EndReason::Idle,
+        )
     }
 
     #[test]
@@ -847,16 +849,7 @@ mod tests {
         arrivals.add(message("198.51.100.7", &["u@a.test"]), &asked);
         assert_eq!((arrivals.round_etrn, arrivals.round_from_asked), (1, false));
 
-        let record = finish(
-            "id".into(),
-            &options(),
-            Utc::now(),
-            &accounts,
-            Vec::new(),
-            arrivals,
-            Vec::new(),
-            EndReason::Idle,
-        );
+        let record = record_of(&accounts, arrivals);
         assert_eq!(record.messages.len(), LISTED_MESSAGES);
         assert_eq!(
             record.unlisted_messages as usize,
