@@ -411,6 +411,16 @@ virtual_mailbox_limit = 0"
         [ "$(files_in "$WORK/r1-mailcall-$r/new")" = "$n" ] || die "Mailcall stored $(files_in "$WORK/r1-mailcall-$r/new") of $n"
         stop_pid "$MPID"
         m=$(calc "$n / ($t1 - $t0)")
+        # The physical floor (issue 23 item 1): the same n messages of SIZE bytes, the durable
+        # work alone (tmp/ write, fsync, rename into new/, group-committed fsync of new/) by
+        # SESSIONS writer threads, on the same file system, right after Mailcall's run: this
+        # disk's speed drifts by several times within minutes, and 1c compares the two.
+        f=$("$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE") || die "mailcall-bench-floor failed"
+        [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
+        fd=${f##*msg/s, }
+        f=${f%% msg/s*}
+        f=${f##* }
+        rm -rf "$WORK/r1-floor-$r"
 
         t0=$EPOCHREALTIME
         smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$pport" || die "smtp-source into Postfix failed"
@@ -430,15 +440,6 @@ virtual_mailbox_limit = 0"
         t1=$EPOCHREALTIME
         stop_pid "$spid"
         s=$(calc "$n / ($t1 - $t0)")
-        # The physical floor (issue 23 item 1): the same n messages of SIZE bytes, the durable
-        # work alone (tmp/ write, fsync, rename into new/, group-committed fsync of new/) by
-        # SESSIONS writer threads, on the same file system.
-        f=$("$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE") || die "mailcall-bench-floor failed"
-        [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
-        fd=${f##*msg/s, }
-        f=${f%% msg/s*}
-        f=${f##* }
-        rm -rf "$WORK/r1-floor-$r"
         log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s, floor $f msg/s ($fd)"
         [ "$r" = 0 ] && continue
         R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a") R1_F+=("$f")
