@@ -348,6 +348,8 @@ mailcall_start() {
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+# User and system CPU time (ms) of a process so far, as "USER SYSTEM".
+cpu_split() { awk '{sub(/^.*\) /, ""); print $12 * 10, $13 * 10}' "/proc/$1/stat"; }
 ctxt_switches() {
     cat /proc/"$1"/task/*/status 2>/dev/null |
         awk '/^(non)?voluntary_ctxt_switches:/{s+=$2} END{print s+0}'
@@ -386,7 +388,7 @@ verdict() { awk "BEGIN{exit !($1)}" && echo "yes" || echo "**no**"; }
 # once the file is fsynced in new/). Postfix: until the last file is in its Maildir's new/.
 row1() {
     log "row 1: listener throughput, $RUNS runs of $N x $SIZE B over $SESSIONS sessions"
-    local pport sport mport root r t0 t1 tend m p s a f fd
+    local pport sport mport root r t0 t1 tend m p s a f fd mu ms fu fs
     pport=$(free_port)
     local maps="" k
     for k in $(seq 0 "$RUNS"); do maps="$maps run$k@$DOMAIN=run$k/"; done
@@ -409,13 +411,17 @@ virtual_mailbox_limit = 0"
         smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$mport" || die "smtp-source into Mailcall failed"
         t1=$EPOCHREALTIME
         [ "$(files_in "$WORK/r1-mailcall-$r/new")" = "$n" ] || die "Mailcall stored $(files_in "$WORK/r1-mailcall-$r/new") of $n"
+        read -r mu ms < <(cpu_split "$MPID" 2>/dev/null || echo "? ?")
         stop_pid "$MPID"
         m=$(calc "$n / ($t1 - $t0)")
         # The physical floor (issue 23 item 1): the same n messages of SIZE bytes, the durable
         # work alone (tmp/ write, fsync, rename into new/, group-committed fsync of new/) by
         # SESSIONS writer threads, on the same file system, right after Mailcall's run: this
         # disk's speed drifts by several times within minutes, and 1c compares the two.
-        f=$("$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE") || die "mailcall-bench-floor failed"
+        # (its user and system CPU time from bash's `time`, in ms, for the log)
+        f=$(TIMEFORMAT='%3U %3S'; { time "$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE" 2>&1; } 2>"$WORK/r1-floor-time") ||
+            die "mailcall-bench-floor failed"
+        read -r fu fs <"$WORK/r1-floor-time"
         [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
         fd=${f##*msg/s, }
         f=${f%% msg/s*}
@@ -440,7 +446,7 @@ virtual_mailbox_limit = 0"
         t1=$EPOCHREALTIME
         stop_pid "$spid"
         s=$(calc "$n / ($t1 - $t0)")
-        log "  run $r: Mailcall $m msg/s, Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s, floor $f msg/s ($fd)"
+        log "  run $r: Mailcall $m msg/s (its CPU: user $mu ms, system $ms ms), Postfix $p msg/s to Maildir ($a msg/s accepted), smtp-sink $s msg/s, floor $f msg/s ($fd; its CPU: user ${fu}, system ${fs} s)"
         [ "$r" = 0 ] && continue
         R1_M+=("$m") R1_P+=("$p") R1_S+=("$s") R1_PA+=("$a") R1_F+=("$f")
         R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")") R1_RF+=("$(calc "$m / $f")")
@@ -540,7 +546,7 @@ else
 fi
 row2() {
     log "row 2: ETRN drain, $RUNS runs of $N queued messages: mailcall-cli fetch vs smtp-sink"
-    local lport r i tetrn tend out fpid spid m s last mcpu icpu scpu sicpu
+    local lport r i tetrn tend out fpid spid m s last mcpu icpu scpu sicpu muser msys
     lport=$(free_port)
     ISP_PORT=$(free_port)
     PIN_POSTFIX=$PIN_ISP postfix_start isp "$ISP_PORT" "relay_domains = $DOMAIN
@@ -561,6 +567,7 @@ queue_run_delay = 3h"
         wait_files "$WORK/r2-mailcall-$r/new" "$N" 300 0.1
         tend=$(last_arrival "$WORK/r2-mailcall-$r/new")
         mcpu=$(($(cpu_ticks "$fpid" 2>/dev/null || echo 0) * 10))
+        read -r muser msys < <(cpu_split "$fpid" 2>/dev/null || echo "0 0")
         icpu=$(isp_cpu_ms)
         for i in $(seq 1 300); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
         stop_pid "$fpid"
@@ -602,7 +609,7 @@ queue_run_delay = 3h"
     for r in $(seq 1 "$RUNS"); do
         # Alternate which goes first, so a trend in the machine's load favours neither.
         if [ $((r % 2)) = 1 ]; then drain_mailcall; drain_sink; else drain_sink; drain_mailcall; fi
-        log "  run $r: Mailcall drain $m msg/s (its CPU $mcpu ms, ISP CPU so far $icpu ms), smtp-sink drain $s msg/s (its CPU $scpu ms, ISP CPU so far $sicpu ms)"
+        log "  run $r: Mailcall drain $m msg/s (its CPU $mcpu ms: user $muser, system $msys; ISP CPU so far $icpu ms), smtp-sink drain $s msg/s (its CPU $scpu ms, ISP CPU so far $sicpu ms)"
         R2_M+=("$m") R2_S+=("$s") R2_R+=("$(calc "$m / $s")")
         if [ "$control" = 1 ]; then
             s_first=$s
