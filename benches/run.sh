@@ -80,6 +80,10 @@ cleanup() {
         fi
     done
     [ -n "${NETNS_DEL:-}" ] && ip netns del "$NETNS_DEL" 2>/dev/null
+    if [ -n "${RX_LOOP:-}" ]; then
+        umount "$RX" 2>/dev/null || umount -l "$RX" 2>/dev/null
+        losetup -d "$RX_LOOP" 2>/dev/null
+    fi
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ "${BENCH_KEEP:-}" = 1 ]; then
             log "kept the work directory $WORK"
@@ -204,6 +208,37 @@ WORK=$(mktemp -d /tmp/mailcall-bench.XXXXXX)
 # Postfix's daemons (user postfix) must traverse into their instance directories.
 chmod 755 "$WORK"
 log "work directory $WORK"
+
+# The receivers' own file system (rows 1, 1c, 2 and S: Mailcall's Maildirs, the floor's, row 1's
+# Postfix Maildir). In reality the ISP is another machine, and a user's disk has a journal. Here
+# the ISP's queue and the bench's own clean-ups share one disk with the receiver, and this VM's
+# root ext4 has no journal: without one, ext4 skips every inode freed in the last 60–360 s when
+# it allocates a new one, reading its inode table block each time (`recently_deleted`), so each
+# burst of deletions (2000 queue files per drain at the ISP, a removed run directory) made every
+# new file cost about 1 ms of kernel CPU for minutes after — the "slow run" of row 2 and most of
+# row 1c's spread (see BENCHMARKS.md, issue 23). So by default (BENCH_RX_FS=loop, as root) the
+# receivers write to a fresh ext4 with a journal (mkfs.ext4 defaults) on a loop device backed by
+# a file on the same disk: every fsync still reaches the disk, the ISP's churn does not. With
+# BENCH_RX_FS=work (or without root, mkfs.ext4 or a loop device) they write under $WORK.
+RX=$WORK/rx
+RX_LOOP=""
+mkdir -p "$RX"
+if [ "${BENCH_RX_FS:-loop}" = loop ] && [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null &&
+    command -v losetup >/dev/null; then
+    if truncate -s 8G "$WORK/rx.img" && mkfs.ext4 -q -F "$WORK/rx.img" &&
+        RX_LOOP=$(losetup -f --show "$WORK/rx.img") && mount "$RX_LOOP" "$RX"; then
+        chmod 755 "$RX"
+        log "receivers write to $RX: ext4 with a journal on $RX_LOOP"
+    else
+        [ -n "$RX_LOOP" ] && losetup -d "$RX_LOOP"
+        RX_LOOP=""
+        log "no loop device for the receivers' file system: they write under $WORK"
+    fi
+else
+    log "receivers write under $WORK (BENCH_RX_FS=${BENCH_RX_FS:-loop})"
+fi
+RX_DESC="the receivers' ext4 with a journal on a loop device"
+[ -n "$RX_LOOP" ] || RX_DESC="the work directory's file system"
 
 # ---------------------------------------------------------------------------------------------
 # Private Postfix instances (same facts as tests/postfix.rs): own main.cf/master.cf/queue on a
@@ -393,24 +428,24 @@ row1() {
     local maps="" k
     for k in $(seq 0 "$RUNS"); do maps="$maps run$k@$DOMAIN=run$k/"; done
     postfix_start mta "$pport" "virtual_mailbox_domains = $DOMAIN
-virtual_mailbox_base = $WORK/mta/vmail
+virtual_mailbox_base = $RX/r1-vmail
 virtual_mailbox_maps = inline:{ $maps }
 virtual_uid_maps = static:$(id -u postfix)
 virtual_gid_maps = static:$(id -g postfix)
 virtual_mailbox_limit = 0"
     root=$PF_ROOT
-    mkdir -p "$root/vmail" && chown postfix:postfix "$root/vmail"
+    mkdir -p "$RX/r1-vmail" && chown postfix:postfix "$RX/r1-vmail"
     R1_M=() R1_P=() R1_S=() R1_PA=() R1_RP=() R1_RS=() R1_F=() R1_RF=()
     for r in $(seq 0 "$RUNS"); do
         # Run 0 warms up caches and Postfix's process pool with 200 messages: not counted.
         local n=$N
         [ "$r" = 0 ] && n=200
         mport=$(free_port)
-        mailcall_start "$mport" "$WORK/r1-mailcall-$r" "$WORK/r1-mailcall-$r.log"
+        mailcall_start "$mport" "$RX/r1-mailcall-$r" "$WORK/r1-mailcall-$r.log"
         t0=$EPOCHREALTIME
         smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$mport" || die "smtp-source into Mailcall failed"
         t1=$EPOCHREALTIME
-        [ "$(files_in "$WORK/r1-mailcall-$r/new")" = "$n" ] || die "Mailcall stored $(files_in "$WORK/r1-mailcall-$r/new") of $n"
+        [ "$(files_in "$RX/r1-mailcall-$r/new")" = "$n" ] || die "Mailcall stored $(files_in "$RX/r1-mailcall-$r/new") of $n"
         read -r mu ms < <(cpu_split "$MPID" 2>/dev/null || echo "? ?")
         stop_pid "$MPID"
         m=$(calc "$n / ($t1 - $t0)")
@@ -419,20 +454,20 @@ virtual_mailbox_limit = 0"
         # SESSIONS writer threads, on the same file system, right after Mailcall's run: this
         # disk's speed drifts by several times within minutes, and 1c compares the two.
         # (its user and system CPU time from bash's `time`, in ms, for the log)
-        f=$(TIMEFORMAT='%3U %3S'; { time "$FLOOR" "$WORK/r1-floor-$r" "$n" "$SESSIONS" "$SIZE" 2>&1; } 2>"$WORK/r1-floor-time") ||
+        f=$(TIMEFORMAT='%3U %3S'; { time "$FLOOR" "$RX/r1-floor-$r" "$n" "$SESSIONS" "$SIZE" 2>&1; } 2>"$WORK/r1-floor-time") ||
             die "mailcall-bench-floor failed"
         read -r fu fs <"$WORK/r1-floor-time"
-        [ "$(files_in "$WORK/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$WORK/r1-floor-$r/new") of $n"
+        [ "$(files_in "$RX/r1-floor-$r/new")" = "$n" ] || die "the floor writer stored $(files_in "$RX/r1-floor-$r/new") of $n"
         fd=${f##*msg/s, }
         f=${f%% msg/s*}
         f=${f##* }
-        rm -rf "$WORK/r1-floor-$r"
+        rm -rf "$RX/r1-floor-$r"
 
         t0=$EPOCHREALTIME
         smtp_source "$n" "$SIZE" "run$r@$DOMAIN" "$pport" || die "smtp-source into Postfix failed"
         t1=$EPOCHREALTIME
-        wait_files "$root/vmail/run$r/new" "$n" 300 0.1
-        tend=$(last_arrival "$root/vmail/run$r/new")
+        wait_files "$RX/r1-vmail/run$r/new" "$n" 300 0.1
+        tend=$(last_arrival "$RX/r1-vmail/run$r/new")
         p=$(calc "$n / ($tend - $t0)")
         a=$(calc "$n / ($t1 - $t0)")
 
@@ -452,7 +487,7 @@ virtual_mailbox_limit = 0"
         R1_RP+=("$(calc "$m / $p")") R1_RS+=("$(calc "$m / $s")") R1_RF+=("$(calc "$m / $f")")
     done
     postfix -c "$root/conf" stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"/r1-* "$root/vmail"
+    rm -rf "$WORK"/r1-* "$RX"/r1-*
     local rp
     rp=$(median "${R1_RP[@]}")
     row "1. Listener throughput, msg/s ($N × 10 KB, $SESSIONS sessions, durable Maildir)" \
@@ -563,9 +598,9 @@ queue_run_delay = 3h"
     drain_mailcall() {
         isp_fill
         out=$WORK/r2-fetch-$r.out
-        etrn_fetch "$KR/config/mailcall.toml" "$lport" "$WORK/r2-mailcall-$r" "$out"
-        wait_files "$WORK/r2-mailcall-$r/new" "$N" 300 0.1
-        tend=$(last_arrival "$WORK/r2-mailcall-$r/new")
+        etrn_fetch "$KR/config/mailcall.toml" "$lport" "$RX/r2-mailcall-$r" "$out"
+        wait_files "$RX/r2-mailcall-$r/new" "$N" 300 0.1
+        tend=$(last_arrival "$RX/r2-mailcall-$r/new")
         mcpu=$(($(cpu_ticks "$fpid" 2>/dev/null || echo 0) * 10))
         read -r muser msys < <(cpu_split "$fpid" 2>/dev/null || echo "0 0")
         icpu=$(isp_cpu_ms)
@@ -619,7 +654,7 @@ queue_run_delay = 3h"
         fi
     done
     postfix -c "$ISP/conf" stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"/r2-mailcall-*
+    rm -rf "$RX"/r2-mailcall-*
     local pinned="ISP on CPU 0, receiver on CPU 1"
     [ -n "$PIN_ISP" ] || pinned="not pinned"
     row "2. ETRN drain, msg/s ($N queued at a Postfix ISP, ETRN → last file in new/; $pinned)" \
@@ -1639,14 +1674,14 @@ qmgr_message_active_limit = $((SCALE_N > 20000 ? SCALE_N : 20000))"
         local N=$1
         isp_fill
         out=$WORK/rs-fetch-$N-$r.out
-        etrn_fetch "$KR/config/scale.toml" "$lport" "$WORK/rs-md-$N-$r" "$out"
-        wait_files "$WORK/rs-md-$N-$r/new" "$N" 600 0.5
-        tend=$(last_arrival "$WORK/rs-md-$N-$r/new")
+        etrn_fetch "$KR/config/scale.toml" "$lport" "$RX/rs-md-$N-$r" "$out"
+        wait_files "$RX/rs-md-$N-$r/new" "$N" 600 0.5
+        tend=$(last_arrival "$RX/rs-md-$N-$r/new")
         hwm=$(hwm_kb "$fpid")
         stop_pid "$fpid"
         us=$(calc "($tend - $tetrn) * 1000000 / $N")
         isp_wait_empty
-        rm -rf "$WORK/rs-md-$N-$r"
+        rm -rf "$RX/rs-md-$N-$r"
         log "  run $r: $N messages: $us µs per message ($(calc "1000000 / $us") msg/s), mailcall-cli peak RSS $hwm kB"
     }
     local small large
@@ -1882,5 +1917,5 @@ done
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${TABLE_ROWS[@]}"
     echo
-    echo "$RUNS runs per row; $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), $(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK"), Postfix $(postconf -d -h mail_version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2); total $(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s."
+    echo "$RUNS runs per row; $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r), $(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK") (rows 1, 2, S: receivers on $RX_DESC), Postfix $(postconf -d -h mail_version 2>/dev/null), $(rustc --version 2>/dev/null | cut -d' ' -f1-2); total $(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s."
 } | tee "${BENCH_OUT:-/dev/null}"
