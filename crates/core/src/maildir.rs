@@ -1,15 +1,17 @@
-//! Durable Maildir delivery: write in `tmp/`, fsync, link into `new/`, fsync the directory, then
-//! unlink the `tmp/` file.
+//! Durable Maildir delivery: write in `tmp/`, fsync, move into `new/`, fsync the directory.
 //!
 //! The order is what makes a `250` safe to send: once `Delivery::commit` returns, the file's data
 //! and its directory entry in `new/` are on disk. Any failure before that removes the `tmp/` file,
 //! so nothing half-written is ever visible in `new/` and the sender keeps (and retries) the mail.
 //!
-//! A commit never replaces a file: a name is only sure to be unique in `tmp/` (`O_EXCL`), and
-//! `rename` into `new/` would silently overwrite a message acknowledged earlier that has the
-//! same name (a clock set back after a reboot, the same pid again). `link` fails instead, and the
-//! delivery takes a fresh name; where the file system has no hard links (FAT, some network file
-//! systems) the file is renamed only once no entry of that name is found.
+//! A commit never replaces a file: a name is only sure to be unique in `tmp/` (`O_EXCL`), and a
+//! plain `rename` into `new/` would silently overwrite a message acknowledged earlier that has
+//! the same name (a clock set back after a reboot, the same pid again). On Linux the move is
+//! `renameat2(RENAME_NOREPLACE)`, which fails instead, in one directory operation; elsewhere (and
+//! on Linux file systems without that flag, such as NFS) it is `link`, which fails the same way,
+//! then `unlink` of the `tmp/` name once `new/` is synced. Either way the delivery then takes a
+//! fresh name. Where the file system has no hard links either (FAT, some network file systems)
+//! the file is renamed only once no entry of that name is found.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -243,15 +245,37 @@ fn unique_id(counter: &AtomicU64) -> String {
 enum Placed {
     /// Hard-linked: the `tmp/` name remains until the commit unlinks it.
     Linked,
-    /// Renamed (no hard links on this file system): the `tmp/` name is gone.
+    /// Renamed (`RENAME_NOREPLACE`, or no hard links on this file system): the `tmp/` name is
+    /// gone.
     Renamed,
+}
+
+/// How a commit moves its file into `new/`, best first; each falls back to the next where the
+/// file system refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// `renameat2(RENAME_NOREPLACE)` (Linux): one atomic step that never replaces.
+    #[cfg(target_os = "linux")]
+    RenameNoReplace,
+    /// `link`, then `unlink` of the `tmp/` name after the fsync of `new/`.
+    Link,
+    /// No hard links here: `rename` once the name is found unused.
+    CheckedRename,
+}
+
+impl Way {
+    #[cfg(target_os = "linux")]
+    const FIRST: Way = Way::RenameNoReplace;
+    #[cfg(not(target_os = "linux"))]
+    const FIRST: Way = Way::Link;
 }
 
 /// Puts the (fsynced) file `tmp` into `new_dir` under `name`, or under a name from `fresh` when
 /// one is taken — at most [`NAME_ATTEMPTS`] names — and never replaces an entry of `new_dir`.
 /// Returns the final path and how it got there.
 ///
-/// `link` is atomic about it: it fails with `EEXIST` rather than replace. A file system without
+/// `renameat2(RENAME_NOREPLACE)` and `link` are atomic about it: they fail with `EEXIST` rather
+/// than replace. A file system without the flag (`EINVAL`, e.g. NFS) gets `link`; one without
 /// hard links (FAT/vfat answers `EPERM`, some network and FUSE ones `EOPNOTSUPP` or `ENOSYS`,
 /// Windows on FAT `ERROR_INVALID_FUNCTION`) gets a `rename` once the name is found unused: a
 /// check and an act, not one atomic step, but a Maildir writer never aims at a name it did not
@@ -260,29 +284,48 @@ fn place(
     tmp: &Path,
     new_dir: &Path,
     name: &str,
+    fresh: impl FnMut() -> String,
+) -> io::Result<(PathBuf, Placed)> {
+    place_from(Way::FIRST, tmp, new_dir, name, fresh)
+}
+
+/// [`place`], starting from `way`.
+fn place_from(
+    mut way: Way,
+    tmp: &Path,
+    new_dir: &Path,
+    name: &str,
     mut fresh: impl FnMut() -> String,
 ) -> io::Result<(PathBuf, Placed)> {
     let mut candidate = name.to_string();
-    let mut links = true;
     let mut last_err = None;
     for _ in 0..NAME_ATTEMPTS {
         let target = new_dir.join(&candidate);
-        let result = if links {
-            match std::fs::hard_link(tmp, &target) {
-                Err(e) if links_unsupported(&e) => {
-                    tracing::debug!(dir = %new_dir.display(), error = %e,
-                        "no hard links here: renaming into new/ after checking the name is free");
-                    links = false;
-                    rename_unless_taken(tmp, &target)
-                }
-                other => other,
+        let result = loop {
+            match way {
+                #[cfg(target_os = "linux")]
+                Way::RenameNoReplace => match rename_no_replace(tmp, &target) {
+                    Err(e) if no_replace_unsupported(&e) => {
+                        tracing::debug!(dir = %new_dir.display(), error = %e,
+                            "no RENAME_NOREPLACE here: linking into new/ instead");
+                        way = Way::Link;
+                    }
+                    other => break other,
+                },
+                Way::Link => match std::fs::hard_link(tmp, &target) {
+                    Err(e) if links_unsupported(&e) => {
+                        tracing::debug!(dir = %new_dir.display(), error = %e,
+                            "no hard links here: renaming into new/ after checking the name is free");
+                        way = Way::CheckedRename;
+                    }
+                    other => break other,
+                },
+                Way::CheckedRename => break rename_unless_taken(tmp, &target),
             }
-        } else {
-            rename_unless_taken(tmp, &target)
         };
         match result {
             Ok(()) => {
-                let how = if links {
+                let how = if way == Way::Link {
                     Placed::Linked
                 } else {
                     Placed::Renamed
@@ -299,6 +342,20 @@ fn place(
         }
     }
     Err(last_err.unwrap_or_else(|| io::Error::other("no unused name in new/")))
+}
+
+/// `renameat2(tmp, target, RENAME_NOREPLACE)`: `AlreadyExists` if `target` exists.
+#[cfg(target_os = "linux")]
+fn rename_no_replace(tmp: &Path, target: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
+/// Whether `renameat2` failed because the file system (or kernel) lacks `RENAME_NOREPLACE`.
+#[cfg(target_os = "linux")]
+fn no_replace_unsupported(e: &io::Error) -> bool {
+    // EINVAL (the flag is unknown to this file system), ENOSYS (no renameat2), EOPNOTSUPP.
+    matches!(e.raw_os_error(), Some(22 | 38 | 95))
 }
 
 /// `rename(tmp, target)` unless `target` exists (then `AlreadyExists`): the commit where there
@@ -828,35 +885,59 @@ mod tests {
 
     #[test]
     fn placing_takes_fresh_names_until_one_is_free_and_gives_up_in_bounds() {
-        let dir = tempfile::tempdir().unwrap();
-        let (tmp, new) = (dir.path().join("tmp"), dir.path().join("new"));
-        std::fs::create_dir_all(&tmp).unwrap();
-        std::fs::create_dir_all(&new).unwrap();
-        let file = tmp.join("m");
-        std::fs::write(&file, b"mine").unwrap();
-        for taken in ["a", "b"] {
-            std::fs::write(new.join(taken), taken).unwrap();
-        }
-        let mut names = ["b", "c"].into_iter().map(String::from);
-        let (path, how) = place(&file, &new, "a", || names.next().unwrap()).unwrap();
-        assert_eq!((path, how), (new.join("c"), Placed::Linked));
-        assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
-        assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
-        assert_eq!(std::fs::read(new.join("c")).unwrap(), b"mine");
-        // The tmp/ name is the commit's to remove, after new/ is synced.
-        assert!(file.exists());
+        #[cfg(target_os = "linux")]
+        let ways = [Way::RenameNoReplace, Way::Link];
+        #[cfg(not(target_os = "linux"))]
+        let ways = [Way::Link];
+        for way in ways {
+            let dir = tempfile::tempdir().unwrap();
+            let (tmp, new) = (dir.path().join("tmp"), dir.path().join("new"));
+            std::fs::create_dir_all(&tmp).unwrap();
+            std::fs::create_dir_all(&new).unwrap();
+            let file = tmp.join("m");
+            std::fs::write(&file, b"mine").unwrap();
+            for taken in ["a", "b"] {
+                std::fs::write(new.join(taken), taken).unwrap();
+            }
+            let mut names = ["b", "c"].into_iter().map(String::from);
+            let (path, how) = place_from(way, &file, &new, "a", || names.next().unwrap()).unwrap();
+            let expected = if way == Way::Link {
+                Placed::Linked
+            } else {
+                Placed::Renamed
+            };
+            assert_eq!((path, how), (new.join("c"), expected), "{way:?}");
+            assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
+            assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
+            assert_eq!(std::fs::read(new.join("c")).unwrap(), b"mine");
+            // A link leaves the tmp/ name for the commit to remove, after new/ is synced; a
+            // rename has moved it.
+            assert_eq!(file.exists(), way == Way::Link, "{way:?}");
 
-        // Every name taken: an error after NAME_ATTEMPTS tries, and nothing replaced.
-        let mut tries = 0;
-        let err = place(&file, &new, "a", || {
-            tries += 1;
-            "b".into()
-        })
-        .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(tries, NAME_ATTEMPTS);
-        assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
-        assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
+            // Every name taken: an error after NAME_ATTEMPTS tries, and nothing replaced.
+            let file = tmp.join("m2");
+            std::fs::write(&file, b"mine too").unwrap();
+            let mut tries = 0;
+            let err = place_from(way, &file, &new, "a", || {
+                tries += 1;
+                "b".into()
+            })
+            .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{way:?}");
+            assert_eq!(tries, NAME_ATTEMPTS);
+            assert_eq!(std::fs::read(new.join("a")).unwrap(), b"a");
+            assert_eq!(std::fs::read(new.join("b")).unwrap(), b"b");
+            assert!(file.exists(), "{way:?}: the file not placed stays in tmp/");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_system_without_rename_noreplace_gets_links() {
+        for (code, unsupported) in [(22, true), (38, true), (95, true), (17, false), (2, false)] {
+            let e = io::Error::from_raw_os_error(code);
+            assert_eq!(no_replace_unsupported(&e), unsupported, "{e}");
+        }
     }
 
     #[test]
