@@ -21,6 +21,8 @@
 #        BENCH_ODMR_FETCHMAIL=0 (1 with BENCH_ONLY=all) BENCH_ODMR_FETCHMAIL_TLS=0
 #        BENCH_R2_CONTROL=1 (row 2 drains into smtp-sink a second time in each run: row 2a, the
 #        sink against itself, is what the method's own spread allows; 0 to skip it)
+#        BENCH_RX_FS=loop (rows 1, 1c, 2, S: the receivers write to an ext4 with a journal on a
+#        loop device the script makes, as root; "work": under the work directory instead)
 #
 # Everything listens on 127.0.0.1 only; every process started here is recorded by PID and killed
 # by PID at exit; every wait is bounded. See BENCHMARKS.md for the method and the results.
