@@ -224,11 +224,13 @@ impl AppState {
                 return Ok(());
             }
         }
+        // A take-over carries on with the daemon's pause switch as this tray last heard it.
+        let carried_pause = only_after.map(|_| self.status().view().paused);
         if let Some(old) = running.take() {
             old.stop().await;
         }
         self.status().stopped();
-        let outcome = self.start(app).await.map(|started| {
+        let outcome = self.start(app, carried_pause).await.map(|started| {
             let serving = started.serving();
             *running = Some(started);
             serving
@@ -304,7 +306,13 @@ impl AppState {
         self.status().set_listener(line);
     }
 
-    async fn start<R: Runtime>(&self, app: &AppHandle<R>) -> Result<Running, Problem> {
+    /// Starts Mailcall here, or joins the one that runs. `carried_pause`: the pause switch of a
+    /// daemon that just went away, which the Mailcall started here keeps.
+    async fn start<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        carried_pause: Option<bool>,
+    ) -> Result<Running, Problem> {
         let config = self.config().map_err(|e| config_problem(&e))?;
         self.migrate_pause(&config);
         let options = InstanceOptions {
@@ -323,6 +331,16 @@ impl AppState {
                 "the running Mailcall differs from {}: {d}",
                 self.config_path.display()
             );
+        }
+        // The daemon saves its switch as it flips, but its control socket closes (which starts
+        // this take-over, and this start reads the saved switch) before its stop awaits that
+        // save: the switch it had is set here again, so the pause survives the take-over.
+        if let Some(paused) = carried_pause {
+            if mailcall.status().await.is_ok_and(|s| s.paused != paused) {
+                if let Err(e) = mailcall.set_paused(paused).await {
+                    tracing::warn!("cannot keep the stopped daemon's pause switch: {e}");
+                }
+            }
         }
         // After its updates were subscribed to: no flip of the switch falls in between.
         if let Ok(now) = mailcall.status().await {

@@ -679,7 +679,21 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
         )
         .unwrap();
 
-    // The running one stops: the front end starts Mailcall itself, on the same socket.
+    // Paused again, from a script this time, just before the running one stops.
+    first.control(Request::Pause);
+    let paused =
+        mailcall_e2e::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            second.state().status().view().paused.then_some(())
+        });
+    assert!(
+        paused.is_some(),
+        "a PAUSE from a script shows in the front end"
+    );
+
+    // The running one stops: the front end starts Mailcall itself, on the same socket, and
+    // keeps the switch the daemon had — whatever this tray's own data directory remembers
+    // (here nothing: the daemon kept it in its own), as when the daemon's last save of it
+    // lands after its socket closed.
     tauri::async_runtime::block_on(first.state().stop_service());
     let here = mailcall_e2e::poll_until(Duration::from_secs(30), Duration::from_millis(50), || {
         matches!(second.serving(), Serving::Here { .. }).then_some(())
@@ -688,6 +702,10 @@ fn a_tray_finding_mailcall_running_is_its_front_end_and_takes_over_when_it_goes(
     let status = control_at(&first.socket, Request::Status)
         .expect("the second tray answers on the socket now");
     assert_eq!(status["accounts"], json!(["isp"]), "{status}");
+    assert_eq!(
+        status["paused"], true,
+        "the daemon's pause outlives it: {status}"
+    );
     assert!(!second.state().status().view().line.contains("via daemon"));
 }
 

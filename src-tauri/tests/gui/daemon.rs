@@ -186,8 +186,11 @@ fn tray_is_a_front_end_to_a_running_daemon() {
         )
     });
     assert_eq!(
-        status["paused"], true,
-        "the daemon's pause is the tray's: {status}"
+        status["paused"],
+        true,
+        "the daemon's pause is the tray's: {status}\ndaemon:\n{}\ntray log:\n{}",
+        daemon.output(),
+        app_log()
     );
     wait_text(&wd, "#control-note", "Mailcall runs in this tray", 20);
     assert_eq!(
