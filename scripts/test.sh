@@ -174,7 +174,7 @@ step_windows() {
     cargo clippy --target "$win" -p mailcall-core -p mailcall-cli --all-targets --locked -- -D warnings
     cargo clippy --target "$win" -p mailcall --locked -- -D warnings
     local prefix=${MAILCALL_CACHE_DIR:-/var/cache/mailcall}/wine
-    WINEPREFIX=$prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" \
+    WINEPREFIX=$prefix WINEDEBUG=-all,err+virtual WINEDLLOVERRIDES="mscoree,mshtml=" \
         CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64 \
         cargo test --target "$win" --locked -p mailcall-core -p mailcall-cli
     bash scripts/package-windows.sh --debug

@@ -143,6 +143,18 @@ pub fn read_for_diagnostics(path: &Path) -> String {
         .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
 }
 
+/// The TCP sockets on loopback port `port` with their owning processes (`ss -tanp`), for a
+/// failure message: who still listens there, which connections are open and in what state.
+pub fn tcp_state(port: u16) -> String {
+    let out = std::process::Command::new("ss")
+        .args(["-tanp", &format!("( sport = :{port} or dport = :{port} )")])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => format!("<cannot run ss: {e}>"),
+    }
+}
+
 /// Whether the tests run as root (some need it: setpriv to another user).
 pub fn is_root() -> bool {
     std::process::Command::new("id")

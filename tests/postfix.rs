@@ -42,6 +42,9 @@ pub struct IspOptions {
     pub auth: Option<(String, String)>,
     /// `smtpd_tls_auth_only`: AUTH only after STARTTLS (effective only with `tls`).
     pub tls_auth_only: bool,
+    /// How long its smtp client waits for each reply of the listener, the greeting included
+    /// (every `smtp_*_timeout` of a session, in seconds); Postfix's own (120-600 s) when `None`.
+    pub reply_timeout: Option<u32>,
 }
 
 impl IspOptions {
@@ -54,7 +57,15 @@ impl IspOptions {
             tls: false,
             auth: None,
             tls_auth_only: false,
+            reply_timeout: None,
         }
+    }
+
+    /// Defers a delivery whose connection gets no reply (greeting, or answer to a command or
+    /// to the message) within `secs` seconds.
+    pub fn with_reply_timeout(mut self, secs: u32) -> Self {
+        self.reply_timeout = Some(secs);
+        self
     }
 
     /// Delivers to `host` (an IPv4 address) instead of 127.0.0.1.
@@ -192,6 +203,22 @@ impl PostfixIsp {
                     "no"
                 },
             ));
+        }
+        if let Some(secs) = self.options.reply_timeout {
+            for stage in [
+                "helo",
+                "mail",
+                "rcpt",
+                "data_init",
+                "data_xfer",
+                "data_done",
+                "rset",
+                "quit",
+                "starttls",
+                "xforward",
+            ] {
+                main.push_str(&format!("smtp_{stage}_timeout = {secs}s\n"));
+            }
         }
         fs::write(conf.join("main.cf"), main).map_err(|e| format!("writing main.cf: {e}"))?;
         fs::write(conf.join("master.cf"), self.master_cf())
