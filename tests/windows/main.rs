@@ -43,7 +43,12 @@ fn set_plain_account(cli: &WinCli, name: &str, port: u16, domain: &str) {
     cli.run(&argv).assert_success();
 }
 
-/// `fetch --listen 127.0.0.1:LP --maildir WINDOWS-PATH --idle-timeout 3 --max-wait 60`.
+/// `fetch --listen 127.0.0.1:LP --maildir WINDOWS-PATH --idle-timeout 10 --max-wait 60`.
+///
+/// The fetch ends 5 s after the ISP delivered and closed (the "ISP finished" rule); the idle
+/// timeout only ends a fetch to which nothing (more) came, so it leaves room for Postfix's
+/// connections under Wine on a busy machine (with 3 s, a run on a doubly loaded machine saw a
+/// second fetch's greetings lost: most likely the fetch had ended before they came).
 fn fetch(cli: &WinCli, lp: u16, maildir: &Maildir) -> mailcall_e2e::CliOutput {
     let listen = format!("127.0.0.1:{lp}");
     let md = win_path(maildir.path());
@@ -54,7 +59,7 @@ fn fetch(cli: &WinCli, lp: u16, maildir: &Maildir) -> mailcall_e2e::CliOutput {
         "--maildir",
         &md,
         "--idle-timeout",
-        "3",
+        "10",
         "--max-wait",
         "60",
     ])
