@@ -242,7 +242,7 @@ fn daemon_answers_status_pause_and_fetch_via_running_over_its_token_channel() {
     let mail = numbered("wine-daemon.test", 4);
     isp.queue_all(&mail);
     isp.wait_deferred(mail.len(), Duration::from_secs(30));
-    let daemon = cli.daemon(&["--listen", &listen]);
+    let mut daemon = cli.daemon(&["--listen", &listen]);
 
     let out = cli.run(&["status"]);
     assert_eq!(out.code(), Some(0), "{out}\n{}", daemon.output());
@@ -281,7 +281,14 @@ fn daemon_answers_status_pause_and_fetch_via_running_over_its_token_channel() {
         "a forged token was answered: {nothing:?}"
     );
 
-    cli.run(&["pause"]).assert_success();
+    let out = cli.run(&["pause"]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "{out}\nthe daemon (exited: {:?}):\n{}",
+        daemon.exited(),
+        daemon.output()
+    );
     cli.run(&["status"])
         .assert_success()
         .assert_mentions("automatic fetching: paused");
@@ -304,7 +311,6 @@ fn daemon_answers_status_pause_and_fetch_via_running_over_its_token_channel() {
 
     // Ended by force (SIGKILL to Wine: no Windows code runs), it leaves its control file:
     // `status` says nothing answers there, and the next start replaces it.
-    let mut daemon = daemon;
     daemon.kill9();
     assert!(cli.control_file().is_file(), "the control file went too");
     let out = cli.run(&["status"]);
