@@ -86,10 +86,13 @@ impl RunningCli {
     /// Waits (up to `limit`) until this daemon logs that it runs, else panics saying so
     /// (`under`: where it ran, e.g. " under Wine").
     pub fn until_daemon_runs(mut self, limit: Duration, under: &str) -> Self {
-        let running = crate::poll_until(limit, Duration::from_millis(20), || {
-            self.output()
-                .contains("mailcall daemon running")
-                .then_some(())
+        // Until it says so, or it ends (then there is nothing more to wait for).
+        let mut running = None;
+        crate::poll_until(limit, Duration::from_millis(20), || {
+            if self.output().contains("mailcall daemon running") {
+                running = Some(());
+            }
+            (running.is_some() || self.exited().is_some()).then_some(())
         });
         assert!(
             running.is_some() && self.exited().is_none(),
@@ -140,6 +143,14 @@ impl RunningCli {
     /// The stdout lines so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Its stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()

@@ -190,12 +190,49 @@ impl WinCli {
         )
     }
 
+    /// Starts it in the background and waits (up to `limit`) until its output (stdout or
+    /// stderr, where the daemon logs) contains `needle`, or it ends. A start that Wine ended before the program ran (see
+    /// [`wine_failed_at_start`]) is made again, at most twice more, and said on stderr; any other
+    /// outcome is returned as it is, for the caller to check.
+    pub fn spawn_until(&self, args: &[&str], needle: &str, limit: Duration) -> RunningCli {
+        let mut attempt = 1;
+        loop {
+            let mut run = self.spawn(args);
+            crate::poll_until(limit, Duration::from_millis(20), || {
+                let said = run.stdout_lines().iter().any(|l| l.contains(needle))
+                    || run.stderr().contains(needle);
+                (said || run.exited().is_some()).then_some(())
+            });
+            let code = match run.exited() {
+                Some(status) if attempt < 3 => status.code(),
+                _ => return run,
+            };
+            // Its stderr is read on a thread: give the pipe's last bytes a moment to arrive.
+            let never_started =
+                crate::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+                    let lines = run.stdout_lines().join("\n");
+                    wine_failed_at_start(code, &lines, &run.stderr()).then_some(())
+                });
+            if never_started.is_none() {
+                return run;
+            }
+            eprintln!(
+                "mailcall-cli.exe {}: Wine ended it before the program started (exit {code:?}; \
+                 its stderr: {}): starting it again",
+                args.join(" "),
+                run.stderr().trim()
+            );
+            attempt += 1;
+        }
+    }
+
     /// Starts `daemon ARGS` and waits until it logs that it runs.
     pub fn daemon(&self, args: &[&str]) -> RunningCli {
         let mut argv = vec!["daemon"];
         argv.extend_from_slice(args);
-        self.spawn(&argv)
-            .until_daemon_runs(Duration::from_secs(60), " under Wine")
+        let limit = Duration::from_secs(60);
+        self.spawn_until(&argv, "mailcall daemon running", limit)
+            .until_daemon_runs(limit, " under Wine")
     }
 }
 

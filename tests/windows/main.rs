@@ -342,17 +342,21 @@ fn a_fetch_killed_mid_drain_then_run_again_loses_nothing() {
 
     let listen = format!("127.0.0.1:{lp}");
     let md = win_path(maildir.path());
-    let mut run = cli.spawn(&[
-        "fetch",
-        "--listen",
-        &listen,
-        "--maildir",
-        &md,
-        "--idle-timeout",
-        "600",
-        "--max-wait",
-        "600",
-    ]);
+    let mut run = cli.spawn_until(
+        &[
+            "fetch",
+            "--listen",
+            &listen,
+            "--maildir",
+            &md,
+            "--idle-timeout",
+            "600",
+            "--max-wait",
+            "600",
+        ],
+        "listening on",
+        Duration::from_secs(60),
+    );
     let threshold = COUNT / 5;
     let reached = poll_until(Duration::from_secs(120), Duration::from_millis(1), || {
         let n = maildir.files("new").len();
