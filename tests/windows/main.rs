@@ -50,19 +50,20 @@ fn set_plain_account(cli: &WinCli, name: &str, port: u16, domain: &str) {
 /// connections under Wine on a busy machine (with 3 s, a run on a doubly loaded machine saw a
 /// second fetch's greetings lost: most likely the fetch had ended before they came).
 fn fetch(cli: &WinCli, lp: u16, maildir: &Maildir) -> mailcall_e2e::CliOutput {
+    let argv = fetch_argv(lp, maildir, 10, 60);
+    cli.run(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `fetch --listen 127.0.0.1:LP --maildir WINDOWS-PATH --idle-timeout IDLE --max-wait MAX`.
+fn fetch_argv(lp: u16, maildir: &Maildir, idle_secs: u32, max_wait_secs: u32) -> Vec<String> {
     let listen = format!("127.0.0.1:{lp}");
     let md = win_path(maildir.path());
-    cli.run(&[
-        "fetch",
-        "--listen",
-        &listen,
-        "--maildir",
-        &md,
-        "--idle-timeout",
-        "10",
-        "--max-wait",
-        "60",
-    ])
+    let (idle, max_wait) = (idle_secs.to_string(), max_wait_secs.to_string());
+    ["fetch", "--listen", &listen, "--maildir", &md]
+        .into_iter()
+        .chain(["--idle-timeout", &idle, "--max-wait", &max_wait])
+        .map(str::to_string)
+        .collect()
 }
 
 /// Each of `want` exactly once in new/, every file complete, tmp/ empty, every name one Windows
@@ -340,20 +341,9 @@ fn a_fetch_killed_mid_drain_then_run_again_loses_nothing() {
     set_plain_account(&cli, "winekill", isp.port(), "wine-kill.test");
     let maildir = Maildir::new(cli.root().join("Maildir"));
 
-    let listen = format!("127.0.0.1:{lp}");
-    let md = win_path(maildir.path());
+    let argv = fetch_argv(lp, &maildir, 600, 600);
     let mut run = cli.spawn_until(
-        &[
-            "fetch",
-            "--listen",
-            &listen,
-            "--maildir",
-            &md,
-            "--idle-timeout",
-            "600",
-            "--max-wait",
-            "600",
-        ],
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
         "listening on",
         Duration::from_secs(60),
     );
