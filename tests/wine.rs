@@ -191,9 +191,9 @@ impl WinCli {
     }
 
     /// Starts it in the background and waits (up to `limit`) until its output (stdout or
-    /// stderr, where the daemon logs) contains `needle`, or it ends. A start that Wine ended before the program ran (see
-    /// [`wine_failed_at_start`]) is made again, at most twice more, and said on stderr; any other
-    /// outcome is returned as it is, for the caller to check.
+    /// stderr, where the daemon logs) contains `needle`, or it ends. A start that Wine ended
+    /// before the program ran (see [`wine_failed_at_start`]) is made again, at most twice more,
+    /// and said on stderr; any other outcome is returned as it is, for the caller to check.
     pub fn spawn_until(&self, args: &[&str], needle: &str, limit: Duration) -> RunningCli {
         let mut attempt = 1;
         loop {
