@@ -1469,10 +1469,24 @@ cold_once() {
     [ -n "$when" ] || die "no line matching '$pat' from $1 in 20 s; output: $(tail -5 "$out")"
     calc "($when - $t0) * 1000"
 }
+# exit_ms CMD...: runs CMD on the client's CPU, output discarded; echoes the milliseconds from
+# the start (the shell's fork) to its exit.
+exit_ms() {
+    local t0
+    t0=$EPOCHREALTIME
+    $PIN_CLIENT "$@" >/dev/null 2>&1 </dev/null || die "$1 failed (exit $?)"
+    calc "($EPOCHREALTIME - $t0) * 1000"
+}
 rowcold() {
     log "row C: ETRN from a cold start, $RUNS runs of $COLD_N starts each: mailcall-cli fetch vs fetchmail --protocol ETRN"
     command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
-    local iport lport r k ms mm fm mf dir=$WORK/rc
+    # Row C3: GNOME's own Secret Service client (libsecret) reading the same entry.
+    if ! command -v secret-tool >/dev/null && [ "${BENCH_SKIP_SETUP:-}" != 1 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends libsecret-tools >&2 ||
+            die "apt-get install libsecret-tools failed"
+    fi
+    command -v secret-tool >/dev/null || die "secret-tool is missing (run without BENCH_SKIP_SETUP)"
+    local iport lport r k ms mm fm mf sm dir=$WORK/rc
     iport=$(free_port) lport=$(free_port)
     mkdir -p "$dir"
     PIN_POSTFIX=$PIN_ISP postfix_start coldisp "$iport" "relay_domains = $DOMAIN
@@ -1495,9 +1509,9 @@ queue_run_delay = 3h"
     ccf account set cold --host 127.0.0.1 --port "$iport" --security none --domain "$DOMAIN" >/dev/null ||
         die "mailcall-cli account set (cold, file store) failed"
     : >"$dir/fetchmailrc" && chmod 600 "$dir/fetchmailrc"
-    RC_M=() RC_F=() RC_R=() RC_MF=() RC_RF=()
+    RC_M=() RC_F=() RC_R=() RC_MF=() RC_RF=() RC_S=() RC_RS=()
     for r in $(seq 1 "$RUNS"); do
-        local ml=() fl=() mfl=()
+        local ml=() fl=() mfl=() sl=()
         for k in $(seq 1 "$COLD_N"); do
             mm() {
                 cold_once "$dir/m$r-$k.out" "ETRN .*: 250" env -i "${SESSION_ENV[@]}" "$MC" \
@@ -1518,10 +1532,14 @@ queue_run_delay = 3h"
             else ms=$(fm) || exit 1; fl+=("$ms"); ms=$(mm) || exit 1; ml+=("$ms"); fi
             ms=$(mmf) || exit 1
             mfl+=("$ms")
+            # The entry's JSON holds no password here (the account has no AUTH); it is discarded.
+            ms=$(exit_ms env -i "${SESSION_ENV[@]}" secret-tool lookup service mailcall username cold) || exit 1
+            sl+=("$ms")
         done
-        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}") mf=$(median "${mfl[@]}")
-        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm); with account-store = file ${mfl[*]} ms (median $mf); fetchmail ${fl[*]} ms (median $fm)"
+        mm=$(median "${ml[@]}") fm=$(median "${fl[@]}") mf=$(median "${mfl[@]}") sm=$(median "${sl[@]}")
+        log "  run $r: mailcall-cli fetch ${ml[*]} ms (median $mm); with account-store = file ${mfl[*]} ms (median $mf); fetchmail ${fl[*]} ms (median $fm); secret-tool lookup ${sl[*]} ms (median $sm)"
         RC_M+=("$mm") RC_F+=("$fm") RC_R+=("$(calc "$mm / $fm")") RC_MF+=("$mf") RC_RF+=("$(calc "$mf / $fm")")
+        RC_S+=("$sm") RC_RS+=("$(calc "$sm / $fm")")
     done
     postfix -c "$isp/conf" stop >/dev/null 2>&1 || true
     row "C. ETRN from a cold start, ms (process start → the ISP's 250 to ETRN; keyring read included; median of $COLD_N starts per run)" \
@@ -1530,6 +1548,9 @@ queue_run_delay = 3h"
     row "C2. … the same with the account in a file (account-store = file: no keyring read)" \
         "$(FMT=%.1f summary "${RC_MF[@]}")" "fetchmail: $(FMT=%.1f summary "${RC_F[@]}")" \
         "$(FMT=%.2f summary "${RC_RF[@]}")×" "(reference)" "–"
+    row "C3. … the keyring read alone, no Mailcall: \`secret-tool lookup\` (libsecret, GNOME's own client) of the same entry, start → exit; ratio to fetchmail's whole cold ETRN" \
+        "–" "secret-tool: $(FMT=%.1f summary "${RC_S[@]}"); fetchmail: $(FMT=%.1f summary "${RC_F[@]}")" \
+        "$(FMT=%.2f summary "${RC_RS[@]}")× fetchmail" "(reference: what any keyring read costs)" "–"
 }
 # Row M (BENCH_ONLY="... many"; issue 23 §6): many peers at once.
 # - Memory: MANY (100) SMTP sessions opened at once (each greeted and past EHLO, then idle) into
