@@ -1481,11 +1481,7 @@ rowcold() {
     log "row C: ETRN from a cold start, $RUNS runs of $COLD_N starts each: mailcall-cli fetch vs fetchmail --protocol ETRN"
     command -v fetchmail >/dev/null || die "fetchmail is missing (run without BENCH_SKIP_SETUP)"
     # Row C3: GNOME's own Secret Service client (libsecret) reading the same entry.
-    if ! command -v secret-tool >/dev/null && [ "${BENCH_SKIP_SETUP:-}" != 1 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends libsecret-tools >&2 ||
-            die "apt-get install libsecret-tools failed"
-    fi
-    command -v secret-tool >/dev/null || die "secret-tool is missing (run without BENCH_SKIP_SETUP)"
+    command -v secret-tool >/dev/null || die "secret-tool is missing (tests/setup.sh installs libsecret-tools: run without BENCH_SKIP_SETUP)"
     local iport lport r k ms mm fm mf sm dir=$WORK/rc
     iport=$(free_port) lport=$(free_port)
     mkdir -p "$dir"
