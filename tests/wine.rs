@@ -147,33 +147,31 @@ impl WinCli {
     /// Runs it to completion with `stdin` fed and closed.
     ///
     /// A run that Wine ended before the program started (see [`wine_failed_at_start`]) did
-    /// nothing, so it is run again, at most twice more, and said on stderr; any other outcome,
-    /// failures included, is the program's own and is returned as it is.
+    /// nothing, so it is run again (see [`past_wines_start_up`]); any other outcome, failures
+    /// included, is the program's own and is returned as it is.
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
         let shown = format!("mailcall-cli.exe {}", args.join(" "));
-        let mut attempt = 1;
-        loop {
+        let start = || {
             let mut cmd = self.command(args);
-            let done = run_with_timeout(&mut cmd, stdin.map(str::as_bytes), DEFAULT_TIMEOUT)
-                .unwrap_or_else(|e| panic!("cannot run {shown} under Wine: {e}"));
+            run_with_timeout(&mut cmd, stdin.map(str::as_bytes), DEFAULT_TIMEOUT)
+                .unwrap_or_else(|e| panic!("cannot run {shown} under Wine: {e}"))
+        };
+        let done = past_wines_start_up(&shown, start, |done| {
             let code = done.status.and_then(|s| s.code());
-            if attempt < 3 && wine_failed_at_start(code, &done.stdout, &done.stderr) {
-                eprintln!(
-                    "{shown}: Wine ended it before the program started (exit {code:?} after \
-                     {:.1?}; its stderr: {}): running it again",
+            wine_failed_at_start(code, &done.stdout, &done.stderr).then(|| {
+                format!(
+                    "exit {code:?} after {:.1?}; its stderr: {}",
                     done.elapsed,
                     done.stderr.trim()
-                );
-                attempt += 1;
-                continue;
-            }
-            return CliOutput {
-                command: shown,
-                status: done.status,
-                stdout: done.stdout,
-                stderr: done.stderr,
-                elapsed: done.elapsed,
-            };
+                )
+            })
+        });
+        CliOutput {
+            command: shown,
+            status: done.status,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            elapsed: done.elapsed,
         }
     }
 
@@ -192,38 +190,31 @@ impl WinCli {
 
     /// Starts it in the background and waits (up to `limit`) until its output (stdout or
     /// stderr, where the daemon logs) contains `needle`, or it ends. A start that Wine ended
-    /// before the program ran (see [`wine_failed_at_start`]) is made again, at most twice more,
-    /// and said on stderr; any other outcome is returned as it is, for the caller to check.
+    /// before the program ran (see [`wine_failed_at_start`]) is made again (see
+    /// [`past_wines_start_up`]); any other outcome is returned as it is, for the caller to check.
     pub fn spawn_until(&self, args: &[&str], needle: &str, limit: Duration) -> RunningCli {
-        let mut attempt = 1;
-        loop {
+        let start = || {
             let mut run = self.spawn(args);
             crate::poll_until(limit, Duration::from_millis(20), || {
                 let said = run.stdout_lines().iter().any(|l| l.contains(needle))
                     || run.stderr().contains(needle);
                 (said || run.exited().is_some()).then_some(())
             });
-            let code = match run.exited() {
-                Some(status) if attempt < 3 => status.code(),
-                _ => return run,
-            };
+            run
+        };
+        let shown = format!("mailcall-cli.exe {}", args.join(" "));
+        past_wines_start_up(&shown, start, |run| {
+            let code = run.exited()?.code();
             // Its stderr is read on a thread: give the pipe's last bytes a moment to arrive.
-            let never_started =
-                crate::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
-                    let lines = run.stdout_lines().join("\n");
-                    wine_failed_at_start(code, &lines, &run.stderr()).then_some(())
-                });
-            if never_started.is_none() {
-                return run;
-            }
-            eprintln!(
-                "mailcall-cli.exe {}: Wine ended it before the program started (exit {code:?}; \
-                 its stderr: {}): starting it again",
-                args.join(" "),
+            crate::poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
+                let lines = run.stdout_lines().join("\n");
+                wine_failed_at_start(code, &lines, &run.stderr()).then_some(())
+            })?;
+            Some(format!(
+                "exit {code:?}; its stderr: {}",
                 run.stderr().trim()
-            );
-            attempt += 1;
-        }
+            ))
+        })
     }
 
     /// Starts `daemon ARGS` and waits until it logs that it runs.
@@ -233,6 +224,32 @@ impl WinCli {
         let limit = Duration::from_secs(60);
         self.spawn_until(&argv, "mailcall daemon running", limit)
             .until_daemon_runs(limit, " under Wine")
+    }
+}
+
+/// How many times one command is started at most, when Wine ends it before the program ran.
+const WINE_STARTS: u32 = 3;
+
+/// Starts a command with `start` until Wine lets the program run, at most [`WINE_STARTS`]
+/// times: a start that Wine ended before the program's first instruction did nothing, so it is
+/// made again, and said on stderr. `never_started` says of one start what shows it was such a
+/// start (for that line), or `None` when the program ran; the last start is returned as it is.
+fn past_wines_start_up<T>(
+    shown: &str,
+    mut start: impl FnMut() -> T,
+    mut never_started: impl FnMut(&mut T) -> Option<String>,
+) -> T {
+    let mut starts = 1;
+    loop {
+        let mut outcome = start();
+        if starts == WINE_STARTS {
+            return outcome;
+        }
+        let Some(why) = never_started(&mut outcome) else {
+            return outcome;
+        };
+        eprintln!("{shown}: Wine ended it before the program started ({why}): starting it again");
+        starts += 1;
     }
 }
 
@@ -249,7 +266,44 @@ pub fn wine_failed_at_start(code: Option<i32>, stdout: &str, stderr: &str) -> bo
 
 #[cfg(test)]
 mod tests {
-    use super::wine_failed_at_start;
+    use super::{past_wines_start_up, wine_failed_at_start, WINE_STARTS};
+
+    #[test]
+    fn a_start_wine_ended_is_made_again_up_to_the_limit_and_no_other_is() {
+        // Wine ends the first two starts, the third runs: three starts, the third returned.
+        let mut starts = 0;
+        let outcome = past_wines_start_up(
+            "cmd",
+            || {
+                starts += 1;
+                starts
+            },
+            |n| (*n < 3).then(|| "exit Some(1)".to_string()),
+        );
+        assert_eq!((outcome, starts), (3, 3));
+        // Wine ends every start: the last one allowed is returned as it is.
+        let mut starts = 0;
+        let outcome = past_wines_start_up(
+            "cmd",
+            || {
+                starts += 1;
+                starts
+            },
+            |_| Some("exit Some(1)".to_string()),
+        );
+        assert_eq!((outcome, starts), (WINE_STARTS, WINE_STARTS));
+        // The program ran (whatever it then did): one start.
+        let mut starts = 0;
+        let outcome = past_wines_start_up(
+            "cmd",
+            || {
+                starts += 1;
+                starts
+            },
+            |_| None,
+        );
+        assert_eq!((outcome, starts), (1, 1));
+    }
 
     #[test]
     fn only_wines_own_start_up_error_counts_as_a_run_that_never_started() {
