@@ -105,13 +105,7 @@ impl<'a> Cli<'a> {
         );
         let done = run_with_timeout(&mut cmd, stdin.map(str::as_bytes), self.timeout)
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
-        CliOutput {
-            command: shown,
-            status: done.status,
-            stdout: done.stdout,
-            stderr: done.stderr,
-            elapsed: done.elapsed,
-        }
+        CliOutput::of_run(shown, done)
     }
 }
 
@@ -236,6 +230,17 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
+    /// What the run of `command` that `done` tells of produced.
+    pub fn of_run(command: String, done: crate::process::Finished) -> Self {
+        CliOutput {
+            command,
+            status: done.status,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            elapsed: done.elapsed,
+        }
+    }
+
     /// The exit code (`None` when killed or ended by a signal).
     pub fn code(&self) -> Option<i32> {
         self.status.and_then(|s| s.code())

@@ -220,11 +220,5 @@ pub fn run_cli_with_env(
         crate::cli::DEFAULT_TIMEOUT,
     )
     .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli.binary().display()));
-    CliOutput {
-        command: shown,
-        status: done.status,
-        stdout: done.stdout,
-        stderr: done.stderr,
-        elapsed: done.elapsed,
-    }
+    CliOutput::of_run(shown, done)
 }

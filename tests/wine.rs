@@ -166,13 +166,7 @@ impl WinCli {
                 )
             })
         });
-        CliOutput {
-            command: shown,
-            status: done.status,
-            stdout: done.stdout,
-            stderr: done.stderr,
-            elapsed: done.elapsed,
-        }
+        CliOutput::of_run(shown, done)
     }
 
     /// Runs it to completion.
@@ -268,41 +262,28 @@ pub fn wine_failed_at_start(code: Option<i32>, stdout: &str, stderr: &str) -> bo
 mod tests {
     use super::{past_wines_start_up, wine_failed_at_start, WINE_STARTS};
 
+    /// Starts numbered from 1, `never_started` judging each: (the start returned, starts made).
+    fn starts_made(never_started: impl Fn(u32) -> bool) -> (u32, u32) {
+        let mut starts = 0;
+        let returned = past_wines_start_up(
+            "cmd",
+            || {
+                starts += 1;
+                starts
+            },
+            |n| never_started(*n).then(|| "exit Some(1)".to_string()),
+        );
+        (returned, starts)
+    }
+
     #[test]
     fn a_start_wine_ended_is_made_again_up_to_the_limit_and_no_other_is() {
         // Wine ends the first two starts, the third runs: three starts, the third returned.
-        let mut starts = 0;
-        let outcome = past_wines_start_up(
-            "cmd",
-            || {
-                starts += 1;
-                starts
-            },
-            |n| (*n < 3).then(|| "exit Some(1)".to_string()),
-        );
-        assert_eq!((outcome, starts), (3, 3));
+        assert_eq!(starts_made(|n| n < 3), (3, 3));
         // Wine ends every start: the last one allowed is returned as it is.
-        let mut starts = 0;
-        let outcome = past_wines_start_up(
-            "cmd",
-            || {
-                starts += 1;
-                starts
-            },
-            |_| Some("exit Some(1)".to_string()),
-        );
-        assert_eq!((outcome, starts), (WINE_STARTS, WINE_STARTS));
+        assert_eq!(starts_made(|_| true), (WINE_STARTS, WINE_STARTS));
         // The program ran (whatever it then did): one start.
-        let mut starts = 0;
-        let outcome = past_wines_start_up(
-            "cmd",
-            || {
-                starts += 1;
-                starts
-            },
-            |_| None,
-        );
-        assert_eq!((outcome, starts), (1, 1));
+        assert_eq!(starts_made(|_| false), (1, 1));
     }
 
     #[test]
