@@ -1469,12 +1469,13 @@ cold_once() {
     [ -n "$when" ] || die "no line matching '$pat' from $1 in 20 s; output: $(tail -5 "$out")"
     calc "($when - $t0) * 1000"
 }
-# exit_ms CMD...: runs CMD on the client's CPU, output discarded; echoes the milliseconds from
-# the start (the shell's fork) to its exit.
+# exit_ms NAME CMD...: runs CMD on the client's CPU, output discarded; echoes the milliseconds
+# from the start (the shell's fork) to its exit. NAME names it if it fails.
 exit_ms() {
-    local t0
+    local name=$1 t0
+    shift
     t0=$EPOCHREALTIME
-    $PIN_CLIENT "$@" >/dev/null 2>&1 </dev/null || die "$1 failed (exit $?)"
+    $PIN_CLIENT "$@" >/dev/null 2>&1 </dev/null || die "$name failed (exit $?)"
     calc "($EPOCHREALTIME - $t0) * 1000"
 }
 rowcold() {
@@ -1529,7 +1530,8 @@ queue_run_delay = 3h"
             ms=$(mmf) || exit 1
             mfl+=("$ms")
             # The entry's JSON holds no password here (the account has no AUTH); it is discarded.
-            ms=$(exit_ms env -i "${SESSION_ENV[@]}" secret-tool lookup service mailcall username cold) || exit 1
+            ms=$(exit_ms "secret-tool lookup (row C3)" env -i "${SESSION_ENV[@]}" \
+                secret-tool lookup service mailcall username cold) || exit 1
             sl+=("$ms")
         done
         mm=$(median "${ml[@]}") fm=$(median "${fl[@]}") mf=$(median "${mfl[@]}") sm=$(median "${sl[@]}")
