@@ -86,16 +86,13 @@ impl RunningCli {
     /// Waits (up to `limit`) until this daemon logs that it runs, else panics saying so
     /// (`under`: where it ran, e.g. " under Wine").
     pub fn until_daemon_runs(mut self, limit: Duration, under: &str) -> Self {
+        let running = "mailcall daemon running";
         // Until it says so, or it ends (then there is nothing more to wait for).
-        let mut running = None;
         crate::poll_until(limit, Duration::from_millis(20), || {
-            if self.output().contains("mailcall daemon running") {
-                running = Some(());
-            }
-            (running.is_some() || self.exited().is_some()).then_some(())
+            (self.said(running) || self.exited().is_some()).then_some(())
         });
         assert!(
-            running.is_some() && self.exited().is_none(),
+            self.said(running) && self.exited().is_none(),
             "the daemon did not start{under} (exited: {:?})\n{}",
             self.exited(),
             self.output()
@@ -156,13 +153,18 @@ impl RunningCli {
             .clone()
     }
 
+    /// Whether it has printed `needle` so far, on stdout or stderr (where a daemon logs).
+    pub fn said(&self, needle: &str) -> bool {
+        self.stdout_lines().iter().any(|l| l.contains(needle)) || self.stderr().contains(needle)
+    }
+
     /// Everything printed so far, for failure messages.
     pub fn output(&self) -> String {
         format!(
             "$ {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
             self.command,
             self.stdout_lines().join("\n"),
-            self.stderr.lock().unwrap_or_else(|p| p.into_inner())
+            self.stderr()
         )
     }
 

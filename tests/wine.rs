@@ -190,9 +190,7 @@ impl WinCli {
         let start = || {
             let mut run = self.spawn(args);
             crate::poll_until(limit, Duration::from_millis(20), || {
-                let said = run.stdout_lines().iter().any(|l| l.contains(needle))
-                    || run.stderr().contains(needle);
-                (said || run.exited().is_some()).then_some(())
+                (run.said(needle) || run.exited().is_some()).then_some(())
             });
             run
         };

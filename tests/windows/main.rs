@@ -59,11 +59,19 @@ fn fetch_argv(lp: u16, maildir: &Maildir, idle_secs: u32, max_wait_secs: u32) ->
     let listen = format!("127.0.0.1:{lp}");
     let md = win_path(maildir.path());
     let (idle, max_wait) = (idle_secs.to_string(), max_wait_secs.to_string());
-    ["fetch", "--listen", &listen, "--maildir", &md]
-        .into_iter()
-        .chain(["--idle-timeout", &idle, "--max-wait", &max_wait])
-        .map(str::to_string)
-        .collect()
+    [
+        "fetch",
+        "--listen",
+        &listen,
+        "--maildir",
+        &md,
+        "--idle-timeout",
+        &idle,
+        "--max-wait",
+        &max_wait,
+    ]
+    .map(str::to_string)
+    .into()
 }
 
 /// Each of `want` exactly once in new/, every file complete, tmp/ empty, every name one Windows
